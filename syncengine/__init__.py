@@ -1,0 +1,3 @@
+"""syncengine: change-data-capture and data synchronization between PostgreSQL, MongoDB and Parquet."""
+
+__version__ = "0.1.0"

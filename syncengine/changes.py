@@ -1,0 +1,304 @@
+"""ChangeBatch: the one unit of data every stage passes on.
+
+A ChangeBatch holds the changes of one source table or collection as a single Arrow table:
+
+* the row image, one column per source column (after mapping: per target field);
+* metadata columns :data:`META_COLUMNS` — ``_op`` (c insert, u update, d delete, r snapshot
+  read, t truncate), ``_pos`` (source position as an order-preserving string: a zero-padded
+  LSN, a resume token), ``_ts`` (commit time, UTC), ``_txid`` (source transaction id);
+* optionally the before-image, as ``_before.<column>`` columns (Postgres REPLICA IDENTITY
+  FULL / old key, Mongo ``fullDocumentBeforeChange``);
+* for every column that the source did not send in at least one row (Postgres unchanged TOAST,
+  Mongo partial updates), a boolean ``_unsent.<column>`` column that is true where the value
+  was not sent. An unsent value is never a NULL: it means "keep what the target has".
+
+Keeping all of it in one table means filters, slices and concatenations keep the parts
+aligned for free, and :meth:`ChangeBatch.to_polars` is zero-copy.
+
+Apply semantics (what a target must do, and what :func:`compact` preserves):
+
+* ``c`` / ``r``: the row becomes exactly the sent columns (insert or replace);
+* ``u``: the sent columns overwrite the existing row (an absent row is created from them);
+* ``d``: the row is removed (removing an absent row is not an error);
+* ``t``: every row of the table is removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+import pyarrow as pa
+
+OP_INSERT = "c"
+OP_UPDATE = "u"
+OP_DELETE = "d"
+OP_READ = "r"
+OP_TRUNCATE = "t"
+OPS = (OP_INSERT, OP_UPDATE, OP_DELETE, OP_READ, OP_TRUNCATE)
+
+META_COLUMNS = ("_op", "_pos", "_ts", "_txid")
+BEFORE_PREFIX = "_before."
+UNSENT_PREFIX = "_unsent."
+
+META_SCHEMA = pa.schema(
+    [
+        pa.field("_op", pa.string(), nullable=False),
+        pa.field("_pos", pa.string(), nullable=False),
+        pa.field("_ts", pa.timestamp("us", tz="UTC")),
+        pa.field("_txid", pa.int64()),
+    ]
+)
+
+
+def is_data_column(name: str) -> bool:
+    """True for row-image columns (not metadata, before-image or unsent flags)."""
+    return not (
+        name in META_COLUMNS or name.startswith(BEFORE_PREFIX) or name.startswith(UNSENT_PREFIX)
+    )
+
+
+def lsn_to_pos(lsn: int) -> str:
+    """A Postgres LSN as a ``_pos`` string that sorts in LSN order."""
+    return f"{lsn:016X}"
+
+
+def pos_to_lsn(pos: str) -> int:
+    return int(pos, 16)
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """Changes of one source table/collection, Arrow-backed. See the module docstring."""
+
+    table: str
+    data: pa.Table
+    key: tuple[str, ...] = ()
+    #: free-form facts a stage wants to pass on (e.g. relation OID, schema version)
+    meta: Mapping[str, object] = field(default_factory=dict)
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        table: str,
+        rows: pa.Table,
+        *,
+        ops: Sequence[str] | pa.Array,
+        positions: Sequence[str] | pa.Array,
+        ts: Sequence[datetime | None] | pa.Array | None = None,
+        txid: Sequence[int | None] | pa.Array | None = None,
+        key: Iterable[str] = (),
+        before: pa.Table | None = None,
+        unsent: Mapping[str, Sequence[bool] | pa.Array] | None = None,
+        meta: Mapping[str, object] | None = None,
+    ) -> ChangeBatch:
+        """Assemble a batch from a row-image table and per-row metadata arrays."""
+        n = rows.num_rows
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {
+            name: rows.column(name) for name in rows.column_names
+        }
+        columns["_op"] = _as_array(ops, pa.string(), n)
+        columns["_pos"] = _as_array(positions, pa.string(), n)
+        columns["_ts"] = _as_array(ts, pa.timestamp("us", tz="UTC"), n)
+        columns["_txid"] = _as_array(txid, pa.int64(), n)
+        if before is not None:
+            for name in before.column_names:
+                columns[BEFORE_PREFIX + name] = before.column(name)
+        for name, mask in (unsent or {}).items():
+            columns[UNSENT_PREFIX + name] = _as_array(mask, pa.bool_(), n)
+        return cls(table, pa.table(columns), tuple(key), dict(meta or {}))
+
+    @classmethod
+    def from_polars(
+        cls,
+        frame: pl.DataFrame,
+        table: str,
+        key: Iterable[str] = (),
+        meta: Mapping[str, object] | None = None,
+    ) -> ChangeBatch:
+        return cls(table, frame.to_arrow(), tuple(key), dict(meta or {}))
+
+    def to_polars(self) -> pl.DataFrame:
+        frame = pl.from_arrow(self.data, rechunk=False)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def replace(self, data: pa.Table | pl.DataFrame) -> ChangeBatch:
+        """The same batch identity (table, key, meta) around new data."""
+        if isinstance(data, pl.DataFrame):
+            data = data.to_arrow()
+        return ChangeBatch(self.table, data, self.key, self.meta)
+
+    # -- views --------------------------------------------------------------------------
+
+    @property
+    def num_rows(self) -> int:
+        return self.data.num_rows
+
+    def __len__(self) -> int:
+        return self.data.num_rows
+
+    @property
+    def data_columns(self) -> list[str]:
+        return [name for name in self.data.column_names if is_data_column(name)]
+
+    @property
+    def rows(self) -> pa.Table:
+        """The row image alone."""
+        return self.data.select(self.data_columns)
+
+    @property
+    def before(self) -> pa.Table | None:
+        names = [n for n in self.data.column_names if n.startswith(BEFORE_PREFIX)]
+        if not names:
+            return None
+        table = self.data.select(names)
+        return table.rename_columns([n[len(BEFORE_PREFIX) :] for n in names])
+
+    @property
+    def unsent_columns(self) -> list[str]:
+        """Columns that are unsent in at least one row."""
+        return [
+            n[len(UNSENT_PREFIX) :] for n in self.data.column_names if n.startswith(UNSENT_PREFIX)
+        ]
+
+    def unsent_mask(self, column: str) -> pa.ChunkedArray | None:
+        name = UNSENT_PREFIX + column
+        return self.data.column(name) if name in self.data.column_names else None
+
+    @property
+    def ops(self) -> pa.ChunkedArray:
+        return self.data.column("_op")
+
+    @property
+    def first_position(self) -> str | None:
+        return self.data.column("_pos")[0].as_py() if self.num_rows else None
+
+    @property
+    def last_position(self) -> str | None:
+        """The position to checkpoint once this batch is committed at the target."""
+        return self.data.column("_pos")[-1].as_py() if self.num_rows else None
+
+    def compact(self) -> ChangeBatch:
+        return compact(self)
+
+
+def _as_array(values: object, type_: pa.DataType, n: int) -> pa.Array | pa.ChunkedArray:
+    if values is None:
+        return pa.nulls(n, type_)
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values if values.type == type_ else values.cast(type_)
+    return pa.array(values, type=type_)
+
+
+def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
+    """Concatenate batches of one table in order; schemas are unified (missing columns null).
+
+    Unsent masks missing from one side are filled with ``False`` (those rows sent the value).
+    """
+    if not batches:
+        raise ValueError("concat_batches needs at least one batch")
+    first = batches[0]
+    if len(batches) == 1:
+        return first
+    frames = [b.to_polars() for b in batches]
+    combined = pl.concat(frames, how="diagonal_relaxed")
+    fills = [
+        pl.col(name).fill_null(False) for name in combined.columns if name.startswith(UNSENT_PREFIX)
+    ]
+    if fills:
+        combined = combined.with_columns(fills)
+    return first.replace(combined)
+
+
+def compact(batch: ChangeBatch) -> ChangeBatch:
+    """Reduce many changes to one key to their net effect, in one vectorized pass.
+
+    Per key, the *barrier* is the last insert, snapshot read or delete; everything before it is
+    superseded. The result row is:
+
+    * a delete, when the barrier is the last change;
+    * otherwise an insert (barrier c, or a delete followed by changes: a replace) or a snapshot
+      read (barrier r) or an update (no barrier), whose every column holds the last value that
+      was *sent* at or after the barrier (rows after a delete barrier only). A column never sent
+      there stays unsent.
+
+    A truncate removes everything before it; the truncate row itself is kept first. The output
+    is ordered by each key's last change, and ``_pos``/``_ts``/``_txid`` come from that change.
+    Before-image columns keep the first before-image of each key (the state before the batch).
+    """
+    if not batch.key:
+        raise ValueError(f"cannot compact {batch.table}: no key columns")
+    frame = batch.to_polars().with_row_index("__seq")
+    key = list(batch.key)
+    prefix = pl.DataFrame()
+
+    truncates = frame.filter(pl.col("_op") == OP_TRUNCATE)
+    if truncates.height:
+        last_t = truncates["__seq"][-1]
+        prefix = frame.filter(pl.col("__seq") == last_t)
+        frame = frame.filter(pl.col("__seq") > last_t)
+
+    is_barrier = pl.col("_op").is_in([OP_INSERT, OP_READ, OP_DELETE])
+    barrier_seq = pl.when(is_barrier).then(pl.col("__seq")).max().over(key)
+    last_seq = pl.col("__seq").max().over(key)
+    frame = frame.with_columns(barrier_seq.alias("__barrier"), last_seq.alias("__last"))
+    barrier_op = frame.filter(pl.col("__seq") == pl.col("__barrier")).select(
+        *key, pl.col("_op").alias("__barrier_op")
+    )
+    # Keep the barrier row unless it is a delete followed by later changes.
+    keep = (
+        pl.col("__barrier").is_null()
+        | (pl.col("__seq") > pl.col("__barrier"))
+        | (
+            (pl.col("__seq") == pl.col("__barrier"))
+            & ((pl.col("_op") != OP_DELETE) | (pl.col("__seq") == pl.col("__last")))
+        )
+    )
+    before_cols = [c for c in frame.columns if c.startswith(BEFORE_PREFIX)]
+    firsts = (
+        frame.group_by(key, maintain_order=True).agg([pl.col(c).first() for c in before_cols])
+        if before_cols
+        else None
+    )
+    segment = frame.filter(keep)
+
+    unsent = {c[len(UNSENT_PREFIX) :] for c in frame.columns if c.startswith(UNSENT_PREFIX)}
+    aggs: list[pl.Expr] = []
+    for name in frame.columns:
+        if name in key or name in before_cols or name.startswith("__"):
+            continue
+        if name.startswith(UNSENT_PREFIX):
+            aggs.append(pl.col(name).fill_null(False).all())
+        elif name in unsent:
+            sent = ~pl.col(UNSENT_PREFIX + name).fill_null(False)
+            aggs.append(pl.col(name).filter(sent).last())
+        else:
+            aggs.append(pl.col(name).last())
+    aggs.append(pl.col("__seq").last())
+    out = segment.group_by(key, maintain_order=True).agg(aggs)
+    out = out.join(barrier_op, on=key, how="left", nulls_equal=True)
+    last_op = pl.col("_op")
+    barrier = pl.col("__barrier_op")
+    out = out.with_columns(
+        pl.when(last_op == OP_DELETE)
+        .then(pl.lit(OP_DELETE))
+        .when(barrier == OP_DELETE)
+        .then(pl.lit(OP_INSERT))
+        .when(barrier.is_not_null())
+        .then(barrier)
+        .otherwise(pl.lit(OP_UPDATE))
+        .alias("_op")
+    )
+    if firsts is not None:
+        out = out.join(firsts, on=key, how="left", nulls_equal=True)
+    out = out.sort("__seq").drop("__seq", "__barrier_op")
+    out = out.select([c for c in batch.data.column_names if c in out.columns])
+    if prefix.height:
+        prefix = prefix.select(batch.data.column_names)
+        out = pl.concat([prefix, out], how="vertical_relaxed")
+    return batch.replace(out)

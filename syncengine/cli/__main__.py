@@ -1,0 +1,3 @@
+from syncengine.cli.main import main
+
+main()

@@ -1,0 +1,125 @@
+"""Load a pipeline YAML file into :class:`~syncengine.config.models.Config`.
+
+All problems are collected and raised together as one :class:`ConfigError`, each line naming
+its YAML path (``pipelines.orders.conflicts.strategy: …``). No traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from syncengine.config.models import Config
+from syncengine.config.secrets import interpolate
+from syncengine.errors import ConfigError
+from syncengine.plugins import SOURCES, TARGETS, unknown_name_message
+
+_TAGGED_UNIONS = {"source": SOURCES, "target": TARGETS}
+_SUBPATH = re.compile(
+    r"^(?P<sub>[A-Za-z_][\w]*(?:\[\d+\])?(?:\.[\w]+(?:\[\d+\])?)*): (?P<msg>.*)$", re.S
+)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate; raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config ({exc.strerror})"]) from None
+    return parse_config(text, source_name=str(path), env=env)
+
+
+def parse_config(
+    text: str, *, source_name: str = "<config>", env: Mapping[str, str] | None = None
+) -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source_name}:{mark.line + 1}:{mark.column + 1}" if mark else source_name
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
+    if raw is None:
+        raise ConfigError([f"{source_name}: the config is empty; it needs a 'pipelines:' mapping"])
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source_name}: the config must be a mapping with 'pipelines:'"])
+    tree, problems = interpolate(raw, env)
+    try:
+        config = Config.model_validate(tree)
+    except ValidationError as exc:
+        problems.extend(format_validation_error(exc))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        parts = _path_parts(error["loc"])
+        message = _message(error, parts)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            parts.append("type")
+        match = _SUBPATH.match(message)
+        if error["type"] == "value_error" and match:
+            parts.append(match["sub"])
+            message = match["msg"]
+        line = f"{_join(parts)}: {message}" if parts else message
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def _path_parts(loc: tuple[int | str, ...]) -> list[str]:
+    parts: list[str] = []
+    previous: int | str | None = None
+    for item in loc:
+        if (
+            previous in _TAGGED_UNIONS
+            and isinstance(item, str)
+            and item in _TAGGED_UNIONS[previous]
+        ):
+            previous = item
+            continue  # pydantic puts the discriminator value in the path; users never wrote it
+        if item == "[key]":
+            previous = item
+            continue
+        parts.append(f"[{item}]" if isinstance(item, int) else str(item))
+        previous = item
+    return parts
+
+
+def _join(parts: list[str]) -> str:
+    out = ""
+    for part in parts:
+        out += part if part.startswith("[") or not out else f".{part}"
+    return out
+
+
+def _message(error: Any, parts: list[str]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "union_tag_invalid":
+        registry = _TAGGED_UNIONS.get(parts[-1] if parts else "", SOURCES)
+        return unknown_name_message(str(ctx.get("tag")), registry.kind, registry.names())
+    if kind == "union_tag_not_found":
+        registry = _TAGGED_UNIONS.get(parts[-1] if parts else "", SOURCES)
+        return f"missing 'type' (one of: {', '.join(registry.names())})"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling)"
+    if kind == "string_pattern_mismatch" and "[key]" in error["loc"]:
+        return "pipeline names may only use a-z, 0-9 and _"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return message

@@ -1,0 +1,202 @@
+"""Typed, read-only models of the pipeline YAML (the contract in DESIGN.md).
+
+Every model forbids unknown keys, so a typo is reported instead of silently ignored. Secrets
+(DSNs, URIs) are ``SecretStr`` and never print. Cross-field rules that need the registries
+(strategy names) live here as validators so that ``validate`` reports them with their path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from syncengine.config.durations import parse_duration
+from syncengine.plugins import STRATEGIES, unknown_name_message
+
+PIPELINE_NAME = r"^[a-z0-9_]+$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class PostgresSourceConfig(Model):
+    type: Literal["postgres"]
+    dsn: SecretStr
+    """libpq connection string or URI; ``sslmode``/``sslrootcert`` pass through to libpq."""
+    tables: list[str] = Field(min_length=1)
+    """Tables to capture, ``schema.table`` (schema defaults to ``public``)."""
+    mode: Literal["cdc", "incremental"] = "cdc"
+    """``cdc``: logical replication slot + publication; ``incremental``: poll ``cursor``."""
+    cursor: str | None = None
+    """Only for ``mode: incremental``: a column that grows on every insert and update."""
+    slot: str | None = None
+    """Replication slot name; default ``syncengine_<pipeline>``."""
+    publication: str | None = None
+    """Publication name; default ``syncengine_<pipeline>``."""
+    heartbeat: Annotated[float, Field(ge=0)] = 60.0
+    """Seconds between ``pg_logical_emit_message`` heartbeats that keep an idle slot moving
+    (0 disables)."""
+    max_retained_wal_mb: Annotated[int, Field(ge=1)] = 1024
+    """Warn when the slot retains more WAL than this."""
+    snapshot_chunk_rows: Annotated[int, Field(ge=1)] = 100_000
+
+    @field_validator("heartbeat", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _cursor_for_incremental(self) -> PostgresSourceConfig:
+        if self.mode == "incremental" and not self.cursor:
+            raise ValueError(
+                "cursor: required with mode: incremental (a column that grows on change)"
+            )
+        if self.mode == "cdc" and self.cursor:
+            raise ValueError("cursor: only used with mode: incremental")
+        return self
+
+
+class MongoSourceConfig(Model):
+    type: Literal["mongo"]
+    uri: SecretStr
+    """MongoDB connection URI; ``tls=true``, ``tlsCAFile=…`` pass through to PyMongo."""
+    database: str
+    collections: list[str] = Field(min_length=1)
+    full_document: Literal["updateLookup", "whenAvailable", "required"] = "updateLookup"
+    before_images: bool = False
+    """Ask for ``fullDocumentBeforeChange`` (the collection needs pre-images enabled)."""
+    on_history_lost: Literal["resnapshot", "fail"] = "resnapshot"
+    snapshot_chunk_docs: Annotated[int, Field(ge=1)] = 50_000
+
+
+class PostgresTargetConfig(Model):
+    type: Literal["postgres"]
+    dsn: SecretStr
+    schema_: str = Field("public", alias="schema")
+    on_schema_change: Literal["add", "ignore", "fail"] = "add"
+    """What to do when the source grows a column the target table lacks."""
+
+
+class MongoTargetConfig(Model):
+    type: Literal["mongo"]
+    uri: SecretStr
+    database: str
+
+
+class ParquetTargetConfig(Model):
+    type: Literal["parquet"]
+    path: str
+
+
+SourceConfig = Annotated[PostgresSourceConfig | MongoSourceConfig, Field(discriminator="type")]
+TargetConfig = Annotated[
+    PostgresTargetConfig | MongoTargetConfig | ParquetTargetConfig, Field(discriminator="type")
+]
+
+
+class ConflictsConfig(Model):
+    strategy: str = "remote"
+    """local | remote | merge | timestamp | manual, or a plugin's name."""
+    timestamp: str | None = None
+    """For ``timestamp``: the field compared (default: the source commit time)."""
+    tie: Literal["local", "remote"] = "remote"
+    """Who wins a timestamp tie, or a field both sides changed under ``merge``."""
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value not in STRATEGIES:
+            raise ValueError(unknown_name_message(value, "strategy", STRATEGIES.names()))
+        return value
+
+
+class MappingConfig(Model):
+    source: str
+    """Source table (``schema.table``) or collection."""
+    target: str | None = None
+    """Target table/collection; default: the source name without its schema."""
+    key: list[str] | None = None
+    """Key columns; default: the primary key / ``_id``."""
+    fields: dict[str, str] | None = None
+    """Target field → SQL expression over source fields. Without it every field passes."""
+    exclude: list[str] = Field(default_factory=list)
+    filter: str | None = None
+    """SQL predicate; the target mirrors exactly the source rows that match it."""
+    flatten: bool = False
+    dialect: str = "postgres"
+    """sqlglot dialect of ``fields`` and ``filter``."""
+    conflicts: ConflictsConfig | None = None
+    """Per-mapping override of the pipeline's conflict strategy."""
+
+    @property
+    def target_name(self) -> str:
+        return self.target or self.source.split(".")[-1]
+
+
+class BatchConfig(Model):
+    max_rows: Annotated[int, Field(ge=1)] = 10_000
+    max_wait: float = 0.5
+    """Seconds (or ``500ms``, ``2s``) to wait for a batch to fill."""
+
+    @field_validator("max_wait", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)  # type: ignore[arg-type]
+
+
+class PipelineConfig(Model):
+    source: SourceConfig
+    target: TargetConfig
+    mappings: list[MappingConfig] = Field(default_factory=list)
+    """Without mappings, every source table maps 1:1 to a target of the same name."""
+    conflicts: ConflictsConfig = Field(default_factory=ConflictsConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    on_error: Literal["dead_letter", "fail"] = "dead_letter"
+
+    @model_validator(mode="after")
+    def _mappings_name_configured_sources(self) -> PipelineConfig:
+        known = (
+            self.source.tables
+            if isinstance(self.source, PostgresSourceConfig)
+            else self.source.collections
+        )
+        qualified = {_qualify(t) for t in known} | set(known)
+        for index, mapping in enumerate(self.mappings):
+            if mapping.source not in qualified and _qualify(mapping.source) not in qualified:
+                raise ValueError(
+                    f"mappings[{index}].source: '{mapping.source}' is not one of the source's "
+                    f"tables/collections ({', '.join(known)})"
+                )
+        return self
+
+    def mappings_for_sources(self) -> list[MappingConfig]:
+        """The configured mappings, plus an identity mapping for every unmapped source."""
+        known = (
+            self.source.tables
+            if isinstance(self.source, PostgresSourceConfig)
+            else self.source.collections
+        )
+        mapped = {_qualify(m.source) for m in self.mappings}
+        implicit = [MappingConfig(source=t) for t in known if _qualify(t) not in mapped]
+        return [*self.mappings, *implicit]
+
+
+def _qualify(table: str) -> str:
+    return table if "." in table else f"public.{table}"
+
+
+class Config(Model):
+    state: str = ".syncengine/state.db"
+    """SQLite state file (checkpoints, shadow, conflicts, dead letters)."""
+    pipelines: dict[Annotated[str, Field(pattern=PIPELINE_NAME)], PipelineConfig] = Field(
+        min_length=1
+    )

@@ -1,0 +1,88 @@
+"""The contract every source (Postgres, Mongo, plugins) fulfils for the runtime.
+
+Positions are strings that sort in source order (``changes.lsn_to_pos`` for Postgres LSNs, the
+resume token's hex ``_data`` for Mongo). A batch's ``meta["resume"]`` is the position to
+checkpoint once the batch (and every batch before it) is committed at the target: a commit
+boundary. Batches that end inside a source transaction carry the previous boundary, so a crash
+mid-transaction replays the whole transaction (apply is idempotent) instead of losing half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pyarrow as pa
+
+from syncengine.changes import ChangeBatch
+
+
+def resume_position(batch: ChangeBatch) -> str | None:
+    """Where to resume after ``batch`` is committed (None: not a boundary, don't checkpoint)."""
+    value = batch.meta.get("resume")
+    return str(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What a source knows about one table/collection before reading it."""
+
+    name: str
+    key: tuple[str, ...]
+    schema: pa.Schema | None = None
+    estimated_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceLag:
+    """For ``status`` and metrics."""
+
+    position: str | None
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    retained_wal_bytes: int | None = None
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class ChangeSource(Protocol):
+    """A change source. One instance serves one pipeline."""
+
+    #: checkpoint stream name, e.g. ``slot:syncengine_orders`` or ``mongo:shop``
+    stream_name: str
+
+    async def open(self) -> None:
+        """Connect, check permissions/settings, create slot/publication where missing."""
+
+    async def close(self) -> None: ...
+
+    async def tables(self) -> list[TableInfo]: ...
+
+    def snapshot(
+        self,
+        tables: Sequence[str] | None = None,
+        where: str | None = None,
+        parallel: int = 2,
+    ) -> AsyncIterator[ChangeBatch]:
+        """Current state as ``r`` rows, consistent with :meth:`snapshot_position`.
+
+        Resumable: chunk progress is kept in the state store given to the source.
+        """
+        ...
+
+    async def snapshot_position(self) -> str | None:
+        """The stream position the last snapshot is consistent with."""
+        ...
+
+    def stream(self, start: str | None, until: str | None = None) -> AsyncIterator[ChangeBatch]:
+        """Changes after ``start``; stops after ``until`` when given (``sync --once``)."""
+        ...
+
+    async def acknowledge(self, position: str) -> None:
+        """The target committed everything up to ``position``; the source may discard it."""
+
+    async def current_position(self) -> str:
+        """The source's position now (``sync --once`` drains up to it)."""
+        ...
+
+    async def lag(self, acknowledged: str | None) -> SourceLag: ...

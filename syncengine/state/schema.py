@@ -1,0 +1,117 @@
+"""The state tables, defined once for every backend.
+
+SQLite (default, :mod:`syncengine.state.sqlite`) and the Postgres target (tables in the
+``_syncengine`` schema of the target database, committed in the data transaction) create the
+same tables from this description. Types are written as the portable subset both accept.
+
+``FORMAT_VERSION`` is stored in ``meta``; :data:`MIGRATIONS` upgrades an older store in place.
+"""
+
+from __future__ import annotations
+
+FORMAT_VERSION = 1
+
+# table -> (column definitions, primary key). TEXT holds JSON where a structure is stored.
+TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
+    "meta": ([("name", "TEXT NOT NULL"), ("value", "TEXT NOT NULL")], ["name"]),
+    # one row per pipeline and source stream (a Postgres slot, a Mongo database stream, a table
+    # polled incrementally); position is the source's own order-preserving position string.
+    "checkpoints": (
+        [
+            ("pipeline", "TEXT NOT NULL"),
+            ("stream", "TEXT NOT NULL"),
+            ("position", "TEXT NOT NULL"),
+            ("details", "TEXT NOT NULL DEFAULT '{}'"),
+            ("version", "INTEGER NOT NULL"),
+            ("updated_at", "TEXT NOT NULL"),
+        ],
+        ["pipeline", "stream"],
+    ),
+    # snapshot/backfill progress, one row per chunk (key range) of a table
+    "chunks": (
+        [
+            ("pipeline", "TEXT NOT NULL"),
+            ("source_table", "TEXT NOT NULL"),
+            ("chunk", "INTEGER NOT NULL"),
+            ("lower_bound", "TEXT"),
+            ("upper_bound", "TEXT"),
+            ("status", "TEXT NOT NULL"),
+            ("row_count", "INTEGER NOT NULL DEFAULT 0"),
+            ("updated_at", "TEXT NOT NULL"),
+        ],
+        ["pipeline", "source_table", "chunk"],
+    ),
+    # what this pipeline last wrote per target key: the row hash, and the row itself (base for
+    # three-way merges)
+    "shadow": (
+        [
+            ("pipeline", "TEXT NOT NULL"),
+            ("target_table", "TEXT NOT NULL"),
+            ("row_key", "TEXT NOT NULL"),
+            ("row_hash", "TEXT NOT NULL"),
+            ("base", "TEXT"),
+        ],
+        ["pipeline", "target_table", "row_key"],
+    ),
+    "conflicts": (
+        [
+            ("id", "INTEGER NOT NULL"),
+            ("pipeline", "TEXT NOT NULL"),
+            ("target_table", "TEXT NOT NULL"),
+            ("row_key", "TEXT NOT NULL"),
+            ("base", "TEXT"),
+            ("local", "TEXT"),
+            ("remote", "TEXT"),
+            ("delta", "TEXT"),
+            ("status", "TEXT NOT NULL"),
+            ("created_at", "TEXT NOT NULL"),
+            ("resolved_at", "TEXT"),
+            ("resolution", "TEXT"),
+            ("decided_by", "TEXT"),
+        ],
+        ["id"],
+    ),
+    # later changes to a key with a pending conflict wait here, in order
+    "held_changes": (
+        [
+            ("id", "INTEGER NOT NULL"),
+            ("conflict_id", "INTEGER NOT NULL"),
+            ("pipeline", "TEXT NOT NULL"),
+            ("target_table", "TEXT NOT NULL"),
+            ("row_key", "TEXT NOT NULL"),
+            ("change", "TEXT NOT NULL"),
+        ],
+        ["id"],
+    ),
+    "dead_letters": (
+        [
+            ("id", "INTEGER NOT NULL"),
+            ("pipeline", "TEXT NOT NULL"),
+            ("source_table", "TEXT NOT NULL"),
+            ("stage", "TEXT NOT NULL"),
+            ("reason", "TEXT NOT NULL"),
+            ("payload", "TEXT NOT NULL"),
+            ("position", "TEXT"),
+            ("created_at", "TEXT NOT NULL"),
+            ("replayed_at", "TEXT"),
+        ],
+        ["id"],
+    ),
+    # who decided what, for every conflict resolution
+    "audit": (
+        [
+            ("id", "INTEGER NOT NULL"),
+            ("pipeline", "TEXT NOT NULL"),
+            ("target_table", "TEXT NOT NULL"),
+            ("row_key", "TEXT NOT NULL"),
+            ("strategy", "TEXT NOT NULL"),
+            ("outcome", "TEXT NOT NULL"),
+            ("decided_by", "TEXT NOT NULL"),
+            ("created_at", "TEXT NOT NULL"),
+        ],
+        ["id"],
+    ),
+}
+
+# version -> statements that upgrade a store from version-1 to version
+MIGRATIONS: dict[int, list[str]] = {}

@@ -1,0 +1,134 @@
+"""Session fixtures: a throwaway PostgreSQL cluster and a MongoDB-compatible replica set.
+
+Both start on free ports the first time a test asks for them and are torn down at the end of
+the session, even on failure. ``SYNCENGINE_TEST_PG_DSN`` / ``SYNCENGINE_TEST_MONGO_URI`` point
+the suite at external servers instead. Each test gets its own database, so tests never see each
+other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tests.servers import MongoServer, PostgresServer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_slow = pytest.mark.skip(reason="slow: pass --runslow")
+    for item in items:
+        path = Path(str(item.fspath))
+        if {"integration", "reliability", "e2e"} & set(path.parts):
+            item.add_marker(pytest.mark.integration)
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(skip_slow)
+
+
+class ExternalPostgres:
+    """An external server named by SYNCENGINE_TEST_PG_DSN (not started or stopped by us)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._base = conninfo_to_dict(dsn)
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return make_conninfo(**{**self._base, "dbname": dbname})
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer | ExternalPostgres]:
+    external = os.environ.get("SYNCENGINE_TEST_PG_DSN")
+    if external:
+        yield ExternalPostgres(external)
+        return
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def _new_database(server: PostgresServer | ExternalPostgres, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name
+
+
+def _drop_database(server: PostgresServer | ExternalPostgres, name: str) -> None:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        for (slot,) in conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
+        ).fetchall():
+            conn.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND active_pid IS NOT NULL",
+                (slot,),
+            )
+            try:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            except psycopg.Error:
+                pass
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PostgresServer | ExternalPostgres) -> Iterator[str]:
+    """A fresh, empty database on the test Postgres (the source, usually)."""
+    name = _new_database(pg_server, "src")
+    yield pg_server.dsn(name)
+    _drop_database(pg_server, name)
+
+
+@pytest.fixture
+def pg_target_dsn(pg_server: PostgresServer | ExternalPostgres) -> Iterator[str]:
+    """A second fresh database on the same server, for use as a target."""
+    name = _new_database(pg_server, "tgt")
+    yield pg_server.dsn(name)
+    _drop_database(pg_server, name)
+
+
+class ExternalMongo:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[MongoServer | ExternalMongo]:
+    external = os.environ.get("SYNCENGINE_TEST_MONGO_URI")
+    if external:
+        yield ExternalMongo(external)
+        return
+    server = MongoServer().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def mongo_uri(mongo_server: MongoServer | ExternalMongo) -> str:
+    return mongo_server.uri
+
+
+@pytest.fixture
+def mongo_db(mongo_server: MongoServer | ExternalMongo) -> Iterator[str]:
+    """A fresh database name on the test Mongo server, dropped afterwards."""
+    from pymongo import MongoClient
+
+    name = f"db_{uuid.uuid4().hex[:10]}"
+    yield name
+    with MongoClient(mongo_server.uri) as client:
+        client.drop_database(name)

@@ -1,0 +1,147 @@
+"""Config validation: every problem at once, each with its YAML path; secrets never print."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from syncengine.config import parse_config
+from syncengine.config.secrets import redact
+from syncengine.errors import ConfigError
+
+GOOD = textwrap.dedent(
+    """
+    state: .syncengine/state.db
+    pipelines:
+      orders:
+        source:
+          type: postgres
+          dsn: ${SRC_DSN}
+          tables: [public.orders]
+          mode: cdc
+        target:
+          type: mongo
+          uri: ${TGT_URI}
+          database: shop
+        mappings:
+          - source: public.orders
+            target: orders
+            key: [id]
+            fields:
+              _id: id
+              customer.email: lower(email)
+              total: amount_cents / 100.0
+            filter: status <> 'draft'
+        conflicts:
+          strategy: remote
+          timestamp: updated_at
+          tie: remote
+        batch: {max_rows: 10000, max_wait: 500ms}
+        on_error: dead_letter
+    """
+)
+ENV = {"SRC_DSN": "postgresql://app:s3cret@db/shop", "TGT_URI": "mongodb://u:pw@m/"}
+
+
+def test_design_example_parses():
+    config = parse_config(GOOD, env=ENV)
+    pipeline = config.pipelines["orders"]
+    assert pipeline.batch.max_wait == 0.5
+    assert pipeline.mappings[0].target_name == "orders"
+    assert "s3cret" not in repr(config) and "s3cret" not in str(pipeline.source)
+    assert pipeline.source.dsn.get_secret_value() == ENV["SRC_DSN"]
+
+
+def problems_of(text: str, env=None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env=env or {})
+    return info.value.problems
+
+
+def test_three_mistakes_three_path_named_messages():
+    bad = (
+        GOOD.replace("strategy: remote", "strategy: lastwins")
+        .replace("max_rows: 10000", "max_rows: -1")
+        .replace("database: shop", "database: shop\n      colour: red")
+    )
+    problems = problems_of(bad, ENV)
+    assert problems == [
+        "pipelines.orders.target.colour: unknown key (check the spelling)",
+        "pipelines.orders.conflicts.strategy: 'lastwins' is not a strategy; did you mean "
+        "'local'? known: local, remote, merge, timestamp, manual",
+        "pipelines.orders.batch.max_rows: Input should be greater than or equal to 1",
+    ]
+
+
+def test_unknown_source_type_suggests_the_closest():
+    problems = problems_of(GOOD.replace("type: postgres", "type: postgress"), ENV)
+    assert problems == [
+        "pipelines.orders.source.type: 'postgress' is not a source type; did you mean "
+        "'postgres'? known: postgres, mongo"
+    ]
+
+
+def test_missing_environment_variable_is_a_path_named_problem():
+    problems = problems_of(GOOD, {"TGT_URI": "mongodb://x"})
+    assert problems == ["pipelines.orders.source.dsn: environment variable SRC_DSN is not set"]
+
+
+def test_incremental_needs_cursor_and_names_mapping_sources():
+    text = GOOD.replace("mode: cdc", "mode: incremental").replace(
+        "source: public.orders\n", "source: public.nope\n"
+    )
+    problems = problems_of(text, ENV)
+    assert "pipelines.orders.source.cursor: required with mode: incremental" in problems[0]
+
+
+def test_mapping_must_name_a_configured_table():
+    problems = problems_of(GOOD.replace("- source: public.orders", "- source: public.nope"), ENV)
+    assert problems[0].startswith("pipelines.orders.mappings[0].source: 'public.nope'")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "config is empty"),
+        ("pipelines: [1, 2", "invalid YAML"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("pipelines: {}", "pipelines: Dictionary should have at least 1 item"),
+        ("pipelines:\n  Bad-Name: {}\n", "pipelines.Bad-Name: pipeline names may only use"),
+    ],
+)
+def test_shapes_that_are_not_configs(text, expected):
+    assert any(expected in p for p in problems_of(text))
+
+
+def test_redact_removes_passwords():
+    assert redact("postgresql://app:s3cret@db/shop") == "postgresql://app:***@db/shop"
+    assert redact("host=db password=s3cret user=x") == "host=db password=*** user=x"
+    assert redact("mongodb://u:p%40ss@h:1/?tls=true") == "mongodb://u:***@h:1/?tls=true"
+
+
+def test_cli_validate_exit_codes(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        GOOD.replace("strategy: remote", "strategy: lastwins")
+        .replace("max_rows: 10000", "max_rows: 0")
+        .replace("tie: remote", "tie: sideways")
+    )
+    env = {**ENV, "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, "-m", "syncengine.cli", "validate", "--no-connect"]
+    ok = subprocess.run([*cmd, str(good)], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    result = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line.strip() for line in result.stderr.splitlines()[1:]]
+    assert [line.split(":")[0] for line in lines] == [
+        "pipelines.orders.conflicts.strategy",
+        "pipelines.orders.conflicts.tie",
+        "pipelines.orders.batch.max_rows",
+    ]
+    assert "s3cret" not in result.stderr + result.stdout
