@@ -1,0 +1,94 @@
+"""The contract between the runtime, conflict handling and every target.
+
+The runtime hands a target *compacted, mapped* batches (one per target table; row keys
+unique within a batch) and the checkpoint to store with them. A target applies them
+set-wise and idempotently: applying the same writes twice leaves the same state.
+
+Targets that keep state (``keeps_state``: Postgres) write the checkpoint and the shadow rows in
+the same transaction as the data (exactly-once effect). The others write data first, then
+shadow and checkpoint to the SQLite state store (at-least-once, replay-safe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pyarrow as pa
+
+from syncengine.changes import ChangeBatch
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A target table/collection: its name, key and the mapped column schema.
+
+    ``schema`` holds data columns only; field metadata may carry the source type
+    (``pg_type``, ``bson_type``) so a target can pick an exact column type.
+    """
+
+    name: str
+    key: tuple[str, ...]
+    schema: pa.Schema
+
+
+@dataclass(frozen=True)
+class ShadowUpdate:
+    """What this pipeline now believes is in the target for a key (conflict detection)."""
+
+    #: columns ``row_key`` (canonical JSON of the key values), ``row_hash`` and ``base``
+    #: (JSON of the row as written; null unless a strategy needs it)
+    upserts: pa.Table | None = None
+    deletes: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    spec: TableSpec
+    batch: ChangeBatch
+    shadow: ShadowUpdate = field(default_factory=ShadowUpdate)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    stream: str
+    position: str
+
+
+@dataclass
+class ApplyResult:
+    upserted: int = 0
+    deleted: int = 0
+    truncated: int = 0
+    #: rows rejected by the target (constraint violations, oversized): go to dead letters
+    rejected: list[tuple[str, dict[str, object], str]] = field(default_factory=list)
+
+
+class Target(Protocol):
+    keeps_state: bool
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ensure_table(self, spec: TableSpec) -> TableSpec:
+        """Create the table if missing, add new columns (on_schema_change); returns the
+        spec as the target now has it."""
+        ...
+
+    async def read_rows(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
+        """Current target rows for these keys (missing keys absent), columns of ``spec``."""
+        ...
+
+    async def read_shadow(self, table: str, row_keys: Sequence[str]) -> pa.Table:
+        """Shadow rows (``row_key``, ``row_hash``, ``base``) for these keys."""
+        ...
+
+    async def apply(
+        self, writes: Sequence[TableWrite], checkpoint: Checkpoint | None
+    ) -> ApplyResult:
+        """Apply every write and then store the checkpoint; atomically where possible."""
+        ...
+
+    async def get_checkpoint(self, stream: str) -> str | None: ...
