@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from syncengine import __version__
+from syncengine.cli.inspect import checkpoints, deadletters, status
+from syncengine.cli.jobs import backfill, run, sync
 from syncengine.cli.validate import validate
 
 
@@ -22,7 +24,8 @@ def cli(ctx: click.Context, debug: bool, log_format: str, log_level: str) -> Non
     ctx.obj.update(debug=debug, log_format=log_format, log_level=log_level)
 
 
-cli.add_command(validate)
+for command in (validate, backfill, sync, run, status, checkpoints, deadletters):
+    cli.add_command(command)
 
 
 def main() -> None:

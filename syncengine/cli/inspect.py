@@ -1,0 +1,212 @@
+"""``status``, ``checkpoints`` and ``deadletters``: looking at (and resetting) stored state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from syncengine.cli.boundary import expected_errors
+from syncengine.cli.common import config_argument, load_selected, pipeline_option
+from syncengine.config.models import Config
+from syncengine.config.secrets import redact
+from syncengine.errors import UsageError
+from syncengine.runtime.pipeline import Pipeline
+from syncengine.runtime.status import read_status
+from syncengine.state import SQLiteStateStore
+
+
+async def _gather_status(config: Config, name: str, state: SQLiteStateStore) -> dict[str, Any]:
+    pipeline = Pipeline(name, config.pipelines[name], state)
+    info: dict[str, Any] = {"pipeline": name, "stream": None, "checkpoint": None}
+    stored = read_status(state, name)
+    info.update(
+        rows_applied=stored.get("rows_applied", 0),
+        last_error=stored.get("last_error"),
+        **state.counts(name),
+    )
+    try:
+        await pipeline.open()
+        info["stream"] = pipeline.stream_name
+        info["checkpoint"] = await pipeline.checkpoint()
+        lag = await pipeline.source.lag(info["checkpoint"])
+        info.update(
+            lag_bytes=lag.lag_bytes,
+            lag_seconds=lag.lag_seconds,
+            retained_wal_bytes=lag.retained_wal_bytes,
+            source_position=lag.position,
+        )
+    except Exception as exc:  # noqa: BLE001 - status shows what it can
+        info["reachable"] = False
+        info["error"] = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    finally:
+        await pipeline.close()
+    chunks = state.get_chunks(name)
+    if chunks:
+        info["snapshot_chunks"] = {
+            "done": sum(c.status == "done" for c in chunks),
+            "total": len(chunks),
+        }
+    return info
+
+
+@click.command()
+@config_argument
+@pipeline_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@expected_errors
+def status(config_path: str, pipeline: str | None, as_json: bool) -> None:
+    """Positions, lag, retained WAL, pending conflicts, dead letters, last error."""
+    config, names = load_selected(config_path, pipeline)
+    state = SQLiteStateStore(config.state)
+    infos = [asyncio.run(_gather_status(config, name, state)) for name in names]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2, default=str))
+        return
+    table = Table(title="syncengine status")
+    columns = [
+        "pipeline",
+        "checkpoint",
+        "lag_bytes",
+        "lag_seconds",
+        "retained_wal_bytes",
+        "rows_applied",
+        "pending_conflicts",
+        "dead_letters",
+        "last_error",
+    ]
+    for column in columns:
+        table.add_column(column)
+    for info in infos:
+        table.add_row(
+            *[_cell(info.get(c, info.get("error") if c == "last_error" else None)) for c in columns]
+        )
+    Console().print(table)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+@click.group()
+def checkpoints() -> None:
+    """Inspect or reset stored source positions."""
+
+
+@checkpoints.command("show")
+@config_argument
+@pipeline_option
+@click.option("--json", "as_json", is_flag=True)
+@expected_errors
+def checkpoints_show(config_path: str, pipeline: str | None, as_json: bool) -> None:
+    config, names = load_selected(config_path, pipeline)
+    state = SQLiteStateStore(config.state)
+
+    async def gather(name: str) -> dict[str, Any]:
+        job = Pipeline(name, config.pipelines[name], state)
+        try:
+            await job.target.open()
+            position = await job.checkpoint()
+        finally:
+            await job.close()
+        return {"pipeline": name, "stream": job.stream_name, "position": position}
+
+    rows = [asyncio.run(gather(n)) for n in names]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['pipeline']}\t{row['stream']}\t{row['position'] or '(none)'}")
+
+
+@checkpoints.command("reset")
+@config_argument
+@click.option("--pipeline", "-p", required=True, metavar="NAME")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@expected_errors
+def checkpoints_reset(config_path: str, pipeline: str, yes: bool) -> None:
+    """Forget a pipeline's positions: its next run starts with a fresh backfill."""
+    config, _ = load_selected(config_path, pipeline)
+    if not yes:
+        click.confirm(f"reset checkpoints of '{pipeline}' (next run re-backfills)?", abort=True)
+    state = SQLiteStateStore(config.state)
+
+    async def reset() -> None:
+        job = Pipeline(pipeline, config.pipelines[pipeline], state)
+        try:
+            await job.target.open()
+            reset_target = getattr(job.target, "reset_checkpoint", None)
+            if reset_target is not None:
+                await reset_target(job.stream_name)
+        finally:
+            await job.close()
+
+    with state.lock(pipeline, "checkpoints reset"):
+        asyncio.run(reset())
+        state.reset_checkpoints(pipeline)
+    click.echo(f"{pipeline}: checkpoints and snapshot progress reset")
+
+
+@click.group()
+def deadletters() -> None:
+    """Records that could not be mapped or applied."""
+
+
+@deadletters.command("list")
+@config_argument
+@pipeline_option
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "include_replayed", is_flag=True, help="Include replayed ones.")
+@expected_errors
+def deadletters_list(
+    config_path: str, pipeline: str | None, as_json: bool, include_replayed: bool
+) -> None:
+    config, names = load_selected(config_path, pipeline)
+    state = SQLiteStateStore(config.state)
+    letters = [
+        letter for name in names for letter in state.list_dead_letters(name, include_replayed)
+    ]
+    if as_json:
+        click.echo(json.dumps([_letter(x) for x in letters], indent=2))
+        return
+    for letter in letters:
+        click.echo(
+            f"{letter.id}\t{letter.pipeline}\t{letter.table}\t{letter.stage}\t{letter.reason}"
+        )
+
+
+def _letter(letter: Any) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "pipeline": letter.pipeline,
+        "table": letter.table,
+        "stage": letter.stage,
+        "reason": letter.reason,
+        "payload": json.loads(letter.payload),
+        "position": letter.position,
+        "created_at": letter.created_at,
+        "replayed_at": letter.replayed_at,
+    }
+
+
+@deadletters.command("show")
+@config_argument
+@click.argument("letter_id", type=int)
+@expected_errors
+def deadletters_show(config_path: str, letter_id: int) -> None:
+    config, names = load_selected(config_path, None)
+    state = SQLiteStateStore(config.state)
+    for name in names:
+        for letter in state.list_dead_letters(name, include_replayed=True):
+            if letter.id == letter_id:
+                click.echo(json.dumps(_letter(letter), indent=2))
+                return
+    raise UsageError(f"no dead letter with id {letter_id}")

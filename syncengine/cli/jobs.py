@@ -1,0 +1,147 @@
+"""``run``, ``backfill`` and ``sync``: the three ways to run pipelines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import click
+
+from syncengine.cli.boundary import EXIT_FAILED, expected_errors
+from syncengine.cli.common import config_argument, load_selected, pipeline_option
+from syncengine.cli.progress import BackfillProgress
+from syncengine.config.durations import parse_duration
+from syncengine.errors import UsageError
+from syncengine.runtime.daemon import Daemon
+from syncengine.runtime.logs import setup_logging
+from syncengine.runtime.pipeline import Pipeline
+from syncengine.runtime.runner import backfill as run_backfill
+from syncengine.runtime.runner import sync_once
+from syncengine.runtime.status import record_status
+from syncengine.state import SQLiteStateStore
+
+log = logging.getLogger("syncengine.cli")
+
+
+def _logging() -> None:
+    obj = click.get_current_context().find_root().obj or {}
+    setup_logging(obj.get("log_format", "text"), obj.get("log_level", "info"))
+
+
+@click.command()
+@config_argument
+@pipeline_option
+@click.option("--metrics-port", type=int, default=None, help="Serve /metrics and /healthz.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@expected_errors
+def run(
+    config_path: str, pipeline: str | None, metrics_port: int | None, metrics_host: str
+) -> None:
+    """Daemon: backfill where needed, then stream changes until SIGTERM/SIGINT."""
+    _logging()
+    config, names = load_selected(config_path, pipeline)
+    state = SQLiteStateStore(config.state)
+    daemon = Daemon(config, names, state)
+    code = asyncio.run(daemon.run(metrics_port, metrics_host))
+    sys.exit(code)
+
+
+@click.command()
+@config_argument
+@pipeline_option
+@click.option("--table", "tables", multiple=True, help="Only this source table (repeatable).")
+@click.option("--where", default=None, help="SQL filter pushed into the snapshot queries.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=2, show_default=True)
+@expected_errors
+def backfill(
+    config_path: str,
+    pipeline: str | None,
+    tables: tuple[str, ...],
+    where: str | None,
+    parallel: int,
+) -> None:
+    """One-shot consistent copy of current state; resumable; exits 0 when complete."""
+    _logging()
+    config, names = load_selected(config_path, pipeline)
+    if len(names) > 1 and (tables or where):
+        raise UsageError("--table and --where need --pipeline NAME")
+    state = SQLiteStateStore(config.state)
+
+    async def one(name: str) -> None:
+        with state.lock(name, "backfill"):
+            job = Pipeline(name, config.pipelines[name], state)
+            await job.open()
+            try:
+                infos = await job.source.tables()
+                estimates = {t.name: t.estimated_rows for t in infos}
+                with BackfillProgress(estimates) as progress:
+                    await run_backfill(job, tables or None, where, parallel, progress)
+                record_status(state, name, job.rows_applied, None)
+            finally:
+                await job.close()
+
+    async def main() -> None:
+        for name in names:
+            await one(name)
+
+    _interruptible(main())
+
+
+@click.command()
+@config_argument
+@pipeline_option
+@click.option("--once", is_flag=True, help="Apply everything committed before now, then exit.")
+@click.option("--every", default=None, metavar="DURATION", help="Repeat, sleeping between runs.")
+@expected_errors
+def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) -> None:
+    """Scheduled incremental sync: drain changes up to now, checkpoint, exit (or repeat)."""
+    _logging()
+    if once == bool(every):
+        raise UsageError("give exactly one of --once or --every DURATION")
+    try:
+        interval = parse_duration(every) if every else 0.0
+    except ValueError as exc:
+        raise UsageError(f"--every: {exc}") from None
+    config, names = load_selected(config_path, pipeline)
+    state = SQLiteStateStore(config.state)
+
+    async def one(name: str) -> int:
+        with state.lock(name, "sync"):
+            job = Pipeline(name, config.pipelines[name], state)
+            await job.open()
+            try:
+                applied = await sync_once(job)
+                record_status(state, name, job.rows_applied, None)
+                return applied
+            finally:
+                await job.close()
+
+    async def main() -> None:
+        while True:
+            for name in names:
+                applied = await one(name)
+                click.echo(f"{name}: {applied} change(s) applied")
+            if not interval:
+                return
+            await asyncio.sleep(interval)
+
+    _interruptible(main())
+
+
+def _interruptible(coro: object) -> None:
+    """Run a job; SIGTERM/SIGINT cancel it. Committed work stays committed; exit 1."""
+
+    async def guarded() -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        await task
+
+    try:
+        asyncio.run(guarded())
+    except asyncio.CancelledError:
+        click.echo("interrupted: progress so far is checkpointed; run again to resume", err=True)
+        sys.exit(EXIT_FAILED)

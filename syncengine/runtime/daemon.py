@@ -1,0 +1,186 @@
+"""``syncengine run``: every pipeline concurrently, each under its own supervisor.
+
+A supervisor holds the pipeline lock for its whole life, backfills when there is no
+checkpoint, then streams. Transient failures (RetriableError, dropped connections) are retried
+with jittered backoff from the last checkpoint; failures of the target feed a circuit breaker
+so a target that keeps failing is probed, not hammered. A permanent error stops only that
+pipeline, visibly (log, ``/healthz``, ``syncengine_pipeline_up``, ``status``).
+
+SIGTERM/SIGINT set the stop event: readers stop, the in-flight group is committed and
+acknowledged, and the process exits 0 within ``drain_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from syncengine.config.models import Config, MongoSourceConfig
+from syncengine.errors import HistoryLost, SyncEngineError, TargetUnavailable
+from syncengine.runtime.classify import is_transient
+from syncengine.runtime.metrics import Metrics, MetricsServer
+from syncengine.runtime.pipeline import Pipeline
+from syncengine.runtime.retry import CIRCUIT_STATES, Backoff, CircuitBreaker
+from syncengine.runtime.runner import backfill, ensure_backfilled, stream
+from syncengine.runtime.status import record_status
+from syncengine.state import SQLiteStateStore
+
+log = logging.getLogger("syncengine.daemon")
+
+
+@dataclass
+class PipelineHealth:
+    state: str = "starting"
+    last_error: str | None = None
+    since: float = field(default_factory=time.time)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        names: Sequence[str],
+        state: SQLiteStateStore,
+        metrics: Metrics | None = None,
+        drain_timeout: float = 30.0,
+        lag_interval: float = 5.0,
+    ) -> None:
+        self.config = config
+        self.names = list(names)
+        self.state = state
+        self.metrics = metrics or Metrics()
+        self.stop = asyncio.Event()
+        self.drain_timeout = drain_timeout
+        self.lag_interval = lag_interval
+        self.health: dict[str, PipelineHealth] = {n: PipelineHealth() for n in self.names}
+
+    def healthy(self) -> tuple[bool, dict[str, object]]:
+        details = {
+            name: {"state": h.state, "last_error": h.last_error} for name, h in self.health.items()
+        }
+        return all(h.state != "failed" for h in self.health.values()), {"pipelines": details}
+
+    async def run(self, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> int:
+        """Run until stopped; returns the exit code (0, or 1 when any pipeline failed)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_stop, sig)
+        server = None
+        if metrics_port is not None:
+            server = MetricsServer(self.metrics, self.healthy, metrics_port, metrics_host).start()
+            log.info("metrics on http://%s:%d/metrics", metrics_host, server.port)
+        try:
+            await asyncio.gather(*(self.supervise(name) for name in self.names))
+        finally:
+            if server:
+                server.stop()
+        failed = [n for n, h in self.health.items() if h.state == "failed"]
+        return 1 if failed else 0
+
+    def _request_stop(self, sig: int) -> None:
+        if not self.stop.is_set():
+            log.info("received %s: finishing the in-flight batch", signal.Signals(sig).name)
+            self.stop.set()
+
+    async def supervise(self, name: str) -> None:
+        health = self.health[name]
+        lock = self.state.lock(name, "run")
+        try:
+            lock.acquire()
+        except SyncEngineError as exc:
+            health.state, health.last_error = "failed", str(exc)
+            log.error("%s: %s", name, exc)
+            return
+        backoff = Backoff()
+        breaker = CircuitBreaker()
+        self.metrics.pipeline_up.labels(name).set(1)
+        try:
+            while not self.stop.is_set():
+                if not breaker.allow():
+                    await self._sleep(breaker.wait_time())
+                    continue
+                pipeline = Pipeline(name, self.config.pipelines[name], self.state, self.metrics)
+                lag_task = None
+                try:
+                    await pipeline.open()
+                    health.state = "backfilling"
+                    start = await ensure_backfilled(pipeline)
+                    health.state, health.last_error = "streaming", None
+                    breaker.record_success()
+                    backoff.reset()
+                    lag_task = asyncio.create_task(self._watch_lag(pipeline))
+                    await stream(pipeline, start, stop=self.stop)
+                except HistoryLost as exc:
+                    if not self._resnapshot_allowed(name):
+                        raise
+                    log.error("%s: SOURCE HISTORY LOST (%s): re-snapshotting", name, exc)
+                    self.metrics.history_lost.labels(name).inc()
+                    await self._resnapshot(pipeline)
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if not is_transient(exc):
+                        raise
+                    self._retrying(name, health, exc, breaker)
+                    await self._sleep(backoff.next_delay())
+                finally:
+                    if lag_task:
+                        lag_task.cancel()
+                    record_status(self.state, name, pipeline.rows_applied, health.last_error)
+                    await pipeline.close()
+                    self.metrics.circuit_state.labels(name).set(CIRCUIT_STATES[breaker.state])
+            health.state = "stopped"
+        except SyncEngineError as exc:
+            self._failed(name, health, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug: stop this pipeline only, with details
+            log.exception("%s: stopped by an unexpected error", name)
+            self._failed(name, health, f"{type(exc).__name__}: {exc}")
+        finally:
+            lock.release()
+
+    def _retrying(
+        self, name: str, health: PipelineHealth, exc: BaseException, breaker: CircuitBreaker
+    ) -> None:
+        health.state, health.last_error = "retrying", f"{type(exc).__name__}: {exc}"
+        self.metrics.retries.labels(name).inc()
+        if isinstance(exc, TargetUnavailable) or "target" in type(exc).__module__:
+            breaker.record_failure()
+        log.warning("%s: transient failure, will resume from the checkpoint: %s", name, exc)
+
+    def _failed(self, name: str, health: PipelineHealth, message: str) -> None:
+        health.state, health.last_error = "failed", message
+        self.metrics.pipeline_up.labels(name).set(0)
+        record_status(self.state, name, None, message)
+        log.error("%s: pipeline stopped: %s", name, message)
+
+    def _resnapshot_allowed(self, name: str) -> bool:
+        source = self.config.pipelines[name].source
+        return isinstance(source, MongoSourceConfig) and source.on_history_lost == "resnapshot"
+
+    async def _resnapshot(self, pipeline: Pipeline) -> None:
+        self.state.clear_chunks(pipeline.name)
+        await backfill(pipeline)
+
+    async def _watch_lag(self, pipeline: Pipeline) -> None:
+        while True:
+            try:
+                lag = await pipeline.source.lag(await pipeline.checkpoint())
+                if lag.lag_seconds is not None:
+                    self.metrics.lag_seconds.labels(pipeline.name).set(lag.lag_seconds)
+                if lag.lag_bytes is not None:
+                    self.metrics.lag_bytes.labels(pipeline.name).set(lag.lag_bytes)
+                if lag.retained_wal_bytes is not None:
+                    self.metrics.retained_wal.labels(pipeline.name).set(lag.retained_wal_bytes)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - lag is informational
+                log.debug("lag probe failed", exc_info=True)
+            await asyncio.sleep(self.lag_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass

@@ -1,0 +1,204 @@
+"""One pipeline's stages wired together: map → compact → resolve conflicts → apply → ack.
+
+:meth:`Pipeline.process` is the single place where source batches become a target commit.
+Everything a group of batches produces (rows for every target table, shadow rows, the
+checkpoint) goes to the target in one ``apply`` call, and the source is acknowledged only
+after it returned. Dead letters are written before that commit, so a crash can duplicate a
+dead letter but never lose one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncengine.changes import ChangeBatch, concat_batches
+from syncengine.config.models import MappingConfig, PipelineConfig
+from syncengine.errors import FatalError
+from syncengine.plugins import SOURCES
+from syncengine.runtime.metrics import Metrics
+from syncengine.sources.base import ChangeSource
+from syncengine.state import DeadLetter, SQLiteStateStore
+from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
+
+log = logging.getLogger("syncengine.pipeline")
+
+
+def _qualified(name: str) -> str:
+    return name if "." in name else f"public.{name}"
+
+
+@dataclass
+class BatchReport:
+    read: int = 0
+    applied: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    conflicts: int = 0
+
+
+class Pipeline:
+    """The stages of one configured pipeline; sources and targets built from the registries."""
+
+    def __init__(
+        self,
+        name: str,
+        config: PipelineConfig,
+        state: SQLiteStateStore,
+        metrics: Metrics | None = None,
+    ) -> None:
+        from syncengine.targets import make_target
+
+        self.name = name
+        self.config = config
+        self.state = state
+        self.metrics = metrics or Metrics()
+        source_cls = SOURCES.get(config.source.type)
+        self.source: ChangeSource = source_cls(name, config.source, state, config.batch)  # type: ignore[operator]
+        self.target: Target = make_target(name, config.target, state)
+        self.mappings = config.mappings_for_sources()
+        self._compiled: dict[tuple[int, str], Any] = {}
+        self._specs: dict[tuple[str, str], TableSpec] = {}
+        self._resolvers: dict[str, Any] = {}
+        self.rows_applied = 0
+
+    @property
+    def stream_name(self) -> str:
+        return self.source.stream_name
+
+    async def open(self) -> None:
+        await self.target.open()
+        await self.source.open()
+
+    async def close(self) -> None:
+        for closer in (self.source.close, self.target.close):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - closing after a failure must not mask it
+                log.debug("close failed", exc_info=True)
+
+    async def checkpoint(self) -> str | None:
+        return await self.target.get_checkpoint(self.stream_name)
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def mappings_for(self, table: str) -> list[tuple[int, MappingConfig]]:
+        wanted = {table, _qualified(table)}
+        return [
+            (i, m)
+            for i, m in enumerate(self.mappings)
+            if m.source in wanted or _qualified(m.source) in wanted
+        ]
+
+    def _compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> Any:
+        from syncengine.mappings import compile_mapping
+
+        rows_schema = batch.data.schema
+        cache_key = (index, rows_schema.to_string(show_field_metadata=False))
+        compiled = self._compiled.get(cache_key)
+        if compiled is None:
+            source_schema = batch.rows.schema
+            compiled = compile_mapping(self.name, mapping, source_schema, tuple(batch.key))
+            self._compiled[cache_key] = compiled
+        return compiled
+
+    async def _spec(self, compiled: Any, mapping: MappingConfig) -> TableSpec:
+        schema = compiled.target_schema
+        cache_key = (mapping.target_name, schema.to_string(show_field_metadata=False))
+        spec = self._specs.get(cache_key)
+        if spec is None:
+            wanted = TableSpec(mapping.target_name, tuple(compiled.key), schema)
+            spec = await self.target.ensure_table(wanted)
+            self._specs[cache_key] = spec
+        return spec
+
+    def _resolver(self, mapping: MappingConfig) -> Any:
+        from syncengine.conflicts import ConflictResolver
+
+        resolver = self._resolvers.get(mapping.target_name)
+        if resolver is None:
+            conflicts = mapping.conflicts or self.config.conflicts
+            resolver = ConflictResolver(self.name, self.target, self.state, conflicts)
+            self._resolvers[mapping.target_name] = resolver
+        return resolver
+
+    async def process(self, batches: Sequence[ChangeBatch], position: str | None) -> BatchReport:
+        """Map, compact, resolve and apply ``batches``; commit ``position`` with them."""
+        started = time.perf_counter()
+        report = BatchReport()
+        mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]] = {}
+        letters: list[DeadLetter] = []
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            report.read += batch.num_rows
+            self.metrics.changes_read.labels(self.name, batch.table).inc(batch.num_rows)
+            for index, mapping in self.mappings_for(batch.table):
+                compiled = self._compile(index, mapping, batch)
+                result = compiled.apply(batch)
+                letters.extend(result.dead_letters)
+                if result.batch.num_rows:
+                    spec = await self._spec(compiled, mapping)
+                    entry = mapped.setdefault(spec.name, (spec, mapping, []))
+                    entry[2].append(result.batch)
+        if letters:
+            self._dead_letter(letters)
+            report.dead_letters += len(letters)
+        writes: list[TableWrite] = []
+        for spec, mapping, parts in mapped.values():
+            compacted = concat_batches(parts).compact()
+            resolved = await self._resolver(mapping).resolve(spec, compacted)
+            writes.append(resolved.write)
+            report.conflicts += self._count_conflicts(resolved, mapping)
+        checkpoint = Checkpoint(self.stream_name, position) if position else None
+        if writes or checkpoint:
+            result = await self.target.apply(writes, checkpoint)
+            if result.rejected:
+                rejected = [
+                    DeadLetter(self.name, table, "target", reason, json.dumps(row, default=str))
+                    for table, row, reason in result.rejected
+                ]
+                self._dead_letter(rejected)
+                report.dead_letters += len(rejected)
+        for write in writes:
+            ops = write.batch.data.column("_op").value_counts().to_pylist()
+            for item in ops:
+                self.metrics.changes_applied.labels(self.name, write.spec.name, item["values"]).inc(
+                    item["counts"]
+                )
+                report.applied[write.spec.name] = (
+                    report.applied.get(write.spec.name, 0) + item["counts"]
+                )
+        self.rows_applied += sum(report.applied.values())
+        self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
+        return report
+
+    def _count_conflicts(self, resolved: Any, mapping: MappingConfig) -> int:
+        strategy = (mapping.conflicts or self.config.conflicts).strategy
+        outcomes: dict[str, int] = getattr(resolved, "outcomes", {}) or {}
+        for outcome, count in outcomes.items():
+            if count:
+                self.metrics.conflicts.labels(self.name, strategy, outcome).inc(count)
+        return sum(outcomes.values())
+
+    def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        self.state.add_dead_letters(letters)
+        for letter in letters:
+            self.metrics.dead_letters.labels(self.name, letter.table).inc()
+        first = letters[0]
+        log.warning(
+            "%s: %d record(s) sent to dead letters (first: %s: %s)",
+            self.name,
+            len(letters),
+            first.table,
+            first.reason,
+        )
+        if self.config.on_error == "fail":
+            raise FatalError(
+                f"pipeline '{self.name}' stopped on a bad record ({first.table}: {first.reason})",
+                hint="see `syncengine deadletters list`; set on_error: dead_letter to continue "
+                "past bad records",
+            )

@@ -1,0 +1,151 @@
+"""The three ways a pipeline runs, on top of :class:`~syncengine.runtime.pipeline.Pipeline`.
+
+* :func:`backfill` — consistent copy of current state, resumable per chunk; ends by
+  checkpointing the stream position the copy is consistent with.
+* :func:`stream` — apply changes after the checkpoint, forever or up to ``until``.
+* :func:`sync_once` — backfill when there is no checkpoint, then drain up to "now".
+
+Between reading and applying sits a bounded queue (backpressure: a slow target slows the
+reader, memory stays bounded). The applier takes what is queued, up to ``max_rows``, as one
+group: one target transaction, checkpointed at the last commit boundary in the group, then
+acknowledged to the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from syncengine.changes import ChangeBatch
+from syncengine.runtime.pipeline import Pipeline
+from syncengine.sources.base import resume_position
+from syncengine.targets.base import Checkpoint
+
+log = logging.getLogger("syncengine.runner")
+
+QUEUE_BATCHES = 8
+_END = object()
+
+
+async def backfill(
+    pipeline: Pipeline,
+    tables: Sequence[str] | None = None,
+    where: str | None = None,
+    parallel: int = 2,
+    progress: object | None = None,
+) -> int:
+    """Copy current state; returns rows copied. Resumes at the first chunk not yet done.
+
+    Batches are consumed one at a time, straight from the source: the source records a chunk
+    as done only once the consumer asks for the next batch, i.e. after the target commit.
+    """
+    copied = 0
+    async for batch in pipeline.source.snapshot(tables, where, parallel):
+        report = await pipeline.process([batch], None)
+        copied += report.read
+        if progress is not None:
+            progress.advance(batch.table, batch.num_rows)  # type: ignore[attr-defined]
+    position = await pipeline.source.snapshot_position()
+    if position is not None:
+        await pipeline.target.apply([], Checkpoint(pipeline.stream_name, position))
+        await pipeline.source.acknowledge(position)
+    log.info("%s: backfill complete, %d rows, consistent with %s", pipeline.name, copied, position)
+    return copied
+
+
+async def stream(
+    pipeline: Pipeline,
+    start: str | None,
+    until: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Apply changes after ``start``; returns rows applied. Stops at ``until`` or on ``stop``."""
+    stop = stop or asyncio.Event()
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=QUEUE_BATCHES)
+    max_rows = pipeline.config.batch.max_rows
+
+    async def read() -> None:
+        try:
+            async for batch in pipeline.source.stream(start, until):
+                await queue.put(batch)
+                if stop.is_set():
+                    break
+        finally:
+            await queue.put(_END)
+
+    reader = asyncio.create_task(read(), name=f"{pipeline.name}-reader")
+    stopper = asyncio.create_task(stop.wait())
+    applied = 0
+    try:
+        done = False
+        while not done:
+            getter = asyncio.ensure_future(queue.get())
+            finished, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in finished:
+                getter.cancel()
+                break  # stop requested while idle: nothing in flight
+            group: list[ChangeBatch] = []
+            item = getter.result()
+            while True:
+                if item is _END:
+                    done = True
+                    break
+                assert isinstance(item, ChangeBatch)
+                group.append(item)
+                if sum(b.num_rows for b in group) >= max_rows or queue.empty():
+                    break
+                item = queue.get_nowait()
+            if group:
+                applied += await _apply_group(pipeline, group)
+            if stop.is_set():
+                break
+        if reader.done() and reader.exception() is not None:
+            raise reader.exception()  # type: ignore[misc]
+    finally:
+        stopper.cancel()
+        if not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        # drain what the reader queued after a stop: apply it, it was already read
+        leftovers = []
+        while not queue.empty():
+            item = queue.get_nowait()
+            if isinstance(item, ChangeBatch):
+                leftovers.append(item)
+        if leftovers and stop.is_set():
+            applied += await _apply_group(pipeline, leftovers)
+    return applied
+
+
+async def _apply_group(pipeline: Pipeline, group: list[ChangeBatch]) -> int:
+    position = None
+    for batch in group:
+        position = resume_position(batch) or position
+    report = await pipeline.process(group, position)
+    if position is not None:
+        await pipeline.source.acknowledge(position)
+    return sum(report.applied.values())
+
+
+async def ensure_backfilled(pipeline: Pipeline, progress: object | None = None) -> str:
+    """The checkpoint to stream from, running the initial backfill first when there is none."""
+    checkpoint = await pipeline.checkpoint()
+    if checkpoint is None:
+        log.info("%s: no checkpoint yet: backfilling first", pipeline.name)
+        await backfill(pipeline, progress=progress)
+        checkpoint = await pipeline.checkpoint()
+    if checkpoint is None:
+        raise RuntimeError(f"{pipeline.name}: backfill did not leave a checkpoint")
+    return checkpoint
+
+
+async def sync_once(pipeline: Pipeline, progress: object | None = None) -> int:
+    """Backfill if needed, then apply everything committed before now; returns rows applied."""
+    start = await ensure_backfilled(pipeline, progress)
+    until = await pipeline.source.current_position()
+    if until <= start:
+        return 0  # nothing new: an empty run stays cheap
+    return await stream(pipeline, start, until)
