@@ -1,0 +1,1 @@
+"""Value codecs shared by sources and targets (BSON ↔ Arrow)."""

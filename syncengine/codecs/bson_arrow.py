@@ -1,0 +1,245 @@
+"""BSON documents ↔ Arrow tables, shared by the Mongo source (BSON → Arrow) and target (back).
+
+Decoding is column-oriented: documents are split into one value list per top-level field, each
+column's type is the union of its values (:mod:`syncengine.codecs.bson_types`), and Arrow arrays
+are built bottom-up (struct children and list items are gathered and built as arrays, then
+wrapped), so no per-document dict is rebuilt. Every Arrow field carries its BSON type in the field
+metadata key ``bson_type`` so the reverse direction (and a Postgres target choosing column types)
+knows that a ``string`` column holds ObjectIds or UUIDs.
+
+Arrow representation of each BSON type:
+
+=============  ===============================  =====================================
+BSON           Arrow                            ``bson_type``
+=============  ===============================  =====================================
+ObjectId       string (24 hex chars)            objectId
+string         string                           string
+int32 / int64  int32 / int64                    int / long
+double         float64                          double
+Decimal128     decimal128(p, s), exact;         decimal
+               string when it needs > 38 digits
+               or holds NaN/Infinity
+bool           bool                             bool
+datetime       timestamp[ms, UTC]               date
+binary         binary                           binData
+UUID (sub. 4)  string (canonical 8-4-4-4-12)    uuid
+null           null                             null
+document       struct                           object
+array          list                             array
+other/conflict string, relaxed extended JSON    json
+=============  ===============================  =====================================
+
+Missing and null differ: :class:`Decoded.missing` has, for each top-level field absent from at
+least one document, a boolean mask that is true where it was absent (the source turns it into
+``_unsent.<field>``). Inside sub-documents a missing field reads as null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+from bson import Binary, CodecOptions, Decimal128, decode_all, json_util
+from bson.binary import UuidRepresentation
+from bson.codec_options import DatetimeConversion
+from bson.raw_bson import RawBSONDocument
+
+from syncengine.codecs.arrow_bson import arrow_to_documents
+from syncengine.codecs.bson_types import JSON, NULL, Node, conflicts, infer_column
+
+__all__ = [
+    "DECODE_OPTIONS",
+    "Decoded",
+    "arrow_to_documents",
+    "decode_documents",
+    "documents_to_arrow",
+    "missing_masks",
+]
+
+#: How raw BSON is decoded: aware UTC datetimes, subtype-4 binaries as ``uuid.UUID``, and
+#: datetimes outside Python's range kept (as ``DatetimeMS``, carried as JSON) instead of raising.
+DECODE_OPTIONS: CodecOptions = CodecOptions(
+    tz_aware=True,
+    tzinfo=UTC,
+    uuid_representation=UuidRepresentation.STANDARD,
+    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+)
+_JSON_OPTIONS = json_util.JSONOptions(
+    json_mode=json_util.JSONMode.RELAXED,
+    uuid_representation=UuidRepresentation.STANDARD,
+    tz_aware=True,
+)
+_MAX_DECIMAL_DIGITS = 38
+
+Documents = Sequence[dict[str, Any]] | Iterable[bytes | memoryview | RawBSONDocument]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    table: pa.Table
+    warnings: list[str] = field(default_factory=list)
+    #: top-level field -> bool mask, true where the document did not have the field
+    missing: dict[str, pa.Array] = field(default_factory=dict)
+
+
+def documents_to_arrow(docs: Documents) -> tuple[pa.Table, list[str]]:
+    """Union-schema Arrow table of ``docs`` and warnings for fields that fell back to JSON."""
+    decoded = decode_documents(docs)
+    return decoded.table, decoded.warnings
+
+
+def missing_masks(docs: Documents) -> dict[str, pa.Array]:
+    """Per top-level field absent from some document: mask true where it was absent."""
+    return decode_documents(docs).missing
+
+
+def as_dicts(docs: Documents) -> list[dict[str, Any]]:
+    """Decode raw BSON batches (``find_raw_batches``) / RawBSONDocuments; dicts pass through."""
+    out: list[dict[str, Any]] = []
+    for item in docs:
+        if isinstance(item, dict):
+            out.append(item)
+        elif isinstance(item, RawBSONDocument):
+            out.extend(decode_all(item.raw, DECODE_OPTIONS))
+        else:
+            out.extend(decode_all(bytes(item), DECODE_OPTIONS))
+    return out
+
+
+def decode_documents(docs: Documents) -> Decoded:
+    """Arrow table, fallback warnings and missing-field masks of ``docs`` in one pass."""
+    rows = as_dicts(docs)
+    n = len(rows)
+    values: dict[str, list[Any]] = {}
+    present: dict[str, bytearray] = {}
+    for i, doc in enumerate(rows):
+        for name, value in doc.items():
+            column = values.get(name)
+            if column is None:
+                column = values[name] = [None] * n
+                present[name] = bytearray(n)
+            column[i] = value
+            present[name][i] = 1
+    arrays: list[pa.Array] = []
+    fields: list[pa.Field] = []
+    warnings: list[str] = []
+    for name, column in values.items():
+        node = infer_column(column)
+        for path in conflicts(column, node, name):
+            warnings.append(
+                f"field {path}: conflicting BSON types across documents; "
+                "carried as extended-JSON text (bson_type=json)"
+            )
+        array, fld = build(name, node, column)
+        arrays.append(array)
+        fields.append(fld)
+    missing = {
+        name: pa.array([not flag for flag in mask], pa.bool_())
+        for name, mask in present.items()
+        if mask.count(1) != n
+    }
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return Decoded(table, warnings, missing)
+
+
+def build(name: str, node: Node, values: list[Any]) -> tuple[pa.Array, pa.Field]:
+    """An Arrow array (and its field, with ``bson_type``) for ``values`` of type ``node``."""
+    kind = node[0]
+    if kind == "struct" and node[1]:
+        children = [
+            build(child, sub, [v.get(child) if isinstance(v, dict) else None for v in values])
+            for child, sub in node[1].items()
+        ]
+        mask = pa.array([v is None for v in values], pa.bool_())
+        array = pa.StructArray.from_arrays(
+            [c[0] for c in children], fields=[c[1] for c in children], mask=mask
+        )
+        return array, _field(name, array.type, "object")
+    if kind == "list":
+        offsets = [0]
+        items: list[Any] = []
+        for v in values:
+            if v is not None:
+                items.extend(v)
+            offsets.append(len(items))
+        item_array, item_field = build("item", node[1], items)
+        mask = pa.array([v is None for v in values], pa.bool_())
+        array = pa.ListArray.from_arrays(
+            pa.array(offsets, pa.int32()), item_array, type=pa.list_(item_field), mask=mask
+        )
+        return array, _field(name, array.type, "array")
+    if kind == "struct" or node == JSON:  # an empty sub-document has no Arrow struct form
+        text = [None if v is None else to_json(v) for v in values]
+        return pa.array(text, pa.string()), _field(name, pa.string(), "json")
+    if node == NULL:
+        return pa.nulls(len(values)), _field(name, pa.null(), "null")
+    return _leaf(name, kind, values)
+
+
+_PLAIN = {
+    "string": pa.string(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.timestamp("ms", tz="UTC"),
+}
+
+
+def _leaf(name: str, kind: str, values: list[Any]) -> tuple[pa.Array, pa.Field]:
+    type_ = _PLAIN.get(kind)
+    if type_ is not None:
+        return pa.array(values, type_), _field(name, type_, kind)
+    if kind == "objectId":
+        text = [None if v is None else str(v) for v in values]
+        return pa.array(text, pa.string()), _field(name, pa.string(), kind)
+    if kind == "uuid":
+        text = [None if v is None else str(_as_uuid(v)) for v in values]
+        return pa.array(text, pa.string()), _field(name, pa.string(), kind)
+    if kind == "binData":
+        raw = [None if v is None else bytes(v) for v in values]
+        return pa.array(raw, pa.binary()), _field(name, pa.binary(), kind)
+    if kind == "decimal":
+        return _decimal(name, values)
+    raise AssertionError(f"unhandled BSON kind {kind}")
+
+
+def _as_uuid(value: Any) -> Any:
+    return value.as_uuid() if isinstance(value, Binary) else value
+
+
+def _decimal(name: str, values: list[Any]) -> tuple[pa.Array, pa.Field]:
+    """Exact: decimal128(p, s) sized to the values, or decimal text when Arrow cannot hold it."""
+    decimals = [
+        None if v is None else (v.to_decimal() if isinstance(v, Decimal128) else Decimal(v))
+        for v in values
+    ]
+    int_digits, scale, finite = 1, 0, True
+    for d in decimals:
+        if d is None:
+            continue
+        if not d.is_finite():
+            finite = False
+            break
+        _, digits, exponent = d.as_tuple()
+        assert isinstance(exponent, int)
+        scale = max(scale, -exponent)
+        int_digits = max(int_digits, len(digits) + exponent)
+    if finite and int_digits + scale <= _MAX_DECIMAL_DIGITS:
+        type_ = pa.decimal128(int_digits + scale, scale)
+        return pa.array(decimals, type_), _field(name, type_, "decimal")
+    text = [None if d is None else str(d) for d in decimals]
+    return pa.array(text, pa.string()), _field(name, pa.string(), "decimal")
+
+
+def to_json(value: Any) -> str:
+    """Relaxed extended JSON: readable, and ``json_util.loads`` gives the BSON value back."""
+    return json_util.dumps(value, json_options=_JSON_OPTIONS)
+
+
+def _field(name: str, type_: pa.DataType, bson_type: str) -> pa.Field:
+    return pa.field(name, type_, metadata={"bson_type": bson_type})

@@ -1,0 +1,130 @@
+"""Inferred BSON type trees and how two of them unify.
+
+Documents in one collection rarely share one schema, so the Arrow schema of a batch is the
+*union* of what every document holds: a field one document lacks is null (and reported missing),
+int32 and int64 widen to int64, ints and doubles widen to double, and sub-documents merge field by
+field. Two kinds that cannot share an Arrow type (a string here, a number there) become a
+``json`` node: that field, and only that field, is carried as an extended-JSON string and a
+warning names it. Pure functions, no I/O, so they are unit- and property-tested.
+
+A node is a tuple: ``(kind,)`` for leaves, ``("struct", {name: node})`` and ``("list", node)``.
+Leaf kinds are the BSON type aliases MongoDB uses (``$type``): ``objectId``, ``string``, ``int``
+(int32), ``long``, ``double``, ``decimal``, ``bool``, ``date``, ``binData``, ``uuid``, ``null``,
+plus ``json`` (anything else, or a conflict).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid as _uuid
+from decimal import Decimal
+from typing import Any
+
+from bson import Binary, Decimal128, Int64, ObjectId
+from bson.binary import UUID_SUBTYPE
+
+Node = tuple[Any, ...]
+
+NULL: Node = ("null",)
+JSON: Node = ("json",)
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+_SCALARS: dict[type, Node] = {
+    str: ("string",),
+    bool: ("bool",),
+    float: ("double",),
+    ObjectId: ("objectId",),
+    Decimal128: ("decimal",),
+    Decimal: ("decimal",),
+    Int64: ("long",),
+    _uuid.UUID: ("uuid",),
+    bytes: ("binData",),
+    _dt.datetime: ("date",),
+    type(None): NULL,
+}
+
+
+def infer(value: Any) -> Node:
+    """The type node of one decoded BSON value."""
+    node = _SCALARS.get(type(value))
+    if node is not None:
+        return node
+    if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, Int64) or not _INT32_MIN <= value <= _INT32_MAX:
+            return ("long",)
+        return ("int",)
+    if isinstance(value, dict):
+        if not value:
+            return ("struct", {})
+        return ("struct", {k: infer(v) for k, v in value.items()})
+    if isinstance(value, list):
+        elem = NULL
+        for item in value:
+            elem = unify(elem, infer(item))
+        return ("list", elem)
+    if isinstance(value, Binary):
+        return ("uuid",) if value.subtype == UUID_SUBTYPE and len(value) == 16 else ("binData",)
+    if isinstance(value, _dt.datetime):
+        return ("date",)
+    return JSON  # Regex, Code, Timestamp, MinKey/MaxKey, DBRef, DatetimeMS out of range …
+
+
+def infer_column(values: list[Any]) -> Node:
+    """The union node of a column's values (``null`` when all are null/missing)."""
+    seen: dict[type, Node] = {}
+    node = NULL
+    for value in values:
+        cls = type(value)
+        leaf = _SCALARS.get(cls)
+        if leaf is not None:
+            # fast path: a scalar type already folded in changes nothing
+            if cls in seen:
+                continue
+            seen[cls] = leaf
+            node = unify(node, leaf)
+        else:
+            node = unify(node, infer(value))
+        if node == JSON:
+            return JSON
+    return node
+
+
+_WIDEN = {
+    frozenset({"int", "long"}): ("long",),
+    frozenset({"int", "double"}): ("double",),
+    frozenset({"long", "double"}): ("double",),
+}
+
+
+def unify(a: Node, b: Node) -> Node:
+    """The narrowest node both ``a`` and ``b`` fit in (``json`` when none)."""
+    if a == b:
+        return a
+    if a == NULL:
+        return b
+    if b == NULL:
+        return a
+    if a[0] == "struct" and b[0] == "struct":
+        fields = dict(a[1])
+        for name, node in b[1].items():
+            fields[name] = unify(fields[name], node) if name in fields else node
+        return ("struct", fields)
+    if a[0] == "list" and b[0] == "list":
+        return ("list", unify(a[1], b[1]))
+    return _WIDEN.get(frozenset({a[0], b[0]}), JSON)
+
+
+def conflicts(values: list[Any], node: Node, path: str) -> list[str]:
+    """Paths inside ``node`` that fell back to JSON because their documents disagree."""
+    if node == JSON:
+        kinds = sorted({infer(v)[0] for v in values if v is not None})
+        return [f"{path}: {' vs '.join(kinds)}"] if len(kinds) > 1 else []
+    out: list[str] = []
+    if node[0] == "struct":
+        for name, child in node[1].items():
+            sub = [v.get(name) for v in values if isinstance(v, dict)]
+            out += conflicts(sub, child, f"{path}.{name}")
+    elif node[0] == "list":
+        items = [item for v in values if isinstance(v, list) for item in v]
+        out += conflicts(items, node[1], f"{path}[]")
+    return out
