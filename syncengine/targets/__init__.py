@@ -1,1 +1,21 @@
+"""Targets: where mapped, compacted, conflict-resolved batches are applied.
 
+:func:`make_target` builds one from its config through the ``syncengine.targets`` registry, so
+a third-party target plugs in the same way as the built-ins. Only the chosen target's module
+(and driver) is imported.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syncengine.targets.base import Target
+
+
+def make_target(pipeline: str, config: Any, state: Any) -> Target:
+    """The target for ``config`` (a ``TargetConfig``), storing fallback state in ``state``."""
+    from syncengine.plugins import TARGETS
+
+    cls = TARGETS.get(config.type)
+    return cls(pipeline, config, state)  # type: ignore[operator,no-any-return]

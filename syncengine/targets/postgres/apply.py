@@ -1,0 +1,243 @@
+"""Set-wise apply of one compacted table write, inside the caller's transaction.
+
+Steps: ``TRUNCATE`` (when the batch holds a ``t``), ``COPY`` of the remaining rows into a
+temporary staging table, then one ``DELETE … USING`` for the deletes and one
+``INSERT … ON CONFLICT DO UPDATE`` per *sent-column pattern*: ``c``/``r`` rows and updates
+that sent every column share pattern 0; an update whose source left some columns unsent
+(unchanged TOAST) only names the sent columns, so the target keeps the others, and a missing
+row is created from what was sent. One round trip per statement, never per row.
+
+Bad rows (constraint violations, values the column type refuses) make a statement fail as a
+whole; the batch is then bisected inside savepoints until the offending rows are isolated.
+They are returned as rejected (dead letters) and the rest commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from itertools import count
+
+import polars as pl
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+
+from syncengine.changes import OP_DELETE, OP_TRUNCATE, UNSENT_PREFIX
+from syncengine.targets.base import ApplyResult, TableWrite
+from syncengine.targets.faults import fault_point
+from syncengine.targets.postgres.errors import first_line, is_record_error
+from syncengine.targets.postgres.types import to_csv
+
+_staging_names = count()
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A write prepared for staging: rows (``__row``, ``__op``, ``__pat`` + data columns)."""
+
+    rows: pa.Table
+    columns: list[str]
+    #: pattern id → the columns that pattern sends (key first)
+    patterns: dict[int, list[str]]
+    truncate: bool
+    #: the original changes, for rejected rows
+    original: pl.DataFrame
+
+
+def prepare(write: TableWrite, target_columns: dict[str, str]) -> Staged:
+    """Filter, number and classify the rows of a write (vectorized)."""
+    key = list(write.spec.key)
+    frame = write.batch.to_polars()
+    truncate = bool(frame.height) and (frame["_op"] == OP_TRUNCATE).any()
+    frame = frame.filter(pl.col("_op") != OP_TRUNCATE)
+    columns = [c for c in write.batch.data_columns if c in target_columns]
+    others = [c for c in columns if c not in key]
+    unsent = [c for c in others if UNSENT_PREFIX + c in frame.columns]
+    if unsent:
+        is_update = pl.col("_op") == "u"
+        bits = [
+            pl.when(is_update & pl.col(UNSENT_PREFIX + c).fill_null(False))
+            .then(pl.lit("1"))
+            .otherwise(pl.lit("0"))
+            for c in unsent
+        ]
+        signature = pl.concat_str(bits)
+        frame = frame.with_columns(signature.alias("__sig"))
+        sigs = sorted(frame["__sig"].unique().to_list())
+        full = "0" * len(unsent)
+        ordered = [full] + [s for s in sigs if s != full]
+        ids = {s: i for i, s in enumerate(ordered)}
+        frame = frame.with_columns(
+            pl.col("__sig").replace_strict(ids, return_dtype=pl.Int32).alias("__pat")
+        )
+        patterns = {
+            ids[s]: key + [c for c in others if c not in unsent or s[unsent.index(c)] == "0"]
+            for s in ordered
+        }
+    else:
+        frame = frame.with_columns(pl.lit(0, dtype=pl.Int32).alias("__pat"))
+        patterns = {0: key + others}
+    frame = frame.with_columns(
+        pl.when(pl.col("_op") == OP_DELETE).then(-1).otherwise(pl.col("__pat")).alias("__pat")
+    )
+    frame = frame.with_row_index("__row").with_columns(pl.col("__row").cast(pl.Int64))
+    staged = frame.select("__row", pl.col("_op").alias("__op"), "__pat", *columns)
+    return Staged(staged.to_arrow(), columns, patterns, truncate, frame)
+
+
+async def apply_write(
+    conn: psycopg.AsyncConnection,
+    schema: str,
+    write: TableWrite,
+    target_columns: dict[str, str],
+    result: ApplyResult,
+) -> bool:
+    """Apply one write in the open transaction; returns whether the table was truncated."""
+    table = sql.Identifier(schema, write.spec.name)
+    staged = prepare(write, target_columns)
+    if staged.truncate:
+        await conn.execute(sql.SQL("TRUNCATE {}").format(table))
+        result.truncated += 1
+    if not staged.rows.num_rows:
+        return staged.truncate
+    stg = sql.Identifier(f"_syncengine_stage_{next(_staging_names)}")
+    typed = [
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target_columns[c]))  # type: ignore[arg-type]  # catalog format_type output
+        for c in staged.columns
+    ]
+    await conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {} (__row bigint, __op text, __pat integer, {}) ON COMMIT DROP"
+        ).format(stg, sql.SQL(", ").join(typed))
+    )
+    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        stg, sql.SQL(", ").join(map(sql.Identifier, staged.rows.column_names))
+    )
+    pg_types = {c: target_columns[c] for c in staged.columns}
+
+    async def copy_range(lo: int, hi: int) -> None:
+        data = to_csv(staged.rows.slice(lo, hi - lo), pg_types)
+        async with conn.cursor() as cur, cur.copy(copy) as pipe:
+            await pipe.write(data)
+
+    rejected: list[int] = []
+    await bisect(conn, 0, staged.rows.num_rows, copy_range, rejected, result, staged, write)
+    fault_point("postgres.after_stage")
+
+    statements = _statements(table, stg, write.spec.key, staged.patterns, target_columns)
+    counts = {"deleted": 0, "upserted": 0}
+
+    async def statements_range(lo: int, hi: int) -> None:
+        done = {"deleted": 0, "upserted": 0}
+        async with conn.cursor() as cur:
+            for kind, statement in statements:
+                await cur.execute(statement, {"lo": lo, "hi": hi})
+                done[kind] += max(cur.rowcount, 0)
+        for kind, n in done.items():
+            counts[kind] += n
+
+    await bisect(conn, 0, staged.rows.num_rows, statements_range, rejected, result, staged, write)
+    result.deleted += counts["deleted"]
+    result.upserted += counts["upserted"]
+    await conn.execute(sql.SQL("DROP TABLE {}").format(stg))
+    return staged.truncate
+
+
+def _statements(
+    table: sql.Identifier,
+    stg: sql.Identifier,
+    key: tuple[str, ...],
+    patterns: dict[int, list[str]],
+    types: dict[str, str],
+) -> list[tuple[str, sql.Composable]]:
+    in_range = sql.SQL("s.__row >= %(lo)s AND s.__row < %(hi)s")
+    match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
+    out: list[tuple[str, sql.Composable]] = [
+        (
+            "deleted",
+            sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE s.__op = 'd' AND {} AND {}").format(
+                table, stg, in_range, match
+            ),
+        )
+    ]
+    conflict = sql.SQL(", ").join(map(sql.Identifier, key))
+    for pattern, columns in patterns.items():
+        names = sql.SQL(", ").join(map(sql.Identifier, columns))
+        sources = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns)
+        others = [c for c in columns if c not in key]
+        if others:
+            sets = sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others
+            )
+            current = sql.SQL(", ").join(_comparable("t", c, types[c]) for c in others)
+            incoming = sql.SQL(", ").join(_comparable("EXCLUDED", c, types[c]) for c in others)
+            # Skip rows that already hold these values: a replay writes nothing.
+            action = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
+                sets, sql.SQL("ROW({})").format(current), sql.SQL("ROW({})").format(incoming)
+            )
+        else:
+            action = sql.SQL("DO NOTHING")
+        out.append(
+            (
+                "upserted",
+                sql.SQL(
+                    "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS s WHERE s.__pat = {} AND {} "
+                    "ON CONFLICT ({}) {}"
+                ).format(
+                    table, names, sources, stg, sql.Literal(pattern), in_range, conflict, action
+                ),
+            )
+        )
+    return out
+
+
+# Types without an equality operator are compared by their text form.
+_NO_EQUALITY = ("json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle")
+
+
+def _comparable(alias: str, column: str, pg_type: str) -> sql.Composable:
+    ref = sql.SQL("{}.{}").format(sql.SQL(alias), sql.Identifier(column))  # type: ignore[arg-type]
+    if pg_type.removesuffix("[]") in _NO_EQUALITY:
+        return sql.SQL("{}::text").format(ref)
+    return ref
+
+
+async def bisect(
+    conn: psycopg.AsyncConnection,
+    lo: int,
+    hi: int,
+    step: Callable[[int, int], Awaitable[None]],
+    rejected: list[int],
+    result: ApplyResult,
+    staged: Staged,
+    write: TableWrite,
+) -> None:
+    """Run ``step`` on rows [lo, hi) in a savepoint; on a record error split until the bad
+    rows are alone, reject those and keep the rest."""
+    if lo >= hi:
+        return
+    try:
+        async with conn.transaction():
+            await step(lo, hi)
+        return
+    except psycopg.Error as exc:
+        if not is_record_error(exc):
+            raise
+        if hi - lo == 1:
+            rejected.append(lo)
+            result.rejected.append((write.spec.name, _row(staged, lo), first_line(exc)))
+            return
+    mid = (lo + hi) // 2
+    await bisect(conn, lo, mid, step, rejected, result, staged, write)
+    await bisect(conn, mid, hi, step, rejected, result, staged, write)
+
+
+def _row(staged: Staged, index: int) -> dict[str, object]:
+    """The original change for a rejected row (per-row Python: rows set aside only)."""
+    row = staged.original.filter(pl.col("__row") == index).row(0, named=True)
+    return {
+        k: v
+        for k, v in row.items()
+        if not k.startswith("__") and not (k.startswith(UNSENT_PREFIX) and not v)
+    }

@@ -1,0 +1,122 @@
+"""Target tables and the ``_syncengine`` state schema: create, introspect, grow.
+
+State tables come from :data:`syncengine.state.schema.TABLES`, the one description every
+backend shares, so the Postgres target stores exactly what the SQLite store does.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+
+from syncengine.errors import FatalError
+from syncengine.state.schema import FORMAT_VERSION, TABLES
+from syncengine.targets.base import TableSpec
+from syncengine.targets.postgres.types import pg_type_of, type_sql
+
+STATE_SCHEMA = "_syncengine"
+
+
+def state_table(name: str) -> sql.Composable:
+    return sql.Identifier(STATE_SCHEMA, name)
+
+
+async def ensure_state_schema(conn: psycopg.AsyncConnection) -> None:
+    """Create ``_syncengine`` and its tables if missing; refuse a newer format."""
+    async with conn.transaction():
+        # Concurrent first starts must not race on CREATE SCHEMA / CREATE TABLE.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('syncengine.state_schema'))")
+        await conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STATE_SCHEMA))
+        )
+        for table, (columns, key) in TABLES.items():
+            body = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
+                for name, kind in columns
+            )
+            pk = sql.SQL(", ").join(map(sql.Identifier, key))
+            await conn.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+                    state_table(table), body, pk
+                )
+            )
+        cur = await conn.execute(
+            sql.SQL("SELECT value FROM {} WHERE name = 'format_version'").format(
+                state_table("meta")
+            )
+        )
+        row = await cur.fetchone()
+        if row and int(row[0]) > FORMAT_VERSION:
+            raise FatalError(
+                f"target state schema {STATE_SCHEMA} has format {row[0]}, newer than this "
+                f"syncengine understands ({FORMAT_VERSION})",
+                hint="upgrade syncengine",
+            )
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (name, value) VALUES ('format_version', %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+            ).format(state_table("meta")),
+            (str(FORMAT_VERSION),),
+        )
+
+
+async def existing_columns(
+    conn: psycopg.AsyncConnection, schema: str, table: str
+) -> dict[str, str] | None:
+    """column → formatted type of an existing table, in column order; None when absent."""
+    cur = await conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (schema, table),
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        exists = await conn.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s",
+            (schema, table),
+        )
+        return {} if await exists.fetchone() else None
+    return {name: kind for name, kind in rows}
+
+
+async def has_unique_key(
+    conn: psycopg.AsyncConnection, schema: str, table: str, key: tuple[str, ...]
+) -> bool:
+    """Whether a primary key or unique index covers exactly ``key`` (ON CONFLICT needs one)."""
+    cur = await conn.execute(
+        "SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
+        "WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL "
+        "GROUP BY i.indexrelid",
+        (schema, table),
+    )
+    wanted = sorted(key)
+    return any(sorted(row[0]) == wanted for row in await cur.fetchall())
+
+
+def create_table_sql(schema: str, spec: TableSpec) -> sql.Composable:
+    columns = []
+    for field in spec.schema:
+        not_null = sql.SQL(" NOT NULL") if field.name in spec.key else sql.SQL("")
+        columns.append(
+            sql.SQL("{} {}{}").format(
+                sql.Identifier(field.name), type_sql(pg_type_of(field)), not_null
+            )
+        )
+    body = sql.SQL(", ").join(columns)
+    pk = sql.SQL(", ").join(map(sql.Identifier, spec.key))
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+        sql.Identifier(schema, spec.name), body, pk
+    )
+
+
+def add_column_sql(schema: str, table: str, field: pa.Field) -> sql.Composable:
+    return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+        sql.Identifier(schema, table), sql.Identifier(field.name), type_sql(pg_type_of(field))
+    )

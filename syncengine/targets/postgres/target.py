@@ -1,0 +1,190 @@
+"""PostgresTarget: tables created and grown from the mapped schema, batches applied set-wise,
+shadow rows and the checkpoint committed in the same transaction as the data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+import pyarrow as pa
+
+from syncengine.config.models import PostgresTargetConfig
+from syncengine.errors import FatalError
+from syncengine.state.sqlite import SQLiteStateStore
+from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
+from syncengine.targets.faults import fault_point
+from syncengine.targets.postgres import ddl, state
+from syncengine.targets.postgres.apply import apply_write
+from syncengine.targets.postgres.errors import translate
+from syncengine.targets.postgres.read import read_rows
+
+
+class PostgresTarget:
+    """See docs/targets.md. ``keeps_state``: state lives in ``_syncengine`` in the target."""
+
+    keeps_state = True
+
+    def __init__(
+        self, pipeline: str, config: PostgresTargetConfig, state: SQLiteStateStore | None = None
+    ) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.state = state
+        self._conn: psycopg.AsyncConnection | None = None
+        #: table name → its columns and their formatted types, as last seen in the catalog
+        self._columns: dict[str, dict[str, str]] = {}
+
+    def _split(self, name: str) -> tuple[str, str]:
+        """``schema.table`` names a schema; a plain name lives in the configured schema."""
+        schema, dot, table = name.partition(".")
+        return (schema, table) if dot else (self.config.schema_, name)
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            # autocommit: reads do not leave a transaction open; writes use explicit ones.
+            conn = await psycopg.AsyncConnection.connect(
+                self.config.dsn.get_secret_value(), autocommit=True
+            )
+            await conn.execute("SET TimeZone = 'UTC'")
+            await ddl.ensure_state_schema(conn)
+        except psycopg.Error as exc:
+            raise translate(exc, "connect") from None
+        self._conn = conn
+        self._columns.clear()
+        return conn
+
+    async def open(self) -> None:
+        await self._connection()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    # -- tables ---------------------------------------------------------------------------
+
+    async def ensure_table(self, spec: TableSpec) -> TableSpec:
+        conn = await self._connection()
+        schema, table = self._split(spec.name)
+        try:
+            async with conn.transaction():
+                columns = await self._grow(conn, schema, table, spec)
+        except psycopg.Error as exc:
+            raise translate(exc, f"preparing table {spec.name}") from None
+        self._columns[spec.name] = columns
+        fields = []
+        for field in spec.schema:
+            if field.name in columns:
+                meta = dict(field.metadata or {})
+                meta[b"pg_type"] = columns[field.name].encode()
+                fields.append(field.with_metadata(meta))
+        return TableSpec(spec.name, spec.key, pa.schema(fields, metadata=spec.schema.metadata))
+
+    async def _grow(
+        self, conn: psycopg.AsyncConnection, schema: str, table: str, spec: TableSpec
+    ) -> dict[str, str]:
+        if not spec.key:
+            raise FatalError(f"target table {spec.name}: no key columns", hint="set `key:`")
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
+        columns = await ddl.existing_columns(conn, schema, table)
+        local = TableSpec(table, spec.key, spec.schema)
+        if columns is None:
+            await conn.execute(ddl.create_table_sql(schema, local))
+            return await ddl.existing_columns(conn, schema, table) or {}
+        missing = [f for f in spec.schema if f.name not in columns]
+        if missing and self.config.on_schema_change == "fail":
+            names = ", ".join(f.name for f in missing)
+            raise FatalError(
+                f"target table {spec.name} lacks column(s) {names}",
+                hint="add them, or set target.on_schema_change: add | ignore",
+            )
+        if missing and self.config.on_schema_change == "add":
+            for field in missing:
+                await conn.execute(ddl.add_column_sql(schema, table, field))
+            columns = await ddl.existing_columns(conn, schema, table) or {}
+        absent_key = [k for k in spec.key if k not in columns]
+        if absent_key or not await ddl.has_unique_key(conn, schema, table, spec.key):
+            raise FatalError(
+                f"target table {spec.name} has no primary key or unique index on "
+                f"({', '.join(spec.key)})",
+                hint="add one, or change the mapping's key",
+            )
+        return columns
+
+    async def _known(self, spec: TableSpec, batch_columns: Sequence[str]) -> dict[str, str]:
+        columns = self._columns.get(spec.name)
+        wanted = set(spec.schema.names) | set(batch_columns)
+        if columns is None or (
+            self.config.on_schema_change != "ignore" and not wanted <= set(columns)
+        ):
+            await self.ensure_table(spec)
+            columns = self._columns[spec.name]
+        return columns
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def read_rows(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
+        conn = await self._connection()
+        columns = await self._known(spec, ())
+        schema, table = self._split(spec.name)
+        try:
+            return await read_rows(
+                conn, schema, TableSpec(table, spec.key, spec.schema), keys, columns
+            )
+        except psycopg.Error as exc:
+            raise translate(exc, f"reading {spec.name}") from None
+
+    async def read_shadow(self, table: str, row_keys: Sequence[str]) -> pa.Table:
+        conn = await self._connection()
+        try:
+            return await state.read_shadow(conn, self.pipeline, table, row_keys)
+        except psycopg.Error as exc:
+            raise translate(exc, "reading shadow rows") from None
+
+    async def get_checkpoint(self, stream: str) -> str | None:
+        conn = await self._connection()
+        try:
+            return await state.read_checkpoint(conn, self.pipeline, stream)
+        except psycopg.Error as exc:
+            raise translate(exc, "reading the checkpoint") from None
+
+    # -- apply ----------------------------------------------------------------------------
+
+    async def apply(
+        self, writes: Sequence[TableWrite], checkpoint: Checkpoint | None
+    ) -> ApplyResult:
+        """Data, shadow and checkpoint in one transaction (see apply.py for the steps)."""
+        conn = await self._connection()
+        result = ApplyResult()
+        known = [
+            await self._known(
+                w.spec,
+                [c for c in w.batch.data_columns if self.config.on_schema_change != "ignore"],
+            )
+            for w in writes
+        ]
+        try:
+            async with conn.transaction():
+                for write, columns in zip(writes, known, strict=True):
+                    schema, table = self._split(write.spec.name)
+                    local = TableWrite(
+                        TableSpec(table, write.spec.key, write.spec.schema),
+                        write.batch,
+                        write.shadow,
+                    )
+                    truncated = await apply_write(conn, schema, local, columns, result)
+                    fault_point("postgres.after_data")
+                    await state.write_shadow(conn, self.pipeline, write, truncated)
+                fault_point("postgres.after_shadow")
+                if checkpoint is not None:
+                    await state.write_checkpoint(conn, self.pipeline, checkpoint)
+                fault_point("postgres.before_commit")
+        except psycopg.Error as exc:
+            error = translate(exc, "apply")
+            if error.retriable:
+                await self.close()
+            raise error from None
+        fault_point("postgres.after_commit")
+        return result
