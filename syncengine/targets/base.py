@@ -11,7 +11,7 @@ shadow and checkpoint to the SQLite state store (at-least-once, replay-safe).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -92,3 +92,8 @@ class Target(Protocol):
         ...
 
     async def get_checkpoint(self, stream: str) -> str | None: ...
+
+    def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
+        """Every row of the table, columns of ``spec`` typed as ``read_rows`` returns them
+        (``verify`` compares this with the mapped source)."""
+        ...
