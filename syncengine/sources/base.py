@@ -89,5 +89,6 @@ class ChangeSource(Protocol):
 
     def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
         """The table's current rows as ``r`` batches, with no side effects (no slot, no chunk
-        progress): what ``verify`` compares the target with. Same Arrow types as ``stream``."""
+        progress): what ``verify`` compares the target with. Same Arrow types as ``stream``;
+        at least one batch, empty when the table is."""
         ...
