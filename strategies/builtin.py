@@ -1,0 +1,117 @@
+"""The built-in strategies: ``remote`` (default), ``local``, ``timestamp`` and ``manual``.
+
+``merge`` lives in :mod:`syncengine.strategies.merge`. See :mod:`syncengine.strategies.base`
+for the frames a strategy receives.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from syncengine.strategies.base import (
+    EXISTS,
+    Decision,
+    StrategyContext,
+    flags,
+    labels,
+    pick,
+)
+
+
+class RemoteStrategy:
+    """The source wins. Conflicts are still counted, logged and audited."""
+
+    name = "remote"
+
+    def decide(
+        self, base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
+    ) -> Decision:
+        n = remote.height
+        return Decision(pick(remote, ctx), flags(False, n), labels("remote", n))
+
+
+class LocalStrategy:
+    """The target wins: the incoming change is skipped (and audited)."""
+
+    name = "local"
+
+    def decide(
+        self, base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
+    ) -> Decision:
+        n = local.height
+        return Decision(pick(local, ctx), flags(False, n), labels("local", n))
+
+
+class ManualStrategy:
+    """Every conflict is parked for a person (``syncengine conflicts``)."""
+
+    name = "manual"
+
+    def decide(
+        self, base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
+    ) -> Decision:
+        n = local.height
+        return Decision(pick(local, ctx), flags(True, n), labels("parked", n))
+
+
+class TimestampStrategy:
+    """The newer side wins; ties go to ``tie``.
+
+    With ``timestamp: FIELD`` both sides' FIELD are compared; a remote row without it (a
+    delete) uses its commit time when FIELD holds times. Without ``timestamp`` the source commit
+    time is compared with nothing on the target side, so the source wins. A side without a time
+    (a row deleted at the target, a null FIELD) is older than any time; two missing times tie.
+    """
+
+    name = "timestamp"
+
+    def decide(
+        self, base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
+    ) -> Decision:
+        local_time, remote_time = _times(local, remote, ctx)
+        newer_remote = pl.select(
+            pl.when(local_time.is_null() & remote_time.is_null())
+            .then(None)
+            .when(local_time.is_null())
+            .then(True)
+            .when(remote_time.is_null())
+            .then(False)
+            .when(remote_time == local_time)
+            .then(None)
+            .otherwise(remote_time > local_time)
+        ).to_series()
+        remote_wins = newer_remote.fill_null(ctx.config.tie == "remote")
+        rows = pick(local, ctx).select(
+            pl.when(remote_wins).then(remote[c]).otherwise(pl.col(c)).alias(c)
+            for c in (*ctx.columns, EXISTS)
+        )
+        outcome = pl.select(
+            pl.when(remote_wins).then(pl.lit("remote")).otherwise(pl.lit("local"))
+        ).to_series()
+        return Decision(rows, flags(False, local.height), outcome.alias("outcome"))
+
+
+def _times(
+    local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
+) -> tuple[pl.Series, pl.Series]:
+    field = ctx.config.timestamp
+    commit = remote[ctx.commit_time] if ctx.commit_time in remote.columns else None
+    if field is None or field not in local.columns:
+        nothing = pl.Series([None] * local.height, dtype=pl.Datetime("us", "UTC"))
+        return nothing, commit if commit is not None else nothing
+    local_time = pl.select(pl.when(local[EXISTS]).then(local[field])).to_series()
+    remote_time = pl.select(pl.when(remote[EXISTS]).then(remote[field])).to_series()
+    if local_time.dtype.is_temporal():
+        local_time = _utc(local_time)
+        remote_time = _utc(remote_time)
+        if commit is not None:
+            remote_time = remote_time.fill_null(_utc(commit))
+    return local_time, remote_time
+
+
+def _utc(times: pl.Series) -> pl.Series:
+    """Times as UTC microsecond datetimes (naive values are taken to be UTC)."""
+    if isinstance(times.dtype, pl.Datetime):
+        if times.dtype.time_zone is None:
+            return times.dt.cast_time_unit("us").dt.replace_time_zone("UTC")
+        return times.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    return times.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")

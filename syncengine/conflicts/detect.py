@@ -1,0 +1,178 @@
+"""Detection: which incoming changes meet a target row that someone else changed.
+
+One batched read of the target rows and one of the shadow rows for the batch's keys, then
+vectorized hash comparisons. Per key there are three states, each "absent" or a row hash:
+
+* ``local``: the target row now;
+* ``shadow``: the source's version of the row as this pipeline last applied it;
+* ``after``: what the target row becomes when the incoming change is applied as sent.
+
+``after == local`` is an **echo** (the change repeats what the target holds; in two-way sync,
+our own write coming back): skipped. Otherwise ``local != shadow`` is a **conflict**: the target
+was changed by hand, deleted by hand, or holds a row this pipeline never wrote (a conflict on
+insert). A key absent from both target and shadow is not a conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+
+from syncengine.changes import OP_DELETE, OP_UPDATE, UNSENT_PREFIX
+from syncengine.conflicts.rows import (
+    EXISTS,
+    canonical,
+    decode_rows,
+    encode_rows,
+    hash_texts,
+    polars_schema,
+    retag_hashes,
+    row_keys,
+)
+from syncengine.targets.base import TableSpec, Target
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Everything detection learned about a batch's rows, all aligned with ``changes``."""
+
+    spec: TableSpec
+    changes: pl.DataFrame
+    """The incoming changes (data, ``_op``, ``_pos``, ``_ts``, ``_txid``, unsent masks)."""
+    row_key: pl.Series
+    remote: pl.DataFrame
+    """The sent values cast to the spec (unsent and unmapped columns null)."""
+    local: pl.DataFrame
+    """The target rows now, spec columns + ``_exists``."""
+    local_hash: pl.Series
+    after: pl.DataFrame
+    after_json: pl.Series
+    after_hash: pl.Series
+    shadow_hash: pl.Series
+    shadow_base: pl.Series
+    echo: pl.Series
+    conflict: pl.Series
+
+    @property
+    def columns(self) -> list[str]:
+        return self.spec.schema.names
+
+    def base(self, rows: pl.Series) -> pl.DataFrame:
+        """The shadow's row (the last applied source version) for the selected rows."""
+        bases = self.shadow_base.filter(rows)
+        frame = decode_rows(bases, polars_schema(self.spec))
+        return frame.with_columns(bases.is_not_null().alias(EXISTS))
+
+    def source_image(self, rows: pl.Series, base: pl.DataFrame) -> pl.DataFrame:
+        """The source's version of the selected rows: unsent values come from the base (the
+        source said "unchanged"), or from the target where there is no base."""
+        local = self.local.filter(rows)
+        fill = local.select(
+            pl.when(base[EXISTS]).then(base[c]).otherwise(pl.col(c)).alias(c) for c in self.columns
+        ).with_columns(local[EXISTS])
+        return after_image(self.changes.filter(rows), self.remote.filter(rows), fill, self.columns)
+
+
+def after_image(
+    changes: pl.DataFrame, remote: pl.DataFrame, fill: pl.DataFrame, columns: Sequence[str]
+) -> pl.DataFrame:
+    """Rows as they are once the changes are applied on top of ``fill`` (columns + ``_exists``).
+
+    ``c``/``r``: exactly the sent columns; ``u``: sent columns over ``fill`` (a column the
+    change did not send, or that is not in the batch, keeps the ``fill`` value; an absent row is
+    created from the sent columns); ``d``: absent.
+    """
+    op = changes["_op"]
+    is_update = op == OP_UPDATE
+    exists = op != OP_DELETE
+    out = []
+    for name in columns:
+        if name not in changes.columns:
+            keep = is_update
+        elif UNSENT_PREFIX + name in changes.columns:
+            keep = is_update & changes[UNSENT_PREFIX + name].fill_null(False)
+        else:
+            out.append(remote[name])
+            continue
+        taken = pl.select(pl.when(keep).then(fill[name]).otherwise(remote[name])).to_series()
+        out.append(taken.alias(name))
+    frame = pl.DataFrame(out) if out else pl.DataFrame()
+    nulls = [pl.when(exists).then(pl.col(c)).alias(c) for c in columns]
+    return frame.with_columns(nulls).with_columns(exists.alias(EXISTS))
+
+
+def json_of(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
+    """Row JSON where the row exists, null where it does not."""
+    texts = encode_rows(frame, columns)
+    return pl.select(pl.when(frame[EXISTS]).then(texts)).to_series().alias("json")
+
+
+async def detect(
+    target: Target, spec: TableSpec, changes: pl.DataFrame, *, after_truncate: bool = False
+) -> Detection:
+    """Read target and shadow rows for the changes' keys and classify every change.
+
+    ``after_truncate``: the batch empties the table first, so nothing is read: every key is
+    absent at the target and in the shadow.
+    """
+    columns = spec.schema.names
+    key = list(spec.key)
+    remote = canonical(changes.select([c for c in columns if c in changes.columns]), spec)
+    keys = remote.select(key)
+    row_key = row_keys(remote, key)
+
+    reads = keys.height and not after_truncate
+    read = await target.read_rows(spec, keys.to_arrow()) if reads else None
+    local = _align_local(keys, canonical(read, spec) if read is not None else None, spec)
+    local_hash = hash_texts(json_of(local, columns))
+
+    shadow = await target.read_shadow(spec.name, row_key.to_list()) if reads else None
+    shadow_hash, shadow_base = _align_shadow(row_key, shadow)
+    shadow_hash = retag_hashes(shadow_hash, shadow_base, polars_schema(spec))
+
+    after = after_image(changes, remote, local, columns)
+    after_json = json_of(after, columns)
+    after_hash = hash_texts(after_json)
+
+    echo = same_state(after[EXISTS], after_hash, local[EXISTS], local_hash)
+    in_sync = same_state(local[EXISTS], local_hash, shadow_hash.is_not_null(), shadow_hash)
+    conflict = ~echo & ~in_sync
+    return Detection(
+        spec, changes, row_key, remote, local, local_hash, after, after_json, after_hash,
+        shadow_hash, shadow_base, echo, conflict,
+    )  # fmt: skip
+
+
+def same_state(
+    a_exists: pl.Series, a_hash: pl.Series, b_exists: pl.Series, b_hash: pl.Series
+) -> pl.Series:
+    """Per row: both absent, or both present with the same hash."""
+    both = a_exists & b_exists & (a_hash == b_hash).fill_null(False)
+    return ((a_exists == b_exists) & (~a_exists | both)).alias("same")
+
+
+def _align_local(keys: pl.DataFrame, found: pl.DataFrame | None, spec: TableSpec) -> pl.DataFrame:
+    key = list(spec.key)
+    columns = spec.schema.names
+    if found is None or not found.height:
+        nulls = canonical(pa.table({"_": pa.nulls(keys.height)}), spec)
+        return nulls.with_columns(keys).with_columns(pl.repeat(False, keys.height).alias(EXISTS))
+    found = found.unique(subset=key, keep="last").with_columns(pl.lit(True).alias(EXISTS))
+    joined = keys.join(found, on=key, how="left", nulls_equal=True, maintain_order="left")
+    return joined.select(*columns, pl.col(EXISTS).fill_null(False))
+
+
+def _align_shadow(row_key: pl.Series, shadow: pa.Table | None) -> tuple[pl.Series, pl.Series]:
+    if shadow is None or not shadow.num_rows:
+        empty = pl.Series([None] * row_key.len(), dtype=pl.String)
+        return empty.alias("row_hash"), empty.alias("base")
+    found = pl.from_arrow(shadow.select(["row_key", "row_hash", "base"]))
+    assert isinstance(found, pl.DataFrame)
+    found = found.with_columns(pl.col("row_hash", "base").cast(pl.String))
+    joined = row_key.to_frame("row_key").join(
+        found.unique(subset="row_key", keep="last"), on="row_key", how="left", maintain_order="left"
+    )
+    return joined["row_hash"], joined["base"]

@@ -1,0 +1,333 @@
+"""The pipeline step between mapping and target apply: detect, decide, queue, write.
+
+``ConflictResolver.resolve(spec, batch)`` turns one compacted, mapped batch into the
+:class:`TableWrite` the runtime applies (data + shadow rows, committed with the checkpoint):
+
+1. changes to keys with a pending manual conflict are *held* (queued behind it, in order);
+2. the rest are classified (:mod:`syncengine.conflicts.detect`): echoes are skipped, clean
+   changes pass through, conflicts go to the table's strategy;
+3. the strategy's decision becomes writes: a row equal to the target now is not written, a row
+   equal to the incoming change passes through as sent, any other row is written in full;
+   parked rows are written to the queue, not the target;
+4. park, hold and audit rows commit to the state store *before* the data (see
+   :mod:`syncengine.conflicts.queue` for why that is crash-safe).
+
+The shadow records, for every key written or decided, the **source's version** of the row (the
+incoming change applied to the last source version), not necessarily what the target holds: after
+``local`` or ``merge`` kept target edits, the target still differs from the shadow, so the next
+source change to that key is again a conflict and the edits are not silently overwritten by a
+full-row image that never saw them. Parked and held keys keep their shadow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from syncengine.changes import (
+    BEFORE_PREFIX,
+    META_COLUMNS,
+    OP_DELETE,
+    OP_TRUNCATE,
+    OP_UPDATE,
+    UNSENT_PREFIX,
+    ChangeBatch,
+)
+from syncengine.config.models import ConflictsConfig, PipelineConfig
+from syncengine.conflicts import queue
+from syncengine.conflicts.detect import Detection, detect, json_of
+from syncengine.conflicts.detect import same_state as _same
+from syncengine.conflicts.rows import EXISTS, canonical, hash_texts, json_columns, row_keys
+from syncengine.errors import RetriableError
+from syncengine.state import SQLiteStateStore
+from syncengine.strategies.base import Decision, StrategyContext, load_strategy
+from syncengine.targets.base import ShadowUpdate, TableSpec, TableWrite, Target
+
+log = logging.getLogger("syncengine.conflicts")
+
+
+@dataclass
+class Resolved:
+    """The write to apply, and what happened to the batch's rows (for metrics and logs)."""
+
+    write: TableWrite
+    strategy: str
+    conflicts: int = 0
+    echoes: int = 0
+    parked: int = 0
+    held: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class _QueueMoved(Exception):
+    """A conflict was parked or resolved by someone else while this batch was being decided."""
+
+
+class ConflictResolver:
+    def __init__(
+        self,
+        pipeline: str,
+        target: Target,
+        state: SQLiteStateStore,
+        conflicts: ConflictsConfig,
+        overrides: Mapping[str, ConflictsConfig] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.target = target
+        self.state = state
+        self.conflicts = conflicts
+        self.overrides = dict(overrides or {})
+
+    @classmethod
+    def for_pipeline(
+        cls, name: str, config: PipelineConfig, target: Target, state: SQLiteStateStore
+    ) -> ConflictResolver:
+        """With the per-mapping overrides of ``config`` (keyed by target table)."""
+        overrides = {
+            m.target_name: m.conflicts for m in config.mappings_for_sources() if m.conflicts
+        }
+        return cls(name, target, state, config.conflicts, overrides)
+
+    def config_for(self, table: str) -> ConflictsConfig:
+        return self.overrides.get(table, self.conflicts)
+
+    async def resolve(self, spec: TableSpec, batch: ChangeBatch) -> Resolved:
+        for _ in range(5):
+            try:
+                return await self._resolve_once(spec, batch)
+            except _QueueMoved:
+                continue
+        raise RetriableError(f"conflict queue of {spec.name} kept changing during a batch")
+
+    async def _resolve_once(self, spec: TableSpec, batch: ChangeBatch) -> Resolved:
+        config = self.config_for(spec.name)
+        changes = normalize(spec, _unique(batch, spec))
+        truncates = changes.filter(pl.col("_op") == OP_TRUNCATE)
+        rest = changes.filter(pl.col("_op") != OP_TRUNCATE)
+        keys = row_keys(rest, spec.key)
+        pending = self.state.pending_conflict_keys(self.pipeline, spec.name)
+        held_mask = (
+            keys.is_in(list(pending)) if pending else pl.repeat(False, rest.height, eager=True)
+        )
+        det = await detect(
+            self.target, spec, rest.filter(~held_mask), after_truncate=bool(truncates.height)
+        )
+        plan = _Plan(spec, det, config)
+        if plan.n_conflicts:
+            plan.decide(self.pipeline)
+        write = plan.write_frame(truncates)
+
+        held = [
+            queue.Held(pending[k], k, pos, text)
+            for k, pos, text in zip(
+                keys.filter(held_mask), rest.filter(held_mask)["_pos"],
+                queue.change_texts(rest.filter(held_mask), spec.schema.names), strict=True,
+            )
+        ]  # fmt: skip
+        self._commit_queue(spec, keys, pending, plan, held)
+        resolved = Resolved(
+            TableWrite(spec, batch.replace(write), plan.shadow()),
+            config.strategy,
+            conflicts=plan.n_conflicts,
+            echoes=int(det.echo.sum()),
+            parked=len(plan.parked),
+            held=len(held),
+            outcomes=dict(Counter(plan.outcomes)),
+        )
+        if resolved.conflicts or resolved.held:
+            log.info(
+                "%s.%s: %d conflict(s) under %s %s, %d held behind pending conflicts",
+                self.pipeline, spec.name, resolved.conflicts, config.strategy,
+                resolved.outcomes, resolved.held,
+            )  # fmt: skip
+        return resolved
+
+    def _commit_queue(
+        self,
+        spec: TableSpec,
+        keys: pl.Series,
+        pending: dict[str, int],
+        plan: _Plan,
+        held: list[queue.Held],
+    ) -> None:
+        if not (plan.parked or held or plan.audit):
+            return
+        batch_keys = set(keys.to_list())
+        with self.state.transaction() as db:
+            now = self.state.pending_conflict_keys(self.pipeline, spec.name)
+            if {k: v for k, v in now.items() if k in batch_keys} != {
+                k: v for k, v in pending.items() if k in batch_keys
+            }:
+                raise _QueueMoved
+            seen = queue.queued_positions(self.state, self.pipeline, spec.name, now)
+            parked = [p for p in plan.parked if (p.row_key, p.position) not in seen]
+            queue.park(self.state, db, self.pipeline, spec, parked)
+            fresh = [h for h in held if (h.row_key, h.position) not in seen]
+            queue.hold(self.state, db, self.pipeline, spec.name, fresh)
+            self.state.write_audit(db, self.pipeline, spec.name, plan.audit)
+
+
+def _unique(batch: ChangeBatch, spec: TableSpec) -> ChangeBatch:
+    """The batch with one change per key (compacted if the runtime has not done it)."""
+    frame = batch.data.select([c for c in spec.key if c in batch.data.column_names])
+    ops = batch.data.column("_op")
+    if frame.num_columns != len(spec.key):
+        raise ValueError(f"batch for {spec.name} lacks key columns {spec.key}")
+    keyed = pl.from_arrow(frame.append_column("_op", ops))
+    assert isinstance(keyed, pl.DataFrame)
+    keyed = keyed.filter(pl.col("_op") != OP_TRUNCATE)
+    if keyed.select(spec.key).is_duplicated().any():
+        return ChangeBatch(batch.table, batch.data, spec.key, batch.meta).compact()
+    return batch
+
+
+def normalize(spec: TableSpec, batch: ChangeBatch) -> pl.DataFrame:
+    """The batch with the spec's columns and types; a spec column the batch lacks is unsent
+    in its updates (``u`` keeps the target value; ``c``/``r`` rows do not have it: null)."""
+    frame = batch.to_polars()
+    data = canonical(frame.select([c for c in spec.schema.names if c in frame.columns]), spec)
+    is_update = frame["_op"] == OP_UPDATE
+    unsent = []
+    for name in spec.schema.names:
+        mask_name = UNSENT_PREFIX + name
+        if mask_name in frame.columns:
+            unsent.append(frame[mask_name].fill_null(False))
+        elif name not in frame.columns:
+            unsent.append(is_update.alias(mask_name))
+    extra = [c for c in frame.columns if c.startswith(BEFORE_PREFIX)]
+    return pl.concat(
+        [data, frame.select(*META_COLUMNS, *extra), pl.DataFrame(unsent)], how="horizontal"
+    )
+
+
+class _Plan:
+    """The decisions for one batch's examined rows, and the writes that follow from them."""
+
+    def __init__(self, spec: TableSpec, det: Detection, config: ConflictsConfig) -> None:
+        self.spec = spec
+        self.det = det
+        self.config = config
+        n = det.changes.height
+        self.n_conflicts = int(det.conflict.sum())
+        self.columns = spec.schema.names
+        # per examined row: write as sent / write ``chosen`` in full / write nothing
+        self.as_sent = ~det.echo & ~det.conflict
+        self.in_full = pl.repeat(False, n, eager=True)
+        self.chosen = det.after
+        self.source = det.after
+        self.source_json = det.after_json
+        self.settled = pl.repeat(True, n, eager=True)  # shadow follows source (not parked)
+        self.parked: list[queue.Parked] = []
+        self.audit: list[tuple[str, str, str, str]] = []
+        self.outcomes: list[str] = []
+
+    def decide(self, pipeline: str) -> None:
+        det, spec, config = self.det, self.spec, self.config
+        strategy = load_strategy(config.strategy)
+        rows = det.conflict
+        idx = rows.arg_true()
+        base = det.base(rows)
+        source = det.source_image(rows, base)
+        local = det.local.filter(rows)
+        remote = source.with_columns(det.changes.filter(rows).select("_op", "_ts"))
+        ctx = StrategyContext(
+            config, spec.key, tuple(self.columns), json_columns(spec.schema), spec.name
+        )
+        decision = strategy.decide(base, local, remote, ctx)
+        _check(decision, idx.len(), strategy.name)
+        chosen = canonical(decision.rows.select(self.columns), spec).with_columns(
+            decision.rows[EXISTS].cast(pl.Boolean).fill_null(False).alias(EXISTS)
+        )
+        park = decision.park.cast(pl.Boolean).fill_null(False)
+        chosen_hash = hash_texts(json_of(chosen, self.columns))
+        source_json = json_of(source, self.columns)
+        source_hash = hash_texts(source_json)
+        local_hash = det.local_hash.filter(rows)
+        after_hash = det.after_hash.filter(rows)
+        keep_local = _same(chosen[EXISTS], chosen_hash, local[EXISTS], local_hash)
+        is_source = _same(chosen[EXISTS], chosen_hash, source[EXISTS], source_hash)
+        as_sent = (
+            ~park
+            & ~keep_local
+            & is_source
+            & _same(source[EXISTS], source_hash, det.after[EXISTS].filter(rows), after_hash)
+        )
+        in_full = ~park & ~keep_local & ~as_sent
+
+        self.as_sent = self.as_sent.scatter(idx, as_sent)
+        self.in_full = self.in_full.scatter(idx, in_full)
+        self.chosen = _scatter_rows(self.chosen, idx, chosen)
+        self.source = _scatter_rows(self.source, idx, source)
+        self.source_json = self.source_json.scatter(idx, source_json)
+        self.settled = self.settled.scatter(idx, ~park)
+
+        row_key = det.row_key.filter(rows)
+        outcome = decision.outcome.cast(pl.String).fill_null(strategy.name)
+        by = f"strategy:{strategy.name}"
+        self.outcomes = outcome.to_list()
+        self.audit = [(k, strategy.name, o, by) for k, o in zip(row_key, outcome, strict=True)]
+        local_json = json_of(local, self.columns)
+        base_json = pl.select(pl.when(base[EXISTS]).then(det.shadow_base.filter(rows))).to_series()
+        changes = det.changes.filter(rows)
+        for i in park.arg_true():
+            self.parked.append(
+                queue.Parked(
+                    row_key[i],
+                    base_json[i],
+                    local_json[i],
+                    source_json[i],
+                    changes["_pos"][i],
+                    changes["_op"][i],
+                )  # fmt: skip
+            )
+
+    def write_frame(self, truncates: pl.DataFrame) -> pl.DataFrame:
+        """The rows to apply, in the batch's order, typed as the spec."""
+        changes = self.det.changes
+        full = self.in_full
+        replaced = changes.with_columns(
+            *(
+                pl.when(full).then(self.chosen[c]).otherwise(changes[c]).alias(c)
+                for c in self.columns
+            ),
+            pl.when(full & ~self.chosen[EXISTS])
+            .then(pl.lit(OP_DELETE))
+            .when(full)
+            .then(pl.lit(OP_UPDATE))
+            .otherwise(pl.col("_op"))
+            .alias("_op"),
+            *((pl.col(c) & ~full).alias(c) for c in changes.columns if c.startswith(UNSENT_PREFIX)),
+        )
+        rows = replaced.filter(self.as_sent | full)
+        return pl.concat([truncates, rows], how="vertical") if truncates.height else rows
+
+    def shadow(self) -> ShadowUpdate:
+        settled = self.settled
+        exists = self.source[EXISTS]
+        keep = settled & exists
+        upserts = pl.DataFrame(
+            {
+                "row_key": self.det.row_key.filter(keep),
+                "row_hash": hash_texts(self.source_json.filter(keep)),
+                "base": self.source_json.filter(keep),
+            },
+            schema={"row_key": pl.String, "row_hash": pl.String, "base": pl.String},
+        )
+        deletes = self.det.row_key.filter(settled & ~exists).to_list()
+        return ShadowUpdate(upserts=upserts.to_arrow(), deletes=deletes)
+
+
+def _scatter_rows(frame: pl.DataFrame, idx: pl.Series, rows: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(frame[c].scatter(idx, rows[c]) for c in frame.columns)
+
+
+def _check(decision: Decision, n: int, name: str) -> None:
+    sizes = (decision.rows.height, decision.park.len(), decision.outcome.len())
+    if sizes != (n, n, n):
+        raise ValueError(f"strategy '{name}' answered {sizes} rows for {n} conflicts")
+    if EXISTS not in decision.rows.columns:
+        raise ValueError(f"strategy '{name}' returned rows without '{EXISTS}'")

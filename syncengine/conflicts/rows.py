@@ -1,0 +1,148 @@
+"""Canonical row images: one type per column, one JSON text, one hash.
+
+Conflict detection compares rows that took different paths: an incoming change (mapped Arrow
+types) and a row read back from the target (Postgres ``numeric`` → decimal, Mongo ``int64``,
+timestamps with or without a zone). Both are cast to the :class:`TableSpec` schema first, so a
+row has exactly one JSON text (Polars ``struct.json_encode``) and one hash whichever way it came.
+
+The hash is Polars' string hash with a fixed seed over that JSON text: vectorized and the same
+in every process. Polars does not promise the same hash across its versions, so a stored hash
+carries :data:`HASH_TAG` (the Polars version); a stored hash with another tag is recomputed from
+the stored JSON (decoded and re-encoded with this version) instead of being trusted or
+reported as a conflict. That is why the shadow always keeps the row JSON (``base``), not only the
+hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+
+import polars as pl
+import pyarrow as pa
+
+from syncengine.strategies.base import EXISTS
+from syncengine.targets.base import TableSpec
+
+__all__ = ["EXISTS", "canonical", "decode_rows", "encode_rows", "hash_texts", "row_keys"]
+
+HASH_SEED = 0x5E11_C0DE
+HASH_TAG = f"pl{pl.__version__}:"
+
+JSON_TYPES = {"json", "jsonb", "object", "array"}
+"""``pg_type`` / ``bson_type`` field metadata values that mark a column holding JSON text."""
+
+
+def json_columns(schema: pa.Schema) -> frozenset[str]:
+    """String columns holding JSON documents (merged field by field, not as one value)."""
+    out = set()
+    for fld in schema:
+        meta = {k.decode(): v.decode() for k, v in (fld.metadata or {}).items()}
+        marked = meta.get("pg_type") in JSON_TYPES or meta.get("bson_type") in JSON_TYPES
+        if marked or meta.get("json") == "true" or str(fld.type) == "extension<arrow.json>":
+            out.add(fld.name)
+    return frozenset(out)
+
+
+def polars_schema(spec: TableSpec) -> dict[str, pl.DataType]:
+    """The Polars dtypes of the spec's columns (through an empty Arrow table)."""
+    empty = pl.from_arrow(spec.schema.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return dict(empty.schema)
+
+
+def canonical(table: pa.Table | pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """``table`` with exactly the spec's columns, in order, each cast to the spec's type.
+
+    Columns missing from ``table`` come back null. The cast is Arrow's (decimal → float,
+    naive → UTC timestamps, struct fields by name), so a target may return its own types.
+    """
+    if isinstance(table, pl.DataFrame):
+        table = table.to_arrow()
+    columns = []
+    for fld in spec.schema:
+        if fld.name in table.column_names:
+            column = table.column(fld.name)
+            if column.type != fld.type:
+                column = column.cast(fld.type, safe=False)
+            columns.append(column)
+        else:
+            columns.append(pa.nulls(table.num_rows, fld.type))
+    frame = pl.from_arrow(pa.Table.from_arrays(columns, schema=_plain(spec.schema)))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, f.type, True) for f in schema])
+
+
+def _jsonable(columns: Iterable[str], schema: dict[str, pl.DataType]) -> list[pl.Expr]:
+    """Binary is not JSON: it travels as base64 text (decoded back by :func:`decode_rows`)."""
+    out = []
+    for name in columns:
+        expr = pl.col(name)
+        if schema[name] == pl.Binary:
+            expr = expr.bin.encode("base64")
+        out.append(expr)
+    return out
+
+
+def encode_rows(frame: pl.DataFrame, columns: Sequence[str] | None = None) -> pl.Series:
+    """One JSON object per row (keys in column order); vectorized."""
+    columns = list(columns if columns is not None else frame.columns)
+    if not frame.height:
+        return pl.Series("json", [], dtype=pl.String)
+    exprs = _jsonable(columns, dict(frame.schema))
+    return frame.select(pl.struct(exprs).struct.json_encode().alias("json")).to_series()
+
+
+def decode_rows(
+    texts: pl.Series | Sequence[str | None], schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """Inverse of :func:`encode_rows` for the given dtypes (nulls decode to all-null rows)."""
+    series = texts if isinstance(texts, pl.Series) else pl.Series("json", texts, dtype=pl.String)
+    if not series.len():
+        return pl.DataFrame(schema=schema)
+    wire = {n: (pl.String if t == pl.Binary else t) for n, t in schema.items()}
+    frame = series.str.json_decode(dtype=pl.Struct(wire)).struct.unnest()
+    fixes = [pl.col(n).str.decode("base64") for n, t in schema.items() if t == pl.Binary]
+    return frame.with_columns(fixes) if fixes else frame
+
+
+def hash_texts(texts: pl.Series) -> pl.Series:
+    """``HASH_TAG`` + the seeded hash of each JSON text (null stays null)."""
+    hashed = texts.hash(seed=HASH_SEED).cast(pl.String)
+    return pl.select(
+        pl.when(texts.is_not_null()).then(pl.lit(HASH_TAG) + hashed).alias("row_hash")
+    ).to_series()
+
+
+def row_keys(frame: pl.DataFrame, key: Sequence[str]) -> pl.Series:
+    """Canonical JSON of the key values, ``{"id":1}``: the shadow's and the queue's row key."""
+    return encode_rows(frame, key).alias("row_key")
+
+
+def retag_hashes(hashes: pl.Series, bases: pl.Series, schema: dict[str, pl.DataType]) -> pl.Series:
+    """Stored hashes made by another Polars version, recomputed from the stored row JSON."""
+    stale = hashes.is_not_null() & ~hashes.str.starts_with(HASH_TAG)
+    if not stale.any():
+        return hashes
+    idx = stale.arg_true()
+    redone = hash_texts(encode_rows(decode_rows(bases.gather(idx), schema)))
+    redone = pl.select(pl.when(bases.gather(idx).is_not_null()).then(redone)).to_series()
+    return hashes.scatter(idx, redone)
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    """An Arrow schema as text (kept with a parked conflict, to apply its resolution later)."""
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def loads(text: str | None) -> object:
+    return None if text is None else json.loads(text)
