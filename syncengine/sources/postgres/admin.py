@@ -1,0 +1,235 @@
+"""Slot and publication lifecycle, up-front checks, retained WAL and lag, heartbeats.
+
+Creating is implicit (``open`` creates what is missing); dropping never is: :func:`drop_slot`
+is only called by an explicit command, because a dropped slot loses the stream position.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg import sql
+
+from syncengine.changes import lsn_to_pos, pos_to_lsn
+from syncengine.config.models import PostgresSourceConfig
+from syncengine.sources.base import SourceLag
+from syncengine.sources.postgres.wire import parse_lsn
+
+log = logging.getLogger("syncengine.sources.postgres")
+
+HEARTBEAT_PREFIX = "syncengine_heartbeat"
+
+
+def default_name(pipeline: str) -> str:
+    return f"syncengine_{pipeline}"
+
+
+def split_table(table: str) -> tuple[str, str]:
+    schema, _, name = table.rpartition(".")
+    return schema or "public", name
+
+
+def qualified(table: str) -> str:
+    return "{}.{}".format(*split_table(table))
+
+
+def table_sql(table: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(*map(sql.Identifier, split_table(table)))
+
+
+async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> list[str]:
+    """Every problem that would stop capture, each saying what to change."""
+    problems: list[str] = []
+    if config.mode == "cdc":
+        level = (await (await conn.execute("SHOW wal_level")).fetchone() or ("?",))[0]
+        if level != "logical":
+            problems.append(
+                f"wal_level is '{level}'; set wal_level = logical in postgresql.conf and restart"
+            )
+        row = await (
+            await conn.execute(
+                "SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user"
+            )
+        ).fetchone()
+        if not (row and row[0]):
+            problems.append(
+                "the user lacks the REPLICATION attribute; run ALTER ROLE <user> REPLICATION"
+            )
+    for table in config.tables:
+        schema, name = split_table(table)
+        row = await (
+            await conn.execute(
+                "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
+                "AND i.indisprimary), has_table_privilege(c.oid, 'SELECT') FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (schema, name),
+            )
+        ).fetchone()
+        if row is None:
+            problems.append(f"tables: '{table}' does not exist")
+            continue
+        identity, has_pk, can_select = row
+        if not can_select:
+            problems.append(
+                f"tables: no SELECT on '{table}'; run GRANT SELECT ON {table} TO <user>"
+            )
+        if config.mode == "cdc" and not has_pk and identity not in ("f", "i"):
+            problems.append(
+                f"tables: '{table}' has no primary key and no REPLICA IDENTITY FULL, so its "
+                f"updates and deletes cannot be keyed; add a primary key or run "
+                f"ALTER TABLE {table} REPLICA IDENTITY FULL"
+            )
+    return problems
+
+
+async def table_keys(
+    conn: psycopg.AsyncConnection, tables: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """Primary key (else replica identity index) columns per ``schema.table``, in key order."""
+    keys: dict[str, tuple[str, ...]] = {}
+    for table in tables:
+        schema, name = split_table(table)
+        cur = await conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) ON true "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+            "WHERE n.nspname = %s AND c.relname = %s AND (i.indisprimary OR i.indisreplident) "
+            "ORDER BY i.indisprimary DESC, i.indexrelid, k.ord",
+            (schema, name),
+        )
+        columns: list[str] = []
+        for (column,) in await cur.fetchall():
+            if column not in columns:
+                columns.append(column)
+        keys[qualified(table)] = tuple(columns)
+    return keys
+
+
+async def ensure_publication(
+    conn: psycopg.AsyncConnection, publication: str, tables: list[str]
+) -> None:
+    """Create the publication, or add configured tables it lacks."""
+    cur = await conn.execute(
+        "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s",
+        (publication,),
+    )
+    present = {r[0] for r in await cur.fetchall()}
+    exists = await (
+        await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
+    ).fetchone()
+    listed = sql.SQL(", ").join(table_sql(t) for t in tables)
+    if not exists:
+        await conn.execute(
+            sql.SQL(
+                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)"
+            ).format(sql.Identifier(publication), listed)
+        )
+        log.info("created publication %s", publication)
+        return
+    missing = [t for t in tables if qualified(t) not in present]
+    if missing:
+        await conn.execute(
+            sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                sql.Identifier(publication), sql.SQL(", ").join(table_sql(t) for t in missing)
+            )
+        )
+
+
+async def slot_exists(conn: psycopg.AsyncConnection, slot: str) -> bool:
+    row = await (
+        await conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    ).fetchone()
+    return row is not None
+
+
+async def create_slot(
+    repl: psycopg.AsyncConnection, slot: str, export: bool
+) -> tuple[int, str | None]:
+    """CREATE_REPLICATION_SLOT on a ``replication=database`` connection.
+
+    With ``export`` the returned snapshot name stays importable only while ``repl`` stays open
+    and runs nothing else. Returns (consistent point LSN, snapshot name).
+    """
+    mode = sql.SQL("EXPORT_SNAPSHOT" if export else "NOEXPORT_SNAPSHOT")
+    cur = repl.cursor()
+    await cur.execute(
+        sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}").format(sql.Identifier(slot), mode)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    log.info("created replication slot %s at %s", slot, row[1])
+    return parse_lsn(row[1]), row[2]
+
+
+async def drop_slot(dsn: str, slot: str) -> bool:
+    """Drop a pipeline's slot (explicit command only). False when there was none."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        if not await slot_exists(conn, slot):
+            return False
+        await conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        return True
+
+
+async def emit_heartbeat(conn: psycopg.AsyncConnection, content: str = "") -> int:
+    """A transactional logical message: its commit gives an idle slot a boundary to confirm."""
+    row = await (
+        await conn.execute(
+            "SELECT pg_logical_emit_message(true, %s, %s)::text", (HEARTBEAT_PREFIX, content)
+        )
+    ).fetchone()
+    assert row is not None
+    return parse_lsn(row[0])
+
+
+async def current_lsn(conn: psycopg.AsyncConnection) -> int:
+    row = await (await conn.execute("SELECT pg_current_wal_lsn()::text")).fetchone()
+    assert row is not None
+    return parse_lsn(row[0])
+
+
+async def slot_lag(
+    conn: psycopg.AsyncConnection,
+    slot: str,
+    acknowledged: str | None,
+    max_retained_mb: int,
+    last_commit_age: float | None = None,
+) -> SourceLag:
+    """Retained WAL (restart_lsn → now) and unacknowledged bytes; warns past the threshold."""
+    row = await (
+        await conn.execute(
+            "SELECT pg_current_wal_lsn()::text, restart_lsn::text, confirmed_flush_lsn::text, "
+            "active, wal_status FROM pg_replication_slots WHERE slot_name = %s",
+            (slot,),
+        )
+    ).fetchone()
+    if row is None:
+        return SourceLag(acknowledged, details={"slot": slot, "missing": True})
+    now, restart, confirmed, active, wal_status = row
+    current = parse_lsn(now)
+    retained = current - parse_lsn(restart) if restart else None
+    done = pos_to_lsn(acknowledged.split(".")[0]) if acknowledged else None
+    if done is None and confirmed:
+        done = parse_lsn(confirmed)
+    details: dict[str, object] = {
+        "slot": slot,
+        "active": active,
+        "wal_status": wal_status,
+        "confirmed_flush": lsn_to_pos(parse_lsn(confirmed)) if confirmed else None,
+    }
+    if retained is not None and retained > max_retained_mb * 1024 * 1024:
+        warning = (
+            f"slot {slot} retains {retained // (1024 * 1024)} MB of WAL "
+            f"(max_retained_wal_mb: {max_retained_mb}); is the pipeline running?"
+        )
+        details["warning"] = warning
+        log.warning(warning)
+    return SourceLag(
+        position=lsn_to_pos(current),
+        lag_bytes=max(current - done, 0) if done is not None else None,
+        lag_seconds=last_commit_age,
+        retained_wal_bytes=retained,
+        details=details,
+    )

@@ -1,0 +1,100 @@
+"""The socket loop of a START_REPLICATION stream: COPY_BOTH over psycopg's low-level pgconn.
+
+psycopg (>= 3.3) lets ``cursor.execute("START_REPLICATION …")`` return with the connection in
+COPY_BOTH; from there the connection's ``pgconn`` carries the traffic: ``get_copy_data(1)``
+(non-blocking) for server messages, ``put_copy_data`` + ``flush`` for status updates. When no
+message is buffered we wait on the socket with ``loop.add_reader`` — no busy loop. The
+protocol bytes themselves are parsed by :mod:`.wire`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+from psycopg import pq
+
+from syncengine.sources.postgres.pgerrors import map_error
+from syncengine.sources.postgres.wire import Keepalive, XLogData, parse_copy_data, standby_status
+
+
+class ReplicationStream:
+    """One started replication stream; ``flushed`` is what the server may discard."""
+
+    def __init__(self, conn: psycopg.AsyncConnection, start: int, status_interval: float = 10.0):
+        self.conn = conn
+        self.pgconn = conn.pgconn
+        self.received = start
+        #: never beyond what the runtime acknowledged
+        self.flushed = start
+        self.status_interval = status_interval
+        self.last_status = 0.0
+
+    async def read(self, timeout: float) -> XLogData | Keepalive | None:
+        """The next server message, or None after ``timeout`` seconds without one."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            try:
+                size, data = self.pgconn.get_copy_data(1)
+            except psycopg.Error as exc:
+                raise map_error(exc, "reading the replication stream") from exc
+            if size > 0:
+                message = parse_copy_data(data)
+                if isinstance(message, XLogData):
+                    self.received = max(self.received, message.start)
+                elif message.reply:
+                    self.send_status()
+                return message
+            if size < 0:
+                raise self._ended()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if not await self._readable(left):
+                return None
+            try:
+                self.pgconn.consume_input()
+            except psycopg.Error as exc:
+                raise map_error(exc, "reading the replication stream") from exc
+
+    async def _readable(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        fd = self.pgconn.socket
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(True)
+
+        loop.add_reader(fd, wake)
+        try:
+            await asyncio.wait_for(ready, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(fd)
+
+    def acknowledge(self, lsn: int) -> None:
+        self.flushed = max(self.flushed, lsn)
+
+    def send_status(self, reply: bool = False) -> None:
+        """Tell the server what we received and what it may discard (non-blocking)."""
+        status = standby_status(max(self.received, self.flushed), self.flushed, self.flushed, reply)
+        try:
+            self.pgconn.put_copy_data(status)
+            self.pgconn.flush()
+        except psycopg.Error as exc:
+            raise map_error(exc, "sending a standby status update") from exc
+        self.last_status = time.monotonic()
+
+    def status_due(self) -> bool:
+        return time.monotonic() - self.last_status >= self.status_interval
+
+    def _ended(self) -> Exception:
+        result = self.pgconn.get_result()
+        if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+            error = psycopg.errors.error_from_result(result, encoding="utf-8")
+            return map_error(error, "replication stream")
+        return map_error(psycopg.OperationalError("the server ended the stream"), "replication")

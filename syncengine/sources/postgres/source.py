@@ -1,0 +1,215 @@
+"""PostgresSource: the :class:`~syncengine.sources.base.ChangeSource` for Postgres.
+
+``mode: cdc`` streams a logical replication slot (``syncengine_<pipeline>``) through
+:mod:`.streaming` and snapshots through :mod:`.snapshot`; ``mode: incremental`` polls a cursor
+column through :mod:`.incremental`. Positions are ``changes.lsn_to_pos`` strings (incremental
+mode: see that module).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import psycopg
+
+from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
+from syncengine.config.models import BatchConfig, PostgresSourceConfig
+from syncengine.errors import FatalError
+from syncengine.sources.base import SourceLag, TableInfo
+from syncengine.sources.postgres import admin
+from syncengine.sources.postgres.assembler import ChangeAssembler
+from syncengine.sources.postgres.columns import SESSION_OPTIONS
+from syncengine.sources.postgres.pgerrors import map_error
+from syncengine.sources.postgres.replication import ReplicationStream
+from syncengine.sources.postgres.streaming import stream_changes
+from syncengine.sources.postgres.wire import pg_time
+from syncengine.state import SQLiteStateStore
+
+
+def position_lsn(position: str) -> int:
+    """The LSN of a position string (row positions ``<lsn>.<n>`` count as their commit LSN)."""
+    return pos_to_lsn(position.split(".")[0])
+
+
+class PostgresSource:
+    """One pipeline's Postgres source. See the module docstring."""
+
+    def __init__(
+        self,
+        pipeline_name: str,
+        config: PostgresSourceConfig,
+        state: SQLiteStateStore,
+        batch: BatchConfig,
+    ) -> None:
+        self.pipeline = pipeline_name
+        self.config = config
+        self.state = state
+        self.batch = batch
+        self.slot = config.slot or admin.default_name(pipeline_name)
+        self.publication = config.publication or admin.default_name(pipeline_name)
+        self.tables_ = [admin.qualified(t) for t in config.tables]
+        if config.mode == "cdc":
+            self.stream_name = f"slot:{self.slot}"
+        else:
+            self.stream_name = f"incremental:{pipeline_name}"
+        self._conn: psycopg.AsyncConnection | None = None
+        self._keys: dict[str, tuple[str, ...]] = {}
+        self._live: ReplicationStream | None = None
+        self._acked: int | None = None
+        self._last_commit: float | None = None
+
+    # -- connections ----------------------------------------------------------------------
+
+    async def connect(self, replication: bool = False) -> psycopg.AsyncConnection:
+        extra: dict[str, Any] = {"replication": "database"} if replication else {}
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.config.dsn.get_secret_value(),
+                autocommit=True,
+                options=SESSION_OPTIONS,
+                connect_timeout=10,
+                **extra,
+            )
+        except psycopg.Error as exc:
+            raise map_error(exc, "connecting") from exc
+
+    async def _catalog(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self.connect()
+        return self._conn
+
+    async def open(self) -> None:
+        conn = await self._catalog()
+        try:
+            problems = await admin.check(conn, self.config)
+            if problems:
+                raise FatalError(
+                    "postgres source cannot capture: " + "; ".join(problems),
+                    hint="fix the settings named above, then rerun",
+                )
+            self._keys = await admin.table_keys(conn, self.tables_)
+            if self.config.mode == "cdc":
+                await admin.ensure_publication(conn, self.publication, self.tables_)
+        except psycopg.Error as exc:
+            raise map_error(exc, "opening") from exc
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def tables(self) -> list[TableInfo]:
+        conn = await self._catalog()
+        if not self._keys:
+            self._keys = await admin.table_keys(conn, self.tables_)
+        infos = []
+        for table in self.tables_:
+            row = await (
+                await conn.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", (table,)
+                )
+            ).fetchone()
+            estimate = int(row[0]) if row and row[0] >= 0 else None
+            infos.append(TableInfo(table, self._keys.get(table, ()), None, estimate))
+        return infos
+
+    # -- streaming ------------------------------------------------------------------------
+
+    def stream(self, start: str | None, until: str | None = None) -> AsyncIterator[ChangeBatch]:
+        if self.config.mode == "incremental":
+            from syncengine.sources.postgres.incremental import poll
+
+            return poll(self, start, until)
+        return self._stream(start, until)
+
+    async def _stream(self, start: str | None, until: str | None) -> AsyncIterator[ChangeBatch]:
+        conn = await self._catalog()
+        if not self._keys:
+            self._keys = await admin.table_keys(conn, self.tables_)
+        if not await admin.slot_exists(conn, self.slot):
+            await self._create_slot_without_snapshot()
+        begin = position_lsn(start) if start else 0
+        self._acked = begin or None
+        assembler = ChangeAssembler(self.batch.max_rows, self._keys, self.tables_[0])
+
+        def track(stream: ReplicationStream | None) -> None:
+            self._live = stream
+
+        def committed(commit_time: int) -> None:
+            self._last_commit = pg_time(commit_time).timestamp()
+
+        async for batch in stream_changes(
+            self.connect,
+            self.slot,
+            self.publication,
+            begin,
+            position_lsn(until) if until else None,
+            assembler,
+            self.batch.max_wait,
+            self.config.heartbeat,
+            track,
+            committed,
+        ):
+            yield batch
+
+    async def _create_slot_without_snapshot(self) -> None:
+        repl = await self.connect(replication=True)
+        try:
+            await admin.create_slot(repl, self.slot, export=False)
+        except psycopg.Error as exc:
+            raise map_error(exc, f"creating slot {self.slot}") from exc
+        finally:
+            await repl.close()
+
+    async def acknowledge(self, position: str) -> None:
+        if self.config.mode != "cdc":
+            return
+        lsn = position_lsn(position)
+        self._acked = max(self._acked or 0, lsn)
+        if self._live is not None:
+            self._live.acknowledge(lsn)
+            self._live.send_status()
+
+    async def current_position(self) -> str:
+        if self.config.mode == "incremental":
+            from syncengine.sources.postgres.incremental import current_position
+
+            return await current_position(self)
+        return lsn_to_pos(await admin.current_lsn(await self._catalog()))
+
+    async def lag(self, acknowledged: str | None) -> SourceLag:
+        if self.config.mode != "cdc":
+            return SourceLag(acknowledged)
+        age = time.time() - self._last_commit if self._last_commit else None
+        return await admin.slot_lag(
+            await self._catalog(),
+            self.slot,
+            acknowledged,
+            self.config.max_retained_wal_mb,
+            age,
+        )
+
+    # -- snapshot -------------------------------------------------------------------------
+
+    def snapshot(
+        self,
+        tables: Sequence[str] | None = None,
+        where: str | None = None,
+        parallel: int = 2,
+    ) -> AsyncIterator[ChangeBatch]:
+        from syncengine.sources.postgres.snapshot import Snapshotter
+
+        wanted = [admin.qualified(t) for t in tables] if tables else self.tables_
+        return Snapshotter(self).run(wanted, where, parallel)
+
+    async def snapshot_position(self) -> str | None:
+        from syncengine.sources.postgres.snapshot import stored_position
+
+        return stored_position(self)
+
+    def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
+        from syncengine.sources.postgres.snapshot import scan
+
+        return scan(self, admin.qualified(table))

@@ -1,0 +1,123 @@
+"""The change stream: START_REPLICATION → pgoutput decoder → assembler → ChangeBatches.
+
+Timers, all driven by the socket wait's timeout (no busy loop):
+
+* pending rows (or a new commit boundary) are flushed ``max_wait`` seconds after they appeared;
+* a standby status update goes out every ``status_interval`` seconds, and whenever the
+  runtime acknowledges (see :meth:`PostgresSource.acknowledge`);
+* a heartbeat message every ``heartbeat`` seconds keeps an idle slot advancing.
+
+With ``until`` the stream ends after the first commit whose end LSN is at or beyond it. A
+transactional marker message written at start guarantees such a commit exists even on an idle
+database; a keepalive whose WAL end passes ``until`` outside a transaction also ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+import psycopg
+from psycopg import sql
+
+from syncengine.changes import ChangeBatch
+from syncengine.sources.postgres import admin
+from syncengine.sources.postgres import pgoutput as po
+from syncengine.sources.postgres.assembler import ChangeAssembler
+from syncengine.sources.postgres.pgerrors import map_error
+from syncengine.sources.postgres.replication import ReplicationStream
+from syncengine.sources.postgres.wire import Keepalive, XLogData, format_lsn
+
+
+async def start_replication(
+    repl: psycopg.AsyncConnection, slot: str, publication: str, start: int
+) -> None:
+    options = sql.SQL("proto_version '1', publication_names {}, messages 'true'").format(
+        sql.Literal(f'"{publication}"')
+    )
+    command = sql.SQL("START_REPLICATION SLOT {} LOGICAL {} ({})").format(
+        sql.Identifier(slot), sql.SQL(format_lsn(start)), options
+    )
+    await repl.cursor().execute(command)
+
+
+async def stream_changes(
+    connect: Callable[..., object],
+    slot: str,
+    publication: str,
+    start: int,
+    until: int | None,
+    assembler: ChangeAssembler,
+    max_wait: float,
+    heartbeat: float,
+    on_open: Callable[[ReplicationStream | None], None],
+    on_commit: Callable[[int], None] | None = None,
+) -> AsyncIterator[ChangeBatch]:
+    """Yield batches from ``start``; ``on_open`` hands the live stream to the source for acks."""
+    repl: psycopg.AsyncConnection = await connect(replication=True)  # type: ignore[operator]
+    side: psycopg.AsyncConnection | None = None
+    stream: ReplicationStream | None = None
+    try:
+        try:
+            await start_replication(repl, slot, publication, start)
+        except psycopg.Error as exc:
+            raise map_error(exc, f"starting replication from slot {slot}") from exc
+        stream = ReplicationStream(repl, start)
+        on_open(stream)
+        stream.send_status()
+        if until is not None or heartbeat > 0:
+            side = await connect()  # type: ignore[operator]
+        if until is not None and side is not None:
+            await admin.emit_heartbeat(side, "until")
+        dirty_since: float | None = None
+        last_beat = time.monotonic()
+        while True:
+            now = time.monotonic()
+            wake = [stream.last_status + stream.status_interval]
+            if dirty_since is not None:
+                wake.append(dirty_since + max_wait)
+            if heartbeat > 0:
+                wake.append(last_beat + heartbeat)
+            message = await stream.read(min(wake) - now)
+            now = time.monotonic()
+            if isinstance(message, XLogData):
+                decoded = po.decode(message.payload)
+                for batch in assembler.feed(decoded):
+                    yield batch
+                if isinstance(decoded, po.Commit):
+                    if on_commit is not None:
+                        on_commit(decoded.commit_time)
+                    if until is not None and decoded.end_lsn >= until:
+                        for batch in assembler.flush(idle=True):
+                            yield batch
+                        return
+                if dirty_since is None and (
+                    assembler.pending_rows or assembler.boundary != assembler.emitted
+                ):
+                    dirty_since = now
+            elif isinstance(message, Keepalive):
+                if until is not None and message.end >= until and not assembler.in_transaction:
+                    for batch in assembler.flush(idle=True):
+                        yield batch
+                    return
+            if dirty_since is not None and now - dirty_since >= max_wait:
+                dirty_since = None
+                for batch in assembler.flush(idle=True):
+                    yield batch
+            if stream.status_due():
+                stream.send_status(reply=until is not None)
+            if heartbeat > 0 and now - last_beat >= heartbeat and side is not None:
+                last_beat = now
+                await admin.emit_heartbeat(side)
+    except psycopg.Error as exc:
+        raise map_error(exc, "streaming changes") from exc
+    finally:
+        on_open(None)
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.send_status()
+        for conn in (side, repl):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
