@@ -113,9 +113,11 @@ class ConflictResolver:
         held_mask = (
             keys.is_in(list(pending)) if pending else pl.repeat(False, rest.height, eager=True)
         )
-        det = await detect(
-            self.target, spec, rest.filter(~held_mask), after_truncate=bool(truncates.height)
-        )
+        # A target that cannot read its rows back (the Parquet change log) sets
+        # ``conflict_detection = False``: everything passes as sent, no shadow is kept.
+        detects = getattr(self.target, "conflict_detection", True)
+        blind = bool(truncates.height) or not detects
+        det = await detect(self.target, spec, rest.filter(~held_mask), after_truncate=blind)
         plan = _Plan(spec, det, config)
         if plan.n_conflicts:
             plan.decide(self.pipeline)
@@ -130,7 +132,7 @@ class ConflictResolver:
         ]  # fmt: skip
         self._commit_queue(spec, keys, pending, plan, held)
         resolved = Resolved(
-            TableWrite(spec, batch.replace(write), plan.shadow()),
+            TableWrite(spec, batch.replace(write), plan.shadow() if detects else ShadowUpdate()),
             config.strategy,
             conflicts=plan.n_conflicts,
             echoes=int(det.echo.sum()),

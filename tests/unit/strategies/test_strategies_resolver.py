@@ -6,7 +6,6 @@ import asyncio
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pytest
 
 from syncengine.changes import ChangeBatch
 from syncengine.config.models import ConflictsConfig
@@ -34,7 +33,9 @@ def t(minute: int) -> datetime:
     return T0.replace(minute=minute)
 
 
-def batch(rows: list[dict], ops: list[str], start: int = 1, unsent: dict | None = None) -> ChangeBatch:
+def batch(
+    rows: list[dict], ops: list[str], start: int = 1, unsent: dict | None = None
+) -> ChangeBatch:
     positions = [f"{start + i:016X}" for i in range(len(rows))]
     table = pa.Table.from_pylist(rows, schema=pa.schema([SPEC.schema.field(k) for k in rows[0]]))
     return ChangeBatch.build(
@@ -67,11 +68,10 @@ class Harness:
         return self.target.rows["items"].get(key(i))
 
     def seed(self) -> None:
-        rows = [
-            {"id": i, "name": f"n{i}", "qty": i, "updated_at": t(10)} for i in range(1, 6)
-        ]
+        rows = [{"id": i, "name": f"n{i}", "qty": i, "updated_at": t(10)} for i in range(1, 6)]
         resolved = self.run(batch(rows, ["r"] * 5))
         assert resolved.conflicts == 0
+        assert len(self.target.shadow["items"]) == 5
 
 
 def test_clean_changes_pass_and_shadow_follows(tmp_path):
@@ -93,27 +93,103 @@ def test_echo_is_skipped(tmp_path):
     assert r.write.batch.num_rows == 0
 
 
-@pytest.mark.parametrize(
-    ("strategy", "expected_name", "outcome"),
-    [("remote", "src", "remote"), ("local", "hand", "local"), ("merge", "hand", "merged")],
-)
-def test_conflict_under_each_strategy(tmp_path, strategy, expected_name, outcome):
-    h = Harness(tmp_path, strategy)
+def test_conflict_under_each_strategy(tmp_path):
+    """One hand edit (name) and one incoming change (qty) to the same row, per strategy."""
+    expected = {
+        "remote": ("n1", 100, {"remote": 1}),
+        "local": ("hand", 1, {"local": 1}),
+        "merge": ("hand", 100, {"merged": 1}),
+        "timestamp": ("n1", 100, {"remote": 1}),
+    }
+    for strategy, (name, qty, outcomes) in expected.items():
+        h = Harness(tmp_path / strategy, strategy, timestamp="updated_at")
+        h.seed()
+        h.target.edit("items", key(1), name="hand", updated_at=t(15))
+        change = {"id": 1, "name": "n1", "qty": 100, "updated_at": t(20)}
+        clean = {"id": 4, "name": "clean", "qty": 4, "updated_at": t(20)}
+        r = h.run(batch([change, clean], ["u", "u"], 10))
+        assert (r.conflicts, r.outcomes) == (1, outcomes), strategy
+        assert (h.row(1)["name"], h.row(1)["qty"]) == (name, qty), strategy
+        assert h.row(4)["name"] == "clean"
+        audit = h.state.db.execute("SELECT row_key, strategy, outcome, decided_by FROM audit")
+        outcome = next(iter(outcomes))
+        assert audit.fetchall() == [(key(1), strategy, outcome, f"strategy:{strategy}")]
+
+
+def test_timestamp_newer_target_wins_and_ties_follow_tie(tmp_path):
+    for tie, winner in (("remote", "src"), ("local", "hand")):
+        h = Harness(tmp_path / tie, "timestamp", timestamp="updated_at", tie=tie)
+        h.seed()
+        h.target.edit("items", key(1), name="hand", updated_at=t(40))
+        h.target.edit("items", key(2), name="hand", updated_at=t(20))
+        r = h.run(
+            batch(
+                [
+                    {"id": 1, "name": "src", "qty": 1, "updated_at": t(20)},
+                    {"id": 2, "name": "src", "qty": 2, "updated_at": t(20)},
+                ],
+                ["u", "u"],
+                10,
+            )
+        )
+        assert r.conflicts == 2
+        assert h.row(1)["name"] == "hand"  # the target is newer
+        assert h.row(2)["name"] == winner  # same time: the tie rule
+
+
+def test_local_delete_and_conflict_on_insert(tmp_path):
+    h = Harness(tmp_path, "remote")
     h.seed()
-    h.target.edit("items", key(1), name="hand")
+    h.target.remove("items", key(2))  # deleted by hand
+    h.target.put("items", key(9), {"id": 9, "name": "foreign", "qty": 0, "updated_at": t(1)})
     r = h.run(
         batch(
             [
-                {"id": 1, "name": "n1" if strategy == "merge" else "src", "qty": 100, "updated_at": t(20)},
-                {"id": 4, "name": "clean", "qty": 4, "updated_at": t(20)},
+                {"id": 2, "name": "again", "qty": 2, "updated_at": t(20)},
+                {"id": 9, "name": "ours", "qty": 9, "updated_at": t(20)},
+                {"id": 7, "name": "new", "qty": 7, "updated_at": t(20)},
             ],
-            ["u", "u"],
+            ["u", "c", "c"],
             10,
         )
     )
-    assert r.conflicts == 1 and r.outcomes == {outcome: 1}
-    assert h.row(1)["name"] == expected_name
-    assert h.row(1)["qty"] == (2 - 1 if strategy == "local" else 100) or strategy == "local"
-    assert h.row(4)["name"] == "clean"
-    audit = h.state.db.execute("SELECT row_key, strategy, outcome FROM audit").fetchall()
-    assert audit == [(key(1), strategy, outcome)]
+    assert r.conflicts == 2  # key 7: absent in target and shadow, not a conflict
+    assert h.row(2)["name"] == "again" and h.row(9)["name"] == "ours" and h.row(7)["name"] == "new"
+
+
+def test_local_strategy_keeps_target_edits_for_later_changes(tmp_path):
+    h = Harness(tmp_path, "local")
+    h.seed()
+    h.target.edit("items", key(1), name="hand")
+    h.run(batch([{"id": 1, "name": "src", "qty": 1, "updated_at": t(20)}], ["u"], 10))
+    r = h.run(batch([{"id": 1, "name": "src2", "qty": 1, "updated_at": t(21)}], ["u"], 20))
+    assert r.conflicts == 1 and h.row(1)["name"] == "hand"
+
+
+def test_merge_keeps_target_edit_across_later_full_row_changes(tmp_path):
+    h = Harness(tmp_path, "merge")
+    h.seed()
+    h.target.edit("items", key(1), name="hand")
+    h.run(batch([{"id": 1, "name": "n1", "qty": 10, "updated_at": t(20)}], ["u"], 10))
+    h.run(batch([{"id": 1, "name": "n1", "qty": 11, "updated_at": t(21)}], ["u"], 20))
+    assert (h.row(1)["name"], h.row(1)["qty"]) == ("hand", 11)
+    h.run(batch([{"id": 1, "name": "renamed", "qty": 11, "updated_at": t(22)}], ["u"], 30))
+    assert h.row(1)["name"] == "renamed"  # both changed name: tie → remote
+
+
+def test_unsent_columns_keep_the_target_value(tmp_path):
+    h = Harness(tmp_path, "remote")
+    h.seed()
+    change = {"id": 3, "name": None, "qty": 30, "updated_at": t(20)}
+    r = h.run(batch([change], ["u"], 10, unsent={"name": [True]}))
+    assert r.conflicts == 0 and h.row(3)["name"] == "n3" and h.row(3)["qty"] == 30
+
+
+def test_remote_delete_of_an_edited_row(tmp_path):
+    for strategy, survives in (("remote", False), ("local", True), ("merge", False)):
+        h = Harness(tmp_path / strategy, strategy)
+        h.seed()
+        h.target.edit("items", key(5), name="hand")
+        r = h.run(batch([{"id": 5}], ["d"], 10))
+        assert r.conflicts == 1
+        assert (h.row(5) is not None) == survives, strategy

@@ -1,0 +1,172 @@
+"""Resolving a parked conflict by hand, and releasing the changes that waited behind it.
+
+:func:`resolve_conflict` applies the chosen row and then the held changes (in source order,
+compacted to their net effect) to the target in one ``apply`` with the shadow update, then marks
+the conflict resolved and writes the audit row. If the daemon holds another change for the key
+meanwhile, the held list is read again and re-applied before the conflict is closed (applying is
+idempotent), so nothing that waited is dropped. A crash before the conflict is marked leaves it
+pending: resolving it again applies the same rows again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from syncengine.changes import OP_DELETE, OP_UPDATE, ChangeBatch
+from syncengine.config.models import ConflictsConfig
+from syncengine.conflicts import queue
+from syncengine.conflicts.detect import after_image, json_of
+from syncengine.conflicts.rows import (
+    EXISTS,
+    canonical,
+    decode_rows,
+    hash_texts,
+    json_columns,
+    polars_schema,
+)
+from syncengine.errors import UsageError
+from syncengine.state import Conflict, SQLiteStateStore
+from syncengine.strategies.base import StrategyContext
+from syncengine.strategies.merge import MergeStrategy
+from syncengine.targets.base import ShadowUpdate, TableSpec, TableWrite, Target
+
+Choice = Literal["local", "remote", "merged"]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    conflict_id: int
+    take: str
+    row: str | None
+    """The chosen row as JSON (``None``: the key is deleted)."""
+    released: int
+    """Held changes applied after it."""
+
+
+def pending_conflict(state: SQLiteStateStore, conflict_id: int) -> Conflict:
+    conflict = state.get_conflict(conflict_id)
+    if conflict is None:
+        raise UsageError(f"no conflict with id {conflict_id}", hint="see `conflicts list`")
+    if conflict.status != "pending":
+        raise UsageError(
+            f"conflict {conflict_id} is already {conflict.status} "
+            f"({conflict.resolution} by {conflict.decided_by})"
+        )
+    return conflict
+
+
+def chosen_row(
+    conflict: Conflict, take: Choice, merged_json: str | None = None, tie: str = "remote"
+) -> str | None:
+    """The row a person picked, as JSON: one side, their own merged row, or the merge of both."""
+    if take == "local":
+        return conflict.local
+    if take == "remote":
+        return conflict.remote
+    if merged_json is not None:
+        try:
+            doc = json.loads(merged_json)
+        except ValueError as exc:
+            raise UsageError(f"--merged-json is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise UsageError("--merged-json must be a JSON object (the whole row)")
+        key = json.loads(conflict.key)
+        return json.dumps({**doc, **key})
+    return auto_merge(conflict, tie)
+
+
+def auto_merge(conflict: Conflict, tie: str = "remote") -> str | None:
+    """The ``merge`` strategy's answer for this conflict."""
+    spec = queue.spec_of(conflict)
+    sides = [_side(text, spec) for text in (conflict.base, conflict.local, conflict.remote)]
+    ctx = StrategyContext(
+        ConflictsConfig(strategy="merge", tie=tie),  # type: ignore[arg-type]
+        spec.key,
+        tuple(spec.schema.names),
+        json_columns(spec.schema),
+        spec.name,
+    )
+    decision = MergeStrategy().decide(*sides, ctx)
+    rows = decision.rows
+    return json_of(rows, spec.schema.names)[0] if rows[EXISTS][0] else None
+
+
+def _side(text: str | None, spec: TableSpec) -> pl.DataFrame:
+    frame = decode_rows([text], polars_schema(spec))
+    return frame.with_columns(pl.Series(EXISTS, [text is not None]))
+
+
+async def resolve_conflict(
+    target: Target,
+    state: SQLiteStateStore,
+    conflict_id: int,
+    take: Choice,
+    decided_by: str,
+    merged_json: str | None = None,
+) -> Resolution:
+    """Apply a person's choice for a pending conflict and release its held changes."""
+    conflict = pending_conflict(state, conflict_id)
+    row = chosen_row(conflict, take, merged_json)
+    spec = await target.ensure_table(queue.spec_of(conflict))
+    for _ in range(10):
+        held = state.held_changes(conflict_id)
+        await target.apply([release_write(spec, conflict, row, held)], None)
+        with state.transaction() as db:
+            if state.held_changes(conflict_id) != held:
+                continue  # the daemon held another change meanwhile: apply that too
+            state.mark_resolved(db, conflict_id, take, decided_by)
+            outcome = f"take_{take}"
+            state.write_audit(
+                db,
+                conflict.pipeline,
+                conflict.table,
+                [(conflict.key, "manual", outcome, decided_by)],
+            )
+        return Resolution(conflict_id, take, row, len(held))
+    raise UsageError(f"conflict {conflict_id}: changes keep arriving for its key; try again")
+
+
+def release_write(
+    spec: TableSpec, conflict: Conflict, row: str | None, held: Sequence[str]
+) -> TableWrite:
+    """The chosen row as a full-row change, then the held changes, compacted; with the shadow
+    of the result (the target and the pipeline agree on the key again)."""
+    schema = polars_schema(spec)
+    position = queue.position_of(conflict) or ""
+    key = json.loads(conflict.key)
+    chosen = decode_rows([row if row is not None else json.dumps(key)], schema)
+    first = chosen.with_columns(
+        pl.lit(OP_UPDATE if row is not None else OP_DELETE).alias("_op"),
+        pl.lit(position).alias("_pos"),
+        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("_ts"),
+        pl.lit(None, dtype=pl.Int64).alias("_txid"),
+    )
+    frames = [first, queue.decode_changes(held, spec)] if held else [first]
+    changes = pl.concat(frames, how="diagonal_relaxed")
+    unsent = [c for c in changes.columns if c.startswith("_unsent.")]
+    changes = changes.with_columns(pl.col(c).fill_null(False) for c in unsent)
+    batch = ChangeBatch.from_polars(changes, spec.name, spec.key).compact()
+    net = normalize_columns(batch.to_polars(), spec)
+    fill = chosen.with_columns(pl.Series(EXISTS, [row is not None]))
+    after = after_image(net, canonical(net, spec), fill, spec.schema.names)
+    texts = json_of(after, spec.schema.names)
+    exists = after[EXISTS][0]
+    row_keys = [conflict.key]
+    upserts = pl.DataFrame(
+        {"row_key": row_keys, "row_hash": hash_texts(texts), "base": texts},
+        schema={"row_key": pl.String, "row_hash": pl.String, "base": pl.String},
+    )
+    shadow = ShadowUpdate(upserts=upserts.to_arrow()) if exists else ShadowUpdate(deletes=row_keys)
+    return TableWrite(spec, batch.replace(net), shadow)
+
+
+def normalize_columns(frame: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """Data columns cast to the spec (meta and unsent columns as they are)."""
+    data = canonical(frame.select([c for c in spec.schema.names if c in frame.columns]), spec)
+    rest = frame.select([c for c in frame.columns if c not in spec.schema.names])
+    return pl.concat([data, rest], how="horizontal")
