@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from syncengine import __version__
+from syncengine.cli.conflicts import conflicts
 from syncengine.cli.inspect import checkpoints, deadletters, status
 from syncengine.cli.jobs import backfill, run, sync
 from syncengine.cli.validate import validate
@@ -27,6 +28,7 @@ def cli(ctx: click.Context, debug: bool, log_format: str, log_level: str) -> Non
 
 for command in (validate, backfill, sync, run, status, verify, checkpoints, deadletters):
     cli.add_command(command)
+cli.add_command(conflicts)
 
 
 def main() -> None:
