@@ -1,0 +1,418 @@
+"""Our own sqlglot AST → Polars expression compiler.
+
+Why not let sqlglot execute or transpile to Polars SQL: the result must be the same for every
+source, and the sources differ in shape (Mongo gives struct columns, Postgres gives JSON text),
+so column resolution has to know the source schema. Each node compiles to a :class:`Compiled`:
+the Polars expression, the source columns it reads (for "unsent" propagation: a value computed
+from a column the source did not send is itself not sent) and the *checks*, boolean expressions
+that are true on rows whose value could not be computed (failed cast, division by zero). Checks
+turn into dead letters; they are vectorized like everything else.
+
+Operators live here; named functions in :mod:`syncengine.mappings.functions`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+import polars as pl
+from sqlglot import exp
+from syncengine.mappings import casts
+from syncengine.mappings.errors import ExpressionError
+from syncengine.mappings.parse import function_name, parse_expression, position_of
+
+from syncengine.changes import BEFORE_PREFIX, UNSENT_PREFIX
+
+#: Column holding the apply time, added to a batch only when an expression calls now().
+NOW_COLUMN = "__now"
+META_DTYPES = {
+    "_op": pl.String,
+    "_pos": pl.String,
+    "_ts": pl.Datetime("us", "UTC"),
+    "_txid": pl.Int64,
+    NOW_COLUMN: pl.Datetime("us", "UTC"),
+}
+Missing = Literal["error", "null"]
+
+
+@dataclass(frozen=True)
+class Check:
+    failed: pl.Expr
+    reason: str
+
+
+@dataclass(frozen=True)
+class Compiled:
+    expr: pl.Expr
+    deps: frozenset[str] = frozenset()
+    checks: tuple[Check, ...] = ()
+    #: Postgres type of the result when the expression fixes it (a cast, ``->``)
+    pg_type: str | None = None
+    #: the source column when the expression is a plain reference to one (metadata passes)
+    column: str | None = None
+    uses_now: bool = False
+
+    def guarded(self, taken: pl.Expr) -> tuple[Check, ...]:
+        """The checks, counted only where ``taken`` (the branch that evaluates us) is true."""
+        return tuple(Check(c.failed & taken, c.reason) for c in self.checks)
+
+
+def merge(expr: pl.Expr, parts: Iterable[Compiled], **extra: object) -> Compiled:
+    """A node built from ``parts``: their dependencies and checks carry over."""
+    parts = list(parts)
+    return Compiled(
+        expr,
+        frozenset().union(*(p.deps for p in parts)),
+        tuple(c for p in parts for c in p.checks),
+        uses_now=any(p.uses_now for p in parts),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+Handler = Callable[["ExprCompiler", exp.Expression], Compiled]
+OPERATORS: dict[type[exp.Expression], Handler] = {}
+
+
+def handles(*kinds: type[exp.Expression]) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        for kind in kinds:
+            OPERATORS[kind] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class ExprCompiler:
+    """Compiles the expressions of one mapping against one source schema.
+
+    ``schema`` None means "not known yet" (config validation): columns are not checked and no
+    types are inferred, but syntax and functions are.
+    """
+
+    schema: pl.Schema | None
+    dialect: str = "postgres"
+    missing: Missing = "error"
+    #: how a top-level source column is read (before-images and fills swap this)
+    ref: Callable[[str], pl.Expr] = pl.col
+    text: str = ""
+    _lazy: pl.LazyFrame | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.schema is not None:
+            full = dict(self.schema)
+            for name, dtype in self.schema.items():
+                full[BEFORE_PREFIX + name] = dtype
+                full[UNSENT_PREFIX + name] = pl.Boolean
+            for name, dtype in META_DTYPES.items():
+                full.setdefault(name, dtype)
+            self._lazy = pl.LazyFrame(schema=full)
+
+    def compile(self, text: str) -> Compiled:
+        self.text = text
+        return self.node(parse_expression(text, self.dialect))
+
+    def node(self, node: exp.Expression) -> Compiled:
+        handler = OPERATORS.get(type(node))
+        if handler is None:
+            if isinstance(node, exp.Anonymous):
+                raise self.error(node, f"unknown function '{function_name(node)}'")
+            if isinstance(node, exp.Func):
+                raise self.error(node, f"unsupported function '{function_name(node)}'")
+            raise self.error(node, f"unsupported expression '{node.sql(self.dialect)}'")
+        out = handler(self, node)
+        if node.args.get("negate"):
+            out = merge(~out.expr, [out])
+        return out
+
+    # -- helpers for handlers -----------------------------------------------------------
+
+    def error(
+        self, node: exp.Expression, message: str, detail: str | None = None
+    ) -> ExpressionError:
+        line, column = position_of(node, self.text, self.dialect)
+        return ExpressionError(message, line, column, detail)
+
+    def dtype(self, expr: pl.Expr) -> pl.DataType | None:
+        """The result type of ``expr`` over the source schema (None when unknown)."""
+        if self._lazy is None:
+            return None
+        try:
+            return self._lazy.select(expr.alias("x")).collect_schema()["x"]
+        except Exception:
+            return None
+
+    def result_type(self, node: exp.Expression, compiled: Compiled) -> pl.DataType | None:
+        """Like :meth:`dtype` but a type error is reported against ``node``."""
+        if self._lazy is None:
+            return None
+        try:
+            return self._lazy.select(compiled.expr.alias("x")).collect_schema()["x"]
+        except Exception as error:
+            reason = str(error).strip().splitlines()[0]
+            what = f"cannot compute '{node.sql(self.dialect)}'"
+            raise self.error(node, what, reason) from None
+
+    def args(self, node: exp.Expression, *names: str) -> list[Compiled]:
+        return [self.node(node.args[n]) for n in names if node.args.get(n) is not None]
+
+    def literal_value(self, node: exp.Expression | None) -> object:
+        """The Python value of a literal argument (functions that need a constant)."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        if isinstance(node, exp.Literal):
+            return node.this if node.is_string else _number(node.this)
+        if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
+            return -_number(node.this.this)
+        if isinstance(node, exp.Var):
+            return node.name
+        raise self.error(node or exp.Null(), "expected a constant here")
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+# -- columns and literals -------------------------------------------------------------------
+
+
+def _path(node: exp.Expression) -> list[str]:
+    if isinstance(node, exp.Dot):
+        return [*_path(node.this), node.expression.name]
+    return [part.name for part in node.parts]  # type: ignore[attr-defined]
+
+
+@handles(exp.Column, exp.Dot)
+def _column(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    if isinstance(node, exp.Dot) and not isinstance(node.this, exp.Column | exp.Dot):
+        raise c.error(node, f"unsupported expression '{node.sql(c.dialect)}'")
+    path = _path(node)
+    top = path[0]
+    if c.schema is None or top in META_DTYPES:
+        expr = pl.col(top) if top in META_DTYPES else c.ref(top)
+        for part in path[1:]:
+            expr = expr.struct.field(part)
+        deps = frozenset() if top in META_DTYPES else frozenset({".".join(path)})
+        return Compiled(expr, deps, column=top if len(path) == 1 else None)
+    if top not in c.schema:
+        dotted = ".".join(path)
+        if dotted in c.schema:
+            return Compiled(c.ref(dotted), frozenset({dotted}), column=dotted)
+        return _missing(c, node, top)
+    expr, dtype = c.ref(top), c.schema[top]
+    for depth, part in enumerate(path[1:], start=1):
+        if isinstance(dtype, pl.Struct):
+            fields = {f.name: f.dtype for f in dtype.fields}
+            if part not in fields:
+                return _missing(c, node, ".".join(path[: depth + 1]))
+            expr, dtype = expr.struct.field(part), fields[part]
+        elif dtype == pl.String:
+            rest = "".join(f"['{p}']" for p in path[depth:])
+            return Compiled(expr.str.json_path_match("$" + rest), frozenset({".".join(path)}))
+        else:
+            raise c.error(node, f"column '{'.'.join(path[:depth])}' is not a document")
+    column = top if len(path) == 1 else None
+    return Compiled(expr, frozenset({".".join(path)}), column=column)
+
+
+def _missing(c: ExprCompiler, node: exp.Expression, name: str) -> Compiled:
+    if c.missing == "null":
+        return Compiled(pl.lit(None), frozenset({name}))
+    raise c.error(node, f"unknown column '{name}'")
+
+
+@handles(exp.Literal)
+def _literal(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    if node.is_string:
+        return Compiled(pl.lit(node.this, dtype=pl.String))
+    value = _number(node.this)
+    if isinstance(value, int) and -(2**31) <= value < 2**31:
+        return Compiled(pl.lit(value, dtype=pl.Int32))
+    return Compiled(pl.lit(value, dtype=pl.Int64 if isinstance(value, int) else pl.Float64))
+
+
+@handles(exp.Null)
+def _null(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    return Compiled(pl.lit(None))
+
+
+@handles(exp.Boolean)
+def _boolean(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    return Compiled(pl.lit(bool(node.this), dtype=pl.Boolean))
+
+
+@handles(exp.Paren)
+def _paren(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    return c.node(node.this)
+
+
+@handles(exp.Cast, exp.TryCast)
+def _cast(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    inner = c.node(node.this)
+    try:
+        result = casts.cast(inner.expr, c.dtype(inner.expr), node.args["to"])
+    except ExpressionError as error:
+        raise c.error(node, error.message) from None
+    checks = inner.checks
+    if result.failed is not None and isinstance(node, exp.Cast):
+        checks += (Check(result.failed, f"cannot cast value to {result.pg_type}"),)
+    return Compiled(result.expr, inner.deps, checks, result.pg_type, uses_now=inner.uses_now)
+
+
+# -- comparison and logic -------------------------------------------------------------------
+
+
+def coerce_literal(c: ExprCompiler, node: exp.Expression, other: pl.DataType | None) -> Compiled:
+    """A string literal compared with a typed column takes the column's type (as Postgres)."""
+    compiled = c.node(node)
+    if not (isinstance(node, exp.Literal) and node.is_string) or other is None:
+        return compiled
+    text = node.this
+    try:
+        if isinstance(other, pl.Datetime):
+            value = dt.datetime.fromisoformat(text.replace(" ", "T", 1))
+            if other.time_zone and value.tzinfo is None:
+                value = value.replace(tzinfo=dt.UTC)
+            if not other.time_zone and value.tzinfo is not None:
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            return Compiled(pl.lit(value, dtype=other))
+        if other == pl.Date:
+            return Compiled(pl.lit(dt.date.fromisoformat(text), dtype=pl.Date))
+        if other.is_integer():
+            return Compiled(pl.lit(int(text), dtype=other))
+        if other.is_float() or isinstance(other, pl.Decimal):
+            return Compiled(pl.lit(float(Decimal(text))))
+    except (ValueError, InvalidOperation):
+        raise c.error(node, f"invalid input syntax for type {other}: '{text}'") from None
+    return compiled
+
+
+def pair(c: ExprCompiler, node: exp.Expression) -> tuple[Compiled, Compiled]:
+    """Both operands of a comparison, string literals coerced to the other side's type."""
+    left_node, right_node = node.this, node.expression
+    left, right = c.node(left_node), c.node(right_node)
+    left = coerce_literal(c, left_node, c.dtype(right.expr))
+    right = coerce_literal(c, right_node, c.dtype(left.expr))
+    return left, right
+
+
+_COMPARE = {
+    exp.EQ: lambda a, b: a == b,
+    exp.NEQ: lambda a, b: a != b,
+    exp.GT: lambda a, b: a > b,
+    exp.GTE: lambda a, b: a >= b,
+    exp.LT: lambda a, b: a < b,
+    exp.LTE: lambda a, b: a <= b,
+    exp.NullSafeEQ: lambda a, b: a.eq_missing(b),
+    exp.NullSafeNEQ: lambda a, b: a.ne_missing(b),
+}
+
+
+@handles(*_COMPARE)
+def _compare(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    if isinstance(node.expression, exp.Any | exp.All):
+        raise c.error(node, "ANY/ALL is not supported; use IN (...)")
+    left, right = pair(c, node)
+    return merge(_COMPARE[type(node)](left.expr, right.expr), [left, right])
+
+
+@handles(exp.And, exp.Or, exp.Xor)
+def _logic(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    left, right = c.node(node.this), c.node(node.expression)
+    if isinstance(node, exp.And):
+        expr = left.expr & right.expr
+    elif isinstance(node, exp.Or):
+        expr = left.expr | right.expr
+    else:
+        expr = left.expr ^ right.expr
+    return merge(expr, [left, right])
+
+
+@handles(exp.Not)
+def _not(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    inner = c.node(node.this)
+    return merge(~inner.expr, [inner])
+
+
+@handles(exp.Is)
+def _is(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    inner = c.node(node.this)
+    what = node.expression
+    if isinstance(what, exp.Null):
+        expr = inner.expr.is_null()
+    elif isinstance(what, exp.Boolean):
+        expr = (inner.expr if what.this else ~inner.expr).fill_null(False)
+    else:
+        raise c.error(node, "IS supports NULL, TRUE and FALSE")
+    return merge(expr, [inner])
+
+
+@handles(exp.In)
+def _in(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
+        raise c.error(node, "IN supports a list of values, not a subquery")
+    this = c.node(node.this)
+    other = c.dtype(this.expr)
+    items = [coerce_literal(c, item, other) for item in node.expressions]
+    if not items:
+        raise c.error(node, "IN needs at least one value")
+    expr = items[0].expr == this.expr
+    for item in items[1:]:
+        expr = expr | (item.expr == this.expr)  # Kleene OR: exactly SQL's NULL semantics
+    return merge(expr, [this, *items])
+
+
+@handles(exp.Between)
+def _between(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    this = c.node(node.this)
+    other = c.dtype(this.expr)
+    low = coerce_literal(c, node.args["low"], other)
+    high = coerce_literal(c, node.args["high"], other)
+    return merge((this.expr >= low.expr) & (this.expr <= high.expr), [this, low, high])
+
+
+@handles(exp.Case, exp.If)
+def _case(c: ExprCompiler, node: exp.Expression) -> Compiled:
+    if isinstance(node, exp.If):
+        branches = [(node.this, node.args["true"])]
+        default = node.args.get("false")
+        operand = None
+    else:
+        branches = [(b.this, b.args["true"]) for b in node.args["ifs"]]
+        default = node.args.get("default")
+        operand = c.node(node.this) if node.this is not None else None
+    parts: list[Compiled] = [operand] if operand else []
+    checks: list[Check] = list(operand.checks) if operand else []
+    seen = pl.lit(False)
+    chain: pl.Expr | None = None
+    for cond_node, value_node in branches:
+        cond = c.node(cond_node)
+        if operand is not None:
+            cond = merge(operand.expr == cond.expr, [cond])
+        value = c.node(value_node)
+        taken = cond.expr.fill_null(False) & ~seen
+        checks += [*cond.guarded(~seen), *value.guarded(taken)]
+        parts += [cond, value]
+        when = pl.when(cond.expr) if chain is None else chain.when(cond.expr)  # type: ignore[attr-defined]
+        chain = when.then(value.expr)
+        seen = seen | cond.expr.fill_null(False)
+    if default is not None:
+        fallback = c.node(default)
+        parts.append(fallback)
+        checks += fallback.guarded(~seen)
+        expr = chain.otherwise(fallback.expr)  # type: ignore[union-attr]
+    else:
+        expr = chain.otherwise(pl.lit(None))  # type: ignore[union-attr]
+    out = merge(expr, parts)
+    return Compiled(out.expr, out.deps, tuple(checks), uses_now=out.uses_now)
+
+
+# Named functions register themselves into OPERATORS on import.
+from syncengine.mappings import functions, temporal  # noqa: E402, F401
