@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import psycopg
 import pyarrow as pa
 from psycopg import sql
@@ -45,7 +47,7 @@ async def read_rows(
     query = sql.SQL(
         "SELECT {} FROM {} AS t WHERE ({}) IN (SELECT {} FROM unnest({}) AS u({}))"
     ).format(
-        sql.SQL(", ").join(_select_item(f, target_columns[f.name]) for f in fields),
+        select_list(fields, target_columns),
         sql.Identifier(schema, spec.name),
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in key),
         casts,
@@ -54,9 +56,35 @@ async def read_rows(
     )
     params = [keys.column(k).cast(pa.string()).to_pylist() for k in key]
     cur = await conn.execute(query, params)
-    rows = await cur.fetchall()
+    return rows_to_table(await cur.fetchall(), out_schema)
+
+
+def select_list(fields: list[pa.Field], target_columns: dict[str, str]) -> sql.Composable:
+    return sql.SQL(", ").join(_select_item(f, target_columns[f.name]) for f in fields)
+
+
+def rows_to_table(rows: list[tuple[object, ...]], schema: pa.Schema) -> pa.Table:
+    """Driver rows → Arrow, column by column (the driver already parsed the wire values)."""
     if not rows:
-        return out_schema.empty_table()
+        return schema.empty_table()
     columns = list(zip(*rows, strict=True))
-    arrays = [pa.array(list(col), type=f.type) for col, f in zip(columns, fields, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=out_schema)
+    arrays = [pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+async def scan(
+    dsn: str, schema: str, spec: TableSpec, target_columns: dict[str, str], chunk: int
+) -> AsyncIterator[pa.Table]:
+    """Every row, in key order, through a server-side cursor on a connection of its own."""
+    fields = [f for f in spec.schema if f.name in target_columns]
+    query = sql.SQL("SELECT {} FROM {} AS t ORDER BY {}").format(
+        select_list(fields, target_columns),
+        sql.Identifier(schema, spec.name),
+        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in spec.key),
+    )
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        await conn.execute("SET TimeZone = 'UTC'")
+        async with conn.cursor(name="syncengine_scan") as cur:
+            await cur.execute(query)
+            while rows := await cur.fetchmany(chunk):
+                yield rows_to_table(rows, pa.schema(fields))

@@ -17,10 +17,7 @@ from psycopg import sql
 from syncengine.state.schema import FORMAT_VERSION
 from syncengine.targets.base import Checkpoint, TableWrite
 from syncengine.targets.postgres.ddl import state_table
-
-SHADOW_SCHEMA = pa.schema(
-    [("row_key", pa.string()), ("row_hash", pa.string()), ("base", pa.string())]
-)
+from syncengine.targets.shadow import shadow_table, upsert_rows
 
 
 async def write_shadow(
@@ -41,13 +38,9 @@ async def write_shadow(
             ).format(shadow),
             (pipeline, table, list(write.shadow.deletes)),
         )
-    upserts = write.shadow.upserts
-    if upserts is not None and upserts.num_rows:
-        base = (
-            upserts.column("base").to_pylist()
-            if "base" in upserts.column_names
-            else [None] * upserts.num_rows
-        )
+    rows = upsert_rows(write)
+    if rows:
+        keys, hashes, bases = (list(c) for c in zip(*rows, strict=True))
         await conn.execute(
             sql.SQL(
                 "INSERT INTO {} (pipeline, target_table, row_key, row_hash, base) "
@@ -55,13 +48,7 @@ async def write_shadow(
                 "AS u(k, h, b) ON CONFLICT (pipeline, target_table, row_key) DO UPDATE SET "
                 "row_hash = EXCLUDED.row_hash, base = EXCLUDED.base"
             ).format(shadow),
-            (
-                pipeline,
-                table,
-                upserts.column("row_key").to_pylist(),
-                upserts.column("row_hash").to_pylist(),
-                base,
-            ),
+            (pipeline, table, keys, hashes, bases),
         )
 
 
@@ -100,7 +87,7 @@ async def read_shadow(
     conn: psycopg.AsyncConnection, pipeline: str, table: str, row_keys: Sequence[str]
 ) -> pa.Table:
     if not row_keys:
-        return SHADOW_SCHEMA.empty_table()
+        return shadow_table([])
     cur = await conn.execute(
         sql.SQL(
             "SELECT row_key, row_hash, base FROM {} WHERE pipeline = %s AND target_table = %s "
@@ -108,6 +95,4 @@ async def read_shadow(
         ).format(state_table("shadow")),
         (pipeline, table, list(row_keys)),
     )
-    rows = await cur.fetchall()
-    columns = list(zip(*rows, strict=True)) if rows else [[], [], []]
-    return pa.table([pa.array(list(c), pa.string()) for c in columns], schema=SHADOW_SCHEMA)
+    return shadow_table(await cur.fetchall())

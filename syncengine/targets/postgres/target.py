@@ -3,7 +3,7 @@ shadow rows and the checkpoint committed in the same transaction as the data."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import psycopg
 import pyarrow as pa
@@ -16,7 +16,7 @@ from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import ddl, state
 from syncengine.targets.postgres.apply import apply_write
 from syncengine.targets.postgres.errors import translate
-from syncengine.targets.postgres.read import read_rows
+from syncengine.targets.postgres.read import read_rows, scan
 
 
 class PostgresTarget:
@@ -135,6 +135,19 @@ class PostgresTarget:
             )
         except psycopg.Error as exc:
             raise translate(exc, f"reading {spec.name}") from None
+
+    async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
+        """Every row in key order (for ``verify``), streamed in chunks."""
+        columns = await self._known(spec, ())
+        schema, table = self._split(spec.name)
+        local = TableSpec(table, spec.key, spec.schema)
+        try:
+            async for chunk in scan(
+                self.config.dsn.get_secret_value(), schema, local, columns, 50_000
+            ):
+                yield chunk
+        except psycopg.Error as exc:
+            raise translate(exc, f"scanning {spec.name}") from None
 
     async def read_shadow(self, table: str, row_keys: Sequence[str]) -> pa.Table:
         conn = await self._connection()

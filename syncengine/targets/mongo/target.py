@@ -1,0 +1,332 @@
+"""MongoTarget: one unordered ``bulk_write`` per table, state committed with the data when the
+server runs transactions.
+
+With transactions (replica set or sharded cluster, wire version ≥ 7): data, shadow rows and the
+checkpoint go in one transaction (exactly-once), stored in the target database's
+``_syncengine_shadow`` / ``_syncengine_checkpoints`` collections; ``keeps_state`` is then True.
+Without: the data first, then shadow and checkpoint in the SQLite store. Every operation is an
+upsert by ``_id`` or a delete by ``_id``, so replaying a batch after a crash is harmless.
+
+A bulk write that partly fails is not repeated whole: only the operations that failed with a
+transient error are retried; those refused for their content (duplicate key on a unique index,
+document too large, validation) are returned as rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+from pymongo import AsyncMongoClient, DeleteMany, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+
+from syncengine.config.models import MongoTargetConfig
+from syncengine.config.secrets import redact
+from syncengine.errors import (
+    MONGO_RETRIABLE_CODES,
+    FatalError,
+    RetriableError,
+    SyncEngineError,
+    TargetUnavailable,
+)
+from syncengine.state.sqlite import SQLiteStateStore
+from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
+from syncengine.targets.faults import fault_point
+from syncengine.targets.mongo.ops import Op, build_ops, documents_to_rows, key_ids
+from syncengine.targets.shadow import (
+    commit_to_sqlite,
+    get_sqlite_checkpoint,
+    read_sqlite_shadow,
+    shadow_table,
+    upsert_rows,
+)
+
+SHADOW = "_syncengine_shadow"
+CHECKPOINTS = "_syncengine_checkpoints"
+_ATTEMPTS = 5
+
+
+def _translate(exc: PyMongoError, doing: str) -> SyncEngineError:
+    message = f"mongo target: {doing} failed: {redact(str(exc).splitlines()[0])}"
+    code = getattr(exc, "code", None)
+    if isinstance(exc, ConnectionFailure):
+        return TargetUnavailable(message)
+    if code in MONGO_RETRIABLE_CODES or exc.has_error_label("RetryableWriteError"):
+        return RetriableError(message)
+    return FatalError(message)
+
+
+class MongoTarget:
+    """See docs/targets.md. ``transactions`` forces the mode (None: detect)."""
+
+    def __init__(
+        self,
+        pipeline: str,
+        config: MongoTargetConfig,
+        state: SQLiteStateStore | None,
+        *,
+        transactions: bool | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.state = state
+        self._want_transactions = transactions
+        self.keeps_state = bool(transactions)
+        self._client: AsyncMongoClient | None = None
+
+    @property
+    def db(self) -> Any:
+        assert self._client is not None, "open() first"
+        return self._client[self.config.database]
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        self._client = AsyncMongoClient(self.config.uri.get_secret_value(), tz_aware=True)
+        try:
+            hello = await self._client.admin.command("hello")
+        except PyMongoError as exc:
+            await self.close()
+            raise _translate(exc, "connect") from None
+        supported = (
+            ("setName" in hello or hello.get("msg") == "isdbgrid")
+            and hello.get("maxWireVersion", 0) >= 7
+            and hello.get("logicalSessionTimeoutMinutes") is not None
+        )
+        self.keeps_state = (
+            supported
+            if self._want_transactions is None
+            else (self._want_transactions and supported)
+        )
+        if not self.keeps_state and self.state is None:
+            raise FatalError("mongo target without transactions needs the SQLite state store")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def ensure_table(self, spec: TableSpec) -> TableSpec:
+        """Collections are schemaless: create the collection (transactions need it to exist)."""
+        await self.open()
+        try:
+            if spec.name not in await self.db.list_collection_names(filter={"name": spec.name}):
+                await self.db.create_collection(spec.name, check_exists=False)
+        except PyMongoError as exc:
+            if getattr(exc, "code", None) != 48:  # NamespaceExists: a concurrent create won
+                raise _translate(exc, f"creating {spec.name}") from None
+        return spec
+
+    async def read_rows(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
+        await self.open()
+        if not keys.num_rows:
+            return spec.schema.empty_table()
+        ids = key_ids(spec, keys)
+        try:
+            docs = await self.db[spec.name].find({"_id": {"$in": ids}}).to_list(None)
+        except PyMongoError as exc:
+            raise _translate(exc, f"reading {spec.name}") from None
+        return documents_to_rows(spec, docs)
+
+    async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
+        """Every document in ``_id`` order, as tables of ``spec``'s columns (for ``verify``)."""
+        await self.open()
+        chunk: list[dict[str, Any]] = []
+        try:
+            async for doc in self.db[spec.name].find({}, sort=[("_id", 1)], batch_size=10_000):
+                chunk.append(doc)
+                if len(chunk) >= 10_000:
+                    yield documents_to_rows(spec, chunk)
+                    chunk = []
+        except PyMongoError as exc:
+            raise _translate(exc, f"scanning {spec.name}") from None
+        if chunk:
+            yield documents_to_rows(spec, chunk)
+
+    async def read_shadow(self, table: str, row_keys: Sequence[str]) -> pa.Table:
+        await self.open()
+        if not self.keeps_state:
+            assert self.state is not None
+            return read_sqlite_shadow(self.state, self.pipeline, table, row_keys)
+        ids = [self._shadow_id(table, k) for k in row_keys]
+        cursor = self.db[SHADOW].find({"_id": {"$in": ids}})
+        return shadow_table([(d["_id"]["k"], d["row_hash"], d.get("base")) async for d in cursor])
+
+    async def get_checkpoint(self, stream: str) -> str | None:
+        await self.open()
+        if not self.keeps_state:
+            assert self.state is not None
+            return get_sqlite_checkpoint(self.state, self.pipeline, stream)
+        doc = await self.db[CHECKPOINTS].find_one({"_id": {"p": self.pipeline, "s": stream}})
+        return doc["position"] if doc else None
+
+    def _shadow_id(self, table: str, row_key: str) -> dict[str, str]:
+        return {"p": self.pipeline, "t": table, "k": row_key}
+
+    # -- apply ----------------------------------------------------------------------------
+
+    async def apply(
+        self, writes: Sequence[TableWrite], checkpoint: Checkpoint | None
+    ) -> ApplyResult:
+        await self.open()
+        for write in writes:
+            await self.ensure_table(write.spec)
+        planned = [(w, *build_ops(w.spec, w.batch.data)) for w in writes]
+        try:
+            if self.keeps_state:
+                return await self._apply_in_transaction(planned, checkpoint)
+            return await self._apply_then_checkpoint(planned, checkpoint)
+        except PyMongoError as exc:
+            raise _translate(exc, "apply") from None
+
+    async def _apply_then_checkpoint(
+        self, planned: list, checkpoint: Checkpoint | None
+    ) -> ApplyResult:
+        result = ApplyResult()
+        truncated: set[str] = set()
+        for write, truncate, ops, index in planned:
+            if truncate:
+                await self.db[write.spec.name].delete_many({})
+                result.truncated += 1
+                truncated.add(write.spec.name)
+            await self._bulk(write, ops, index, result, None)
+        fault_point("mongo.after_data")
+        assert self.state is not None
+        commit_to_sqlite(self.state, self.pipeline, [p[0] for p in planned], truncated, checkpoint)
+        return result
+
+    async def _bulk(
+        self,
+        write: TableWrite,
+        ops: list[Op],
+        index: list[int],
+        result: ApplyResult,
+        session: AsyncClientSession | None,
+    ) -> None:
+        """Unordered bulk write; retry only transient failures; reject content failures."""
+        pending = list(zip(ops, index, strict=True))
+        for attempt in range(_ATTEMPTS):
+            if not pending:
+                return
+            try:
+                done = await self.db[write.spec.name].bulk_write(
+                    [op for op, _ in pending], ordered=False, session=session
+                )
+                _count(result, done.bulk_api_result)
+                return
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if session is not None:
+                    if not errors or any(e.get("code") in MONGO_RETRIABLE_CODES for e in errors):
+                        raise  # transient: the transaction is retried as a whole
+                    refused = {pending[e["index"]][1]: str(e.get("errmsg")) for e in errors}
+                    raise _Rejected(refused) from None
+                _count(result, exc.details)
+                retry = []
+                for error in errors:
+                    op, row = pending[error["index"]]
+                    if error.get("code") in MONGO_RETRIABLE_CODES:
+                        retry.append((op, row))
+                    else:
+                        reason = str(error.get("errmsg"))
+                        result.rejected.append((write.spec.name, _row(write, row), reason))
+                pending = retry
+            except ConnectionFailure:
+                if session is not None or attempt == _ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(0.05 * 2**attempt)
+        if pending:
+            raise RetriableError(f"mongo target: {len(pending)} write(s) kept failing")
+
+    async def _apply_in_transaction(
+        self, planned: list, checkpoint: Checkpoint | None
+    ) -> ApplyResult:
+        assert self._client is not None
+        #: write number → row → reason, for rows the server refused in an earlier attempt
+        refused: dict[int, dict[int, str]] = {}
+        holder: list[ApplyResult] = []
+
+        async def attempt(session: AsyncClientSession) -> None:
+            # with_transaction may run this again after a transient error: count afresh.
+            holder[:] = [ApplyResult()]
+            await self._transaction(session, planned, checkpoint, holder[0], refused)
+
+        async with self._client.start_session() as session:
+            while True:
+                try:
+                    await session.with_transaction(attempt)
+                    return holder[0]
+                except _Rejected as exc:
+                    # A write error aborts the whole transaction: drop the refused rows, redo.
+                    refused.setdefault(exc.table, {}).update(exc.rows)
+
+    async def _transaction(
+        self,
+        session: AsyncClientSession,
+        planned: list,
+        checkpoint: Checkpoint | None,
+        result: ApplyResult,
+        refused: dict[int, dict[int, str]],
+    ) -> None:
+        for number, (write, truncate, ops, index) in enumerate(planned):
+            if truncate:
+                await self.db[write.spec.name].delete_many({}, session=session)
+                result.truncated += 1
+            skip = refused.get(number, {})
+            kept = [(o, i) for o, i in zip(ops, index, strict=True) if i not in skip]
+            result.rejected.extend(
+                (write.spec.name, _row(write, i), reason) for i, reason in sorted(skip.items())
+            )
+            try:
+                await self._bulk(write, [o for o, _ in kept], [i for _, i in kept], result, session)
+            except _Rejected as exc:
+                exc.table = number
+                raise
+        fault_point("mongo.after_data")
+        state_ops: list[Any] = []
+        for write, truncate, _ops, _index in planned:
+            table = write.spec.name
+            if truncate:
+                state_ops.append(DeleteMany({"_id.p": self.pipeline, "_id.t": table}))
+            state_ops.extend(
+                DeleteMany({"_id": self._shadow_id(table, k)}) for k in write.shadow.deletes
+            )
+            state_ops.extend(
+                UpdateOne(
+                    {"_id": self._shadow_id(table, k)},
+                    {"$set": {"row_hash": h, "base": b}},
+                    upsert=True,
+                )
+                for k, h, b in upsert_rows(write)
+            )
+        if state_ops:
+            await self.db[SHADOW].bulk_write(state_ops, ordered=True, session=session)
+        if checkpoint is not None:
+            await self.db[CHECKPOINTS].update_one(
+                {"_id": {"p": self.pipeline, "s": checkpoint.stream}},
+                {"$set": {"position": checkpoint.position}},
+                upsert=True,
+                session=session,
+            )
+        fault_point("mongo.before_commit")
+
+
+class _Rejected(Exception):
+    """Rows whose writes the server refused inside a transaction (which is now aborted)."""
+
+    def __init__(self, rows: dict[int, str]) -> None:
+        super().__init__(f"{len(rows)} write(s) refused")
+        self.rows = rows
+        self.table = -1
+
+
+def _count(result: ApplyResult, details: dict[str, Any]) -> None:
+    result.upserted += int(details.get("nUpserted", 0)) + int(details.get("nModified", 0))
+    result.deleted += int(details.get("nRemoved", 0))
+
+
+def _row(write: TableWrite, index: int) -> dict[str, Any]:
+    return write.batch.data.slice(index, 1).to_pylist()[0]
