@@ -1,0 +1,214 @@
+"""Change events → row images, pure (no I/O), so every event shape is unit-tested.
+
+What each ``operationType`` becomes (the row's ``_op``):
+
+* ``insert`` → ``c`` with ``fullDocument``; fields the document lacks are *unsent* (absent at
+  the target too, not null).
+* ``replace`` → ``c``: a full replacement, the row becomes exactly the new document.
+* ``update`` with a ``fullDocument`` (``updateLookup`` / post-image) → ``u`` with every column
+  sent; a field the document lacks is sent as null (it was ``$unset``).
+* ``update`` whose ``fullDocument`` is null (the document was deleted or replaced before the
+  lookup, or the post-image expired) → a *partial* ``u`` from ``updateDescription``: each
+  top-level ``updatedFields`` entry is sent, each ``removedFields`` entry is sent as null,
+  every other column is unsent. A nested path (``a.b``, ``arr.3``, ``truncatedArrays``) cannot
+  be expressed as a top-level value without the rest of ``a``: when a before-image is available
+  the post-image is rebuilt from it exactly (:func:`apply_update`); otherwise ``a`` stays unsent
+  and the path is named in a warning. Under ``updateLookup`` a null ``fullDocument`` means a later
+  delete or replace of that document follows in the stream and supersedes the row.
+* ``insert``/``replace`` without ``fullDocument`` (servers that omit it) → looked up by ``_id``
+  by the caller (:attr:`Row.lookup`), like ``updateLookup`` would; a document gone by then is
+  skipped, its later delete follows.
+* ``delete`` → ``d`` (``_id`` only).
+* ``drop``, ``rename`` (of the watched collection) and ``dropDatabase`` (every configured
+  collection) → ``t``: the target table is emptied, as the source collection is. A rename into
+  another configured collection is logged: that collection needs a backfill.
+* ``invalidate`` → no row; the stream reopens after it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from syncengine.changes import OP_DELETE, OP_INSERT, OP_TRUNCATE, OP_UPDATE
+from syncengine.sources.mongo.positions import as_datetime, event_position
+
+log = logging.getLogger("syncengine.sources.mongo")
+
+TRUNCATING = ("drop", "rename", "dropDatabase")
+
+
+@dataclass
+class Row:
+    collection: str
+    op: str
+    doc: dict[str, Any]
+    pos: str
+    ts: datetime
+    txid: int | None = None
+    #: every column is sent: a field the document lacks is null, not unsent
+    full: bool = False
+    before: dict[str, Any] | None = None
+    #: the event carried no document: the caller looks it up by ``_id``
+    lookup: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def txn_of(event: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Identity of the multi-document transaction an event belongs to (None: not in one)."""
+    number = event.get("txnNumber")
+    if number is None:
+        return None
+    lsid = event.get("lsid") or {}
+    return (repr(lsid.get("id")), repr(lsid.get("uid")), int(number))
+
+
+class Boundaries:
+    """The last position that is safe to resume from: not inside a transaction.
+
+    Events of one transaction share ``lsid``/``txnNumber`` and arrive consecutively; a
+    transaction is known to have ended only when an event outside it arrives, so its last
+    event becomes a boundary then. Until that, batches carry the boundary before it and a crash
+    replays the whole transaction.
+    """
+
+    def __init__(self, last: str | None = None) -> None:
+        self.last = last
+        self._open: tuple[Any, ...] | None = None
+        self._open_pos: str | None = None
+
+    def see(self, txn: tuple[Any, ...] | None, position: str) -> None:
+        if self._open is not None and txn != self._open:
+            self.last, self._open = self._open_pos, None
+        if txn is None:
+            self.last = position
+        else:
+            self._open, self._open_pos = txn, position
+
+
+def event_rows(event: dict[str, Any], collections: Sequence[str]) -> list[Row]:
+    """The rows one change event becomes (none for events that change no data)."""
+    kind = event.get("operationType")
+    ns = event.get("ns") or {}
+    coll = ns.get("coll")
+    pos = event_position(event["clusterTime"], event["_id"])
+    ts = as_datetime(event["clusterTime"])
+    txid = event.get("txnNumber")
+    before = event.get("fullDocumentBeforeChange")
+    key = (event.get("documentKey") or {}).get("_id")
+
+    def row(op: str, doc: dict[str, Any], collection: str | None = coll, **kw: Any) -> Row:
+        assert collection is not None
+        return Row(collection, op, doc, pos, ts, txid, before=before, **kw)
+
+    if kind == "dropDatabase":
+        return [row(OP_TRUNCATE, {}, c) for c in collections]
+    if kind in TRUNCATING:
+        if kind == "rename":
+            to = (event.get("to") or {}).get("coll")
+            if to in collections:
+                log.error(
+                    "collection %s was renamed to %s, which is also synced: its target now "
+                    "misses those documents; run a backfill of %s",
+                    coll,
+                    to,
+                    to,
+                )
+        return [row(OP_TRUNCATE, {})] if coll in collections else []
+    if coll not in collections:
+        return []
+    full = event.get("fullDocument")
+    if kind in ("insert", "replace"):
+        if full is None:
+            return [row(OP_INSERT, {"_id": key}, lookup=True)]
+        return [row(OP_INSERT, full)]
+    if kind == "delete":
+        return [row(OP_DELETE, {"_id": key})]
+    if kind == "update":
+        if full is not None:
+            return [row(OP_UPDATE, full, full=True)]
+        return [partial_update(row(OP_UPDATE, {"_id": key}), event.get("updateDescription") or {})]
+    return []  # invalidate, create, createIndexes, modify …: no data change
+
+
+def partial_update(row: Row, description: dict[str, Any]) -> Row:
+    """Fill ``row`` from an ``updateDescription`` (see the module docstring)."""
+    updated: dict[str, Any] = description.get("updatedFields") or {}
+    removed: list[str] = list(description.get("removedFields") or [])
+    truncated = [t["field"] for t in description.get("truncatedArrays") or []]
+    nested = [p for p in [*updated, *removed, *truncated] if "." in p] + truncated
+    if nested and row.before is not None:
+        row.doc = apply_update(row.before, description)
+        row.full = True
+        return row
+    skipped = {p.split(".", 1)[0] for p in nested}
+    for path, value in updated.items():
+        if path not in skipped:
+            row.doc[path] = value
+    for path in removed:
+        if path not in skipped:
+            row.doc[path] = None
+    if skipped:
+        row.warnings.append(
+            f"update of {row.doc.get('_id')!r} without a full document changed nested paths "
+            f"{sorted(set(nested))}; fields {sorted(skipped)} keep their target value until the "
+            "document's next change (enable before-images to apply them exactly)"
+        )
+    return row
+
+
+def apply_update(document: dict[str, Any], description: dict[str, Any]) -> dict[str, Any]:
+    """The post-image: ``updateDescription`` applied to the pre-image, as the server did."""
+    out = copy.deepcopy(document)
+    for item in description.get("truncatedArrays") or []:
+        target = _walk(out, item["field"].split("."), create=False)
+        if isinstance(target, list):
+            del target[item["newSize"] :]
+    for path, value in (description.get("updatedFields") or {}).items():
+        *parents, last = path.split(".")
+        container = _walk(out, parents, create=True)
+        _put(container, last, value)
+    for path in description.get("removedFields") or []:
+        *parents, last = path.split(".")
+        container = _walk(out, parents, create=False)
+        if isinstance(container, dict):
+            container.pop(last, None)
+        elif isinstance(container, list) and last.isdigit() and int(last) < len(container):
+            container[int(last)] = None
+    return out
+
+
+def _walk(node: Any, parts: Iterable[str], *, create: bool) -> Any:
+    for part in parts:
+        if isinstance(node, list) and part.isdigit():
+            index = int(part)
+            if index >= len(node):
+                if not create:
+                    return None
+                node.extend([None] * (index + 1 - len(node)))
+            if node[index] is None and create:
+                node[index] = {}
+            node = node[index]
+        elif isinstance(node, dict):
+            if part not in node or node[part] is None:
+                if not create:
+                    return None
+                node[part] = {}
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def _put(container: Any, last: str, value: Any) -> None:
+    if isinstance(container, list) and last.isdigit():
+        index = int(last)
+        if index >= len(container):
+            container.extend([None] * (index + 1 - len(container)))
+        container[index] = value
+    elif isinstance(container, dict):
+        container[last] = value

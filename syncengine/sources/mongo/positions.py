@@ -1,0 +1,56 @@
+"""Mongo stream positions: strings that sort in cluster-time order on any server.
+
+A resume token's ``_data`` is opaque: real MongoDB encodes it so that it sorts by cluster time,
+other wire-compatible servers need not. The runtime compares positions as strings
+(``sync --once`` asks "is ``until`` after ``start``?"), so a position leads with the cluster time:
+
+* ``TTTTTTTTIIIIIIII`` — a bare cluster time (seconds and increment, 8 upper-case hex digits
+  each): what :meth:`MongoSource.current_position` and the snapshot report. A stream started
+  from it opens with ``startAtOperationTime``.
+* ``TTTTTTTTIIIIIIII:<_data>`` — an event: its cluster time, then its resume token's ``_data``.
+  A stream started from it opens with ``startAfter`` (which, unlike ``resumeAfter``, also
+  resumes past an ``invalidate``).
+
+Comparing two positions compares cluster times first; a bare time sorts before every event
+at that time, after every event before it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bson import Timestamp
+
+from syncengine.errors import FatalError
+
+
+def time_position(ts: Timestamp) -> str:
+    return f"{ts.time:08X}{ts.inc:08X}"
+
+
+def event_position(cluster_time: Timestamp, token: dict[str, object]) -> str:
+    return f"{time_position(cluster_time)}:{token['_data']}"
+
+
+def parse_position(position: str) -> tuple[Timestamp, dict[str, object] | None]:
+    """(cluster time, resume token or None) of a position string."""
+    head, _, data = position.partition(":")
+    try:
+        ts = Timestamp(int(head[:8], 16), int(head[8:16], 16))
+    except ValueError:
+        ts = None
+    if ts is None or len(head) != 16:
+        raise FatalError(
+            f"'{position[:40]}' is not a Mongo stream position",
+            hint="reset the pipeline's checkpoint (syncengine checkpoints CONFIG reset)",
+        )
+    return ts, ({"_data": data} if data else None)
+
+
+def position_time(position: str) -> Timestamp:
+    return parse_position(position)[0]
+
+
+def as_datetime(ts: Timestamp) -> datetime:
+    """Cluster time as an aware UTC datetime (second precision, as the cluster time has)."""
+    return datetime.fromtimestamp(ts.time, UTC)

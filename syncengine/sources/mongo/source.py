@@ -1,0 +1,372 @@
+"""MongoDB change source: one database-level change stream, a parallel ``_id``-range snapshot.
+
+PyMongo's native async API (``AsyncMongoClient``) only; motor is deprecated and not used.
+Positions are described in :mod:`~syncengine.sources.mongo.positions`, event → row rules in
+:mod:`~syncengine.sources.mongo.events`, the snapshot in :mod:`~syncengine.sources.mongo.snapshot`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC
+from typing import Any
+
+from bson import Timestamp
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.change_stream import AsyncChangeStream
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from syncengine.changes import ChangeBatch
+from syncengine.config.models import BatchConfig, MongoSourceConfig
+from syncengine.errors import FatalError, UsageError
+from syncengine.sources.base import SourceLag, TableInfo
+from syncengine.sources.mongo.batches import rows_to_batch
+from syncengine.sources.mongo.errors import map_error
+from syncengine.sources.mongo.events import Boundaries, Row, event_rows, txn_of
+from syncengine.sources.mongo.positions import (
+    event_position,
+    parse_position,
+    position_time,
+    time_position,
+)
+from syncengine.sources.mongo.snapshot import (
+    encode_bound,
+    parse_where,
+    plan_chunks,
+    scan_chunks,
+)
+from syncengine.state import SQLiteStateStore
+from syncengine.state.base import Chunk
+
+log = logging.getLogger("syncengine.sources.mongo")
+
+
+class MongoSource:
+    """A :class:`~syncengine.sources.base.ChangeSource` over the configured collections."""
+
+    def __init__(
+        self,
+        pipeline_name: str,
+        config: MongoSourceConfig,
+        state: SQLiteStateStore,
+        batch: BatchConfig,
+    ) -> None:
+        self.pipeline = pipeline_name
+        self.config = config
+        self.state = state
+        self.batch = batch
+        self.stream_name = f"mongo:{config.database}"
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._closed = False
+        self._last_emitted: str | None = None
+        self._caught_up = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def resnapshot_on_history_lost(self) -> bool:
+        """Whether :class:`~syncengine.errors.HistoryLost` from :meth:`stream` means re-copy."""
+        return self.config.on_history_lost == "resnapshot"
+
+    @property
+    def db(self) -> AsyncDatabase[dict[str, Any]]:
+        if self._client is None:
+            raise RuntimeError("MongoSource.open() was not called")
+        return self._client[self.config.database]
+
+    async def open(self) -> None:
+        self._closed = False
+        self._client = AsyncMongoClient(
+            self.config.uri.get_secret_value(),
+            tz_aware=True,
+            tzinfo=UTC,
+            uuidRepresentation="standard",
+            datetime_conversion="DATETIME_AUTO",
+            serverSelectionTimeoutMS=10_000,
+        )
+        hello = await self._command("hello", "connecting to the source")
+        if not hello.get("setName") and hello.get("msg") != "isdbgrid":
+            raise FatalError(
+                "the Mongo source is a standalone server; change streams need a replica set",
+                hint="start mongod with --replSet and run rs.initiate()",
+            )
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    async def _command(self, name: str, what: str) -> dict[str, Any]:
+        try:
+            return await self.db.client.admin.command(name)
+        except PyMongoError as exc:
+            raise map_error(exc, what) from exc
+
+    async def tables(self) -> list[TableInfo]:
+        out = []
+        for name in self.config.collections:
+            try:
+                count = await self.db[name].estimated_document_count()
+            except PyMongoError as exc:
+                raise map_error(exc, f"counting {name}") from exc
+            out.append(TableInfo(name, ("_id",), None, count))
+        return out
+
+    # -- positions ----------------------------------------------------------------------
+
+    async def cluster_time(self) -> Timestamp:
+        """The cluster time now (``operationTime`` of a ``hello``)."""
+        reply = await self._command("hello", "reading the cluster time")
+        ts = reply.get("operationTime") or (reply.get("$clusterTime") or {}).get("clusterTime")
+        if not isinstance(ts, Timestamp):
+            raise FatalError("the Mongo source reports no cluster time; is it a replica set?")
+        return ts
+
+    async def current_position(self) -> str:
+        return time_position(await self.cluster_time())
+
+    async def acknowledge(self, position: str) -> None:
+        """Nothing to release on the server: the oplog is not held for us."""
+
+    async def lag(self, acknowledged: str | None) -> SourceLag:
+        now = await self.cluster_time()
+        if acknowledged is None:
+            return SourceLag(None, details={"cluster_time": time_position(now)})
+        idle = self._caught_up and acknowledged == self._last_emitted
+        seconds = 0.0 if idle else max(0.0, float(now.time - position_time(acknowledged).time))
+        return SourceLag(acknowledged, lag_seconds=seconds, details={"caught_up": idle})
+
+    # -- stream -------------------------------------------------------------------------
+
+    def _watch_pipeline(self) -> list[dict[str, Any]]:
+        colls = list(self.config.collections)
+        return [
+            {
+                "$match": {
+                    "$or": [
+                        {"ns.coll": {"$in": colls}},
+                        {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
+                        {"operationType": "rename", "to.coll": {"$in": colls}},
+                    ]
+                }
+            }
+        ]
+
+    async def _open_stream(self, resume: dict[str, Any]) -> AsyncChangeStream[Any]:
+        wait_ms = int(min(max(self.batch.max_wait, 0.05), 1.0) * 1000)
+        return await self.db.watch(
+            self._watch_pipeline(),
+            full_document=self.config.full_document,
+            full_document_before_change="whenAvailable" if self.config.before_images else None,
+            max_await_time_ms=wait_ms,
+            batch_size=self.batch.max_rows,
+            **resume,
+        )
+
+    async def stream(
+        self, start: str | None, until: str | None = None
+    ) -> AsyncIterator[ChangeBatch]:
+        """Batches of changes after ``start``; with ``until``, stops once caught up with it.
+
+        ``until`` is a cluster time (:meth:`current_position`): events at or before it are
+        delivered; the stream stops at the first event after it, or at the first empty poll
+        (the stream has caught up with a time later than ``until``).
+        """
+        resume: dict[str, Any] = {}
+        if start:
+            ts, token = parse_position(start)
+            resume = {"start_after": token} if token else {"start_at_operation_time": ts}
+        until_ts = position_time(until) if until else None
+        boundaries = Boundaries(start)
+        while not self._closed:
+            try:
+                changes = await self._open_stream(resume)
+            except PyMongoError as exc:
+                raise map_error(exc, f"opening the stream on {self.config.database}") from exc
+            try:
+                while True:
+                    events, finished = await self._collect(changes, until_ts)
+                    if events:
+                        resume = {"start_after": events[-1]["_id"]}
+                        for batch in await self._to_batches(events, boundaries):
+                            yield batch
+                    if finished or self._closed:
+                        return
+                    if not changes.alive:
+                        break  # invalidated: reopen after the invalidate event
+            except PyMongoError as exc:
+                if self._closed:
+                    return
+                raise map_error(exc, f"reading the stream on {self.config.database}") from exc
+            finally:
+                with contextlib.suppress(PyMongoError):
+                    await changes.close()
+
+    async def _collect(
+        self, changes: AsyncChangeStream[Any], until: Timestamp | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Events for one flush, and whether the stream is finished (``until`` reached)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.batch.max_wait
+        events: list[dict[str, Any]] = []
+        while len(events) < self.batch.max_rows and not self._closed:
+            event = await changes.try_next()
+            if event is None:
+                self._caught_up = not events
+                if not changes.alive or events or until is not None:
+                    return events, until is not None and changes.alive
+                continue
+            self._caught_up = False
+            if until is not None and event["clusterTime"] > until:
+                return events, True
+            events.append(event)
+            if event["operationType"] == "invalidate" or loop.time() >= deadline:
+                break
+        return events, self._closed
+
+    async def _to_batches(
+        self, events: list[dict[str, Any]], boundaries: Boundaries
+    ) -> list[ChangeBatch]:
+        rows: list[Row] = []
+        for event in events:
+            boundaries.see(txn_of(event), event_position(event["clusterTime"], event["_id"]))
+            rows.extend(event_rows(event, self.config.collections))
+        rows = await self._look_up(rows)
+        grouped: dict[str, list[Row]] = {}
+        for row in rows:
+            grouped.setdefault(row.collection, []).append(row)
+        batches = [
+            rows_to_batch(name, group, before_images=self.config.before_images)
+            for name, group in grouped.items()
+        ]
+        if batches and boundaries.last is not None:
+            # only the last batch of a flush may move the checkpoint: the runtime may commit
+            # the earlier ones alone, and they do not cover the later collections' rows
+            batches[-1] = replace(batches[-1], meta={**batches[-1].meta, "resume": boundaries.last})
+            self._last_emitted = boundaries.last
+        return batches
+
+    async def _look_up(self, rows: list[Row]) -> list[Row]:
+        """Fill rows whose event carried no document (see ``events.Row.lookup``)."""
+        wanted: dict[str, list[Any]] = {}
+        for row in rows:
+            if row.lookup:
+                wanted.setdefault(row.collection, []).append(row.doc["_id"])
+        if not wanted:
+            return rows
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for name, ids in wanted.items():
+            try:
+                async for doc in self.db[name].find({"_id": {"$in": ids}}):
+                    found[(name, repr(doc["_id"]))] = doc
+            except PyMongoError as exc:
+                raise map_error(exc, f"looking up documents in {name}") from exc
+        out = []
+        for row in rows:
+            if row.lookup:
+                doc = found.get((row.collection, repr(row.doc["_id"])))
+                if doc is None:
+                    continue  # gone since: its delete follows in the stream
+                row.doc, row.lookup = doc, False
+            out.append(row)
+        return out
+
+    # -- snapshot -----------------------------------------------------------------------
+
+    async def snapshot_position(self) -> str | None:
+        checkpoint = self.state.get_checkpoint(self.pipeline, self._snapshot_stream)
+        return checkpoint.position if checkpoint else None
+
+    @property
+    def _snapshot_stream(self) -> str:
+        return f"{self.stream_name}:snapshot"
+
+    async def snapshot(
+        self,
+        tables: Sequence[str] | None = None,
+        where: str | Mapping[str, Any] | None = None,
+        parallel: int = 2,
+    ) -> AsyncIterator[ChangeBatch]:
+        """Every document as ``r`` rows, consistent with :meth:`snapshot_position`.
+
+        Resumes an interrupted snapshot (chunks not done); a finished one starts over.
+        """
+        names = self._collections(tables)
+        try:
+            match = parse_where(where)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        try:
+            chunks = await self._prepare_chunks(names)
+            position = await self.snapshot_position()
+            assert position is not None
+            colls = {name: self.db[name] for name in names}
+            async for batch in scan_chunks(
+                colls,
+                chunks,
+                position=position,
+                where=match,
+                parallel=parallel,
+                batch_rows=self.batch.max_rows,
+                mark_done=lambda chunk: self.state.put_chunks(self.pipeline, [chunk]),
+            ):
+                yield batch
+        except PyMongoError as exc:
+            raise map_error(exc, f"snapshot of {self.config.database}") from exc
+
+    def _collections(self, tables: Sequence[str] | None) -> list[str]:
+        if not tables:
+            return list(self.config.collections)
+        unknown = [t for t in tables if t not in self.config.collections]
+        if unknown:
+            raise UsageError(
+                f"{', '.join(unknown)}: not a configured collection "
+                f"(known: {', '.join(self.config.collections)})"
+            )
+        return list(tables)
+
+    async def _prepare_chunks(self, names: list[str]) -> list[Chunk]:
+        """Pending chunks to scan: an interrupted snapshot's, plus fresh plans for the rest."""
+        existing = {name: self.state.get_chunks(self.pipeline, name) for name in names}
+        resuming = any(c.status != "done" for chunks in existing.values() for c in chunks)
+        if resuming and await self.snapshot_position() is not None:
+            log.info("%s: resuming the interrupted snapshot of %s", self.pipeline, names)
+            fresh = [name for name in names if not existing[name]]
+        else:
+            position = await self.current_position()  # noted before any read
+            self.state.put_checkpoint(self.pipeline, self._snapshot_stream, position)
+            log.info("%s: snapshot of %s at cluster time %s", self.pipeline, names, position)
+            fresh = names
+        for name in fresh:
+            self.state.clear_chunks(self.pipeline, name)
+            plan = await plan_chunks(self.db[name], self.config.snapshot_chunk_docs)
+            existing[name] = [
+                Chunk(name, i, encode_bound(lo), encode_bound(hi))
+                for i, (lo, hi) in enumerate(plan)
+            ]
+            self.state.put_chunks(self.pipeline, existing[name])
+        return [c for name in names for c in existing[name] if c.status != "done"]
+
+    async def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
+        """The collection's documents as ``r`` batches, no chunk progress (for ``verify``)."""
+        (name,) = self._collections([table])
+        position = await self.current_position()
+        try:
+            async for batch in scan_chunks(
+                {name: self.db[name]},
+                [Chunk(name, 0, None, None)],
+                position=position,
+                where=None,
+                parallel=1,
+                batch_rows=self.batch.max_rows,
+                mark_done=lambda chunk: None,
+            ):
+                yield batch
+        except PyMongoError as exc:
+            raise map_error(exc, f"scanning {name}") from exc
