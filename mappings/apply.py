@@ -66,7 +66,7 @@ class Shape:
 
 @dataclass(frozen=True)
 class Plan:
-    action: pl.Expr | None  # new _op (null: drop the row); None: ops unchanged
+    action: list[pl.Expr]  # new _op (null: drop the row) and filter failures; [] = none
     columns: list[pl.Expr]  # the output select
     blame: list[str]  # FAIL index -> field name / reason
     checked: bool
@@ -86,7 +86,9 @@ def _unsent_of(compiled: Compiled, unsent: frozenset[str]) -> pl.Expr | None:
     return pl.any_horizontal(masks) if len(masks) > 1 else masks[0]
 
 
-def _filter_action(plan: CompiledMapping, shape: Shape) -> tuple[pl.Expr, list[tuple]]:
+def _filter_action(
+    plan: CompiledMapping, shape: Shape
+) -> tuple[list[pl.Expr], list[tuple[pl.Expr, str, str]]]:
     assert plan.filter is not None
     compiled = plan.filter
     unsent_deps = {d.split(".")[0] for d in compiled.deps} & shape.unsent
@@ -112,13 +114,21 @@ def _filter_action(plan: CompiledMapping, shape: Shape) -> tuple[pl.Expr, list[t
         .then(pl.lit(None, dtype=pl.String))
         .otherwise(pl.lit(OP_DELETE))
     )
-    checks = [(c.failed & op.is_in(FULL_OPS), c.reason, "filter") for c in compiled.checks]
-    return action, checks
+    # The filter's own failures are judged on the original op, before the action rewrites it.
+    failures = [
+        (c.failed & op.is_in(FULL_OPS)).alias(f"__filter_fail{i}")
+        for i, c in enumerate(compiled.checks)
+    ]
+    checks = [
+        (pl.col(f.meta.output_name()), c.reason, "filter")
+        for f, c in zip(failures, compiled.checks, strict=True)
+    ]
+    return [action.alias("_op"), *failures], checks
 
 
 def build_plan(plan: CompiledMapping, shape: Shape) -> Plan:
     checks: list[tuple[pl.Expr, str, str]] = []
-    action = None
+    action: list[pl.Expr] = []
     if plan.filter is not None:
         action, checks = _filter_action(plan, shape)
     partial = plan.filter is not None or bool(shape.ops & {OP_DELETE, OP_TRUNCATE})
@@ -192,9 +202,7 @@ def apply_mapping(plan: CompiledMapping, batch: ChangeBatch) -> MappingResult:
         lazy = lazy.with_row_index(ROW)
     if any(c.uses_now for c in plan.compiled.values()) or (plan.filter and plan.filter.uses_now):
         lazy = lazy.with_columns(pl.lit(dt.datetime.now(dt.UTC)).alias(NOW_COLUMN))
-    if built.action is not None:
-        lazy = lazy.with_columns(built.action.alias("_op")).filter(pl.col("_op").is_not_null())
-    out = lazy.select(built.columns).collect()
+    out = _run(built, lazy)
     letters: list[DeadLetter] = []
     if built.checked:
         failed = out.get_column(FAIL).is_not_null()
@@ -205,6 +213,12 @@ def apply_mapping(plan: CompiledMapping, batch: ChangeBatch) -> MappingResult:
     table = _with_metadata(out.to_arrow(), plan.target_schema)
     mapped = ChangeBatch(plan.mapping.target_name, table, plan.key, batch.meta)
     return MappingResult(mapped, letters)
+
+
+def _run(built: Plan, lazy: pl.LazyFrame) -> pl.DataFrame:
+    if built.action:
+        lazy = lazy.with_columns(built.action).filter(pl.col("_op").is_not_null())
+    return lazy.select(built.columns).collect()
 
 
 def _dead_letters(
@@ -260,7 +274,7 @@ def target_schema_of(plan: CompiledMapping) -> pa.Schema:
         pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(NOW_COLUMN),
     ).with_row_index(ROW)
     built = build_plan(plan, Shape(frozenset(), frozenset(), frozenset()))
-    out = frame.lazy().select(built.columns).collect().to_arrow()
+    out = _run(built, frame.lazy()).to_arrow()
     fields = []
     by_name = {leaf.name: leaf.metadata for leaf in plan.leaves}
     for f in out.schema:

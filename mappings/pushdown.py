@@ -35,11 +35,19 @@ def to_postgres_where(filter: str, dialect: str = "postgres") -> str:
     """The filter as a Postgres boolean expression for a snapshot query's ``WHERE``.
 
     Dotted names (``doc.a.b``) read json/jsonb columns as text (``"doc" #>> '{a,b}'``), which
-    is what the mapping does for JSON text columns too.
+    is what the mapping does for JSON text columns too. Text ordering compares bytes in Polars
+    and Mongo, so ordering comparisons with a string constant get ``COLLATE "C"``.
     """
     tree = parse_expression(filter, dialect).copy()
 
     def rewrite(node: exp.Expression) -> exp.Expression:
+        if (
+            isinstance(node, exp.Literal)
+            and node.is_string
+            and isinstance(node.parent, exp.GT | exp.GTE | exp.LT | exp.LTE | exp.Between)
+        ):
+            collation = exp.Identifier(this="C", quoted=True)
+            return exp.Collate(this=node.copy(), expression=collation)
         if isinstance(node, exp.Column) and len(node.parts) > 1:
             top, *rest = [p.name for p in node.parts]
             path = "{" + ",".join(rest) + "}"
