@@ -261,7 +261,8 @@ def _cast(c: ExprCompiler, node: exp.Expression) -> Compiled:
     except ExpressionError as error:
         raise c.error(node, error.message) from None
     checks = inner.checks
-    if result.failed is not None and isinstance(node, exp.Cast):
+    safe = isinstance(node, exp.TryCast) or bool(node.args.get("safe"))
+    if result.failed is not None and not safe:
         checks += (Check(result.failed, f"cannot cast value to {result.pg_type}"),)
     return Compiled(result.expr, inner.deps, checks, result.pg_type, uses_now=inner.uses_now)
 
