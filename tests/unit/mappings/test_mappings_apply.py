@@ -8,10 +8,10 @@ from decimal import Decimal
 import polars as pl
 import pyarrow as pa
 import pytest
+from syncengine.mappings import MappingError, compile_mapping
 
 from syncengine.changes import ChangeBatch
 from syncengine.config.models import MappingConfig
-from syncengine.mappings import MappingError, compile_mapping
 
 SCHEMA = pa.schema(
     [

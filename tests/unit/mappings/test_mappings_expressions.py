@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (a reference table reads best one case per line)
 """Every supported expression form against a reference result (Postgres semantics).
 
 The expected values are what PostgreSQL returns for the same expression over the same rows
@@ -11,7 +12,6 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
-
 from syncengine.mappings.compiler import NOW_COLUMN, ExprCompiler
 
 UTC = dt.UTC
@@ -34,7 +34,12 @@ FRAME = pl.DataFrame(
         "j": ['{"a":{"b":[1,2]},"c":"x"}', None, "{}", '{"c":5,"a":{"b":[3]}}'],
         "doc": [{"x": 1, "y": {"z": "q"}}, None, {"x": None, "y": None}, {"x": 3, "y": {"z": "w"}}],
         "tags": [["a", "b"], [], None, ["c"]],
-        "u": ["A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "{a0eebc999c0b4ef8bb6d6bb9bd380a11}", None, "nope"],
+        "u": [
+            "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+            "{a0eebc999c0b4ef8bb6d6bb9bd380a11}",
+            None,
+            "nope",
+        ],
     }
 ).with_columns(pl.lit(dt.datetime(2025, 1, 1, tzinfo=UTC)).alias(NOW_COLUMN))
 
