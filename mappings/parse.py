@@ -93,17 +93,34 @@ def position_of(node: exp.Expression, text: str, dialect: str) -> Position:
         return _meta_position(parts[0]) if parts else (None, None)
     if isinstance(node, exp.Anonymous):
         return _meta_position(node)
-    if isinstance(node, exp.Func):
-        names = {n.upper() for n in node.sql_names()} | {node.key.upper()}
-        tokens = _tokens(text, dialect)
-        for token, following in zip(tokens, tokens[1:], strict=False):
-            if token.text.upper() in names and following.token_type == TokenType.L_PAREN:
-                return token.line, max(1, token.col - len(token.text) + 1)
+    inner: Position = (None, None)
     for child in node.walk():
         if child is not node and isinstance(child, exp.Identifier | exp.Anonymous):
-            found = _meta_position(child)
-            if found[0] is not None:
-                return found
+            inner = _meta_position(child)
+            if inner[0] is not None:
+                break
+    if isinstance(node, exp.Func):
+        found = _function_token(node, _tokens(text, dialect), inner)
+        if found[0] is not None:
+            return found
+    return inner
+
+
+def _function_token(node: exp.Func, tokens: list[Token], inner: Position) -> Position:
+    """The name token of a call: by its SQL names, else the call opening before ``inner``."""
+    names = {n.upper() for n in node.sql_names()} | {node.key.upper()}
+    calls = [
+        (token.line, max(1, token.col - len(token.text) + 1), token.text.upper())
+        for token, following in zip(tokens, tokens[1:], strict=False)
+        if following.token_type == TokenType.L_PAREN and token.token_type != TokenType.L_PAREN
+    ]
+    for line, col, name in calls:
+        if name in names:
+            return line, col
+    if inner[0] is not None:
+        before = [(line, col) for line, col, _ in calls if (line, col) < inner]
+        if before:
+            return before[-1]
     return None, None
 
 

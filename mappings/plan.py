@@ -196,7 +196,9 @@ def _compile(
     if problems:
         raise MappingError(problems)
     leaves = [_source_metadata(leaf, schema) for leaf in leaves]
-    if mapping.flatten:
+    if mapping.flatten:  # a table target: dotted names become parent_child too
+        dtypes = {name.replace(".", "_"): dtype for name, dtype in dtypes.items()}
+        leaves = [replace(leaf, name=leaf.name.replace(".", "_")) for leaf in leaves]
         leaves = flatten(leaves, dtypes, schema)
     plan = CompiledMapping(
         pipeline, mapping, schema, source_key, target_key, leaves, {}, filter_, missing, index
