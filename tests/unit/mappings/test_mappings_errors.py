@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (expected messages read best on one line)
 """Error messages for bad expressions: YAML path, what is wrong, and where in the text."""
 
 from __future__ import annotations
