@@ -1,0 +1,238 @@
+"""Shared pieces of the reliability suite: sizes, the figures file, daemons, per-key audits.
+
+Sizes come from the environment so one suite serves both the quick run (part of the normal
+test command) and ``./scripts/reliability --long``:
+
+=============================  =======  ========  =========================================
+variable                       default  --long    what
+=============================  =======  ========  =========================================
+SYNCENGINE_CRASHES             10       200       SIGKILLs of ``run`` in the Postgres crash loop
+SYNCENGINE_CRASHES_MONGO       4        50        SIGKILLs in each Mongo crash loop
+SYNCENGINE_OUTAGE_SECONDS      10       30        how long the target is stopped
+SYNCENGINE_FUZZ_EXAMPLES       300      5000      hypothesis examples per fuzz property
+SYNCENGINE_BIG_TEXT_MB         8        100       the oversized text value
+SYNCENGINE_BIG_DOC_MB          4        16        the oversized document
+=============================  =======  ========  =========================================
+
+Every scenario adds what it survived to ``$SYNCENGINE_RELIABILITY_REPORT`` (JSON lines) when
+that variable is set; ``scripts/reliability`` sums them up for the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from tests.e2e.harness import CLI
+
+
+def size(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def record(scenario: str, **figures: int) -> None:
+    """Append what a scenario survived/tried to the figures file (when one is configured)."""
+    path = os.environ.get("SYNCENGINE_RELIABILITY_REPORT")
+    if not path:
+        return
+    with open(path, "a") as f:
+        f.write(json.dumps({"scenario": scenario, **figures}) + "\n")
+
+
+class Daemon:
+    """One ``syncengine run`` process at a time, killed and restarted on demand."""
+
+    def __init__(self, cli: CLI, *args: str) -> None:
+        self.cli = cli
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+        self.kills = 0
+
+    def start(self) -> Daemon:
+        self.proc = self.cli.start("run", *self.args)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no cleanup, no flush."""
+        assert self.proc is not None
+        assert self.proc.poll() is None, f"daemon died by itself:\n{self.tail()}"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self.kills += 1
+
+    def crash_loop(self, crashes: int, min_wait: float, max_wait: float, seed: int) -> None:
+        """Kill at ``crashes`` random moments, restarting each time."""
+        rng = random.Random(seed)
+        for _ in range(crashes):
+            time.sleep(rng.uniform(min_wait, max_wait))
+            self.kill()
+            self.start()
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and the exit code (the daemon drains and exits 0)."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"daemon did not drain within {timeout}s:\n{self.tail()}"
+            ) from None
+
+    def tail(self, chars: int = 6000) -> str:
+        return self.cli.daemon_logs()[-chars:]
+
+
+@dataclass
+class Audit:
+    """A per-key comparison of source and target at the end of a run."""
+
+    keys: int = 0
+    #: in the source, not in the target / target counter behind the source
+    missing: list[object] = field(default_factory=list)
+    behind: list[object] = field(default_factory=list)
+    #: in the target, not in the source (a lost delete, or a replayed insert)
+    extra: list[object] = field(default_factory=list)
+    #: counter equal but another column differs (a torn or stale value, e.g. TOAST)
+    torn: list[object] = field(default_factory=list)
+    #: target counter ahead of the source: impossible unless the audit itself is wrong
+    ahead: list[object] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return len(self.missing) + len(self.behind) + len(self.extra) + len(self.torn)
+
+    def ok(self) -> bool:
+        return not (self.lost or self.ahead)
+
+    def summary(self) -> str:
+        parts = {k: v[:10] for k, v in asdict(self).items() if isinstance(v, list) and v}
+        return f"{self.keys} keys; problems: {parts or 'none'}"
+
+
+def compare_rows(
+    source: dict[object, tuple[object, ...]], target: dict[object, tuple[object, ...]]
+) -> Audit:
+    """Rows as key → (counter, other values...)."""
+    audit = Audit(keys=len(source))
+    for key, row in source.items():
+        got = target.get(key)
+        if got is None:
+            audit.missing.append(key)
+        elif got[0] < row[0]:
+            audit.behind.append(key)
+        elif got[0] > row[0]:
+            audit.ahead.append(key)
+        elif got != row:
+            audit.torn.append(key)
+    audit.extra = [k for k in target if k not in source]
+    return audit
+
+
+def pg_rows(dsn: str, table: str, key: str, columns: list[str]) -> dict[object, tuple]:
+    query = sql.SQL("SELECT {}, {} FROM {}").format(
+        sql.Identifier(key), sql.SQL(", ").join(map(sql.SQL, columns)), sql.Identifier(table)
+    )
+    with psycopg.connect(dsn) as conn:
+        return {row[0]: tuple(row[1:]) for row in conn.execute(query)}
+
+
+# -- the apply audit: a trigger on the target table logs every write the engine makes --------
+
+
+def install_apply_audit(dsn: str, table: str, key: str, counter: str) -> None:
+    """Log (key, op, old counter, new counter) of every row the engine writes to ``table``.
+
+    With a per-row counter that the source increments on every update, and keys never
+    reused, an exactly-once target shows: at most one INSERT per key, and every UPDATE moves
+    the counter forward. A repeated counter is a change applied twice; a smaller one a stale
+    change replayed over a newer one.
+    """
+    audit = f"{table}__apply_audit"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (seq bigserial PRIMARY KEY, k text, op text, "
+                "old_counter bigint, new_counter bigint, at timestamptz DEFAULT clock_timestamp())"
+            ).format(sql.Identifier(audit))
+        )
+        body = sql.SQL(
+            "BEGIN "
+            "IF TG_OP = 'DELETE' THEN INSERT INTO {audit} (k, op, old_counter) "
+            "VALUES (OLD.{key}::text, 'D', OLD.{counter}); RETURN OLD; END IF; "
+            "INSERT INTO {audit} (k, op, old_counter, new_counter) VALUES (NEW.{key}::text, "
+            "left(TG_OP, 1), CASE WHEN TG_OP = 'UPDATE' THEN OLD.{counter} END, NEW.{counter}); "
+            "RETURN NEW; END"
+        ).format(
+            audit=sql.Identifier(audit), key=sql.Identifier(key), counter=sql.Identifier(counter)
+        )
+        function = sql.Identifier(f"{table}__apply_audit_fn")
+        conn.execute(
+            sql.SQL(
+                "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}"
+            ).format(function, sql.Literal(body.as_string(conn)))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} "
+                "FOR EACH ROW EXECUTE FUNCTION {}()"
+            ).format(sql.Identifier(f"{table}__apply_audit_tg"), sql.Identifier(table), function)
+        )
+
+
+@dataclass
+class ApplyAudit:
+    writes: int
+    #: UPDATEs that did not move the counter forward (same version written again)
+    repeated: int
+    #: UPDATEs that moved the counter backwards (a stale change replayed)
+    regressed: int
+    #: keys inserted more than once (inserted, deleted, inserted again: a replayed insert)
+    reinserted: int
+
+    @property
+    def duplicated(self) -> int:
+        return self.repeated + self.regressed + self.reinserted
+
+
+def apply_audit(dsn: str, table: str) -> ApplyAudit:
+    audit = sql.Identifier(f"{table}__apply_audit")
+    with psycopg.connect(dsn) as conn:
+        writes, repeated, regressed = conn.execute(
+            sql.SQL(
+                "SELECT count(*), count(*) FILTER (WHERE op = 'U' AND new_counter = old_counter), "
+                "count(*) FILTER (WHERE op = 'U' AND new_counter < old_counter) FROM {}"
+            ).format(audit)
+        ).fetchone()
+        (reinserted,) = conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM (SELECT k FROM {} WHERE op = 'I' GROUP BY k "
+                "HAVING count(*) > 1) x"
+            ).format(audit)
+        ).fetchone()
+    return ApplyAudit(writes, repeated, regressed, reinserted)
+
+
+def scan_for(secret: str, *texts: str) -> list[str]:
+    """Lines of ``texts`` that contain ``secret`` (for the report when the assertion fails)."""
+    return [line for text in texts for line in text.splitlines() if secret in line]
+
+
+def state_files(state: Path) -> list[Path]:
+    return [p for p in state.parent.glob(state.name + "*") if p.is_file()]
