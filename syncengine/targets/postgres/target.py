@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import psycopg
 import pyarrow as pa
+from psycopg import sql
 
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.errors import FatalError
@@ -91,6 +92,9 @@ class PostgresTarget:
         columns = await ddl.existing_columns(conn, schema, table)
         local = TableSpec(table, spec.key, spec.schema)
         if columns is None:
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+            )
             await conn.execute(ddl.create_table_sql(schema, local))
             return await ddl.existing_columns(conn, schema, table) or {}
         missing = [f for f in spec.schema if f.name not in columns]

@@ -313,3 +313,16 @@ def test_keys_of_every_type(harness: Harness, case: str) -> None:
         assert norm(harness.state(spec), spec) == expected
 
     run(scenario())
+
+
+def test_scan_returns_the_state(harness: Harness) -> None:
+    async def scenario() -> None:
+        async with harness.target() as t:
+            spec = await t.ensure_table(SPEC)
+            for batch in (B1, B2, B3):
+                await t.apply([TableWrite(spec, batch)], None)
+            chunks = [chunk async for chunk in t.scan(spec)]
+        rows = [r for chunk in chunks for r in chunk.to_pylist()]
+        assert {(r["id"],): r for r in rows} == EXPECTED_3
+
+    run(scenario())

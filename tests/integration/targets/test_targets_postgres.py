@@ -1,0 +1,215 @@
+"""Postgres target specifics: exact types, schema-change policy, rejected rows, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from syncengine.config.models import PostgresTargetConfig
+from syncengine.errors import FatalError, TargetUnavailable
+from syncengine.targets.base import Checkpoint, TableSpec, TableWrite
+from syncengine.targets.postgres import PostgresTarget
+from tests.integration.targets.conftest import make_batch, run
+
+
+def target(dsn: str, **extra: str) -> PostgresTarget:
+    return PostgresTarget("p", PostgresTargetConfig(type="postgres", dsn=dsn, **extra), None)
+
+
+def meta(name: str, type_: pa.DataType, pg: str) -> pa.Field:
+    return pa.field(name, type_, metadata={"pg_type": pg})
+
+
+TYPED = pa.schema(
+    [
+        pa.field("id", pa.int64()),
+        meta("price", pa.decimal128(12, 2), "numeric(12,2)"),
+        meta("code", pa.string(), "character varying(20)"),
+        meta("ref", pa.string(), "uuid"),
+        meta("small", pa.int16(), "smallint"),
+        pa.field("at", pa.timestamp("us", tz="UTC")),
+        pa.field("day", pa.date32()),
+        pa.field("ok", pa.bool_()),
+        pa.field("ratio", pa.float64()),
+        pa.field("doc", pa.struct([("a", pa.int64()), ("b", pa.string())])),
+        pa.field("tags", pa.list_(pa.string())),
+        pa.field("raw", pa.binary()),
+        meta("payload", pa.string(), "jsonb"),
+    ]
+)
+TYPED_ROWS = [
+    {
+        "id": 1,
+        "price": Decimal("1234.50"),
+        "code": "ab",
+        "ref": "0b5d7c1e-8f8a-4c47-9a43-6f2f1f2b9a11",
+        "small": 7,
+        "at": dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC),
+        "day": dt.date(2026, 1, 2),
+        "ok": True,
+        "ratio": 0.25,
+        "doc": {"a": 1, "b": 'q"u,o\nte'},
+        "tags": ["x", "y z", 'q"'],
+        "raw": b"\x00\xffab",
+        "payload": '{"k": [1, 2]}',
+    },
+    {k: None for k in TYPED.names} | {"id": 2, "code": "", "tags": []},
+]
+
+
+def test_exact_types_from_metadata_round_trip(pg_target_dsn: str) -> None:
+    spec = TableSpec("typed", ("id",), TYPED)
+
+    async def scenario() -> pa.Table:
+        t = target(pg_target_dsn)
+        await t.open()
+        spec2 = await t.ensure_table(spec)
+        batch = make_batch("typed", ("id",), TYPED_ROWS, TYPED, ["c", "c"], ["1", "2"])
+        await t.apply([TableWrite(spec2, batch)], None)
+        found = await t.read_rows(spec2, pa.table({"id": [1, 2, 3]}))
+        await t.close()
+        return found
+
+    found = run(scenario())
+    got = sorted(found.to_pylist(), key=lambda r: r["id"])
+    assert got[0] == TYPED_ROWS[0] | {"payload": '{"k": [1, 2]}'}
+    assert got[1] == TYPED_ROWS[1]
+    with psycopg.connect(pg_target_dsn) as conn:
+        types = dict(
+            conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'typed'::regclass AND attnum > 0"
+            ).fetchall()
+        )
+        pk = conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'typed'::regclass AND i.indisprimary"
+        ).fetchall()
+    assert types == {
+        "id": "bigint",
+        "price": "numeric(12,2)",
+        "code": "character varying(20)",
+        "ref": "uuid",
+        "small": "smallint",
+        "at": "timestamp with time zone",
+        "day": "date",
+        "ok": "boolean",
+        "ratio": "double precision",
+        "doc": "jsonb",
+        "tags": "text[]",
+        "raw": "bytea",
+        "payload": "jsonb",
+    }
+    assert pk == [("id",)]
+
+
+BASE = pa.schema([("id", pa.int64()), ("v", pa.string())])
+GROWN = BASE.append(pa.field("extra", pa.string()))
+
+
+def test_on_schema_change_fail_and_ignore(pg_target_dsn: str) -> None:
+    async def scenario() -> None:
+        strict = target(pg_target_dsn, on_schema_change="fail")
+        await strict.open()
+        await strict.ensure_table(TableSpec("t_fail", ("id",), BASE))
+        with pytest.raises(FatalError, match="lacks column"):
+            await strict.ensure_table(TableSpec("t_fail", ("id",), GROWN))
+        await strict.close()
+
+        lax = target(pg_target_dsn, on_schema_change="ignore")
+        await lax.open()
+        await lax.ensure_table(TableSpec("t_ign", ("id",), BASE))
+        spec = await lax.ensure_table(TableSpec("t_ign", ("id",), GROWN))
+        assert spec.schema.names == ["id", "v"]
+        batch = make_batch(
+            "t_ign", ("id",), [{"id": 1, "v": "a", "extra": "x"}], GROWN, ["c"], ["1"]
+        )
+        await lax.apply([TableWrite(spec, batch)], None)
+        await lax.close()
+
+    run(scenario())
+    with psycopg.connect(pg_target_dsn) as conn:
+        assert conn.execute("SELECT * FROM t_ign").fetchall() == [(1, "a")]
+
+
+def test_bad_rows_are_rejected_and_the_rest_commits(pg_target_dsn: str) -> None:
+    schema = pa.schema([("id", pa.int64()), meta("qty", pa.int64(), "integer"), ("v", pa.string())])
+    with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE bad (id bigint PRIMARY KEY, qty integer CHECK (qty >= 0), v text)"
+        )
+    rows = [
+        {"id": 1, "qty": 1, "v": "ok"},
+        {"id": 2, "qty": -5, "v": "check violation"},
+        {"id": 3, "qty": 2**40, "v": "integer overflow (fails in COPY)"},
+        {"id": 4, "qty": 4, "v": "ok"},
+        {"id": 5, "qty": 5, "v": "nul byte \x00 refused"},
+        {"id": 6, "qty": 6, "v": "ok"},
+    ]
+
+    async def scenario():
+        t = target(pg_target_dsn)
+        await t.open()
+        spec = await t.ensure_table(TableSpec("bad", ("id",), schema))
+        batch = make_batch("bad", ("id",), rows, schema, ["c"] * 6, [str(i) for i in range(6)])
+        result = await t.apply([TableWrite(spec, batch)], Checkpoint("s", "5"))
+        checkpoint = await t.get_checkpoint("s")
+        await t.close()
+        return result, checkpoint
+
+    result, checkpoint = run(scenario())
+    assert sorted(r[1]["id"] for r in result.rejected) == [2, 3, 5]
+    assert all(r[0] == "bad" and r[2] for r in result.rejected)
+    assert result.upserted == 3
+    assert checkpoint == "5"
+    with psycopg.connect(pg_target_dsn) as conn:
+        assert [r[0] for r in conn.execute("SELECT id FROM bad ORDER BY id")] == [1, 4, 6]
+
+
+def test_errors_carry_retry_policy_and_no_password(pg_target_dsn: str) -> None:
+    from tests.servers import free_port
+
+    dsn = f"postgresql://someone:s3cr3tpw@127.0.0.1:{free_port()}/x"
+
+    async def unreachable() -> None:
+        await target(dsn).open()
+
+    with pytest.raises(TargetUnavailable) as caught:
+        run(unreachable())
+    assert "s3cr3tpw" not in str(caught.value)
+
+    with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE nokey (id bigint, v text)")
+
+    async def no_key() -> None:
+        t = target(pg_target_dsn)
+        await t.open()
+        try:
+            await t.ensure_table(TableSpec("nokey", ("id",), BASE))
+        finally:
+            await t.close()
+
+    with pytest.raises(FatalError, match="no primary key or unique index"):
+        run(no_key())
+
+
+def test_schema_qualified_names_and_configured_schema(pg_target_dsn: str) -> None:
+    async def scenario() -> None:
+        t = target(pg_target_dsn, schema="landing")
+        await t.open()
+        for name in ("plain", "analytics.qualified"):
+            spec = await t.ensure_table(TableSpec(name, ("id",), BASE))
+            batch = make_batch(name, ("id",), [{"id": 1, "v": name}], BASE, ["c"], ["1"])
+            await t.apply([TableWrite(spec, batch)], None)
+        await t.close()
+
+    run(scenario())
+    with psycopg.connect(pg_target_dsn) as conn:
+        assert conn.execute("SELECT v FROM landing.plain").fetchall() == [("plain",)]
+        assert conn.execute("SELECT v FROM analytics.qualified").fetchall() == [
+            ("analytics.qualified",)
+        ]
