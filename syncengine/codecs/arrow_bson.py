@@ -94,6 +94,8 @@ def converter(field: pa.Field) -> Convert | None:
         return _to_decimal128
     if pa.types.is_int64(type_) or pa.types.is_unsigned_integer(type_):
         return _to_int64
+    if pa.types.is_timestamp(type_) and type_.tz is not None:
+        return lambda v: v.astimezone(_dt.UTC)
     if pa.types.is_date(type_):
         return lambda v: _dt.datetime.combine(v, _dt.time(), tzinfo=_dt.UTC)
     if pa.types.is_time(type_):

@@ -147,10 +147,10 @@ def partial_update(row: Row, description: dict[str, Any]) -> Row:
         return row
     skipped = {p.split(".", 1)[0] for p in nested}
     for path, value in updated.items():
-        if path not in skipped:
+        if path.split(".", 1)[0] not in skipped:
             row.doc[path] = value
     for path in removed:
-        if path not in skipped:
+        if path.split(".", 1)[0] not in skipped:
             row.doc[path] = None
     if skipped:
         row.warnings.append(

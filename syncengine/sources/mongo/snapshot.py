@@ -161,14 +161,22 @@ async def scan_chunks(
 
 
 def parse_where(where: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A ``$match`` document: a mapping, or its (extended) JSON text."""
+    """A ``$match`` document: a mapping, its (extended) JSON text, or a SQL predicate that
+    :func:`syncengine.mappings.to_mongo_match` translates."""
     if where is None or isinstance(where, Mapping):
         return dict(where) if where else None
     text = where.strip()
-    if not text.startswith("{"):
+    if text.startswith("{"):
+        loaded = json_util.loads(text)
+        if not isinstance(loaded, dict):
+            raise ValueError("a Mongo snapshot filter must be a JSON object")
+        return loaded
+    from syncengine.mappings import to_mongo_match  # the SQL parser loads only when needed
+
+    match = to_mongo_match(text)
+    if match is None:
         raise ValueError(
-            'a Mongo snapshot filter is a $match document (JSON), e.g. {"status": "open"}'
+            f"the filter {text!r} cannot be translated to a Mongo query; "
+            'write it as a $match document, e.g. {"status": "open"}'
         )
-    loaded = json_util.loads(text)
-    assert isinstance(loaded, dict)
-    return loaded
+    return match

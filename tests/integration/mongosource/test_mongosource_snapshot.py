@@ -140,7 +140,7 @@ def test_snapshot_filter_and_mixed_id_types(mongo_uri, mongo_db, sync_db, tmp_pa
         source = make_source(mongo_uri, mongo_db, tmp_path, ["docs"], snapshot_chunk_docs=50)
         await source.open()
         try:
-            return await drain(source.snapshot(where='{"even": true}', parallel=2))
+            return await drain(source.snapshot(where="even = true", parallel=2))
         finally:
             await source.close()
 

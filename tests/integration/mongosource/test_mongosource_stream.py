@@ -108,6 +108,7 @@ def test_every_operation_and_type_arrives(mongo_uri, mongo_db, sync_db, tmp_path
     assert set_row["_unsent.dec"] and set_row["_unsent.sub"] and not set_row["_unsent.s"]
     assert unset_row["dbl"] is None and not unset_row["_unsent.dbl"]
     assert nested_row["_unsent.sub"]  # nested path without a full document: keeps target value
+    assert not [c for b in batches for c in b.data_columns if "." in c]  # no dotted columns
 
     # replaying everything gives the source's final state
     model: dict = {}
