@@ -4,9 +4,10 @@ Every cast is non-strict (a value that does not convert becomes null) and, where
 comes with a *failure mask* ``result IS NULL AND input IS NOT NULL``. The plan turns those masks
 into dead letters, so a bad value sets one row aside instead of failing the batch, and the
 detection stays vectorized. Conversions follow Postgres where it matters for equal results:
-float → integer rounds half away from zero, ``'t'``/``'yes'``/``'on'`` are true, text → uuid
-accepts braces and missing hyphens and yields the canonical lower-case form, and timestamps
-without an offset are taken as UTC (the engine's session time zone).
+float → integer rounds half to even (numeric → integer half away from zero), ``'t'``,
+``'yes'``, ``'on'`` are true, text → uuid accepts braces and missing hyphens and yields the
+canonical lower-case form, and timestamps without an offset are taken as UTC (the engine's
+session time zone).
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ def cast(expr: pl.Expr, src: pl.DataType | None, to: exp.DataType) -> Cast:
         target = INTEGERS.get(kind) or FLOATS.get(kind) or _decimal(to)
         value = expr.str.strip_chars() if src == pl.String else expr
         if kind in INTEGERS and src is not None and src.is_float():
+            value = value.round(0, mode="half_to_even")  # as Postgres' float8 → int (rint)
+        elif kind in INTEGERS and isinstance(src, pl.Decimal):
             value = value.round(0, mode="half_away_from_zero")
         out = value.cast(target, strict=False)
         if src == target:
