@@ -97,7 +97,8 @@ def _text_form(name: str, dtype: pl.DataType, pg_type: str) -> pl.Expr | None:
         micros = col.dt.total_microseconds()
         return (micros.cast(pl.String) + pl.lit(" microseconds")).alias(name)
     if isinstance(dtype, pl.Struct):
-        return col.struct.json_encode().alias(name)
+        # a NULL struct must stay SQL NULL, not become the JSON text "null"
+        return pl.when(col.is_null()).then(None).otherwise(col.struct.json_encode()).alias(name)
     if isinstance(dtype, pl.List | pl.Array):
         wrapped = pl.struct(col.alias("v")).struct.json_encode()
         body = wrapped.str.slice(5, wrapped.str.len_chars() - 6)  # strip {"v": … }
