@@ -17,7 +17,9 @@ at that time, after every event before it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from bson import Timestamp
 
@@ -49,6 +51,27 @@ def parse_position(position: str) -> tuple[Timestamp, dict[str, object] | None]:
 
 def position_time(position: str) -> Timestamp:
     return parse_position(position)[0]
+
+
+_PLAUSIBLE = (946_684_800, 4_102_444_800)  # 2000-01-01 .. 2100-01-01
+
+
+def token_time(token: Mapping[str, Any] | None) -> Timestamp | None:
+    """The cluster time in a real MongoDB resume token (None when the format is not known).
+
+    MongoDB's ``_data`` is KeyString hex that starts with ``82`` and the big-endian cluster
+    time; other servers' tokens are opaque, and an implausible time is taken as "unknown".
+    """
+    data = str((token or {}).get("_data") or "")
+    if len(data) < 18 or not data.startswith("82"):
+        return None
+    try:
+        seconds, increment = int(data[2:10], 16), int(data[10:18], 16)
+    except ValueError:
+        return None
+    if not _PLAUSIBLE[0] <= seconds < _PLAUSIBLE[1]:
+        return None
+    return Timestamp(seconds, increment)
 
 
 def as_datetime(ts: Timestamp) -> datetime:

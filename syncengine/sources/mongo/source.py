@@ -33,6 +33,7 @@ from syncengine.sources.mongo.positions import (
     parse_position,
     position_time,
     time_position,
+    token_time,
 )
 from syncengine.sources.mongo.snapshot import (
     encode_bound,
@@ -219,8 +220,16 @@ class MongoSource:
             event = await changes.try_next()
             if event is None:
                 self._caught_up = not events
-                if not changes.alive or events or until is not None:
-                    return events, until is not None and changes.alive
+                if not changes.alive:
+                    return events, False
+                if until is not None:
+                    # an empty poll means caught up, unless the server's token says otherwise
+                    scanned = token_time(changes.resume_token)
+                    done = scanned is None or scanned >= until
+                    if done or events:
+                        return events, done
+                elif events:
+                    return events, False
                 continue
             self._caught_up = False
             if until is not None and event["clusterTime"] > until:

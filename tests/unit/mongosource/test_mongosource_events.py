@@ -19,6 +19,7 @@ from syncengine.sources.mongo.positions import (
     parse_position,
     position_time,
     time_position,
+    token_time,
 )
 from syncengine.sources.mongo.snapshot import (
     chunk_filter,
@@ -179,3 +180,11 @@ def test_snapshot_filters_are_match_documents_or_translatable_sql():
     assert parse_where("n > 3") == {"n": {"$gt": 3}}
     with pytest.raises(ValueError, match="cannot be translated"):
         parse_where("lower(name) = 'x'")
+
+
+def test_token_time_reads_real_mongodb_tokens_only():
+    real = {"_data": "8265A1B2C3000000042B022C0100296E5A1004"}
+    assert token_time(real) == Timestamp(0x65A1B2C3, 4)
+    assert token_time({"_data": "34000000107300040000"}) is None  # another server's layout
+    assert token_time({"_data": "820000001073000400000011"}) is None  # implausible time
+    assert token_time(None) is None
