@@ -13,10 +13,13 @@ different values is a tie.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from syncengine.strategies.base import EXISTS, Decision, StrategyContext, flags
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 _MISSING = object()
 
@@ -56,7 +59,11 @@ class MergeStrategy:
 
 
 def merge_expr(
-    base: pl.Expr, local: pl.Expr, remote: pl.Expr, dtype: pl.DataType, tie_remote: bool
+    base: pl.Expr,
+    local: pl.Expr,
+    remote: pl.Expr,
+    dtype: PolarsDataType,
+    tie_remote: bool,
 ) -> pl.Expr:
     """The merged value of one column; struct columns recurse into their fields."""
     local_changed = local.ne_missing(base)
