@@ -1,0 +1,181 @@
+"""Apply throughput of the Postgres target vs a plain ``COPY`` of the same rows.
+
+The same N rows (1M; 100k with ``--quick``) are written four ways in one run, on one server:
+
+* ``copy``: the baseline — Arrow → CSV and one ``COPY`` into an empty table with a primary key
+  (also measured: binary ``COPY`` fed row by row through psycopg, to justify choosing text);
+* ``insert``: ``PostgresTarget.apply`` of N compacted ``c`` changes into an empty table;
+* ``update``: N ``u`` changes (every row exists, values changed) into that table;
+* ``replay``: the same N changes again (the target already holds them: nothing is rewritten).
+
+Each apply goes in batches of ``BATCH_ROWS`` with a checkpoint per batch, as the runtime commits.
+Ratios are apply seconds / copy seconds (goal: ≤ 2). Encoding time counts on both sides.
+Run: ``python -m benchmarks.apply_throughput [--quick]`` (prints JSON). A throwaway server is
+started unless ``SYNCENGINE_TEST_PG_DSN`` names one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
+
+from syncengine.changes import ChangeBatch
+from syncengine.config.models import PostgresTargetConfig
+from syncengine.targets.base import Checkpoint, TableSpec, TableWrite
+from syncengine.targets.postgres import PostgresTarget
+from syncengine.targets.postgres.types import to_csv
+
+BATCH_ROWS = 100_000
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64()),
+        pa.field("name", pa.string()),
+        pa.field("qty", pa.int64()),
+        pa.field("price", pa.float64()),
+        pa.field("updated_at", pa.timestamp("us", tz="UTC")),
+        pa.field("note", pa.string()),
+    ]
+)
+
+
+def rows(n: int, version: int) -> pa.Table:
+    """N rows built column-wise (no Python loop per row)."""
+    ids = pa.array(range(1, n + 1), pa.int64())
+    text = pc.cast(ids, pa.string())
+    return pa.table(
+        {
+            "id": ids,
+            "name": pc.binary_join_element_wise(f"item-v{version}-", text, ""),
+            "qty": pc.add(ids, version),
+            "price": pc.divide(pc.cast(ids, pa.float64()), 100.0),
+            "updated_at": pa.array([1_700_000_000_000_000 + version] * n, pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            "note": pc.binary_join_element_wise("a longer note for row ", text, ""),
+        },
+        schema=SCHEMA,
+    )
+
+
+def batches(table: pa.Table, op: str, first_pos: int) -> Iterator[ChangeBatch]:
+    for start in range(0, table.num_rows, BATCH_ROWS):
+        part = table.slice(start, BATCH_ROWS)
+        n = part.num_rows
+        positions = pc.utf8_lpad(
+            pc.cast(pa.array(range(first_pos + start, first_pos + start + n)), pa.string()), 16, "0"
+        )
+        yield ChangeBatch.build(
+            "items", part, ops=pa.array([op] * n), positions=positions, key=["id"]
+        )
+
+
+async def copy_baseline(dsn: str, table: pa.Table, binary: bool = False) -> float:
+    """Plain COPY into an empty table: Arrow's CSV writer (text), or psycopg's binary COPY fed
+    row by row (``write_row``), the alternative the target could have used."""
+    name = "copy_binary" if binary else "copy_baseline"
+    ddl = sql.SQL(
+        "CREATE TABLE {} (id bigint PRIMARY KEY, name text, qty bigint, price double precision, "
+        "updated_at timestamptz, note text)"
+    ).format(sql.Identifier(name))
+    fmt = sql.SQL("binary" if binary else "csv")
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(ddl)
+        started = time.perf_counter()
+        async with conn.transaction(), conn.cursor() as cur:
+            copy = sql.SQL("COPY {} FROM STDIN (FORMAT {})").format(sql.Identifier(name), fmt)
+            async with cur.copy(copy) as pipe:
+                if binary:
+                    pipe.set_types(["bigint", "text", "bigint", "float8", "timestamptz", "text"])
+                for start in range(0, table.num_rows, BATCH_ROWS):
+                    part = table.slice(start, BATCH_ROWS)
+                    if binary:
+                        columns = [part.column(i).to_pylist() for i in range(part.num_columns)]
+                        for row in zip(*columns, strict=True):
+                            await pipe.write_row(row)
+                    else:
+                        await pipe.write(to_csv(part, {}))
+        return time.perf_counter() - started
+
+
+async def apply_all(
+    target: PostgresTarget, spec: TableSpec, table: pa.Table, op: str, pos: int
+) -> float:
+    started = time.perf_counter()
+    for batch in batches(table, op, pos):
+        await target.apply([TableWrite(spec, batch)], Checkpoint("bench", batch.last_position))
+    return time.perf_counter() - started
+
+
+async def measure(dsn: str, n: int) -> dict[str, float]:
+    first, second = rows(n, 1), rows(n, 2)
+    copy_s = await copy_baseline(dsn, first)
+    binary_s = await copy_baseline(dsn, first, binary=True)
+    target = PostgresTarget("bench", PostgresTargetConfig(type="postgres", dsn=dsn), None)
+    await target.open()
+    spec = await target.ensure_table(TableSpec("items", ("id",), SCHEMA))
+    insert_s = await apply_all(target, spec, first, "c", 0)
+    update_s = await apply_all(target, spec, second, "u", n)
+    replay_s = await apply_all(target, spec, second, "u", n)
+    await target.close()
+    return {
+        "copy_s": copy_s,
+        "copy_binary_rowwise_s": binary_s,
+        "insert_s": insert_s,
+        "update_s": update_s,
+        "replay_s": replay_s,
+    }
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str]:
+    external = os.environ.get("SYNCENGINE_TEST_PG_DSN")
+    if external:
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        name = f"bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(external, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield make_conninfo(**{**conninfo_to_dict(external), "dbname": name})
+        finally:
+            with psycopg.connect(external, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        return
+    from tests.servers import running_postgres
+
+    with running_postgres() as server:
+        yield server.dsn()
+
+
+def run(quick: bool = False) -> dict[str, object]:
+    n = 100_000 if quick else 1_000_000
+    with database() as dsn:
+        seconds = asyncio.run(measure(dsn, n))
+    copy_s = seconds["copy_s"]
+    return {
+        "rows": n,
+        "batch_rows": BATCH_ROWS,
+        **{k: round(v, 3) for k, v in seconds.items()},
+        "copy_rows_per_s": round(n / copy_s),
+        "insert_rows_per_s": round(n / seconds["insert_s"]),
+        "update_rows_per_s": round(n / seconds["update_s"]),
+        "insert_vs_copy": round(seconds["insert_s"] / copy_s, 2),
+        "update_vs_copy": round(seconds["update_s"] / copy_s, 2),
+        "replay_vs_copy": round(seconds["replay_s"] / copy_s, 2),
+        "goal": "insert_vs_copy and update_vs_copy <= 2",
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick="--quick" in sys.argv[1:]), indent=2))
