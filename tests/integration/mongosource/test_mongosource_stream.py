@@ -287,3 +287,61 @@ def test_heterogeneous_documents_make_a_usable_batch(
     assert "field v: int vs string" in caplog.text and "n.a.b.c" in caplog.text
     frame = batches[0].to_polars()
     assert frame.height == 3
+
+
+def test_drop_database_truncates_and_the_stream_continues_after_invalidate(
+    mongo_uri, mongo_db, sync_db, tmp_path
+):
+    async def run():
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["a", "b"])
+        await source.open()
+        seen = []
+        try:
+            start = await source.current_position()
+            sync_db.a.insert_one({"_id": 1})
+            sync_db.b.insert_one({"_id": 2})
+            sync_db.client.drop_database(mongo_db)
+            sync_db.a.insert_one({"_id": 3})  # the database again, after the invalidate
+            async for batch in source.stream(start):
+                seen.append(batch)
+                if any(r["_id"] == 3 for r in rows_of(seen, "a")):
+                    break
+            return seen
+        finally:
+            await source.close()
+
+    batches = asyncio.run(asyncio.wait_for(run(), 30))
+    # each collection's drop event and the dropDatabase event both truncate (idempotent)
+    ops_a = [(r["_op"], r["_id"]) for r in rows_of(batches, "a")]
+    assert ops_a[0] == ("c", 1) and ops_a[-1] == ("c", 3)
+    assert {op for op, _ in ops_a[1:-1]} == {"t"}
+    ops_b = [(r["_op"], r["_id"]) for r in rows_of(batches, "b")]
+    assert ops_b[0] == ("c", 2) and {op for op, _ in ops_b[1:]} == {"t"}
+    model_a: dict = {}
+    replay(model_a, batches, "a")
+    assert model_a == {3: {"_id": 3}}
+
+
+def test_scan_tables_and_lag(mongo_uri, mongo_db, sync_db, tmp_path):
+    sync_db.items.insert_many([{"_id": i, "v": i} for i in range(30)])
+
+    async def run():
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["items"])
+        await source.open()
+        try:
+            tables = await source.tables()
+            scanned = await drain(source.scan("items"))
+            start = await source.current_position()
+            sync_db.items.insert_one({"_id": 99})
+            batches = await drain(source.stream(start, await source.current_position()))
+            lag = await source.lag(batches[-1].meta["resume"])
+            return tables, scanned, lag, batches, source.state.get_chunks("p1")
+        finally:
+            await source.close()
+
+    tables, scanned, lag, batches, chunks = asyncio.run(run())
+    assert [(t.name, t.key, t.estimated_rows) for t in tables] == [("items", ("_id",), 30)]
+    assert sorted(r["_id"] for r in rows_of(scanned, "items")) == list(range(30))
+    assert chunks == []  # scan leaves no progress behind
+    assert lag.position == batches[-1].meta["resume"]
+    assert lag.lag_seconds is not None and 0 <= lag.lag_seconds < 30
