@@ -17,40 +17,38 @@ from syncengine.strategies.base import (
 )
 
 
-class RemoteStrategy:
-    """The source wins. Conflicts are still counted, logged and audited."""
+class _WholeSide:
+    """Every conflicting row takes one side whole (or is parked)."""
 
-    name = "remote"
+    name = ""
+    side = "remote"
+    park = False
+    label = ""
 
     def decide(
         self, base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
     ) -> Decision:
         n = remote.height
-        return Decision(pick(remote, ctx), flags(False, n), labels("remote", n))
+        rows = pick(remote if self.side == "remote" else local, ctx)
+        return Decision(rows, flags(self.park, n), labels(self.label or self.side, n))
 
 
-class LocalStrategy:
+class RemoteStrategy(_WholeSide):
+    """The source wins. Conflicts are still counted, logged and audited."""
+
+    name = side = "remote"
+
+
+class LocalStrategy(_WholeSide):
     """The target wins: the incoming change is skipped (and audited)."""
 
-    name = "local"
-
-    def decide(
-        self, base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
-    ) -> Decision:
-        n = local.height
-        return Decision(pick(local, ctx), flags(False, n), labels("local", n))
+    name = side = "local"
 
 
-class ManualStrategy:
+class ManualStrategy(_WholeSide):
     """Every conflict is parked for a person (``syncengine conflicts``)."""
 
-    name = "manual"
-
-    def decide(
-        self, base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
-    ) -> Decision:
-        n = local.height
-        return Decision(pick(local, ctx), flags(True, n), labels("parked", n))
+    name, side, park, label = "manual", "local", True, "parked"
 
 
 class TimestampStrategy:

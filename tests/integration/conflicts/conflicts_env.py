@@ -1,4 +1,6 @@
-"""A real Postgres or Mongo target with hand-edit helpers, for the conflict integration tests."""
+"""A real Postgres or Mongo target with hand-edit helpers, for the conflict integration tests.
+
+The table is the unit tests' ``items`` (id, name, qty, updated_at)."""
 
 from __future__ import annotations
 
@@ -15,20 +17,8 @@ from syncengine.config.models import ConflictsConfig, MongoTargetConfig, Postgre
 from syncengine.conflicts import ConflictResolver, Resolved
 from syncengine.state import SQLiteStateStore
 from syncengine.targets import make_target
-from syncengine.targets.base import Checkpoint, TableSpec
-
-SPEC = TableSpec(
-    "items",
-    ("id",),
-    pa.schema(
-        [
-            pa.field("id", pa.int64()),
-            pa.field("name", pa.string()),
-            pa.field("qty", pa.int64()),
-            pa.field("updated_at", pa.timestamp("us", tz="UTC")),
-        ]
-    ),
-)
+from syncengine.targets.base import Checkpoint
+from tests.unit.strategies.test_strategies_resolver import SPEC
 
 
 def t(minute: int) -> datetime:
