@@ -32,6 +32,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config ({exc.strerror})"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: the config is not UTF-8 text (byte {exc.start})"]) from None
     return parse_config(text, source_name=str(path), env=env)
 
 
@@ -40,6 +42,8 @@ def parse_config(
 ) -> Config:
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError([f"{source_name}: the config nests too deeply"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source_name}:{mark.line + 1}:{mark.column + 1}" if mark else source_name
@@ -49,6 +53,14 @@ def parse_config(
         raise ConfigError([f"{source_name}: the config is empty; it needs a 'pipelines:' mapping"])
     if not isinstance(raw, dict):
         raise ConfigError([f"{source_name}: the config must be a mapping with 'pipelines:'"])
+    size = expanded_size(raw)
+    if size > MAX_NODES:
+        raise ConfigError(
+            [
+                f"{source_name}: the config expands to {size:,} values (YAML aliases?); "
+                f"the limit is {MAX_NODES:,}"
+            ]
+        )
     tree, problems = interpolate(raw, env)
     try:
         config = Config.model_validate(tree)
@@ -58,6 +70,37 @@ def parse_config(
     if problems:
         raise ConfigError(problems)
     return config
+
+
+MAX_NODES = 100_000
+
+
+def expanded_size(tree: Any) -> int:
+    """How many values the tree has once YAML aliases are expanded, without expanding them.
+
+    PyYAML shares aliased objects, so a 10-line "billion laughs" file parses instantly but
+    would take forever to walk; sizes are memoized per object and capped.
+    """
+    memo: dict[int, int] = {}
+
+    def size(node: Any, depth: int) -> int:
+        if depth > 200:
+            raise ConfigError(["the config nests too deeply"])
+        if not isinstance(node, dict | list):
+            return 1
+        known = memo.get(id(node))
+        if known is not None:
+            return known
+        children = node.values() if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_NODES:
+                break
+        memo[id(node)] = total
+        return total
+
+    return size(tree, 0)
 
 
 def format_validation_error(exc: ValidationError) -> list[str]:

@@ -145,3 +145,24 @@ def test_cli_validate_exit_codes(tmp_path):
         "pipelines.orders.batch.max_rows",
     ]
     assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_alias_bomb_is_refused_quickly():
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [{', '.join('*' + previous for _ in range(9))}]")
+        previous = name
+    lines.append("pipelines: *i")
+    problems = problems_of("\n".join(lines))
+    assert "expands to" in problems[0]
+
+
+def test_deep_nesting_and_non_utf8_are_config_errors(tmp_path):
+    from syncengine.config import load_config
+
+    assert "nests too deeply" in problems_of("pipelines: " + "[" * 5000 + "]" * 5000)[0]
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"\xff\xfe p\x00i\x00")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
