@@ -67,6 +67,9 @@ def parse_config(
     except ValidationError as exc:
         problems.extend(format_validation_error(exc))
         raise ConfigError(problems) from None
+    from syncengine.mappings import check_config  # sqlglot loads only once a config is valid
+
+    problems.extend(check_config(config))
     if problems:
         raise ConfigError(problems)
     return config

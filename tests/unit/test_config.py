@@ -166,3 +166,14 @@ def test_deep_nesting_and_non_utf8_are_config_errors(tmp_path):
     path.write_bytes(b"\xff\xfe p\x00i\x00")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(path)
+
+
+def test_bad_expressions_are_reported_with_mapping_paths():
+    bad = GOOD.replace("lower(email)", "frobnicate(email)").replace(
+        "status <> 'draft'", "status <> "
+    )
+    problems = problems_of(bad, ENV)
+    assert len(problems) == 2
+    assert problems[0].startswith("pipelines.orders.mappings[0].fields.customer.email:")
+    assert "frobnicate" in problems[0]
+    assert problems[1].startswith("pipelines.orders.mappings[0].filter:")
