@@ -16,7 +16,7 @@ ObjectId       string (24 hex chars)            objectId
 string         string                           string
 int32 / int64  int32 / int64                    int / long
 double         float64                          double
-Decimal128     decimal128(p, s), exact;         decimal
+Decimal128     decimal128(38, s), exact;        decimal
                string when it needs > 38 digits
                or holds NaN/Infinity
 bool           bool                             bool
@@ -213,7 +213,8 @@ def _as_uuid(value: Any) -> Any:
 
 
 def _decimal(name: str, values: list[Any]) -> tuple[pa.Array, pa.Field]:
-    """Exact: decimal128(p, s) sized to the values, or decimal text when Arrow cannot hold it."""
+    """Exact: decimal128(38, s) with the batch's largest scale, or decimal text when Arrow
+    cannot hold it. The precision is fixed so batches of one collection agree on it."""
     decimals = [
         None if v is None else (v.to_decimal() if isinstance(v, Decimal128) else Decimal(v))
         for v in values
@@ -230,7 +231,7 @@ def _decimal(name: str, values: list[Any]) -> tuple[pa.Array, pa.Field]:
         scale = max(scale, -exponent)
         int_digits = max(int_digits, len(digits) + exponent)
     if finite and int_digits + scale <= _MAX_DECIMAL_DIGITS:
-        type_ = pa.decimal128(int_digits + scale, scale)
+        type_ = pa.decimal128(_MAX_DECIMAL_DIGITS, scale)
         return pa.array(decimals, type_), _field(name, type_, "decimal")
     text = [None if d is None else str(d) for d in decimals]
     return pa.array(text, pa.string()), _field(name, pa.string(), "decimal")

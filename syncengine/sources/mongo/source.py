@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
+import pyarrow as pa
 from bson import Timestamp
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.change_stream import AsyncChangeStream
@@ -22,13 +23,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from syncengine.changes import ChangeBatch
+from syncengine.codecs.bson_arrow import Decoded
 from syncengine.config.models import BatchConfig, MongoSourceConfig
 from syncengine.errors import FatalError, UsageError
 from syncengine.sources.base import SourceLag, TableInfo
-from syncengine.sources.mongo.batches import rows_to_batch
+from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
 from syncengine.sources.mongo.errors import map_error
 from syncengine.sources.mongo.events import Boundaries, Row, event_rows, txn_of
 from syncengine.sources.mongo.positions import (
+    as_datetime,
     event_position,
     parse_position,
     position_time,
@@ -76,20 +79,20 @@ class MongoSource:
 
     @property
     def db(self) -> AsyncDatabase[dict[str, Any]]:
+        """The source database; connects lazily (``scan`` for ``verify`` runs without ``open``)."""
         if self._client is None:
-            raise RuntimeError("MongoSource.open() was not called")
+            self._client = AsyncMongoClient(
+                self.config.uri.get_secret_value(),
+                tz_aware=True,
+                tzinfo=UTC,
+                uuidRepresentation="standard",
+                datetime_conversion="DATETIME_AUTO",
+                serverSelectionTimeoutMS=10_000,
+            )
         return self._client[self.config.database]
 
     async def open(self) -> None:
         self._closed = False
-        self._client = AsyncMongoClient(
-            self.config.uri.get_secret_value(),
-            tz_aware=True,
-            tzinfo=UTC,
-            uuidRepresentation="standard",
-            datetime_conversion="DATETIME_AUTO",
-            serverSelectionTimeoutMS=10_000,
-        )
         hello = await self._command("hello", "connecting to the source")
         if not hello.get("setName") and hello.get("msg") != "isdbgrid":
             raise FatalError(
@@ -363,9 +366,12 @@ class MongoSource:
         return [c for name in names for c in existing[name] if c.status != "done"]
 
     async def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
-        """The collection's documents as ``r`` batches, no chunk progress (for ``verify``)."""
+        """The collection's documents as ``r`` batches, no chunk progress (for ``verify``).
+
+        Always yields at least one batch (an empty one for an empty collection)."""
         (name,) = self._collections([table])
         position = await self.current_position()
+        empty = True
         try:
             async for batch in scan_chunks(
                 {name: self.db[name]},
@@ -376,6 +382,10 @@ class MongoSource:
                 batch_rows=self.batch.max_rows,
                 mark_done=lambda chunk: None,
             ):
+                empty = False
                 yield batch
         except PyMongoError as exc:
             raise map_error(exc, f"scanning {name}") from exc
+        if empty:
+            decoded = Decoded(pa.table({"_id": pa.array([], pa.null())}))
+            yield snapshot_batch(name, decoded, position, as_datetime(position_time(position)), {})

@@ -53,7 +53,7 @@ def test_every_bson_type_has_its_arrow_type_and_metadata():
         "i": (pa.int32(), "int"),
         "l": (pa.int64(), "long"),
         "d": (pa.float64(), "double"),
-        "dec": (pa.decimal128(5, 3), "decimal"),
+        "dec": (pa.decimal128(38, 3), "decimal"),
         "b": (pa.bool_(), "bool"),
         "t": (pa.timestamp("ms", tz="UTC"), "date"),
         "bin": (pa.binary(), "binData"),
