@@ -15,6 +15,7 @@ insert). A key absent from both target and shadow is not a conflict.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from syncengine.conflicts.rows import (
     decode_rows,
     encode_rows,
     hash_texts,
+    json_columns,
     polars_schema,
     retag_hashes,
     row_keys,
@@ -139,11 +141,56 @@ async def detect(
 
     echo = same_state(after[EXISTS], after_hash, local[EXISTS], local_hash)
     in_sync = same_state(local[EXISTS], local_hash, shadow_hash.is_not_null(), shadow_hash)
+    json_cols = sorted(json_columns(spec.schema))
+    if json_cols:
+        echo, in_sync = _json_recheck(spec, json_cols, echo, in_sync, after, local, shadow_base)
     conflict = ~echo & ~in_sync
     return Detection(
         spec, changes, row_key, remote, local, local_hash, after, after_json, after_hash,
         shadow_hash, shadow_base, echo, conflict,
     )  # fmt: skip
+
+
+def _json_recheck(
+    spec: TableSpec,
+    json_cols: list[str],
+    echo: pl.Series,
+    in_sync: pl.Series,
+    after: pl.DataFrame,
+    local: pl.DataFrame,
+    shadow_base: pl.Series,
+) -> tuple[pl.Series, pl.Series]:
+    """Compare again, with JSON columns as parsed values, the rows whose texts differed.
+
+    A JSON column may come back from the target formatted differently (Postgres ``jsonb::text``
+    reorders keys and adds spaces), so equal documents can hash differently. Only the rows that
+    would otherwise be a change or a conflict are re-checked, one document at a time.
+    """
+    idx = (~echo | ~in_sync).arg_true()
+    if not idx.len():
+        return echo, in_sync
+    columns = spec.schema.names
+    sides = [after[idx], local[idx]]
+    base = decode_rows(shadow_base.gather(idx), polars_schema(spec))
+    sides.append(base.with_columns(shadow_base.gather(idx).is_not_null().alias(EXISTS)))
+    hashes = []
+    for side in sides:
+        side = side.with_columns(
+            side[c].map_elements(_canonical_json, pl.String) for c in json_cols
+        )
+        hashes.append(hash_texts(json_of(side, columns)))
+    a, lo, sh = sides
+    echo_now = same_state(a[EXISTS], hashes[0], lo[EXISTS], hashes[1])
+    sync_now = same_state(lo[EXISTS], hashes[1], sh[EXISTS], hashes[2])
+    echo = echo.scatter(idx, echo.gather(idx) | echo_now)
+    return echo, in_sync.scatter(idx, in_sync.gather(idx) | sync_now)
+
+
+def _canonical_json(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return text
 
 
 def same_state(

@@ -324,7 +324,17 @@ class _Plan:
 
 
 def _scatter_rows(frame: pl.DataFrame, idx: pl.Series, rows: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(frame[c].scatter(idx, rows[c]) for c in frame.columns)
+    """``frame`` with the rows at ``idx`` replaced by ``rows`` (works for struct columns too,
+    which ``Series.scatter`` does not support)."""
+    mask = pl.repeat(False, frame.height, eager=True).scatter(idx, True)
+    at = pl.DataFrame({"__i": pl.arange(frame.height, eager=True, dtype=pl.Int64)})
+    placed = at.join(
+        rows.with_columns(idx.cast(pl.Int64).alias("__i")), on="__i", how="left",
+        maintain_order="left",
+    )  # fmt: skip
+    return frame.with_columns(
+        pl.when(mask).then(placed[c]).otherwise(frame[c]).alias(c) for c in frame.columns
+    )
 
 
 def _check(decision: Decision, n: int, name: str) -> None:

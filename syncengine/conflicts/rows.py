@@ -38,6 +38,9 @@ def json_columns(schema: pa.Schema) -> frozenset[str]:
     """String columns holding JSON documents (merged field by field, not as one value)."""
     out = set()
     for fld in schema:
+        if not (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)):
+            if str(fld.type) != "extension<arrow.json>":
+                continue  # a struct (Mongo sub-document) merges through Polars instead
         meta = {k.decode(): v.decode() for k, v in (fld.metadata or {}).items()}
         marked = meta.get("pg_type") in JSON_TYPES or meta.get("bson_type") in JSON_TYPES
         if marked or meta.get("json") == "true" or str(fld.type) == "extension<arrow.json>":
