@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from syncengine.state.sqlite import SQLiteStateStore
-from syncengine.targets.base import Checkpoint, TableWrite
+from syncengine.targets.base import Checkpoint, ShadowUpdate, TableWrite
 
 SHADOW_SCHEMA = pa.schema(
     [("row_key", pa.string()), ("row_hash", pa.string()), ("base", pa.string())]
@@ -28,6 +30,23 @@ def upsert_rows(write: TableWrite) -> list[tuple[str, str, str | None]]:
     keys = upserts.column("row_key").to_pylist()
     hashes = upserts.column("row_hash").to_pylist()
     return list(zip(keys, hashes, base, strict=True))
+
+
+def without_rejected(write: TableWrite, rejected_keys: pl.DataFrame) -> TableWrite:
+    """The write with no shadow change for keys whose row the target refused: the shadow must
+    say what the target holds, and a refused row was not written."""
+    if not rejected_keys.height:
+        return write
+    # the conflict layer's canonical row key, so the keys match the ones it produced
+    from syncengine.conflicts.rows import row_keys
+
+    refused = row_keys(rejected_keys, write.spec.key).to_list()
+    upserts = write.shadow.upserts
+    if upserts is not None and upserts.num_rows:
+        keep = pc.invert(pc.is_in(upserts.column("row_key"), pa.array(refused, pa.string())))
+        upserts = upserts.filter(keep)
+    deletes = [k for k in write.shadow.deletes if k not in set(refused)]
+    return TableWrite(write.spec, write.batch, ShadowUpdate(upserts, deletes))
 
 
 def shadow_table(rows: Iterable[tuple[str, str, str | None]]) -> pa.Table:

@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 from pymongo import AsyncMongoClient, DeleteMany, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -42,6 +43,7 @@ from syncengine.targets.shadow import (
     read_sqlite_shadow,
     shadow_table,
     upsert_rows,
+    without_rejected,
 )
 
 SHADOW = "_syncengine_shadow"
@@ -187,15 +189,17 @@ class MongoTarget:
     ) -> ApplyResult:
         result = ApplyResult()
         truncated: set[str] = set()
+        shadowed: list[TableWrite] = []
         for write, truncate, ops, index in planned:
             if truncate:
                 await self.db[write.spec.name].delete_many({})
                 result.truncated += 1
                 truncated.add(write.spec.name)
-            await self._bulk(write, ops, index, result, None)
+            refused = await self._bulk(write, ops, index, result, None)
+            shadowed.append(without_rejected(write, _keys(write, refused)))
         fault_point("mongo.after_data")
         assert self.state is not None
-        commit_to_sqlite(self.state, self.pipeline, [p[0] for p in planned], truncated, checkpoint)
+        commit_to_sqlite(self.state, self.pipeline, shadowed, truncated, checkpoint)
         return result
 
     async def _bulk(
@@ -205,18 +209,20 @@ class MongoTarget:
         index: list[int],
         result: ApplyResult,
         session: AsyncClientSession | None,
-    ) -> None:
-        """Unordered bulk write; retry only transient failures; reject content failures."""
+    ) -> list[int]:
+        """Unordered bulk write; retry only transient failures; reject content failures.
+        Returns the row indices refused."""
         pending = list(zip(ops, index, strict=True))
+        refused: list[int] = []
         for attempt in range(_ATTEMPTS):
             if not pending:
-                return
+                return refused
             try:
                 done = await self.db[write.spec.name].bulk_write(
                     [op for op, _ in pending], ordered=False, session=session
                 )
                 _count(result, done.bulk_api_result)
-                return
+                return refused
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors", [])
                 if session is not None:
@@ -233,6 +239,7 @@ class MongoTarget:
                     else:
                         reason = str(error.get("errmsg"))
                         result.rejected.append((write.spec.name, _row(write, row), reason))
+                        refused.append(row)
                 pending = retry
             except ConnectionFailure:
                 if session is not None or attempt == _ATTEMPTS - 1:
@@ -240,6 +247,7 @@ class MongoTarget:
             await asyncio.sleep(0.05 * 2**attempt)
         if pending:
             raise RetriableError(f"mongo target: {len(pending)} write(s) kept failing")
+        return refused
 
     async def _apply_in_transaction(
         self, planned: list, checkpoint: Checkpoint | None
@@ -287,7 +295,8 @@ class MongoTarget:
                 raise
         fault_point("mongo.after_data")
         state_ops: list[Any] = []
-        for write, truncate, _ops, _index in planned:
+        for number, (write, truncate, _ops, _index) in enumerate(planned):
+            write = without_rejected(write, _keys(write, sorted(refused.get(number, {}))))
             table = write.spec.name
             if truncate:
                 state_ops.append(DeleteMany({"_id.p": self.pipeline, "_id.t": table}))
@@ -326,6 +335,11 @@ class _Rejected(Exception):
 def _count(result: ApplyResult, details: dict[str, Any]) -> None:
     result.upserted += int(details.get("nUpserted", 0)) + int(details.get("nModified", 0))
     result.deleted += int(details.get("nRemoved", 0))
+
+
+def _keys(write: TableWrite, rows: list[int]) -> pl.DataFrame:
+    """Key columns of the given rows of a write (to drop their shadow changes)."""
+    return write.batch.to_polars().select(list(write.spec.key))[rows]
 
 
 def _row(write: TableWrite, index: int) -> dict[str, Any]:

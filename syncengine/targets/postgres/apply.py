@@ -92,15 +92,16 @@ async def apply_write(
     write: TableWrite,
     target_columns: dict[str, str],
     result: ApplyResult,
-) -> bool:
-    """Apply one write in the open transaction; returns whether the table was truncated."""
+) -> tuple[bool, pl.DataFrame]:
+    """Apply one write in the open transaction; returns whether the table was truncated and
+    the key columns of the rows refused (their shadow rows must not be written)."""
     table = sql.Identifier(schema, write.spec.name)
     staged = prepare(write, target_columns)
     if staged.truncate:
         await conn.execute(sql.SQL("TRUNCATE {}").format(table))
         result.truncated += 1
     if not staged.rows.num_rows:
-        return staged.truncate
+        return staged.truncate, staged.original.select(list(write.spec.key)).clear()
     stg = sql.Identifier(f"_syncengine_stage_{next(_staging_names)}")
     typed = [
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target_columns[c]))  # type: ignore[arg-type]  # catalog format_type output
@@ -141,7 +142,8 @@ async def apply_write(
     result.deleted += counts["deleted"]
     result.upserted += counts["upserted"]
     await conn.execute(sql.SQL("DROP TABLE {}").format(stg))
-    return staged.truncate
+    refused = staged.original.filter(pl.col("__row").is_in(rejected)).select(list(write.spec.key))
+    return staged.truncate, refused
 
 
 def _statements(

@@ -18,6 +18,7 @@ from syncengine.targets.postgres import ddl, state
 from syncengine.targets.postgres.apply import apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.read import read_rows, scan
+from syncengine.targets.shadow import without_rejected
 
 
 class PostgresTarget:
@@ -117,9 +118,10 @@ class PostgresTarget:
             )
         return columns
 
-    async def _known(self, spec: TableSpec, batch_columns: Sequence[str]) -> dict[str, str]:
+    async def _known(self, spec: TableSpec) -> dict[str, str]:
+        """The table's columns, ensuring the table first when unseen or grown."""
         columns = self._columns.get(spec.name)
-        wanted = set(spec.schema.names) | set(batch_columns)
+        wanted = set(spec.schema.names)
         if columns is None or (
             self.config.on_schema_change != "ignore" and not wanted <= set(columns)
         ):
@@ -131,7 +133,7 @@ class PostgresTarget:
 
     async def read_rows(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
         conn = await self._connection()
-        columns = await self._known(spec, ())
+        columns = await self._known(spec)
         schema, table = self._split(spec.name)
         try:
             return await read_rows(
@@ -142,7 +144,7 @@ class PostgresTarget:
 
     async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
         """Every row in key order (for ``verify``), streamed in chunks."""
-        columns = await self._known(spec, ())
+        columns = await self._known(spec)
         schema, table = self._split(spec.name)
         local = TableSpec(table, spec.key, spec.schema)
         try:
@@ -175,13 +177,7 @@ class PostgresTarget:
         """Data, shadow and checkpoint in one transaction (see apply.py for the steps)."""
         conn = await self._connection()
         result = ApplyResult()
-        known = [
-            await self._known(
-                w.spec,
-                [c for c in w.batch.data_columns if self.config.on_schema_change != "ignore"],
-            )
-            for w in writes
-        ]
+        known = [await self._known(w.spec) for w in writes]
         try:
             async with conn.transaction():
                 for write, columns in zip(writes, known, strict=True):
@@ -191,9 +187,10 @@ class PostgresTarget:
                         write.batch,
                         write.shadow,
                     )
-                    truncated = await apply_write(conn, schema, local, columns, result)
+                    truncated, refused = await apply_write(conn, schema, local, columns, result)
                     fault_point("postgres.after_data")
-                    await state.write_shadow(conn, self.pipeline, write, truncated)
+                    shadow = without_rejected(write, refused)
+                    await state.write_shadow(conn, self.pipeline, shadow, truncated)
                 fault_point("postgres.after_shadow")
                 if checkpoint is not None:
                     await state.write_checkpoint(conn, self.pipeline, checkpoint)

@@ -9,8 +9,9 @@ import pytest
 from pymongo import MongoClient
 
 from syncengine.config.models import MongoTargetConfig
+from syncengine.conflicts.rows import row_keys
 from syncengine.state.sqlite import SQLiteStateStore
-from syncengine.targets.base import Checkpoint, TableSpec, TableWrite
+from syncengine.targets.base import Checkpoint, ShadowUpdate, TableSpec, TableWrite
 from syncengine.targets.mongo import MongoTarget
 from tests.integration.targets.conftest import make_batch, run
 
@@ -102,12 +103,16 @@ def test_refused_writes_are_rejected_the_rest_applies(
         t = make(mongo_uri, mongo_db, tmp_path, transactions)
         await t.open()
         batch = make_batch("users", ("id",), rows, schema, ["c"] * 4, ["1", "2", "3", "4"])
-        result = await t.apply([TableWrite(spec, batch)], Checkpoint("s", "4"))
+        keys = row_keys(batch.to_polars(), ["id"]).to_arrow()
+        shadow = ShadowUpdate(pa.table({"row_key": keys, "row_hash": keys}))
+        result = await t.apply([TableWrite(spec, batch, shadow)], Checkpoint("s", "4"))
         checkpoint = await t.get_checkpoint("s")
+        found = (await t.read_shadow("users", keys.to_pylist()))["row_key"].to_pylist()
         await t.close()
-        return result, checkpoint
+        return result, checkpoint, sorted(found)
 
-    result, checkpoint = run(scenario())
+    result, checkpoint, shadow_keys = run(scenario())
+    assert shadow_keys == ['{"id":1}', '{"id":2}', '{"id":4}']  # the refused row gets no shadow
     assert [r[1]["id"] for r in result.rejected] == [3]
     assert "duplicate" in result.rejected[0][2].lower() or "E11000" in result.rejected[0][2]
     assert checkpoint == "4"

@@ -9,11 +9,19 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from syncengine.changes import ChangeBatch
 from syncengine.config.models import PostgresTargetConfig
+from syncengine.conflicts.rows import row_keys
 from syncengine.errors import FatalError, TargetUnavailable
-from syncengine.targets.base import Checkpoint, TableSpec, TableWrite
+from syncengine.targets.base import Checkpoint, ShadowUpdate, TableSpec, TableWrite
 from syncengine.targets.postgres import PostgresTarget
 from tests.integration.targets.conftest import make_batch, run
+
+
+def shadow_for(batch: ChangeBatch) -> ShadowUpdate:
+    """Shadow upserts for every row, keyed the way the conflict layer keys them."""
+    keys = row_keys(batch.to_polars(), batch.key)
+    return ShadowUpdate(pa.table({"row_key": keys.to_arrow(), "row_hash": keys.to_arrow()}))
 
 
 def target(dsn: str, **extra: str) -> PostgresTarget:
@@ -156,12 +164,19 @@ def test_bad_rows_are_rejected_and_the_rest_commits(pg_target_dsn: str) -> None:
         await t.open()
         spec = await t.ensure_table(TableSpec("bad", ("id",), schema))
         batch = make_batch("bad", ("id",), rows, schema, ["c"] * 6, [str(i) for i in range(6)])
-        result = await t.apply([TableWrite(spec, batch)], Checkpoint("s", "5"))
+        write = TableWrite(spec, batch, shadow_for(batch))
+        result = await t.apply([write], Checkpoint("s", "5"))
         checkpoint = await t.get_checkpoint("s")
+        keys = sorted(
+            (await t.read_shadow("bad", write.shadow.upserts["row_key"].to_pylist()))[
+                "row_key"
+            ].to_pylist()
+        )
         await t.close()
-        return result, checkpoint
+        return result, checkpoint, keys
 
-    result, checkpoint = run(scenario())
+    result, checkpoint, shadow_keys = run(scenario())
+    assert shadow_keys == ['{"id":1}', '{"id":4}', '{"id":6}']  # refused rows get no shadow
     assert sorted(r[1]["id"] for r in result.rejected) == [2, 3, 5]
     assert all(r[0] == "bad" and r[2] for r in result.rejected)
     assert result.upserted == 3
