@@ -67,6 +67,7 @@ class Shape:
 @dataclass(frozen=True)
 class Plan:
     action: list[pl.Expr]  # new _op (null: drop the row) and filter failures; [] = none
+    keep: pl.Expr | None  # or simply the rows to keep
     columns: list[pl.Expr]  # the output select
     blame: list[str]  # FAIL index -> field name / reason
     checked: bool
@@ -88,7 +89,7 @@ def _unsent_of(compiled: Compiled, unsent: frozenset[str]) -> pl.Expr | None:
 
 def _filter_action(
     plan: CompiledMapping, shape: Shape
-) -> tuple[list[pl.Expr], list[tuple[pl.Expr, str, str]]]:
+) -> tuple[list[pl.Expr], list[tuple[pl.Expr, str, str]], pl.Expr | None]:
     assert plan.filter is not None
     compiled = plan.filter
     unsent_deps = {d.split(".")[0] for d in compiled.deps} & shape.unsent
@@ -107,13 +108,18 @@ def _filter_action(
     if unknown is not None:
         match = match | unknown
     op = pl.col("_op")
-    action = (
-        pl.when(op.is_in([OP_DELETE, OP_TRUNCATE]) | match)
-        .then(op)
-        .when(op == OP_READ)
-        .then(pl.lit(None, dtype=pl.String))
-        .otherwise(pl.lit(OP_DELETE))
-    )
+    if shape.ops <= {OP_READ} and not compiled.checks:
+        return [], [], match  # a snapshot batch: rows that do not match are simply dropped
+    if shape.ops <= {OP_READ}:
+        action = pl.when(match).then(op)
+    else:
+        action = (
+            pl.when(op.is_in([OP_DELETE, OP_TRUNCATE]) | match)
+            .then(op)
+            .when(op == OP_READ)
+            .then(pl.lit(None, dtype=pl.String))
+            .otherwise(pl.lit(OP_DELETE))
+        )
     # The filter's own failures are judged on the original op, before the action rewrites it.
     failures = [
         (c.failed & op.is_in(FULL_OPS)).alias(f"__filter_fail{i}")
@@ -123,14 +129,15 @@ def _filter_action(
         (pl.col(f.meta.output_name()), c.reason, "filter")
         for f, c in zip(failures, compiled.checks, strict=True)
     ]
-    return [action.alias("_op"), *failures], checks
+    return [action.alias("_op"), *failures], checks, None
 
 
 def build_plan(plan: CompiledMapping, shape: Shape) -> Plan:
     checks: list[tuple[pl.Expr, str, str]] = []
     action: list[pl.Expr] = []
+    keep = None
     if plan.filter is not None:
-        action, checks = _filter_action(plan, shape)
+        action, checks, keep = _filter_action(plan, shape)
     partial = plan.filter is not None or bool(shape.ops & {OP_DELETE, OP_TRUNCATE})
     full = pl.col("_op").is_in(FULL_OPS)
     leaves: list[tuple[tuple[str, ...], pl.Expr]] = []
@@ -162,8 +169,8 @@ def build_plan(plan: CompiledMapping, shape: Shape) -> Plan:
         fail: pl.Expr = pl.when(checks[0][0]).then(pl.lit(0, dtype=pl.Int32))
         for i, (failed, _, _) in enumerate(checks[1:], start=1):
             fail = fail.when(failed).then(pl.lit(i, dtype=pl.Int32))  # type: ignore[attr-defined]
-        columns += [fail.alias(FAIL), pl.col(ROW)]
-    return Plan(action, columns, blame, bool(checks))
+        columns.append(fail.alias(FAIL))
+    return Plan(action, keep, columns, blame, bool(checks))
 
 
 def _before_columns(plan: CompiledMapping, shape: Shape) -> list[pl.Expr]:
@@ -181,7 +188,11 @@ def _before_columns(plan: CompiledMapping, shape: Shape) -> list[pl.Expr]:
 
 
 def _shape(batch: ChangeBatch) -> Shape:
-    ops = pc.unique(batch.ops).to_pylist()
+    ops_column = batch.ops
+    if ops_column.null_count == 0 and pc.all(pc.equal(ops_column, OP_READ)).as_py():
+        ops = [OP_READ]  # snapshots: one cheap comparison instead of hashing every op
+    else:
+        ops = pc.unique(ops_column).to_pylist()
     names = batch.data.column_names
     return Shape(
         frozenset(ops),
@@ -198,27 +209,29 @@ def apply_mapping(plan: CompiledMapping, batch: ChangeBatch) -> MappingResult:
     assert isinstance(built, Plan)
     frame = batch.to_polars()
     lazy = frame.lazy()
-    if built.checked:
-        lazy = lazy.with_row_index(ROW)
     if any(c.uses_now for c in plan.compiled.values()) or (plan.filter and plan.filter.uses_now):
         lazy = lazy.with_columns(pl.lit(dt.datetime.now(dt.UTC)).alias(NOW_COLUMN))
     out = _run(built, lazy)
     letters: list[DeadLetter] = []
     if built.checked:
-        failed = out.get_column(FAIL).is_not_null()
-        if failed.any():
+        if out.get_column(FAIL).is_not_null().any():
+            # Rare path: run again with row numbers to find the original rows.
+            out = _run(built, lazy.with_row_index(ROW), pl.col(ROW))
+            failed = out.get_column(FAIL).is_not_null()
             letters = _dead_letters(plan, frame, out.filter(failed), built.blame)
-            out = out.filter(~failed)
-        out = out.drop(FAIL, ROW)
+            out = out.filter(~failed).drop(ROW)
+        out = out.drop(FAIL)
     table = _with_metadata(out.to_arrow(), plan.target_schema)
     mapped = ChangeBatch(plan.mapping.target_name, table, plan.key, batch.meta)
     return MappingResult(mapped, letters)
 
 
-def _run(built: Plan, lazy: pl.LazyFrame) -> pl.DataFrame:
+def _run(built: Plan, lazy: pl.LazyFrame, *extra: pl.Expr) -> pl.DataFrame:
     if built.action:
         lazy = lazy.with_columns(built.action).filter(pl.col("_op").is_not_null())
-    return lazy.select(built.columns).collect()
+    elif built.keep is not None:
+        lazy = lazy.filter(built.keep)
+    return lazy.select(*built.columns, *extra).collect()
 
 
 def _dead_letters(
@@ -272,7 +285,7 @@ def target_schema_of(plan: CompiledMapping) -> pa.Schema:
         pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("_ts"),
         pl.lit(None, dtype=pl.Int64).alias("_txid"),
         pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(NOW_COLUMN),
-    ).with_row_index(ROW)
+    )
     built = build_plan(plan, Shape(frozenset(), frozenset(), frozenset()))
     out = _run(built, frame.lazy()).to_arrow()
     fields = []

@@ -63,9 +63,22 @@ def _divide(c: ExprCompiler, node: exp.Expression) -> Compiled:
         expr = pl.when((a % b != 0) & opposite).then(floor_div + 1).otherwise(floor_div)
     else:
         expr = a / b
+    divisor = c.literal_value(node.expression) if _is_constant(node.expression) else None
+    if isinstance(divisor, int | float) and divisor != 0:
+        return merge(expr, [left, right])  # a constant divisor cannot be zero: no check
     zero = (b == 0).fill_null(False) & a.is_not_null()
     out = merge(pl.when(~zero).then(expr), [left, right])
     return Compiled(out.expr, out.deps, (*out.checks, Check(zero, "division by zero")))
+
+
+def _is_constant(node: exp.Expression) -> bool:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return (
+        isinstance(node, exp.Literal)
+        and not node.is_string
+        or (isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal))
+    )
 
 
 @handles(exp.Neg)
@@ -181,7 +194,7 @@ def _concat(c: ExprCompiler, node: exp.Expression) -> Compiled:
     if separator:
         expr = pl.concat_str(texts, separator=separator, ignore_nulls=True)
     else:
-        expr = pl.concat_str([t.fill_null("") for t in texts])
+        expr = pl.concat_str(texts, ignore_nulls=True)  # concat() skips NULLs
     return merge(expr, parts)
 
 

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks; each module has run(quick) -> dict and a __main__."""
