@@ -11,7 +11,6 @@ Run: ``python -m benchmarks.mapping_throughput [--quick]`` (prints JSON).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import statistics
 import sys
@@ -44,7 +43,6 @@ FILTER = "status <> 'draft' and amount_cents >= 100"
 
 def make_batch(rows: int, seed: int = 1) -> ChangeBatch:
     rng = np.random.default_rng(seed)
-    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     created = pa.array(
         (np.datetime64("2024-01-01") + rng.integers(0, 86400 * 365, rows).astype("m8[s]")).astype(
             "M8[us]"
@@ -66,7 +64,6 @@ def make_batch(rows: int, seed: int = 1) -> ChangeBatch:
             "discount": pa.array(np.where(discount < 0.1, np.nan, discount)).fill_null(None),
         }
     )
-    del start
     return ChangeBatch.build(
         "public.orders",
         table,

@@ -99,6 +99,9 @@ class ExprCompiler:
     missing: Missing = "error"
     #: how a top-level source column is read (before-images and fills swap this)
     ref: Callable[[str], pl.Expr] = pl.col
+    #: text columns that hold exact numbers (Postgres ``numeric`` without a precision that
+    #: fits Arrow, Mongo decimals beyond 38 digits): read as numbers inside expressions
+    text_numbers: frozenset[str] = frozenset()
     text: str = ""
     _lazy: pl.LazyFrame | None = field(default=None, repr=False)
 
@@ -218,6 +221,10 @@ def _column(c: ExprCompiler, node: exp.Expression) -> Compiled:
             return Compiled(expr.str.json_path_match("$" + rest), frozenset({".".join(path)}))
         else:
             raise c.error(node, f"column '{'.'.join(path[:depth])}' is not a document")
+    if len(path) == 1 and top in c.text_numbers:
+        number = expr.cast(pl.Decimal(*casts.DEFAULT_NUMERIC), strict=False)
+        failed = Check(number.is_null() & expr.is_not_null(), "numeric value out of range")
+        return Compiled(number, frozenset({top}), (failed,), column=top)
     column = top if len(path) == 1 else None
     return Compiled(expr, frozenset({".".join(path)}), column=column)
 

@@ -71,8 +71,7 @@ class CompiledMapping:
         return f"{self.mapping.source} -> {self.mapping.target_name}"
 
     def compiler(self, ref: ColumnRef = pl.col) -> ExprCompiler:
-        schema = polars_schema(self.source_schema)
-        return ExprCompiler(schema, self.mapping.dialect, self.missing, ref=ref)
+        return new_compiler(self.source_schema, self.mapping.dialect, self.missing, ref)
 
     def leaf_expr(self, leaf: Leaf, compiler: ExprCompiler) -> Compiled:
         """A leaf compiled with ``compiler`` (used for before-image variants)."""
@@ -94,6 +93,25 @@ class CompiledMapping:
             )
             return apply_mapping(other, batch)
         return apply_mapping(self, batch)
+
+
+def text_numbers(schema: pa.Schema) -> frozenset[str]:
+    """Text columns whose metadata says they hold exact numbers."""
+    found = set()
+    for f in schema:
+        meta = f.metadata or {}
+        numeric = meta.get(b"pg_type", b"").startswith(b"numeric")
+        if (numeric or meta.get(b"bson_type") == b"decimal") and pa.types.is_string(f.type):
+            found.add(f.name)
+    return frozenset(found)
+
+
+def new_compiler(
+    schema: pa.Schema, dialect: str, missing: Missing, ref: ColumnRef = pl.col
+) -> ExprCompiler:
+    return ExprCompiler(
+        polars_schema(schema), dialect, missing, ref=ref, text_numbers=text_numbers(schema)
+    )
 
 
 def _auto_missing(schema: pa.Schema, key: tuple[str, ...]) -> Missing:
@@ -151,7 +169,7 @@ def _compile(
 
     path = mapping_path(pipeline, mapping, index)
     problems: list[str] = []
-    compiler = ExprCompiler(polars_schema(schema), mapping.dialect, missing)
+    compiler = new_compiler(schema, mapping.dialect, missing)
     leaves: list[Leaf] = []
     compiled: dict[str, Compiled] = {}
     dtypes: dict[str, pl.DataType] = {}
@@ -166,8 +184,10 @@ def _compile(
             except ExpressionError as error:
                 problems.append(f"{path}.fields.{name}: {error.describe()}")
                 continue
-            meta = _metadata(schema, result)
-            leaves.append(Leaf(name, text=text, metadata=meta))
+            if result.column is not None and result.column in schema.names:
+                leaves.append(Leaf(name, source=result.column))  # a rename passes unchanged
+            else:
+                leaves.append(Leaf(name, text=text, metadata=_metadata(result)))
             compiled[name] = result
             if dtype is not None:
                 dtypes[name] = dtype
@@ -214,9 +234,7 @@ def _root(text: str, dialect: str):  # type: ignore[no-untyped-def]
     return parse_expression(text, dialect)
 
 
-def _metadata(schema: pa.Schema, result: Compiled) -> dict[bytes, bytes] | None:
-    if result.column is not None and result.column in schema.names:
-        return dict(schema.field(result.column).metadata or {}) or None
+def _metadata(result: Compiled) -> dict[bytes, bytes] | None:
     if result.pg_type is not None:
         return {b"pg_type": result.pg_type.encode()}
     return None

@@ -234,3 +234,25 @@ def test_meta_columns_are_readable() -> None:
     m = mapping(fields={"id": "id", "changed_at": "_ts", "op": "_op"})
     frame, _ = run(m, batch([row(1)], ["c"]))
     assert frame.select("op").rows() == [("c",)]
+
+
+def test_numeric_text_columns_compute_as_numbers_and_rename_unchanged() -> None:
+    schema = pa.schema(
+        [
+            pa.field("id", pa.int64()),
+            pa.field("amount", pa.string(), metadata={"pg_type": "numeric"}),
+        ]
+    )
+    m = MappingConfig(source="t", fields={"id": "id", "raw": "amount", "half": "amount / 2"})
+    compiled = compile_mapping("shop", m, schema, ("id",))
+    rows = pa.Table.from_pylist(
+        [{"id": 1, "amount": "12.5"}, {"id": 2, "amount": "1" + "0" * 40}], schema=schema
+    )
+    result = compiled.apply(ChangeBatch.build("t", rows, ops=["c", "c"], positions=["1", "2"]))
+    out = result.batch.data
+    assert out.column("raw").to_pylist() == ["12.5"]
+    assert out.column("half").to_pylist() == [Decimal("6.25")]
+    assert out.schema.field("raw").metadata == {b"pg_type": b"numeric"}
+    assert [d.reason.split(", ")[1] for d in result.dead_letters] == [
+        "field half: numeric value out of range"
+    ]
