@@ -29,6 +29,9 @@ array          list                             array
 other/conflict string, relaxed extended JSON    json
 =============  ===============================  =====================================
 
+Decimal fields also carry ``pg_type=numeric``: Decimal128 values have no fixed scale, so a SQL
+target should create an unconstrained ``numeric`` instead of the scale of the first batch.
+
 Missing and null differ: :class:`Decoded.missing` has, for each top-level field absent from at
 least one document, a boolean mask that is true where it was absent (the source turns it into
 ``_unsent.<field>``). Inside sub-documents a missing field reads as null.
@@ -243,4 +246,8 @@ def to_json(value: Any) -> str:
 
 
 def _field(name: str, type_: pa.DataType, bson_type: str) -> pa.Field:
-    return pa.field(name, type_, metadata={"bson_type": bson_type})
+    metadata = {"bson_type": bson_type}
+    if bson_type == "decimal":
+        # Decimal128 has no fixed scale: a SQL target should not pin this batch's scale
+        metadata["pg_type"] = "numeric"
+    return pa.field(name, type_, metadata=metadata)
