@@ -70,19 +70,16 @@ def test_sync_once_repeated_converges_and_verify_names_hand_edits(cli, pg_dsn, p
     assert '"hand edit"' in report.stdout and "43" in report.stdout and '"name"' in report.stdout
 
 
-def test_concurrent_runs_refuse(cli):
+def test_concurrent_runs_refuse(cli, pg_dsn, pg_target_dsn):
     daemon = cli.start("run")
     try:
-        wait_for(
-            lambda: (
-                "streaming" in cli.run("status", "--json", check=False).stdout
-                or daemon.poll() is not None
-            ),
-            timeout=60,
-        )
+        wait_for(lambda: same(pg_dsn, pg_target_dsn), timeout=90)
         second = cli.run("sync", "--once", check=False)
-        assert second.returncode != 0
-        assert "busy" in second.stderr and "Traceback" not in second.stderr
+        assert second.returncode == 1
+        assert "busy" in second.stderr and "'run'" in second.stderr
+        assert "Traceback" not in second.stderr
+        backfill = cli.run("backfill", check=False)
+        assert backfill.returncode == 1 and "busy" in backfill.stderr
     finally:
         assert cli.stop(daemon) == 0
 
