@@ -52,11 +52,11 @@ class MongoLoad(threading.Thread):
         self.pause = pause
         self.ops: Counter[str] = Counter()
         self.error: BaseException | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.live: list[int] = []
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(60)
         if self.error:
             raise AssertionError(f"load generator failed: {self.error!r}")
@@ -66,7 +66,7 @@ class MongoLoad(threading.Thread):
             with MongoClient(self.uri) as client:
                 db = client[self.db]
                 self.live = [d["_id"] for d in db.acct.find({}, {"_id": 1})]
-                while not self._stop.is_set():
+                while not self._halt.is_set():
                     self._one(client, db)
                     time.sleep(self.pause)
         except BaseException as exc:  # noqa: BLE001 - reported by stop()

@@ -56,11 +56,11 @@ class PgLoad(threading.Thread):
         self.pause = pause
         self.ops: Counter[str] = Counter()
         self.error: BaseException | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.live: list[int] = []
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(60)
         if self.error:
             raise AssertionError(f"load generator failed: {self.error!r}")
@@ -70,7 +70,7 @@ class PgLoad(threading.Thread):
             with psycopg.connect(self.dsn) as conn:
                 self.live = [r[0] for r in conn.execute("SELECT id FROM acct")]
                 conn.commit()
-                while not self._stop.is_set():
+                while not self._halt.is_set():
                     self._one(conn)
                     time.sleep(self.pause)
         except BaseException as exc:  # noqa: BLE001 - reported by stop()

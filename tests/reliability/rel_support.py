@@ -205,6 +205,8 @@ class ApplyAudit:
     regressed: int
     #: keys inserted more than once (inserted, deleted, inserted again: a replayed insert)
     reinserted: int
+    #: a few offending audit rows (key, op, old counter, new counter, time) for the report
+    samples: list[tuple] = field(default_factory=list)
 
     @property
     def duplicated(self) -> int:
@@ -226,7 +228,15 @@ def apply_audit(dsn: str, table: str) -> ApplyAudit:
                 "HAVING count(*) > 1) x"
             ).format(audit)
         ).fetchone()
-    return ApplyAudit(writes, repeated, regressed, reinserted)
+        samples = conn.execute(
+            sql.SQL(
+                "SELECT k, op, old_counter, new_counter, at::text FROM {} "
+                "WHERE op = 'U' AND new_counter <= old_counter "
+                "OR k IN (SELECT k FROM {} WHERE op = 'I' GROUP BY k HAVING count(*) > 1) "
+                "ORDER BY seq LIMIT 12"
+            ).format(audit, audit)
+        ).fetchall()
+    return ApplyAudit(writes, repeated, regressed, reinserted, samples)
 
 
 def scan_for(secret: str, *texts: str) -> list[str]:

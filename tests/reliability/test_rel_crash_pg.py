@@ -77,7 +77,7 @@ def test_crash_loop_pg_to_pg_loses_and_duplicates_nothing(tmp_path, pg_dsn, pg_t
     final = audit(pg_dsn, pg_target_dsn)
     writes = {table: apply_audit(pg_target_dsn, table) for table in AUDITED}
     duplicated = sum(w.duplicated for w in writes.values())
-    assert duplicated == 0, f"changes applied twice: {writes}"
+    assert duplicated == 0, f"changes applied twice: {writes}\n{daemon.tail()}"
     verify = cli.run("verify", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     record(
