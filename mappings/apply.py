@@ -110,6 +110,7 @@ def _filter_action(
     op = pl.col("_op")
     if shape.ops <= {OP_READ} and not compiled.checks:
         return [], [], match  # a snapshot batch: rows that do not match are simply dropped
+    action: pl.Expr
     if shape.ops <= {OP_READ}:
         action = pl.when(match).then(op)
     else:

@@ -17,7 +17,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 from sqlglot import exp
@@ -107,12 +107,12 @@ class ExprCompiler:
 
     def __post_init__(self) -> None:
         if self.schema is not None:
-            full = dict(self.schema)
+            full: dict[str, Any] = dict(self.schema)
             for name, dtype in self.schema.items():
                 full[BEFORE_PREFIX + name] = dtype
                 full[UNSENT_PREFIX + name] = pl.Boolean
-            for name, dtype in META_DTYPES.items():
-                full.setdefault(name, dtype)
+            for name, meta_type in META_DTYPES.items():
+                full.setdefault(name, meta_type)
             self._lazy = pl.LazyFrame(schema=full)
 
     def compile(self, text: str) -> Compiled:
@@ -209,7 +209,7 @@ def _column(c: ExprCompiler, node: exp.Expression) -> Compiled:
         if dotted in c.schema:
             return Compiled(c.ref(dotted), frozenset({dotted}), column=dotted)
         return _missing(c, node, top)
-    expr, dtype = c.ref(top), c.schema[top]
+    expr, dtype = c.ref(top), cast_any(c.schema[top])
     for depth, part in enumerate(path[1:], start=1):
         if isinstance(dtype, pl.Struct):
             fields = {f.name: f.dtype for f in dtype.fields}
@@ -227,6 +227,11 @@ def _column(c: ExprCompiler, node: exp.Expression) -> Compiled:
         return Compiled(number, frozenset({top}), (failed,), column=top)
     column = top if len(path) == 1 else None
     return Compiled(expr, frozenset({".".join(path)}), column=column)
+
+
+def cast_any(value: object) -> Any:
+    """A Polars dtype as ``Any`` (instances and classes mix in Polars' own typing)."""
+    return value
 
 
 def _missing(c: ExprCompiler, node: exp.Expression, name: str) -> Compiled:
@@ -311,7 +316,7 @@ def pair(c: ExprCompiler, node: exp.Expression) -> tuple[Compiled, Compiled]:
     return left, right
 
 
-_COMPARE = {
+_COMPARE: dict[type[exp.Expression], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
     exp.EQ: lambda a, b: a == b,
     exp.NEQ: lambda a, b: a != b,
     exp.GT: lambda a, b: a > b,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -47,7 +48,7 @@ def parse_expression(text: str, dialect: str = "postgres") -> exp.Expression:
     trees = [t for t in trees if t is not None]
     if len(trees) != 1:
         raise ExpressionError("syntax error", detail="expected exactly one expression")
-    tree = trees[0]
+    tree: exp.Expression = trees[0]  # type: ignore[assignment]  # None filtered above
     if isinstance(tree, exp.Query | exp.DDL | exp.DML | exp.Command):
         raise ExpressionError(
             "syntax error", detail=f"expected an expression, got a {tree.key.upper()} statement"
@@ -89,7 +90,7 @@ def _tokens(text: str, dialect: str) -> list[Token]:
 def position_of(node: exp.Expression, text: str, dialect: str) -> Position:
     """Where ``node`` starts in ``text`` (best effort: None, None when it cannot tell)."""
     if isinstance(node, exp.Column | exp.Identifier):
-        parts = node.parts if isinstance(node, exp.Column) else [node]
+        parts: list[Any] = list(node.parts) if isinstance(node, exp.Column) else [node]
         return _meta_position(parts[0]) if parts else (None, None)
     if isinstance(node, exp.Anonymous):
         return _meta_position(node)

@@ -26,9 +26,24 @@ from syncengine.changes import META_COLUMNS
 
 _NOTHING: dict[str, Any] = {"$nor": [{}]}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_FLIP = {exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT, exp.LTE: exp.GTE}
-_TRUE_OP = {exp.GT: "$gt", exp.GTE: "$gte", exp.LT: "$lt", exp.LTE: "$lte"}
-_FALSE_OP = {exp.GT: "$lte", exp.GTE: "$lt", exp.LT: "$gte", exp.LTE: "$gt"}
+_FLIP: dict[type[exp.Expression], type[exp.Expression]] = {
+    exp.GT: exp.LT,
+    exp.GTE: exp.LTE,
+    exp.LT: exp.GT,
+    exp.LTE: exp.GTE,
+}
+_TRUE_OP: dict[type[exp.Expression], str] = {
+    exp.GT: "$gt",
+    exp.GTE: "$gte",
+    exp.LT: "$lt",
+    exp.LTE: "$lte",
+}
+_FALSE_OP: dict[type[exp.Expression], str] = {
+    exp.GT: "$lte",
+    exp.GTE: "$lt",
+    exp.LT: "$gte",
+    exp.LTE: "$gt",
+}
 
 
 def to_postgres_where(filter: str, dialect: str = "postgres") -> str:

@@ -62,7 +62,7 @@ def flatten(leaves: list[Leaf], dtypes: dict[str, pl.DataType], source: pa.Schem
     """Struct leaves become ``parent_child`` leaves (recursively); lists become JSON text."""
     out: list[Leaf] = []
 
-    def visit(leaf: Leaf, dtype: pl.DataType | None) -> None:
+    def visit(leaf: Leaf, dtype: object) -> None:
         if isinstance(dtype, pl.Struct):
             for child in dtype.fields:
                 tail = (*leaf.tail, child.name)
