@@ -149,6 +149,9 @@ class Pipeline:
             report.dead_letters += len(letters)
         writes: list[TableWrite] = []
         for spec, mapping, parts in mapped.values():
+            if getattr(self.target, "change_log", False):
+                writes.append(TableWrite(spec, concat_batches(parts)))  # every change, in order
+                continue
             compacted = concat_batches(parts).compact()
             resolved = await self._resolver(mapping).resolve(spec, compacted)
             writes.append(resolved.write)

@@ -67,6 +67,9 @@ class ApplyResult:
 
 class Target(Protocol):
     keeps_state: bool
+    #: True for targets that record changes rather than mirror rows (Parquet): conflict
+    #: detection and echo suppression do not apply, every change is written
+    change_log: bool
 
     async def open(self) -> None: ...
 

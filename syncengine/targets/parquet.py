@@ -116,6 +116,8 @@ class ParquetTarget:
     """See the module docstring. State (checkpoint, shadow) lives in the SQLite store."""
 
     keeps_state = False
+    #: every change is recorded as it comes; there is no current row to conflict with
+    change_log = True
 
     def __init__(self, pipeline: str, config: ParquetTargetConfig, state: SQLiteStateStore) -> None:
         self.pipeline = pipeline
