@@ -35,28 +35,35 @@ async def read_rows(
     out_schema = pa.schema(fields)
     if not keys.num_rows:
         return out_schema.empty_table()
-    key = list(spec.key)
-    # Keys travel as text arrays and are cast to the column types on the server: one
-    # parameterized statement whatever the key types, one round trip.
+    query = sql.SQL("SELECT {} FROM {} AS t WHERE {}").format(
+        select_list(fields, target_columns),
+        sql.Identifier(schema, spec.name),
+        key_match(spec.key, target_columns),
+    )
+    params = key_params(keys, spec.key)
+    cur = await conn.execute(query, params)
+    return rows_to_table(await cur.fetchall(), out_schema)
+
+
+def key_match(key: tuple[str, ...], target_columns: dict[str, str]) -> sql.Composable:
+    """``(t.k1, …) IN (…)`` over keys sent as text arrays (:func:`key_params`) and cast to the
+    column types on the server: one parameterized statement whatever the key types."""
     unnest = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in key)
     casts = sql.SQL(", ").join(
         sql.SQL("u.{}::{}").format(sql.Identifier(f"k{i}"), sql.SQL(target_columns[k]))  # type: ignore[arg-type]  # catalog type
         for i, k in enumerate(key)
     )
     aliases = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(key)))
-    query = sql.SQL(
-        "SELECT {} FROM {} AS t WHERE ({}) IN (SELECT {} FROM unnest({}) AS u({}))"
-    ).format(
-        select_list(fields, target_columns),
-        sql.Identifier(schema, spec.name),
+    return sql.SQL("({}) IN (SELECT {} FROM unnest({}) AS u({}))").format(
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in key),
         casts,
         unnest,
         aliases,
     )
-    params = [keys.column(k).cast(pa.string()).to_pylist() for k in key]
-    cur = await conn.execute(query, params)
-    return rows_to_table(await cur.fetchall(), out_schema)
+
+
+def key_params(keys: pa.Table, key: tuple[str, ...]) -> list[list[str | None]]:
+    return [keys.column(k).cast(pa.string()).to_pylist() for k in key]
 
 
 def select_list(fields: list[pa.Field], target_columns: dict[str, str]) -> sql.Composable:
