@@ -13,12 +13,14 @@ from psycopg import sql
 
 from syncengine.changes import lsn_to_pos, pos_to_lsn
 from syncengine.config.models import PostgresSourceConfig
+from syncengine.errors import FatalError
 from syncengine.sources.base import SourceLag
 from syncengine.sources.postgres.wire import parse_lsn
 
 log = logging.getLogger("syncengine.sources.postgres")
 
 HEARTBEAT_PREFIX = "syncengine_heartbeat"
+WATERMARK_PREFIX = "syncengine_watermark"
 
 
 def default_name(pipeline: str) -> str:
@@ -139,10 +141,23 @@ async def ensure_publication(
 
 
 async def slot_exists(conn: psycopg.AsyncConnection, slot: str) -> bool:
+    """Whether this database has the slot (slot names are cluster-wide: another database's
+    slot of the same name is an error, not a slot to use)."""
     row = await (
-        await conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        await conn.execute(
+            "SELECT database, database = current_database() FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (slot,),
+        )
     ).fetchone()
-    return row is not None
+    if row is None:
+        return False
+    if not row[1]:
+        raise FatalError(
+            f"replication slot {slot} belongs to database {row[0]}",
+            hint="slot names are per cluster; set source.slot to a different name",
+        )
+    return True
 
 
 async def create_slot(
@@ -175,10 +190,13 @@ async def drop_slot(dsn: str, slot: str) -> bool:
 
 async def emit_heartbeat(conn: psycopg.AsyncConnection, content: str = "") -> int:
     """A transactional logical message: its commit gives an idle slot a boundary to confirm."""
+    return await emit_message(conn, HEARTBEAT_PREFIX, content)
+
+
+async def emit_message(conn: psycopg.AsyncConnection, prefix: str, content: str) -> int:
+    """``pg_logical_emit_message(true, …)``; returns the message's LSN."""
     row = await (
-        await conn.execute(
-            "SELECT pg_logical_emit_message(true, %s, %s)::text", (HEARTBEAT_PREFIX, content)
-        )
+        await conn.execute("SELECT pg_logical_emit_message(true, %s, %s)::text", (prefix, content))
     ).fetchone()
     assert row is not None
     return parse_lsn(row[0])

@@ -59,21 +59,26 @@ class ReplicationStream:
                 raise map_error(exc, "reading the replication stream") from exc
 
     async def _readable(self, timeout: float) -> bool:
+        """Wait until the socket is readable or ``timeout`` passes.
+
+        A plain future plus ``call_later`` rather than ``asyncio.wait_for``: on Python 3.11
+        ``wait_for`` can swallow a cancellation that races with the socket becoming readable,
+        and a reader task would then never stop.
+        """
         loop = asyncio.get_running_loop()
-        ready = loop.create_future()
+        ready: asyncio.Future[bool] = loop.create_future()
         fd = self.pgconn.socket
 
-        def wake() -> None:
+        def settle(value: bool) -> None:
             if not ready.done():
-                ready.set_result(True)
+                ready.set_result(value)
 
-        loop.add_reader(fd, wake)
+        loop.add_reader(fd, settle, True)
+        timer = loop.call_later(timeout, settle, False)
         try:
-            await asyncio.wait_for(ready, timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await ready
         finally:
+            timer.cancel()
             loop.remove_reader(fd)
 
     def acknowledge(self, lsn: int) -> None:

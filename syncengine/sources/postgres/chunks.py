@@ -1,0 +1,181 @@
+"""Snapshot chunks: planning key ranges, and reading one range through COPY into Arrow.
+
+Tables with a primary key are cut into key ranges ``(lower, upper]`` of about
+``snapshot_chunk_rows`` rows (boundaries from one ordered index scan); tables without one into
+``ctid`` block ranges (``[lower, upper)`` blocks, TID range scans). Bounds are stored in the
+state store as JSON text so an interrupted snapshot can resume at the next chunk.
+
+A chunk is read with ``COPY (SELECT …) TO STDOUT (FORMAT csv)`` and parsed by pyarrow's CSV
+reader with every column as a string, then converted column-wise by :mod:`.columns` — the same
+conversion as the stream, so snapshot and stream batches have identical Arrow types. Bounds go
+into the query as literals (COPY takes no parameters) via ``psycopg.sql.Literal``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg import sql
+
+from syncengine.changes import META_SCHEMA, ChangeBatch
+from syncengine.sources.postgres.admin import split_table, table_sql
+from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
+from syncengine.state.base import Chunk
+
+
+@dataclass(frozen=True)
+class TableShape:
+    name: str
+    columns: tuple[str, ...]
+    types: tuple[PgType, ...]
+    key: tuple[str, ...]
+
+
+async def table_shape(
+    conn: psycopg.AsyncConnection, table: str, key: tuple[str, ...]
+) -> TableShape:
+    schema, name = split_table(table)
+    cur = await conn.execute(
+        "SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod) "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (schema, name),
+    )
+    found = await cur.fetchall()
+    types = tuple(pg_type(oid, typmod, {oid: formatted}) for _, oid, typmod, formatted in found)
+    return TableShape(table, tuple(r[0] for r in found), types, key)
+
+
+def _key_sql(key: tuple[str, ...]) -> sql.Composable:
+    return sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, key)))
+
+
+async def plan(
+    conn: psycopg.AsyncConnection, shape: TableShape, chunk_rows: int, where: str | None
+) -> list[Chunk]:
+    """Chunks covering the whole table as ``conn``'s snapshot sees it."""
+    if not shape.key:
+        return await _plan_blocks(conn, shape, chunk_rows)
+    key = sql.SQL(", ").join(map(sql.Identifier, shape.key))
+    texts = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in shape.key)
+    query = sql.SQL(
+        "SELECT {texts} FROM (SELECT {key}, row_number() OVER (ORDER BY {key}) AS rn "
+        "FROM {table} {where}) s WHERE rn % {n} = 0 ORDER BY rn"
+    ).format(
+        texts=texts,
+        key=key,
+        table=table_sql(shape.name),
+        where=sql.SQL("WHERE " + where) if where else sql.SQL(""),
+        n=sql.Literal(chunk_rows),
+    )
+    bounds = [json.dumps(list(row)) for row in await (await conn.execute(query)).fetchall()]
+    edges: list[str | None] = [None, *bounds, None]
+    return [Chunk(shape.name, i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+async def _plan_blocks(
+    conn: psycopg.AsyncConnection, shape: TableShape, chunk_rows: int
+) -> list[Chunk]:
+    row = await (
+        await conn.execute(
+            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int, "
+            "greatest(reltuples, 0)::bigint, relpages FROM pg_class WHERE oid = %s::regclass",
+            (shape.name, shape.name),
+        )
+    ).fetchone()
+    assert row is not None
+    blocks, tuples, pages = row
+    per_block = max(1, int(tuples // pages)) if pages else 100
+    step = max(1, chunk_rows // per_block)
+    starts = list(range(0, max(int(blocks), 1), step))
+    edges: list[int | None] = [*starts, None]
+    return [
+        Chunk(
+            shape.name,
+            i,
+            json.dumps({"block": edges[i]}),
+            json.dumps({"block": edges[i + 1]}) if edges[i + 1] is not None else None,
+        )
+        for i in range(len(starts))
+    ]
+
+
+def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Composed:
+    """``COPY (SELECT … WHERE <range> [AND <where>]) TO STDOUT (FORMAT csv)``."""
+    conditions: list[sql.Composable] = []
+    if shape.key:
+        key = _key_sql(shape.key)
+        for bound, op in ((chunk.lower, ">"), (chunk.upper, "<=")):
+            if bound is not None:
+                values = sql.SQL(", ").join(map(sql.Literal, json.loads(bound)))
+                conditions.append(sql.SQL("{} {} ({})").format(key, sql.SQL(op), values))
+    else:
+        for bound, op in ((chunk.lower, ">="), (chunk.upper, "<")):
+            if bound is not None:
+                tid = f"({int(json.loads(bound)['block'])},0)"
+                conditions.append(sql.SQL("ctid {} {}::tid").format(sql.SQL(op), sql.Literal(tid)))
+    if where:
+        conditions.append(sql.SQL("(" + where + ")"))
+    condition = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
+    return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT csv)").format(
+        sql.SQL(", ").join(map(sql.Identifier, shape.columns)), table_sql(shape.name), condition
+    )
+
+
+async def read_copy(conn: psycopg.AsyncConnection, query: sql.Composable) -> bytes:
+    buffer = io.BytesIO()
+    async with conn.cursor().copy(query) as copy:
+        async for data in copy:
+            buffer.write(data)
+    return buffer.getvalue()
+
+
+def csv_to_text_columns(data: bytes, columns: tuple[str, ...]) -> pa.Table:
+    """Postgres CSV → a table of string columns (unquoted empty = NULL, ``""`` = empty)."""
+    if not data:
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
+    return pacsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(column_names=list(columns), block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in columns},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def read_batch(shape: TableShape, text: pa.Table, position: str, meta: dict) -> ChangeBatch:
+    """Text columns → a ChangeBatch of ``r`` rows at ``position`` (typed like the stream)."""
+    n = text.num_rows
+    fields = [t.field(c) for c, t in zip(shape.columns, shape.types, strict=True)]
+    arrays = [
+        to_arrow(text.column(c).combine_chunks(), t, c)
+        for c, t in zip(shape.columns, shape.types, strict=True)
+    ]
+    fields.extend(META_SCHEMA)
+    arrays.extend(
+        [
+            pa.array(["r"] * n, pa.string()),
+            pa.array([position] * n, pa.string()),
+            pa.nulls(n, pa.timestamp("us", tz="UTC")),
+            pa.nulls(n, pa.int64()),
+        ]
+    )
+    data = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return ChangeBatch(shape.name, data, shape.key, meta)
+
+
+def key_texts(text: pa.Table, key: tuple[str, ...]) -> list[tuple[str | None, ...]]:
+    """The key of each row in text form (to match against pgoutput's text key values)."""
+    columns = [text.column(k).to_pylist() for k in key]
+    return list(zip(*columns, strict=True)) if columns else []

@@ -1,0 +1,266 @@
+"""Consistent, parallel, resumable snapshots (backfill).
+
+Fresh snapshot, no slot yet: the slot is created with an exported snapshot on a replication
+connection that stays open (and idle) until every chunk is read. Up to ``parallel`` workers
+each open one ``REPEATABLE READ`` transaction, ``SET TRANSACTION SNAPSHOT`` to it, and read
+their chunks through COPY. The rows are exactly the state at the slot's consistent point, so
+streaming from that point loses and repeats nothing.
+
+Resumed snapshot (chunks left from an interrupted run; the exported snapshot died with its
+connection), or fresh snapshot while the slot already exists (no snapshot can be exported
+from an existing slot): the remaining chunks are reconciled DBLog-style. For each chunk: write
+a low watermark (``pg_logical_emit_message``), read the chunk, write a high watermark; on the
+slot's stream, drop the chunk rows whose key changed between the two watermarks — the stream
+replay from the snapshot position brings their newer state. This path reads chunks one at a
+time, and tables without a key restart their chunks (ctids are not stable).
+
+Progress: a chunk is marked ``done`` in the state store when the consumer asks for the batch
+after its last one, i.e. after the target committed it. The snapshot position and the name of
+the exported snapshot are kept as the checkpoint ``snapshot:<slot>`` in the state store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
+from syncengine.sources.postgres import admin
+from syncengine.sources.postgres.chunks import (
+    TableShape,
+    chunk_query,
+    csv_to_text_columns,
+    plan,
+    read_batch,
+    read_copy,
+    table_shape,
+)
+from syncengine.sources.postgres.pgerrors import map_error
+from syncengine.sources.postgres.watermarks import WatermarkReader
+from syncengine.state.base import Chunk
+
+if TYPE_CHECKING:
+    from syncengine.sources.postgres.source import PostgresSource
+
+log = logging.getLogger("syncengine.sources.postgres")
+
+_DONE = object()
+
+
+def snapshot_stream(source: PostgresSource) -> str:
+    return f"snapshot:{source.slot}"
+
+
+def stored_position(source: PostgresSource) -> str | None:
+    checkpoint = source.state.get_checkpoint(source.pipeline, snapshot_stream(source))
+    return checkpoint.position if checkpoint else None
+
+
+class Snapshotter:
+    def __init__(self, source: PostgresSource) -> None:
+        self.source = source
+        self.state = source.state
+        self.pipeline = source.pipeline
+
+    async def run(
+        self, tables: list[str], where: str | None, parallel: int
+    ) -> AsyncIterator[ChangeBatch]:
+        source = self.source
+        conn = await source._catalog()
+        keys = await admin.table_keys(conn, tables)
+        source._keys.update(keys)
+        shapes = {t: await table_shape(conn, t, keys.get(t, ())) for t in tables}
+        existing = [c for t in tables for c in self.state.get_chunks(self.pipeline, t)]
+        resuming = bool(existing) and any(c.status != "done" for c in existing)
+        if resuming and stored_position(source) is not None:
+            position = stored_position(source)
+            assert position is not None
+            pending = [c for c in existing if c.status != "done"]
+            log.info("%s: resuming snapshot, %d chunks left", self.pipeline, len(pending))
+            async for batch in self._reconcile(shapes, pending, where, position):
+                yield batch
+            return
+        for table in tables:
+            self.state.clear_chunks(self.pipeline, table)
+        if source.config.mode == "cdc" and not await admin.slot_exists(conn, source.slot):
+            async for batch in self._exported(shapes, where, parallel):
+                yield batch
+            return
+        position = lsn_to_pos(await admin.current_lsn(conn))
+        self._remember(position, None)
+        planned: list[Chunk] = []
+        for shape in shapes.values():
+            planned.extend(await plan(conn, shape, source.config.snapshot_chunk_rows, where))
+        self.state.put_chunks(self.pipeline, planned)
+        async for batch in self._reconcile(shapes, planned, where, position):
+            yield batch
+
+    def _remember(self, position: str, snapshot: str | None) -> None:
+        self.state.put_checkpoint(
+            self.pipeline, snapshot_stream(self.source), position, {"snapshot": snapshot}
+        )
+
+    # -- exported snapshot -----------------------------------------------------------------
+
+    async def _exported(
+        self, shapes: dict[str, TableShape], where: str | None, parallel: int
+    ) -> AsyncIterator[ChangeBatch]:
+        source = self.source
+        repl = await source.connect(replication=True)
+        workers: list[asyncio.Task[None]] = []
+        try:
+            try:
+                lsn, name = await admin.create_slot(repl, source.slot, export=True)
+            except psycopg.Error as exc:
+                raise map_error(exc, f"creating slot {source.slot}") from exc
+            assert name is not None
+            position = lsn_to_pos(lsn)
+            self._remember(position, name)
+            planner = await self._importing(name)
+            try:
+                planned: list[Chunk] = []
+                for shape in shapes.values():
+                    chunk_rows = source.config.snapshot_chunk_rows
+                    planned.extend(await plan(planner, shape, chunk_rows, where))
+            finally:
+                await planner.close()
+            self.state.put_chunks(self.pipeline, planned)
+            todo: asyncio.Queue[Chunk] = asyncio.Queue()
+            for chunk in planned:
+                todo.put_nowait(chunk)
+            results: asyncio.Queue[object] = asyncio.Queue(maxsize=max(parallel, 1))
+            count = max(1, min(parallel, len(planned)))
+            workers = [
+                asyncio.create_task(self._worker(name, shapes, todo, results, where))
+                for _ in range(count)
+            ]
+            finished = 0
+            while finished < count:
+                item = await results.get()
+                if item is _DONE:
+                    finished += 1
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                chunk, text = item  # type: ignore[misc]
+                async for batch in self._emit(shapes[chunk.table], chunk, text, position):
+                    yield batch
+        finally:
+            for task in workers:
+                task.cancel()
+            for task in workers:
+                with contextlib.suppress(BaseException):
+                    await task
+            await repl.close()
+
+    async def _importing(self, snapshot: str) -> psycopg.AsyncConnection:
+        conn = await self.source.connect()
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        await conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        return conn
+
+    async def _worker(
+        self,
+        snapshot: str,
+        shapes: dict[str, TableShape],
+        todo: asyncio.Queue[Chunk],
+        results: asyncio.Queue[object],
+        where: str | None,
+    ) -> None:
+        try:
+            conn = await self._importing(snapshot)
+            try:
+                while not todo.empty():
+                    chunk = todo.get_nowait()
+                    data = await read_copy(conn, chunk_query(shapes[chunk.table], chunk, where))
+                    text = csv_to_text_columns(data, shapes[chunk.table].columns)
+                    await results.put((chunk, text))
+            finally:
+                await conn.close()
+        except psycopg.Error as exc:
+            await results.put(map_error(exc, "reading a snapshot chunk"))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            await results.put(exc)
+        await results.put(_DONE)
+
+    async def _emit(
+        self, shape: TableShape, chunk: Chunk, text: object, position: str
+    ) -> AsyncIterator[ChangeBatch]:
+        """Yield the chunk in ``max_rows`` slices; mark it done once the consumer moved on."""
+        import pyarrow as pa
+
+        assert isinstance(text, pa.Table)
+        step = self.source.batch.max_rows
+        meta = {"snapshot": True, "chunk": chunk.chunk}
+        for offset in range(0, max(text.num_rows, 1), step):
+            piece = text.slice(offset, step)
+            yield read_batch(shape, piece, position, meta)
+        self.state.put_chunks(self.pipeline, [replace(chunk, status="done", rows=text.num_rows)])
+
+    # -- watermark reconciliation ----------------------------------------------------------
+
+    async def _reconcile(
+        self,
+        shapes: dict[str, TableShape],
+        pending: list[Chunk],
+        where: str | None,
+        position: str,
+    ) -> AsyncIterator[ChangeBatch]:
+        source = self.source
+        keyless = {c.table for c in pending if not shapes[c.table].key}
+        if keyless:  # ctids move: such tables are read again from their first chunk
+            pending = [c for c in pending if c.table not in keyless]
+            for table in keyless:
+                pending.extend(c for c in self.state.get_chunks(self.pipeline, table))
+        conn = await source.connect()
+        reader: WatermarkReader | None = None
+        if source.config.mode == "cdc":
+            reader = WatermarkReader(source, pos_to_lsn(position))
+            await reader.open()
+        try:
+            for chunk in sorted(pending, key=lambda c: (c.table, c.chunk)):
+                shape = shapes[chunk.table]
+                marker = uuid.uuid4().hex
+                if reader is not None and shape.key:
+                    await admin.emit_message(conn, admin.WATERMARK_PREFIX, f"low:{marker}")
+                data = await read_copy(conn, chunk_query(shape, chunk, where))
+                text = csv_to_text_columns(data, shape.columns)
+                if reader is not None and shape.key:
+                    await admin.emit_message(conn, admin.WATERMARK_PREFIX, f"high:{marker}")
+                    changed = await reader.changed_keys(marker, shape)
+                    text = reader.drop_changed(text, shape, changed)
+                async for batch in self._emit(shape, chunk, text, position):
+                    yield batch
+        except psycopg.Error as exc:
+            raise map_error(exc, "reconciling snapshot chunks") from exc
+        finally:
+            if reader is not None:
+                await reader.close()
+            await conn.close()
+
+
+async def scan(source: PostgresSource, table: str) -> AsyncIterator[ChangeBatch]:
+    """The table as it is now, as ``r`` batches, with no slot and no chunk bookkeeping."""
+    conn = await source.connect()
+    try:
+        keys = await admin.table_keys(conn, [table])
+        shape = await table_shape(conn, table, keys.get(table, ()))
+        position = lsn_to_pos(await admin.current_lsn(conn))
+        chunk = Chunk(table, 0, None, None)
+        data = await read_copy(conn, chunk_query(shape, chunk, None))
+    except psycopg.Error as exc:
+        raise map_error(exc, f"scanning {table}") from exc
+    finally:
+        await conn.close()
+    text = csv_to_text_columns(data, shape.columns)
+    step = source.batch.max_rows
+    for offset in range(0, max(text.num_rows, 1), step):
+        yield read_batch(shape, text.slice(offset, step), position, {})
