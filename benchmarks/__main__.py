@@ -1,0 +1,112 @@
+"""``python -m benchmarks run [--quick] [--only NAME ...] [--repeat N]`` and ``list``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.core import BenchmarkError, Context, ScenarioResult, select
+from benchmarks.env import BenchEnv
+from benchmarks.results import RESULTS_DIR, machine, markdown_table, write_all
+from benchmarks.scenarios import SCENARIOS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the scenarios and write benchmarks/results/latest.*")
+    run.add_argument("--quick", action="store_true", help="small sizes, one run (< 3 min)")
+    run.add_argument("--only", action="append", metavar="NAME", help="run only NAME (repeatable)")
+    run.add_argument("--repeat", type=int, default=None, help="runs per scenario (median)")
+    run.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    run.add_argument("--no-chart", action="store_true")
+    sub.add_parser("list", help="list the scenarios")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for s in SCENARIOS:
+            print(f"{s.name:20} {'quick+full' if s.in_quick else 'full only':11} {s.title}")
+        return 0
+    try:
+        chosen = select(SCENARIOS, args.quick, args.only)
+    except BenchmarkError as exc:
+        parser.error(str(exc))
+    if args.repeat is not None and args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return run_suite(chosen, args.quick, args.repeat, args.results_dir, not args.no_chart)
+
+
+def run_suite(chosen: list, quick: bool, repeat: int | None, results_dir: Path, chart: bool) -> int:
+    meta = {
+        "mode": "quick" if quick else "full",
+        "started": _now(),
+        "machine": machine(),
+        "repeat": repeat,
+        "scenarios": [s.name for s in chosen],
+    }
+    env = BenchEnv()
+    ctx = Context(quick=quick, repeat=repeat, env=env)
+    results: list[ScenarioResult] = []
+    suite_started = time.perf_counter()
+    try:
+        for scenario in chosen:
+            print(f"▶ {scenario.name}: {scenario.title}", flush=True)
+            started = time.perf_counter()
+            result = run_one(scenario, ctx)
+            result.seconds = round(time.perf_counter() - started, 1)
+            results.append(result)
+            print(f"  {summary(result)}", flush=True)
+            meta["finished"] = _now()
+            meta["seconds"] = round(time.perf_counter() - suite_started, 1)
+            write_all(results, meta, results_dir, chart=False)
+    finally:
+        env.close()
+    meta["finished"] = _now()
+    meta["seconds"] = round(time.perf_counter() - suite_started, 1)
+    paths = write_all(results, meta, results_dir, chart=chart)
+    print()
+    print(markdown_table(results))
+    print(
+        f"\n{len(results)} scenario(s) in {meta['seconds']:.0f} s; wrote "
+        + ", ".join(str(p) for p in paths)
+    )
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def run_one(scenario, ctx: Context) -> ScenarioResult:  # noqa: ANN001
+    """Run one scenario; any failure becomes a ``failed`` result with a readable message."""
+    try:
+        return scenario.run(ctx)
+    except BenchmarkError as exc:
+        return ScenarioResult(scenario.name, scenario.title, status="failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one broken scenario must not stop the suite
+        frames = traceback.format_exception(exc)
+        return ScenarioResult(
+            scenario.name,
+            scenario.title,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}\n" + "".join(frames[-3:]),
+        )
+
+
+def summary(result: ScenarioResult) -> str:
+    if result.status != "ok":
+        return f"{result.status.upper()} ({result.seconds:.0f} s): {result.error}"
+    ratio = f", {result.ratio:.2f}× baseline" if result.ratio is not None else ""
+    rss = f", peak RSS {result.peak_rss_mb:.0f} MB" if result.peak_rss_mb else ""
+    met = {True: "target met", False: "target NOT met", None: "no target"}[result.target_met]
+    return (
+        f"ok ({result.seconds:.0f} s): {result.value:,.0f} {result.unit}{ratio}{rss}; {met}; "
+        f"{result.check}"
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

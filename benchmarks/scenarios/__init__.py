@@ -1,0 +1,24 @@
+"""Every scenario, in the order the suite runs them."""
+
+from __future__ import annotations
+
+from benchmarks.core import Scenario
+from benchmarks.scenarios import (
+    external,
+    mongo_cdc,
+    pg_backfill,
+    pg_bigtxn,
+    pg_cdc,
+    pg_latency,
+    pg_to_mongo,
+)
+
+SCENARIOS: list[Scenario] = [
+    pg_backfill.SCENARIO,
+    pg_cdc.SCENARIO,
+    pg_latency.SCENARIO,
+    pg_bigtxn.SCENARIO,
+    mongo_cdc.SCENARIO,
+    pg_to_mongo.SCENARIO,
+    *external.SCENARIOS,
+]

@@ -1,0 +1,132 @@
+"""CDC Postgres → Postgres: drain a million committed row changes, against ``pg_recvlogical``.
+
+Setup: the seed rows are backfilled (which creates the engine's slot and checkpoint), one more
+slot per run is created for the baseline, then the 70/25/5 workload commits every 100 changes.
+Each run then drains the same WAL from its own slot: ``pg_recvlogical`` (pgoutput, same table,
+to /dev/null, up to the load's end LSN) and ``syncengine sync --once`` (decode, map, compact,
+apply, checkpoint). Both rates are changes / wall seconds of the draining process.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from benchmarks.checks import compare, expect_rows, pg_digest
+from benchmarks.core import Context, Scenario, ScenarioResult
+from benchmarks.datagen import (
+    TABLE,
+    TXN_CHANGES,
+    create_table,
+    seed_for_workload,
+    workload_rows_after,
+    workload_sql,
+)
+from benchmarks.env import BenchEnv, pg_source, pg_target, pg_tool
+from benchmarks.measure import Stopwatch, run_process
+
+NAME = "pg_cdc"
+TITLE = "CDC Postgres→Postgres"
+TARGET_RATE = 50_000
+MARKER = "bench_marker"
+PUBLICATION = "bench_baseline"
+
+
+def run(ctx: Context) -> ScenarioResult:
+    env = ctx.env
+    txns = ctx.size(1_000, 10_000)
+    changes = txns * TXN_CHANGES
+    repeats = ctx.repeats(3)
+    timeout = 180 if ctx.quick else 900
+    result = ScenarioResult(
+        NAME,
+        TITLE,
+        unit="changes/s",
+        baseline="pg_recvlogical → /dev/null",
+        rows=changes,
+        target=f"≥ {TARGET_RATE:,} changes/s",
+    )
+    src = env.new_pg_db("cdc_src")
+    targets: list[str] = []
+    try:
+        with psycopg.connect(src, autocommit=True) as conn:
+            create_table(conn)
+            seed_for_workload(conn)
+            conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(sql.Identifier(MARKER)))
+            conn.execute(
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {}, {}").format(
+                    sql.Identifier(PUBLICATION), sql.Identifier(TABLE), sql.Identifier(MARKER)
+                )
+            )
+        configs = []
+        for attempt in range(repeats):
+            tgt = env.new_pg_db("cdc_tgt")
+            targets.append(tgt)
+            configs.append(prepare_engine(env, src, tgt, attempt, timeout))
+        with psycopg.connect(src, autocommit=True) as conn:
+            for attempt in range(repeats):
+                conn.execute(
+                    "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
+                    (f"bench_baseline_{attempt}",),
+                )
+            with Stopwatch() as load:
+                conn.execute(workload_sql(0, txns - 1))
+            (end_lsn,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()  # type: ignore[misc]
+            # a committed change past end_lsn, so pg_recvlogical sees --endpos reached at once
+            conn.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(sql.Identifier(MARKER)))
+        result.extra["load_changes_per_s"] = round(changes / load.seconds)
+        source = pg_digest(src, TABLE)
+        expect_rows(source, workload_rows_after(txns), "source after workload")
+        for attempt in range(repeats):
+            seconds = recvlogical(src, f"bench_baseline_{attempt}", end_lsn, timeout)
+            result.baseline_runs.append(changes / seconds)
+            run_ = env.engine("sync", str(configs[attempt]), "--once", timeout=timeout)
+            result.check = compare(source, pg_digest(targets[attempt], TABLE), "engine CDC")
+            result.runs.append(changes / run_.seconds)
+            result.peak_rss_mb = max(result.peak_rss_mb or 0.0, run_.peak_rss_mb)
+            result.extra["engine_said"] = run_.stdout.strip().splitlines()[-1:]
+    finally:
+        for tgt in targets:
+            env.drop_pg_db(tgt)
+        env.drop_pg_db(src)
+    result.finish()
+    result.target_met = result.value is not None and result.value >= TARGET_RATE
+    return result
+
+
+def prepare_engine(env: BenchEnv, src: str, tgt: str, attempt: int, timeout: float) -> object:
+    """A pipeline whose initial backfill is done: slot created, checkpoint committed."""
+    config = env.write_config(
+        f"bench_cdc_{attempt}",
+        {"source": pg_source(src, [f"public.{TABLE}"]), "target": pg_target(tgt)},
+    )
+    env.engine("backfill", str(config), timeout=timeout)
+    return config
+
+
+def recvlogical(src: str, slot: str, end_lsn: str, timeout: float) -> float:
+    run_ = run_process(
+        [
+            pg_tool("pg_recvlogical"),
+            "-d",
+            src,
+            "--slot",
+            slot,
+            "--start",
+            "--no-loop",
+            "--endpos",
+            end_lsn,
+            "-o",
+            "proto_version=1",
+            "-o",
+            f"publication_names={PUBLICATION}",
+            "-f",
+            "/dev/null",
+        ],
+        timeout=timeout,
+        what="baseline pg_recvlogical",
+    )
+    return run_.seconds
+
+
+SCENARIO = Scenario(NAME, TITLE, run)
