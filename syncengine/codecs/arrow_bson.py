@@ -40,8 +40,9 @@ from bson.binary import UuidRepresentation
 
 Convert = Callable[[Any], Any]
 
+# UUIDs in extended JSON load as Binary subtype 4: encodable whatever the client's UUID setting
 _JSON_OPTIONS = json_util.JSONOptions(
-    uuid_representation=UuidRepresentation.STANDARD, tz_aware=True
+    uuid_representation=UuidRepresentation.UNSPECIFIED, tz_aware=True
 )
 
 

@@ -42,17 +42,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-from bson import Binary, CodecOptions, Decimal128, decode_all, json_util
+from bson import Binary, CodecOptions, decode_all, json_util
 from bson.binary import UuidRepresentation
 from bson.codec_options import DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
 from syncengine.codecs.arrow_bson import arrow_to_documents
 from syncengine.codecs.bson_types import JSON, NULL, Node, conflicts, infer_column
+from syncengine.codecs.decimals import decimal_array
 
 __all__ = [
     "DECODE_OPTIONS",
@@ -63,12 +63,13 @@ __all__ = [
     "missing_masks",
 ]
 
-#: How raw BSON is decoded: aware UTC datetimes, subtype-4 binaries as ``uuid.UUID``, and
-#: datetimes outside Python's range kept (as ``DatetimeMS``, carried as JSON) instead of raising.
+#: How raw BSON is decoded: aware UTC datetimes, subtype-4 binaries kept as ``Binary`` (their
+#: text form is built straight from the bytes, cheaper than a ``uuid.UUID`` each), and datetimes
+#: outside Python's range kept (as ``DatetimeMS``, carried as JSON) instead of raising.
 DECODE_OPTIONS: CodecOptions = CodecOptions(
     tz_aware=True,
     tzinfo=UTC,
-    uuid_representation=UuidRepresentation.STANDARD,
+    uuid_representation=UuidRepresentation.UNSPECIFIED,
     datetime_conversion=DatetimeConversion.DATETIME_AUTO,
 )
 _JSON_OPTIONS = json_util.JSONOptions(
@@ -201,7 +202,7 @@ def _leaf(name: str, kind: str, values: list[Any]) -> tuple[pa.Array, pa.Field]:
         text = [None if v is None else str(v) for v in values]
         return pa.array(text, pa.string()), _field(name, pa.string(), kind)
     if kind == "uuid":
-        text = [None if v is None else str(_as_uuid(v)) for v in values]
+        text = [None if v is None else _uuid_text(v) for v in values]
         return pa.array(text, pa.string()), _field(name, pa.string(), kind)
     if kind == "binData":
         raw = [None if v is None else bytes(v) for v in values]
@@ -211,33 +212,18 @@ def _leaf(name: str, kind: str, values: list[Any]) -> tuple[pa.Array, pa.Field]:
     raise AssertionError(f"unhandled BSON kind {kind}")
 
 
-def _as_uuid(value: Any) -> Any:
-    return value.as_uuid() if isinstance(value, Binary) else value
+def _uuid_text(value: Any) -> str:
+    if not isinstance(value, Binary | bytes):
+        return str(value)  # uuid.UUID
+    h = bytes(value).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _decimal(name: str, values: list[Any]) -> tuple[pa.Array, pa.Field]:
-    """Exact: decimal128(38, s) with the batch's largest scale, or decimal text when Arrow
-    cannot hold it. The precision is fixed so batches of one collection agree on it."""
-    decimals = [
-        None if v is None else (v.to_decimal() if isinstance(v, Decimal128) else Decimal(v))
-        for v in values
-    ]
-    int_digits, scale, finite = 1, 0, True
-    for d in decimals:
-        if d is None:
-            continue
-        if not d.is_finite():
-            finite = False
-            break
-        _, digits, exponent = d.as_tuple()
-        assert isinstance(exponent, int)
-        scale = max(scale, -exponent)
-        int_digits = max(int_digits, len(digits) + exponent)
-    if finite and int_digits + scale <= _MAX_DECIMAL_DIGITS:
-        type_ = pa.decimal128(_MAX_DECIMAL_DIGITS, scale)
-        return pa.array(decimals, type_), _field(name, type_, "decimal")
-    text = [None if d is None else str(d) for d in decimals]
-    return pa.array(text, pa.string()), _field(name, pa.string(), "decimal")
+    """Exact: decimal128(38, s) with the batch's largest scale (the precision is fixed so the
+    batches of one collection agree on it), or decimal text when Arrow cannot hold it."""
+    array = decimal_array(values)
+    return array, _field(name, array.type, "decimal")
 
 
 def to_json(value: Any) -> str:

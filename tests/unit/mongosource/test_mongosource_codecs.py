@@ -207,3 +207,29 @@ def test_round_trip_of_same_shaped_documents(names, data):
         assert bson.encode(again, codec_options=STANDARD) == bson.encode(
             original, codec_options=STANDARD
         ), (original, again)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.decimals(allow_nan=False, allow_infinity=False).filter(
+                lambda d: len(d.as_tuple().digits) <= 34 and -6000 < d.as_tuple().exponent < 6000
+            ),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_decimal128_columns_are_exact(values):
+    bson_values = [None if v is None else Decimal128(v) for v in values]
+    table, _ = documents_to_arrow([{"d": v} for v in bson_values])
+    column = table.column("d")
+    assert _meta(table, "d") == ("null" if all(v is None for v in values) else "decimal")
+    got = column.to_pylist()
+    for original, value in zip(values, got, strict=True):
+        if original is None:
+            assert value is None
+        else:
+            assert Decimal(str(value)) == Decimal128(original).to_decimal()
