@@ -12,14 +12,8 @@ from __future__ import annotations
 import polars as pl
 from sqlglot import exp
 from syncengine.mappings.casts import _to_text
-from syncengine.mappings.compiler import (
-    Check,
-    Compiled,
-    ExprCompiler,
-    handles,
-    merge,
-    pair,
-)
+from syncengine.mappings.compiler import Check, Compiled, ExprCompiler, handles, merge
+from syncengine.mappings.logic import pair
 
 _REGEX_META = set("\\.+*?()|[]{}^$#&-~")
 
