@@ -15,7 +15,7 @@ document too large, validation) are returned as rejected.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -228,8 +228,8 @@ class MongoTarget:
                 if session is not None:
                     if not errors or any(e.get("code") in MONGO_RETRIABLE_CODES for e in errors):
                         raise  # transient: the transaction is retried as a whole
-                    refused = {pending[e["index"]][1]: str(e.get("errmsg")) for e in errors}
-                    raise _Rejected(refused) from None
+                    reasons = {pending[e["index"]][1]: str(e.get("errmsg")) for e in errors}
+                    raise _Rejected(reasons) from None
                 _count(result, exc.details)
                 retry = []
                 for error in errors:
@@ -332,7 +332,7 @@ class _Rejected(Exception):
         self.table = -1
 
 
-def _count(result: ApplyResult, details: dict[str, Any]) -> None:
+def _count(result: ApplyResult, details: Mapping[str, Any]) -> None:
     result.upserted += int(details.get("nUpserted", 0)) + int(details.get("nModified", 0))
     result.deleted += int(details.get("nRemoved", 0))
 

@@ -195,10 +195,10 @@ def _statements(
     key: tuple[str, ...],
     patterns: dict[int, list[str]],
     types: dict[str, str],
-) -> list[tuple[str, sql.Composable]]:
+) -> list[tuple[str, sql.Composed]]:
     in_range = sql.SQL("s.__row >= %(lo)s AND s.__row < %(hi)s")
     match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
-    out: list[tuple[str, sql.Composable]] = [
+    out: list[tuple[str, sql.Composed]] = [
         (
             "deleted",
             sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE s.__op = 'd' AND {} AND {}").format(
@@ -211,6 +211,7 @@ def _statements(
         names = sql.SQL(", ").join(map(sql.Identifier, columns))
         sources = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns)
         others = [c for c in columns if c not in key]
+        action: sql.Composable
         if others:
             sets = sql.SQL(", ").join(
                 sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others

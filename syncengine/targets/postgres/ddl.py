@@ -100,7 +100,7 @@ async def has_unique_key(
     return any(sorted(row[0]) == wanted for row in await cur.fetchall())
 
 
-def create_table_sql(schema: str, spec: TableSpec) -> sql.Composable:
+def create_table_sql(schema: str, spec: TableSpec) -> sql.Composed:
     columns = []
     for field in spec.schema:
         not_null = sql.SQL(" NOT NULL") if field.name in spec.key else sql.SQL("")
@@ -116,7 +116,7 @@ def create_table_sql(schema: str, spec: TableSpec) -> sql.Composable:
     )
 
 
-def add_column_sql(schema: str, table: str, field: pa.Field) -> sql.Composable:
+def add_column_sql(schema: str, table: str, field: pa.Field) -> sql.Composed:
     return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
         sql.Identifier(schema, table), sql.Identifier(field.name), type_sql(pg_type_of(field))
     )

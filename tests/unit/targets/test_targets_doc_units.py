@@ -101,3 +101,28 @@ def test_fault_point_fires_only_when_armed(monkeypatch: pytest.MonkeyPatch) -> N
     fault_point("x.after_data")
     with pytest.raises(SimulatedCrash):
         fault_point("x.before_commit")
+
+
+def test_make_target_builds_each_kind_from_its_config(tmp_path) -> None:
+    from syncengine.config.models import (
+        MongoTargetConfig,
+        ParquetTargetConfig,
+        PostgresTargetConfig,
+    )
+    from syncengine.state.sqlite import SQLiteStateStore
+    from syncengine.targets import make_target
+    from syncengine.targets.mongo import MongoTarget
+    from syncengine.targets.parquet import ParquetTarget
+    from syncengine.targets.postgres import PostgresTarget
+
+    state = SQLiteStateStore(tmp_path / "s.db")
+    configs = {
+        PostgresTarget: PostgresTargetConfig(type="postgres", dsn="postgresql://h/db"),
+        MongoTarget: MongoTargetConfig(type="mongo", uri="mongodb://h", database="d"),
+        ParquetTarget: ParquetTargetConfig(type="parquet", path=str(tmp_path / "lake")),
+    }
+    for cls, config in configs.items():
+        target = make_target("p", config, state)
+        assert isinstance(target, cls) and target.pipeline == "p"
+    assert make_target("p", configs[PostgresTarget], state).keeps_state
+    assert not make_target("p", configs[ParquetTarget], state).keeps_state
