@@ -94,7 +94,10 @@ class Snapshotter:
             async for batch in self._exported(shapes, where, parallel):
                 yield batch
             return
-        position = lsn_to_pos(await admin.current_lsn(conn))
+        if source.config.mode == "cdc":
+            position = lsn_to_pos(await admin.current_lsn(conn))
+        else:  # incremental: rows changed while we read are polled again afterwards
+            position = await source.current_position()
         self._remember(position, None)
         planned: list[Chunk] = []
         for shape in shapes.values():
