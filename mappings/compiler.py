@@ -245,9 +245,11 @@ def _literal(c: ExprCompiler, node: exp.Expression) -> Compiled:
     if node.is_string:
         return Compiled(pl.lit(node.this, dtype=pl.String))
     value = _number(node.this)
-    if isinstance(value, int) and -(2**31) <= value < 2**31:
-        return Compiled(pl.lit(value, dtype=pl.Int32))
-    return Compiled(pl.lit(value, dtype=pl.Int64 if isinstance(value, int) else pl.Float64))
+    # Integer constants are 64-bit so that ``int_col * 1000`` widens instead of wrapping
+    # around silently (Postgres would raise "integer out of range").
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return Compiled(pl.lit(value, dtype=pl.Int64))
+    return Compiled(pl.lit(float(value), dtype=pl.Float64))
 
 
 @handles(exp.Null)

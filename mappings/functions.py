@@ -284,8 +284,13 @@ def _like(c: ExprCompiler, node: exp.Expression) -> Compiled:
             expr = value.str.contains(like_regex(pattern))
     elif isinstance(node, exp.ILike):
         expr = value.str.contains("(?i)" + like_regex(pattern))
-    elif isinstance(node, exp.RegexpILike):
-        expr = value.str.contains("(?i)" + pattern)
     else:
-        expr = value.str.contains(pattern)
+        regex = ("(?i)" if isinstance(node, exp.RegexpILike) else "") + pattern
+        try:  # fail at validation, not in the middle of a batch
+            pl.select(pl.lit("").str.contains(regex))
+        except pl.exceptions.ComputeError as error:
+            lines = [ln.strip() for ln in str(error).splitlines() if ln.startswith("error:")]
+            detail = lines[0].removeprefix("error: ") if lines else None
+            raise c.error(node, "invalid regular expression", detail) from None
+        expr = value.str.contains(regex)
     return merge(expr, [inner])

@@ -220,6 +220,8 @@ def _compile(
         dtypes = {name.replace(".", "_"): dtype for name, dtype in dtypes.items()}
         leaves = [replace(leaf, name=leaf.name.replace(".", "_")) for leaf in leaves]
         leaves = flatten(leaves, dtypes, schema)
+        flat_excluded = {name.replace(".", "_") for name in excluded}
+        leaves = [leaf for leaf in leaves if leaf.name not in flat_excluded - set(target_key)]
     plan = CompiledMapping(
         pipeline, mapping, schema, source_key, target_key, leaves, {}, filter_, missing, index
     )

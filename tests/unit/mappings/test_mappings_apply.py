@@ -256,3 +256,19 @@ def test_numeric_text_columns_compute_as_numbers_and_rename_unchanged() -> None:
     assert [d.reason.split(", ")[1] for d in result.dead_letters] == [
         "field half: numeric value out of range"
     ]
+
+
+def test_empty_batch_maps_to_an_empty_batch_with_the_target_schema() -> None:
+    m = mapping(fields={"id": "id", "n": "notes::int"}, filter="status = 'paid'")
+    compiled = compile_mapping("shop", m, SCHEMA, ("id",))
+    out = compiled.apply(batch([], [])).batch
+    assert out.num_rows == 0 and out.rows.schema.equals(compiled.target_schema)
+
+
+def test_integer_arithmetic_widens_instead_of_wrapping() -> None:
+    schema = pa.schema([("id", pa.int32()), ("q", pa.int32())])
+    m = MappingConfig(source="t", fields={"id": "id", "big": "q * 1000000"})
+    rows = pa.Table.from_pylist([{"id": 1, "q": 5_000_000}], schema=schema)
+    compiled = compile_mapping("shop", m, schema, ("id",))
+    out = compiled.apply(ChangeBatch.build("t", rows, ops=["c"], positions=["1"])).batch
+    assert out.data.column("big").to_pylist() == [5_000_000_000_000]

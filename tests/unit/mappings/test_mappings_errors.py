@@ -131,3 +131,9 @@ def test_documents_read_missing_fields_as_null() -> None:
     schema = pa.schema([("_id", pa.string())])
     compiled = compile_mapping("orders", cfg.pipelines["orders"].mappings[0], schema, ("_id",))
     assert compiled.missing == "null"
+
+
+def test_invalid_regex_is_a_config_error() -> None:
+    assert check_expression("s ~ '(unclosed'") == [
+        "invalid regular expression at line 1, column 1: unclosed group"
+    ]

@@ -122,3 +122,11 @@ def test_missing_document_fields_read_as_null() -> None:
     compiled = compile_mapping("crm", m, DOCS, ("_id",))
     frame = pl.from_arrow(compiled.apply(docs_batch()).batch.rows)
     assert frame["v"].to_list() == [False, False]
+
+
+def test_flatten_exclude_takes_flat_or_dotted_names() -> None:
+    m = MappingConfig(
+        source="customers", flatten=True, exclude=["tags", "address.geo_lat", "address_geo_lon"]
+    )
+    compiled = compile_mapping("crm", m, DOCS, ("_id",))
+    assert compiled.target_schema.names == ["_id", "name", "address_city"]
