@@ -193,3 +193,40 @@ def test_remote_delete_of_an_edited_row(tmp_path):
         r = h.run(batch([{"id": 5}], ["d"], 10))
         assert r.conflicts == 1
         assert (h.row(5) is not None) == survives, strategy
+
+
+def test_per_mapping_override_and_pending_keys_wait_under_any_strategy(tmp_path):
+    h = Harness(tmp_path, "remote")
+    h.resolver.overrides["items"] = ConflictsConfig(strategy="manual")
+    h.seed()
+    h.target.edit("items", key(1), name="hand")
+    r = h.run(batch([{"id": 1, "name": "src", "qty": 1, "updated_at": t(20)}], ["u"], 10))
+    assert (r.strategy, r.parked) == ("manual", 1)
+    # the override is removed: the parked key still waits, others use the pipeline's strategy
+    h.resolver.overrides.clear()
+    h.target.edit("items", key(2), name="hand")
+    r = h.run(
+        batch(
+            [
+                {"id": 1, "name": "src2", "qty": 1, "updated_at": t(21)},
+                {"id": 2, "name": "src", "qty": 2, "updated_at": t(21)},
+            ],
+            ["u", "u"],
+            20,
+        )
+    )
+    assert (r.strategy, r.held, r.outcomes) == ("remote", 1, {"remote": 1})
+    assert h.row(1)["name"] == "hand" and h.row(2)["name"] == "src"
+
+
+def test_truncate_then_rows_apply_without_reads(tmp_path):
+    h = Harness(tmp_path, "manual")
+    h.seed()
+    h.target.edit("items", key(1), name="hand")
+    rows = [
+        {"id": 0, "name": None, "qty": None, "updated_at": None},
+        {"id": 1, "name": "fresh", "qty": 1, "updated_at": t(20)},
+    ]
+    r = h.run(batch(rows, ["t", "c"], 10))
+    assert r.conflicts == 0
+    assert list(h.target.rows["items"]) == [key(1)] and h.row(1)["name"] == "fresh"
