@@ -113,12 +113,12 @@ def json_of(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
 
 
 async def detect(
-    target: Target, spec: TableSpec, changes: pl.DataFrame, *, after_truncate: bool = False
+    target: Target, spec: TableSpec, changes: pl.DataFrame, *, assume_empty: bool = False
 ) -> Detection:
     """Read target and shadow rows for the changes' keys and classify every change.
 
-    ``after_truncate``: the batch empties the table first, so nothing is read: every key is
-    absent at the target and in the shadow.
+    ``assume_empty``: read nothing, every key is absent at the target and in the shadow (the
+    batch truncates the table first, or the target cannot read rows back).
     """
     columns = spec.schema.names
     key = list(spec.key)
@@ -126,7 +126,7 @@ async def detect(
     keys = remote.select(key)
     row_key = row_keys(remote, key)
 
-    reads = keys.height and not after_truncate
+    reads = keys.height and not assume_empty
     read = await target.read_rows(spec, keys.to_arrow()) if reads else None
     local = _align_local(keys, canonical(read, spec) if read is not None else None, spec)
     local_hash = hash_texts(json_of(local, columns))

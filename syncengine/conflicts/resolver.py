@@ -113,11 +113,11 @@ class ConflictResolver:
         held_mask = (
             keys.is_in(list(pending)) if pending else pl.repeat(False, rest.height, eager=True)
         )
-        # A target that cannot read its rows back (the Parquet change log) sets
-        # ``conflict_detection = False``: everything passes as sent, no shadow is kept.
-        detects = getattr(self.target, "conflict_detection", True)
+        # A change-log target (Parquet, ``change_log = True``) has no current row to conflict
+        # with: everything passes as sent and no shadow is kept.
+        detects = not getattr(self.target, "change_log", False)
         blind = bool(truncates.height) or not detects
-        det = await detect(self.target, spec, rest.filter(~held_mask), after_truncate=blind)
+        det = await detect(self.target, spec, rest.filter(~held_mask), assume_empty=blind)
         plan = _Plan(spec, det, config)
         if plan.n_conflicts:
             plan.decide(self.pipeline)
@@ -235,7 +235,7 @@ class _Plan:
         base = det.base(rows)
         source = det.source_image(rows, base)
         local = det.local.filter(rows)
-        remote = source.with_columns(det.changes.filter(rows).select("_op", "_ts"))
+        remote = source.with_columns(det.changes.filter(rows).select("_op", "_ts").get_columns())
         ctx = StrategyContext(
             config, spec.key, tuple(self.columns), json_columns(spec.schema), spec.name
         )

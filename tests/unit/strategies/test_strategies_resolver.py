@@ -71,7 +71,8 @@ class Harness:
         rows = [{"id": i, "name": f"n{i}", "qty": i, "updated_at": t(10)} for i in range(1, 6)]
         resolved = self.run(batch(rows, ["r"] * 5))
         assert resolved.conflicts == 0
-        assert len(self.target.shadow["items"]) == 5
+        logged = getattr(self.target, "change_log", False)
+        assert len(self.target.shadow["items"]) == (0 if logged else 5)
 
 
 def test_clean_changes_pass_and_shadow_follows(tmp_path):
@@ -230,3 +231,12 @@ def test_truncate_then_rows_apply_without_reads(tmp_path):
     r = h.run(batch(rows, ["t", "c"], 10))
     assert r.conflicts == 0
     assert list(h.target.rows["items"]) == [key(1)] and h.row(1)["name"] == "fresh"
+
+
+def test_change_log_targets_pass_everything_without_shadow(tmp_path):
+    h = Harness(tmp_path, "manual")
+    h.target.change_log = True  # like the Parquet target
+    h.seed()
+    r = h.run(batch([{"id": 1, "name": "again", "qty": 1, "updated_at": t(20)}], ["u"], 10))
+    assert (r.conflicts, r.parked, r.write.batch.num_rows) == (0, 0, 1)
+    assert h.target.shadow["items"] == {}
