@@ -130,3 +130,36 @@ def test_flatten_exclude_takes_flat_or_dotted_names() -> None:
     )
     compiled = compile_mapping("crm", m, DOCS, ("_id",))
     assert compiled.target_schema.names == ["_id", "name", "address_city"]
+
+
+def test_one_mapping_gives_the_same_rows_for_json_text_and_documents() -> None:
+    """Postgres sends jsonb as text, Mongo sends sub-documents: the mapping reads both."""
+    m = MappingConfig(
+        source="customers",
+        fields={"_id": "_id", "city": "address->>'city'", "c2": "upper(address.city)"},
+        filter="address->>'city' <> 'Bergen'",
+    )
+    texts = pa.schema(
+        [pa.field("_id", pa.string()), pa.field("address", pa.string(), {"pg_type": "jsonb"})]
+    )
+    rows = [
+        {"_id": "1", "address": '{"city": "Oslo", "geo": {"lat": 59.9, "lon": 10.7}}'},
+        {"_id": "2", "address": '{"city": "Bergen"}'},
+        {"_id": "3", "address": None},
+    ]
+    as_text = ChangeBatch.build(
+        "customers", pa.Table.from_pylist(rows, texts), ops=["r"] * 3, positions=["1", "2", "3"]
+    )
+    docs = [{**r, "address": json.loads(r["address"]) if r["address"] else None} for r in rows]
+    doc_schema = pa.schema([pa.field("_id", pa.string()), pa.field("address", ADDRESS)])
+    as_docs = ChangeBatch.build(
+        "customers",
+        pa.Table.from_pylist(docs, doc_schema),
+        ops=["r"] * 3,
+        positions=["1", "2", "3"],
+    )
+    outs = [
+        pl.from_arrow(compile_mapping("crm", m, b.rows.schema, ("_id",)).apply(b).batch.rows)
+        for b in (as_text, as_docs)
+    ]
+    assert outs[0].rows() == outs[1].rows() == [("1", "Oslo", "OSLO")]
