@@ -16,6 +16,7 @@ from syncengine.cli.common import config_argument, load_selected, pipeline_optio
 from syncengine.config.models import Config
 from syncengine.conflicts import queue
 from syncengine.conflicts.manual import Choice, Resolution, resolve_conflict
+from syncengine.conflicts.rows import loads
 from syncengine.errors import UsageError
 from syncengine.state import Conflict, SQLiteStateStore
 
@@ -25,20 +26,16 @@ def conflicts() -> None:
     """Review and resolve conflicts parked by the `manual` strategy."""
 
 
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 def as_dict(conflict: Conflict, state: SQLiteStateStore | None = None) -> dict[str, Any]:
     """A conflict as the JSON object ``list --json`` prints (rows as objects, null = absent)."""
     out = {
         "id": conflict.id,
         "pipeline": conflict.pipeline,
         "table": conflict.table,
-        "key": _loads(conflict.key),
-        "base": _loads(conflict.base),
-        "local": _loads(conflict.local),
-        "remote": _loads(conflict.remote),
+        "key": loads(conflict.key),
+        "base": loads(conflict.base),
+        "local": loads(conflict.local),
+        "remote": loads(conflict.remote),
         "status": conflict.status,
         "created_at": conflict.created_at,
         "position": queue.position_of(conflict),
@@ -104,7 +101,7 @@ def show(config_path: str, conflict_id: int, as_json: bool) -> None:
 
 def side_by_side(conflict: Conflict, held: int) -> Table:
     """Fields as rows; base | local | remote as columns; changed cells highlighted."""
-    base, local, remote = (_loads(t) for t in (conflict.base, conflict.local, conflict.remote))
+    base, local, remote = (loads(t) for t in (conflict.base, conflict.local, conflict.remote))
     title = (
         f"conflict {conflict.id} · {conflict.pipeline}.{conflict.table} {conflict.key} · "
         f"{conflict.status} · {held} change(s) held"

@@ -21,8 +21,14 @@ import polars as pl
 from deepdiff import DeepDiff
 
 from syncengine.changes import UNSENT_PREFIX
-from syncengine.conflicts.rows import decode_rows, encode_rows, polars_schema, schema_from_text
-from syncengine.conflicts.rows import loads as _loads
+from syncengine.conflicts.rows import (
+    decode_rows,
+    encode_rows,
+    loads,
+    polars_schema,
+    schema_from_text,
+    schema_to_text,
+)
 from syncengine.state import Conflict, SQLiteStateStore
 from syncengine.targets.base import TableSpec
 
@@ -58,8 +64,6 @@ class Held:
 
 def delta_json(spec: TableSpec, parked: Parked) -> str:
     """What a parked conflict keeps besides the three rows (see the module docstring)."""
-    from syncengine.conflicts.rows import schema_to_text
-
     base = _doc(parked.base)
     return json.dumps(
         {
@@ -74,7 +78,7 @@ def delta_json(spec: TableSpec, parked: Parked) -> str:
 
 
 def _doc(text: str | None) -> Any:
-    value = _loads(text)
+    value = loads(text)
     return {} if value is None else value
 
 
