@@ -1,10 +1,12 @@
-"""Checks that a Postgres source can be captured, with the fix for each problem."""
+"""Checks that a Postgres source can be captured, with the fix for each problem (``validate``)."""
 
 from __future__ import annotations
 
 import psycopg
 
 from syncengine.config.models import PipelineConfig, PostgresSourceConfig
+from syncengine.config.secrets import redact
+from syncengine.sources.postgres import admin
 
 
 async def check_source(name: str, pipeline: PipelineConfig) -> list[str]:
@@ -15,35 +17,22 @@ async def check_source(name: str, pipeline: PipelineConfig) -> list[str]:
             source.dsn.get_secret_value(), autocommit=True, connect_timeout=5
         )
     except psycopg.Error as exc:
-        return [f"cannot connect: {_first_line(exc)}"]
-    problems: list[str] = []
+        return [f"cannot connect: {redact(_first_line(exc))}"]
     async with conn:
+        problems = await admin.check(conn, source)
         if source.mode == "cdc":
-            level = await (await conn.execute("SHOW wal_level")).fetchone()
-            if level and level[0] != "logical":
-                problems.append(
-                    f"wal_level is '{level[0]}'; set wal_level = logical in postgresql.conf "
-                    "and restart the server"
-                )
-        for table in source.tables:
-            schema, _, rel = table.rpartition(".")
+            slot = source.slot or admin.default_name(name)
             row = await (
                 await conn.execute(
-                    "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE "
-                    "i.indrelid = c.oid AND i.indisprimary) FROM pg_class c JOIN pg_namespace n "
-                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-                    (schema or "public", rel),
+                    "SELECT database FROM pg_replication_slots WHERE slot_name = %s "
+                    "AND database <> current_database()",
+                    (slot,),
                 )
             ).fetchone()
-            if row is None:
-                problems.append(f"tables: '{table}' does not exist")
-                continue
-            identity, has_pk = row
-            if source.mode == "cdc" and not has_pk and identity not in ("f", "i"):
+            if row is not None:
                 problems.append(
-                    f"tables: '{table}' has no primary key and no REPLICA IDENTITY FULL, so its "
-                    f"updates and deletes cannot be keyed; add a primary key or run "
-                    f"ALTER TABLE {table} REPLICA IDENTITY FULL"
+                    f"slot: '{slot}' already belongs to database {row[0]}; set source.slot "
+                    "to another name"
                 )
     return problems
 

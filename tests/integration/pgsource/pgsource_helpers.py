@@ -20,7 +20,8 @@ def make_source(
     max_rows: int = 1000,
     **config: object,
 ) -> PostgresSource:
-    cfg = PostgresSourceConfig(type="postgres", dsn=dsn, tables=tables, heartbeat=0, **config)
+    config = {"heartbeat": 0, **config}
+    cfg = PostgresSourceConfig(type="postgres", dsn=dsn, tables=tables, **config)
     return PostgresSource(
         pipeline,
         cfg,

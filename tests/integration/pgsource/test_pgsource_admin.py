@@ -1,0 +1,138 @@
+"""Slot/publication admin: checks that say what to change, lag, heartbeat, explicit drop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from syncengine.config.models import PipelineConfig
+from syncengine.errors import FatalError, PermissionProblem
+from syncengine.sources.postgres import admin
+from syncengine.sources.postgres.pgerrors import map_error
+from syncengine.sources.postgres.preflight import check_source
+from tests.integration.pgsource.pgsource_helpers import drain, execute, make_source
+
+
+def test_validate_reports_unkeyed_table_and_missing_table(pg_dsn):
+    execute(pg_dsn, "CREATE TABLE loose (a int)", "CREATE TABLE tight (id int PRIMARY KEY)")
+    pipeline = PipelineConfig.model_validate(
+        {
+            "source": {"type": "postgres", "dsn": pg_dsn, "tables": ["loose", "tight", "nope"]},
+            "target": {"type": "parquet", "path": "/tmp/x"},
+        }
+    )
+    problems = asyncio.run(check_source("p", pipeline))
+    assert any("'loose' has no primary key" in p and "REPLICA IDENTITY FULL" in p for p in problems)
+    assert any("'nope' does not exist" in p for p in problems)
+    assert not any("tight" in p for p in problems)
+
+
+def test_open_creates_publication_for_partitioned_table_and_refuses_unkeyed(pg_dsn):
+    execute(
+        pg_dsn,
+        "CREATE TABLE m (id int, day date, PRIMARY KEY (id, day)) PARTITION BY RANGE (day)",
+        "CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+        "CREATE TABLE loose (a int)",
+    )
+
+    async def scenario():
+        source = make_source(pg_dsn, ["m"], pipeline="part")
+        await source.open()
+        _, start = await drain(source, None)
+        execute(pg_dsn, "INSERT INTO m VALUES (1, '2024-05-05')")
+        batches, _ = await drain(source, start)
+        await source.close()
+        bad = make_source(pg_dsn, ["loose"], pipeline="bad")
+        with pytest.raises(FatalError, match="REPLICA IDENTITY FULL"):
+            await bad.open()
+        await bad.close()
+        return batches
+
+    batches = [b for b in asyncio.run(scenario()) if b.num_rows]
+    assert [b.table for b in batches] == ["public.m"]  # published via the partition root
+    with psycopg.connect(pg_dsn) as conn:
+        root = conn.execute(
+            "SELECT pubviaroot FROM pg_publication WHERE pubname = 'syncengine_part'"
+        ).fetchone()
+    assert root == (True,)
+
+
+def test_lag_heartbeat_and_explicit_drop(pg_dsn):
+    execute(pg_dsn, "CREATE TABLE h (id int PRIMARY KEY)")
+
+    async def scenario():
+        source = make_source(pg_dsn, ["h"], pipeline="hb", max_retained_wal_mb=1)
+        await source.open()
+        await drain(source, None)  # creates the slot
+        start = await source.current_position()
+        execute(pg_dsn, "INSERT INTO h SELECT generate_series(1, 20000)")
+        lag = await source.lag(start)
+        # an idle database: heartbeats give the stream a boundary to acknowledge
+        conn = await source.connect()
+        await admin.emit_heartbeat(conn)
+        await conn.close()
+        batches, last = await drain(source, start)
+        after = await source.lag(last)
+        await source.close()
+        dropped = await admin.drop_slot(pg_dsn, "syncengine_hb")
+        again = await admin.drop_slot(pg_dsn, "syncengine_hb")
+        return lag, after, last, start, dropped, again
+
+    lag, after, last, start, dropped, again = asyncio.run(scenario())
+    assert lag.lag_bytes and lag.lag_bytes > 1024 * 1024
+    assert lag.retained_wal_bytes and "warning" in lag.details
+    assert last > start and after.lag_bytes is not None and after.lag_bytes < lag.lag_bytes
+    assert dropped is True and again is False
+
+
+def test_errors_map_to_retry_policy():
+    assert map_error(psycopg.errors.InsufficientPrivilege("no"), "x").__class__ is PermissionProblem
+    assert map_error(psycopg.errors.AdminShutdown("bye"), "x").retriable
+    assert not map_error(psycopg.errors.UndefinedTable("t"), "x").retriable
+    leaked = map_error(psycopg.OperationalError("postgresql://u:hunter2@h/db failed"), "x")
+    assert "hunter2" not in str(leaked) and leaked.retriable
+
+
+def test_heartbeat_advances_idle_slot_and_cancel_stops_promptly(pg_dsn):
+    execute(pg_dsn, "CREATE TABLE idle (id int PRIMARY KEY)")
+
+    async def scenario():
+        source = make_source(pg_dsn, ["idle"], pipeline="idle", heartbeat=0.3)
+        await source.open()
+        await drain(source, None)
+        start = await source.current_position()
+        resumes = []
+
+        async def consume():
+            async for batch in source.stream(start):
+                if batch.meta.get("resume"):
+                    resumes.append(batch.meta["resume"])
+                    await source.acknowledge(batch.meta["resume"])
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(1.5)
+        task.cancel()
+        loop = asyncio.get_running_loop()
+        cancelled_at = loop.time()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stop_time = loop.time() - cancelled_at
+        await asyncio.sleep(0.2)
+        conn = await source.connect()
+        row = await (
+            await conn.execute(
+                "SELECT active, confirmed_flush_lsn::text FROM pg_replication_slots "
+                "WHERE slot_name = 'syncengine_idle'"
+            )
+        ).fetchone()
+        await conn.close()
+        await source.close()
+        return start, resumes, stop_time, row
+
+    start, resumes, stop_time, (active, confirmed) = asyncio.run(scenario())
+    assert len(resumes) >= 2 and resumes[-1] > start
+    assert stop_time < 1.0 and active is False
+    high, low = confirmed.split("/")
+    assert f"{int(high, 16):08X}{int(low, 16):08X}" == resumes[-1]
