@@ -96,9 +96,19 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-@click.group()
+class ConfigFirstGroup(click.Group):
+    """Accepts ``GROUP CONFIG SUB …`` (as DESIGN.md writes ``checkpoints CONFIG show``) as well
+    as ``GROUP SUB CONFIG …`` (like the other groups)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if len(args) >= 2 and args[0] not in self.commands and args[1] in self.commands:
+            args = [args[1], args[0], *args[2:]]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=ConfigFirstGroup)
 def checkpoints() -> None:
-    """Inspect or reset stored source positions."""
+    """Inspect or reset stored source positions (``checkpoints CONFIG show|reset``)."""
 
 
 @checkpoints.command("show")
@@ -143,9 +153,7 @@ def checkpoints_reset(config_path: str, pipeline: str, yes: bool) -> None:
         job = Pipeline(pipeline, config.pipelines[pipeline], state)
         try:
             await job.target.open()
-            reset_target = getattr(job.target, "reset_checkpoint", None)
-            if reset_target is not None:
-                await reset_target(job.stream_name)
+            await job.target.reset_checkpoint(job.stream_name)
         finally:
             await job.close()
 
@@ -210,3 +218,34 @@ def deadletters_show(config_path: str, letter_id: int) -> None:
                 click.echo(json.dumps(_letter(letter), indent=2))
                 return
     raise UsageError(f"no dead letter with id {letter_id}")
+
+
+@deadletters.command("replay")
+@config_argument
+@click.option("--pipeline", "-p", required=True, metavar="NAME")
+@click.option("--id", "ids", type=int, multiple=True, help="Only these letters (repeatable).")
+@expected_errors
+def deadletters_replay(config_path: str, pipeline: str, ids: tuple[int, ...]) -> None:
+    """Re-run dead letters through the current mapping (after fixing it)."""
+    from syncengine.runtime.replay import replay
+
+    config, _ = load_selected(config_path, pipeline)
+    state = SQLiteStateStore(config.state)
+    letters = [
+        letter for letter in state.list_dead_letters(pipeline) if not ids or letter.id in ids
+    ]
+    if not letters:
+        click.echo("no dead letters to replay")
+        return
+
+    async def run() -> tuple[int, int]:
+        job = Pipeline(pipeline, config.pipelines[pipeline], state)
+        await job.open()
+        try:
+            return await replay(job, letters)
+        finally:
+            await job.close()
+
+    with state.lock(pipeline, "deadletters replay"):
+        done, again = asyncio.run(run())
+    click.echo(f"{pipeline}: {done} replayed, {again} dead-lettered again")

@@ -96,6 +96,10 @@ class Target(Protocol):
 
     async def get_checkpoint(self, stream: str) -> str | None: ...
 
+    async def reset_checkpoint(self, stream: str) -> None:
+        """Forget the stored position where the target keeps it (``checkpoints reset``)."""
+        ...
+
     def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
         """Every row of the table, columns of ``spec`` typed as ``read_rows`` returns them
         (``verify`` compares this with the mapped source)."""

@@ -153,6 +153,9 @@ class ParquetTarget:
     async def get_checkpoint(self, stream: str) -> str | None:
         return get_sqlite_checkpoint(self.state, self.pipeline, stream)
 
+    async def reset_checkpoint(self, stream: str) -> None:
+        """Checkpoints live in the SQLite store, which the caller resets."""
+
     async def apply(
         self, writes: Sequence[TableWrite], checkpoint: Checkpoint | None
     ) -> ApplyResult:

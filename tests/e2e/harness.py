@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 
 EXE = str(Path(sys.executable).parent / "syncengine")
+GROUPS = {"deadletters", "conflicts", "checkpoints"}
 
 
 class CLI:
@@ -25,11 +26,16 @@ class CLI:
         self.env = {**os.environ, **env, "SYNCENGINE_STATE": str(tmp_path / "state.db")}
         self.logs: list[str] = []
 
+    def argv(self, args: tuple[str, ...]) -> list[str]:
+        """``syncengine CMD CONFIG …``, or ``syncengine GROUP SUB CONFIG …`` for groups."""
+        split = 2 if args and args[0] in GROUPS else 1
+        return [EXE, *args[:split], str(self.config), *args[split:]]
+
     def run(
         self, *args: str, timeout: float = 120, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [EXE, *args[:1], str(self.config), *args[1:]],
+            self.argv(args),
             capture_output=True,
             text=True,
             env=self.env,
@@ -46,7 +52,7 @@ class CLI:
     def start(self, *args: str) -> subprocess.Popen[str]:
         log = open(self.dir / f"daemon-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
         return subprocess.Popen(
-            [EXE, *args[:1], str(self.config), *args[1:]],
+            self.argv(args),
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,

@@ -165,6 +165,12 @@ class MongoTarget:
         doc = await self.db[CHECKPOINTS].find_one({"_id": {"p": self.pipeline, "s": stream}})
         return doc["position"] if doc else None
 
+    async def reset_checkpoint(self, stream: str) -> None:
+        """Forget the stored position (the SQLite copy is reset by the caller)."""
+        await self.open()
+        if self.keeps_state:
+            await self.db[CHECKPOINTS].delete_one({"_id": {"p": self.pipeline, "s": stream}})
+
     def _shadow_id(self, table: str, row_key: str) -> dict[str, str]:
         return {"p": self.pipeline, "t": table, "k": row_key}
 

@@ -83,6 +83,15 @@ async def read_checkpoint(conn: psycopg.AsyncConnection, pipeline: str, stream: 
     return row[0] if row else None
 
 
+async def delete_checkpoint(conn: psycopg.AsyncConnection, pipeline: str, stream: str) -> None:
+    await conn.execute(
+        sql.SQL("DELETE FROM {} WHERE pipeline = %s AND stream = %s").format(
+            state_table("checkpoints")
+        ),
+        (pipeline, stream),
+    )
+
+
 async def read_shadow(
     conn: psycopg.AsyncConnection, pipeline: str, table: str, row_keys: Sequence[str]
 ) -> pa.Table:

@@ -169,6 +169,14 @@ class PostgresTarget:
         except psycopg.Error as exc:
             raise translate(exc, "reading the checkpoint") from None
 
+    async def reset_checkpoint(self, stream: str) -> None:
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                await state.delete_checkpoint(conn, self.pipeline, stream)
+        except psycopg.Error as exc:
+            raise translate(exc, "resetting the checkpoint") from None
+
     # -- apply ----------------------------------------------------------------------------
 
     async def apply(
