@@ -13,7 +13,7 @@ from syncengine.mappings.apply import MappingResult
 from syncengine.mappings.check import check_columns, check_config, check_expression
 from syncengine.mappings.errors import ExpressionError, MappingError
 from syncengine.mappings.plan import CompiledMapping, compile_mapping
-from syncengine.mappings.pushdown import to_mongo_match, to_postgres_where
+from syncengine.mappings.pushdown import to_mongo_match, to_mongo_stream_match, to_postgres_where
 
 __all__ = [
     "CompiledMapping",
@@ -25,5 +25,6 @@ __all__ = [
     "check_expression",
     "compile_mapping",
     "to_mongo_match",
+    "to_mongo_stream_match",
     "to_postgres_where",
 ]
