@@ -48,7 +48,12 @@ async def backfill(
         if progress is not None:
             progress.advance(batch.table, batch.num_rows)  # type: ignore[attr-defined]
     position = await pipeline.source.snapshot_position()
-    if position is not None:
+    existing = await pipeline.checkpoint()
+    if existing is not None and (position is None or existing < position):
+        # A re-backfill never moves the stream forward: a snapshot only upserts, so deletes
+        # made between the old checkpoint and the snapshot must still come from the stream.
+        position = existing
+    if position is not None and position != existing:
         await pipeline.target.apply([], Checkpoint(pipeline.stream_name, position))
         await pipeline.source.acknowledge(position)
     log.info("%s: backfill complete, %d rows, consistent with %s", pipeline.name, copied, position)

@@ -149,3 +149,14 @@ def test_backfill_interrupted_resumes_without_recopying(cli, pg_dsn, pg_target_d
         if line.startswith("public.items: ") and "rows copied" in line
     )
     assert reported <= 60000 - copied_before + 500 * 2, "done chunks were copied again"
+
+
+def test_backfill_again_after_streaming_keeps_deletes(cli, pg_dsn, pg_target_dsn):
+    """A second backfill upserts current rows; the deletes since the checkpoint still arrive."""
+    cli.run("sync", "--once")
+    execute(
+        pg_dsn, "DELETE FROM items WHERE id <= 100", "UPDATE items SET name = 'x' WHERE id = 200"
+    )
+    cli.run("backfill")
+    cli.run("sync", "--once")
+    assert same(pg_dsn, pg_target_dsn)

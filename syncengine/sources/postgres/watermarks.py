@@ -46,6 +46,10 @@ class WatermarkReader:
         self.repl = await self.source.connect(replication=True)
         await start_replication(self.repl, self.source.slot, self.source.publication, self.start)
         stream = ReplicationStream(self.repl, self.start)
+        # Confirm nothing: the snapshot position may be past the pipeline's checkpoint (a
+        # re-backfill), and a flush report would let the server drop changes the pipeline
+        # has not applied yet. Postgres ignores a flush position of 0.
+        stream.flushed = 0
         stream.send_status()
         self.task = asyncio.create_task(self._run(stream))
 
