@@ -16,6 +16,7 @@ import time
 from collections import Counter
 
 from pymongo import MongoClient
+from pymongo.errors import AutoReconnect, ConnectionFailure
 
 BIG_BYTES = 1 << 20
 
@@ -23,7 +24,7 @@ BIG_BYTES = 1 << 20
 def seed(uri: str, db: str, docs: int) -> None:
     with MongoClient(uri) as client:
         client[db].acct.insert_many(
-            [{"_id": i, "counter": 0, "note": f"seed {i}", "big": None} for i in range(1, docs + 1)]
+            [{"_id": i, "counter": 0, "note": f"seed {i}", "big": ""} for i in range(1, docs + 1)]
         )
         client[db].ledger.insert_many(
             [{"_id": i, "acct": i, "counter": 0, "amount": i / 100} for i in range(1, docs // 10)]
@@ -54,6 +55,7 @@ class MongoLoad(threading.Thread):
         self.error: BaseException | None = None
         self._halt = threading.Event()
         self.live: list[int] = []
+        self.reconnects = 0
 
     def stop(self) -> None:
         self._halt.set()
@@ -62,12 +64,17 @@ class MongoLoad(threading.Thread):
             raise AssertionError(f"load generator failed: {self.error!r}")
 
     def run(self) -> None:
+        """Keeps writing through server restarts (the client reconnects), until stopped."""
         try:
-            with MongoClient(self.uri) as client:
+            with MongoClient(self.uri, serverSelectionTimeoutMS=60_000) as client:
                 db = client[self.db]
                 self.live = [d["_id"] for d in db.acct.find({}, {"_id": 1})]
                 while not self._halt.is_set():
-                    self._one(client, db)
+                    try:
+                        self._one(client, db)
+                    except (AutoReconnect, ConnectionFailure):
+                        self.reconnects += 1
+                        time.sleep(0.3)
                     time.sleep(self.pause)
         except BaseException as exc:  # noqa: BLE001 - reported by stop()
             self.error = exc
@@ -80,7 +87,7 @@ class MongoLoad(threading.Thread):
         if roll < 0.25 or len(self.live) < 50:
             new = self.next_id
             self.next_id += 1
-            db.acct.insert_one({"_id": new, "counter": 0, "note": f"n{new}", "big": None})
+            db.acct.insert_one({"_id": new, "counter": 0, "note": f"n{new}", "big": ""})
             self.live.append(new)
             kind = "insert"
         elif roll < 0.62:

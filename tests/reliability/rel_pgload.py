@@ -58,6 +58,8 @@ class PgLoad(threading.Thread):
         self.error: BaseException | None = None
         self._halt = threading.Event()
         self.live: list[int] = []
+        #: times the server went away under the load (restarts)
+        self.reconnects = 0
 
     def stop(self) -> None:
         self._halt.set()
@@ -66,15 +68,24 @@ class PgLoad(threading.Thread):
             raise AssertionError(f"load generator failed: {self.error!r}")
 
     def run(self) -> None:
-        try:
-            with psycopg.connect(self.dsn) as conn:
-                self.live = [r[0] for r in conn.execute("SELECT id FROM acct")]
-                conn.commit()
-                while not self._halt.is_set():
-                    self._one(conn)
-                    time.sleep(self.pause)
-        except BaseException as exc:  # noqa: BLE001 - reported by stop()
-            self.error = exc
+        """Keeps writing through server restarts (reconnecting), until stopped."""
+        first = True
+        while not self._halt.is_set():
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=3) as conn:
+                    if first:
+                        self.live = [r[0] for r in conn.execute("SELECT id FROM acct")]
+                        conn.commit()
+                        first = False
+                    while not self._halt.is_set():
+                        self._one(conn)
+                        time.sleep(self.pause)
+            except psycopg.OperationalError:
+                self.reconnects += 1
+                time.sleep(0.3)
+            except BaseException as exc:  # noqa: BLE001 - reported by stop()
+                self.error = exc
+                return
 
     def _pick(self) -> int:
         return self.rng.choice(self.live)

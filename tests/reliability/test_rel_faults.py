@@ -1,0 +1,175 @@
+"""Server and network faults while streaming: the daemon recovers by itself and ends consistent.
+
+Each scenario runs ``syncengine run`` under a write load, injects one fault, and requires
+(without restarting the daemon) that the target catches up key for key, that no change was
+applied twice (apply-audit trigger), that ``verify`` passes and that SIGTERM still drains.
+Faults use private servers (``own_pg``, ``own_mongo``) so the shared ones stay undisturbed.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.e2e.harness import CLI, wait_for
+from tests.reliability.rel_mongoload import MongoLoad, mongo_rows
+from tests.reliability.rel_mongoload import seed as mongo_seed
+from tests.reliability.rel_proxy import TcpProxy
+from tests.reliability.rel_scenario import new_database, run_scenario
+from tests.reliability.rel_support import (
+    Daemon,
+    apply_audit,
+    compare_rows,
+    install_apply_audit,
+    pg_rows,
+    record,
+    size,
+)
+
+
+def via(dsn: str, port: int) -> str:
+    """The same DSN, connecting through ``port`` (a proxy) instead of the server's port."""
+    head, _, tail = dsn.rpartition(":")
+    return f"{head}:{port}/{tail.split('/', 1)[1]}"
+
+
+def test_source_postgres_restarts(tmp_path, own_pg, pg_target_dsn):
+    src = own_pg.dsn(new_database(own_pg.dsn(), "src"))
+
+    def restart_twice(daemon: Daemon) -> None:
+        own_pg.restart()  # fast shutdown: walsenders are told to stop
+        time.sleep(2)
+        own_pg.stop("immediate")  # a crash: no shutdown checkpoint, recovery from WAL
+        own_pg.start()
+
+    figures = run_scenario(tmp_path, src, pg_target_dsn, restart_twice)
+    record("fault_source_pg_restart", faults=2, **figures)
+
+
+def test_target_down_while_changes_accumulate(tmp_path, own_pg, pg_dsn):
+    outage = size("SYNCENGINE_OUTAGE_SECONDS", 10)
+    tgt = own_pg.dsn(new_database(own_pg.dsn(), "tgt"))
+
+    def outage_of_target(daemon: Daemon) -> None:
+        own_pg.stop()
+        time.sleep(outage)
+        assert daemon.alive(), f"daemon gave up during a {outage}s outage:\n{daemon.tail()}"
+        own_pg.start()
+
+    figures = run_scenario(tmp_path, pg_dsn, tgt, outage_of_target)
+    record("fault_target_outage", faults=1, outage_seconds=outage, **figures)
+
+
+def drops_and_delay(proxy: TcpProxy, drops: int) -> Callable[[Daemon], None]:
+    """Reset every connection ``drops`` times, then slow the link down for a while."""
+
+    def fault(daemon: Daemon) -> None:
+        for _ in range(drops):
+            wait_for(lambda: proxy.open_connections() > 0, timeout=60)
+            proxy.drop()
+            time.sleep(1.5)
+        proxy.set_delay(0.05)
+        time.sleep(4)
+        proxy.set_delay(0)
+
+    return fault
+
+
+def half_open(proxy: TcpProxy) -> Callable[[Daemon], None]:
+    """Freeze the open connections (no data, no FIN/RST) and require a reconnect."""
+
+    def fault(daemon: Daemon) -> None:
+        wait_for(lambda: proxy.open_connections() > 0, timeout=60)
+        time.sleep(1)
+        before = proxy.accepted
+        frozen = proxy.half_open()
+        try:
+            wait_for(lambda: proxy.accepted > before, timeout=90)
+        except AssertionError:
+            raise AssertionError(
+                f"{frozen} connection(s) went silent; no reconnect within 90 s "
+                f"(no read/statement timeout?)\n{daemon.tail()}"
+            ) from None
+
+    return fault
+
+
+@pytest.mark.parametrize("kind", ["drop_delay", "half_open"])
+def test_source_connection_faults(tmp_path, own_pg, pg_target_dsn, kind):
+    src = own_pg.dsn(new_database(own_pg.dsn(), "src"))
+    proxy = TcpProxy(own_pg.port).start()
+    fault = drops_and_delay(proxy, 3) if kind == "drop_delay" else half_open(proxy)
+    try:
+        figures = run_scenario(tmp_path, src, pg_target_dsn, fault, daemon_src=via(src, proxy.port))
+    finally:
+        proxy.close()
+    record(f"fault_source_network_{kind}", faults=4 if kind == "drop_delay" else 1, **figures)
+
+
+@pytest.mark.parametrize("kind", ["drop_delay", "half_open"])
+def test_target_connection_faults(tmp_path, own_pg, pg_dsn, kind):
+    tgt = own_pg.dsn(new_database(own_pg.dsn(), "tgt"))
+    proxy = TcpProxy(own_pg.port).start()
+    fault = drops_and_delay(proxy, 2) if kind == "drop_delay" else half_open(proxy)
+    try:
+        figures = run_scenario(tmp_path, pg_dsn, tgt, fault, daemon_tgt=via(tgt, proxy.port))
+    finally:
+        proxy.close()
+    record(f"fault_target_network_{kind}", faults=3 if kind == "drop_delay" else 1, **figures)
+
+
+MONGO_TO_PG = textwrap.dedent(
+    """
+    state: ${SYNCENGINE_STATE}
+    pipelines:
+      mfault:
+        source: {type: mongo, uri: "${MONGO_URI}", database: app, collections: [acct, ledger]}
+        target: {type: postgres, dsn: "${TGT_DSN}"}
+        batch: {max_rows: 500, max_wait: 100ms}
+    """
+)
+
+
+def test_mongo_source_restarts(tmp_path, own_mongo, pg_target_dsn):
+    mongo_seed(own_mongo.uri, "app", 2_000)
+    cli = CLI(tmp_path, MONGO_TO_PG, {"MONGO_URI": own_mongo.uri, "TGT_DSN": pg_target_dsn})
+    daemon = Daemon(cli).start()
+
+    def check():
+        return compare_rows(
+            mongo_rows(own_mongo.uri, "app", "acct"),
+            pg_rows(pg_target_dsn, "acct", "_id", ["counter", "note", "md5(big)"]),
+        )
+
+    wait_for(lambda: check().ok(), timeout=90)
+    install_apply_audit(pg_target_dsn, "acct", "_id", "counter")
+    load = MongoLoad(own_mongo.uri, "app", first_id=10_000, pause=0.01)
+    load.start()
+    try:
+        time.sleep(2)
+        own_mongo.restart()
+        time.sleep(2)
+        own_mongo.kill()  # no clean shutdown this time
+        own_mongo.start()
+        time.sleep(2)
+    finally:
+        load.stop()
+    try:
+        took = wait_for(lambda: check().ok(), timeout=150, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"not consistent: {check().summary()}\n{daemon.tail()}") from None
+    assert daemon.alive(), daemon.tail()
+    assert daemon.stop() == 0, daemon.tail()
+    writes = apply_audit(pg_target_dsn, "acct")
+    assert writes.duplicated == 0, f"applied twice: {writes}"
+    verify = cli.run("verify", check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    record(
+        "fault_mongo_restart",
+        faults=2,
+        source_ops=sum(load.ops.values()),
+        recovery_seconds=int(took),
+    )
