@@ -1,9 +1,8 @@
 """Rows of one collection → one ChangeBatch (pure; shared by the stream and the snapshot).
 
 Columns are the union of the documents' fields (:mod:`syncengine.codecs.bson_arrow`). A field a
-document lacks is *unsent* (``_unsent.<field>`` true: the target keeps or omits it), except in
-rows that carry a full post-image (``Row.full``), where a lacking field was removed and is sent
-as null.
+document lacks is *unsent* (``_unsent.<field>`` true: the target keeps or omits it); a field an
+update removed is in the row's document as null (see :mod:`~syncengine.sources.mongo.events`).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from syncengine.changes import BEFORE_PREFIX, OP_READ, ChangeBatch
 from syncengine.codecs.bson_arrow import Decoded, decode_documents
@@ -34,11 +32,6 @@ def rows_to_batch(
     """One batch for ``rows`` (all of ``collection``), ``meta["resume"]`` set when given."""
     decoded = decode_documents([r.doc for r in rows])
     _log_warnings(collection, decoded.warnings, [w for r in rows for w in r.warnings])
-    full = pa.array([r.full for r in rows], pa.bool_())
-    unsent = {
-        name: pc.and_(mask, pc.invert(full)) if any(r.full for r in rows) else mask
-        for name, mask in decoded.missing.items()
-    }
     before = None
     if before_images:
         images = decode_documents([r.before or {} for r in rows])
@@ -55,7 +48,7 @@ def rows_to_batch(
         txid=[r.txid for r in rows],
         key=KEY,
         before=before,
-        unsent=unsent,
+        unsent=decoded.missing,
         meta=meta,
     )
     return with_field_metadata(batch, decoded.table.schema, before.schema if before else None)

@@ -5,8 +5,9 @@ What each ``operationType`` becomes (the row's ``_op``):
 * ``insert`` → ``c`` with ``fullDocument``; fields the document lacks are *unsent* (absent at
   the target too, not null).
 * ``replace`` → ``c``: a full replacement, the row becomes exactly the new document.
-* ``update`` with a ``fullDocument`` (``updateLookup`` / post-image) → ``u`` with every column
-  sent; a field the document lacks is sent as null (it was ``$unset``).
+* ``update`` with a ``fullDocument`` (``updateLookup`` / post-image) → ``u`` with the document's
+  fields; the event's top-level ``removedFields`` are sent as null; any other field the document
+  lacks is unsent (it never existed, or a later event removes it and says so).
 * ``update`` whose ``fullDocument`` is null (the document was deleted or replaced before the
   lookup, or the post-image expired) → a *partial* ``u`` from ``updateDescription``: each
   top-level ``updatedFields`` entry is sent, each ``removedFields`` entry is sent as null,
@@ -50,8 +51,6 @@ class Row:
     pos: str
     ts: datetime
     txid: int | None = None
-    #: every column is sent: a field the document lacks is null, not unsent
-    full: bool = False
     before: dict[str, Any] | None = None
     #: the event carried no document: the caller looks it up by ``_id``
     lookup: bool = False
@@ -129,9 +128,10 @@ def event_rows(event: dict[str, Any], collections: Sequence[str]) -> list[Row]:
     if kind == "delete":
         return [row(OP_DELETE, {"_id": key})]
     if kind == "update":
+        description = event.get("updateDescription") or {}
         if full is not None:
-            return [row(OP_UPDATE, full, full=True)]
-        return [partial_update(row(OP_UPDATE, {"_id": key}), event.get("updateDescription") or {})]
+            return [row(OP_UPDATE, with_removed(full, description))]
+        return [partial_update(row(OP_UPDATE, {"_id": key}), description)]
     return []  # invalidate, create, createIndexes, modify …: no data change
 
 
@@ -142,8 +142,7 @@ def partial_update(row: Row, description: dict[str, Any]) -> Row:
     truncated = [t["field"] for t in description.get("truncatedArrays") or []]
     nested = [p for p in [*updated, *removed, *truncated] if "." in p] + truncated
     if nested and row.before is not None:
-        row.doc = apply_update(row.before, description)
-        row.full = True
+        row.doc = with_removed(apply_update(row.before, description), description)
         return row
     skipped = {p.split(".", 1)[0] for p in nested}
     for path, value in updated.items():
@@ -159,6 +158,17 @@ def partial_update(row: Row, description: dict[str, Any]) -> Row:
             "document's next change (enable before-images to apply them exactly)"
         )
     return row
+
+
+def with_removed(document: dict[str, Any], description: dict[str, Any]) -> dict[str, Any]:
+    """``document`` plus a null for each top-level field the update removed."""
+    removed = [p for p in description.get("removedFields") or [] if "." not in p]
+    if not removed:
+        return document
+    out = dict(document)
+    for name in removed:
+        out.setdefault(name, None)
+    return out
 
 
 def apply_update(document: dict[str, Any], description: dict[str, Any]) -> dict[str, Any]:

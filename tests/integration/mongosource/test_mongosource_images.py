@@ -71,6 +71,7 @@ def test_post_images_with_full_document_when_available(mongo_uri, mongo_db, sync
     assert [r["_op"] for r in rows] == ["c", "u", "u", "d"]
     assert rows[1]["n"] == 2 and rows[2]["n"] == 3 and rows[2]["s"] == "x"
     assert not any(r.get("_unsent.n") for r in rows[:3])
+    assert rows[1]["_unsent.s"] and not rows[2]["_unsent.s"]
 
 
 def test_resume_positions_never_fall_inside_a_transaction(

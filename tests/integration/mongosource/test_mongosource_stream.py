@@ -117,14 +117,14 @@ def test_every_operation_and_type_arrives(mongo_uri, mongo_db, sync_db, tmp_path
     assert stripped(model)[str(keep["_id"])]["extra"] == "new"
 
 
-def test_full_document_updates_carry_unset_as_null(mongo_uri, mongo_db, sync_db, tmp_path):
+def test_full_document_updates_send_removed_fields_as_null(mongo_uri, mongo_db, sync_db, tmp_path):
     async def run():
         source = make_source(mongo_uri, mongo_db, tmp_path, ["items"])
         await source.open()
         try:
             start = await source.current_position()
             doc = every_type(5)
-            sync_db.items.insert_one(doc)
+            sync_db.items.insert_many([doc, {"_id": "other", "only_here": 1}])
             sync_db.items.update_one({"_id": doc["_id"]}, {"$unset": {"s": 1}, "$set": {"i32": 1}})
             return doc, await _changes(source, start, sync_db)
         finally:
@@ -132,10 +132,11 @@ def test_full_document_updates_carry_unset_as_null(mongo_uri, mongo_db, sync_db,
 
     doc, batches = asyncio.run(run())
     rows = rows_of(batches, "items")
-    assert [r["_op"] for r in rows] == ["c", "u"]
-    update = rows[1]
-    assert update["s"] is None and not update.get("_unsent.s")  # full image: removed = null
-    assert update["sub"] == {"x": 5, "deep": {"y": "z"}}
+    assert [r["_op"] for r in rows] == ["c", "c", "u"]
+    update = rows[2]
+    assert update["s"] is None and not update["_unsent.s"]  # removed: sent as null
+    assert update["_unsent.only_here"]  # never in this document: not sent, not null
+    assert update["sub"] == {"x": 5, "deep": {"y": "z"}} and update["i32"] == 1
 
 
 def test_restart_from_acknowledged_token_gets_exactly_the_later_changes(

@@ -45,20 +45,25 @@ def event(kind, n, **extra):
 
 
 def test_insert_update_delete_rows():
+    removed = {"updatedFields": {"b": 2}, "removedFields": ["gone", "sub.x"]}
     rows = [
         *event_rows(event("insert", 1, fullDocument={"_id": 1, "a": 1}), COLLS),
-        *event_rows(event("update", 2, fullDocument={"_id": 2, "b": 2}), COLLS),
+        *event_rows(
+            event("update", 2, fullDocument={"_id": 2, "b": 2}, updateDescription=removed),
+            COLLS,
+        ),
         *event_rows(event("replace", 3, fullDocument={"_id": 3}), COLLS),
         *event_rows(event("delete", 4), COLLS),
     ]
-    assert [(r.op, r.full) for r in rows] == [("c", False), ("u", True), ("c", False), ("d", False)]
+    assert [r.op for r in rows] == ["c", "u", "c", "d"]
     assert rows[0].pos == "6553F10000000001:tok0001"
     assert rows[0].ts == dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
     batch = rows_to_batch("items", rows, resume="x")
     data = batch.data.to_pylist()
-    # insert: absent fields unsent; full-image update: absent fields are null and sent
-    assert data[0]["_unsent.b"] is True and data[1]["_unsent.a"] is False
-    assert data[1]["a"] is None
+    # absent fields are unsent; a field the update removed is sent as null
+    assert data[0]["_unsent.b"] is True and data[1]["_unsent.a"] is True
+    assert data[1]["gone"] is None and data[1]["_unsent.gone"] is False
+    assert data[0]["_unsent.gone"] is True
     assert batch.meta["resume"] == "x" and batch.key == ("_id",)
 
 
@@ -71,7 +76,7 @@ def test_partial_update_without_full_document():
     ev = event("update", 7, fullDocument=None, updateDescription=description)
     (row,) = event_rows(ev, COLLS)
     assert row.doc == {"_id": 7, "a": 5, "b": None}
-    assert not row.full and "sub" in row.warnings[0] and "arr" in row.warnings[0]
+    assert "sub" in row.warnings[0] and "arr" in row.warnings[0]
     data = rows_to_batch("items", [row]).data.to_pylist()[0]
     assert data["a"] == 5 and data["b"] is None
     assert "_unsent.a" not in data  # sent in every row
@@ -92,8 +97,14 @@ def test_partial_update_rebuilt_from_before_image():
         fullDocumentBeforeChange=before,
     )
     (row,) = event_rows(ev, COLLS)
-    assert row.full
-    assert row.doc == {"_id": 7, "sub": {"x": 10}, "arr": [1, 20, 3], "new": {"deep": True}}
+    assert row.doc == {
+        "_id": 7,
+        "sub": {"x": 10},
+        "arr": [1, 20, 3],
+        "new": {"deep": True},
+        "gone": None,
+    }
+    assert not row.warnings
     assert before["arr"] == [1, 2, 3, 4]  # the pre-image is not modified
 
 
