@@ -143,6 +143,8 @@ class ChangeAssembler:
         self.emitted: int | None = None
         self.txn: po.Begin | None = None
         self.seq = 0
+        self.prefix = ""
+        self.commit_us = 0
 
     @property
     def pending_rows(self) -> int:
@@ -155,6 +157,8 @@ class ChangeAssembler:
     def feed(self, msg: po.PgOutputMessage) -> list[ChangeBatch]:
         if isinstance(msg, po.Begin):
             self.txn, self.seq = msg, 0
+            self.prefix = lsn_to_pos(msg.final_lsn) + "."
+            self.commit_us = pg_time_to_unix_us(msg.commit_time)
             return []
         if isinstance(msg, po.Commit):
             self.txn = None
@@ -225,7 +229,6 @@ class ChangeAssembler:
         txn = self.txn
         if txn is None:
             raise DecodeError("row change outside a transaction", offset=0)
-        pos = f"{lsn_to_pos(txn.final_lsn)}.{self.seq:08X}"
+        pos = f"{self.prefix}{self.seq:08X}"
         self.seq += 1
-        ts = pg_time_to_unix_us(txn.commit_time)
-        self._buffer(oid).add(op, pos, ts, txn.xid, new, old)
+        self._buffer(oid).add(op, pos, self.commit_us, txn.xid, new, old)

@@ -178,21 +178,39 @@ def _type(r: Reader) -> TypeInfo:
 
 
 def _tuple(r: Reader) -> Tuple:
-    count = r.i16("tuple column count")
+    """TupleData, the hot path: indexes the bytes directly, checking every length first."""
+    data, pos, end, base = r.data, r.pos, len(r.data), r.base
+    if pos + 2 > end:
+        raise r.fail("truncated tuple column count")
+    count = int.from_bytes(data[pos : pos + 2], "big", signed=True)
+    pos += 2
     if count < 0:
-        raise r.fail(f"negative tuple column count {count}")
+        raise DecodeError(f"negative tuple column count {count}", offset=base + pos)
     values: list[Value] = []
     append = values.append
     for _ in range(count):
-        kind = r.u8("column kind")
+        if pos >= end:
+            raise DecodeError("truncated column kind", offset=base + pos)
+        kind = data[pos]
+        pos += 1
         if kind == 0x74 or kind == 0x62:  # 't' text, 'b' binary
-            append(r.raw(r.i32("value length"), "value"))
+            if pos + 4 > end:
+                raise DecodeError("truncated value length", offset=base + pos)
+            size = int.from_bytes(data[pos : pos + 4], "big", signed=True)
+            pos += 4
+            if size < 0 or pos + size > end:
+                raise DecodeError(
+                    f"truncated value: need {size} bytes, {end - pos} left", offset=base + pos
+                )
+            append(data[pos : pos + size])
+            pos += size
         elif kind == 0x6E:  # 'n'
             append(None)
         elif kind == 0x75:  # 'u'
             append(UNCHANGED)
         else:
-            raise DecodeError(f"unknown tuple column kind {kind!r}", offset=r.base + r.pos - 1)
+            raise DecodeError(f"unknown tuple column kind {kind!r}", offset=base + pos - 1)
+    r.pos = pos
     return tuple(values)
 
 

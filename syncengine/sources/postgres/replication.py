@@ -35,28 +35,34 @@ class ReplicationStream:
         """The next server message, or None after ``timeout`` seconds without one."""
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
-            try:
-                size, data = self.pgconn.get_copy_data(1)
-            except psycopg.Error as exc:
-                raise map_error(exc, "reading the replication stream") from exc
-            if size > 0:
-                message = parse_copy_data(data)
-                if isinstance(message, XLogData):
-                    self.received = max(self.received, message.start)
-                elif message.reply:
-                    self.send_status()
+            message = self.read_nowait()
+            if message is not None:
                 return message
-            if size < 0:
-                raise self._ended()
             left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            if not await self._readable(left):
+            if left <= 0 or not await self._readable(left):
                 return None
             try:
                 self.pgconn.consume_input()
             except psycopg.Error as exc:
                 raise map_error(exc, "reading the replication stream") from exc
+
+    def read_nowait(self) -> XLogData | Keepalive | None:
+        """A message libpq already has, or None."""
+        try:
+            size, data = self.pgconn.get_copy_data(1)
+        except psycopg.Error as exc:
+            raise map_error(exc, "reading the replication stream") from exc
+        if size > 0:
+            message = parse_copy_data(data)
+            if isinstance(message, XLogData):
+                if message.start > self.received:
+                    self.received = message.start
+            elif message.reply:
+                self.send_status()
+            return message
+        if size < 0:
+            raise self._ended()
+        return None
 
     async def _readable(self, timeout: float) -> bool:
         """Wait until the socket is readable or ``timeout`` passes.

@@ -27,7 +27,7 @@ from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.replication import ReplicationStream
-from syncengine.sources.postgres.wire import Keepalive, XLogData, format_lsn
+from syncengine.sources.postgres.wire import XLogData, format_lsn
 
 
 async def start_replication(
@@ -73,34 +73,37 @@ async def stream_changes(
         dirty_since: float | None = None
         last_beat = time.monotonic()
         while True:
-            now = time.monotonic()
-            wake = [stream.last_status + stream.status_interval]
+            wake = stream.last_status + stream.status_interval
             if dirty_since is not None:
-                wake.append(dirty_since + max_wait)
+                wake = min(wake, dirty_since + max_wait)
             if heartbeat > 0:
-                wake.append(last_beat + heartbeat)
-            message = await stream.read(min(wake) - now)
-            now = time.monotonic()
-            if isinstance(message, XLogData):
-                decoded = po.decode(message.payload)
-                for batch in assembler.feed(decoded):
-                    yield batch
-                if isinstance(decoded, po.Commit):
-                    if on_commit is not None:
-                        on_commit(decoded.commit_time)
-                    if until is not None and decoded.end_lsn >= until:
-                        for batch in assembler.flush(idle=True):
-                            yield batch
-                        return
-                if dirty_since is None and (
-                    assembler.pending_rows or assembler.boundary != assembler.emitted
-                ):
-                    dirty_since = now
-            elif isinstance(message, Keepalive):
-                if until is not None and message.end >= until and not assembler.in_transaction:
+                wake = min(wake, last_beat + heartbeat)
+            message = await stream.read(wake - time.monotonic())
+            # everything libpq already buffered is handled before looking at the clock again
+            while message is not None:
+                if isinstance(message, XLogData):
+                    decoded = po.decode(message.payload)
+                    for batch in assembler.feed(decoded):
+                        yield batch
+                    if isinstance(decoded, po.Commit):
+                        if on_commit is not None:
+                            on_commit(decoded.commit_time)
+                        if until is not None and decoded.end_lsn >= until:
+                            for batch in assembler.flush(idle=True):
+                                yield batch
+                            return
+                    if dirty_since is None and (
+                        assembler.pending_rows or assembler.boundary != assembler.emitted
+                    ):
+                        dirty_since = time.monotonic()
+                elif until is not None and message.end >= until and not assembler.in_transaction:
                     for batch in assembler.flush(idle=True):
                         yield batch
                     return
+                if dirty_since is not None and time.monotonic() - dirty_since >= max_wait:
+                    break
+                message = stream.read_nowait()
+            now = time.monotonic()
             if dirty_since is not None and now - dirty_since >= max_wait:
                 dirty_since = None
                 for batch in assembler.flush(idle=True):

@@ -22,6 +22,7 @@ _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _I64 = struct.Struct("!q")
 _U64 = struct.Struct("!Q")
+_XLOG_HEADER = struct.Struct("!QQq")
 
 
 class Reader:
@@ -30,7 +31,7 @@ class Reader:
     __slots__ = ("data", "pos", "base")
 
     def __init__(self, data: bytes | memoryview, base: int = 0) -> None:
-        self.data = bytes(data)
+        self.data = data if isinstance(data, bytes) else bytes(data)
         self.pos = 0
         #: offset of ``data`` within the enclosing frame, for error messages
         self.base = base
@@ -117,11 +118,13 @@ class Keepalive:
 
 def parse_copy_data(data: bytes | memoryview) -> XLogData | Keepalive:
     """Split one CopyData payload of a START_REPLICATION stream."""
+    if len(data) >= 25 and data[0] == 0x77:  # 'w', the hot path
+        start, end, sent = _XLOG_HEADER.unpack_from(data, 1)
+        return XLogData(start, end, sent, bytes(data[25:]))
     r = Reader(data)
     kind = r.u8("message kind")
     if kind == ord("w"):
-        start, end, sent = r.u64("wal start"), r.u64("wal end"), r.i64("send time")
-        return XLogData(start, end, sent, r.data[r.pos :])
+        r.u64("wal start"), r.u64("wal end"), r.i64("send time")  # raises: too short
     if kind == ord("k"):
         end, sent, reply = r.u64("wal end"), r.i64("send time"), r.u8("reply flag")
         r.end("keepalive")
