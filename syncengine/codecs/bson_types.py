@@ -71,19 +71,23 @@ def infer(value: Any) -> Node:
 
 def infer_column(values: list[Any]) -> Node:
     """The union node of a column's values (``null`` when all are null/missing)."""
-    seen: dict[type, Node] = {}
+    done: set[type] = set()  # scalar classes already folded in: more of them change nothing
     node = NULL
     for value in values:
         cls = type(value)
-        leaf = _SCALARS.get(cls)
-        if leaf is not None:
-            # fast path: a scalar type already folded in changes nothing
-            if cls in seen:
-                continue
-            seen[cls] = leaf
-            node = unify(node, leaf)
+        if cls in done:
+            continue
+        if cls is int:
+            if _INT32_MIN <= value <= _INT32_MAX:
+                leaf: Node | None = ("int",)
+            else:
+                leaf = ("long",)
+                done.add(int)  # long holds every other int
         else:
-            node = unify(node, infer(value))
+            leaf = _SCALARS.get(cls)
+            if leaf is not None:
+                done.add(cls)
+        node = unify(node, leaf if leaf is not None else infer(value))
         if node == JSON:
             return JSON
     return node
