@@ -22,14 +22,13 @@ from itertools import count
 import polars as pl
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql
 
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, UNSENT_PREFIX
 from syncengine.targets.base import ApplyResult, TableWrite
 from syncengine.targets.faults import fault_point
+from syncengine.targets.postgres.direct import copy_directly
 from syncengine.targets.postgres.errors import first_line, is_record_error
-from syncengine.targets.postgres.read import key_match, key_params
 from syncengine.targets.postgres.types import to_csv
 
 _staging_names = count()
@@ -106,7 +105,7 @@ async def apply_write(
     none_refused = staged.original.select(list(write.spec.key)).clear()
     if not staged.rows.num_rows:
         return staged.truncate, none_refused
-    if await _copy_directly(conn, table, write, staged, target_columns):
+    if await copy_directly(conn, table, write, staged, target_columns):
         result.upserted += staged.rows.num_rows
         fault_point("postgres.after_stage")
         return staged.truncate, none_refused
@@ -152,41 +151,6 @@ async def apply_write(
     await conn.execute(sql.SQL("DROP TABLE {}").format(stg))
     refused = staged.original.filter(pl.col("__row").is_in(rejected)).select(list(write.spec.key))
     return staged.truncate, refused
-
-
-async def _copy_directly(
-    conn: psycopg.AsyncConnection,
-    table: sql.Identifier,
-    write: TableWrite,
-    staged: Staged,
-    target_columns: dict[str, str],
-) -> bool:
-    """The bulk case (a backfill, a reload after a truncate): rows that only insert keys the
-    target does not have go straight in with one ``COPY``, without staging. One probe of the
-    keys decides; any doubt (a delete, a partial update, a key present, a bad row) answers
-    False and the staged path runs."""
-    if pc.any(pc.not_equal(staged.rows.column("__pat"), 0)).as_py():
-        return False
-    if not staged.truncate:
-        probe = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
-            table, key_match(write.spec.key, target_columns)
-        )
-        cur = await conn.execute(probe, key_params(staged.rows, write.spec.key))
-        row = await cur.fetchone()
-        if row is None or row[0]:
-            return False
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        table, sql.SQL(", ").join(map(sql.Identifier, staged.columns))
-    )
-    data = to_csv(staged.rows.select(staged.columns), target_columns)
-    try:
-        async with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as pipe:
-            await pipe.write(data)
-    except psycopg.Error as exc:
-        if not is_record_error(exc):
-            raise
-        return False  # a bad row (or a key inserted meanwhile): bisect on the staged path
-    return True
 
 
 def _statements(

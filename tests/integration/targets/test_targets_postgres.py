@@ -228,3 +228,38 @@ def test_schema_qualified_names_and_configured_schema(pg_target_dsn: str) -> Non
         assert conn.execute("SELECT v FROM analytics.qualified").fetchall() == [
             ("analytics.qualified",)
         ]
+
+
+@pytest.mark.parametrize("key_type", [pa.int64(), pa.string(), pa.timestamp("us", tz="UTC")])
+def test_inserts_take_the_copy_path_only_for_new_keys(pg_target_dsn: str, key_type) -> None:
+    """``c`` rows for keys the target already has must upsert (the key probe sends them down
+    the staged path), whatever the key type and whether the range probe or the exact one
+    decides."""
+    import datetime as dt
+
+    schema = pa.schema([("k", key_type), ("v", pa.string())])
+    if pa.types.is_timestamp(key_type):
+        keys = [dt.datetime(2026, 1, d, tzinfo=dt.UTC) for d in (1, 2, 3, 4)]
+    else:
+        keys = [1, 2, 3, 4] if pa.types.is_integer(key_type) else ["a", "B", "c", "D"]
+
+    def batch(ks, v, pos):
+        rows = [{"k": k, "v": v} for k in ks]
+        return make_batch(
+            "kp", ("k",), rows, schema, ["c"] * len(ks), [f"{pos}{i}" for i in range(len(ks))]
+        )
+
+    async def scenario() -> None:
+        t = target(pg_target_dsn)
+        await t.open()
+        spec = await t.ensure_table(TableSpec("kp", ("k",), schema))
+        await t.apply([TableWrite(spec, batch(keys[:2], "first", 1))], None)  # empty: COPY
+        await t.apply([TableWrite(spec, batch(keys[2:], "first", 2))], None)  # disjoint: COPY
+        result = await t.apply([TableWrite(spec, batch(keys[1:3], "second", 3))], None)
+        assert result.upserted == 2 and result.rejected == []
+        await t.close()
+
+    run(scenario())
+    with psycopg.connect(pg_target_dsn) as conn:
+        got = sorted(r[0] for r in conn.execute("SELECT v FROM kp").fetchall())
+    assert got == ["first", "first", "second", "second"]
