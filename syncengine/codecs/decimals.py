@@ -27,8 +27,8 @@ def _parts(value: Any) -> tuple[int, int] | None:
         high = int.from_bytes(bid[8:], "little")
         if (high >> 61) & 3 != 3:  # the common form; the other holds huge coefficients/specials
             coefficient = ((high & _LOW_49) << 64) | int.from_bytes(bid[:8], "little")
-            exponent = ((high >> 49) & 0x3FFF) - _EXPONENT_BIAS
-            return (-coefficient if high >> 63 else coefficient), exponent
+            biased = ((high >> 49) & 0x3FFF) - _EXPONENT_BIAS
+            return (-coefficient if high >> 63 else coefficient), biased
         value = value.to_decimal()
     d = value if isinstance(value, Decimal) else Decimal(value)
     if not d.is_finite():

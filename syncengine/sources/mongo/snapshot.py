@@ -134,7 +134,7 @@ async def scan_chunks(
                     decoded = await asyncio.to_thread(decode_documents, [raw])
                     if decoded.table.num_rows:
                         rows += decoded.table.num_rows
-                        meta = {"chunk": chunk.chunk}
+                        meta: dict[str, object] = {"chunk": chunk.chunk}
                         await queue.put(snapshot_batch(chunk.table, decoded, position, ts, meta))
                 await queue.put(replace(chunk, status="done", rows=rows))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it

@@ -282,10 +282,10 @@ class MongoSource:
         out = []
         for row in rows:
             if row.lookup:
-                doc = found.get((row.collection, repr(row.doc["_id"])))
-                if doc is None:
+                current = found.get((row.collection, repr(row.doc["_id"])))
+                if current is None:
                     continue  # gone since: its delete follows in the stream
-                row.doc, row.lookup = doc, False
+                row.doc, row.lookup = current, False
             out.append(row)
         return out
 

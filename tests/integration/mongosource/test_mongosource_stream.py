@@ -346,3 +346,33 @@ def test_scan_tables_and_lag(mongo_uri, mongo_db, sync_db, tmp_path):
     assert chunks == []  # scan leaves no progress behind
     assert lag.position == batches[-1].meta["resume"]
     assert lag.lag_seconds is not None and 0 <= lag.lag_seconds < 30
+
+
+def test_events_without_a_document_are_looked_up(mongo_uri, mongo_db, sync_db, tmp_path):
+    """Servers may omit ``fullDocument`` on inserts/replaces: the row is read by ``_id``."""
+    from syncengine.sources.mongo.events import event_rows
+
+    sync_db.items.insert_one({"_id": 1, "v": "current"})
+    events = [
+        {
+            "_id": {"_data": f"t{n}"},
+            "operationType": "insert",
+            "clusterTime": bson.Timestamp(1_700_000_000, n),
+            "ns": {"db": mongo_db, "coll": "items"},
+            "documentKey": {"_id": n},
+            "fullDocument": None,
+        }
+        for n in (1, 2)  # 2 no longer exists: its delete follows in the stream
+    ]
+    rows = [r for e in events for r in event_rows(e, ["items"])]
+
+    async def run():
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["items"])
+        await source.open()
+        try:
+            return await source._look_up(rows)
+        finally:
+            await source.close()
+
+    found = asyncio.run(run())
+    assert [(r.op, r.doc) for r in found] == [("c", {"_id": 1, "v": "current"})]

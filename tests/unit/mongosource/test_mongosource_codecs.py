@@ -185,7 +185,7 @@ scalars = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3, unique=True),
     st.data(),
@@ -209,7 +209,7 @@ def test_round_trip_of_same_shaped_documents(names, data):
         ), (original, again)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     st.lists(
         st.one_of(
