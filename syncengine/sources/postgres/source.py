@@ -16,7 +16,7 @@ import psycopg
 
 from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
-from syncengine.errors import FatalError
+from syncengine.errors import FatalError, HistoryLost
 from syncengine.sources.base import SourceLag, TableInfo
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres.assembler import ChangeAssembler
@@ -129,6 +129,11 @@ class PostgresSource:
         if not self._keys:
             self._keys = await admin.table_keys(conn, self.tables_)
         if not await admin.slot_exists(conn, self.slot):
+            if start:
+                raise HistoryLost(
+                    f"replication slot {self.slot} is gone, so changes after {start} are lost",
+                    hint="backfill the pipeline again (its checkpoint must be reset)",
+                )
             await self._create_slot_without_snapshot()
         begin = position_lsn(start) if start else 0
         self._acked = begin or None

@@ -136,3 +136,22 @@ def test_heartbeat_advances_idle_slot_and_cancel_stops_promptly(pg_dsn):
     assert stop_time < 1.0 and active is False
     high, low = confirmed.split("/")
     assert f"{int(high, 16):08X}{int(low, 16):08X}" == resumes[-1]
+
+
+def test_missing_slot_with_a_checkpoint_is_history_lost(pg_dsn):
+    from syncengine.errors import HistoryLost
+
+    execute(pg_dsn, "CREATE TABLE gone (id int PRIMARY KEY)")
+
+    async def scenario():
+        source = make_source(pg_dsn, ["gone"], pipeline="gone")
+        await source.open()
+        await drain(source, None)
+        start = await source.current_position()
+        assert await admin.drop_slot(pg_dsn, "syncengine_gone")
+        with pytest.raises(HistoryLost, match="slot syncengine_gone is gone"):
+            async for _ in source.stream(start):
+                pass
+        await source.close()
+
+    asyncio.run(scenario())
