@@ -129,7 +129,7 @@ def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Compo
     )
 
 
-async def read_copy(conn: psycopg.AsyncConnection, query: sql.Composable) -> bytes:
+async def read_copy(conn: psycopg.AsyncConnection, query: sql.Composed) -> bytes:
     buffer = io.BytesIO()
     async with conn.cursor().copy(query) as copy:
         async for data in copy:

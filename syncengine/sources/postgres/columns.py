@@ -173,12 +173,12 @@ def _list(values: pa.Array, type_: PgType) -> pa.Array:
         pl.col("s").str.slice(1, pl.col("s").str.len_bytes() - 2)
     )
     words = body.str.split(",").list.eval(pl.when(pl.element() != "NULL").then(pl.element()))
+    dtype = _series(pa.array([], element)).dtype
     if pa.types.is_boolean(element):
         items = words.list.eval(pl.element() == "t")
     else:
-        dtype = pl.from_arrow(pa.array([], element)).dtype
         items = words.list.eval(pl.element().cast(dtype))
-    empty = pl.lit([], dtype=pl.List(pl.from_arrow(pa.array([], element)).dtype))
+    empty = pl.lit([], dtype=pl.List(dtype))
     out = frame.select(pl.when(pl.col("s") == "{}").then(empty).otherwise(items))
     return out.to_series().to_arrow().cast(type_.arrow)
 
@@ -195,12 +195,14 @@ def parse_text_array(text: str) -> list[str | None]:
     """A one-dimensional array literal with quoting (``{a,"b,c",NULL,"NULL"}``)."""
     if len(text) < 2 or text[0] != "{" or text[-1] != "}":
         raise ValueError(f"not an array literal: {text[:40]!r}")
-    body, items, i = text[1:-1], [], 0
+    body, i = text[1:-1], 0
+    items: list[str | None] = []
     if not body:
         return []
     while i <= len(body):
         if i < len(body) and body[i] == '"':
-            out, i = [], i + 1
+            out: list[str] = []
+            i += 1
             while body[i] != '"':
                 if body[i] == "\\":
                     i += 1

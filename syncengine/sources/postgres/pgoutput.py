@@ -10,6 +10,7 @@ Reference: https://www.postgresql.org/docs/15/protocol-logicalrep-message-format
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -264,7 +265,7 @@ def _message(r: Reader) -> Message:
     return Message(flags == 1, lsn, prefix, content)
 
 
-_PARSERS = {
+_PARSERS: dict[int, Callable[[Reader], PgOutputMessage]] = {
     ord("B"): _begin,
     ord("C"): _commit,
     ord("O"): _origin,

@@ -27,9 +27,10 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
 from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
@@ -153,7 +154,7 @@ class Snapshotter:
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                chunk, text = item  # type: ignore[misc]
+                chunk, text = cast(tuple[Chunk, pa.Table], item)
                 async for batch in self._emit(shapes[chunk.table], chunk, text, position):
                     yield batch
         finally:
@@ -195,12 +196,9 @@ class Snapshotter:
         await results.put(_DONE)
 
     async def _emit(
-        self, shape: TableShape, chunk: Chunk, text: object, position: str
+        self, shape: TableShape, chunk: Chunk, text: pa.Table, position: str
     ) -> AsyncIterator[ChangeBatch]:
         """Yield the chunk in ``max_rows`` slices; mark it done once the consumer moved on."""
-        import pyarrow as pa
-
-        assert isinstance(text, pa.Table)
         step = self.source.batch.max_rows
         meta = {"snapshot": True, "chunk": chunk.chunk}
         for offset in range(0, max(text.num_rows, 1), step):

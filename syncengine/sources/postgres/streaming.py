@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 from psycopg import sql
@@ -43,7 +43,7 @@ async def start_replication(
 
 
 async def stream_changes(
-    connect: Callable[..., object],
+    connect: Callable[..., Awaitable[psycopg.AsyncConnection]],
     slot: str,
     publication: str,
     start: int,
@@ -55,7 +55,7 @@ async def stream_changes(
     on_commit: Callable[[int], None] | None = None,
 ) -> AsyncIterator[ChangeBatch]:
     """Yield batches from ``start``; ``on_open`` hands the live stream to the source for acks."""
-    repl: psycopg.AsyncConnection = await connect(replication=True)  # type: ignore[operator]
+    repl = await connect(replication=True)
     side: psycopg.AsyncConnection | None = None
     stream: ReplicationStream | None = None
     try:
@@ -67,7 +67,7 @@ async def stream_changes(
         on_open(stream)
         stream.send_status()
         if until is not None or heartbeat > 0:
-            side = await connect()  # type: ignore[operator]
+            side = await connect()
         if until is not None and side is not None:
             await admin.emit_heartbeat(side, "until")
         dirty_since: float | None = None
