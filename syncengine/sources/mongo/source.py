@@ -67,6 +67,10 @@ class MongoSource:
         self.stream_name = f"mongo:{config.database}"
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._closed = False
+        #: collection -> ``$match`` over change events, ANDed into the stream's filter (the
+        #: runtime may set it from ``syncengine.mappings.to_mongo_stream_match``: an optional
+        #: push-down, the mapping still filters)
+        self.stream_filters: dict[str, dict[str, Any]] = {}
         self._last_emitted: str | None = None
         self._caught_up = False
 
@@ -150,11 +154,15 @@ class MongoSource:
 
     def _watch_pipeline(self) -> list[dict[str, Any]]:
         colls = list(self.config.collections)
+        plain = [c for c in colls if c not in self.stream_filters]
+        wanted: list[dict[str, Any]] = [{"ns.coll": {"$in": plain}}] if plain else []
+        for coll, match in self.stream_filters.items():
+            wanted.append({"$and": [{"ns.coll": coll}, match]})
         return [
             {
                 "$match": {
                     "$or": [
-                        {"ns.coll": {"$in": colls}},
+                        *wanted,
                         {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
                         {"operationType": "rename", "to.coll": {"$in": colls}},
                     ]

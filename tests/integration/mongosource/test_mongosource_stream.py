@@ -376,3 +376,25 @@ def test_events_without_a_document_are_looked_up(mongo_uri, mongo_db, sync_db, t
 
     found = asyncio.run(run())
     assert [(r.op, r.doc) for r in found] == [("c", {"_id": 1, "v": "current"})]
+
+
+def test_stream_filters_are_pushed_into_the_change_stream(mongo_uri, mongo_db, sync_db, tmp_path):
+    from syncengine.mappings import to_mongo_stream_match
+
+    async def run():
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["a", "b"])
+        source.stream_filters["a"] = to_mongo_stream_match("status = 'open'")
+        await source.open()
+        try:
+            start = await source.current_position()
+            sync_db.a.insert_many([{"_id": 1, "status": "open"}, {"_id": 2, "status": "draft"}])
+            sync_db.a.update_one({"_id": 2}, {"$set": {"n": 1}})
+            sync_db.b.insert_one({"_id": 3, "status": "draft"})
+            return await _changes(source, start, sync_db)
+        finally:
+            await source.close()
+
+    batches = asyncio.run(run())
+    # inserts that do not match are dropped at the server; updates always pass
+    assert [(r["_op"], r["_id"]) for r in rows_of(batches, "a")] == [("c", 1), ("u", 2)]
+    assert [(r["_op"], r["_id"]) for r in rows_of(batches, "b")] == [("c", 3)]
