@@ -50,6 +50,9 @@ class PostgresTarget:
                 self.config.dsn.get_secret_value(), autocommit=True
             )
             await conn.execute("SET TimeZone = 'UTC'")
+            # staging tables live in local buffers; the 8MB default spills a 100k-row batch
+            # to disk (must be set before the session's first temporary table)
+            await conn.execute("SET temp_buffers = '128MB'")
             await ddl.ensure_state_schema(conn)
         except psycopg.Error as exc:
             raise translate(exc, "connect") from None
