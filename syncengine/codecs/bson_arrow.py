@@ -146,6 +146,8 @@ def decode_documents(docs: Documents) -> Decoded:
         for name, mask in present.items()
         if mask.count(1) != n
     }
+    if not fields:  # documents without fields still count as rows
+        return Decoded(pa.table({"": pa.nulls(n)}).drop([""]), warnings, missing)
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     return Decoded(table, warnings, missing)
 

@@ -105,7 +105,7 @@ def event_rows(event: dict[str, Any], collections: Sequence[str]) -> list[Row]:
         return Row(collection, op, doc, pos, ts, txid, before=before, **kw)
 
     if kind == "dropDatabase":
-        return [row(OP_TRUNCATE, {}, c) for c in collections]
+        return [row(OP_TRUNCATE, {"_id": None}, c) for c in collections]
     if kind in TRUNCATING:
         if kind == "rename":
             to = (event.get("to") or {}).get("coll")
@@ -117,7 +117,7 @@ def event_rows(event: dict[str, Any], collections: Sequence[str]) -> list[Row]:
                     to,
                     to,
                 )
-        return [row(OP_TRUNCATE, {})] if coll in collections else []
+        return [row(OP_TRUNCATE, {"_id": None})] if coll in collections else []
     if coll not in collections:
         return []
     full = event.get("fullDocument")

@@ -199,3 +199,16 @@ def test_token_time_reads_real_mongodb_tokens_only():
     assert token_time({"_data": "34000000107300040000"}) is None  # another server's layout
     assert token_time({"_data": "820000001073000400000011"}) is None  # implausible time
     assert token_time(None) is None
+
+
+def test_a_batch_of_only_a_drop_compacts():
+    ev = event("drop", 1)
+    batch = rows_to_batch("items", event_rows(ev, COLLS) + event_rows(event("drop", 2), COLLS))
+    assert batch.data.column("_id").to_pylist() == [None, None]
+    assert batch.compact().data.column("_op").to_pylist() == ["t"]
+
+
+def test_empty_documents_are_rows():
+    from syncengine.codecs.bson_arrow import decode_documents
+
+    assert decode_documents([{}, {}]).table.num_rows == 2
