@@ -184,3 +184,39 @@ def test_restart_after_acknowledged_position_gets_exactly_the_rest(pg_dsn):
     tail = [(r["_op"], r["id"]) for r in after]
     expected_tail = [("c", i) for i in range(5) if i not in seen] + [("c", 10), ("u", 0)]
     assert tail == expected_tail
+
+
+def test_replica_identity_full_and_key_change_send_before_images(pg_dsn):
+    async def scenario():
+        execute(
+            pg_dsn,
+            "CREATE TABLE full_t (id int PRIMARY KEY, a text, b int)",
+            "ALTER TABLE full_t REPLICA IDENTITY FULL",
+            "CREATE TABLE keyed (id int PRIMARY KEY, a text)",
+        )
+        source = make_source(pg_dsn, ["full_t", "keyed"])
+        await source.open()
+        _, start = await drain(source, None)
+        execute(
+            pg_dsn,
+            "INSERT INTO full_t VALUES (1, 'x', 10)",
+            "UPDATE full_t SET b = 11 WHERE id = 1",
+            "DELETE FROM full_t WHERE id = 1",
+            "INSERT INTO keyed VALUES (1, 'k')",
+            "UPDATE keyed SET id = 2 WHERE id = 1",
+        )
+        batches, _ = await drain(source, start)
+        await source.close()
+        return batches
+
+    batches = asyncio.run(scenario())
+    full = rows(batches, "public.full_t")
+    assert [(r["_op"], r["_before.id"], r["_before.a"], r["_before.b"]) for r in full] == [
+        ("c", None, None, None),
+        ("u", 1, "x", 10),
+        ("d", 1, "x", 11),
+    ]
+    assert full[2]["a"] == "x" and full[2]["b"] == 11  # the old row, in the data columns too
+    assert next(b for b in batches if b.table == "public.full_t").key == ("id",)
+    keyed = rows(batches, "public.keyed")
+    assert [(r["_op"], r["id"], r["_before.id"]) for r in keyed] == [("c", 1, None), ("u", 2, 1)]
