@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from syncengine.changes import ChangeBatch, concat_batches
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
@@ -115,6 +117,22 @@ class Pipeline:
             self._specs[cache_key] = spec
         return spec
 
+    async def _union(self, first: TableSpec, second: TableSpec) -> TableSpec:
+        """One spec for batches of two schemas: every column of both; a column that was
+        all-null (Arrow ``null``) in one takes the other's type."""
+        fields = {f.name: f for f in first.schema}
+        for f in second.schema:
+            known = fields.get(f.name)
+            if known is None or pa.types.is_null(known.type):
+                fields[f.name] = f
+        union = TableSpec(first.name, first.key, pa.schema(list(fields.values())))
+        cache_key = (union.name, union.schema.to_string(show_field_metadata=False))
+        spec = self._specs.get(cache_key)
+        if spec is None:
+            spec = await self.target.ensure_table(union)
+            self._specs[cache_key] = spec
+        return spec
+
     def _resolver(self, mapping: MappingConfig) -> Any:
         from syncengine.conflicts import ConflictResolver
 
@@ -142,8 +160,15 @@ class Pipeline:
                 letters.extend(result.dead_letters)
                 if result.batch.num_rows:
                     spec = await self._spec(compiled, mapping)
-                    entry = mapped.setdefault(spec.name, (spec, mapping, []))
-                    entry[2].append(result.batch)
+                    if spec.name in mapped:
+                        earlier, _, parts = mapped[spec.name]
+                        if earlier.schema != spec.schema:
+                            # the source schema changed inside this group (ALTER TABLE)
+                            spec = await self._union(earlier, spec)
+                        mapped[spec.name] = (spec, mapping, parts)
+                    else:
+                        mapped[spec.name] = (spec, mapping, [])
+                    mapped[spec.name][2].append(result.batch)
         if letters:
             self._dead_letter(letters)
             report.dead_letters += len(letters)

@@ -160,3 +160,18 @@ def test_backfill_again_after_streaming_keeps_deletes(cli, pg_dsn, pg_target_dsn
     cli.run("backfill")
     cli.run("sync", "--once")
     assert same(pg_dsn, pg_target_dsn)
+
+
+def test_column_added_mid_stream_keeps_its_values(cli, pg_dsn, pg_target_dsn):
+    cli.run("sync", "--once")
+    execute(
+        pg_dsn,
+        "UPDATE items SET qty = 99 WHERE id = 1",
+        "ALTER TABLE items ADD COLUMN plain text",
+        "UPDATE items SET plain = 'late' WHERE id = 2",
+        "INSERT INTO items (id, name, plain) VALUES (9001, 'z', 'new')",
+    )
+    cli.run("sync", "--once")
+    query = "SELECT id, qty, plain FROM items WHERE id IN (1, 2, 9001) ORDER BY id"
+    assert rows(pg_target_dsn, query) == rows(pg_dsn, query)
+    assert rows(pg_target_dsn, query)[1:] == [(2, 2, "late"), (9001, None, "new")]
