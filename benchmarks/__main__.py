@@ -14,6 +14,9 @@ from benchmarks.env import BenchEnv
 from benchmarks.results import RESULTS_DIR, machine, markdown_table, write_all
 from benchmarks.scenarios import SCENARIOS
 
+QUICK_BUDGET = 165.0
+"""Seconds for a whole ``--quick`` run (plus server start and teardown: under 3 minutes)."""
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -22,6 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--quick", action="store_true", help="small sizes, one run (< 3 min)")
     run.add_argument("--only", action="append", metavar="NAME", help="run only NAME (repeatable)")
     run.add_argument("--repeat", type=int, default=None, help="runs per scenario (median)")
+    run.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every size (default 1: issue sizes)"
+    )
+    run.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"time budget of the whole suite (default: {QUICK_BUDGET:.0f} with --quick, "
+        "none otherwise); each scenario gets an equal share of what is left",
+    )
     run.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     run.add_argument("--no-chart", action="store_true")
     sub.add_parser("list", help="list the scenarios")

@@ -30,6 +30,8 @@ class Context:
     repeat: int | None
     """``--repeat N``; None: each scenario's default (more in full runs, 1 in quick runs)."""
     env: BenchEnv
+    scale: float = 1.0
+    """``--scale F``: every size × F (e.g. 0.1 for a full run at a tenth of the issue's sizes)."""
 
     def repeats(self, full_default: int) -> int:
         if self.repeat is not None:
@@ -37,7 +39,7 @@ class Context:
         return 1 if self.quick else full_default
 
     def size(self, quick: int, full: int) -> int:
-        return quick if self.quick else full
+        return max(1, round((quick if self.quick else full) * self.scale))
 
 
 @dataclass

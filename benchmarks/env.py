@@ -11,6 +11,7 @@ import contextlib
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,6 +52,20 @@ class BenchEnv:
         self.work = Path(tempfile.mkdtemp(prefix="syncengine-bench-"))
         self._pg: PostgresServer | None = None
         self._mongo: MongoServer | None = None
+        self.deadline: float | None = None
+        """``time.monotonic()`` by which the current scenario must end (quick-mode budget)."""
+
+    def limit(self, timeout: float) -> float:
+        """``timeout``, shortened to what is left of the scenario's budget."""
+        if self.deadline is None:
+            return timeout
+        left = self.deadline - time.monotonic()
+        if left < 1:
+            raise BenchmarkError(
+                "quick-mode time budget used up: the engine is too slow for --quick at these "
+                "sizes (the full run has no budget)"
+            )
+        return min(timeout, left)
 
     # -- servers ----------------------------------------------------------------------------
 
@@ -120,7 +135,7 @@ class BenchEnv:
 
     def engine(self, *args: str, timeout: float) -> ProcessRun:
         """Run one CLI command to completion; any failure raises with command and stderr."""
-        result = self.start_engine(*args).wait(timeout)
+        result = self.start_engine(*args).wait(self.limit(timeout))
         if result.returncode != 0 or result.timed_out:
             raise BenchmarkError(describe_failure(result, "engine"))
         return result

@@ -50,7 +50,7 @@ def make(name: str, title: str) -> Scenario:
         args = [sys.executable, "-m", "benchmarks.run_module", name]
         if ctx.quick:
             args.append("--quick")
-        proc = run_process(args, timeout=120 if ctx.quick else 900, check=False)
+        proc = run_process(args, timeout=ctx.env.limit(900), check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARKER)]
         if proc.returncode != 0 or proc.timed_out or not lines:
             raise BenchmarkError(describe_failure(proc, f"benchmarks/{name}.py"))

@@ -42,9 +42,9 @@ def run(ctx: Context) -> ScenarioResult:
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(TABLE)))
         source = pg_digest(src, TABLE)
         expect_rows(source, rows, "source")
-        timeout = 120 if ctx.quick else 900
+        timeout = 900
         for attempt in range(ctx.repeats(3)):
-            result.baseline_runs.append(rows / copy_pipe(env, src, source, timeout))
+            result.baseline_runs.append(rows / copy_pipe(env, src, source, env.limit(timeout)))
             seconds, rss, check = engine_backfill(env, src, source, attempt, timeout)
             result.runs.append(rows / seconds)
             result.peak_rss_mb = max(result.peak_rss_mb or 0.0, rss)

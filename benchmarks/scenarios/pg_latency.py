@@ -50,6 +50,8 @@ def run(ctx: Context) -> ScenarioResult:
     )
     src, tgt = env.new_pg_db("lat_src"), env.new_pg_db("lat_tgt")
     daemon: Process | None = None
+    halt = threading.Event()
+    worker: threading.Thread | None = None
     try:
         with psycopg.connect(src, autocommit=True) as conn:
             create_table(conn)
@@ -68,11 +70,12 @@ def run(ctx: Context) -> ScenarioResult:
             psycopg.connect(tgt, autocommit=True) as poll,
         ):
             commit(gen, 0)  # warm-up: the daemon is streaming once this arrives
-            wait_for(poll, TXN_INSERTS, daemon, timeout=120)
+            wait_for(poll, TXN_INSERTS, daemon, timeout=env.limit(120))
             commits: dict[int, float] = {}
-            worker = threading.Thread(target=generate, args=(src, txns, commits), daemon=True)
+            worker = threading.Thread(target=generate, args=(src, txns, commits, halt), daemon=True)
             worker.start()
-            arrivals = observe(poll, txns, commits, worker, daemon, timeout=duration + 60)
+            limit = env.limit(duration + 60)
+            arrivals = observe(poll, txns, commits, daemon, timeout=limit)
             worker.join()
         stopped = daemon.stop()
         daemon = None
@@ -81,6 +84,9 @@ def run(ctx: Context) -> ScenarioResult:
         result.peak_rss_mb = stopped.peak_rss_mb
         result.check = compare(pg_digest(src, TABLE), pg_digest(tgt, TABLE), "engine run")
     finally:
+        halt.set()
+        if worker is not None:
+            worker.join(10)
         if daemon is not None:
             daemon.stop(10)
         env.drop_pg_db(tgt)
@@ -108,12 +114,14 @@ def commit(conn: psycopg.Connection, k: int) -> None:  # type: ignore[type-arg]
             conn.execute(statement)
 
 
-def generate(src: str, txns: int, commits: dict[int, float]) -> None:
+def generate(src: str, txns: int, commits: dict[int, float], halt: threading.Event) -> None:
     """Transactions 1..txns, one every 50 ms on a fixed schedule (no drift)."""
     interval = TXN_CHANGES / RATE
     with psycopg.connect(src, autocommit=True) as conn:
         start = time.monotonic()
         for k in range(1, txns + 1):
+            if halt.is_set():
+                return
             delay = start + (k - 1) * interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -143,7 +151,6 @@ def observe(
     conn: psycopg.Connection,  # type: ignore[type-arg]
     txns: int,
     commits: dict[int, float],
-    worker: threading.Thread,
     daemon: Process,
     timeout: float,
 ) -> dict[int, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ import pytest
 from benchmarks.checks import Digest, compare, doc_digest
 from benchmarks.core import BenchmarkError, CheckFailed, Context, Scenario, ScenarioResult, select
 from benchmarks.datagen import document, workload_rows_after, workload_sql
+from benchmarks.env import BenchEnv
 from benchmarks.measure import run_process
 from benchmarks.results import markdown_table, write_all
 from benchmarks.scenarios import SCENARIOS
@@ -44,6 +46,19 @@ def test_repeats_and_sizes_follow_the_mode() -> None:
     forced = Context(quick=True, repeat=4, env=None)  # type: ignore[arg-type]
     assert (quick.repeats(3), full.repeats(3), forced.repeats(3)) == (1, 3, 4)
     assert (quick.size(10, 100), full.size(10, 100)) == (10, 100)
+
+
+def test_quick_budget_shortens_timeouts_and_then_refuses() -> None:
+    env = BenchEnv()
+    try:
+        assert env.limit(30) == 30
+        env.deadline = time.monotonic() + 10
+        assert 8 < env.limit(30) <= 10
+        env.deadline = time.monotonic()
+        with pytest.raises(BenchmarkError, match="budget used up"):
+            env.limit(30)
+    finally:
+        env.close()
 
 
 def test_finish_takes_medians_and_same_run_ratio() -> None:
