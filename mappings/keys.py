@@ -66,7 +66,7 @@ def resolve_key(
             raise ExpressionError(
                 f"field '{column}' has the name of the key column but computes something else"
             )
-        leaves.append(Leaf(column, source=column))
+        leaves.append(Leaf(column, source=column, literal=True))
         target.append(column)
     for name in target:
         if name in compiled:

@@ -196,7 +196,7 @@ def _compile(
     else:
         for f in schema:
             if f.name not in excluded:
-                leaves.append(Leaf(f.name, source=f.name))
+                leaves.append(Leaf(f.name, source=f.name, literal=True))
                 dtypes[f.name] = compiler.dtype(pl.col(f.name)) or pl.Null()
     filter_ = None
     if mapping.filter:

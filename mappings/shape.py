@@ -30,10 +30,13 @@ class Leaf:
     tail: tuple[str, ...] = ()
     as_json: bool = False
     metadata: dict[bytes, bytes] | None = None
+    #: a source column passed through under its own name: a dot in it is part of the name,
+    #: not a nesting path (only dotted names written in ``fields:`` nest)
+    literal: bool = False
 
     @property
     def path(self) -> tuple[str, ...]:
-        return tuple(self.name.split("."))
+        return (self.name,) if self.literal else tuple(self.name.split("."))
 
     def finish(self, base: Compiled) -> Compiled:
         """Apply the flatten tail (struct steps, JSON encoding) to the base expression."""
