@@ -19,6 +19,7 @@ from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.errors import FatalError, HistoryLost
 from syncengine.sources.base import SourceLag, TableInfo
 from syncengine.sources.postgres import admin
+from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.columns import SESSION_OPTIONS
 from syncengine.sources.postgres.pgerrors import map_error
@@ -58,7 +59,8 @@ class PostgresSource:
         self._keys: dict[str, tuple[str, ...]] = {}
         self._live: ReplicationStream | None = None
         self._acked: int | None = None
-        self._last_commit: float | None = None
+        #: (end LSN, commit time) of the newest commit the stream has read
+        self._last_commit: tuple[int, float] | None = None
 
     # -- connections ----------------------------------------------------------------------
 
@@ -142,8 +144,8 @@ class PostgresSource:
         def track(stream: ReplicationStream | None) -> None:
             self._live = stream
 
-        def committed(commit_time: int) -> None:
-            self._last_commit = pg_time(commit_time).timestamp()
+        def committed(commit: po.Commit) -> None:
+            self._last_commit = (commit.end_lsn, pg_time(commit.commit_time).timestamp())
 
         async for batch in stream_changes(
             self.connect,
@@ -187,7 +189,12 @@ class PostgresSource:
     async def lag(self, acknowledged: str | None) -> SourceLag:
         if self.config.mode != "cdc":
             return SourceLag(acknowledged)
-        age = time.time() - self._last_commit if self._last_commit else None
+        age = None
+        if self._last_commit is not None:
+            end, at = self._last_commit
+            done = position_lsn(acknowledged) if acknowledged else self._acked or 0
+            # caught up: nothing read is unacknowledged; otherwise the newest commit's age
+            age = 0.0 if done >= end else max(time.time() - at, 0.0)
         return await admin.slot_lag(
             await self._catalog(),
             self.slot,

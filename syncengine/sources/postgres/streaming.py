@@ -52,7 +52,7 @@ async def stream_changes(
     max_wait: float,
     heartbeat: float,
     on_open: Callable[[ReplicationStream | None], None],
-    on_commit: Callable[[int], None] | None = None,
+    on_commit: Callable[[po.Commit], None] | None = None,
 ) -> AsyncIterator[ChangeBatch]:
     """Yield batches from ``start``; ``on_open`` hands the live stream to the source for acks."""
     repl = await connect(replication=True)
@@ -87,7 +87,7 @@ async def stream_changes(
                         yield batch
                     if isinstance(decoded, po.Commit):
                         if on_commit is not None:
-                            on_commit(decoded.commit_time)
+                            on_commit(decoded)
                         if until is not None and decoded.end_lsn >= until:
                             for batch in assembler.flush(idle=True):
                                 yield batch

@@ -84,6 +84,7 @@ def test_lag_heartbeat_and_explicit_drop(pg_dsn):
     assert lag.lag_bytes and lag.lag_bytes > 1024 * 1024
     assert lag.retained_wal_bytes and "warning" in lag.details
     assert last > start and after.lag_bytes is not None and after.lag_bytes < lag.lag_bytes
+    assert after.lag_seconds == 0.0  # everything read was acknowledged
     assert dropped is True and again is False
 
 
