@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 
 from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
@@ -21,6 +22,7 @@ from syncengine.sources.base import SourceLag, TableInfo
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
+from syncengine.sources.postgres.chunks import table_shape
 from syncengine.sources.postgres.columns import SESSION_OPTIONS
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.replication import ReplicationStream
@@ -114,7 +116,12 @@ class PostgresSource:
                 )
             ).fetchone()
             estimate = int(row[0]) if row and row[0] >= 0 else None
-            infos.append(TableInfo(table, self._keys.get(table, ()), None, estimate))
+            key = self._keys.get(table, ())
+            shape = await table_shape(conn, table, key)
+            schema = pa.schema(
+                [t.field(c) for c, t in zip(shape.columns, shape.types, strict=True)]
+            )
+            infos.append(TableInfo(table, key, schema, estimate))
         return infos
 
     # -- streaming ------------------------------------------------------------------------

@@ -214,6 +214,10 @@ def test_scan_reads_current_rows_without_side_effects(pg_dsn):
     async def scenario():
         execute(pg_dsn, "INSERT INTO sc SELECT g, g / 10.0 FROM generate_series(1, 25) g")
         source = make_source(pg_dsn, ["sc", "em"], max_rows=10)
+        infos = await source.tables()
+        assert [(i.name, i.key) for i in infos] == [("public.sc", ("id",)), ("public.em", ())]
+        assert infos[0].schema.field("n").metadata == {b"pg_type": b"numeric(5,1)"}
+        await source.close()
         batches = [b async for b in source.scan("sc")]
         empty = [b async for b in source.scan("em")]
         with psycopg.connect(pg_dsn) as conn:
