@@ -14,7 +14,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.reliability.rel_support import kill_leftovers
 from tests.servers import MongoServer, PostgresServer
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture(scope="module")

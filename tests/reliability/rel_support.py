@@ -34,6 +34,16 @@ from psycopg import sql
 
 from tests.e2e.harness import CLI
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
+def kill_leftovers() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
 
 def size(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
@@ -49,7 +59,11 @@ def record(scenario: str, **figures: int) -> None:
 
 
 class Daemon:
-    """One ``syncengine run`` process at a time, killed and restarted on demand."""
+    """One ``syncengine run`` process at a time, killed and restarted on demand.
+
+    Every process started is remembered in :data:`STARTED`; the suite's autouse fixture
+    SIGKILLs whatever a failed test left running.
+    """
 
     def __init__(self, cli: CLI, *args: str) -> None:
         self.cli = cli
@@ -59,6 +73,7 @@ class Daemon:
 
     def start(self) -> Daemon:
         self.proc = self.cli.start("run", *self.args)
+        STARTED.append(self.proc)
         return self
 
     def alive(self) -> bool:
