@@ -220,3 +220,31 @@ def test_replica_identity_full_and_key_change_send_before_images(pg_dsn):
     assert next(b for b in batches if b.table == "public.full_t").key == ("id",)
     keyed = rows(batches, "public.keyed")
     assert [(r["_op"], r["id"], r["_before.id"]) for r in keyed] == [("c", 1, None), ("u", 2, 1)]
+
+
+def test_snapshot_and_stream_give_identical_arrow_for_every_type(pg_dsn):
+    async def scenario():
+        execute(pg_dsn, TYPES_DDL)
+        source = make_source(pg_dsn, ["alltypes"])
+        await source.open()
+        _, start = await drain(source, None)
+        execute(
+            pg_dsn,
+            INSERT,
+            "INSERT INTO alltypes (id, t, ta, j) VALUES "
+            "(2, E'line\\nbreak, \"quoted\"', '{}', NULL), (3, '', '{\"\"}', 'null')",
+        )
+        batches, _ = await drain(source, start)
+        scanned = [b async for b in source.scan("alltypes")]
+        await source.close()
+        return batches, scanned
+
+    batches, scanned = asyncio.run(scenario())
+    streamed = pa.concat_tables([b.rows for b in batches if b.num_rows])
+    snap = pa.concat_tables([b.rows for b in scanned])
+    assert snap.schema.equals(streamed.schema, check_metadata=True)
+    assert snap.to_pylist() == streamed.to_pylist()
+    by_id = {r["id"]: r for r in snap.to_pylist()}
+    assert by_id[2]["t"] == 'line\nbreak, "quoted"' and by_id[2]["ta"] == []
+    assert by_id[3]["t"] == "" and by_id[3]["ta"] == [""] and by_id[3]["j"] == "null"
+    assert by_id[2]["i2"] is None
