@@ -7,36 +7,26 @@ checkpoint go in one transaction (exactly-once), stored in the target database's
 Without: the data first, then shadow and checkpoint in the SQLite store. Every operation is an
 upsert by ``_id`` or a delete by ``_id``, so replaying a batch after a crash is harmless.
 
-A bulk write that partly fails is not repeated whole: only the operations that failed with a
-transient error are retried; those refused for their content (duplicate key on a unique index,
-document too large, validation) are returned as rejected.
+Partial failures: see :mod:`syncengine.targets.mongo.bulk`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 from pymongo import AsyncMongoClient, DeleteMany, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
 from syncengine.config.models import MongoTargetConfig
-from syncengine.config.secrets import redact
-from syncengine.errors import (
-    MONGO_RETRIABLE_CODES,
-    FatalError,
-    RetriableError,
-    SyncEngineError,
-    TargetUnavailable,
-)
+from syncengine.errors import FatalError
 from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.mongo.ops import Op, build_ops, documents_to_rows, key_ids
+from syncengine.targets.mongo.bulk import Rejected, bulk_write, key_rows, row_of, translate
+from syncengine.targets.mongo.ops import build_ops, documents_to_rows, key_ids
 from syncengine.targets.shadow import (
     commit_to_sqlite,
     get_sqlite_checkpoint,
@@ -48,17 +38,6 @@ from syncengine.targets.shadow import (
 
 SHADOW = "_syncengine_shadow"
 CHECKPOINTS = "_syncengine_checkpoints"
-_ATTEMPTS = 5
-
-
-def _translate(exc: PyMongoError, doing: str) -> SyncEngineError:
-    message = f"mongo target: {doing} failed: {redact(str(exc).splitlines()[0])}"
-    code = getattr(exc, "code", None)
-    if isinstance(exc, ConnectionFailure):
-        return TargetUnavailable(message)
-    if code in MONGO_RETRIABLE_CODES or exc.has_error_label("RetryableWriteError"):
-        return RetriableError(message)
-    return FatalError(message)
 
 
 class MongoTarget:
@@ -78,6 +57,7 @@ class MongoTarget:
         self._want_transactions = transactions
         self.keeps_state = bool(transactions)
         self._client: AsyncMongoClient | None = None
+        self._collections: set[str] = set()
 
     @property
     def db(self) -> Any:
@@ -92,7 +72,7 @@ class MongoTarget:
             hello = await self._client.admin.command("hello")
         except PyMongoError as exc:
             await self.close()
-            raise _translate(exc, "connect") from None
+            raise translate(exc, "connect") from None
         supported = (
             ("setName" in hello or hello.get("msg") == "isdbgrid")
             and hello.get("maxWireVersion", 0) >= 7
@@ -110,16 +90,20 @@ class MongoTarget:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        self._collections.clear()
 
     async def ensure_table(self, spec: TableSpec) -> TableSpec:
         """Collections are schemaless: create the collection (transactions need it to exist)."""
         await self.open()
+        if spec.name in self._collections:
+            return spec
         try:
             if spec.name not in await self.db.list_collection_names(filter={"name": spec.name}):
                 await self.db.create_collection(spec.name, check_exists=False)
         except PyMongoError as exc:
             if getattr(exc, "code", None) != 48:  # NamespaceExists: a concurrent create won
-                raise _translate(exc, f"creating {spec.name}") from None
+                raise translate(exc, f"creating {spec.name}") from None
+        self._collections.add(spec.name)
         return spec
 
     async def read_rows(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
@@ -130,7 +114,7 @@ class MongoTarget:
         try:
             docs = await self.db[spec.name].find({"_id": {"$in": ids}}).to_list(None)
         except PyMongoError as exc:
-            raise _translate(exc, f"reading {spec.name}") from None
+            raise translate(exc, f"reading {spec.name}") from None
         return documents_to_rows(spec, docs)
 
     async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
@@ -144,7 +128,7 @@ class MongoTarget:
                     yield documents_to_rows(spec, chunk)
                     chunk = []
         except PyMongoError as exc:
-            raise _translate(exc, f"scanning {spec.name}") from None
+            raise translate(exc, f"scanning {spec.name}") from None
         if chunk:
             yield documents_to_rows(spec, chunk)
 
@@ -188,7 +172,7 @@ class MongoTarget:
                 return await self._apply_in_transaction(planned, checkpoint)
             return await self._apply_then_checkpoint(planned, checkpoint)
         except PyMongoError as exc:
-            raise _translate(exc, "apply") from None
+            raise translate(exc, "apply") from None
 
     async def _apply_then_checkpoint(
         self, planned: list, checkpoint: Checkpoint | None
@@ -201,59 +185,12 @@ class MongoTarget:
                 await self.db[write.spec.name].delete_many({})
                 result.truncated += 1
                 truncated.add(write.spec.name)
-            refused = await self._bulk(write, ops, index, result, None)
-            shadowed.append(without_rejected(write, _keys(write, refused)))
+            refused = await bulk_write(self.db[write.spec.name], write, ops, index, result, None)
+            shadowed.append(without_rejected(write, key_rows(write, refused)))
         fault_point("mongo.after_data")
         assert self.state is not None
         commit_to_sqlite(self.state, self.pipeline, shadowed, truncated, checkpoint)
         return result
-
-    async def _bulk(
-        self,
-        write: TableWrite,
-        ops: list[Op],
-        index: list[int],
-        result: ApplyResult,
-        session: AsyncClientSession | None,
-    ) -> list[int]:
-        """Unordered bulk write; retry only transient failures; reject content failures.
-        Returns the row indices refused."""
-        pending = list(zip(ops, index, strict=True))
-        refused: list[int] = []
-        for attempt in range(_ATTEMPTS):
-            if not pending:
-                return refused
-            try:
-                done = await self.db[write.spec.name].bulk_write(
-                    [op for op, _ in pending], ordered=False, session=session
-                )
-                _count(result, done.bulk_api_result)
-                return refused
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if session is not None:
-                    if not errors or any(e.get("code") in MONGO_RETRIABLE_CODES for e in errors):
-                        raise  # transient: the transaction is retried as a whole
-                    reasons = {pending[e["index"]][1]: str(e.get("errmsg")) for e in errors}
-                    raise _Rejected(reasons) from None
-                _count(result, exc.details)
-                retry = []
-                for error in errors:
-                    op, row = pending[error["index"]]
-                    if error.get("code") in MONGO_RETRIABLE_CODES:
-                        retry.append((op, row))
-                    else:
-                        reason = str(error.get("errmsg"))
-                        result.rejected.append((write.spec.name, _row(write, row), reason))
-                        refused.append(row)
-                pending = retry
-            except ConnectionFailure:
-                if session is not None or attempt == _ATTEMPTS - 1:
-                    raise
-            await asyncio.sleep(0.05 * 2**attempt)
-        if pending:
-            raise RetriableError(f"mongo target: {len(pending)} write(s) kept failing")
-        return refused
 
     async def _apply_in_transaction(
         self, planned: list, checkpoint: Checkpoint | None
@@ -273,7 +210,7 @@ class MongoTarget:
                 try:
                     await session.with_transaction(attempt)
                     return holder[0]
-                except _Rejected as exc:
+                except Rejected as exc:
                     # A write error aborts the whole transaction: drop the refused rows, redo.
                     refused.setdefault(exc.table, {}).update(exc.rows)
 
@@ -292,17 +229,24 @@ class MongoTarget:
             skip = refused.get(number, {})
             kept = [(o, i) for o, i in zip(ops, index, strict=True) if i not in skip]
             result.rejected.extend(
-                (write.spec.name, _row(write, i), reason) for i, reason in sorted(skip.items())
+                (write.spec.name, row_of(write, i), reason) for i, reason in sorted(skip.items())
             )
             try:
-                await self._bulk(write, [o for o, _ in kept], [i for _, i in kept], result, session)
-            except _Rejected as exc:
+                await bulk_write(
+                    self.db[write.spec.name],
+                    write,
+                    [o for o, _ in kept],
+                    [i for _, i in kept],
+                    result,
+                    session,
+                )
+            except Rejected as exc:
                 exc.table = number
                 raise
         fault_point("mongo.after_data")
         state_ops: list[Any] = []
         for number, (write, truncate, _ops, _index) in enumerate(planned):
-            write = without_rejected(write, _keys(write, sorted(refused.get(number, {}))))
+            write = without_rejected(write, key_rows(write, sorted(refused.get(number, {}))))
             table = write.spec.name
             if truncate:
                 state_ops.append(DeleteMany({"_id.p": self.pipeline, "_id.t": table}))
@@ -327,26 +271,3 @@ class MongoTarget:
                 session=session,
             )
         fault_point("mongo.before_commit")
-
-
-class _Rejected(Exception):
-    """Rows whose writes the server refused inside a transaction (which is now aborted)."""
-
-    def __init__(self, rows: dict[int, str]) -> None:
-        super().__init__(f"{len(rows)} write(s) refused")
-        self.rows = rows
-        self.table = -1
-
-
-def _count(result: ApplyResult, details: Mapping[str, Any]) -> None:
-    result.upserted += int(details.get("nUpserted", 0)) + int(details.get("nModified", 0))
-    result.deleted += int(details.get("nRemoved", 0))
-
-
-def _keys(write: TableWrite, rows: list[int]) -> pl.DataFrame:
-    """Key columns of the given rows of a write (to drop their shadow changes)."""
-    return write.batch.to_polars().select(list(write.spec.key))[rows]
-
-
-def _row(write: TableWrite, index: int) -> dict[str, Any]:
-    return write.batch.data.slice(index, 1).to_pylist()[0]
