@@ -98,6 +98,7 @@ class ChangeBatch:
     ) -> ChangeBatch:
         """Assemble a batch from a row-image table and per-row metadata arrays."""
         n = rows.num_rows
+        fields: dict[str, pa.Field] = {f.name: f for f in rows.schema}  # keeps pg_type/bson_type
         columns: dict[str, pa.Array | pa.ChunkedArray] = {
             name: rows.column(name) for name in rows.column_names
         }
@@ -106,11 +107,15 @@ class ChangeBatch:
         columns["_ts"] = _as_array(ts, pa.timestamp("us", tz="UTC"), n)
         columns["_txid"] = _as_array(txid, pa.int64(), n)
         if before is not None:
-            for name in before.column_names:
-                columns[BEFORE_PREFIX + name] = before.column(name)
+            for f in before.schema:
+                columns[BEFORE_PREFIX + f.name] = before.column(f.name)
+                fields[BEFORE_PREFIX + f.name] = f.with_name(BEFORE_PREFIX + f.name)
         for name, mask in (unsent or {}).items():
             columns[UNSENT_PREFIX + name] = _as_array(mask, pa.bool_(), n)
-        return cls(table, pa.table(columns), tuple(key), dict(meta or {}))
+        schema = pa.schema(
+            [fields.get(name) or pa.field(name, col.type) for name, col in columns.items()]
+        )
+        return cls(table, pa.table(columns, schema=schema), tuple(key), dict(meta or {}))
 
     @classmethod
     def from_polars(

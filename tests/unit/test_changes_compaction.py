@@ -132,3 +132,11 @@ def test_concat_fills_missing_unsent_masks_with_sent():
     both = concat_batches([one, two])
     assert both.data.column("_unsent.a").to_pylist() == [False, True]
     assert compact(both).data.column("a").to_pylist() == [1]
+
+
+def test_build_keeps_source_type_metadata():
+    field = pa.field("price", pa.decimal128(12, 2), metadata={b"pg_type": b"numeric(12,2)"})
+    rows = pa.table({"price": pa.array([None], pa.decimal128(12, 2))}, schema=pa.schema([field]))
+    batch = ChangeBatch.build("t", rows, ops=["c"], positions=["1"], before=rows)
+    assert batch.data.schema.field("price").metadata == {b"pg_type": b"numeric(12,2)"}
+    assert batch.data.schema.field("_before.price").metadata == {b"pg_type": b"numeric(12,2)"}
