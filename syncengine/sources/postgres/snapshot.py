@@ -8,11 +8,11 @@ streaming from that point loses and repeats nothing.
 
 Resumed snapshot (chunks left from an interrupted run; the exported snapshot died with its
 connection), or fresh snapshot while the slot already exists (no snapshot can be exported
-from an existing slot): the remaining chunks are reconciled DBLog-style. For each chunk: write
-a low watermark (``pg_logical_emit_message``), read the chunk, write a high watermark; on the
-slot's stream, drop the chunk rows whose key changed between the two watermarks — the stream
-replay from the snapshot position brings their newer state. This path reads chunks one at a
-time, and tables without a key restart their chunks (ctids are not stable).
+from an existing slot): the remaining chunks are reconciled DBLog-style. For each group of
+``parallel`` chunks: write a low watermark (``pg_logical_emit_message``), read the chunks, write
+a high watermark; on the slot's stream, drop the chunk rows whose key changed between the two
+watermarks — the stream replay from the snapshot position brings their newer state. Tables
+without a key restart their chunks on this path (ctids are not stable).
 
 Progress: a chunk is marked ``done`` in the state store when the consumer asks for the batch
 after its last one, i.e. after the target committed it. The snapshot position and the name of
@@ -86,7 +86,7 @@ class Snapshotter:
             assert position is not None
             pending = [c for c in existing if c.status != "done"]
             log.info("%s: resuming snapshot, %d chunks left", self.pipeline, len(pending))
-            async for batch in self._reconcile(shapes, pending, where, position):
+            async for batch in self._reconcile(shapes, pending, where, position, parallel):
                 yield batch
             return
         for table in tables:
@@ -104,7 +104,7 @@ class Snapshotter:
         for shape in shapes.values():
             planned.extend(await plan(conn, shape, source.config.snapshot_chunk_rows, where))
         self.state.put_chunks(self.pipeline, planned)
-        async for batch in self._reconcile(shapes, planned, where, position):
+        async for batch in self._reconcile(shapes, planned, where, position, parallel):
             yield batch
 
     def _remember(self, position: str, snapshot: str | None) -> None:
@@ -214,38 +214,54 @@ class Snapshotter:
         pending: list[Chunk],
         where: str | None,
         position: str,
+        parallel: int,
     ) -> AsyncIterator[ChangeBatch]:
+        """Read ``parallel`` chunks at a time inside one low/high watermark window."""
         source = self.source
         keyless = {c.table for c in pending if not shapes[c.table].key}
         if keyless:  # ctids move: such tables are read again from their first chunk
             pending = [c for c in pending if c.table not in keyless]
             for table in keyless:
                 pending.extend(c for c in self.state.get_chunks(self.pipeline, table))
-        conn = await source.connect()
+        pending.sort(key=lambda c: (c.table, c.chunk))
+        width = max(1, parallel)
+        conns = [await source.connect() for _ in range(min(width, max(len(pending), 1)))]
         reader: WatermarkReader | None = None
         if source.config.mode == "cdc":
             reader = WatermarkReader(source, pos_to_lsn(position))
             await reader.open()
+
+        async def read(conn: psycopg.AsyncConnection, chunk: Chunk) -> pa.Table:
+            shape = shapes[chunk.table]
+            data = await read_copy(conn, chunk_query(shape, chunk, where))
+            return csv_to_text_columns(data, shape.columns)
+
         try:
-            for chunk in sorted(pending, key=lambda c: (c.table, c.chunk)):
-                shape = shapes[chunk.table]
+            for first in range(0, len(pending), width):
+                group = pending[first : first + width]
                 marker = uuid.uuid4().hex
-                if reader is not None and shape.key:
-                    await admin.emit_message(conn, admin.WATERMARK_PREFIX, f"low:{marker}")
-                data = await read_copy(conn, chunk_query(shape, chunk, where))
-                text = csv_to_text_columns(data, shape.columns)
-                if reader is not None and shape.key:
-                    await admin.emit_message(conn, admin.WATERMARK_PREFIX, f"high:{marker}")
-                    changed = await reader.changed_keys(marker, shape)
-                    text = reader.drop_changed(text, shape, changed)
-                async for batch in self._emit(shape, chunk, text, position):
-                    yield batch
+                if reader is not None:
+                    await admin.emit_message(conns[0], admin.WATERMARK_PREFIX, f"low:{marker}")
+                texts = await asyncio.gather(
+                    *(read(c, k) for c, k in zip(conns[: len(group)], group, strict=True))
+                )
+                changed: dict[str, set[tuple]] = {}
+                if reader is not None:
+                    await admin.emit_message(conns[0], admin.WATERMARK_PREFIX, f"high:{marker}")
+                    changed = await reader.changed_keys(marker)
+                for chunk, text in zip(group, texts, strict=True):
+                    shape = shapes[chunk.table]
+                    if shape.key and changed.get(chunk.table):
+                        text = WatermarkReader.drop_changed(text, shape, changed[chunk.table])
+                    async for batch in self._emit(shape, chunk, text, position):
+                        yield batch
         except psycopg.Error as exc:
             raise map_error(exc, "reconciling snapshot chunks") from exc
         finally:
             if reader is not None:
                 await reader.close()
-            await conn.close()
+            for conn in conns:
+                await conn.close()
 
 
 async def scan(source: PostgresSource, table: str) -> AsyncIterator[ChangeBatch]:

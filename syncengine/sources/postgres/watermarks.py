@@ -117,14 +117,16 @@ class WatermarkReader:
                 out.append((table, values))
         return out
 
-    async def changed_keys(self, marker: str, shape: TableShape) -> set[tuple]:
-        """Keys of ``shape``'s table changed inside the window; waits for its high mark."""
+    async def changed_keys(self, marker: str) -> dict[str, set[tuple]]:
+        """Keys changed inside the window, by table; waits for the window's high mark."""
         async with self.changed:
             await self.changed.wait_for(lambda: marker in self.closed or self.failure is not None)
         if self.failure is not None:
             raise self.failure
-        window = self.closed.pop(marker)
-        return {key for table, key in window if table == shape.name}
+        by_table: dict[str, set[tuple]] = {}
+        for table, key in self.closed.pop(marker):
+            by_table.setdefault(table, set()).add(key)
+        return by_table
 
     @staticmethod
     def drop_changed(text: pa.Table, shape: TableShape, changed: set[tuple]) -> pa.Table:

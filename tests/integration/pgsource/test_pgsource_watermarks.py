@@ -47,14 +47,16 @@ def test_changes_inside_the_window_drop_their_rows_only(pg_dsn):
             "INSERT INTO other VALUES (5)",  # same key value, other table: not dropped
         )
         await admin.emit_message(conn, admin.WATERMARK_PREFIX, "high:m1")
-        changed = await asyncio.wait_for(reader.changed_keys("m1", shape), 10)
+        windows = await asyncio.wait_for(reader.changed_keys("m1"), 10)
+        changed = windows["public.w"]
         kept = reader.drop_changed(text, shape, changed)
         await reader.close()
         await conn.close()
         await source.close()
-        return changed, kept
+        return windows, changed, kept
 
-    changed, kept = asyncio.run(scenario())
+    windows, changed, kept = asyncio.run(scenario())
+    assert windows["public.other"] == {("5",)}
     assert changed == {("3",), ("4",), ("7",)}
     ids = sorted(int(i) for i in kept.column("id").to_pylist())
     assert ids == [i for i in range(1, 21) if i not in (3, 4, 7)]
