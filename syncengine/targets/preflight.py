@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import psycopg
-from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from syncengine.config.models import (
@@ -15,6 +14,8 @@ from syncengine.config.models import (
     PipelineConfig,
     PostgresTargetConfig,
 )
+from syncengine.errors import ConfigError
+from syncengine.mongoclient import connect, tls_hint
 
 
 async def check_target(name: str, pipeline: PipelineConfig) -> list[str]:
@@ -29,14 +30,16 @@ async def check_target(name: str, pipeline: PipelineConfig) -> list[str]:
         await conn.close()
         return []
     if isinstance(target, MongoTargetConfig):
-        client: AsyncMongoClient = AsyncMongoClient(
-            target.uri.get_secret_value(), serverSelectionTimeoutMS=5000
-        )
+        try:
+            client = connect(target.uri.get_secret_value(), "target", serverSelectionTimeoutMS=5000)
+        except ConfigError as exc:
+            return [p.removeprefix("target.") for p in exc.problems]
         try:
             await client.admin.command("ping")
             return []
         except PyMongoError as exc:
-            return [f"cannot connect: {str(exc).splitlines()[0].split(' (configured timeouts')[0]}"]
+            reason = str(exc).splitlines()[0].split(" (configured timeouts")[0]
+            return [f"cannot connect: {reason}{tls_hint(target.uri.get_secret_value())}"]
         finally:
             await client.close()
     assert isinstance(target, ParquetTargetConfig)

@@ -13,15 +13,20 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
 from syncengine.config.models import MongoSourceConfig, PipelineConfig
+from syncengine.errors import ConfigError
+from syncengine.mongoclient import connect, tls_hint
 from syncengine.sources.mongo.errors import map_error
 
 
 async def check_source(name: str, pipeline: PipelineConfig) -> list[str]:
     source = pipeline.source
     assert isinstance(source, MongoSourceConfig)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        source.uri.get_secret_value(), serverSelectionTimeoutMS=5000
-    )
+    try:
+        client: AsyncMongoClient[dict[str, Any]] = connect(
+            source.uri.get_secret_value(), "source", serverSelectionTimeoutMS=5000
+        )
+    except ConfigError as exc:
+        return [p.removeprefix("source.") for p in exc.problems]
     try:
         hello = await client.admin.command("hello")
         if not hello.get("setName") and hello.get("msg") != "isdbgrid":
@@ -35,7 +40,8 @@ async def check_source(name: str, pipeline: PipelineConfig) -> list[str]:
             problems += await _images_enabled(db, source)
         return problems
     except PyMongoError as exc:
-        return [f"cannot connect: {map_error(exc, 'source').message}"]
+        hint = tls_hint(source.uri.get_secret_value())
+        return [f"cannot connect: {map_error(exc, 'source').message}{hint}"]
     finally:
         await client.close()
 

@@ -26,6 +26,7 @@ from syncengine.changes import ChangeBatch
 from syncengine.codecs.bson_arrow import Decoded
 from syncengine.config.models import BatchConfig, MongoSourceConfig
 from syncengine.errors import FatalError, UsageError
+from syncengine.mongoclient import connect, tls_hint
 from syncengine.sources.base import SourceLag, TableInfo
 from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
 from syncengine.sources.mongo.errors import map_error
@@ -85,8 +86,9 @@ class MongoSource:
     def db(self) -> AsyncDatabase[dict[str, Any]]:
         """The source database; connects lazily (``scan`` for ``verify`` runs without ``open``)."""
         if self._client is None:
-            self._client = AsyncMongoClient(
+            self._client = connect(
                 self.config.uri.get_secret_value(),
+                "source",
                 tz_aware=True,
                 tzinfo=UTC,
                 uuidRepresentation="standard",
@@ -114,7 +116,9 @@ class MongoSource:
         try:
             return await self.db.client.admin.command(name)
         except PyMongoError as exc:
-            raise map_error(exc, what) from exc
+            error = map_error(exc, what)
+            error.message += tls_hint(self.config.uri.get_secret_value())
+            raise error from exc
 
     async def tables(self) -> list[TableInfo]:
         out = []

@@ -1,0 +1,43 @@
+"""Building PyMongo's ``AsyncMongoClient`` in one place, for sources, targets and preflights.
+
+PyMongo validates the URI and opens files such as ``tlsCAFile`` when the client is created,
+raising ``ConfigurationError`` or a bare ``OSError``: both become a config error naming the
+option (exit 2). A TLS handshake against a server that does not speak TLS never completes, so
+server selection just times out; :func:`tls_hint` adds the likely cause to that message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import ConfigurationError
+
+from syncengine.config.secrets import redact
+from syncengine.errors import ConfigError
+
+
+def connect(uri: str, role: str, **options: Any) -> AsyncMongoClient[Any]:
+    """A client for ``uri``; ``role`` (``source``/``target``) names the config section."""
+    try:
+        return AsyncMongoClient(uri, **options)
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            [f"{role}.uri: cannot read '{exc.filename}' (tlsCAFile / tlsCertificateKeyFile?)"]
+        ) from None
+    except (ConfigurationError, OSError, ValueError, TypeError) as exc:
+        raise ConfigError([f"{role}.uri: {redact(str(exc).splitlines()[0])}"]) from None
+
+
+def uses_tls(uri: str) -> bool:
+    query = {k.lower(): v for k, v in parse_qs(urlsplit(uri).query).items()}
+    flags = query.get("tls", []) + query.get("ssl", [])
+    return uri.startswith("mongodb+srv://") or any(v.lower() == "true" for v in flags)
+
+
+def tls_hint(uri: str) -> str:
+    """Appended to connection failures of TLS URIs."""
+    if not uses_tls(uri):
+        return ""
+    return " (tls is enabled in the URI: does the server speak TLS? check tlsCAFile)"
