@@ -28,7 +28,7 @@ from syncengine.targets.base import TableSpec
 __all__ = ["EXISTS", "canonical", "decode_rows", "encode_rows", "hash_texts", "row_keys"]
 
 HASH_SEED = 0x5E11_C0DE
-HASH_TAG = f"pl{pl.__version__}:"
+HASH_TAG = f"pl{pl.__version__}n:"  # n: null members are not hashed
 
 JSON_TYPES = {"json", "jsonb", "object", "array"}
 """``pg_type`` / ``bson_type`` field metadata values that mark a column holding JSON text."""
@@ -114,9 +114,26 @@ def decode_rows(
     return frame.with_columns(fixes) if fixes else frame
 
 
+# An object member whose value is null: `,"key":null` (any member but the first) and
+# `{"key":null,` / `{"key":null` (the first). In canonical JSON an unescaped quote only opens or
+# closes a string, so these match object members, never text inside a string value.
+_NULL_MEMBER = r',"(?:[^"\\]|\\.)*":null'
+_FIRST_NULL_MEMBER = r'\{"(?:[^"\\]|\\.)*":null,?'
+
+
+def without_nulls(texts: pl.Series) -> pl.Series:
+    """JSON texts with null members removed, at every depth.
+
+    For conflict detection a null field and a missing one are the same row: a document source's
+    batches carry different column sets, and a column a batch lacks reads as null.
+    """
+    return texts.str.replace_all(_NULL_MEMBER, "").str.replace_all(_FIRST_NULL_MEMBER, "{")
+
+
 def hash_texts(texts: pl.Series) -> pl.Series:
-    """``HASH_TAG`` + the seeded hash of each JSON text (null stays null)."""
-    hashed = texts.hash(seed=HASH_SEED).cast(pl.String)
+    """``HASH_TAG`` + the seeded hash of each JSON text, null members ignored (null stays
+    null)."""
+    hashed = without_nulls(texts).hash(seed=HASH_SEED).cast(pl.String)
     return pl.select(
         pl.when(texts.is_not_null()).then(pl.lit(HASH_TAG) + hashed).alias("row_hash")
     ).to_series()
