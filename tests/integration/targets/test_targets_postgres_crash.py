@@ -89,9 +89,9 @@ def test_sigkill_at_each_step_then_rerun(pg_target_dsn: str, point: str) -> None
 def test_sigkill_at_random_instants(pg_target_dsn: str) -> None:
     rng = random.Random(11)
     table = "kill_random"
-    count = "80"
+    count = "60"
     previous = None
-    for _ in range(3):
+    for _ in range(2):
         proc = worker(pg_target_dsn, table, "--count", count)
         # wait until this run has committed something, then kill at a random instant
         deadline = time.monotonic() + 60
