@@ -43,6 +43,9 @@ CHECKPOINTS = "_syncengine_checkpoints"
 class MongoTarget:
     """See docs/targets.md. ``transactions`` forces the mode (None: detect)."""
 
+    #: mirrors documents (conflict detection applies), not a change log
+    change_log = False
+
     def __init__(
         self,
         pipeline: str,

@@ -25,6 +25,8 @@ class PostgresTarget:
     """See docs/targets.md. ``keeps_state``: state lives in ``_syncengine`` in the target."""
 
     keeps_state = True
+    #: mirrors rows (conflict detection applies), not a change log
+    change_log = False
 
     def __init__(
         self, pipeline: str, config: PostgresTargetConfig, state: SQLiteStateStore | None = None

@@ -326,3 +326,15 @@ def test_scan_returns_the_state(harness: Harness) -> None:
         assert {(r["id"],): r for r in rows} == EXPECTED_3
 
     run(scenario())
+
+
+def test_reset_checkpoint_where_the_target_keeps_it(harness: Harness) -> None:
+    async def scenario() -> None:
+        async with harness.target() as t:
+            await t.apply([], Checkpoint("s", "0042"))
+            await t.reset_checkpoint("s")
+            expected = None if t.keeps_state else "0042"  # the SQLite copy is the caller's
+            assert await t.get_checkpoint("s") == expected
+            assert t.change_log == (harness.kind == "parquet")
+
+    run(scenario())

@@ -80,3 +80,24 @@ def test_chunks_at_one_position_do_not_collide(tmp_path: Path) -> None:
     assert len(list(root.rglob("*.parquet"))) == 2
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
     assert sorted(replay_oracle(root, SPEC)) == [(1,), (2,), (3,), (4,)]
+
+
+def test_uncompacted_changes_are_logged_in_order_once(tmp_path: Path) -> None:
+    """The runtime hands a change log every change uncompacted (several per key)."""
+    root = tmp_path / "lake"
+    rows = [{"id": 1, "v": "a"}, {"id": 1, "v": "b"}, {"id": 1, "v": None}, {"id": 1, "v": "c"}]
+    batch = make_batch(
+        "items", ("id",), rows, SCHEMA, ["c", "u", "d", "c"], ["01", "02", "03", "04"]
+    )
+
+    async def scenario() -> None:
+        t = make(root, tmp_path)
+        await t.open()
+        await t.apply([TableWrite(SPEC, batch)], Checkpoint("s", "04"))
+        await t.apply([TableWrite(SPEC, batch)], Checkpoint("s", "04"))
+        assert [c.to_pylist() async for c in t.scan(SPEC)] == [[{"id": 1, "v": "c"}]]
+
+    run(scenario())
+    log = read_log(root, "items")
+    assert log.column("_op").to_pylist() == ["c", "u", "d", "c"]
+    assert replay_oracle(root, SPEC) == {(1,): {"id": 1, "v": "c"}}
