@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
-from benchmarks.core import BenchmarkError, Context, ScenarioResult, select
+from benchmarks.core import BenchmarkError, Context, Scenario, ScenarioResult, select
 from benchmarks.env import BenchEnv
 from benchmarks.results import RESULTS_DIR, machine, markdown_table, write_all
 from benchmarks.scenarios import SCENARIOS
@@ -50,24 +52,43 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    return run_suite(chosen, args.quick, args.repeat, args.results_dir, not args.no_chart)
+    if args.scale <= 0:
+        parser.error("--scale must be positive")
+    budget = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else None)
+    options = {"repeat": args.repeat, "scale": args.scale, "budget": budget}
+    signal.signal(signal.SIGTERM, _terminate)  # so servers are torn down on `timeout`/kill
+    return run_suite(chosen, args.quick, options, args.results_dir, not args.no_chart)
 
 
-def run_suite(chosen: list, quick: bool, repeat: int | None, results_dir: Path, chart: bool) -> int:
-    meta = {
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_suite(
+    chosen: list[Scenario],
+    quick: bool,
+    options: dict[str, Any],
+    results_dir: Path,
+    chart: bool,
+) -> int:
+    meta: dict[str, Any] = {
         "mode": "quick" if quick else "full",
         "started": _now(),
         "machine": machine(),
-        "repeat": repeat,
+        **options,
         "scenarios": [s.name for s in chosen],
     }
     env = BenchEnv()
-    ctx = Context(quick=quick, repeat=repeat, env=env)
+    ctx = Context(quick=quick, repeat=options["repeat"], env=env, scale=options["scale"])
     results: list[ScenarioResult] = []
     suite_started = time.perf_counter()
+    budget_end = time.monotonic() + options["budget"] if options["budget"] else None
     try:
-        for scenario in chosen:
+        for index, scenario in enumerate(chosen):
             print(f"▶ {scenario.name}: {scenario.title}", flush=True)
+            if budget_end is not None:
+                share = (budget_end - time.monotonic()) / (len(chosen) - index)
+                env.deadline = time.monotonic() + share
             started = time.perf_counter()
             result = run_one(scenario, ctx)
             result.seconds = round(time.perf_counter() - started, 1)
@@ -90,7 +111,7 @@ def run_suite(chosen: list, quick: bool, repeat: int | None, results_dir: Path, 
     return 0 if all(r.status == "ok" for r in results) else 1
 
 
-def run_one(scenario, ctx: Context) -> ScenarioResult:  # noqa: ANN001
+def run_one(scenario: Scenario, ctx: Context) -> ScenarioResult:
     """Run one scenario; any failure becomes a ``failed`` result with a readable message."""
     try:
         return scenario.run(ctx)

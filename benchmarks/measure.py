@@ -89,6 +89,10 @@ class Process:
             timer.start()
         try:
             _, status, usage = os.wait4(self.proc.pid, 0)
+        except BaseException:  # interrupted: never leave the child running
+            self.proc.kill()
+            os.wait4(self.proc.pid, 0)
+            raise
         finally:
             if timer:
                 timer.cancel()
