@@ -34,7 +34,7 @@ TARGET_RATIO = 0.8
 
 def run(ctx: Context) -> ScenarioResult:
     env = ctx.env
-    txns = ctx.size(20, 200)
+    txns = ctx.size(10, 200)
     changes = txns * TXN_CHANGES
     repeats = ctx.repeats(1)
     timeout = 900

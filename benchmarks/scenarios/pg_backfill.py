@@ -25,7 +25,7 @@ TARGET_RATIO = 0.7
 
 def run(ctx: Context) -> ScenarioResult:
     env = ctx.env
-    rows = ctx.size(100_000, 1_000_000)
+    rows = ctx.size(50_000, 1_000_000)
     result = ScenarioResult(
         NAME,
         TITLE,

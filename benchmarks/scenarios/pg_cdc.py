@@ -34,7 +34,7 @@ PUBLICATION = "bench_baseline"
 
 def run(ctx: Context) -> ScenarioResult:
     env = ctx.env
-    txns = ctx.size(1_000, 10_000)
+    txns = ctx.size(300, 10_000)
     changes = txns * TXN_CHANGES
     repeats = ctx.repeats(3)
     timeout = 900

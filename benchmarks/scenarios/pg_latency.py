@@ -38,7 +38,7 @@ MAX_WAIT = "100ms"
 
 def run(ctx: Context) -> ScenarioResult:
     env = ctx.env
-    duration = ctx.size(15, 60)
+    duration = ctx.size(10, 60)
     txns = duration * RATE // TXN_CHANGES
     result = ScenarioResult(
         NAME,

@@ -28,7 +28,7 @@ CHUNK = 10_000
 
 def run(ctx: Context) -> ScenarioResult:
     env = ctx.env
-    rows = ctx.size(20_000, 1_000_000)
+    rows = ctx.size(2_000, 1_000_000)
     timeout = 1500
     result = ScenarioResult(
         NAME,

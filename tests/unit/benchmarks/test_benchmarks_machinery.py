@@ -17,7 +17,7 @@ from benchmarks.datagen import document, workload_rows_after, workload_sql
 from benchmarks.env import BenchEnv
 from benchmarks.measure import run_process
 from benchmarks.results import markdown_table, write_all
-from benchmarks.scenarios import SCENARIOS
+from benchmarks.scenarios import SCENARIOS, external
 from benchmarks.scenarios.external import from_dict
 
 
@@ -87,20 +87,20 @@ def test_results_writer_produces_json_markdown_and_chart(tmp_path) -> None:  # n
     assert markdown_table([ok]).count("\n") == 2
 
 
-def test_contributed_dicts_are_read_leniently_but_need_a_rate() -> None:
-    result = from_dict(
-        "conflict_apply",
-        "conflicts",
-        {"rows_per_s": 5000, "baseline": "no conflicts", "baseline_value": 10000, "note": 1},
-    )
-    assert (result.value, result.ratio) == (5000.0, 0.5)
-    assert result.extra == {"rows_per_s": 5000, "note": 1}
-    medians = from_dict("m", "m", {"runs": [1, 3, 2], "baseline_runs": [4, 4, 4]})
-    assert (medians.value, medians.ratio) == (2.0, 0.5)
-    with pytest.raises(BenchmarkError, match="no rate"):
-        from_dict("m", "m", {"seconds": 3})
-    with pytest.raises(BenchmarkError, match="reported failure"):
-        from_dict("m", "m", {"ok": False, "error": "checksum differs"})
+def test_contributed_dicts_become_results_with_same_run_ratios() -> None:
+    data = {
+        "rows": 20_000,
+        "conflicts": 6_000,
+        "strategy": "merge",
+        "no_conflicts": {"rows_per_s": 10_000},
+        "with_conflicts": {"rows_per_s": 5_000},
+        "ratio": 2.0,
+    }
+    result = from_dict("conflict_apply", "conflicts", data, external._conflict_apply)
+    assert (result.value, result.baseline_value, result.ratio) == (5000.0, 10000.0, 0.5)
+    assert "6,000 conflicts" in (result.check or "")
+    with pytest.raises(BenchmarkError, match="cannot read.*keys: \\['rows'\\]"):
+        from_dict("conflict_apply", "conflicts", {"rows": 1}, external._conflict_apply)
 
 
 def test_peak_rss_is_the_childs_own() -> None:
