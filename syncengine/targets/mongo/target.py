@@ -22,6 +22,7 @@ from pymongo.errors import PyMongoError
 
 from syncengine.config.models import MongoTargetConfig
 from syncengine.errors import FatalError
+from syncengine.mongoclient import connect, tls_hint
 from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
@@ -70,12 +71,15 @@ class MongoTarget:
     async def open(self) -> None:
         if self._client is not None:
             return
-        self._client = AsyncMongoClient(self.config.uri.get_secret_value(), tz_aware=True)
+        uri = self.config.uri.get_secret_value()
+        self._client = connect(uri, "target", tz_aware=True)
         try:
             hello = await self._client.admin.command("hello")
         except PyMongoError as exc:
             await self.close()
-            raise translate(exc, "connect") from None
+            error = translate(exc, "connect")
+            error.message += tls_hint(uri)
+            raise error from None
         supported = (
             ("setName" in hello or hello.get("msg") == "isdbgrid")
             and hello.get("maxWireVersion", 0) >= 7
