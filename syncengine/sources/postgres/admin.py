@@ -6,6 +6,7 @@ is only called by an explicit command, because a dropped slot loses the stream p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import psycopg
@@ -15,7 +16,7 @@ from syncengine.changes import lsn_to_pos, pos_to_lsn
 from syncengine.config.models import PostgresSourceConfig
 from syncengine.errors import FatalError
 from syncengine.sources.base import SourceLag
-from syncengine.sources.postgres.wire import parse_lsn
+from syncengine.sources.postgres.wire import format_lsn, parse_lsn
 
 log = logging.getLogger("syncengine.sources.postgres")
 
@@ -186,6 +187,34 @@ async def drop_slot(dsn: str, slot: str) -> bool:
             return False
         await conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
         return True
+
+
+async def advance_slot(conn: psycopg.AsyncConnection, slot: str, lsn: int) -> None:
+    """Confirm ``lsn`` on an inactive slot (``pg_replication_slot_advance``), if it is ahead.
+
+    Best effort: a slot in use by a stream, or gone, is left alone (the stream confirms by
+    itself; a missing slot is reported when streaming starts).
+    """
+    target = format_lsn(lsn)
+    try:
+        for _ in range(20):  # a just-closed stream's walsender may take a moment to exit
+            row = await (
+                await conn.execute(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s "
+                    "AND confirmed_flush_lsn < %s::pg_lsn",
+                    (slot, target),
+                )
+            ).fetchone()
+            if row is None:
+                return
+            if not row[0]:
+                await conn.execute(
+                    "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, target)
+                )
+                return
+            await asyncio.sleep(0.05)
+    except psycopg.Error as exc:
+        log.debug("could not advance slot %s: %s", slot, exc)
 
 
 async def emit_heartbeat(conn: psycopg.AsyncConnection, content: str = "") -> int:

@@ -185,6 +185,8 @@ class PostgresSource:
         if self._live is not None:
             self._live.acknowledge(lsn)
             self._live.send_status()
+        else:  # the stream already ended (sync --once): move the idle slot by SQL
+            await admin.advance_slot(await self._catalog(), self.slot, lsn)
 
     async def current_position(self) -> str:
         if self.config.mode == "incremental":

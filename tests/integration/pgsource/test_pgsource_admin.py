@@ -156,3 +156,33 @@ def test_missing_slot_with_a_checkpoint_is_history_lost(pg_dsn):
         await source.close()
 
     asyncio.run(scenario())
+
+
+def test_acknowledge_after_the_stream_ended_still_confirms_the_slot(pg_dsn):
+    execute(pg_dsn, "CREATE TABLE once (id int PRIMARY KEY)")
+
+    async def scenario():
+        source = make_source(pg_dsn, ["once"], pipeline="once")
+        await source.open()
+        await drain(source, None)
+        start = await source.current_position()
+        execute(pg_dsn, "INSERT INTO once VALUES (1)", "INSERT INTO once VALUES (2)")
+        until = await source.current_position()
+        resumes = [
+            b.meta["resume"] async for b in source.stream(start, until) if "resume" in b.meta
+        ]
+        await source.acknowledge(resumes[-1])  # like the runner: after the reader finished
+        conn = await source.connect()
+        row = await (
+            await conn.execute(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                "WHERE slot_name = 'syncengine_once'"
+            )
+        ).fetchone()
+        await conn.close()
+        await source.close()
+        return resumes[-1], row[0]
+
+    last, confirmed = asyncio.run(scenario())
+    high, low = confirmed.split("/")
+    assert f"{int(high, 16):08X}{int(low, 16):08X}" == last
