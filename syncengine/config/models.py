@@ -146,8 +146,11 @@ class BatchConfig(Model):
     max_rows: Annotated[int, Field(ge=1)] = 10_000
     max_wait: float = 0.5
     """Seconds (or ``500ms``, ``2s``) to wait for a batch to fill."""
+    timeout: float = 300.0
+    """A batch that takes longer to map, resolve and apply means a connection went silent:
+    the pipeline reconnects and retries from the checkpoint."""
 
-    @field_validator("max_wait", mode="before")
+    @field_validator("max_wait", "timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration(value)  # type: ignore[arg-type]

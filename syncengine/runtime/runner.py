@@ -19,7 +19,8 @@ import logging
 from collections.abc import Sequence
 
 from syncengine.changes import ChangeBatch
-from syncengine.runtime.pipeline import Pipeline
+from syncengine.errors import TargetUnavailable
+from syncengine.runtime.pipeline import BatchReport, Pipeline
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint
 
@@ -43,7 +44,7 @@ async def backfill(
     """
     copied = 0
     async for batch in pipeline.source.snapshot(tables, where, parallel):
-        report = await pipeline.process([batch], None)
+        report = await process(pipeline, [batch], None)
         copied += report.read
         if progress is not None:
             progress.advance(batch.table, batch.num_rows)  # type: ignore[attr-defined]
@@ -77,7 +78,12 @@ async def stream(
                 await queue.put(batch)
                 if stop.is_set():
                     break
-        finally:
+        except asyncio.CancelledError:
+            raise  # the applier stopped: nobody waits for _END (and the queue may be full)
+        except BaseException:
+            await queue.put(_END)  # wake the applier; it re-raises this reader's error
+            raise
+        else:
             await queue.put(_END)
 
     reader = asyncio.create_task(read(), name=f"{pipeline.name}-reader")
@@ -125,11 +131,28 @@ async def stream(
     return applied
 
 
+async def process(
+    pipeline: Pipeline, group: list[ChangeBatch], position: str | None
+) -> BatchReport:
+    """``pipeline.process`` with a deadline: a connection that went silent (half-open, no
+    FIN/RST) would otherwise stall the pipeline forever. Past ``batch.timeout`` the connection
+    is presumed lost; the supervisor reconnects and resumes from the checkpoint."""
+    timeout = pipeline.config.batch.timeout
+    try:
+        return await asyncio.wait_for(pipeline.process(group, position), timeout)
+    except TimeoutError:
+        raise TargetUnavailable(
+            f"{pipeline.name}: a batch of {sum(b.num_rows for b in group)} rows took longer than "
+            f"{timeout:.0f} s to apply; the connection is presumed lost",
+            hint="raise batch.timeout if batches are legitimately that slow",
+        ) from None
+
+
 async def _apply_group(pipeline: Pipeline, group: list[ChangeBatch]) -> int:
     position = None
     for batch in group:
         position = resume_position(batch) or position
-    report = await pipeline.process(group, position)
+    report = await process(pipeline, group, position)
     if position is not None:
         await pipeline.source.acknowledge(position)
     return sum(report.applied.values())

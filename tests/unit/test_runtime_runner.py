@@ -1,0 +1,105 @@
+"""The runner's queue logic, with an in-memory source and pipeline (no server needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pytest
+
+from syncengine.changes import ChangeBatch
+from syncengine.config.models import BatchConfig
+from syncengine.errors import TargetUnavailable
+from syncengine.runtime import runner
+
+
+def batch(i: int) -> ChangeBatch:
+    return ChangeBatch.build(
+        "t",
+        pa.table({"id": [i]}),
+        ops=["c"],
+        positions=[f"{i:08d}"],
+        key=["id"],
+        meta={"resume": f"{i:08d}"},
+    )
+
+
+class Source:
+    stream_name = "mem"
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.acked: list[str] = []
+
+    async def stream(self, start, until=None):
+        for i in range(self.count):
+            yield batch(i)
+
+    async def acknowledge(self, position: str) -> None:
+        self.acked.append(position)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        source: Source,
+        fail_after: int | None = None,
+        delay: float = 0.0,
+        timeout: float = 300.0,
+    ) -> None:
+        self.source = source
+        self.name = "p"
+        self.config = SimpleNamespace(batch=BatchConfig(max_rows=1, timeout=timeout))
+        self.fail_after = fail_after
+        self.delay = delay
+        self.applied: list[str] = []
+
+    async def process(self, group, position):
+        await asyncio.sleep(self.delay)
+        if self.fail_after is not None and len(self.applied) >= self.fail_after:
+            raise TargetUnavailable("target went away")
+        self.applied.extend(b.last_position for b in group)
+        return SimpleNamespace(applied={"t": len(group)}, read=len(group))
+
+
+def test_every_batch_applied_in_order_and_acknowledged_after():
+    source = Source(50)
+    pipeline = Pipeline(source)
+    asyncio.run(runner.stream(pipeline, None))
+    assert pipeline.applied == [f"{i:08d}" for i in range(50)]
+    assert source.acked[-1] == f"{49:08d}"
+
+
+def test_failure_with_a_full_queue_surfaces_instead_of_deadlocking():
+    pipeline = Pipeline(Source(10_000), fail_after=3, delay=0.01)
+
+    async def scenario():
+        await asyncio.wait_for(runner.stream(pipeline, None), timeout=10)
+
+    with pytest.raises(TargetUnavailable):
+        asyncio.run(scenario())
+    assert pipeline.applied == [f"{i:08d}" for i in range(3)]
+
+
+def test_a_silent_target_times_out_as_retriable():
+    pipeline = Pipeline(Source(5), delay=5, timeout=0.2)
+    with pytest.raises(TargetUnavailable, match="presumed lost"):
+        asyncio.run(runner.stream(pipeline, None))
+
+
+def test_stop_event_drains_what_was_read_and_exits():
+    source = Source(20)
+    pipeline = Pipeline(source, delay=0.01)
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.stream(pipeline, None, stop=stop))
+        await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+
+    asyncio.run(scenario())
+    applied = pipeline.applied
+    assert applied == [f"{i:08d}" for i in range(len(applied))], "in order, no gaps"
+    assert source.acked and source.acked[-1] == applied[-1]
