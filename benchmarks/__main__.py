@@ -87,7 +87,8 @@ def run_suite(
         for index, scenario in enumerate(chosen):
             print(f"▶ {scenario.name}: {scenario.title}", flush=True)
             if budget_end is not None:
-                share = (budget_end - time.monotonic()) / (len(chosen) - index)
+                weights = sum(s.weight for s in chosen[index:])
+                share = (budget_end - time.monotonic()) * scenario.weight / weights
                 env.deadline = time.monotonic() + share
             started = time.perf_counter()
             result = run_one(scenario, ctx)

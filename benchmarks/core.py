@@ -87,6 +87,8 @@ class Scenario:
     title: str
     run: Callable[[Context], ScenarioResult]
     in_quick: bool = True
+    weight: float = 1.0
+    """Share of a time budget relative to the other scenarios (setup-heavy ones need more)."""
 
 
 def median(values: Sequence[float]) -> float:

@@ -53,15 +53,16 @@ def _apply_throughput(result: ScenarioResult, data: dict[str, Any]) -> None:
     result.extra = {k: data[k] for k in keys if k in data}
 
 
-CONTRIBUTED: dict[str, tuple[str, Callable[[ScenarioResult, dict[str, Any]], None]]] = {
-    "conflict_apply": ("apply with 30% conflicts under merge", _conflict_apply),
-    "mapping_throughput": ("mapping throughput", _mapping_throughput),
-    "apply_throughput": ("apply throughput (Postgres target)", _apply_throughput),
+Adapter = Callable[[ScenarioResult, dict[str, Any]], None]
+CONTRIBUTED: dict[str, tuple[str, Adapter, float]] = {
+    "conflict_apply": ("apply with 30% conflicts under merge", _conflict_apply, 2.0),
+    "mapping_throughput": ("mapping throughput", _mapping_throughput, 0.5),
+    "apply_throughput": ("apply throughput (Postgres target)", _apply_throughput, 2.0),
 }
 
 
 def make(name: str) -> Scenario:
-    title, adapt = CONTRIBUTED[name]
+    title, adapt, weight = CONTRIBUTED[name]
 
     def run(ctx: Context) -> ScenarioResult:
         if importlib.util.find_spec(f"benchmarks.{name}") is None:
@@ -81,7 +82,7 @@ def make(name: str) -> Scenario:
         result.peak_rss_mb = proc.peak_rss_mb
         return result
 
-    return Scenario(name, title, run)
+    return Scenario(name, title, run, weight=weight)
 
 
 def from_dict(

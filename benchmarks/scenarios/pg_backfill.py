@@ -103,4 +103,4 @@ def engine_backfill(
         env.drop_slots(src)
 
 
-SCENARIO = Scenario(NAME, TITLE, run)
+SCENARIO = Scenario(NAME, TITLE, run, weight=1.5)

@@ -75,4 +75,4 @@ def one_transaction(env: BenchEnv, rows: int, timeout: float) -> tuple[float, fl
         env.drop_pg_db(src)
 
 
-SCENARIO = Scenario(NAME, TITLE, run)
+SCENARIO = Scenario(NAME, TITLE, run, weight=1.5)

@@ -130,4 +130,4 @@ def recvlogical(src: str, slot: str, end_lsn: str, timeout: float) -> float:
     return run_.seconds
 
 
-SCENARIO = Scenario(NAME, TITLE, run)
+SCENARIO = Scenario(NAME, TITLE, run, weight=1.5)
