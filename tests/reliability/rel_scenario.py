@@ -29,7 +29,7 @@ CONFIG = textwrap.dedent(
     """
     state: ${SYNCENGINE_STATE}
     pipelines:
-      fault:
+      PIPELINE:
         source:
           type: postgres
           dsn: ${SRC_DSN}
@@ -79,7 +79,10 @@ def run_scenario(
     execute(tgt, *SCHEMA[:2])
     for table in COLUMNS:
         install_apply_audit(tgt, table, "id", "counter")
-    cli = CLI(tmp_path, CONFIG, {"SRC_DSN": daemon_src or src, "TGT_DSN": daemon_tgt or tgt})
+    # Slot names are per cluster: one pipeline name per scenario, so scenarios sharing a
+    # server never meet each other's slot.
+    config = CONFIG.replace("PIPELINE", f"fault_{uuid.uuid4().hex[:8]}")
+    cli = CLI(tmp_path, config, {"SRC_DSN": daemon_src or src, "TGT_DSN": daemon_tgt or tgt})
     daemon = Daemon(cli).start()
     wait_for(lambda: consistent(src, tgt) is None, timeout=90)  # streaming now
     load = PgLoad(src, first_id=10_000, pause=0.01)

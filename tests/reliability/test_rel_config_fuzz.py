@@ -115,7 +115,18 @@ def mangled(draw: st.DrawFn) -> object:
     return tree
 
 
+TRIED = [0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures():
+    """Figures for the README: the configs tried (recorded at the end of the module)."""
+    yield
+    record("config_fuzz", inputs=TRIED[0])
+
+
 def check(runner: CliRunner, tmp_path, text: str | bytes) -> int:
+    TRIED[0] += 1
     path = tmp_path / "fuzz.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
     result = runner.invoke(cli, ["validate", str(path), "--no-connect"])
@@ -192,10 +203,10 @@ def test_pathological_files_exit_2_quickly(tmp_path, name):
     assert "problem" in out or "error" in out, f"{name}: {out[-500:]}"
     assert "pwned" not in out
     assert took < 20, f"{name}: validate took {took:.1f}s"
+    TRIED[0] += 1
 
 
 def test_a_directory_as_config_exits_2(tmp_path):
     result = run_exe(tmp_path, None)
     out = (result.stdout + result.stderr).decode(errors="replace")
     assert result.returncode == 2 and "Traceback" not in out, out
-    record("config_fuzz", inputs=2 * EXAMPLES + len(PATHOLOGICAL) + 1)

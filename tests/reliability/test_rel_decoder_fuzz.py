@@ -16,7 +16,9 @@ tests/unit/pgsource already checks random bytes, truncations and one round trip.
 from __future__ import annotations
 
 import struct
+from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +30,16 @@ from tests.reliability import rel_pgwire as ref
 from tests.reliability.rel_support import record, size
 
 EXAMPLES = size("SYNCENGINE_FUZZ_EXAMPLES", 300)
+TRIED = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures():
+    """Figures for the README: the inputs the properties tried (recorded at the end)."""
+    yield
+    record("decoder_fuzz", inputs=sum(TRIED.values()))
+
+
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 u64 = st.integers(0, 2**64 - 1)
@@ -113,6 +125,7 @@ def decodes_like_reference(data: bytes) -> bool:
 @FUZZ
 @given(messages)
 def test_every_valid_message_decodes_exactly(message):
+    TRIED["x"] += 1
     data = ref.encode(message)
     assert ref.normalize(po.decode(data)) == ref.reference_decode(data)
 
@@ -120,6 +133,7 @@ def test_every_valid_message_decodes_exactly(message):
 @FUZZ
 @given(mutated())
 def test_mutated_messages_raise_decode_error_or_decode_exactly(case):
+    TRIED["x"] += 1
     _, data = case
     decodes_like_reference(data)
 
@@ -127,6 +141,7 @@ def test_mutated_messages_raise_decode_error_or_decode_exactly(case):
 @FUZZ
 @given(messages, st.binary(min_size=1, max_size=16))
 def test_trailing_garbage_is_refused(message, tail):
+    TRIED["x"] += 1
     data = ref.encode(message) + tail
     try:
         po.decode(data)
@@ -156,6 +171,7 @@ def test_trailing_garbage_is_refused(message, tail):
     st.integers(0, 40),
 )
 def test_copy_data_framing_never_crashes(frame, cut):
+    TRIED["x"] += 1
     for data in (frame, frame[:cut]):
         try:
             parsed = parse_copy_data(data)
@@ -205,6 +221,7 @@ def test_assembler_survives_hostile_message_sequences(sequence, max_rows):
     """Rows before their Relation, tuples of the wrong width, values that are not numbers,
     commits without begins: errors are SyncEngineErrors (the daemon handles those), never
     IndexError/KeyError/ValueError from inside."""
+    TRIED["x"] += 1
     asm = ChangeAssembler(max_rows=max_rows)
     try:
         for message in sequence:
@@ -212,8 +229,3 @@ def test_assembler_survives_hostile_message_sequences(sequence, max_rows):
         asm.flush()
     except SyncEngineError:
         pass
-
-
-def test_fuzz_inputs_are_counted():
-    """Figures for the README: how many inputs the properties above tried."""
-    record("decoder_fuzz", inputs=EXAMPLES * 5)
