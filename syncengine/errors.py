@@ -74,6 +74,10 @@ class LockHeld(FatalError):
     """Another syncengine process holds the pipeline lock (daemon, sync or backfill)."""
 
 
+class Interrupted(FatalError):
+    """SIGINT/SIGTERM stopped a one-shot job between batches; what it committed stays."""
+
+
 class HistoryLost(FatalError):
     """The stored source position is no longer available (WAL recycled, oplog rolled over)."""
 

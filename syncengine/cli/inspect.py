@@ -249,3 +249,42 @@ def deadletters_replay(config_path: str, pipeline: str, ids: tuple[int, ...]) ->
     with state.lock(pipeline, "deadletters replay"):
         done, again = asyncio.run(run())
     click.echo(f"{pipeline}: {done} replayed, {again} dead-lettered again")
+
+
+@checkpoints.command("drop-slot")
+@config_argument
+@click.option("--pipeline", "-p", required=True, metavar="NAME")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@expected_errors
+def checkpoints_drop_slot(config_path: str, pipeline: str, yes: bool) -> None:
+    """Drop the pipeline's Postgres replication slot (frees retained WAL; the next run
+    re-backfills). Never done implicitly."""
+    from syncengine.config.models import PostgresSourceConfig
+    from syncengine.sources.postgres.admin import default_name, drop_slot
+
+    config, _ = load_selected(config_path, pipeline)
+    source = config.pipelines[pipeline].source
+    if not isinstance(source, PostgresSourceConfig) or source.mode != "cdc":
+        raise UsageError(
+            f"pipeline '{pipeline}' has no replication slot (not a Postgres cdc source)"
+        )
+    slot = source.slot or default_name(pipeline)
+    if not yes:
+        click.confirm(f"drop replication slot '{slot}' (the next run re-backfills)?", abort=True)
+    state = SQLiteStateStore(config.state)
+    with state.lock(pipeline, "drop-slot"):
+        dropped = asyncio.run(drop_slot(source.dsn.get_secret_value(), slot))
+        state.reset_checkpoints(pipeline)
+
+        async def forget() -> None:
+            job = Pipeline(pipeline, config.pipelines[pipeline], state)
+            try:
+                await job.target.open()
+                await job.target.reset_checkpoint(job.stream_name)
+            finally:
+                await job.close()
+
+        asyncio.run(forget())
+    click.echo(
+        f"{pipeline}: slot '{slot}' {'dropped' if dropped else 'did not exist'}; checkpoints reset"
+    )

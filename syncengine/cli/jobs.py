@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import click
 
-from syncengine.cli.boundary import EXIT_FAILED, expected_errors
+from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, pipeline_option
 from syncengine.cli.progress import BackfillProgress
 from syncengine.config.durations import parse_duration
-from syncengine.errors import UsageError
+from syncengine.errors import Interrupted, UsageError
 from syncengine.runtime.daemon import Daemon
 from syncengine.runtime.logs import setup_logging
 from syncengine.runtime.pipeline import Pipeline
@@ -69,7 +72,7 @@ def backfill(
         raise UsageError("--table and --where need --pipeline NAME")
     state = SQLiteStateStore(config.state)
 
-    async def one(name: str) -> None:
+    async def one(name: str, stop: asyncio.Event) -> None:
         with state.lock(name, "backfill"):
             job = Pipeline(name, config.pipelines[name], state)
             await job.open()
@@ -77,16 +80,16 @@ def backfill(
                 infos = await job.source.tables()
                 estimates = {t.name: t.estimated_rows for t in infos}
                 with BackfillProgress(estimates) as progress:
-                    await run_backfill(job, tables or None, where, parallel, progress)
+                    await run_backfill(job, tables or None, where, parallel, progress, stop)
                 record_status(state, name, job.rows_applied, None)
             finally:
                 await job.close()
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         for name in names:
-            await one(name)
+            await one(name, stop)
 
-    _interruptible(main())
+    _interruptible(main)
 
 
 @click.command()
@@ -107,41 +110,55 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
     config, names = load_selected(config_path, pipeline)
     state = SQLiteStateStore(config.state)
 
-    async def one(name: str) -> int:
+    async def one(name: str, stop: asyncio.Event) -> tuple[int, int]:
         with state.lock(name, "sync"):
             job = Pipeline(name, config.pipelines[name], state)
             await job.open()
             try:
-                applied = await sync_once(job)
+                result = await sync_once(job, stop=stop)
                 record_status(state, name, job.rows_applied, None)
-                return applied
+                return result
             finally:
                 await job.close()
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         while True:
             for name in names:
-                applied = await one(name)
-                click.echo(f"{name}: {applied} change(s) applied")
+                copied, applied = await one(name, stop)
+                backfilled = f"{copied} row(s) backfilled, " if copied else ""
+                click.echo(f"{name}: {backfilled}{applied} change(s) applied")
             if not interval:
                 return
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                return  # stopped between runs: nothing in flight
 
-    _interruptible(main())
+    _interruptible(main)
 
 
-def _interruptible(coro: object) -> None:
-    """Run a job; SIGTERM/SIGINT cancel it. Committed work stays committed; exit 1."""
+def _interruptible(job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run a one-shot job. The first SIGINT/SIGTERM asks it to stop between batches (it then
+    raises :class:`Interrupted`, exit 1, nothing half-applied); a second one cancels it."""
 
     async def guarded() -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(job(stop))
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                task.cancel()
+            else:
+                stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, on_signal)
         await task
 
     try:
         asyncio.run(guarded())
     except asyncio.CancelledError:
-        click.echo("interrupted: progress so far is checkpointed; run again to resume", err=True)
-        sys.exit(EXIT_FAILED)
+        raise Interrupted(
+            "interrupted", hint="progress so far is checkpointed; run again to resume"
+        ) from None

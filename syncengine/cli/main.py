@@ -1,35 +1,49 @@
-"""The ``syncengine`` command. Each subcommand lives in its own module."""
+"""The ``syncengine`` entry point.
+
+Signal handlers go in before the command modules are imported: loading polars, pyarrow and
+the drivers takes seconds on a busy machine, and a SIGTERM in that window must not kill the
+process with the default handler (a supervisor stopping a daemon that is still starting
+expects a clean exit). Once a command runs its event loop, the loop's own handlers take over.
+"""
 
 from __future__ import annotations
 
-import click
+import signal
+import sys
+from types import FrameType
 
-from syncengine import __version__
-from syncengine.cli.conflicts import conflicts
-from syncengine.cli.inspect import checkpoints, deadletters, status
-from syncengine.cli.jobs import backfill, run, sync
-from syncengine.cli.validate import validate
-from syncengine.cli.verify import verify
+_OPTIONS_WITH_VALUES = {"--log-format", "--log-level"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="syncengine")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-@click.option("--log-level", default="info", show_default=True)
-@click.pass_context
-def cli(ctx: click.Context, debug: bool, log_format: str, log_level: str) -> None:
-    """Change-data capture and sync between PostgreSQL, MongoDB and Parquet."""
-    ctx.ensure_object(dict)
-    ctx.obj.update(debug=debug, log_format=log_format, log_level=log_level)
+def _command(argv: list[str]) -> str | None:
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _OPTIONS_WITH_VALUES:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
-for command in (validate, backfill, sync, run, status, verify, checkpoints, deadletters):
-    cli.add_command(command)
-cli.add_command(conflicts)
+def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
+    # Nothing is in flight yet: a daemon stops cleanly (0), a one-shot job did not run (1).
+    sys.exit(0 if _command(sys.argv[1:]) == "run" else 1)
 
 
 def main() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_while_starting)
+    from syncengine.cli.commands import cli
+
     cli(prog_name="syncengine")
+
+
+def __getattr__(name: str) -> object:
+    """``from syncengine.cli.main import cli`` still works (the group loads on first use)."""
+    if name == "cli":
+        from syncengine.cli.commands import cli
+
+        return cli
+    raise AttributeError(name)

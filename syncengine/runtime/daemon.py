@@ -108,7 +108,7 @@ class Daemon:
                 try:
                     await pipeline.open()
                     health.state = "backfilling"
-                    start = await ensure_backfilled(pipeline)
+                    start, _ = await ensure_backfilled(pipeline)
                     health.state, health.last_error = "streaming", None
                     breaker.record_success()
                     backoff.reset()

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 
 from syncengine.changes import ChangeBatch
-from syncengine.errors import TargetUnavailable
+from syncengine.errors import Interrupted, TargetUnavailable
 from syncengine.runtime.pipeline import BatchReport, Pipeline
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint
@@ -36,8 +36,10 @@ async def backfill(
     where: str | None = None,
     parallel: int = 2,
     progress: object | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Copy current state; returns rows copied. Resumes at the first chunk not yet done.
+    ``stop`` (set by a signal) ends it between batches with :class:`Interrupted`.
 
     Batches are consumed one at a time, straight from the source: the source records a chunk
     as done only once the consumer asks for the next batch, i.e. after the target commit.
@@ -48,6 +50,11 @@ async def backfill(
         copied += report.read
         if progress is not None:
             progress.advance(batch.table, batch.num_rows)  # type: ignore[attr-defined]
+        if stop is not None and stop.is_set():
+            raise Interrupted(
+                f"{pipeline.name}: backfill interrupted after {copied} rows",
+                hint="progress is checkpointed per chunk; run it again to resume",
+            )
     position = await pipeline.source.snapshot_position()
     existing = await pipeline.checkpoint()
     if existing is not None and (position is None or existing < position):
@@ -158,22 +165,36 @@ async def _apply_group(pipeline: Pipeline, group: list[ChangeBatch]) -> int:
     return sum(report.applied.values())
 
 
-async def ensure_backfilled(pipeline: Pipeline, progress: object | None = None) -> str:
-    """The checkpoint to stream from, running the initial backfill first when there is none."""
+async def ensure_backfilled(
+    pipeline: Pipeline, progress: object | None = None, stop: asyncio.Event | None = None
+) -> tuple[str, int]:
+    """The checkpoint to stream from, running the initial backfill first when there is none;
+    and the number of rows that backfill copied."""
     checkpoint = await pipeline.checkpoint()
+    copied = 0
     if checkpoint is None:
         log.info("%s: no checkpoint yet: backfilling first", pipeline.name)
-        await backfill(pipeline, progress=progress)
+        copied = await backfill(pipeline, progress=progress, stop=stop)
         checkpoint = await pipeline.checkpoint()
     if checkpoint is None:
         raise RuntimeError(f"{pipeline.name}: backfill did not leave a checkpoint")
-    return checkpoint
+    return checkpoint, copied
 
 
-async def sync_once(pipeline: Pipeline, progress: object | None = None) -> int:
-    """Backfill if needed, then apply everything committed before now; returns rows applied."""
-    start = await ensure_backfilled(pipeline, progress)
+async def sync_once(
+    pipeline: Pipeline, progress: object | None = None, stop: asyncio.Event | None = None
+) -> tuple[int, int]:
+    """Backfill if needed, then apply everything committed before now.
+
+    Returns (rows backfilled, changes applied)."""
+    start, copied = await ensure_backfilled(pipeline, progress, stop)
     until = await pipeline.source.current_position()
-    if until <= start:
-        return 0  # nothing new: an empty run stays cheap
-    return await stream(pipeline, start, until)
+    if until == start:
+        return copied, 0  # nothing new: an empty run stays cheap
+    applied = await stream(pipeline, start, until, stop)
+    if stop is not None and stop.is_set():
+        raise Interrupted(
+            f"{pipeline.name}: sync interrupted after {applied} changes",
+            hint="what was applied is checkpointed; run it again to continue",
+        )
+    return copied, applied

@@ -53,3 +53,16 @@ def test_status_and_checkpoints(tmp_path, pg_dsn, pg_target_dsn):
     execute(pg_target_dsn, "DELETE FROM t WHERE id > 40")
     cli.run("sync", "--once")  # no checkpoint: backfills again
     assert rows(pg_target_dsn, "SELECT count(*) FROM t") == [(50,)]
+
+    slot = "syncengine_ops"
+    assert rows(
+        pg_dsn, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    ) == [(1,)]
+    dropped = cli.run("checkpoints", "drop-slot", "--pipeline", "ops", "--yes")
+    assert "dropped" in dropped.stdout
+    assert rows(
+        pg_dsn, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    ) == [(0,)]
+    execute(pg_dsn, "INSERT INTO t VALUES (51, 'after')")
+    cli.run("sync", "--once")  # new slot, fresh backfill
+    assert rows(pg_target_dsn, "SELECT count(*) FROM t") == [(51,)]

@@ -12,6 +12,7 @@ Partial failures: see :mod:`syncengine.targets.mongo.bulk`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -146,7 +147,7 @@ class MongoTarget:
             return read_sqlite_shadow(self.state, self.pipeline, table, row_keys)
         ids = [self._shadow_id(table, k) for k in row_keys]
         cursor = self.db[SHADOW].find({"_id": {"$in": ids}})
-        return shadow_table([(d["_id"]["k"], d["row_hash"], d.get("base")) async for d in cursor])
+        return shadow_table([(d["k"], d["row_hash"], d.get("base")) async for d in cursor])
 
     async def get_checkpoint(self, stream: str) -> str | None:
         await self.open()
@@ -162,8 +163,10 @@ class MongoTarget:
         if self.keeps_state:
             await self.db[CHECKPOINTS].delete_one({"_id": {"p": self.pipeline, "s": stream}})
 
-    def _shadow_id(self, table: str, row_key: str) -> dict[str, str]:
-        return {"p": self.pipeline, "t": table, "k": row_key}
+    def _shadow_id(self, table: str, row_key: str) -> str:
+        """A flat string ``_id``: a sub-document ``_id`` is slow to match on some servers, and
+        the row key is already canonical JSON. ``p``/``t``/``k`` are stored as fields too."""
+        return json.dumps([self.pipeline, table, row_key], separators=(",", ":"))
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -256,20 +259,21 @@ class MongoTarget:
             write = without_rejected(write, key_rows(write, sorted(refused.get(number, {}))))
             table = write.spec.name
             if truncate:
-                state_ops.append(DeleteMany({"_id.p": self.pipeline, "_id.t": table}))
+                await self.db[SHADOW].delete_many({"p": self.pipeline, "t": table}, session=session)
             state_ops.extend(
                 DeleteMany({"_id": self._shadow_id(table, k)}) for k in write.shadow.deletes
             )
             state_ops.extend(
                 UpdateOne(
                     {"_id": self._shadow_id(table, k)},
-                    {"$set": {"row_hash": h, "base": b}},
+                    {"$set": {"p": self.pipeline, "t": table, "k": k, "row_hash": h, "base": b}},
                     upsert=True,
                 )
                 for k, h, b in upsert_rows(write)
             )
         if state_ops:
-            await self.db[SHADOW].bulk_write(state_ops, ordered=True, session=session)
+            # one row per key in a compacted batch: these touch distinct documents, any order
+            await self.db[SHADOW].bulk_write(state_ops, ordered=False, session=session)
         if checkpoint is not None:
             await self.db[CHECKPOINTS].update_one(
                 {"_id": {"p": self.pipeline, "s": checkpoint.stream}},
