@@ -85,7 +85,9 @@ def markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> str:
         f"# Benchmark results ({meta.get('mode', '?')} run, {meta.get('finished', '?')})\n\n"
         f"Machine: {meta.get('machine', {}).get('cpus', '?')} CPUs, "
         f"Python {meta.get('machine', {}).get('python', '?')}; "
-        f"load average before the run: {meta.get('machine', {}).get('load_average_1m', '?')}. "
+        f"load average before the run: {meta.get('machine', {}).get('load_average_1m', '?')}; "
+        f"sizes × {meta.get('scale', 1)}, repeat {meta.get('repeat') or 'default'}, "
+        f"budget {meta.get('budget') or 'none'}. "
         "Engine figures are medians of the runs; ratios are against baselines measured in the "
         "same run.\n\n"
     )
@@ -124,8 +126,8 @@ def write_chart(results: Sequence[ScenarioResult], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [r for r in results if r.value is not None]
-    names = [r.name for r in shown]
+    shown = list(results)
+    names = [r.name if r.status == "ok" else f"{r.name} ({r.status.upper()})" for r in shown]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(3.0, 0.55 * len(shown) + 1.5)))
     ys = range(len(shown))
     left.barh([y + 0.2 for y in ys], [r.value or 0 for r in shown], 0.4, label="syncengine")
@@ -145,8 +147,9 @@ def write_chart(results: Sequence[ScenarioResult], path: Path) -> Path:
     right.axvline(1.0, color="black", linewidth=0.8)
     right.set_xlabel("ratio to same-run baseline (green: target met)")
     right.invert_yaxis()
-    for y, ratio in zip(ys, ratios, strict=True):
-        right.annotate(f"{ratio:.2f}×", (ratio, y), xytext=(3, -3), textcoords="offset points")
+    for y, result in zip(ys, shown, strict=True):
+        label = f"{result.ratio:.2f}×" if result.ratio is not None else "–"
+        right.annotate(label, (result.ratio or 0, y), xytext=(3, -3), textcoords="offset points")
     fig.suptitle("syncengine benchmarks")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
