@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.core import BenchmarkError, Context, Scenario, ScenarioResult, select
-from benchmarks.env import BenchEnv
+from benchmarks.env import BenchEnv, syncengine_exe
+from benchmarks.measure import run_process
 from benchmarks.results import RESULTS_DIR, machine, markdown_table, write_all
 from benchmarks.scenarios import SCENARIOS
 
@@ -78,6 +79,7 @@ def run_suite(
         **options,
         "scenarios": [s.name for s in chosen],
     }
+    meta["cli_start_s"] = cli_start_seconds()
     env = BenchEnv()
     ctx = Context(quick=quick, repeat=options["repeat"], env=env, scale=options["scale"])
     results: list[ScenarioResult] = []
@@ -110,6 +112,14 @@ def run_suite(
         + ", ".join(str(p) for p in paths)
     )
     return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def cli_start_seconds() -> float | None:
+    """Wall time of ``syncengine --help``: the fixed cost inside every engine figure."""
+    try:
+        return round(run_process([syncengine_exe(), "--help"], timeout=60).seconds, 2)
+    except BenchmarkError:
+        return None
 
 
 def run_one(scenario: Scenario, ctx: Context) -> ScenarioResult:

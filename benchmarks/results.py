@@ -87,7 +87,8 @@ def markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> str:
         f"Python {meta.get('machine', {}).get('python', '?')}; "
         f"load average before the run: {meta.get('machine', {}).get('load_average_1m', '?')}; "
         f"sizes × {meta.get('scale', 1)}, repeat {meta.get('repeat') or 'default'}, "
-        f"budget {meta.get('budget') or 'none'}. "
+        f"budget {meta.get('budget') or 'none'}; `syncengine --help` takes "
+        f"{meta.get('cli_start_s', '?')} s (process start is inside every engine figure). "
         "Engine figures are medians of the runs; ratios are against baselines measured in the "
         "same run.\n\n"
     )
