@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--only", action="append", metavar="NAME", help="run only NAME (repeatable)")
     run.add_argument("--repeat", type=int, default=None, help="runs per scenario (median)")
     run.add_argument(
-        "--scale", type=float, default=1.0, help="multiply every size (default 1: issue sizes)"
+        "--scale",
+        action="append",
+        default=[],
+        metavar="[NAME=]F",
+        help="multiply every size by F, or only NAME's (repeatable; default 1: issue sizes)",
     )
     run.add_argument(
         "--budget",
@@ -53,12 +57,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    if args.scale <= 0:
-        parser.error("--scale must be positive")
+    try:
+        scales = parse_scales(args.scale, {s.name for s in SCENARIOS})
+    except ValueError as exc:
+        parser.error(f"--scale: {exc}")
     budget = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else None)
-    options = {"repeat": args.repeat, "scale": args.scale, "budget": budget}
+    options = {"repeat": args.repeat, "scale": scales, "budget": budget}
     signal.signal(signal.SIGTERM, _terminate)  # so servers are torn down on `timeout`/kill
     return run_suite(chosen, args.quick, options, args.results_dir, not args.no_chart)
+
+
+def parse_scales(values: list[str], known: set[str]) -> dict[str, float]:
+    """``["0.1", "pg_to_mongo=0.01"]`` → ``{"*": 0.1, "pg_to_mongo": 0.01}``."""
+    scales: dict[str, float] = {}
+    for value in values:
+        name, _, factor = value.rpartition("=")
+        if name and name not in known:
+            raise ValueError(f"unknown scenario '{name}'")
+        try:
+            number = float(factor)
+        except ValueError:
+            raise ValueError(f"'{value}' is not F or NAME=F") from None
+        if number <= 0:
+            raise ValueError(f"'{value}': the factor must be positive")
+        scales[name or "*"] = number
+    return scales
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -81,7 +104,7 @@ def run_suite(
     }
     meta["cli_start_s"] = cli_start_seconds()
     env = BenchEnv()
-    ctx = Context(quick=quick, repeat=options["repeat"], env=env, scale=options["scale"])
+    ctx = Context(quick=quick, repeat=options["repeat"], env=env)
     results: list[ScenarioResult] = []
     suite_started = time.perf_counter()
     budget_end = time.monotonic() + options["budget"] if options["budget"] else None
@@ -92,6 +115,8 @@ def run_suite(
                 weights = sum(s.weight for s in chosen[index:])
                 share = (budget_end - time.monotonic()) * scenario.weight / weights
                 env.deadline = time.monotonic() + share
+            scales = options["scale"]
+            ctx.scale = scales.get(scenario.name, scales.get("*", 1.0))
             started = time.perf_counter()
             result = run_one(scenario, ctx)
             result.seconds = round(time.perf_counter() - started, 1)

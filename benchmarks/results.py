@@ -86,7 +86,7 @@ def markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> str:
         f"Machine: {meta.get('machine', {}).get('cpus', '?')} CPUs, "
         f"Python {meta.get('machine', {}).get('python', '?')}; "
         f"load average before the run: {meta.get('machine', {}).get('load_average_1m', '?')}; "
-        f"sizes × {meta.get('scale', 1)}, repeat {meta.get('repeat') or 'default'}, "
+        f"size factors {meta.get('scale') or 'none'}, repeat {meta.get('repeat') or 'default'}, "
         f"budget {meta.get('budget') or 'none'}; `syncengine --help` takes "
         f"{meta.get('cli_start_s', '?')} s (process start is inside every engine figure). "
         "Engine figures are medians of the runs; ratios are against baselines measured in the "

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 
+from benchmarks.__main__ import parse_scales
 from benchmarks.checks import Digest, compare, doc_digest
 from benchmarks.core import BenchmarkError, CheckFailed, Context, Scenario, ScenarioResult, select
 from benchmarks.datagen import document, workload_rows_after, workload_sql
@@ -59,6 +60,14 @@ def test_quick_budget_shortens_timeouts_and_then_refuses() -> None:
             env.limit(30)
     finally:
         env.close()
+
+
+def test_scale_options() -> None:
+    assert parse_scales(["0.1", "b=0.01"], {"a", "b"}) == {"*": 0.1, "b": 0.01}
+    with pytest.raises(ValueError, match="unknown scenario 'c'"):
+        parse_scales(["c=2"], {"a"})
+    with pytest.raises(ValueError, match="positive"):
+        parse_scales(["0"], {"a"})
 
 
 def test_finish_takes_medians_and_same_run_ratio() -> None:
