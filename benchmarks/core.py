@@ -64,6 +64,8 @@ class ScenarioResult:
     target: str | None = None
     target_met: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    headline: str | None = None
+    """The figure a target is about when it is not the rate (latency, memory), for the table."""
     error: str | None = None
     seconds: float = 0.0
 

@@ -68,6 +68,8 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
     ]
     for r in results:
         engine = f"{_num(r.value)} {r.unit}" if r.value is not None else "–"
+        if r.headline:
+            engine = f"{engine}; {r.headline}"
         base = f"{_num(r.baseline_value)} {r.unit}" if r.baseline_value is not None else "–"
         if r.baseline:
             base = f"{base} ({r.baseline})"

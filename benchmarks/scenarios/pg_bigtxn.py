@@ -48,6 +48,7 @@ def run(ctx: Context) -> ScenarioResult:
         big_peak_rss_mb=round(max(big_rss), 1),
         rss_ratio=round(ratio, 2),
     )
+    result.headline = f"peak RSS {max(big_rss):,.0f} MB vs {max(small_rss):,.0f} MB ({ratio:.2f}×)"
     result.finish()
     result.target_met = ratio <= FLAT
     return result

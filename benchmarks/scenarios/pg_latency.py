@@ -103,6 +103,7 @@ def run(ctx: Context) -> ScenarioResult:
         seconds=duration,
         max_wait=MAX_WAIT,
     )
+    result.headline = f"p50 {result.extra['p50_ms']:,.0f} ms, p99 {result.extra['p99_ms']:,.0f} ms"
     result.finish()
     result.target_met = result.extra["p99_ms"] <= TARGET_P99_MS
     return result
