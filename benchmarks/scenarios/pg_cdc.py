@@ -86,6 +86,9 @@ def run(ctx: Context) -> ScenarioResult:
             result.runs.append(changes / run_.seconds)
             result.peak_rss_mb = max(result.peak_rss_mb or 0.0, run_.peak_rss_mb)
             result.extra["engine_said"] = run_.stdout.strip().splitlines()[-1:]
+            # literal "first commit → last row applied" when the engine starts after the load
+            span = load.seconds + run_.seconds
+            result.extra["first_commit_to_applied_changes_per_s"] = round(changes / span)
     finally:
         for tgt in targets:
             env.drop_pg_db(tgt)
