@@ -26,6 +26,8 @@ import random
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ import psycopg
 from psycopg import sql
 
 from tests.e2e.harness import CLI
+from tests.servers import free_port
 
 STARTED: list[subprocess.Popen[str]] = []
 
@@ -69,28 +72,46 @@ class Daemon:
         self.cli = cli
         self.args = args
         self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
         self.kills = 0
 
     def start(self) -> Daemon:
-        self.proc = self.cli.start("run", *self.args)
+        self.port = free_port()
+        self.proc = self.cli.start("run", "--metrics-port", str(self.port), *self.args)
         STARTED.append(self.proc)
         return self
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def state(self) -> str | None:
+        """The pipelines' states from ``/healthz`` (None while the endpoint is not up)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                body = json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+        except OSError:
+            return None
+        return ",".join(p["state"] for p in body["pipelines"].values())
 
-    def kill(self) -> None:
-        """SIGKILL: no drain, no cleanup, no flush."""
-        assert self.proc is not None
-        assert self.proc.poll() is None, f"daemon died by itself:\n{self.tail()}"
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-        self.kills += 1
+    def wait_started(self, timeout: float = 60) -> None:
+        """Until the pipelines are past "starting" (connected: backfilling or streaming).
+
+        Killing before that tests nothing but Python's import system, so a crash loop waits
+        for it and then picks its random moment.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state()
+            if state and "starting" not in state:
+                return
+            assert self.alive(), f"daemon exited during startup:\n{self.tail()}"
+            time.sleep(0.05)
+        raise AssertionError(f"daemon not started within {timeout}s:\n{self.tail()}")
 
     def crash_loop(self, crashes: int, min_wait: float, max_wait: float, seed: int) -> None:
         """Kill at ``crashes`` random moments, restarting each time."""
         rng = random.Random(seed)
         for _ in range(crashes):
+            self.wait_started()
             time.sleep(rng.uniform(min_wait, max_wait))
             self.kill()
             self.start()
@@ -252,6 +273,23 @@ def apply_audit(dsn: str, table: str) -> ApplyAudit:
             ).format(audit, audit)
         ).fetchall()
     return ApplyAudit(writes, repeated, regressed, reinserted, samples)
+
+
+def run_with_options(
+    cli: CLI, options: list[str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``syncengine <options> <command> CONFIG <args>`` (``CLI.run`` has no root options)."""
+    from tests.e2e.harness import EXE
+
+    result = subprocess.run(
+        [EXE, *options, args[0], str(cli.config), *args[1:]],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=timeout,
+    )
+    cli.logs.append(result.stdout + result.stderr)
+    return result
 
 
 def scan_for(secret: str, *texts: str) -> list[str]:

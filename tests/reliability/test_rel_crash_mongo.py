@@ -86,7 +86,7 @@ def test_crash_loop_mongo_to_pg(tmp_path, mongo_uri, mongo_db, pg_target_dsn):
     load = MongoLoad(mongo_uri, mongo_db, first_id=SEED + 1, seed=crashes)
     load.start()
     try:
-        daemon.crash_loop(crashes, min_wait=0.5, max_wait=3.0, seed=crashes)
+        daemon.crash_loop(crashes, min_wait=0.0, max_wait=3.0, seed=crashes)
     finally:
         load.stop()
     try:
@@ -118,7 +118,7 @@ def test_crash_loop_pg_to_mongo(tmp_path, pg_dsn, mongo_uri, mongo_db):
     load = PgLoad(pg_dsn, first_id=SEED + 1, seed=crashes)
     load.start()
     try:
-        daemon.crash_loop(crashes, min_wait=0.5, max_wait=3.0, seed=crashes)
+        daemon.crash_loop(crashes, min_wait=0.0, max_wait=3.0, seed=crashes)
     finally:
         load.stop()
 

@@ -62,7 +62,7 @@ def test_crash_loop_pg_to_pg_loses_and_duplicates_nothing(tmp_path, pg_dsn, pg_t
     daemon = Daemon(cli).start()
     load.start()
     try:
-        daemon.crash_loop(crashes, min_wait=0.5, max_wait=3.0, seed=crashes)
+        daemon.crash_loop(crashes, min_wait=0.0, max_wait=3.0, seed=crashes)
     finally:
         load.stop()
     try:
