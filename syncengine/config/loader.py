@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from syncengine.config.models import Config
-from syncengine.config.secrets import interpolate
+from syncengine.config.secrets import interpolate, register_connection_secrets
 from syncengine.errors import ConfigError
 from syncengine.plugins import SOURCES, TARGETS, unknown_name_message
 
@@ -62,6 +62,7 @@ def parse_config(
             ]
         )
     tree, problems = interpolate(raw, env)
+    _register_secrets(tree)
     try:
         config = Config.model_validate(tree)
     except ValidationError as exc:
@@ -76,6 +77,21 @@ def parse_config(
 
 
 MAX_NODES = 100_000
+
+
+def _register_secrets(tree: Any) -> None:
+    """Every DSN/URI password in the config becomes a literal that is never printed, even
+    before validation (a config error message may quote the value)."""
+    pipelines = tree.get("pipelines") if isinstance(tree, dict) else None
+    if not isinstance(pipelines, dict):
+        return
+    for pipeline in pipelines.values():
+        for part in ("source", "target"):
+            section = pipeline.get(part) if isinstance(pipeline, dict) else None
+            if isinstance(section, dict):
+                for name in ("dsn", "uri"):
+                    if isinstance(section.get(name), str):
+                        register_connection_secrets(section[name])
 
 
 def expanded_size(tree: Any) -> int:

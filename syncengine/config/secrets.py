@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -49,7 +50,34 @@ _URI_PASSWORD = re.compile(
 _KV_PASSWORD = re.compile(r"(?P<k>\bpassword\s*=\s*)(?P<v>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
+_KNOWN: set[str] = set()
+_USERINFO = re.compile(r"://(?P<info>[^/?#\s]*)@")
+
+
+def register_secret(value: str | None) -> None:
+    """A literal that must never be printed, whatever quotes or mangles it (libpq echoes a
+    malformed password back in its error, for instance)."""
+    if value and len(value) >= 3:
+        _KNOWN.add(value)
+
+
+def register_connection_secrets(dsn: str) -> None:
+    """Register the password of a DSN/URI, raw and percent-decoded, without parsing it
+    strictly (a malformed one is exactly what ends up in an error message)."""
+    for match in _USERINFO.finditer(dsn):
+        _, colon, password = match["info"].partition(":")
+        if colon:
+            register_secret(password)
+            register_secret(unquote(password))
+    for match in _KV_PASSWORD.finditer(dsn):
+        register_secret(match["v"].strip("'"))
+
+
 def redact(text: str) -> str:
-    """``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``; also ``password=…``."""
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``; also ``password=…`` and
+    every registered secret literal."""
     text = _URI_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    return _KV_PASSWORD.sub(lambda m: f"{m['k']}***", text)
+    text = _KV_PASSWORD.sub(lambda m: f"{m['k']}***", text)
+    for secret in sorted(_KNOWN, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text

@@ -13,20 +13,9 @@ from datetime import UTC, datetime
 
 from syncengine.config.secrets import redact
 
-_SECRETS: set[str] = set()
-
-
-def register_secret(value: str | None) -> None:
-    """A literal that must never be printed (e.g. a password read from the environment)."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
 
 def scrub(text: str) -> str:
-    text = redact(text)
-    for secret in _SECRETS:
-        text = text.replace(secret, "***")
-    return text
+    return redact(text)
 
 
 class RedactingFilter(logging.Filter):

@@ -177,3 +177,11 @@ def test_bad_expressions_are_reported_with_mapping_paths():
     assert problems[0].startswith("pipelines.orders.mappings[0].fields.customer.email:")
     assert "frobnicate" in problems[0]
     assert problems[1].startswith("pipelines.orders.mappings[0].filter:")
+
+
+def test_malformed_passwords_are_redacted_wherever_they_appear():
+    text = GOOD.replace("${SRC_DSN}", "postgresql://app:Hunter2%ZZs3cret@db/shop")
+    parse_config(text, env=ENV)
+    leaked = 'invalid percent-encoded token: "Hunter2%ZZs3cret"'
+    assert "Hunter2" not in redact(leaked)
+    assert redact("pw is Hunter2%ZZs3cret!") == "pw is ***!"
