@@ -76,4 +76,4 @@ def one_transaction(env: BenchEnv, rows: int, timeout: float) -> tuple[float, fl
         env.drop_pg_db(src)
 
 
-SCENARIO = Scenario(NAME, TITLE, run, weight=1.5)
+SCENARIO = Scenario(NAME, TITLE, run, weight=2.5)
