@@ -152,7 +152,9 @@ def run_one(scenario: Scenario, ctx: Context) -> ScenarioResult:
     try:
         return scenario.run(ctx)
     except BenchmarkError as exc:
-        return ScenarioResult(scenario.name, scenario.title, status="failed", error=str(exc))
+        return ScenarioResult(
+            scenario.name, scenario.title, status="failed", error=str(exc), target=scenario.target
+        )
     except Exception as exc:  # noqa: BLE001 - one broken scenario must not stop the suite
         frames = traceback.format_exception(exc)
         return ScenarioResult(
@@ -160,6 +162,7 @@ def run_one(scenario: Scenario, ctx: Context) -> ScenarioResult:
             scenario.title,
             status="failed",
             error=f"{type(exc).__name__}: {exc}\n" + "".join(frames[-3:]),
+            target=scenario.target,
         )
 
 

@@ -91,6 +91,8 @@ class Scenario:
     in_quick: bool = True
     weight: float = 1.0
     """Share of a time budget relative to the other scenarios (setup-heavy ones need more)."""
+    target: str | None = None
+    """The issue's target, listed even when the scenario fails."""
 
 
 def median(values: Sequence[float]) -> float:

@@ -82,6 +82,22 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
     return "\n".join(lines)
 
 
+def targets_table(results: Sequence[ScenarioResult]) -> str:
+    """The issue's targets, each with the figure it is judged on and an honest verdict."""
+    lines = ["| target | measured | met? |", "| --- | --- | --- |"]
+    for r in results:
+        if not r.target:
+            continue
+        if r.status != "ok":
+            measured, verdict = f"{r.status}: {(r.error or '').splitlines()[0][:90]}", "no"
+        else:
+            ratio = f" ({_ratio(r.ratio)} {r.baseline})" if r.ratio is not None else ""
+            measured = r.headline or f"{_num(r.value)} {r.unit}{ratio}"
+            verdict = "yes" if r.target_met else "no"
+        lines.append(f"| {r.title}: {r.target} | {measured} | {verdict} |")
+    return "\n".join(lines)
+
+
 def markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> str:
     head = (
         f"# Benchmark results ({meta.get('mode', '?')} run, {meta.get('finished', '?')})\n\n"
@@ -102,7 +118,8 @@ def markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> str:
         if r.status != "ok" and r.error:
             details.append(f"- **{r.title}** {r.status}:\n\n  ```\n  {_indent(r.error)}\n  ```")
     tail = ("\n\n## Details\n\n" + "\n".join(details)) if details else ""
-    return head + markdown_table(results) + tail + "\n"
+    targets = "\n\n## Targets\n\n" + targets_table(results)
+    return head + markdown_table(results) + targets + tail + "\n"
 
 
 def _fmt(value: Any) -> str:

@@ -76,4 +76,6 @@ def one_transaction(env: BenchEnv, rows: int, timeout: float) -> tuple[float, fl
         env.drop_pg_db(src)
 
 
-SCENARIO = Scenario(NAME, TITLE, run, weight=2.5)
+SCENARIO = Scenario(
+    NAME, TITLE, run, weight=2.5, target=f"peak RSS flat (≤ {FLAT}× the 10× smaller txn)"
+)
