@@ -81,6 +81,17 @@ class Daemon:
         STARTED.append(self.proc)
         return self
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no cleanup, no flush."""
+        assert self.proc is not None
+        assert self.proc.poll() is None, f"daemon died by itself:\n{self.tail()}"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self.kills += 1
+
     def state(self) -> str | None:
         """The pipelines' states from ``/healthz`` (None while the endpoint is not up)."""
         try:
