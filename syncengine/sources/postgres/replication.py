@@ -15,6 +15,7 @@ import time
 import psycopg
 from psycopg import pq
 
+from syncengine.errors import SourceUnavailable
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.wire import Keepalive, XLogData, parse_copy_data, standby_status
 
@@ -30,17 +31,29 @@ class ReplicationStream:
         self.flushed = start
         self.status_interval = status_interval
         self.last_status = 0.0
+        #: when a message last arrived, and when we last asked the server to answer at once
+        self.last_heard = time.monotonic()
+        self.last_probe = 0.0
+        #: a probe unanswered this long means the connection went silent (half-open: a
+        #: dropped NAT or firewall flow sends no FIN/RST, so no error would ever come)
+        self.silence_limit = 3 * status_interval
 
     async def read(self, timeout: float) -> XLogData | Keepalive | None:
         """The next server message, or None after ``timeout`` seconds without one."""
         deadline = time.monotonic() + max(timeout, 0.0)
+        looked = False
         while True:
             message = self.read_nowait()
             if message is not None:
                 return message
             left = deadline - time.monotonic()
-            if left <= 0 or not await self._readable(left):
+            if left <= 0 and looked:
                 return None
+            if left > 0 and not await self._readable(left):
+                return None
+            # readable, or out of time without having looked at the socket yet (the caller
+            # was busy): take what arrived, so None always means "nothing there"
+            looked = True
             try:
                 self.pgconn.consume_input()
             except psycopg.Error as exc:
@@ -53,6 +66,7 @@ class ReplicationStream:
         except psycopg.Error as exc:
             raise map_error(exc, "reading the replication stream") from exc
         if size > 0:
+            self.last_heard = time.monotonic()
             message = parse_copy_data(data)
             if isinstance(message, XLogData):
                 if message.start > self.received:
@@ -99,6 +113,8 @@ class ReplicationStream:
         except psycopg.Error as exc:
             raise map_error(exc, "sending a standby status update") from exc
         self.last_status = time.monotonic()
+        if reply:
+            self.last_probe = self.last_status
 
     def status_due(self) -> bool:
         return time.monotonic() - self.last_status >= self.status_interval
@@ -109,3 +125,13 @@ class ReplicationStream:
             error = psycopg.errors.error_from_result(result, encoding="utf-8")
             return map_error(error, "replication stream")
         return map_error(psycopg.OperationalError("the server ended the stream"), "replication")
+
+    def check_alive(self) -> None:
+        """Raise (retriable) when a probe went unanswered for ``silence_limit`` seconds."""
+        if self.last_probe and self.last_heard < self.last_probe:
+            silent = time.monotonic() - self.last_probe
+            if silent >= self.silence_limit:
+                raise SourceUnavailable(
+                    f"the replication connection is silent: no answer to a status probe for "
+                    f"{silent:.0f} s; presumed lost, reconnecting"
+                )

@@ -108,8 +108,9 @@ async def stream_changes(
                 dirty_since = None
                 for batch in assembler.flush(idle=True):
                     yield batch
+            stream.check_alive()
             if stream.status_due():
-                stream.send_status(reply=until is not None)
+                stream.send_status(reply=True)  # the answer proves the connection is alive
             if heartbeat > 0 and now - last_beat >= heartbeat and side is not None:
                 last_beat = now
                 await admin.emit_heartbeat(side)
