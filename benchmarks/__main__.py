@@ -107,6 +107,13 @@ def run_suite(
     ctx = Context(quick=quick, repeat=options["repeat"], env=env)
     results: list[ScenarioResult] = []
     suite_started = time.perf_counter()
+    try:
+        env.pg  # noqa: B018 - start the servers up front, not inside a scenario's figures
+        if any(s.mongo for s in chosen):
+            env.mongo  # noqa: B018
+    except BaseException:
+        env.close()
+        raise
     budget_end = time.monotonic() + options["budget"] if options["budget"] else None
     try:
         for index, scenario in enumerate(chosen):

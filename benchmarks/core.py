@@ -93,6 +93,8 @@ class Scenario:
     """Share of a time budget relative to the other scenarios (setup-heavy ones need more)."""
     target: str | None = None
     """The issue's target, listed even when the scenario fails."""
+    mongo: bool = False
+    """Needs the MongoDB-compatible server (started before the clock of the first scenario)."""
 
 
 def median(values: Sequence[float]) -> float:

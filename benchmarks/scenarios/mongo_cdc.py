@@ -129,4 +129,4 @@ def read_stream(stream: Any, events: int, timeout: float) -> float:
     return watch.seconds
 
 
-SCENARIO = Scenario(NAME, TITLE, run, target=TARGET)
+SCENARIO = Scenario(NAME, TITLE, run, target=TARGET, mongo=True)

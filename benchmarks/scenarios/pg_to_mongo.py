@@ -101,4 +101,4 @@ def engine_backfill(
         env.drop_slots(src)
 
 
-SCENARIO = Scenario(NAME, TITLE, run)
+SCENARIO = Scenario(NAME, TITLE, run, mongo=True)
