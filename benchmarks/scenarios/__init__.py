@@ -9,6 +9,7 @@ from benchmarks.scenarios import (
     pg_backfill,
     pg_bigtxn,
     pg_cdc,
+    pg_cdc_live,
     pg_latency,
     pg_to_mongo,
 )
@@ -16,6 +17,7 @@ from benchmarks.scenarios import (
 SCENARIOS: list[Scenario] = [
     pg_backfill.SCENARIO,
     pg_cdc.SCENARIO,
+    pg_cdc_live.SCENARIO,
     pg_latency.SCENARIO,
     pg_bigtxn.SCENARIO,
     mongo_cdc.SCENARIO,
