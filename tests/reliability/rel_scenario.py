@@ -36,7 +36,7 @@ CONFIG = textwrap.dedent(
           tables: [public.acct, public.ledger]
           heartbeat: 1s
         target: {type: postgres, dsn: "${TGT_DSN}"}
-        batch: {max_rows: 500, max_wait: 100ms}
+        batch: {max_rows: 500, max_wait: 100ms, timeout: 20s}
     """
 )
 COLUMNS = {"acct": ["counter", "note", "md5(big)"], "ledger": ["counter", "acct_id", "amount"]}
