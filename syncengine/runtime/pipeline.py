@@ -118,14 +118,10 @@ class Pipeline:
         return spec
 
     async def _union(self, first: TableSpec, second: TableSpec) -> TableSpec:
-        """One spec for batches of two schemas: every column of both; a column that was
-        all-null (Arrow ``null``) in one takes the other's type."""
-        fields = {f.name: f for f in first.schema}
-        for f in second.schema:
-            known = fields.get(f.name)
-            if known is None or pa.types.is_null(known.type):
-                fields[f.name] = f
-        union = TableSpec(first.name, first.key, pa.schema(list(fields.values())))
+        """One spec for batches of two schemas: every column of both, each with a type both
+        batches' values fit in (int + float → float, wider decimal scale, null → the other;
+        incompatible types → text). Values are cast to this spec, so it must never narrow."""
+        union = TableSpec(first.name, first.key, union_schema(first.schema, second.schema))
         cache_key = (union.name, union.schema.to_string(show_field_metadata=False))
         spec = self._specs.get(cache_key)
         if spec is None:
@@ -230,3 +226,34 @@ class Pipeline:
                 hint="see `syncengine deadletters list`; set on_error: dead_letter to continue "
                 "past bad records",
             )
+
+
+def union_schema(first: pa.Schema, second: pa.Schema) -> pa.Schema:
+    """Every column of both, each typed by :func:`common_field`."""
+    fields = {f.name: f for f in first}
+    for f in second:
+        known = fields.get(f.name)
+        fields[f.name] = f if known is None else common_field(known, f)
+    return pa.schema(list(fields.values()))
+
+
+def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
+    """A field whose type holds the values of both (see :meth:`Pipeline._union`)."""
+    if a.type == b.type:
+        return a
+    if pa.types.is_null(a.type):
+        return b
+    if pa.types.is_null(b.type):
+        return a
+    if pa.types.is_decimal(a.type) and pa.types.is_decimal(b.type):
+        scale = max(a.type.scale, b.type.scale)
+        digits = max(a.type.precision - a.type.scale, b.type.precision - b.type.scale)
+        return a.with_type(pa.decimal128(min(38, digits + scale), scale))
+    try:
+        merged = pa.unify_schemas(
+            [pa.schema([a.with_name("v")]), pa.schema([b.with_name("v")])],
+            promote_options="permissive",
+        ).field("v")
+        return a.with_type(merged.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return a.with_type(pa.string())

@@ -9,10 +9,11 @@ itself is :func:`syncengine.runtime.compare.compare_frames`.
 from __future__ import annotations
 
 import polars as pl
+import pyarrow as pa
 
 from syncengine.changes import is_data_column
 from syncengine.runtime.compare import TableDiff, compare_frames
-from syncengine.runtime.pipeline import Pipeline
+from syncengine.runtime.pipeline import Pipeline, union_schema
 from syncengine.targets.base import TableSpec
 
 
@@ -20,17 +21,26 @@ async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
     diffs: list[TableDiff] = []
     for index, mapping in enumerate(pipeline.mappings):
         compiled = None
+        schema: pa.Schema | None = None
         parts: list[pl.DataFrame] = []
         async for batch in pipeline.source.scan(mapping.source):
             compiled = pipeline._compile(index, mapping, batch)
             mapped = compiled.apply(batch).batch
             columns = [c for c in mapped.data.column_names if is_data_column(c)]
             parts.append(pl.from_arrow(mapped.data.select(columns)))  # type: ignore[arg-type]
+            # a document source types each batch on its own: read the target with types that
+            # hold every batch's values (int in one batch, double in the next → double)
+            schema = (
+                compiled.target_schema
+                if schema is None
+                else union_schema(schema, compiled.target_schema)
+            )
         if compiled is None:
             raise RuntimeError(
                 f"{mapping.source}: the source scan yielded no batch (not even an empty one)"
             )
-        spec = TableSpec(mapping.target_name, tuple(compiled.key), compiled.target_schema)
+        assert schema is not None
+        spec = TableSpec(mapping.target_name, tuple(compiled.key), schema)
         source = pl.concat(parts, how="diagonal_relaxed")
         target_parts = [pl.from_arrow(t) async for t in pipeline.target.scan(spec)]
         target = (

@@ -20,6 +20,8 @@ from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.read import read_rows, scan
 from syncengine.targets.shadow import without_rejected
 
+_INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
+
 
 class PostgresTarget:
     """See docs/targets.md. ``keeps_state``: state lives in ``_syncengine`` in the target."""
@@ -114,6 +116,10 @@ class PostgresTarget:
             for field in missing:
                 await conn.execute(ddl.add_column_sql(schema, table, field))
             columns = await ddl.existing_columns(conn, schema, table) or {}
+        if self.config.on_schema_change == "add" and await self._widen(
+            conn, schema, table, spec, columns
+        ):
+            columns = await ddl.existing_columns(conn, schema, table) or {}
         absent_key = [k for k in spec.key if k not in columns]
         if absent_key or not await ddl.has_unique_key(conn, schema, table, spec.key):
             raise FatalError(
@@ -122,6 +128,38 @@ class PostgresTarget:
                 hint="add one, or change the mapping's key",
             )
         return columns
+
+    async def _widen(
+        self,
+        conn: psycopg.AsyncConnection,
+        schema: str,
+        table: str,
+        spec: TableSpec,
+        columns: dict[str, str],
+    ) -> bool:
+        """Integer columns whose source now sends fractions become double precision/numeric.
+
+        A schemaless source (Mongo) may send ``amount`` as an int in the batch that created the
+        table and as a double later; writing 0.01 into a bigint would silently store 0.
+        """
+        changed = False
+        for field in spec.schema:
+            current = columns.get(field.name)
+            if current not in _INTEGER_TYPES or field.name in spec.key:
+                continue
+            if pa.types.is_floating(field.type):
+                wider = "double precision"
+            elif pa.types.is_decimal(field.type):
+                wider = "numeric"
+            else:
+                continue
+            await conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
+                    sql.Identifier(schema, table), sql.Identifier(field.name), sql.SQL(wider)
+                )
+            )
+            changed = True
+        return changed
 
     async def _known(self, spec: TableSpec) -> dict[str, str]:
         """The table's columns, ensuring the table first when unseen or grown."""
