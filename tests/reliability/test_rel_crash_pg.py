@@ -52,7 +52,25 @@ def audit(src: str, tgt: str) -> dict[str, Audit]:
     }
 
 
-@pytest.mark.parametrize("phase", ["streaming", "from_start"])
+# Open engine bugs (docs/reliability-findings.md), marked at the deadline of the suite's author:
+STREAMING = pytest.param(
+    "streaming",
+    marks=pytest.mark.xfail(
+        strict=False,  # intermittent: 1-2 stale writes per 10 crashes in every run so far
+        reason="F16: after SIGKILL the restarted stream re-applies an older change",
+    ),
+)
+FROM_START = pytest.param(
+    "from_start",
+    marks=pytest.mark.xfail(
+        strict=True,
+        reason="F15: resumed snapshot (watermark reconciliation) lets stale stream changes "
+        "overwrite newer rows",
+    ),
+)
+
+
+@pytest.mark.parametrize("phase", [STREAMING, FROM_START])
 def test_crash_loop_pg_to_pg_loses_and_duplicates_nothing(tmp_path, pg_dsn, pg_target_dsn, phase):
     """``streaming``: the load and the kills start once the backfill is done (the stream's
     exactly-once promise). ``from_start``: kills land in the backfill too (chunk resume,
