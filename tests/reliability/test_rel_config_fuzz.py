@@ -103,7 +103,8 @@ def mangled(draw: st.DrawFn) -> object:
         elif how == "unknown" and isinstance(parent, dict):
             parent[draw(st.text(min_size=1, max_size=10))] = draw(yaml_values)
         elif how == "sql":
-            mapping = tree.get("pipelines", {}).get("orders", {})
+            pipelines = tree.get("pipelines") if isinstance(tree, dict) else None
+            mapping = pipelines.get("orders") if isinstance(pipelines, dict) else None
             if isinstance(mapping, dict) and isinstance(mapping.get("mappings"), list):
                 first = mapping["mappings"][0] if mapping["mappings"] else None
                 if isinstance(first, dict):
