@@ -63,7 +63,7 @@ STREAMING = pytest.param(
 FROM_START = pytest.param(
     "from_start",
     marks=pytest.mark.xfail(
-        strict=True,
+        strict=False,  # a run whose kills all miss the backfill passes
         reason="F15: resumed snapshot (watermark reconciliation) lets stale stream changes "
         "overwrite newer rows",
     ),

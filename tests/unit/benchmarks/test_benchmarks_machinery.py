@@ -116,7 +116,9 @@ def test_peak_rss_is_the_childs_own() -> None:
     grow = "x = bytearray(200 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096])"
     big = run_process([sys.executable, "-c", grow])
     small = run_process([sys.executable, "-c", "pass"])
-    assert big.peak_rss_mb > 200 > small.peak_rss_mb
+    # a forked child's high-water mark starts at the parent's size until it execs (large
+    # under pytest-xdist), so compare the two children, not an absolute figure
+    assert big.peak_rss_mb - small.peak_rss_mb > 150
     with pytest.raises(BenchmarkError, match="exited 3"):
         run_process([sys.executable, "-c", "import sys; sys.exit(3)"], what="child")
 
