@@ -1,3 +1,3 @@
-"""syncengine: change-data-capture and data synchronization between PostgreSQL, MongoDB and Parquet."""
+"""syncengine: change-data capture and data sync between PostgreSQL, MongoDB and Parquet."""
 
 __version__ = "0.1.0"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import textwrap
 
-
 from tests.e2e.harness import CLI, wait_for
 from tests.reliability.rel_mongoload import MongoLoad, mongo_rows
 from tests.reliability.rel_mongoload import seed as mongo_seed
