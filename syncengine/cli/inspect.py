@@ -148,8 +148,15 @@ def checkpoints_reset(config_path: str, pipeline: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"reset checkpoints of '{pipeline}' (next run re-backfills)?", abort=True)
     state = SQLiteStateStore(config.state)
+    with state.lock(pipeline, "checkpoints reset"):
+        _forget_positions(config, pipeline, state)
+    click.echo(f"{pipeline}: checkpoints and snapshot progress reset")
 
-    async def reset() -> None:
+
+def _forget_positions(config: Config, pipeline: str, state: SQLiteStateStore) -> None:
+    """Reset the stored positions where the target keeps them and in the state store."""
+
+    async def forget() -> None:
         job = Pipeline(pipeline, config.pipelines[pipeline], state)
         try:
             await job.target.open()
@@ -157,10 +164,8 @@ def checkpoints_reset(config_path: str, pipeline: str, yes: bool) -> None:
         finally:
             await job.close()
 
-    with state.lock(pipeline, "checkpoints reset"):
-        asyncio.run(reset())
-        state.reset_checkpoints(pipeline)
-    click.echo(f"{pipeline}: checkpoints and snapshot progress reset")
+    asyncio.run(forget())
+    state.reset_checkpoints(pipeline)
 
 
 @click.group()
@@ -274,17 +279,7 @@ def checkpoints_drop_slot(config_path: str, pipeline: str, yes: bool) -> None:
     state = SQLiteStateStore(config.state)
     with state.lock(pipeline, "drop-slot"):
         dropped = asyncio.run(drop_slot(source.dsn.get_secret_value(), slot))
-        state.reset_checkpoints(pipeline)
-
-        async def forget() -> None:
-            job = Pipeline(pipeline, config.pipelines[pipeline], state)
-            try:
-                await job.target.open()
-                await job.target.reset_checkpoint(job.stream_name)
-            finally:
-                await job.close()
-
-        asyncio.run(forget())
+        _forget_positions(config, pipeline, state)
     click.echo(
         f"{pipeline}: slot '{slot}' {'dropped' if dropped else 'did not exist'}; checkpoints reset"
     )
