@@ -14,16 +14,12 @@ from datetime import UTC, datetime
 from syncengine.config.secrets import redact
 
 
-def scrub(text: str) -> str:
-    return redact(text)
-
-
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = scrub(record.getMessage())
+        record.msg = redact(record.getMessage())
         record.args = ()
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 

@@ -108,24 +108,22 @@ class Pipeline:
         return compiled
 
     async def _spec(self, compiled: Any, mapping: MappingConfig) -> TableSpec:
-        schema = compiled.target_schema
-        cache_key = (mapping.target_name, schema.to_string(show_field_metadata=False))
-        spec = self._specs.get(cache_key)
-        if spec is None:
-            wanted = TableSpec(mapping.target_name, tuple(compiled.key), schema)
-            spec = await self.target.ensure_table(wanted)
-            self._specs[cache_key] = spec
-        return spec
+        wanted = TableSpec(mapping.target_name, tuple(compiled.key), compiled.target_schema)
+        return await self._ensure(wanted)
 
     async def _union(self, first: TableSpec, second: TableSpec) -> TableSpec:
         """One spec for batches of two schemas: every column of both, each with a type both
         batches' values fit in (int + float → float, wider decimal scale, null → the other;
         incompatible types → text). Values are cast to this spec, so it must never narrow."""
-        union = TableSpec(first.name, first.key, union_schema(first.schema, second.schema))
-        cache_key = (union.name, union.schema.to_string(show_field_metadata=False))
+        union = union_schema(first.schema, second.schema)
+        return await self._ensure(TableSpec(first.name, first.key, union))
+
+    async def _ensure(self, wanted: TableSpec) -> TableSpec:
+        """The target's version of ``wanted``, asking the target once per table and schema."""
+        cache_key = (wanted.name, wanted.schema.to_string(show_field_metadata=False))
         spec = self._specs.get(cache_key)
         if spec is None:
-            spec = await self.target.ensure_table(union)
+            spec = await self.target.ensure_table(wanted)
             self._specs[cache_key] = spec
         return spec
 
