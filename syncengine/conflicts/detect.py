@@ -11,6 +11,12 @@ vectorized hash comparisons. Per key there are three states, each "absent" or a 
 our own write coming back): skipped. Otherwise ``local != shadow`` is a **conflict**: the target
 was changed by hand, deleted by hand, or holds a row this pipeline never wrote (a conflict on
 insert). A key absent from both target and shadow is not a conflict.
+
+With the **position fence** (sources whose positions sort: Postgres CDC, Mongo) the shadow also
+remembers the source position of the change it reflects, and a change at or before that
+position is **stale**: a replay (after a crash, of an already-applied change) that must not
+move the row back in time. Stale changes are neither written nor recorded. Snapshot rows
+(``r``: the state when read) are never stale.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from syncengine.changes import OP_DELETE, OP_UPDATE, UNSENT_PREFIX
+from syncengine.changes import OP_DELETE, OP_READ, OP_UPDATE, UNSENT_PREFIX
 from syncengine.conflicts.rows import (
     EXISTS,
     canonical,
@@ -57,6 +63,8 @@ class Detection:
     shadow_base: pl.Series
     echo: pl.Series
     conflict: pl.Series
+    stale: pl.Series
+    """Replays of changes the shadow has already seen (see the module docstring)."""
 
     @property
     def columns(self) -> list[str]:
@@ -113,12 +121,18 @@ def json_of(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
 
 
 async def detect(
-    target: Target, spec: TableSpec, changes: pl.DataFrame, *, assume_empty: bool = False
+    target: Target,
+    spec: TableSpec,
+    changes: pl.DataFrame,
+    *,
+    assume_empty: bool = False,
+    fence: bool = False,
 ) -> Detection:
     """Read target and shadow rows for the changes' keys and classify every change.
 
     ``assume_empty``: read nothing, every key is absent at the target and in the shadow (the
-    batch truncates the table first, or the target cannot read rows back).
+    batch truncates the table first, or the target cannot read rows back). ``fence``: flag
+    changes at or before the shadow's position as stale.
     """
     columns = spec.schema.names
     key = list(spec.key)
@@ -132,7 +146,7 @@ async def detect(
     local_hash = hash_texts(json_of(local, columns))
 
     shadow = await target.read_shadow(spec.name, row_key.to_list()) if reads else None
-    shadow_hash, shadow_base = _align_shadow(row_key, shadow)
+    shadow_hash, shadow_base, shadow_position = _align_shadow(row_key, shadow)
     shadow_hash = retag_hashes(shadow_hash, shadow_base, polars_schema(spec))
 
     after = after_image(changes, remote, local, columns)
@@ -144,10 +158,15 @@ async def detect(
     json_cols = sorted(json_columns(spec.schema))
     if json_cols:
         echo, in_sync = _json_recheck(spec, json_cols, echo, in_sync, after, local, shadow_base)
-    conflict = ~echo & ~in_sync
+    stale = pl.repeat(False, changes.height, eager=True)
+    if fence:
+        stale = ((changes["_op"] != OP_READ) & (changes["_pos"] <= shadow_position)).fill_null(
+            False
+        )
+    conflict = ~echo & ~in_sync & ~stale
     return Detection(
         spec, changes, row_key, remote, local, local_hash, after, after_json, after_hash,
-        shadow_hash, shadow_base, echo, conflict,
+        shadow_hash, shadow_base, echo, conflict, stale.alias("stale"),
     )  # fmt: skip
 
 
@@ -212,14 +231,25 @@ def _align_local(keys: pl.DataFrame, found: pl.DataFrame | None, spec: TableSpec
     return joined.select(*columns, pl.col(EXISTS).fill_null(False))
 
 
-def _align_shadow(row_key: pl.Series, shadow: pa.Table | None) -> tuple[pl.Series, pl.Series]:
+def _align_shadow(
+    row_key: pl.Series, shadow: pa.Table | None
+) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """(hash, base, position) per row key; a tombstone has a position and a null hash."""
     if shadow is None or not shadow.num_rows:
         empty = pl.Series([None] * row_key.len(), dtype=pl.String)
-        return empty.alias("row_hash"), empty.alias("base")
-    found = pl.from_arrow(shadow.select(["row_key", "row_hash", "base"]))
+        return empty.alias("row_hash"), empty.alias("base"), empty.alias("position")
+    names = ["row_key", "row_hash", "base"]
+    found = pl.from_arrow(shadow.select(names))
     assert isinstance(found, pl.DataFrame)
-    found = found.with_columns(pl.col("row_hash", "base").cast(pl.String))
+    position = (
+        pl.from_arrow(shadow.column("position"))
+        if "position" in shadow.column_names
+        else pl.repeat(None, shadow.num_rows, dtype=pl.String, eager=True)
+    )
+    found = found.with_columns(pl.Series("position", position)).with_columns(
+        pl.col("row_hash", "base", "position").cast(pl.String)
+    )
     joined = row_key.to_frame("row_key").join(
         found.unique(subset="row_key", keep="last"), on="row_key", how="left", maintain_order="left"
     )
-    return joined["row_hash"], joined["base"]
+    return joined["row_hash"], joined["base"], joined["position"]

@@ -156,13 +156,16 @@ def release_write(
     after = after_image(net, canonical(net, spec), fill, spec.schema.names)
     texts = json_of(after, spec.schema.names)
     exists = after[EXISTS][0]
-    row_keys = [conflict.key]
     upserts = pl.DataFrame(
-        {"row_key": row_keys, "row_hash": hash_texts(texts), "base": texts},
-        schema={"row_key": pl.String, "row_hash": pl.String, "base": pl.String},
+        {
+            "row_key": [conflict.key],
+            "row_hash": hash_texts(texts) if exists else [None],  # deleted: a tombstone
+            "base": texts if exists else [None],
+            "position": net["_pos"],
+        },
+        schema=dict.fromkeys(("row_key", "row_hash", "base", "position"), pl.String),
     )
-    shadow = ShadowUpdate(upserts=upserts.to_arrow()) if exists else ShadowUpdate(deletes=row_keys)
-    return TableWrite(spec, batch.replace(net), shadow)
+    return TableWrite(spec, batch.replace(net), ShadowUpdate(upserts=upserts.to_arrow()))
 
 
 def normalize_columns(frame: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:

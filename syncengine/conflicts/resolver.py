@@ -17,6 +17,11 @@ incoming change applied to the last source version), not necessarily what the ta
 ``local`` or ``merge`` kept target edits, the target still differs from the shadow, so the next
 source change to that key is again a conflict and the edits are not silently overwritten by a
 full-row image that never saw them. Parked and held keys keep their shadow.
+
+Each shadow row also carries the position of the change it reflects, and a deleted key keeps a
+tombstone (null hash, the delete's position), so with ``fence`` (sources whose positions sort)
+a replayed older change is recognised as stale and dropped: at-least-once delivery, applied
+exactly once per key and never backwards in time.
 """
 
 from __future__ import annotations
@@ -75,12 +80,15 @@ class ConflictResolver:
         state: SQLiteStateStore,
         conflicts: ConflictsConfig,
         overrides: Mapping[str, ConflictsConfig] | None = None,
+        *,
+        fence: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.target = target
         self.state = state
         self.conflicts = conflicts
         self.overrides = dict(overrides or {})
+        self.fence = fence
 
     @classmethod
     def for_pipeline(
@@ -90,7 +98,7 @@ class ConflictResolver:
         overrides = {
             m.target_name: m.conflicts for m in config.mappings_for_sources() if m.conflicts
         }
-        return cls(name, target, state, config.conflicts, overrides)
+        return cls(name, target, state, config.conflicts, overrides, fence=ordered(config))
 
     def config_for(self, table: str) -> ConflictsConfig:
         return self.overrides.get(table, self.conflicts)
@@ -117,7 +125,9 @@ class ConflictResolver:
         # with: everything passes as sent and no shadow is kept.
         detects = not getattr(self.target, "change_log", False)
         blind = bool(truncates.height) or not detects
-        det = await detect(self.target, spec, rest.filter(~held_mask), assume_empty=blind)
+        det = await detect(
+            self.target, spec, rest.filter(~held_mask), assume_empty=blind, fence=self.fence
+        )
         plan = _Plan(spec, det, config)
         if plan.n_conflicts:
             plan.decide(self.pipeline)
@@ -173,6 +183,13 @@ class ConflictResolver:
             self.state.write_audit(db, self.pipeline, spec.name, plan.audit)
 
 
+def ordered(config: PipelineConfig) -> bool:
+    """Whether the source's positions sort in change order (the position fence needs that):
+    Postgres CDC (LSNs) and Mongo (cluster times); not incremental polling (cursor values)."""
+    source = config.source
+    return source.type == "mongo" or getattr(source, "mode", "cdc") == "cdc"
+
+
 def _unique(batch: ChangeBatch, spec: TableSpec) -> ChangeBatch:
     """The batch with one change per key (compacted if the runtime has not done it)."""
     frame = batch.data.select([c for c in spec.key if c in batch.data.column_names])
@@ -217,12 +234,12 @@ class _Plan:
         self.n_conflicts = int(det.conflict.sum())
         self.columns = spec.schema.names
         # per examined row: write as sent / write ``chosen`` in full / write nothing
-        self.as_sent = ~det.echo & ~det.conflict
+        self.as_sent = ~det.echo & ~det.conflict & ~det.stale
         self.in_full = pl.repeat(False, n, eager=True)
         self.chosen = det.after
         self.source = det.after
         self.source_json = det.after_json
-        self.settled = pl.repeat(True, n, eager=True)  # shadow follows source (not parked)
+        self.settled = ~det.stale  # shadow follows source (not parked, not a replay)
         self.parked: list[queue.Parked] = []
         self.audit: list[tuple[str, str, str, str]] = []
         self.outcomes: list[str] = []
@@ -308,19 +325,26 @@ class _Plan:
         return pl.concat([truncates, rows], how="vertical") if truncates.height else rows
 
     def shadow(self) -> ShadowUpdate:
+        """Settled keys' source version and position; deleted keys become tombstones."""
         settled = self.settled
         exists = self.source[EXISTS]
-        keep = settled & exists
         upserts = pl.DataFrame(
             {
-                "row_key": self.det.row_key.filter(keep),
-                "row_hash": hash_texts(self.source_json.filter(keep)),
-                "base": self.source_json.filter(keep),
+                "row_key": self.det.row_key,
+                "row_hash": pl.select(
+                    pl.when(exists).then(hash_texts(self.source_json))
+                ).to_series(),
+                "base": pl.select(pl.when(exists).then(self.source_json)).to_series(),
+                "position": self.det.changes["_pos"],
             },
-            schema={"row_key": pl.String, "row_hash": pl.String, "base": pl.String},
-        )
-        deletes = self.det.row_key.filter(settled & ~exists).to_list()
-        return ShadowUpdate(upserts=upserts.to_arrow(), deletes=deletes)
+            schema={
+                "row_key": pl.String,
+                "row_hash": pl.String,
+                "base": pl.String,
+                "position": pl.String,
+            },
+        ).filter(settled)
+        return ShadowUpdate(upserts=upserts.to_arrow())
 
 
 def _scatter_rows(frame: pl.DataFrame, idx: pl.Series, rows: pl.DataFrame) -> pl.DataFrame:

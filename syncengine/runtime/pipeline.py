@@ -129,11 +129,14 @@ class Pipeline:
 
     def _resolver(self, mapping: MappingConfig) -> Any:
         from syncengine.conflicts import ConflictResolver
+        from syncengine.conflicts.resolver import ordered
 
         resolver = self._resolvers.get(mapping.target_name)
         if resolver is None:
             conflicts = mapping.conflicts or self.config.conflicts
-            resolver = ConflictResolver(self.name, self.target, self.state, conflicts)
+            resolver = ConflictResolver(
+                self.name, self.target, self.state, conflicts, fence=ordered(self.config)
+            )
             self._resolvers[mapping.target_name] = resolver
         return resolver
 

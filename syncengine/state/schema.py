@@ -9,7 +9,7 @@ same tables from this description. Types are written as the portable subset both
 
 from __future__ import annotations
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # table -> (column definitions, primary key). TEXT holds JSON where a structure is stored.
 TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
@@ -50,6 +50,9 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
             ("row_key", "TEXT NOT NULL"),
             ("row_hash", "TEXT NOT NULL"),
             ("base", "TEXT"),
+            # source position of the change the row reflects: a replayed older change is
+            # dropped (the per-key fence); an empty row_hash is a tombstone (key deleted)
+            ("position", "TEXT"),
         ],
         ["pipeline", "target_table", "row_key"],
     ),
@@ -113,5 +116,6 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
     ),
 }
 
-# version -> statements that upgrade a store from version-1 to version
-MIGRATIONS: dict[int, list[str]] = {}
+# version -> columns (table, column, type) that upgrade a store from version-1 to version; each
+# backend turns them into its own ALTER TABLE
+MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {2: [("shadow", "position", "TEXT")]}

@@ -91,8 +91,8 @@ class SQLiteStateStore:
                     hint="upgrade syncengine",
                 )
             for step in range(version + 1, FORMAT_VERSION + 1):
-                for statement in MIGRATIONS.get(step, []):
-                    db.execute(statement)
+                for table, column, kind in MIGRATIONS.get(step, []):
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.execute(
                 "INSERT INTO meta(name, value) VALUES ('format_version', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
@@ -199,19 +199,19 @@ class SQLiteStateStore:
 
     def get_shadow(
         self, pipeline: str, table: str, keys: Sequence[str]
-    ) -> dict[str, tuple[str, str | None]]:
-        """row_key -> (hash, base JSON) for the keys that have a shadow row."""
-        out: dict[str, tuple[str, str | None]] = {}
+    ) -> dict[str, tuple[str, str | None, str | None]]:
+        """row_key -> (hash, base JSON, position) for the keys that have a shadow row."""
+        out: dict[str, tuple[str, str | None, str | None]] = {}
         db = self.db
         for start in range(0, len(keys), 500):
             part = list(keys[start : start + 500])
             marks = ",".join("?" * len(part))
             rows = db.execute(
-                f"SELECT row_key, row_hash, base FROM shadow WHERE pipeline=? AND "
+                f"SELECT row_key, row_hash, base, position FROM shadow WHERE pipeline=? AND "
                 f"target_table=? AND row_key IN ({marks})",
                 (pipeline, table, *part),
             )
-            out.update({k: (h, b) for k, h, b in rows})
+            out.update({k: (h, b, p) for k, h, b, p in rows})
         return out
 
     def write_shadow(
@@ -219,15 +219,16 @@ class SQLiteStateStore:
         db: sqlite3.Connection,
         pipeline: str,
         table: str,
-        upserts: Iterable[tuple[str, str, str | None]],
+        upserts: Iterable[tuple[str, str, str | None, str | None]],
         deletes: Iterable[str] = (),
     ) -> None:
-        """Inside a caller's transaction: (row_key, hash, base) upserts and key deletes."""
+        """Inside a caller's transaction: (row_key, hash, base, position) upserts and key
+        deletes."""
         db.executemany(
-            "INSERT INTO shadow(pipeline, target_table, row_key, row_hash, base) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(pipeline, target_table, row_key) DO UPDATE SET "
-            "row_hash=excluded.row_hash, base=excluded.base",
-            [(pipeline, table, k, h, b) for k, h, b in upserts],
+            "INSERT INTO shadow(pipeline, target_table, row_key, row_hash, base, position) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(pipeline, target_table, row_key) DO UPDATE SET "
+            "row_hash=excluded.row_hash, base=excluded.base, position=excluded.position",
+            [(pipeline, table, k, h, b, p) for k, h, b, p in upserts],
         )
         db.executemany(
             "DELETE FROM shadow WHERE pipeline=? AND target_table=? AND row_key=?",

@@ -13,23 +13,44 @@ from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import Checkpoint, ShadowUpdate, TableWrite
 
 SHADOW_SCHEMA = pa.schema(
-    [("row_key", pa.string()), ("row_hash", pa.string()), ("base", pa.string())]
+    [
+        ("row_key", pa.string()),
+        ("row_hash", pa.string()),
+        ("base", pa.string()),
+        ("position", pa.string()),
+    ]
 )
+TOMBSTONE = ""
+"""How a stored shadow row says "deleted as of ``position``" (``row_hash`` is NOT NULL in the
+state tables); :func:`shadow_table` turns it back into a null hash."""
+
+
+def stored_upserts(write: TableWrite) -> pa.Table:
+    """A write's shadow upserts as stored: all four columns, tombstones as :data:`TOMBSTONE`."""
+    upserts = write.shadow.upserts
+    if upserts is None or not upserts.num_rows:
+        return SHADOW_SCHEMA.empty_table()
+
+    def column(name: str) -> pa.ChunkedArray | pa.Array:
+        if name in upserts.column_names:
+            return upserts.column(name).cast(pa.string())
+        return pa.nulls(upserts.num_rows, pa.string())
+
+    hashes = pc.fill_null(column("row_hash"), TOMBSTONE)
+    return pa.table(
+        [column("row_key"), hashes, column("base"), column("position")], schema=SHADOW_SCHEMA
+    )
+
+
+def shadow_rows(write: TableWrite) -> list[tuple[str, str, str | None, str | None]]:
+    """(row_key, row_hash, base, position) of a write's shadow upserts, as stored."""
+    table = stored_upserts(write)
+    return list(zip(*(table.column(i).to_pylist() for i in range(4)), strict=True))
 
 
 def upsert_rows(write: TableWrite) -> list[tuple[str, str, str | None]]:
     """(row_key, row_hash, base) of a write's shadow upserts; ``base`` may be absent."""
-    upserts = write.shadow.upserts
-    if upserts is None or not upserts.num_rows:
-        return []
-    base = (
-        upserts.column("base").to_pylist()
-        if "base" in upserts.column_names
-        else [None] * upserts.num_rows
-    )
-    keys = upserts.column("row_key").to_pylist()
-    hashes = upserts.column("row_hash").to_pylist()
-    return list(zip(keys, hashes, base, strict=True))
+    return [(k, h, b) for k, h, b, _ in shadow_rows(write)]
 
 
 def without_rejected(write: TableWrite, rejected_keys: pl.DataFrame) -> TableWrite:
@@ -49,16 +70,24 @@ def without_rejected(write: TableWrite, rejected_keys: pl.DataFrame) -> TableWri
     return TableWrite(write.spec, write.batch, ShadowUpdate(upserts, deletes))
 
 
-def shadow_table(rows: Iterable[tuple[str, str, str | None]]) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) or [(), (), ()]
-    return pa.table([pa.array(list(c), pa.string()) for c in columns], schema=SHADOW_SCHEMA)
+def shadow_table(rows: Iterable[Sequence[str | None]]) -> pa.Table:
+    """Stored shadow rows (row_key, row_hash, base[, position]) as :data:`SHADOW_SCHEMA`, with
+    tombstones' hashes null."""
+    padded = [tuple(r) + (None,) * (4 - len(r)) for r in rows]
+    columns = [list(c) for c in zip(*padded, strict=True)]
+    table = pa.table(
+        [pa.array(c, pa.string()) for c in columns or [[], [], [], []]], schema=SHADOW_SCHEMA
+    )
+    hashes = table.column("row_hash")
+    live = pc.not_equal(hashes, pa.scalar(TOMBSTONE))
+    return table.set_column(1, "row_hash", pc.if_else(live, hashes, pa.scalar(None, pa.string())))
 
 
 def read_sqlite_shadow(
     state: SQLiteStateStore, pipeline: str, table: str, row_keys: Sequence[str]
 ) -> pa.Table:
     found = state.get_shadow(pipeline, table, row_keys)
-    return shadow_table((k, h, b) for k, (h, b) in found.items())
+    return shadow_table((k, h, b, p) for k, (h, b, p) in found.items())
 
 
 def get_sqlite_checkpoint(state: SQLiteStateStore, pipeline: str, stream: str) -> str | None:
@@ -81,6 +110,6 @@ def commit_to_sqlite(
                 db.execute(
                     "DELETE FROM shadow WHERE pipeline=? AND target_table=?", (pipeline, table)
                 )
-            state.write_shadow(db, pipeline, table, upsert_rows(write), write.shadow.deletes)
+            state.write_shadow(db, pipeline, table, shadow_rows(write), write.shadow.deletes)
         if checkpoint is not None:
             state.write_checkpoint(db, pipeline, checkpoint.stream, checkpoint.position)

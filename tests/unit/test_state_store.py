@@ -25,7 +25,8 @@ WRITER = textwrap.dedent(
         i += 1
         with store.transaction() as db:
             store.write_checkpoint(db, "p", "slot", f"{i:016X}", {"i": i})
-            store.write_shadow(db, "p", "t", [(str(k), f"h{i}", "{}") for k in range(200)])
+            rows = [(str(k), f"h{i}", "{}", f"{i:016X}") for k in range(200)]
+            store.write_shadow(db, "p", "t", rows)
         print(i, flush=True)
     """
 )
@@ -49,7 +50,7 @@ def test_killed_writer_leaves_last_committed_checkpoint(tmp_path, delay):
     # the last reported commit is durable; at most one more commit may have landed unreported
     assert committed[-1] <= checkpoint.details["i"] <= committed[-1] + 1
     shadow = store.get_shadow("p", "t", [str(k) for k in range(200)])
-    assert {h for h, _ in shadow.values()} == {f"h{checkpoint.details['i']}"}
+    assert {h for h, _, _ in shadow.values()} == {f"h{checkpoint.details['i']}"}
 
 
 def test_store_file_is_owner_only(tmp_path):

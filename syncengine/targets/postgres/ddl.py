@@ -11,7 +11,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from syncengine.errors import FatalError
-from syncengine.state.schema import FORMAT_VERSION, TABLES
+from syncengine.state.schema import FORMAT_VERSION, MIGRATIONS, TABLES
 from syncengine.targets.base import TableSpec
 from syncengine.targets.postgres.types import pg_type_of, type_sql
 
@@ -47,12 +47,22 @@ async def ensure_state_schema(conn: psycopg.AsyncConnection) -> None:
             )
         )
         row = await cur.fetchone()
-        if row and int(row[0]) > FORMAT_VERSION:
+        version = int(row[0]) if row else FORMAT_VERSION
+        if version > FORMAT_VERSION:
             raise FatalError(
                 f"target state schema {STATE_SCHEMA} has format {row[0]}, newer than this "
                 f"syncengine understands ({FORMAT_VERSION})",
                 hint="upgrade syncengine",
             )
+        for step in range(version + 1, FORMAT_VERSION + 1):
+            for table, column, kind in MIGRATIONS.get(step, []):
+                await conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                        state_table(table),
+                        sql.Identifier(column),
+                        sql.SQL(kind),  # type: ignore[arg-type]
+                    )
+                )
         await conn.execute(
             sql.SQL(
                 "INSERT INTO {} (name, value) VALUES ('format_version', %s) "

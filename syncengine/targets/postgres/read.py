@@ -48,7 +48,7 @@ async def read_rows(
 def key_match(key: tuple[str, ...], target_columns: dict[str, str]) -> sql.Composable:
     """``(t.k1, …) IN (…)`` over keys sent as text arrays (:func:`key_params`) and cast to the
     column types on the server: one parameterized statement whatever the key types."""
-    unnest = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in key)
+    unnest = sql.SQL(", ").join(sql.SQL("%b::text[]") for _ in key)
     casts = sql.SQL(", ").join(
         sql.SQL("u.{}::{}").format(sql.Identifier(f"k{i}"), sql.SQL(target_columns[k]))  # type: ignore[arg-type]  # catalog type
         for i, k in enumerate(key)

@@ -7,23 +7,27 @@ become visible together or not at all.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import psycopg
 import pyarrow as pa
+import pyarrow.csv as pacsv
 from psycopg import sql
 
 from syncengine.state.schema import FORMAT_VERSION
 from syncengine.targets.base import Checkpoint, TableWrite
 from syncengine.targets.postgres.ddl import state_table
-from syncengine.targets.shadow import shadow_table, upsert_rows
+from syncengine.targets.shadow import shadow_table, stored_upserts
 
 
 async def write_shadow(
     conn: psycopg.AsyncConnection, pipeline: str, write: TableWrite, truncated: bool
 ) -> None:
-    """Clear (after a truncate), delete, then upsert shadow rows: three statements at most."""
+    """Clear (after a truncate), delete, then upsert shadow rows: one ``COPY`` into a
+    transaction-local staging table and one upsert (per-element array parameters cost more
+    than the data apply itself)."""
     shadow = state_table("shadow")
     table = write.spec.name
     if truncated:
@@ -34,22 +38,35 @@ async def write_shadow(
     if write.shadow.deletes:
         await conn.execute(
             sql.SQL(
-                "DELETE FROM {} WHERE pipeline = %s AND target_table = %s AND row_key = ANY(%s)"
+                "DELETE FROM {} WHERE pipeline = %s AND target_table = %s AND row_key = ANY(%b)"
             ).format(shadow),
             (pipeline, table, list(write.shadow.deletes)),
         )
-    rows = upsert_rows(write)
-    if rows:
-        keys, hashes, bases = (list(c) for c in zip(*rows, strict=True))
-        await conn.execute(
-            sql.SQL(
-                "INSERT INTO {} (pipeline, target_table, row_key, row_hash, base) "
-                "SELECT %s, %s, u.k, u.h, u.b FROM unnest(%s::text[], %s::text[], %s::text[]) "
-                "AS u(k, h, b) ON CONFLICT (pipeline, target_table, row_key) DO UPDATE SET "
-                "row_hash = EXCLUDED.row_hash, base = EXCLUDED.base"
-            ).format(shadow),
-            (pipeline, table, keys, hashes, bases),
-        )
+    rows = stored_upserts(write)
+    if not rows.num_rows:
+        return
+    stage = sql.Identifier("_syncengine_shadow_stage")
+    await conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (row_key text, row_hash text, base text, "
+            "position text) ON COMMIT DELETE ROWS"
+        ).format(stage)
+    )
+    sink = io.BytesIO()
+    pacsv.write_csv(rows, sink, pacsv.WriteOptions(include_header=False))
+    copy = sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(stage)
+    async with conn.cursor() as cur, cur.copy(copy) as pipe:
+        await pipe.write(sink.getvalue())
+    await conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (pipeline, target_table, row_key, row_hash, base, position) "
+            "SELECT %s, %s, row_key, row_hash, base, position FROM {} "
+            "ON CONFLICT (pipeline, target_table, row_key) DO UPDATE SET "
+            "row_hash = EXCLUDED.row_hash, base = EXCLUDED.base, position = EXCLUDED.position"
+        ).format(shadow, stage),
+        (pipeline, table),
+    )
+    await conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 
 
 async def write_checkpoint(
@@ -99,8 +116,9 @@ async def read_shadow(
         return shadow_table([])
     cur = await conn.execute(
         sql.SQL(
-            "SELECT row_key, row_hash, base FROM {} WHERE pipeline = %s AND target_table = %s "
-            "AND row_key = ANY(%s)"
+            "SELECT row_key, row_hash, base, position FROM {} WHERE pipeline = %s "
+            "AND target_table = %s "
+            "AND row_key = ANY(%b)"
         ).format(state_table("shadow")),
         (pipeline, table, list(row_keys)),
     )
