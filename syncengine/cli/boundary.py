@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 
 import click
 
-from syncengine.config.secrets import redact
 from syncengine.errors import ConfigError, SyncEngineError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,6 +24,8 @@ EXIT_UNREACHABLE = 3
 
 def report_error(exc: BaseException) -> int:
     """Print an expected error for a person and return the exit code."""
+    from syncengine.config.secrets import redact
+
     if isinstance(exc, ConfigError):
         click.echo(f"config has {len(exc.problems)} problem(s):", err=True)
         for problem in exc.problems:

@@ -1,12 +1,21 @@
-"""Arguments every command shares: the config path first, ``--pipeline NAME`` to pick one."""
+"""Arguments every command shares: the config path first, ``--pipeline NAME`` to pick one.
+
+Command modules import only click and light syncengine modules at the top; what a command
+needs (the config models, pipelines, drivers, rich) is imported inside it, so ``--help`` and
+the light commands do not load Polars, Arrow or the database drivers
+(``tests/unit/test_cli_imports.py`` keeps it so).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from syncengine.config import Config, load_config
 from syncengine.errors import UsageError
-from syncengine.plugins import unknown_name_message
+
+if TYPE_CHECKING:
+    from syncengine.config import Config
 
 config_argument = click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
 pipeline_option = click.option(
@@ -16,6 +25,9 @@ pipeline_option = click.option(
 
 def load_selected(config_path: str, pipeline: str | None) -> tuple[Config, list[str]]:
     """The config and the names of the pipelines the command works on."""
+    from syncengine.config import load_config
+    from syncengine.plugins import unknown_name_message
+
     config = load_config(config_path)
     if pipeline is None:
         return config, list(config.pipelines)

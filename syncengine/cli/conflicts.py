@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, pipeline_option
-from syncengine.config.models import Config
-from syncengine.conflicts import queue
-from syncengine.conflicts.manual import Choice, Resolution, resolve_conflict
-from syncengine.conflicts.rows import loads
 from syncengine.errors import UsageError
 from syncengine.state import Conflict, SQLiteStateStore
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from syncengine.config.models import Config
+    from syncengine.conflicts.manual import Choice, Resolution
 
 
 @click.group()
@@ -28,6 +28,9 @@ def conflicts() -> None:
 
 def as_dict(conflict: Conflict, state: SQLiteStateStore | None = None) -> dict[str, Any]:
     """A conflict as the JSON object ``list --json`` prints (rows as objects, null = absent)."""
+    from syncengine.conflicts import queue
+    from syncengine.conflicts.rows import loads
+
     out = {
         "id": conflict.id,
         "pipeline": conflict.pipeline,
@@ -53,6 +56,9 @@ def as_dict(conflict: Conflict, state: SQLiteStateStore | None = None) -> dict[s
 @expected_errors
 def list_conflicts(config_path: str, pipeline: str | None, as_json: bool, everything: bool) -> None:
     """Parked conflicts (pending unless --all), oldest first."""
+    from rich.console import Console
+    from rich.table import Table
+
     config, names = load_selected(config_path, pipeline)
     state = SQLiteStateStore(config.state)
     found = [
@@ -84,6 +90,8 @@ def list_conflicts(config_path: str, pipeline: str | None, as_json: bool, everyt
 @expected_errors
 def show(config_path: str, conflict_id: int, as_json: bool) -> None:
     """One conflict: base, target (local) and source (remote) side by side."""
+    from rich.console import Console
+
     config = _config(config_path)
     state = SQLiteStateStore(config.state)
     conflict = state.get_conflict(conflict_id)
@@ -101,6 +109,10 @@ def show(config_path: str, conflict_id: int, as_json: bool) -> None:
 
 def side_by_side(conflict: Conflict, held: int) -> Table:
     """Fields as rows; base | local | remote as columns; changed cells highlighted."""
+    from rich.table import Table
+
+    from syncengine.conflicts.rows import loads
+
     base, local, remote = (loads(t) for t in (conflict.base, conflict.local, conflict.remote))
     title = (
         f"conflict {conflict.id} · {conflict.pipeline}.{conflict.table} {conflict.key} · "
@@ -168,6 +180,7 @@ def resolve(config_path: str, conflict_id: int, take: Choice, merged_json: str |
 async def _resolve(
     config: Config, state: SQLiteStateStore, conflict: Conflict, take: Choice, merged: str | None
 ) -> Resolution:
+    from syncengine.conflicts.manual import resolve_conflict
     from syncengine.targets import make_target
 
     target = make_target(conflict.pipeline, config.pipelines[conflict.pipeline].target, state)

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, pipeline_option
-from syncengine.config.models import Config
-from syncengine.config.secrets import redact
 from syncengine.errors import UsageError
-from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.status import read_status
 from syncengine.state import SQLiteStateStore
 
+if TYPE_CHECKING:
+    from syncengine.config.models import Config
+
 
 async def _gather_status(config: Config, name: str, state: SQLiteStateStore) -> dict[str, Any]:
+    from syncengine.config.secrets import redact
+    from syncengine.runtime.pipeline import Pipeline
+
     pipeline = Pipeline(name, config.pipelines[name], state)
     info: dict[str, Any] = {"pipeline": name, "stream": None, "checkpoint": None}
     stored = read_status(state, name)
@@ -61,6 +62,9 @@ async def _gather_status(config: Config, name: str, state: SQLiteStateStore) -> 
 @expected_errors
 def status(config_path: str, pipeline: str | None, as_json: bool) -> None:
     """Positions, lag, retained WAL, pending conflicts, dead letters, last error."""
+    from rich.console import Console
+    from rich.table import Table
+
     config, names = load_selected(config_path, pipeline)
     state = SQLiteStateStore(config.state)
     infos = [asyncio.run(_gather_status(config, name, state)) for name in names]
@@ -117,6 +121,8 @@ def checkpoints() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @expected_errors
 def checkpoints_show(config_path: str, pipeline: str | None, as_json: bool) -> None:
+    from syncengine.runtime.pipeline import Pipeline
+
     config, names = load_selected(config_path, pipeline)
     state = SQLiteStateStore(config.state)
 
@@ -155,6 +161,7 @@ def checkpoints_reset(config_path: str, pipeline: str, yes: bool) -> None:
 
 def _forget_positions(config: Config, pipeline: str, state: SQLiteStateStore) -> None:
     """Reset the stored positions where the target keeps them and in the state store."""
+    from syncengine.runtime.pipeline import Pipeline
 
     async def forget() -> None:
         job = Pipeline(pipeline, config.pipelines[pipeline], state)
@@ -232,6 +239,7 @@ def deadletters_show(config_path: str, letter_id: int) -> None:
 @expected_errors
 def deadletters_replay(config_path: str, pipeline: str, ids: tuple[int, ...]) -> None:
     """Re-run dead letters through the current mapping (after fixing it)."""
+    from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.replay import replay
 
     config, _ = load_selected(config_path, pipeline)

@@ -14,14 +14,7 @@ import click
 
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, pipeline_option
-from syncengine.cli.progress import BackfillProgress
-from syncengine.config.durations import parse_duration
 from syncengine.errors import Interrupted, UsageError
-from syncengine.runtime.daemon import Daemon
-from syncengine.runtime.logs import setup_logging
-from syncengine.runtime.pipeline import Pipeline
-from syncengine.runtime.runner import backfill as run_backfill
-from syncengine.runtime.runner import sync_once
 from syncengine.runtime.status import record_status
 from syncengine.state import SQLiteStateStore
 
@@ -29,6 +22,8 @@ log = logging.getLogger("syncengine.cli")
 
 
 def _logging() -> None:
+    from syncengine.runtime.logs import setup_logging
+
     obj = click.get_current_context().find_root().obj or {}
     setup_logging(obj.get("log_format", "text"), obj.get("log_level", "info"))
 
@@ -43,6 +38,8 @@ def run(
     config_path: str, pipeline: str | None, metrics_port: int | None, metrics_host: str
 ) -> None:
     """Daemon: backfill where needed, then stream changes until SIGTERM/SIGINT."""
+    from syncengine.runtime.daemon import Daemon
+
     _logging()
     config, names = load_selected(config_path, pipeline)
     state = SQLiteStateStore(config.state)
@@ -66,6 +63,10 @@ def backfill(
     parallel: int,
 ) -> None:
     """One-shot consistent copy of current state; resumable; exits 0 when complete."""
+    from syncengine.cli.progress import BackfillProgress
+    from syncengine.runtime.pipeline import Pipeline
+    from syncengine.runtime.runner import backfill as run_backfill
+
     _logging()
     config, names = load_selected(config_path, pipeline)
     if len(names) > 1 and (tables or where):
@@ -100,6 +101,10 @@ def backfill(
 @expected_errors
 def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) -> None:
     """Scheduled incremental sync: drain changes up to now, checkpoint, exit (or repeat)."""
+    from syncengine.config.durations import parse_duration
+    from syncengine.runtime.pipeline import Pipeline
+    from syncengine.runtime.runner import sync_once
+
     _logging()
     if once == bool(every):
         raise UsageError("give exactly one of --once or --every DURATION")

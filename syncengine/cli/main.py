@@ -1,9 +1,10 @@
 """The ``syncengine`` entry point.
 
-Signal handlers go in before the command modules are imported: loading polars, pyarrow and
-the drivers takes seconds on a busy machine, and a SIGTERM in that window must not kill the
-process with the default handler (a supervisor stopping a daemon that is still starting
-expects a clean exit). Once a command runs its event loop, the loop's own handlers take over.
+Signal handlers go in before any command runs: a command imports polars, pyarrow and the
+drivers when it starts (``--help``, ``validate`` and the like never load them), which takes
+seconds on a busy machine, and a SIGTERM in that window must not kill the process with the
+default handler (a supervisor stopping a daemon that is still starting expects a clean exit).
+Once a command runs its event loop, the loop's own handlers take over.
 """
 
 from __future__ import annotations

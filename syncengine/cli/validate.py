@@ -8,8 +8,6 @@ import click
 
 from syncengine.cli.boundary import EXIT_USAGE, expected_errors
 from syncengine.cli.common import config_argument, load_selected, pipeline_option
-from syncengine.config.secrets import redact
-from syncengine.runtime.preflight import check_pipelines
 
 
 @click.command()
@@ -23,6 +21,9 @@ def validate(config_path: str, pipeline: str | None, no_connect: bool) -> None:
     """Check the config (and that sources and targets are reachable and usable)."""
     config, names = load_selected(config_path, pipeline)
     if not no_connect:
+        from syncengine.config.secrets import redact
+        from syncengine.runtime.preflight import check_pipelines
+
         problems = asyncio.run(check_pipelines(config, names))
         if problems:
             click.echo(f"config has {len(problems)} problem(s):", err=True)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from syncengine.cli.boundary import EXIT_FAILED, expected_errors
 from syncengine.cli.common import config_argument, load_selected, pipeline_option
-from syncengine.runtime.compare import TableDiff
-from syncengine.runtime.pipeline import Pipeline
-from syncengine.runtime.verify import verify_pipeline
 from syncengine.state import SQLiteStateStore
+
+if TYPE_CHECKING:
+    from syncengine.runtime.compare import TableDiff
 
 
 @click.command()
@@ -23,6 +24,9 @@ from syncengine.state import SQLiteStateStore
 @expected_errors
 def verify(config_path: str, pipeline: str | None, as_json: bool) -> None:
     """Compare source and target: counts, key-range hashes, field-level diff of mismatches."""
+    from syncengine.runtime.pipeline import Pipeline
+    from syncengine.runtime.verify import verify_pipeline
+
     config, names = load_selected(config_path, pipeline)
     state = SQLiteStateStore(config.state)
 

@@ -68,9 +68,11 @@ def parse_config(
     except ValidationError as exc:
         problems.extend(format_validation_error(exc))
         raise ConfigError(problems) from None
-    from syncengine.mappings import check_config  # sqlglot loads only once a config is valid
+    if any(pipeline.mappings for pipeline in config.pipelines.values()):
+        # Polars, Arrow and sqlglot load only for a valid config that has mappings to check
+        from syncengine.mappings import check_config
 
-    problems.extend(check_config(config))
+        problems.extend(check_config(config))
     if problems:
         raise ConfigError(problems)
     return config
