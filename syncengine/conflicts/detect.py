@@ -185,7 +185,11 @@ def _json_recheck(
     reorders keys and adds spaces), so equal documents can hash differently. Only the rows that
     would otherwise be a change or a conflict are re-checked, one document at a time.
     """
-    idx = (~echo | ~in_sync).arg_true()
+    # only rows whose answer formatting can flip: both sides present, hashes different
+    present = local[EXISTS]
+    maybe_echo = ~echo & after[EXISTS] & present
+    maybe_sync = ~in_sync & present & shadow_base.is_not_null()
+    idx = (maybe_echo | maybe_sync).arg_true()
     if not idx.len():
         return echo, in_sync
     columns = spec.schema.names
