@@ -48,8 +48,12 @@ class PostgresSourceConfig(Model):
     max_retained_wal_mb: Annotated[int, Field(ge=1)] = 1024
     """Warn when the slot retains more WAL than this."""
     snapshot_chunk_rows: Annotated[int, Field(ge=1)] = 100_000
+    query_timeout: Annotated[float, Field(gt=0)] = 60.0
+    """Seconds a query on an ordinary source connection (catalog, admin, heartbeat) may wait
+    for its answer before the connection is presumed lost and the pipeline reconnects; long
+    statements (chunk planning) and COPY reads without progress get 10 times that."""
 
-    @field_validator("heartbeat", mode="before")
+    @field_validator("heartbeat", "query_timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration(value)  # type: ignore[arg-type]

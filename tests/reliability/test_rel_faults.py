@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.e2e.harness import CLI, wait_for
+from tests.reliability import rel_scenario
 from tests.reliability.rel_mongoload import MongoLoad, mongo_rows
 from tests.reliability.rel_mongoload import seed as mongo_seed
 from tests.reliability.rel_proxy import TcpProxy
@@ -64,8 +65,12 @@ def test_target_down_while_changes_accumulate(tmp_path, own_pg, pg_dsn):
 
 
 # Half-open connections need a read timeout to be noticed; waiting for one takes 90 s when it
-# is missing, so these run in the long suite (./scripts/reliability --long).
+# is missing, so the target case runs in the long suite (./scripts/reliability --long).
 HALF_OPEN = pytest.param("half_open", marks=pytest.mark.slow)
+# The source bounds every round trip by source.query_timeout (F7); with 5 s the daemon gives
+# a frozen source connection up within about 10 s (5 s plus psycopg's 5 s cancel grace), so
+# the source case runs in the quick suite.
+QUICK_SOURCE_TIMEOUT = "heartbeat: 1s\n      query_timeout: 5s"
 
 
 def drops_and_delay(proxy: TcpProxy, drops: int) -> Callable[[Daemon], None]:
@@ -102,11 +107,29 @@ def half_open(proxy: TcpProxy) -> Callable[[Daemon], None]:
     return fault
 
 
-@pytest.mark.parametrize("kind", ["drop_delay", HALF_OPEN])
-def test_source_connection_faults(tmp_path, own_pg, pg_target_dsn, kind):
+def noticed(fault: Callable[[Daemon], None]) -> Callable[[Daemon], None]:
+    """``fault``, then require that the daemon gave the silent source connection up (a
+    reconnect alone could be psycopg's cancel request)."""
+
+    def run(daemon: Daemon) -> None:
+        fault(daemon)
+        try:
+            wait_for(lambda: "presumed lost" in daemon.cli.daemon_logs(), timeout=60)
+        except AssertionError:
+            raise AssertionError(f"silent source connection not noticed\n{daemon.tail()}") from None
+
+    return run
+
+
+@pytest.mark.parametrize("kind", ["drop_delay", "half_open"])
+def test_source_connection_faults(tmp_path, own_pg, pg_target_dsn, kind, monkeypatch):
+    if kind == "half_open":
+        config = rel_scenario.CONFIG.replace("heartbeat: 1s", QUICK_SOURCE_TIMEOUT)
+        assert config != rel_scenario.CONFIG
+        monkeypatch.setattr(rel_scenario, "CONFIG", config)
     src = own_pg.dsn(new_database(own_pg.dsn(), "src"))
     proxy = TcpProxy(own_pg.port).start()
-    fault = drops_and_delay(proxy, 3) if kind == "drop_delay" else half_open(proxy)
+    fault = drops_and_delay(proxy, 3) if kind == "drop_delay" else noticed(half_open(proxy))
     try:
         figures = run_scenario(tmp_path, src, pg_target_dsn, fault, daemon_src=via(src, proxy.port))
     finally:

@@ -185,3 +185,11 @@ def test_malformed_passwords_are_redacted_wherever_they_appear():
     leaked = 'invalid percent-encoded token: "Hunter2%ZZs3cret"'
     assert "Hunter2" not in redact(leaked)
     assert redact("pw is Hunter2%ZZs3cret!") == "pw is ***!"
+
+
+def test_postgres_query_timeout_is_a_duration_with_a_default():
+    assert parse_config(GOOD, env=ENV).pipelines["orders"].source.query_timeout == 60.0
+    text = GOOD.replace("mode: cdc", "mode: cdc\n      query_timeout: 1500ms")
+    assert parse_config(text, env=ENV).pipelines["orders"].source.query_timeout == 1.5
+    problems = problems_of(GOOD.replace("mode: cdc", "mode: cdc\n      query_timeout: 0"), ENV)
+    assert problems == ["pipelines.orders.source.query_timeout: Input should be greater than 0"]

@@ -16,6 +16,7 @@ from syncengine.changes import lsn_to_pos, pos_to_lsn
 from syncengine.config.models import PostgresSourceConfig
 from syncengine.errors import FatalError
 from syncengine.sources.base import SourceLag
+from syncengine.sources.postgres import deadline
 from syncengine.sources.postgres.wire import format_lsn, parse_lsn
 
 log = logging.getLogger("syncengine.sources.postgres")
@@ -180,9 +181,9 @@ async def create_slot(
     return parse_lsn(row[1]), row[2]
 
 
-async def drop_slot(dsn: str, slot: str) -> bool:
+async def drop_slot(dsn: str, slot: str, query_timeout: float = 60.0) -> bool:
     """Drop a pipeline's slot (explicit command only). False when there was none."""
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+    async with await deadline.connect(dsn, query_timeout, autocommit=True) as conn:
         if not await slot_exists(conn, slot):
             return False
         await conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))

@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from syncengine.changes import META_SCHEMA, ChangeBatch
+from syncengine.sources.postgres import deadline
 from syncengine.sources.postgres.admin import split_table, table_sql
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
 from syncengine.state.base import Chunk
@@ -75,7 +76,8 @@ async def plan(
         where=sql.SQL("WHERE " + where) if where else sql.SQL(""),
         n=sql.Literal(chunk_rows),
     )
-    bounds = [json.dumps(list(row)) for row in await (await conn.execute(query)).fetchall()]
+    cur = await deadline.patient(conn.cursor()).execute(query)  # one scan of the whole key
+    bounds = [json.dumps(list(row)) for row in await cur.fetchall()]
     edges: list[str | None] = [None, *bounds, None]
     return [Chunk(shape.name, i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
@@ -131,9 +133,11 @@ def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Compo
 
 async def read_copy(conn: psycopg.AsyncConnection, query: sql.Composed) -> bytes:
     buffer = io.BytesIO()
-    async with conn.cursor().copy(query) as copy:
-        async for data in copy:
-            buffer.write(data)
+    async with deadline.progress(conn, "reading rows (COPY)") as alive:
+        async with conn.cursor().copy(query) as copy:
+            async for data in copy:
+                alive()
+                buffer.write(data)
     return buffer.getvalue()
 
 

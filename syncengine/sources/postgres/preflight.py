@@ -6,15 +6,19 @@ import psycopg
 
 from syncengine.config.models import PipelineConfig, PostgresSourceConfig
 from syncengine.config.secrets import redact
-from syncengine.sources.postgres import admin
+from syncengine.sources.postgres import admin, deadline
 
 
 async def check_source(name: str, pipeline: PipelineConfig) -> list[str]:
     source = pipeline.source
     assert isinstance(source, PostgresSourceConfig)
     try:
-        conn = await psycopg.AsyncConnection.connect(
-            source.dsn.get_secret_value(), autocommit=True, connect_timeout=5
+        # within the 10 s that ``validate`` gives each check, so a timeout says "cannot connect"
+        conn = await deadline.connect(
+            source.dsn.get_secret_value(),
+            source.query_timeout,
+            defaults={"connect_timeout": 5},
+            autocommit=True,
         )
     except psycopg.Error as exc:
         return [f"cannot connect: {redact(_first_line(exc))}"]

@@ -19,7 +19,7 @@ from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.errors import FatalError, HistoryLost
 from syncengine.sources.base import SourceLag, TableInfo
-from syncengine.sources.postgres import admin
+from syncengine.sources.postgres import admin, deadline
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
@@ -67,13 +67,16 @@ class PostgresSource:
     # -- connections ----------------------------------------------------------------------
 
     async def connect(self, replication: bool = False) -> psycopg.AsyncConnection:
+        """A new connection. Ordinary ones bound every statement by ``query_timeout``; a
+        replication connection's silence is the stream's to detect (``check_alive``), and
+        its slot creation may wait for long transactions. See :mod:`.deadline`."""
         extra: dict[str, Any] = {"replication": "database"} if replication else {}
         try:
-            return await psycopg.AsyncConnection.connect(
+            return await deadline.connect(
                 self.config.dsn.get_secret_value(),
+                None if replication else self.config.query_timeout,
                 autocommit=True,
                 options=SESSION_OPTIONS,
-                connect_timeout=10,
                 **extra,
             )
         except psycopg.Error as exc:

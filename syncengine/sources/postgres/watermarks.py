@@ -66,7 +66,8 @@ class WatermarkReader:
             while True:
                 message = await stream.read(5.0)
                 if stream.status_due():
-                    stream.send_status()
+                    stream.send_status(reply=True)  # the answer proves the connection is alive
+                stream.check_alive()  # silent (half-open): fail changed_keys(), do not wait
                 if isinstance(message, XLogData):
                     await self._handle(po.decode(message.payload))
         except asyncio.CancelledError:
