@@ -13,7 +13,6 @@ into the query as literals (COPY takes no parameters) via ``psycopg.sql.Literal`
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from syncengine.changes import META_SCHEMA, ChangeBatch
 from syncengine.sources.postgres import deadline
 from syncengine.sources.postgres.admin import split_table, table_sql
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
+from syncengine.sources.postgres.copyout import copy_out
 from syncengine.state.base import Chunk
 
 
@@ -132,13 +132,9 @@ def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Compo
 
 
 async def read_copy(conn: psycopg.AsyncConnection, query: sql.Composed) -> bytes:
-    buffer = io.BytesIO()
+    """All data of a ``COPY … TO STDOUT``, bounded by progress (data must keep arriving)."""
     async with deadline.progress(conn, "reading rows (COPY)") as alive:
-        async with conn.cursor().copy(query) as copy:
-            async for data in copy:
-                alive()
-                buffer.write(data)
-    return buffer.getvalue()
+        return await copy_out(conn, query, alive)
 
 
 def csv_to_text_columns(data: bytes, columns: tuple[str, ...]) -> pa.Table:
