@@ -61,10 +61,16 @@ class Detection:
     after_hash: pl.Series
     shadow_hash: pl.Series
     shadow_base: pl.Series
+    shadow_position: pl.Series
     echo: pl.Series
     conflict: pl.Series
     stale: pl.Series
     """Replays of changes the shadow has already seen (see the module docstring)."""
+
+    @property
+    def unshadowed(self) -> pl.Series:
+        """Keys without a shadow row (not even a tombstone) when the shadow was read."""
+        return (self.shadow_hash.is_null() & self.shadow_position.is_null()).alias("fresh")
 
     @property
     def columns(self) -> list[str]:
@@ -166,7 +172,7 @@ async def detect(
     conflict = ~echo & ~in_sync & ~stale
     return Detection(
         spec, changes, row_key, remote, local, local_hash, after, after_json, after_hash,
-        shadow_hash, shadow_base, echo, conflict, stale.alias("stale"),
+        shadow_hash, shadow_base, shadow_position, echo, conflict, stale.alias("stale"),
     )  # fmt: skip
 
 

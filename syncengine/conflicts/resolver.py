@@ -336,12 +336,14 @@ class _Plan:
                 ).to_series(),
                 "base": pl.select(pl.when(exists).then(self.source_json)).to_series(),
                 "position": self.det.changes["_pos"],
+                "fresh": self.det.unshadowed,
             },
             schema={
                 "row_key": pl.String,
                 "row_hash": pl.String,
                 "base": pl.String,
                 "position": pl.String,
+                "fresh": pl.Boolean,
             },
         ).filter(settled)
         return ShadowUpdate(upserts=upserts.to_arrow())

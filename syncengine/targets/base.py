@@ -37,8 +37,10 @@ class TableSpec:
 class ShadowUpdate:
     """What this pipeline now believes is in the target for a key (conflict detection)."""
 
-    #: columns ``row_key`` (canonical JSON of the key values), ``row_hash`` and ``base``
-    #: (JSON of the row as written; null unless a strategy needs it)
+    #: columns ``row_key`` (canonical JSON of the key values), ``row_hash`` (null: a tombstone,
+    #: the key is deleted), ``base`` (JSON of the source's row; may be null), ``position`` (of
+    #: the change the row reflects; may be null) and optionally ``fresh`` (true: the key had no
+    #: shadow row when detection read the shadow, so a target may insert instead of upsert)
     upserts: pa.Table | None = None
     deletes: Sequence[str] = ()
 

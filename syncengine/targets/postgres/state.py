@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
@@ -25,9 +26,9 @@ from syncengine.targets.shadow import shadow_table, stored_upserts
 async def write_shadow(
     conn: psycopg.AsyncConnection, pipeline: str, write: TableWrite, truncated: bool
 ) -> None:
-    """Clear (after a truncate), delete, then upsert shadow rows: one ``COPY`` into a
-    transaction-local staging table and one upsert (per-element array parameters cost more
-    than the data apply itself)."""
+    """Clear (after a truncate), delete, then write shadow rows: keys new to the shadow by one
+    ``COPY``, the others staged by ``COPY`` and upserted (per-element array parameters, the
+    way before, cost more than the data apply itself)."""
     shadow = state_table("shadow")
     table = write.spec.name
     if truncated:
@@ -45,6 +46,40 @@ async def write_shadow(
     rows = stored_upserts(write)
     if not rows.num_rows:
         return
+    upserts = write.shadow.upserts
+    if upserts is not None and "fresh" in upserts.column_names:
+        fresh = pc.fill_null(upserts.column("fresh"), False)
+        if await _insert_fresh(conn, pipeline, table, rows.filter(fresh)):
+            rows = rows.filter(pc.invert(fresh))
+    if rows.num_rows:
+        await _upsert(conn, pipeline, table, rows)
+
+
+async def _insert_fresh(
+    conn: psycopg.AsyncConnection, pipeline: str, table: str, rows: pa.Table
+) -> bool:
+    """``COPY`` rows for keys that had no shadow row straight into the shadow table (half the
+    work of staging and upserting); False if one exists after all (nothing written then)."""
+    if not rows.num_rows:
+        return True
+    n = rows.num_rows
+    full = rows.add_column(0, "pipeline", pa.repeat(pa.scalar(pipeline), n)).add_column(
+        1, "target_table", pa.repeat(pa.scalar(table), n)
+    )
+    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        state_table("shadow"), sql.SQL(", ").join(map(sql.Identifier, full.column_names))
+    )
+    try:
+        async with conn.transaction():  # a savepoint: a duplicate key rolls back this COPY only
+            async with conn.cursor() as cur, cur.copy(copy) as pipe:
+                await pipe.write(_csv(full))
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
+
+
+async def _upsert(conn: psycopg.AsyncConnection, pipeline: str, table: str, rows: pa.Table) -> None:
+    """Stage with ``COPY`` into a transaction-local table, then one upsert."""
     stage = sql.Identifier("_syncengine_shadow_stage")
     await conn.execute(
         sql.SQL(
@@ -52,21 +87,25 @@ async def write_shadow(
             "position text) ON COMMIT DELETE ROWS"
         ).format(stage)
     )
-    sink = io.BytesIO()
-    pacsv.write_csv(rows, sink, pacsv.WriteOptions(include_header=False))
     copy = sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(stage)
     async with conn.cursor() as cur, cur.copy(copy) as pipe:
-        await pipe.write(sink.getvalue())
+        await pipe.write(_csv(rows))
     await conn.execute(
         sql.SQL(
             "INSERT INTO {} (pipeline, target_table, row_key, row_hash, base, position) "
             "SELECT %s, %s, row_key, row_hash, base, position FROM {} "
             "ON CONFLICT (pipeline, target_table, row_key) DO UPDATE SET "
             "row_hash = EXCLUDED.row_hash, base = EXCLUDED.base, position = EXCLUDED.position"
-        ).format(shadow, stage),
+        ).format(state_table("shadow"), stage),
         (pipeline, table),
     )
     await conn.execute(sql.SQL("TRUNCATE {}").format(stage))
+
+
+def _csv(rows: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pacsv.write_csv(rows, sink, pacsv.WriteOptions(include_header=False))
+    return sink.getvalue()
 
 
 async def write_checkpoint(
