@@ -108,6 +108,33 @@ def test_shadow_positions_and_tombstones_round_trip(harness: Harness) -> None:
     run(scenario())
 
 
+def test_shadow_rows_marked_fresh_that_exist_are_upserted(harness: Harness) -> None:
+    """``fresh`` (no shadow row at detection) is a hint: a key that has a row after all (a
+    retried batch) is updated, never duplicated or refused."""
+
+    async def scenario() -> None:
+        async with harness.target() as t:
+            spec = await t.ensure_table(SPEC)
+            await t.apply([TableWrite(spec, B1, shadow(["[1]"], ["h1"]))], None)
+            upserts = pa.table(
+                {
+                    "row_key": ["[1]", "[2]"],
+                    "row_hash": ["h1b", "h2"],
+                    "base": [None, None],
+                    "position": ["0002", "0002"],
+                    "fresh": [True, True],
+                }
+            )
+            await t.apply([TableWrite(spec, B1, ShadowUpdate(upserts=upserts))], None)
+            found = await t.read_shadow("items", ["[1]", "[2]"])
+            assert sorted(found.select(["row_key", "row_hash"]).to_pylist(), key=str) == [
+                {"row_key": "[1]", "row_hash": "h1b"},
+                {"row_key": "[2]", "row_hash": "h2"},
+            ]
+
+    run(scenario())
+
+
 def fault_name(h: Harness) -> str:
     return f"{h.kind.split('_')[0]}.after_data"
 
