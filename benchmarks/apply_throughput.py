@@ -141,8 +141,25 @@ async def measure(dsn: str, n: int) -> dict[str, float]:
         seconds["replay_s"] += await timed_apply(target, spec, batch)
     seconds["text_chunk_s"] = seconds["copy_s"] * BATCH_ROWS / n
     await target.close()
+    applied, copied = await digest(conn, "items"), await digest(conn, "copy_baseline2")
     await conn.close()
+    if applied != copied or applied[0] != n:
+        raise AssertionError(f"target rows {applied} != the rows copied {copied} (count, checksum)")
+    seconds["checked_rows"] = applied[0]
     return seconds
+
+
+async def digest(conn: psycopg.AsyncConnection, table: str) -> tuple[int, int]:
+    """(rows, order-independent checksum of every column) of a table."""
+    cur = await conn.execute(
+        sql.SQL(
+            "SELECT count(*), coalesce(sum(hashtext(row(id, name, qty, price, updated_at, note)"
+            "::text)::bigint), 0) FROM {}"
+        ).format(sql.Identifier(table))
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 @contextlib.contextmanager
@@ -172,6 +189,7 @@ def run(quick: bool = False) -> dict[str, object]:
         s = asyncio.run(measure(dsn, n))
     return {
         "rows": n,
+        "checked_rows": int(s.pop("checked_rows")),
         "batch_rows": BATCH_ROWS,
         **{k: round(v, 3) for k, v in s.items()},
         "copy_rows_per_s": round(n / s["copy_s"]),

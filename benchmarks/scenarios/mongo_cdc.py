@@ -36,7 +36,7 @@ TARGET = f"≥ {TARGET_RATIO}× bare change-stream read"
 
 def run(ctx: Context) -> ScenarioResult:
     env = ctx.env
-    txns = ctx.size(10, 200)
+    txns = ctx.size(10, 2_000)
     changes = txns * TXN_CHANGES
     repeats = ctx.repeats(1)
     timeout = 900
