@@ -191,9 +191,14 @@ def _json_recheck(
     reorders keys and adds spaces), so equal documents can hash differently. Only the rows that
     would otherwise be a change or a conflict are re-checked, one document at a time.
     """
-    # only rows whose answer formatting can flip: both sides present, hashes different
+    # only rows whose answer formatting can flip: both sides present, hashes different, and
+    # (for echoes, the common case of a real update) every non-JSON column equal
     present = local[EXISTS]
     maybe_echo = ~echo & after[EXISTS] & present
+    others = [c for c in spec.schema.names if c not in json_cols]
+    if others and maybe_echo.any():
+        rest_equal = encode_rows(after, others) == encode_rows(local, others)
+        maybe_echo = maybe_echo & rest_equal.fill_null(False)
     maybe_sync = ~in_sync & present & shadow_base.is_not_null()
     idx = (maybe_echo | maybe_sync).arg_true()
     if not idx.len():
