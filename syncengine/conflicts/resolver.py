@@ -142,7 +142,9 @@ class ConflictResolver:
         ]  # fmt: skip
         self._commit_queue(spec, keys, pending, plan, held)
         resolved = Resolved(
-            TableWrite(spec, batch.replace(write), plan.shadow() if detects else ShadowUpdate()),
+            TableWrite(
+                spec, batch.replace(write), plan.shadow(self.fence) if detects else ShadowUpdate()
+            ),
             config.strategy,
             conflicts=plan.n_conflicts,
             echoes=int(det.echo.sum()),
@@ -324,8 +326,9 @@ class _Plan:
         rows = replaced.filter(self.as_sent | full)
         return pl.concat([truncates, rows], how="vertical") if truncates.height else rows
 
-    def shadow(self) -> ShadowUpdate:
-        """Settled keys' source version and position; deleted keys become tombstones."""
+    def shadow(self, tombstones: bool) -> ShadowUpdate:
+        """Settled keys' source version and position; deleted keys become tombstones (for the
+        position fence) or lose their shadow row."""
         settled = self.settled
         exists = self.source[EXISTS]
         upserts = pl.DataFrame(
@@ -346,7 +349,11 @@ class _Plan:
                 "fresh": pl.Boolean,
             },
         ).filter(settled)
-        return ShadowUpdate(upserts=upserts.to_arrow())
+        if tombstones:
+            return ShadowUpdate(upserts=upserts.to_arrow())
+        gone = upserts["row_hash"].is_null()
+        deletes = upserts.filter(gone)["row_key"].to_list()
+        return ShadowUpdate(upserts=upserts.filter(~gone).to_arrow(), deletes=deletes)
 
 
 def _scatter_rows(frame: pl.DataFrame, idx: pl.Series, rows: pl.DataFrame) -> pl.DataFrame:

@@ -116,6 +116,12 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
     ),
 }
 
+# name -> (table, columns, partial-index condition): created by both backends if missing
+INDEXES: dict[str, tuple[str, str, str]] = {
+    # tombstones are purged once the checkpoint has passed them (no replay can reach them)
+    "shadow_tombstones": ("shadow", "pipeline, position", "row_hash = ''"),
+}
+
 # version -> columns (table, column, type) that upgrade a store from version-1 to version; each
 # backend turns them into its own ALTER TABLE
 MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {2: [("shadow", "position", "TEXT")]}

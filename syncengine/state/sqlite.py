@@ -21,7 +21,7 @@ from typing import Any
 from syncengine.errors import FatalError
 from syncengine.state.base import Checkpoint, Chunk, Conflict, DeadLetter
 from syncengine.state.locks import PipelineLock
-from syncengine.state.schema import FORMAT_VERSION, MIGRATIONS, TABLES
+from syncengine.state.schema import FORMAT_VERSION, INDEXES, MIGRATIONS, TABLES
 
 
 def _now() -> str:
@@ -93,6 +93,10 @@ class SQLiteStateStore:
             for step in range(version + 1, FORMAT_VERSION + 1):
                 for table, column, kind in MIGRATIONS.get(step, []):
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            for name, (table, columns, where) in INDEXES.items():
+                db.execute(
+                    f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns}) WHERE {where}"
+                )
             db.execute(
                 "INSERT INTO meta(name, value) VALUES ('format_version', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
@@ -233,6 +237,14 @@ class SQLiteStateStore:
         db.executemany(
             "DELETE FROM shadow WHERE pipeline=? AND target_table=? AND row_key=?",
             [(pipeline, table, k) for k in deletes],
+        )
+
+    def purge_tombstones(self, db: sqlite3.Connection, pipeline: str, before: str) -> None:
+        """Inside a caller's transaction: drop tombstones older than the checkpoint ``before``
+        (a replay starts after the checkpoint, so they can no longer fence anything)."""
+        db.execute(
+            "DELETE FROM shadow WHERE pipeline=? AND row_hash='' AND position < ?",
+            (pipeline, before),
         )
 
     # -- conflicts ------------------------------------------------------------------------

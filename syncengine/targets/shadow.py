@@ -3,6 +3,7 @@ without transactions): written after the data, in one SQLite transaction."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 
 import polars as pl
@@ -20,6 +21,8 @@ SHADOW_SCHEMA = pa.schema(
         ("position", pa.string()),
     ]
 )
+PURGE_EVERY = 256
+"""About this many checkpoints pass between purges of tombstones the checkpoint has passed."""
 TOMBSTONE = ""
 """How a stored shadow row says "deleted as of ``position``" (``row_hash`` is NOT NULL in the
 state tables); :func:`shadow_table` turns it back into a null hash."""
@@ -113,3 +116,5 @@ def commit_to_sqlite(
             state.write_shadow(db, pipeline, table, shadow_rows(write), write.shadow.deletes)
         if checkpoint is not None:
             state.write_checkpoint(db, pipeline, checkpoint.stream, checkpoint.position)
+            if zlib.crc32(checkpoint.position.encode()) % PURGE_EVERY == 0:
+                state.purge_tombstones(db, pipeline, checkpoint.position)

@@ -94,3 +94,15 @@ def test_pipeline_lock_refuses_a_second_holder_and_frees_on_exit(tmp_path):
             store.lock("orders", "backfill").acquire()
         store.lock("other", "sync").acquire().release()
     store.lock("orders", "backfill").acquire().release()
+
+
+def test_purge_drops_only_tombstones_the_checkpoint_passed(tmp_path):
+    store = SQLiteStateStore(tmp_path / "state.db")
+    rows = [("a", "", None, "0001"), ("b", "", None, "0009"), ("c", "h", "{}", "0001")]
+    with store.transaction() as db:
+        store.write_shadow(db, "p", "t", rows)
+        store.write_shadow(db, "q", "t", [("a", "", None, "0001")])
+    with store.transaction() as db:
+        store.purge_tombstones(db, "p", "0005")
+    assert set(store.get_shadow("p", "t", ["a", "b", "c"])) == {"b", "c"}
+    assert set(store.get_shadow("q", "t", ["a"])) == {"a"}  # another pipeline's stay

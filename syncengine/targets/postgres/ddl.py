@@ -11,7 +11,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from syncengine.errors import FatalError
-from syncengine.state.schema import FORMAT_VERSION, MIGRATIONS, TABLES
+from syncengine.state.schema import FORMAT_VERSION, INDEXES, MIGRATIONS, TABLES
 from syncengine.targets.base import TableSpec
 from syncengine.targets.postgres.types import pg_type_of, type_sql
 
@@ -63,6 +63,15 @@ async def ensure_state_schema(conn: psycopg.AsyncConnection) -> None:
                         sql.SQL(kind),  # type: ignore[arg-type]
                     )
                 )
+        for name, (table, columns, where) in INDEXES.items():
+            await conn.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {}").format(
+                    sql.Identifier(name),
+                    state_table(table),
+                    sql.SQL(", ").join(map(sql.Identifier, columns.split(", "))),
+                    sql.SQL(where),  # type: ignore[arg-type]  # a constant of schema.py
+                )
+            )
         await conn.execute(
             sql.SQL(
                 "INSERT INTO {} (name, value) VALUES ('format_version', %s) "

@@ -20,7 +20,7 @@ from psycopg import sql
 from syncengine.state.schema import FORMAT_VERSION
 from syncengine.targets.base import Checkpoint, TableWrite
 from syncengine.targets.postgres.ddl import state_table
-from syncengine.targets.shadow import shadow_table, stored_upserts
+from syncengine.targets.shadow import TOMBSTONE, shadow_table, stored_upserts
 
 
 async def write_shadow(
@@ -125,6 +125,17 @@ async def write_checkpoint(
             FORMAT_VERSION,
             datetime.now(UTC).isoformat(),
         ),
+    )
+
+
+async def purge_tombstones(conn: psycopg.AsyncConnection, pipeline: str, before: str) -> None:
+    """Drop tombstones older than the checkpoint ``before``: a replay starts after the
+    checkpoint, so they can no longer fence anything."""
+    await conn.execute(
+        sql.SQL("DELETE FROM {} WHERE pipeline = %s AND row_hash = %s AND position < %s").format(
+            state_table("shadow")
+        ),
+        (pipeline, TOMBSTONE, before),
     )
 
 

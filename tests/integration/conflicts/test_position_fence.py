@@ -83,3 +83,22 @@ def test_without_the_fence_a_replay_goes_back_in_time(target_where, tmp_path):
             await env.close()
 
     asyncio.run(scenario())
+
+
+def test_tombstones_the_checkpoint_passed_are_purged(pg_target_dsn, tmp_path):
+    from syncengine.targets.postgres import state
+
+    async def scenario() -> None:
+        env = await fenced("postgres", {"dsn": pg_target_dsn}, tmp_path / "state.db")
+        try:
+            await env.run([row(1, "a", 1, 1), row(2, "b", 1, 1)], ["c", "c"])  # 1, 2
+            await env.run([{"id": 1}], ["d"])  # 3: a tombstone
+            await env.run([{"id": 2}], ["d"])  # 4: another
+            conn = await env.target._connection()
+            await state.purge_tombstones(conn, "p", f"{4:016X}")
+            found = await env.target.read_shadow("items", ['{"id":1}', '{"id":2}'])
+            assert found.column("row_key").to_pylist() == ['{"id":2}']
+        finally:
+            await env.close()
+
+    asyncio.run(scenario())
