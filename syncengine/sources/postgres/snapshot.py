@@ -9,10 +9,15 @@ streaming from that point loses and repeats nothing.
 Resumed snapshot (chunks left from an interrupted run; the exported snapshot died with its
 connection), or fresh snapshot while the slot already exists (no snapshot can be exported
 from an existing slot): the remaining chunks are reconciled DBLog-style. For each group of
-``parallel`` chunks: write a low watermark (``pg_logical_emit_message``), read the chunks, write
-a high watermark; on the slot's stream, drop the chunk rows whose key changed between the two
-watermarks — the stream replay from the snapshot position brings their newer state. Tables
-without a key restart their chunks on this path (ctids are not stable).
+``parallel`` chunks: write a low watermark (``pg_logical_emit_message``), settle a visibility
+horizon L, read the chunks, write a high watermark; on the slot's stream, drop the chunk rows
+whose key changed between the two watermarks — the stream replay from the snapshot position
+brings their newer state. The kept rows carry position L, not the snapshot position: every
+transaction committed below L is visible in them (:class:`.watermarks.VisibilityHorizon`), so
+the target's position fence drops the replay of those changes instead of letting an older
+change overwrite a newer row (F15); changes committed above L and before the high watermark
+dropped their key from the chunk. Tables without a key restart their chunks on this path
+(ctids are not stable).
 
 Progress: a chunk is marked ``done`` in the state store when the consumer asks for the batch
 after its last one, i.e. after the target committed it. The snapshot position and the name of
@@ -33,7 +38,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
+from syncengine.changes import ChangeBatch, lsn_to_pos
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres.chunks import (
     TableShape,
@@ -45,7 +50,7 @@ from syncengine.sources.postgres.chunks import (
     table_shape,
 )
 from syncengine.sources.postgres.pgerrors import map_error
-from syncengine.sources.postgres.watermarks import WatermarkReader
+from syncengine.sources.postgres.watermarks import VisibilityHorizon, WatermarkReader
 from syncengine.state.base import Chunk
 
 if TYPE_CHECKING:
@@ -54,6 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("syncengine.sources.postgres")
 
 _DONE = object()
+#: the lowest position: chunk rows carrying it fence nothing
+_NOWHERE = lsn_to_pos(0)
 
 
 def snapshot_stream(source: PostgresSource) -> str:
@@ -81,12 +88,15 @@ class Snapshotter:
         shapes = {t: await table_shape(conn, t, keys.get(t, ())) for t in tables}
         existing = [c for t in tables for c in self.state.get_chunks(self.pipeline, t)]
         resuming = bool(existing) and any(c.status != "done" for c in existing)
-        if resuming and stored_position(source) is not None:
-            position = stored_position(source)
-            assert position is not None
+        checkpoint = self.state.get_checkpoint(self.pipeline, snapshot_stream(source))
+        if resuming and checkpoint is not None:
+            position = checkpoint.position
+            # An exported snapshot's position is exact; one taken on an existing slot was
+            # not settled, so it vouches for nothing (see VisibilityHorizon).
+            floor = position if checkpoint.details.get("snapshot") else _NOWHERE
             pending = [c for c in existing if c.status != "done"]
             log.info("%s: resuming snapshot, %d chunks left", self.pipeline, len(pending))
-            async for batch in self._reconcile(shapes, pending, where, position, parallel):
+            async for batch in self._reconcile(shapes, pending, where, position, floor, parallel):
                 yield batch
             return
         for table in tables:
@@ -104,7 +114,7 @@ class Snapshotter:
         for shape in shapes.values():
             planned.extend(await plan(conn, shape, source.config.snapshot_chunk_rows, where))
         self.state.put_chunks(self.pipeline, planned)
-        async for batch in self._reconcile(shapes, planned, where, position, parallel):
+        async for batch in self._reconcile(shapes, planned, where, position, _NOWHERE, parallel):
             yield batch
 
     def _remember(self, position: str, snapshot: str | None) -> None:
@@ -214,9 +224,14 @@ class Snapshotter:
         pending: list[Chunk],
         where: str | None,
         position: str,
+        floor: str,
         parallel: int,
     ) -> AsyncIterator[ChangeBatch]:
-        """Read ``parallel`` chunks at a time inside one low/high watermark window."""
+        """Read ``parallel`` chunks at a time inside one low/high watermark window.
+
+        ``position``: where the stream restarts after the snapshot; ``floor``: a position
+        known to be visible to every read (the chunk rows' fallback, see VisibilityHorizon).
+        """
         source = self.source
         keyless = {c.table for c in pending if not shapes[c.table].key}
         if keyless:  # ctids move: such tables are read again from their first chunk
@@ -227,9 +242,13 @@ class Snapshotter:
         width = max(1, parallel)
         conns = [await source.connect() for _ in range(min(width, max(len(pending), 1)))]
         reader: WatermarkReader | None = None
+        horizon: VisibilityHorizon | None = None
         if source.config.mode == "cdc":
-            reader = WatermarkReader(source, pos_to_lsn(position))
+            # The windows only need what comes after this: reading from the snapshot position
+            # would first ship and decode all WAL retained since (F18).
+            reader = WatermarkReader(source, await admin.current_lsn(conns[0]))
             await reader.open()
+            horizon = VisibilityHorizon(floor)
 
         async def read(conn: psycopg.AsyncConnection, chunk: Chunk) -> pa.Table:
             shape = shapes[chunk.table]
@@ -240,8 +259,10 @@ class Snapshotter:
             for first in range(0, len(pending), width):
                 group = pending[first : first + width]
                 marker = uuid.uuid4().hex
-                if reader is not None:
+                at = position  # incremental mode: rows changed meanwhile are polled again
+                if reader is not None and horizon is not None:
                     await admin.emit_message(conns[0], admin.WATERMARK_PREFIX, f"low:{marker}")
+                    at = await horizon.settle(conns[0])
                 texts = await asyncio.gather(
                     *(read(c, k) for c, k in zip(conns[: len(group)], group, strict=True))
                 )
@@ -253,7 +274,7 @@ class Snapshotter:
                     shape = shapes[chunk.table]
                     if shape.key and changed.get(chunk.table):
                         text = WatermarkReader.drop_changed(text, shape, changed[chunk.table])
-                    async for batch in self._emit(shape, chunk, text, position):
+                    async for batch in self._emit(shape, chunk, text, at):
                         yield batch
         except psycopg.Error as exc:
             raise map_error(exc, "reconciling snapshot chunks") from exc

@@ -1,33 +1,122 @@
 """DBLog-style watermark windows over the slot's stream, for reconciling snapshot chunks.
 
-A background task reads the replication stream from the snapshot position (acknowledging
-nothing beyond it, so the later stream replays everything) and, between the low and high
-watermark messages of a chunk, records which keys changed. The chunk's rows for those keys
-are dropped: the replay brings their newer state, and the rest of the chunk is exactly the
-state at the high watermark. Keys are compared in Postgres text form on both sides.
+A background task reads the replication stream from where the WAL is when the reconciliation
+starts (acknowledging nothing, so the later stream still replays everything from the snapshot
+position) and, between the low and high watermark messages of a chunk, records which keys
+changed. The chunk's rows for those keys are dropped: the replay brings their newer state.
+Keys are compared in Postgres text form on both sides.
+
+:class:`VisibilityHorizon` gives each chunk read the position its rows carry: one below which
+every committed transaction is visible to the read, so the target's position fence may drop
+the replayed changes below it as already contained in the rows (see its docstring).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 import psycopg
 import pyarrow as pa
 
+from syncengine.changes import lsn_to_pos, pos_to_lsn
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.chunks import TableShape
 from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.streaming import start_replication
-from syncengine.sources.postgres.wire import XLogData
+from syncengine.sources.postgres.wire import XLogData, parse_lsn
 
 if TYPE_CHECKING:
     from syncengine.sources.postgres.source import PostgresSource
 
+log = logging.getLogger("syncengine.sources.postgres")
+
 #: stands for "every key" when the table was truncated inside a window
 ALL_KEYS = ("*truncate*",)
+#: how long a chunk read waits for transactions still committing when it starts (seconds)
+SETTLE_SECONDS = 5.0
+
+
+class VisibilityHorizon:
+    """Positions below which every committed transaction is visible to a new snapshot.
+
+    Postgres writes a transaction's commit record to the WAL (where the slot's stream sees it)
+    *before* it removes the transaction from the ProcArray, which is what snapshots consult: for
+    a moment, or as long as a commit waits for a synchronous standby, a transaction is committed
+    in the stream yet invisible to a snapshot taken now. The commit log is updated in between,
+    so ``pg_xact_status()`` can say "committed" too early. Chunk rows carry a position P, and
+    the target's position fence drops replayed changes at or before P as already contained in
+    them, so P must never be above a commit the read missed. :meth:`settle` finds one:
+
+    1. ``L = pg_current_wal_insert_lsn()``: a commit record starting below L was already
+       reserved, so its transaction had an xid by then.
+    2. A throwaway xid (``pg_current_xact_id()``, own transaction): it is assigned after every
+       xid of step 1, and once it completed every later snapshot's ``xmax`` is above them all
+       (``pg_current_snapshot()`` leaves out running xids at or above ``xmax``).
+    3. The running xids of ``pg_current_snapshot()``: besides these, every transaction with a
+       commit below L has left the ProcArray and is visible to any later snapshot.
+    4. Wait until none of them is running in a fresh snapshot (``pg_visible_in_snapshot``).
+
+    A read whose snapshot is taken after that sees every transaction whose commit record starts
+    below L, i.e. every stream change whose ``_pos`` sorts at or below ``lsn_to_pos(L)``.
+
+    A transaction still running after ``settle_seconds`` (a long writer, or a commit waiting
+    for a synchronous standby) cannot be told apart from one whose commit is already in the
+    WAL: the read gets the best earlier position instead — ``floor`` (the snapshot position:
+    the stream replays nothing at or below it) or the last settled L (a transaction visible
+    then stays visible) — with a warning, and that xid is not waited for again.
+    """
+
+    def __init__(self, floor: str, settle_seconds: float | None = None) -> None:
+        self.best = pos_to_lsn(floor)
+        self.settle_seconds = SETTLE_SECONDS if settle_seconds is None else settle_seconds
+        #: xids that outlasted a wait (not waited for again)
+        self.stuck: set[str] = set()
+
+    async def settle(self, conn: psycopg.AsyncConnection) -> str:
+        """The position for rows read by snapshots taken after this returns."""
+        row = await (await conn.execute("SELECT pg_current_wal_insert_lsn()::text")).fetchone()
+        assert row is not None
+        lsn = parse_lsn(row[0])
+        await conn.execute("SELECT pg_current_xact_id()")
+        running = await _running(conn, None)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settle_seconds
+        pause = 0.002
+        while running and not running & self.stuck:
+            if loop.time() >= give_up:
+                log.warning(
+                    "transactions %s still running after %.0f s: snapshot rows read now carry "
+                    "position %s, so replayed older changes may briefly overwrite them",
+                    ", ".join(sorted(running, key=int)),
+                    self.settle_seconds,
+                    lsn_to_pos(self.best),
+                )
+                break
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+            running = await _running(conn, running)
+        if running:
+            self.stuck |= running
+        else:
+            self.best = max(self.best, lsn)
+        return lsn_to_pos(self.best)
+
+
+async def _running(conn: psycopg.AsyncConnection, among: set[str] | None) -> set[str]:
+    """Top-level xids running in a new snapshot (of ``among``, or all of them)."""
+    if among is None:
+        cur = await conn.execute("SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) x")
+    else:
+        cur = await conn.execute(
+            "SELECT x FROM unnest(%s::text[]) x "
+            "WHERE NOT pg_visible_in_snapshot(x::xid8, pg_current_snapshot())",
+            (sorted(among),),
+        )
+    return {r[0] for r in await cur.fetchall()}
 
 
 class WatermarkReader:
