@@ -9,6 +9,13 @@ Between reading and applying sits a bounded queue (backpressure: a slow target s
 reader, memory stays bounded). The applier takes what is queued, up to ``max_rows``, as one
 group: one target transaction, checkpointed at the last commit boundary in the group, then
 acknowledged to the source.
+
+A group ends *at* a commit boundary (a batch carrying ``meta["resume"]``): batches read after
+the last boundary are held for the next group, never committed ahead of their checkpoint.
+Rows committed past the checkpoint would be delivered again after a crash, cut into batches
+differently, and a group holding only a key's older change would overwrite the newer one
+already committed (F16). Only a source transaction bigger than ``HOLD_GROUPS × max_rows``
+rows is committed in parts (memory stays bounded); a crash inside it replays it whole.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from syncengine.targets.base import Checkpoint
 log = logging.getLogger("syncengine.runner")
 
 QUEUE_BATCHES = 8
+#: rows held waiting for a commit boundary, in units of ``max_rows``, before a group is
+#: committed without one (a source transaction too big to hold)
+HOLD_GROUPS = 8
 _END = object()
 
 
@@ -96,6 +106,8 @@ async def stream(
     reader = asyncio.create_task(read(), name=f"{pipeline.name}-reader")
     stopper = asyncio.create_task(stop.wait())
     applied = 0
+    #: batches read after the last commit boundary (none of them carries a resume)
+    held: list[ChangeBatch] = []
     try:
         done = False
         while not done:
@@ -103,39 +115,67 @@ async def stream(
             finished, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if getter not in finished:
                 getter.cancel()
-                break  # stop requested while idle: nothing in flight
-            group: list[ChangeBatch] = []
+                break  # stop requested while idle: what is held is handled below
             item = getter.result()
             while True:
                 if item is _END:
                     done = True
                     break
                 assert isinstance(item, ChangeBatch)
-                group.append(item)
-                if sum(b.num_rows for b in group) >= max_rows or queue.empty():
+                held.append(item)
+                if _rows(held) >= max_rows or queue.empty():
                     break
                 item = queue.get_nowait()
+            group, held = _through_boundary(held)
+            if not group and _rows(held) >= HOLD_GROUPS * max_rows:
+                group, held = held, []  # one huge source transaction: commit it in parts
+            if done:
+                await asyncio.wait({reader})  # _END was its last act
+                if not stop.is_set() and reader.exception() is None:
+                    group, held = group + held, []  # the stream ended: nothing more comes
             if group:
                 applied += await _apply_group(pipeline, group)
             if stop.is_set():
                 break
         if reader.done() and reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
+        if stop.is_set():
+            # apply what was already read, up to its last commit boundary (the rest is read
+            # again from the checkpoint next time); never after a failed group: its rows would
+            # be skipped by the later checkpoint
+            await _cancel(reader)
+            while not queue.empty():
+                item = queue.get_nowait()
+                if isinstance(item, ChangeBatch):
+                    held.append(item)
+            leftovers, _ = _through_boundary(held)
+            if leftovers:
+                applied += await _apply_group(pipeline, leftovers)
     finally:
         stopper.cancel()
-        if not reader.done():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-        # drain what the reader queued after a stop: apply it, it was already read
-        leftovers = []
-        while not queue.empty():
-            item = queue.get_nowait()
-            if isinstance(item, ChangeBatch):
-                leftovers.append(item)
-        if leftovers and stop.is_set():
-            applied += await _apply_group(pipeline, leftovers)
+        await _cancel(reader)
     return applied
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _rows(batches: list[ChangeBatch]) -> int:
+    return sum(b.num_rows for b in batches)
+
+
+def _through_boundary(
+    batches: list[ChangeBatch],
+) -> tuple[list[ChangeBatch], list[ChangeBatch]]:
+    """Split after the last batch that carries a resume position: (committable, held)."""
+    for i in range(len(batches) - 1, -1, -1):
+        if resume_position(batches[i]) is not None:
+            return batches[: i + 1], batches[i + 1 :]
+    return [], batches
 
 
 async def process(

@@ -6,9 +6,12 @@ Pure (no I/O, no clock): the reader feeds messages in order and decides when tim
   column-wise when a batch is cut (:func:`.columns.to_arrow`).
 * A table's buffer is cut at ``max_rows``; then every buffer is flushed, so memory is bounded by
   ``tables × max_rows`` however big a transaction is.
-* ``meta["resume"]`` goes on the last batch of a flush only, and is the end LSN of the last
-  *committed* transaction whose rows are all emitted — inside a big transaction that is the
-  previous boundary, so a crash replays the whole transaction (apply is idempotent).
+* ``meta["resume"]`` is the end LSN of the last *committed* transaction, and every row emitted
+  up to and including the batch that carries it belongs to a transaction that ends at or before
+  it: a flush inside a transaction emits the completed transactions' rows first (the last of
+  those batches carries the resume), then the open transaction's rows without one; once rows of
+  the open transaction are out, no resume is handed out until its commit. The runtime commits
+  a checkpoint only with the rows it covers (see :mod:`syncengine.runtime.runner`).
 * A new Relation message whose columns differ cuts the table's buffer: the schema changes
   between batches, never inside one.
 * Row ``_pos`` is ``<lsn_to_pos(commit record LSN)>.<row number in the transaction, 8 hex>``:
@@ -142,6 +145,10 @@ class ChangeAssembler:
         self.boundary: int | None = None
         self.emitted: int | None = None
         self.txn: po.Begin | None = None
+        #: rows each buffer held when the open transaction began (later rows are its own), and
+        #: whether rows of the open transaction were emitted already
+        self.marks: dict[int, int] = {}
+        self.open_emitted = False
         self.seq = 0
         self.prefix = ""
         self.commit_us = 0
@@ -157,11 +164,13 @@ class ChangeAssembler:
     def feed(self, msg: po.PgOutputMessage) -> list[ChangeBatch]:
         if isinstance(msg, po.Begin):
             self.txn, self.seq = msg, 0
+            self.marks = {oid: len(b) for oid, b in self.buffers.items()}
+            self.open_emitted = False
             self.prefix = lsn_to_pos(msg.final_lsn) + "."
             self.commit_us = pg_time_to_unix_us(msg.commit_time)
             return []
         if isinstance(msg, po.Commit):
-            self.txn = None
+            self.txn, self.open_emitted = None, False
             self.boundary = msg.end_lsn
             return []
         if isinstance(msg, po.Relation):
@@ -186,21 +195,40 @@ class ChangeAssembler:
         return []
 
     def flush(self, idle: bool = False) -> list[ChangeBatch]:
-        """Emit every pending row; ``idle`` also emits an empty batch to carry a new resume."""
-        batches = [b.to_batch({"relation": b.relation.oid}) for b in self.buffers.values() if b]
+        """Emit every pending row: committed transactions' rows first, the last of those
+        batches carrying a new resume (an empty batch carries it when there are none and
+        ``idle``, or when the open transaction's rows follow), then the open transaction's."""
+        done: list[ChangeBatch] = []  # rows of committed transactions
+        open_: list[ChangeBatch] = []  # rows of the open transaction
+        for oid, buffer in self.buffers.items():
+            if not buffer:
+                continue
+            batch = buffer.to_batch({"relation": oid})
+            mark = len(buffer) if self.txn is None else min(self.marks.get(oid, 0), len(buffer))
+            if mark == len(buffer):
+                done.append(batch)
+            elif mark == 0:
+                open_.append(batch)
+            else:
+                done.append(_rows(batch, 0, mark))
+                open_.append(_rows(batch, mark, len(buffer)))
         self.buffers = {oid: b for oid, b in self.buffers.items() if not b}
-        if self.boundary is not None and self.boundary != self.emitted:
-            if not batches and idle:
-                empty = META_SCHEMA.empty_table()
-                batches = [ChangeBatch(self.idle_table, empty, (), {})]
-            if batches:
-                resume = lsn_to_pos(self.boundary)
-                last = batches[-1]
-                batches[-1] = ChangeBatch(
+        self.marks = {}
+        boundary = self.boundary
+        if boundary is not None and boundary != self.emitted and not self.open_emitted:
+            if not done and (idle or open_):
+                # nothing else to carry it: an empty batch, ahead of the open transaction's rows
+                done = [ChangeBatch(self.idle_table, META_SCHEMA.empty_table(), (), {})]
+            if done:
+                last = done[-1]
+                resume = lsn_to_pos(boundary)
+                done[-1] = ChangeBatch(
                     last.table, last.data, last.key, {**last.meta, "resume": resume}
                 )
-                self.emitted = self.boundary
-        return batches
+                self.emitted = boundary
+        if open_:
+            self.open_emitted = True
+        return done + open_
 
     def _relation(self, msg: po.Relation) -> list[ChangeBatch]:
         old = self.relations.get(msg.oid)
@@ -208,7 +236,12 @@ class ChangeAssembler:
         if old == msg:
             return []  # resent after a cache invalidation: same schema, keep the buffer
         buffer = self.buffers.pop(msg.oid, None)
-        return [buffer.to_batch({"relation": msg.oid})] if buffer else []
+        mark = self.marks.pop(msg.oid, 0)
+        if not buffer:
+            return []
+        if self.txn is not None and mark < len(buffer):
+            self.open_emitted = True  # no resume may follow until this transaction commits
+        return [buffer.to_batch({"relation": msg.oid})]
 
     def _buffer(self, oid: int) -> _Buffer:
         buffer = self.buffers.get(oid)
@@ -232,3 +265,8 @@ class ChangeAssembler:
         pos = f"{self.prefix}{self.seq:08X}"
         self.seq += 1
         self._buffer(oid).add(op, pos, self.commit_us, txn.xid, new, old)
+
+
+def _rows(batch: ChangeBatch, start: int, stop: int) -> ChangeBatch:
+    """Rows [start, stop) of ``batch`` (zero-copy)."""
+    return ChangeBatch(batch.table, batch.data.slice(start, stop - start), batch.key, batch.meta)

@@ -76,8 +76,10 @@ def test_mid_transaction_cut_carries_previous_boundary_only():
         f.commit(0x100, 0x150, 0),
         f.begin(0x300, 0, 2),
     )
-    (cut,) = feed(asm, f.insert(10, [2, "1", "x"]))
-    assert cut.meta["resume"] == lsn_to_pos(0x150)  # txn 2 is still open
+    # the previous boundary travels with txn 1's row only; txn 2's row comes after, without one
+    done, open_ = feed(asm, f.insert(10, [2, "1", "x"]))
+    assert done.data.column("id").to_pylist() == [1] and done.meta["resume"] == lsn_to_pos(0x150)
+    assert open_.data.column("id").to_pylist() == [2] and "resume" not in open_.meta
     feed(asm, f.commit(0x300, 0x350, 0))
     assert asm.flush() == []  # nothing pending and not idle: no empty batch
     (idle,) = asm.flush(idle=True)
