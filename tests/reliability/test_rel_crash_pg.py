@@ -52,14 +52,8 @@ def audit(src: str, tgt: str) -> dict[str, Audit]:
     }
 
 
+STREAMING = pytest.param("streaming")  # F16, fixed in ddd22a3
 # Open engine bugs (docs/reliability-findings.md), marked at the deadline of the suite's author:
-STREAMING = pytest.param(
-    "streaming",
-    marks=pytest.mark.xfail(
-        strict=False,  # intermittent: 1-2 stale writes per 10 crashes in every run so far
-        reason="F16: after SIGKILL the restarted stream re-applies an older change",
-    ),
-)
 FROM_START = pytest.param(
     "from_start",
     marks=pytest.mark.xfail(
