@@ -3,8 +3,10 @@
 Positions are strings that sort in source order (``changes.lsn_to_pos`` for Postgres LSNs, the
 resume token's hex ``_data`` for Mongo). A batch's ``meta["resume"]`` is the position to
 checkpoint once the batch (and every batch before it) is committed at the target: a commit
-boundary. Batches that end inside a source transaction carry the previous boundary, so a crash
-mid-transaction replays the whole transaction (apply is idempotent) instead of losing half.
+boundary, and every row emitted before it belongs to a transaction committed at or before it.
+Rows of a transaction still open carry no resume; the runtime holds them for the next group
+(a huge transaction is committed in parts without moving the checkpoint, so a crash replays
+it whole, and the per-key position fence keeps the replay from going back in time).
 """
 
 from __future__ import annotations
