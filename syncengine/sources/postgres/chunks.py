@@ -154,8 +154,11 @@ def csv_to_text_columns(data: bytes, columns: tuple[str, ...]) -> pa.Table:
     )
 
 
-def read_batch(shape: TableShape, text: pa.Table, position: str, meta: dict) -> ChangeBatch:
-    """Text columns → a ChangeBatch of ``r`` rows at ``position`` (typed like the stream)."""
+def read_batch(
+    shape: TableShape, text: pa.Table, position: str | pa.Array, meta: dict
+) -> ChangeBatch:
+    """Text columns → a ChangeBatch of ``r`` rows at ``position`` (one for all rows, or one
+    per row), typed like the stream."""
     n = text.num_rows
     fields = [t.field(c) for c, t in zip(shape.columns, shape.types, strict=True)]
     arrays = [
@@ -166,7 +169,7 @@ def read_batch(shape: TableShape, text: pa.Table, position: str, meta: dict) -> 
     arrays.extend(
         [
             pa.array(["r"] * n, pa.string()),
-            pa.array([position] * n, pa.string()),
+            pa.array([position] * n, pa.string()) if isinstance(position, str) else position,
             pa.nulls(n, pa.timestamp("us", tz="UTC")),
             pa.nulls(n, pa.int64()),
         ]

@@ -8,16 +8,16 @@ streaming from that point loses and repeats nothing.
 
 Resumed snapshot (chunks left from an interrupted run; the exported snapshot died with its
 connection), or fresh snapshot while the slot already exists (no snapshot can be exported
-from an existing slot): the remaining chunks are reconciled DBLog-style. For each group of
-``parallel`` chunks: write a low watermark (``pg_logical_emit_message``), settle a visibility
-horizon L, read the chunks, write a high watermark; on the slot's stream, drop the chunk rows
-whose key changed between the two watermarks — the stream replay from the snapshot position
-brings their newer state. The kept rows carry position L, not the snapshot position: every
-transaction committed below L is visible in them (:class:`.watermarks.VisibilityHorizon`), so
-the target's position fence drops the replay of those changes instead of letting an older
-change overwrite a newer row (F15); changes committed above L and before the high watermark
-dropped their key from the chunk. Tables without a key restart their chunks on this path
-(ctids are not stable).
+from an existing slot): the remaining chunks are reconciled with watermarks. For each group
+of ``parallel`` chunks: write a low watermark (``pg_logical_emit_message``), settle a
+visibility horizon L, read the chunks (each in one ``REPEATABLE READ`` transaction that also
+records its snapshot), write a high watermark. The rows do not carry the snapshot position
+the stream restarts from but the position up to which they contain every change of their key
+(L, raised by the changes between the watermarks that the read saw), so the target's position
+fence drops the replay of those changes instead of letting an older change overwrite a newer
+row (F15). See :mod:`.watermarks`. A chunk whose table was truncated between the watermarks is
+left to the replay; tables without a key restart their chunks on this path (ctids are not
+stable).
 
 Progress: a chunk is marked ``done`` in the state store when the consumer asks for the batch
 after its last one, i.e. after the target committed it. The snapshot position and the name of
@@ -50,7 +50,14 @@ from syncengine.sources.postgres.chunks import (
     table_shape,
 )
 from syncengine.sources.postgres.pgerrors import map_error
-from syncengine.sources.postgres.watermarks import VisibilityHorizon, WatermarkReader
+from syncengine.sources.postgres.watermarks import (
+    ALL_KEYS,
+    ReadSnapshot,
+    VisibilityHorizon,
+    WatermarkReader,
+    Window,
+    row_positions,
+)
 from syncengine.state.base import Chunk
 
 if TYPE_CHECKING:
@@ -206,14 +213,16 @@ class Snapshotter:
         await results.put(_DONE)
 
     async def _emit(
-        self, shape: TableShape, chunk: Chunk, text: pa.Table, position: str
+        self, shape: TableShape, chunk: Chunk, text: pa.Table, position: str | pa.Array
     ) -> AsyncIterator[ChangeBatch]:
-        """Yield the chunk in ``max_rows`` slices; mark it done once the consumer moved on."""
+        """Yield the chunk in ``max_rows`` slices; mark it done once the consumer moved on.
+        ``position``: of every row, or one per row."""
         step = self.source.batch.max_rows
         meta = {"snapshot": True, "chunk": chunk.chunk}
         for offset in range(0, max(text.num_rows, 1), step):
             piece = text.slice(offset, step)
-            yield read_batch(shape, piece, position, meta)
+            at = position if isinstance(position, str) else position.slice(offset, step)
+            yield read_batch(shape, piece, at, meta)
         self.state.put_chunks(self.pipeline, [replace(chunk, status="done", rows=text.num_rows)])
 
     # -- watermark reconciliation ----------------------------------------------------------
@@ -250,31 +259,43 @@ class Snapshotter:
             await reader.open()
             horizon = VisibilityHorizon(floor)
 
-        async def read(conn: psycopg.AsyncConnection, chunk: Chunk) -> pa.Table:
+        async def read(
+            conn: psycopg.AsyncConnection, chunk: Chunk
+        ) -> tuple[pa.Table, ReadSnapshot | None]:
             shape = shapes[chunk.table]
-            data = await read_copy(conn, chunk_query(shape, chunk, where))
-            return csv_to_text_columns(data, shape.columns)
+            query = chunk_query(shape, chunk, where)
+            if reader is None:
+                return csv_to_text_columns(await read_copy(conn, query), shape.columns), None
+            # One snapshot for the rows and the record of what they contain.
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = await (await conn.execute("SELECT pg_current_snapshot()::text")).fetchone()
+            assert row is not None
+            data = await read_copy(conn, query)
+            await conn.execute("COMMIT")
+            return csv_to_text_columns(data, shape.columns), ReadSnapshot.parse(row[0])
 
         try:
             for first in range(0, len(pending), width):
                 group = pending[first : first + width]
                 marker = uuid.uuid4().hex
-                at = position  # incremental mode: rows changed meanwhile are polled again
+                at, exact = position, False  # incremental: rows changed meanwhile are polled again
                 if reader is not None and horizon is not None:
                     await admin.emit_message(conns[0], admin.WATERMARK_PREFIX, f"low:{marker}")
-                    at = await horizon.settle(conns[0])
-                texts = await asyncio.gather(
+                    at, exact = await horizon.settle(conns[0])
+                reads = await asyncio.gather(
                     *(read(c, k) for c, k in zip(conns[: len(group)], group, strict=True))
                 )
-                changed: dict[str, set[tuple]] = {}
+                changed: Window = {}
                 if reader is not None:
                     await admin.emit_message(conns[0], admin.WATERMARK_PREFIX, f"high:{marker}")
                     changed = await reader.changed_keys(marker)
-                for chunk, text in zip(group, texts, strict=True):
+                for chunk, (text, seen) in zip(group, reads, strict=True):
                     shape = shapes[chunk.table]
-                    if shape.key and changed.get(chunk.table):
-                        text = WatermarkReader.drop_changed(text, shape, changed[chunk.table])
-                    async for batch in self._emit(shape, chunk, text, at):
+                    keys = changed.get(chunk.table, {})
+                    if ALL_KEYS in keys:  # truncated inside the window: the replay rebuilds it
+                        text = text.slice(0, 0)
+                    positions = row_positions(text, shape, keys, at, seen if exact else None)
+                    async for batch in self._emit(shape, chunk, text, positions):
                         yield batch
         except psycopg.Error as exc:
             raise map_error(exc, "reconciling snapshot chunks") from exc

@@ -1,25 +1,34 @@
-"""DBLog-style watermark windows over the slot's stream, for reconciling snapshot chunks.
+"""Watermark windows over the slot's stream, and the positions of reconciled snapshot rows.
 
-A background task reads the replication stream from where the WAL is when the reconciliation
-starts (acknowledging nothing, so the later stream still replays everything from the snapshot
-position) and, between the low and high watermark messages of a chunk, records which keys
-changed. The chunk's rows for those keys are dropped: the replay brings their newer state.
+The rows of a chunk read while the source is written to carry the position up to which they
+contain every change of their key; the target's position fence then drops the stream's replay
+of those changes (it would move the row back in time, F15) and applies the later ones.
+
+* :class:`VisibilityHorizon` settles, after a low watermark, a position L below which every
+  committed transaction is visible to the reads that follow (see its docstring for why WAL
+  order is not visibility order).
+* :class:`WatermarkReader` reads the replication stream from where the WAL is when the
+  reconciliation starts (acknowledging nothing, so the later stream still replays everything
+  from the snapshot position) and records, between a low and a high watermark message, every
+  key changed, with the commit LSN and xid of each of its transactions.
+* :func:`row_positions` raises a key's position above L by the window's transactions its read
+  saw (:class:`ReadSnapshot`). No row is dropped: DBLog drops the rows of keys changed in the
+  window and lets the stream bring their state, but pgoutput does not resend an unchanged
+  TOASTed value, so a key the target did not have yet would come back without it.
+
 Keys are compared in Postgres text form on both sides.
-
-:class:`VisibilityHorizon` gives each chunk read the position its rows carry: one below which
-every committed transaction is visible to the read, so the target's position fence may drop
-the replayed changes below it as already contained in the rows (see its docstring).
 """
-
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from syncengine.changes import lsn_to_pos, pos_to_lsn
 from syncengine.sources.postgres import admin
@@ -38,6 +47,11 @@ log = logging.getLogger("syncengine.sources.postgres")
 ALL_KEYS = ("*truncate*",)
 #: how long a chunk read waits for transactions still committing when it starts (seconds)
 SETTLE_SECONDS = 5.0
+#: past every row number of a transaction in a stream ``_pos`` (``<commit>.<8 hex>``)
+_WHOLE_TRANSACTION = ".FFFFFFFF"
+
+#: per table, per key (text values), the (commit LSN, xid) of each transaction that changed it
+Window = dict[str, dict[tuple, list[tuple[int, int]]]]
 
 
 class VisibilityHorizon:
@@ -76,8 +90,9 @@ class VisibilityHorizon:
         #: xids that outlasted a wait (not waited for again)
         self.stuck: set[str] = set()
 
-    async def settle(self, conn: psycopg.AsyncConnection) -> str:
-        """The position for rows read by snapshots taken after this returns."""
+    async def settle(self, conn: psycopg.AsyncConnection) -> tuple[str, bool]:
+        """The position for rows read by snapshots taken after this returns, and whether it
+        is this call's L (True) or an earlier one (a transaction outlasted the wait)."""
         row = await (await conn.execute("SELECT pg_current_wal_insert_lsn()::text")).fetchone()
         assert row is not None
         lsn = parse_lsn(row[0])
@@ -101,9 +116,9 @@ class VisibilityHorizon:
             running = await _running(conn, running)
         if running:
             self.stuck |= running
-        else:
-            self.best = max(self.best, lsn)
-        return lsn_to_pos(self.best)
+            return lsn_to_pos(self.best), False
+        self.best = max(self.best, lsn)
+        return lsn_to_pos(lsn), True
 
 
 async def _running(conn: psycopg.AsyncConnection, among: set[str] | None) -> set[str]:
@@ -119,14 +134,76 @@ async def _running(conn: psycopg.AsyncConnection, among: set[str] | None) -> set
     return {r[0] for r in await cur.fetchall()}
 
 
+@dataclass(frozen=True)
+class ReadSnapshot:
+    """The snapshot of one chunk read (``pg_current_snapshot()`` in its transaction)."""
+
+    xmin: int
+    xmax: int
+    running: frozenset[int]
+
+    @classmethod
+    def parse(cls, text: str) -> ReadSnapshot:
+        xmin, xmax, xip = text.split(":")
+        return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
+
+    def sees(self, xid: int) -> bool:
+        """Whether the read contains the committed transaction ``xid`` (32 bits, as pgoutput
+        sends it; widened next to ``xmax``)."""
+        diff = (xid - self.xmax) % (1 << 32)
+        full = self.xmax + diff if diff < 1 << 31 else self.xmax + diff - (1 << 32)
+        return full < self.xmin or (full < self.xmax and full not in self.running)
+
+
+def row_positions(
+    text: pa.Table,
+    shape: TableShape,
+    changed: dict[tuple, list[tuple[int, int]]],
+    horizon: str,
+    read: ReadSnapshot | None,
+) -> pa.Array:
+    """The position of each row of a chunk read after settling ``horizon``: the last one up to
+    which the read contains every change of the row's key, so the fence may drop the replay of
+    those changes. That is ``horizon``, raised for a key changed inside the window by the
+    transactions (commit order) that the read saw, up to the first it did not see. Every change
+    of the key between ``horizon`` and the high watermark is in ``changed``; changes to one row
+    are visible in commit order (each waits for the previous one's row lock, which is released
+    after the transaction leaves the ProcArray), so the first unseen one ends the prefix.
+    Without ``read`` (the horizon did not settle) every row gets ``horizon``."""
+    n = text.num_rows
+    plain = pa.array([horizon] * n, pa.string())
+    if read is None or not shape.key or not changed:
+        return plain
+    start = pos_to_lsn(horizon)
+    raised: dict[tuple, str] = {}
+    for key, txns in changed.items():
+        for lsn, xid in txns:
+            if lsn < start:  # settled: seen, and fenced by the horizon already
+                continue
+            if not read.sees(xid):
+                break
+            raised[key] = lsn_to_pos(lsn) + _WHOLE_TRANSACTION
+    if not raised:
+        return plain
+    keys = pa.table(
+        {k: pa.array([key[i] for key in raised], pa.string()) for i, k in enumerate(shape.key)}
+    ).append_column("__pos", pa.array(list(raised.values()), pa.string()))
+    rows = text.select(list(shape.key)).append_column("__row", pa.array(range(n), pa.int64()))
+    joined = rows.join(keys, keys=list(shape.key), join_type="left outer")
+    ordered = joined.sort_by("__row").column("__pos")
+    return pc.fill_null(ordered, horizon).combine_chunks()
+
+
 class WatermarkReader:
     def __init__(self, source: PostgresSource, start: int) -> None:
         self.source = source
         self.start = start
         self.repl: psycopg.AsyncConnection | None = None
         self.relations: dict[int, tuple[str, tuple[int, ...] | None]] = {}
-        self.open_windows: dict[str, set[tuple[str, tuple]]] = {}
-        self.closed: dict[str, set[tuple[str, tuple]]] = {}
+        self.open_windows: dict[str, Window] = {}
+        self.closed: dict[str, Window] = {}
+        #: (commit LSN, xid) of the transaction being decoded
+        self.txn: tuple[int, int] = (0, 0)
         self.changed = asyncio.Condition()
         self.task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
@@ -172,10 +249,12 @@ class WatermarkReader:
             names = [c.name for c in msg.columns]
             indices = tuple(names.index(k) for k in key) if all(k in names for k in key) else None
             self.relations[msg.oid] = (msg.qualified, indices if key else None)
+        elif isinstance(msg, po.Begin):
+            self.txn = (msg.final_lsn, msg.xid)
         elif isinstance(msg, po.Message) and msg.prefix == admin.WATERMARK_PREFIX:
             kind, _, marker = msg.content.decode().partition(":")
             if kind == "low":
-                self.open_windows[marker] = set()
+                self.open_windows[marker] = {}
             elif kind == "high" and marker in self.open_windows:
                 self.closed[marker] = self.open_windows.pop(marker)
                 async with self.changed:
@@ -183,7 +262,9 @@ class WatermarkReader:
         elif self.open_windows:
             for table, key in self._keys_of(msg):
                 for window in self.open_windows.values():
-                    window.add((table, key))
+                    seen = window.setdefault(table, {}).setdefault(key, [])
+                    if not seen or seen[-1] != self.txn:
+                        seen.append(self.txn)
 
     def _keys_of(self, msg: po.PgOutputMessage) -> list[tuple[str, tuple]]:
         if isinstance(msg, po.Truncate):
@@ -207,29 +288,14 @@ class WatermarkReader:
                 out.append((table, values))
         return out
 
-    async def changed_keys(self, marker: str) -> dict[str, set[tuple]]:
-        """Keys changed inside the window, by table; waits for the window's high mark."""
+    async def changed_keys(self, marker: str) -> Window:
+        """Keys changed inside the window, by table, each with the (commit LSN, xid) of its
+        transactions in commit order; waits for the window's high mark."""
         async with self.changed:
             await self.changed.wait_for(lambda: marker in self.closed or self.failure is not None)
         if self.failure is not None:
             raise self.failure
-        by_table: dict[str, set[tuple]] = {}
-        for table, key in self.closed.pop(marker):
-            by_table.setdefault(table, set()).add(key)
-        return by_table
-
-    @staticmethod
-    def drop_changed(text: pa.Table, shape: TableShape, changed: set[tuple]) -> pa.Table:
-        """The chunk rows whose key did not change in the window (anti-join, vectorized)."""
-        if not changed:
-            return text
-        if ALL_KEYS in changed:
-            return text.slice(0, 0)
-        keys = pa.table(
-            {k: pa.array([key[i] for key in changed], pa.string()) for i, k in enumerate(shape.key)}
-        )
-        kept = text.join(keys, keys=list(shape.key), join_type="left anti")
-        return kept.select(text.column_names)
+        return self.closed.pop(marker)
 
 
 def _text(value: po.Value) -> str | None:
