@@ -31,12 +31,14 @@ import datetime as _dt
 import json
 import uuid as _uuid
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 from typing import Any
 
 import pyarrow as pa
 from bson import Binary, Decimal128, Int64, ObjectId, json_util
 from bson.binary import UuidRepresentation
+
+from syncengine.codecs import fast
 
 Convert = Callable[[Any], Any]
 
@@ -55,8 +57,10 @@ def arrow_to_documents(
     (a value the source did not send is absent, never null).
     """
     names = table.column_names
-    columns = [_column_values(table.schema.field(i), table.column(i)) for i in range(len(names))]
-    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+    rows = [
+        dict(zip(names, values, strict=True))
+        for values in zip(*arrow_to_columns(table), strict=True)
+    ]
     for name, mask in (omit or {}).items():
         flags = mask.to_pylist() if isinstance(mask, pa.Array | pa.ChunkedArray) else mask
         for row, flag in zip(rows, flags, strict=True):
@@ -65,9 +69,25 @@ def arrow_to_documents(
     return rows
 
 
-def _column_values(field: pa.Field, column: pa.ChunkedArray) -> list[Any]:
+def arrow_to_columns(table: pa.Table) -> list[list[Any]]:
+    """The BSON values of each column (the values :func:`arrow_to_documents` puts in its
+    documents), for callers that assemble documents themselves."""
+    return [column_values(table.schema.field(i), table.column(i)) for i in range(table.num_columns)]
+
+
+def column_values(field: pa.Field, column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """One column's BSON values. The common scalar types are converted a column at a time
+    (:mod:`syncengine.codecs.fast`); the rest value by value with :func:`converter`."""
+    if isinstance(column, pa.Array):
+        column = pa.chunked_array([column], column.type)
     if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
-        column = column.cast(pa.timestamp("us", tz=field.type.tz), safe=False)
+        field = field.with_type(pa.timestamp("us", tz=field.type.tz))
+        column = column.cast(field.type, safe=False)
+    kind, _type = _kind(field)
+    if kind is not None and not pa.types.is_dictionary(field.type):
+        values = fast.column(kind, column)
+        if values is not None:
+            return values
     values = column.to_pylist()
     convert = converter(field)
     if convert is None:
@@ -75,41 +95,72 @@ def _column_values(field: pa.Field, column: pa.ChunkedArray) -> list[Any]:
     return [None if v is None else convert(v) for v in values]
 
 
-def converter(field: pa.Field) -> Convert | None:
-    """How to turn one Python value of ``field`` into its BSON value (None: as it is)."""
+def _kind(field: pa.Field) -> tuple[str | None, pa.DataType]:
+    """Which conversion a field's values need (see the table above), and its value type."""
     meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
     bson_type, pg_type = meta.get("bson_type"), meta.get("pg_type")
     type_ = field.type
     if pa.types.is_dictionary(type_):
         type_ = type_.value_type
-        field = field.with_type(type_)
     if bson_type == "objectId":
-        return ObjectId
+        return "objectId", type_
     if bson_type == "uuid" or pg_type == "uuid" or isinstance(type_, pa.UuidType):
-        return _to_uuid
+        return "uuid", type_
     if bson_type == "json":
-        return lambda v: json_util.loads(v, json_options=_JSON_OPTIONS)
+        return "bson_json", type_
     if pg_type in ("json", "jsonb") and _is_text(type_):
-        return json.loads
+        return "json", type_
     if bson_type == "decimal" or pa.types.is_decimal(type_):
-        return _to_decimal128
+        return "decimal", type_
     if pa.types.is_int64(type_) or pa.types.is_unsigned_integer(type_):
-        return _to_int64
+        return "int64", type_
     if pa.types.is_timestamp(type_) and type_.tz is not None:
+        return "timestamp_tz", type_
+    for kind, test in _NESTED_KINDS:
+        if test(type_):
+            return kind, type_
+    return None, type_
+
+
+_NESTED_KINDS = (
+    ("date", pa.types.is_date),
+    ("time", pa.types.is_time),
+    ("duration", pa.types.is_duration),
+    ("struct", pa.types.is_struct),
+    ("list", lambda t: pa.types.is_list(t) or pa.types.is_large_list(t)),
+    ("list", lambda t: pa.types.is_fixed_size_list(t) or pa.types.is_list_view(t)),
+    ("map", pa.types.is_map),
+)
+
+
+def converter(field: pa.Field) -> Convert | None:
+    """How to turn one Python value of ``field`` into its BSON value (None: as it is)."""
+    kind, type_ = _kind(field)
+    if kind == "objectId":
+        return ObjectId
+    if kind == "uuid":
+        return _to_uuid
+    if kind == "bson_json":
+        return lambda v: json_util.loads(v, json_options=_JSON_OPTIONS)
+    if kind == "json":
+        return json.loads
+    if kind == "decimal":
+        return _to_decimal128
+    if kind == "int64":
+        return _to_int64
+    if kind == "timestamp_tz":
         return lambda v: v.astimezone(_dt.UTC)
-    if pa.types.is_date(type_):
+    if kind == "date":
         return lambda v: _dt.datetime.combine(v, _dt.time(), tzinfo=_dt.UTC)
-    if pa.types.is_time(type_):
+    if kind == "time":
         return lambda v: v.isoformat()
-    if pa.types.is_duration(type_):
+    if kind == "duration":
         return lambda v: v.total_seconds()
-    if pa.types.is_struct(type_):
+    if kind == "struct":
         return _struct_converter(type_)
-    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+    if kind == "list":
         return _list_converter(type_.value_field)
-    if pa.types.is_fixed_size_list(type_) or pa.types.is_list_view(type_):
-        return _list_converter(type_.value_field)
-    if pa.types.is_map(type_):
+    if kind == "map":
         value_convert = converter(type_.item_field) or _identity
         return lambda v: {str(k): _maybe(value_convert, x) for k, x in v}
     return None
@@ -138,7 +189,7 @@ def _to_uuid(value: Any) -> Binary:
 def _to_decimal128(value: Any) -> Decimal128 | str:
     try:
         return Decimal128(value if isinstance(value, Decimal) else Decimal(str(value)))
-    except (InvalidOperation, ValueError):
+    except (DecimalException, ValueError):  # Inexact: > 34 digits
         return str(value)  # more digits than Decimal128 holds: keep the exact text
 
 
