@@ -1,18 +1,21 @@
 """Bulk writes for the Mongo target: unordered, retrying only the operations that failed.
 
 Outside a transaction a partly failed bulk write is not repeated whole: operations that failed
-with a transient code are retried with backoff, those refused for their content (duplicate key
-on a unique index, validation, size) become rejected rows. Inside a transaction any write error
-aborts it; :class:`Rejected` tells the caller which rows to leave out of the next attempt.
+with a transient code are retried with backoff, inserts that met their ``_id`` are redone as
+upserts, those refused for their content (duplicate key on another unique index, validation,
+size) become rejected rows. Inside a transaction any write error aborts it; :class:`Existing`
+(redo the write with upserts) or :class:`Rejected` (leave these rows out) tells the caller what
+to change in the next attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import polars as pl
+from pymongo import InsertOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
@@ -25,9 +28,10 @@ from syncengine.errors import (
     TargetUnavailable,
 )
 from syncengine.targets.base import ApplyResult, TableWrite
-from syncengine.targets.mongo.ops import Op
+from syncengine.targets.mongo.ops import RowWrites
 
 _ATTEMPTS = 5
+_DUPLICATE_KEY = 11000
 
 
 def translate(exc: PyMongoError, doing: str) -> SyncEngineError:
@@ -43,14 +47,20 @@ def translate(exc: PyMongoError, doing: str) -> SyncEngineError:
 async def bulk_write(
     collection: Any,
     write: TableWrite,
-    ops: list[Op],
-    index: list[int],
+    plan: RowWrites,
+    writes: list[int],
     result: ApplyResult,
     session: AsyncClientSession | None,
+    inserts: Container[int] = (),
 ) -> list[int]:
-    """Unordered bulk write; retry only transient failures; reject content failures.
-    Returns the row indices refused."""
-    pending = list(zip(ops, index, strict=True))
+    """Unordered bulk write of the plan's writes at positions ``writes`` (full images at
+    positions in ``inserts`` as inserts); retry only transient failures; reject content
+    failures; inserts that meet an existing ``_id`` become upserts. Returns the batch rows
+    refused.
+
+    In a transaction the first write error aborts it: :class:`Existing` or :class:`Rejected`
+    says what to change in the next attempt."""
+    pending = [(plan.operation(i, i in inserts), i) for i in writes]
     refused: list[int] = []
     for attempt in range(_ATTEMPTS):
         if not pending:
@@ -66,19 +76,25 @@ async def bulk_write(
             if session is not None:
                 if not errors or any(e.get("code") in MONGO_RETRIABLE_CODES for e in errors):
                     raise  # transient: the transaction is retried as a whole
-                reasons = {pending[e["index"]][1]: str(e.get("errmsg")) for e in errors}
+                if any(exists(e, pending[e["index"]][0]) for e in errors):
+                    raise Existing() from None
+                reasons = {plan.rows[pending[e["index"]][1]]: str(e.get("errmsg")) for e in errors}
                 raise Rejected(reasons) from None
             count(result, exc.details)
-            retry = []
+            retry, again = [], []
             for error in errors:
-                op, row = pending[error["index"]]
+                op, i = pending[error["index"]]
                 if error.get("code") in MONGO_RETRIABLE_CODES:
-                    retry.append((op, row))
+                    retry.append((op, i))
+                elif exists(error, op):
+                    again.append((plan.operation(i, insert=False), i))
                 else:
                     reason = str(error.get("errmsg"))
-                    result.rejected.append((write.spec.name, row_of(write, row), reason))
-                    refused.append(row)
-            pending = retry
+                    result.rejected.append((write.spec.name, row_of(write, plan.rows[i]), reason))
+                    refused.append(plan.rows[i])
+            pending = again + retry
+            if not retry:
+                continue  # only inserts turned upserts: no need to wait
         except ConnectionFailure:
             if session is not None or attempt == _ATTEMPTS - 1:
                 raise
@@ -86,6 +102,26 @@ async def bulk_write(
     if pending:
         raise RetriableError(f"mongo target: {len(pending)} write(s) kept failing")
     return refused
+
+
+def exists(error: Mapping[str, Any], op: Any) -> bool:
+    """Whether a write error is an insert meeting a document with its ``_id`` (a replayed
+    snapshot row), as opposed to a duplicate on another unique index (a refused row)."""
+    if not isinstance(op, InsertOne) or error.get("code") != _DUPLICATE_KEY:
+        return False
+    pattern = error.get("keyPattern")
+    if pattern is not None:
+        return list(pattern) == ["_id"]
+    return " index: _id_ " in str(error.get("errmsg"))
+
+
+class Existing(Exception):
+    """Inserts met existing documents inside a transaction (which is now aborted): the write
+    is to be redone with upserts."""
+
+    def __init__(self, table: int | str = -1) -> None:
+        super().__init__("insert met an existing _id")
+        self.table = table
 
 
 class Rejected(Exception):
@@ -98,7 +134,7 @@ class Rejected(Exception):
 
 
 def count(result: ApplyResult, details: Mapping[str, Any]) -> None:
-    result.upserted += int(details.get("nUpserted", 0)) + int(details.get("nModified", 0))
+    result.upserted += sum(int(details.get(n, 0)) for n in ("nInserted", "nUpserted", "nModified"))
     result.deleted += int(details.get("nRemoved", 0))
 
 

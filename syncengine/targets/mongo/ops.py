@@ -1,5 +1,6 @@
 """Rows ↔ documents for the Mongo target: ``_id`` from the key, dotted names nested, and one
-write operation per row (building driver operations is inherently per row).
+write operation per row (building driver operations is inherently per row; the values are
+converted a column at a time before that).
 
 ``_id``: a key that is the single column ``_id`` is used as it is; any other key becomes the
 ``_id`` — its value for a single-column key, a sub-document ``{k1: v1, k2: v2}`` (key order)
@@ -8,10 +9,11 @@ for a composite one — and the key columns are stored as ordinary fields too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from pymongo import DeleteOne, ReplaceOne, UpdateOne
+from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 
 from syncengine.changes import (
     OP_DELETE,
@@ -21,10 +23,11 @@ from syncengine.changes import (
     UNSENT_PREFIX,
     is_data_column,
 )
-from syncengine.codecs.bson_arrow import arrow_to_documents, decode_documents
+from syncengine.codecs.arrow_bson import arrow_to_columns
+from syncengine.codecs.bson_arrow import arrow_to_documents, decode_documents, to_json
 from syncengine.targets.base import TableSpec
 
-Op = ReplaceOne | UpdateOne | DeleteOne
+Op = InsertOne | ReplaceOne | UpdateOne | DeleteOne
 
 
 def doc_id(key: tuple[str, ...], row: dict[str, Any]) -> Any:
@@ -72,36 +75,96 @@ def with_spec_metadata(rows: pa.Table, spec: TableSpec) -> pa.Table:
     return rows.cast(pa.schema(fields))
 
 
-def build_ops(spec: TableSpec, data: pa.Table) -> tuple[bool, list[Op], list[int]]:
-    """(truncate?, operations, row index of each operation) for a compacted batch."""
+SNAPSHOT, CREATE, UPDATE, DELETE = "snapshot", "create", "update", "delete"
+
+
+@dataclass(frozen=True)
+class RowWrites:
+    """A compacted batch as one write per row, with its documents already converted (the costly
+    part, done once); the driver operations are made per attempt by :meth:`operation`.
+
+    A full image (``SNAPSHOT`` from ``r``, ``CREATE`` from ``c``) is written either as a plain
+    insert, much cheaper for the server than an upsert, when its ``_id`` is taken to be absent
+    (see :mod:`syncengine.targets.mongo.fresh`), or as a replace-upsert.
+    """
+
+    truncate: bool
+    #: per write: the batch row it came from, its kind, ``_id`` and document (the whole
+    #: document with ``_id`` for full images, the fields to ``$set`` for updates)
+    rows: list[int]
+    kinds: list[str]
+    ids: list[Any]
+    docs: list[dict[str, Any] | None]
+
+    def operation(self, i: int, insert: bool = False) -> Op:
+        """Write ``i``; a full image as an insert when ``insert``, else as a replace-upsert."""
+        kind, _id, doc = self.kinds[i], self.ids[i], self.docs[i]
+        if kind in (SNAPSHOT, CREATE):
+            if insert:
+                return InsertOne(doc)
+            return ReplaceOne({"_id": _id}, doc, upsert=True)  # type: ignore[arg-type]
+        if kind == UPDATE:
+            update = {"$set": doc} if doc else {"$setOnInsert": {"_id": _id}}
+            return UpdateOne({"_id": _id}, update, upsert=True)
+        return DeleteOne({"_id": _id})
+
+    def positions(self, kind: str) -> list[int]:
+        return [i for i, k in enumerate(self.kinds) if k == kind]
+
+
+def plan_writes(spec: TableSpec, data: pa.Table) -> RowWrites:
+    """The writes of a compacted batch. Values are converted a column at a time and each
+    document is assembled once, ``_id`` first."""
     ops_col = data.column("_op").to_pylist()
-    truncate = OP_TRUNCATE in ops_col
     names = [n for n in data.column_names if is_data_column(n)]
-    rows = with_spec_metadata(data.select(names), spec)
+    converted = arrow_to_columns(with_spec_metadata(data.select(names), spec))
+    values = dict(zip(names, converted, strict=True))
+    ids = _ids(spec.key, values)
+    body = [n for n in names if n != "_id"]
+    nested = any("." in n for n in body)
     omit = {
-        n: data.column(UNSENT_PREFIX + n).fill_null(False)
-        for n in names
+        n: data.column(UNSENT_PREFIX + n).fill_null(False).to_pylist()
+        for n in body
         if UNSENT_PREFIX + n in data.column_names
     }
-    docs = arrow_to_documents(rows, omit)
-    key = spec.key
-    ops: list[Op] = []
-    index: list[int] = []
-    for i, (op, doc) in enumerate(zip(ops_col, docs, strict=True)):
+    omit = {n: mask for n, mask in omit.items() if any(mask)}
+    rows = zip(*(values[n] for n in body), strict=True) if body else [()] * data.num_rows
+    plan = RowWrites(OP_TRUNCATE in ops_col, [], [], [], [])
+    for i, (op, _id, row) in enumerate(zip(ops_col, ids, rows, strict=True)):
         if op == OP_TRUNCATE:
             continue
-        _id = doc_id(key, doc)
+        plan.rows.append(i)
+        plan.ids.append(_id)
         if op == OP_DELETE:
-            ops.append(DeleteOne({"_id": _id}))
-        elif op in (OP_INSERT, OP_READ):
-            body = {k: v for k, v in doc.items() if k != "_id"}
-            ops.append(ReplaceOne({"_id": _id}, {"_id": _id, **nest(body)}, upsert=True))
+            plan.kinds.append(DELETE)
+            plan.docs.append(None)
+            continue
+        fields = dict(zip(body, row, strict=True))
+        for name, mask in omit.items():
+            if mask[i]:
+                del fields[name]
+        if op in (OP_INSERT, OP_READ):
+            doc = {"_id": _id}
+            doc.update(nest(fields) if nested else fields)
+            plan.kinds.append(SNAPSHOT if op == OP_READ else CREATE)
+            plan.docs.append(doc)
         else:
-            sets = {k: v for k, v in doc.items() if k != "_id"}
-            update = {"$set": sets} if sets else {"$setOnInsert": {"_id": _id}}
-            ops.append(UpdateOne({"_id": _id}, update, upsert=True))
-        index.append(i)
-    return truncate, ops, index
+            plan.kinds.append(UPDATE)
+            plan.docs.append(fields)
+    return plan
+
+
+def _ids(key: tuple[str, ...], values: dict[str, list[Any]]) -> list[Any]:
+    """Each row's ``_id`` (see :func:`doc_id`), from the converted columns."""
+    if len(key) == 1:
+        return values[key[0]]
+    return [dict(zip(key, row, strict=True)) for row in zip(*(values[k] for k in key), strict=True)]
+
+
+def build_ops(spec: TableSpec, data: pa.Table) -> tuple[bool, list[Op], list[int]]:
+    """(truncate?, operations, row index of each operation) for a compacted batch."""
+    plan = plan_writes(spec, data)
+    return plan.truncate, [plan.operation(i) for i in range(len(plan.rows))], plan.rows
 
 
 def _lookup(doc: dict[str, Any], name: str) -> Any:
@@ -116,13 +179,21 @@ def _lookup(doc: dict[str, Any], name: str) -> Any:
 
 
 def documents_to_rows(spec: TableSpec, docs: list[dict[str, Any]]) -> pa.Table:
-    """Documents read back as a table of ``spec``'s columns (dotted names looked up nested)."""
-    flat = [{f.name: _lookup(d, f.name) for f in spec.schema} for d in docs]
-    decoded = decode_documents(flat).table if flat else None
+    """Documents read back as a table of ``spec``'s columns (dotted names looked up nested).
+
+    JSON columns (``pg_type`` json/jsonb, written as sub-documents, arrays or scalars) come back
+    as JSON text of the stored value, whatever its shape."""
+    texts = {f.name for f in spec.schema if _is_json_text(f)}
+    flat = [{f.name: _lookup(d, f.name) for f in spec.schema if f.name not in texts} for d in docs]
+    decoded = decode_documents(flat).table if flat and flat[0] else None
     arrays = []
     for field in spec.schema:
+        if field.name in texts:
+            values = [_lookup(d, field.name) for d in docs]
+            arrays.append(pa.array([None if v is None else to_json(v) for v in values], field.type))
+            continue
         if decoded is None or field.name not in decoded.column_names:
-            arrays.append(pa.nulls(len(flat), field.type))
+            arrays.append(pa.nulls(len(docs), field.type))
             continue
         column = decoded.column(field.name)
         try:
@@ -130,3 +201,9 @@ def documents_to_rows(spec: TableSpec, docs: list[dict[str, Any]]) -> pa.Table:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             arrays.append(pa.array(column.to_pylist(), field.type, from_pandas=False))
     return pa.Table.from_arrays(arrays, schema=spec.schema)
+
+
+def _is_json_text(field: pa.Field) -> bool:
+    pg_type = (field.metadata or {}).get(b"pg_type")
+    text = pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+    return pg_type in (b"json", b"jsonb") and text

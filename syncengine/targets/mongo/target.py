@@ -5,21 +5,22 @@ With transactions (replica set or sharded cluster, wire version ≥ 7): data, sh
 checkpoint go in one transaction (exactly-once), stored in the target database's
 ``_syncengine_shadow`` / ``_syncengine_checkpoints`` collections; ``keeps_state`` is then True.
 Without: the data first, then shadow and checkpoint in the SQLite store. Every operation is an
-upsert by ``_id`` or a delete by ``_id``, so replaying a batch after a crash is harmless.
+upsert by ``_id``, a delete by ``_id``, or an insert of an ``_id`` taken to be absent that turns
+into an upsert if it is not (:mod:`syncengine.targets.mongo.fresh`), so replaying a batch after
+a crash is harmless.
 
 Partial failures: see :mod:`syncengine.targets.mongo.bulk`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pyarrow as pa
-from pymongo import AsyncMongoClient, DeleteMany, UpdateOne
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from syncengine.config.models import MongoTargetConfig
 from syncengine.errors import FatalError
@@ -27,19 +28,35 @@ from syncengine.mongoclient import connect, tls_hint
 from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.mongo.bulk import Rejected, bulk_write, key_rows, row_of, translate
-from syncengine.targets.mongo.ops import build_ops, documents_to_rows, key_ids
+from syncengine.targets.mongo.bulk import (
+    Existing,
+    Rejected,
+    bulk_write,
+    exists,
+    key_rows,
+    row_of,
+    translate,
+)
+from syncengine.targets.mongo.fresh import find_ids, insert_positions
+from syncengine.targets.mongo.ops import RowWrites, documents_to_rows, key_ids, plan_writes
+from syncengine.targets.mongo.state import (
+    CHECKPOINTS,
+    SHADOW,
+    SHADOW_FIELDS,
+    purge_tombstones,
+    shadow_ids,
+    shadow_operations,
+)
 from syncengine.targets.shadow import (
+    PURGE_EVERY,
     commit_to_sqlite,
     get_sqlite_checkpoint,
     read_sqlite_shadow,
     shadow_table,
-    upsert_rows,
     without_rejected,
 )
 
-SHADOW = "_syncengine_shadow"
-CHECKPOINTS = "_syncengine_checkpoints"
+Planned = list[tuple[TableWrite, RowWrites]]
 
 
 class MongoTarget:
@@ -63,6 +80,8 @@ class MongoTarget:
         self.keeps_state = bool(transactions)
         self._client: AsyncMongoClient | None = None
         self._collections: set[str] = set()
+        self._checkpoints = 0
+        self._purged = False
 
     @property
     def db(self) -> Any:
@@ -118,9 +137,8 @@ class MongoTarget:
         await self.open()
         if not keys.num_rows:
             return spec.schema.empty_table()
-        ids = key_ids(spec, keys)
         try:
-            docs = await self.db[spec.name].find({"_id": {"$in": ids}}).to_list(None)
+            docs = await find_ids(self.db[spec.name], key_ids(spec, keys))
         except PyMongoError as exc:
             raise translate(exc, f"reading {spec.name}") from None
         return documents_to_rows(spec, docs)
@@ -145,9 +163,14 @@ class MongoTarget:
         if not self.keeps_state:
             assert self.state is not None
             return read_sqlite_shadow(self.state, self.pipeline, table, row_keys)
-        ids = [self._shadow_id(table, k) for k in row_keys]
-        cursor = self.db[SHADOW].find({"_id": {"$in": ids}})
-        return shadow_table([(d["k"], d["row_hash"], d.get("base")) async for d in cursor])
+        ids = shadow_ids(self.pipeline, table, row_keys)
+        try:
+            docs = await find_ids(self.db[SHADOW], ids, None, SHADOW_FIELDS)
+        except PyMongoError as exc:
+            raise translate(exc, "reading the shadow") from None
+        return shadow_table(
+            [(d["k"], d.get("row_hash"), d.get("base"), d.get("position")) for d in docs]
+        )
 
     async def get_checkpoint(self, stream: str) -> str | None:
         await self.open()
@@ -163,11 +186,6 @@ class MongoTarget:
         if self.keeps_state:
             await self.db[CHECKPOINTS].delete_one({"_id": {"p": self.pipeline, "s": stream}})
 
-    def _shadow_id(self, table: str, row_key: str) -> str:
-        """A flat string ``_id``: a sub-document ``_id`` is slow to match on some servers, and
-        the row key is already canonical JSON. ``p``/``t``/``k`` are stored as fields too."""
-        return json.dumps([self.pipeline, table, row_key], separators=(",", ":"))
-
     # -- apply ----------------------------------------------------------------------------
 
     async def apply(
@@ -176,7 +194,7 @@ class MongoTarget:
         await self.open()
         for write in writes:
             await self.ensure_table(write.spec)
-        planned = [(w, *build_ops(w.spec, w.batch.data)) for w in writes]
+        planned = [(w, plan_writes(w.spec, w.batch.data)) for w in writes]
         try:
             if self.keeps_state:
                 return await self._apply_in_transaction(planned, checkpoint)
@@ -185,17 +203,20 @@ class MongoTarget:
             raise translate(exc, "apply") from None
 
     async def _apply_then_checkpoint(
-        self, planned: list, checkpoint: Checkpoint | None
+        self, planned: Planned, checkpoint: Checkpoint | None
     ) -> ApplyResult:
         result = ApplyResult()
         truncated: set[str] = set()
         shadowed: list[TableWrite] = []
-        for write, truncate, ops, index in planned:
-            if truncate:
-                await self.db[write.spec.name].delete_many({})
+        for write, plan in planned:
+            collection = self.db[write.spec.name]
+            if plan.truncate:
+                await collection.delete_many({})
                 result.truncated += 1
                 truncated.add(write.spec.name)
-            refused = await bulk_write(self.db[write.spec.name], write, ops, index, result, None)
+            every = list(range(len(plan.rows)))
+            inserts = await insert_positions(collection, plan, None)
+            refused = await bulk_write(collection, write, plan, every, result, None, inserts)
             shadowed.append(without_rejected(write, key_rows(write, refused)))
         fault_point("mongo.after_data")
         assert self.state is not None
@@ -203,77 +224,97 @@ class MongoTarget:
         return result
 
     async def _apply_in_transaction(
-        self, planned: list, checkpoint: Checkpoint | None
+        self, planned: Planned, checkpoint: Checkpoint | None
     ) -> ApplyResult:
         assert self._client is not None
         #: write number → row → reason, for rows the server refused in an earlier attempt
         refused: dict[int, dict[int, str]] = {}
+        #: write numbers (and SHADOW) whose inserts met existing documents: upserts instead
+        upserts: set[int | str] = set()
         holder: list[ApplyResult] = []
 
         async def attempt(session: AsyncClientSession) -> None:
             # with_transaction may run this again after a transient error: count afresh.
             holder[:] = [ApplyResult()]
-            await self._transaction(session, planned, checkpoint, holder[0], refused)
+            await self._transaction(session, planned, checkpoint, holder[0], refused, upserts)
 
         async with self._client.start_session() as session:
             while True:
                 try:
                     await session.with_transaction(attempt)
-                    return holder[0]
+                    break
                 except Rejected as exc:
                     # A write error aborts the whole transaction: drop the refused rows, redo.
                     refused.setdefault(exc.table, {}).update(exc.rows)
+                except Existing as exc:
+                    upserts.add(exc.table)
+        if checkpoint is not None:
+            self._checkpoints += 1
+            if self._checkpoints % PURGE_EVERY == 0:
+                await purge_tombstones(
+                    self.db, self.pipeline, checkpoint.position, indexed=self._purged
+                )
+                self._purged = True
+        return holder[0]
 
     async def _transaction(
         self,
         session: AsyncClientSession,
-        planned: list,
+        planned: Planned,
         checkpoint: Checkpoint | None,
         result: ApplyResult,
         refused: dict[int, dict[int, str]],
+        upserts: set[int | str],
     ) -> None:
-        for number, (write, truncate, ops, index) in enumerate(planned):
-            if truncate:
-                await self.db[write.spec.name].delete_many({}, session=session)
+        for number, (write, plan) in enumerate(planned):
+            collection = self.db[write.spec.name]
+            if plan.truncate:
+                await collection.delete_many({}, session=session)
                 result.truncated += 1
             skip = refused.get(number, {})
-            kept = [(o, i) for o, i in zip(ops, index, strict=True) if i not in skip]
+            kept = [i for i, row in enumerate(plan.rows) if row not in skip]
             result.rejected.extend(
                 (write.spec.name, row_of(write, i), reason) for i, reason in sorted(skip.items())
             )
+            allowed = number not in upserts
+            inserts = await insert_positions(collection, plan, session, allowed=allowed)
             try:
-                await bulk_write(
-                    self.db[write.spec.name],
-                    write,
-                    [o for o, _ in kept],
-                    [i for _, i in kept],
-                    result,
-                    session,
-                )
-            except Rejected as exc:
+                await bulk_write(collection, write, plan, kept, result, session, inserts)
+            except (Rejected, Existing) as exc:
                 exc.table = number
                 raise
         fault_point("mongo.after_data")
+        await self._write_state(session, planned, checkpoint, refused, upserts)
+        fault_point("mongo.before_commit")
+
+    async def _write_state(
+        self,
+        session: AsyncClientSession,
+        planned: Planned,
+        checkpoint: Checkpoint | None,
+        refused: dict[int, dict[int, str]],
+        upserts: set[int | str],
+    ) -> None:
+        """Shadow rows (one bulk write for every table) and the checkpoint."""
         state_ops: list[Any] = []
-        for number, (write, truncate, _ops, _index) in enumerate(planned):
+        shadow = self.db[SHADOW]
+        for number, (write, plan) in enumerate(planned):
             write = without_rejected(write, key_rows(write, sorted(refused.get(number, {}))))
-            table = write.spec.name
-            if truncate:
-                await self.db[SHADOW].delete_many({"p": self.pipeline, "t": table}, session=session)
-            state_ops.extend(
-                DeleteMany({"_id": self._shadow_id(table, k)}) for k in write.shadow.deletes
-            )
-            state_ops.extend(
-                UpdateOne(
-                    {"_id": self._shadow_id(table, k)},
-                    {"$set": {"p": self.pipeline, "t": table, "k": k, "row_hash": h, "base": b}},
-                    upsert=True,
+            if plan.truncate:
+                await shadow.delete_many(
+                    {"p": self.pipeline, "t": write.spec.name}, session=session
                 )
-                for k, h, b in upsert_rows(write)
-            )
+            inserts = SHADOW not in upserts
+            state_ops.extend(shadow_operations(self.pipeline, write, inserts=inserts))
         if state_ops:
             # one row per key in a compacted batch: these touch distinct documents, any order
-            await self.db[SHADOW].bulk_write(state_ops, ordered=False, session=session)
+            try:
+                await shadow.bulk_write(state_ops, ordered=False, session=session)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(exists(e, state_ops[e["index"]]) for e in errors):
+                    raise Existing(SHADOW) from None
+                raise
         if checkpoint is not None:
             await self.db[CHECKPOINTS].update_one(
                 {"_id": {"p": self.pipeline, "s": checkpoint.stream}},
@@ -281,4 +322,3 @@ class MongoTarget:
                 upsert=True,
                 session=session,
             )
-        fault_point("mongo.before_commit")

@@ -119,3 +119,194 @@ def test_refused_writes_are_rejected_the_rest_applies(
     with MongoClient(mongo_uri) as client:
         ids = sorted(d["_id"] for d in client[mongo_db]["users"].find({}))
     assert ids == [1, 2, 4]
+
+
+# -- inserts where the _id is absent, upserts where it turns out to exist ------------------
+
+ITEMS = pa.schema([("id", pa.int64()), ("v", pa.string())])
+ITEMS_SPEC = TableSpec("items", ("id",), ITEMS)
+
+
+def items(ops: list[str], ids: list[int], v: str, first: int = 1) -> TableWrite:
+    rows = [{"id": i, "v": f"{v}{i}"} for i in ids]
+    positions = [f"{first + n:04d}" for n in range(len(ids))]
+    batch = make_batch("items", ("id",), rows, ITEMS, ops, positions)
+    keys = row_keys(batch.to_polars(), ["id"]).to_arrow()
+    upserts = pa.table(
+        {
+            "row_key": keys,
+            "row_hash": pa.array([f"h{v}{i}" for i in ids]),
+            "base": pa.nulls(len(ids), pa.string()),
+            "position": pa.array(positions),
+            "fresh": pa.array([op in ("r", "c") for op in ops]),
+        }
+    )
+    return TableWrite(ITEMS_SPEC, batch, ShadowUpdate(upserts))
+
+
+def mongo_items(uri: str, db: str) -> tuple[dict[int, str], dict[str, str]]:
+    with MongoClient(uri) as client:
+        docs = {d["_id"]: d["v"] for d in client[db]["items"].find({})}
+        shadow = {d["k"]: d["row_hash"] for d in client[db]["_syncengine_shadow"].find({})}
+    return docs, shadow
+
+
+@pytest.mark.parametrize("transactions", [None, False])
+def test_replayed_and_overlapping_snapshot_chunks_upsert(
+    mongo_uri, mongo_db, tmp_path, transactions
+) -> None:
+    """Snapshot rows go in as inserts; a chunk that meets its own documents (a resumed or
+    repeated backfill) replaces them: no row lost, none duplicated, the shadow follows."""
+
+    async def scenario() -> list[int]:
+        t = make(mongo_uri, mongo_db, tmp_path, transactions)
+        await t.open()
+        await t.ensure_table(ITEMS_SPEC)
+        counts = []
+        for write in (
+            items(["r"] * 3, [1, 2, 3], "a"),
+            items(["r"] * 3, [1, 2, 3], "b"),  # the same chunk again, newer values
+            items(["r"] * 4, [3, 4, 5, 6], "c"),  # overlaps one existing key
+        ):
+            counts.append((await t.apply([write], Checkpoint("s", "1"))).upserted)
+        await t.close()
+        return counts
+
+    counts = run(scenario())
+    docs, shadow = mongo_items(mongo_uri, mongo_db)
+    assert docs == {1: "b1", 2: "b2", 3: "c3", 4: "c4", 5: "c5", 6: "c6"}
+    assert counts[0] == 3 and counts[2] == 4
+    if transactions is None:
+        assert shadow == {
+            '{"id":1}': "hb1",
+            '{"id":2}': "hb2",
+            '{"id":3}': "hc3",
+            '{"id":4}': "hc4",
+            '{"id":5}': "hc5",
+            '{"id":6}': "hc6",
+        }
+
+
+@pytest.mark.parametrize("transactions", [None, False])
+def test_stream_inserts_over_existing_documents_replace_them(
+    mongo_uri, mongo_db, tmp_path, transactions
+) -> None:
+    """A ``c`` can meet a document (a delete + insert compacted into one insert, a replay):
+    it replaces it; a ``c`` of a new key is inserted."""
+    with MongoClient(mongo_uri) as client:
+        client[mongo_db]["items"].insert_one({"_id": 1, "id": 1, "v": "old", "extra": True})
+
+    async def scenario() -> None:
+        t = make(mongo_uri, mongo_db, tmp_path, transactions)
+        await t.open()
+        await t.ensure_table(ITEMS_SPEC)
+        await t.apply([items(["c", "c"], [1, 2], "n")], None)
+        await t.apply([items(["c", "u", "d"], [3, 2, 1], "m")], None)
+        await t.close()
+
+    run(scenario())
+    with MongoClient(mongo_uri) as client:
+        docs = list(client[mongo_db]["items"].find({}, sort=[("_id", 1)]))
+    assert docs == [{"_id": 2, "id": 2, "v": "m2"}, {"_id": 3, "id": 3, "v": "m3"}]
+
+
+@pytest.mark.parametrize("transactions", [None, False])
+def test_snapshot_row_refused_by_a_unique_index_is_rejected(
+    mongo_uri, mongo_db, tmp_path, transactions
+) -> None:
+    """A duplicate on another unique index is the row's fault, not a replay: rejected."""
+    with MongoClient(mongo_uri) as client:
+        client[mongo_db]["items"].create_index("v", unique=True)
+        client[mongo_db]["items"].insert_one({"_id": 9, "id": 9, "v": "r2"})
+
+    async def scenario():
+        t = make(mongo_uri, mongo_db, tmp_path, transactions)
+        await t.open()
+        await t.ensure_table(ITEMS_SPEC)
+        result = await t.apply([items(["r"] * 3, [1, 2, 3], "r")], Checkpoint("s", "3"))
+        await t.close()
+        return result
+
+    result = run(scenario())
+    assert [r[1]["id"] for r in result.rejected] == [2]
+    docs, shadow = mongo_items(mongo_uri, mongo_db)
+    assert docs == {1: "r1", 3: "r3", 9: "r2"}
+    if transactions is None:
+        assert set(shadow) == {'{"id":1}', '{"id":3}'}
+
+
+def test_json_columns_read_back_as_text_and_lookups_are_chunked(
+    mongo_uri, mongo_db, tmp_path, monkeypatch
+) -> None:
+    """A jsonb column is stored as a sub-document and read back as its JSON text; key lookups
+    of any batch size are split into bounded ``$in`` queries."""
+    import json
+
+    from syncengine.targets.mongo import fresh
+
+    monkeypatch.setattr(fresh, "IN_CHUNK", 7)
+    schema = pa.schema(
+        [("id", pa.int64()), pa.field("doc", pa.large_string(), metadata={"pg_type": "jsonb"})]
+    )
+    spec = TableSpec("docs", ("id",), schema)
+    values = ['{"a": 1, "b": [1, 2]}', '"text"', "[]", None, '{"n": {"m": null}}']
+    rows = [{"id": i, "doc": values[i % len(values)]} for i in range(30)]
+
+    async def scenario() -> pa.Table:
+        t = make(mongo_uri, mongo_db, tmp_path)
+        await t.open()
+        await t.ensure_table(spec)
+        batch = make_batch(
+            "docs", ("id",), rows, schema, ["c"] * 30, [f"{i:03d}" for i in range(30)]
+        )
+        await t.apply([TableWrite(spec, batch)], None)
+        found = await t.read_rows(spec, pa.table({"id": pa.array(range(-5, 30), pa.int64())}))
+        await t.close()
+        return found
+
+    found = run(scenario())
+    assert found.num_rows == 30
+    back = {r["id"]: r["doc"] for r in found.to_pylist()}
+    for row in rows:
+        want = row["doc"]
+        assert (
+            (back[row["id"]] is None)
+            if want is None
+            else json.loads(back[row["id"]]) == json.loads(want)
+        )
+
+
+def test_tombstones_behind_the_checkpoint_are_purged(
+    mongo_uri, mongo_db, tmp_path, monkeypatch
+) -> None:
+    """Tombstones (null hash) the committed checkpoint has passed are deleted; newer ones and
+    live shadow rows stay."""
+    from syncengine.targets.mongo import target as target_module
+
+    monkeypatch.setattr(target_module, "PURGE_EVERY", 2)
+    upserts = pa.table(
+        {
+            "row_key": ["[1]", "[2]", "[3]"],
+            "row_hash": ["h1", None, None],
+            "base": pa.nulls(3, pa.string()),
+            "position": ["0001", "0002", "0009"],
+        }
+    )
+
+    async def scenario() -> list[str]:
+        t = make(mongo_uri, mongo_db, tmp_path)
+        await t.open()
+        spec = await t.ensure_table(ITEMS_SPEC)
+        none = make_batch("items", ("id",), [], ITEMS, [], [])
+        await t.apply([TableWrite(spec, none, ShadowUpdate(upserts))], Checkpoint("s", "0003"))
+        kept = await t.read_shadow("items", ["[1]", "[2]", "[3]"])
+        await t.apply([], Checkpoint("s", "0005"))  # the second checkpoint purges
+        found = await t.read_shadow("items", ["[1]", "[2]", "[3]"])
+        await t.close()
+        assert kept.num_rows == 3
+        return sorted(found["row_key"].to_pylist())
+
+    assert run(scenario()) == ["[1]", "[3]"]
+    with MongoClient(mongo_uri) as client:
+        indexes = client[mongo_db]["_syncengine_shadow"].index_information()
+    assert "syncengine_tombstones" in indexes
