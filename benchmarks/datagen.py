@@ -45,7 +45,7 @@ ROW = """i,
 INSERT = (
     "INSERT INTO {t} SELECT "
     + ROW
-    + " FROM generate_series({lo}::bigint, {hi}::bigint) AS i, (SELECT 0 AS v) AS ver"
+    + " FROM generate_series(({lo})::bigint, ({hi})::bigint) AS i, (SELECT 0 AS v) AS ver"
 )
 
 UPDATE = """UPDATE {t} SET

@@ -145,4 +145,4 @@ def test_doc_digest_ignores_type_spelling_but_not_values() -> None:
 def test_workload_shape() -> None:
     assert workload_rows_after(0) == 70 and workload_rows_after(10) == 70 + 650
     text = workload_sql(0, 9).as_string()
-    assert "COMMIT" in text and "generate_series(base + 1, base + 70)" in text
+    assert "COMMIT" in text and "generate_series((base + 1)::bigint, (base + 70)::bigint)" in text
