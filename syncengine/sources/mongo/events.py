@@ -80,6 +80,18 @@ class Boundaries:
         self._open: tuple[Any, ...] | None = None
         self._open_pos: str | None = None
 
+    @property
+    def open(self) -> bool:
+        return self._open is not None
+
+    def settle(self) -> bool:
+        """The stream had nothing more to send: a transaction's events are all delivered
+        together after its commit, so the open one is complete. True if ``last`` moved."""
+        if self._open is None:
+            return False
+        self.last, self._open = self._open_pos, None
+        return True
+
     def see(self, txn: tuple[Any, ...] | None, position: str) -> None:
         if self._open is not None and txn != self._open:
             self.last, self._open = self._open_pos, None

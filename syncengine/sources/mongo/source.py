@@ -22,7 +22,7 @@ from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from syncengine.changes import ChangeBatch
+from syncengine.changes import META_SCHEMA, ChangeBatch
 from syncengine.codecs.bson_arrow import Decoded
 from syncengine.config.models import BatchConfig, MongoSourceConfig
 from syncengine.errors import FatalError, UsageError
@@ -207,11 +207,19 @@ class MongoSource:
                 raise map_error(exc, f"opening the stream on {self.config.database}") from exc
             try:
                 while True:
-                    events, finished = await self._collect(changes, until_ts)
+                    events, finished = await self._collect(changes, until_ts, boundaries)
                     if events:
                         resume = {"start_after": events[-1]["_id"]}
                         for batch in await self._to_batches(events, boundaries):
                             yield batch
+                    if (finished or not events) and boundaries.settle():
+                        # the stream moved past the last transaction, so it has ended: its rows
+                        # may commit (the runtime holds rows until a batch carries a resume)
+                        self._last_emitted = boundaries.last
+                        idle = META_SCHEMA.empty_table()
+                        yield ChangeBatch(
+                            self.config.collections[0], idle, (), {"resume": boundaries.last}
+                        )
                     if finished or self._closed:
                         return
                     if not changes.alive:
@@ -225,7 +233,7 @@ class MongoSource:
                     await changes.close()
 
     async def _collect(
-        self, changes: AsyncChangeStream[Any], until: Timestamp | None
+        self, changes: AsyncChangeStream[Any], until: Timestamp | None, boundaries: Boundaries
     ) -> tuple[list[dict[str, Any]], bool]:
         """Events for one flush, and whether the stream is finished (``until`` reached)."""
         loop = asyncio.get_running_loop()
@@ -243,8 +251,8 @@ class MongoSource:
                     done = scanned is None or scanned >= until
                     if done or events:
                         return events, done
-                elif events:
-                    return events, False
+                elif events or boundaries.open:
+                    return events, False  # (nothing more: an open transaction has ended)
                 continue
             self._caught_up = False
             if until is not None and event["clusterTime"] > until:
