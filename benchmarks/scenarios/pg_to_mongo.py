@@ -3,7 +3,10 @@
 The baseline's documents are built from the source rows before the clock starts (the same
 values, BSON types: Decimal128 prices, UUID refs), then inserted in unordered batches of
 10,000. So the baseline has no read or conversion cost at all; the engine's figure includes
-reading Postgres, converting Arrow → BSON and checkpointing.
+the process start, reading Postgres, converting Arrow → BSON and, per row, the conflict
+detection lookups (target and shadow) and a second document (the row's shadow row), written
+with the data and the checkpoint in one transaction per chunk: about twice the baseline's
+server work before any client cost (docs/targets.md, MongoDB).
 """
 
 from __future__ import annotations

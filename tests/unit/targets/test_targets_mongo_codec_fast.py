@@ -94,23 +94,25 @@ def test_aware_timestamps_become_utc(unit: str, tz: str) -> None:
     assert all(v is None or v.tzinfo is dt.UTC for v in out)
 
 
-def test_uuid_text_canonical_or_not() -> None:
-    field = pa.field("u", pa.string(), metadata={"pg_type": "uuid"})
+@pytest.mark.parametrize("text", [pa.string(), pa.large_string()])
+def test_uuid_text_canonical_or_not(text: pa.DataType) -> None:
+    field = pa.field("u", text, metadata={"pg_type": "uuid"})
     ids = [str(uuid.uuid4()), None, str(uuid.uuid4()).upper()]
-    out = same(field, pa.array(ids))
+    out = same(field, pa.array(ids, text))
     assert isinstance(out[0], Binary) and out[0].subtype == 4
     odd = [f"{{{uuid.uuid4()}}}", uuid.uuid4().hex, f"urn:uuid:{uuid.uuid4()}"]
-    same(field, pa.array(odd))  # spellings uuid.UUID accepts: the value path
+    same(field, pa.array(odd, text))  # spellings uuid.UUID accepts: the value path
     with pytest.raises(ValueError):
-        column_values(field, pa.chunked_array([pa.array(["not-a-uuid"])]))
+        column_values(field, pa.chunked_array([pa.array(["not-a-uuid"], text)]))
 
 
-def test_json_columns_parse_like_json_loads() -> None:
-    field = pa.field("j", pa.string(), metadata={"pg_type": "jsonb"})
+@pytest.mark.parametrize("text", [pa.string(), pa.large_string()])
+def test_json_columns_parse_like_json_loads(text: pa.DataType) -> None:
+    field = pa.field("j", text, metadata={"pg_type": "jsonb"})
     texts = ['{"a": [1, {"b": null}]}', None, "[]", '"x,y"', "3.5", "null", '{"k": "\\u00e9"}']
-    same(field, pa.array(texts))
+    same(field, pa.array(texts, text))
     with pytest.raises(json.JSONDecodeError):
-        column_values(field, pa.chunked_array([pa.array(["{", "}"])]))
+        column_values(field, pa.chunked_array([pa.array(["{", "}"], text)]))
 
 
 def test_documents_from_sliced_and_chunked_columns() -> None:
@@ -129,3 +131,19 @@ def test_documents_from_sliced_and_chunked_columns() -> None:
         Decimal128(Decimal(i).scaleb(-2)) for i in (-2, -1, 0, 1, 3, 4)
     ]
     assert [d["t"].hour for d in docs] == [3, 4, 5, 6, 8, 9]
+
+
+@pytest.mark.parametrize(
+    ("type_", "meta"),
+    [
+        (pa.decimal128(12, 2), None),
+        (pa.timestamp("us", tz="UTC"), None),
+        (pa.int64(), None),
+        (pa.string(), {"pg_type": "uuid"}),
+        (pa.string(), {"pg_type": "jsonb"}),
+    ],
+)
+def test_empty_and_all_null_columns(type_: pa.DataType, meta: dict[str, str] | None) -> None:
+    field = pa.field("x", type_, metadata=meta)
+    assert column_values(field, pa.chunked_array([], type_)) == []
+    assert same(field, pa.array([None, None], type_)) == [None, None]
