@@ -253,17 +253,9 @@ def _align_shadow(
     if shadow is None or not shadow.num_rows:
         empty = pl.Series([None] * row_key.len(), dtype=pl.String)
         return empty.alias("row_hash"), empty.alias("base"), empty.alias("position")
-    names = ["row_key", "row_hash", "base"]
-    found = pl.from_arrow(shadow.select(names))
+    found = pl.from_arrow(shadow.select(["row_key", "row_hash", "base", "position"]))
     assert isinstance(found, pl.DataFrame)
-    position = (
-        pl.from_arrow(shadow.column("position"))
-        if "position" in shadow.column_names
-        else pl.repeat(None, shadow.num_rows, dtype=pl.String, eager=True)
-    )
-    found = found.with_columns(pl.Series("position", position)).with_columns(
-        pl.col("row_hash", "base", "position").cast(pl.String)
-    )
+    found = found.with_columns(pl.col("row_hash", "base", "position").cast(pl.String))
     joined = row_key.to_frame("row_key").join(
         found.unique(subset="row_key", keep="last"), on="row_key", how="left", maintain_order="left"
     )

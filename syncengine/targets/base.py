@@ -87,7 +87,8 @@ class Target(Protocol):
         ...
 
     async def read_shadow(self, table: str, row_keys: Sequence[str]) -> pa.Table:
-        """Shadow rows (``row_key``, ``row_hash``, ``base``) for these keys."""
+        """Shadow rows (``row_key``, ``row_hash``, ``base``, ``position``) for these keys; a
+        tombstone has a null ``row_hash``."""
         ...
 
     async def apply(

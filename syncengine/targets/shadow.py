@@ -51,11 +51,6 @@ def shadow_rows(write: TableWrite) -> list[tuple[str, str, str | None, str | Non
     return list(zip(*(table.column(i).to_pylist() for i in range(4)), strict=True))
 
 
-def upsert_rows(write: TableWrite) -> list[tuple[str, str, str | None]]:
-    """(row_key, row_hash, base) of a write's shadow upserts; ``base`` may be absent."""
-    return [(k, h, b) for k, h, b, _ in shadow_rows(write)]
-
-
 def without_rejected(write: TableWrite, rejected_keys: pl.DataFrame) -> TableWrite:
     """The write with no shadow change for keys whose row the target refused: the shadow must
     say what the target holds, and a refused row was not written."""
@@ -74,10 +69,9 @@ def without_rejected(write: TableWrite, rejected_keys: pl.DataFrame) -> TableWri
 
 
 def shadow_table(rows: Iterable[Sequence[str | None]]) -> pa.Table:
-    """Stored shadow rows (row_key, row_hash, base[, position]) as :data:`SHADOW_SCHEMA`, with
+    """Stored shadow rows (row_key, row_hash, base, position) as :data:`SHADOW_SCHEMA`, with
     tombstones' hashes null."""
-    padded = [tuple(r) + (None,) * (4 - len(r)) for r in rows]
-    columns = [list(c) for c in zip(*padded, strict=True)]
+    columns = [list(c) for c in zip(*rows, strict=True)]
     table = pa.table(
         [pa.array(c, pa.string()) for c in columns or [[], [], [], []]], schema=SHADOW_SCHEMA
     )

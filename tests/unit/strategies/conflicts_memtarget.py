@@ -22,7 +22,7 @@ class MemoryTarget:
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, dict[str, Any]]] = {}
-        self.shadow: dict[str, dict[str, tuple[str, str | None]]] = {}
+        self.shadow: dict[str, dict[str, tuple[str | None, str | None, str | None]]] = {}
         self.checkpoints: dict[str, str] = {}
         self.applied: list[TableWrite] = []
 
@@ -51,6 +51,7 @@ class MemoryTarget:
                 "row_key": pa.array([h[0] for h in hits], pa.string()),
                 "row_hash": pa.array([h[1] for h in hits], pa.string()),
                 "base": pa.array([h[2] for h in hits], pa.string()),
+                "position": pa.array([h[3] for h in hits], pa.string()),
             }
         )
 
@@ -79,7 +80,7 @@ class MemoryTarget:
             shadow = self.shadow.setdefault(write.spec.name, {})
             if write.shadow.upserts is not None:
                 for r in write.shadow.upserts.to_pylist():
-                    shadow[r["row_key"]] = (r["row_hash"], r["base"])
+                    shadow[r["row_key"]] = (r["row_hash"], r["base"], r.get("position"))
             for key in write.shadow.deletes:
                 shadow.pop(key, None)
         if checkpoint is not None:
