@@ -3,8 +3,8 @@ without transactions): written after the data, in one SQLite transaction."""
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
@@ -22,7 +22,7 @@ SHADOW_SCHEMA = pa.schema(
     ]
 )
 PURGE_EVERY = 256
-"""About this many checkpoints pass between purges of tombstones the checkpoint has passed."""
+"""Checkpoints between purges of the tombstones the checkpoint has passed."""
 TOMBSTONE = ""
 """How a stored shadow row says "deleted as of ``position``" (``row_hash`` is NOT NULL in the
 state tables); :func:`shadow_table` turns it back into a null hash."""
@@ -92,12 +92,27 @@ def get_sqlite_checkpoint(state: SQLiteStateStore, pipeline: str, stream: str) -
     return found.position if found else None
 
 
+@dataclass
+class PurgeSchedule:
+    """Which checkpoints also purge tombstones: every :data:`PURGE_EVERY`-th a target writes
+    (a replay starts after the checkpoint, so older tombstones can no longer fence anything)."""
+
+    written: int = 0
+
+    def due(self, checkpoint: Checkpoint | None) -> bool:
+        if checkpoint is None:
+            return False
+        self.written += 1
+        return self.written % PURGE_EVERY == 0
+
+
 def commit_to_sqlite(
     state: SQLiteStateStore,
     pipeline: str,
     writes: Sequence[TableWrite],
     truncated: set[str],
     checkpoint: Checkpoint | None,
+    purge: bool = False,
 ) -> None:
     """Shadow rows (a truncated table loses all of its own first) and the checkpoint, together."""
     with state.transaction() as db:
@@ -110,5 +125,5 @@ def commit_to_sqlite(
             state.write_shadow(db, pipeline, table, shadow_rows(write), write.shadow.deletes)
         if checkpoint is not None:
             state.write_checkpoint(db, pipeline, checkpoint.stream, checkpoint.position)
-            if zlib.crc32(checkpoint.position.encode()) % PURGE_EVERY == 0:
+            if purge:
                 state.purge_tombstones(db, pipeline, checkpoint.position)

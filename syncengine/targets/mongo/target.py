@@ -48,7 +48,7 @@ from syncengine.targets.mongo.state import (
     shadow_operations,
 )
 from syncengine.targets.shadow import (
-    PURGE_EVERY,
+    PurgeSchedule,
     commit_to_sqlite,
     get_sqlite_checkpoint,
     read_sqlite_shadow,
@@ -80,7 +80,7 @@ class MongoTarget:
         self.keeps_state = bool(transactions)
         self._client: AsyncMongoClient | None = None
         self._collections: set[str] = set()
-        self._checkpoints = 0
+        self._purges = PurgeSchedule()
         self._purged = False
 
     @property
@@ -220,7 +220,8 @@ class MongoTarget:
             shadowed.append(without_rejected(write, key_rows(write, refused)))
         fault_point("mongo.after_data")
         assert self.state is not None
-        commit_to_sqlite(self.state, self.pipeline, shadowed, truncated, checkpoint)
+        purge = self._purges.due(checkpoint)
+        commit_to_sqlite(self.state, self.pipeline, shadowed, truncated, checkpoint, purge)
         return result
 
     async def _apply_in_transaction(
@@ -248,13 +249,11 @@ class MongoTarget:
                     refused.setdefault(exc.table, {}).update(exc.rows)
                 except Existing as exc:
                     upserts.add(exc.table)
-        if checkpoint is not None:
-            self._checkpoints += 1
-            if self._checkpoints % PURGE_EVERY == 0:
-                await purge_tombstones(
-                    self.db, self.pipeline, checkpoint.position, indexed=self._purged
-                )
-                self._purged = True
+        if checkpoint is not None and self._purges.due(checkpoint):
+            await purge_tombstones(
+                self.db, self.pipeline, checkpoint.position, indexed=self._purged
+            )
+            self._purged = True
         return holder[0]
 
     async def _transaction(

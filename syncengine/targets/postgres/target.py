@@ -18,7 +18,7 @@ from syncengine.targets.postgres import ddl, state
 from syncengine.targets.postgres.apply import apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.read import read_rows, scan
-from syncengine.targets.shadow import PURGE_EVERY, without_rejected
+from syncengine.targets.shadow import PurgeSchedule, without_rejected
 
 _INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
@@ -39,7 +39,7 @@ class PostgresTarget:
         self._conn: psycopg.AsyncConnection | None = None
         #: table name → its columns and their formatted types, as last seen in the catalog
         self._columns: dict[str, dict[str, str]] = {}
-        self._checkpoints = 0
+        self._purges = PurgeSchedule()
 
     def _split(self, name: str) -> tuple[str, str]:
         """``schema.table`` names a schema; a plain name lives in the configured schema."""
@@ -246,8 +246,7 @@ class PostgresTarget:
                 fault_point("postgres.after_shadow")
                 if checkpoint is not None:
                     await state.write_checkpoint(conn, self.pipeline, checkpoint)
-                    self._checkpoints += 1
-                    if self._checkpoints % PURGE_EVERY == 0:
+                    if self._purges.due(checkpoint):
                         await state.purge_tombstones(conn, self.pipeline, checkpoint.position)
                 fault_point("postgres.before_commit")
         except psycopg.Error as exc:

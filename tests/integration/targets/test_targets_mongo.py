@@ -281,9 +281,9 @@ def test_tombstones_behind_the_checkpoint_are_purged(
 ) -> None:
     """Tombstones (null hash) the committed checkpoint has passed are deleted; newer ones and
     live shadow rows stay."""
-    from syncengine.targets.mongo import target as target_module
+    from syncengine.targets import shadow
 
-    monkeypatch.setattr(target_module, "PURGE_EVERY", 2)
+    monkeypatch.setattr(shadow, "PURGE_EVERY", 2)
     upserts = pa.table(
         {
             "row_key": ["[1]", "[2]", "[3]"],
