@@ -113,9 +113,10 @@ async def table_keys(
 
 
 async def ensure_publication(
-    conn: psycopg.AsyncConnection, publication: str, tables: list[str]
+    conn: psycopg.AsyncConnection, publication: str, tables: list[str], publish: str | None = None
 ) -> None:
-    """Create the publication, or add configured tables it lacks."""
+    """Create the publication, or add configured tables it lacks. ``publish``: the kinds of
+    change it publishes (``'delete'``; default: every kind)."""
     cur = await conn.execute(
         "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s",
         (publication,),
@@ -126,10 +127,11 @@ async def ensure_publication(
     ).fetchone()
     listed = sql.SQL(", ").join(table_sql(t) for t in tables)
     if not exists:
+        kinds = sql.SQL("publish = {}, ").format(sql.Literal(publish)) if publish else sql.SQL("")
         await conn.execute(
             sql.SQL(
-                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)"
-            ).format(sql.Identifier(publication), listed)
+                "CREATE PUBLICATION {} FOR TABLE {} WITH ({}publish_via_partition_root = true)"
+            ).format(sql.Identifier(publication), listed, kinds)
         )
         log.info("created publication %s", publication)
         return
@@ -179,6 +181,22 @@ async def create_slot(
     assert row is not None
     log.info("created replication slot %s at %s", slot, row[1])
     return parse_lsn(row[1]), row[2]
+
+
+async def wait_slot_idle(conn: psycopg.AsyncConnection, slot: str, timeout: float = 10.0) -> None:
+    """Wait until no walsender holds ``slot`` (a just-closed stream's may take a moment to
+    exit); past ``timeout`` the next START_REPLICATION reports the slot in use (retriable)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    while loop.time() < give_up:
+        row = await (
+            await conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            )
+        ).fetchone()
+        if row is None or not row[0]:
+            return
+        await asyncio.sleep(0.02)
 
 
 async def drop_slot(dsn: str, slot: str, query_timeout: float = 60.0) -> bool:

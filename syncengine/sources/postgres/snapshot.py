@@ -15,9 +15,11 @@ records its snapshot), write a high watermark. The rows do not carry the snapsho
 the stream restarts from but the position up to which they contain every change of their key
 (L, raised by the changes between the watermarks that the read saw), so the target's position
 fence drops the replay of those changes instead of letting an older change overwrite a newer
-row (F15). See :mod:`.watermarks`. A chunk whose table was truncated between the watermarks is
-left to the replay; tables without a key restart their chunks on this path (ctids are not
-stable).
+row (F15). See :mod:`.watermarks`. The deletes made since the snapshot position are sent too,
+at their own positions (before the first group, then after each group's rows), so a key deleted
+before its chunk was read is not brought back by the replay's older changes (ghost rows, see
+:mod:`.deletes`). A chunk whose table was truncated between the watermarks is left to the
+replay; tables without a key restart their chunks on this path (ctids are not stable).
 
 Progress: a chunk is marked ``done`` in the state store when the consumer asks for the batch
 after its last one, i.e. after the target committed it. The snapshot position and the name of
@@ -38,7 +40,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from syncengine.changes import ChangeBatch, lsn_to_pos
+from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres.chunks import (
     TableShape,
@@ -49,6 +51,7 @@ from syncengine.sources.postgres.chunks import (
     read_copy,
     table_shape,
 )
+from syncengine.sources.postgres.deletes import DETAIL, delete_publication, deletes_since
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.watermarks import (
     ALL_KEYS,
@@ -103,7 +106,11 @@ class Snapshotter:
             floor = position if checkpoint.details.get("snapshot") else _NOWHERE
             pending = [c for c in existing if c.status != "done"]
             log.info("%s: resuming snapshot, %d chunks left", self.pipeline, len(pending))
-            async for batch in self._reconcile(shapes, pending, where, position, floor, parallel):
+            # older than the snapshot position only if recorded so (see .deletes)
+            via = checkpoint.details.get(DETAIL) or source.publication
+            async for batch in self._reconcile(
+                shapes, pending, where, position, floor, parallel, via
+            ):
                 yield batch
             return
         for table in tables:
@@ -121,13 +128,16 @@ class Snapshotter:
         for shape in shapes.values():
             planned.extend(await plan(conn, shape, source.config.snapshot_chunk_rows, where))
         self.state.put_chunks(self.pipeline, planned)
-        async for batch in self._reconcile(shapes, planned, where, position, _NOWHERE, parallel):
+        via = delete_publication(source)
+        async for batch in self._reconcile(
+            shapes, planned, where, position, _NOWHERE, parallel, via
+        ):
             yield batch
 
     def _remember(self, position: str, snapshot: str | None) -> None:
-        self.state.put_checkpoint(
-            self.pipeline, snapshot_stream(self.source), position, {"snapshot": snapshot}
-        )
+        # open() made the delete publication, and it committed before this position was taken
+        details = {"snapshot": snapshot, DETAIL: delete_publication(self.source)}
+        self.state.put_checkpoint(self.pipeline, snapshot_stream(self.source), position, details)
 
     # -- exported snapshot -----------------------------------------------------------------
 
@@ -235,11 +245,14 @@ class Snapshotter:
         position: str,
         floor: str,
         parallel: int,
+        deletes_via: str,
     ) -> AsyncIterator[ChangeBatch]:
-        """Read ``parallel`` chunks at a time inside one low/high watermark window.
+        """Read ``parallel`` chunks at a time inside one low/high watermark window, and send
+        the deletes made since ``position`` (ghost rows, see :mod:`.deletes`).
 
         ``position``: where the stream restarts after the snapshot; ``floor``: a position
-        known to be visible to every read (the chunk rows' fallback, see VisibilityHorizon).
+        known to be visible to every read (the chunk rows' fallback, see VisibilityHorizon);
+        ``deletes_via``: the publication to read the deletes since ``position`` through.
         """
         source = self.source
         keyless = {c.table for c in pending if not shapes[c.table].key}
@@ -252,12 +265,8 @@ class Snapshotter:
         conns = [await source.connect() for _ in range(min(width, max(len(pending), 1)))]
         reader: WatermarkReader | None = None
         horizon: VisibilityHorizon | None = None
-        if source.config.mode == "cdc":
-            # The windows only need what comes after this: reading from the snapshot position
-            # would first ship and decode all WAL retained since (F18).
-            reader = WatermarkReader(source, await admin.current_lsn(conns[0]))
-            await reader.open()
-            horizon = VisibilityHorizon(floor)
+        #: keyed tables of this snapshot: their deletes since ``position`` are sent too
+        deleting = {c.table for c in pending if shapes[c.table].key}
 
         async def read(
             conn: psycopg.AsyncConnection, chunk: Chunk
@@ -275,6 +284,18 @@ class Snapshotter:
             return csv_to_text_columns(data, shape.columns), ReadSnapshot.parse(row[0])
 
         try:
+            if source.config.mode == "cdc":
+                # The windows only need what comes after this: reading from the snapshot
+                # position would first ship and decode all WAL retained since (F18).
+                start = await admin.current_lsn(conns[0])
+                if deleting:  # ghost rows: the deletes since the snapshot position, up to there
+                    since = pos_to_lsn(position.split(".")[0])
+                    found = deletes_since(source, deletes_via, since, start, deleting)
+                    async for batch in found:
+                        yield batch
+                reader = WatermarkReader(source, start)
+                await reader.open()
+                horizon = VisibilityHorizon(floor)
             for first in range(0, len(pending), width):
                 group = pending[first : first + width]
                 marker = uuid.uuid4().hex
@@ -296,6 +317,9 @@ class Snapshotter:
                         text = text.slice(0, 0)
                     positions = row_positions(text, shape, keys, at, seen if exact else None)
                     async for batch in self._emit(shape, chunk, text, positions):
+                        yield batch
+                if reader is not None:  # after the rows: a delete they did not see removes them
+                    for batch in reader.deletes.take(deleting):
                         yield batch
         except psycopg.Error as exc:
             raise map_error(exc, "reconciling snapshot chunks") from exc

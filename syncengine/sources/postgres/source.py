@@ -24,6 +24,7 @@ from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
 from syncengine.sources.postgres.columns import SESSION_OPTIONS
+from syncengine.sources.postgres.deletes import ensure_delete_publication
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.streaming import stream_changes
@@ -99,6 +100,8 @@ class PostgresSource:
             self._keys = await admin.table_keys(conn, self.tables_)
             if self.config.mode == "cdc":
                 await admin.ensure_publication(conn, self.publication, self.tables_)
+                # before any slot: a resumed snapshot reads deletes through it (F15)
+                await ensure_delete_publication(self, conn)
         except psycopg.Error as exc:
             raise map_error(exc, "opening") from exc
 

@@ -11,6 +11,8 @@ of those changes (it would move the row back in time, F15) and applies the later
   reconciliation starts (acknowledging nothing, so the later stream still replays everything
   from the snapshot position) and records, between a low and a high watermark message, every
   key changed, with the commit LSN and xid of each of its transactions.
+  It also keeps every delete it decodes (:class:`.deletes.DeleteLog`), for the snapshot to
+  send as tombstones (ghost rows, see :mod:`.deletes`).
 * :func:`row_positions` raises a key's position above L by the window's transactions its read
   saw (:class:`ReadSnapshot`). No row is dropped: DBLog drops the rows of keys changed in the
   window and lets the stream bring their state, but pgoutput does not resend an unchanged
@@ -34,6 +36,7 @@ from syncengine.changes import lsn_to_pos, pos_to_lsn
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.chunks import TableShape
+from syncengine.sources.postgres.deletes import DeleteLog
 from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.streaming import start_replication
 from syncengine.sources.postgres.wire import XLogData, parse_lsn
@@ -207,6 +210,8 @@ class WatermarkReader:
         self.changed = asyncio.Condition()
         self.task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
+        #: every delete since ``start``, for the snapshot to send (see :mod:`.deletes`)
+        self.deletes = DeleteLog(source)
 
     async def open(self) -> None:
         self.repl = await self.source.connect(replication=True)
@@ -244,6 +249,7 @@ class WatermarkReader:
                 self.changed.notify_all()
 
     async def _handle(self, msg: po.PgOutputMessage) -> None:
+        self.deletes.feed(msg)
         if isinstance(msg, po.Relation):
             key = self.source._keys.get(msg.qualified) or ()
             names = [c.name for c in msg.columns]

@@ -68,6 +68,33 @@ def test_snapshot_rows_are_never_fenced(target_where, tmp_path):
     asyncio.run(scenario())
 
 
+def test_delete_of_a_key_the_target_never_had_fences_its_older_changes(target_where, tmp_path):
+    """A resumed Postgres snapshot sends the deletes made since its snapshot position ahead of
+    the replay (F15, ghost rows): for a key the target never held, that delete must still leave
+    a tombstone at its position, so the replay's older changes stay out and later ones apply."""
+    kind, where = target_where
+
+    async def scenario() -> None:
+        env = await fenced(kind, where, tmp_path / "state.db")
+        try:
+            env.position = 10
+            await env.run([{"id": 7}], ["d"])  # position 11, key 7 absent at the target
+            found = await env.target.read_shadow("items", ['{"id":7}'])
+            assert found.to_pylist() == [
+                {"row_key": '{"id":7}', "row_hash": None, "base": None,
+                 "position": f"{11:016X}"}
+            ]  # fmt: skip
+            await replay(env, [row(7, "ghost", 1, 1)], ["c"], 3)
+            await replay(env, [row(7, "ghost", 2, 2)], ["u"], 6)
+            assert env.rows() == {}
+            await env.run([row(7, "back", 3, 3)], ["c"])  # after the delete: applies
+            assert env.rows() == {7: ("back", 3)}
+        finally:
+            await env.close()
+
+    asyncio.run(scenario())
+
+
 def test_without_the_fence_a_replay_goes_back_in_time(target_where, tmp_path):
     """What the fence prevents (incremental sources, whose positions do not sort, run so)."""
     kind, where = target_where

@@ -149,7 +149,7 @@ def test_resumed_snapshot_then_replay_moves_no_row_back_and_loses_nothing(pg_dsn
 
     position, resumed, writes, model = asyncio.run(scenario())
     assert writes > 50
-    assert {b.meta["chunk"] for b in resumed} == set(range(2, 7))
+    assert {b.meta["chunk"] for b in resumed if "chunk" in b.meta} == set(range(2, 7))
     # every resumed chunk is positioned after the snapshot, so the fence had work to do
     assert all(p > position for b in resumed for p in b.data.column("_pos").to_pylist())
     assert model.stale >= 300  # replays of the updates the resumed rows already contain

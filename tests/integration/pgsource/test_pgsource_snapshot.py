@@ -48,7 +48,8 @@ async def _snapshot_then_stream(source, model, stop_after_batches=None):
     stream = source.snapshot(parallel=2)
     async for batch in stream:
         model.apply(batch)
-        seen_chunks.append(batch.meta["chunk"])
+        if "chunk" in batch.meta:  # not the deletes a reconciled snapshot sends (F15)
+            seen_chunks.append(batch.meta["chunk"])
         count += 1
         if stop_after_batches is not None and count >= stop_after_batches:
             break
