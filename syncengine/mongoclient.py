@@ -30,8 +30,22 @@ def connect(uri: str, role: str, **options: Any) -> AsyncMongoClient[Any]:
         raise ConfigError([f"{role}.uri: {redact(str(exc).splitlines()[0])}"]) from None
 
 
+def uri_options(uri: str) -> dict[str, list[str]]:
+    """The URI's query options, names lower-cased (MongoDB option names ignore case)."""
+    return {k.lower(): v for k, v in parse_qs(urlsplit(uri).query).items()}
+
+
+def read_deadline(uri: str, seconds: float) -> dict[str, Any]:
+    """``socketTimeoutMS`` for ``connect``: without one PyMongo waits for an answer forever,
+    so a connection that went silent (half-open) would stall the pipeline. A deadline the URI
+    sets (``socketTimeoutMS``, or the operation-wide ``timeoutMS``) wins."""
+    if {"sockettimeoutms", "timeoutms"} & uri_options(uri).keys():
+        return {}
+    return {"socketTimeoutMS": int(seconds * 1000)}
+
+
 def uses_tls(uri: str) -> bool:
-    query = {k.lower(): v for k, v in parse_qs(urlsplit(uri).query).items()}
+    query = uri_options(uri)
     flags = query.get("tls", []) + query.get("ssl", [])
     return uri.startswith("mongodb+srv://") or any(v.lower() == "true" for v in flags)
 

@@ -145,6 +145,9 @@ class MongoServer:
     port: int = field(default_factory=free_port)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="syncengine-mongo-")))
     proc: subprocess.Popen[bytes] | None = None
+    #: write the log at every commit: without it a SIGKILL loses the last commits, which the
+    #: server's change stream may already have shown (MongoDB's shows only durable ones)
+    sync_on_commit: bool = False
 
     @property
     def uri(self) -> str:
@@ -166,6 +169,7 @@ class MongoServer:
                 "WARNING",
                 "--noop-heartbeat-seconds",
                 "1",
+                *(["--sync-on-commit"] if self.sync_on_commit else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

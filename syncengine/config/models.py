@@ -80,6 +80,15 @@ class MongoSourceConfig(Model):
     """Ask for ``fullDocumentBeforeChange`` (the collection needs pre-images enabled)."""
     on_history_lost: Literal["resnapshot", "fail"] = "resnapshot"
     snapshot_chunk_docs: Annotated[int, Field(ge=1)] = 50_000
+    query_timeout: Annotated[float, Field(gt=0)] = 60.0
+    """Seconds one round trip to the source (a command, a cursor batch, a change-stream poll)
+    may wait for its answer before the connection is presumed lost (PyMongo's
+    ``socketTimeoutMS``; ``socketTimeoutMS``/``timeoutMS`` in the URI take precedence)."""
+
+    @field_validator("query_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)  # type: ignore[arg-type]
 
 
 class PostgresTargetConfig(Model):

@@ -11,6 +11,7 @@ import pytest
 from syncengine.config import parse_config
 from syncengine.config.secrets import redact
 from syncengine.errors import ConfigError
+from syncengine.mongoclient import read_deadline
 
 GOOD = textwrap.dedent(
     """
@@ -193,3 +194,23 @@ def test_postgres_query_timeout_is_a_duration_with_a_default():
     assert parse_config(text, env=ENV).pipelines["orders"].source.query_timeout == 1.5
     problems = problems_of(GOOD.replace("mode: cdc", "mode: cdc\n      query_timeout: 0"), ENV)
     assert problems == ["pipelines.orders.source.query_timeout: Input should be greater than 0"]
+
+
+MONGO_SOURCE = """
+pipelines:
+  docs:
+    source: {type: mongo, uri: "mongodb://h/", database: app, collections: [acct]}
+    target: {type: parquet, path: out}
+"""
+
+
+def test_mongo_query_timeout_becomes_the_clients_read_deadline():
+    source = parse_config(MONGO_SOURCE, env={}).pipelines["docs"].source
+    assert source.query_timeout == 60.0
+    text = MONGO_SOURCE.replace("collections: [acct]", "collections: [acct], query_timeout: 5s")
+    source = parse_config(text, env={}).pipelines["docs"].source
+    assert source.query_timeout == 5.0
+    assert read_deadline("mongodb://h/", source.query_timeout) == {"socketTimeoutMS": 5000}
+    # a deadline in the URI wins: the user's socketTimeoutMS, or PyMongo's timeoutMS (CSOT)
+    assert read_deadline("mongodb://h/?socketTimeoutMS=900", 5.0) == {}
+    assert read_deadline("mongodb://h/?timeoutms=900", 5.0) == {}

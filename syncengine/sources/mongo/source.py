@@ -26,7 +26,7 @@ from syncengine.changes import META_SCHEMA, ChangeBatch
 from syncengine.codecs.bson_arrow import Decoded
 from syncengine.config.models import BatchConfig, MongoSourceConfig
 from syncengine.errors import FatalError, UsageError
-from syncengine.mongoclient import connect, tls_hint
+from syncengine.mongoclient import connect, read_deadline, tls_hint
 from syncengine.sources.base import SourceLag, TableInfo
 from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
 from syncengine.sources.mongo.errors import map_error
@@ -86,9 +86,11 @@ class MongoSource:
     def db(self) -> AsyncDatabase[dict[str, Any]]:
         """The source database; connects lazily (``scan`` for ``verify`` runs without ``open``)."""
         if self._client is None:
+            uri = self.config.uri.get_secret_value()
             self._client = connect(
-                self.config.uri.get_secret_value(),
+                uri,
                 "source",
+                **read_deadline(uri, self.config.query_timeout),
                 tz_aware=True,
                 tzinfo=UTC,
                 uuidRepresentation="standard",
@@ -175,7 +177,9 @@ class MongoSource:
         ]
 
     async def _open_stream(self, resume: dict[str, Any]) -> AsyncChangeStream[Any]:
-        wait_ms = int(min(max(self.batch.max_wait, 0.05), 1.0) * 1000)
+        # an idle poll must come back well within the read deadline (query_timeout)
+        longest = min(1.0, self.config.query_timeout / 2)
+        wait_ms = int(min(max(self.batch.max_wait, 0.05), longest) * 1000)
         return await self.db.watch(
             self._watch_pipeline(),
             full_document=self.config.full_document,
