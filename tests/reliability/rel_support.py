@@ -28,6 +28,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -190,6 +191,35 @@ def compare_rows(
             audit.torn.append(key)
     audit.extra = [k for k in target if k not in source]
     return audit
+
+
+def wait_converged(
+    check: Callable[[], Audit], stall: float = 150, limit: float = 1800, interval: float = 1.0
+) -> float:
+    """Seconds until ``check()`` is ok, waiting as long as the target keeps moving.
+
+    A crash loop leaves a backlog that grows with its length (the long run's 200 kills leave
+    minutes of load to replay), so a fixed timeout would fail a slow but converging daemon.
+    Fails when nothing changed for ``stall`` seconds, or after ``limit``.
+    """
+    start = last_change = time.monotonic()
+    seen: str | None = None
+    while True:
+        try:
+            audit = check()
+        except Exception:  # noqa: BLE001 - a server restarting, a table not created yet
+            audit = None
+        if audit is not None and audit.ok():
+            return time.monotonic() - start
+        now = time.monotonic()
+        state = repr(asdict(audit)) if audit is not None else None
+        if state != seen:
+            seen, last_change = state, now
+        if now - last_change > stall or now - start > limit:
+            waited = f"{now - start:.0f}s, unchanged for {now - last_change:.0f}s"
+            summary = audit.summary() if audit is not None else "check failed"
+            raise AssertionError(f"not converged after {waited}: {summary}")
+        time.sleep(interval)
 
 
 def pg_rows(dsn: str, table: str, key: str, columns: list[str]) -> dict[object, tuple]:

@@ -24,6 +24,7 @@ from tests.reliability.rel_support import (
     pg_rows,
     record,
     size,
+    wait_converged,
 )
 
 MONGO_TO_PG = textwrap.dedent(
@@ -90,9 +91,9 @@ def test_crash_loop_mongo_to_pg(tmp_path, mongo_uri, mongo_db, pg_target_dsn):
     finally:
         load.stop()
     try:
-        wait_for(lambda: check().ok(), timeout=150)
-    except AssertionError:
-        raise AssertionError(f"not consistent: {check().summary()}\n{daemon.tail()}") from None
+        wait_converged(check)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{daemon.tail()}") from None
     assert daemon.stop() == 0, daemon.tail()
     writes = apply_audit(pg_target_dsn, "acct")
     assert writes.duplicated == 0, f"changes applied twice: {writes}"
@@ -128,9 +129,9 @@ def test_crash_loop_pg_to_mongo(tmp_path, pg_dsn, mongo_uri, mongo_db):
         )
 
     try:
-        wait_for(lambda: check().ok(), timeout=150)
-    except AssertionError:
-        raise AssertionError(f"not consistent: {check().summary()}\n{daemon.tail()}") from None
+        wait_converged(check)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{daemon.tail()}") from None
     assert daemon.stop() == 0, daemon.tail()
     verify = cli.run("verify", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
