@@ -32,6 +32,7 @@ Not covered: truncates (a truncated table's rows are not known any more), keyles
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,8 @@ from syncengine.sources.postgres.streaming import stream_changes
 
 if TYPE_CHECKING:
     from syncengine.sources.postgres.source import PostgresSource
+
+log = logging.getLogger("syncengine.sources.postgres")
 
 #: what a reconciled snapshot's delete batches carry in ``meta``
 META = {"snapshot": True, "deletes": True}
@@ -97,6 +100,7 @@ async def deletes_since(
         if stream is not None:
             stream.flushed = 0
 
+    sent = 0
     try:
         async for batch in stream_changes(
             source.connect,
@@ -110,9 +114,11 @@ async def deletes_since(
             confirm_nothing,
         ):
             for kept in keep([batch], tables):
+                sent += kept.num_rows
                 yield kept
     finally:
         await admin.wait_slot_idle(conn, source.slot)  # the watermark reader uses it next
+    log.info("%s: sent %d deletes made since the snapshot position", source.pipeline, sent)
 
 
 class DeleteLog:
