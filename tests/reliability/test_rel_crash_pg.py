@@ -53,15 +53,7 @@ def audit(src: str, tgt: str) -> dict[str, Audit]:
 
 
 STREAMING = pytest.param("streaming")  # F16, fixed in ddd22a3
-# Open engine bugs (docs/reliability-findings.md), marked at the deadline of the suite's author:
-FROM_START = pytest.param(
-    "from_start",
-    marks=pytest.mark.xfail(
-        strict=False,  # passes in about 3 runs of 4
-        reason="F15 (rest): a key deleted before its resumed chunk was read is re-inserted by "
-        "the replay until it reaches the delete, and verify can run in between",
-    ),
-)
+FROM_START = pytest.param("from_start")  # F15, ghost rows included (docs/reliability-findings.md)
 
 
 @pytest.mark.parametrize("phase", [STREAMING, FROM_START])
