@@ -57,9 +57,11 @@ async def backfill(
     copied = 0
     async for batch in pipeline.source.snapshot(tables, where, parallel):
         report = await process(pipeline, [batch], None)
-        copied += report.read
-        if progress is not None:
-            progress.advance(batch.table, batch.num_rows)  # type: ignore[attr-defined]
+        # a reconciled snapshot also sends the deletes since its position: not copied rows
+        if not batch.meta.get("deletes"):
+            copied += report.read
+            if progress is not None:
+                progress.advance(batch.table, batch.num_rows)  # type: ignore[attr-defined]
         if stop is not None and stop.is_set():
             raise Interrupted(
                 f"{pipeline.name}: backfill interrupted after {copied} rows",

@@ -103,3 +103,29 @@ def test_stop_event_drains_what_was_read_and_exits():
     applied = pipeline.applied
     assert applied == [f"{i:08d}" for i in range(len(applied))], "in order, no gaps"
     assert source.acked and source.acked[-1] == applied[-1]
+
+
+class SnapshotSource(Source):
+    """Two copied rows, then the deletes a reconciled snapshot sends (F15)."""
+
+    async def snapshot(self, tables, where, parallel):
+        yield batch(1)
+        yield batch(2)
+        deletes = batch(3)
+        yield ChangeBatch(deletes.table, deletes.data, deletes.key, {"deletes": True})
+
+    async def snapshot_position(self) -> str:
+        return "00000002"
+
+
+def test_backfill_counts_copied_rows_not_the_deletes_it_sends():
+    source = SnapshotSource(0)
+    pipeline = Pipeline(source)
+
+    async def checkpoint() -> str:
+        return "00000002"
+
+    pipeline.checkpoint = checkpoint  # type: ignore[attr-defined]
+    copied = asyncio.run(runner.backfill(pipeline))  # type: ignore[arg-type]
+    assert copied == 2
+    assert pipeline.applied == ["00000001", "00000002", "00000003"]  # the deletes still apply

@@ -20,6 +20,7 @@ of those changes (it would move the row back in time, F15) and applies the later
 
 Keys are compared in Postgres text form on both sides.
 """
+
 from __future__ import annotations
 
 import asyncio

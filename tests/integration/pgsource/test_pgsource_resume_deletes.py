@@ -19,9 +19,7 @@ from tests.integration.pgsource.pgsource_helpers import drain, execute, make_sou
 from tests.integration.pgsource.test_pgsource_resume_fence import FencedModel, _snapshot
 
 TABLES = {
-    "default": (
-        "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, s text)",
-    ),  # fmt: skip
+    "default": ("CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, s text)",),  # fmt: skip
     "full": (
         "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, s text)",
         "ALTER TABLE items REPLICA IDENTITY FULL",
