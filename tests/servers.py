@@ -138,6 +138,10 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+#: the test server's oplog cap (see MongoServer.start)
+OPLOG_ENTRIES = 100_000_000
+
+
 @dataclass
 class MongoServer:
     """SecantusDB as a one-node replica set (``replicaSet=secantus``)."""
@@ -169,6 +173,14 @@ class MongoServer:
                 "WARNING",
                 "--noop-heartbeat-seconds",
                 "1",
+                # never prune the oplog while tests run: past its default cap (100,000 entries)
+                # every commit prunes a few of the oldest, and the walk to them (over the
+                # entries deleted before, not yet cleaned up) grows until one commit holds the
+                # server's lock for minutes (F18)
+                "--oplog-max-entries",
+                str(OPLOG_ENTRIES),
+                "--oplog-retention-seconds",
+                str(7 * 24 * 3600),
                 *(["--sync-on-commit"] if self.sync_on_commit else []),
             ],
             stdout=log,
