@@ -4,7 +4,10 @@ Fresh snapshot, no slot yet: the slot is created with an exported snapshot on a 
 connection that stays open (and idle) until every chunk is read. Up to ``parallel`` workers
 each open one ``REPEATABLE READ`` transaction, ``SET TRANSACTION SNAPSHOT`` to it, and read
 their chunks through COPY. The rows are exactly the state at the slot's consistent point, so
-streaming from that point loses and repeats nothing.
+streaming from that point loses and repeats nothing. A worker starts a chunk only when fewer
+than ``parallel + 1`` chunks are held (read, waiting, or being applied), so memory is bounded
+by ``snapshot_chunk_rows × (parallel + 1)`` whatever the table size; the reconciling path
+below holds at most ``parallel``.
 
 Resumed snapshot (chunks left from an interrupted run; the exported snapshot died with its
 connection), or fresh snapshot while the slot already exists (no snapshot can be exported
@@ -167,10 +170,13 @@ class Snapshotter:
             todo: asyncio.Queue[Chunk] = asyncio.Queue()
             for chunk in planned:
                 todo.put_nowait(chunk)
-            results: asyncio.Queue[object] = asyncio.Queue(maxsize=max(parallel, 1))
+            results: asyncio.Queue[object] = asyncio.Queue()
             count = max(1, min(parallel, len(planned)))
+            # chunks held at once: one per worker and the one being applied (a worker that
+            # finished early waits here instead of holding its chunk in the queue)
+            slots = asyncio.Semaphore(count + 1)
             workers = [
-                asyncio.create_task(self._worker(name, shapes, todo, results, where))
+                asyncio.create_task(self._worker(name, shapes, todo, results, where, slots))
                 for _ in range(count)
             ]
             finished = 0
@@ -182,8 +188,11 @@ class Snapshotter:
                 if isinstance(item, BaseException):
                     raise item
                 chunk, text = cast(tuple[Chunk, pa.Table], item)
+                del item
                 async for batch in self._emit(shapes[chunk.table], chunk, text, position):
                     yield batch
+                del text
+                slots.release()
         finally:
             for task in workers:
                 task.cancel()
@@ -205,15 +214,24 @@ class Snapshotter:
         todo: asyncio.Queue[Chunk],
         results: asyncio.Queue[object],
         where: str | None,
+        slots: asyncio.Semaphore,
     ) -> None:
+        """Read chunks until none is left, each once ``slots`` has room for it (the consumer
+        frees the slot when the chunk is applied)."""
         try:
             conn = await self._importing(snapshot)
             try:
-                while not todo.empty():
+                while True:
+                    await slots.acquire()
+                    if todo.empty():
+                        slots.release()
+                        break
                     chunk = todo.get_nowait()
                     data = await read_copy(conn, chunk_query(shapes[chunk.table], chunk, where))
                     text = csv_to_text_columns(data, shapes[chunk.table].columns)
-                    await results.put((chunk, text))
+                    del data
+                    results.put_nowait((chunk, text))
+                    del text
             finally:
                 await conn.close()
         except psycopg.Error as exc:
@@ -318,6 +336,8 @@ class Snapshotter:
                     positions = row_positions(text, shape, keys, at, seen if exact else None)
                     async for batch in self._emit(shape, chunk, text, positions):
                         yield batch
+                # not held while the next group is read: at most ``width`` chunks at a time
+                del reads, text, positions
                 if reader is not None:  # after the rows: a delete they did not see removes them
                     for batch in reader.deletes.take(deleting):
                         yield batch
