@@ -66,6 +66,15 @@ class ApplyResult:
     #: rows rejected by the target (constraint violations, oversized): go to dead letters
     rejected: list[tuple[str, dict[str, object], str]] = field(default_factory=list)
 
+    def merged(self, other: ApplyResult) -> ApplyResult:
+        """Both results as one (a group applied in parts)."""
+        return ApplyResult(
+            self.upserted + other.upserted,
+            self.deleted + other.deleted,
+            self.truncated + other.truncated,
+            [*self.rejected, *other.rejected],
+        )
+
 
 class Target(Protocol):
     keeps_state: bool

@@ -14,6 +14,7 @@ Partial failures: see :mod:`syncengine.targets.mongo.bulk`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ from syncengine.targets.mongo.bulk import (
 )
 from syncengine.targets.mongo.fresh import find_ids, insert_positions
 from syncengine.targets.mongo.ops import RowWrites, documents_to_rows, key_ids, plan_writes
+from syncengine.targets.mongo.split import halves, too_large
 from syncengine.targets.mongo.state import (
     CHECKPOINTS,
     SHADOW,
@@ -57,6 +59,8 @@ from syncengine.targets.shadow import (
 )
 
 Planned = list[tuple[TableWrite, RowWrites]]
+
+log = logging.getLogger("syncengine.targets.mongo")
 
 
 class MongoTarget:
@@ -200,7 +204,17 @@ class MongoTarget:
                 return await self._apply_in_transaction(planned, checkpoint)
             return await self._apply_then_checkpoint(planned, checkpoint)
         except PyMongoError as exc:
-            raise translate(exc, "apply") from None
+            parts = halves(list(writes)) if too_large(exc) else None
+            if parts is None:
+                raise translate(exc, "apply") from None
+        # too large for one transaction: each half in its own, the checkpoint with the last
+        log.info(
+            "mongo target: a group of %d rows is too large for one transaction: halving",
+            sum(w.batch.num_rows for w in writes),
+        )
+        first = await self.apply(parts[0], None)
+        second = await self.apply(parts[1], checkpoint)
+        return first.merged(second)
 
     async def _apply_then_checkpoint(
         self, planned: Planned, checkpoint: Checkpoint | None

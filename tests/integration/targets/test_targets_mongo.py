@@ -310,3 +310,27 @@ def test_tombstones_behind_the_checkpoint_are_purged(
     with MongoClient(mongo_uri) as client:
         indexes = client[mongo_db]["_syncengine_shadow"].index_information()
     assert "syncengine_tombstones" in indexes
+
+
+def test_a_group_too_large_for_one_transaction_is_applied_in_halves(
+    mongo_uri, mongo_db, tmp_path, caplog
+) -> None:
+    """120 rows of 1 MB do not fit in one transaction (the server's cache refuses it,
+    TransactionTooLargeForCache): without halving, the same group would fail forever."""
+    big = "x" * (1 << 20)
+    ids = list(range(1, 121))
+
+    async def scenario() -> tuple[int, str | None]:
+        t = make(mongo_uri, mongo_db, tmp_path)
+        await t.open()
+        result = await t.apply([items(["c"] * len(ids), ids, big)], Checkpoint("s", "0120"))
+        found = result.upserted, await t.get_checkpoint("s")
+        await t.close()
+        return found
+
+    caplog.set_level("INFO", logger="syncengine.targets.mongo")
+    assert run(scenario()) == (120, "0120")
+    assert "too large for one transaction" in caplog.text
+    docs, shadow = mongo_items(mongo_uri, mongo_db)
+    assert docs == {i: f"{big}{i}" for i in ids}
+    assert len(shadow) == 120
