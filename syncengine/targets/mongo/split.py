@@ -4,12 +4,17 @@ MongoDB refuses a transaction whose changes do not fit in the storage engine's c
 (``TransactionTooLargeForCache``) or, on servers before 4.2, exceed 16 MB of oplog
 (``TransactionTooLarge``). A few hundred rows with megabyte values are enough. Retrying the
 same group fails the same way forever, so the target applies it in halves instead, each its
-own transaction, the checkpoint only with the last one. A crash in between replays the group
+own transaction, the checkpoint only with the last one. Groups above :data:`TRANSACTION_BYTES`
+of row data are halved before they are even tried: a transaction close to the cache limit is
+slow on any server (its dirty pages cannot be evicted until it commits), and the test server
+deadlocks committing one (F18). A crash in between replays the group
 from the old checkpoint: the halves already committed hold their keys' positions in the shadow,
 so the position fence drops what they already applied; nothing is lost or applied twice.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import polars as pl
 import pyarrow as pa
@@ -18,6 +23,10 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from syncengine.changes import OP_TRUNCATE, ChangeBatch
 from syncengine.targets.base import ShadowUpdate, TableWrite
+
+#: row data (Arrow bytes) above which a group is split before it is tried: MongoDB's
+#: historical transaction limit; ordinary rows fill it only with tens of thousands of rows
+TRANSACTION_BYTES = 16 * 1024 * 1024
 
 #: server error codes (and names) meaning "this transaction is too large", not "try again"
 TOO_LARGE_CODES = {257, 388}
@@ -36,6 +45,11 @@ def too_large(exc: PyMongoError) -> bool:
         )
         or exc.code in TOO_LARGE_CODES
     )
+
+
+def oversized(writes: Sequence[TableWrite]) -> bool:
+    """Whether the group carries more row data than one transaction should."""
+    return sum(w.batch.data.nbytes for w in writes) > TRANSACTION_BYTES
 
 
 def halves(writes: list[TableWrite]) -> tuple[list[TableWrite], list[TableWrite]] | None:

@@ -40,7 +40,7 @@ from syncengine.targets.mongo.bulk import (
 )
 from syncengine.targets.mongo.fresh import find_ids, insert_positions
 from syncengine.targets.mongo.ops import RowWrites, documents_to_rows, key_ids, plan_writes
-from syncengine.targets.mongo.split import halves, too_large
+from syncengine.targets.mongo.split import halves, oversized, too_large
 from syncengine.targets.mongo.state import (
     CHECKPOINTS,
     SHADOW,
@@ -198,6 +198,8 @@ class MongoTarget:
         await self.open()
         for write in writes:
             await self.ensure_table(write.spec)
+        if self.keeps_state and oversized(writes) and (parts := halves(list(writes))):
+            return await self._apply_halves(parts, checkpoint)
         planned = [(w, plan_writes(w.spec, w.batch.data)) for w in writes]
         try:
             if self.keeps_state:
@@ -207,11 +209,16 @@ class MongoTarget:
             parts = halves(list(writes)) if too_large(exc) else None
             if parts is None:
                 raise translate(exc, "apply") from None
-        # too large for one transaction: each half in its own, the checkpoint with the last
         log.info(
             "mongo target: a group of %d rows is too large for one transaction: halving",
             sum(w.batch.num_rows for w in writes),
         )
+        return await self._apply_halves(parts, checkpoint)
+
+    async def _apply_halves(
+        self, parts: tuple[list[TableWrite], list[TableWrite]], checkpoint: Checkpoint | None
+    ) -> ApplyResult:
+        """Each half in its own transaction, the checkpoint with the last (``split``)."""
         first = await self.apply(parts[0], None)
         second = await self.apply(parts[1], checkpoint)
         return first.merged(second)

@@ -312,11 +312,15 @@ def test_tombstones_behind_the_checkpoint_are_purged(
     assert "syncengine_tombstones" in indexes
 
 
+@pytest.mark.parametrize("when", ["before", "refused"])
 def test_a_group_too_large_for_one_transaction_is_applied_in_halves(
-    mongo_uri, mongo_db, tmp_path, caplog
+    mongo_uri, mongo_db, tmp_path, caplog, monkeypatch, when
 ) -> None:
-    """120 rows of 1 MB do not fit in one transaction (the server's cache refuses it,
-    TransactionTooLargeForCache): without halving, the same group would fail forever."""
+    """120 rows of 1 MB: split before trying (above TRANSACTION_BYTES), or, with that bound
+    lifted, once the server refuses the transaction (TransactionTooLargeForCache on the test
+    server's 1 GB cache). Without halving the same group would fail forever."""
+    if when == "refused":
+        monkeypatch.setattr("syncengine.targets.mongo.split.TRANSACTION_BYTES", 1 << 40)
     big = "x" * (1 << 20)
     ids = list(range(1, 121))
 
@@ -330,7 +334,8 @@ def test_a_group_too_large_for_one_transaction_is_applied_in_halves(
 
     caplog.set_level("INFO", logger="syncengine.targets.mongo")
     assert run(scenario()) == (120, "0120")
-    assert "too large for one transaction" in caplog.text
+    refused = "too large for one transaction" in caplog.text
+    assert refused == (when == "refused")
     docs, shadow = mongo_items(mongo_uri, mongo_db)
     assert docs == {i: f"{big}{i}" for i in ids}
     assert len(shadow) == 120
