@@ -173,6 +173,15 @@ class Audit:
         parts = {k: v[:10] for k, v in asdict(self).items() if isinstance(v, list) and v}
         return f"{self.keys} keys; problems: {parts or 'none'}"
 
+    @classmethod
+    def of_tables(cls, audits: dict[str, Audit]) -> Audit:
+        """Several tables' audits as one, keys named ``table:key``."""
+        whole = cls(keys=sum(a.keys for a in audits.values()))
+        for table, audit in audits.items():
+            for name in ("missing", "behind", "extra", "torn", "ahead"):
+                getattr(whole, name).extend(f"{table}:{k}" for k in getattr(audit, name))
+        return whole
+
 
 def compare_rows(
     source: dict[object, tuple[object, ...]], target: dict[object, tuple[object, ...]]

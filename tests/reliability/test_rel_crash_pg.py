@@ -25,6 +25,7 @@ from tests.reliability.rel_support import (
     pg_rows,
     record,
     size,
+    wait_converged,
 )
 
 CONFIG = textwrap.dedent(
@@ -80,13 +81,10 @@ def test_crash_loop_pg_to_pg_loses_and_duplicates_nothing(tmp_path, pg_dsn, pg_t
     finally:
         load.stop()
     try:
-        wait_for(lambda: all(a.ok() for a in audit(pg_dsn, pg_target_dsn).values()), timeout=180)
-    except AssertionError:
-        final = audit(pg_dsn, pg_target_dsn)
-        raise AssertionError(
-            f"not consistent after catch-up: { {t: a.summary() for t, a in final.items()} }\n"
-            f"{daemon.tail()}"
-        ) from None
+        # as long as the target keeps converging: 200 kills under load leave a long backlog
+        wait_converged(lambda: Audit.of_tables(audit(pg_dsn, pg_target_dsn)))
+    except AssertionError as exc:
+        raise AssertionError(f"not consistent after catch-up: {exc}\n{daemon.tail()}") from None
     assert daemon.stop() == 0, daemon.tail()
     final = audit(pg_dsn, pg_target_dsn)
     writes = {table: apply_audit(pg_target_dsn, table) for table in AUDITED}
