@@ -19,7 +19,7 @@ import struct
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from syncengine.errors import DecodeError, SyncEngineError
@@ -217,6 +217,14 @@ stream_messages = st.one_of(
 
 @FUZZ
 @given(st.lists(stream_messages, max_size=25), st.integers(1, 5))
+@example(  # found by the long run: a value that is not UTF-8 (a SQL_ASCII database)
+    sequence=[
+        ("B", 0, 0, 0),
+        ("R", 3, "public", "a", "d", (("id", 20, -1, False),)),
+        ("I", 3, (b"\x80",)),
+    ],
+    max_rows=1,
+)
 def test_assembler_survives_hostile_message_sequences(sequence, max_rows):
     """Rows before their Relation, tuples of the wrong width, values that are not numbers,
     commits without begins: errors are SyncEngineErrors (the daemon handles those), never

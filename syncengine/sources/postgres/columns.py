@@ -124,7 +124,16 @@ def _with_modifier(name: str, oid: int, typmod: int) -> str:
 def to_arrow(values: pa.Array, type_: PgType, column: str = "?") -> pa.Array:
     """Convert one column of text values (Arrow string/binary, nulls = SQL NULL)."""
     if pa.types.is_binary(values.type):
-        values = values.cast(pa.string())
+        try:
+            values = values.cast(pa.string())
+        except pa.ArrowInvalid:
+            # pgoutput sends text in the database encoding: a SQL_ASCII database can hold any
+            # bytes, which have no faithful text form here
+            raise FatalError(
+                f"column {column}: a {type_.name} value is not valid UTF-8",
+                hint="the source database's encoding is probably SQL_ASCII; convert the column "
+                "to UTF8 in the source (or exclude it)",
+            ) from None
     try:
         return _CONVERTERS[type_.kind](values, type_)
     except (pa.ArrowInvalid, pl.exceptions.PolarsError) as exc:
