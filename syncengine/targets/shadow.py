@@ -51,21 +51,27 @@ def shadow_rows(write: TableWrite) -> list[tuple[str, str, str | None, str | Non
     return list(zip(*(table.column(i).to_pylist() for i in range(4)), strict=True))
 
 
+def shadow_of_keys(write: TableWrite, keys: pl.DataFrame, keep: bool) -> ShadowUpdate:
+    """The write's shadow changes for the given keys' rows only (``keep``), or for all others."""
+    # the conflict layer's canonical row key, so the keys match the ones it produced
+    from syncengine.conflicts.rows import row_keys
+
+    named = row_keys(keys, write.spec.key).to_arrow().cast(pa.string())
+    upserts = write.shadow.upserts
+    if upserts is not None and upserts.num_rows:
+        found = pc.is_in(upserts.column("row_key"), named)
+        upserts = upserts.filter(found if keep else pc.invert(found))
+    listed = set(named.to_pylist())
+    deletes = [k for k in write.shadow.deletes if (k in listed) == keep]
+    return ShadowUpdate(upserts, deletes)
+
+
 def without_rejected(write: TableWrite, rejected_keys: pl.DataFrame) -> TableWrite:
     """The write with no shadow change for keys whose row the target refused: the shadow must
     say what the target holds, and a refused row was not written."""
     if not rejected_keys.height:
         return write
-    # the conflict layer's canonical row key, so the keys match the ones it produced
-    from syncengine.conflicts.rows import row_keys
-
-    refused = row_keys(rejected_keys, write.spec.key).to_list()
-    upserts = write.shadow.upserts
-    if upserts is not None and upserts.num_rows:
-        keep = pc.invert(pc.is_in(upserts.column("row_key"), pa.array(refused, pa.string())))
-        upserts = upserts.filter(keep)
-    deletes = [k for k in write.shadow.deletes if k not in set(refused)]
-    return TableWrite(write.spec, write.batch, ShadowUpdate(upserts, deletes))
+    return TableWrite(write.spec, write.batch, shadow_of_keys(write, rejected_keys, keep=False))
 
 
 def shadow_table(rows: Iterable[Sequence[str | None]]) -> pa.Table:

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.compute as pc
 from pymongo.errors import OperationFailure, PyMongoError
 
 from syncengine.changes import OP_TRUNCATE, ChangeBatch
-from syncengine.targets.base import ShadowUpdate, TableWrite
+from syncengine.targets.base import TableWrite
+from syncengine.targets.shadow import shadow_of_keys
 
 #: row data (Arrow bytes) above which a group is split before it is tried: MongoDB's
 #: historical transaction limit; ordinary rows fill it only with tens of thousands of rows
@@ -62,7 +62,7 @@ def halves(writes: list[TableWrite]) -> tuple[list[TableWrite], list[TableWrite]
         return writes[:middle], writes[middle:]
     (write,) = writes
     rows = write.batch.num_rows
-    if rows < 2 or OP_TRUNCATE in write.batch.data.column("_op").to_pylist():
+    if rows < 2 or pc.any(pc.equal(write.batch.data.column("_op"), OP_TRUNCATE)).as_py():
         return None
     return [part(write, 0, rows // 2)], [part(write, rows // 2, rows)]
 
@@ -72,19 +72,10 @@ def part(write: TableWrite, start: int, stop: int) -> TableWrite:
     has one row per key)."""
     batch = write.batch
     data = batch.data.slice(start, stop - start)
-    from syncengine.conflicts.rows import row_keys  # the conflict layer's canonical key
-
-    keys = pa.array(
-        row_keys(pl.from_arrow(data.select(list(write.spec.key))), write.spec.key).to_list(),
-        pa.string(),
-    )
-    upserts = write.shadow.upserts
-    if upserts is not None and upserts.num_rows:
-        upserts = upserts.filter(pc.is_in(upserts.column("row_key"), keys))
-    wanted = set(keys.to_pylist())
-    deletes = [k for k in write.shadow.deletes if k in wanted]
+    keys = pl.from_arrow(data.select(list(write.spec.key)))
+    assert isinstance(keys, pl.DataFrame)
     return TableWrite(
         write.spec,
         ChangeBatch(batch.table, data, batch.key, batch.meta),
-        ShadowUpdate(upserts, deletes),
+        shadow_of_keys(write, keys, keep=True),
     )
