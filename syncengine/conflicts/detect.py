@@ -34,10 +34,10 @@ from syncengine.conflicts.rows import (
     canonical,
     decode_rows,
     encode_rows,
-    hash_texts,
     json_columns,
     polars_schema,
     retag_hashes,
+    row_hashes,
     row_keys,
 )
 from syncengine.targets.base import TableSpec, Target
@@ -149,7 +149,7 @@ async def detect(
     reads = keys.height and not assume_empty
     read = await target.read_rows(spec, keys.to_arrow()) if reads else None
     local = _align_local(keys, canonical(read, spec) if read is not None else None, spec)
-    local_hash = hash_texts(json_of(local, columns))
+    local_hash = row_hashes(local, columns)
 
     shadow = await target.read_shadow(spec.name, row_key.to_list()) if reads else None
     shadow_hash, shadow_base, shadow_position = _align_shadow(row_key, shadow)
@@ -157,7 +157,7 @@ async def detect(
 
     after = after_image(changes, remote, local, columns)
     after_json = json_of(after, columns)
-    after_hash = hash_texts(after_json)
+    after_hash = row_hashes(after, columns)
 
     echo = same_state(after[EXISTS], after_hash, local[EXISTS], local_hash)
     in_sync = same_state(local[EXISTS], local_hash, shadow_hash.is_not_null(), shadow_hash)
@@ -212,7 +212,7 @@ def _json_recheck(
         side = side.with_columns(
             side[c].map_elements(_canonical_json, pl.String) for c in json_cols
         )
-        hashes.append(hash_texts(json_of(side, columns)))
+        hashes.append(row_hashes(side, columns))
     a, lo, sh = sides
     echo_now = same_state(a[EXISTS], hashes[0], lo[EXISTS], hashes[1])
     sync_now = same_state(lo[EXISTS], hashes[1], sh[EXISTS], hashes[2])

@@ -25,9 +25,9 @@ from syncengine.conflicts.rows import (
     EXISTS,
     canonical,
     decode_rows,
-    hash_texts,
     json_columns,
     polars_schema,
+    row_hashes,
 )
 from syncengine.errors import UsageError
 from syncengine.state import Conflict, SQLiteStateStore
@@ -159,7 +159,8 @@ def release_write(
     upserts = pl.DataFrame(
         {
             "row_key": [conflict.key],
-            "row_hash": hash_texts(texts) if exists else [None],  # deleted: a tombstone
+            # deleted: a tombstone
+            "row_hash": row_hashes(after, spec.schema.names) if exists else [None],
             "base": texts if exists else [None],
             "position": net["_pos"],
         },

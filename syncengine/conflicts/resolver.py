@@ -46,7 +46,7 @@ from syncengine.config.models import ConflictsConfig, PipelineConfig
 from syncengine.conflicts import queue
 from syncengine.conflicts.detect import Detection, detect, json_of
 from syncengine.conflicts.detect import same_state as _same
-from syncengine.conflicts.rows import EXISTS, canonical, hash_texts, json_columns, row_keys
+from syncengine.conflicts.rows import EXISTS, canonical, json_columns, row_hashes, row_keys
 from syncengine.errors import RetriableError
 from syncengine.state import SQLiteStateStore
 from syncengine.strategies.base import Decision, StrategyContext, load_strategy
@@ -264,9 +264,9 @@ class _Plan:
             decision.rows[EXISTS].cast(pl.Boolean).fill_null(False).alias(EXISTS)
         )
         park = decision.park.cast(pl.Boolean).fill_null(False)
-        chosen_hash = hash_texts(json_of(chosen, self.columns))
+        chosen_hash = row_hashes(chosen, self.columns)
         source_json = json_of(source, self.columns)
-        source_hash = hash_texts(source_json)
+        source_hash = row_hashes(source, self.columns)
         local_hash = det.local_hash.filter(rows)
         after_hash = det.after_hash.filter(rows)
         keep_local = _same(chosen[EXISTS], chosen_hash, local[EXISTS], local_hash)
@@ -334,9 +334,7 @@ class _Plan:
         upserts = pl.DataFrame(
             {
                 "row_key": self.det.row_key,
-                "row_hash": pl.select(
-                    pl.when(exists).then(hash_texts(self.source_json))
-                ).to_series(),
+                "row_hash": row_hashes(self.source, self.columns),
                 "base": pl.select(pl.when(exists).then(self.source_json)).to_series(),
                 "position": self.det.changes["_pos"],
                 "fresh": self.det.unshadowed,

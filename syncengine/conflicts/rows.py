@@ -6,11 +6,15 @@ timestamps with or without a zone). Both are cast to the :class:`TableSpec` sche
 row has exactly one JSON text (Polars ``struct.json_encode``) and one hash whichever way it came.
 
 The hash is Polars' string hash with a fixed seed over that JSON text: vectorized and the same
-in every process. Polars does not promise the same hash across its versions, so a stored hash
-carries :data:`HASH_TAG` (the Polars version); a stored hash with another tag is recomputed from
-the stored JSON (decoded and re-encoded with this version) instead of being trusted or
-reported as a conflict. That is why the shadow always keeps the row JSON (``base``), not only the
-hash.
+in every process. Long text and binary values enter the hashed JSON as a digest of their own
+(:func:`row_hashes`): a 1 MB TOASTed value then costs one hashing pass, not a JSON encoding, a
+null-member scan and a hash, several times a batch (F21 in docs/reliability-findings.md).
+
+Polars does not promise the same hash across its versions, so a stored hash carries
+:data:`HASH_TAG` (the Polars version and the hashing scheme); a stored hash with another tag is
+recomputed from the stored JSON (decoded and re-hashed with this version) instead of being
+trusted or reported as a conflict. That is why the shadow always keeps the row JSON (``base``),
+not only the hash.
 """
 
 from __future__ import annotations
@@ -25,10 +29,18 @@ import pyarrow as pa
 from syncengine.strategies.base import EXISTS
 from syncengine.targets.base import TableSpec
 
-__all__ = ["EXISTS", "canonical", "decode_rows", "encode_rows", "hash_texts", "row_keys"]
+__all__ = [
+    "EXISTS",
+    "canonical",
+    "decode_rows",
+    "encode_rows",
+    "hash_texts",
+    "row_hashes",
+    "row_keys",
+]
 
 HASH_SEED = 0x5E11_C0DE
-HASH_TAG = f"pl{pl.__version__}n:"  # n: null members are not hashed
+HASH_TAG = f"pl{pl.__version__}d:"  # d: null members not hashed, long values as digests
 
 JSON_TYPES = {"json", "jsonb", "object", "array"}
 """``pg_type`` / ``bson_type`` field metadata values that mark a column holding JSON text."""
@@ -139,6 +151,37 @@ def hash_texts(texts: pl.Series) -> pl.Series:
     ).to_series()
 
 
+DIGEST_ABOVE = 1024
+"""Text or binary values longer than this many bytes are hashed as a digest of the value."""
+
+
+def row_hashes(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
+    """``HASH_TAG`` + a hash per row of ``frame`` (spec columns + ``_exists``), null where the
+    row does not exist; two rows hash alike when their values are equal (null = missing).
+
+    Every text value is hashed as ``s:`` + the text, or ``h:`` + its own hash when longer than
+    :data:`DIGEST_ABOVE` bytes (binary: ``b:`` + base64, or ``h:`` + hash); the prefixes keep a
+    short text from ever equalling a long one's digest.
+    """
+    if not frame.height:
+        return pl.Series("row_hash", [], dtype=pl.String)
+    digested = frame.select(_digest(name, frame.schema[name]) for name in columns)
+    texts = encode_rows(digested, columns)
+    return pl.select(pl.when(frame[EXISTS]).then(hash_texts(texts))).to_series().alias("row_hash")
+
+
+def _digest(name: str, dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if dtype == pl.String:
+        size, short = column.str.len_bytes(), pl.lit("s:") + column
+    elif dtype == pl.Binary:
+        size, short = column.bin.size(), pl.lit("b:") + column.bin.encode("base64")
+    else:
+        return column
+    digest = pl.lit("h:") + column.hash(seed=HASH_SEED).cast(pl.String)
+    return pl.when(size > DIGEST_ABOVE).then(digest).otherwise(short).alias(name)
+
+
 def row_keys(frame: pl.DataFrame, key: Sequence[str]) -> pl.Series:
     """Canonical JSON of the key values, ``{"id":1}``: the shadow's and the queue's row key."""
     return encode_rows(frame, key).alias("row_key")
@@ -150,9 +193,9 @@ def retag_hashes(hashes: pl.Series, bases: pl.Series, schema: dict[str, pl.DataT
     if not stale.any():
         return hashes
     idx = stale.arg_true()
-    redone = hash_texts(encode_rows(decode_rows(bases.gather(idx), schema)))
-    redone = pl.select(pl.when(bases.gather(idx).is_not_null()).then(redone)).to_series()
-    return hashes.scatter(idx, redone)
+    stored = bases.gather(idx)
+    rows = decode_rows(stored, schema).with_columns(stored.is_not_null().alias(EXISTS))
+    return hashes.scatter(idx, row_hashes(rows, list(schema)))
 
 
 def schema_to_text(schema: pa.Schema) -> str:
