@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
@@ -263,7 +265,8 @@ async def slot_lag(
     max_retained_mb: int,
     last_commit_age: float | None = None,
 ) -> SourceLag:
-    """Retained WAL (restart_lsn → now) and unacknowledged bytes; warns past the threshold."""
+    """Retained WAL (restart_lsn → now) and unacknowledged bytes; past the threshold,
+    ``details["warning"]`` says so (see :class:`RetainedWalWarnings` for logging it)."""
     row = await (
         await conn.execute(
             "SELECT pg_current_wal_lsn()::text, restart_lsn::text, confirmed_flush_lsn::text, "
@@ -286,12 +289,16 @@ async def slot_lag(
         "confirmed_flush": lsn_to_pos(parse_lsn(confirmed)) if confirmed else None,
     }
     if retained is not None and retained > max_retained_mb * 1024 * 1024:
-        warning = (
+        if not active:
+            why = "nothing is reading it: is the pipeline running?"
+        elif last_commit_age:
+            why = f"the pipeline reading it is {last_commit_age:.0f} s behind the source"
+        else:
+            why = "the pipeline is reading it"
+        details["warning"] = (
             f"slot {slot} retains {retained // (1024 * 1024)} MB of WAL "
-            f"(max_retained_wal_mb: {max_retained_mb}); is the pipeline running?"
+            f"(max_retained_wal_mb: {max_retained_mb}); {why}"
         )
-        details["warning"] = warning
-        log.warning(warning)
     return SourceLag(
         position=lsn_to_pos(current),
         lag_bytes=max(current - done, 0) if done is not None else None,
@@ -299,3 +306,25 @@ async def slot_lag(
         retained_wal_bytes=retained,
         details=details,
     )
+
+
+@dataclass
+class RetainedWalWarnings:
+    """Logs a slot's retained-WAL warning when it appears, then again only when the retained WAL
+    has doubled or ``every`` seconds have passed: the daemon probes lag every few seconds, and
+    a long catch-up would otherwise print the same line hundreds of times."""
+
+    every: float = 600.0
+    _logged_at: float | None = None
+    _logged_bytes: int = 0
+
+    def note(self, lag: SourceLag) -> None:
+        warning = lag.details.get("warning")
+        if not warning:
+            self._logged_at, self._logged_bytes = None, 0
+            return
+        now, retained = time.monotonic(), lag.retained_wal_bytes or 0
+        due = self._logged_at is None or now - self._logged_at >= self.every
+        if due or retained >= 2 * self._logged_bytes:
+            log.warning("%s", warning)
+            self._logged_at, self._logged_bytes = now, retained

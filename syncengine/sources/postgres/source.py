@@ -64,6 +64,7 @@ class PostgresSource:
         self._acked: int | None = None
         #: (end LSN, commit time) of the newest commit the stream has read
         self._last_commit: tuple[int, float] | None = None
+        self._wal_warnings = admin.RetainedWalWarnings()
 
     # -- connections ----------------------------------------------------------------------
 
@@ -210,13 +211,15 @@ class PostgresSource:
             done = position_lsn(acknowledged) if acknowledged else self._acked or 0
             # caught up: nothing read is unacknowledged; otherwise the newest commit's age
             age = 0.0 if done >= end else max(time.time() - at, 0.0)
-        return await admin.slot_lag(
+        lag = await admin.slot_lag(
             await self._catalog(),
             self.slot,
             acknowledged,
             self.config.max_retained_wal_mb,
             age,
         )
+        self._wal_warnings.note(lag)
+        return lag
 
     # -- snapshot -------------------------------------------------------------------------
 

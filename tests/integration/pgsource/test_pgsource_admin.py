@@ -82,7 +82,9 @@ def test_lag_heartbeat_and_explicit_drop(pg_dsn):
 
     lag, after, last, start, dropped, again = asyncio.run(scenario())
     assert lag.lag_bytes and lag.lag_bytes > 1024 * 1024
-    assert lag.retained_wal_bytes and "warning" in lag.details
+    assert lag.retained_wal_bytes
+    # the stream is closed between drains: the warning says nothing reads the slot
+    assert str(lag.details["warning"]).endswith("nothing is reading it: is the pipeline running?")
     assert last > start and after.lag_bytes is not None and after.lag_bytes < lag.lag_bytes
     assert after.lag_seconds == 0.0  # everything read was acknowledged
     assert dropped is True and again is False
