@@ -4,22 +4,34 @@ What each ``operationType`` becomes (the row's ``_op``):
 
 * ``insert`` → ``c`` with ``fullDocument``; fields the document lacks are *unsent* (absent at
   the target too, not null).
-* ``replace`` → ``c``: a full replacement, the row becomes exactly the new document.
+* ``replace`` → ``c``: a full replacement, the row becomes exactly the new document (under
+  ``updateLookup``, the document as it is now: see below).
 * ``update`` with a ``fullDocument`` (``updateLookup`` / post-image) → ``u`` with the document's
   fields; the event's top-level ``removedFields`` are sent as null; any other field the document
   lacks is unsent (it never existed, or a later event removes it and says so).
-* ``update`` whose ``fullDocument`` is null (the document was deleted or replaced before the
-  lookup, or the post-image expired) → a *partial* ``u`` from ``updateDescription``: each
+* ``update`` whose ``fullDocument`` is null under ``updateLookup`` (the document was gone when
+  the server looked it up) → no row: its delete (or a drop) follows in the stream and settles
+  the key.
+* ``update`` whose ``fullDocument`` is null otherwise (the post-image expired) → a *partial*
+  ``u`` from ``updateDescription``: each
   top-level ``updatedFields`` entry is sent, each ``removedFields`` entry is sent as null,
   every other column is unsent. A nested path (``a.b``, ``arr.3``, ``truncatedArrays``) cannot
   be expressed as a top-level value without the rest of ``a``: when a before-image is available
   the post-image is rebuilt from it exactly (:func:`apply_update`); otherwise ``a`` stays unsent
-  and the path is named in a warning. Under ``updateLookup`` a null ``fullDocument`` means a later
-  delete or replace of that document follows in the stream and supersedes the row.
+  and the path is named in a warning.
 * ``insert``/``replace`` without ``fullDocument`` (servers that omit it) → looked up by ``_id``
   by the caller (:attr:`Row.lookup`), like ``updateLookup`` would; a document gone by then is
   skipped, its later delete follows.
 * ``delete`` → ``d`` (``_id`` only).
+
+**Current, not historical, documents (``current``, i.e. ``updateLookup``).** A looked-up
+document is the document at lookup time, which may already include later changes; the
+position fence then records it at its event's earlier position. A row holding a document as it
+was at an event (a replacement's ``fullDocument``, an update's own fields) must therefore never
+follow it: after a crash, the replay of such an event would pass the fence and put the older
+state over the newer one (F22 in docs/reliability-findings.md). So with ``current`` every
+update and replace row is a looked-up document, and an update whose document is gone gives
+no row.
 * ``drop``, ``rename`` (of the watched collection) and ``dropDatabase`` (every configured
   collection) → ``t``: the target table is emptied, as the source collection is. A rename into
   another configured collection is logged: that collection needs a backfill.
@@ -101,8 +113,11 @@ class Boundaries:
             self._open, self._open_pos = txn, position
 
 
-def event_rows(event: dict[str, Any], collections: Sequence[str]) -> list[Row]:
-    """The rows one change event becomes (none for events that change no data)."""
+def event_rows(
+    event: dict[str, Any], collections: Sequence[str], current: bool = False
+) -> list[Row]:
+    """The rows one change event becomes (none for events that change no data); ``current``:
+    the stream looks documents up (``updateLookup``), see the module docstring."""
     kind = event.get("operationType")
     ns = event.get("ns") or {}
     coll = ns.get("coll")
@@ -134,7 +149,7 @@ def event_rows(event: dict[str, Any], collections: Sequence[str]) -> list[Row]:
         return []
     full = event.get("fullDocument")
     if kind in ("insert", "replace"):
-        if full is None:
+        if full is None or (kind == "replace" and current):
             return [row(OP_INSERT, {"_id": key}, lookup=True)]
         return [row(OP_INSERT, full)]
     if kind == "delete":
@@ -143,6 +158,8 @@ def event_rows(event: dict[str, Any], collections: Sequence[str]) -> list[Row]:
         description = event.get("updateDescription") or {}
         if full is not None:
             return [row(OP_UPDATE, with_removed(full, description))]
+        if current:
+            return []  # gone when looked up: its delete follows
         return [partial_update(row(OP_UPDATE, {"_id": key}), description)]
     return []  # invalidate, create, createIndexes, modify …: no data change
 

@@ -83,6 +83,12 @@ class MongoSource:
         return self.config.on_history_lost == "resnapshot"
 
     @property
+    def current(self) -> bool:
+        """Whether update and replace rows are documents as looked up now (``updateLookup``),
+        rather than as they were at their event (post-images)."""
+        return self.config.full_document == "updateLookup"
+
+    @property
     def db(self) -> AsyncDatabase[dict[str, Any]]:
         """The source database; connects lazily (``scan`` for ``verify`` runs without ``open``)."""
         if self._client is None:
@@ -272,7 +278,7 @@ class MongoSource:
         rows: list[Row] = []
         for event in events:
             boundaries.see(txn_of(event), event_position(event["clusterTime"], event["_id"]))
-            rows.extend(event_rows(event, self.config.collections))
+            rows.extend(event_rows(event, self.config.collections, current=self.current))
         rows = await self._look_up(rows)
         grouped: dict[str, list[Row]] = {}
         for row in rows:

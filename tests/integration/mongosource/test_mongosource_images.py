@@ -18,9 +18,13 @@ def sync_client(mongo_uri):
         yield client
 
 
-def test_before_images_rebuild_nested_updates_of_deleted_documents(
+def test_before_images_of_a_document_deleted_since_the_updates(
     mongo_uri, mongo_db, sync_client, tmp_path
 ):
+    """Under ``updateLookup`` the updates of a document gone when looked up give no row, even
+    though the pre-image could rebuild them as of their events: an as-of-event row after a
+    looked-up (newer) one would move the row back on a replay (F22). The delete carries the
+    last before-image; the exact rebuild itself is unit-tested (``apply_update``)."""
     db = sync_client[mongo_db]
     db.create_collection("items", changeStreamPreAndPostImages={"enabled": True})
 
@@ -38,13 +42,8 @@ def test_before_images_rebuild_nested_updates_of_deleted_documents(
             await source.close()
 
     rows = rows_of(asyncio.run(run()), "items")
-    assert [r["_op"] for r in rows] == ["c", "u", "u", "d"]
-    first_update, second_update = rows[1], rows[2]
-    # no full document (deleted since): the post-image is rebuilt exactly from the pre-image
-    assert first_update["sub"] == {"a": 10, "b": 2} and first_update["arr"] == [1, 20, 3]
-    assert first_update["_before.sub"] == {"a": 1, "b": 2}
-    assert second_update["sub"] == {"a": 10, "b": None} and second_update["s"] == "y"
-    assert rows[3]["_before.s"] == "y"
+    assert [r["_op"] for r in rows] == ["c", "d"]
+    assert rows[1]["_before.s"] == "y" and rows[1]["_before.sub"] == {"a": 10}
 
 
 def test_post_images_with_full_document_when_available(mongo_uri, mongo_db, sync_client, tmp_path):

@@ -55,9 +55,14 @@ def sync_db(mongo_uri, mongo_db):
         yield client[mongo_db]
 
 
-def test_every_operation_and_type_arrives(mongo_uri, mongo_db, sync_db, tmp_path):
+@pytest.mark.parametrize("full_document", ["updateLookup", "whenAvailable"])
+def test_every_operation_and_type_arrives(mongo_uri, mongo_db, sync_db, tmp_path, full_document):
+    """``updateLookup``: rows are documents as looked up now, so the updates of a document deleted
+    since give no row (F22). ``whenAvailable`` without post-images: those updates arrive as
+    partial rows from the events' own fields."""
+
     async def run():
-        source = make_source(mongo_uri, mongo_db, tmp_path, ["items"])
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["items"], full_document=full_document)
         await source.open()
         try:
             start = await source.current_position()
@@ -82,7 +87,9 @@ def test_every_operation_and_type_arrives(mongo_uri, mongo_db, sync_db, tmp_path
     assert {b.table for b in batches} == {"items"}
     assert all(b.key == ("_id",) for b in batches)
     rows = rows_of(batches, "items")
-    assert [r["_op"] for r in rows] == ["c", "c", "u", "u", "u", "u", "u", "u", "u", "d", "c"]
+    looked_up = full_document == "updateLookup"
+    keep_updates, gone_updates = ["u"] * 4, [] if looked_up else ["u"] * 3
+    assert [r["_op"] for r in rows] == ["c", "c", *keep_updates, *gone_updates, "d", "c"]
     first = rows[0]
     assert first["_id"] == str(keep["_id"])
     assert first["i32"] == 1 and first["i64"] == 2**40 + 1 and first["dbl"] == 0.25
@@ -101,13 +108,16 @@ def test_every_operation_and_type_arrives(mongo_uri, mongo_db, sync_db, tmp_path
     assert all(r["_ts"].tzinfo is not None for r in rows)
     assert batches[-1].meta["resume"] == rows[-1]["_pos"]
 
-    # updates of the deleted document: partial rows, never a wrong full row
     gone_rows = [r for r in rows if r["_id"] == str(gone["_id"]) and r["_op"] == "u"]
-    set_row, unset_row, nested_row = gone_rows
-    assert set_row["s"] == "last" and set_row["i32"] == 7
-    assert set_row["_unsent.dec"] and set_row["_unsent.sub"] and not set_row["_unsent.s"]
-    assert unset_row["dbl"] is None and not unset_row["_unsent.dbl"]
-    assert nested_row["_unsent.sub"]  # nested path without a full document: keeps target value
+    if looked_up:
+        assert gone_rows == []  # gone when looked up: the delete settles the key
+    else:
+        # updates of the deleted document: partial rows, never a wrong full row
+        set_row, unset_row, nested_row = gone_rows
+        assert set_row["s"] == "last" and set_row["i32"] == 7
+        assert set_row["_unsent.dec"] and set_row["_unsent.sub"] and not set_row["_unsent.s"]
+        assert unset_row["dbl"] is None and not unset_row["_unsent.dbl"]
+        assert nested_row["_unsent.sub"]  # a nested path without a document: keeps the target's
     assert not [c for b in batches for c in b.data_columns if "." in c]  # no dotted columns
 
     # replaying everything gives the source's final state
@@ -398,3 +408,40 @@ def test_stream_filters_are_pushed_into_the_change_stream(mongo_uri, mongo_db, s
     # inserts that do not match are dropped at the server; updates always pass
     assert [(r["_op"], r["_id"]) for r in rows_of(batches, "a")] == [("c", 1), ("u", 2)]
     assert [(r["_op"], r["_id"]) for r in rows_of(batches, "b")] == [("c", 3)]
+
+
+def test_a_replay_never_goes_back_behind_a_looked_up_document(
+    mongo_uri, mongo_db, sync_db, tmp_path
+):
+    """F22: a looked-up document may already hold later changes, and the position fence files
+    it under its event's earlier position. A restart that replays the later events of a document
+    deleted since must not send their own (older) fields: they would pass the fence and move the
+    row back (counter 3 → 2 in the Mongo → Postgres crash loop)."""
+    sync_db.items.insert_one({"_id": 1, "counter": 0})
+
+    async def read(start):
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["items"])
+        await source.open()
+        try:
+            return await drain(source.stream(start, await source.current_position()))
+        finally:
+            await source.close()
+
+    async def position():
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["items"])
+        await source.open()
+        try:
+            return await source.current_position()
+        finally:
+            await source.close()
+
+    start = asyncio.run(position())
+    for _ in range(3):
+        sync_db.items.update_one({"_id": 1}, {"$inc": {"counter": 1}})
+    first = rows_of(asyncio.run(read(start)), "items")
+    # every update row is the document now: counter 3, filed under the first update's position
+    assert [(r["_op"], r["counter"]) for r in first] == [("u", 3)] * 3
+    applied_at = first[0]["_pos"]  # a crash right after applying the first row
+    sync_db.items.delete_one({"_id": 1})
+    replayed = rows_of(asyncio.run(read(applied_at)), "items")
+    assert [r["_op"] for r in replayed] == ["d"]

@@ -212,3 +212,15 @@ def test_empty_documents_are_rows():
     from syncengine.codecs.bson_arrow import decode_documents
 
     assert decode_documents([{}, {}]).table.num_rows == 2
+
+
+def test_current_documents_are_never_followed_by_older_states():
+    """Under ``updateLookup`` (``current``) a row is the document as looked up now, so neither an
+    update's own fields nor a replacement as of its event may become a row (F22)."""
+    gone = event("update", 7, fullDocument=None, updateDescription={"updatedFields": {"a": 2}})
+    assert event_rows(gone, COLLS, current=True) == []
+    replace = event("replace", 8, fullDocument={"_id": 8, "a": 1})
+    (looked_up,) = event_rows(replace, COLLS, current=True)
+    assert looked_up.lookup and looked_up.op == "c" and looked_up.doc == {"_id": 8}
+    (as_of_event,) = event_rows(replace, COLLS)  # post-images: every row is as of its event
+    assert not as_of_event.lookup and as_of_event.doc == {"_id": 8, "a": 1}
