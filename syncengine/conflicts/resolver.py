@@ -241,6 +241,7 @@ class _Plan:
         self.chosen = det.after
         self.source = det.after
         self.source_json = det.after_json
+        self.source_hash = det.after_hash
         self.settled = ~det.stale  # shadow follows source (not parked, not a replay)
         self.parked: list[queue.Parked] = []
         self.audit: list[tuple[str, str, str, str]] = []
@@ -284,6 +285,7 @@ class _Plan:
         self.chosen = _scatter_rows(self.chosen, idx, chosen)
         self.source = _scatter_rows(self.source, idx, source)
         self.source_json = self.source_json.scatter(idx, source_json)
+        self.source_hash = self.source_hash.scatter(idx, source_hash)
         self.settled = self.settled.scatter(idx, ~park)
 
         row_key = det.row_key.filter(rows)
@@ -334,7 +336,7 @@ class _Plan:
         upserts = pl.DataFrame(
             {
                 "row_key": self.det.row_key,
-                "row_hash": row_hashes(self.source, self.columns),
+                "row_hash": self.source_hash,
                 "base": pl.select(pl.when(exists).then(self.source_json)).to_series(),
                 "position": self.det.changes["_pos"],
                 "fresh": self.det.unshadowed,

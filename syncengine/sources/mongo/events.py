@@ -13,16 +13,19 @@ What each ``operationType`` becomes (the row's ``_op``):
   the server looked it up) → no row: its delete (or a drop) follows in the stream and settles
   the key.
 * ``update`` whose ``fullDocument`` is null otherwise (the post-image expired) → a *partial*
-  ``u`` from ``updateDescription``: each
-  top-level ``updatedFields`` entry is sent, each ``removedFields`` entry is sent as null,
-  every other column is unsent. A nested path (``a.b``, ``arr.3``, ``truncatedArrays``) cannot
-  be expressed as a top-level value without the rest of ``a``: when a before-image is available
-  the post-image is rebuilt from it exactly (:func:`apply_update`); otherwise ``a`` stays unsent
-  and the path is named in a warning.
+  ``u`` from ``updateDescription``: each top-level ``updatedFields`` entry is sent, each
+  ``removedFields`` entry is sent as null, every other column is unsent. A nested path
+  (``a.b``, ``arr.3``, ``truncatedArrays``) cannot be expressed as a top-level value without
+  the rest of ``a``: when a before-image is available the post-image is rebuilt from it exactly
+  (:func:`apply_update`); otherwise ``a`` stays unsent and the path is named in a warning.
 * ``insert``/``replace`` without ``fullDocument`` (servers that omit it) → looked up by ``_id``
   by the caller (:attr:`Row.lookup`), like ``updateLookup`` would; a document gone by then is
   skipped, its later delete follows.
 * ``delete`` → ``d`` (``_id`` only).
+* ``drop``, ``rename`` (of the watched collection) and ``dropDatabase`` (every configured
+  collection) → ``t``: the target table is emptied, as the source collection is. A rename into
+  another configured collection is logged: that collection needs a backfill.
+* ``invalidate`` → no row; the stream reopens after it.
 
 **Current, not historical, documents (``current``, i.e. ``updateLookup``).** A looked-up
 document is the document at lookup time, which may already include later changes; the
@@ -32,10 +35,6 @@ follow it: after a crash, the replay of such an event would pass the fence and p
 state over the newer one (F22 in docs/reliability-findings.md). So with ``current`` every
 update and replace row is a looked-up document, and an update whose document is gone gives
 no row.
-* ``drop``, ``rename`` (of the watched collection) and ``dropDatabase`` (every configured
-  collection) → ``t``: the target table is emptied, as the source collection is. A rename into
-  another configured collection is logged: that collection needs a backfill.
-* ``invalidate`` → no row; the stream reopens after it.
 """
 
 from __future__ import annotations

@@ -419,29 +419,22 @@ def test_a_replay_never_goes_back_behind_a_looked_up_document(
     row back (counter 3 → 2 in the Mongo → Postgres crash loop)."""
     sync_db.items.insert_one({"_id": 1, "counter": 0})
 
-    async def read(start):
+    async def run():
         source = make_source(mongo_uri, mongo_db, tmp_path, ["items"])
         await source.open()
         try:
-            return await drain(source.stream(start, await source.current_position()))
+            start = await source.current_position()
+            for _ in range(3):
+                sync_db.items.update_one({"_id": 1}, {"$inc": {"counter": 1}})
+            first = rows_of(await _changes(source, start, sync_db), "items")
+            sync_db.items.delete_one({"_id": 1})
+            # a crash right after applying the first row: the replay starts after it
+            replayed = rows_of(await _changes(source, first[0]["_pos"], sync_db), "items")
+            return first, replayed
         finally:
             await source.close()
 
-    async def position():
-        source = make_source(mongo_uri, mongo_db, tmp_path, ["items"])
-        await source.open()
-        try:
-            return await source.current_position()
-        finally:
-            await source.close()
-
-    start = asyncio.run(position())
-    for _ in range(3):
-        sync_db.items.update_one({"_id": 1}, {"$inc": {"counter": 1}})
-    first = rows_of(asyncio.run(read(start)), "items")
-    # every update row is the document now: counter 3, filed under the first update's position
+    first, replayed = asyncio.run(run())
+    # every update row is the document now: counter 3, filed under its own event's position
     assert [(r["_op"], r["counter"]) for r in first] == [("u", 3)] * 3
-    applied_at = first[0]["_pos"]  # a crash right after applying the first row
-    sync_db.items.delete_one({"_id": 1})
-    replayed = rows_of(asyncio.run(read(applied_at)), "items")
     assert [r["_op"] for r in replayed] == ["d"]
