@@ -16,7 +16,7 @@ import time
 from collections import Counter
 
 from pymongo import MongoClient
-from pymongo.errors import AutoReconnect, ConnectionFailure
+from pymongo.errors import AutoReconnect, ConnectionFailure, DuplicateKeyError
 
 BIG_BYTES = 1 << 20
 
@@ -75,6 +75,10 @@ class MongoLoad(threading.Thread):
                     except (AutoReconnect, ConnectionFailure):
                         self.reconnects += 1
                         time.sleep(0.3)
+                    except DuplicateKeyError:
+                        # the driver retried a write across a server restart and the first
+                        # attempt had committed (the load never reuses a key): already done
+                        self.reconnects += 1
                     time.sleep(self.pause)
         except BaseException as exc:  # noqa: BLE001 - reported by stop()
             self.error = exc
