@@ -23,6 +23,7 @@ from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import SOURCES
 from syncengine.runtime.metrics import Metrics
+from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import ChangeSource
 from syncengine.state import DeadLetter, SQLiteStateStore
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
@@ -66,6 +67,7 @@ class Pipeline:
         self._specs: dict[tuple[str, str], TableSpec] = {}
         self._resolvers: dict[str, Any] = {}
         self.rows_applied = 0
+        self.phases = PhaseClock()
 
     @property
     def stream_name(self) -> str:
@@ -146,6 +148,7 @@ class Pipeline:
         report = BatchReport()
         mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]] = {}
         letters: list[DeadLetter] = []
+        mapping_started = time.perf_counter()
         for batch in batches:
             if not batch.num_rows:
                 continue
@@ -166,10 +169,12 @@ class Pipeline:
                     else:
                         mapped[spec.name] = (spec, mapping, [])
                     mapped[spec.name][2].append(result.batch)
+        self.phases.add("map", time.perf_counter() - mapping_started)
         if letters:
             self._dead_letter(letters)
             report.dead_letters += len(letters)
         writes: list[TableWrite] = []
+        resolve_started = time.perf_counter()
         for spec, mapping, parts in mapped.values():
             if getattr(self.target, "change_log", False):
                 writes.append(TableWrite(spec, concat_batches(parts)))  # every change, in order
@@ -178,9 +183,11 @@ class Pipeline:
             resolved = await self._resolver(mapping).resolve(spec, compacted)
             writes.append(resolved.write)
             report.conflicts += self._count_conflicts(resolved, mapping)
+        self.phases.add("resolve", time.perf_counter() - resolve_started)
         checkpoint = Checkpoint(self.stream_name, position) if position else None
         if writes or checkpoint:
-            result = await self.target.apply(writes, checkpoint)
+            with self.phases.timing("apply"):
+                result = await self.target.apply(writes, checkpoint)
             if result.rejected:
                 rejected = [
                     DeadLetter(self.name, table, "target", reason, json.dumps(row, default=str))
