@@ -12,10 +12,12 @@ from benchmarks.scenarios import (
     pg_cdc_live,
     pg_latency,
     pg_to_mongo,
+    pgbench_backfill,
 )
 
 SCENARIOS: list[Scenario] = [
     pg_backfill.SCENARIO,
+    pgbench_backfill.SCENARIO,
     pg_cdc.SCENARIO,
     pg_cdc_live.SCENARIO,
     pg_latency.SCENARIO,
