@@ -151,7 +151,8 @@ def _keyless_problem(env: BenchEnv) -> str | None:
             conn.execute("INSERT INTO bench_keyless VALUES (3, 'z')")
             conn.execute("UPDATE bench_keyless SET b = 'w' WHERE a = 1")
             conn.execute(
-                "DELETE FROM bench_keyless WHERE ctid = (SELECT min(ctid) FROM bench_keyless WHERE a = 2)"
+                "DELETE FROM bench_keyless"
+                " WHERE ctid = (SELECT min(ctid) FROM bench_keyless WHERE a = 2)"
             )
         env.engine("sync", str(config), "--once", timeout=300)
         with psycopg.connect(src) as a, psycopg.connect(tgt) as b:
