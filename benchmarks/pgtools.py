@@ -70,11 +70,28 @@ def pgbench_init(dsn: str, scale: int, timeout: float, schema_only: bool = False
         timeout=timeout,
         what="pgbench -i",
     )
-    if not schema_only:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(HISTORY))
-            )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(HISTORY))
+        )
+
+
+FILL = (
+    "INSERT INTO pgbench_branches (bid, bbalance) SELECT b, 0 FROM generate_series(1, {s}) b",
+    "INSERT INTO pgbench_tellers (tid, bid, tbalance)"
+    " SELECT t, (t - 1) / 10 + 1, 0 FROM generate_series(1, 10 * {s}) t",
+    "INSERT INTO pgbench_accounts (aid, bid, abalance, filler)"
+    " SELECT a, (a - 1) / 100000 + 1, 0, '' FROM generate_series(1, 100000 * {s}) a",
+)
+"""The rows ``pgbench -i -I G`` generates, without its TRUNCATE (so a pipeline created on the
+empty tables can take them as changes)."""
+
+
+def pgbench_fill(dsn: str, scale: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in FILL:
+            conn.execute(sql.SQL(statement).format(s=sql.Literal(scale)))
+        conn.execute("VACUUM ANALYZE")
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,14 @@ from benchmarks.scenarios import (
     pg_latency,
     pg_to_mongo,
     pgbench_backfill,
+    pgbench_cdc,
 )
 
 SCENARIOS: list[Scenario] = [
     pg_backfill.SCENARIO,
     pgbench_backfill.SCENARIO,
     pg_cdc.SCENARIO,
+    pgbench_cdc.SCENARIO,
     pg_cdc_live.SCENARIO,
     pg_latency.SCENARIO,
     pg_bigtxn.SCENARIO,

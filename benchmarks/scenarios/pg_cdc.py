@@ -134,7 +134,9 @@ def prepare_engine(env: BenchEnv, src: str, tgt: str, attempt: int, timeout: flo
     return config
 
 
-def recvlogical(src: str, slot: str, end_lsn: str, timeout: float) -> float:
+def recvlogical(
+    src: str, slot: str, end_lsn: str, timeout: float, publication: str = PUBLICATION
+) -> float:
     run_ = run_process(
         [
             pg_tool("pg_recvlogical"),
@@ -149,7 +151,7 @@ def recvlogical(src: str, slot: str, end_lsn: str, timeout: float) -> float:
             "-o",
             "proto_version=1",
             "-o",
-            f"publication_names={PUBLICATION}",
+            f"publication_names={publication}",
             "-f",
             "/dev/null",
         ],
