@@ -14,6 +14,7 @@ from benchmarks.scenarios import (
     pg_to_mongo,
     pgbench_backfill,
     pgbench_cdc,
+    pgbench_live,
 )
 
 SCENARIOS: list[Scenario] = [
@@ -23,6 +24,7 @@ SCENARIOS: list[Scenario] = [
     pgbench_cdc.SCENARIO,
     pg_cdc_live.SCENARIO,
     pg_latency.SCENARIO,
+    pgbench_live.SCENARIO,
     pg_bigtxn.SCENARIO,
     mongo_cdc.SCENARIO,
     pg_to_mongo.SCENARIO,
