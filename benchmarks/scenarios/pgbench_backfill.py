@@ -89,4 +89,4 @@ def engine_backfill(
         env.drop_slots(src)
 
 
-SCENARIO = Scenario(NAME, TITLE, run, weight=2.0, target=TARGET)
+SCENARIO = Scenario(NAME, TITLE, run, weight=4.0, target=TARGET)

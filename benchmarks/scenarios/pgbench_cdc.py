@@ -121,4 +121,4 @@ def run(ctx: Context) -> ScenarioResult:
     return result
 
 
-SCENARIO = Scenario(NAME, TITLE, run, weight=2.0, target=TARGET)
+SCENARIO = Scenario(NAME, TITLE, run, weight=2.5, target=TARGET)
