@@ -145,15 +145,24 @@ def postgres_where_any(filters: Sequence[Filter]) -> str:
 
 
 def mongo_match_any(filters: Sequence[Filter], prefix: str = "") -> dict[str, Any]:
-    """A ``$match`` document true for a document that any of ``filters`` keeps."""
+    """A ``$match`` document true for a document that any of ``filters`` keeps.
+
+    The mapping keeps a document that lacks a top-level field its filter reads, whatever the
+    filter says (a missing field is *unsent*: the filter cannot tell), so such documents match
+    too (``$exists: false``).
+    """
     if not filters:
         raise NotPushable("a mapping of the collection has no filter")
-    matches = []
+    matches: list[dict[str, Any]] = []
+    lacking: dict[str, None] = {}
     for text, dialect in filters:
-        match = to_mongo_match(text, dialect, prefix)
-        if match is None:
-            raise NotPushable(f"{text!r} has no exact Mongo translation")
-        matches.append(match)
+        translator = _Translator(prefix)
+        try:
+            matches.append(translator.true(parse_expression(text, dialect)))
+        except _NotPushable:
+            raise NotPushable(f"{text!r} has no exact Mongo translation") from None
+        lacking.update(dict.fromkeys(translator.tops))
+    matches.extend({top: {"$exists": False}} for top in lacking)
     return matches[0] if len(matches) == 1 else {"$or": matches}
 
 
@@ -190,6 +199,8 @@ def to_mongo_stream_match(filter: str, dialect: str = "postgres") -> dict | None
 class _Translator:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        #: the top-level fields read, prefixed
+        self.tops: dict[str, None] = {}
 
     def field(self, node: exp.Expression) -> str:
         if not isinstance(node, exp.Column | exp.Dot):
@@ -199,6 +210,7 @@ class _Translator:
             parts = [*self.field(node.this).removeprefix(self.prefix).split("."), node.name]
         if not parts or parts[0] in META_COLUMNS or any(p.startswith("$") for p in parts):
             raise _NotPushable
+        self.tops[self.prefix + parts[0]] = None
         return self.prefix + ".".join(parts)
 
     def value(self, node: exp.Expression) -> Any:

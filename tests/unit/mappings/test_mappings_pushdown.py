@@ -99,8 +99,17 @@ def test_several_mappings_push_the_or_of_their_filters() -> None:
     pg = [("status = 'open'", "postgres"), ("`total` >= 1000", "mysql")]
     assert postgres_where_any(pg) == "(\"status\" = 'open') OR (\"total\" >= 1000)"
     assert postgres_where_any(pg[:1]) == "\"status\" = 'open'"
+    # a document lacking a field a filter reads is kept by the mapping (unsent: cannot tell)
     assert mongo_match_any(pg, "fullDocument.") == {
-        "$or": [{"fullDocument.status": {"$eq": "open"}}, {"fullDocument.total": {"$gte": 1000}}]
+        "$or": [
+            {"fullDocument.status": {"$eq": "open"}},
+            {"fullDocument.total": {"$gte": 1000}},
+            {"fullDocument.status": {"$exists": False}},
+            {"fullDocument.total": {"$exists": False}},
+        ]
+    }
+    assert mongo_match_any([("customer.tier = 'gold'", "postgres")]) == {
+        "$or": [{"customer.tier": {"$eq": "gold"}}, {"customer": {"$exists": False}}]
     }
 
 
