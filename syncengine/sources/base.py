@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from syncengine.changes import ChangeBatch
 
-
 #: The mapping filters a source may push into its reads: for a table, the (SQL predicate,
 #: sqlglot dialect) of every mapping that reads it; a row none of them keeps need not be read.
 #: Empty when some mapping reads the table unfiltered. A source that has a ``row_filters``

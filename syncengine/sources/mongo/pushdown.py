@@ -48,10 +48,8 @@ def snapshot_matches(
     """Per collection, the ``$match`` its snapshot chunks are read with (None: everything)."""
     out: dict[str, dict[str, Any] | None] = {}
     for name in names:
-        parts = [p for p in (_pushed(name, filters, "", "snapshot"), where) if p]
-        out[name] = {"$and": [dict(p) for p in parts]} if len(parts) > 1 else None
-        if len(parts) == 1:
-            out[name] = dict(parts[0])
+        parts = [dict(p) for p in (_pushed(name, filters, "", "snapshot"), where) if p]
+        out[name] = {"$and": parts} if len(parts) > 1 else (parts[0] if parts else None)
     return out
 
 

@@ -31,7 +31,6 @@ from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_fil
 from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
 from syncengine.sources.mongo.errors import map_error
 from syncengine.sources.mongo.events import Boundaries, Row, event_rows, txn_of
-from syncengine.sources.mongo.pushdown import snapshot_matches, stream_matches
 from syncengine.sources.mongo.positions import (
     as_datetime,
     event_position,
@@ -40,6 +39,7 @@ from syncengine.sources.mongo.positions import (
     time_position,
     token_time,
 )
+from syncengine.sources.mongo.pushdown import snapshot_matches, stream_matches
 from syncengine.sources.mongo.snapshot import (
     encode_bound,
     parse_where,

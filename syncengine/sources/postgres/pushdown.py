@@ -34,9 +34,8 @@ async def snapshot_conditions(
     out: dict[str, str | None] = {}
     for table in tables:
         parts = [p for p in (await _pushed(conn, table, filters), where) if p]
-        out[table] = " AND ".join(f"({p})" for p in parts) if len(parts) > 1 else None
-        if len(parts) == 1:
-            out[table] = parts[0]
+        both = " AND ".join(f"({p})" for p in parts)
+        out[table] = both if len(parts) > 1 else (parts[0] if parts else None)
     return out
 
 

@@ -21,7 +21,7 @@ from syncengine.state import SQLiteStateStore
 from tests.integration.pgsource.pgsource_helpers import execute
 
 ROWS = 2000
-PUSHED = "(\"status\" = 'open') OR (\"total\" >= 950)"
+PUSHED = '("status" = \'open\') OR ("total" >= 950)'
 
 
 def pipeline(src: str, tgt: str, state: SQLiteStateStore) -> Pipeline:

@@ -53,7 +53,7 @@ def polars_ids(filter: str, data: list[dict]) -> list[int]:
 def test_postgres_where_is_a_transpiled_expression() -> None:
     # quoted: the mapping reads ``Status`` as written, Postgres would fold it to ``status``
     assert to_postgres_where("status <> 'draft' AND Total >= 1000") == (
-        "\"status\" <> 'draft' AND \"Total\" >= 1000"
+        '"status" <> \'draft\' AND "Total" >= 1000'
     )
     assert to_postgres_where("s > 'b' and doc.a.b = 'x'") == (
         "\"s\" > 'b' COLLATE \"C\" AND \"doc\" #>> '{a,b}' = 'x'"
@@ -97,7 +97,7 @@ def test_stream_match_never_filters_updates_or_deletes() -> None:
 
 def test_several_mappings_push_the_or_of_their_filters() -> None:
     pg = [("status = 'open'", "postgres"), ("`total` >= 1000", "mysql")]
-    assert postgres_where_any(pg) == "(\"status\" = 'open') OR (\"total\" >= 1000)"
+    assert postgres_where_any(pg) == '("status" = \'open\') OR ("total" >= 1000)'
     assert postgres_where_any(pg[:1]) == "\"status\" = 'open'"
     # a document lacking a field a filter reads is kept by the mapping (unsent: cannot tell)
     assert mongo_match_any(pg, "fullDocument.") == {
@@ -143,7 +143,7 @@ def test_typed_constants_and_lists_are_pushed() -> None:
         [("created > timestamptz '2024-01-01' and a in (1, -2) and s like 'x%'", "postgres")]
     )
     assert where == (
-        "\"created\" > CAST('2024-01-01' AS TIMESTAMPTZ) AND \"a\" IN (1, -2) AND \"s\" LIKE 'x%'"
+        '"created" > CAST(\'2024-01-01\' AS TIMESTAMPTZ) AND "a" IN (1, -2) AND "s" LIKE \'x%\''
     )
 
 
