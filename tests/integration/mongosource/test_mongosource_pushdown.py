@@ -7,6 +7,7 @@ leave the filter by an update or a replace, and deletes (never filtered at the s
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import bson
@@ -107,8 +108,9 @@ def expected(db: Any, match: dict[str, Any]) -> list[int]:
 
 @pytest.mark.integration
 def test_snapshot_and_stream_read_only_what_some_mapping_keeps(
-    mongo_uri, mongo_db, pg_target_dsn, commands
+    mongo_uri, mongo_db, pg_target_dsn, commands, caplog
 ):
+    caplog.set_level(logging.INFO, logger="syncengine.sources.mongo")
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
     db = client[mongo_db]
     db.orders.insert_many(
@@ -142,6 +144,7 @@ def test_snapshot_and_stream_read_only_what_some_mapping_keeps(
         assert sorted(answered) == kept and len(kept) < DOCS // 5
         # notes: not pushed, every document read; the mapping kept the matching ones
         assert commands.finds("notes") == [{}]
+        assert "notes: mapping filter not pushed into the snapshot" in caplog.text
         assert ids(pg_target_dsn, "notes") == list(range(1, 20, 2))
         assert ids(pg_target_dsn, "open_orders") == expected(db, OPEN_KEPT)
         assert ids(pg_target_dsn, "big_orders") == expected(db, BIG_KEPT)

@@ -10,6 +10,7 @@ that leave the filter by a later update (the stream is filtered by the engine, n
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import psycopg
 import pytest
@@ -87,7 +88,10 @@ def statements(pg_dsn: str) -> None:
 
 
 @pytest.mark.integration
-def test_snapshot_chunks_read_only_the_rows_some_mapping_keeps(pg_dsn, pg_target_dsn, statements):
+def test_snapshot_chunks_read_only_the_rows_some_mapping_keeps(
+    pg_dsn, pg_target_dsn, statements, caplog
+):
+    caplog.set_level(logging.INFO, logger="syncengine.sources.postgres")
     execute(
         pg_dsn,
         "CREATE TABLE orders (id bigint PRIMARY KEY, status text, total int NOT NULL)",
@@ -120,6 +124,7 @@ def test_snapshot_chunks_read_only_the_rows_some_mapping_keeps(pg_dsn, pg_target
     (notes,) = copies(pg_dsn, "notes")
     assert "lower" not in notes[0].lower() and notes[1] == 40
     assert target_ids(pg_target_dsn, "notes") == list(range(2, 41, 2))
+    assert "public.notes: mapping filter not pushed into the snapshot" in caplog.text
     assert target_ids(pg_target_dsn, "open_orders") == source_ids(
         pg_dsn, "id <= 1500 AND status = 'open'"
     )
