@@ -63,6 +63,8 @@ class Pipeline:
         self.source: ChangeSource = source_cls(name, config.source, state, config.batch)  # type: ignore[operator]
         self.target: Target = make_target(name, config.target, state)
         self.mappings = config.mappings_for_sources()
+        if hasattr(self.source, "row_filters"):  # optional for plugin sources
+            self.source.row_filters = self.row_filters
         self._compiled: dict[tuple[int, str], Any] = {}
         self._specs: dict[tuple[str, str], TableSpec] = {}
         self._resolvers: dict[str, Any] = {}
@@ -96,6 +98,14 @@ class Pipeline:
             for i, m in enumerate(self.mappings)
             if m.source in wanted or _qualified(m.source) in wanted
         ]
+
+    def row_filters(self, table: str) -> tuple[tuple[str, str], ...]:
+        """The filters of the mappings reading ``table``, for the source to push down: a row
+        that none of them keeps is never needed. Empty when one of them has no filter."""
+        mappings = [m for _, m in self.mappings_for(table)]
+        if not mappings or any(m.filter is None for m in mappings):
+            return ()
+        return tuple((m.filter, m.dialect) for m in mappings if m.filter is not None)
 
     def _compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> Any:
         from syncengine.mappings import compile_mapping
