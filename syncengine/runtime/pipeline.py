@@ -30,10 +30,6 @@ from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
 log = logging.getLogger("syncengine.pipeline")
 
 
-def _qualified(name: str) -> str:
-    return name if "." in name else f"public.{name}"
-
-
 @dataclass
 class BatchReport:
     read: int = 0
@@ -88,11 +84,9 @@ class Pipeline:
     # -- stages ---------------------------------------------------------------------------
 
     def mappings_for(self, table: str) -> list[tuple[int, MappingConfig]]:
-        wanted = {table, _qualified(table)}
+        wanted = self.config.source_key(table)
         return [
-            (i, m)
-            for i, m in enumerate(self.mappings)
-            if m.source in wanted or _qualified(m.source) in wanted
+            (i, m) for i, m in enumerate(self.mappings) if self.config.source_key(m.source) == wanted
         ]
 
     def _compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> Any:

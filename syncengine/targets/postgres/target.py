@@ -11,6 +11,7 @@ from psycopg import sql
 
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.errors import FatalError
+from syncengine.names import QualifiedName
 from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
@@ -42,9 +43,10 @@ class PostgresTarget:
         self._purges = PurgeSchedule()
 
     def _split(self, name: str) -> tuple[str, str]:
-        """``schema.table`` names a schema; a plain name lives in the configured schema."""
-        schema, dot, table = name.partition(".")
-        return (schema, table) if dot else (self.config.schema_, name)
+        """``schema.table`` names a schema; a plain name lives in the configured schema.
+        Either form of :mod:`syncengine.names` (``"T.with.dots"`` is one table)."""
+        parsed = QualifiedName.parse(name, self.config.schema_)
+        return parsed.schema, parsed.name
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is not None and not self._conn.closed:
