@@ -85,9 +85,8 @@ class Pipeline:
 
     def mappings_for(self, table: str) -> list[tuple[int, MappingConfig]]:
         wanted = self.config.source_key(table)
-        return [
-            (i, m) for i, m in enumerate(self.mappings) if self.config.source_key(m.source) == wanted
-        ]
+        key = self.config.source_key
+        return [(i, m) for i, m in enumerate(self.mappings) if key(m.source) == wanted]
 
     def _compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> Any:
         from syncengine.mappings import compile_mapping
@@ -176,8 +175,17 @@ class Pipeline:
         if writes or checkpoint:
             result = await self.target.apply(writes, checkpoint)
             if result.rejected:
+                # a letter names the source table: replay reads its schema from there
+                key = self.config.source_key
+                sources = {name: key(m.source) for name, (_, m, _) in mapped.items()}
                 rejected = [
-                    DeadLetter(self.name, table, "target", reason, json.dumps(row, default=str))
+                    DeadLetter(
+                        self.name,
+                        sources.get(table, table),
+                        "target",
+                        reason,
+                        json.dumps(row, default=str),
+                    )
                     for table, row, reason in result.rejected
                 ]
                 self._dead_letter(rejected)

@@ -80,11 +80,11 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
         identity, has_pk, can_select = row
         if not can_select:
             problems.append(
-                f"tables: no SELECT on '{table}'; run GRANT SELECT ON {table} TO <user>"
+                f"tables: no SELECT on '{written}'; run GRANT SELECT ON {table} TO <user>"
             )
         if config.mode == "cdc" and not has_pk and identity not in ("f", "i"):
             problems.append(
-                f"tables: '{table}' has no primary key and no REPLICA IDENTITY FULL, so its "
+                f"tables: '{written}' has no primary key and no REPLICA IDENTITY FULL, so its "
                 f"updates and deletes cannot be keyed; add a primary key or run "
                 f"ALTER TABLE {table} REPLICA IDENTITY FULL"
             )

@@ -241,7 +241,12 @@ class PostgresTarget:
                         write.batch,
                         write.shadow,
                     )
+                    before = len(result.rejected)
                     truncated, refused = await apply_write(conn, schema, local, columns, result)
+                    # refused rows name the table as the pipeline does, not as the SQL does
+                    result.rejected[before:] = [
+                        (write.spec.name, row, why) for _, row, why in result.rejected[before:]
+                    ]
                     fault_point("postgres.after_data")
                     shadow = without_rejected(write, refused)
                     await state.write_shadow(conn, self.pipeline, shadow, truncated)
