@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,11 +30,18 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+def _table_name(text: str) -> str:
+    problem = table_name_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
 class PostgresSourceConfig(Model):
     type: Literal["postgres"]
     dsn: SecretStr
     """libpq connection string or URI; ``sslmode``/``sslrootcert`` pass through to libpq."""
-    tables: list[str] = Field(min_length=1)
+    tables: list[Annotated[str, AfterValidator(_table_name)]] = Field(min_length=1)
     """Tables to capture, ``schema.table`` (schema defaults to ``public``), in SQL form
     (``public."Order Items"``, unquoted parts fold to lower case) or raw form
     (``public.Order Items``): see :mod:`syncengine.names`."""
@@ -63,10 +71,7 @@ class PostgresSourceConfig(Model):
 
     @field_validator("tables")
     @classmethod
-    def _table_names(cls, value: list[str]) -> list[str]:
-        problems = [p for p in map(table_name_problem, value) if p]
-        if problems:
-            raise ValueError("; ".join(problems))
+    def _one_name_per_table(cls, value: list[str]) -> list[str]:
         seen: dict[str, str] = {}
         for table in value:
             first = seen.setdefault(canonical(table), table)

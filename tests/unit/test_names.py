@@ -81,3 +81,41 @@ def test_default_target_is_quoted_for_postgres_targets_only() -> None:
     # Mongo collections are never folded: a Postgres target keeps their case
     assert default_target("userProfiles", False, True) == '"userProfiles"'
     assert default_target("userProfiles", False, False) == "userProfiles"
+
+
+def pipeline(tables: list[str], target: dict, mappings: list[dict] | None = None):
+    from syncengine.config.models import PipelineConfig
+
+    source = {"type": "postgres", "dsn": "postgresql://x@h/db", "tables": tables}
+    return PipelineConfig.model_validate(
+        {"source": source, "target": target, "mappings": mappings or []}
+    )
+
+
+PG_TARGET = {"type": "postgres", "dsn": "postgresql://x@h/t"}
+
+
+def test_config_matches_mappings_written_in_the_other_form() -> None:
+    config = pipeline(
+        ["public.Order Items; x", '"My.Schema"."T.with.dots"'],
+        PG_TARGET,
+        [{"source": 'public."Order Items; x"', "target": "analytics.items"}],
+    )
+    targets = {config.source_key(m.source): m.target for m in config.mappings_for_sources()}
+    assert targets == {
+        'public."Order Items; x"': "analytics.items",
+        '"My.Schema"."T.with.dots"': '"T.with.dots"',
+    }
+    parquet = pipeline(['"My.Schema"."T.with.dots"'], {"type": "parquet", "path": "/tmp/x"})
+    assert [m.target for m in parquet.mappings_for_sources()] == ["T.with.dots"]
+
+
+def test_config_refuses_bad_and_duplicate_names() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not a table name"):
+        pipeline(["public."], PG_TARGET)
+    with pytest.raises(ValidationError, match="name the same table"):
+        pipeline(["orders", "public.Orders"], PG_TARGET)
+    with pytest.raises(ValidationError, match="not one of the source's tables"):
+        pipeline(["public.orders"], PG_TARGET, [{"source": 'public."Orders"'}])
