@@ -31,10 +31,6 @@ from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
 log = logging.getLogger("syncengine.pipeline")
 
 
-def _qualified(name: str) -> str:
-    return name if "." in name else f"public.{name}"
-
-
 @dataclass
 class BatchReport:
     read: int = 0
@@ -92,12 +88,9 @@ class Pipeline:
     # -- stages ---------------------------------------------------------------------------
 
     def mappings_for(self, table: str) -> list[tuple[int, MappingConfig]]:
-        wanted = {table, _qualified(table)}
-        return [
-            (i, m)
-            for i, m in enumerate(self.mappings)
-            if m.source in wanted or _qualified(m.source) in wanted
-        ]
+        wanted = self.config.source_key(table)
+        key = self.config.source_key
+        return [(i, m) for i, m in enumerate(self.mappings) if key(m.source) == wanted]
 
     def row_filters(self, table: str) -> tuple[tuple[str, str], ...]:
         """The filters of the mappings reading ``table``, for the source to push down: a row
@@ -199,8 +192,17 @@ class Pipeline:
             with self.phases.timing("apply"):
                 result = await self.target.apply(writes, checkpoint)
             if result.rejected:
+                # a letter names the source table: replay reads its schema from there
+                key = self.config.source_key
+                sources = {name: key(m.source) for name, (_, m, _) in mapped.items()}
                 rejected = [
-                    DeadLetter(self.name, table, "target", reason, json.dumps(row, default=str))
+                    DeadLetter(
+                        self.name,
+                        sources.get(table, table),
+                        "target",
+                        reason,
+                        json.dumps(row, default=str),
+                    )
                     for table, row, reason in result.rejected
                 ]
                 self._dead_letter(rejected)

@@ -31,6 +31,7 @@ from syncengine.errors import Interrupted, TargetUnavailable
 from syncengine.runtime.pipeline import BatchReport, Pipeline
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint
+from syncengine.targets.stopping import stoppable
 
 log = logging.getLogger("syncengine.runner")
 
@@ -59,7 +60,8 @@ async def backfill(
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
         pipeline.phases.add("read", time.perf_counter() - waited)
-        report = await process(pipeline, [batch], None)
+        with stoppable(stop):
+            report = await process(pipeline, [batch], None)
         # a reconciled snapshot also sends the deletes since its position: not copied rows
         if not batch.meta.get("deletes"):
             copied += report.read
@@ -141,7 +143,8 @@ async def stream(
                 if not stop.is_set() and reader.exception() is None:
                     group, held = group + held, []  # the stream ended: nothing more comes
             if group:
-                applied += await _apply_group(pipeline, group)
+                with stoppable(stop):  # a group being bisected gives up on stop
+                    applied += await _apply_group(pipeline, group)
             if stop.is_set():
                 break
         if reader.done() and reader.exception() is not None:
@@ -157,7 +160,8 @@ async def stream(
                     held.append(item)
             leftovers, _ = _through_boundary(held)
             if leftovers:
-                applied += await _apply_group(pipeline, leftovers)
+                with stoppable(stop):
+                    applied += await _apply_group(pipeline, leftovers)
     finally:
         stopper.cancel()
         await _cancel(reader)

@@ -76,8 +76,19 @@ def write_atomically(table: pa.Table, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+def table_folder(root: Path, table: str) -> Path:
+    """The folder of a table's log: its name, with ``%``, path separators and NUL
+    percent-encoded and ``.``/``..`` spelled out, so any table name stays one folder under
+    ``root`` (a source table may be called ``a/b`` or ``..``)."""
+    folder = table.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    folder = folder.replace("\0", "%00")
+    if folder in (".", ".."):
+        folder = folder.replace(".", "%2E")
+    return root / folder
+
+
 def log_files(root: Path, table: str) -> list[Path]:
-    return sorted((root / table).glob("date=*/*.parquet"))
+    return sorted(table_folder(root, table).glob("date=*/*.parquet"))
 
 
 def read_log(root: str | Path, table: str) -> pa.Table:
@@ -137,7 +148,7 @@ class ParquetTarget:
 
     async def ensure_table(self, spec: TableSpec) -> TableSpec:
         """A log grows columns freely: each file carries its own schema."""
-        (self.root / spec.name).mkdir(parents=True, exist_ok=True)
+        table_folder(self.root, spec.name).mkdir(parents=True, exist_ok=True)
         return spec
 
     async def read_rows(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
@@ -186,7 +197,7 @@ class ParquetTarget:
         for date in pc.unique(dates).to_pylist():
             part = data.filter(pc.equal(dates, date))
             lo, hi = pc.min(part.column("_pos")).as_py(), pc.max(part.column("_pos")).as_py()
-            folder = self.root / table / f"date={date}"
+            folder = table_folder(self.root, table) / f"date={date}"
             folder.mkdir(parents=True, exist_ok=True)
             name = f"{_name_part(lo)}-{_name_part(hi)}"
             if lo == hi:

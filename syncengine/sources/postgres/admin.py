@@ -17,6 +17,7 @@ from psycopg import sql
 from syncengine.changes import lsn_to_pos, pos_to_lsn
 from syncengine.config.models import PostgresSourceConfig
 from syncengine.errors import FatalError
+from syncengine.names import QualifiedName, canonical, did_you_mean
 from syncengine.sources.base import SourceLag
 from syncengine.sources.postgres import deadline
 from syncengine.sources.postgres.wire import format_lsn, parse_lsn
@@ -31,17 +32,15 @@ def default_name(pipeline: str) -> str:
     return f"syncengine_{pipeline}"
 
 
-def split_table(table: str) -> tuple[str, str]:
-    schema, _, name = table.rpartition(".")
-    return schema or "public", name
-
-
-def qualified(table: str) -> str:
-    return "{}.{}".format(*split_table(table))
-
-
-def table_sql(table: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(*map(sql.Identifier, split_table(table)))
+async def catalog_tables(conn: psycopg.AsyncConnection) -> list[QualifiedName]:
+    """Every table-like relation outside the system schemas (for "did you mean")."""
+    cur = await conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+        "AND n.nspname <> 'information_schema'"
+    )
+    return [QualifiedName(*row) for row in await cur.fetchall() if not row[0].startswith("pg_")]
 
 
 async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> list[str]:
@@ -62,28 +61,30 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
             problems.append(
                 "the user lacks the REPLICATION attribute; run ALTER ROLE <user> REPLICATION"
             )
-    for table in config.tables:
-        schema, name = split_table(table)
+    for written in config.tables:
+        parsed = QualifiedName.parse(written)
+        table = parsed.sql
         row = await (
             await conn.execute(
                 "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
                 "AND i.indisprimary), has_table_privilege(c.oid, 'SELECT') FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname = %s",
-                (schema, name),
+                (parsed.schema, parsed.name),
             )
         ).fetchone()
         if row is None:
-            problems.append(f"tables: '{table}' does not exist")
+            hint = did_you_mean(written, await catalog_tables(conn))
+            problems.append(f"tables: '{written}' does not exist{hint}")
             continue
         identity, has_pk, can_select = row
         if not can_select:
             problems.append(
-                f"tables: no SELECT on '{table}'; run GRANT SELECT ON {table} TO <user>"
+                f"tables: no SELECT on '{written}'; run GRANT SELECT ON {table} TO <user>"
             )
         if config.mode == "cdc" and not has_pk and identity not in ("f", "i"):
             problems.append(
-                f"tables: '{table}' has no primary key and no REPLICA IDENTITY FULL, so its "
+                f"tables: '{written}' has no primary key and no REPLICA IDENTITY FULL, so its "
                 f"updates and deletes cannot be keyed; add a primary key or run "
                 f"ALTER TABLE {table} REPLICA IDENTITY FULL"
             )
@@ -93,10 +94,11 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
 async def table_keys(
     conn: psycopg.AsyncConnection, tables: list[str]
 ) -> dict[str, tuple[str, ...]]:
-    """Primary key (else replica identity index) columns per ``schema.table``, in key order."""
+    """Primary key (else replica identity index) columns per table (canonical name, see
+    :mod:`syncengine.names`), in key order."""
     keys: dict[str, tuple[str, ...]] = {}
     for table in tables:
-        schema, name = split_table(table)
+        parsed = QualifiedName.parse(table)
         cur = await conn.execute(
             "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -104,13 +106,13 @@ async def table_keys(
             "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
             "WHERE n.nspname = %s AND c.relname = %s AND (i.indisprimary OR i.indisreplident) "
             "ORDER BY i.indisprimary DESC, i.indexrelid, k.ord",
-            (schema, name),
+            (parsed.schema, parsed.name),
         )
         columns: list[str] = []
         for (column,) in await cur.fetchall():
             if column not in columns:
                 columns.append(column)
-        keys[qualified(table)] = tuple(columns)
+        keys[parsed.sql] = tuple(columns)
     return keys
 
 
@@ -120,14 +122,14 @@ async def ensure_publication(
     """Create the publication, or add configured tables it lacks. ``publish``: the kinds of
     change it publishes (``'delete'``; default: every kind)."""
     cur = await conn.execute(
-        "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s",
+        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
         (publication,),
     )
-    present = {r[0] for r in await cur.fetchall()}
+    present = {QualifiedName(*r).sql for r in await cur.fetchall()}
     exists = await (
         await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
     ).fetchone()
-    listed = sql.SQL(", ").join(table_sql(t) for t in tables)
+    listed = sql.SQL(", ").join(QualifiedName.parse(t).identifier() for t in tables)
     if not exists:
         kinds = sql.SQL("publish = {}, ").format(sql.Literal(publish)) if publish else sql.SQL("")
         await conn.execute(
@@ -137,11 +139,11 @@ async def ensure_publication(
         )
         log.info("created publication %s", publication)
         return
-    missing = [t for t in tables if qualified(t) not in present]
+    missing = [t for t in tables if canonical(t) not in present]
     if missing:
         await conn.execute(
             sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
-                sql.Identifier(publication), sql.SQL(", ").join(table_sql(t) for t in missing)
+                sql.Identifier(publication), sql.SQL(", ").join(QualifiedName.parse(t).identifier() for t in missing)
             )
         )
 

@@ -22,8 +22,8 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from syncengine.changes import META_SCHEMA, ChangeBatch
+from syncengine.names import QualifiedName
 from syncengine.sources.postgres import deadline
-from syncengine.sources.postgres.admin import split_table, table_sql
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
 from syncengine.sources.postgres.copyout import copy_out
 from syncengine.state.base import Chunk
@@ -40,14 +40,14 @@ class TableShape:
 async def table_shape(
     conn: psycopg.AsyncConnection, table: str, key: tuple[str, ...]
 ) -> TableShape:
-    schema, name = split_table(table)
+    parsed = QualifiedName.parse(table)
     cur = await conn.execute(
         "SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod) "
         "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
         "ORDER BY a.attnum",
-        (schema, name),
+        (parsed.schema, parsed.name),
     )
     found = await cur.fetchall()
     types = tuple(pg_type(oid, typmod, {oid: formatted}) for _, oid, typmod, formatted in found)
@@ -72,7 +72,7 @@ async def plan(
     ).format(
         texts=texts,
         key=key,
-        table=table_sql(shape.name),
+        table=QualifiedName.parse(shape.name).identifier(),
         where=sql.SQL("WHERE " + where) if where else sql.SQL(""),
         n=sql.Literal(chunk_rows),
     )
@@ -85,11 +85,13 @@ async def plan(
 async def _plan_blocks(
     conn: psycopg.AsyncConnection, shape: TableShape, chunk_rows: int
 ) -> list[Chunk]:
+    name = QualifiedName.parse(shape.name)
     row = await (
         await conn.execute(
-            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int, "
-            "greatest(reltuples, 0)::bigint, relpages FROM pg_class WHERE oid = %s::regclass",
-            (shape.name, shape.name),
+            "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int, "
+            "greatest(c.reltuples, 0)::bigint, c.relpages FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (name.schema, name.name),
         )
     ).fetchone()
     assert row is not None
@@ -127,7 +129,7 @@ def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Compo
         conditions.append(sql.SQL("(" + where + ")"))
     condition = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
     return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT csv)").format(
-        sql.SQL(", ").join(map(sql.Identifier, shape.columns)), table_sql(shape.name), condition
+        sql.SQL(", ").join(map(sql.Identifier, shape.columns)), QualifiedName.parse(shape.name).identifier(), condition
     )
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.errors import FatalError, HistoryLost
+from syncengine.names import QualifiedName, canonical
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
 from syncengine.sources.postgres import admin, deadline
 from syncengine.sources.postgres import pgoutput as po
@@ -53,7 +54,7 @@ class PostgresSource:
         self.batch = batch
         self.slot = config.slot or admin.default_name(pipeline_name)
         self.publication = config.publication or admin.default_name(pipeline_name)
-        self.tables_ = [admin.qualified(t) for t in config.tables]
+        self.tables_ = [canonical(t) for t in config.tables]
         if config.mode == "cdc":
             self.stream_name = f"slot:{self.slot}"
         else:
@@ -119,9 +120,13 @@ class PostgresSource:
             self._keys = await admin.table_keys(conn, self.tables_)
         infos = []
         for table in self.tables_:
+            name = QualifiedName.parse(table)
             row = await (
                 await conn.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", (table,)
+                    "SELECT c.reltuples::bigint FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relname = %s",
+                    (name.schema, name.name),
                 )
             ).fetchone()
             estimate = int(row[0]) if row and row[0] >= 0 else None
@@ -233,7 +238,7 @@ class PostgresSource:
     ) -> AsyncIterator[ChangeBatch]:
         from syncengine.sources.postgres.snapshot import Snapshotter
 
-        wanted = [admin.qualified(t) for t in tables] if tables else self.tables_
+        wanted = [canonical(t) for t in tables] if tables else self.tables_
         return Snapshotter(self).run(wanted, where, parallel)
 
     async def snapshot_position(self) -> str | None:
@@ -244,4 +249,4 @@ class PostgresSource:
     def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
         from syncengine.sources.postgres.snapshot import scan
 
-        return scan(self, admin.qualified(table))
+        return scan(self, canonical(table))

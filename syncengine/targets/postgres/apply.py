@@ -25,6 +25,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, UNSENT_PREFIX
+from syncengine.targets import stopping
 from syncengine.targets.base import ApplyResult, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres.direct import copy_directly
@@ -227,6 +228,7 @@ async def bisect(
     rows are alone, reject those and keep the rest."""
     if lo >= hi:
         return
+    stopping.check()  # a stop request rolls the whole group back rather than wait for this
     try:
         async with conn.transaction():
             await step(lo, hi)

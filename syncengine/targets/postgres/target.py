@@ -11,6 +11,7 @@ from psycopg import sql
 
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.errors import FatalError
+from syncengine.names import QualifiedName
 from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
@@ -42,9 +43,10 @@ class PostgresTarget:
         self._purges = PurgeSchedule()
 
     def _split(self, name: str) -> tuple[str, str]:
-        """``schema.table`` names a schema; a plain name lives in the configured schema."""
-        schema, dot, table = name.partition(".")
-        return (schema, table) if dot else (self.config.schema_, name)
+        """``schema.table`` names a schema; a plain name lives in the configured schema.
+        Either form of :mod:`syncengine.names` (``"T.with.dots"`` is one table)."""
+        parsed = QualifiedName.parse(name, self.config.schema_)
+        return parsed.schema, parsed.name
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is not None and not self._conn.closed:
@@ -239,7 +241,12 @@ class PostgresTarget:
                         write.batch,
                         write.shadow,
                     )
+                    before = len(result.rejected)
                     truncated, refused = await apply_write(conn, schema, local, columns, result)
+                    # refused rows name the table as the pipeline does, not as the SQL does
+                    result.rejected[before:] = [
+                        (write.spec.name, row, why) for _, row, why in result.rejected[before:]
+                    ]
                     fault_point("postgres.after_data")
                     shadow = without_rejected(write, refused)
                     await state.write_shadow(conn, self.pipeline, shadow, truncated)
