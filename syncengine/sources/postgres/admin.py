@@ -93,7 +93,11 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
 async def table_keys(
     conn: psycopg.AsyncConnection, tables: list[str]
 ) -> dict[str, tuple[str, ...]]:
-    """Primary key (else replica identity index) columns per ``schema.table``, in key order."""
+    """The key of each ``schema.table``, in key order: the replica identity index's columns
+    under REPLICA IDENTITY USING INDEX (the old key pgoutput sends is that index's), else the
+    primary key's. ``()`` marks a keyless table (no primary key; REPLICA IDENTITY FULL or
+    insert-only): its rows are matched by their whole old image (docs/postgres-source.md).
+    Backfill and stream both take the key from here, so they agree on it."""
     keys: dict[str, tuple[str, ...]] = {}
     for table in tables:
         schema, name = split_table(table)
@@ -102,15 +106,12 @@ async def table_keys(
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) ON true "
             "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
-            "WHERE n.nspname = %s AND c.relname = %s AND (i.indisprimary OR i.indisreplident) "
-            "ORDER BY i.indisprimary DESC, i.indexrelid, k.ord",
+            "WHERE n.nspname = %s AND c.relname = %s AND CASE c.relreplident "
+            "WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END "
+            "ORDER BY k.ord",
             (schema, name),
         )
-        columns: list[str] = []
-        for (column,) in await cur.fetchall():
-            if column not in columns:
-                columns.append(column)
-        keys[qualified(table)] = tuple(columns)
+        keys[qualified(table)] = tuple(r[0] for r in await cur.fetchall())
     return keys
 
 

@@ -178,6 +178,15 @@ def read_batch(
     return ChangeBatch(shape.name, data, shape.key, meta)
 
 
+def truncate_batch(shape: TableShape, position: str, meta: dict) -> ChangeBatch:
+    """One ``t`` row at ``position``: a keyless table's snapshot starts by emptying the
+    target table (its rows have no key to upsert by)."""
+    empty = pa.table({c: pa.array([None], pa.string()) for c in shape.columns})
+    batch = read_batch(shape, empty, position, meta)
+    ops = pa.array(["t"], pa.string())
+    return batch.replace(batch.data.set_column(batch.data.schema.get_field_index("_op"), "_op", ops))
+
+
 def key_texts(text: pa.Table, key: tuple[str, ...]) -> list[tuple[str | None, ...]]:
     """The key of each row in text form (to match against pgoutput's text key values)."""
     columns = [text.column(k).to_pylist() for k in key]

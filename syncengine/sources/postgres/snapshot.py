@@ -51,6 +51,7 @@ from syncengine.sources.postgres.chunks import (
     csv_to_text_columns,
     plan,
     read_batch,
+    truncate_batch,
     read_copy,
     table_shape,
 )
@@ -247,6 +248,12 @@ class Snapshotter:
         ``position``: of every row, or one per row."""
         step = self.source.batch.max_rows
         meta = {"snapshot": True, "chunk": chunk.chunk}
+        if not shape.key and chunk.chunk == 0:
+            # a keyless table's rows cannot be told apart, so its copy replaces the target's
+            # rows instead of merging with them: a re-run or restarted snapshot appends nothing
+            # twice (docs/postgres-source.md, *Keyless tables*)
+            first = position if isinstance(position, str) else _NOWHERE
+            yield truncate_batch(shape, first, meta)
         for offset in range(0, max(text.num_rows, 1), step):
             piece = text.slice(offset, step)
             at = position if isinstance(position, str) else position.slice(offset, step)

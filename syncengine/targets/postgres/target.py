@@ -17,6 +17,7 @@ from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import ddl, state
 from syncengine.targets.postgres.apply import apply_write
 from syncengine.targets.postgres.errors import translate
+from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_rows, scan
 from syncengine.targets.shadow import PurgeSchedule, without_rejected
 
@@ -95,8 +96,6 @@ class PostgresTarget:
     async def _grow(
         self, conn: psycopg.AsyncConnection, schema: str, table: str, spec: TableSpec
     ) -> dict[str, str]:
-        if not spec.key:
-            raise FatalError(f"target table {spec.name}: no key columns", hint="set `key:`")
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
         columns = await ddl.existing_columns(conn, schema, table)
         local = TableSpec(table, spec.key, spec.schema)
@@ -122,6 +121,8 @@ class PostgresTarget:
         ):
             columns = await ddl.existing_columns(conn, schema, table) or {}
         absent_key = [k for k in spec.key if k not in columns]
+        if not spec.key:  # keyless: rows are matched by their whole image, no index needed
+            return columns
         if absent_key or not await ddl.has_unique_key(conn, schema, table, spec.key):
             raise FatalError(
                 f"target table {spec.name} has no primary key or unique index on "
@@ -239,7 +240,8 @@ class PostgresTarget:
                         write.batch,
                         write.shadow,
                     )
-                    truncated, refused = await apply_write(conn, schema, local, columns, result)
+                    apply = apply_write if write.spec.key else apply_keyless
+                    truncated, refused = await apply(conn, schema, local, columns, result)
                     fault_point("postgres.after_data")
                     shadow = without_rejected(write, refused)
                     await state.write_shadow(conn, self.pipeline, shadow, truncated)
