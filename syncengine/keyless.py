@@ -46,6 +46,8 @@ FENCE_KEY = "[]"
 FENCE_HASH = "keyless-fence"
 #: the count column of :attr:`KeylessDelta.removes`
 COUNT = "__n"
+#: the batch row a delta row comes from (to report a refused row as it was sent)
+ROW = "__row"
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,11 @@ class KeylessDelta:
     """The net effect of a keyless batch."""
 
     truncate: bool
-    #: data columns + ``_pos`` (the change that added the row), one row per copy to append
+    #: data columns + ``_pos`` (the change that added the row) + :data:`ROW`, one row per copy
+    #: to append
     appends: pl.DataFrame
-    #: data columns + :data:`COUNT`: each distinct old image and how many rows equal to it go
+    #: data columns + :data:`COUNT` + :data:`ROW`: each distinct old image and how many rows
+    #: equal to it go
     removes: pl.DataFrame
     #: changes that cannot be applied (an update or delete without an old row image): the
     #: original rows, with the reason
@@ -75,14 +79,17 @@ def delta(batch: ChangeBatch, columns: list[str] | None = None) -> KeylessDelta:
     lacking = [c for c in names if BEFORE_PREFIX + c not in frame.columns]
     unmatched = frame.clear()
     reason = ""
-    if olds.height and lacking:
+    if lacking:
         # without an old image the row cannot be found (REPLICA IDENTITY is not FULL)
-        unmatched, olds = olds, olds.clear()
+        unmatched = olds
         reason = (
             f"{batch.table}: an update or delete of a keyless table carries no old row image "
             f"(columns {', '.join(lacking)}); set REPLICA IDENTITY FULL on the source table"
         )
         frame = frame.filter(pl.col("_op").is_in([OP_INSERT, OP_READ]))
+        olds = frame.clear().with_columns(
+            [pl.col(c).alias(BEFORE_PREFIX + c) for c in names]
+        )
 
     def value(column: str) -> pl.Expr:
         # an unchanged TOASTed value is not sent: the old image holds it
@@ -117,13 +124,13 @@ def delta(batch: ChangeBatch, columns: list[str] | None = None) -> KeylessDelta:
         )
         .filter(pl.col("__rank") <= pl.col("__net"))
         .sort("__seq")
-        .select(*names, "_pos")
+        .select(*names, "_pos", pl.col("__seq").alias(ROW))
     )
     removes = (
         both.filter((pl.col("__sign") < 0) & (pl.col("__net") < 0))
         .with_columns(image.alias("__image"))
         .unique(subset="__image", keep="first", maintain_order=True)
-        .select(*names, (-pl.col("__net")).alias(COUNT))
+        .select(*names, (-pl.col("__net")).alias(COUNT), pl.col("__seq").alias(ROW))
     )
     return KeylessDelta(truncate, appends, removes, unmatched.drop("__seq"), reason)
 

@@ -90,6 +90,12 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
     return problems
 
 
+async def keyless_tables(conn: psycopg.AsyncConnection, tables: list[str]) -> list[str]:
+    """The configured tables with no key (:func:`table_keys` gives them ``()``)."""
+    keys = await table_keys(conn, tables)
+    return [t for t in tables if not keys.get(qualified(t), ())]
+
+
 async def table_keys(
     conn: psycopg.AsyncConnection, tables: list[str]
 ) -> dict[str, tuple[str, ...]]:
