@@ -113,7 +113,7 @@ def delta(batch: ChangeBatch, columns: list[str] | None = None) -> KeylessDelta:
         *[pl.col(BEFORE_PREFIX + c).alias(c) for c in names],
         pl.lit(-1, pl.Int64).alias("__sign"),
     )
-    both = pl.concat([adds, subs.cast(dict(adds.schema))], how="vertical")
+    both = pl.concat([adds, subs], how="vertical_relaxed")
     image = pl.struct(names) if names else pl.lit(0)
     both = both.with_columns(pl.col("__sign").sum().over(image).alias("__net"))
     # the last ``net`` inserting changes of each image are the rows to append
