@@ -43,26 +43,34 @@ class KeylessLoad(threading.Thread):
         self.rng = random.Random(seed)
         self.halt = threading.Event()
         self.transactions = 0
+        self.big = 0
+        self.error: BaseException | None = None
 
     def stop(self) -> None:
         self.halt.set()
         self.join(30)
+        if self.error is not None:
+            raise AssertionError(f"the load failed: {self.error!r}")
 
     def run(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            while not self.halt.is_set():
-                with conn.transaction():
-                    self._one(conn)
-                self.transactions += 1
-                self.halt.wait(0.005)
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                while not self.halt.is_set():
+                    with conn.transaction():
+                        self._one(conn)
+                    self.transactions += 1
+                    self.halt.wait(0.005)
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            self.error = exc
 
     def _one(self, conn: psycopg.Connection) -> None:
         pick = self.rng.random()
         kind = self.rng.choice(["a", "b", "c"])
         note = self.rng.choice([None, "x", ""])
-        if pick < 0.02:
+        if pick < 0.02 or self.transactions == 20:
+            self.big += 1
             conn.execute(
-                "INSERT INTO evt SELECT %s, %s, i % 5 FROM generate_series(1, 1000) i",
+                "INSERT INTO evt SELECT %s, %s, i %% 5 FROM generate_series(1, 1000) i",
                 (kind, note),
             )
         elif pick < 0.6:
@@ -109,6 +117,7 @@ def test_crash_loop_keyless_table_loses_and_duplicates_nothing(tmp_path, pg_dsn,
         daemon.crash_loop(crashes, min_wait=0.0, max_wait=2.0, seed=crashes)
     finally:
         load.stop()
+    assert load.transactions > 100 and load.big > 0, (load.transactions, load.big)
     try:
         wait_converged(lambda: _audit(pg_dsn, pg_target_dsn), limit=600)
     except AssertionError as exc:
