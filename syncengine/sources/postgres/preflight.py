@@ -13,13 +13,7 @@ async def check_source(name: str, pipeline: PipelineConfig) -> list[str]:
     source = pipeline.source
     assert isinstance(source, PostgresSourceConfig)
     try:
-        # within the 10 s that ``validate`` gives each check, so a timeout says "cannot connect"
-        conn = await deadline.connect(
-            source.dsn.get_secret_value(),
-            source.query_timeout,
-            defaults={"connect_timeout": 5},
-            autocommit=True,
-        )
+        conn = await _connect(source)
     except psycopg.Error as exc:
         return [f"cannot connect: {redact(_first_line(exc))}"]
     async with conn:
@@ -42,6 +36,16 @@ async def check_source(name: str, pipeline: PipelineConfig) -> list[str]:
                     "to another name"
                 )
     return problems
+
+
+async def _connect(source: PostgresSourceConfig) -> psycopg.AsyncConnection:
+    # within the 10 s that ``validate`` gives each check, so a timeout says "cannot connect"
+    return await deadline.connect(
+        source.dsn.get_secret_value(),
+        source.query_timeout,
+        defaults={"connect_timeout": 5},
+        autocommit=True,
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -85,12 +89,7 @@ async def notes_source(name: str, pipeline: PipelineConfig) -> list[str]:
     source = pipeline.source
     assert isinstance(source, PostgresSourceConfig)
     try:
-        conn = await deadline.connect(
-            source.dsn.get_secret_value(),
-            source.query_timeout,
-            defaults={"connect_timeout": 5},
-            autocommit=True,
-        )
+        conn = await _connect(source)
     except psycopg.Error:
         return []  # check_source reported it
     async with conn:

@@ -18,7 +18,6 @@ bisecting the append in savepoints and returned as rejected; the rest commits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from itertools import count
 
 import polars as pl
@@ -27,7 +26,7 @@ from psycopg import sql
 
 from syncengine.keyless import COUNT, delta
 from syncengine.targets.base import ApplyResult, TableWrite
-from syncengine.targets.postgres.errors import first_line, is_record_error
+from syncengine.targets.postgres.apply import Staged, bisect
 from syncengine.targets.postgres.types import to_csv
 
 log = logging.getLogger("syncengine.targets.postgres")
@@ -57,7 +56,7 @@ async def apply_keyless(
         result.deleted += await _remove(conn, table, change.removes, columns, types)
     if change.appends.height:
         rows = change.appends.select(columns)
-        result.upserted += await _append(conn, table, rows, types, write.spec.name, result)
+        result.upserted += await _append(conn, table, rows, types, write, result)
     return change.truncate, pl.DataFrame()
 
 
@@ -117,7 +116,7 @@ async def _append(
     table: sql.Identifier,
     rows: pl.DataFrame,
     types: dict[str, str],
-    name: str,
+    write: TableWrite,
     result: ApplyResult,
 ) -> int:
     copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
@@ -128,40 +127,12 @@ async def _append(
         async with conn.cursor() as cur, cur.copy(copy) as pipe:
             await pipe.write(to_csv(rows.slice(lo, hi - lo).to_arrow(), types))
 
-    def refuse(index: int, exc: psycopg.Error) -> None:
-        result.rejected.append((name, _payload(rows.row(index, named=True)), first_line(exc)))
-
+    # the staged path's bisection, over the appended rows (``__row``: their numbers)
+    original = rows.with_row_index("__row").with_columns(pl.col("__row").cast(pl.Int64))
+    staged = Staged(rows.to_arrow(), rows.columns, {}, False, original)
     refused: list[int] = []
-    await _bisect(conn, 0, rows.height, copy_range, refuse, refused)
+    await bisect(conn, 0, rows.height, copy_range, refused, result, staged, write)
     return rows.height - len(refused)
-
-
-async def _bisect(
-    conn: psycopg.AsyncConnection,
-    lo: int,
-    hi: int,
-    step: Callable[[int, int], Awaitable[None]],
-    refuse: Callable[[int, psycopg.Error], None],
-    refused: list[int],
-) -> None:
-    """``step`` over rows [lo, hi) in a savepoint; on a record error halve until the bad rows
-    stand alone, ``refuse`` those, keep the rest."""
-    if lo >= hi:
-        return
-    try:
-        async with conn.transaction():
-            await step(lo, hi)
-        return
-    except psycopg.Error as exc:
-        if not is_record_error(exc):
-            raise
-        if hi - lo == 1:
-            refused.append(lo)
-            refuse(lo, exc)
-            return
-    mid = (lo + hi) // 2
-    await _bisect(conn, lo, mid, step, refuse, refused)
-    await _bisect(conn, mid, hi, step, refuse, refused)
 
 
 def _payload(row: dict[str, object]) -> dict[str, object]:
