@@ -168,6 +168,8 @@ class Snapshotter:
             finally:
                 await planner.close()
             self.state.put_chunks(self.pipeline, planned)
+            for batch in _emptied(shapes, {c.table for c in planned}, position):
+                yield batch
             todo: asyncio.Queue[Chunk] = asyncio.Queue()
             for chunk in planned:
                 todo.put_nowait(chunk)
@@ -248,12 +250,6 @@ class Snapshotter:
         ``position``: of every row, or one per row."""
         step = self.source.batch.max_rows
         meta = {"snapshot": True, "chunk": chunk.chunk}
-        if not shape.key and chunk.chunk == 0:
-            # a keyless table's rows cannot be told apart, so its copy replaces the target's
-            # rows instead of merging with them: a re-run or restarted snapshot appends nothing
-            # twice (docs/postgres-source.md, *Keyless tables*)
-            first = position if isinstance(position, str) else _NOWHERE
-            yield truncate_batch(shape, first, meta)
         for offset in range(0, max(text.num_rows, 1), step):
             piece = text.slice(offset, step)
             at = position if isinstance(position, str) else position.slice(offset, step)
@@ -286,6 +282,8 @@ class Snapshotter:
             for table in keyless:
                 pending.extend(c for c in self.state.get_chunks(self.pipeline, table))
         pending.sort(key=lambda c: (c.table, c.chunk))
+        for batch in _emptied(shapes, keyless, position):
+            yield batch
         width = max(1, parallel)
         conns = [await source.connect() for _ in range(min(width, max(len(pending), 1)))]
         reader: WatermarkReader | None = None
@@ -355,6 +353,17 @@ class Snapshotter:
                 await reader.close()
             for conn in conns:
                 await conn.close()
+
+
+def _emptied(shapes: dict[str, TableShape], tables: set[str], position: str) -> list[ChangeBatch]:
+    """A truncate for each keyless table among ``tables``, sent before any of their rows: a
+    keyless table's rows cannot be told apart, so its copy replaces the target's rows instead
+    of merging with them, and a re-run or restarted snapshot appends nothing twice
+    (docs/postgres-source.md, *Keyless tables*)."""
+    meta = {"snapshot": True}
+    return [
+        truncate_batch(shapes[t], position, meta) for t in sorted(tables) if not shapes[t].key
+    ]
 
 
 async def scan(source: PostgresSource, table: str) -> AsyncIterator[ChangeBatch]:
