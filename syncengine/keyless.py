@@ -87,9 +87,7 @@ def delta(batch: ChangeBatch, columns: list[str] | None = None) -> KeylessDelta:
             f"(columns {', '.join(lacking)}); set REPLICA IDENTITY FULL on the source table"
         )
         frame = frame.filter(pl.col("_op").is_in([OP_INSERT, OP_READ]))
-        olds = frame.clear().with_columns(
-            [pl.col(c).alias(BEFORE_PREFIX + c) for c in names]
-        )
+        olds = frame.clear().with_columns([pl.col(c).alias(BEFORE_PREFIX + c) for c in names])
 
     def value(column: str) -> pl.Expr:
         # an unchanged TOASTed value is not sent: the old image holds it
@@ -119,9 +117,7 @@ def delta(batch: ChangeBatch, columns: list[str] | None = None) -> KeylessDelta:
     # the last ``net`` inserting changes of each image are the rows to append
     appends = (
         both.filter((pl.col("__sign") > 0) & (pl.col("__net") > 0))
-        .with_columns(
-            pl.col("__seq").rank("ordinal", descending=True).over(image).alias("__rank")
-        )
+        .with_columns(pl.col("__seq").rank("ordinal", descending=True).over(image).alias("__rank"))
         .filter(pl.col("__rank") <= pl.col("__net"))
         .sort("__seq")
         .select(*names, "_pos", pl.col("__seq").alias(ROW))

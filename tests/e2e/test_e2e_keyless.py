@@ -93,7 +93,12 @@ def test_pgbench_run_daemon_under_load(tmp_path, bench, pg_target_dsn):
     cli = CLI(tmp_path, config(*TABLES), {"SRC_DSN": bench, "TGT_DSN": pg_target_dsn})
     daemon = cli.start("run")
     try:
-        wait_for(lambda: multiset(bench, "pgbench_branches") == multiset(pg_target_dsn, "pgbench_branches"), 60)
+        wait_for(
+            lambda: (
+                multiset(bench, "pgbench_branches") == multiset(pg_target_dsn, "pgbench_branches")
+            ),
+            60,
+        )
         pgbench(bench, "-T", "6", "-c", "2", "-n")
         wait_for(
             lambda: all(multiset(bench, t) == multiset(pg_target_dsn, t) for t in TABLES), 90, 1
@@ -131,7 +136,11 @@ def test_identical_rows_change_one_at_a_time(tmp_path, pg_dsn, pg_target_dsn):
         "FROM pg_attribute a WHERE a.attrelid = 'empty_keyed'::regclass AND a.attnum > 0 "
         "ORDER BY a.attnum",
     )
-    assert shape == [("id", "integer", True), ("price", "numeric(8,2)", False), ("t", "text", False)]
+    assert shape == [
+        ("id", "integer", True),
+        ("price", "numeric(8,2)", False),
+        ("t", "text", False),
+    ]
     pk = rows(
         pg_target_dsn,
         "SELECT count(*) FROM pg_index WHERE indrelid = 'empty_keyed'::regclass AND indisprimary",

@@ -74,7 +74,9 @@ class KeylessLoad(threading.Thread):
                 (kind, note),
             )
         elif pick < 0.6:
-            conn.execute("INSERT INTO evt VALUES (%s, %s, %s)", (kind, note, self.rng.randint(0, 3)))
+            conn.execute(
+                "INSERT INTO evt VALUES (%s, %s, %s)", (kind, note, self.rng.randint(0, 3))
+            )
         elif pick < 0.8:
             conn.execute(
                 "UPDATE evt SET n = n + 1 WHERE ctid = "
@@ -95,7 +97,9 @@ def multiset(dsn: str) -> Counter[tuple[object, ...]]:
 def difference(src: str, tgt: str) -> str:
     source, target = multiset(src), multiset(tgt)
     lost, extra = source - target, target - source
-    return "" if not lost and not extra else f"lost {sum(lost.values())}, extra {sum(extra.values())}"
+    return (
+        "" if not lost and not extra else f"lost {sum(lost.values())}, extra {sum(extra.values())}"
+    )
 
 
 def test_crash_loop_keyless_table_loses_and_duplicates_nothing(tmp_path, pg_dsn, pg_target_dsn):

@@ -35,9 +35,7 @@ def applied(start: Counter, change: keyless.KeylessDelta) -> Counter:
 
 
 def test_insert_then_delete_in_one_group_cancels_and_keeps_the_twin():
-    b = batch(
-        ["c", "d"], [(1, None), (None, None)], before=[(None, None), (1, None)]
-    )
+    b = batch(["c", "d"], [(1, None), (None, None)], before=[(None, None), (1, None)])
     change = keyless.delta(b)
     assert change.appends.height == 0 and change.removes.height == 0
     assert applied(Counter({(1, None): 1}), change) == Counter({(1, None): 1})
@@ -51,9 +49,7 @@ def test_delete_of_one_of_two_identical_rows_removes_one():
 
 
 def test_update_with_unsent_value_takes_it_from_the_old_image():
-    b = batch(
-        ["u"], [(2, None)], before=[(1, "long")], unsent={"b": [True]}
-    )
+    b = batch(["u"], [(2, None)], before=[(1, "long")], unsent={"b": [True]})
     change = keyless.delta(b)
     assert change.appends.select("a", "b").rows() == [(2, "long")]
     assert change.removes.select("a", "b").rows() == [(1, "long")]

@@ -184,7 +184,9 @@ def truncate_batch(shape: TableShape, position: str, meta: dict) -> ChangeBatch:
     empty = pa.table({c: pa.array([None], pa.string()) for c in shape.columns})
     batch = read_batch(shape, empty, position, meta)
     ops = pa.array(["t"], pa.string())
-    return batch.replace(batch.data.set_column(batch.data.schema.get_field_index("_op"), "_op", ops))
+    return batch.replace(
+        batch.data.set_column(batch.data.schema.get_field_index("_op"), "_op", ops)
+    )
 
 
 def key_texts(text: pa.Table, key: tuple[str, ...]) -> list[tuple[str | None, ...]]:

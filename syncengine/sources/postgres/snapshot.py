@@ -51,9 +51,9 @@ from syncengine.sources.postgres.chunks import (
     csv_to_text_columns,
     plan,
     read_batch,
-    truncate_batch,
     read_copy,
     table_shape,
+    truncate_batch,
 )
 from syncengine.sources.postgres.deletes import DETAIL, delete_publication, deletes_since
 from syncengine.sources.postgres.pgerrors import map_error
@@ -361,9 +361,7 @@ def _emptied(shapes: dict[str, TableShape], tables: set[str], position: str) -> 
     of merging with them, and a re-run or restarted snapshot appends nothing twice
     (docs/postgres-source.md, *Keyless tables*)."""
     meta = {"snapshot": True}
-    return [
-        truncate_batch(shapes[t], position, meta) for t in sorted(tables) if not shapes[t].key
-    ]
+    return [truncate_batch(shapes[t], position, meta) for t in sorted(tables) if not shapes[t].key]
 
 
 async def scan(source: PostgresSource, table: str) -> AsyncIterator[ChangeBatch]:

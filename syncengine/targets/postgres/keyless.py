@@ -92,9 +92,7 @@ async def _remove(
         "SELECT m.tid FROM (SELECT t.ctid AS tid, s.{n} AS n, "
         "row_number() OVER (PARTITION BY s.__g ORDER BY t.ctid) AS rn "
         "FROM {table} AS t JOIN {stg} AS s ON {left} = {right}) m WHERE m.rn <= m.n))"
-    ).format(
-        table=table, n=sql.Identifier(COUNT), stg=stg, left=image("t"), right=image("s")
-    )
+    ).format(table=table, n=sql.Identifier(COUNT), stg=stg, left=image("t"), right=image("s"))
     async with conn.cursor() as cur:
         await cur.execute(statement)
         deleted = max(cur.rowcount, 0)
