@@ -142,12 +142,14 @@ def unfenced(batch: ChangeBatch, fence: str | None) -> ChangeBatch:
 
 
 def fence_shadow(parts: list[ChangeBatch]) -> ShadowUpdate:
-    """The shadow row that moves the table's fence to the last stream change of ``parts``."""
+    """The shadow row that moves the table's fence to the last stream change of ``parts``, or
+    to where a snapshot that replaces the table was read (``meta["fence"]``)."""
     positions = [
         p.to_polars().filter(pl.col("_op") != OP_READ)["_pos"].max()
         for p in parts
         if p.num_rows and not p.meta.get("snapshot")
     ]
+    positions += [str(p.meta["fence"]) for p in parts if p.meta.get("fence")]
     position = max((p for p in positions if p is not None), default=None)
     if position is None:
         return ShadowUpdate()

@@ -174,17 +174,21 @@ async def slot_exists(conn: psycopg.AsyncConnection, slot: str) -> bool:
 
 
 async def create_slot(
-    repl: psycopg.AsyncConnection, slot: str, export: bool
+    repl: psycopg.AsyncConnection, slot: str, export: bool, temporary: bool = False
 ) -> tuple[int, str | None]:
     """CREATE_REPLICATION_SLOT on a ``replication=database`` connection.
 
     With ``export`` the returned snapshot name stays importable only while ``repl`` stays open
-    and runs nothing else. Returns (consistent point LSN, snapshot name).
+    and runs nothing else. A ``temporary`` slot is dropped when ``repl`` closes (used only for
+    its exported snapshot and consistent point). Returns (consistent point LSN, snapshot name).
     """
     mode = sql.SQL("EXPORT_SNAPSHOT" if export else "NOEXPORT_SNAPSHOT")
+    kind = sql.SQL(" TEMPORARY" if temporary else "")
     cur = repl.cursor()
     await cur.execute(
-        sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}").format(sql.Identifier(slot), mode)
+        sql.SQL("CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput {}").format(
+            sql.Identifier(slot), kind, mode
+        )
     )
     row = await cur.fetchone()
     assert row is not None
