@@ -171,7 +171,7 @@ def test_identical_rows_change_one_at_a_time(tmp_path, pg_dsn, pg_target_dsn):
     assert "copies" in json.dumps(report)
 
 
-MONGO_CONFIG = textwrap.dedent(
+EVENTS_CONFIG = textwrap.dedent(
     """
     state: ${SYNCENGINE_STATE}
     pipelines:
@@ -180,10 +180,15 @@ MONGO_CONFIG = textwrap.dedent(
           type: postgres
           dsn: ${SRC_DSN}
           tables: [public.eventlog]
-        target: {type: mongo, uri: "${TGT_URI}", database: "${TGT_DB}"}
+          snapshot_chunk_rows: 100
+        target: TARGET
         batch: {max_rows: 1000, max_wait: 100ms}
     """
 )
+MONGO_CONFIG = EVENTS_CONFIG.replace(
+    "TARGET", '{type: mongo, uri: "${TGT_URI}", database: "${TGT_DB}"}'
+)
+PARQUET_CONFIG = EVENTS_CONFIG.replace("TARGET", '{type: parquet, path: "${TGT_PATH}"}')
 
 
 def test_keyless_rows_into_mongo_get_ids_replays_cannot_duplicate(
@@ -223,22 +228,6 @@ def test_keyless_rows_into_mongo_get_ids_replays_cannot_duplicate(
     cli.run("checkpoints", "reset", "--pipeline", "events", "--yes")
     cli.run("sync", "--once")
     assert documents() == multiset(pg_dsn, "eventlog")
-
-
-PARQUET_CONFIG = textwrap.dedent(
-    """
-    state: ${SYNCENGINE_STATE}
-    pipelines:
-      events:
-        source:
-          type: postgres
-          dsn: ${SRC_DSN}
-          tables: [public.eventlog]
-          snapshot_chunk_rows: 100
-        target: {type: parquet, path: "${TGT_PATH}"}
-        batch: {max_rows: 1000, max_wait: 100ms}
-    """
-)
 
 
 def test_keyless_table_into_parquet_is_a_log_of_every_change(tmp_path, pg_dsn):
