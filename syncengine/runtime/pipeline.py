@@ -149,7 +149,7 @@ class Pipeline:
         letters: list[DeadLetter] = []
         for batch in batches:
             if not batch.num_rows:
-                if batch.meta.get("snapshot"):
+                if "chunk" in batch.meta:  # an empty snapshot chunk: maybe an empty table
                     await self._ensure_empty(batch)
                 continue
             report.read += batch.num_rows
