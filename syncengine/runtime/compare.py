@@ -89,6 +89,8 @@ def align(source: pl.DataFrame, target: pl.DataFrame) -> tuple[pl.DataFrame, pl.
 def compare_frames(
     table: str, source: pl.DataFrame, target: pl.DataFrame, key: list[str]
 ) -> TableDiff:
+    if not key:
+        return compare_multisets(table, source, target)
     source, target = align(source, target)
     columns = source.columns
     values = [c for c in columns if c not in key]
@@ -141,6 +143,32 @@ def compare_frames(
         diff.different.append({"key": _key_value(row, key), "fields": fields})
     if changed.height > MAX_DETAILED:
         diff.different.append({"key": None, "fields": {}, "more": changed.height - MAX_DETAILED})
+    return diff
+
+
+def compare_multisets(table: str, source: pl.DataFrame, target: pl.DataFrame) -> TableDiff:
+    """A keyless table: the rows are compared as multisets (each distinct row and how many
+    times it occurs). ``missing`` / ``extra`` list the rows (as objects) the target has too few
+    / too many copies of, with ``copies`` saying how many."""
+    source, target = align(source, target)
+    columns = source.columns
+    counted = [
+        _canonical(frame, columns).group_by(columns).agg(pl.len().cast(pl.Int64).alias(name))
+        for frame, name in ((source, "__ns"), (target, "__nt"))
+    ]
+    both = counted[0].join(counted[1], on=columns, how="full", coalesce=True, nulls_equal=True)
+    gap = (pl.col("__ns").fill_null(0) - pl.col("__nt").fill_null(0)).alias("__gap")
+    both = both.with_columns(gap).filter(pl.col("__gap") != 0)
+    diff = TableDiff(table, source.height, target.height)
+
+    def listed(frame: pl.DataFrame, sign: int) -> list[Any]:
+        return [
+            {**{c: _decode(row[c]) for c in columns}, "copies": sign * row["__gap"]}
+            for row in frame.head(MAX_DETAILED).iter_rows(named=True)
+        ]
+
+    diff.missing = listed(both.filter(pl.col("__gap") > 0), 1)
+    diff.extra = listed(both.filter(pl.col("__gap") < 0), -1)
     return diff
 
 

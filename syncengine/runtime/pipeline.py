@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from syncengine import keyless
 from syncengine.changes import ChangeBatch, concat_batches
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
@@ -154,6 +155,8 @@ class Pipeline:
         mapping_started = time.perf_counter()
         for batch in batches:
             if not batch.num_rows:
+                if "chunk" in batch.meta:  # an empty snapshot chunk: maybe an empty table
+                    await self._ensure_empty(batch)
                 continue
             report.read += batch.num_rows
             self.metrics.changes_read.labels(self.name, batch.table).inc(batch.num_rows)
@@ -181,6 +184,9 @@ class Pipeline:
         for spec, mapping, parts in mapped.values():
             if getattr(self.target, "change_log", False):
                 writes.append(TableWrite(spec, concat_batches(parts)))  # every change, in order
+                continue
+            if not spec.key:  # a multiset of rows: no compaction, shadow or strategy
+                writes.append(await self._keyless_write(spec, parts))
                 continue
             compacted = concat_batches(parts).compact()
             resolved = await self._resolver(mapping).resolve(spec, compacted)
@@ -219,6 +225,20 @@ class Pipeline:
         self.rows_applied += sum(report.applied.values())
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
         return report
+
+    async def _keyless_write(self, spec: TableSpec, parts: list[ChangeBatch]) -> TableWrite:
+        """Every change of a keyless table, in order, without what a replay repeats (its fence:
+        :mod:`syncengine.keyless`), and the fence moved past them."""
+        found = await self.target.read_shadow(spec.name, [keyless.FENCE_KEY])
+        fence = found.column("position")[0].as_py() if found.num_rows else None
+        parts = [keyless.unfenced(p, fence) for p in parts]
+        return TableWrite(spec, concat_batches(parts), keyless.fence_shadow(parts))
+
+    async def _ensure_empty(self, batch: ChangeBatch) -> None:
+        """An empty table's snapshot: its target table is created all the same (with the types
+        and key it would have with rows), as pg_dump and native subscriptions do."""
+        for index, mapping in self.mappings_for(batch.table):
+            await self._spec(self._compile(index, mapping, batch), mapping)
 
     def _count_conflicts(self, resolved: Any, mapping: MappingConfig) -> int:
         strategy = (mapping.conflicts or self.config.conflicts).strategy

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from syncengine import keyless
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, ChangeBatch
 from syncengine.config.models import ParquetTargetConfig
 from syncengine.errors import FatalError
@@ -92,7 +94,8 @@ def log_files(root: Path, table: str) -> list[Path]:
 
 
 def read_log(root: str | Path, table: str) -> pa.Table:
-    """Every change of ``table`` in the log, in position order (file order breaks ties)."""
+    """Every change of ``table`` in the log, in position order (file order breaks ties, after
+    a truncate: a keyless snapshot's truncate shares its position with the rows it precedes)."""
     files = log_files(Path(root), table)
     if not files:
         return pa.table({})
@@ -101,10 +104,12 @@ def read_log(root: str | Path, table: str) -> pa.Table:
     order = pa.table(
         {
             "pos": log.column("_pos"),
+            "rows": pc.not_equal(log.column("_op"), OP_TRUNCATE),
             "seq": pa.array(range(log.num_rows), pa.int64()),
         }
     )
-    indices = pc.sort_indices(order, sort_keys=[("pos", "ascending"), ("seq", "ascending")])
+    keys = [("pos", "ascending"), ("rows", "ascending"), ("seq", "ascending")]
+    indices = pc.sort_indices(order, sort_keys=keys)
     return log.take(indices)
 
 
@@ -114,12 +119,17 @@ def replay_log(log: pa.Table, spec: TableSpec) -> pa.Table:
     columns = [f.name for f in spec.schema]
     if not log.num_rows:
         return spec.schema.empty_table()
-    batch = ChangeBatch(spec.name, log, spec.key).compact()
-    frame = batch.to_polars().filter(~pl.col("_op").is_in([OP_DELETE, OP_TRUNCATE]))
+    if spec.key:
+        batch = ChangeBatch(spec.name, log, spec.key).compact()
+        frame = batch.to_polars().filter(~pl.col("_op").is_in([OP_DELETE, OP_TRUNCATE]))
+    else:  # a keyless log from its start: the rows it adds are the table
+        names = [c for c in columns if c in log.column_names]
+        frame = keyless.delta(ChangeBatch(spec.name, log, ()), names).appends
     for name in columns:
         if name not in frame.columns:
             frame = frame.with_columns(pl.lit(None).alias(name))
-    rows = frame.select(columns).sort(list(spec.key)).to_arrow()
+    selected = frame.select(columns)
+    rows = (selected.sort(list(spec.key)) if spec.key else selected).to_arrow()
     return rows.cast(spec.schema) if rows.schema != spec.schema else rows
 
 
@@ -200,11 +210,15 @@ class ParquetTarget:
             folder = table_folder(self.root, table) / f"date={date}"
             folder.mkdir(parents=True, exist_ok=True)
             name = f"{_name_part(lo)}-{_name_part(hi)}"
-            if lo == hi:
+            if lo == hi and spec.key:
                 # One position for many rows (a snapshot chunk): the keys tell chunks apart.
                 name += (
                     f"-{_fingerprint(part.select([k for k in spec.key if k in part.column_names]))}"
                 )
+            elif lo == hi:
+                # A keyless chunk: two chunks may hold the same rows, so a fresh name; a
+                # restarted keyless snapshot logs its truncate again (docs/postgres-source.md)
+                name += f"-{uuid.uuid4().hex[:12]}"
             path = folder / f"{name}.parquet"
             meta = {
                 **(part.schema.metadata or {}),

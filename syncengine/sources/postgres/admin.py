@@ -91,11 +91,21 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
     return problems
 
 
+async def keyless_tables(conn: psycopg.AsyncConnection, tables: list[str]) -> list[str]:
+    """The configured tables with no key (:func:`table_keys` gives them ``()``)."""
+    keys = await table_keys(conn, tables)
+    return [t for t in tables if not keys.get(canonical(t), ())]
+
+
 async def table_keys(
     conn: psycopg.AsyncConnection, tables: list[str]
 ) -> dict[str, tuple[str, ...]]:
-    """Primary key (else replica identity index) columns per table (canonical name, see
-    :mod:`syncengine.names`), in key order."""
+    """The key of each table (canonical name, see :mod:`syncengine.names`), in key order:
+    the replica identity index's columns under REPLICA IDENTITY USING INDEX (the old key
+    pgoutput sends is that index's), else the primary key's. ``()`` marks a keyless table (no
+    primary key; REPLICA IDENTITY FULL or insert-only): its rows are matched by their whole old
+    image (docs/postgres-source.md). Backfill and stream both take the key from here, so they
+    agree on it."""
     keys: dict[str, tuple[str, ...]] = {}
     for table in tables:
         parsed = QualifiedName.parse(table)
@@ -104,15 +114,12 @@ async def table_keys(
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) ON true "
             "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
-            "WHERE n.nspname = %s AND c.relname = %s AND (i.indisprimary OR i.indisreplident) "
-            "ORDER BY i.indisprimary DESC, i.indexrelid, k.ord",
+            "WHERE n.nspname = %s AND c.relname = %s AND CASE c.relreplident "
+            "WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END "
+            "ORDER BY k.ord",
             (parsed.schema, parsed.name),
         )
-        columns: list[str] = []
-        for (column,) in await cur.fetchall():
-            if column not in columns:
-                columns.append(column)
-        keys[parsed.sql] = tuple(columns)
+        keys[parsed.sql] = tuple(r[0] for r in await cur.fetchall())
     return keys
 
 
@@ -143,7 +150,8 @@ async def ensure_publication(
     if missing:
         await conn.execute(
             sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
-                sql.Identifier(publication), sql.SQL(", ").join(QualifiedName.parse(t).identifier() for t in missing)
+                sql.Identifier(publication),
+                sql.SQL(", ").join(QualifiedName.parse(t).identifier() for t in missing),
             )
         )
 
@@ -169,17 +177,21 @@ async def slot_exists(conn: psycopg.AsyncConnection, slot: str) -> bool:
 
 
 async def create_slot(
-    repl: psycopg.AsyncConnection, slot: str, export: bool
+    repl: psycopg.AsyncConnection, slot: str, export: bool, temporary: bool = False
 ) -> tuple[int, str | None]:
     """CREATE_REPLICATION_SLOT on a ``replication=database`` connection.
 
     With ``export`` the returned snapshot name stays importable only while ``repl`` stays open
-    and runs nothing else. Returns (consistent point LSN, snapshot name).
+    and runs nothing else. A ``temporary`` slot is dropped when ``repl`` closes (used only for
+    its exported snapshot and consistent point). Returns (consistent point LSN, snapshot name).
     """
     mode = sql.SQL("EXPORT_SNAPSHOT" if export else "NOEXPORT_SNAPSHOT")
+    kind = sql.SQL(" TEMPORARY" if temporary else "")
     cur = repl.cursor()
     await cur.execute(
-        sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}").format(sql.Identifier(slot), mode)
+        sql.SQL("CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput {}").format(
+            sql.Identifier(slot), kind, mode
+        )
     )
     row = await cur.fetchone()
     assert row is not None

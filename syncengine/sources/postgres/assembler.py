@@ -135,7 +135,7 @@ class ChangeAssembler:
         self, max_rows: int, keys: Mapping[str, tuple[str, ...]] | None = None, idle_table: str = ""
     ) -> None:
         self.max_rows = max_rows
-        #: primary keys by ``schema.table`` (REPLICA IDENTITY FULL flags every column)
+        #: keys by ``schema.table`` (``admin.table_keys``; ``()``: keyless)
         self.keys = dict(keys or {})
         self.idle_table = idle_table
         self.relations: dict[int, po.Relation] = {}
@@ -252,9 +252,12 @@ class ChangeAssembler:
                     f"change for relation {oid} before its Relation message", offset=0
                 )
             types = [pg_type(c.type_oid, c.typmod, self.custom_types) for c in relation.columns]
-            key = self.keys.get(relation.qualified) or tuple(
-                c.name for c in relation.columns if c.is_key
-            )
+            # a table the catalog knows as keyless keeps key (): REPLICA IDENTITY FULL flags
+            # every column as key, but no column set is unique there (docs/postgres-source.md)
+            if relation.qualified in self.keys:
+                key = self.keys[relation.qualified]
+            else:
+                key = tuple(c.name for c in relation.columns if c.is_key)
             buffer = self.buffers[oid] = _Buffer(relation, types, key)
         return buffer
 

@@ -129,7 +129,9 @@ def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Compo
         conditions.append(sql.SQL("(" + where + ")"))
     condition = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
     return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT csv)").format(
-        sql.SQL(", ").join(map(sql.Identifier, shape.columns)), QualifiedName.parse(shape.name).identifier(), condition
+        sql.SQL(", ").join(map(sql.Identifier, shape.columns)),
+        QualifiedName.parse(shape.name).identifier(),
+        condition,
     )
 
 
@@ -178,6 +180,17 @@ def read_batch(
     )
     data = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     return ChangeBatch(shape.name, data, shape.key, meta)
+
+
+def truncate_batch(shape: TableShape, position: str, meta: dict) -> ChangeBatch:
+    """One ``t`` row at ``position``: a keyless table's snapshot starts by emptying the
+    target table (its rows have no key to upsert by)."""
+    empty = pa.table({c: pa.array([None], pa.string()) for c in shape.columns})
+    batch = read_batch(shape, empty, position, meta)
+    ops = pa.array(["t"], pa.string())
+    return batch.replace(
+        batch.data.set_column(batch.data.schema.get_field_index("_op"), "_op", ops)
+    )
 
 
 def key_texts(text: pa.Table, key: tuple[str, ...]) -> list[tuple[str | None, ...]]:

@@ -118,7 +118,10 @@ async def current_position(source: PostgresSource) -> str:
         row = await (
             await conn.execute(
                 sql.SQL("SELECT {} FROM {} WHERE {} IS NOT NULL ORDER BY {} LIMIT 1").format(
-                    texts, QualifiedName.parse(shape.name).identifier(), sql.Identifier(cursor), desc
+                    texts,
+                    QualifiedName.parse(shape.name).identifier(),
+                    sql.Identifier(cursor),
+                    desc,
                 )
             )
         ).fetchone()

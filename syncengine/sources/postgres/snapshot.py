@@ -56,6 +56,7 @@ from syncengine.sources.postgres.chunks import (
     read_batch,
     read_copy,
     table_shape,
+    truncate_batch,
 )
 from syncengine.sources.postgres.deletes import DETAIL, delete_publication, deletes_since
 from syncengine.sources.postgres.pgerrors import map_error
@@ -176,6 +177,8 @@ class Snapshotter:
             finally:
                 await planner.close()
             self.state.put_chunks(self.pipeline, planned)
+            for batch in _emptied(shapes, {c.table for c in planned}, position):
+                yield batch
             todo: asyncio.Queue[Chunk] = asyncio.Queue()
             for chunk in planned:
                 todo.put_nowait(chunk)
@@ -263,6 +266,45 @@ class Snapshotter:
             yield read_batch(shape, piece, at, meta)
         self.state.put_chunks(self.pipeline, [replace(chunk, status="done", rows=text.num_rows)])
 
+    async def _keyless_exact(
+        self, shapes: dict[str, TableShape], chunks: list[Chunk], wheres: Wheres
+    ) -> AsyncIterator[ChangeBatch]:
+        """Keyless tables on the reconciling path. Their rows cannot be matched to the changes
+        the stream replays, so they are read whole in the exported snapshot of a temporary
+        slot, which contains exactly the transactions committed before its consistent point
+        C: the copy starts with a truncate that sets the table's fence to C, so the replay
+        drops their changes before C and applies the later ones (docs/postgres-source.md,
+        *Keyless tables*)."""
+        source = self.source
+        repl = await source.connect(replication=True)
+        try:
+            try:
+                lsn, name = await admin.create_slot(
+                    repl, f"{source.slot}_copy", export=True, temporary=True
+                )
+            except psycopg.Error as exc:
+                raise map_error(exc, "creating a temporary slot for keyless tables") from exc
+            assert name is not None
+            position = lsn_to_pos(lsn)
+            tables = {c.table for c in chunks}
+            for batch in _emptied(shapes, tables, position, fence=True):
+                yield batch
+            conn = await self._importing(name)
+            try:
+                for chunk in sorted(chunks, key=lambda c: (c.table, c.chunk)):
+                    shape = shapes[chunk.table]
+                    data = await read_copy(conn, chunk_query(shape, chunk, wheres.get(chunk.table)))
+                    text = csv_to_text_columns(data, shape.columns)
+                    del data
+                    async for batch in self._emit(shape, chunk, text, position):
+                        yield batch
+            except psycopg.Error as exc:
+                raise map_error(exc, "reading a keyless table") from exc
+            finally:
+                await conn.close()
+        finally:
+            await repl.close()
+
     # -- watermark reconciliation ----------------------------------------------------------
 
     async def _reconcile(
@@ -284,10 +326,13 @@ class Snapshotter:
         """
         source = self.source
         keyless = {c.table for c in pending if not shapes[c.table].key}
-        if keyless:  # ctids move: such tables are read again from their first chunk
+        if keyless:  # ctids move: such tables are read again, whole, at one exact position
             pending = [c for c in pending if c.table not in keyless]
-            for table in keyless:
-                pending.extend(c for c in self.state.get_chunks(self.pipeline, table))
+            chunks = [c for t in sorted(keyless) for c in self.state.get_chunks(self.pipeline, t)]
+            async for batch in self._keyless_exact(shapes, chunks, wheres):
+                yield batch
+            if not pending:
+                return
         pending.sort(key=lambda c: (c.table, c.chunk))
         width = max(1, parallel)
         conns = [await source.connect() for _ in range(min(width, max(len(pending), 1)))]
@@ -358,6 +403,20 @@ class Snapshotter:
                 await reader.close()
             for conn in conns:
                 await conn.close()
+
+
+def _emptied(
+    shapes: dict[str, TableShape], tables: set[str], position: str, fence: bool = False
+) -> list[ChangeBatch]:
+    """A truncate for each keyless table among ``tables``, sent before any of their rows: a
+    keyless table's rows cannot be told apart, so its copy replaces the target's rows instead
+    of merging with them, and a re-run or restarted snapshot appends nothing twice
+    (docs/postgres-source.md, *Keyless tables*). ``fence``: the rows are read at ``position``
+    while the stream replays from an earlier one, so the table's fence moves there."""
+    meta: dict[str, object] = {"snapshot": True}
+    if fence:
+        meta["fence"] = position
+    return [truncate_batch(shapes[t], position, meta) for t in sorted(tables) if not shapes[t].key]
 
 
 async def scan(source: PostgresSource, table: str) -> AsyncIterator[ChangeBatch]:

@@ -129,6 +129,10 @@ def create_table_sql(schema: str, spec: TableSpec) -> sql.Composed:
             )
         )
     body = sql.SQL(", ").join(columns)
+    if not spec.key:  # keyless: no constraint the source does not have
+        return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+            sql.Identifier(schema, spec.name), body
+        )
     pk = sql.SQL(", ").join(map(sql.Identifier, spec.key))
     return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
         sql.Identifier(schema, spec.name), body, pk

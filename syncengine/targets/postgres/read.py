@@ -82,12 +82,14 @@ def rows_to_table(rows: list[tuple[object, ...]], schema: pa.Schema) -> pa.Table
 async def scan(
     dsn: str, schema: str, spec: TableSpec, target_columns: dict[str, str], chunk: int
 ) -> AsyncIterator[pa.Table]:
-    """Every row, in key order, through a server-side cursor on a connection of its own."""
+    """Every row, in key order (a keyless table: any order), through a server-side cursor on a
+    connection of its own."""
     fields = [f for f in spec.schema if f.name in target_columns]
-    query = sql.SQL("SELECT {} FROM {} AS t ORDER BY {}").format(
+    order = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in spec.key)
+    query = sql.SQL("SELECT {} FROM {} AS t{}").format(
         select_list(fields, target_columns),
         sql.Identifier(schema, spec.name),
-        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in spec.key),
+        sql.SQL(" ORDER BY {}").format(order) if spec.key else sql.SQL(""),
     )
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         await conn.execute("SET TimeZone = 'UTC'")

@@ -18,6 +18,7 @@ from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import ddl, state
 from syncengine.targets.postgres.apply import apply_write
 from syncengine.targets.postgres.errors import translate
+from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_rows, scan
 from syncengine.targets.shadow import PurgeSchedule, without_rejected
 
@@ -97,8 +98,6 @@ class PostgresTarget:
     async def _grow(
         self, conn: psycopg.AsyncConnection, schema: str, table: str, spec: TableSpec
     ) -> dict[str, str]:
-        if not spec.key:
-            raise FatalError(f"target table {spec.name}: no key columns", hint="set `key:`")
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
         columns = await ddl.existing_columns(conn, schema, table)
         local = TableSpec(table, spec.key, spec.schema)
@@ -124,6 +123,8 @@ class PostgresTarget:
         ):
             columns = await ddl.existing_columns(conn, schema, table) or {}
         absent_key = [k for k in spec.key if k not in columns]
+        if not spec.key:  # keyless: rows are matched by their whole image, no index needed
+            return columns
         if absent_key or not await ddl.has_unique_key(conn, schema, table, spec.key):
             raise FatalError(
                 f"target table {spec.name} has no primary key or unique index on "
@@ -242,7 +243,8 @@ class PostgresTarget:
                         write.shadow,
                     )
                     before = len(result.rejected)
-                    truncated, refused = await apply_write(conn, schema, local, columns, result)
+                    apply = apply_write if write.spec.key else apply_keyless
+                    truncated, refused = await apply(conn, schema, local, columns, result)
                     # refused rows name the table as the pipeline does, not as the SQL does
                     result.rejected[before:] = [
                         (write.spec.name, row, why) for _, row, why in result.rejected[before:]
