@@ -107,8 +107,8 @@ class _Buffer:
         arrays: list[pa.Array] = []
         names = [c.name for c in self.relation.columns]
         for name, type_, column in zip(names, self.types, self.values, strict=True):
-            fields.append(type_.field(name))
             arrays.append(to_arrow(pa.array(column, pa.binary()), type_, name))
+            fields.append(type_.field(name, arrays[-1].type))
         fields.extend(META_SCHEMA)
         arrays.append(pa.array(self.ops, pa.string()))
         arrays.append(pa.array(self.pos, pa.string()))
@@ -116,8 +116,8 @@ class _Buffer:
         arrays.append(pa.array(self.txid, pa.int64()))
         if self.before is not None:
             for name, type_, column in zip(names, self.types, self.before, strict=True):
-                fields.append(type_.field(BEFORE_PREFIX + name))
                 arrays.append(to_arrow(pa.array(column, pa.binary()), type_, name))
+                fields.append(type_.field(BEFORE_PREFIX + name, arrays[-1].type))
         for i, rows in sorted(self.unsent.items()):
             mask = [False] * n
             for row in rows:

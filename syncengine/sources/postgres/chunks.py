@@ -160,10 +160,12 @@ def read_batch(
     """Text columns → a ChangeBatch of ``r`` rows at ``position`` (one for all rows, or one
     per row), typed like the stream."""
     n = text.num_rows
-    fields = [t.field(c) for c, t in zip(shape.columns, shape.types, strict=True)]
     arrays = [
         to_arrow(text.column(c).combine_chunks(), t, c)
         for c, t in zip(shape.columns, shape.types, strict=True)
+    ]
+    fields = [
+        t.field(c, a.type) for c, t, a in zip(shape.columns, shape.types, arrays, strict=True)
     ]
     fields.extend(META_SCHEMA)
     arrays.extend(
