@@ -210,7 +210,7 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
     first = batches[0]
     if len(batches) == 1:
         return first
-    frames = [b.to_polars() for b in batches]
+    frames = [b.to_polars() for b in _text_where_any_is_text(batches)]
     combined = pl.concat(frames, how="diagonal_relaxed")
     fills = [
         pl.col(name).fill_null(False) for name in combined.columns if name.startswith(UNSENT_PREFIX)
@@ -218,6 +218,34 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
     if fills:
         combined = combined.with_columns(fills)
     return first.replace(combined)
+
+
+def _text_where_any_is_text(batches: Sequence[ChangeBatch]) -> Sequence[ChangeBatch]:
+    """A column that some batch carries as text (a Postgres value with no Arrow form, see
+    :mod:`syncengine.codecs.pg_text`) becomes that text in the others too."""
+    from syncengine.codecs import pg_text
+
+    types: dict[str, set[pa.DataType]] = {}
+    for batch in batches:
+        for f in batch.data.schema:
+            types.setdefault(f.name, set()).add(f.type)
+    textual = {
+        name
+        for name, seen in types.items()
+        if len(seen) > 1
+        and any(pg_text.is_text(t) for t in seen)
+        and all(pg_text.convertible(t) for t in seen)
+    }
+    if not textual:
+        return batches
+    out = []
+    for batch in batches:
+        data = batch.data
+        for i, f in enumerate(data.schema):
+            if f.name in textual and not pg_text.is_text(f.type):
+                data = data.set_column(i, f.with_type(pa.string()), pg_text.as_text(data.column(i)))
+        out.append(batch.replace(data))
+    return out
 
 
 def compact(batch: ChangeBatch) -> ChangeBatch:

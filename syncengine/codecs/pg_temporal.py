@@ -37,8 +37,8 @@ _ORDINARY_DAYS = (-719_162, 2_932_896)
 
 _PATTERN = (
     r"^(\d{4,})-(\d\d)-(\d\d)"  # year (4+ digits), month, day
-    r"(?: (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?"  # time of day, fraction
-    r"(\+00)?"  # the UTC offset (sessions run with TimeZone=UTC)
+    r"(?:[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?"  # time of day, fraction
+    r"(\+00(?::00)?)?"  # the UTC offset (sessions run with TimeZone=UTC)
     r"( BC)?$"
 )
 
@@ -49,10 +49,10 @@ def _series(values: pa.Array) -> pl.Series:
     return series
 
 
-def parse(values: pa.Array, target: pa.DataType) -> pa.Array | None:
+def parse(values: pa.Array, target: pa.DataType, strict: bool = True) -> pa.Array | None:
     """Postgres ISO text (``DateStyle=ISO``) → ``date32`` / ``timestamp[us(, UTC)]``, with
     infinities and BC dates; None when a value has no form in ``target`` (malformed, or a
-    timestamp past 294247 AD)."""
+    timestamp past 294247 AD), or with ``strict=False`` null in its place."""
     text = pl.col("v")
     parts = text.str.extract_groups(_PATTERN)
     frame = pl.DataFrame({"v": _series(values)}).with_columns(p=parts)
@@ -89,9 +89,21 @@ def parse(values: pa.Array, target: pa.DataType) -> pa.Array | None:
         .otherwise(value)
         .cast(dtype),
     )
-    if not out["ok"].all():
+    if strict and not out["ok"].all():
         return None
     return out["v"].to_arrow().cast(target)
+
+
+def from_text(values: pa.Array, target: pa.DataType, strict: bool = True) -> pa.Array:
+    """Postgres text → ``target``: Arrow's cast when it can, else :func:`parse`; raises
+    ValueError for a value with no ``target`` form (``strict=False``: null instead)."""
+    try:
+        return values.cast(target)
+    except pa.ArrowInvalid:
+        parsed = parse(values, target, strict)
+    if parsed is None:
+        raise ValueError(f"a value beyond {target}'s range")
+    return parsed
 
 
 def _days_from_civil(year: pl.Expr, month: pl.Expr, day: pl.Expr) -> pl.Expr:
@@ -126,6 +138,18 @@ def is_ordinary(values: pa.Array | pa.ChunkedArray) -> bool:
 def to_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """A date or timestamp column as Postgres input text: ``infinity``, ``-infinity``,
     ``4713-01-01 BC``, ``294000-01-01 00:00:00+00`` (zoned: the UTC instant with ``+00``)."""
+    return _format(values, polars_json=False)
+
+
+def json_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The text Polars' ``json_encode`` gives a date or ``timestamp[us]`` value in years 1 to
+    9999 (``2024-01-02 03:04:05.120``, zoned ``2024-01-02T03:04:05.120+00:00``), and the
+    Postgres text of the others, which Polars cannot format. So a value encodes alike whatever
+    else its column holds (conflict hashes compare values encoded in different batches)."""
+    return _format(values, polars_json=True)
+
+
+def _format(values: pa.Array | pa.ChunkedArray, polars_json: bool) -> pa.Array:
     t = values.type
     is_date = pa.types.is_date(t)
     if is_date:
@@ -152,20 +176,32 @@ def to_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
         pl.lit("-"),
         day.cast(pl.String).str.zfill(2),
     ]
+    ordinary = year.is_between(1, 9999)
     if not is_date:
         clock = v - days * _US_PER_DAY
+        micros = clock % 1_000_000
+        fraction = pl.lit(".") + micros.cast(pl.String).str.zfill(6)
+        if polars_json:  # chrono's "%.f": no digits, 3 or 6
+            fraction = (
+                pl.when(micros == 0)
+                .then(pl.lit(""))
+                .when(micros % 1000 == 0)
+                .then(pl.lit(".") + (micros // 1000).cast(pl.String).str.zfill(3))
+                .otherwise(fraction)
+            )
+        zoned_json = polars_json and bool(t.tz)
         pieces += [
-            pl.lit(" "),
+            pl.when(ordinary).then(pl.lit("T" if zoned_json else " ")).otherwise(pl.lit(" ")),
             (clock // 3_600_000_000).cast(pl.String).str.zfill(2),
             pl.lit(":"),
             (clock // 60_000_000 % 60).cast(pl.String).str.zfill(2),
             pl.lit(":"),
             (clock // 1_000_000 % 60).cast(pl.String).str.zfill(2),
-            pl.lit("."),
-            (clock % 1_000_000).cast(pl.String).str.zfill(6),
+            fraction,
         ]
         if t.tz:
-            pieces.append(pl.lit("+00"))
+            zone = pl.when(ordinary).then(pl.lit("+00:00")) if zoned_json else None
+            pieces.append(zone.otherwise(pl.lit("+00")) if zone is not None else pl.lit("+00"))
     pieces.append(pl.when(bc).then(pl.lit(" BC")).otherwise(pl.lit("")))
     frame = pl.DataFrame({"v": _series(raw)})
     out = frame.select(

@@ -132,9 +132,15 @@ class ChangeAssembler:
     """Feeds on pgoutput messages, returns the batches that are ready."""
 
     def __init__(
-        self, max_rows: int, keys: Mapping[str, tuple[str, ...]] | None = None, idle_table: str = ""
+        self,
+        max_rows: int,
+        keys: Mapping[str, tuple[str, ...]] | None = None,
+        idle_table: str = "",
+        typedefs: Mapping[int, str] | None = None,
     ) -> None:
         self.max_rows = max_rows
+        #: type oid → ``pg_typedefs`` of user-defined column types (read by the source)
+        self.typedefs = dict(typedefs or {})
         #: primary keys by ``schema.table`` (REPLICA IDENTITY FULL flags every column)
         self.keys = dict(keys or {})
         self.idle_table = idle_table
@@ -251,7 +257,10 @@ class ChangeAssembler:
                 raise DecodeError(
                     f"change for relation {oid} before its Relation message", offset=0
                 )
-            types = [pg_type(c.type_oid, c.typmod, self.custom_types) for c in relation.columns]
+            types = [
+                pg_type(c.type_oid, c.typmod, self.custom_types, self.typedefs.get(c.type_oid, ""))
+                for c in relation.columns
+            ]
             key = self.keys.get(relation.qualified) or tuple(
                 c.name for c in relation.columns if c.is_key
             )

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from syncengine.changes import META_SCHEMA, ChangeBatch
-from syncengine.sources.postgres import deadline
+from syncengine.sources.postgres import deadline, usertypes
 from syncengine.sources.postgres.admin import split_table, table_sql
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
 from syncengine.sources.postgres.copyout import copy_out
@@ -50,7 +50,11 @@ async def table_shape(
         (schema, name),
     )
     found = await cur.fetchall()
-    types = tuple(pg_type(oid, typmod, {oid: formatted}) for _, oid, typmod, formatted in found)
+    defs = await usertypes.definitions(conn, {oid for _, oid, _, _ in found})
+    types = tuple(
+        pg_type(oid, typmod, {oid: formatted}, defs.get(oid, ""))
+        for _, oid, typmod, formatted in found
+    )
     return TableShape(table, tuple(r[0] for r in found), types, key)
 
 

@@ -41,11 +41,16 @@ class PgType:
     name: str
     arrow: pa.DataType
     kind: str
+    #: user-defined types the column needs, as ``pg_typedefs`` JSON (see :mod:`.usertypes`)
+    defs: str = ""
 
     def field(self, column: str, arrow: pa.DataType | None = None) -> pa.Field:
         """The column's field; ``arrow``: the type its values arrived as, when a batch carries
         them in their text form (see :func:`to_arrow`)."""
-        return pa.field(column, arrow or self.arrow, metadata={"pg_type": self.name.encode()})
+        meta = {"pg_type": self.name.encode()}
+        if self.defs:
+            meta["pg_typedefs"] = self.defs.encode()
+        return pa.field(column, arrow or self.arrow, metadata=meta)
 
 
 # oid -> (format_type name, arrow type, converter kind)
@@ -94,8 +99,11 @@ _ARRAYS: dict[int, int] = {
 }
 
 
-def pg_type(oid: int, typmod: int, custom: Mapping[int, str] | None = None) -> PgType:
-    """The Arrow mapping of one column type; ``custom`` names non-builtin types (enums…)."""
+def pg_type(
+    oid: int, typmod: int, custom: Mapping[int, str] | None = None, defs: str = ""
+) -> PgType:
+    """The Arrow mapping of one column type; ``custom`` names non-builtin types (enums…),
+    ``defs`` holds their definitions (:mod:`.usertypes`)."""
     if oid in _ARRAYS:
         element = pg_type(_ARRAYS[oid], -1)
         name = _with_modifier(element.name, _ARRAYS[oid], typmod) + "[]"
@@ -110,7 +118,7 @@ def pg_type(oid: int, typmod: int, custom: Mapping[int, str] | None = None) -> P
     known = _SCALARS.get(oid)
     if known is None:
         name = (custom or {}).get(oid, f"oid:{oid}")
-        return PgType(oid, typmod, name, pa.string(), "text")
+        return PgType(oid, typmod, name, pa.string(), "text", defs)
     name, arrow, kind = known
     return PgType(oid, typmod, _with_modifier(name, oid, typmod), arrow, kind)
 
@@ -180,13 +188,7 @@ def _cast(values: pa.Array, type_: PgType) -> pa.Array:
 def _temporal(values: pa.Array, type_: PgType) -> pa.Array:
     """Dates and timestamps: Arrow's cast, or, when a value is beyond it (infinity, BC, year
     10000+), the exact parser of :mod:`syncengine.codecs.pg_temporal`."""
-    try:
-        return values.cast(type_.arrow)
-    except pa.ArrowInvalid:
-        parsed = pg_temporal.parse(values, type_.arrow)
-    if parsed is None:
-        raise ValueError(f"a {type_.name} value beyond {type_.arrow}'s range")
-    return parsed
+    return pg_temporal.from_text(values, type_.arrow)
 
 
 def _bool(values: pa.Array, type_: PgType) -> pa.Array:

@@ -1,0 +1,79 @@
+"""Arrow values → the text Postgres reads them back from, column-wise.
+
+A Postgres source sends a column in its text form for a batch holding a value the column's
+Arrow type cannot hold (``time '24:00'``, a multi-dimensional array, ``NaN`` in
+``numeric(p,s)``, see :mod:`syncengine.sources.postgres.columns`). When such a batch meets
+batches of the same table that carry the column natively (one group, one target write), the
+native values are turned into that same text so the batches concatenate, losslessly.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from syncengine.codecs import pg_temporal
+
+
+def _series(values: pa.Array | pa.ChunkedArray) -> pl.Series:
+    series = pl.from_arrow(values)
+    assert isinstance(series, pl.Series)
+    return series
+
+
+def is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def convertible(t: pa.DataType) -> bool:
+    """Whether :func:`as_text` knows this type."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return convertible(t.value_type) and not pa.types.is_list(t.value_type)
+    return (
+        pa.types.is_date(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_time(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or is_text(t)
+    )
+
+
+def as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Postgres input text of each value (nulls stay null)."""
+    t = values.type
+    if pa.types.is_date(t) or pa.types.is_timestamp(t):
+        return pg_temporal.to_text(values)
+    if pa.types.is_boolean(t):
+        return (
+            _series(values)
+            .replace_strict({True: "t", False: "f"}, return_dtype=pl.String)
+            .to_arrow()
+        )
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _array_literal(values)
+    return values.cast(pa.string())
+
+
+def _array_literal(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``[1, None]`` → ``{1,NULL}``; text elements quoted (``"a \\"b\\""``)."""
+    element = values.type.value_type
+    items = _series(values)
+    if pa.types.is_string(element) or pa.types.is_large_string(element):
+        quoted = (
+            pl.lit('"')
+            + pl.element()
+            .str.replace_all("\\", "\\\\", literal=True)
+            .str.replace_all('"', '\\"', literal=True)
+            + pl.lit('"')
+        )
+    elif pa.types.is_boolean(element):
+        quoted = pl.when(pl.element()).then(pl.lit("t")).otherwise(pl.lit("f"))
+    else:
+        quoted = pl.element().cast(pl.String)
+    words = items.list.eval(pl.when(pl.element().is_null()).then(pl.lit("NULL")).otherwise(quoted))
+    text = pl.lit("{") + pl.col("w").list.join(",") + pl.lit("}")
+    out = pl.DataFrame({"w": words}).select(text.alias("w")).to_series()
+    return out.to_arrow().cast(pa.string())
