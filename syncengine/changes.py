@@ -225,27 +225,8 @@ def _text_where_any_is_text(batches: Sequence[ChangeBatch]) -> Sequence[ChangeBa
     :mod:`syncengine.codecs.pg_text`) becomes that text in the others too."""
     from syncengine.codecs import pg_text
 
-    types: dict[str, set[pa.DataType]] = {}
-    for batch in batches:
-        for f in batch.data.schema:
-            types.setdefault(f.name, set()).add(f.type)
-    textual = {
-        name
-        for name, seen in types.items()
-        if len(seen) > 1
-        and any(pg_text.is_text(t) for t in seen)
-        and all(pg_text.convertible(t) for t in seen)
-    }
-    if not textual:
-        return batches
-    out = []
-    for batch in batches:
-        data = batch.data
-        for i, f in enumerate(data.schema):
-            if f.name in textual and not pg_text.is_text(f.type):
-                data = data.set_column(i, f.with_type(pa.string()), pg_text.as_text(data.column(i)))
-        out.append(batch.replace(data))
-    return out
+    tables = pg_text.unify_text([b.data for b in batches])
+    return [b if t is b.data else b.replace(t) for b, t in zip(batches, tables, strict=True)]
 
 
 def compact(batch: ChangeBatch) -> ChangeBatch:

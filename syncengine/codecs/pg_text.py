@@ -77,3 +77,26 @@ def _array_literal(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     text = pl.lit("{") + pl.col("w").list.join(",") + pl.lit("}")
     out = pl.DataFrame({"w": words}).select(text.alias("w")).to_series()
     return out.to_arrow().cast(pa.string())
+
+
+def unify_text(tables: list[pa.Table]) -> list[pa.Table]:
+    """Tables of one target table: a column that one of them holds as text and another
+    natively becomes text in all (the native values as Postgres text); the rest unchanged."""
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for f in table.schema:
+            types.setdefault(f.name, set()).add(f.type)
+    textual = {
+        name
+        for name, seen in types.items()
+        if len(seen) > 1 and any(is_text(t) for t in seen) and all(convertible(t) for t in seen)
+    }
+    if not textual:
+        return tables
+    out = []
+    for table in tables:
+        for i, f in enumerate(table.schema):
+            if f.name in textual and not is_text(f.type):
+                table = table.set_column(i, f.with_type(pa.string()), as_text(table.column(i)))
+        out.append(table)
+    return out
