@@ -54,40 +54,50 @@ def parse(values: pa.Array, target: pa.DataType, strict: bool = True) -> pa.Arra
     infinities and BC dates; None when a value has no form in ``target`` (malformed, or a
     timestamp past 294247 AD), or with ``strict=False`` null in its place."""
     text = pl.col("v")
-    parts = text.str.extract_groups(_PATTERN)
-    frame = pl.DataFrame({"v": _series(values)}).with_columns(p=parts)
     f = pl.col("p").struct.field
-    year = f("1").cast(pl.Int64)
-    year = pl.when(f("9").is_not_null()).then(1 - year).otherwise(year)  # 1 BC = year 0
-    days = _days_from_civil(year, f("2").cast(pl.Int64), f("3").cast(pl.Int64))
-    is_date = pa.types.is_date32(target)
-    if is_date:
+    number = lambda i: f(str(i)).cast(pl.Int64)  # noqa: E731
+    frame = (
+        pl.DataFrame({"v": _series(values)})
+        .lazy()
+        .with_columns(p=text.str.extract_groups(_PATTERN))
+        .with_columns(  # 1 BC is year 0
+            year=pl.when(f("9").is_not_null()).then(1 - number(1)).otherwise(number(1)),
+            month=number(2),
+            day=number(3),
+            clock=(
+                number(4).fill_null(0) * 3_600_000_000
+                + number(5).fill_null(0) * 60_000_000
+                + number(6).fill_null(0) * 1_000_000
+                + f("7").str.pad_end(6, "0").cast(pl.Int64).fill_null(0)
+            ),
+        )
+    )
+    frame = _days_from_civil(frame)
+    days, clock = pl.col("days"), pl.col("clock")
+    if pa.types.is_date32(target):
         inf, minus_inf, dtype = DATE_INFINITY, DATE_MINUS_INFINITY, pl.Int32
+        fits = days.is_between(DATE_MINUS_INFINITY + 1, DATE_INFINITY - 1)
         value = days
-        fits = value.is_between(DATE_MINUS_INFINITY + 1, DATE_INFINITY - 1)
     else:
         inf, minus_inf, dtype = TS_INFINITY, TS_MINUS_INFINITY, pl.Int64
-        fraction = f("7").str.pad_end(6, "0").cast(pl.Int64).fill_null(0)
-        clock = (
-            f("4").cast(pl.Int64).fill_null(0) * 3_600_000_000
-            + f("5").cast(pl.Int64).fill_null(0) * 60_000_000
-            + f("6").cast(pl.Int64).fill_null(0) * 1_000_000
-            + fraction
-        )
         # compared before multiplying, which would overflow; INT64_MAX itself is infinity
         limit = TS_INFINITY // _US_PER_DAY
         fits = days.is_between(-limit, limit - 1) | (
             (days == limit) & (clock < TS_INFINITY - limit * _US_PER_DAY)
         )
-        value = pl.when(fits).then(days * _US_PER_DAY + clock)
-    out = frame.select(
-        ok=(text.is_null() | text.is_in(["infinity", "-infinity"]) | fits.fill_null(False)),
-        v=pl.when(text == "infinity")
-        .then(pl.lit(inf, pl.Int64))
-        .when(text == "-infinity")
-        .then(pl.lit(minus_inf, pl.Int64))
-        .otherwise(value)
-        .cast(dtype),
+        value = pl.when(pl.col("fits")).then(days * _US_PER_DAY + clock)
+    out = (
+        frame.with_columns(fits=fits.fill_null(False))
+        .select(
+            ok=text.is_null() | text.is_in(["infinity", "-infinity"]) | pl.col("fits"),
+            v=pl.when(text == "infinity")
+            .then(pl.lit(inf, pl.Int64))
+            .when(text == "-infinity")
+            .then(pl.lit(minus_inf, pl.Int64))
+            .otherwise(value)
+            .cast(dtype),
+        )
+        .collect()
     )
     if strict and not out["ok"].all():
         return None
@@ -106,15 +116,28 @@ def from_text(values: pa.Array, target: pa.DataType, strict: bool = True) -> pa.
     return parsed
 
 
-def _days_from_civil(year: pl.Expr, month: pl.Expr, day: pl.Expr) -> pl.Expr:
-    """Days since 1970-01-01 of a proleptic Gregorian date (``//`` floors in Polars)."""
-    y = year - (month <= 2).cast(pl.Int64)
-    era = y // 400
-    yoe = y - era * 400
-    mp = pl.when(month > 2).then(month - 3).otherwise(month + 9)
-    doy = (153 * mp + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146_097 + doe - 719_468
+def _days_from_civil(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Adds ``days`` (since 1970-01-01) of the proleptic Gregorian ``year``, ``month``,
+    ``day`` columns, one step per column (``//`` floors in Polars)."""
+    month = pl.col("month")
+    return (
+        frame.with_columns(y=pl.col("year") - (month <= 2).cast(pl.Int64))
+        .with_columns(era=pl.col("y") // 400)
+        .with_columns(
+            yoe=pl.col("y") - pl.col("era") * 400,
+            doy=(153 * pl.when(month > 2).then(month - 3).otherwise(month + 9) + 2) // 5
+            + pl.col("day")
+            - 1,
+        )
+        .with_columns(
+            days=pl.col("era") * 146_097
+            + pl.col("yoe") * 365
+            + pl.col("yoe") // 4
+            - pl.col("yoe") // 100
+            + pl.col("doy")
+            - 719_468
+        )
+    )
 
 
 def is_ordinary(values: pa.Array | pa.ChunkedArray) -> bool:
@@ -165,21 +188,25 @@ def _format(values: pa.Array | pa.ChunkedArray, polars_json: bool) -> pa.Array:
             raw = pc.multiply(raw, unit_us)
         inf, minus_inf = TS_INFINITY, TS_MINUS_INFINITY
     v = pl.col("v")
-    days = v if is_date else v // _US_PER_DAY
-    year, month, day = _civil_from_days(days)
-    bc = year <= 0
-    shown_year = pl.when(bc).then(1 - year).otherwise(year)
+    col = pl.col
+    frame = _civil_from_days(
+        pl.DataFrame({"v": _series(raw)})
+        .lazy()
+        .with_columns(days=v if is_date else v // _US_PER_DAY)
+    ).with_columns(bc=col("year") <= 0, ordinary=col("year").is_between(1, 9999))
+    shown_year = pl.when(col("bc")).then(1 - col("year")).otherwise(col("year"))
     pieces = [
         shown_year.cast(pl.String).str.zfill(4),
         pl.lit("-"),
-        month.cast(pl.String).str.zfill(2),
+        col("month").cast(pl.String).str.zfill(2),
         pl.lit("-"),
-        day.cast(pl.String).str.zfill(2),
+        col("day").cast(pl.String).str.zfill(2),
     ]
-    ordinary = year.is_between(1, 9999)
     if not is_date:
-        clock = v - days * _US_PER_DAY
-        micros = clock % 1_000_000
+        frame = frame.with_columns(clock=v - col("days") * _US_PER_DAY).with_columns(
+            micros=col("clock") % 1_000_000
+        )
+        clock, micros = col("clock"), col("micros")
         fraction = pl.lit(".") + micros.cast(pl.String).str.zfill(6)
         if polars_json:  # chrono's "%.f": no digits, 3 or 6
             fraction = (
@@ -190,6 +217,7 @@ def _format(values: pa.Array | pa.ChunkedArray, polars_json: bool) -> pa.Array:
                 .otherwise(fraction)
             )
         zoned_json = polars_json and bool(t.tz)
+        ordinary = col("ordinary")
         pieces += [
             pl.when(ordinary).then(pl.lit("T" if zoned_json else " ")).otherwise(pl.lit(" ")),
             (clock // 3_600_000_000).cast(pl.String).str.zfill(2),
@@ -200,28 +228,38 @@ def _format(values: pa.Array | pa.ChunkedArray, polars_json: bool) -> pa.Array:
             fraction,
         ]
         if t.tz:
-            zone = pl.when(ordinary).then(pl.lit("+00:00")) if zoned_json else None
-            pieces.append(zone.otherwise(pl.lit("+00")) if zone is not None else pl.lit("+00"))
-    pieces.append(pl.when(bc).then(pl.lit(" BC")).otherwise(pl.lit("")))
-    frame = pl.DataFrame({"v": _series(raw)})
+            zone = pl.lit("+00")
+            if zoned_json:
+                zone = pl.when(ordinary).then(pl.lit("+00:00")).otherwise(zone)
+            pieces.append(zone)
+    pieces.append(pl.when(col("bc")).then(pl.lit(" BC")).otherwise(pl.lit("")))
     out = frame.select(
         pl.when(v == inf)
         .then(pl.lit("infinity"))
         .when(v == minus_inf)
         .then(pl.lit("-infinity"))
         .otherwise(pl.concat_str(pieces))
-    )
+    ).collect()
     return out.to_series().to_arrow().cast(pa.string())
 
 
-def _civil_from_days(days: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    z = days + 719_468
-    era = z // 146_097
-    doe = z - era * 146_097
-    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = pl.when(mp < 10).then(mp + 3).otherwise(mp - 9)
-    year = yoe + era * 400 + (month <= 2).cast(pl.Int64)
-    return year, month, day
+def _civil_from_days(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Adds ``year``, ``month``, ``day`` of the ``days`` column (proleptic Gregorian), one
+    step per column."""
+    col = pl.col
+    return (
+        frame.with_columns(z=col("days") + 719_468)
+        .with_columns(era=col("z") // 146_097)
+        .with_columns(doe=col("z") - col("era") * 146_097)
+        .with_columns(
+            yoe=(col("doe") - col("doe") // 1460 + col("doe") // 36_524 - col("doe") // 146_096)
+            // 365
+        )
+        .with_columns(doy=col("doe") - (365 * col("yoe") + col("yoe") // 4 - col("yoe") // 100))
+        .with_columns(mp=(5 * col("doy") + 2) // 153)
+        .with_columns(
+            day=col("doy") - (153 * col("mp") + 2) // 5 + 1,
+            month=pl.when(col("mp") < 10).then(col("mp") + 3).otherwise(col("mp") - 9),
+        )
+        .with_columns(year=col("yoe") + col("era") * 400 + (col("month") <= 2).cast(pl.Int64))
+    )
