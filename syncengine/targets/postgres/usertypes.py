@@ -49,9 +49,8 @@ async def column_types(
         pg_type = (field.metadata or {}).get(b"pg_type", b"").decode()
         if not usable:
             log.warning(
-                "target column %s.%s: type %s could not be created in schema %s; "
-                "the column is text (same values, as text)",
-                schema,
+                "column %s: type %s could not be created in target schema %s; "
+                "the column is text (the same values, as text)",
                 field.name,
                 pg_type,
                 schema,
