@@ -207,14 +207,16 @@ def _format(values: pa.Array | pa.ChunkedArray, polars_json: bool) -> pa.Array:
             micros=col("clock") % 1_000_000
         )
         clock, micros = col("clock"), col("micros")
-        fraction = pl.lit(".") + micros.cast(pl.String).str.zfill(6)
+        # Postgres prints the fraction without trailing zeros, and none for whole seconds
+        digits = micros.cast(pl.String).str.zfill(6).str.strip_chars_end("0")
+        fraction = pl.when(micros == 0).then(pl.lit("")).otherwise(pl.lit(".") + digits)
         if polars_json:  # chrono's "%.f": no digits, 3 or 6
             fraction = (
                 pl.when(micros == 0)
                 .then(pl.lit(""))
                 .when(micros % 1000 == 0)
                 .then(pl.lit(".") + (micros // 1000).cast(pl.String).str.zfill(3))
-                .otherwise(fraction)
+                .otherwise(pl.lit(".") + micros.cast(pl.String).str.zfill(6))
             )
         zoned_json = polars_json and bool(t.tz)
         ordinary = col("ordinary")

@@ -54,6 +54,10 @@ def as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
         )
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return _array_literal(values)
+    if pa.types.is_time(t):  # as Postgres prints it: no trailing zeros in the fraction
+        text = _series(values.cast(pa.string()))
+        text = text.str.replace(r"(\.\d*[1-9])0+$", "${1}").str.replace(r"\.0+$", "")
+        return text.to_arrow().cast(pa.string())
     return values.cast(pa.string())
 
 
@@ -62,13 +66,20 @@ def _array_literal(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     element = values.type.value_type
     items = _series(values)
     if pa.types.is_string(element) or pa.types.is_large_string(element):
-        quoted = (
+        escaped = (
             pl.lit('"')
             + pl.element()
             .str.replace_all("\\", "\\\\", literal=True)
             .str.replace_all('"', '\\"', literal=True)
             + pl.lit('"')
         )
+        # quoted only where Postgres quotes: empty, special characters, the word NULL
+        needs = (
+            (pl.element() == "")
+            | pl.element().str.contains(r'[{}",\\\s]')
+            | (pl.element().str.to_lowercase() == "null")
+        )
+        quoted = pl.when(needs).then(escaped).otherwise(pl.element())
     elif pa.types.is_boolean(element):
         quoted = pl.when(pl.element()).then(pl.lit("t")).otherwise(pl.lit("f"))
     else:

@@ -151,3 +151,5 @@ def test_every_value_round_trips_through_backfill_and_stream(tmp_path, pg_dsn, p
         "WHERE attrelid = 'v'::regclass AND attnum > 0 ORDER BY attnum"
     )
     assert rows(pg_target_dsn, column_types) == rows(pg_dsn, column_types)
+    verify = cli.run("verify", check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -70,7 +70,7 @@ def test_mongo_gets_postgres_text_for_dates_beyond_python_and_nested_arrays(
         # beyond Python's datetime (years 1-9999): Postgres's text, never a silent null
         assert one["ts"] == "infinity" and one["d"] == "infinity"
         assert two["ts"] == "-infinity" and two["d"] == "-infinity"
-        assert three["ts"] == "0044-03-15 12:00:00.000000+00 BC"
+        assert three["ts"] == "0044-03-15 12:00:00+00 BC"
         assert three["d"] == "4713-01-01 BC"
         assert one["t"] == "24:00:00" and two["t"] == "12:00:00"
         assert one["ia"] == [[1, 2], [3, None]] and two["ia"] == [5]

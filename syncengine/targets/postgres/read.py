@@ -20,6 +20,8 @@ def _select_item(field: pa.Field, pg_type: str) -> sql.Composable:
     t = field.type
     textual = pg_type.startswith(_TEXTUAL) and not pg_type.endswith("]")
     if (pa.types.is_string(t) or pa.types.is_large_string(t)) and not textual:
+        if pg_type == "inet":  # its cast to text adds /32 or /128; abbrev is its output form
+            return sql.SQL("abbrev({})").format(ident)
         return sql.SQL("{}::text").format(ident)  # uuid, json, enums, text[] … as their text
     if _is_date_or_timestamp(t):
         return sql.SQL("{}::text").format(ident)  # infinity and BC have no Python datetime
