@@ -75,11 +75,12 @@ def parse(values: pa.Array, target: pa.DataType, strict: bool = True) -> pa.Arra
     frame = _days_from_civil(frame)
     days, clock = pl.col("days"), pl.col("clock")
     if pa.types.is_date32(target):
-        inf, minus_inf, dtype = DATE_INFINITY, DATE_MINUS_INFINITY, pl.Int32
+        inf, minus_inf = DATE_INFINITY, DATE_MINUS_INFINITY
+        dtype: pl.DataType = pl.Int32()
         fits = days.is_between(DATE_MINUS_INFINITY + 1, DATE_INFINITY - 1)
         value = days
     else:
-        inf, minus_inf, dtype = TS_INFINITY, TS_MINUS_INFINITY, pl.Int64
+        inf, minus_inf, dtype = TS_INFINITY, TS_MINUS_INFINITY, pl.Int64()
         # compared before multiplying, which would overflow; INT64_MAX itself is infinity
         limit = TS_INFINITY // _US_PER_DAY
         fits = days.is_between(-limit, limit - 1) | (

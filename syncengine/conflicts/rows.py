@@ -142,7 +142,9 @@ def decode_rows(
     temporal = {
         n: t for n, t in _arrow_types(schema).items() if pa.types.is_date32(t) or _us_stamp(t)
     }
-    wire = {n: (pl.String if t == pl.Binary or n in temporal else t) for n, t in schema.items()}
+    wire: dict[str, pl.DataType] = {
+        n: (pl.String() if t == pl.Binary or n in temporal else t) for n, t in schema.items()
+    }
     try:
         frame = series.str.json_decode(dtype=pl.Struct(wire)).struct.unnest()
     except pl.exceptions.ComputeError:

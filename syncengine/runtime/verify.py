@@ -43,8 +43,8 @@ async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
         assert schema is not None
         spec = TableSpec(mapping.target_name, tuple(compiled.key), schema)
         # a Postgres column carried as text in some batches is text in all (codecs.pg_text)
-        frames = [pl.from_arrow(t) for t in pg_text.unify_text(parts)]
-        source = pl.concat(frames, how="diagonal_relaxed")  # type: ignore[arg-type]
+        frames = [pl.DataFrame(t) for t in pg_text.unify_text(parts)]
+        source = pl.concat(frames, how="diagonal_relaxed")
         target_parts = [pl.from_arrow(t) async for t in pipeline.target.scan(spec)]
         target = (
             pl.concat(target_parts, how="diagonal_relaxed")  # type: ignore[arg-type]

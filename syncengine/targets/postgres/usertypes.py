@@ -119,7 +119,7 @@ def _create(
     entry: dict[str, Any],
     names: set[str],
     made: dict[str, bool],
-) -> sql.Composable | None:
+) -> sql.Composed | None:
     kind = entry.get("kind")
     if kind == "enum":
         labels = sql.SQL(", ").join(map(sql.Literal, entry["labels"]))
