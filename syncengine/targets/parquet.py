@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from syncengine import keyless
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, ChangeBatch
+from syncengine.codecs import pg_text
 from syncengine.config.models import ParquetTargetConfig
 from syncengine.errors import FatalError
 from syncengine.state.sqlite import SQLiteStateStore
@@ -99,7 +100,7 @@ def read_log(root: str | Path, table: str) -> pa.Table:
     files = log_files(Path(root), table)
     if not files:
         return pa.table({})
-    parts = [pq.read_table(f, partitioning=None) for f in files]
+    parts = pg_text.unify_text([pq.read_table(f, partitioning=None) for f in files])
     log = pa.concat_tables(parts, promote_options="permissive")
     order = pa.table(
         {
@@ -131,6 +132,20 @@ def replay_log(log: pa.Table, spec: TableSpec) -> pa.Table:
     selected = frame.select(columns)
     rows = (selected.sort(list(spec.key)) if spec.key else selected).to_arrow()
     return rows.cast(spec.schema) if rows.schema != spec.schema else rows
+
+
+def with_source_types(data: pa.Table, spec: TableSpec) -> pa.Table:
+    """The spec's field metadata (``pg_type``, ``bson_type``) on the data's fields, so each
+    file records the source type of a column, also where a batch carried it as Postgres text
+    (a value its Arrow type cannot hold, see :mod:`syncengine.codecs.pg_text`)."""
+    declared = {f.name: f.metadata for f in spec.schema if f.metadata}
+    if not declared:
+        return data
+    fields = [
+        f.with_metadata({**(f.metadata or {}), **declared[f.name]}) if f.name in declared else f
+        for f in data.schema
+    ]
+    return data.cast(pa.schema(fields, metadata=data.schema.metadata))
 
 
 class ParquetTarget:
@@ -191,7 +206,7 @@ class ParquetTarget:
             n_del = pc.sum(pc.equal(ops, OP_DELETE)).as_py() or 0
             if n_trunc:
                 truncated.add(write.spec.name)
-            self._write_log(write.spec, data)
+            self._write_log(write.spec, with_source_types(data, write.spec))
             result.truncated += int(n_trunc > 0)
             result.deleted += n_del
             result.upserted += data.num_rows - n_del - n_trunc

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from syncengine.changes import META_SCHEMA, ChangeBatch
 from syncengine.names import QualifiedName
-from syncengine.sources.postgres import deadline
+from syncengine.sources.postgres import deadline, usertypes
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
 from syncengine.sources.postgres.copyout import copy_out
 from syncengine.state.base import Chunk
@@ -50,7 +50,11 @@ async def table_shape(
         (parsed.schema, parsed.name),
     )
     found = await cur.fetchall()
-    types = tuple(pg_type(oid, typmod, {oid: formatted}) for _, oid, typmod, formatted in found)
+    defs = await usertypes.definitions(conn, {oid for _, oid, _, _ in found})
+    types = tuple(
+        pg_type(oid, typmod, {oid: formatted}, defs.get(oid, ""))
+        for _, oid, typmod, formatted in found
+    )
     return TableShape(table, tuple(r[0] for r in found), types, key)
 
 
@@ -164,10 +168,12 @@ def read_batch(
     """Text columns → a ChangeBatch of ``r`` rows at ``position`` (one for all rows, or one
     per row), typed like the stream."""
     n = text.num_rows
-    fields = [t.field(c) for c, t in zip(shape.columns, shape.types, strict=True)]
     arrays = [
         to_arrow(text.column(c).combine_chunks(), t, c)
         for c, t in zip(shape.columns, shape.types, strict=True)
+    ]
+    fields = [
+        t.field(c, a.type) for c, t, a in zip(shape.columns, shape.types, arrays, strict=True)
     ]
     fields.extend(META_SCHEMA)
     arrays.extend(

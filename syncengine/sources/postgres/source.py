@@ -20,7 +20,7 @@ from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.errors import FatalError, HistoryLost
 from syncengine.names import QualifiedName, canonical
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
-from syncengine.sources.postgres import admin, deadline
+from syncengine.sources.postgres import admin, deadline, usertypes
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
@@ -160,7 +160,9 @@ class PostgresSource:
             await self._create_slot_without_snapshot()
         begin = position_lsn(start) if start else 0
         self._acked = begin or None
-        assembler = ChangeAssembler(self.batch.max_rows, self._keys, self.tables_[0])
+        oids = await usertypes.column_type_oids(conn, self.tables_)
+        typedefs = await usertypes.definitions(conn, oids)
+        assembler = ChangeAssembler(self.batch.max_rows, self._keys, self.tables_[0], typedefs)
 
         def track(stream: ReplicationStream | None) -> None:
             self._live = stream

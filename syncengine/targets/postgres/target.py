@@ -15,7 +15,7 @@ from syncengine.names import QualifiedName
 from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import ddl, state
+from syncengine.targets.postgres import ddl, state, usertypes
 from syncengine.targets.postgres.apply import apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
@@ -105,7 +105,8 @@ class PostgresTarget:
             await conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
             )
-            await conn.execute(ddl.create_table_sql(schema, local))
+            types = await usertypes.column_types(conn, schema, list(spec.schema))
+            await conn.execute(ddl.create_table_sql(schema, local, types))
             return await ddl.existing_columns(conn, schema, table) or {}
         missing = [f for f in spec.schema if f.name not in columns]
         if missing and self.config.on_schema_change == "fail":
@@ -115,8 +116,9 @@ class PostgresTarget:
                 hint="add them, or set target.on_schema_change: add | ignore",
             )
         if missing and self.config.on_schema_change == "add":
+            types = await usertypes.column_types(conn, schema, missing)
             for field in missing:
-                await conn.execute(ddl.add_column_sql(schema, table, field))
+                await conn.execute(ddl.add_column_sql(schema, table, field, types.get(field.name)))
             columns = await ddl.existing_columns(conn, schema, table) or {}
         if self.config.on_schema_change == "add" and await self._widen(
             conn, schema, table, spec, columns
