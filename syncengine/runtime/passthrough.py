@@ -58,10 +58,11 @@ async def attach(pipeline: Pipeline, tables: Sequence[str] | None) -> None:
     from syncengine.sources.postgres.source import PostgresSource
     from syncengine.targets.postgres.target import PostgresTarget
 
-    source, target = pipeline.source, pipeline.target
-    if not isinstance(source, PostgresSource) or not isinstance(target, PostgresTarget):
+    source = pipeline.source
+    if not isinstance(source, PostgresSource) or source.config.mode != "cdc":
         return
-    if source.config.mode != "cdc":
+    target = pipeline.target
+    if not isinstance(target, PostgresTarget):
         return
     wanted = [admin.qualified(t) for t in tables] if tables else source.tables_
     chosen: dict[str, str] = {}
