@@ -13,6 +13,8 @@ when nothing in between would change a row or needs to see it:
 * its strategy is ``remote`` without ``audit``: an exported snapshot's rows sit exactly where
   the stream starts, so ``remote`` keeps nothing per key for them (docs/conflicts.md, "What each
   strategy keeps"); every other strategy needs each row's hash and base;
+* the table has a key (a keyless table's chunks are ctid ranges, read again from the first on
+  a resume, and its rows need the target's multiset apply);
 * the target table (created here from the source's exact types if missing, as the first batch
   would) has a column of the same built-in type for every source column — the sink checks
   that on both catalogs when the snapshot starts.
@@ -75,7 +77,10 @@ async def attach(pipeline: Pipeline, tables: Sequence[str] | None) -> None:
         if infos is None:
             infos = {info.name: info for info in await source.tables()}
         info = infos.get(table)
-        if info is None or info.schema is None:
+        if info is None or info.schema is None or not info.key:
+            # keyless: its chunks are ctid ranges, read again from the first on a resume, and
+            # its rows need the target's multiset apply
+            log.info("%s: snapshot chunks of %s are decoded: no key", pipeline.name, table)
             continue
         ((_, mapping),) = pipeline.mappings_for(table)
         spec = await pipeline.target_spec(mapping, info.schema, info.key)
