@@ -117,6 +117,16 @@ class Pipeline:
         wanted = TableSpec(mapping.target_name, tuple(compiled.key), compiled.target_schema)
         return await self._ensure(wanted)
 
+    async def target_spec(
+        self, mapping: MappingConfig, schema: pa.Schema, key: tuple[str, ...]
+    ) -> TableSpec:
+        """The target table ``mapping`` makes of source rows of ``schema``, ensured at the
+        target as the first batch would (the snapshot passthrough writes before any batch)."""
+        from syncengine.mappings import compile_mapping
+
+        compiled = compile_mapping(self.name, mapping, schema, tuple(key))
+        return await self._spec(compiled, mapping)
+
     async def _union(self, first: TableSpec, second: TableSpec) -> TableSpec:
         """One spec for batches of two schemas: every column of both, each with a type both
         batches' values fit in (int + float → float, wider decimal scale, null → the other;
@@ -154,8 +164,11 @@ class Pipeline:
         letters: list[DeadLetter] = []
         mapping_started = time.perf_counter()
         for batch in batches:
+            if batch.meta.get("copied"):
+                self._count_copied(batch, report)
             if not batch.num_rows:
-                if "chunk" in batch.meta:  # an empty snapshot chunk: maybe an empty table
+                if "chunk" in batch.meta and not batch.meta.get("copied"):
+                    # an empty snapshot chunk: maybe an empty table
                     await self._ensure_empty(batch)
                 continue
             report.read += batch.num_rows
@@ -239,6 +252,18 @@ class Pipeline:
         and key it would have with rows), as pg_dump and native subscriptions do."""
         for index, mapping in self.mappings_for(batch.table):
             await self._spec(self._compile(index, mapping, batch), mapping)
+
+    def _count_copied(self, batch: ChangeBatch, report: BatchReport) -> None:
+        """A snapshot chunk the source copied straight into the target (binary COPY, see
+        runtime/passthrough.py): its rows count as read and applied like any others."""
+        rows = batch.meta["copied"]
+        assert isinstance(rows, int)
+        report.read += rows
+        self.metrics.changes_read.labels(self.name, batch.table).inc(rows)
+        for _, mapping in self.mappings_for(batch.table):
+            table = mapping.target_name
+            self.metrics.changes_applied.labels(self.name, table, "r").inc(rows)
+            report.applied[table] = report.applied.get(table, 0) + rows
 
     def _count_conflicts(self, resolved: Any, mapping: MappingConfig) -> int:
         strategy = (mapping.conflicts or self.config.conflicts).strategy

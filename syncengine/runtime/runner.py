@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 from syncengine.changes import ChangeBatch
 from syncengine.errors import Interrupted, TargetUnavailable
+from syncengine.runtime import passthrough
 from syncengine.runtime.pipeline import BatchReport, Pipeline
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint
@@ -57,6 +58,7 @@ async def backfill(
     as done only once the consumer asks for the next batch, i.e. after the target commit.
     """
     copied = 0
+    await passthrough.attach(pipeline, tables)
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
         pipeline.phases.add("read", time.perf_counter() - waited)
@@ -66,7 +68,7 @@ async def backfill(
         if not batch.meta.get("deletes"):
             copied += report.read
             if progress is not None:
-                progress.advance(batch.table, batch.num_rows)  # type: ignore[attr-defined]
+                progress.advance(batch.table, report.read)  # type: ignore[attr-defined]
         if stop is not None and stop.is_set():
             raise Interrupted(
                 f"{pipeline.name}: backfill interrupted after {copied} rows",

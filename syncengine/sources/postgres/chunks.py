@@ -115,8 +115,11 @@ async def _plan_blocks(
     ]
 
 
-def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Composed:
-    """``COPY (SELECT … WHERE <range> [AND <where>]) TO STDOUT (FORMAT csv)``."""
+def chunk_query(
+    shape: TableShape, chunk: Chunk, where: str | None, fmt: str = "csv"
+) -> sql.Composed:
+    """``COPY (SELECT … WHERE <range> [AND <where>]) TO STDOUT (FORMAT <fmt>)``: ``csv`` to
+    decode, ``binary`` to pass through (:mod:`.passthrough`)."""
     conditions: list[sql.Composable] = []
     if shape.key:
         key = _key_sql(shape.key)
@@ -132,10 +135,11 @@ def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Compo
     if where:
         conditions.append(sql.SQL("(" + where + ")"))
     condition = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-    return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT csv)").format(
+    return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT {})").format(
         sql.SQL(", ").join(map(sql.Identifier, shape.columns)),
         QualifiedName.parse(shape.name).identifier(),
         condition,
+        sql.SQL({"csv": "csv", "binary": "binary"}[fmt]),
     )
 
 

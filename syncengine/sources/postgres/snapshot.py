@@ -59,6 +59,12 @@ from syncengine.sources.postgres.chunks import (
     truncate_batch,
 )
 from syncengine.sources.postgres.deletes import DETAIL, delete_publication, deletes_since
+from syncengine.sources.postgres.passthrough import (
+    ChunkSink,
+    confirmed,
+    copied_batch,
+    pipe_chunk,
+)
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.pushdown import snapshot_conditions
 from syncengine.sources.postgres.watermarks import (
@@ -93,10 +99,14 @@ def stored_position(source: PostgresSource) -> str | None:
 
 
 class Snapshotter:
-    def __init__(self, source: PostgresSource) -> None:
+    def __init__(self, source: PostgresSource, sink: ChunkSink | None = None) -> None:
         self.source = source
         self.state = source.state
         self.pipeline = source.pipeline
+        #: where exported-snapshot chunks of the tables it takes go as binary COPY
+        self.sink = sink
+        self._passing: frozenset[str] = frozenset()
+        self._unpushed: set[str] = set()
 
     async def run(
         self, tables: list[str], where: str | None, parallel: int
@@ -108,6 +118,8 @@ class Snapshotter:
         shapes = {t: await table_shape(conn, t, keys.get(t, ())) for t in tables}
         # the mappings' filters and ``where``: what every chunk of a table is read with
         wheres = await snapshot_conditions(conn, tables, source.row_filters, where)
+        # a filter left to the mapping must see every row: such tables are decoded
+        self._unpushed = {t for t in tables if source.row_filters(t) and wheres[t] == where}
         existing = [c for t in tables for c in self.state.get_chunks(self.pipeline, t)]
         resuming = bool(existing) and any(c.status != "done" for c in existing)
         checkpoint = self.state.get_checkpoint(self.pipeline, snapshot_stream(source))
@@ -116,6 +128,7 @@ class Snapshotter:
             # An exported snapshot's position is exact; one taken on an existing slot was
             # not settled, so it vouches for nothing (see VisibilityHorizon).
             floor = position if checkpoint.details.get("snapshot") else _NOWHERE
+            existing = await confirmed(self.state, self.pipeline, self.sink, existing)
             pending = [c for c in existing if c.status != "done"]
             log.info("%s: resuming snapshot, %d chunks left", self.pipeline, len(pending))
             # older than the snapshot position only if recorded so (see .deletes)
@@ -127,6 +140,8 @@ class Snapshotter:
             return
         for table in tables:
             self.state.clear_chunks(self.pipeline, table)
+        if self.sink is not None:
+            await self.sink.forget(tables)
         if source.config.mode == "cdc" and not await admin.slot_exists(conn, source.slot):
             async for batch in self._exported(shapes, wheres, parallel):
                 yield batch
@@ -179,6 +194,7 @@ class Snapshotter:
             self.state.put_chunks(self.pipeline, planned)
             for batch in _emptied(shapes, {c.table for c in planned}, position):
                 yield batch
+            self._passing = self._pass_through(shapes)
             todo: asyncio.Queue[Chunk] = asyncio.Queue()
             for chunk in planned:
                 todo.put_nowait(chunk)
@@ -199,8 +215,14 @@ class Snapshotter:
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                chunk, text = cast(tuple[Chunk, pa.Table], item)
+                chunk, text = cast(tuple[Chunk, pa.Table | int], item)
                 del item
+                if isinstance(text, int):  # copied through, committed with its done-mark
+                    done = replace(chunk, status="done", rows=text)
+                    self.state.put_chunks(self.pipeline, [done])
+                    slots.release()
+                    yield copied_batch(shapes[chunk.table], chunk, text, position)
+                    continue
                 async for batch in self._emit(shapes[chunk.table], chunk, text, position):
                     yield batch
                 del text
@@ -212,6 +234,23 @@ class Snapshotter:
                 with contextlib.suppress(BaseException):
                     await task
             await repl.close()
+
+    def _pass_through(self, shapes: dict[str, TableShape]) -> frozenset[str]:
+        """The tables whose chunks go to the sink: keyed tables (a keyless table's rows need
+        the target's multiset apply) whose mapping filter, if any, is in the chunk query, and
+        that the sink takes."""
+        if self.sink is None:
+            return frozenset()
+        sink = self.sink
+        passing = frozenset(
+            t
+            for t, shape in shapes.items()
+            if shape.key and t not in self._unpushed and sink.takes(shape)
+        )
+        for table in sorted(shapes):
+            how = "binary COPY passthrough" if table in passing else "decoded (CSV → Arrow)"
+            log.info("%s: snapshot chunks of %s: %s", self.pipeline, table, how)
+        return passing
 
     async def _importing(self, snapshot: str) -> psycopg.AsyncConnection:
         conn = await self.source.connect()
@@ -239,8 +278,15 @@ class Snapshotter:
                         slots.release()
                         break
                     chunk = todo.get_nowait()
-                    query = chunk_query(shapes[chunk.table], chunk, wheres[chunk.table])
-                    data = await read_copy(conn, query)
+                    shape = shapes[chunk.table]
+                    if chunk.table in self._passing:
+                        assert self.sink is not None
+                        sink, condition = self.sink, wheres[chunk.table]
+                        copied = await pipe_chunk(conn, sink, shape, chunk, condition)
+                        if copied is not None:
+                            results.put_nowait((chunk, copied))
+                            continue
+                    data = await read_copy(conn, chunk_query(shape, chunk, wheres[chunk.table]))
                     text = csv_to_text_columns(data, shapes[chunk.table].columns)
                     del data
                     results.put_nowait((chunk, text))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pyarrow as pa
@@ -31,6 +31,9 @@ from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.streaming import stream_changes
 from syncengine.sources.postgres.wire import pg_time
 from syncengine.state import SQLiteStateStore
+
+if TYPE_CHECKING:
+    from syncengine.sources.postgres.passthrough import ChunkSink
 
 
 def position_lsn(position: str) -> int:
@@ -68,6 +71,9 @@ class PostgresSource:
         #: (end LSN, commit time) of the newest commit the stream has read
         self._last_commit: tuple[int, float] | None = None
         self._wal_warnings = admin.RetainedWalWarnings()
+        #: set by the runtime for the next snapshot only: where chunks that need no decoding
+        #: go as binary COPY (see :mod:`.passthrough`); the snapshot closes it
+        self.chunk_sink: ChunkSink | None = None
 
     # -- connections ----------------------------------------------------------------------
 
@@ -238,10 +244,13 @@ class PostgresSource:
         where: str | None = None,
         parallel: int = 2,
     ) -> AsyncIterator[ChangeBatch]:
+        from syncengine.sources.postgres.passthrough import closing
         from syncengine.sources.postgres.snapshot import Snapshotter
 
         wanted = [canonical(t) for t in tables] if tables else self.tables_
-        return Snapshotter(self).run(wanted, where, parallel)
+        sink, self.chunk_sink = self.chunk_sink, None
+        batches = Snapshotter(self, sink).run(wanted, where, parallel)
+        return batches if sink is None else closing(batches, sink)
 
     async def snapshot_position(self) -> str | None:
         from syncengine.sources.postgres.snapshot import stored_position

@@ -4,6 +4,7 @@ shadow rows and the checkpoint committed in the same transaction as the data."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 import psycopg
 import pyarrow as pa
@@ -21,6 +22,9 @@ from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_rows, scan
 from syncengine.targets.shadow import PurgeSchedule, without_rejected
+
+if TYPE_CHECKING:
+    from syncengine.targets.postgres.passthrough import BinaryCopySink
 
 _INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
@@ -177,6 +181,18 @@ class PostgresTarget:
             await self.ensure_table(spec)
             columns = self._columns[spec.name]
         return columns
+
+    async def chunk_sink(self, tables: dict[str, str]) -> BinaryCopySink:
+        """Where snapshot chunks of ``tables`` (source table → target table, created) can
+        go as binary COPY, each committed with its done-mark (see passthrough.py)."""
+        from syncengine.targets.postgres.passthrough import BinaryCopySink
+
+        conn = await self._connection()
+        names = {source: self._split(target) for source, target in tables.items()}
+        try:
+            return await BinaryCopySink.open(self.pipeline, self.config, conn, names)
+        except psycopg.Error as exc:
+            raise translate(exc, "reading target tables for snapshot chunks") from None
 
     # -- reads ----------------------------------------------------------------------------
 
