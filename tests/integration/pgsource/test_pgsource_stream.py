@@ -219,7 +219,49 @@ def test_replica_identity_full_and_key_change_send_before_images(pg_dsn):
     assert full[2]["a"] == "x" and full[2]["b"] == 11  # the old row, in the data columns too
     assert next(b for b in batches if b.table == "public.full_t").key == ("id",)
     keyed = rows(batches, "public.keyed")
-    assert [(r["_op"], r["id"], r["_before.id"]) for r in keyed] == [("c", 1, None), ("u", 2, 1)]
+    # a key change: the old key's row goes first, then the new key's row
+    assert [(r["_op"], r["id"], r["_before.id"]) for r in keyed] == [
+        ("c", 1, None),
+        ("d", 1, 1),
+        ("u", 2, 1),
+    ]
+
+
+BIG = "(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 4000) g)"
+
+
+def test_key_change_keeps_unchanged_toast_under_full_and_never_nulls_it(pg_dsn):
+    async def scenario():
+        execute(
+            pg_dsn,
+            "CREATE TABLE kd (id int PRIMARY KEY, a text, big text)",
+            "CREATE TABLE kf (id int PRIMARY KEY, a text, big text)",
+            "ALTER TABLE kf REPLICA IDENTITY FULL",
+        )
+        source = make_source(pg_dsn, ["kd", "kf"])
+        await source.open()
+        _, start = await drain(source, None)
+        execute(
+            pg_dsn,
+            f"INSERT INTO kd VALUES (1, 'x', {BIG})",
+            f"INSERT INTO kf VALUES (1, 'x', {BIG})",
+            "UPDATE kd SET id = 2 WHERE id = 1",
+            "UPDATE kf SET id = 2 WHERE id = 1",
+        )
+        batches, _ = await drain(source, start)
+        await source.close()
+        return batches
+
+    batches = asyncio.run(scenario())
+    big = rows(batches, "public.kf")[0]["big"]
+    assert len(big) == 128000
+    full = rows(batches, "public.kf")
+    assert [(r["_op"], r["id"]) for r in full] == [("c", 1), ("d", 1), ("u", 2)]
+    assert full[2]["big"] == big and not full[2].get("_unsent.big")  # taken from the old row
+    # DEFAULT: Postgres sends neither the value (unchanged TOAST) nor the old row
+    default = rows(batches, "public.kd")
+    assert [(r["_op"], r["id"]) for r in default] == [("c", 1), ("d", 1), ("u", 2)]
+    assert default[2]["_unsent.big"] and default[2]["a"] == "x"
 
 
 def test_snapshot_and_stream_give_identical_arrow_for_every_type(pg_dsn):
