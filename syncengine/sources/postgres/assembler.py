@@ -254,6 +254,19 @@ class ChangeAssembler:
             self.open_emitted = True  # no resume may follow until this transaction commits
         return [buffer.to_batch({"relation": msg.oid})]
 
+    def column_types(self, oid: int) -> dict[str, PgType]:
+        """The Postgres types of a relation's columns by name (empty when it is unknown)."""
+        relation = self.relations.get(oid)
+        if relation is None:
+            return {}
+        return dict(zip((c.name for c in relation.columns), self._types(relation), strict=True))
+
+    def _types(self, relation: po.Relation) -> list[PgType]:
+        return [
+            pg_type(c.type_oid, c.typmod, self.custom_types, self.typedefs.get(c.type_oid, ""))
+            for c in relation.columns
+        ]
+
     def _buffer(self, oid: int) -> _Buffer:
         buffer = self.buffers.get(oid)
         if buffer is None:
@@ -262,10 +275,7 @@ class ChangeAssembler:
                 raise DecodeError(
                     f"change for relation {oid} before its Relation message", offset=0
                 )
-            types = [
-                pg_type(c.type_oid, c.typmod, self.custom_types, self.typedefs.get(c.type_oid, ""))
-                for c in relation.columns
-            ]
+            types = self._types(relation)
             # a table the catalog knows as keyless keeps key (): REPLICA IDENTITY FULL flags
             # every column as key, but no column set is unique there (docs/postgres-source.md)
             if relation.qualified in self.keys:

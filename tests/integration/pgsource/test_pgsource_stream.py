@@ -258,10 +258,38 @@ def test_key_change_keeps_unchanged_toast_under_full_and_never_nulls_it(pg_dsn):
     full = rows(batches, "public.kf")
     assert [(r["_op"], r["id"]) for r in full] == [("c", 1), ("d", 1), ("u", 2)]
     assert full[2]["big"] == big and not full[2].get("_unsent.big")  # taken from the old row
-    # DEFAULT: Postgres sends neither the value (unchanged TOAST) nor the old row
+    # DEFAULT: Postgres sends neither the value (unchanged TOAST) nor the old row: the reader
+    # reads it back from the source by the new key (syncengine.sources.postgres.moved)
     default = rows(batches, "public.kd")
     assert [(r["_op"], r["id"]) for r in default] == [("c", 1), ("d", 1), ("u", 2)]
-    assert default[2]["_unsent.big"] and default[2]["a"] == "x"
+    assert default[2]["big"] == default[0]["big"] and len(default[0]["big"]) == 128000
+    assert not default[2]["_unsent.big"] and default[2]["a"] == "x"
+
+
+def test_key_changed_row_gone_from_the_source_stays_unsent(pg_dsn):
+    async def scenario():
+        execute(pg_dsn, "CREATE TABLE kg (id int PRIMARY KEY, big text, tags int[])")
+        source = make_source(pg_dsn, ["kg"])
+        await source.open()
+        _, start = await drain(source, None)
+        execute(
+            pg_dsn,
+            f"INSERT INTO kg VALUES (1, {BIG}, '{{1,2}}'), (5, {BIG}, NULL)",
+            "UPDATE kg SET id = 2 WHERE id = 1",
+            "UPDATE kg SET id = 6 WHERE id = 5",
+            "DELETE FROM kg WHERE id = 6",
+        )
+        batches, _ = await drain(source, start)
+        await source.close()
+        return batches
+
+    got = rows(asyncio.run(scenario()), "public.kg")
+    assert [(r["_op"], r["id"]) for r in got] == [
+        ("c", 1), ("c", 5), ("d", 1), ("u", 2), ("d", 5), ("u", 6), ("d", 6)
+    ]
+    assert got[3]["big"] == got[0]["big"] and not got[3]["_unsent.big"]
+    assert got[3]["tags"] == [1, 2]  # a sent value is left as it was
+    assert got[5]["_unsent.big"] and got[5]["big"] is None  # gone: unsent, and deleted next
 
 
 def test_snapshot_and_stream_give_identical_arrow_for_every_type(pg_dsn):
