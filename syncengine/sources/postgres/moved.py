@@ -78,15 +78,17 @@ async def fill_moved(
                 read[row] = found
     data = batch.data
     for i, column in enumerate(unsent):
-        texts = [None] * data.num_rows
+        texts: list[str | None] = [None] * data.num_rows
         filled = [False] * data.num_rows
-        for row, values in read.items():
+        for row, found in read.items():
             if data.column(UNSENT_PREFIX + column)[row].as_py():
-                texts[row], filled[row] = values[i], True
+                texts[row], filled[row] = found[i], True
         values = to_arrow(pa.array(texts, pa.string()), types[column], column)
         current = data.column(column)
         if values.type != current.type:
-            log.warning("%s.%s: a value read back has another form; left unsent", batch.table, column)
+            log.warning(
+                "%s.%s: a value read back has another form; left unsent", batch.table, column
+            )
             continue
         mask = pa.array(filled, pa.bool_())
         index = data.schema.get_field_index(column)
@@ -95,6 +97,10 @@ async def fill_moved(
         unsent_now = pc.and_(data.column(flag), pc.invert(mask))
         data = data.set_column(flag, data.schema.field(flag), unsent_now)
     if len(read) < len(rows):
-        log.info("%s: %d key-changed row(s) gone from the source already; their unsent values "
-                 "stay unsent", batch.table, len(rows) - len(read))
+        log.info(
+            "%s: %d key-changed row(s) gone from the source already; their unsent values stay "
+            "unsent",
+            batch.table,
+            len(rows) - len(read),
+        )
     return batch.replace(data)
