@@ -60,6 +60,8 @@ async def fill_moved(
     if not rows:
         return batch
     unsent = [c for c in batch.unsent_columns if c in types]
+    if not unsent:
+        return batch  # the relation changed since: nothing this reader can name
     table = QualifiedName.parse(batch.table).identifier()
     query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in unsent),
