@@ -10,6 +10,7 @@ from syncengine.changes import lsn_to_pos
 from syncengine.errors import DecodeError
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
+from syncengine.sources.postgres.moved import moved_rows
 from tests.unit.pgsource import pgsource_frames as f
 
 COLS = [
@@ -165,3 +166,4 @@ def test_key_change_becomes_delete_of_old_key_then_update_of_new():
     # DEFAULT: the unsent value stays unsent (never a NULL); FULL: the old row's value
     assert data.column("note").to_pylist() == [None, None, "b", "b", "b"]
     assert data.column("_unsent.note").to_pylist() == [False, True, False, False, False]
+    assert moved_rows(batch) == [1]  # the one the reader reads back from the source
