@@ -14,6 +14,11 @@ Pure (no I/O, no clock): the reader feeds messages in order and decides when tim
   a checkpoint only with the rows it covers (see :mod:`syncengine.runtime.runner`).
 * A new Relation message whose columns differ cuts the table's buffer: the schema changes
   between batches, never inside one.
+* An update that changes the row's key (pgoutput sends the old key 'K', or the old row 'O'
+  under REPLICA IDENTITY FULL) becomes a delete of the old key then an update of the new key,
+  in that order: targets apply set-wise by key and cannot find a row by a key it no longer has
+  (Postgres's own apply worker updates the row it finds by the old key). Values the new image
+  left unsent (unchanged TOAST) are taken from an 'O' old row, where they are the same value.
 * Row ``_pos`` is ``<lsn_to_pos(commit record LSN)>.<row number in the transaction, 8 hex>``:
   unique, ordered across transactions by commit order, and below the transaction's resume
   position (the commit's end LSN) in string order.
@@ -188,7 +193,7 @@ class ChangeAssembler:
         if isinstance(msg, po.Insert):
             self._row(msg.relation, OP_INSERT, msg.new)
         elif isinstance(msg, po.Update):
-            self._row(msg.relation, OP_UPDATE, msg.new, msg.old)
+            self._update(msg)
         elif isinstance(msg, po.Delete):
             self._row(msg.relation, OP_DELETE, None, msg.old)
         elif isinstance(msg, po.Truncate):
@@ -249,6 +254,19 @@ class ChangeAssembler:
             self.open_emitted = True  # no resume may follow until this transaction commits
         return [buffer.to_batch({"relation": msg.oid})]
 
+    def column_types(self, oid: int) -> dict[str, PgType]:
+        """The Postgres types of a relation's columns by name (empty when it is unknown)."""
+        relation = self.relations.get(oid)
+        if relation is None:
+            return {}
+        return dict(zip((c.name for c in relation.columns), self._types(relation), strict=True))
+
+    def _types(self, relation: po.Relation) -> list[PgType]:
+        return [
+            pg_type(c.type_oid, c.typmod, self.custom_types, self.typedefs.get(c.type_oid, ""))
+            for c in relation.columns
+        ]
+
     def _buffer(self, oid: int) -> _Buffer:
         buffer = self.buffers.get(oid)
         if buffer is None:
@@ -257,10 +275,7 @@ class ChangeAssembler:
                 raise DecodeError(
                     f"change for relation {oid} before its Relation message", offset=0
                 )
-            types = [
-                pg_type(c.type_oid, c.typmod, self.custom_types, self.typedefs.get(c.type_oid, ""))
-                for c in relation.columns
-            ]
+            types = self._types(relation)
             # a table the catalog knows as keyless keeps key (): REPLICA IDENTITY FULL flags
             # every column as key, but no column set is unique there (docs/postgres-source.md)
             if relation.qualified in self.keys:
@@ -270,6 +285,14 @@ class ChangeAssembler:
             buffer = self.buffers[oid] = _Buffer(relation, types, key)
         return buffer
 
+    def _update(self, msg: po.Update) -> None:
+        old, new = msg.old, msg.new
+        if old is not None and _key_moved(self._buffer(msg.relation), new, old):
+            self._row(msg.relation, OP_DELETE, None, old)
+            if msg.old_kind == "O":  # the whole old row: an unsent value is the old one
+                new = tuple(o if n is po.UNCHANGED else n for n, o in zip(new, old, strict=True))
+        self._row(msg.relation, OP_UPDATE, new, old)
+
     def _row(self, oid: int, op: str, new: po.Tuple | None, old: po.Tuple | None = None) -> None:
         txn = self.txn
         if txn is None:
@@ -277,6 +300,21 @@ class ChangeAssembler:
         pos = f"{self.prefix}{self.seq:08X}"
         self.seq += 1
         self._buffer(oid).add(op, pos, self.commit_us, txn.xid, new, old)
+
+
+def _key_moved(buffer: _Buffer, new: po.Tuple, old: po.Tuple) -> bool:
+    """Whether an update's old image names another key than its new image (text forms of one
+    type compare as values; an unsent key value is an unchanged one)."""
+    names = [c.name for c in buffer.relation.columns]
+    if len(new) != len(old) or len(new) != len(names):
+        return False  # malformed: add() names the problem
+    for column in buffer.key:
+        if column not in names:
+            continue
+        i = names.index(column)
+        if new[i] is not po.UNCHANGED and old[i] is not po.UNCHANGED and new[i] != old[i]:
+            return True
+    return False
 
 
 def _rows(batch: ChangeBatch, start: int, stop: int) -> ChangeBatch:

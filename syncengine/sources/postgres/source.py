@@ -20,7 +20,7 @@ from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.errors import FatalError, HistoryLost
 from syncengine.names import QualifiedName, canonical
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
-from syncengine.sources.postgres import admin, deadline, usertypes
+from syncengine.sources.postgres import admin, deadline, moved, usertypes
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
@@ -188,6 +188,13 @@ class PostgresSource:
             track,
             committed,
         ):
+            oid = batch.meta.get("relation")
+            if isinstance(oid, int) and batch.unsent_columns:
+                try:
+                    types = assembler.column_types(oid)
+                    batch = await moved.fill_moved(await self._catalog(), batch, types)
+                except psycopg.Error as exc:
+                    raise map_error(exc, "reading rows whose key changed") from exc
             yield batch
 
     async def _create_slot_without_snapshot(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pyarrow as pa
 
@@ -47,6 +49,24 @@ async def drain(source: PostgresSource, start: str | None) -> tuple[list[ChangeB
             await source.acknowledge(resume)
             last = resume
     return batches, last
+
+
+def changes_after(
+    dsn: str, tables: list[str], setup: tuple[str, ...], changes: tuple[str, ...]
+) -> list[ChangeBatch]:
+    """The batches streamed for ``changes``, run once ``setup`` ran and the slot exists."""
+
+    async def scenario() -> list[ChangeBatch]:
+        execute(dsn, *setup)
+        source = make_source(dsn, tables)
+        await source.open()
+        _, start = await drain(source, None)
+        execute(dsn, *changes)
+        batches, _ = await drain(source, start)
+        await source.close()
+        return batches
+
+    return asyncio.run(scenario())
 
 
 def rows(batches: list[ChangeBatch], table: str | None = None) -> list[dict]:

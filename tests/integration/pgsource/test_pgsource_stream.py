@@ -219,7 +219,12 @@ def test_replica_identity_full_and_key_change_send_before_images(pg_dsn):
     assert full[2]["a"] == "x" and full[2]["b"] == 11  # the old row, in the data columns too
     assert next(b for b in batches if b.table == "public.full_t").key == ("id",)
     keyed = rows(batches, "public.keyed")
-    assert [(r["_op"], r["id"], r["_before.id"]) for r in keyed] == [("c", 1, None), ("u", 2, 1)]
+    # a key change: the old key's row goes first, then the new key's row
+    assert [(r["_op"], r["id"], r["_before.id"]) for r in keyed] == [
+        ("c", 1, None),
+        ("d", 1, 1),
+        ("u", 2, 1),
+    ]
 
 
 def test_snapshot_and_stream_give_identical_arrow_for_every_type(pg_dsn):

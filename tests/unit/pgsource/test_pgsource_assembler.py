@@ -10,6 +10,7 @@ from syncengine.changes import lsn_to_pos
 from syncengine.errors import DecodeError
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
+from syncengine.sources.postgres.moved import moved_rows
 from tests.unit.pgsource import pgsource_frames as f
 
 COLS = [
@@ -142,3 +143,27 @@ def test_change_for_unknown_relation_or_wrong_width_fails():
     feed(asm, f.relation(10, "public", "t", COLS))
     with pytest.raises(DecodeError):
         feed(asm, f.insert(10, [1]))
+
+
+def test_key_change_becomes_delete_of_old_key_then_update_of_new():
+    asm = ChangeAssembler(max_rows=100)
+    feed(
+        asm,
+        f.relation(10, "public", "t", COLS),
+        f.begin(0x100, 0, 7),
+        f.update(10, [2, "1.50", "UNCHANGED"], [1, None, None], b"K"),  # DEFAULT: old key only
+        f.update(10, [2, "3.00", "b"], [2, None, None], b"K"),  # same key: a plain update
+        f.update(10, [3, "3.00", "UNCHANGED"], [2, "3.00", "b"], b"O"),  # FULL: the old row
+        f.commit(0x100, 0x180, 0),
+    )
+    (batch,) = asm.flush()
+    data = batch.data
+    assert data.column("_op").to_pylist() == ["d", "u", "u", "d", "u"]
+    assert data.column("id").to_pylist() == [1, 2, 2, 2, 3]
+    assert data.column("_before.id").to_pylist() == [1, 1, 2, 2, 2]
+    pos = data.column("_pos").to_pylist()
+    assert pos == sorted(pos) and len(set(pos)) == 5  # the delete comes first
+    # DEFAULT: the unsent value stays unsent (never a NULL); FULL: the old row's value
+    assert data.column("note").to_pylist() == [None, None, "b", "b", "b"]
+    assert data.column("_unsent.note").to_pylist() == [False, True, False, False, False]
+    assert moved_rows(batch) == [1]  # the one the reader reads back from the source
