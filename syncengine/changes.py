@@ -217,6 +217,10 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
     ]
     if fills:
         combined = combined.with_columns(fills)
+    if first.meta.get("at_resume") and not all(b.meta.get("at_resume") for b in batches):
+        # a claim about every row (no per-key fence needed) holds only if every part makes it
+        meta = {k: v for k, v in first.meta.items() if k != "at_resume"}
+        return ChangeBatch(first.table, first.data, first.key, meta).replace(combined)
     return first.replace(combined)
 
 

@@ -189,7 +189,10 @@ class Snapshotter:
                     raise item
                 chunk, text = cast(tuple[Chunk, pa.Table], item)
                 del item
-                async for batch in self._emit(shapes[chunk.table], chunk, text, position):
+                # rows at the slot's consistent point, where the stream starts: no change at
+                # or before it can follow, so they need no per-key fence (conflicts/fence.py)
+                emitted = self._emit(shapes[chunk.table], chunk, text, position, at_resume=True)
+                async for batch in emitted:
                     yield batch
                 del text
                 slots.release()
@@ -241,12 +244,20 @@ class Snapshotter:
         await results.put(_DONE)
 
     async def _emit(
-        self, shape: TableShape, chunk: Chunk, text: pa.Table, position: str | pa.Array
+        self,
+        shape: TableShape,
+        chunk: Chunk,
+        text: pa.Table,
+        position: str | pa.Array,
+        at_resume: bool = False,
     ) -> AsyncIterator[ChangeBatch]:
         """Yield the chunk in ``max_rows`` slices; mark it done once the consumer moved on.
-        ``position``: of every row, or one per row."""
+        ``position``: of every row, or one per row; ``at_resume``: it is where the stream
+        resumes (batch meta ``at_resume``)."""
         step = self.source.batch.max_rows
-        meta = {"snapshot": True, "chunk": chunk.chunk}
+        meta: dict[str, object] = {"snapshot": True, "chunk": chunk.chunk}
+        if at_resume:
+            meta["at_resume"] = True
         for offset in range(0, max(text.num_rows, 1), step):
             piece = text.slice(offset, step)
             at = position if isinstance(position, str) else position.slice(offset, step)

@@ -55,6 +55,15 @@ async def write_shadow(
         await _upsert(conn, pipeline, table, rows)
 
 
+async def write_rows(
+    conn: psycopg.AsyncConnection, pipeline: str, table: str, rows: pa.Table
+) -> None:
+    """Stored shadow rows (:data:`SHADOW_SCHEMA`): one ``COPY`` when none of their keys has a
+    row yet, else staged and upserted."""
+    if not await _insert_fresh(conn, pipeline, table, rows):
+        await _upsert(conn, pipeline, table, rows)
+
+
 async def _insert_fresh(
     conn: psycopg.AsyncConnection, pipeline: str, table: str, rows: pa.Table
 ) -> bool:
