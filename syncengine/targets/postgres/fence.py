@@ -1,12 +1,13 @@
 """The position fence on the server, for a :class:`ServerFence` (``remote`` without read-back).
 
 The staged batch carries each row's canonical row key (``__rk``) and position (``__pos``).
-Before the data statements, one ``DELETE … USING`` drops from the staging table the changes
-at or before their key's stored position (snapshot rows never: they are the source's state
+Before the data statements, one ``DELETE`` drops from the staging table the changes at or
+before their key's stored position (snapshot rows never: they are the source's state
 when read); after them, one ``INSERT … SELECT … ON CONFLICT`` stores the applied rows'
 positions as slim shadow rows (:data:`FENCE_ONLY`, no base; a delete: a tombstone). Both are
 joins on the shadow's primary key inside the data transaction: no key list is sent as a
-parameter and no row goes to the engine. Rows that took the direct ``COPY`` path (a backfill
+parameter and no row goes to the engine; the stored positions are probed through the shadow's
+primary key, so a shadow without planner statistics cannot turn the join into a scan. Rows that took the direct ``COPY`` path (a backfill
 chunk into keys the target lacks) have no staging table: their positions are copied into the
 shadow, or skipped altogether when they sit where the stream resumes.
 
@@ -49,14 +50,19 @@ def staged_sql() -> sql.Composable:
 async def drop_stale(
     conn: psycopg.AsyncConnection, pipeline: str, table: str, stg: sql.Identifier
 ) -> int:
-    """Delete the staged changes at or before their key's stored position; how many."""
+    """Delete the staged changes at or before their key's stored position; how many.
+
+    The stored position is a correlated subquery, i.e. one primary-key probe per staged row,
+    whatever the planner believes about the shadow: as a join, a freshly filled shadow without
+    statistics was hashed whole for every batch (1.1 s per 10k-row batch at 1M shadow rows,
+    vs 0.1 s probing)."""
     cur = await conn.execute(
         sql.SQL(
-            "DELETE FROM {} AS s USING {} AS f WHERE f.pipeline = %s AND f.target_table = %s "
-            "AND f.row_key = s.__rk AND s.__op <> %s AND f.position IS NOT NULL "
-            'AND s.__pos COLLATE "C" <= f.position COLLATE "C"'
+            'DELETE FROM {} AS s WHERE s.__op <> %s AND s.__pos COLLATE "C" <= '
+            "(SELECT f.position FROM {} AS f WHERE f.pipeline = %s AND f.target_table = %s "
+            'AND f.row_key = s.__rk) COLLATE "C"'
         ).format(stg, state_table("shadow")),
-        (pipeline, table, OP_READ),
+        (OP_READ, pipeline, table),
     )
     return max(cur.rowcount, 0)
 

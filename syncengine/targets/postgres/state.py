@@ -187,10 +187,14 @@ async def read_shadow(
         copy = sql.SQL("COPY {} (row_key) FROM STDIN (FORMAT csv)").format(keys)
         async with conn.cursor() as cur, cur.copy(copy) as pipe:
             await pipe.write(_csv(pa.table({"row_key": pa.array(list(row_keys), pa.string())})))
+        # LATERAL … LIMIT (never flattened into a join): one primary-key probe per key,
+        # whatever the shadow's statistics say (a plain join of a shadow without them hashed
+        # the whole table for every batch)
         cur = await conn.execute(
             sql.SQL(
-                "SELECT f.row_key, f.row_hash, f.base, f.position FROM {} AS k JOIN {} AS f "
-                "ON f.pipeline = %s AND f.target_table = %s AND f.row_key = k.row_key"
+                "SELECT k.row_key, f.row_hash, f.base, f.position FROM {} AS k CROSS JOIN "
+                "LATERAL (SELECT row_hash, base, position FROM {} WHERE pipeline = %s "
+                "AND target_table = %s AND row_key = k.row_key LIMIT 1) AS f"
             ).format(keys, state_table("shadow")),
             (pipeline, table),
         )
