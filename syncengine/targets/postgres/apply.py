@@ -151,7 +151,7 @@ async def apply_write(
         fault_point("postgres.after_stage")
         return Applied(staged.truncate, none_refused, copied=staged.rows)
     stg = sql.Identifier(f"_syncengine_stage_{next(_staging_names)}")
-    typed = [
+    typed: list[sql.Composable] = [
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target_columns[c]))  # type: ignore[arg-type]  # catalog format_type output
         for c in staged.columns
     ]

@@ -2,14 +2,15 @@
 
 The staged batch carries each row's canonical row key (``__rk``) and position (``__pos``).
 Before the data statements, one ``DELETE`` drops from the staging table the changes at or
-before their key's stored position (snapshot rows never: they are the source's state
-when read); after them, one ``INSERT … SELECT … ON CONFLICT`` stores the applied rows'
-positions as slim shadow rows (:data:`FENCE_ONLY`, no base; a delete: a tombstone). Both are
-joins on the shadow's primary key inside the data transaction: no key list is sent as a
-parameter and no row goes to the engine; the stored positions are probed through the shadow's
-primary key, so a shadow without planner statistics cannot turn the join into a scan. Rows that took the direct ``COPY`` path (a backfill
-chunk into keys the target lacks) have no staging table: their positions are copied into the
-shadow, or skipped altogether when they sit where the stream resumes.
+before their key's stored position (snapshot rows never: they are the source's state when
+read); after them, one ``INSERT … SELECT … ON CONFLICT`` stores the applied rows' positions as
+slim shadow rows (:data:`FENCE_ONLY`, no base; a delete: a tombstone). Both run inside the data
+transaction; no key list is sent as a parameter and no row goes to the engine. Stored positions
+are probed through the shadow's primary key, one probe per staged row, so a shadow without
+planner statistics cannot turn the lookup into a scan of the whole shadow. Rows that took the
+direct ``COPY`` path (a backfill chunk into keys the target lacks) have no staging table: their
+positions are copied into the shadow, or skipped altogether when they sit where the stream
+resumes.
 
 Positions compare as ``COLLATE "C"`` text: the byte order the engine's own comparison
 (Polars strings) and every source's position format rely on.

@@ -46,7 +46,11 @@ def test_strategy_on_hand_edited_target(target_where, tmp_path, strategy):
 
     async def scenario() -> None:
         env = await Env(
-            kind, where, tmp_path / "state.db", strategy=strategy, timestamp="updated_at",
+            kind,
+            where,
+            tmp_path / "state.db",
+            strategy=strategy,
+            timestamp="updated_at",
             audit=True,  # remote: detect and audit what it overwrites
         ).open()
         try:
