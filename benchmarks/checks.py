@@ -62,6 +62,41 @@ def expect_rows(digest: Digest, rows: int, what: str) -> None:
         raise CheckFailed(f"{what}: expected {rows} rows, found {digest.rows}")
 
 
+# -- pgbench tables ---------------------------------------------------------------------------
+
+# char(n) fillers compared without their padding (a target may store them as text), NULL kept
+# apart from ''; history's naive timestamp as epoch seconds with microseconds.
+PGBENCH_CANONICAL = {
+    "pgbench_accounts": "concat_ws('|', aid, bid, abalance, coalesce(rtrim(filler), '~'))",
+    "pgbench_branches": "concat_ws('|', bid, bbalance, coalesce(rtrim(filler), '~'))",
+    "pgbench_tellers": "concat_ws('|', tid, bid, tbalance, coalesce(rtrim(filler), '~'))",
+    "pgbench_history": "concat_ws('|', tid, bid, aid, delta, extract(epoch FROM mtime)::numeric,"
+    " coalesce(rtrim(filler), '~'))",
+    "bench_probe": "concat_ws('|', id, seq, extract(epoch FROM ts)::numeric)",
+}
+
+
+def tables_digest(dsn: str, tables: Iterable[str]) -> dict[str, Digest]:
+    """One digest per pgbench (or probe) table, each over its canonical row text."""
+    digests = {}
+    with psycopg.connect(dsn) as conn:
+        for table in tables:
+            query = sql.SQL(
+                "SELECT count(*), coalesce(sum(hashtextextended({}, 0)), 0) FROM {}"
+            ).format(sql.SQL(PGBENCH_CANONICAL[table]), sql.Identifier(table))
+            rows, total = conn.execute(query).fetchone()  # type: ignore[misc]
+            digests[table] = Digest(int(rows), str(total))
+    return digests
+
+
+def compare_tables(source: dict[str, Digest], target: dict[str, Digest], what: str) -> str:
+    """Every table equal, or :class:`CheckFailed` naming the first that is not."""
+    for table, digest in source.items():
+        compare(digest, target[table], f"{what}, {table}")
+    rows = sum(d.rows for d in source.values())
+    return f"target = source ({len(source)} tables, {rows} rows, per-table checksums)"
+
+
 # -- documents -------------------------------------------------------------------------------
 
 

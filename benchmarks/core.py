@@ -57,6 +57,13 @@ class ScenarioResult:
     baseline_runs: list[float] = field(default_factory=list)
     ratio: float | None = None
     """value / baseline_value, both measured in this run."""
+    others: dict[str, list[float]] = field(default_factory=dict)
+    """Further same-run baselines (label → runs, in ``unit``); :meth:`finish` puts each median
+    into ``other_values`` and the engine's ratio to it into ``other_ratios``."""
+    other_values: dict[str, float] = field(default_factory=dict)
+    other_ratios: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Baselines that could not run here (label → why), reported instead of a figure."""
     peak_rss_mb: float | None = None
     """Largest peak RSS of the syncengine process over the runs."""
     rows: int | None = None
@@ -77,6 +84,11 @@ class ScenarioResult:
             self.baseline_value = median(self.baseline_runs)
         if self.value is not None and self.baseline_value:
             self.ratio = self.value / self.baseline_value
+        for label, runs in self.others.items():
+            if runs:
+                self.other_values[label] = median(runs)
+                if self.value is not None:
+                    self.other_ratios[label] = round(self.value / self.other_values[label], 3)
         return self
 
     def to_dict(self) -> dict[str, Any]:

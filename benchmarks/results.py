@@ -73,6 +73,11 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
         base = f"{_num(r.baseline_value)} {r.unit}" if r.baseline_value is not None else "–"
         if r.baseline:
             base = f"{base} ({r.baseline})"
+        for label, value in r.other_values.items():
+            ratio = r.other_ratios.get(label)
+            base += f"; {label}: {_num(value)}" + (f" ({_ratio(ratio)})" if ratio else "")
+        for label in r.skipped:
+            base += f"; {label}: skipped"
         rss = f"{_num(r.peak_rss_mb)} MB" if r.peak_rss_mb is not None else "–"
         target = f"{r.target or '–'}: {_met(r)}"
         check = (r.check or "–") if r.status == "ok" else (r.error or "").splitlines()[0][:120]
@@ -115,6 +120,8 @@ def markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> str:
         extra = ", ".join(f"{k}={_fmt(v)}" for k, v in r.extra.items())
         if extra:
             details.append(f"- **{r.title}**: {extra}")
+        for label, why in r.skipped.items():
+            details.append(f"- **{r.title}**: {label} skipped: {why}")
         if r.status != "ok" and r.error:
             details.append(f"- **{r.title}** {r.status}:\n\n  ```\n  {_indent(r.error)}\n  ```")
     tail = ("\n\n## Details\n\n" + "\n".join(details)) if details else ""

@@ -9,12 +9,17 @@ Mongo's ``$not``/``$ne`` alone would include missing fields).
 
 Change streams need care: an update that *stops* matching must still reach the mapping (it
 becomes a delete), so :func:`to_mongo_stream_match` filters inserts only.
+
+Several mappings may read one table: the source may only drop a row that *no* mapping keeps, so
+:func:`postgres_where_any` and :func:`mongo_match_any` push the OR of their filters, and nothing
+when one of them cannot be pushed (:class:`NotPushable` says why).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from bson import Decimal128
@@ -69,11 +74,104 @@ def to_postgres_where(filter: str, dialect: str = "postgres") -> str:
             return exp.JSONBExtractScalar(this=exp.column(top), expression=exp.Literal.string(path))
         return node
 
-    return tree.transform(rewrite).sql(dialect="postgres")
+    # quoted: the mapping reads a column by the name as written, Postgres would fold it
+    return tree.transform(rewrite).sql(dialect="postgres", identify=True)
 
 
 class _NotPushable(Exception):
     pass
+
+
+class NotPushable(Exception):
+    """A filter the source cannot apply exactly as the mapping does (the message says why)."""
+
+
+#: (SQL predicate, sqlglot dialect) of one mapping's filter
+Filter = tuple[str, str]
+
+#: what a pushed Postgres ``WHERE`` may contain: comparisons, logic and constants, none of which
+#: can raise on a row's value (a division by zero or a failed cast would abort the whole
+#: snapshot, where the mapping sends that one row to dead letters), nor depends on the locale
+#: (``lower``, ``ILIKE``) or a regex dialect that Polars does not share
+_PG_SAFE: tuple[type[exp.Expression], ...] = (
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Boolean,
+    exp.Null,
+    exp.Paren,
+    exp.Not,
+    exp.And,
+    exp.Or,
+    exp.EQ,
+    exp.NEQ,
+    exp.NullSafeEQ,
+    exp.NullSafeNEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Is,
+    exp.In,
+    exp.Between,
+    exp.Like,
+    exp.DataType,
+    exp.DataTypeParam,
+)
+
+
+def _postgres_safe(filter: str, dialect: str) -> None:
+    for node in parse_expression(filter, dialect).walk():
+        if isinstance(node, exp.Cast | exp.Neg) and isinstance(node.this, exp.Literal):
+            continue  # a typed or negative constant: checked by the server when planning
+        if not isinstance(node, _PG_SAFE) or (
+            isinstance(node, exp.In) and (node.args.get("query") or node.args.get("unnest"))
+        ):
+            raise NotPushable(f"{filter!r}: {node.sql(dialect='postgres')!r} is not pushed down")
+
+
+def postgres_where_any(filters: Sequence[Filter]) -> str:
+    """A Postgres condition true for a row that any of ``filters`` keeps: their OR.
+
+    Only comparisons of columns and constants are pushed (see ``_PG_SAFE``); anything else
+    raises :class:`NotPushable`, and the mapping filters after reading.
+    """
+    if not filters:
+        raise NotPushable("a mapping of the table has no filter")
+    for text, dialect in filters:
+        _postgres_safe(text, dialect)
+    wheres = [to_postgres_where(text, dialect) for text, dialect in filters]
+    return wheres[0] if len(wheres) == 1 else " OR ".join(f"({w})" for w in wheres)
+
+
+def mongo_match_any(filters: Sequence[Filter], prefix: str = "") -> dict[str, Any]:
+    """A ``$match`` document true for a document that any of ``filters`` keeps.
+
+    The mapping keeps a document that lacks a top-level field its filter reads, whatever the
+    filter says (a missing field is *unsent*: the filter cannot tell), so such documents match
+    too (``$exists: false``).
+    """
+    if not filters:
+        raise NotPushable("a mapping of the collection has no filter")
+    matches: list[dict[str, Any]] = []
+    lacking: dict[str, None] = {}
+    for text, dialect in filters:
+        translator = _Translator(prefix)
+        try:
+            matches.append(translator.true(parse_expression(text, dialect)))
+        except _NotPushable:
+            raise NotPushable(f"{text!r} has no exact Mongo translation") from None
+        lacking.update(dict.fromkeys(translator.tops))
+    matches.extend({top: {"$exists": False}} for top in lacking)
+    return matches[0] if len(matches) == 1 else {"$or": matches}
+
+
+def stream_match(match: dict[str, Any]) -> dict[str, Any]:
+    """A change-stream ``$match`` from a ``fullDocument.``-prefixed one: drops only the inserts
+    that do not match. Updates, replaces and deletes always pass: one that makes a document
+    leave the filter must turn into a delete at the target, which only the mapping can do (a
+    delete event carries only the key; an update's looked-up document is not its after-image)."""
+    return {"$or": [{"operationType": {"$ne": "insert"}}, match]}
 
 
 def to_mongo_match(filter: str, dialect: str = "postgres", prefix: str = "") -> dict | None:
@@ -95,14 +193,14 @@ def to_mongo_stream_match(filter: str, dialect: str = "postgres") -> dict | None
     at the target, which only the mapping can do.
     """
     match = to_mongo_match(filter, dialect, prefix="fullDocument.")
-    if match is None:
-        return None
-    return {"$or": [{"operationType": {"$ne": "insert"}}, match]}
+    return None if match is None else stream_match(match)
 
 
 class _Translator:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        #: the top-level fields read, prefixed
+        self.tops: dict[str, None] = {}
 
     def field(self, node: exp.Expression) -> str:
         if not isinstance(node, exp.Column | exp.Dot):
@@ -112,6 +210,7 @@ class _Translator:
             parts = [*self.field(node.this).removeprefix(self.prefix).split("."), node.name]
         if not parts or parts[0] in META_COLUMNS or any(p.startswith("$") for p in parts):
             raise _NotPushable
+        self.tops[self.prefix + parts[0]] = None
         return self.prefix + ".".join(parts)
 
     def value(self, node: exp.Expression) -> Any:

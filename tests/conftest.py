@@ -45,13 +45,20 @@ class ExternalPostgres:
         return make_conninfo(**{**self._base, "dbname": dbname})
 
 
+STATEMENT_STATS = {
+    "shared_preload_libraries": "'pg_stat_statements'",
+    "pg_stat_statements.max": "10000",
+}
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer | ExternalPostgres]:
     external = os.environ.get("SYNCENGINE_TEST_PG_DSN")
     if external:
         yield ExternalPostgres(external)
         return
-    server = PostgresServer().start()
+    # pg_stat_statements: what the server executed, for the push-down tests (*_pushdown.py)
+    server = PostgresServer(settings=STATEMENT_STATS).start()
     try:
         yield server
     finally:

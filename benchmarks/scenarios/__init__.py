@@ -12,13 +12,19 @@ from benchmarks.scenarios import (
     pg_cdc_live,
     pg_latency,
     pg_to_mongo,
+    pgbench_backfill,
+    pgbench_cdc,
+    pgbench_live,
 )
 
 SCENARIOS: list[Scenario] = [
     pg_backfill.SCENARIO,
+    pgbench_backfill.SCENARIO,
     pg_cdc.SCENARIO,
+    pgbench_cdc.SCENARIO,
     pg_cdc_live.SCENARIO,
     pg_latency.SCENARIO,
+    pgbench_live.SCENARIO,
     pg_bigtxn.SCENARIO,
     mongo_cdc.SCENARIO,
     pg_to_mongo.SCENARIO,

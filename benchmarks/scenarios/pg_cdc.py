@@ -1,10 +1,14 @@
-"""CDC Postgres → Postgres: drain a million committed row changes, against ``pg_recvlogical``.
+"""CDC Postgres → Postgres: drain a million committed row changes, against Postgres's own
+apply worker and ``pg_recvlogical``.
 
-Setup: the seed rows are backfilled (which creates the engine's slot and checkpoint), one more
-slot per run is created for the baseline, then the 70/25/5 workload commits every 100 changes.
-Each run then drains the same WAL from its own slot: ``pg_recvlogical`` (pgoutput, same table,
-to /dev/null, up to the load's end LSN) and ``syncengine sync --once`` (decode, map, compact,
-apply, checkpoint). Both rates are changes / wall seconds of the draining process.
+Setup: the seed rows are backfilled (which creates the engine's slot and checkpoint), two more
+slots per run are created at the same point for the baselines, then the 70/25/5 workload
+commits every 100 changes, then one marker row. Each run drains the same WAL from its own slot,
+one consumer at a time: ``pg_recvlogical`` (pgoutput, same table, to /dev/null, up to the load's
+end LSN), the native apply worker (``CREATE SUBSCRIPTION … copy_data = false`` on its slot, into
+a database holding the seed rows; clock until the marker row is applied, see
+:mod:`benchmarks.native`) and ``syncengine sync --once`` (decode, map, compact, apply,
+checkpoint). Rates are changes / wall seconds of the drain.
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ from benchmarks.datagen import (
 )
 from benchmarks.env import BenchEnv, pg_source, pg_target, pg_tool
 from benchmarks.measure import Stopwatch, run_process
+from benchmarks.native import drain_seconds
 
 NAME = "pg_cdc"
 TITLE = "CDC Postgres→Postgres"
 TARGET_RATE = 50_000
+TARGET_NATIVE = 1.0
 MARKER = "bench_marker"
 PUBLICATION = "bench_baseline"
 
-TARGET = f"≥ {TARGET_RATE:,} changes/s"
+TARGET = f"≥ {TARGET_RATE:,} changes/s and ≥ {TARGET_NATIVE:g}× native apply worker"
+RECVLOGICAL = "pg_recvlogical → /dev/null"
 
 
 def run(ctx: Context) -> ScenarioResult:
@@ -44,12 +51,13 @@ def run(ctx: Context) -> ScenarioResult:
         NAME,
         TITLE,
         unit="changes/s",
-        baseline="pg_recvlogical → /dev/null",
+        baseline="native apply worker",
         rows=changes,
         target=TARGET,
     )
     src = env.new_pg_db("cdc_src")
     targets: list[str] = []
+    natives: list[str] = []
     try:
         with psycopg.connect(src, autocommit=True) as conn:
             create_table(conn)
@@ -65,12 +73,17 @@ def run(ctx: Context) -> ScenarioResult:
             tgt = env.new_pg_db("cdc_tgt")
             targets.append(tgt)
             configs.append(prepare_engine(env, src, tgt, attempt, timeout))
+            natives.append(env.new_pg_db("cdc_native"))
+            with psycopg.connect(natives[-1], autocommit=True) as conn:
+                create_table(conn)
+                seed_for_workload(conn)
+                conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(sql.Identifier(MARKER)))
         with psycopg.connect(src, autocommit=True) as conn:
             for attempt in range(repeats):
-                conn.execute(
-                    "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
-                    (f"bench_baseline_{attempt}",),
-                )
+                for slot in (f"bench_baseline_{attempt}", f"bench_native_{attempt}"):
+                    conn.execute(
+                        "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,)
+                    )
             with Stopwatch() as load:
                 conn.execute(workload_sql(0, txns - 1))
             (end_lsn,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()  # type: ignore[misc]
@@ -82,6 +95,12 @@ def run(ctx: Context) -> ScenarioResult:
         for attempt in range(repeats):
             slot = f"bench_baseline_{attempt}"
             seconds = recvlogical(src, slot, end_lsn, env.limit(timeout))
+            result.others.setdefault(RECVLOGICAL, []).append(changes / seconds)
+            name = f"bench_native_{attempt}"
+            seconds = drain_seconds(
+                src, natives[attempt], name, PUBLICATION, name, env.limit(timeout)
+            )
+            compare(source, pg_digest(natives[attempt], TABLE), "native apply worker")
             result.baseline_runs.append(changes / seconds)
             run_ = env.engine("sync", str(configs[attempt]), "--once", timeout=timeout)
             result.check = compare(source, pg_digest(targets[attempt], TABLE), "engine CDC")
@@ -92,11 +111,16 @@ def run(ctx: Context) -> ScenarioResult:
             span = load.seconds + run_.seconds
             result.extra["first_commit_to_applied_changes_per_s"] = round(changes / span)
     finally:
-        for tgt in targets:
+        for tgt in targets + natives:
             env.drop_pg_db(tgt)
         env.drop_pg_db(src)
     result.finish()
-    result.target_met = result.value is not None and result.value >= TARGET_RATE
+    result.target_met = (
+        result.value is not None
+        and result.value >= TARGET_RATE
+        and result.ratio is not None
+        and result.ratio >= TARGET_NATIVE
+    )
     return result
 
 
@@ -110,7 +134,9 @@ def prepare_engine(env: BenchEnv, src: str, tgt: str, attempt: int, timeout: flo
     return config
 
 
-def recvlogical(src: str, slot: str, end_lsn: str, timeout: float) -> float:
+def recvlogical(
+    src: str, slot: str, end_lsn: str, timeout: float, publication: str = PUBLICATION
+) -> float:
     run_ = run_process(
         [
             pg_tool("pg_recvlogical"),
@@ -125,7 +151,7 @@ def recvlogical(src: str, slot: str, end_lsn: str, timeout: float) -> float:
             "-o",
             "proto_version=1",
             "-o",
-            f"publication_names={PUBLICATION}",
+            f"publication_names={publication}",
             "-f",
             "/dev/null",
         ],

@@ -23,6 +23,7 @@ from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import SOURCES
 from syncengine.runtime.metrics import Metrics
+from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import ChangeSource
 from syncengine.state import DeadLetter, SQLiteStateStore
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
@@ -62,10 +63,13 @@ class Pipeline:
         self.source: ChangeSource = source_cls(name, config.source, state, config.batch)  # type: ignore[operator]
         self.target: Target = make_target(name, config.target, state)
         self.mappings = config.mappings_for_sources()
+        if hasattr(self.source, "row_filters"):  # optional for plugin sources
+            self.source.row_filters = self.row_filters
         self._compiled: dict[tuple[int, str], Any] = {}
         self._specs: dict[tuple[str, str], TableSpec] = {}
         self._resolvers: dict[str, Any] = {}
         self.rows_applied = 0
+        self.phases = PhaseClock()
 
     @property
     def stream_name(self) -> str:
@@ -94,6 +98,14 @@ class Pipeline:
             for i, m in enumerate(self.mappings)
             if m.source in wanted or _qualified(m.source) in wanted
         ]
+
+    def row_filters(self, table: str) -> tuple[tuple[str, str], ...]:
+        """The filters of the mappings reading ``table``, for the source to push down: a row
+        that none of them keeps is never needed. Empty when one of them has no filter."""
+        mappings = [m for _, m in self.mappings_for(table)]
+        if not mappings or any(m.filter is None for m in mappings):
+            return ()
+        return tuple((m.filter, m.dialect) for m in mappings if m.filter is not None)
 
     def _compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> Any:
         from syncengine.mappings import compile_mapping
@@ -146,6 +158,7 @@ class Pipeline:
         report = BatchReport()
         mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]] = {}
         letters: list[DeadLetter] = []
+        mapping_started = time.perf_counter()
         for batch in batches:
             if not batch.num_rows:
                 continue
@@ -166,10 +179,12 @@ class Pipeline:
                     else:
                         mapped[spec.name] = (spec, mapping, [])
                     mapped[spec.name][2].append(result.batch)
+        self.phases.add("map", time.perf_counter() - mapping_started)
         if letters:
             self._dead_letter(letters)
             report.dead_letters += len(letters)
         writes: list[TableWrite] = []
+        resolve_started = time.perf_counter()
         for spec, mapping, parts in mapped.values():
             if getattr(self.target, "change_log", False):
                 writes.append(TableWrite(spec, concat_batches(parts)))  # every change, in order
@@ -178,9 +193,11 @@ class Pipeline:
             resolved = await self._resolver(mapping).resolve(spec, compacted)
             writes.append(resolved.write)
             report.conflicts += self._count_conflicts(resolved, mapping)
+        self.phases.add("resolve", time.perf_counter() - resolve_started)
         checkpoint = Checkpoint(self.stream_name, position) if position else None
         if writes or checkpoint:
-            result = await self.target.apply(writes, checkpoint)
+            with self.phases.timing("apply"):
+                result = await self.target.apply(writes, checkpoint)
             if result.rejected:
                 rejected = [
                     DeadLetter(self.name, table, "target", reason, json.dumps(row, default=str))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 from syncengine.changes import ChangeBatch
@@ -55,7 +56,9 @@ async def backfill(
     as done only once the consumer asks for the next batch, i.e. after the target commit.
     """
     copied = 0
+    waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
+        pipeline.phases.add("read", time.perf_counter() - waited)
         report = await process(pipeline, [batch], None)
         # a reconciled snapshot also sends the deletes since its position: not copied rows
         if not batch.meta.get("deletes"):
@@ -67,6 +70,7 @@ async def backfill(
                 f"{pipeline.name}: backfill interrupted after {copied} rows",
                 hint="progress is checkpointed per chunk; run it again to resume",
             )
+        waited = time.perf_counter()
     position = await pipeline.source.snapshot_position()
     existing = await pipeline.checkpoint()
     if existing is not None and (position is None or existing < position):
@@ -77,6 +81,7 @@ async def backfill(
         await pipeline.target.apply([], Checkpoint(pipeline.stream_name, position))
         await pipeline.source.acknowledge(position)
     log.info("%s: backfill complete, %d rows, consistent with %s", pipeline.name, copied, position)
+    log.info("%s: backfill phases: %s", pipeline.name, pipeline.phases.summary())
     return copied
 
 

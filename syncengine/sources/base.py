@@ -11,13 +11,24 @@ it whole, and the per-key position fence keeps the replay from going back in tim
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import pyarrow as pa
 
 from syncengine.changes import ChangeBatch
+
+#: The mapping filters a source may push into its reads: for a table, the (SQL predicate,
+#: sqlglot dialect) of every mapping that reads it; a row none of them keeps need not be read.
+#: Empty when some mapping reads the table unfiltered. A source that has a ``row_filters``
+#: attribute gets it from the runtime; pushing is optional, the mapping filters anyway.
+RowFilters = Callable[[str], tuple[tuple[str, str], ...]]
+
+
+def no_row_filters(table: str) -> tuple[tuple[str, str], ...]:
+    """Push nothing (a source used without a pipeline: tests, ``verify``)."""
+    return ()
 
 
 def resume_position(batch: ChangeBatch) -> str | None:

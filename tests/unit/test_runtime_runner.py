@@ -12,6 +12,7 @@ from syncengine.changes import ChangeBatch
 from syncengine.config.models import BatchConfig
 from syncengine.errors import TargetUnavailable
 from syncengine.runtime import runner
+from syncengine.runtime.phases import PhaseClock
 
 
 def batch(i: int) -> ChangeBatch:
@@ -54,6 +55,7 @@ class Pipeline:
         self.fail_after = fail_after
         self.delay = delay
         self.applied: list[str] = []
+        self.phases = PhaseClock()
 
     async def process(self, group, position):
         await asyncio.sleep(self.delay)

@@ -96,6 +96,7 @@ async def plan_chunks(coll: AsyncCollection, chunk_docs: int) -> list[tuple[Any,
 
 
 def chunk_filter(chunk: Chunk, where: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``find`` filter of one chunk: its ``_id`` range AND ``where``."""
     bounds: dict[str, Any] = {}
     lower, upper = decode_bound(chunk.lower), decode_bound(chunk.upper)
     if lower is not None:
@@ -113,13 +114,14 @@ async def scan_chunks(
     chunks: Sequence[Chunk],
     *,
     position: str,
-    where: Mapping[str, Any] | None,
+    wheres: Mapping[str, Mapping[str, Any] | None],
     parallel: int,
     batch_rows: int,
     mark_done: Callable[[Chunk], None],
 ) -> AsyncIterator[ChangeBatch]:
     """``r`` batches of every chunk, ``parallel`` chunks at a time; ``mark_done(chunk)`` runs
-    once the consumer has taken the chunk's last batch and asked for more."""
+    once the consumer has taken the chunk's last batch and asked for more. ``wheres``: per
+    collection, a ``$match`` its chunks are read with (absent or None: every document)."""
     ts = as_datetime(position_time(position))
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2, parallel * 2))
     gate = asyncio.Semaphore(max(1, parallel))
@@ -129,7 +131,8 @@ async def scan_chunks(
             async with gate:
                 coll = collections[chunk.table]
                 rows = 0
-                cursor = coll.find_raw_batches(chunk_filter(chunk, where), batch_size=batch_rows)
+                where = chunk_filter(chunk, wheres.get(chunk.table))
+                cursor = coll.find_raw_batches(where, batch_size=batch_rows)
                 async for raw in cursor:
                     decoded = await asyncio.to_thread(decode_documents, [raw])
                     if decoded.table.num_rows:

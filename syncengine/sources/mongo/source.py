@@ -27,7 +27,7 @@ from syncengine.codecs.bson_arrow import Decoded
 from syncengine.config.models import BatchConfig, MongoSourceConfig
 from syncengine.errors import FatalError, UsageError
 from syncengine.mongoclient import connect, read_deadline, tls_hint
-from syncengine.sources.base import SourceLag, TableInfo
+from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
 from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
 from syncengine.sources.mongo.errors import map_error
 from syncengine.sources.mongo.events import Boundaries, Row, event_rows, txn_of
@@ -39,6 +39,7 @@ from syncengine.sources.mongo.positions import (
     time_position,
     token_time,
 )
+from syncengine.sources.mongo.pushdown import snapshot_matches, stream_matches
 from syncengine.sources.mongo.snapshot import (
     encode_bound,
     parse_where,
@@ -68,10 +69,12 @@ class MongoSource:
         self.stream_name = f"mongo:{config.database}"
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._closed = False
-        #: collection -> ``$match`` over change events, ANDed into the stream's filter (the
-        #: runtime may set it from ``syncengine.mappings.to_mongo_stream_match``: an optional
-        #: push-down, the mapping still filters)
+        #: the mappings' filters, pushed into the snapshot and the stream (set by the runtime)
+        self.row_filters: RowFilters = no_row_filters
+        #: collection -> ``$match`` over change events, ANDed into the stream's filter, on top
+        #: of what ``row_filters`` pushes (an optional push-down, the mapping still filters)
         self.stream_filters: dict[str, dict[str, Any]] = {}
+        self._pushed_stream: dict[str, dict[str, Any]] | None = None
         self._last_emitted: str | None = None
         self._caught_up = False
 
@@ -166,10 +169,16 @@ class MongoSource:
 
     def _watch_pipeline(self) -> list[dict[str, Any]]:
         colls = list(self.config.collections)
-        plain = [c for c in colls if c not in self.stream_filters]
+        if self._pushed_stream is None:  # once: a reopened stream pushes the same
+            self._pushed_stream = stream_matches(colls, self.row_filters)
+        matches: dict[str, list[dict[str, Any]]] = {}
+        for source in (self._pushed_stream, self.stream_filters):
+            for coll, match in source.items():
+                matches.setdefault(coll, []).append(match)
+        plain = [c for c in colls if c not in matches]
         wanted: list[dict[str, Any]] = [{"ns.coll": {"$in": plain}}] if plain else []
-        for coll, match in self.stream_filters.items():
-            wanted.append({"$and": [{"ns.coll": coll}, match]})
+        for coll, found in matches.items():
+            wanted.append({"$and": [{"ns.coll": coll}, *found]})
         return [
             {
                 "$match": {
@@ -344,6 +353,7 @@ class MongoSource:
             match = parse_where(where)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
+        wheres = snapshot_matches(names, self.row_filters, match)
         try:
             chunks = await self._prepare_chunks(names)
             position = await self.snapshot_position()
@@ -353,7 +363,7 @@ class MongoSource:
                 colls,
                 chunks,
                 position=position,
-                where=match,
+                wheres=wheres,
                 parallel=parallel,
                 batch_rows=self.batch.max_rows,
                 mark_done=lambda chunk: self.state.put_chunks(self.pipeline, [chunk]),
@@ -407,7 +417,7 @@ class MongoSource:
                 {name: self.db[name]},
                 [Chunk(name, 0, None, None)],
                 position=position,
-                where=None,
+                wheres={},
                 parallel=1,
                 batch_rows=self.batch.max_rows,
                 mark_done=lambda chunk: None,

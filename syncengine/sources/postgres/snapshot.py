@@ -24,6 +24,9 @@ before its chunk was read is not brought back by the replay's older changes (gho
 :mod:`.deletes`). A chunk whose table was truncated between the watermarks is left to the
 replay; tables without a key restart their chunks on this path (ctids are not stable).
 
+Every chunk (and the chunk plan) reads only the rows some mapping keeps where that can be said
+in Postgres, ANDed with ``backfill --where`` (see :mod:`.pushdown`).
+
 Progress: a chunk is marked ``done`` in the state store when the consumer asks for the batch
 after its last one, i.e. after the target committed it. The snapshot position and the name of
 the exported snapshot are kept as the checkpoint ``snapshot:<slot>`` in the state store.
@@ -56,6 +59,7 @@ from syncengine.sources.postgres.chunks import (
 )
 from syncengine.sources.postgres.deletes import DETAIL, delete_publication, deletes_since
 from syncengine.sources.postgres.pgerrors import map_error
+from syncengine.sources.postgres.pushdown import snapshot_conditions
 from syncengine.sources.postgres.watermarks import (
     ALL_KEYS,
     ReadSnapshot,
@@ -72,6 +76,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("syncengine.sources.postgres")
 
 _DONE = object()
+#: per table, the condition its chunks are read with (see :mod:`.pushdown`)
+Wheres = dict[str, str | None]
 #: the lowest position: chunk rows carrying it fence nothing
 _NOWHERE = lsn_to_pos(0)
 
@@ -99,6 +105,8 @@ class Snapshotter:
         keys = await admin.table_keys(conn, tables)
         source._keys.update(keys)
         shapes = {t: await table_shape(conn, t, keys.get(t, ())) for t in tables}
+        # the mappings' filters and ``where``: what every chunk of a table is read with
+        wheres = await snapshot_conditions(conn, tables, source.row_filters, where)
         existing = [c for t in tables for c in self.state.get_chunks(self.pipeline, t)]
         resuming = bool(existing) and any(c.status != "done" for c in existing)
         checkpoint = self.state.get_checkpoint(self.pipeline, snapshot_stream(source))
@@ -112,14 +120,14 @@ class Snapshotter:
             # older than the snapshot position only if recorded so (see .deletes)
             via = checkpoint.details.get(DETAIL) or source.publication
             async for batch in self._reconcile(
-                shapes, pending, where, position, floor, parallel, via
+                shapes, pending, wheres, position, floor, parallel, via
             ):
                 yield batch
             return
         for table in tables:
             self.state.clear_chunks(self.pipeline, table)
         if source.config.mode == "cdc" and not await admin.slot_exists(conn, source.slot):
-            async for batch in self._exported(shapes, where, parallel):
+            async for batch in self._exported(shapes, wheres, parallel):
                 yield batch
             return
         if source.config.mode == "cdc":
@@ -129,11 +137,12 @@ class Snapshotter:
         self._remember(position, None)
         planned: list[Chunk] = []
         for shape in shapes.values():
-            planned.extend(await plan(conn, shape, source.config.snapshot_chunk_rows, where))
+            chunk_rows = source.config.snapshot_chunk_rows
+            planned.extend(await plan(conn, shape, chunk_rows, wheres[shape.name]))
         self.state.put_chunks(self.pipeline, planned)
         via = delete_publication(source)
         async for batch in self._reconcile(
-            shapes, planned, where, position, _NOWHERE, parallel, via
+            shapes, planned, wheres, position, _NOWHERE, parallel, via
         ):
             yield batch
 
@@ -145,7 +154,7 @@ class Snapshotter:
     # -- exported snapshot -----------------------------------------------------------------
 
     async def _exported(
-        self, shapes: dict[str, TableShape], where: str | None, parallel: int
+        self, shapes: dict[str, TableShape], wheres: Wheres, parallel: int
     ) -> AsyncIterator[ChangeBatch]:
         source = self.source
         repl = await source.connect(replication=True)
@@ -163,7 +172,7 @@ class Snapshotter:
                 planned: list[Chunk] = []
                 for shape in shapes.values():
                     chunk_rows = source.config.snapshot_chunk_rows
-                    planned.extend(await plan(planner, shape, chunk_rows, where))
+                    planned.extend(await plan(planner, shape, chunk_rows, wheres[shape.name]))
             finally:
                 await planner.close()
             self.state.put_chunks(self.pipeline, planned)
@@ -176,7 +185,7 @@ class Snapshotter:
             # finished early waits here instead of holding its chunk in the queue)
             slots = asyncio.Semaphore(count + 1)
             workers = [
-                asyncio.create_task(self._worker(name, shapes, todo, results, where, slots))
+                asyncio.create_task(self._worker(name, shapes, todo, results, wheres, slots))
                 for _ in range(count)
             ]
             finished = 0
@@ -216,7 +225,7 @@ class Snapshotter:
         shapes: dict[str, TableShape],
         todo: asyncio.Queue[Chunk],
         results: asyncio.Queue[object],
-        where: str | None,
+        wheres: Wheres,
         slots: asyncio.Semaphore,
     ) -> None:
         """Read chunks until none is left, each once ``slots`` has room for it (the consumer
@@ -230,7 +239,8 @@ class Snapshotter:
                         slots.release()
                         break
                     chunk = todo.get_nowait()
-                    data = await read_copy(conn, chunk_query(shapes[chunk.table], chunk, where))
+                    query = chunk_query(shapes[chunk.table], chunk, wheres[chunk.table])
+                    data = await read_copy(conn, query)
                     text = csv_to_text_columns(data, shapes[chunk.table].columns)
                     del data
                     results.put_nowait((chunk, text))
@@ -270,7 +280,7 @@ class Snapshotter:
         self,
         shapes: dict[str, TableShape],
         pending: list[Chunk],
-        where: str | None,
+        wheres: Wheres,
         position: str,
         floor: str,
         parallel: int,
@@ -301,7 +311,7 @@ class Snapshotter:
             conn: psycopg.AsyncConnection, chunk: Chunk
         ) -> tuple[pa.Table, ReadSnapshot | None]:
             shape = shapes[chunk.table]
-            query = chunk_query(shape, chunk, where)
+            query = chunk_query(shape, chunk, wheres.get(chunk.table))
             if reader is None:
                 return csv_to_text_columns(await read_copy(conn, query), shape.columns), None
             # One snapshot for the rows and the record of what they contain.

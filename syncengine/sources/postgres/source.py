@@ -18,7 +18,7 @@ import pyarrow as pa
 from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.errors import FatalError, HistoryLost
-from syncengine.sources.base import SourceLag, TableInfo
+from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
 from syncengine.sources.postgres import admin, deadline
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
@@ -58,6 +58,8 @@ class PostgresSource:
             self.stream_name = f"slot:{self.slot}"
         else:
             self.stream_name = f"incremental:{pipeline_name}"
+        #: the mappings' filters, pushed into snapshot reads (set by the runtime)
+        self.row_filters: RowFilters = no_row_filters
         self._conn: psycopg.AsyncConnection | None = None
         self._keys: dict[str, tuple[str, ...]] = {}
         self._live: ReplicationStream | None = None

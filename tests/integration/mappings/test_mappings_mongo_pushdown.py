@@ -6,15 +6,19 @@ SQL's three-valued logic must treat both as NULL.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from syncengine.mappings import to_mongo_match
-from syncengine.mappings.pushdown import to_mongo_stream_match
+from syncengine.mappings import compile_mapping, to_mongo_match
+from syncengine.mappings.pushdown import NotPushable, mongo_match_any, to_mongo_stream_match
 
+from syncengine.codecs.bson_arrow import decode_documents
+from syncengine.config.models import MappingConfig
+from syncengine.sources.mongo.batches import snapshot_batch
 from tests.unit.mappings.mappings_filters import predicate, rows
 from tests.unit.mappings.test_mappings_pushdown import polars_ids
 
@@ -76,6 +80,35 @@ def test_mongo_match_and_polars_select_the_same_documents(
     assume(match is not None)
     assert match is not None
     assert _mongo_ids(collection, match) == polars_ids(filter, rows()), (filter, match)
+
+
+def _engine_ids(filter: str, docs: list[dict]) -> list[int]:
+    """What the mapping keeps of ``docs`` read by the Mongo snapshot (a missing field is
+    unsent, and the mapping keeps a row whose filter reads an unsent field)."""
+    batch = snapshot_batch("f", decode_documents(docs), "0", dt.datetime.now(dt.UTC), {})
+    mapping = MappingConfig(source="f", filter=filter)
+    out = compile_mapping("p", mapping, batch.rows.schema, ("_id",)).apply(batch)
+    assert out.dead_letters == []
+    return sorted(out.batch.data.column("id").to_pylist())
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(first=predicate(), second=predicate())
+def test_pushed_snapshot_match_reads_exactly_what_the_mappings_keep(
+    collection: Collection, first: str, second: str
+) -> None:
+    """The pushed-down match of two mappings over one collection selects the documents that
+    either mapping keeps when it reads documents as the snapshot decodes them."""
+    try:
+        match = mongo_match_any([(first, "postgres"), (second, "postgres")])
+    except NotPushable:
+        assume(False)
+        return
+    docs = _documents()
+    kept = set(_engine_ids(first, docs)) | set(_engine_ids(second, docs))
+    assert _mongo_ids(collection, match) == sorted(kept), (first, second, match)
 
 
 def test_stream_match_keeps_updates_that_stop_matching(mongo_uri: str, mongo_db: str) -> None:

@@ -8,11 +8,17 @@ import datetime as dt
 import sqlite3
 
 import pyarrow as pa
+import pytest
 import sqlglot
 from bson import Decimal128
 from hypothesis import given, settings
 from syncengine.mappings import compile_mapping, to_mongo_match, to_postgres_where
-from syncengine.mappings.pushdown import to_mongo_stream_match
+from syncengine.mappings.pushdown import (
+    NotPushable,
+    mongo_match_any,
+    postgres_where_any,
+    to_mongo_stream_match,
+)
 
 from syncengine.changes import ChangeBatch
 from syncengine.config.models import MappingConfig
@@ -45,11 +51,12 @@ def polars_ids(filter: str, data: list[dict]) -> list[int]:
 
 
 def test_postgres_where_is_a_transpiled_expression() -> None:
-    assert to_postgres_where("status <> 'draft' AND total >= 1000") == (
-        "status <> 'draft' AND total >= 1000"
+    # quoted: the mapping reads ``Status`` as written, Postgres would fold it to ``status``
+    assert to_postgres_where("status <> 'draft' AND Total >= 1000") == (
+        '"status" <> \'draft\' AND "Total" >= 1000'
     )
     assert to_postgres_where("s > 'b' and doc.a.b = 'x'") == (
-        "s > 'b' COLLATE \"C\" AND doc #>> '{a,b}' = 'x'"
+        "\"s\" > 'b' COLLATE \"C\" AND \"doc\" #>> '{a,b}' = 'x'"
     )
     assert to_postgres_where("`total` >= 1", dialect="mysql") == '"total" >= 1'
 
@@ -86,6 +93,58 @@ def test_stream_match_never_filters_updates_or_deletes() -> None:
             {"fullDocument.total": {"$gte": 1000}},
         ]
     }
+
+
+def test_several_mappings_push_the_or_of_their_filters() -> None:
+    pg = [("status = 'open'", "postgres"), ("`total` >= 1000", "mysql")]
+    assert postgres_where_any(pg) == '("status" = \'open\') OR ("total" >= 1000)'
+    assert postgres_where_any(pg[:1]) == "\"status\" = 'open'"
+    # a document lacking a field a filter reads is kept by the mapping (unsent: cannot tell)
+    assert mongo_match_any(pg, "fullDocument.") == {
+        "$or": [
+            {"fullDocument.status": {"$eq": "open"}},
+            {"fullDocument.total": {"$gte": 1000}},
+            {"fullDocument.status": {"$exists": False}},
+            {"fullDocument.total": {"$exists": False}},
+        ]
+    }
+    assert mongo_match_any([("customer.tier = 'gold'", "postgres")]) == {
+        "$or": [{"customer.tier": {"$eq": "gold"}}, {"customer": {"$exists": False}}]
+    }
+
+
+@pytest.mark.parametrize(
+    "filter",
+    [
+        "a / b > 1",  # division by zero would abort the whole snapshot
+        "a::int > 1",  # so would a failed cast
+        "lower(s) = 'x'",  # locale-dependent in Postgres
+        "s ilike 'x%'",
+        "s ~ 'x'",  # POSIX regex, not Polars'
+        "a in (select 1)",
+    ],
+)
+def test_postgres_push_down_refuses_what_could_differ_or_fail(filter: str) -> None:
+    with pytest.raises(NotPushable):
+        postgres_where_any([("a = 1", "postgres"), (filter, "postgres")])
+
+
+def test_nothing_is_pushed_for_a_table_that_a_mapping_reads_whole() -> None:
+    with pytest.raises(NotPushable):
+        postgres_where_any([])
+    with pytest.raises(NotPushable):
+        mongo_match_any([])
+    with pytest.raises(NotPushable):  # one filter without a Mongo translation: none pushed
+        mongo_match_any([("a = 1", "postgres"), ("lower(s) = 'x'", "postgres")])
+
+
+def test_typed_constants_and_lists_are_pushed() -> None:
+    where = postgres_where_any(
+        [("created > timestamptz '2024-01-01' and a in (1, -2) and s like 'x%'", "postgres")]
+    )
+    assert where == (
+        '"created" > CAST(\'2024-01-01\' AS TIMESTAMPTZ) AND "a" IN (1, -2) AND "s" LIKE \'x%\''
+    )
 
 
 def _sqlite_ids(conn: sqlite3.Connection, filter: str) -> list[int]:

@@ -1,0 +1,124 @@
+"""CDC of a pgbench TPC-B-like load: the engine, the native apply worker and ``pg_recvlogical``
+draining the same WAL, one at a time.
+
+Setup (not timed): the pgbench tables are created empty (``pgbench -i -I dtp``), each engine
+run's pipeline is backfilled on them (slot and checkpoint, no rows), the tables are filled with
+the rows ``pgbench -i`` makes (scale 10, quick 1) and every pipeline drains that with
+``sync --once``. Then the baselines' slots are created, the native targets get the same rows
+(binary COPY pipe into ``pgbench -i -I dtp`` tables), ``pgbench -T 60`` (quick: 5 s) runs, and
+a marker row is committed after it. Each consumer then drains from its own slot: rate = row
+changes of the load (three updates and one insert per transaction, per table taken) ÷ wall
+seconds. ``pgbench_history`` has no key: when the engine cannot take it
+(:func:`benchmarks.pgtools.engine_tables`), every consumer gets only the three keyed tables.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from benchmarks.checks import compare_tables, tables_digest
+from benchmarks.core import Context, Scenario, ScenarioResult
+from benchmarks.env import pg_source, pg_target
+from benchmarks.native import (
+    MARKER,
+    create_marker,
+    create_publication,
+    create_slot,
+    drain_seconds,
+    write_marker,
+)
+from benchmarks.pgtools import (
+    changes,
+    copy_pipe,
+    engine_tables,
+    pgbench_fill,
+    pgbench_init,
+    pgbench_load,
+)
+from benchmarks.scenarios.pg_cdc import RECVLOGICAL, recvlogical
+
+NAME = "pgbench_cdc"
+TITLE = "CDC of a pgbench load (TPC-B-like)"
+TARGET_NATIVE = 1.0
+PUBLICATION = "bench_pgbench_cdc"
+
+TARGET = f"≥ {TARGET_NATIVE:g}× native apply worker"
+
+
+def run(ctx: Context) -> ScenarioResult:
+    env = ctx.env
+    scale = ctx.size(1, 10)
+    duration = 5 if ctx.quick else 60
+    repeats = ctx.repeats(3)
+    timeout = 900
+    result = ScenarioResult(
+        NAME, TITLE, unit="changes/s", baseline="native apply worker", target=TARGET
+    )
+    tables, note = engine_tables(env)
+    if note:
+        result.extra["tables_note"] = note
+    src = env.new_pg_db("pgbc_src")
+    targets: list[str] = []
+    natives: list[str] = []
+    try:
+        pgbench_init(src, scale, env.limit(timeout), schema_only=True)
+        create_marker(src)
+        create_publication(src, PUBLICATION, [*tables, MARKER])
+        configs = []
+        for attempt in range(repeats):
+            targets.append(env.new_pg_db("pgbc_tgt"))
+            config = env.write_config(
+                f"bench_pgbench_cdc_{attempt}",
+                {
+                    "source": pg_source(src, [f"public.{t}" for t in tables]),
+                    "target": pg_target(targets[-1]),
+                },
+            )
+            env.engine("backfill", str(config), timeout=timeout)
+            configs.append(config)
+        pgbench_fill(src, scale)
+        for config in configs:
+            env.engine("sync", str(config), "--once", timeout=timeout)
+        for attempt in range(repeats):
+            create_slot(src, f"bench_pgbc_recv_{attempt}")
+            create_slot(src, f"bench_pgbc_native_{attempt}")
+            natives.append(env.new_pg_db("pgbc_native"))
+            pgbench_init(natives[-1], scale, env.limit(timeout), schema_only=True)
+            create_marker(natives[-1])
+            copy_pipe(src, natives[-1], tables, True, env.limit(timeout))
+        load = pgbench_load(src, duration, env.limit(timeout + duration))
+        with psycopg.connect(src, autocommit=True) as conn:
+            (end_lsn,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()  # type: ignore[misc]
+        write_marker(src)
+        count = result.rows = changes(load.transactions, tables)
+        result.extra.update(
+            load_tps=round(load.tps), load_changes_per_s=round(count / load.seconds)
+        )
+        source = tables_digest(src, tables)
+        for attempt in range(repeats):
+            seconds = recvlogical(
+                src, f"bench_pgbc_recv_{attempt}", end_lsn, env.limit(timeout), PUBLICATION
+            )
+            result.others.setdefault(RECVLOGICAL, []).append(count / seconds)
+            name = f"bench_pgbc_native_{attempt}"
+            seconds = drain_seconds(
+                src, natives[attempt], name, PUBLICATION, name, env.limit(timeout)
+            )
+            compare_tables(source, tables_digest(natives[attempt], tables), "native apply worker")
+            result.baseline_runs.append(count / seconds)
+            run_ = env.engine("sync", str(configs[attempt]), "--once", timeout=timeout)
+            result.check = compare_tables(
+                source, tables_digest(targets[attempt], tables), "engine sync --once"
+            )
+            result.runs.append(count / run_.seconds)
+            result.peak_rss_mb = max(result.peak_rss_mb or 0.0, run_.peak_rss_mb)
+    finally:
+        for tgt in targets + natives:
+            env.drop_pg_db(tgt)
+        env.drop_pg_db(src)
+    result.finish()
+    result.target_met = result.ratio is not None and result.ratio >= TARGET_NATIVE
+    return result
+
+
+SCENARIO = Scenario(NAME, TITLE, run, weight=2.5, target=TARGET)
