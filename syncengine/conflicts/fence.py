@@ -22,14 +22,10 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from syncengine.changes import OP_DELETE, OP_READ
+from syncengine.changes import AT_RESUME, OP_DELETE, OP_READ
 from syncengine.config.models import ConflictsConfig
 from syncengine.targets.base import ServerFence, ShadowUpdate, TableSpec, Target
 from syncengine.targets.shadow import FENCE_ONLY
-
-AT_RESUME = "at_resume"
-"""Batch meta: every ``r`` row is at the position the stream resumes from (an exported
-snapshot), so no later change can be at or before it and its rows need no fence."""
 
 
 def reads_nothing(config: ConflictsConfig, target: Target) -> bool:

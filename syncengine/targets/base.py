@@ -43,8 +43,9 @@ class ServerFence:
 
     #: the canonical row key of every non-truncate row of the write's batch, in order
     row_keys: pa.Array
-    #: drop stale changes and leave tombstones (sources whose positions sort; not in a batch
-    #: that truncates first); False: only record, and a delete removes its key's shadow row
+    #: drop stale changes (not in a batch that truncates first: its shadow is cleared) and
+    #: leave tombstones, for sources whose positions sort; False: only record, and a delete
+    #: removes its key's shadow row
     enforce: bool
     #: record the positions of snapshot (``r``) rows too. False when every such row is at the
     #: position the stream resumes from (an exported snapshot): nothing at or before it can be

@@ -46,7 +46,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
+from syncengine.changes import AT_RESUME, ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres.chunks import (
     TableShape,
@@ -267,7 +267,7 @@ class Snapshotter:
         step = self.source.batch.max_rows
         meta: dict[str, object] = {"snapshot": True, "chunk": chunk.chunk}
         if at_resume:
-            meta["at_resume"] = True
+            meta[AT_RESUME] = True
         for offset in range(0, max(text.num_rows, 1), step):
             piece = text.slice(offset, step)
             at = position if isinstance(position, str) else position.slice(offset, step)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from syncengine.changes import ChangeBatch
+from syncengine.changes import AT_RESUME, ChangeBatch
 from syncengine.conflicts import ConflictResolver
 from syncengine.targets.base import Checkpoint
 from tests.integration.conflicts.conflicts_env import Env, batch, row
@@ -148,7 +148,7 @@ def test_snapshot_chunk_is_a_plain_copy(counted_dsn, tmp_path):
         env = await fenced_env(counted_dsn, tmp_path / "state.db")
         try:
             reset(counted_dsn)
-            for b in (chunk(0, {"snapshot": True, "at_resume": True}),
+            for b in (chunk(0, {"snapshot": True, AT_RESUME: True}),
                       chunk(100, {"snapshot": True})):  # fmt: skip
                 resolved = await env.resolver.resolve(env.spec, b)
                 await env.target.apply([resolved.write], None)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from syncengine.changes import ChangeBatch
+from syncengine.changes import AT_RESUME, ChangeBatch
 from syncengine.config.models import ConflictsConfig
 from syncengine.conflicts import ConflictResolver
 from syncengine.targets.base import Checkpoint, TableSpec
@@ -91,7 +91,7 @@ def test_hand_edits_are_overwritten_without_being_detected(tmp_path):
 def test_exported_snapshot_rows_read_and_keep_nothing(tmp_path):
     target, _, resolver = make(tmp_path)
     b = batch([item(i, f"n{i}") for i in range(1, 6)], ["r"] * 5, 1)
-    run(resolver, target, ChangeBatch(b.table, b.data, b.key, {"at_resume": True}))
+    run(resolver, target, ChangeBatch(b.table, b.data, b.key, {AT_RESUME: True}))
     assert len(target.rows["items"]) == 5
     assert target.shadow.get("items", {}) == {} and target.shadow_reads == []
     # rows of a reconciled snapshot (positions above the stream's restart) are recorded
