@@ -111,3 +111,14 @@ def test_a_later_strategy_takes_slim_rows_as_in_step(tmp_path):
     target.edit("items", key(2), name="hand")
     r = run(merge, target, batch([item(2, "b2")], ["u"], 6))
     assert r.conflicts == 0  # the slim row's key is taken as it is now: no base to merge from
+
+
+def test_a_group_claims_at_resume_only_if_every_part_does():
+    from syncengine.changes import concat_batches
+
+    b = batch([item(1, "a")], ["r"], 1)
+    at = ChangeBatch(b.table, b.data, b.key, {AT_RESUME: True, "snapshot": True})
+    other = ChangeBatch(b.table, b.data, b.key, {"snapshot": True})
+    assert concat_batches([at, at]).meta.get(AT_RESUME)
+    mixed = concat_batches([at, other])
+    assert AT_RESUME not in mixed.meta and mixed.meta["snapshot"] and mixed.num_rows == 2
