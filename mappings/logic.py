@@ -14,8 +14,11 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 import polars as pl
+import pyarrow as pa
 from sqlglot import exp
 from syncengine.mappings.compiler import Check, Compiled, ExprCompiler, handles, merge
+
+from syncengine.codecs import pg_temporal
 
 
 def coerce_literal(c: ExprCompiler, node: exp.Expression, other: pl.DataType | None) -> Compiled:
@@ -25,6 +28,10 @@ def coerce_literal(c: ExprCompiler, node: exp.Expression, other: pl.DataType | N
         return compiled
     text = node.this
     try:
+        if (isinstance(other, pl.Datetime) and other.time_unit == "us") or other == pl.Date:
+            special = _postgres_date(text, other)
+            if special is not None:
+                return Compiled(special)
         if isinstance(other, pl.Datetime):
             value = dt.datetime.fromisoformat(text.replace(" ", "T", 1))
             if other.time_zone and value.tzinfo is None:
@@ -41,6 +48,20 @@ def coerce_literal(c: ExprCompiler, node: exp.Expression, other: pl.DataType | N
     except (ValueError, InvalidOperation):
         raise c.error(node, f"invalid input syntax for type {other}: '{text}'") from None
     return compiled
+
+
+def _postgres_date(text: str, dtype: pl.DataType) -> pl.Expr | None:
+    """``'infinity'``, ``'-infinity'``, ``'4713-01-01 BC'``: the values Postgres sources carry
+    as their type's extremes / BC counts (:mod:`syncengine.codecs.pg_temporal`), built from
+    the integer so Polars never formats them; None for other text (ISO, parsed as before)."""
+    if text.strip().lower() not in ("infinity", "-infinity") and not text.rstrip().endswith("BC"):
+        return None
+    arrow = pl.Series([], dtype=dtype).to_arrow().type
+    parsed = pg_temporal.parse(pa.array([text.strip().lower().replace(" bc", " BC")]), arrow)
+    if parsed is None:
+        raise ValueError(text)
+    physical = parsed.cast(pa.int32() if dtype == pl.Date else pa.int64())[0].as_py()
+    return pl.lit(physical, dtype=pl.Int32 if dtype == pl.Date else pl.Int64).cast(dtype)
 
 
 def pair(c: ExprCompiler, node: exp.Expression) -> tuple[Compiled, Compiled]:

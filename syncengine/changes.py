@@ -215,7 +215,7 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
     first = batches[0]
     if len(batches) == 1:
         return first
-    frames = [b.to_polars() for b in batches]
+    frames = [b.to_polars() for b in _text_where_any_is_text(batches)]
     combined = pl.concat(frames, how="diagonal_relaxed")
     fills = [
         pl.col(name).fill_null(False) for name in combined.columns if name.startswith(UNSENT_PREFIX)
@@ -227,6 +227,15 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
         meta = {k: v for k, v in first.meta.items() if k != AT_RESUME}
         return ChangeBatch(first.table, first.data, first.key, meta).replace(combined)
     return first.replace(combined)
+
+
+def _text_where_any_is_text(batches: Sequence[ChangeBatch]) -> Sequence[ChangeBatch]:
+    """A column that some batch carries as text (a Postgres value with no Arrow form, see
+    :mod:`syncengine.codecs.pg_text`) becomes that text in the others too."""
+    from syncengine.codecs import pg_text
+
+    tables = pg_text.unify_text([b.data for b in batches])
+    return [b if t is b.data else b.replace(t) for b, t in zip(batches, tables, strict=True)]
 
 
 def compact(batch: ChangeBatch) -> ChangeBatch:

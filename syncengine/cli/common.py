@@ -34,3 +34,30 @@ def load_selected(config_path: str, pipeline: str | None) -> tuple[Config, list[
     if pipeline not in config.pipelines:
         raise UsageError(unknown_name_message(pipeline, "pipeline", list(config.pipelines)))
     return config, [pipeline]
+
+
+def selected_tables(config: Config, pipeline: str, tables: tuple[str, ...]) -> list[str] | None:
+    """``--table`` values as the pipeline's source names them (either form of
+    :mod:`syncengine.names` for Postgres); a table the pipeline does not read is a usage error
+    with the closest configured names."""
+    from syncengine.config.models import PostgresSourceConfig
+    from syncengine.plugins import unknown_name_message
+
+    if not tables:
+        return None
+    spec = config.pipelines[pipeline]
+    source = spec.source
+    configured = source.tables if isinstance(source, PostgresSourceConfig) else source.collections
+    known = [spec.source_key(t) for t in configured]
+    chosen = []
+    for table in tables:
+        try:
+            key = spec.source_key(table)
+        except ValueError as exc:
+            raise UsageError(f"--table: {exc}") from None
+        if key not in known:
+            raise UsageError(
+                "--table: " + unknown_name_message(table, f"table of pipeline '{pipeline}'", known)
+            )
+        chosen.append(key)
+    return chosen

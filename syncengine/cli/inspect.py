@@ -62,8 +62,7 @@ async def _gather_status(config: Config, name: str, state: SQLiteStateStore) -> 
 @expected_errors
 def status(config_path: str, pipeline: str | None, as_json: bool) -> None:
     """Positions, lag, retained WAL, pending conflicts, dead letters, last error."""
-    from rich.console import Console
-    from rich.table import Table
+    from syncengine.cli.statusview import print_status
 
     config, names = load_selected(config_path, pipeline)
     state = SQLiteStateStore(config.state)
@@ -71,33 +70,7 @@ def status(config_path: str, pipeline: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(infos, indent=2, default=str))
         return
-    table = Table(title="syncengine status")
-    columns = [
-        "pipeline",
-        "checkpoint",
-        "lag_bytes",
-        "lag_seconds",
-        "retained_wal_bytes",
-        "rows_applied",
-        "pending_conflicts",
-        "dead_letters",
-        "last_error",
-    ]
-    for column in columns:
-        table.add_column(column)
-    for info in infos:
-        table.add_row(
-            *[_cell(info.get(c, info.get("error") if c == "last_error" else None)) for c in columns]
-        )
-    Console().print(table)
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
+    print_status(infos)
 
 
 class ConfigFirstGroup(click.Group):

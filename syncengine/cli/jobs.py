@@ -13,7 +13,12 @@ from typing import Any
 import click
 
 from syncengine.cli.boundary import expected_errors
-from syncengine.cli.common import config_argument, load_selected, pipeline_option
+from syncengine.cli.common import (
+    config_argument,
+    load_selected,
+    pipeline_option,
+    selected_tables,
+)
 from syncengine.errors import Interrupted, UsageError
 from syncengine.runtime.status import record_status
 from syncengine.state import SQLiteStateStore
@@ -71,6 +76,7 @@ def backfill(
     config, names = load_selected(config_path, pipeline)
     if len(names) > 1 and (tables or where):
         raise UsageError("--table and --where need --pipeline NAME")
+    chosen = selected_tables(config, names[0], tables)
     state = SQLiteStateStore(config.state)
 
     async def one(name: str, stop: asyncio.Event) -> None:
@@ -81,7 +87,7 @@ def backfill(
                 infos = await job.source.tables()
                 estimates = {t.name: t.estimated_rows for t in infos}
                 with BackfillProgress(estimates) as progress:
-                    await run_backfill(job, tables or None, where, parallel, progress, stop)
+                    await run_backfill(job, chosen, where, parallel, progress, stop)
                 record_status(state, name, job.rows_applied, None)
             finally:
                 await job.close()

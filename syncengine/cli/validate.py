@@ -22,9 +22,11 @@ def validate(config_path: str, pipeline: str | None, no_connect: bool) -> None:
     config, names = load_selected(config_path, pipeline)
     if not no_connect:
         from syncengine.config.secrets import redact
-        from syncengine.runtime.preflight import check_pipelines
+        from syncengine.runtime.preflight import check_pipelines, notes
 
         problems = asyncio.run(check_pipelines(config, names))
+        for note in asyncio.run(notes(config, names)) if not problems else ():
+            click.echo(f"note: {redact(note)}")
         if problems:
             click.echo(f"config has {len(problems)} problem(s):", err=True)
             for problem in problems:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 import uuid as _uuid
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, DecimalException
@@ -38,7 +39,7 @@ import pyarrow as pa
 from bson import Binary, Decimal128, Int64, ObjectId, json_util
 from bson.binary import UuidRepresentation
 
-from syncengine.codecs import fast
+from syncengine.codecs import fast, pg_temporal
 
 Convert = Callable[[Any], Any]
 
@@ -80,6 +81,8 @@ def column_values(field: pa.Field, column: pa.ChunkedArray | pa.Array) -> list[A
     (:mod:`syncengine.codecs.fast`); the rest value by value with :func:`converter`."""
     if isinstance(column, pa.Array):
         column = pa.chunked_array([column], column.type)
+    if _date_or_us_stamp(field.type) and not pg_temporal.is_ordinary(column):
+        return _bson_dates(column)
     if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
         field = field.with_type(pa.timestamp("us", tz=field.type.tz))
         column = column.cast(field.type, safe=False)
@@ -110,6 +113,11 @@ def _kind(field: pa.Field) -> tuple[str | None, pa.DataType]:
         return "bson_json", type_
     if pg_type in ("json", "jsonb") and _is_text(type_):
         return "json", type_
+    if pg_type and _is_text(type_):  # a Postgres value its Arrow type could not hold
+        if _DECIMAL_TYPE.fullmatch(pg_type):
+            return "decimal", type_  # NaN in numeric(p,s): Decimal128 NaN
+        if pg_type.rstrip("[]") in _NUMBER_ELEMENTS and pg_type.endswith("[]"):
+            return "pg_number_array", type_
     if bson_type == "decimal" or pa.types.is_decimal(type_):
         return "decimal", type_
     if pa.types.is_int64(type_) or pa.types.is_unsigned_integer(type_):
@@ -146,6 +154,8 @@ def converter(field: pa.Field) -> Convert | None:
         return json.loads
     if kind == "decimal":
         return _to_decimal128
+    if kind == "pg_number_array":
+        return _number_array
     if kind == "int64":
         return _to_int64
     if kind == "timestamp_tz":
@@ -164,6 +174,52 @@ def converter(field: pa.Field) -> Convert | None:
         value_convert = converter(type_.item_field) or _identity
         return lambda v: {str(k): _maybe(value_convert, x) for k, x in v}
     return None
+
+
+_DECIMAL_TYPE = re.compile(r"numeric\(\d+,\d+\)")
+_NUMBER_ELEMENTS = {"smallint", "integer", "bigint", "real", "double precision"}
+_NULL_WORD = re.compile(r"\bNULL\b")
+
+
+def _number_array(text: str) -> Any:
+    """A multi-dimensional number array's text (``{{1,2},{3,NULL}}``) as nested arrays; one
+    with explicit bounds (``[0:1]={1,2}``) stays text, which alone keeps the bounds."""
+    if text.startswith("["):
+        return text
+    return json.loads(_NULL_WORD.sub("null", text.replace("{", "[").replace("}", "]")))
+
+
+def _date_or_us_stamp(t: pa.DataType) -> bool:
+    return pa.types.is_date32(t) or (pa.types.is_timestamp(t) and t.unit == "us")
+
+
+def _bson_dates(column: pa.ChunkedArray) -> list[Any]:
+    """A date column holding values beyond Python's years 1-9999 (Postgres infinity, BC):
+    those values as their Postgres text (``infinity``, ``4713-01-01 BC``), the others as BSON
+    dates like everywhere else. Not the ends of the BSON date range: MongoDB-compatible
+    servers and drivers that decode dates as Python datetimes refuse them, and the text says
+    what it is."""
+    text = pg_temporal.to_text(column).to_pylist()
+    if pa.types.is_date32(column.type):
+        micros = [
+            None if d is None else d * 86_400_000_000 for d in column.cast(pa.int32()).to_pylist()
+        ]
+    else:
+        micros = column.cast(pa.int64()).to_pylist()
+    out: list[Any] = []
+    for us, shown in zip(micros, text, strict=True):
+        if us is None:
+            out.append(None)
+        elif _PY_MIN_US <= us <= _PY_MAX_US:
+            out.append(_EPOCH + _dt.timedelta(microseconds=us))
+        else:
+            out.append(shown)
+    return out
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+#: Python datetimes: 0001-01-01 … 9999-12-31 23:59:59.999999, in microseconds since 1970
+_PY_MIN_US, _PY_MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 
 
 def _identity(value: Any) -> Any:

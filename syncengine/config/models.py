@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,6 +20,7 @@ from pydantic import (
 )
 
 from syncengine.config.durations import parse_duration
+from syncengine.names import canonical, default_target, table_name_problem
 from syncengine.plugins import STRATEGIES, unknown_name_message
 
 PIPELINE_NAME = r"^[a-z0-9_]+$"
@@ -28,12 +30,21 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+def _table_name(text: str) -> str:
+    problem = table_name_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
 class PostgresSourceConfig(Model):
     type: Literal["postgres"]
     dsn: SecretStr
     """libpq connection string or URI; ``sslmode``/``sslrootcert`` pass through to libpq."""
-    tables: list[str] = Field(min_length=1)
-    """Tables to capture, ``schema.table`` (schema defaults to ``public``)."""
+    tables: list[Annotated[str, AfterValidator(_table_name)]] = Field(min_length=1)
+    """Tables to capture, ``schema.table`` (schema defaults to ``public``), in SQL form
+    (``public."Order Items"``, unquoted parts fold to lower case) or raw form
+    (``public.Order Items``): see :mod:`syncengine.names`."""
     mode: Literal["cdc", "incremental"] = "cdc"
     """``cdc``: logical replication slot + publication; ``incremental``: poll ``cursor``."""
     cursor: str | None = None
@@ -57,6 +68,16 @@ class PostgresSourceConfig(Model):
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration(value)  # type: ignore[arg-type]
+
+    @field_validator("tables")
+    @classmethod
+    def _one_name_per_table(cls, value: list[str]) -> list[str]:
+        seen: dict[str, str] = {}
+        for table in value:
+            first = seen.setdefault(canonical(table), table)
+            if first != table:
+                raise ValueError(f"'{first}' and '{table}' name the same table")
+        return value
 
     @model_validator(mode="after")
     def _cursor_for_incremental(self) -> PostgresSourceConfig:
@@ -138,9 +159,11 @@ class ConflictsConfig(Model):
 
 class MappingConfig(Model):
     source: str
-    """Source table (``schema.table``) or collection."""
+    """Source table (``schema.table``, either form of :mod:`syncengine.names`) or collection."""
     target: str | None = None
-    """Target table/collection; default: the source name without its schema."""
+    """Target table/collection; default: the source name without its schema. A Postgres
+    target reads it like a source table (``schema.table`` or a table in ``target.schema``;
+    unquoted parts fold to lower case); Mongo and Parquet targets take it as written."""
     key: list[str] | None = None
     """Key columns; default: the primary key / ``_id``."""
     fields: dict[str, str] | None = None
@@ -156,6 +179,7 @@ class MappingConfig(Model):
 
     @property
     def target_name(self) -> str:
+        """``target``; set by :meth:`PipelineConfig.mappings_for_sources` when not written."""
         return self.target or self.source.split(".")[-1]
 
 
@@ -189,9 +213,14 @@ class PipelineConfig(Model):
             if isinstance(self.source, PostgresSourceConfig)
             else self.source.collections
         )
-        qualified = {_qualify(t) for t in known} | set(known)
+        qualified = {self.source_key(t) for t in known}
         for index, mapping in enumerate(self.mappings):
-            if mapping.source not in qualified and _qualify(mapping.source) not in qualified:
+            problem = isinstance(self.source, PostgresSourceConfig) and table_name_problem(
+                mapping.source
+            )
+            if problem:
+                raise ValueError(f"mappings[{index}].source: {problem}")
+            if self.source_key(mapping.source) not in qualified:
                 raise ValueError(
                     f"mappings[{index}].source: '{mapping.source}' is not one of the source's "
                     f"tables/collections ({', '.join(known)})"
@@ -205,13 +234,26 @@ class PipelineConfig(Model):
             if isinstance(self.source, PostgresSourceConfig)
             else self.source.collections
         )
-        mapped = {_qualify(m.source) for m in self.mappings}
-        implicit = [MappingConfig(source=t) for t in known if _qualify(t) not in mapped]
-        return [*self.mappings, *implicit]
+        mapped = {self.source_key(m.source) for m in self.mappings}
+        implicit = [MappingConfig(source=t) for t in known if self.source_key(t) not in mapped]
+        return [self._with_target(m) for m in [*self.mappings, *implicit]]
 
+    def source_key(self, name: str) -> str:
+        """What a source table/collection goes by in batches and state: the canonical name
+        of a Postgres table (:mod:`syncengine.names`); a Mongo collection's own name."""
+        if isinstance(self.source, PostgresSourceConfig):
+            return canonical(name)
+        return name
 
-def _qualify(table: str) -> str:
-    return table if "." in table else f"public.{table}"
+    def _with_target(self, mapping: MappingConfig) -> MappingConfig:
+        if mapping.target:
+            return mapping
+        target = default_target(
+            mapping.source,
+            isinstance(self.source, PostgresSourceConfig),
+            isinstance(self.target, PostgresTargetConfig),
+        )
+        return mapping.model_copy(update={"target": target})
 
 
 class Config(Model):

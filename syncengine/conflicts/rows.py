@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 import polars as pl
 import pyarrow as pa
 
+from syncengine.codecs import pg_temporal
 from syncengine.strategies.base import EXISTS
 from syncengine.targets.base import TableSpec
 
@@ -109,8 +110,24 @@ def encode_rows(frame: pl.DataFrame, columns: Sequence[str] | None = None) -> pl
     columns = list(columns if columns is not None else frame.columns)
     if not frame.height:
         return pl.Series("json", [], dtype=pl.String)
+    frame = _extreme_dates_as_text(frame, columns)
     exprs = _jsonable(columns, dict(frame.schema))
     return frame.select(pl.struct(exprs).struct.json_encode().alias("json")).to_series()
+
+
+def _extreme_dates_as_text(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """Dates and timestamps beyond years 1-9999 (Postgres infinity, BC) make Polars' JSON
+    encoder panic: such columns become the text it would print, and Postgres text for the
+    values it cannot (:func:`~syncengine.codecs.pg_temporal.json_text`)."""
+    fixes = []
+    for name in columns:
+        dtype = frame.schema[name]
+        if not (dtype == pl.Date or (isinstance(dtype, pl.Datetime) and dtype.time_unit == "us")):
+            continue
+        values = frame[name].to_arrow()
+        if not pg_temporal.is_ordinary(values):
+            fixes.append(pl.Series(name, pg_temporal.json_text(values), dtype=pl.String))
+    return frame.with_columns(fixes) if fixes else frame
 
 
 def decode_rows(
@@ -120,10 +137,53 @@ def decode_rows(
     series = texts if isinstance(texts, pl.Series) else pl.Series("json", texts, dtype=pl.String)
     if not series.len():
         return pl.DataFrame(schema=schema)
-    wire = {n: (pl.String if t == pl.Binary else t) for n, t in schema.items()}
-    frame = series.str.json_decode(dtype=pl.Struct(wire)).struct.unnest()
+    # dates travel as text: encode_rows may have written Postgres text (infinity, BC) there,
+    # or a value a batch carried as text (past 294247 AD): null here, a row seen as changed
+    temporal = {
+        n: t for n, t in _arrow_types(schema).items() if pa.types.is_date32(t) or _us_stamp(t)
+    }
+    wire: dict[str, pl.DataType] = {
+        n: (pl.String() if t == pl.Binary or n in temporal else t) for n, t in schema.items()
+    }
+    try:
+        frame = series.str.json_decode(dtype=pl.Struct(wire)).struct.unnest()
+    except pl.exceptions.ComputeError:
+        frame = _decode_leniently(series, wire)
+    if temporal:
+        frame = frame.with_columns(
+            pl.Series(
+                n, pg_temporal.from_text(frame[n].to_arrow().cast(pa.string()), t, strict=False)
+            )
+            for n, t in temporal.items()
+        )
     fixes = [pl.col(n).str.decode("base64") for n, t in schema.items() if t == pl.Binary]
     return frame.with_columns(fixes) if fixes else frame
+
+
+def _decode_leniently(series: pl.Series, wire: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Rows stored when a text column held another type (a Postgres column whose values a
+    batch carried as text, :mod:`syncengine.codecs.pg_text`): text columns take the stored JSON
+    as it is (an array as its JSON text), the others decode as usual."""
+    typed = {n: t for n, t in wire.items() if t != pl.String}
+    frame = series.to_frame("__json")
+    if typed:
+        decoded = series.str.json_decode(dtype=pl.Struct(typed)).struct.unnest()
+        frame = pl.concat([frame, decoded], how="horizontal")
+    texts = [
+        series.str.json_path_match("$['" + n.replace("'", "\\'") + "']").alias(n)
+        for n, t in wire.items()
+        if t == pl.String
+    ]
+    return frame.with_columns(texts).select(list(wire))
+
+
+def _us_stamp(t: pa.DataType) -> bool:
+    return pa.types.is_timestamp(t) and t.unit == "us"
+
+
+def _arrow_types(schema: dict[str, pl.DataType]) -> dict[str, pa.DataType]:
+    empty = pl.DataFrame(schema=schema).to_arrow()
+    return {f.name: f.type for f in empty.schema}
 
 
 # An object member whose value is null: `,"key":null` (any member but the first) and

@@ -15,6 +15,8 @@ from typing import Any
 import polars as pl
 from deepdiff import DeepDiff
 
+from syncengine.codecs import pg_temporal
+
 BUCKETS = 256
 MAX_DETAILED = 50
 
@@ -51,16 +53,36 @@ class TableDiff:
         }
 
 
-def _canonical(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+def _extreme_dates(frames: list[pl.DataFrame], columns: list[str]) -> set[str]:
+    """Date/timestamp columns holding, on either side, values Polars cannot format (Postgres
+    infinity, BC): both sides then take :func:`pg_temporal.to_text` for them."""
+    out = set()
+    for name in columns:
+        for frame in frames:
+            dtype = frame.schema.get(name)
+            dated = dtype == pl.Date or (isinstance(dtype, pl.Datetime) and dtype.time_unit == "us")
+            if dated and not pg_temporal.is_ordinary(frame[name].to_arrow()):
+                out.add(name)
+    return out
+
+
+def _canonical(
+    frame: pl.DataFrame, columns: list[str], extreme: set[str] | None = None
+) -> pl.DataFrame:
     """Every column as text, so both sides hash identically whatever their physical types."""
     exprs = []
     for name in columns:
         dtype = frame.schema[name]
         col = pl.col(name)
-        if isinstance(dtype, pl.Struct | pl.List | pl.Array):
+        if name in (extreme or ()) and (dtype == pl.Date or isinstance(dtype, pl.Datetime)):
+            text = pg_temporal.to_text(frame[name].to_arrow())
+            exprs.append(pl.lit(pl.Series(name, text, dtype=pl.String)).alias(name))
+        elif isinstance(dtype, pl.Struct | pl.List | pl.Array):
             exprs.append(_json(col).alias(name))
         elif dtype == pl.Null:
             exprs.append(pl.lit(None, pl.String).alias(name))
+        elif dtype == pl.Binary:  # bytes need not be UTF-8
+            exprs.append(col.bin.encode("hex").alias(name))
         else:
             exprs.append(col.cast(pl.String).alias(name))
     return frame.select(exprs)
@@ -89,11 +111,14 @@ def align(source: pl.DataFrame, target: pl.DataFrame) -> tuple[pl.DataFrame, pl.
 def compare_frames(
     table: str, source: pl.DataFrame, target: pl.DataFrame, key: list[str]
 ) -> TableDiff:
+    if not key:
+        return compare_multisets(table, source, target)
     source, target = align(source, target)
     columns = source.columns
     values = [c for c in columns if c not in key]
-    src = pl.concat([source.select(key), _canonical(source, values)], how="horizontal")
-    tgt = pl.concat([target.select(key), _canonical(target, values)], how="horizontal")
+    extreme = _extreme_dates([source, target], values)
+    src = pl.concat([source.select(key), _canonical(source, values, extreme)], how="horizontal")
+    tgt = pl.concat([target.select(key), _canonical(target, values, extreme)], how="horizontal")
     diff = TableDiff(table, source.height, target.height)
 
     def fingerprint(frame: pl.DataFrame) -> pl.DataFrame:
@@ -141,6 +166,32 @@ def compare_frames(
         diff.different.append({"key": _key_value(row, key), "fields": fields})
     if changed.height > MAX_DETAILED:
         diff.different.append({"key": None, "fields": {}, "more": changed.height - MAX_DETAILED})
+    return diff
+
+
+def compare_multisets(table: str, source: pl.DataFrame, target: pl.DataFrame) -> TableDiff:
+    """A keyless table: the rows are compared as multisets (each distinct row and how many
+    times it occurs). ``missing`` / ``extra`` list the rows (as objects) the target has too few
+    / too many copies of, with ``copies`` saying how many."""
+    source, target = align(source, target)
+    columns = source.columns
+    counted = [
+        _canonical(frame, columns).group_by(columns).agg(pl.len().cast(pl.Int64).alias(name))
+        for frame, name in ((source, "__ns"), (target, "__nt"))
+    ]
+    both = counted[0].join(counted[1], on=columns, how="full", coalesce=True, nulls_equal=True)
+    gap = (pl.col("__ns").fill_null(0) - pl.col("__nt").fill_null(0)).alias("__gap")
+    both = both.with_columns(gap).filter(pl.col("__gap") != 0)
+    diff = TableDiff(table, source.height, target.height)
+
+    def listed(frame: pl.DataFrame, sign: int) -> list[Any]:
+        return [
+            {**{c: _decode(row[c]) for c in columns}, "copies": sign * row["__gap"]}
+            for row in frame.head(MAX_DETAILED).iter_rows(named=True)
+        ]
+
+    diff.missing = listed(both.filter(pl.col("__gap") > 0), 1)
+    diff.extra = listed(both.filter(pl.col("__gap") < 0), -1)
     return diff
 
 

@@ -7,7 +7,9 @@ so a target that keeps failing is probed, not hammered. A permanent error stops 
 pipeline, visibly (log, ``/healthz``, ``syncengine_pipeline_up``, ``status``).
 
 SIGTERM/SIGINT set the stop event: readers stop, the in-flight group is committed and
-acknowledged, and the process exits 0 within ``drain_timeout``.
+acknowledged, and the process exits 0 within ``drain_timeout``. A group the target is
+bisecting (refused rows) is rolled back instead of finished (:mod:`syncengine.targets.stopping`)
+and a running backfill stops between batches; both resume from the checkpoint.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from syncengine.config.models import Config, MongoSourceConfig
-from syncengine.errors import HistoryLost, SyncEngineError, TargetUnavailable
+from syncengine.errors import HistoryLost, Interrupted, SyncEngineError, TargetUnavailable
 from syncengine.runtime.classify import is_transient
 from syncengine.runtime.metrics import Metrics, MetricsServer
 from syncengine.runtime.pipeline import Pipeline
@@ -108,12 +110,16 @@ class Daemon:
                 try:
                     await pipeline.open()
                     health.state = "backfilling"
-                    start, _ = await ensure_backfilled(pipeline)
+                    start, _ = await ensure_backfilled(pipeline, stop=self.stop)
                     health.state, health.last_error = "streaming", None
                     breaker.record_success()
                     backoff.reset()
                     lag_task = asyncio.create_task(self._watch_lag(pipeline))
                     await stream(pipeline, start, stop=self.stop)
+                except Interrupted:
+                    if not self.stop.is_set():
+                        raise
+                    log.info("%s: stopped mid-group; it is applied again on the next start", name)
                 except HistoryLost as exc:
                     if not self._resnapshot_allowed(name):
                         raise

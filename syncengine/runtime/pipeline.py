@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from syncengine import keyless
 from syncengine.changes import ChangeBatch, concat_batches
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
@@ -29,10 +30,6 @@ from syncengine.state import DeadLetter, SQLiteStateStore
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
 
 log = logging.getLogger("syncengine.pipeline")
-
-
-def _qualified(name: str) -> str:
-    return name if "." in name else f"public.{name}"
 
 
 @dataclass
@@ -92,12 +89,9 @@ class Pipeline:
     # -- stages ---------------------------------------------------------------------------
 
     def mappings_for(self, table: str) -> list[tuple[int, MappingConfig]]:
-        wanted = {table, _qualified(table)}
-        return [
-            (i, m)
-            for i, m in enumerate(self.mappings)
-            if m.source in wanted or _qualified(m.source) in wanted
-        ]
+        wanted = self.config.source_key(table)
+        key = self.config.source_key
+        return [(i, m) for i, m in enumerate(self.mappings) if key(m.source) == wanted]
 
     def row_filters(self, table: str) -> tuple[tuple[str, str], ...]:
         """The filters of the mappings reading ``table``, for the source to push down: a row
@@ -122,6 +116,16 @@ class Pipeline:
     async def _spec(self, compiled: Any, mapping: MappingConfig) -> TableSpec:
         wanted = TableSpec(mapping.target_name, tuple(compiled.key), compiled.target_schema)
         return await self._ensure(wanted)
+
+    async def target_spec(
+        self, mapping: MappingConfig, schema: pa.Schema, key: tuple[str, ...]
+    ) -> TableSpec:
+        """The target table ``mapping`` makes of source rows of ``schema``, ensured at the
+        target as the first batch would (the snapshot passthrough writes before any batch)."""
+        from syncengine.mappings import compile_mapping
+
+        compiled = compile_mapping(self.name, mapping, schema, tuple(key))
+        return await self._spec(compiled, mapping)
 
     async def _union(self, first: TableSpec, second: TableSpec) -> TableSpec:
         """One spec for batches of two schemas: every column of both, each with a type both
@@ -160,7 +164,12 @@ class Pipeline:
         letters: list[DeadLetter] = []
         mapping_started = time.perf_counter()
         for batch in batches:
+            if batch.meta.get("copied"):
+                self._count_copied(batch, report)
             if not batch.num_rows:
+                if "chunk" in batch.meta and not batch.meta.get("copied"):
+                    # an empty snapshot chunk: maybe an empty table
+                    await self._ensure_empty(batch)
                 continue
             report.read += batch.num_rows
             self.metrics.changes_read.labels(self.name, batch.table).inc(batch.num_rows)
@@ -189,6 +198,9 @@ class Pipeline:
             if getattr(self.target, "change_log", False):
                 writes.append(TableWrite(spec, concat_batches(parts)))  # every change, in order
                 continue
+            if not spec.key:  # a multiset of rows: no compaction, shadow or strategy
+                writes.append(await self._keyless_write(spec, parts))
+                continue
             compacted = concat_batches(parts).compact()
             resolved = await self._resolver(mapping).resolve(spec, compacted)
             writes.append(resolved.write)
@@ -199,8 +211,17 @@ class Pipeline:
             with self.phases.timing("apply"):
                 result = await self.target.apply(writes, checkpoint)
             if result.rejected:
+                # a letter names the source table: replay reads its schema from there
+                key = self.config.source_key
+                sources = {name: key(m.source) for name, (_, m, _) in mapped.items()}
                 rejected = [
-                    DeadLetter(self.name, table, "target", reason, json.dumps(row, default=str))
+                    DeadLetter(
+                        self.name,
+                        sources.get(table, table),
+                        "target",
+                        reason,
+                        json.dumps(row, default=str),
+                    )
                     for table, row, reason in result.rejected
                 ]
                 self._dead_letter(rejected)
@@ -217,6 +238,32 @@ class Pipeline:
         self.rows_applied += sum(report.applied.values())
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
         return report
+
+    async def _keyless_write(self, spec: TableSpec, parts: list[ChangeBatch]) -> TableWrite:
+        """Every change of a keyless table, in order, without what a replay repeats (its fence:
+        :mod:`syncengine.keyless`), and the fence moved past them."""
+        found = await self.target.read_shadow(spec.name, [keyless.FENCE_KEY])
+        fence = found.column("position")[0].as_py() if found.num_rows else None
+        parts = [keyless.unfenced(p, fence) for p in parts]
+        return TableWrite(spec, concat_batches(parts), keyless.fence_shadow(parts))
+
+    async def _ensure_empty(self, batch: ChangeBatch) -> None:
+        """An empty table's snapshot: its target table is created all the same (with the types
+        and key it would have with rows), as pg_dump and native subscriptions do."""
+        for index, mapping in self.mappings_for(batch.table):
+            await self._spec(self._compile(index, mapping, batch), mapping)
+
+    def _count_copied(self, batch: ChangeBatch, report: BatchReport) -> None:
+        """A snapshot chunk the source copied straight into the target (binary COPY, see
+        runtime/passthrough.py): its rows count as read and applied like any others."""
+        rows = batch.meta["copied"]
+        assert isinstance(rows, int)
+        report.read += rows
+        self.metrics.changes_read.labels(self.name, batch.table).inc(rows)
+        for _, mapping in self.mappings_for(batch.table):
+            table = mapping.target_name
+            self.metrics.changes_applied.labels(self.name, table, "r").inc(rows)
+            report.applied[table] = report.applied.get(table, 0) + rows
 
     def _count_conflicts(self, resolved: Any, mapping: MappingConfig) -> int:
         strategy = (mapping.conflicts or self.config.conflicts).strategy

@@ -40,3 +40,21 @@ async def check_pipelines(config: Config, names: Sequence[str], timeout: float =
                 found = [f"{kind} did not answer within {timeout:.0f} s"]
             problems.extend(f"pipelines.{name}.{kind}: {p}" for p in found)
     return problems
+
+
+async def notes(config: Config, names: Sequence[str], timeout: float = 10.0) -> list[str]:
+    """What ``validate`` should tell although nothing is wrong (``notes_source`` of a source
+    package, where it has one), each with the pipeline's path."""
+    found: list[str] = []
+    for name in names:
+        pipeline = config.pipelines[name]
+        module = importlib.import_module(_CHECKS[pipeline.source.type])
+        gather = getattr(module, "notes_source", None)
+        if gather is None:
+            continue
+        try:
+            told = await asyncio.wait_for(gather(name, pipeline), timeout)
+        except TimeoutError:
+            continue
+        found.extend(f"pipelines.{name}.source: {note}" for note in told)
+    return found

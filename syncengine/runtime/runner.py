@@ -28,9 +28,11 @@ from collections.abc import Sequence
 
 from syncengine.changes import ChangeBatch
 from syncengine.errors import Interrupted, TargetUnavailable
+from syncengine.runtime import passthrough
 from syncengine.runtime.pipeline import BatchReport, Pipeline
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint
+from syncengine.targets.stopping import stoppable
 
 log = logging.getLogger("syncengine.runner")
 
@@ -56,15 +58,17 @@ async def backfill(
     as done only once the consumer asks for the next batch, i.e. after the target commit.
     """
     copied = 0
+    await passthrough.attach(pipeline, tables)
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
         pipeline.phases.add("read", time.perf_counter() - waited)
-        report = await process(pipeline, [batch], None)
+        with stoppable(stop):
+            report = await process(pipeline, [batch], None)
         # a reconciled snapshot also sends the deletes since its position: not copied rows
         if not batch.meta.get("deletes"):
             copied += report.read
             if progress is not None:
-                progress.advance(batch.table, batch.num_rows)  # type: ignore[attr-defined]
+                progress.advance(batch.table, report.read)  # type: ignore[attr-defined]
         if stop is not None and stop.is_set():
             raise Interrupted(
                 f"{pipeline.name}: backfill interrupted after {copied} rows",
@@ -141,7 +145,8 @@ async def stream(
                 if not stop.is_set() and reader.exception() is None:
                     group, held = group + held, []  # the stream ended: nothing more comes
             if group:
-                applied += await _apply_group(pipeline, group)
+                with stoppable(stop):  # a group being bisected gives up on stop
+                    applied += await _apply_group(pipeline, group)
             if stop.is_set():
                 break
         if reader.done() and reader.exception() is not None:
@@ -157,7 +162,8 @@ async def stream(
                     held.append(item)
             leftovers, _ = _through_boundary(held)
             if leftovers:
-                applied += await _apply_group(pipeline, leftovers)
+                with stoppable(stop):
+                    applied += await _apply_group(pipeline, leftovers)
     finally:
         stopper.cancel()
         await _cancel(reader)

@@ -12,6 +12,7 @@ import polars as pl
 import pyarrow as pa
 
 from syncengine.changes import is_data_column
+from syncengine.codecs import pg_text
 from syncengine.runtime.compare import TableDiff, compare_frames
 from syncengine.runtime.pipeline import Pipeline, union_schema
 from syncengine.targets.base import TableSpec
@@ -22,12 +23,12 @@ async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
     for index, mapping in enumerate(pipeline.mappings):
         compiled = None
         schema: pa.Schema | None = None
-        parts: list[pl.DataFrame] = []
+        parts: list[pa.Table] = []
         async for batch in pipeline.source.scan(mapping.source):
             compiled = pipeline._compile(index, mapping, batch)
             mapped = compiled.apply(batch).batch
             columns = [c for c in mapped.data.column_names if is_data_column(c)]
-            parts.append(pl.from_arrow(mapped.data.select(columns)))  # type: ignore[arg-type]
+            parts.append(mapped.data.select(columns))
             # a document source types each batch on its own: read the target with types that
             # hold every batch's values (int in one batch, double in the next → double)
             schema = (
@@ -41,7 +42,9 @@ async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
             )
         assert schema is not None
         spec = TableSpec(mapping.target_name, tuple(compiled.key), schema)
-        source = pl.concat(parts, how="diagonal_relaxed")
+        # a Postgres column carried as text in some batches is text in all (codecs.pg_text)
+        frames = [pl.DataFrame(t) for t in pg_text.unify_text(parts)]
+        source = pl.concat(frames, how="diagonal_relaxed")
         target_parts = [pl.from_arrow(t) async for t in pipeline.target.scan(spec)]
         target = (
             pl.concat(target_parts, how="diagonal_relaxed")  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -29,7 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from syncengine import keyless
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, ChangeBatch
+from syncengine.codecs import pg_text
 from syncengine.config.models import ParquetTargetConfig
 from syncengine.errors import FatalError
 from syncengine.state.sqlite import SQLiteStateStore
@@ -76,24 +79,38 @@ def write_atomically(table: pa.Table, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+def table_folder(root: Path, table: str) -> Path:
+    """The folder of a table's log: its name, with ``%``, path separators and NUL
+    percent-encoded and ``.``/``..`` spelled out, so any table name stays one folder under
+    ``root`` (a source table may be called ``a/b`` or ``..``)."""
+    folder = table.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    folder = folder.replace("\0", "%00")
+    if folder in (".", ".."):
+        folder = folder.replace(".", "%2E")
+    return root / folder
+
+
 def log_files(root: Path, table: str) -> list[Path]:
-    return sorted((root / table).glob("date=*/*.parquet"))
+    return sorted(table_folder(root, table).glob("date=*/*.parquet"))
 
 
 def read_log(root: str | Path, table: str) -> pa.Table:
-    """Every change of ``table`` in the log, in position order (file order breaks ties)."""
+    """Every change of ``table`` in the log, in position order (file order breaks ties, after
+    a truncate: a keyless snapshot's truncate shares its position with the rows it precedes)."""
     files = log_files(Path(root), table)
     if not files:
         return pa.table({})
-    parts = [pq.read_table(f, partitioning=None) for f in files]
+    parts = pg_text.unify_text([pq.read_table(f, partitioning=None) for f in files])
     log = pa.concat_tables(parts, promote_options="permissive")
     order = pa.table(
         {
             "pos": log.column("_pos"),
+            "rows": pc.not_equal(log.column("_op"), OP_TRUNCATE),
             "seq": pa.array(range(log.num_rows), pa.int64()),
         }
     )
-    indices = pc.sort_indices(order, sort_keys=[("pos", "ascending"), ("seq", "ascending")])
+    keys = [("pos", "ascending"), ("rows", "ascending"), ("seq", "ascending")]
+    indices = pc.sort_indices(order, sort_keys=keys)
     return log.take(indices)
 
 
@@ -103,13 +120,32 @@ def replay_log(log: pa.Table, spec: TableSpec) -> pa.Table:
     columns = [f.name for f in spec.schema]
     if not log.num_rows:
         return spec.schema.empty_table()
-    batch = ChangeBatch(spec.name, log, spec.key).compact()
-    frame = batch.to_polars().filter(~pl.col("_op").is_in([OP_DELETE, OP_TRUNCATE]))
+    if spec.key:
+        batch = ChangeBatch(spec.name, log, spec.key).compact()
+        frame = batch.to_polars().filter(~pl.col("_op").is_in([OP_DELETE, OP_TRUNCATE]))
+    else:  # a keyless log from its start: the rows it adds are the table
+        names = [c for c in columns if c in log.column_names]
+        frame = keyless.delta(ChangeBatch(spec.name, log, ()), names).appends
     for name in columns:
         if name not in frame.columns:
             frame = frame.with_columns(pl.lit(None).alias(name))
-    rows = frame.select(columns).sort(list(spec.key)).to_arrow()
+    selected = frame.select(columns)
+    rows = (selected.sort(list(spec.key)) if spec.key else selected).to_arrow()
     return rows.cast(spec.schema) if rows.schema != spec.schema else rows
+
+
+def with_source_types(data: pa.Table, spec: TableSpec) -> pa.Table:
+    """The spec's field metadata (``pg_type``, ``bson_type``) on the data's fields, so each
+    file records the source type of a column, also where a batch carried it as Postgres text
+    (a value its Arrow type cannot hold, see :mod:`syncengine.codecs.pg_text`)."""
+    declared = {f.name: f.metadata for f in spec.schema if f.metadata}
+    if not declared:
+        return data
+    fields = [
+        f.with_metadata({**(f.metadata or {}), **declared[f.name]}) if f.name in declared else f
+        for f in data.schema
+    ]
+    return data.cast(pa.schema(fields, metadata=data.schema.metadata))
 
 
 class ParquetTarget:
@@ -137,7 +173,7 @@ class ParquetTarget:
 
     async def ensure_table(self, spec: TableSpec) -> TableSpec:
         """A log grows columns freely: each file carries its own schema."""
-        (self.root / spec.name).mkdir(parents=True, exist_ok=True)
+        table_folder(self.root, spec.name).mkdir(parents=True, exist_ok=True)
         return spec
 
     async def read_rows(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
@@ -170,7 +206,7 @@ class ParquetTarget:
             n_del = pc.sum(pc.equal(ops, OP_DELETE)).as_py() or 0
             if n_trunc:
                 truncated.add(write.spec.name)
-            self._write_log(write.spec, data)
+            self._write_log(write.spec, with_source_types(data, write.spec))
             result.truncated += int(n_trunc > 0)
             result.deleted += n_del
             result.upserted += data.num_rows - n_del - n_trunc
@@ -186,14 +222,18 @@ class ParquetTarget:
         for date in pc.unique(dates).to_pylist():
             part = data.filter(pc.equal(dates, date))
             lo, hi = pc.min(part.column("_pos")).as_py(), pc.max(part.column("_pos")).as_py()
-            folder = self.root / table / f"date={date}"
+            folder = table_folder(self.root, table) / f"date={date}"
             folder.mkdir(parents=True, exist_ok=True)
             name = f"{_name_part(lo)}-{_name_part(hi)}"
-            if lo == hi:
+            if lo == hi and spec.key:
                 # One position for many rows (a snapshot chunk): the keys tell chunks apart.
                 name += (
                     f"-{_fingerprint(part.select([k for k in spec.key if k in part.column_names]))}"
                 )
+            elif lo == hi:
+                # A keyless chunk: two chunks may hold the same rows, so a fresh name; a
+                # restarted keyless snapshot logs its truncate again (docs/postgres-source.md)
+                name += f"-{uuid.uuid4().hex[:12]}"
             path = folder / f"{name}.parquet"
             meta = {
                 **(part.schema.metadata or {}),

@@ -50,3 +50,13 @@ def test_nested_field_difference_is_reported():
     diff = compare_frames("t", source, target, ["id"])
     assert [d["key"] for d in diff.different] == [3]
     assert diff.different[0]["fields"]["doc"]["target"]["a"] == 99
+
+
+def test_keyless_tables_compare_as_multisets():
+    source = pl.DataFrame({"a": [1, 1, None, 2], "b": ["x", "x", None, ""]})
+    same = pl.DataFrame({"a": [None, 1, 2, 1], "b": [None, "x", "", "x"]})
+    assert compare_frames("t", source, same, []).ok
+    short = pl.DataFrame({"a": [1, None, 2, 2], "b": ["x", None, "", ""]})
+    diff = compare_frames("t", source, short, [])
+    assert diff.missing == [{"a": "1", "b": "x", "copies": 1}]
+    assert diff.extra == [{"a": "2", "b": "", "copies": 1}]

@@ -17,6 +17,7 @@ from psycopg import sql
 from syncengine.changes import lsn_to_pos, pos_to_lsn
 from syncengine.config.models import PostgresSourceConfig
 from syncengine.errors import FatalError
+from syncengine.names import QualifiedName, canonical, did_you_mean
 from syncengine.sources.base import SourceLag
 from syncengine.sources.postgres import deadline
 from syncengine.sources.postgres.wire import format_lsn, parse_lsn
@@ -31,17 +32,15 @@ def default_name(pipeline: str) -> str:
     return f"syncengine_{pipeline}"
 
 
-def split_table(table: str) -> tuple[str, str]:
-    schema, _, name = table.rpartition(".")
-    return schema or "public", name
-
-
-def qualified(table: str) -> str:
-    return "{}.{}".format(*split_table(table))
-
-
-def table_sql(table: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(*map(sql.Identifier, split_table(table)))
+async def catalog_tables(conn: psycopg.AsyncConnection) -> list[QualifiedName]:
+    """Every table-like relation outside the system schemas (for "did you mean")."""
+    cur = await conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+        "AND n.nspname <> 'information_schema'"
+    )
+    return [QualifiedName(*row) for row in await cur.fetchall() if not row[0].startswith("pg_")]
 
 
 async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> list[str]:
@@ -62,55 +61,65 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
             problems.append(
                 "the user lacks the REPLICATION attribute; run ALTER ROLE <user> REPLICATION"
             )
-    for table in config.tables:
-        schema, name = split_table(table)
+    for written in config.tables:
+        parsed = QualifiedName.parse(written)
+        table = parsed.sql
         row = await (
             await conn.execute(
                 "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
                 "AND i.indisprimary), has_table_privilege(c.oid, 'SELECT') FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname = %s",
-                (schema, name),
+                (parsed.schema, parsed.name),
             )
         ).fetchone()
         if row is None:
-            problems.append(f"tables: '{table}' does not exist")
+            hint = did_you_mean(written, await catalog_tables(conn))
+            problems.append(f"tables: '{written}' does not exist{hint}")
             continue
         identity, has_pk, can_select = row
         if not can_select:
             problems.append(
-                f"tables: no SELECT on '{table}'; run GRANT SELECT ON {table} TO <user>"
+                f"tables: no SELECT on '{written}'; run GRANT SELECT ON {table} TO <user>"
             )
         if config.mode == "cdc" and not has_pk and identity not in ("f", "i"):
             problems.append(
-                f"tables: '{table}' has no primary key and no REPLICA IDENTITY FULL, so its "
+                f"tables: '{written}' has no primary key and no REPLICA IDENTITY FULL, so its "
                 f"updates and deletes cannot be keyed; add a primary key or run "
                 f"ALTER TABLE {table} REPLICA IDENTITY FULL"
             )
     return problems
 
 
+async def keyless_tables(conn: psycopg.AsyncConnection, tables: list[str]) -> list[str]:
+    """The configured tables with no key (:func:`table_keys` gives them ``()``)."""
+    keys = await table_keys(conn, tables)
+    return [t for t in tables if not keys.get(canonical(t), ())]
+
+
 async def table_keys(
     conn: psycopg.AsyncConnection, tables: list[str]
 ) -> dict[str, tuple[str, ...]]:
-    """Primary key (else replica identity index) columns per ``schema.table``, in key order."""
+    """The key of each table (canonical name, see :mod:`syncengine.names`), in key order:
+    the replica identity index's columns under REPLICA IDENTITY USING INDEX (the old key
+    pgoutput sends is that index's), else the primary key's. ``()`` marks a keyless table (no
+    primary key; REPLICA IDENTITY FULL or insert-only): its rows are matched by their whole old
+    image (docs/postgres-source.md). Backfill and stream both take the key from here, so they
+    agree on it."""
     keys: dict[str, tuple[str, ...]] = {}
     for table in tables:
-        schema, name = split_table(table)
+        parsed = QualifiedName.parse(table)
         cur = await conn.execute(
             "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) ON true "
             "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
-            "WHERE n.nspname = %s AND c.relname = %s AND (i.indisprimary OR i.indisreplident) "
-            "ORDER BY i.indisprimary DESC, i.indexrelid, k.ord",
-            (schema, name),
+            "WHERE n.nspname = %s AND c.relname = %s AND CASE c.relreplident "
+            "WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END "
+            "ORDER BY k.ord",
+            (parsed.schema, parsed.name),
         )
-        columns: list[str] = []
-        for (column,) in await cur.fetchall():
-            if column not in columns:
-                columns.append(column)
-        keys[qualified(table)] = tuple(columns)
+        keys[parsed.sql] = tuple(r[0] for r in await cur.fetchall())
     return keys
 
 
@@ -120,14 +129,14 @@ async def ensure_publication(
     """Create the publication, or add configured tables it lacks. ``publish``: the kinds of
     change it publishes (``'delete'``; default: every kind)."""
     cur = await conn.execute(
-        "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s",
+        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
         (publication,),
     )
-    present = {r[0] for r in await cur.fetchall()}
+    present = {QualifiedName(*r).sql for r in await cur.fetchall()}
     exists = await (
         await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
     ).fetchone()
-    listed = sql.SQL(", ").join(table_sql(t) for t in tables)
+    listed = sql.SQL(", ").join(QualifiedName.parse(t).identifier() for t in tables)
     if not exists:
         kinds = sql.SQL("publish = {}, ").format(sql.Literal(publish)) if publish else sql.SQL("")
         await conn.execute(
@@ -137,11 +146,12 @@ async def ensure_publication(
         )
         log.info("created publication %s", publication)
         return
-    missing = [t for t in tables if qualified(t) not in present]
+    missing = [t for t in tables if canonical(t) not in present]
     if missing:
         await conn.execute(
             sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
-                sql.Identifier(publication), sql.SQL(", ").join(table_sql(t) for t in missing)
+                sql.Identifier(publication),
+                sql.SQL(", ").join(QualifiedName.parse(t).identifier() for t in missing),
             )
         )
 
@@ -167,17 +177,21 @@ async def slot_exists(conn: psycopg.AsyncConnection, slot: str) -> bool:
 
 
 async def create_slot(
-    repl: psycopg.AsyncConnection, slot: str, export: bool
+    repl: psycopg.AsyncConnection, slot: str, export: bool, temporary: bool = False
 ) -> tuple[int, str | None]:
     """CREATE_REPLICATION_SLOT on a ``replication=database`` connection.
 
     With ``export`` the returned snapshot name stays importable only while ``repl`` stays open
-    and runs nothing else. Returns (consistent point LSN, snapshot name).
+    and runs nothing else. A ``temporary`` slot is dropped when ``repl`` closes (used only for
+    its exported snapshot and consistent point). Returns (consistent point LSN, snapshot name).
     """
     mode = sql.SQL("EXPORT_SNAPSHOT" if export else "NOEXPORT_SNAPSHOT")
+    kind = sql.SQL(" TEMPORARY" if temporary else "")
     cur = repl.cursor()
     await cur.execute(
-        sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}").format(sql.Identifier(slot), mode)
+        sql.SQL("CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput {}").format(
+            sql.Identifier(slot), kind, mode
+        )
     )
     row = await cur.fetchone()
     assert row is not None

@@ -107,8 +107,8 @@ class _Buffer:
         arrays: list[pa.Array] = []
         names = [c.name for c in self.relation.columns]
         for name, type_, column in zip(names, self.types, self.values, strict=True):
-            fields.append(type_.field(name))
             arrays.append(to_arrow(pa.array(column, pa.binary()), type_, name))
+            fields.append(type_.field(name, arrays[-1].type))
         fields.extend(META_SCHEMA)
         arrays.append(pa.array(self.ops, pa.string()))
         arrays.append(pa.array(self.pos, pa.string()))
@@ -116,8 +116,8 @@ class _Buffer:
         arrays.append(pa.array(self.txid, pa.int64()))
         if self.before is not None:
             for name, type_, column in zip(names, self.types, self.before, strict=True):
-                fields.append(type_.field(BEFORE_PREFIX + name))
                 arrays.append(to_arrow(pa.array(column, pa.binary()), type_, name))
+                fields.append(type_.field(BEFORE_PREFIX + name, arrays[-1].type))
         for i, rows in sorted(self.unsent.items()):
             mask = [False] * n
             for row in rows:
@@ -132,10 +132,16 @@ class ChangeAssembler:
     """Feeds on pgoutput messages, returns the batches that are ready."""
 
     def __init__(
-        self, max_rows: int, keys: Mapping[str, tuple[str, ...]] | None = None, idle_table: str = ""
+        self,
+        max_rows: int,
+        keys: Mapping[str, tuple[str, ...]] | None = None,
+        idle_table: str = "",
+        typedefs: Mapping[int, str] | None = None,
     ) -> None:
         self.max_rows = max_rows
-        #: primary keys by ``schema.table`` (REPLICA IDENTITY FULL flags every column)
+        #: type oid → ``pg_typedefs`` of user-defined column types (read by the source)
+        self.typedefs = dict(typedefs or {})
+        #: keys by ``schema.table`` (``admin.table_keys``; ``()``: keyless)
         self.keys = dict(keys or {})
         self.idle_table = idle_table
         self.relations: dict[int, po.Relation] = {}
@@ -251,10 +257,16 @@ class ChangeAssembler:
                 raise DecodeError(
                     f"change for relation {oid} before its Relation message", offset=0
                 )
-            types = [pg_type(c.type_oid, c.typmod, self.custom_types) for c in relation.columns]
-            key = self.keys.get(relation.qualified) or tuple(
-                c.name for c in relation.columns if c.is_key
-            )
+            types = [
+                pg_type(c.type_oid, c.typmod, self.custom_types, self.typedefs.get(c.type_oid, ""))
+                for c in relation.columns
+            ]
+            # a table the catalog knows as keyless keeps key (): REPLICA IDENTITY FULL flags
+            # every column as key, but no column set is unique there (docs/postgres-source.md)
+            if relation.qualified in self.keys:
+                key = self.keys[relation.qualified]
+            else:
+                key = tuple(c.name for c in relation.columns if c.is_key)
             buffer = self.buffers[oid] = _Buffer(relation, types, key)
         return buffer
 

@@ -22,8 +22,8 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from syncengine.changes import META_SCHEMA, ChangeBatch
-from syncengine.sources.postgres import deadline
-from syncengine.sources.postgres.admin import split_table, table_sql
+from syncengine.names import QualifiedName
+from syncengine.sources.postgres import deadline, usertypes
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
 from syncengine.sources.postgres.copyout import copy_out
 from syncengine.state.base import Chunk
@@ -40,17 +40,21 @@ class TableShape:
 async def table_shape(
     conn: psycopg.AsyncConnection, table: str, key: tuple[str, ...]
 ) -> TableShape:
-    schema, name = split_table(table)
+    parsed = QualifiedName.parse(table)
     cur = await conn.execute(
         "SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod) "
         "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
         "ORDER BY a.attnum",
-        (schema, name),
+        (parsed.schema, parsed.name),
     )
     found = await cur.fetchall()
-    types = tuple(pg_type(oid, typmod, {oid: formatted}) for _, oid, typmod, formatted in found)
+    defs = await usertypes.definitions(conn, {oid for _, oid, _, _ in found})
+    types = tuple(
+        pg_type(oid, typmod, {oid: formatted}, defs.get(oid, ""))
+        for _, oid, typmod, formatted in found
+    )
     return TableShape(table, tuple(r[0] for r in found), types, key)
 
 
@@ -72,7 +76,7 @@ async def plan(
     ).format(
         texts=texts,
         key=key,
-        table=table_sql(shape.name),
+        table=QualifiedName.parse(shape.name).identifier(),
         where=sql.SQL("WHERE " + where) if where else sql.SQL(""),
         n=sql.Literal(chunk_rows),
     )
@@ -85,11 +89,13 @@ async def plan(
 async def _plan_blocks(
     conn: psycopg.AsyncConnection, shape: TableShape, chunk_rows: int
 ) -> list[Chunk]:
+    name = QualifiedName.parse(shape.name)
     row = await (
         await conn.execute(
-            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int, "
-            "greatest(reltuples, 0)::bigint, relpages FROM pg_class WHERE oid = %s::regclass",
-            (shape.name, shape.name),
+            "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int, "
+            "greatest(c.reltuples, 0)::bigint, c.relpages FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (name.schema, name.name),
         )
     ).fetchone()
     assert row is not None
@@ -109,8 +115,11 @@ async def _plan_blocks(
     ]
 
 
-def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Composed:
-    """``COPY (SELECT … WHERE <range> [AND <where>]) TO STDOUT (FORMAT csv)``."""
+def chunk_query(
+    shape: TableShape, chunk: Chunk, where: str | None, fmt: str = "csv"
+) -> sql.Composed:
+    """``COPY (SELECT … WHERE <range> [AND <where>]) TO STDOUT (FORMAT <fmt>)``: ``csv`` to
+    decode, ``binary`` to pass through (:mod:`.passthrough`)."""
     conditions: list[sql.Composable] = []
     if shape.key:
         key = _key_sql(shape.key)
@@ -126,8 +135,11 @@ def chunk_query(shape: TableShape, chunk: Chunk, where: str | None) -> sql.Compo
     if where:
         conditions.append(sql.SQL("(" + where + ")"))
     condition = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-    return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT csv)").format(
-        sql.SQL(", ").join(map(sql.Identifier, shape.columns)), table_sql(shape.name), condition
+    return sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT {})").format(
+        sql.SQL(", ").join(map(sql.Identifier, shape.columns)),
+        QualifiedName.parse(shape.name).identifier(),
+        condition,
+        sql.SQL({"csv": "csv", "binary": "binary"}[fmt]),
     )
 
 
@@ -160,10 +172,12 @@ def read_batch(
     """Text columns → a ChangeBatch of ``r`` rows at ``position`` (one for all rows, or one
     per row), typed like the stream."""
     n = text.num_rows
-    fields = [t.field(c) for c, t in zip(shape.columns, shape.types, strict=True)]
     arrays = [
         to_arrow(text.column(c).combine_chunks(), t, c)
         for c, t in zip(shape.columns, shape.types, strict=True)
+    ]
+    fields = [
+        t.field(c, a.type) for c, t, a in zip(shape.columns, shape.types, arrays, strict=True)
     ]
     fields.extend(META_SCHEMA)
     arrays.extend(
@@ -176,6 +190,17 @@ def read_batch(
     )
     data = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     return ChangeBatch(shape.name, data, shape.key, meta)
+
+
+def truncate_batch(shape: TableShape, position: str, meta: dict) -> ChangeBatch:
+    """One ``t`` row at ``position``: a keyless table's snapshot starts by emptying the
+    target table (its rows have no key to upsert by)."""
+    empty = pa.table({c: pa.array([None], pa.string()) for c in shape.columns})
+    batch = read_batch(shape, empty, position, meta)
+    ops = pa.array(["t"], pa.string())
+    return batch.replace(
+        batch.data.set_column(batch.data.schema.get_field_index("_op"), "_op", ops)
+    )
 
 
 def key_texts(text: pa.Table, key: tuple[str, ...]) -> list[tuple[str | None, ...]]:

@@ -12,6 +12,7 @@ a Postgres target can recreate the exact type. The mapping is documented in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,7 +20,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from syncengine.codecs import pg_temporal
 from syncengine.errors import FatalError
+
+log = logging.getLogger("syncengine.sources.postgres")
 
 #: libpq ``options``: UTC timestamps, ISO dates, exact floats, ``hex`` bytea.
 SESSION_OPTIONS = (
@@ -37,9 +41,16 @@ class PgType:
     name: str
     arrow: pa.DataType
     kind: str
+    #: user-defined types the column needs, as ``pg_typedefs`` JSON (see :mod:`.usertypes`)
+    defs: str = ""
 
-    def field(self, column: str) -> pa.Field:
-        return pa.field(column, self.arrow, metadata={"pg_type": self.name.encode()})
+    def field(self, column: str, arrow: pa.DataType | None = None) -> pa.Field:
+        """The column's field; ``arrow``: the type its values arrived as, when a batch carries
+        them in their text form (see :func:`to_arrow`)."""
+        meta = {"pg_type": self.name.encode()}
+        if self.defs:
+            meta["pg_typedefs"] = self.defs.encode()
+        return pa.field(column, arrow or self.arrow, metadata=meta)
 
 
 # oid -> (format_type name, arrow type, converter kind)
@@ -62,10 +73,10 @@ _SCALARS: dict[int, tuple[str, pa.DataType, str]] = {
     869: ("inet", pa.string(), "text"),
     1042: ("character", pa.string(), "text"),
     1043: ("character varying", pa.string(), "text"),
-    1082: ("date", pa.date32(), "cast"),
+    1082: ("date", pa.date32(), "temporal"),
     1083: ("time without time zone", pa.time64("us"), "time"),
-    1114: ("timestamp without time zone", pa.timestamp("us"), "cast"),
-    1184: ("timestamp with time zone", pa.timestamp("us", tz="UTC"), "cast"),
+    1114: ("timestamp without time zone", pa.timestamp("us"), "temporal"),
+    1184: ("timestamp with time zone", pa.timestamp("us", tz="UTC"), "temporal"),
     1186: ("interval", pa.string(), "text"),
     1266: ("time with time zone", pa.string(), "text"),
     1700: ("numeric", pa.string(), "text"),
@@ -88,8 +99,11 @@ _ARRAYS: dict[int, int] = {
 }
 
 
-def pg_type(oid: int, typmod: int, custom: Mapping[int, str] | None = None) -> PgType:
-    """The Arrow mapping of one column type; ``custom`` names non-builtin types (enums…)."""
+def pg_type(
+    oid: int, typmod: int, custom: Mapping[int, str] | None = None, defs: str = ""
+) -> PgType:
+    """The Arrow mapping of one column type; ``custom`` names non-builtin types (enums…),
+    ``defs`` holds their definitions (:mod:`.usertypes`)."""
     if oid in _ARRAYS:
         element = pg_type(_ARRAYS[oid], -1)
         name = _with_modifier(element.name, _ARRAYS[oid], typmod) + "[]"
@@ -104,7 +118,7 @@ def pg_type(oid: int, typmod: int, custom: Mapping[int, str] | None = None) -> P
     known = _SCALARS.get(oid)
     if known is None:
         name = (custom or {}).get(oid, f"oid:{oid}")
-        return PgType(oid, typmod, name, pa.string(), "text")
+        return PgType(oid, typmod, name, pa.string(), "text", defs)
     name, arrow, kind = known
     return PgType(oid, typmod, _with_modifier(name, oid, typmod), arrow, kind)
 
@@ -136,13 +150,31 @@ def to_arrow(values: pa.Array, type_: PgType, column: str = "?") -> pa.Array:
             ) from None
     try:
         return _CONVERTERS[type_.kind](values, type_)
-    except (pa.ArrowInvalid, pl.exceptions.PolarsError) as exc:
-        raise FatalError(
-            f"column {column}: cannot convert {type_.name} text values to {type_.arrow}: "
-            f"{str(exc).splitlines()[0]}",
-            hint="values such as 'infinity' or BC dates have no Arrow form; "
-            "exclude the column or convert it in the source",
-        ) from None
+    except (pa.ArrowInvalid, pl.exceptions.PolarsError, ValueError) as exc:
+        # A value the column's Arrow type cannot hold (time '24:00:00', a multi-dimensional
+        # array, NaN in numeric(p,s)…): this batch carries the column in Postgres's own text
+        # form, ``pg_type`` unchanged, so nothing is lost and a Postgres target reads it back
+        # as the same type.
+        _warn_text_form(column, type_, exc)
+        return values
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_text_form(column: str, type_: PgType, exc: Exception) -> None:
+    if (column, type_.name) in _warned:
+        return
+    _warned.add((column, type_.name))
+    log.warning(
+        "column %s: a %s value has no %s form (%s); batches holding such values carry the "
+        "column as Postgres text (pg_type %s)",
+        column,
+        type_.name,
+        type_.arrow,
+        str(exc).splitlines()[0][:200],
+        type_.name,
+    )
 
 
 def _text(values: pa.Array, type_: PgType) -> pa.Array:
@@ -151,6 +183,12 @@ def _text(values: pa.Array, type_: PgType) -> pa.Array:
 
 def _cast(values: pa.Array, type_: PgType) -> pa.Array:
     return values.cast(type_.arrow)
+
+
+def _temporal(values: pa.Array, type_: PgType) -> pa.Array:
+    """Dates and timestamps: Arrow's cast, or, when a value is beyond it (infinity, BC, year
+    10000+), the exact parser of :mod:`syncengine.codecs.pg_temporal`."""
+    return pg_temporal.from_text(values, type_.arrow)
 
 
 def _bool(values: pa.Array, type_: PgType) -> pa.Array:
@@ -175,6 +213,7 @@ def _time(values: pa.Array, type_: PgType) -> pa.Array:
 
 def _list(values: pa.Array, type_: PgType) -> pa.Array:
     """One-dimensional arrays: strip braces, split, cast the elements."""
+    _one_dimensional(values, type_)
     element = type_.arrow.value_type
     series = _series(values)
     frame = pl.DataFrame({"s": series})
@@ -192,8 +231,16 @@ def _list(values: pa.Array, type_: PgType) -> pa.Array:
     return out.to_series().to_arrow().cast(type_.arrow)
 
 
+def _one_dimensional(values: pa.Array, type_: PgType) -> None:
+    """Refuse what a list cannot hold: ``{{1,2},{3,4}}`` or ``[0:1]={1,2}`` (bounds)."""
+    nested = pc.or_(pc.starts_with(values, "{{"), pc.starts_with(values, "["))
+    if pc.any(nested).as_py():
+        raise ValueError(f"a multi-dimensional or explicitly bounded {type_.name} value")
+
+
 def _list_text(values: pa.Array, type_: PgType) -> pa.Array:
     """Text arrays: elements may be quoted, so quoted values take the exact parser."""
+    _one_dimensional(values, type_)
     if not pc.any(pc.match_substring(values, '"')).as_py():
         return _list(values, type_)
     parsed = [None if v is None else parse_text_array(v) for v in values.to_pylist()]
@@ -231,6 +278,7 @@ def parse_text_array(text: str) -> list[str | None]:
 _CONVERTERS = {
     "text": _text,
     "cast": _cast,
+    "temporal": _temporal,
     "bool": _bool,
     "bytea": _bytea,
     "time": _time,

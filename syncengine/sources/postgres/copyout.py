@@ -4,17 +4,20 @@ libpq hands out COPY data one row per ``PQgetCopyData`` call. psycopg's ``Copy.r
 each call in a generator and a wait, about 35 µs per row: a million-row backfill spent more time
 there than the server spent producing the rows. Here one loop takes every row libpq has already
 buffered (a C call each) and waits on the socket only when the buffer is empty, so the cost per
-row is the C call. The protocol steps are the ones psycopg performs (send, flush, COPY_OUT
-result, data, final result), on the connection's lock so nothing else interleaves.
+row is the C call. The same loop can hand on pieces of about 1 MB instead of one result
+(:func:`copy_out_into`: the binary passthrough of snapshot chunks). The protocol steps are the
+ones psycopg performs (send, flush, COPY_OUT result, data, final result), on the connection's
+lock so nothing else interleaves.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import psycopg
 from psycopg import errors, pq, sql
+
+from syncengine.pglibpq import drain, flush, next_result, ready
 
 
 async def copy_out(
@@ -22,61 +25,66 @@ async def copy_out(
 ) -> bytes:
     """All data of the ``COPY … TO STDOUT`` ``query``; ``alive()`` is called whenever data
     arrived (deadline by progress, see :mod:`.deadline`)."""
+    parts: list[bytes] = []
+
+    async def keep(piece: bytes) -> None:
+        parts.append(piece)
+
+    await copy_out_into(conn, query, alive, keep, piece_bytes=None)
+    return b"".join(parts)
+
+
+async def copy_out_into(
+    conn: psycopg.AsyncConnection,
+    query: sql.Composable,
+    alive: Callable[[], None],
+    write: Callable[[bytes], Awaitable[None]],
+    piece_bytes: int | None = 1 << 20,
+) -> int:
+    """Stream the data of the ``COPY … TO STDOUT`` ``query`` to ``write`` in pieces of about
+    ``piece_bytes`` (None: one piece at the end); returns the number of COPY data messages.
+
+    Passing bytes on instead of holding the whole result keeps memory at one piece, and a
+    piece goes out as soon as libpq's buffer is empty (before waiting on the socket), so the
+    receiver works while the server produces the next rows."""
     pgconn = conn.pgconn
     encoding = conn.info.encoding
+    messages = 0
     async with conn.lock:
         pgconn.send_query(query.as_bytes(conn))
-        while pgconn.flush():
-            await _ready(pgconn, write=True)
-        first = await _next_result(pgconn)
+        await flush(pgconn)
+        first = await next_result(pgconn)
         if first is None or first.status != pq.ExecStatus.COPY_OUT:
-            await _drain(pgconn)
+            await drain(pgconn)
             if first is not None and first.status == pq.ExecStatus.FATAL_ERROR:
                 raise errors.error_from_result(first, encoding=encoding)
             raise psycopg.ProgrammingError("copy_out needs a COPY … TO STDOUT statement")
-        parts: list[bytes] = []
+        buffer = bytearray()
+        limit = piece_bytes or 0
         while True:
             nbytes, data = pgconn.get_copy_data(1)
             if nbytes > 0:
-                parts.append(bytes(data))
-            elif nbytes == 0:  # nothing buffered: wait for the socket
+                buffer += data
+                messages += 1
+                if limit and len(buffer) >= limit:
+                    await write(bytes(buffer))
+                    buffer.clear()
+                    alive()
+            elif nbytes == 0:  # nothing buffered: hand on what we have, wait for the socket
+                if limit and len(buffer) >= limit // 16:
+                    await write(bytes(buffer))
+                    buffer.clear()
                 alive()
-                await _ready(pgconn)
+                await ready(pgconn)
                 pgconn.consume_input()
             elif nbytes == -1:
                 break
             else:
                 raise psycopg.OperationalError(pgconn.get_error_message(encoding))
-        final = await _next_result(pgconn)
-        await _drain(pgconn)
+        final = await next_result(pgconn)
+        await drain(pgconn)
         if final is not None and final.status != pq.ExecStatus.COMMAND_OK:
             raise errors.error_from_result(final, encoding=encoding)
-    return b"".join(parts)
-
-
-async def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
-    while pgconn.is_busy():
-        await _ready(pgconn)
-        pgconn.consume_input()
-    return pgconn.get_result()
-
-
-async def _drain(pgconn: pq.abc.PGconn) -> None:
-    """Read results until libpq says the command is over (the connection is idle again)."""
-    while await _next_result(pgconn) is not None:
-        pass
-
-
-async def _ready(pgconn: pq.abc.PGconn, write: bool = False) -> None:
-    """Wait until the connection's socket is readable (or writable)."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    fileno = pgconn.socket
-    add, remove = (
-        (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
-    )
-    add(fileno, lambda: ready.done() or ready.set_result(None))
-    try:
-        await ready
-    finally:
-        remove(fileno)
+        if buffer:
+            await write(bytes(buffer))
+    return messages

@@ -30,6 +30,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from syncengine.changes import ChangeBatch
+from syncengine.names import QualifiedName
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres.chunks import (
     TableShape,
@@ -82,7 +83,7 @@ def poll_query(
         "TO STDOUT (FORMAT csv)"
     ).format(
         cols=sql.SQL(", ").join(map(sql.Identifier, shape.columns)),
-        table=admin.table_sql(shape.name),
+        table=QualifiedName.parse(shape.name).identifier(),
         cond=sql.SQL(" AND ").join(conditions),
         order_cols=sql.SQL(", ").join(sql.Identifier(c) for c in (cursor, *shape.key)),
         n=sql.Literal(limit),
@@ -117,7 +118,10 @@ async def current_position(source: PostgresSource) -> str:
         row = await (
             await conn.execute(
                 sql.SQL("SELECT {} FROM {} WHERE {} IS NOT NULL ORDER BY {} LIMIT 1").format(
-                    texts, admin.table_sql(shape.name), sql.Identifier(cursor), desc
+                    texts,
+                    QualifiedName.parse(shape.name).identifier(),
+                    sql.Identifier(cursor),
+                    desc,
                 )
             )
         ).fetchone()

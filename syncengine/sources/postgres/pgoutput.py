@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from syncengine.errors import DecodeError
+from syncengine.names import QualifiedName
 from syncengine.sources.postgres.wire import Reader
 
 
@@ -72,7 +73,8 @@ class Relation:
 
     @property
     def qualified(self) -> str:
-        return f"{self.namespace}.{self.name}"
+        """The canonical table name (:mod:`syncengine.names`): the key tables go by."""
+        return QualifiedName(self.namespace, self.name).sql
 
 
 @dataclass(frozen=True, slots=True)

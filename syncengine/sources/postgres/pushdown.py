@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
+from syncengine.names import QualifiedName
 from syncengine.sources.base import RowFilters
-from syncengine.sources.postgres.admin import table_sql
 
 log = logging.getLogger("syncengine.sources.postgres")
 
@@ -55,7 +55,7 @@ async def _pushed(conn: psycopg.AsyncConnection, table: str, filters: RowFilters
         )
         return None
     probe = sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE {}").format(
-        table_sql(table), sql.SQL(condition)
+        QualifiedName.parse(table).identifier(), sql.SQL(condition)
     )
     try:
         await conn.execute(probe)

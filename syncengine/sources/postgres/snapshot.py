@@ -56,8 +56,15 @@ from syncengine.sources.postgres.chunks import (
     read_batch,
     read_copy,
     table_shape,
+    truncate_batch,
 )
 from syncengine.sources.postgres.deletes import DETAIL, delete_publication, deletes_since
+from syncengine.sources.postgres.passthrough import (
+    ChunkSink,
+    confirmed,
+    copied_batch,
+    pipe_chunk,
+)
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.pushdown import snapshot_conditions
 from syncengine.sources.postgres.watermarks import (
@@ -92,10 +99,14 @@ def stored_position(source: PostgresSource) -> str | None:
 
 
 class Snapshotter:
-    def __init__(self, source: PostgresSource) -> None:
+    def __init__(self, source: PostgresSource, sink: ChunkSink | None = None) -> None:
         self.source = source
         self.state = source.state
         self.pipeline = source.pipeline
+        #: where exported-snapshot chunks of the tables it takes go as binary COPY
+        self.sink = sink
+        self._passing: frozenset[str] = frozenset()
+        self._unpushed: set[str] = set()
 
     async def run(
         self, tables: list[str], where: str | None, parallel: int
@@ -107,6 +118,8 @@ class Snapshotter:
         shapes = {t: await table_shape(conn, t, keys.get(t, ())) for t in tables}
         # the mappings' filters and ``where``: what every chunk of a table is read with
         wheres = await snapshot_conditions(conn, tables, source.row_filters, where)
+        # a filter left to the mapping must see every row: such tables are decoded
+        self._unpushed = {t for t in tables if source.row_filters(t) and wheres[t] == where}
         existing = [c for t in tables for c in self.state.get_chunks(self.pipeline, t)]
         resuming = bool(existing) and any(c.status != "done" for c in existing)
         checkpoint = self.state.get_checkpoint(self.pipeline, snapshot_stream(source))
@@ -115,6 +128,7 @@ class Snapshotter:
             # An exported snapshot's position is exact; one taken on an existing slot was
             # not settled, so it vouches for nothing (see VisibilityHorizon).
             floor = position if checkpoint.details.get("snapshot") else _NOWHERE
+            existing = await confirmed(self.state, self.pipeline, self.sink, existing)
             pending = [c for c in existing if c.status != "done"]
             log.info("%s: resuming snapshot, %d chunks left", self.pipeline, len(pending))
             # older than the snapshot position only if recorded so (see .deletes)
@@ -126,6 +140,8 @@ class Snapshotter:
             return
         for table in tables:
             self.state.clear_chunks(self.pipeline, table)
+        if self.sink is not None:
+            await self.sink.forget(tables)
         if source.config.mode == "cdc" and not await admin.slot_exists(conn, source.slot):
             async for batch in self._exported(shapes, wheres, parallel):
                 yield batch
@@ -176,6 +192,9 @@ class Snapshotter:
             finally:
                 await planner.close()
             self.state.put_chunks(self.pipeline, planned)
+            for batch in _emptied(shapes, {c.table for c in planned}, position):
+                yield batch
+            self._passing = self._pass_through(shapes)
             todo: asyncio.Queue[Chunk] = asyncio.Queue()
             for chunk in planned:
                 todo.put_nowait(chunk)
@@ -196,8 +215,14 @@ class Snapshotter:
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                chunk, text = cast(tuple[Chunk, pa.Table], item)
+                chunk, text = cast(tuple[Chunk, pa.Table | int], item)
                 del item
+                if isinstance(text, int):  # copied through, committed with its done-mark
+                    done = replace(chunk, status="done", rows=text)
+                    self.state.put_chunks(self.pipeline, [done])
+                    slots.release()
+                    yield copied_batch(shapes[chunk.table], chunk, text, position)
+                    continue
                 # rows at the slot's consistent point, where the stream starts: no change at
                 # or before it can follow, so they need no per-key fence (conflicts/fence.py)
                 emitted = self._emit(shapes[chunk.table], chunk, text, position, at_resume=True)
@@ -212,6 +237,23 @@ class Snapshotter:
                 with contextlib.suppress(BaseException):
                     await task
             await repl.close()
+
+    def _pass_through(self, shapes: dict[str, TableShape]) -> frozenset[str]:
+        """The tables whose chunks go to the sink: keyed tables (a keyless table's rows need
+        the target's multiset apply) whose mapping filter, if any, is in the chunk query, and
+        that the sink takes."""
+        if self.sink is None:
+            return frozenset()
+        sink = self.sink
+        passing = frozenset(
+            t
+            for t, shape in shapes.items()
+            if shape.key and t not in self._unpushed and sink.takes(shape)
+        )
+        for table in sorted(shapes):
+            how = "binary COPY passthrough" if table in passing else "decoded (CSV → Arrow)"
+            log.info("%s: snapshot chunks of %s: %s", self.pipeline, table, how)
+        return passing
 
     async def _importing(self, snapshot: str) -> psycopg.AsyncConnection:
         conn = await self.source.connect()
@@ -239,8 +281,15 @@ class Snapshotter:
                         slots.release()
                         break
                     chunk = todo.get_nowait()
-                    query = chunk_query(shapes[chunk.table], chunk, wheres[chunk.table])
-                    data = await read_copy(conn, query)
+                    shape = shapes[chunk.table]
+                    if chunk.table in self._passing:
+                        assert self.sink is not None
+                        sink, condition = self.sink, wheres[chunk.table]
+                        copied = await pipe_chunk(conn, sink, shape, chunk, condition)
+                        if copied is not None:
+                            results.put_nowait((chunk, copied))
+                            continue
+                    data = await read_copy(conn, chunk_query(shape, chunk, wheres[chunk.table]))
                     text = csv_to_text_columns(data, shapes[chunk.table].columns)
                     del data
                     results.put_nowait((chunk, text))
@@ -274,6 +323,45 @@ class Snapshotter:
             yield read_batch(shape, piece, at, meta)
         self.state.put_chunks(self.pipeline, [replace(chunk, status="done", rows=text.num_rows)])
 
+    async def _keyless_exact(
+        self, shapes: dict[str, TableShape], chunks: list[Chunk], wheres: Wheres
+    ) -> AsyncIterator[ChangeBatch]:
+        """Keyless tables on the reconciling path. Their rows cannot be matched to the changes
+        the stream replays, so they are read whole in the exported snapshot of a temporary
+        slot, which contains exactly the transactions committed before its consistent point
+        C: the copy starts with a truncate that sets the table's fence to C, so the replay
+        drops their changes before C and applies the later ones (docs/postgres-source.md,
+        *Keyless tables*)."""
+        source = self.source
+        repl = await source.connect(replication=True)
+        try:
+            try:
+                lsn, name = await admin.create_slot(
+                    repl, f"{source.slot}_copy", export=True, temporary=True
+                )
+            except psycopg.Error as exc:
+                raise map_error(exc, "creating a temporary slot for keyless tables") from exc
+            assert name is not None
+            position = lsn_to_pos(lsn)
+            tables = {c.table for c in chunks}
+            for batch in _emptied(shapes, tables, position, fence=True):
+                yield batch
+            conn = await self._importing(name)
+            try:
+                for chunk in sorted(chunks, key=lambda c: (c.table, c.chunk)):
+                    shape = shapes[chunk.table]
+                    data = await read_copy(conn, chunk_query(shape, chunk, wheres.get(chunk.table)))
+                    text = csv_to_text_columns(data, shape.columns)
+                    del data
+                    async for batch in self._emit(shape, chunk, text, position):
+                        yield batch
+            except psycopg.Error as exc:
+                raise map_error(exc, "reading a keyless table") from exc
+            finally:
+                await conn.close()
+        finally:
+            await repl.close()
+
     # -- watermark reconciliation ----------------------------------------------------------
 
     async def _reconcile(
@@ -295,10 +383,13 @@ class Snapshotter:
         """
         source = self.source
         keyless = {c.table for c in pending if not shapes[c.table].key}
-        if keyless:  # ctids move: such tables are read again from their first chunk
+        if keyless:  # ctids move: such tables are read again, whole, at one exact position
             pending = [c for c in pending if c.table not in keyless]
-            for table in keyless:
-                pending.extend(c for c in self.state.get_chunks(self.pipeline, table))
+            chunks = [c for t in sorted(keyless) for c in self.state.get_chunks(self.pipeline, t)]
+            async for batch in self._keyless_exact(shapes, chunks, wheres):
+                yield batch
+            if not pending:
+                return
         pending.sort(key=lambda c: (c.table, c.chunk))
         width = max(1, parallel)
         conns = [await source.connect() for _ in range(min(width, max(len(pending), 1)))]
@@ -369,6 +460,20 @@ class Snapshotter:
                 await reader.close()
             for conn in conns:
                 await conn.close()
+
+
+def _emptied(
+    shapes: dict[str, TableShape], tables: set[str], position: str, fence: bool = False
+) -> list[ChangeBatch]:
+    """A truncate for each keyless table among ``tables``, sent before any of their rows: a
+    keyless table's rows cannot be told apart, so its copy replaces the target's rows instead
+    of merging with them, and a re-run or restarted snapshot appends nothing twice
+    (docs/postgres-source.md, *Keyless tables*). ``fence``: the rows are read at ``position``
+    while the stream replays from an earlier one, so the table's fence moves there."""
+    meta: dict[str, object] = {"snapshot": True}
+    if fence:
+        meta["fence"] = position
+    return [truncate_batch(shapes[t], position, meta) for t in sorted(tables) if not shapes[t].key]
 
 
 async def scan(source: PostgresSource, table: str) -> AsyncIterator[ChangeBatch]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pyarrow as pa
@@ -18,8 +18,9 @@ import pyarrow as pa
 from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.errors import FatalError, HistoryLost
+from syncengine.names import QualifiedName, canonical
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
-from syncengine.sources.postgres import admin, deadline
+from syncengine.sources.postgres import admin, deadline, usertypes
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
@@ -30,6 +31,9 @@ from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.streaming import stream_changes
 from syncengine.sources.postgres.wire import pg_time
 from syncengine.state import SQLiteStateStore
+
+if TYPE_CHECKING:
+    from syncengine.sources.postgres.passthrough import ChunkSink
 
 
 def position_lsn(position: str) -> int:
@@ -53,7 +57,7 @@ class PostgresSource:
         self.batch = batch
         self.slot = config.slot or admin.default_name(pipeline_name)
         self.publication = config.publication or admin.default_name(pipeline_name)
-        self.tables_ = [admin.qualified(t) for t in config.tables]
+        self.tables_ = [canonical(t) for t in config.tables]
         if config.mode == "cdc":
             self.stream_name = f"slot:{self.slot}"
         else:
@@ -67,6 +71,9 @@ class PostgresSource:
         #: (end LSN, commit time) of the newest commit the stream has read
         self._last_commit: tuple[int, float] | None = None
         self._wal_warnings = admin.RetainedWalWarnings()
+        #: set by the runtime for the next snapshot only: where chunks that need no decoding
+        #: go as binary COPY (see :mod:`.passthrough`); the snapshot closes it
+        self.chunk_sink: ChunkSink | None = None
 
     # -- connections ----------------------------------------------------------------------
 
@@ -119,9 +126,13 @@ class PostgresSource:
             self._keys = await admin.table_keys(conn, self.tables_)
         infos = []
         for table in self.tables_:
+            name = QualifiedName.parse(table)
             row = await (
                 await conn.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", (table,)
+                    "SELECT c.reltuples::bigint FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relname = %s",
+                    (name.schema, name.name),
                 )
             ).fetchone()
             estimate = int(row[0]) if row and row[0] >= 0 else None
@@ -155,7 +166,9 @@ class PostgresSource:
             await self._create_slot_without_snapshot()
         begin = position_lsn(start) if start else 0
         self._acked = begin or None
-        assembler = ChangeAssembler(self.batch.max_rows, self._keys, self.tables_[0])
+        oids = await usertypes.column_type_oids(conn, self.tables_)
+        typedefs = await usertypes.definitions(conn, oids)
+        assembler = ChangeAssembler(self.batch.max_rows, self._keys, self.tables_[0], typedefs)
 
         def track(stream: ReplicationStream | None) -> None:
             self._live = stream
@@ -231,10 +244,13 @@ class PostgresSource:
         where: str | None = None,
         parallel: int = 2,
     ) -> AsyncIterator[ChangeBatch]:
+        from syncengine.sources.postgres.passthrough import closing
         from syncengine.sources.postgres.snapshot import Snapshotter
 
-        wanted = [admin.qualified(t) for t in tables] if tables else self.tables_
-        return Snapshotter(self).run(wanted, where, parallel)
+        wanted = [canonical(t) for t in tables] if tables else self.tables_
+        sink, self.chunk_sink = self.chunk_sink, None
+        batches = Snapshotter(self, sink).run(wanted, where, parallel)
+        return batches if sink is None else closing(batches, sink)
 
     async def snapshot_position(self) -> str | None:
         from syncengine.sources.postgres.snapshot import stored_position
@@ -244,4 +260,4 @@ class PostgresSource:
     def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
         from syncengine.sources.postgres.snapshot import scan
 
-        return scan(self, admin.qualified(table))
+        return scan(self, canonical(table))

@@ -76,6 +76,8 @@ def with_spec_metadata(rows: pa.Table, spec: TableSpec) -> pa.Table:
 
 
 SNAPSHOT, CREATE, UPDATE, DELETE = "snapshot", "create", "update", "delete"
+#: a keyless table's delete: one document matching the write's document (its old image)
+REMOVE = "remove"
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class RowWrites:
             if insert:
                 return InsertOne(doc)
             return ReplaceOne({"_id": _id}, doc, upsert=True)  # type: ignore[arg-type]
+        if kind == REMOVE:
+            return DeleteOne(doc or {})
         if kind == UPDATE:
             update = {"$set": doc} if doc else {"$setOnInsert": {"_id": _id}}
             return UpdateOne({"_id": _id}, update, upsert=True)

@@ -20,6 +20,7 @@ import polars as pl
 import pyarrow.compute as pc
 from pymongo.errors import OperationFailure, PyMongoError
 
+from syncengine import keyless
 from syncengine.changes import OP_TRUNCATE, ChangeBatch
 from syncengine.targets.base import TableWrite
 from syncengine.targets.shadow import shadow_of_keys
@@ -72,10 +73,9 @@ def part(write: TableWrite, start: int, stop: int) -> TableWrite:
     has one row per key)."""
     batch = write.batch
     data = batch.data.slice(start, stop - start)
+    rows = ChangeBatch(batch.table, data, batch.key, batch.meta)
+    if not write.spec.key:  # keyless: each half moves the table's fence past its own rows
+        return TableWrite(write.spec, rows, keyless.fence_shadow([rows]))
     keys = pl.from_arrow(data.select(list(write.spec.key)))
     assert isinstance(keys, pl.DataFrame)
-    return TableWrite(
-        write.spec,
-        ChangeBatch(batch.table, data, batch.key, batch.meta),
-        shadow_of_keys(write, keys, keep=True),
-    )
+    return TableWrite(write.spec, rows, shadow_of_keys(write, keys, keep=True))

@@ -39,6 +39,7 @@ from syncengine.targets.mongo.bulk import (
     translate,
 )
 from syncengine.targets.mongo.fresh import find_ids, insert_positions
+from syncengine.targets.mongo.keyless import plan_keyless
 from syncengine.targets.mongo.ops import RowWrites, documents_to_rows, key_ids, plan_writes
 from syncengine.targets.mongo.split import halves, oversized, too_large
 from syncengine.targets.mongo.state import (
@@ -200,7 +201,10 @@ class MongoTarget:
             await self.ensure_table(write.spec)
         if self.keeps_state and oversized(writes) and (parts := halves(list(writes))):
             return await self._apply_halves(parts, checkpoint)
-        planned = [(w, plan_writes(w.spec, w.batch.data)) for w in writes]
+        planned = [
+            (w, plan_writes(w.spec, w.batch.data) if w.spec.key else plan_keyless(w.spec, w))
+            for w in writes
+        ]
         try:
             if self.keeps_state:
                 return await self._apply_in_transaction(planned, checkpoint)

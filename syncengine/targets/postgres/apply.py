@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, UNSENT_PREFIX
+from syncengine.targets import stopping
 from syncengine.targets.base import ApplyResult, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import fence
@@ -274,6 +275,7 @@ async def bisect(
     rows are alone, reject those and keep the rest."""
     if lo >= hi:
         return
+    stopping.check()  # a stop request rolls the whole group back rather than wait for this
     try:
         async with conn.transaction():
             await step(lo, hi)

@@ -119,23 +119,31 @@ async def has_unique_key(
     return any(sorted(row[0]) == wanted for row in await cur.fetchall())
 
 
-def create_table_sql(schema: str, spec: TableSpec) -> sql.Composed:
+def create_table_sql(
+    schema: str, spec: TableSpec, types: dict[str, sql.Composable] | None = None
+) -> sql.Composed:
+    """``types``: column types decided elsewhere (user-defined types, :mod:`.usertypes`)."""
     columns = []
     for field in spec.schema:
         not_null = sql.SQL(" NOT NULL") if field.name in spec.key else sql.SQL("")
-        columns.append(
-            sql.SQL("{} {}{}").format(
-                sql.Identifier(field.name), type_sql(pg_type_of(field)), not_null
-            )
-        )
+        type_ = (types or {}).get(field.name) or type_sql(pg_type_of(field))
+        columns.append(sql.SQL("{} {}{}").format(sql.Identifier(field.name), type_, not_null))
     body = sql.SQL(", ").join(columns)
+    if not spec.key:  # keyless: no constraint the source does not have
+        return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+            sql.Identifier(schema, spec.name), body
+        )
     pk = sql.SQL(", ").join(map(sql.Identifier, spec.key))
     return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
         sql.Identifier(schema, spec.name), body, pk
     )
 
 
-def add_column_sql(schema: str, table: str, field: pa.Field) -> sql.Composed:
+def add_column_sql(
+    schema: str, table: str, field: pa.Field, type_: sql.Composable | None = None
+) -> sql.Composed:
     return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-        sql.Identifier(schema, table), sql.Identifier(field.name), type_sql(pg_type_of(field))
+        sql.Identifier(schema, table),
+        sql.Identifier(field.name),
+        type_ or type_sql(pg_type_of(field)),
     )

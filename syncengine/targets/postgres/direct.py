@@ -17,7 +17,7 @@ from psycopg import sql
 
 from syncengine.targets.base import TableWrite
 from syncengine.targets.postgres.errors import is_record_error
-from syncengine.targets.postgres.read import key_match, key_params
+from syncengine.targets.postgres.read import as_text, key_match, key_params
 from syncengine.targets.postgres.types import to_csv
 
 if TYPE_CHECKING:
@@ -75,7 +75,13 @@ async def _any_key_present(
         probe = sql.SQL(
             "SELECT EXISTS (SELECT 1 FROM {} WHERE {} BETWEEN %s::text::{} AND %s::text::{})"
         ).format(table, sql.Identifier(key[0]), kind, kind)
-        params: Sequence[object] = [bounds[b].cast(pa.string()).as_py() for b in ("min", "max")]
+        if pa.types.is_temporal(t):  # by the integers: infinity has no Python datetime
+            width = pa.int32() if t.bit_width == 32 else pa.int64()
+            bounds = pc.min_max(column.cast(width))
+            ends = pa.array([bounds["min"].as_py(), bounds["max"].as_py()], width).cast(t)
+            params: Sequence[object] = as_text(ends).to_pylist()
+        else:
+            params = [bounds[b].cast(pa.string()).as_py() for b in ("min", "max")]
     else:
         probe = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
             table, key_match(key, target_columns)

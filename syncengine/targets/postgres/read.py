@@ -8,6 +8,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
+from syncengine.codecs import pg_temporal
 from syncengine.targets.base import TableSpec
 
 _TEXTUAL = ("text", "character varying", "character")
@@ -17,8 +18,13 @@ def _select_item(field: pa.Field, pg_type: str) -> sql.Composable:
     """Read a column so the driver's value fits the spec's Arrow type."""
     ident = sql.SQL("t.{}").format(sql.Identifier(field.name))
     t = field.type
-    if (pa.types.is_string(t) or pa.types.is_large_string(t)) and not pg_type.startswith(_TEXTUAL):
-        return sql.SQL("{}::text").format(ident)  # uuid, json, enums … as their text
+    textual = pg_type.startswith(_TEXTUAL) and not pg_type.endswith("]")
+    if (pa.types.is_string(t) or pa.types.is_large_string(t)) and not textual:
+        if pg_type == "inet":  # its cast to text adds /32 or /128; abbrev is its output form
+            return sql.SQL("abbrev({})").format(ident)
+        return sql.SQL("{}::text").format(ident)  # uuid, json, enums, text[] … as their text
+    if _is_date_or_timestamp(t):
+        return sql.SQL("{}::text").format(ident)  # infinity and BC have no Python datetime
     if pa.types.is_floating(t) and pg_type not in ("real", "double precision"):
         return sql.SQL("{}::double precision").format(ident)
     return ident
@@ -63,7 +69,14 @@ def key_match(key: tuple[str, ...], target_columns: dict[str, str]) -> sql.Compo
 
 
 def key_params(keys: pa.Table, key: tuple[str, ...]) -> list[list[str | None]]:
-    return [keys.column(k).cast(pa.string()).to_pylist() for k in key]
+    return [as_text(keys.column(k)).to_pylist() for k in key]
+
+
+def as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Values as Postgres input text (Arrow's cast; infinity and BC dates need their own)."""
+    if _is_date_or_timestamp(values.type) and not pg_temporal.is_ordinary(values):
+        return pg_temporal.to_text(values)
+    return values.cast(pa.string())
 
 
 def select_list(fields: list[pa.Field], target_columns: dict[str, str]) -> sql.Composable:
@@ -75,19 +88,33 @@ def rows_to_table(rows: list[tuple[object, ...]], schema: pa.Schema) -> pa.Table
     if not rows:
         return schema.empty_table()
     columns = list(zip(*rows, strict=True))
-    arrays = [pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)]
+    arrays = [
+        # a timestamp past 294247 AD (none has an Arrow form) reads as null: this read only
+        # feeds conflict detection, which then sees the row as changed
+        pg_temporal.from_text(pa.array(list(c), pa.string()), f.type, strict=False)
+        if _is_date_or_timestamp(f.type)
+        else pa.array(list(c), type=f.type)
+        for c, f in zip(columns, schema, strict=True)
+    ]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _is_date_or_timestamp(t: pa.DataType) -> bool:
+    """Read as text (:func:`_select_item`) and parsed by :mod:`~syncengine.codecs.pg_temporal`."""
+    return pa.types.is_date32(t) or (pa.types.is_timestamp(t) and t.unit == "us")
 
 
 async def scan(
     dsn: str, schema: str, spec: TableSpec, target_columns: dict[str, str], chunk: int
 ) -> AsyncIterator[pa.Table]:
-    """Every row, in key order, through a server-side cursor on a connection of its own."""
+    """Every row, in key order (a keyless table: any order), through a server-side cursor on a
+    connection of its own."""
     fields = [f for f in spec.schema if f.name in target_columns]
-    query = sql.SQL("SELECT {} FROM {} AS t ORDER BY {}").format(
+    order = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in spec.key)
+    query = sql.SQL("SELECT {} FROM {} AS t{}").format(
         select_list(fields, target_columns),
         sql.Identifier(schema, spec.name),
-        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in spec.key),
+        sql.SQL(" ORDER BY {}").format(order) if spec.key else sql.SQL(""),
     )
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         await conn.execute("SET TimeZone = 'UTC'")

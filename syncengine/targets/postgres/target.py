@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 import psycopg
 import pyarrow as pa
@@ -12,16 +13,21 @@ from psycopg import sql
 
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.errors import FatalError
+from syncengine.names import QualifiedName
 from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import ddl, state
-from syncengine.targets.postgres.apply import apply_write
+from syncengine.targets.postgres import ddl, state, usertypes
+from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
+from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_rows, scan
 from syncengine.targets.shadow import AnalyzeSchedule, PurgeSchedule, without_rejected
 
 log = logging.getLogger("syncengine.targets.postgres")
+
+if TYPE_CHECKING:
+    from syncengine.targets.postgres.passthrough import BinaryCopySink
 
 _INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
@@ -48,9 +54,10 @@ class PostgresTarget:
         self._analyze = AnalyzeSchedule()
 
     def _split(self, name: str) -> tuple[str, str]:
-        """``schema.table`` names a schema; a plain name lives in the configured schema."""
-        schema, dot, table = name.partition(".")
-        return (schema, table) if dot else (self.config.schema_, name)
+        """``schema.table`` names a schema; a plain name lives in the configured schema.
+        Either form of :mod:`syncengine.names` (``"T.with.dots"`` is one table)."""
+        parsed = QualifiedName.parse(name, self.config.schema_)
+        return parsed.schema, parsed.name
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is not None and not self._conn.closed:
@@ -101,8 +108,6 @@ class PostgresTarget:
     async def _grow(
         self, conn: psycopg.AsyncConnection, schema: str, table: str, spec: TableSpec
     ) -> dict[str, str]:
-        if not spec.key:
-            raise FatalError(f"target table {spec.name}: no key columns", hint="set `key:`")
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
         columns = await ddl.existing_columns(conn, schema, table)
         local = TableSpec(table, spec.key, spec.schema)
@@ -110,7 +115,8 @@ class PostgresTarget:
             await conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
             )
-            await conn.execute(ddl.create_table_sql(schema, local))
+            types = await usertypes.column_types(conn, schema, list(spec.schema))
+            await conn.execute(ddl.create_table_sql(schema, local, types))
             return await ddl.existing_columns(conn, schema, table) or {}
         missing = [f for f in spec.schema if f.name not in columns]
         if missing and self.config.on_schema_change == "fail":
@@ -120,14 +126,17 @@ class PostgresTarget:
                 hint="add them, or set target.on_schema_change: add | ignore",
             )
         if missing and self.config.on_schema_change == "add":
+            types = await usertypes.column_types(conn, schema, missing)
             for field in missing:
-                await conn.execute(ddl.add_column_sql(schema, table, field))
+                await conn.execute(ddl.add_column_sql(schema, table, field, types.get(field.name)))
             columns = await ddl.existing_columns(conn, schema, table) or {}
         if self.config.on_schema_change == "add" and await self._widen(
             conn, schema, table, spec, columns
         ):
             columns = await ddl.existing_columns(conn, schema, table) or {}
         absent_key = [k for k in spec.key if k not in columns]
+        if not spec.key:  # keyless: rows are matched by their whole image, no index needed
+            return columns
         if absent_key or not await ddl.has_unique_key(conn, schema, table, spec.key):
             raise FatalError(
                 f"target table {spec.name} has no primary key or unique index on "
@@ -178,6 +187,18 @@ class PostgresTarget:
             await self.ensure_table(spec)
             columns = self._columns[spec.name]
         return columns
+
+    async def chunk_sink(self, tables: dict[str, str]) -> BinaryCopySink:
+        """Where snapshot chunks of ``tables`` (source table → target table, created) can
+        go as binary COPY, each committed with its done-mark (see passthrough.py)."""
+        from syncengine.targets.postgres.passthrough import BinaryCopySink
+
+        conn = await self._connection()
+        names = {source: self._split(target) for source, target in tables.items()}
+        try:
+            return await BinaryCopySink.open(self.pipeline, self.config, conn, names)
+        except psycopg.Error as exc:
+            raise translate(exc, "reading target tables for snapshot chunks") from None
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -246,9 +267,18 @@ class PostgresTarget:
                         write.batch,
                         write.shadow,
                     )
-                    applied = await apply_write(
-                        conn, schema, local, columns, result, (self.pipeline, write.spec.name)
-                    )
+                    before = len(result.rejected)
+                    if write.spec.key:
+                        applied = await apply_write(
+                            conn, schema, local, columns, result, (self.pipeline, write.spec.name)
+                        )
+                    else:  # keyless: no per-key fence (syncengine.keyless fences the table)
+                        done = await apply_keyless(conn, schema, local, columns, result)
+                        applied = Applied(*done)
+                    # refused rows name the table as the pipeline does, not as the SQL does
+                    result.rejected[before:] = [
+                        (write.spec.name, row, why) for _, row, why in result.rejected[before:]
+                    ]
                     fault_point("postgres.after_data")
                     shadow = without_rejected(write, applied.refused)
                     recorded += shadow.shadow.upserts.num_rows if shadow.shadow.upserts else 0

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
+from syncengine.codecs import pg_temporal
 from syncengine.errors import FatalError
 
 # A type name from metadata is spliced into DDL as SQL, so it must look like a type name.
@@ -129,6 +130,11 @@ def to_csv(table: pa.Table, pg_types: dict[str, str]) -> bytes:
         frame = frame.with_columns(exprs)
     out = frame.to_arrow()
     for i, field in enumerate(out.schema):
+        if pa.types.is_temporal(field.type) and not pa.types.is_time(field.type):
+            if not pa.types.is_duration(field.type) and not pg_temporal.is_ordinary(out.column(i)):
+                # infinity, BC, year 10000+: beyond Arrow's formatter, exact text instead
+                out = out.set_column(i, field.name, pg_temporal.to_text(out.column(i)))
+                continue
         if pa.types.is_timestamp(field.type) and field.type.tz:
             # Arrow's writer formats zoned timestamps ~30x slower than naive ones; the stored
             # instant is UTC, so write it naive with an explicit "+00".

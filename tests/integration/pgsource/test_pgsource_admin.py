@@ -188,3 +188,53 @@ def test_acknowledge_after_the_stream_ended_still_confirms_the_slot(pg_dsn):
     last, confirmed = asyncio.run(scenario())
     high, low = confirmed.split("/")
     assert f"{int(high, 16):08X}{int(low, 16):08X}" == last
+
+
+def test_table_keys_follow_the_replica_identity(pg_dsn):
+    """USING INDEX: that index's columns (the old key pgoutput sends), even beside a primary
+    key; FULL without a primary key: keyless (); a primary key otherwise."""
+    execute(
+        pg_dsn,
+        "CREATE TABLE both_keys (id int PRIMARY KEY, code text NOT NULL, v int)",
+        "CREATE UNIQUE INDEX both_code ON both_keys (code)",
+        "ALTER TABLE both_keys REPLICA IDENTITY USING INDEX both_code",
+        "CREATE TABLE full_pk (id int PRIMARY KEY, v int)",
+        "ALTER TABLE full_pk REPLICA IDENTITY FULL",
+        "CREATE TABLE eventlog (kind text, note text, n int)",
+        "ALTER TABLE eventlog REPLICA IDENTITY FULL",
+    )
+
+    async def keys():
+        async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+            return await admin.table_keys(conn, ["both_keys", "full_pk", "eventlog"])
+
+    assert asyncio.run(keys()) == {
+        "public.both_keys": ("code",),
+        "public.full_pk": ("id",),
+        "public.eventlog": (),
+    }
+
+
+def test_validate_refuses_a_strategy_a_keyless_table_cannot_have(pg_dsn):
+    execute(
+        pg_dsn,
+        "CREATE TABLE eventlog (kind text, note text, n int)",
+        "ALTER TABLE eventlog REPLICA IDENTITY FULL",
+    )
+
+    def pipeline(conflicts: dict, mappings: list) -> PipelineConfig:
+        return PipelineConfig.model_validate(
+            {
+                "source": {"type": "postgres", "dsn": pg_dsn, "tables": ["eventlog"]},
+                "target": {"type": "postgres", "dsn": pg_dsn},
+                "conflicts": conflicts,
+                "mappings": mappings,
+            }
+        )
+
+    merge = asyncio.run(check_source("p", pipeline({"strategy": "merge"}, [])))
+    assert len(merge) == 1 and merge[0].startswith("conflicts: 'eventlog' has no key")
+    mapped = [{"source": "public.eventlog", "conflicts": {"strategy": "manual"}}]
+    manual = asyncio.run(check_source("p", pipeline({}, mapped)))
+    assert len(manual) == 1 and manual[0].startswith("mappings[0]:")
+    assert asyncio.run(check_source("p", pipeline({"strategy": "remote"}, []))) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import psycopg
@@ -263,3 +264,105 @@ def test_inserts_take_the_copy_path_only_for_new_keys(pg_target_dsn: str, key_ty
     with psycopg.connect(pg_target_dsn) as conn:
         got = sorted(r[0] for r in conn.execute("SELECT v FROM kp").fetchall())
     assert got == ["first", "first", "second", "second"]
+
+
+def typed(name: str, pg: str, defs: list[dict]) -> pa.Field:
+    return pa.field(name, pa.string(), metadata={"pg_type": pg, "pg_typedefs": json.dumps(defs)})
+
+
+MOOD = {"name": "mood", "kind": "enum", "labels": ["sad", "o'k"]}
+USER_TYPES = pa.schema(
+    [
+        pa.field("id", pa.int64()),
+        typed("m", "mood", [MOOD]),
+        typed("ms", "mood[]", [MOOD]),
+        typed(
+            "p",
+            "pair",
+            [
+                MOOD,
+                {
+                    "name": "pair",
+                    "kind": "composite",
+                    "attributes": [["a", "integer"], ["m", "mood"]],
+                },
+            ],
+        ),
+        typed(
+            "d",
+            "posint",
+            [
+                {
+                    "name": "posint",
+                    "kind": "domain",
+                    "base": "integer",
+                    "not_null": False,
+                    "checks": ["CHECK ((VALUE > 0))"],
+                }
+            ],
+        ),
+        typed("e", "citext", [{"name": "citext", "kind": "other"}]),
+        typed(
+            "bad",
+            "sneaky",
+            [
+                {
+                    "name": "sneaky",
+                    "kind": "domain",
+                    "base": "integer",
+                    "not_null": False,
+                    "checks": ["CHECK (true); DROP TABLE x"],
+                }
+            ],
+        ),
+    ]
+)
+
+
+def test_user_defined_types_are_created_in_the_target_schema_or_fall_back_to_text(
+    pg_target_dsn: str,
+) -> None:
+    """Types from ``pg_typedefs`` are created before the table (in ``target.schema``); an
+    extension type the target lacks, or a definition that does not look like one, makes the
+    column text; an enum that exists gains the labels it lacks."""
+    with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA lake")
+        conn.execute("CREATE TYPE lake.mood AS ENUM ('sad')")
+    spec = TableSpec("feelings", ("id",), USER_TYPES)
+    row = {"id": 1, "m": "o'k", "ms": "{sad,o'k}", "p": "(3,sad)", "d": "5", "e": "Ab", "bad": "1"}
+
+    async def scenario() -> None:
+        t = target(pg_target_dsn, schema="lake")
+        await t.open()
+        spec2 = await t.ensure_table(spec)
+        batch = make_batch("feelings", ("id",), [row], USER_TYPES, ["c"], ["1"])
+        await t.apply([TableWrite(spec2, batch)], None)
+        await t.close()
+
+    run(scenario())
+    with psycopg.connect(pg_target_dsn) as conn:
+        types = dict(
+            conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'lake.feelings'::regclass AND attnum > 0"
+            ).fetchall()
+        )
+        labels = conn.execute("SELECT enum_range(NULL::lake.mood)::text").fetchone()
+        stored = conn.execute(
+            "SELECT m::text, ms::text, p::text, d::text, e, bad FROM lake.feelings"
+        ).fetchone()
+        refused = conn.execute("SELECT 1 FROM lake.feelings WHERE d = 0").fetchall()
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO lake.feelings (id, d) VALUES (2, 0)")
+    assert types == {
+        "id": "bigint",
+        "m": "lake.mood",
+        "ms": "lake.mood[]",
+        "p": "lake.pair",
+        "d": "lake.posint",
+        "e": "text",
+        "bad": "text",
+    }
+    assert labels == ("{sad,o'k}",)
+    assert stored == ("o'k", "{sad,o'k}", "(3,sad)", "5", "Ab", "1")
+    assert refused == []

@@ -272,3 +272,43 @@ def test_integer_arithmetic_widens_instead_of_wrapping() -> None:
     compiled = compile_mapping("shop", m, schema, ("id",))
     out = compiled.apply(ChangeBatch.build("t", rows, ops=["c"], positions=["1"])).batch
     assert out.data.column("big").to_pylist() == [5_000_000_000_000]
+
+
+VALID = pa.schema(
+    [
+        pa.field("id", pa.int64(), metadata={"pg_type": "bigint"}),
+        pa.field("valid_to", pa.timestamp("us", tz="UTC"), metadata={"pg_type": "timestamptz"}),
+        pa.field("born", pa.date32(), metadata={"pg_type": "date"}),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("predicate", "ids"),
+    [
+        ("valid_to = 'infinity'", [1]),
+        ("valid_to <> 'infinity'", [2, 3]),
+        ("valid_to > '2020-01-01'", [1, 3]),
+        ("valid_to < '-infinity'", []),
+        ("valid_to > '-infinity'", [1, 3]),
+        ("born = '4713-01-01 BC'", [2]),
+        ("born < '0001-01-01'", [2, 3]),
+        ("born = '-infinity'", [3]),
+    ],
+)
+def test_filters_over_infinity_and_bc_behave_as_in_postgres(predicate, ids) -> None:
+    """Postgres infinities are their type's extremes (syncengine.codecs.pg_temporal)."""
+    stamps = pa.array([2**63 - 1, -(2**63), 1_700_000_000_000_000], pa.int64())
+    days = pa.array([0, -2440550, -(2**31)], pa.int32())
+    rows = pa.table(
+        [pa.array([1, 2, 3], pa.int64()), stamps.cast(VALID.field(1).type), days.cast(pa.date32())],
+        schema=VALID,
+    )
+    b = ChangeBatch.build("public.orders", rows, ops=["r"] * 3, positions=["1"] * 3, key=["id"])
+    result = compile_mapping("shop", mapping(filter=predicate), VALID, ("id",)).apply(b)
+    assert result.batch.data.column("id").to_pylist() == ids
+
+
+def test_a_malformed_bc_date_is_refused_when_compiled() -> None:
+    with pytest.raises(MappingError, match="invalid input syntax"):
+        compile_mapping("shop", mapping(filter="born = '47x3-01-01 BC'"), VALID, ("id",))

@@ -8,7 +8,6 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from syncengine.errors import FatalError
 from syncengine.sources.postgres.columns import parse_text_array, pg_type, to_arrow
 
 NUM = lambda p, s: ((p << 16) | s) + 4  # noqa: E731
@@ -101,9 +100,58 @@ def test_enum_takes_the_type_message_name():
     assert pg_type(16601, -1).arrow == pa.string()
 
 
-def test_unconvertible_value_names_column_and_type():
-    with pytest.raises(FatalError, match="column ts: cannot convert timestamp"):
-        to_arrow(pa.array(["infinity"]), pg_type(1114, -1), "ts")
+INF, NINF = 2**63 - 1, -(2**63)
+
+
+@pytest.mark.parametrize(
+    ("oid", "text", "raw"),
+    [
+        (1082, ["infinity", "-infinity", "2024-02-29"], [2**31 - 1, -(2**31), 19782]),
+        (1082, ["4713-01-01 BC", "0001-12-31 BC"], [-2440550, -719163]),
+        (1082, ["5874897-12-31"], [2145042905]),
+        (1114, ["infinity", "-infinity", None], [INF, NINF, None]),
+        (1114, ["4713-01-01 00:00:00 BC"], [-210863520000000000]),
+        (
+            1114,
+            ["0001-01-01 00:00:00.5 BC", "20000-01-01 00:00:00"],
+            [-62167219199500000, 568971820800000000],
+        ),
+        (
+            1184,
+            ["infinity", "2024-01-02 03:04:05+00", "0044-03-15 12:00:00+00 BC"],
+            [INF, 1704164645000000, -63517780800000000],
+        ),
+    ],
+)
+def test_infinities_and_bc_keep_the_native_type(oid, text, raw):
+    """Infinity is the type's extreme value (as inside Postgres); BC dates count backwards
+    (expected counts checked against numpy's proleptic-Gregorian datetime64)."""
+    type_ = pg_type(oid, -1)
+    got = to_arrow(pa.array(text, pa.string()), type_, "c")
+    assert got.type == type_.arrow
+    width = pa.int32() if oid == 1082 else pa.int64()
+    assert got.cast(width).to_pylist() == raw
+
+
+@pytest.mark.parametrize(
+    ("oid", "text"),
+    [
+        (1083, ["24:00:00", "12:00:00"]),  # a legal time with no time64 form
+        (1007, ["{{1,2},{3,4}}", "{5}"]),  # two dimensions
+        (1007, ["[0:1]={1,2}"]),  # explicit lower bound
+        (1009, ['{{a,"b c"},{d,e}}']),  # text elements: the split would be silently wrong
+        (1000, ["{{t,f}}"]),  # booleans likewise
+        (1700, ["NaN", "1.5"]),  # numeric(12,2) → decimal128 has no NaN
+        (1114, ["294250-01-01 00:00:00"]),  # beyond timestamp[us]
+    ],
+)
+def test_values_without_an_arrow_form_travel_as_text(oid, text):
+    """The batch carries the column in Postgres's text form, exactly; ``pg_type`` unchanged."""
+    type_ = pg_type(oid, NUM(12, 2) if oid == 1700 else -1)
+    got = to_arrow(pa.array(text, pa.string()), type_, "c")
+    assert got.type == pa.string() and got.to_pylist() == text
+    field = type_.field("c", got.type)
+    assert field.type == pa.string() and field.metadata == {b"pg_type": type_.name.encode()}
 
 
 def test_text_array_parser_handles_quotes_and_escapes():

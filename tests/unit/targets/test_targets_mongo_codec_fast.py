@@ -147,3 +147,39 @@ def test_empty_and_all_null_columns(type_: pa.DataType, meta: dict[str, str] | N
     field = pa.field("x", type_, metadata=meta)
     assert column_values(field, pa.chunked_array([], type_)) == []
     assert same(field, pa.array([None, None], type_)) == [None, None]
+
+
+def test_postgres_dates_beyond_python_become_their_postgres_text() -> None:
+    """Infinity and BC (docs/postgres-source.md, "Values beyond Arrow"): the text, never a
+    null; the other values of the column stay BSON dates."""
+    stamps = pa.array([2**63 - 1, -(2**63), -210863520000000000, 0, None], pa.int64())
+    zoned = pa.field("at", pa.timestamp("us", tz="UTC"))
+    assert column_values(zoned, stamps.cast(zoned.type)) == [
+        "infinity",
+        "-infinity",
+        "4713-01-01 00:00:00+00 BC",
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        None,
+    ]
+    days = pa.array([2**31 - 1, -2440550, 1], pa.int32()).cast(pa.date32())
+    assert column_values(pa.field("d", pa.date32()), days) == [
+        "infinity",
+        "4713-01-01 BC",
+        dt.datetime(1970, 1, 2, tzinfo=dt.UTC),
+    ]
+
+
+def test_postgres_text_forms_of_arrays_and_numeric_nan() -> None:
+    ints = pa.field("ia", pa.string(), metadata={"pg_type": "integer[]"})
+    values = pa.array(["{{1,2},{3,NULL}}", "[0:1]={7,8}", "{}", None])
+    assert column_values(ints, values) == [[[1, 2], [3, None]], "[0:1]={7,8}", [], None]
+    floats = pa.field("fa", pa.string(), metadata={"pg_type": "double precision[]"})
+    got = column_values(floats, pa.array(["{{Infinity,-0},{NaN,1.5}}"]))[0]
+    assert got[0] == [float("inf"), -0.0] and got[1][1] == 1.5 and got[1][0] != got[1][0]
+    texts = pa.field("ta", pa.string(), metadata={"pg_type": "text[]"})
+    assert column_values(texts, pa.array(["{{a,b}}"])) == ["{{a,b}}"]  # kept as text
+    nan = pa.field("n", pa.string(), metadata={"pg_type": "numeric(12,2)"})
+    assert column_values(nan, pa.array(["NaN", "1.25"])) == [
+        Decimal128("NaN"),
+        Decimal128(Decimal("1.25")),
+    ]

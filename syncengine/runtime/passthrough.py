@@ -1,0 +1,88 @@
+"""Which tables' snapshot chunks may skip decoding: the binary COPY passthrough, per table.
+
+Decoding a chunk into Arrow, mapping, resolving and encoding it again is the whole cost of a
+backfill, and for a plain copy between Postgres tables none of it changes a byte. A table's
+exported-snapshot chunks therefore go source → target as binary COPY
+(:mod:`syncengine.sources.postgres.passthrough`, :mod:`syncengine.targets.postgres.passthrough`)
+when nothing in between would change a row or needs to see it:
+
+* a Postgres source in ``cdc`` mode and a Postgres target;
+* exactly one mapping reads the table, and it is an identity: no ``fields``, no ``exclude``;
+  a ``filter`` only when the snapshot pushed it into its chunk queries (the snapshot checks;
+  an unpushed filter must see every row);
+* its strategy is ``remote`` without ``audit``: an exported snapshot's rows sit exactly where
+  the stream starts, so ``remote`` keeps nothing per key for them (docs/conflicts.md, "What each
+  strategy keeps"); every other strategy needs each row's hash and base;
+* the table has a key (a keyless table's chunks are ctid ranges, read again from the first on
+  a resume, and its rows need the target's multiset apply);
+* the target table (created here from the source's exact types if missing, as the first batch
+  would) has a column of the same built-in type for every source column — the sink checks
+  that on both catalogs when the snapshot starts.
+
+Everything else, and any chunk the target refuses, takes the decoded path unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from syncengine.config.models import MappingConfig, PipelineConfig
+
+if TYPE_CHECKING:
+    from syncengine.runtime.pipeline import Pipeline
+
+log = logging.getLogger("syncengine.runner")
+
+
+def refusal(config: PipelineConfig, mappings: Sequence[MappingConfig]) -> str | None:
+    """Why a table read by ``mappings`` cannot pass through (None: it can, type check aside)."""
+    if len(mappings) != 1:
+        return f"{len(mappings)} mappings read it"
+    mapping = mappings[0]
+    if mapping.fields is not None:
+        return "its mapping computes fields"
+    if mapping.exclude:
+        return "its mapping excludes fields"
+    conflicts = mapping.conflicts or config.conflicts
+    if conflicts.strategy != "remote":
+        return f"strategy {conflicts.strategy} keeps each row's hash"
+    if getattr(conflicts, "audit", False):
+        return "strategy remote with audit reads each row back"
+    return None
+
+
+async def attach(pipeline: Pipeline, tables: Sequence[str] | None) -> None:
+    """Give the pipeline's Postgres source a sink for its next snapshot's eligible chunks.
+    Also without eligible tables: the sink reports chunks committed by an earlier run."""
+    from syncengine.names import canonical
+    from syncengine.sources.postgres.source import PostgresSource
+    from syncengine.targets.postgres.target import PostgresTarget
+
+    source = pipeline.source
+    if not isinstance(source, PostgresSource) or source.config.mode != "cdc":
+        return
+    target = pipeline.target
+    if not isinstance(target, PostgresTarget):
+        return
+    wanted = [canonical(t) for t in tables] if tables else source.tables_
+    chosen: dict[str, str] = {}
+    infos = None
+    for table in wanted:
+        reason = refusal(pipeline.config, [m for _, m in pipeline.mappings_for(table)])
+        if reason is not None:
+            log.info("%s: snapshot chunks of %s are decoded: %s", pipeline.name, table, reason)
+            continue
+        if infos is None:
+            infos = {info.name: info for info in await source.tables()}
+        info = infos.get(table)
+        if info is None or info.schema is None or not info.key:
+            # keyless: its chunks are ctid ranges, read again from the first on a resume, and
+            # its rows need the target's multiset apply
+            log.info("%s: snapshot chunks of %s are decoded: no key", pipeline.name, table)
+            continue
+        ((_, mapping),) = pipeline.mappings_for(table)
+        spec = await pipeline.target_spec(mapping, info.schema, info.key)
+        chosen[table] = spec.name
+    source.chunk_sink = await target.chunk_sink(chosen)

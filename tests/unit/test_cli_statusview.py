@@ -1,0 +1,60 @@
+"""``status`` output: readable at 80 columns (blocks), one table where it fits, nothing cut."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncengine.cli.statusview import FIELDS, print_status
+
+INFOS = [
+    {
+        "pipeline": "orders_to_warehouse",
+        "checkpoint": "0000000001D8E180.00000000",
+        "lag_bytes": 123456789,
+        "lag_seconds": 1.25,
+        "retained_wal_bytes": 987654321,
+        "rows_applied": 1000000,
+        "pending_conflicts": 3,
+        "dead_letters": 7,
+        "last_error": None,
+    },
+    {
+        "pipeline": "events",
+        "checkpoint": None,
+        "rows_applied": 0,
+        "pending_conflicts": 0,
+        "dead_letters": 0,
+        "last_error": None,
+        "reachable": False,
+        "error": "connection refused: is the server running on host db.internal port 5432?",
+    },
+]
+
+
+def printed(capsys: pytest.CaptureFixture[str], width: int) -> list[str]:
+    print_status(INFOS, width=width)
+    return capsys.readouterr().out.splitlines()
+
+
+def test_narrow_terminal_gets_one_block_per_pipeline(capsys):
+    lines = printed(capsys, 80)
+    out = "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines)
+    assert "…" not in out
+    for label, _ in FIELDS[1:]:
+        assert sum(line.split()[0] == label for line in lines if line.strip()) == 2, label
+    assert "pipeline orders_to_warehouse" in out and "pipeline events" in out
+    assert "0000000001D8E180.00000000" in out and "987654321" in out and "1.2" in out
+    # a long error wraps instead of being cut
+    words = "".join(out.split())
+    assert "".join(INFOS[1]["error"].split()) in words
+
+
+def test_wide_terminal_keeps_the_table(capsys):
+    lines = printed(capsys, 250)
+    header = next(line for line in lines if "checkpoint" in line)
+    assert all(label in header for label, _ in FIELDS)  # one header row holds every column
+    row = next(line for line in lines if "orders_to_warehouse" in line)
+    assert "0000000001D8E180.00000000" in row and "123456789" in row
+    assert "…" not in "\n".join(lines)
+    assert not any(line.startswith("pipeline ") for line in lines)
