@@ -39,6 +39,11 @@ OP_READ = "r"
 OP_TRUNCATE = "t"
 OPS = (OP_INSERT, OP_UPDATE, OP_DELETE, OP_READ, OP_TRUNCATE)
 
+AT_RESUME = "at_resume"
+"""Batch meta: every ``r`` row sits at the position the stream resumes from (a chunk of an
+exported snapshot), so no change at or before it can follow and its rows need no per-key
+position fence (syncengine.conflicts.fence)."""
+
 META_COLUMNS = ("_op", "_pos", "_ts", "_txid")
 BEFORE_PREFIX = "_before."
 UNSENT_PREFIX = "_unsent."
@@ -217,6 +222,10 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
     ]
     if fills:
         combined = combined.with_columns(fills)
+    if first.meta.get(AT_RESUME) and not all(b.meta.get(AT_RESUME) for b in batches):
+        # a claim about every row (no per-key fence needed) holds only if every part makes it
+        meta = {k: v for k, v in first.meta.items() if k != AT_RESUME}
+        return ChangeBatch(first.table, first.data, first.key, meta).replace(combined)
     return first.replace(combined)
 
 

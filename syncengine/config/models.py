@@ -144,6 +144,10 @@ class ConflictsConfig(Model):
     """For ``timestamp``: the field compared (default: the source commit time)."""
     tie: Literal["local", "remote"] = "remote"
     """Who wins a timestamp tie, or a field both sides changed under ``merge``."""
+    audit: bool = False
+    """``remote`` only: still read the target rows back to detect, count, log and audit the
+    hand edits it overwrites (and skip echoes). Off by default: ``remote`` then reads nothing
+    back and keeps only the position fence (docs/conflicts.md). Other strategies always do."""
 
     @field_validator("strategy")
     @classmethod

@@ -41,6 +41,7 @@ from syncengine.conflicts.rows import (
     row_keys,
 )
 from syncengine.targets.base import TableSpec, Target
+from syncengine.targets.shadow import FENCE_ONLY
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,16 @@ async def detect(
 
     shadow = await target.read_shadow(spec.name, row_key.to_list()) if reads else None
     shadow_hash, shadow_base, shadow_position = _align_shadow(row_key, shadow)
-    shadow_hash = retag_hashes(shadow_hash, shadow_base, polars_schema(spec))
+    # a slim row (written under ``remote``, which records no content) is taken to say what the
+    # target holds now: the key is in step, its first change under this strategy no conflict
+    slim = (shadow_hash == FENCE_ONLY).fill_null(False)
+    shadow_hash = retag_hashes(
+        pl.select(pl.when(~slim).then(shadow_hash)).to_series(), shadow_base, polars_schema(spec)
+    )
+    if slim.any():
+        shadow_hash = pl.select(
+            pl.when(slim & local[EXISTS]).then(local_hash).otherwise(shadow_hash)
+        ).to_series()
 
     after = after_image(changes, remote, local, columns)
     after_json = json_of(after, columns)

@@ -46,6 +46,7 @@ from syncengine.config.models import ConflictsConfig, PipelineConfig
 from syncengine.conflicts import queue
 from syncengine.conflicts.detect import Detection, detect, json_of
 from syncengine.conflicts.detect import same_state as _same
+from syncengine.conflicts.fence import fenced, reads_nothing
 from syncengine.conflicts.rows import EXISTS, canonical, json_columns, row_hashes, row_keys
 from syncengine.errors import RetriableError
 from syncengine.state import SQLiteStateStore
@@ -118,12 +119,12 @@ class ConflictResolver:
         rest = changes.filter(pl.col("_op") != OP_TRUNCATE)
         keys = row_keys(rest, spec.key)
         pending = self.state.pending_conflict_keys(self.pipeline, spec.name)
-        held_mask = (
-            keys.is_in(list(pending)) if pending else pl.repeat(False, rest.height, eager=True)
-        )
+        if reads_nothing(config, self.target):
+            return await self._fenced_only(spec, batch, config, truncates, rest, keys, pending)
         # A change-log target (Parquet, ``change_log = True``) has no current row to conflict
         # with: everything passes as sent and no shadow is kept.
         detects = not getattr(self.target, "change_log", False)
+        held_mask = _held_mask(keys, pending, rest.height)
         blind = bool(truncates.height) or not detects
         det = await detect(
             self.target, spec, rest.filter(~held_mask), assume_empty=blind, fence=self.fence
@@ -133,14 +134,8 @@ class ConflictResolver:
             plan.decide(self.pipeline)
         write = plan.write_frame(truncates)
 
-        held = [
-            queue.Held(pending[k], k, pos, text)
-            for k, pos, text in zip(
-                keys.filter(held_mask), rest.filter(held_mask)["_pos"],
-                queue.change_texts(rest.filter(held_mask), spec.schema.names), strict=True,
-            )
-        ]  # fmt: skip
-        self._commit_queue(spec, keys, pending, plan, held)
+        held = _held(spec, rest, keys, pending, held_mask)
+        self._commit_queue(spec, keys, pending, held, plan.parked, plan.audit)
         resolved = Resolved(
             TableWrite(
                 spec, batch.replace(write), plan.shadow(self.fence) if detects else ShadowUpdate()
@@ -160,15 +155,39 @@ class ConflictResolver:
             )  # fmt: skip
         return resolved
 
+    async def _fenced_only(
+        self,
+        spec: TableSpec,
+        batch: ChangeBatch,
+        config: ConflictsConfig,
+        truncates: pl.DataFrame,
+        rest: pl.DataFrame,
+        keys: pl.Series,
+        pending: dict[str, int],
+    ) -> Resolved:
+        """``remote`` without read-back (:mod:`syncengine.conflicts.fence`): no detection, no
+        hashes; changes to keys held behind a pending manual conflict still wait."""
+        held_mask = _held_mask(keys, pending, rest.height)
+        held = _held(spec, rest, keys, pending, held_mask)
+        self._commit_queue(spec, keys, pending, held, [], [])
+        rows, shadow = await fenced(
+            self.target, spec, rest.filter(~held_mask), keys.filter(~held_mask), batch.meta,
+            fence=self.fence, truncated=bool(truncates.height),
+        )  # fmt: skip
+        write = pl.concat([truncates, rows], how="vertical") if truncates.height else rows
+        return Resolved(TableWrite(spec, batch.replace(write), shadow), config.strategy,
+                        held=len(held))  # fmt: skip
+
     def _commit_queue(
         self,
         spec: TableSpec,
         keys: pl.Series,
         pending: dict[str, int],
-        plan: _Plan,
         held: list[queue.Held],
+        parked: list[queue.Parked],
+        audit: list[tuple[str, str, str, str]],
     ) -> None:
-        if not (plan.parked or held or plan.audit):
+        if not (parked or held or audit):
             return
         batch_keys = set(keys.to_list())
         with self.state.transaction() as db:
@@ -178,11 +197,33 @@ class ConflictResolver:
             }:
                 raise _QueueMoved
             seen = queue.queued_positions(self.state, self.pipeline, spec.name, now)
-            parked = [p for p in plan.parked if (p.row_key, p.position) not in seen]
+            parked = [p for p in parked if (p.row_key, p.position) not in seen]
             queue.park(self.state, db, self.pipeline, spec, parked)
             fresh = [h for h in held if (h.row_key, h.position) not in seen]
             queue.hold(self.state, db, self.pipeline, spec.name, fresh)
-            self.state.write_audit(db, self.pipeline, spec.name, plan.audit)
+            self.state.write_audit(db, self.pipeline, spec.name, audit)
+
+
+def _held_mask(keys: pl.Series, pending: dict[str, int], n: int) -> pl.Series:
+    """Rows whose key has a pending manual conflict (they wait behind it)."""
+    return keys.is_in(list(pending)) if pending else pl.repeat(False, n, eager=True)
+
+
+def _held(
+    spec: TableSpec,
+    rest: pl.DataFrame,
+    keys: pl.Series,
+    pending: dict[str, int],
+    held_mask: pl.Series,
+) -> list[queue.Held]:
+    waiting = rest.filter(held_mask)
+    return [
+        queue.Held(pending[k], k, pos, text)
+        for k, pos, text in zip(
+            keys.filter(held_mask), waiting["_pos"],
+            queue.change_texts(waiting, spec.schema.names), strict=True,
+        )
+    ]  # fmt: skip
 
 
 def ordered(config: PipelineConfig) -> bool:

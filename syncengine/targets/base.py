@@ -34,6 +34,26 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
+class ServerFence:
+    """The position fence, enforced by the target on the server (``server_fence`` targets)
+    for a strategy that reads nothing back (``remote``): the target drops the changes at or
+    before their key's stored position in the statements that apply the data, then stores the
+    positions of what it applied as slim shadow rows (no hash, no base; a delete leaves a
+    tombstone). No row travels to the engine and back."""
+
+    #: the canonical row key of every non-truncate row of the write's batch, in order
+    row_keys: pa.Array
+    #: drop stale changes (not in a batch that truncates first: its shadow is cleared) and
+    #: leave tombstones, for sources whose positions sort; False: only record, and a delete
+    #: removes its key's shadow row
+    enforce: bool
+    #: record the positions of snapshot (``r``) rows too. False when every such row is at the
+    #: position the stream resumes from (an exported snapshot): nothing at or before it can be
+    #: delivered later, so a per-row fence would never drop anything
+    snapshot_rows: bool = True
+
+
+@dataclass(frozen=True)
 class ShadowUpdate:
     """What this pipeline now believes is in the target for a key (conflict detection)."""
 
@@ -43,6 +63,8 @@ class ShadowUpdate:
     #: shadow row when detection read the shadow, so a target may insert instead of upsert)
     upserts: pa.Table | None = None
     deletes: Sequence[str] = ()
+    #: set instead of ``upserts``/``deletes`` when the target fences on the server
+    fence: ServerFence | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,8 @@ class Target(Protocol):
     #: True for targets that record changes rather than mirror rows (Parquet): conflict
     #: detection and echo suppression do not apply, every change is written
     change_log: bool
+    # Optional ``server_fence = True`` (Postgres): the target accepts a :class:`ServerFence`;
+    # the conflict step reads its ``getattr(target, "server_fence", False)``.
 
     async def open(self) -> None: ...
 

@@ -26,6 +26,10 @@ PURGE_EVERY = 256
 TOMBSTONE = ""
 """How a stored shadow row says "deleted as of ``position``" (``row_hash`` is NOT NULL in the
 state tables); :func:`shadow_table` turns it back into a null hash."""
+FENCE_ONLY = "fence"
+"""The stored ``row_hash`` of a *slim* shadow row: the key was written at ``position`` by a
+strategy that records no content (``remote`` without read-back, syncengine.conflicts.fence);
+never a real hash, which starts with the Polars version tag."""
 
 
 def stored_upserts(write: TableWrite) -> pa.Table:
@@ -110,6 +114,27 @@ class PurgeSchedule:
             return False
         self.written += 1
         return self.written % PURGE_EVERY == 0
+
+
+@dataclass
+class AnalyzeSchedule:
+    """When a target refreshes its shadow table's planner statistics: each time the rows it
+    wrote there since it started doubled (from :data:`ANALYZE_FROM`), so a bulk load is
+    analysed a logarithmic number of times and a steady stream almost never."""
+
+    written: int = 0
+    next_at: int = 0
+
+    def due(self, rows: int) -> bool:
+        self.written += rows
+        if self.written < max(self.next_at, ANALYZE_FROM):
+            return False
+        self.next_at = 2 * self.written
+        return True
+
+
+ANALYZE_FROM = 20_000
+"""Shadow rows written before the first ANALYZE (below that a scan costs nothing)."""
 
 
 def commit_to_sqlite(

@@ -46,7 +46,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
+from syncengine.changes import AT_RESUME, ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres.chunks import (
     TableShape,
@@ -223,7 +223,10 @@ class Snapshotter:
                     slots.release()
                     yield copied_batch(shapes[chunk.table], chunk, text, position)
                     continue
-                async for batch in self._emit(shapes[chunk.table], chunk, text, position):
+                # rows at the slot's consistent point, where the stream starts: no change at
+                # or before it can follow, so they need no per-key fence (conflicts/fence.py)
+                emitted = self._emit(shapes[chunk.table], chunk, text, position, at_resume=True)
+                async for batch in emitted:
                     yield batch
                 del text
                 slots.release()
@@ -300,12 +303,20 @@ class Snapshotter:
         await results.put(_DONE)
 
     async def _emit(
-        self, shape: TableShape, chunk: Chunk, text: pa.Table, position: str | pa.Array
+        self,
+        shape: TableShape,
+        chunk: Chunk,
+        text: pa.Table,
+        position: str | pa.Array,
+        at_resume: bool = False,
     ) -> AsyncIterator[ChangeBatch]:
         """Yield the chunk in ``max_rows`` slices; mark it done once the consumer moved on.
-        ``position``: of every row, or one per row."""
+        ``position``: of every row, or one per row; ``at_resume``: it is where the stream
+        resumes (batch meta ``at_resume``)."""
         step = self.source.batch.max_rows
-        meta = {"snapshot": True, "chunk": chunk.chunk}
+        meta: dict[str, object] = {"snapshot": True, "chunk": chunk.chunk}
+        if at_resume:
+            meta[AT_RESUME] = True
         for offset in range(0, max(text.num_rows, 1), step):
             piece = text.slice(offset, step)
             at = position if isinstance(position, str) else position.slice(offset, step)

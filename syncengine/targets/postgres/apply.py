@@ -16,18 +16,20 @@ They are returned as rejected (dead letters) and the rest commits.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count
 
 import polars as pl
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, UNSENT_PREFIX
 from syncengine.targets import stopping
 from syncengine.targets.base import ApplyResult, TableWrite
 from syncengine.targets.faults import fault_point
+from syncengine.targets.postgres import fence
 from syncengine.targets.postgres.direct import copy_directly
 from syncengine.targets.postgres.errors import first_line, is_record_error
 from syncengine.targets.postgres.types import to_csv
@@ -86,7 +88,39 @@ def prepare(write: TableWrite, target_columns: dict[str, str]) -> Staged:
     )
     frame = frame.with_row_index("__row").with_columns(pl.col("__row").cast(pl.Int64))
     staged = frame.select("__row", pl.col("_op").alias("__op"), "__pat", *columns)
+    if write.shadow.fence is not None:
+        staged = staged.with_columns(fence.staged_columns(frame, write.shadow.fence))
     return Staged(staged.to_arrow(), columns, patterns, truncate, frame)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What :func:`apply_write` did: whether it truncated, the key columns of the rows the
+    target refused (their shadow rows must not be written), and where the fence's positions
+    are to be taken from: the staging table, or the rows copied directly."""
+
+    truncated: bool
+    refused: pl.DataFrame
+    staging: sql.Identifier | None = None
+    copied: pa.Table | None = None
+    rejected: list[int] = field(default_factory=list)
+
+    async def record_fence(
+        self, conn: psycopg.AsyncConnection, pipeline: str, table: str, write: TableWrite
+    ) -> int:
+        """Store the positions of the rows applied (after any truncate's shadow clear)."""
+        request = write.shadow.fence
+        if request is None:
+            return 0
+        if self.staging is not None:
+            n = await fence.record_staged(
+                conn, pipeline, table, self.staging, request, self.rejected
+            )
+            await conn.execute(sql.SQL("DROP TABLE {}").format(self.staging))
+            return n
+        if self.copied is not None:
+            return await fence.record_copied(conn, pipeline, table, self.copied, request)
+        return 0
 
 
 async def apply_write(
@@ -95,9 +129,11 @@ async def apply_write(
     write: TableWrite,
     target_columns: dict[str, str],
     result: ApplyResult,
-) -> tuple[bool, pl.DataFrame]:
-    """Apply one write in the open transaction; returns whether the table was truncated and
-    the key columns of the rows refused (their shadow rows must not be written)."""
+    shadow_name: tuple[str, str] = ("", ""),
+) -> Applied:
+    """Apply one write in the open transaction. ``shadow_name``: (pipeline, table) of its
+    shadow rows, for a write that carries a :class:`ServerFence` (stale rows are dropped
+    before the data statements; :meth:`Applied.record_fence` stores the positions after)."""
     table = sql.Identifier(schema, write.spec.name)
     staged = prepare(write, target_columns)
     if staged.truncate:
@@ -105,16 +141,23 @@ async def apply_write(
         result.truncated += 1
     none_refused = staged.original.select(list(write.spec.key)).clear()
     if not staged.rows.num_rows:
-        return staged.truncate, none_refused
-    if await copy_directly(conn, table, write, staged, target_columns):
+        return Applied(staged.truncate, none_refused)
+    request = write.shadow.fence
+    # a fenced change may meet a tombstone even where the target lacks its key: only snapshot
+    # rows (never fenced) or a batch that truncates first may skip the staged join
+    fenced = request is not None and request.enforce and not staged.truncate
+    unfenced = not fenced or not pc.any(pc.not_equal(staged.rows.column("__op"), "r")).as_py()
+    if unfenced and await copy_directly(conn, table, write, staged, target_columns):
         result.upserted += staged.rows.num_rows
         fault_point("postgres.after_stage")
-        return staged.truncate, none_refused
+        return Applied(staged.truncate, none_refused, copied=staged.rows)
     stg = sql.Identifier(f"_syncengine_stage_{next(_staging_names)}")
-    typed = [
+    typed: list[sql.Composable] = [
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target_columns[c]))  # type: ignore[arg-type]  # catalog format_type output
         for c in staged.columns
     ]
+    if request is not None:
+        typed.append(fence.staged_sql())
     await conn.execute(
         sql.SQL(
             "CREATE TEMP TABLE {} (__row bigint, __op text, __pat integer, {}) ON COMMIT DROP"
@@ -133,6 +176,8 @@ async def apply_write(
     rejected: list[int] = []
     await bisect(conn, 0, staged.rows.num_rows, copy_range, rejected, result, staged, write)
     fault_point("postgres.after_stage")
+    if fenced:
+        await fence.drop_stale(conn, *shadow_name, stg)
 
     statements = _statements(table, stg, write.spec.key, staged.patterns, target_columns)
     counts = {"deleted": 0, "upserted": 0}
@@ -149,9 +194,11 @@ async def apply_write(
     await bisect(conn, 0, staged.rows.num_rows, statements_range, rejected, result, staged, write)
     result.deleted += counts["deleted"]
     result.upserted += counts["upserted"]
-    await conn.execute(sql.SQL("DROP TABLE {}").format(stg))
     refused = staged.original.filter(pl.col("__row").is_in(rejected)).select(list(write.spec.key))
-    return staged.truncate, refused
+    if request is not None:  # the fence's positions come from it, after the shadow's clear
+        return Applied(staged.truncate, refused, staging=stg, rejected=rejected)
+    await conn.execute(sql.SQL("DROP TABLE {}").format(stg))
+    return Applied(staged.truncate, refused)
 
 
 def _statements(

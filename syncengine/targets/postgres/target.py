@@ -3,6 +3,7 @@ shadow rows and the checkpoint committed in the same transaction as the data."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -17,11 +18,13 @@ from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import ddl, state, usertypes
-from syncengine.targets.postgres.apply import apply_write
+from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_rows, scan
-from syncengine.targets.shadow import PurgeSchedule, without_rejected
+from syncengine.targets.shadow import AnalyzeSchedule, PurgeSchedule, without_rejected
+
+log = logging.getLogger("syncengine.targets.postgres")
 
 if TYPE_CHECKING:
     from syncengine.targets.postgres.passthrough import BinaryCopySink
@@ -35,6 +38,8 @@ class PostgresTarget:
     keeps_state = True
     #: mirrors rows (conflict detection applies), not a change log
     change_log = False
+    #: enforces a ServerFence in its apply statements (syncengine/targets/postgres/fence.py)
+    server_fence = True
 
     def __init__(
         self, pipeline: str, config: PostgresTargetConfig, state: SQLiteStateStore | None = None
@@ -46,6 +51,7 @@ class PostgresTarget:
         #: table name → its columns and their formatted types, as last seen in the catalog
         self._columns: dict[str, dict[str, str]] = {}
         self._purges = PurgeSchedule()
+        self._analyze = AnalyzeSchedule()
 
     def _split(self, name: str) -> tuple[str, str]:
         """``schema.table`` names a schema; a plain name lives in the configured schema.
@@ -251,6 +257,7 @@ class PostgresTarget:
         conn = await self._connection()
         result = ApplyResult()
         known = [await self._known(w.spec) for w in writes]
+        recorded = 0
         try:
             async with conn.transaction():
                 for write, columns in zip(writes, known, strict=True):
@@ -261,15 +268,24 @@ class PostgresTarget:
                         write.shadow,
                     )
                     before = len(result.rejected)
-                    apply = apply_write if write.spec.key else apply_keyless
-                    truncated, refused = await apply(conn, schema, local, columns, result)
+                    if write.spec.key:
+                        applied = await apply_write(
+                            conn, schema, local, columns, result, (self.pipeline, write.spec.name)
+                        )
+                    else:  # keyless: no per-key fence (syncengine.keyless fences the table)
+                        done = await apply_keyless(conn, schema, local, columns, result)
+                        applied = Applied(*done)
                     # refused rows name the table as the pipeline does, not as the SQL does
                     result.rejected[before:] = [
                         (write.spec.name, row, why) for _, row, why in result.rejected[before:]
                     ]
                     fault_point("postgres.after_data")
-                    shadow = without_rejected(write, refused)
-                    await state.write_shadow(conn, self.pipeline, shadow, truncated)
+                    shadow = without_rejected(write, applied.refused)
+                    recorded += shadow.shadow.upserts.num_rows if shadow.shadow.upserts else 0
+                    await state.write_shadow(conn, self.pipeline, shadow, applied.truncated)
+                    recorded += await applied.record_fence(
+                        conn, self.pipeline, write.spec.name, write
+                    )
                 fault_point("postgres.after_shadow")
                 if checkpoint is not None:
                     await state.write_checkpoint(conn, self.pipeline, checkpoint)
@@ -282,4 +298,14 @@ class PostgresTarget:
                 await self.close()
             raise error from None
         fault_point("postgres.after_commit")
+        if self._analyze.due(recorded):
+            await self._analyze_shadow(conn)
         return result
+
+    async def _analyze_shadow(self, conn: psycopg.AsyncConnection) -> None:
+        """Fresh planner statistics for the shadow after it grew a lot (autovacuum lags a
+        bulk load, and the fence joins are planned from these numbers)."""
+        try:
+            await conn.execute(sql.SQL("ANALYZE {}").format(ddl.state_table("shadow")))
+        except psycopg.Error as exc:  # statistics are an optimisation: never fail a commit
+            log.info("ANALYZE of the shadow failed: %s", exc)

@@ -46,7 +46,12 @@ def test_strategy_on_hand_edited_target(target_where, tmp_path, strategy):
 
     async def scenario() -> None:
         env = await Env(
-            kind, where, tmp_path / "state.db", strategy=strategy, timestamp="updated_at"
+            kind,
+            where,
+            tmp_path / "state.db",
+            strategy=strategy,
+            timestamp="updated_at",
+            audit=True,  # remote: detect and audit what it overwrites
         ).open()
         try:
             assert (await env.run(SEED, ["r"] * 5)).conflicts == 0
@@ -76,7 +81,7 @@ def test_echo_of_our_own_write_is_skipped(target_where, tmp_path):
     kind, where = target_where
 
     async def scenario() -> None:
-        env = await Env(kind, where, tmp_path / "state.db", strategy="remote").open()
+        env = await Env(kind, where, tmp_path / "state.db", strategy="remote", audit=True).open()
         try:
             await env.run(SEED, ["r"] * 5)
             echo = await env.run([row(3, "n3", 3, 10)], ["u"])

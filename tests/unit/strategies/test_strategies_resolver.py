@@ -49,7 +49,11 @@ def key(i: int) -> str:
 
 
 class Harness:
+    """``remote`` here audits (detects) unless told ``audit=False``: these tests are about
+    detection; tests/unit/strategies/test_strategies_fence.py covers ``remote`` without it."""
+
     def __init__(self, tmp_path, strategy: str = "remote", **conf) -> None:
+        conf.setdefault("audit", True)
         self.target = MemoryTarget()
         self.state = SQLiteStateStore(tmp_path / "state.db")
         self.resolver = ConflictResolver(

@@ -1,0 +1,101 @@
+"""``remote`` without read-back: changes pass as sent, guarded only by the position fence.
+
+``remote`` writes the source's row whatever the target holds, so nothing has to be read back,
+hashed or kept as a base (unless ``conflicts.audit`` asks to detect and audit the hand edits it
+overwrites). What must survive is the position fence: a replayed change at or before the last
+position applied to its key is dropped, so a row never moves back in time. Two ways:
+
+* a ``server_fence`` target (Postgres) gets a :class:`ServerFence` and enforces it in the
+  statements that apply the data: its staged batch joined with the stored positions, nothing
+  sent to the engine and back;
+* any other target (Mongo, SQLite-kept state): one read of the stored positions for the batch's
+  keys (the shadow, never the target rows), stale changes dropped here, vectorized.
+
+Either way the shadow keeps a *slim* row per key: :data:`FENCE_ONLY` for a hash, no base, the
+position (a delete: a tombstone, as always). Detection under another strategy later reads such
+a row as "in step with the target" (see :mod:`syncengine.conflicts.detect`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from syncengine.changes import AT_RESUME, OP_DELETE, OP_READ
+from syncengine.config.models import ConflictsConfig
+from syncengine.targets.base import ServerFence, ShadowUpdate, TableSpec, Target
+from syncengine.targets.shadow import FENCE_ONLY
+
+
+def reads_nothing(config: ConflictsConfig, target: Target) -> bool:
+    """Whether this table's batches skip detection: ``remote`` without ``audit``, into a target
+    that mirrors rows (a change log keeps no shadow at all)."""
+    return (
+        config.strategy == "remote"
+        and not config.audit
+        and not getattr(target, "change_log", False)
+    )
+
+
+async def fenced(
+    target: Target,
+    spec: TableSpec,
+    changes: pl.DataFrame,
+    keys: pl.Series,
+    meta: Mapping[str, object],
+    *,
+    fence: bool,
+    truncated: bool,
+) -> tuple[pl.DataFrame, ShadowUpdate]:
+    """The rows to write and the shadow update for ``changes`` (one per key, aligned with their
+    row ``keys``). ``fence``: the source's positions sort; ``truncated``: the batch empties the
+    table first (its shadow goes with it, nothing can be stale)."""
+    record_reads = not meta.get(AT_RESUME)
+    if getattr(target, "server_fence", False):
+        request = ServerFence(keys.to_arrow(), enforce=fence, snapshot_rows=record_reads)
+        return changes, ShadowUpdate(fence=request)
+    op = changes["_op"]
+    n = changes.height
+    record = (op != OP_READ) | record_reads
+    stale = pl.repeat(False, n, eager=True)
+    fresh = pl.repeat(truncated, n, eager=True)
+    if fence and not truncated and n and record.any():
+        hashes, positions = await _stored(target, spec, keys, record)
+        stale = ((op != OP_READ) & (changes["_pos"] <= positions)).fill_null(False)
+        fresh = hashes.is_null() & positions.is_null()
+    upserts = pl.DataFrame(
+        {
+            "row_key": keys,
+            "row_hash": pl.select(
+                pl.when(op == OP_DELETE).then(None).otherwise(pl.lit(FENCE_ONLY))
+            ).to_series(),
+            "base": pl.repeat(None, n, dtype=pl.String, eager=True),
+            "position": changes["_pos"],
+            "fresh": fresh,
+        },
+        schema={"row_key": pl.String, "row_hash": pl.String, "base": pl.String,
+                "position": pl.String, "fresh": pl.Boolean},
+    ).filter(~stale & record)  # fmt: skip
+    rows = changes.filter(~stale)
+    if fence:
+        return rows, ShadowUpdate(upserts=upserts.to_arrow())
+    gone = upserts["row_hash"].is_null()
+    deletes = upserts.filter(gone)["row_key"].to_list()
+    return rows, ShadowUpdate(upserts=upserts.filter(~gone).to_arrow(), deletes=deletes)
+
+
+async def _stored(
+    target: Target, spec: TableSpec, keys: pl.Series, wanted: pl.Series
+) -> tuple[pl.Series, pl.Series]:
+    """(hash, position) of the stored shadow row per key (null: none); only ``wanted`` keys
+    are asked for."""
+    found = await target.read_shadow(spec.name, keys.filter(wanted).to_list())
+    stored = pl.from_arrow(found.select(["row_key", "row_hash", "position"]))
+    assert isinstance(stored, pl.DataFrame)
+    stored = stored.with_columns(pl.col("row_hash", "position").cast(pl.String))
+    joined = keys.to_frame("row_key").join(
+        stored.unique(subset="row_key", keep="last"), on="row_key", how="left",
+        maintain_order="left",
+    )  # fmt: skip
+    return joined["row_hash"], joined["position"]

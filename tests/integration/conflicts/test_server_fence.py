@@ -1,0 +1,175 @@
+"""``remote`` without read-back on Postgres: the position fence runs on the server.
+
+What the server executed is read from ``pg_stat_statements`` on a cluster of this module's
+own (the extension must be preloaded), not from the engine's variables: under ``remote`` no
+statement selects target or shadow rows, yet a replayed older change is still dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from syncengine.changes import AT_RESUME, ChangeBatch
+from syncengine.conflicts import ConflictResolver
+from syncengine.targets.base import Checkpoint
+from tests.integration.conflicts.conflicts_env import Env, batch, row
+from tests.servers import PostgresServer
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("SYNCENGINE_TEST_PG_DSN")), reason="needs its own cluster"
+)
+
+
+@pytest.fixture(scope="module")
+def counted_dsn() -> Iterator[str]:
+    server = PostgresServer(
+        settings={"shared_preload_libraries": "'pg_stat_statements'",
+                  "pg_stat_statements.track": "all"}
+    ).start()  # fmt: skip
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE fence_tgt")
+        dsn = server.dsn("fence_tgt")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+        yield dsn
+    finally:
+        server.destroy()
+
+
+def reset(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def executed(dsn: str) -> list[tuple[str, int]]:
+    """(query, calls) the server ran in this database since the last reset."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT s.query, s.calls FROM pg_stat_statements s JOIN pg_database d "
+            "ON d.oid = s.dbid WHERE d.datname = current_database() "
+            "AND s.query NOT ILIKE '%pg_stat_statements%'"
+        ).fetchall()
+
+
+def reads_back(queries: list[tuple[str, int]]) -> list[str]:
+    """Statements that select rows of the data table or the shadow."""
+    return [
+        q for q, _ in queries
+        if q.lstrip().upper().startswith("SELECT") and ("items" in q or "shadow" in q)
+    ]  # fmt: skip
+
+
+async def fenced_env(dsn: str, path: Any, **conflicts: Any) -> Env:
+    env = await Env("postgres", {"dsn": dsn}, path, strategy="remote", **conflicts).open()
+    env.resolver = ConflictResolver("p", env.target, env.state, env.conflicts, fence=True)
+    return env
+
+
+def clean(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS items")
+        conn.execute("DROP SCHEMA IF EXISTS _syncengine CASCADE")
+
+
+def test_replay_is_fenced_on_the_server_without_reading_back(counted_dsn, tmp_path):
+    clean(counted_dsn)
+
+    async def scenario() -> None:
+        env = await fenced_env(counted_dsn, tmp_path / "state.db")
+        try:
+            await env.run([row(1, "a", 1, 1), row(2, "b", 1, 1)], ["c", "c"])  # 1, 2
+            await env.run([row(1, "a", 2, 2)], ["u"])  # 3
+            await env.run([{"id": 2}], ["d"])  # 4
+            reset(counted_dsn)
+            env.position = 0  # a restart resends everything from position 1
+            await env.run([row(1, "a", 1, 1), row(2, "b", 1, 1)], ["c", "c"])
+            await env.run([row(1, "old", 2, 2)], ["u"])
+            queries = executed(counted_dsn)
+            assert env.rows() == {1: ("a", 2)}  # nothing moved back in time
+            assert reads_back(queries) == []
+            fence = [c for q, c in queries if q.startswith("DELETE") and "stage" in q
+                     and "shadow" in q and "COLLATE" in q]  # fmt: skip
+            assert sum(fence) == 2  # one server-side fence statement per batch
+            env.position = 4
+            await env.run([row(1, "a", 3, 3), row(2, "back", 5, 3)], ["u", "c"])  # newer
+            assert env.rows() == {1: ("a", 3), 2: ("back", 5)}
+            shadow = shadow_rows(counted_dsn)
+            assert shadow == {'{"id":1}': ("fence", None, f"{5:016X}"),
+                              '{"id":2}': ("fence", None, f"{6:016X}")}  # fmt: skip
+        finally:
+            await env.close()
+
+    asyncio.run(scenario())
+
+
+def test_audit_reads_back_what_remote_overwrites(counted_dsn, tmp_path):
+    """The same check sees reads when ``audit`` asks for detection (so it can fail)."""
+    clean(counted_dsn)
+
+    async def scenario() -> None:
+        env = await fenced_env(counted_dsn, tmp_path / "state.db", audit=True)
+        try:
+            await env.run([row(1, "a", 1, 1)], ["c"])
+            env.edit(1, name="hand")
+            reset(counted_dsn)
+            resolved = await env.run([row(1, "a", 2, 2)], ["u"])
+            assert resolved.conflicts == 1
+            assert len(reads_back(executed(counted_dsn))) >= 2  # target rows and shadow rows
+        finally:
+            await env.close()
+
+    asyncio.run(scenario())
+
+
+def shadow_rows(dsn: str) -> dict[str, tuple[str, str | None, str | None]]:
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(
+            "SELECT row_key, row_hash, base, position FROM _syncengine.shadow"
+        ).fetchall()
+    return {k: (h, b, p) for k, h, b, p in found}
+
+
+def test_snapshot_chunk_is_a_plain_copy(counted_dsn, tmp_path):
+    """A chunk of an exported snapshot (``at_resume``) into keys the target lacks: one COPY
+    into the table, no read-back, no shadow rows; a reconciled chunk records its positions."""
+    clean(counted_dsn)
+
+    def chunk(first: int, meta: dict[str, object]) -> ChangeBatch:
+        b = batch([row(i, f"n{i}", i, 1) for i in range(first, first + 100)], ["r"] * 100, 7)
+        return ChangeBatch(b.table, b.data, b.key, meta)
+
+    async def scenario() -> None:
+        env = await fenced_env(counted_dsn, tmp_path / "state.db")
+        try:
+            reset(counted_dsn)
+            for b in (chunk(0, {"snapshot": True, AT_RESUME: True}),
+                      chunk(100, {"snapshot": True})):  # fmt: skip
+                resolved = await env.resolver.resolve(env.spec, b)
+                await env.target.apply([resolved.write], None)
+            queries = executed(counted_dsn)
+            assert reads_back([(q, c) for q, c in queries if "EXISTS" not in q]) == []
+            copies = [q for q, _ in queries if q.startswith("COPY")]
+            assert any('"items"' in q for q in copies)
+            assert not any("stage" in q for q in copies)  # straight in, not staged
+            assert len(env.rows()) == 200
+            shadow = shadow_rows(counted_dsn)
+            assert len(shadow) == 100 and '{"id":150}' in shadow  # the reconciled chunk only
+            assert shadow['{"id":150}'] == ("fence", None, f"{7 + 50:016X}")
+            # a later stream change of an unfenced snapshot row applies; a stale one of a
+            # fenced row does not
+            env.position = 1000
+            await env.run([row(5, "new", 5, 2)], ["u"])
+            env.position = 10
+            await env.run([row(150, "stale", 0, 0)], ["u"])
+            assert env.rows()[5] == ("new", 5) and env.rows()[150] == ("n150", 150)
+            await env.target.apply([], Checkpoint("s", "x"))
+        finally:
+            await env.close()
+
+    asyncio.run(scenario())
