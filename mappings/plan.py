@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
+from syncengine.mappings.carried import native_schema
 from syncengine.mappings.compiler import Compiled, ExprCompiler, Missing
 from syncengine.mappings.errors import ExpressionError, MappingError
 from syncengine.mappings.shape import ColumnRef, Leaf, flatten, nesting_problems
@@ -83,16 +84,23 @@ class CompiledMapping:
         return leaf.finish(base)
 
     def apply(self, batch: ChangeBatch) -> MappingResult:
-        """Map one batch (recompiling through the cache if its schema differs)."""
-        from syncengine.mappings.apply import apply_mapping
+        """Map one batch (recompiling through the cache if its schema differs). Columns the
+        batch carries as Postgres text that an expression reads are read natively first
+        (:mod:`syncengine.mappings.carried`)."""
+        from syncengine.mappings.apply import MappingResult, apply_mapping
+        from syncengine.mappings.carried import restore
 
+        batch, set_aside = restore(self.pipeline, self.mapping, batch)
+        plan = self
         schema = data_schema(batch.data.schema)
         if not schema.equals(self.source_schema):
-            other = compile_mapping(
+            plan = compile_mapping(
                 self.pipeline, self.mapping, schema, self.source_key, index=self.index
             )
-            return apply_mapping(other, batch)
-        return apply_mapping(self, batch)
+        result = apply_mapping(plan, batch)
+        if set_aside:
+            result = MappingResult(result.batch, set_aside + result.dead_letters)
+        return result
 
 
 def text_numbers(schema: pa.Schema) -> frozenset[str]:
@@ -135,7 +143,8 @@ def compile_mapping(
     where a field may be absent from a whole batch). By default documents are recognised by a
     ``_id`` key or ``bson_type`` field metadata.
     """
-    schema = data_schema(source_schema)
+    # columns carried as text that an expression reads are read natively (apply restores them)
+    schema = native_schema(mapping, data_schema(source_schema))
     missing = missing or _auto_missing(schema, tuple(source_key))
     cache_key = (
         pipeline,
