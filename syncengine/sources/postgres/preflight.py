@@ -94,4 +94,45 @@ async def notes_source(name: str, pipeline: PipelineConfig) -> list[str]:
         return []  # check_source reported it
     async with conn:
         keyless = await admin.keyless_tables(conn, source.tables)
-    return [KEYLESS_NOTE.format(table=t) for t in keyless]
+        carried = await _text_carried_notes(conn, pipeline)
+    return [KEYLESS_NOTE.format(table=t) for t in keyless] + carried
+
+
+TEXT_CARRIED_NOTE = (
+    "mappings[{index}]: {where} compute(s) over '{column}' ({pg_type}), which a batch carries "
+    "as Postgres text when it holds a value with no Arrow form (time 24:00:00, a "
+    "multi-dimensional array, NaN in numeric(p,s), a timestamp past 294247 AD); at run time "
+    "the other values are read natively and the rows holding such a value go to dead letters "
+    "(on_error: fail stops); a plain field or pass-through copies every value unchanged"
+)
+
+
+async def _text_carried_notes(conn: psycopg.AsyncConnection, pipeline: PipelineConfig) -> list[str]:
+    """A note per column a mapping expression reads that a batch may carry as text
+    (:mod:`syncengine.mappings.carried`): ``validate`` cannot know the values, only the type."""
+    from syncengine.codecs.pg_carried import can_be_text
+    from syncengine.mappings.carried import expression_columns
+    from syncengine.names import QualifiedName
+
+    notes = []
+    for index, mapping in enumerate(pipeline.mappings):
+        read = expression_columns(mapping)
+        if not read:
+            continue
+        table = QualifiedName.parse(mapping.source)
+        cur = await conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum",
+            (table.schema, table.name),
+        )
+        for column, pg_type in await cur.fetchall():
+            if column in read and can_be_text(pg_type):
+                where = ", ".join(read[column])
+                notes.append(
+                    TEXT_CARRIED_NOTE.format(
+                        index=index, where=where, column=column, pg_type=pg_type
+                    )
+                )
+    return notes
