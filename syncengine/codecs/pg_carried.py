@@ -81,7 +81,10 @@ def carried(field: pa.Field):  # type: ignore[no-untyped-def]
     return native_type(name.decode())
 
 
-def to_native(values: pa.Array | pa.ChunkedArray, type_) -> tuple[pa.Array, pa.Array]:  # type: ignore[no-untyped-def]
+def to_native(
+    values: pa.Array | pa.ChunkedArray,
+    type_,  # type: ignore[no-untyped-def]
+) -> tuple[pa.Array, pa.Array]:
     """``values`` (Postgres text) in ``type_``'s Arrow type, and a boolean mask of the values
     that have none (null in the first array). Vectorized: the source's converter on the
     whole column, then, when some value is beyond it, on the others."""
