@@ -20,8 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from syncengine.mappings.parse import parse_expression
 
-from syncengine.changes import BEFORE_PREFIX, OP_INSERT, OP_READ, OP_UPDATE, UNSENT_PREFIX
-from syncengine.changes import ChangeBatch
+from syncengine.changes import (
+    BEFORE_PREFIX,
+    OP_INSERT,
+    OP_READ,
+    OP_UPDATE,
+    UNSENT_PREFIX,
+    ChangeBatch,
+)
 from syncengine.codecs import pg_carried
 from syncengine.config.models import MappingConfig
 from syncengine.state import DeadLetter
