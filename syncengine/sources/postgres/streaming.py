@@ -82,8 +82,10 @@ async def stream_changes(
             # everything libpq already buffered is handled before looking at the clock again
             while message is not None:
                 if isinstance(message, XLogData):
-                    decoded = po.decode(message.payload)
-                    for batch in assembler.feed(decoded):
+                    payload = message.payload
+                    decoded = po.decode(payload) if payload[:1] == b"C" else None
+                    fed = assembler.feed(decoded) if decoded else assembler.feed_payload(payload)
+                    for batch in fed:
                         yield batch
                     if isinstance(decoded, po.Commit):
                         if on_commit is not None:
