@@ -201,6 +201,8 @@ class ChangeAssembler:
         self.seq = 0
         self.prefix = ""
         self.commit_us = 0
+        #: rows may skip :meth:`feed` (it is not overridden)
+        self._rows_direct = type(self).feed is ChangeAssembler.feed
 
     @property
     def pending_rows(self) -> int:
@@ -247,9 +249,10 @@ class ChangeAssembler:
         """``feed(pgoutput.decode(payload))``, the stream's entry point. Inside a transaction,
         an Insert, a Delete or an Update without an old image of a known relation (nearly
         every message of a busy stream) is decoded straight into its table's column buffer
-        (:meth:`_Buffer.add_wire`); the rows, positions and errors are the same."""
+        (:meth:`_Buffer.add_wire`); the rows, positions and errors are the same. A subclass
+        that overrides :meth:`feed` (:class:`.deletes.DeletesOnly`) gets every message."""
         txn = self.txn
-        if txn is not None and len(payload) > 6:
+        if txn is not None and len(payload) > 6 and self._rows_direct:
             kind = payload[0]
             if (kind == 0x49 or kind == 0x44 or (kind == 0x55 and payload[5] == 0x4E)) and (
                 oid := _U32_AT(payload, 1)[0]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncengine.errors import DecodeError
+from syncengine.errors import DecodeError, SyncEngineError
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from tests.unit.pgsource import pgsource_frames as f
@@ -65,7 +65,7 @@ def _run(payloads: list[bytes], fast: bool, max_rows: int) -> list[object]:
             batches = asm.feed_payload(payload) if fast else asm.feed(po.decode(payload))
             out += [(b.table, b.key, b.meta, b.data.to_pylist(), b.data.schema) for b in batches]
         out += [(b.table, b.meta, b.data.to_pylist()) for b in asm.flush(idle=True)]
-    except DecodeError as exc:
+    except SyncEngineError as exc:  # DecodeError, or FatalError for a value that is not UTF-8
         out.append(type(exc))
     return out
 
