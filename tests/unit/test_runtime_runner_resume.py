@@ -223,6 +223,7 @@ class Recorder:
         self.name = "p"
         self.config = SimpleNamespace(batch=BatchConfig(max_rows=max_rows))
         self.groups: list[tuple[list[str], str | None]] = []
+        self.phases = PhaseClock()
 
     async def process(self, group, position):
         self.groups.append(([b.last_position for b in group], position))
