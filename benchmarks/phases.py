@@ -1,10 +1,11 @@
-"""The engine's per-phase seconds, read from its ``backfill phases: …`` log line."""
+"""The engine's per-phase seconds, read from its ``backfill phases: …`` or (``sync --once``)
+``stream phases: …`` log line."""
 
 from __future__ import annotations
 
 import re
 
-LINE = re.compile(r"backfill phases: (.*)$", re.MULTILINE)
+LINE = re.compile(r"(?:backfill|stream) phases: (.*)$", re.MULTILINE)
 PHASE = re.compile(r"([a-z_]+) ([\d.]+) s")
 
 

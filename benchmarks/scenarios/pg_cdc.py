@@ -29,6 +29,7 @@ from benchmarks.datagen import (
 from benchmarks.env import BenchEnv, pg_source, pg_target, pg_tool
 from benchmarks.measure import Stopwatch, run_process
 from benchmarks.native import drain_seconds
+from benchmarks.phases import phase_seconds
 
 NAME = "pg_cdc"
 TITLE = "CDC Postgres→Postgres"
@@ -107,6 +108,9 @@ def run(ctx: Context) -> ScenarioResult:
             result.runs.append(changes / run_.seconds)
             result.peak_rss_mb = max(result.peak_rss_mb or 0.0, run_.peak_rss_mb)
             result.extra["engine_said"] = run_.stdout.strip().splitlines()[-1:]
+            phases = phase_seconds(run_.stderr)
+            if phases:
+                result.extra["engine_phase_seconds"] = phases
             # literal "first commit → last row applied" when the engine starts after the load
             span = load.seconds + run_.seconds
             result.extra["first_commit_to_applied_changes_per_s"] = round(changes / span)

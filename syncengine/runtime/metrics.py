@@ -44,6 +44,12 @@ class Metrics:
             registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.phase_seconds = Counter(
+            "syncengine_phase_seconds",
+            "Seconds spent per phase of the pipeline's work (read, decode, map, resolve, apply)",
+            ["pipeline", "phase"],
+            registry=r,
+        )
         self.lag_seconds = Gauge(
             "syncengine_source_lag_seconds",
             "Commit time of the newest change not yet applied",

@@ -66,7 +66,12 @@ class Pipeline:
         self._specs: dict[tuple[str, str], TableSpec] = {}
         self._resolvers: dict[str, Any] = {}
         self.rows_applied = 0
-        self.phases = PhaseClock()
+        self.phases = PhaseClock(self._count_phase)
+        if hasattr(self.source, "phases"):  # optional for plugin sources: decode time
+            self.source.phases = self.phases
+
+    def _count_phase(self, phase: str, seconds: float) -> None:
+        self.metrics.phase_seconds.labels(self.name, phase).inc(seconds)
 
     @property
     def stream_name(self) -> str:

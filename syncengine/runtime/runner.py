@@ -123,7 +123,9 @@ async def stream(
         done = False
         while not done:
             getter = asyncio.ensure_future(queue.get())
+            waited = time.perf_counter()
             finished, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            pipeline.phases.add("read", time.perf_counter() - waited)
             if getter not in finished:
                 getter.cancel()
                 break  # stop requested while idle: what is held is handled below
@@ -167,6 +169,7 @@ async def stream(
     finally:
         stopper.cancel()
         await _cancel(reader)
+    log.info("%s: stream phases: %s", pipeline.name, pipeline.phases.summary())
     return applied
 
 

@@ -24,6 +24,7 @@ import pytest
 from syncengine.changes import ChangeBatch, pos_to_lsn
 from syncengine.config.models import BatchConfig
 from syncengine.runtime import runner
+from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from tests.unit.pgsource import pgsource_frames as f
@@ -114,6 +115,7 @@ class Pipeline:
         self.config = SimpleNamespace(batch=BatchConfig(max_rows=source.max_rows))
         self.crash_after = crash_after
         self.commits = 0
+        self.phases = PhaseClock()
 
     async def process(self, group, position):
         await asyncio.sleep(0)
@@ -221,6 +223,7 @@ class Recorder:
         self.name = "p"
         self.config = SimpleNamespace(batch=BatchConfig(max_rows=max_rows))
         self.groups: list[tuple[list[str], str | None]] = []
+        self.phases = PhaseClock()
 
     async def process(self, group, position):
         self.groups.append(([b.last_position for b in group], position))

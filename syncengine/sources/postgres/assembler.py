@@ -26,6 +26,7 @@ Pure (no I/O, no clock): the reader feeds messages in order and decides when tim
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -46,6 +47,8 @@ from syncengine.errors import DecodeError
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
 from syncengine.sources.postgres.wire import pg_time_to_unix_us
+
+_U32_AT = struct.Struct("!I").unpack_from
 
 
 @dataclass
@@ -106,6 +109,46 @@ class _Buffer:
                 value = old[i] if old is not None else None
                 column.append(None if value is po.UNCHANGED else value)  # type: ignore[arg-type]
 
+    def add_wire(self, kind: int, data: bytes, pos: str, ts: int, xid: int) -> None:
+        """One Insert, Update without an old image, or Delete payload (``kind``: its first
+        byte), decoded straight into the column lists (:func:`.pgoutput.tuple_into`): what
+        :meth:`add` does for the decoded message, with no message object in between. On
+        malformed bytes the buffer is rolled back to its rows before and DecodeError raised."""
+        row = len(self.ops)
+        before = self.before
+        try:
+            tag = data[5]
+            if kind == 0x44 and (tag == 0x4B or tag == 0x4F):  # Delete 'K' / 'O'
+                op = OP_DELETE
+            elif tag == 0x4E:  # Insert / Update 'N'
+                op = OP_INSERT if kind == 0x49 else OP_UPDATE
+            else:
+                raise DecodeError(f"unexpected tuple tag {tag!r}", offset=5)
+            end, unchanged = po.tuple_into(data, 6, self.values)
+            if end != len(data):
+                raise DecodeError(
+                    f"{len(data) - end} unexpected trailing bytes after {chr(kind)!r} message",
+                    offset=end,
+                )
+        except DecodeError:
+            for column in self.values:
+                del column[row:]
+            raise
+        self.ops.append(op)
+        self.pos.append(pos)
+        self.ts.append(ts)
+        self.txid.append(xid)
+        for i in unchanged:
+            self.unsent.setdefault(i, []).append(row)
+        if op == OP_DELETE:
+            if before is None:
+                before = self.before = [[None] * row for _ in self.relation.columns]
+            for target, source in zip(before, self.values, strict=True):
+                target.append(source[-1])
+        elif before is not None:
+            for target in before:
+                target.append(None)
+
     def to_batch(self, meta: dict[str, object]) -> ChangeBatch:
         n = len(self.ops)
         fields: list[pa.Field] = []
@@ -163,6 +206,8 @@ class ChangeAssembler:
         self.seq = 0
         self.prefix = ""
         self.commit_us = 0
+        #: rows may skip :meth:`feed` (it is not overridden)
+        self._rows_direct = type(self).feed is ChangeAssembler.feed
 
     @property
     def pending_rows(self) -> int:
@@ -204,6 +249,26 @@ class ChangeAssembler:
         if any(len(b) >= self.max_rows for b in self.buffers.values()):
             return self.flush()
         return []
+
+    def feed_payload(self, payload: bytes) -> list[ChangeBatch]:
+        """``feed(pgoutput.decode(payload))``, the stream's entry point. Inside a transaction,
+        an Insert, a Delete or an Update without an old image of a known relation (nearly
+        every message of a busy stream) is decoded straight into its table's column buffer
+        (:meth:`_Buffer.add_wire`); the rows, positions and errors are the same. A subclass
+        that overrides :meth:`feed` (:class:`.deletes.DeletesOnly`) gets every message."""
+        txn = self.txn
+        if txn is not None and len(payload) > 6 and self._rows_direct:
+            kind = payload[0]
+            if (kind == 0x49 or kind == 0x44 or (kind == 0x55 and payload[5] == 0x4E)) and (
+                oid := _U32_AT(payload, 1)[0]
+            ) in self.relations:
+                buffer = self._buffer(oid)
+                buffer.add_wire(
+                    kind, payload, f"{self.prefix}{self.seq:08X}", self.commit_us, txn.xid
+                )
+                self.seq += 1
+                return self.flush() if len(buffer) >= self.max_rows else []
+        return self.feed(po.decode(payload))
 
     def flush(self, idle: bool = False) -> list[ChangeBatch]:
         """Emit every pending row: committed transactions' rows first, the last of those

@@ -19,6 +19,7 @@ from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.errors import FatalError, HistoryLost
 from syncengine.names import QualifiedName, canonical
+from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
 from syncengine.sources.postgres import admin, deadline, moved, usertypes
 from syncengine.sources.postgres import pgoutput as po
@@ -64,6 +65,8 @@ class PostgresSource:
             self.stream_name = f"incremental:{pipeline_name}"
         #: the mappings' filters, pushed into snapshot reads (set by the runtime)
         self.row_filters: RowFilters = no_row_filters
+        #: where the stream adds its ``decode`` seconds (set by the runtime)
+        self.phases: PhaseClock | None = None
         self._conn: psycopg.AsyncConnection | None = None
         self._keys: dict[str, tuple[str, ...]] = {}
         self._live: ReplicationStream | None = None
@@ -187,6 +190,7 @@ class PostgresSource:
             self.config.heartbeat,
             track,
             committed,
+            self.phases,
         ):
             oid = batch.meta.get("relation")
             if isinstance(oid, int) and batch.unsent_columns:

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from syncengine.changes import ChangeBatch
+from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
@@ -53,8 +54,11 @@ async def stream_changes(
     heartbeat: float,
     on_open: Callable[[ReplicationStream | None], None],
     on_commit: Callable[[po.Commit], None] | None = None,
+    phases: PhaseClock | None = None,
 ) -> AsyncIterator[ChangeBatch]:
-    """Yield batches from ``start``; ``on_open`` hands the live stream to the source for acks."""
+    """Yield batches from ``start``; ``on_open`` hands the live stream to the source for acks.
+    ``phases`` gets the ``decode`` seconds: handling what libpq buffered, read per burst and
+    paused while a batch is handed out (never a clock read per message)."""
     repl = await connect(replication=True)
     side: psycopg.AsyncConnection | None = None
     stream: ReplicationStream | None = None
@@ -79,12 +83,18 @@ async def stream_changes(
             if heartbeat > 0:
                 wake = min(wake, last_beat + heartbeat)
             message = await stream.read(wake - time.monotonic())
+            burst = time.perf_counter()
             # everything libpq already buffered is handled before looking at the clock again
             while message is not None:
                 if isinstance(message, XLogData):
-                    decoded = po.decode(message.payload)
-                    for batch in assembler.feed(decoded):
+                    payload = message.payload
+                    decoded = po.decode(payload) if payload[:1] == b"C" else None
+                    fed = assembler.feed(decoded) if decoded else assembler.feed_payload(payload)
+                    for batch in fed:
+                        if phases is not None:
+                            phases.add("decode", time.perf_counter() - burst)
                         yield batch
+                        burst = time.perf_counter()
                     if isinstance(decoded, po.Commit):
                         if on_commit is not None:
                             on_commit(decoded)
@@ -107,7 +117,12 @@ async def stream_changes(
             if dirty_since is not None and now - dirty_since >= max_wait:
                 dirty_since = None
                 for batch in assembler.flush(idle=True):
+                    if phases is not None:
+                        phases.add("decode", time.perf_counter() - burst)
                     yield batch
+                    burst = time.perf_counter()
+            if phases is not None:
+                phases.add("decode", time.perf_counter() - burst)
             stream.check_alive()
             if stream.status_due():
                 stream.send_status(reply=True)  # the answer proves the connection is alive

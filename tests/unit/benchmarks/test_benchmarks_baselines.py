@@ -54,6 +54,8 @@ def test_phase_line_is_read_and_its_absence_is_empty() -> None:
     )
     assert phase_seconds(stderr) == {"read": 1.25, "map": 0.4, "resolve": 12.0, "apply": 3.1}
     assert phase_seconds("no such line") == {}
+    stream = "10:00:09 INFO    syncengine.runner: p: stream phases: read 0.50 s, decode 2.25 s\n"
+    assert phase_seconds(stderr + stream) == {"read": 0.5, "decode": 2.25}
 
 
 def test_further_baselines_get_medians_ratios_and_skips_in_the_table() -> None:

@@ -1,0 +1,109 @@
+"""The stream's fast path (``feed_payload``: rows decoded straight into column buffers) against
+the message path (``feed(decode(payload))``): same batches, same errors, for valid sequences
+and for sequences with mangled row messages."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncengine.errors import DecodeError, SyncEngineError
+from syncengine.sources.postgres import pgoutput as po
+from syncengine.sources.postgres.assembler import ChangeAssembler
+from tests.unit.pgsource import pgsource_frames as f
+
+COLS = [("id", 23, -1, True), ("v", 25, -1, False), ("n", 20, -1, False)]
+value = st.one_of(st.none(), st.just("UNCHANGED"), st.integers(-5, 5).map(str))
+row = st.tuples(st.integers(1, 9).map(str), value, st.one_of(st.none(), st.integers(0, 9)))
+change = st.one_of(
+    st.tuples(st.just("I"), st.sampled_from([1, 2]), row),
+    st.tuples(st.just("U"), st.sampled_from([1, 2]), row),
+    st.tuples(st.just("UO"), st.sampled_from([1, 2]), row),
+    st.tuples(st.just("D"), st.sampled_from([1, 2]), row),
+    st.tuples(st.just("DO"), st.sampled_from([1, 2]), row),
+    st.tuples(st.just("X"), st.sampled_from([1, 2, 3]), row),  # unknown relation 3
+)
+mangle = st.one_of(
+    st.none(),
+    st.tuples(st.just("cut"), st.integers(0, 40)),
+    st.tuples(st.just("flip"), st.integers(0, 40), st.integers(0, 255)),
+    st.tuples(st.just("extra"), st.binary(min_size=1, max_size=3)),
+)
+
+
+def _payload(kind: str, oid: int, values: tuple[object, ...]) -> bytes:
+    key = [values[0], None, None]
+    if kind == "I" or kind == "X":
+        return f.insert(oid, list(values))
+    if kind == "U":
+        return f.update(oid, list(values))
+    if kind == "UO":
+        return f.update(oid, list(values), old=key, kind=b"K")
+    if kind == "D":
+        return f.delete(oid, key, kind=b"K")
+    return f.delete(oid, list(values), kind=b"O")
+
+
+def _mangled(payload: bytes, how: tuple[object, ...] | None) -> bytes:
+    if how is None:
+        return payload
+    if how[0] == "cut":
+        return payload[: int(how[1]) % (len(payload) + 1)]  # type: ignore[call-overload]
+    if how[0] == "flip":
+        at = int(how[1]) % len(payload)  # type: ignore[call-overload]
+        return payload[:at] + bytes([int(how[2])]) + payload[at + 1 :]  # type: ignore[call-overload]
+    return payload + bytes(how[1])  # type: ignore[arg-type]
+
+
+def _run(payloads: list[bytes], fast: bool, max_rows: int) -> list[object]:
+    """Every batch as plain data, then the error (if any) as its type."""
+    asm = ChangeAssembler(max_rows, {"public.t1": ("id",)}, idle_table="public.t1")
+    out: list[object] = []
+    try:
+        for payload in payloads:
+            batches = asm.feed_payload(payload) if fast else asm.feed(po.decode(payload))
+            out += [(b.table, b.key, b.meta, b.data.to_pylist(), b.data.schema) for b in batches]
+        out += [(b.table, b.meta, b.data.to_pylist()) for b in asm.flush(idle=True)]
+    except SyncEngineError as exc:  # DecodeError, or FatalError for a value that is not UTF-8
+        out.append(type(exc))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.tuples(change, mangle), max_size=10), min_size=1, max_size=5),
+    st.integers(1, 6),
+)
+def test_fast_path_equals_message_path(txns, max_rows):
+    payloads = [f.relation(1, "public", "t1", COLS), f.relation(2, "public", "t2", COLS)]
+    lsn = 0x1000
+    for changes in txns:
+        payloads.append(f.begin(lsn + 0x80, 0, 7))
+        for (kind, oid, values), how in changes:
+            payloads.append(_mangled(_payload(kind, oid, values), how))
+        payloads.append(f.commit(lsn + 0x80, lsn + 0x90, 0))
+        lsn += 0x100
+    assert _run(payloads, True, max_rows) == _run(payloads, False, max_rows)
+
+
+def test_malformed_row_raises_with_offset_and_keeps_the_buffer_intact():
+    asm = ChangeAssembler(100, {"public.t1": ("id",)})
+    asm.feed_payload(f.relation(1, "public", "t1", COLS))
+    asm.feed_payload(f.begin(0x2000, 0, 7))
+    asm.feed_payload(f.insert(1, ["1", "a", "10"]))
+    bad = f.insert(1, ["2", "bb", "20"])
+    with pytest.raises(DecodeError) as caught:
+        asm.feed_payload(bad[:-1])  # the last value is cut short
+    assert caught.value.offset is not None and caught.value.offset > 6
+    with pytest.raises(DecodeError, match="trailing"):
+        asm.feed_payload(bad + b"\x00")
+    with pytest.raises(DecodeError, match="tuple has 2 columns"):
+        asm.feed_payload(f.insert(1, ["3", "c"]))
+    asm.feed_payload(f.delete(1, ["4", None, None]))
+    asm.feed_payload(f.commit(0x2000, 0x2010, 0))
+    (batch,) = asm.flush()
+    assert batch.data.column("id").to_pylist() == [1, 4]
+    assert batch.data.column("v").to_pylist() == ["a", None]
+    assert batch.data.column("_before.id").to_pylist() == [None, 4]
+    assert batch.data.column("_op").to_pylist() == ["c", "d"]
