@@ -32,6 +32,7 @@ from syncengine.changes import OP_DELETE, OP_READ, OP_UPDATE, UNSENT_PREFIX
 from syncengine.conflicts.rows import (
     EXISTS,
     canonical,
+    carried_columns,
     decode_rows,
     encode_rows,
     json_columns,
@@ -150,7 +151,8 @@ async def detect(
     reads = keys.height and not assume_empty
     read = await target.read_rows(spec, keys.to_arrow()) if reads else None
     local = _align_local(keys, canonical(read, spec) if read is not None else None, spec)
-    local_hash = row_hashes(local, columns)
+    carried = carried_columns(spec.schema)
+    local_hash = row_hashes(local, columns, carried)
 
     shadow = await target.read_shadow(spec.name, row_key.to_list()) if reads else None
     shadow_hash, shadow_base, shadow_position = _align_shadow(row_key, shadow)
@@ -158,7 +160,10 @@ async def detect(
     # target holds now: the key is in step, its first change under this strategy no conflict
     slim = (shadow_hash == FENCE_ONLY).fill_null(False)
     shadow_hash = retag_hashes(
-        pl.select(pl.when(~slim).then(shadow_hash)).to_series(), shadow_base, polars_schema(spec)
+        pl.select(pl.when(~slim).then(shadow_hash)).to_series(),
+        shadow_base,
+        polars_schema(spec),
+        carried,
     )
     if slim.any():
         shadow_hash = pl.select(
@@ -167,7 +172,7 @@ async def detect(
 
     after = after_image(changes, remote, local, columns)
     after_json = json_of(after, columns)
-    after_hash = row_hashes(after, columns)
+    after_hash = row_hashes(after, columns, carried)
 
     echo = same_state(after[EXISTS], after_hash, local[EXISTS], local_hash)
     in_sync = same_state(local[EXISTS], local_hash, shadow_hash.is_not_null(), shadow_hash)
@@ -222,7 +227,7 @@ def _json_recheck(
         side = side.with_columns(
             side[c].map_elements(_canonical_json, pl.String) for c in json_cols
         )
-        hashes.append(row_hashes(side, columns))
+        hashes.append(row_hashes(side, columns, carried_columns(spec.schema)))
     a, lo, sh = sides
     echo_now = same_state(a[EXISTS], hashes[0], lo[EXISTS], hashes[1])
     sync_now = same_state(lo[EXISTS], hashes[1], sh[EXISTS], hashes[2])

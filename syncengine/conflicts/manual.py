@@ -24,6 +24,7 @@ from syncengine.conflicts.detect import after_image, json_of
 from syncengine.conflicts.rows import (
     EXISTS,
     canonical,
+    carried_columns,
     decode_rows,
     json_columns,
     polars_schema,
@@ -160,7 +161,9 @@ def release_write(
         {
             "row_key": [conflict.key],
             # deleted: a tombstone
-            "row_hash": row_hashes(after, spec.schema.names) if exists else [None],
+            "row_hash": row_hashes(after, spec.schema.names, carried_columns(spec.schema))
+            if exists
+            else [None],
             "base": texts if exists else [None],
             "position": net["_pos"],
         },

@@ -47,7 +47,14 @@ from syncengine.conflicts import queue
 from syncengine.conflicts.detect import Detection, detect, json_of
 from syncengine.conflicts.detect import same_state as _same
 from syncengine.conflicts.fence import fenced, reads_nothing
-from syncengine.conflicts.rows import EXISTS, canonical, json_columns, row_hashes, row_keys
+from syncengine.conflicts.rows import (
+    EXISTS,
+    canonical,
+    carried_columns,
+    json_columns,
+    row_hashes,
+    row_keys,
+)
 from syncengine.errors import RetriableError
 from syncengine.state import SQLiteStateStore
 from syncengine.strategies.base import Decision, StrategyContext, load_strategy
@@ -306,9 +313,10 @@ class _Plan:
             decision.rows[EXISTS].cast(pl.Boolean).fill_null(False).alias(EXISTS)
         )
         park = decision.park.cast(pl.Boolean).fill_null(False)
-        chosen_hash = row_hashes(chosen, self.columns)
+        carried = carried_columns(spec.schema)
+        chosen_hash = row_hashes(chosen, self.columns, carried)
         source_json = json_of(source, self.columns)
-        source_hash = row_hashes(source, self.columns)
+        source_hash = row_hashes(source, self.columns, carried)
         local_hash = det.local_hash.filter(rows)
         after_hash = det.after_hash.filter(rows)
         keep_local = _same(chosen[EXISTS], chosen_hash, local[EXISTS], local_hash)

@@ -15,24 +15,30 @@ Polars does not promise the same hash across its versions, so a stored hash carr
 recomputed from the stored JSON (decoded and re-hashed with this version) instead of being
 trusted or reported as a conflict. That is why the shadow always keeps the row JSON (``base``),
 not only the hash.
+
+A Postgres column a batch carries as text (a value beyond its Arrow type, ``pg_carried``) is
+hashed in its native form wherever a value has one (:func:`carried_columns`), so a key written
+from a text batch and read back or changed in a native one hashes alike; a value with no native
+form hashes as its text, which never equals a native value's hash.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
 import pyarrow as pa
 
-from syncengine.codecs import pg_temporal
+from syncengine.codecs import pg_carried, pg_temporal, pg_text
 from syncengine.strategies.base import EXISTS
 from syncengine.targets.base import TableSpec
 
 __all__ = [
     "EXISTS",
     "canonical",
+    "carried_columns",
     "decode_rows",
     "encode_rows",
     "hash_texts",
@@ -41,7 +47,8 @@ __all__ = [
 ]
 
 HASH_SEED = 0x5E11_C0DE
-HASH_TAG = f"pl{pl.__version__}d:"  # d: null members not hashed, long values as digests
+HASH_TAG = f"pl{pl.__version__}e:"  # d: null members not hashed, long values as digests;
+# e: text-carried Postgres columns hashed in their native form
 
 JSON_TYPES = {"json", "jsonb", "object", "array"}
 """``pg_type`` / ``bson_type`` field metadata values that mark a column holding JSON text."""
@@ -80,7 +87,9 @@ def canonical(table: pa.Table | pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
     for fld in spec.schema:
         if fld.name in table.column_names:
             column = table.column(fld.name)
-            if column.type != fld.type:
+            if column.type != fld.type and _as_pg_text(column.type, fld):
+                column = pg_text.as_text(column)  # as the source prints it, not Arrow's cast
+            elif column.type != fld.type:
                 column = column.cast(fld.type, safe=False)
             columns.append(column)
         else:
@@ -88,6 +97,22 @@ def canonical(table: pa.Table | pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
     frame = pl.from_arrow(pa.Table.from_arrays(columns, schema=_plain(spec.schema)))
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+def _as_pg_text(have: pa.DataType, want: pa.Field) -> bool:
+    """A native column (a target's read-back) for a spec column this batch carries as text."""
+    return not pg_text.is_text(have) and pg_carried.carried(want) is not None
+
+
+def carried_columns(schema: pa.Schema) -> dict[str, object]:
+    """The spec's columns this batch carries as Postgres text, with their native PgType (for
+    :func:`row_hashes`); empty, after a schema check only, for an ordinary batch."""
+    out = {}
+    for fld in schema:
+        native = pg_carried.carried(fld)
+        if native is not None:
+            out[fld.name] = native
+    return out
 
 
 def _plain(schema: pa.Schema) -> pa.Schema:
@@ -215,19 +240,49 @@ DIGEST_ABOVE = 1024
 """Text or binary values longer than this many bytes are hashed as a digest of the value."""
 
 
-def row_hashes(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
+def row_hashes(
+    frame: pl.DataFrame, columns: Sequence[str], carried: Mapping[str, object] | None = None
+) -> pl.Series:
     """``HASH_TAG`` + a hash per row of ``frame`` (spec columns + ``_exists``), null where the
     row does not exist; two rows hash alike when their values are equal (null = missing).
 
     Every text value is hashed as ``s:`` + the text, or ``h:`` + its own hash when longer than
     :data:`DIGEST_ABOVE` bytes (binary: ``b:`` + base64, or ``h:`` + hash); the prefixes keep a
     short text from ever equalling a long one's digest.
+
+    ``carried`` (:func:`carried_columns`): text columns hashed as their native values; a row
+    holding a value with none is hashed with its texts instead.
     """
     if not frame.height:
         return pl.Series("row_hash", [], dtype=pl.String)
-    digested = frame.select(_digest(name, frame.schema[name]) for name in columns)
-    texts = encode_rows(digested, columns)
+    texts = _row_texts(frame, columns)
+    restored = _restored(frame, carried or {})
+    if restored is not None:
+        native, beyond = restored
+        texts = pl.select(pl.when(beyond).then(texts).otherwise(_row_texts(native, columns)))
+        texts = texts.to_series()
     return pl.select(pl.when(frame[EXISTS]).then(hash_texts(texts))).to_series().alias("row_hash")
+
+
+def _row_texts(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
+    digested = frame.select(_digest(name, frame.schema[name]) for name in columns)
+    return encode_rows(digested, columns)
+
+
+def _restored(
+    frame: pl.DataFrame, carried: Mapping[str, object]
+) -> tuple[pl.DataFrame, pl.Series] | None:
+    """``frame`` with its text-carried columns in their native type (null where a value has
+    none) and the rows holding such a value; None when no column is text here."""
+    names = [n for n in carried if n in frame.columns and frame.schema[n] == pl.String]
+    if not names:
+        return None
+    natives, beyond = [], pl.repeat(False, frame.height, eager=True)
+    for name in names:
+        values, none = pg_carried.to_native(frame[name].to_arrow(), carried[name])
+        natives.append(pl.Series(name, values))
+        beyond = beyond | pl.Series(none)
+    return frame.with_columns(natives), beyond
 
 
 def _digest(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -247,15 +302,26 @@ def row_keys(frame: pl.DataFrame, key: Sequence[str]) -> pl.Series:
     return encode_rows(frame, key).alias("row_key")
 
 
-def retag_hashes(hashes: pl.Series, bases: pl.Series, schema: dict[str, pl.DataType]) -> pl.Series:
+def retag_hashes(
+    hashes: pl.Series,
+    bases: pl.Series,
+    schema: dict[str, pl.DataType],
+    carried: Mapping[str, object] | None = None,
+) -> pl.Series:
     """Stored hashes made by another Polars version, recomputed from the stored row JSON."""
     stale = hashes.is_not_null() & ~hashes.str.starts_with(HASH_TAG)
     if not stale.any():
         return hashes
     idx = stale.arg_true()
     stored = bases.gather(idx)
-    rows = decode_rows(stored, schema).with_columns(stored.is_not_null().alias(EXISTS))
-    return hashes.scatter(idx, row_hashes(rows, list(schema)))
+    try:
+        rows = decode_rows(stored, schema)
+    except pl.exceptions.ComputeError:
+        # a stored value with no native form (a text batch's NaN, 2-D array) under a native
+        # spec: the hashes stay stale, so those keys read as changed (a conflict), not a crash
+        return hashes
+    rows = rows.with_columns(stored.is_not_null().alias(EXISTS))
+    return hashes.scatter(idx, row_hashes(rows, list(schema), carried))
 
 
 def schema_to_text(schema: pa.Schema) -> str:
