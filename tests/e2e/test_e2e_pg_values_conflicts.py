@@ -45,6 +45,19 @@ def test_text_then_native_batch_is_no_conflict(tmp_path, pg_dsn, pg_target_dsn, 
     assert rows(pg_target_dsn, TABLE) == rows(pg_dsn, TABLE)
     assert rows(pg_target_dsn, "SELECT t::text FROM c WHERE id = 1") == [("12:30:00.5",)]
 
+    # and back: row 1 changed again in a batch carrying the column as text (a new 24:00 row;
+    # the target reads row 1 back natively)
+    execute(
+        pg_dsn,
+        "BEGIN",
+        "UPDATE c SET t = '14:00' WHERE id = 1",
+        "INSERT INTO c VALUES (4, '24:00', 'd')",
+        "COMMIT",
+    )
+    back = cli.run("sync", "--once")
+    assert CONFLICTS not in back.stderr, back.stderr
+    assert rows(pg_target_dsn, TABLE) == rows(pg_dsn, TABLE)
+
     # a genuine edit at the target is still a conflict
     execute(pg_target_dsn, "UPDATE c SET note = 'edited at target' WHERE id = 3")
     execute(pg_dsn, "UPDATE c SET t = '13:00' WHERE id = 3")
