@@ -10,7 +10,25 @@ from __future__ import annotations
 
 import asyncio
 
-from psycopg import pq
+import psycopg
+from psycopg import errors, pq
+
+
+async def start_copy(
+    conn: psycopg.AsyncConnection, statement: bytes, status: pq.ExecStatus, misuse: str
+) -> None:
+    """Send a ``COPY`` ``statement`` and wait until the server enters its ``status``
+    (COPY_IN / COPY_OUT); the server's error when it refuses the statement. The caller holds
+    ``conn.lock``; ``misuse``: the message when the statement is not such a COPY."""
+    pgconn = conn.pgconn
+    pgconn.send_query(statement)
+    await flush(pgconn)
+    first = await next_result(pgconn)
+    if first is None or first.status != status:
+        await drain(pgconn)
+        if first is not None and first.status == pq.ExecStatus.FATAL_ERROR:
+            raise errors.error_from_result(first, encoding=conn.info.encoding)
+        raise psycopg.ProgrammingError(misuse)
 
 
 async def next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:

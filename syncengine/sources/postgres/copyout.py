@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from psycopg import errors, pq, sql
 
-from syncengine.pglibpq import drain, flush, next_result, ready
+from syncengine.pglibpq import drain, next_result, ready, start_copy
 
 
 async def copy_out(
@@ -51,14 +51,12 @@ async def copy_out_into(
     encoding = conn.info.encoding
     messages = 0
     async with conn.lock:
-        pgconn.send_query(query.as_bytes(conn))
-        await flush(pgconn)
-        first = await next_result(pgconn)
-        if first is None or first.status != pq.ExecStatus.COPY_OUT:
-            await drain(pgconn)
-            if first is not None and first.status == pq.ExecStatus.FATAL_ERROR:
-                raise errors.error_from_result(first, encoding=encoding)
-            raise psycopg.ProgrammingError("copy_out needs a COPY … TO STDOUT statement")
+        await start_copy(
+            conn,
+            query.as_bytes(conn),
+            pq.ExecStatus.COPY_OUT,
+            "copy_out needs a COPY … TO STDOUT statement",
+        )
         buffer = bytearray()
         limit = piece_bytes or 0
         while True:

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors, pq, sql
 
 from syncengine.config.models import PostgresTargetConfig
-from syncengine.pglibpq import drain, flush, next_result, ready
+from syncengine.pglibpq import drain, flush, next_result, ready, start_copy
 from syncengine.sources.postgres.chunks import TableShape
 from syncengine.sources.postgres.passthrough import Feed, Write
 from syncengine.state.base import Chunk
@@ -225,14 +225,12 @@ async def copy_in(conn: psycopg.AsyncConnection, statement: sql.Composable, feed
     pgconn = conn.pgconn
     encoding = conn.info.encoding
     async with conn.lock:
-        pgconn.send_query(statement.as_bytes(conn))
-        await flush(pgconn)
-        first = await next_result(pgconn)
-        if first is None or first.status != pq.ExecStatus.COPY_IN:
-            await drain(pgconn)
-            if first is not None and first.status == pq.ExecStatus.FATAL_ERROR:
-                raise errors.error_from_result(first, encoding=encoding)
-            raise psycopg.ProgrammingError("copy_in needs a COPY … FROM STDIN statement")
+        await start_copy(
+            conn,
+            statement.as_bytes(conn),
+            pq.ExecStatus.COPY_IN,
+            "copy_in needs a COPY … FROM STDIN statement",
+        )
         ended = False
 
         async def write(piece: bytes) -> None:
