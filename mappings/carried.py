@@ -101,11 +101,12 @@ def restore(
         beyond = pc.and_(beyond, full)  # a delete carries only its key
         if not pc.any(beyond).as_py():
             continue
-        values = original.column(i).to_pylist()
-        for row in pc.indices_nonzero(beyond).to_pylist():
+        rows = pc.indices_nonzero(beyond)
+        values = original.column(i).take(rows).to_pylist()  # only the rows set aside
+        for row, value in zip(rows.to_pylist(), values, strict=True):
             if reasons[row] is None:
                 reasons[row] = (
-                    f"column {f.name} holds {values[row]!r}, a {type_.name} value with no "
+                    f"column {f.name} holds {value!r}, a {type_.name} value with no "
                     f"{type_.arrow} form, and {', '.join(read[column])} compute(s) over it; "
                     + WHAT_TO_DO
                 )
