@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from psycopg import sql
+    from psycopg.sql import Identifier
 
 #: an unquoted identifier (Postgres: letters, digits, ``_``, ``$``, any non-ASCII character)
 _UNQUOTED = r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*"
@@ -88,11 +88,11 @@ class QualifiedName:
         """``schema.name`` unquoted (ambiguous when a part holds a dot: for reading only)."""
         return f"{self.schema}.{self.name}"
 
-    def identifier(self) -> sql.Identifier:
+    def identifier(self) -> Identifier:
         """The name for a query, quoted by the driver."""
-        from psycopg import sql
+        from psycopg.sql import Identifier  # lazily: `import syncengine.names` stays light
 
-        return sql.Identifier(self.schema, self.name)
+        return Identifier(self.schema, self.name)
 
     def __str__(self) -> str:
         return self.sql

@@ -67,7 +67,7 @@ class PostgresSourceConfig(Model):
     @field_validator("heartbeat", "query_timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
-        return parse_duration(value)  # type: ignore[arg-type]
+        return parse_duration(value)
 
     @field_validator("tables")
     @classmethod
@@ -109,7 +109,7 @@ class MongoSourceConfig(Model):
     @field_validator("query_timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
-        return parse_duration(value)  # type: ignore[arg-type]
+        return parse_duration(value)
 
 
 class PostgresTargetConfig(Model):
@@ -194,7 +194,7 @@ class BatchConfig(Model):
     @field_validator("max_wait", "timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
-        return parse_duration(value)  # type: ignore[arg-type]
+        return parse_duration(value)
 
 
 class PipelineConfig(Model):
