@@ -144,4 +144,5 @@ def key_rows(write: TableWrite, rows: list[int]) -> pl.DataFrame:
 
 
 def row_of(write: TableWrite, index: int) -> dict[str, Any]:
-    return write.batch.data.slice(index, 1).to_pylist()[0]
+    row: dict[str, Any] = write.batch.data.slice(index, 1).to_pylist()[0]
+    return row
