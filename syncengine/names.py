@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from psycopg.sql import Identifier
 
+#: the schema a table name without one is in (Postgres' default ``search_path``), for source
+#: tables and the Postgres target alike
+DEFAULT_SCHEMA = "public"
+
 #: an unquoted identifier (Postgres: letters, digits, ``_``, ``$``, any non-ASCII character)
 _UNQUOTED = r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*"
 _QUOTED = r'"(?:[^"]|"")+"'
@@ -60,7 +64,7 @@ class QualifiedName:
     name: str
 
     @classmethod
-    def parse(cls, text: str, default_schema: str = "public") -> QualifiedName:
+    def parse(cls, text: str, default_schema: str = DEFAULT_SCHEMA) -> QualifiedName:
         """``text`` in SQL or raw form (see the module docstring); ValueError when empty."""
         match = _SQL_FORM.fullmatch(text)
         if match:
@@ -99,7 +103,7 @@ class QualifiedName:
 
 
 @lru_cache(maxsize=4096)
-def canonical(text: str, default_schema: str = "public") -> str:
+def canonical(text: str, default_schema: str = DEFAULT_SCHEMA) -> str:
     """The canonical text of a table written in either form."""
     return QualifiedName.parse(text, default_schema).sql
 

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from syncengine.config.durations import parse_duration
-from syncengine.names import canonical, default_target, table_name_problem
+from syncengine.names import DEFAULT_SCHEMA, canonical, default_target, table_name_problem
 from syncengine.plugins import STRATEGIES, unknown_name_message
 
 PIPELINE_NAME = r"^[a-z0-9_]+$"
@@ -115,7 +115,7 @@ class MongoSourceConfig(Model):
 class PostgresTargetConfig(Model):
     type: Literal["postgres"]
     dsn: SecretStr
-    schema_: str = Field("public", alias="schema")
+    schema_: str = Field(DEFAULT_SCHEMA, alias="schema")
     on_schema_change: Literal["add", "ignore", "fail"] = "add"
     """What to do when the source grows a column the target table lacks."""
 
