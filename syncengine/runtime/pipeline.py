@@ -61,6 +61,7 @@ class Pipeline:
         self.state = state
         self.metrics = metrics or Metrics()
         source_cls = SOURCES.get(config.source.type)
+        # plugins.Registry.get returns an untyped object: a typed registry would drop this
         self.source: ChangeSource = source_cls(name, config.source, state, config.batch)  # type: ignore[operator]
         self.target: Target = make_target(name, config.target, state)
         self.mappings = config.mappings_for_sources()
