@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from polars.expr.whenthen import ChainedThen, Then
 from syncengine.mappings.compiler import NOW_COLUMN, Compiled
 from syncengine.mappings.plan import CompiledMapping
 from syncengine.mappings.shape import nest
@@ -167,9 +168,9 @@ def build_plan(plan: CompiledMapping, shape: Shape) -> Plan:
     columns += unsent_cols
     blame = [f"field {name}: {reason}" for _, reason, name in checks]
     if checks:
-        fail: pl.Expr = pl.when(checks[0][0]).then(pl.lit(0, dtype=pl.Int32))
+        fail: Then | ChainedThen = pl.when(checks[0][0]).then(pl.lit(0, dtype=pl.Int32))
         for i, (failed, _, _) in enumerate(checks[1:], start=1):
-            fail = fail.when(failed).then(pl.lit(i, dtype=pl.Int32))  # type: ignore[attr-defined]
+            fail = fail.when(failed).then(pl.lit(i, dtype=pl.Int32))
         columns.append(fail.alias(FAIL))
     return Plan(action, keep, columns, blame, bool(checks))
 
@@ -207,7 +208,6 @@ def apply_mapping(plan: CompiledMapping, batch: ChangeBatch) -> MappingResult:
     built = plan._variants.get(shape)
     if built is None:
         built = plan._variants[shape] = build_plan(plan, shape)
-    assert isinstance(built, Plan)
     frame = batch.to_polars()
     lazy = frame.lazy()
     if any(c.uses_now for c in plan.compiled.values()) or (plan.filter and plan.filter.uses_now):

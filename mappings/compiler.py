@@ -61,15 +61,15 @@ class Compiled:
         return tuple(Check(c.failed & taken, c.reason) for c in self.checks)
 
 
-def merge(expr: pl.Expr, parts: Iterable[Compiled], **extra: object) -> Compiled:
+def merge(expr: pl.Expr, parts: Iterable[Compiled], pg_type: str | None = None) -> Compiled:
     """A node built from ``parts``: their dependencies and checks carry over."""
     parts = list(parts)
     return Compiled(
         expr,
         frozenset().union(*(p.deps for p in parts)),
         tuple(c for p in parts for c in p.checks),
+        pg_type=pg_type,
         uses_now=any(p.uses_now for p in parts),
-        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -163,7 +163,7 @@ class ExprCompiler:
     def args(self, node: exp.Expression, *names: str) -> list[Compiled]:
         return [self.node(node.args[n]) for n in names if node.args.get(n) is not None]
 
-    def literal_value(self, node: exp.Expression | None) -> object:
+    def literal_value(self, node: exp.Expression | None) -> str | int | float:
         """The Python value of a literal argument (functions that need a constant)."""
         while isinstance(node, exp.Paren):
             node = node.this
@@ -189,7 +189,9 @@ def _number(text: str) -> int | float:
 def _path(node: exp.Expression) -> list[str]:
     if isinstance(node, exp.Dot):
         return [*_path(node.this), node.expression.name]
-    return [part.name for part in node.parts]  # type: ignore[attr-defined]
+    if isinstance(node, exp.Column):
+        return [part.name for part in node.parts]
+    raise TypeError(f"not a column reference: {node!r}")  # _column admits Column and Dot only
 
 
 @handles(exp.Column, exp.Dot)

@@ -91,7 +91,7 @@ def _abs(c: ExprCompiler, node: exp.Expression) -> Compiled:
 def _round(c: ExprCompiler, node: exp.Expression) -> Compiled:
     inner = c.node(node.this)
     places = node.args.get("decimals")
-    digits = int(c.literal_value(places)) if places is not None else 0  # type: ignore[call-overload]
+    digits = int(c.literal_value(places)) if places is not None else 0
     dtype = c.dtype(inner.expr)
     if dtype is not None and dtype.is_integer():
         return inner

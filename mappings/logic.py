@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 import polars as pl
 import pyarrow as pa
+from polars.expr.whenthen import ChainedThen, Then
 from sqlglot import exp
 from syncengine.mappings.compiler import Check, Compiled, ExprCompiler, handles, merge
 
@@ -161,7 +162,7 @@ def _case(c: ExprCompiler, node: exp.Expression) -> Compiled:
     parts: list[Compiled] = [operand] if operand else []
     checks: list[Check] = list(operand.checks) if operand else []
     seen = pl.lit(False)
-    chain: pl.Expr | None = None
+    chain: Then | ChainedThen | None = None
     for cond_node, value_node in branches:
         cond = c.node(cond_node)
         if operand is not None:
@@ -170,15 +171,17 @@ def _case(c: ExprCompiler, node: exp.Expression) -> Compiled:
         taken = cond.expr.fill_null(False) & ~seen
         checks += [*cond.guarded(~seen), *value.guarded(taken)]
         parts += [cond, value]
-        when = pl.when(cond.expr) if chain is None else chain.when(cond.expr)  # type: ignore[attr-defined]
+        when = pl.when(cond.expr) if chain is None else chain.when(cond.expr)
         chain = when.then(value.expr)
         seen = seen | cond.expr.fill_null(False)
+    if chain is None:
+        raise c.error(node, "CASE needs at least one WHEN")
     if default is not None:
         fallback = c.node(default)
         parts.append(fallback)
         checks += fallback.guarded(~seen)
-        expr = chain.otherwise(fallback.expr)  # type: ignore[union-attr]
+        expr = chain.otherwise(fallback.expr)
     else:
-        expr = chain.otherwise(pl.lit(None))  # type: ignore[union-attr]
+        expr = chain.otherwise(pl.lit(None))
     out = merge(expr, parts)
     return Compiled(out.expr, out.deps, tuple(checks), uses_now=out.uses_now)

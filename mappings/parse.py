@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import Token, TokenType, exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
-from sqlglot.tokens import Token, TokenType
 from syncengine.mappings.errors import ExpressionError
 
 Position = tuple[int, int] | tuple[None, None]
@@ -45,18 +44,19 @@ def parse_expression(text: str, dialect: str = "postgres") -> exp.Expression:
         raise ExpressionError("syntax error", line, col, description) from None
     except TokenError as error:
         raise ExpressionError("syntax error", detail=str(error)) from None
-    trees = [t for t in trees if t is not None]
-    if len(trees) != 1:
+    found = [t for t in trees if t is not None]
+    if len(found) != 1:
         raise ExpressionError("syntax error", detail="expected exactly one expression")
-    tree: exp.Expression = trees[0]  # type: ignore[assignment]  # None filtered above
+    # sqlglot 30 types parse() results as exp.Expr, the base its node mixins share; every node
+    # it builds is an exp.Expression
+    tree = cast(exp.Expression, found[0])
     if isinstance(tree, exp.Query | exp.DDL | exp.DML | exp.Command):
         raise ExpressionError(
             "syntax error", detail=f"expected an expression, got a {tree.key.upper()} statement"
         )
     if isinstance(tree, exp.Alias):
-        raise ExpressionError(
-            "syntax error", *_meta_position(tree.args["alias"]), "an alias is not allowed here"
-        )
+        line, column = _meta_position(tree.args["alias"])
+        raise ExpressionError("syntax error", line, column, "an alias is not allowed here")
     return tree
 
 

@@ -25,7 +25,8 @@ from syncengine.changes import is_data_column
 from syncengine.config.models import MappingConfig
 
 if TYPE_CHECKING:
-    from syncengine.mappings.apply import MappingResult
+    from sqlglot import exp
+    from syncengine.mappings.apply import MappingResult, Plan, Shape
 
     from syncengine.changes import ChangeBatch
 
@@ -65,7 +66,7 @@ class CompiledMapping:
     missing: Missing
     index: int | None = None
     target_schema: pa.Schema = field(default_factory=lambda: pa.schema([]))
-    _variants: dict[tuple[object, ...], object] = field(default_factory=dict, repr=False)
+    _variants: dict[Shape, Plan] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -239,7 +240,7 @@ def _compile(
     return plan
 
 
-def _root(text: str, dialect: str):  # type: ignore[no-untyped-def]
+def _root(text: str, dialect: str) -> exp.Expression:
     from syncengine.mappings.parse import parse_expression
 
     return parse_expression(text, dialect)

@@ -174,7 +174,9 @@ def stream_match(match: dict[str, Any]) -> dict[str, Any]:
     return {"$or": [{"operationType": {"$ne": "insert"}}, match]}
 
 
-def to_mongo_match(filter: str, dialect: str = "postgres", prefix: str = "") -> dict | None:
+def to_mongo_match(
+    filter: str, dialect: str = "postgres", prefix: str = ""
+) -> dict[str, Any] | None:
     """The filter as a ``$match`` document, or None when it is not fully translatable.
 
     ``prefix`` is put before every field path (``"fullDocument."`` for change events).
@@ -186,7 +188,7 @@ def to_mongo_match(filter: str, dialect: str = "postgres", prefix: str = "") -> 
         return None
 
 
-def to_mongo_stream_match(filter: str, dialect: str = "postgres") -> dict | None:
+def to_mongo_stream_match(filter: str, dialect: str = "postgres") -> dict[str, Any] | None:
     """A change-stream ``$match``: drops only inserts that do not match the filter.
 
     Updates, replaces and deletes always pass: one that stops matching must turn into a delete

@@ -178,18 +178,30 @@ def _json(c: ExprCompiler, node: exp.Expression) -> Compiled:
         return merge(expr, [inner], pg_type=None if as_text else "jsonb")
     expr = inner.expr
     for seg in segments:
-        if isinstance(dtype, pl.Struct) and isinstance(seg, str):
-            fields = {f.name: f.dtype for f in dtype.fields}
-            expr, dtype = (expr.struct.field(seg), fields[seg]) if seg in fields else (None, None)
-        elif isinstance(dtype, pl.List) and isinstance(seg, int):
-            expr, dtype = expr.list.get(seg, null_on_oob=True), dtype.inner
-        else:
-            expr = None
-        if expr is None:
+        step = _json_step(expr, dtype, seg)
+        if step is None:
             return merge(pl.lit(None, dtype=pl.String), [inner])
+        expr, dtype = step
     if as_text:
         expr = _to_text(expr, dtype)
     return merge(expr, [inner])
+
+
+def _json_step(
+    expr: pl.Expr, dtype: pl.DataType | None, seg: Segment
+) -> tuple[pl.Expr, pl.DataType | None] | None:
+    """One path step into a struct field or a list item; None where the type has no such part."""
+    if isinstance(dtype, pl.Struct) and isinstance(seg, str):
+        fields = {f.name: f.dtype for f in dtype.fields}
+        return (expr.struct.field(seg), _instance(fields[seg])) if seg in fields else None
+    if isinstance(dtype, pl.List) and isinstance(seg, int):
+        return expr.list.get(seg, null_on_oob=True), _instance(dtype.inner)
+    return None
+
+
+def _instance(dtype: object) -> pl.DataType | None:
+    """Polars types a nested dtype as class-or-instance; its schemas hold instances."""
+    return dtype if isinstance(dtype, pl.DataType) else None
 
 
 # -- hashing --------------------------------------------------------------------------------
@@ -211,6 +223,7 @@ def _hash(c: ExprCompiler, node: exp.Expression) -> Compiled:
     dtype = c.dtype(inner.expr)
     value = inner.expr if dtype in (None, pl.String) else _to_text(inner.expr, dtype)
     if isinstance(node, exp.MD5):
+        # polars_hash adds the .nchash/.chash namespaces at import time, unseen by mypy
         expr = value.nchash.md5()  # type: ignore[attr-defined]
     elif isinstance(node, exp.SHA):
         expr = value.nchash.sha1()  # type: ignore[attr-defined]

@@ -147,10 +147,10 @@ class ChangeBatch:
 
     @property
     def num_rows(self) -> int:
-        return self.data.num_rows
+        return int(self.data.num_rows)
 
     def __len__(self) -> int:
-        return self.data.num_rows
+        return int(self.data.num_rows)
 
     @property
     def data_columns(self) -> list[str]:

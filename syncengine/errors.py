@@ -9,11 +9,19 @@ Three branches:
 * :class:`RecordError` — one record cannot be mapped or applied. It goes to the dead-letter
   store with the reason and the payload; the pipeline continues (``on_error: dead_letter``).
 
-Server error codes (SQLSTATE, Mongo codes) are mapped onto these branches in one table each,
-:data:`SQLSTATE_CLASSES` and :data:`MONGO_RETRIABLE_CODES`.
+Server error codes are mapped onto these classes in one table, in the spirit of psycopg's
+``errors.py``: :data:`SQLSTATE_RULES` (Postgres), :data:`MONGO_CODE_RULES` and
+:data:`MONGO_LABEL_RULES` (MongoDB). A :class:`Rule` names the class on each side, because the
+same code can mean different things there (a lost connection is ``SourceUnavailable`` on one
+side and ``TargetUnavailable`` on the other). Every source and target error adapter asks
+:func:`sqlstate_rule` or :func:`mongo_rule` and builds the error with :meth:`Rule.error`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
 
 class SyncEngineError(Exception):
@@ -101,35 +109,89 @@ class UnknownPlugin(ConfigError):
         super().__init__([message])
 
 
-# SQLSTATE class (first two characters) or full code -> retriable?
-# https://www.postgresql.org/docs/current/errcodes-appendix.html
-SQLSTATE_CLASSES: dict[str, bool] = {
-    "08": True,  # connection exception
-    "40001": True,  # serialization_failure
-    "40P01": True,  # deadlock_detected
-    "53": True,  # insufficient resources (too many connections, disk full)
-    "55006": True,  # object_in_use (slot active for another PID, e.g. after a restart)
-    "57P01": True,  # admin_shutdown
-    "57P02": True,  # crash_shutdown
-    "57P03": True,  # cannot_connect_now (server starting)
-    "58": True,  # system error (I/O)
-    "42501": False,  # insufficient_privilege
-    "28": False,  # invalid authorization
-    "3D": False,  # invalid catalog name (database does not exist)
+# -- the table: server error codes -> classes, per side ------------------------------------
+
+Side = Literal["source", "target"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The class a server error becomes on each side, and the hint (what to do) with it."""
+
+    source: type[SyncEngineError]
+    target: type[SyncEngineError]
+    source_hint: str | None = None
+    target_hint: str | None = None
+
+    def on(self, side: Side) -> type[SyncEngineError]:
+        return self.source if side == "source" else self.target
+
+    def retriable_anywhere(self) -> bool:
+        """For an error no side translated: worth retrying when it is on either side."""
+        return self.source.retriable or self.target.retriable
+
+    def error(self, side: Side, message: str) -> SyncEngineError:
+        """The error for ``side`` (``message`` must already be free of secrets)."""
+        hint = self.source_hint if side == "source" else self.target_hint
+        return self.on(side)(message, hint=hint)
+
+
+#: transient, the connection is gone or the server is going away: reconnect and resume
+UNREACHABLE = Rule(SourceUnavailable, TargetUnavailable)
+#: transient on a live connection (serialization failure, deadlock, a stepped-down primary)
+TRANSIENT = Rule(SourceUnavailable, RetriableError)
+#: a privilege is missing. The same on both sides: a person has to grant it (the target used
+#: to say FatalError for SQLSTATE 42501; PermissionProblem is a FatalError that names the fix)
+_GRANT = "grant the privilege named above to the user"
+PERMISSION = Rule(PermissionProblem, PermissionProblem, _GRANT, _GRANT)
+#: anything the table does not name: a person has to look
+FATAL = Rule(FatalError, FatalError)
+
+#: SQLSTATE -> rule: the full five-character code first, else its two-character class.
+#: https://www.postgresql.org/docs/current/errcodes-appendix.html
+SQLSTATE_RULES: dict[str, Rule] = {
+    "08": UNREACHABLE,  # connection exception
+    "57P01": UNREACHABLE,  # admin_shutdown
+    "57P02": UNREACHABLE,  # crash_shutdown
+    "57P03": UNREACHABLE,  # cannot_connect_now (server starting)
+    "40001": TRANSIENT,  # serialization_failure
+    "40P01": TRANSIENT,  # deadlock_detected
+    "53": TRANSIENT,  # insufficient resources (too many connections, disk full)
+    "55006": TRANSIENT,  # object_in_use (slot active for another PID, e.g. after a restart)
+    "58": TRANSIENT,  # system error (I/O)
+    # undefined_file: on a replication connection, "requested WAL segment … has already been
+    # removed"; elsewhere an I/O error like the rest of class 58
+    "58P01": Rule(
+        HistoryLost,
+        RetriableError,
+        source_hint="the slot's WAL is gone; reset the pipeline and backfill again",
+    ),
+    "42501": PERMISSION,  # insufficient_privilege
+    "28": FATAL,  # invalid authorization (wrong password, pg_hba.conf)
+    "3D": FATAL,  # invalid catalog name (database does not exist)
+    # the values of some rows: the target bisects the batch and dead-letters those rows
+    "22": Rule(FatalError, RecordError),  # data exception (bad value, overflow)
+    "23": Rule(FatalError, RecordError),  # integrity constraint violation
+    "54000": Rule(FatalError, RecordError),  # program_limit_exceeded (index row too large)
 }
+
+#: no SQLSTATE at all: the connection broke before the server answered
+NO_SQLSTATE = UNREACHABLE
+
+
+def sqlstate_rule(sqlstate: str | None) -> Rule:
+    """The rule for a Postgres error with this SQLSTATE."""
+    if not sqlstate:
+        return NO_SQLSTATE
+    return SQLSTATE_RULES.get(sqlstate) or SQLSTATE_RULES.get(sqlstate[:2], FATAL)
 
 
 def sqlstate_is_retriable(sqlstate: str | None) -> bool:
-    """Whether a Postgres error with this SQLSTATE is worth retrying."""
-    if not sqlstate:
-        return True  # no SQLSTATE: the connection broke before the server answered
-    if sqlstate in SQLSTATE_CLASSES:
-        return SQLSTATE_CLASSES[sqlstate]
-    return SQLSTATE_CLASSES.get(sqlstate[:2], False)
+    """Whether a Postgres error with this SQLSTATE is worth retrying (on either side)."""
+    return sqlstate_rule(sqlstate).retriable_anywhere()
 
 
-# Mongo server error codes that are transient (in addition to the driver's own
-# ConnectionFailure / "RetryableWriteError" labels).
+#: Mongo server error codes that are transient
 MONGO_RETRIABLE_CODES: frozenset[int] = frozenset(
     {
         6,  # HostUnreachable
@@ -149,5 +211,55 @@ MONGO_RETRIABLE_CODES: frozenset[int] = frozenset(
     }
 )
 
-# Change-stream resume failures: the token fell off the oplog.
+#: change-stream resume failures: the token fell off the oplog (ChangeStreamHistoryLost,
+#: ChangeStreamFatalError, CappedPositionLost)
 MONGO_HISTORY_LOST_CODES: frozenset[int] = frozenset({286, 280, 136})
+
+MONGO_CODE_RULES: dict[int, Rule] = {
+    **dict.fromkeys(MONGO_RETRIABLE_CODES, TRANSIENT),
+    **dict.fromkeys(
+        MONGO_HISTORY_LOST_CODES,
+        Rule(
+            HistoryLost,
+            FatalError,
+            source_hint="on_history_lost: resnapshot copies the collections again; "
+            "with 'fail', reset the checkpoint and run a backfill",
+        ),
+    ),
+    # Unauthorized, AuthenticationFailed
+    **dict.fromkeys(
+        (13, 18),
+        Rule(
+            PermissionProblem,
+            PermissionProblem,
+            source_hint="the user needs the 'read' role on the database and 'changeStream' "
+            "privileges",
+            target_hint="the user needs the 'readWrite' role on the target database",
+        ),
+    ),
+}
+
+#: error labels the server or the driver attach to an error that a retry may cure; one set for
+#: the change stream, the target's writes and its transactions alike
+MONGO_LABEL_RULES: dict[str, Rule] = dict.fromkeys(
+    (
+        "ResumableChangeStreamError",
+        "RetryableWriteError",
+        "RetryableError",
+        "TransientTransactionError",
+    ),
+    TRANSIENT,
+)
+
+
+def mongo_rule(code: int | None, labels: Iterable[str] = (), *, connection_lost: bool) -> Rule:
+    """The rule for a MongoDB error: a lost connection (the driver's ``ConnectionFailure``,
+    whatever its code) first, then the server code, then the error labels."""
+    if connection_lost:
+        return UNREACHABLE
+    if code is not None and code in MONGO_CODE_RULES:
+        return MONGO_CODE_RULES[code]
+    for label in labels:
+        if label in MONGO_LABEL_RULES:
+            return MONGO_LABEL_RULES[label]
+    return FATAL

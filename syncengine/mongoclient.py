@@ -4,6 +4,7 @@ PyMongo validates the URI and opens files such as ``tlsCAFile`` when the client 
 raising ``ConfigurationError`` or a bare ``OSError``: both become a config error naming the
 option (exit 2). A TLS handshake against a server that does not speak TLS never completes, so
 server selection just times out; :func:`tls_hint` adds the likely cause to that message.
+:func:`error_rule` reads a driver error for the engine's error table.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pymongo import AsyncMongoClient
-from pymongo.errors import ConfigurationError
+from pymongo.errors import ConfigurationError, ConnectionFailure, PyMongoError
 
 from syncengine.config.secrets import redact
-from syncengine.errors import ConfigError
+from syncengine.errors import MONGO_LABEL_RULES, ConfigError, Rule, mongo_rule
 
 
 def connect(uri: str, role: str, **options: Any) -> AsyncMongoClient[Any]:
@@ -55,3 +56,11 @@ def tls_hint(uri: str) -> str:
     if not uses_tls(uri):
         return ""
     return " (tls is enabled in the URI: does the server speak TLS? check tlsCAFile)"
+
+
+def error_rule(exc: PyMongoError) -> Rule:
+    """What ``exc`` means to the engine (:func:`syncengine.errors.mongo_rule`): its server code,
+    its error labels, and whether the driver lost the connection."""
+    labels = [label for label in MONGO_LABEL_RULES if exc.has_error_label(label)]
+    code = getattr(exc, "code", None)
+    return mongo_rule(code, labels, connection_lost=isinstance(exc, ConnectionFailure))

@@ -27,7 +27,11 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from psycopg import sql
+    from psycopg.sql import Identifier
+
+#: the schema a table name without one is in (Postgres' default ``search_path``), for source
+#: tables and the Postgres target alike
+DEFAULT_SCHEMA = "public"
 
 #: an unquoted identifier (Postgres: letters, digits, ``_``, ``$``, any non-ASCII character)
 _UNQUOTED = r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*"
@@ -60,7 +64,7 @@ class QualifiedName:
     name: str
 
     @classmethod
-    def parse(cls, text: str, default_schema: str = "public") -> QualifiedName:
+    def parse(cls, text: str, default_schema: str = DEFAULT_SCHEMA) -> QualifiedName:
         """``text`` in SQL or raw form (see the module docstring); ValueError when empty."""
         match = _SQL_FORM.fullmatch(text)
         if match:
@@ -88,18 +92,18 @@ class QualifiedName:
         """``schema.name`` unquoted (ambiguous when a part holds a dot: for reading only)."""
         return f"{self.schema}.{self.name}"
 
-    def identifier(self) -> sql.Identifier:
+    def identifier(self) -> Identifier:
         """The name for a query, quoted by the driver."""
-        from psycopg import sql
+        from psycopg.sql import Identifier  # lazily: `import syncengine.names` stays light
 
-        return sql.Identifier(self.schema, self.name)
+        return Identifier(self.schema, self.name)
 
     def __str__(self) -> str:
         return self.sql
 
 
 @lru_cache(maxsize=4096)
-def canonical(text: str, default_schema: str = "public") -> str:
+def canonical(text: str, default_schema: str = DEFAULT_SCHEMA) -> str:
     """The canonical text of a table written in either form."""
     return QualifiedName.parse(text, default_schema).sql
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import click
 
 from syncengine.errors import ConfigError, SyncEngineError
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -37,11 +38,11 @@ def report_error(exc: BaseException) -> int:
     raise exc
 
 
-def expected_errors(func: F) -> F:
+def expected_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Decorator for click commands: SyncEngineError → message + exit code, no traceback."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         ctx = click.get_current_context()
         debug = bool(ctx.find_root().params.get("debug"))
         try:
@@ -51,4 +52,4 @@ def expected_errors(func: F) -> F:
                 raise
             sys.exit(report_error(exc))
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper

@@ -111,9 +111,7 @@ def side_by_side(conflict: Conflict, held: int) -> Table:
     """Fields as rows; base | local | remote as columns; changed cells highlighted."""
     from rich.table import Table
 
-    from syncengine.conflicts.rows import loads
-
-    base, local, remote = (loads(t) for t in (conflict.base, conflict.local, conflict.remote))
+    base, local, remote = (_row(t) for t in (conflict.base, conflict.local, conflict.remote))
     title = (
         f"conflict {conflict.id} · {conflict.pipeline}.{conflict.table} {conflict.key} · "
         f"{conflict.status} · {held} change(s) held"
@@ -135,6 +133,14 @@ def side_by_side(conflict: Conflict, held: int) -> Table:
             cells.append(f"[yellow]{value}[/yellow]" if value != origin else value)
         table.add_row(name, *cells)
     return table
+
+
+def _row(text: str | None) -> dict[str, Any] | None:
+    """One side of a conflict as stored: a row as a JSON object, or null where there is no row."""
+    from syncengine.conflicts.rows import loads
+
+    value = loads(text)
+    return value if isinstance(value, dict) else None
 
 
 def _cell(doc: dict[str, Any] | None, name: str) -> str:

@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -25,7 +26,7 @@ class BackfillProgress:
         self.rows: dict[str, int] = {}
         self._last_line = 0.0
         self._progress: Progress | None = None
-        self._tasks: dict[str, object] = {}
+        self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> BackfillProgress:
         if not self.plain:
@@ -55,7 +56,7 @@ class BackfillProgress:
                 self._tasks[table] = self._progress.add_task(
                     table, total=self.estimates.get(table), rate="0"
                 )
-            self._progress.update(self._tasks[table], advance=rows, rate=f"{rate:,.0f}")  # type: ignore[arg-type]
+            self._progress.update(self._tasks[table], advance=rows, rate=f"{rate:,.0f}")
             return
         now = time.monotonic()
         if now - self._last_line >= 1.0:

@@ -88,10 +88,10 @@ def column_values(field: pa.Field, column: pa.ChunkedArray | pa.Array) -> list[A
         column = column.cast(field.type, safe=False)
     kind, _type = _kind(field)
     if kind is not None and not pa.types.is_dictionary(field.type):
-        values = fast.column(kind, column)
-        if values is not None:
-            return values
-    values = column.to_pylist()
+        decoded = fast.column(kind, column)
+        if decoded is not None:
+            return decoded
+    values: list[Any] = column.to_pylist()
     convert = converter(field)
     if convert is None:
         return values
@@ -190,7 +190,7 @@ def _number_array(text: str) -> Any:
 
 
 def _date_or_us_stamp(t: pa.DataType) -> bool:
-    return pa.types.is_date32(t) or (pa.types.is_timestamp(t) and t.unit == "us")
+    return bool(pa.types.is_date32(t) or (pa.types.is_timestamp(t) and t.unit == "us"))
 
 
 def _bson_dates(column: pa.ChunkedArray) -> list[Any]:
@@ -231,7 +231,7 @@ def _maybe(convert: Convert, value: Any) -> Any:
 
 
 def _is_text(type_: pa.DataType) -> bool:
-    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
+    return bool(pa.types.is_string(type_) or pa.types.is_large_string(type_))
 
 
 def _to_uuid(value: Any) -> Binary:

@@ -66,7 +66,7 @@ __all__ = [
 #: How raw BSON is decoded: aware UTC datetimes, subtype-4 binaries kept as ``Binary`` (their
 #: text form is built straight from the bytes, cheaper than a ``uuid.UUID`` each), and datetimes
 #: outside Python's range kept (as ``DatetimeMS``, carried as JSON) instead of raising.
-DECODE_OPTIONS: CodecOptions = CodecOptions(
+DECODE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=True,
     tzinfo=UTC,
     uuid_representation=UuidRepresentation.UNSPECIFIED,

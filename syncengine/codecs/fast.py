@@ -80,6 +80,8 @@ def _decimal(values: pa.ChunkedArray) -> list[Any] | None:
         negative = pc.less(array, pa.scalar(0, type_)).to_pylist()
         buffer = memoryview(magnitude.buffers()[1]).cast("Q")
         words = buffer[2 * magnitude.offset : 2 * (magnitude.offset + len(magnitude))].tolist()
+        # Decimal128 takes its (high, low) words; pymongo types the tuple as decimal's
+        # (sign, digits, exponent), hence the ignore
         return [
             Decimal128((high | exponent | (_SIGN if minus else 0), low))  # type: ignore[arg-type]
             for low, high, minus in zip(words[0::2], words[1::2], negative, strict=True)
@@ -109,10 +111,10 @@ def _json(values: pa.ChunkedArray) -> list[Any] | None:
 
     def convert(array: pa.Array) -> list[Any]:
         texts = array.to_pylist()
-        parsed = json.loads("[" + ",".join(texts) + "]")
+        parsed: list[Any] = json.loads("[" + ",".join(texts) + "]")
         if len(parsed) != len(texts):
             raise ValueError("a value is not one JSON text")
-        return parsed  # type: ignore[no-any-return]
+        return parsed
 
     try:
         return _with_nulls(values, convert)

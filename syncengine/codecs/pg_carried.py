@@ -13,11 +13,15 @@ mask, for the caller to decide (dead letter, text comparison).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.codecs.pg_text import is_text
+
+if TYPE_CHECKING:
+    from syncengine.sources.postgres.columns import PgType
 
 _TIME = re.compile(r"time(\(\d+\))? without time zone")
 _TIMESTAMP = re.compile(r"timestamp(\(\d+\))? with(out)? time zone")
@@ -45,7 +49,7 @@ _NO_NATIVE = {
 }
 
 
-def native_type(pg_type: str):  # type: ignore[no-untyped-def]
+def native_type(pg_type: str) -> PgType | None:
     """The :class:`~syncengine.sources.postgres.columns.PgType` a column of ``pg_type`` has
     in a batch that carries it natively; None for a type that always travels as text."""
     from syncengine.sources.postgres.columns import PgType
@@ -73,7 +77,7 @@ def can_be_text(pg_type: str) -> bool:
     return native_type(pg_type) is not None
 
 
-def carried(field: pa.Field):  # type: ignore[no-untyped-def]
+def carried(field: pa.Field) -> PgType | None:
     """The column's native PgType when this batch carries it as text, else None."""
     name = (field.metadata or {}).get(b"pg_type")
     if name is None or not is_text(field.type):
@@ -83,7 +87,7 @@ def carried(field: pa.Field):  # type: ignore[no-untyped-def]
 
 def to_native(
     values: pa.Array | pa.ChunkedArray,
-    type_,  # type: ignore[no-untyped-def]
+    type_: PgType,
 ) -> tuple[pa.Array, pa.Array]:
     """``values`` (Postgres text) in ``type_``'s Arrow type, and a boolean mask of the values
     that have none (null in the first array). Vectorized: the source's converter on the

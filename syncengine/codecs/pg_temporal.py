@@ -55,7 +55,10 @@ def parse(values: pa.Array, target: pa.DataType, strict: bool = True) -> pa.Arra
     timestamp past 294247 AD), or with ``strict=False`` null in its place."""
     text = pl.col("v")
     f = pl.col("p").struct.field
-    number = lambda i: f(str(i)).cast(pl.Int64)  # noqa: E731
+
+    def number(i: int) -> pl.Expr:
+        return f(str(i)).cast(pl.Int64)
+
     frame = (
         pl.DataFrame({"v": _series(values)})
         .lazy()

@@ -22,7 +22,7 @@ def _series(values: pa.Array | pa.ChunkedArray) -> pl.Series:
 
 
 def is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
 
 
 def convertible(t: pa.DataType) -> bool:

@@ -8,8 +8,9 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 
-def parse_duration(value: str | int | float) -> float:
-    """Seconds in ``value``; a bare number is seconds. Raises ValueError with the accepted forms."""
+def parse_duration(value: object) -> float:
+    """Seconds in ``value`` (as YAML or a command line gives it); a bare number is seconds.
+    Raises ValueError with the accepted forms."""
     if isinstance(value, bool):
         raise ValueError("expected a duration like 500ms, 2s, 5m, 1h")
     if isinstance(value, int | float):

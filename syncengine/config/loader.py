@@ -182,7 +182,7 @@ def _message(error: Any, parts: list[str]) -> str:
         return "unknown key (check the spelling)"
     if kind == "string_pattern_mismatch" and "[key]" in error["loc"]:
         return "pipeline names may only use a-z, 0-9 and _"
-    message = error["msg"]
+    message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix) :]

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from syncengine.config.durations import parse_duration
-from syncengine.names import canonical, default_target, table_name_problem
+from syncengine.names import DEFAULT_SCHEMA, canonical, default_target, table_name_problem
 from syncengine.plugins import STRATEGIES, unknown_name_message
 
 PIPELINE_NAME = r"^[a-z0-9_]+$"
@@ -67,7 +67,7 @@ class PostgresSourceConfig(Model):
     @field_validator("heartbeat", "query_timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
-        return parse_duration(value)  # type: ignore[arg-type]
+        return parse_duration(value)
 
     @field_validator("tables")
     @classmethod
@@ -109,13 +109,13 @@ class MongoSourceConfig(Model):
     @field_validator("query_timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
-        return parse_duration(value)  # type: ignore[arg-type]
+        return parse_duration(value)
 
 
 class PostgresTargetConfig(Model):
     type: Literal["postgres"]
     dsn: SecretStr
-    schema_: str = Field("public", alias="schema")
+    schema_: str = Field(DEFAULT_SCHEMA, alias="schema")
     on_schema_change: Literal["add", "ignore", "fail"] = "add"
     """What to do when the source grows a column the target table lacks."""
 
@@ -194,7 +194,7 @@ class BatchConfig(Model):
     @field_validator("max_wait", "timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
-        return parse_duration(value)  # type: ignore[arg-type]
+        return parse_duration(value)
 
 
 class PipelineConfig(Model):

@@ -76,7 +76,7 @@ class Detection:
 
     @property
     def columns(self) -> list[str]:
-        return self.spec.schema.names
+        return list(self.spec.schema.names)
 
     def base(self, rows: pl.Series) -> pl.DataFrame:
         """The shadow's row (the last applied source version) for the selected rows."""

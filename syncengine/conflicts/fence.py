@@ -31,11 +31,7 @@ from syncengine.targets.shadow import FENCE_ONLY
 def reads_nothing(config: ConflictsConfig, target: Target) -> bool:
     """Whether this table's batches skip detection: ``remote`` without ``audit``, into a target
     that mirrors rows (a change log keeps no shadow at all)."""
-    return (
-        config.strategy == "remote"
-        and not config.audit
-        and not getattr(target, "change_log", False)
-    )
+    return config.strategy == "remote" and not config.audit and not target.change_log
 
 
 async def fenced(

@@ -84,15 +84,17 @@ def chosen_row(
 def auto_merge(conflict: Conflict, tie: str = "remote") -> str | None:
     """The ``merge`` strategy's answer for this conflict."""
     spec = queue.spec_of(conflict)
-    sides = [_side(text, spec) for text in (conflict.base, conflict.local, conflict.remote)]
+    base, local, remote = (
+        _side(text, spec) for text in (conflict.base, conflict.local, conflict.remote)
+    )
     ctx = StrategyContext(
-        ConflictsConfig(strategy="merge", tie=tie),  # type: ignore[arg-type]
+        ConflictsConfig.model_validate({"strategy": "merge", "tie": tie}),
         spec.key,
         tuple(spec.schema.names),
         json_columns(spec.schema),
         spec.name,
     )
-    decision = MergeStrategy().decide(*sides, ctx)
+    decision = MergeStrategy().decide(base, local, remote, ctx)
     rows = decision.rows
     return json_of(rows, spec.schema.names)[0] if rows[EXISTS][0] else None
 

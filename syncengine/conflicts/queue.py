@@ -92,7 +92,8 @@ def spec_of(conflict: Conflict) -> TableSpec:
 
 
 def position_of(conflict: Conflict) -> str | None:
-    return json.loads(conflict.delta or "{}").get("position")
+    position: str | None = json.loads(conflict.delta or "{}").get("position")
+    return position
 
 
 def queued_positions(

@@ -98,16 +98,6 @@ class ConflictResolver:
         self.overrides = dict(overrides or {})
         self.fence = fence
 
-    @classmethod
-    def for_pipeline(
-        cls, name: str, config: PipelineConfig, target: Target, state: SQLiteStateStore
-    ) -> ConflictResolver:
-        """With the per-mapping overrides of ``config`` (keyed by target table)."""
-        overrides = {
-            m.target_name: m.conflicts for m in config.mappings_for_sources() if m.conflicts
-        }
-        return cls(name, target, state, config.conflicts, overrides, fence=ordered(config))
-
     def config_for(self, table: str) -> ConflictsConfig:
         return self.overrides.get(table, self.conflicts)
 
@@ -130,7 +120,7 @@ class ConflictResolver:
             return await self._fenced_only(spec, batch, config, truncates, rest, keys, pending)
         # A change-log target (Parquet, ``change_log = True``) has no current row to conflict
         # with: everything passes as sent and no shadow is kept.
-        detects = not getattr(self.target, "change_log", False)
+        detects = not self.target.change_log
         held_mask = _held_mask(keys, pending, rest.height)
         blind = bool(truncates.height) or not detects
         det = await detect(

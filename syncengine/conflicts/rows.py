@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
@@ -34,6 +35,9 @@ import pyarrow as pa
 from syncengine.codecs import pg_carried, pg_temporal, pg_text
 from syncengine.strategies.base import EXISTS
 from syncengine.targets.base import TableSpec
+
+if TYPE_CHECKING:
+    from syncengine.sources.postgres.columns import PgType
 
 __all__ = [
     "EXISTS",
@@ -104,7 +108,7 @@ def _as_pg_text(have: pa.DataType, want: pa.Field) -> bool:
     return not pg_text.is_text(have) and pg_carried.carried(want) is not None
 
 
-def carried_columns(schema: pa.Schema) -> dict[str, object]:
+def carried_columns(schema: pa.Schema) -> dict[str, PgType]:
     """The spec's columns this batch carries as Postgres text, with their native PgType (for
     :func:`row_hashes`); empty, after a schema check only, for an ordinary batch."""
     out = {}
@@ -203,7 +207,7 @@ def _decode_leniently(series: pl.Series, wire: dict[str, pl.DataType]) -> pl.Dat
 
 
 def _us_stamp(t: pa.DataType) -> bool:
-    return pa.types.is_timestamp(t) and t.unit == "us"
+    return bool(pa.types.is_timestamp(t) and t.unit == "us")
 
 
 def _arrow_types(schema: dict[str, pl.DataType]) -> dict[str, pa.DataType]:
@@ -241,7 +245,7 @@ DIGEST_ABOVE = 1024
 
 
 def row_hashes(
-    frame: pl.DataFrame, columns: Sequence[str], carried: Mapping[str, object] | None = None
+    frame: pl.DataFrame, columns: Sequence[str], carried: Mapping[str, PgType] | None = None
 ) -> pl.Series:
     """``HASH_TAG`` + a hash per row of ``frame`` (spec columns + ``_exists``), null where the
     row does not exist; two rows hash alike when their values are equal (null = missing).
@@ -259,8 +263,9 @@ def row_hashes(
     restored = _restored(frame, carried or {})
     if restored is not None:
         native, beyond = restored
-        texts = pl.select(pl.when(beyond).then(texts).otherwise(_row_texts(native, columns)))
-        texts = texts.to_series()
+        texts = pl.select(
+            pl.when(beyond).then(texts).otherwise(_row_texts(native, columns))
+        ).to_series()
     return pl.select(pl.when(frame[EXISTS]).then(hash_texts(texts))).to_series().alias("row_hash")
 
 
@@ -270,7 +275,7 @@ def _row_texts(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
 
 
 def _restored(
-    frame: pl.DataFrame, carried: Mapping[str, object]
+    frame: pl.DataFrame, carried: Mapping[str, PgType]
 ) -> tuple[pl.DataFrame, pl.Series] | None:
     """``frame`` with its text-carried columns in their native type (null where a value has
     none) and the rows holding such a value; None when no column is text here."""
@@ -306,7 +311,7 @@ def retag_hashes(
     hashes: pl.Series,
     bases: pl.Series,
     schema: dict[str, pl.DataType],
-    carried: Mapping[str, object] | None = None,
+    carried: Mapping[str, PgType] | None = None,
 ) -> pl.Series:
     """Stored hashes made by another Polars version, recomputed from the stored row JSON."""
     stale = hashes.is_not_null() & ~hashes.str.starts_with(HASH_TAG)

@@ -1,15 +1,17 @@
-"""Which failures are worth retrying: the one place driver exceptions meet the retry policy."""
+"""Which failures are worth retrying: the one place driver exceptions meet the retry policy.
+
+Sources and targets translate their driver errors through the error table
+(:mod:`syncengine.errors`) with their side; an error that escaped untranslated is retried
+when the table says so for either side.
+"""
 
 from __future__ import annotations
 
 import psycopg
-from pymongo import errors as mongo_errors
+from pymongo.errors import PyMongoError
 
-from syncengine.errors import (
-    MONGO_RETRIABLE_CODES,
-    SyncEngineError,
-    sqlstate_is_retriable,
-)
+from syncengine.errors import SyncEngineError, sqlstate_rule
+from syncengine.mongoclient import error_rule
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -19,15 +21,9 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return True
     if isinstance(exc, psycopg.Error):
-        return sqlstate_is_retriable(exc.sqlstate)
-    if isinstance(exc, mongo_errors.ConnectionFailure | mongo_errors.ServerSelectionTimeoutError):
-        return True
-    if isinstance(exc, mongo_errors.PyMongoError):
-        code = getattr(exc, "code", None)
-        labels = getattr(exc, "has_error_label", None)
-        if labels and (labels("RetryableWriteError") or labels("TransientTransactionError")):
-            return True
-        return code in MONGO_RETRIABLE_CODES
+        return sqlstate_rule(exc.sqlstate).retriable_anywhere()
+    if isinstance(exc, PyMongoError):
+        return error_rule(exc).retriable_anywhere()
     if isinstance(exc, ConnectionError | TimeoutError | EOFError):
         return True
     return isinstance(exc, OSError) and exc.errno is not None

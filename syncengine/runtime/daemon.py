@@ -151,7 +151,7 @@ class Daemon:
     ) -> None:
         health.state, health.last_error = "retrying", f"{type(exc).__name__}: {exc}"
         self.metrics.retries.labels(name).inc()
-        if isinstance(exc, TargetUnavailable) or "target" in type(exc).__module__:
+        if isinstance(exc, TargetUnavailable):  # the target's side of the error table
             breaker.record_failure()
         log.warning("%s: transient failure, will resume from the checkpoint: %s", name, exc)
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -28,6 +28,10 @@ from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import ChangeSource
 from syncengine.state import DeadLetter, SQLiteStateStore
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
+
+if TYPE_CHECKING:  # imported where used: building a pipeline must not load them all
+    from syncengine.conflicts.resolver import ConflictResolver, Resolved
+    from syncengine.mappings.plan import CompiledMapping
 
 log = logging.getLogger("syncengine.pipeline")
 
@@ -57,14 +61,15 @@ class Pipeline:
         self.state = state
         self.metrics = metrics or Metrics()
         source_cls = SOURCES.get(config.source.type)
+        # plugins.Registry.get returns an untyped object: a typed registry would drop this
         self.source: ChangeSource = source_cls(name, config.source, state, config.batch)  # type: ignore[operator]
         self.target: Target = make_target(name, config.target, state)
         self.mappings = config.mappings_for_sources()
         if hasattr(self.source, "row_filters"):  # optional for plugin sources
             self.source.row_filters = self.row_filters
-        self._compiled: dict[tuple[int, str], Any] = {}
+        self._compiled: dict[tuple[int, str], CompiledMapping] = {}
         self._specs: dict[tuple[str, str], TableSpec] = {}
-        self._resolvers: dict[str, Any] = {}
+        self._resolvers: dict[str, ConflictResolver] = {}
         self.rows_applied = 0
         self.phases = PhaseClock(self._count_phase)
         if hasattr(self.source, "phases"):  # optional for plugin sources: decode time
@@ -106,7 +111,7 @@ class Pipeline:
             return ()
         return tuple((m.filter, m.dialect) for m in mappings if m.filter is not None)
 
-    def _compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> Any:
+    def _compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> CompiledMapping:
         from syncengine.mappings import compile_mapping
 
         rows_schema = batch.data.schema
@@ -118,7 +123,7 @@ class Pipeline:
             self._compiled[cache_key] = compiled
         return compiled
 
-    async def _spec(self, compiled: Any, mapping: MappingConfig) -> TableSpec:
+    async def _spec(self, compiled: CompiledMapping, mapping: MappingConfig) -> TableSpec:
         wanted = TableSpec(mapping.target_name, tuple(compiled.key), compiled.target_schema)
         return await self._ensure(wanted)
 
@@ -148,7 +153,7 @@ class Pipeline:
             self._specs[cache_key] = spec
         return spec
 
-    def _resolver(self, mapping: MappingConfig) -> Any:
+    def _resolver(self, mapping: MappingConfig) -> ConflictResolver:
         from syncengine.conflicts import ConflictResolver
         from syncengine.conflicts.resolver import ordered
 
@@ -200,7 +205,7 @@ class Pipeline:
         writes: list[TableWrite] = []
         resolve_started = time.perf_counter()
         for spec, mapping, parts in mapped.values():
-            if getattr(self.target, "change_log", False):
+            if self.target.change_log:
                 writes.append(TableWrite(spec, concat_batches(parts)))  # every change, in order
                 continue
             if not spec.key:  # a multiset of rows: no compaction, shadow or strategy
@@ -214,8 +219,8 @@ class Pipeline:
         checkpoint = Checkpoint(self.stream_name, position) if position else None
         if writes or checkpoint:
             with self.phases.timing("apply"):
-                result = await self.target.apply(writes, checkpoint)
-            if result.rejected:
+                applied = await self.target.apply(writes, checkpoint)
+            if applied.rejected:
                 # a letter names the source table: replay reads its schema from there
                 key = self.config.source_key
                 sources = {name: key(m.source) for name, (_, m, _) in mapped.items()}
@@ -227,7 +232,7 @@ class Pipeline:
                         reason,
                         json.dumps(row, default=str),
                     )
-                    for table, row, reason in result.rejected
+                    for table, row, reason in applied.rejected
                 ]
                 self._dead_letter(rejected)
                 report.dead_letters += len(rejected)
@@ -270,13 +275,12 @@ class Pipeline:
             self.metrics.changes_applied.labels(self.name, table, "r").inc(rows)
             report.applied[table] = report.applied.get(table, 0) + rows
 
-    def _count_conflicts(self, resolved: Any, mapping: MappingConfig) -> int:
+    def _count_conflicts(self, resolved: Resolved, mapping: MappingConfig) -> int:
         strategy = (mapping.conflicts or self.config.conflicts).strategy
-        outcomes: dict[str, int] = getattr(resolved, "outcomes", {}) or {}
-        for outcome, count in outcomes.items():
+        for outcome, count in resolved.outcomes.items():
             if count:
                 self.metrics.conflicts.labels(self.name, strategy, outcome).inc(count)
-        return sum(outcomes.values())
+        return sum(resolved.outcomes.values())
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         self.state.add_dead_letters(letters)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import AsyncGenerator
 from datetime import datetime
 
 import pyarrow as pa
@@ -33,7 +34,8 @@ async def _source_schema(pipeline: Pipeline, table: str) -> tuple[pa.Schema, tup
     try:
         batch = await anext(scan)
     finally:
-        await scan.aclose()  # type: ignore[attr-defined]
+        if isinstance(scan, AsyncGenerator):  # the protocol promises an iterator only
+            await scan.aclose()
     return batch.rows.schema, batch.key
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -38,13 +39,13 @@ CIRCUIT_STATES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 class CircuitBreaker:
     failure_threshold: int = 5
     reset_after: float = 30.0
-    clock: object = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     failures: int = 0
     state: str = CLOSED
     opened_at: float = 0.0
 
     def _now(self) -> float:
-        return self.clock()  # type: ignore[operator]
+        return self.clock()
 
     def allow(self) -> bool:
         """May a call go through now? In half-open state exactly one probe may."""

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from syncengine.changes import ChangeBatch
 from syncengine.errors import Interrupted, TargetUnavailable
@@ -43,12 +44,18 @@ HOLD_GROUPS = 8
 _END = object()
 
 
+class Progress(Protocol):
+    """What a backfill reports rows copied to (the CLI's progress bar)."""
+
+    def advance(self, table: str, rows: int) -> None: ...
+
+
 async def backfill(
     pipeline: Pipeline,
     tables: Sequence[str] | None = None,
     where: str | None = None,
     parallel: int = 2,
-    progress: object | None = None,
+    progress: Progress | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
     """Copy current state; returns rows copied. Resumes at the first chunk not yet done.
@@ -68,7 +75,7 @@ async def backfill(
         if not batch.meta.get("deletes"):
             copied += report.read
             if progress is not None:
-                progress.advance(batch.table, report.read)  # type: ignore[attr-defined]
+                progress.advance(batch.table, report.read)
         if stop is not None and stop.is_set():
             raise Interrupted(
                 f"{pipeline.name}: backfill interrupted after {copied} rows",
@@ -151,8 +158,9 @@ async def stream(
                     applied += await _apply_group(pipeline, group)
             if stop.is_set():
                 break
-        if reader.done() and reader.exception() is not None:
-            raise reader.exception()  # type: ignore[misc]
+        failure = reader.exception() if reader.done() else None
+        if failure is not None:
+            raise failure
         if stop.is_set():
             # apply what was already read, up to its last commit boundary (the rest is read
             # again from the checkpoint next time); never after a failed group: its rows would
@@ -222,7 +230,7 @@ async def _apply_group(pipeline: Pipeline, group: list[ChangeBatch]) -> int:
 
 
 async def ensure_backfilled(
-    pipeline: Pipeline, progress: object | None = None, stop: asyncio.Event | None = None
+    pipeline: Pipeline, progress: Progress | None = None, stop: asyncio.Event | None = None
 ) -> tuple[str, int]:
     """The checkpoint to stream from, running the initial backfill first when there is none;
     and the number of rows that backfill copied."""
@@ -238,7 +246,7 @@ async def ensure_backfilled(
 
 
 async def sync_once(
-    pipeline: Pipeline, progress: object | None = None, stop: asyncio.Event | None = None
+    pipeline: Pipeline, progress: Progress | None = None, stop: asyncio.Event | None = None
 ) -> tuple[int, int]:
     """Backfill if needed, then apply everything committed before now.
 

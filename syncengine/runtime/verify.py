@@ -45,9 +45,9 @@ async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
         # a Postgres column carried as text in some batches is text in all (codecs.pg_text)
         frames = [pl.DataFrame(t) for t in pg_text.unify_text(parts)]
         source = pl.concat(frames, how="diagonal_relaxed")
-        target_parts = [pl.from_arrow(t) async for t in pipeline.target.scan(spec)]
+        target_parts = [pl.DataFrame(t) async for t in pipeline.target.scan(spec)]
         target = (
-            pl.concat(target_parts, how="diagonal_relaxed")  # type: ignore[arg-type]
+            pl.concat(target_parts, how="diagonal_relaxed")
             if target_parts
             else pl.DataFrame(schema=source.schema)
         )

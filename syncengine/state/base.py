@@ -7,7 +7,11 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
-class Checkpoint:
+class StoredCheckpoint:
+    """A checkpoint as the state store keeps it: the position of one pipeline's source stream
+    with its details, format version and time. (What a target commits with a group is
+    :class:`syncengine.targets.base.Checkpoint`, the stream and position only.)"""
+
     pipeline: str
     stream: str
     position: str
@@ -61,13 +65,13 @@ class DeadLetter:
 class StateStore(Protocol):
     """What the runtime needs from a state backend (SQLite by default)."""
 
-    def get_checkpoint(self, pipeline: str, stream: str) -> Checkpoint | None: ...
+    def get_checkpoint(self, pipeline: str, stream: str) -> StoredCheckpoint | None: ...
 
     def put_checkpoint(
         self, pipeline: str, stream: str, position: str, details: dict[str, Any] | None = None
     ) -> None: ...
 
-    def list_checkpoints(self, pipeline: str | None = None) -> list[Checkpoint]: ...
+    def list_checkpoints(self, pipeline: str | None = None) -> list[StoredCheckpoint]: ...
 
     def reset_checkpoints(self, pipeline: str, stream: str | None = None) -> int: ...
 

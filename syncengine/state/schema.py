@@ -9,10 +9,14 @@ same tables from this description. Types are written as the portable subset both
 
 from __future__ import annotations
 
+from typing import LiteralString
+
+# Column types and index predicates are SQL written in this file, never input: LiteralString
+# lets the Postgres target compose them with psycopg's sql.SQL.
 FORMAT_VERSION = 2
 
 # table -> (column definitions, primary key). TEXT holds JSON where a structure is stored.
-TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
+TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
     "meta": ([("name", "TEXT NOT NULL"), ("value", "TEXT NOT NULL")], ["name"]),
     # one row per pipeline and source stream (a Postgres slot, a Mongo database stream, a table
     # polled incrementally); position is the source's own order-preserving position string.
@@ -117,11 +121,11 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
 }
 
 # name -> (table, columns, partial-index condition): created by both backends if missing
-INDEXES: dict[str, tuple[str, str, str]] = {
+INDEXES: dict[str, tuple[str, str, LiteralString]] = {
     # tombstones are purged once the checkpoint has passed them (no replay can reach them)
     "shadow_tombstones": ("shadow", "pipeline, position", "row_hash = ''"),
 }
 
 # version -> columns (table, column, type) that upgrade a store from version-1 to version; each
 # backend turns them into its own ALTER TABLE
-MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {2: [("shadow", "position", "TEXT")]}
+MIGRATIONS: dict[int, list[tuple[str, str, LiteralString]]] = {2: [("shadow", "position", "TEXT")]}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from syncengine.errors import FatalError
-from syncengine.state.base import Checkpoint, Chunk, Conflict, DeadLetter
+from syncengine.state.base import Chunk, Conflict, DeadLetter, StoredCheckpoint
 from syncengine.state.locks import PipelineLock
 from syncengine.state.schema import FORMAT_VERSION, INDEXES, MIGRATIONS, TABLES
 
@@ -112,7 +112,7 @@ class SQLiteStateStore:
 
     # -- checkpoints ----------------------------------------------------------------------
 
-    def get_checkpoint(self, pipeline: str, stream: str) -> Checkpoint | None:
+    def get_checkpoint(self, pipeline: str, stream: str) -> StoredCheckpoint | None:
         row = self.db.execute(
             "SELECT pipeline, stream, position, details, version, updated_at FROM checkpoints "
             "WHERE pipeline=? AND stream=?",
@@ -143,7 +143,7 @@ class SQLiteStateStore:
             (pipeline, stream, position, json.dumps(details or {}), FORMAT_VERSION, _now()),
         )
 
-    def list_checkpoints(self, pipeline: str | None = None) -> list[Checkpoint]:
+    def list_checkpoints(self, pipeline: str | None = None) -> list[StoredCheckpoint]:
         sql = "SELECT pipeline, stream, position, details, version, updated_at FROM checkpoints"
         args: tuple[Any, ...] = ()
         if pipeline:
@@ -404,6 +404,8 @@ class SQLiteStateStore:
         return {"pending_conflicts": int(conflicts), "dead_letters": int(letters)}
 
 
-def _checkpoint(row: Sequence[Any]) -> Checkpoint:
+def _checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
     pipeline, stream, position, details, version, updated_at = row
-    return Checkpoint(pipeline, stream, position, json.loads(details), int(version), updated_at)
+    return StoredCheckpoint(
+        pipeline, stream, position, json.loads(details), int(version), updated_at
+    )

@@ -18,4 +18,5 @@ def make_target(pipeline: str, config: Any, state: Any) -> Target:
     from syncengine.plugins import TARGETS
 
     cls = TARGETS.get(config.type)
+    # plugins.Registry.get returns an untyped object: a typed registry would drop this
     return cls(pipeline, config, state)  # type: ignore[operator,no-any-return]

@@ -76,6 +76,9 @@ class TableWrite:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """The source position a target commits with a group (the state store's record of it is
+    :class:`syncengine.state.base.StoredCheckpoint`)."""
+
     stream: str
     position: str
 

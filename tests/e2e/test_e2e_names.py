@@ -109,7 +109,7 @@ def test_hostile_table_names_through_every_command(
         wrong = CLI(tmp_path, config(["My.Schema.T.with.dots"], str(parquet)), env)
         refused = wrong.run("validate", "--pipeline", "pg", check=False)
         assert refused.returncode == 2, refused.stdout + refused.stderr
-        assert "'\"My.Schema\".\"T.with.dots\"'" in refused.stdout + refused.stderr
+        assert '\'"My.Schema"."T.with.dots"\'' in refused.stdout + refused.stderr
         assert "Traceback" not in refused.stderr
     cli = CLI(tmp_path, config(tables, str(parquet)), env)
     cli.run("validate")

@@ -74,7 +74,9 @@ def quantile_bounds(ids: Sequence[Any], chunks: int) -> list[Any]:
     return [ordered[i][1] for i in sorted(picks) if 0 < i < len(ordered)]
 
 
-async def plan_chunks(coll: AsyncCollection, chunk_docs: int) -> list[tuple[Any, Any]]:
+async def plan_chunks(
+    coll: AsyncCollection[dict[str, Any]], chunk_docs: int
+) -> list[tuple[Any, Any]]:
     """``[(lower, upper), …]`` covering every ``_id``; None is unbounded."""
     count = await coll.estimated_document_count()
     wanted = math.ceil(count / chunk_docs) if count else 1
@@ -110,7 +112,7 @@ def chunk_filter(chunk: Chunk, where: Mapping[str, Any] | None) -> dict[str, Any
 
 
 async def scan_chunks(
-    collections: Mapping[str, AsyncCollection],
+    collections: Mapping[str, AsyncCollection[dict[str, Any]]],
     chunks: Sequence[Chunk],
     *,
     position: str,

@@ -101,12 +101,14 @@ class _Buffer:
             if value is po.UNCHANGED:
                 self.unsent.setdefault(i, []).append(row)
                 value = None
+            # mypy cannot narrow the UNCHANGED sentinel by identity; it was replaced above
             column.append(value)  # type: ignore[arg-type]
         if old is not None and self.before is None:
             self.before = [[None] * row for _ in self.relation.columns]
         if self.before is not None:
             for i, column in enumerate(self.before):
                 value = old[i] if old is not None else None
+                # mypy cannot narrow the UNCHANGED sentinel by identity
                 column.append(None if value is po.UNCHANGED else value)  # type: ignore[arg-type]
 
     def add_wire(self, kind: int, data: bytes, pos: str, ts: int, xid: int) -> None:

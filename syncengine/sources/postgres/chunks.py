@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pyarrow as pa
@@ -167,7 +168,7 @@ def csv_to_text_columns(data: bytes, columns: tuple[str, ...]) -> pa.Table:
 
 
 def read_batch(
-    shape: TableShape, text: pa.Table, position: str | pa.Array, meta: dict
+    shape: TableShape, text: pa.Table, position: str | pa.Array, meta: dict[str, Any]
 ) -> ChangeBatch:
     """Text columns → a ChangeBatch of ``r`` rows at ``position`` (one for all rows, or one
     per row), typed like the stream."""
@@ -192,7 +193,7 @@ def read_batch(
     return ChangeBatch(shape.name, data, shape.key, meta)
 
 
-def truncate_batch(shape: TableShape, position: str, meta: dict) -> ChangeBatch:
+def truncate_batch(shape: TableShape, position: str, meta: dict[str, Any]) -> ChangeBatch:
     """One ``t`` row at ``position``: a keyless table's snapshot starts by emptying the
     target table (its rows have no key to upsert by)."""
     empty = pa.table({c: pa.array([None], pa.string()) for c in shape.columns})

@@ -55,7 +55,7 @@ SETTLE_SECONDS = 5.0
 _WHOLE_TRANSACTION = ".FFFFFFFF"
 
 #: per table, per key (text values), the (commit LSN, xid) of each transaction that changed it
-Window = dict[str, dict[tuple, list[tuple[int, int]]]]
+Window = dict[str, dict[tuple[str | None, ...], list[tuple[int, int]]]]
 
 
 class VisibilityHorizon:
@@ -162,7 +162,7 @@ class ReadSnapshot:
 def row_positions(
     text: pa.Table,
     shape: TableShape,
-    changed: dict[tuple, list[tuple[int, int]]],
+    changed: dict[tuple[str | None, ...], list[tuple[int, int]]],
     horizon: str,
     read: ReadSnapshot | None,
 ) -> pa.Array:
@@ -179,7 +179,7 @@ def row_positions(
     if read is None or not shape.key or not changed:
         return plain
     start = pos_to_lsn(horizon)
-    raised: dict[tuple, str] = {}
+    raised: dict[tuple[str | None, ...], str] = {}
     for key, txns in changed.items():
         for lsn, xid in txns:
             if lsn < start:  # settled: seen, and fenced by the horizon already
@@ -267,13 +267,13 @@ class WatermarkReader:
                 async with self.changed:
                     self.changed.notify_all()
         elif self.open_windows:
-            for table, key in self._keys_of(msg):
+            for table, values in self._keys_of(msg):
                 for window in self.open_windows.values():
-                    seen = window.setdefault(table, {}).setdefault(key, [])
+                    seen = window.setdefault(table, {}).setdefault(values, [])
                     if not seen or seen[-1] != self.txn:
                         seen.append(self.txn)
 
-    def _keys_of(self, msg: po.PgOutputMessage) -> list[tuple[str, tuple]]:
+    def _keys_of(self, msg: po.PgOutputMessage) -> list[tuple[str, tuple[str | None, ...]]]:
         if isinstance(msg, po.Truncate):
             return [(self.relations[o][0], ALL_KEYS) for o in msg.relations if o in self.relations]
         images: list[po.Tuple | None] = []

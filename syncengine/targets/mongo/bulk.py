@@ -20,13 +20,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from syncengine.config.secrets import redact
-from syncengine.errors import (
-    MONGO_RETRIABLE_CODES,
-    FatalError,
-    RetriableError,
-    SyncEngineError,
-    TargetUnavailable,
-)
+from syncengine.errors import MONGO_RETRIABLE_CODES, RetriableError, SyncEngineError
+from syncengine.mongoclient import error_rule
 from syncengine.targets.base import ApplyResult, TableWrite
 from syncengine.targets.mongo.ops import RowWrites
 
@@ -35,13 +30,9 @@ _DUPLICATE_KEY = 11000
 
 
 def translate(exc: PyMongoError, doing: str) -> SyncEngineError:
+    """The engine error for a driver error (the error table, target side)."""
     message = f"mongo target: {doing} failed: {redact(str(exc).splitlines()[0])}"
-    code = getattr(exc, "code", None)
-    if isinstance(exc, ConnectionFailure):
-        return TargetUnavailable(message)
-    if code in MONGO_RETRIABLE_CODES or exc.has_error_label("RetryableWriteError"):
-        return RetriableError(message)
-    return FatalError(message)
+    return error_rule(exc).error("target", message)
 
 
 async def bulk_write(
@@ -144,4 +135,5 @@ def key_rows(write: TableWrite, rows: list[int]) -> pl.DataFrame:
 
 
 def row_of(write: TableWrite, index: int) -> dict[str, Any]:
-    return write.batch.data.slice(index, 1).to_pylist()[0]
+    row: dict[str, Any] = write.batch.data.slice(index, 1).to_pylist()[0]
+    return row

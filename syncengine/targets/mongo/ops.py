@@ -27,7 +27,7 @@ from syncengine.codecs.arrow_bson import arrow_to_columns
 from syncengine.codecs.bson_arrow import arrow_to_documents, decode_documents, to_json
 from syncengine.targets.base import TableSpec
 
-Op = InsertOne | ReplaceOne | UpdateOne | DeleteOne
+Op = InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]] | UpdateOne | DeleteOne
 
 
 def doc_id(key: tuple[str, ...], row: dict[str, Any]) -> Any:
@@ -102,9 +102,10 @@ class RowWrites:
         """Write ``i``; a full image as an insert when ``insert``, else as a replace-upsert."""
         kind, _id, doc = self.kinds[i], self.ids[i], self.docs[i]
         if kind in (SNAPSHOT, CREATE):
+            assert doc is not None  # a full image always carries its document
             if insert:
                 return InsertOne(doc)
-            return ReplaceOne({"_id": _id}, doc, upsert=True)  # type: ignore[arg-type]
+            return ReplaceOne({"_id": _id}, doc, upsert=True)
         if kind == REMOVE:
             return DeleteOne(doc or {})
         if kind == UPDATE:

@@ -50,7 +50,7 @@ def too_large(exc: PyMongoError) -> bool:
 
 def oversized(writes: Sequence[TableWrite]) -> bool:
     """Whether the group carries more row data than one transaction should."""
-    return sum(w.batch.data.nbytes for w in writes) > TRANSACTION_BYTES
+    return sum(int(w.batch.data.nbytes) for w in writes) > TRANSACTION_BYTES
 
 
 def halves(writes: list[TableWrite]) -> tuple[list[TableWrite], list[TableWrite]] | None:

@@ -55,7 +55,8 @@ def shadow_ids(pipeline: str, table: str, row_keys: Sequence[str] | pa.Array) ->
         return [json.dumps([pipeline, table, k], separators=(",", ":")) for k in keys.to_pylist()]
     head = json.dumps([pipeline, table], separators=(",", ":"))[:-1] + ',"'
     quoted = pc.replace_substring(keys, '"', '\\"')
-    return pc.binary_join_element_wise(head, quoted, '"]', "").to_pylist()  # type: ignore[no-any-return]
+    joined: list[str] = pc.binary_join_element_wise(head, quoted, '"]', "").to_pylist()
+    return joined
 
 
 def shadow_operations(pipeline: str, write: TableWrite, *, inserts: bool = True) -> list[Op]:
@@ -93,7 +94,8 @@ def _column(upserts: pa.Table, name: str) -> list[Any]:
     """A shadow column as Python values; absent (an older producer) reads as nulls."""
     if name not in upserts.column_names:
         return [None] * upserts.num_rows
-    return upserts.column(name).cast(pa.string()).to_pylist()  # type: ignore[no-any-return]
+    values: list[Any] = upserts.column(name).cast(pa.string()).to_pylist()
+    return values
 
 
 async def purge_tombstones(db: Any, pipeline: str, before: str, *, indexed: bool) -> None:

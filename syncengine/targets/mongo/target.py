@@ -83,7 +83,7 @@ class MongoTarget:
         self.state = state
         self._want_transactions = transactions
         self.keeps_state = bool(transactions)
-        self._client: AsyncMongoClient | None = None
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._collections: set[str] = set()
         self._purges = PurgeSchedule()
         self._purged = False

@@ -153,7 +153,7 @@ async def apply_write(
         return Applied(staged.truncate, none_refused, copied=staged.rows)
     stg = sql.Identifier(f"_syncengine_stage_{next(_staging_names)}")
     typed: list[sql.Composable] = [
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target_columns[c]))  # type: ignore[arg-type]  # catalog format_type output
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target_columns[c]))  # catalog type
         for c in staged.columns
     ]
     if request is not None:
@@ -255,7 +255,7 @@ _NO_EQUALITY = ("json", "xml", "point", "line", "lseg", "box", "path", "polygon"
 
 
 def _comparable(alias: str, column: str, pg_type: str) -> sql.Composable:
-    ref = sql.SQL("{}.{}").format(sql.SQL(alias), sql.Identifier(column))  # type: ignore[arg-type]
+    ref = sql.SQL("{}.{}").format(sql.SQL(alias), sql.Identifier(column))
     if pg_type.removesuffix("[]") in _NO_EQUALITY:
         return sql.SQL("{}::text").format(ref)
     return ref

@@ -32,7 +32,7 @@ async def ensure_state_schema(conn: psycopg.AsyncConnection) -> None:
         )
         for table, (columns, key) in TABLES.items():
             body = sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
+                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
                 for name, kind in columns
             )
             pk = sql.SQL(", ").join(map(sql.Identifier, key))
@@ -50,7 +50,7 @@ async def ensure_state_schema(conn: psycopg.AsyncConnection) -> None:
         version = int(row[0]) if row else FORMAT_VERSION
         if version > FORMAT_VERSION:
             raise FatalError(
-                f"target state schema {STATE_SCHEMA} has format {row[0]}, newer than this "
+                f"target state schema {STATE_SCHEMA} has format {version}, newer than this "
                 f"syncengine understands ({FORMAT_VERSION})",
                 hint="upgrade syncengine",
             )
@@ -60,16 +60,16 @@ async def ensure_state_schema(conn: psycopg.AsyncConnection) -> None:
                     sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
                         state_table(table),
                         sql.Identifier(column),
-                        sql.SQL(kind),  # type: ignore[arg-type]
+                        sql.SQL(kind),
                     )
                 )
-        for name, (table, columns, where) in INDEXES.items():
+        for name, (table, indexed, where) in INDEXES.items():
             await conn.execute(
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {}").format(
                     sql.Identifier(name),
                     state_table(table),
-                    sql.SQL(", ").join(map(sql.Identifier, columns.split(", "))),
-                    sql.SQL(where),  # type: ignore[arg-type]  # a constant of schema.py
+                    sql.SQL(", ").join(sql.Identifier(column) for column in indexed.split(", ")),
+                    sql.SQL(where),
                 )
             )
         await conn.execute(

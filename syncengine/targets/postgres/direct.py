@@ -71,7 +71,7 @@ async def _any_key_present(
     ordered = ordered or pa.types.is_temporal(t)
     if len(key) == 1 and ordered and not pa.types.is_duration(t):
         bounds = pc.min_max(column)
-        kind = sql.SQL(target_columns[key[0]])  # type: ignore[arg-type]  # catalog type
+        kind = sql.SQL(target_columns[key[0]])  # catalog type
         probe = sql.SQL(
             "SELECT EXISTS (SELECT 1 FROM {} WHERE {} BETWEEN %s::text::{} AND %s::text::{})"
         ).format(table, sql.Identifier(key[0]), kind, kind)

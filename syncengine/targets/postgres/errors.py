@@ -1,27 +1,21 @@
-"""Postgres errors → the engine's retry policy, and which errors belong to single records."""
+"""Postgres errors → the engine's retry policy, and which errors belong to single records.
+
+Both come from the engine's error table (:func:`syncengine.errors.sqlstate_rule`, target
+side): the SQLSTATE classes of bad row values (22, 23, 54000) are ``RecordError`` there, and
+a batch failing with one is bisected to find its rows.
+"""
 
 from __future__ import annotations
 
 import psycopg
 
 from syncengine.config.secrets import redact
-from syncengine.errors import (
-    FatalError,
-    RetriableError,
-    SyncEngineError,
-    TargetUnavailable,
-    sqlstate_is_retriable,
-)
-
-# Classes whose errors come from the values of some rows; the batch is bisected to find them.
-# 22 data exception (bad value, overflow), 23 integrity constraint violation, 54000 program
-# limit exceeded (an index row too large).
-_RECORD_STATES = ("22", "23", "54000")
+from syncengine.errors import RecordError, SyncEngineError, sqlstate_rule
 
 
 def is_record_error(exc: psycopg.Error) -> bool:
-    state = exc.sqlstate or ""
-    return bool(state) and any(state.startswith(p) for p in _RECORD_STATES)
+    """Whether the error comes from the values of some rows (not from the statement)."""
+    return issubclass(sqlstate_rule(exc.sqlstate).target, RecordError) if exc.sqlstate else False
 
 
 def first_line(exc: BaseException) -> str:
@@ -35,7 +29,4 @@ def translate(exc: psycopg.Error, doing: str) -> SyncEngineError:
     message = f"postgres target: {doing} failed: {first_line(exc)}"
     if state:
         message += f" [SQLSTATE {state}]"
-    if not sqlstate_is_retriable(state):
-        return FatalError(message)
-    unreachable = state is None or state.startswith("08") or state.startswith("57P")
-    return (TargetUnavailable if unreachable else RetriableError)(message)
+    return sqlstate_rule(state).error("target", message)

@@ -43,7 +43,7 @@ def staged_columns(frame: pl.DataFrame, fence: ServerFence) -> list[pl.Series]:
 
 def staged_sql() -> sql.Composable:
     return sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))  # type: ignore[arg-type]  # constants
+        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))  # constants
         for n, t in STAGED
     )
 
@@ -114,7 +114,7 @@ async def record_copied(
         rows = rows.filter(pc.not_equal(rows.column("__op"), OP_READ))
     if not rows.num_rows:
         return 0
-    n = rows.num_rows
+    n: int = rows.num_rows
     stored = pa.table(
         [rows.column("__rk"), pa.repeat(pa.scalar(FENCE_ONLY), n),
          pa.nulls(n, pa.string()), rows.column("__pos")],

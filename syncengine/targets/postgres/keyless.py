@@ -68,7 +68,8 @@ async def _remove(
     types: dict[str, str],
 ) -> int:
     stg = sql.Identifier(f"_syncengine_gone_{next(_names)}")
-    typed = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns]  # type: ignore[arg-type]  # catalog format_type output
+    # types: the catalog's format_type output
+    typed = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns]
     await conn.execute(
         sql.SQL("CREATE TEMP TABLE {} ({} bigint, __g bigint, {}) ON COMMIT DROP").format(
             stg, sql.Identifier(COUNT), sql.SQL(", ").join(typed)

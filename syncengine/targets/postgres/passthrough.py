@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from psycopg import errors, pq, sql
@@ -176,7 +177,9 @@ class BinaryCopySink:
 
     # -- connections ----------------------------------------------------------------------
 
-    async def _admin(self, query: sql.Composed, params: tuple[object, ...]) -> list[tuple]:
+    async def _admin(
+        self, query: sql.Composed, params: tuple[object, ...]
+    ) -> list[tuple[Any, ...]]:
         conn = await self._acquire(None)
         healthy = False
         try:

@@ -55,8 +55,8 @@ def key_match(key: tuple[str, ...], target_columns: dict[str, str]) -> sql.Compo
     """``(t.k1, …) IN (…)`` over keys sent as text arrays (:func:`key_params`) and cast to the
     column types on the server: one parameterized statement whatever the key types."""
     unnest = sql.SQL(", ").join(sql.SQL("%b::text[]") for _ in key)
-    casts = sql.SQL(", ").join(
-        sql.SQL("u.{}::{}").format(sql.Identifier(f"k{i}"), sql.SQL(target_columns[k]))  # type: ignore[arg-type]  # catalog type
+    casts = sql.SQL(", ").join(  # target_columns: catalog types
+        sql.SQL("u.{}::{}").format(sql.Identifier(f"k{i}"), sql.SQL(target_columns[k]))
         for i, k in enumerate(key)
     )
     aliases = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(key)))
@@ -101,7 +101,7 @@ def rows_to_table(rows: list[tuple[object, ...]], schema: pa.Schema) -> pa.Table
 
 def _is_date_or_timestamp(t: pa.DataType) -> bool:
     """Read as text (:func:`_select_item`) and parsed by :mod:`~syncengine.codecs.pg_temporal`."""
-    return pa.types.is_date32(t) or (pa.types.is_timestamp(t) and t.unit == "us")
+    return bool(pa.types.is_date32(t) or (pa.types.is_timestamp(t) and t.unit == "us"))
 
 
 async def scan(

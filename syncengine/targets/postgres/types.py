@@ -64,7 +64,7 @@ def pg_type_of(field: pa.Field) -> str:
     meta = field.metadata or {}
     declared = meta.get(b"pg_type")
     if declared:
-        name = declared.decode()
+        name: str = declared.decode()
         if not _TYPE_NAME.match(name):
             raise FatalError(f"column {field.name!r}: unusable pg_type metadata {name!r}")
         return name
@@ -87,7 +87,7 @@ def type_sql(pg_type: str) -> sql.Composable:
     """A validated type name as SQL (types cannot be quoted as identifiers)."""
     if not _TYPE_NAME.match(pg_type):
         raise FatalError(f"unusable Postgres type name {pg_type!r}")
-    return sql.SQL(pg_type)  # type: ignore[arg-type]  # validated above
+    return sql.SQL(pg_type)  # validated above
 
 
 def _text_form(name: str, dtype: pl.DataType, pg_type: str) -> pl.Expr | None:

@@ -142,6 +142,6 @@ def _create(
         ]
         if entry.get("not_null"):
             parts.append(sql.SQL("NOT NULL"))
-        parts.extend(sql.SQL(c) for c in checks)  # type: ignore[arg-type]  # checked above
+        parts.extend(sql.SQL(c) for c in checks)  # checked above
         return sql.SQL(" ").join(parts)
     return None  # an extension's base or range type: only usable where it exists

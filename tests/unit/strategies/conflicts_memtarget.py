@@ -19,6 +19,7 @@ from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWri
 
 class MemoryTarget:
     keeps_state = False
+    change_log = False
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, dict[str, Any]]] = {}
