@@ -22,7 +22,7 @@ from syncengine import keyless
 from syncengine.changes import ChangeBatch, concat_batches
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
-from syncengine.plugins import SOURCES
+from syncengine.plugins import source_factory
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import ChangeSource
@@ -56,8 +56,8 @@ class Pipeline:
         self.config = config
         self.state = state
         self.metrics = metrics or Metrics()
-        source_cls = SOURCES.get(config.source.type)
-        self.source: ChangeSource = source_cls(name, config.source, state, config.batch)  # type: ignore[operator]
+        kind = source_factory(config.source.type)
+        self.source: ChangeSource = kind.create(name, config.source, state, config.batch)
         self.target: Target = make_target(name, config.target, state)
         self.mappings = config.mappings_for_sources()
         if hasattr(self.source, "row_filters"):  # optional for plugin sources

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from syncengine import keyless
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, ChangeBatch
 from syncengine.codecs import pg_text
-from syncengine.config.models import ParquetTargetConfig
+from syncengine.targets.parquet.config import ParquetTargetConfig
 from syncengine.errors import FatalError
 from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
