@@ -12,7 +12,8 @@ The ``source:`` and ``target:`` sections are the config models of the kinds regi
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import importlib
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -28,12 +29,29 @@ from syncengine.plugins import (
     unknown_name_message,
 )
 
-# The built-in kinds' models, importable from here as before they moved into their folders.
-from syncengine.sources.mongo.config import MongoSourceConfig
-from syncengine.sources.postgres.config import PostgresSourceConfig
-from syncengine.targets.mongo.config import MongoTargetConfig
-from syncengine.targets.parquet.config import ParquetTargetConfig
-from syncengine.targets.postgres.config import PostgresTargetConfig
+if TYPE_CHECKING:
+    from syncengine.sources.mongo.config import MongoSourceConfig
+    from syncengine.sources.postgres.config import PostgresSourceConfig
+    from syncengine.targets.mongo.config import MongoTargetConfig
+    from syncengine.targets.parquet.config import ParquetTargetConfig
+    from syncengine.targets.postgres.config import PostgresTargetConfig
+
+#: The built-in kinds' models, still importable from here (they live in their kinds' folders;
+#: imported on first use, since a kind's config module itself imports this package)
+_MOVED = {
+    "PostgresSourceConfig": "syncengine.sources.postgres.config",
+    "MongoSourceConfig": "syncengine.sources.mongo.config",
+    "PostgresTargetConfig": "syncengine.targets.postgres.config",
+    "MongoTargetConfig": "syncengine.targets.mongo.config",
+    "ParquetTargetConfig": "syncengine.targets.parquet.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 PIPELINE_NAME = r"^[a-z0-9_]+$"
 
