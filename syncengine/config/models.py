@@ -53,6 +53,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
 
+
 PIPELINE_NAME = r"^[a-z0-9_]+$"
 
 

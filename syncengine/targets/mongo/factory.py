@@ -1,4 +1,4 @@
-"""The ``mongo`` target kind: unordered bulk writes, state in the same transaction where the server has them.
+"""The ``mongo`` target kind: unordered bulk writes, state in the same transaction if it can.
 
 Registered under the ``syncengine.targets`` entry point ``mongo`` (pyproject.toml).
 """

@@ -153,7 +153,9 @@ class SQLiteFileTarget:
         return shadow_table(found.fetchall())
 
     async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
-        cursor = self.db.execute("SELECT row FROM rows WHERE tbl = ? ORDER BY row_key", (spec.name,))
+        cursor = self.db.execute(
+            "SELECT row FROM rows WHERE tbl = ? ORDER BY row_key", (spec.name,)
+        )
         while blobs := [blob for (blob,) in cursor.fetchmany(SCAN_ROWS)]:
             yield decode(blobs, spec)
 
