@@ -47,6 +47,12 @@ class SourceConfigBase(Model):
         fence may drop a change at or before a key's last applied one."""
         return True
 
+    def resnapshot_on_history_lost(self) -> bool:
+        """Whether the daemon answers :class:`~syncengine.errors.HistoryLost` (the source no
+        longer has the changes after the checkpoint) with a fresh snapshot instead of
+        stopping the pipeline."""
+        return False
+
 
 class TargetConfigBase(Model):
     """The part of a target config that generic code reads."""

@@ -135,3 +135,30 @@ def test_a_factory_must_answer_to_its_registered_name() -> None:
         ]
     finally:
         TARGETS.unregister("other")
+
+
+def test_generic_code_asks_the_builtin_configs_what_it_used_to_infer_from_their_class() -> None:
+    """What the pipeline model, the resolver and the daemon ask of a source/target config,
+    answered by the built-ins as the isinstance checks it replaces did."""
+    config = parse_config(
+        "pipelines:\n"
+        "  pg: {source: {type: postgres, dsn: x, tables: ['public.\"T.x\"', Orders]},\n"
+        "       target: {type: postgres, dsn: x}}\n"
+        "  poll: {source: {type: postgres, dsn: x, tables: [t], mode: incremental, cursor: c},\n"
+        "         target: {type: mongo, uri: x, database: d}}\n"
+        "  docs: {source: {type: mongo, uri: x, database: d, collections: [a.b]},\n"
+        "         target: {type: parquet, path: x}}\n"
+        "  keep: {source: {type: mongo, uri: x, database: d, collections: [c],\n"
+        "         on_history_lost: fail}, target: {type: parquet, path: x}}\n"
+    )
+    pg, poll, docs, keep = (config.pipelines[n] for n in ("pg", "poll", "docs", "keep"))
+    assert [m.target for m in pg.mappings_for_sources()] == ['"T.x"', "orders"]
+    assert pg.source_key("Orders") == "public.orders" and docs.source_key("a.b") == "a.b"
+    assert [m.target for m in docs.mappings_for_sources()] == ["b"]
+    assert [pg.source.positions_sort(), poll.source.positions_sort()] == [True, False]
+    assert docs.source.positions_sort()
+    assert [p.source.resnapshot_on_history_lost() for p in (pg, docs, keep)] == [
+        False,
+        True,
+        False,
+    ]

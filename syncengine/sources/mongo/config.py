@@ -33,3 +33,6 @@ class MongoSourceConfig(SourceConfigBase):
 
     def table_names(self) -> list[str]:
         return self.collections
+
+    def resnapshot_on_history_lost(self) -> bool:
+        return self.on_history_lost == "resnapshot"
