@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import pytest
+from pydantic import SecretStr
 
 from syncengine.config import parse_config
 from syncengine.config.base import TargetConfigBase
+from syncengine.config.secrets import redact
 from syncengine.errors import ConfigError
 from syncengine.plugins import SOURCES, STRATEGIES, TARGETS, source_factory, target_factory
 from syncengine.sources.factory import SourceFactory
@@ -70,6 +72,7 @@ def test_factory_modules_load_no_driver() -> None:
 class MemoConfig(TargetConfigBase):
     type: Literal["memo"]
     size: int
+    token: SecretStr | None = None
 
 
 class MemoFactory:
@@ -103,6 +106,14 @@ def test_a_kind_registered_in_process_joins_the_union(memo: None) -> None:
         "pipelines.p.target.type: 'mem' is not a target type; did you mean 'memo'? known: "
         "postgres, mongo, parquet, memo"
     ]
+
+
+def test_a_plugin_kinds_secret_fields_are_never_printed(memo: None) -> None:
+    """Registered before validation, like a DSN's password: an error message or log line that
+    quotes the value shows ``***``."""
+    assert problems("{type: memo, size: x, token: tok-1234-secret}")
+    assert redact("auth failed for tok-1234-secret") == "auth failed for ***"
+    assert redact("postgresql://app@h/db") == "postgresql://app@h/db"  # a DSN is not one
 
 
 def test_an_unregistered_kind_leaves_the_union(memo: None) -> None:
