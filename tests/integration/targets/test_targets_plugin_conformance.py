@@ -6,7 +6,6 @@ columns, schema growth). Its state is read straight from the SQLite file."""
 from __future__ import annotations
 
 import sqlite3
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ import pytest
 from syncengine.targets.base import TableSpec
 from tests.integration.targets.conftest import Harness, _plain
 from tests.integration.targets.test_targets_conformance import *  # noqa: F403 - the suite
-from tests.plugins.install import PLUGINS
+from tests.plugins.install import import_package
 
-sys.path.insert(0, str(PLUGINS / "sqlitefile"))
+import_package("sqlitefile", "syncengine_sqlitefile")
 from syncengine_sqlitefile.config import SQLiteFileTargetConfig  # noqa: E402
 from syncengine_sqlitefile.target import SQLiteFileTarget  # noqa: E402
 
