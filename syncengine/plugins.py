@@ -128,9 +128,12 @@ class BrokenPlugin(UnknownPlugin):
     """A registered name whose object cannot be loaded or is not what its group needs."""
 
 
-def _checked(registry: Registry, name: str, protocol: type) -> Any:
-    """The factory registered as ``name``: loaded, and checked to have the protocol's members
-    and to answer to the name it is registered under (its config's ``type:``)."""
+def _checked(
+    registry: Registry, name: str, protocol: type, base: type, required: tuple[str, ...] = ()
+) -> Any:
+    """The factory registered as ``name``: loaded, and checked to have the protocol's members,
+    to answer to the name it is registered under (its config's ``type:``) and to have a config
+    model derived from ``base`` that implements ``base``'s ``required`` methods."""
     try:
         found = registry.get(name)
     except UnknownPlugin:
@@ -151,20 +154,36 @@ def _checked(registry: Registry, name: str, protocol: type) -> Any:
             f"'{getattr(found, 'name', None)}'; the entry point's name and the factory's "
             "must agree"
         )
+    config = found.config
+    if not (isinstance(config, type) and issubclass(config, base)):
+        raise BrokenPlugin(
+            f"{registry.kind} '{name}': its config model {config!r} does not derive from "
+            f"syncengine.config.base.{base.__name__}"
+        )
+    missing = [m for m in required if getattr(config, m) is getattr(base, m)]
+    if missing:
+        raise BrokenPlugin(
+            f"{registry.kind} '{name}': its config model {config.__name__} does not implement "
+            f"{', '.join(missing)}"
+        )
     return found
 
 
 def source_factory(name: str) -> SourceFactory:
     """The factory of source kind ``name`` (UnknownPlugin with "did you mean" if none)."""
+    from syncengine.config.base import SourceConfigBase
     from syncengine.sources.factory import SourceFactory
 
-    factory: SourceFactory = _checked(SOURCES, name, SourceFactory)
+    factory: SourceFactory = _checked(
+        SOURCES, name, SourceFactory, SourceConfigBase, ("table_names",)
+    )
     return factory
 
 
 def target_factory(name: str) -> TargetFactory:
     """The factory of target kind ``name`` (UnknownPlugin with "did you mean" if none)."""
+    from syncengine.config.base import TargetConfigBase
     from syncengine.targets.factory import TargetFactory
 
-    factory: TargetFactory = _checked(TARGETS, name, TargetFactory)
+    factory: TargetFactory = _checked(TARGETS, name, TargetFactory, TargetConfigBase)
     return factory

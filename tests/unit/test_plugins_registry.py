@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from syncengine.config import parse_config
-from syncengine.config.base import TargetConfigBase
+from syncengine.config.base import SourceConfigBase, TargetConfigBase
 from syncengine.config.secrets import redact
 from syncengine.errors import ConfigError
 from syncengine.plugins import SOURCES, STRATEGIES, TARGETS, source_factory, target_factory
@@ -173,3 +173,37 @@ def test_generic_code_asks_the_builtin_configs_what_it_used_to_infer_from_their_
         True,
         False,
     ]
+
+
+class PlainConfig(BaseModel):
+    type: Literal["plain"]
+
+
+class Shelf(SourceConfigBase):
+    type: Literal["shelf"]
+
+
+def test_a_kinds_config_must_derive_from_the_base_and_implement_what_it_requires() -> None:
+    plain = type("PlainFactory", (MemoFactory,), {"name": "plain", "config": PlainConfig})()
+    TARGETS.register("plain", plain)
+    try:
+        assert problems("{type: plain}") == [
+            "pipelines.p.target.type: target type 'plain': its config model "
+            f"{PlainConfig!r} does not derive from syncengine.config.base.TargetConfigBase"
+        ]
+    finally:
+        TARGETS.unregister("plain")
+    shelf = type("ShelfFactory", (MemoFactory,), {"name": "shelf", "config": Shelf})()
+    shelf.notes = shelf.preflight
+    SOURCES.register("shelf", shelf)
+    try:
+        with pytest.raises(ConfigError) as raised:
+            parse_config(
+                "pipelines: {p: {source: {type: shelf}, target: {type: parquet, path: x}}}"
+            )
+        assert raised.value.problems == [
+            "pipelines.p.source.type: source type 'shelf': its config model Shelf does not "
+            "implement table_names"
+        ]
+    finally:
+        SOURCES.unregister("shelf")
