@@ -40,15 +40,12 @@ def selected_tables(config: Config, pipeline: str, tables: tuple[str, ...]) -> l
     """``--table`` values as the pipeline's source names them (either form of
     :mod:`syncengine.names` for Postgres); a table the pipeline does not read is a usage error
     with the closest configured names."""
-    from syncengine.config.models import PostgresSourceConfig
     from syncengine.plugins import unknown_name_message
 
     if not tables:
         return None
     spec = config.pipelines[pipeline]
-    source = spec.source
-    configured = source.tables if isinstance(source, PostgresSourceConfig) else source.collections
-    known = [spec.source_key(t) for t in configured]
+    known = [spec.source_key(t) for t in spec.source.table_names()]
     chosen = []
     for table in tables:
         try:

@@ -9,15 +9,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from syncengine.config.models import Config
-from syncengine.config.secrets import interpolate, register_connection_secrets
-from syncengine.errors import ConfigError
-from syncengine.plugins import SOURCES, TARGETS, unknown_name_message
+from syncengine.config.secrets import interpolate, register_connection_secrets, register_secret
+from syncengine.errors import ConfigError, UnknownPlugin
+from syncengine.plugins import (
+    SOURCES,
+    TARGETS,
+    source_factory,
+    target_factory,
+    unknown_name_message,
+)
 
 _TAGGED_UNIONS = {"source": SOURCES, "target": TARGETS}
 _SUBPATH = re.compile(
@@ -83,7 +89,8 @@ MAX_NODES = 100_000
 
 def _register_secrets(tree: Any) -> None:
     """Every DSN/URI password in the config becomes a literal that is never printed, even
-    before validation (a config error message may quote the value)."""
+    before validation (a config error message may quote the value); so does the whole value
+    of any other ``SecretStr`` field of the section's kind (a plugin's token)."""
     pipelines = tree.get("pipelines") if isinstance(tree, dict) else None
     if not isinstance(pipelines, dict):
         return
@@ -94,6 +101,28 @@ def _register_secrets(tree: Any) -> None:
                 for name in ("dsn", "uri"):
                     if isinstance(section.get(name), str):
                         register_connection_secrets(section[name])
+                for name in _secret_fields(part, section.get("type")):
+                    if isinstance(section.get(name), str):
+                        register_connection_secrets(section[name])
+                        register_secret(section[name])
+
+
+def _secret_fields(part: str, kind: object) -> list[str]:
+    """The ``SecretStr`` fields of a kind's config model other than ``dsn``/``uri`` (none
+    when the kind is unknown: validation reports that)."""
+    registry = _TAGGED_UNIONS[part]
+    if not isinstance(kind, str) or kind not in registry:
+        return []
+    try:
+        model = (source_factory if part == "source" else target_factory)(kind).config
+    except UnknownPlugin:
+        return []
+    return [
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if name not in ("dsn", "uri")
+        and (field.annotation is SecretStr or SecretStr in get_args(field.annotation))
+    ]
 
 
 def expanded_size(tree: Any) -> int:

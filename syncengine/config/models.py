@@ -3,138 +3,65 @@
 Every model forbids unknown keys, so a typo is reported instead of silently ignored. Secrets
 (DSNs, URIs) are ``SecretStr`` and never print. Cross-field rules that need the registries
 (strategy names) live here as validators so that ``validate`` reports them with their path.
+
+The ``source:`` and ``target:`` sections are the config models of the kinds registered in
+:mod:`syncengine.plugins` (each kind's own folder has its model, e.g.
+``sources/postgres/config.py``); the code here reads them only through
+:class:`~syncengine.config.base.SourceConfigBase` / ``TargetConfigBase``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import importlib
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
+from pydantic import Field, field_validator, model_validator
+
+from syncengine.config.base import Model, SourceConfigBase, TargetConfigBase
+from syncengine.config.durations import parse_duration
+from syncengine.config.kinds import RegisteredKinds
+from syncengine.plugins import (
+    SOURCES,
+    STRATEGIES,
+    TARGETS,
+    source_factory,
+    target_factory,
+    unknown_name_message,
 )
 
-from syncengine.config.durations import parse_duration
-from syncengine.names import DEFAULT_SCHEMA, canonical, default_target, table_name_problem
-from syncengine.plugins import STRATEGIES, unknown_name_message
+if TYPE_CHECKING:
+    from syncengine.sources.mongo.config import MongoSourceConfig
+    from syncengine.sources.postgres.config import PostgresSourceConfig
+    from syncengine.targets.mongo.config import MongoTargetConfig
+    from syncengine.targets.parquet.config import ParquetTargetConfig
+    from syncengine.targets.postgres.config import PostgresTargetConfig
+
+#: The built-in kinds' models, still importable from here (they live in their kinds' folders;
+#: imported on first use, since a kind's config module itself imports this package)
+_MOVED = {
+    "PostgresSourceConfig": "syncengine.sources.postgres.config",
+    "MongoSourceConfig": "syncengine.sources.mongo.config",
+    "PostgresTargetConfig": "syncengine.targets.postgres.config",
+    "MongoTargetConfig": "syncengine.targets.mongo.config",
+    "ParquetTargetConfig": "syncengine.targets.parquet.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 PIPELINE_NAME = r"^[a-z0-9_]+$"
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-def _table_name(text: str) -> str:
-    problem = table_name_problem(text)
-    if problem:
-        raise ValueError(problem)
-    return text
-
-
-class PostgresSourceConfig(Model):
-    type: Literal["postgres"]
-    dsn: SecretStr
-    """libpq connection string or URI; ``sslmode``/``sslrootcert`` pass through to libpq."""
-    tables: list[Annotated[str, AfterValidator(_table_name)]] = Field(min_length=1)
-    """Tables to capture, ``schema.table`` (schema defaults to ``public``), in SQL form
-    (``public."Order Items"``, unquoted parts fold to lower case) or raw form
-    (``public.Order Items``): see :mod:`syncengine.names`."""
-    mode: Literal["cdc", "incremental"] = "cdc"
-    """``cdc``: logical replication slot + publication; ``incremental``: poll ``cursor``."""
-    cursor: str | None = None
-    """Only for ``mode: incremental``: a column that grows on every insert and update."""
-    slot: str | None = None
-    """Replication slot name; default ``syncengine_<pipeline>``."""
-    publication: str | None = None
-    """Publication name; default ``syncengine_<pipeline>``."""
-    heartbeat: Annotated[float, Field(ge=0)] = 60.0
-    """Seconds between ``pg_logical_emit_message`` heartbeats that keep an idle slot moving
-    (0 disables)."""
-    max_retained_wal_mb: Annotated[int, Field(ge=1)] = 1024
-    """Warn when the slot retains more WAL than this."""
-    snapshot_chunk_rows: Annotated[int, Field(ge=1)] = 100_000
-    query_timeout: Annotated[float, Field(gt=0)] = 60.0
-    """Seconds a query on an ordinary source connection (catalog, admin, heartbeat) may wait
-    for its answer before the connection is presumed lost and the pipeline reconnects; long
-    statements (chunk planning) and COPY reads without progress get 10 times that."""
-
-    @field_validator("heartbeat", "query_timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> float:
-        return parse_duration(value)
-
-    @field_validator("tables")
-    @classmethod
-    def _one_name_per_table(cls, value: list[str]) -> list[str]:
-        seen: dict[str, str] = {}
-        for table in value:
-            first = seen.setdefault(canonical(table), table)
-            if first != table:
-                raise ValueError(f"'{first}' and '{table}' name the same table")
-        return value
-
-    @model_validator(mode="after")
-    def _cursor_for_incremental(self) -> PostgresSourceConfig:
-        if self.mode == "incremental" and not self.cursor:
-            raise ValueError(
-                "cursor: required with mode: incremental (a column that grows on change)"
-            )
-        if self.mode == "cdc" and self.cursor:
-            raise ValueError("cursor: only used with mode: incremental")
-        return self
-
-
-class MongoSourceConfig(Model):
-    type: Literal["mongo"]
-    uri: SecretStr
-    """MongoDB connection URI; ``tls=true``, ``tlsCAFile=…`` pass through to PyMongo."""
-    database: str
-    collections: list[str] = Field(min_length=1)
-    full_document: Literal["updateLookup", "whenAvailable", "required"] = "updateLookup"
-    before_images: bool = False
-    """Ask for ``fullDocumentBeforeChange`` (the collection needs pre-images enabled)."""
-    on_history_lost: Literal["resnapshot", "fail"] = "resnapshot"
-    snapshot_chunk_docs: Annotated[int, Field(ge=1)] = 50_000
-    query_timeout: Annotated[float, Field(gt=0)] = 60.0
-    """Seconds one round trip to the source (a command, a cursor batch, a change-stream poll)
-    may wait for its answer before the connection is presumed lost (PyMongo's
-    ``socketTimeoutMS``; ``socketTimeoutMS``/``timeoutMS`` in the URI take precedence)."""
-
-    @field_validator("query_timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> float:
-        return parse_duration(value)
-
-
-class PostgresTargetConfig(Model):
-    type: Literal["postgres"]
-    dsn: SecretStr
-    schema_: str = Field(DEFAULT_SCHEMA, alias="schema")
-    on_schema_change: Literal["add", "ignore", "fail"] = "add"
-    """What to do when the source grows a column the target table lacks."""
-
-
-class MongoTargetConfig(Model):
-    type: Literal["mongo"]
-    uri: SecretStr
-    database: str
-
-
-class ParquetTargetConfig(Model):
-    type: Literal["parquet"]
-    path: str
-
-
-SourceConfig = Annotated[PostgresSourceConfig | MongoSourceConfig, Field(discriminator="type")]
-TargetConfig = Annotated[
-    PostgresTargetConfig | MongoTargetConfig | ParquetTargetConfig, Field(discriminator="type")
-]
+SourceConfig = Annotated[SourceConfigBase, RegisteredKinds(SOURCES, source_factory)]
+"""Any registered source kind's config, chosen by its ``type:`` (a tagged union built from the
+``syncengine.sources`` registry, so a plugin's kind is validated like a built-in)."""
+TargetConfig = Annotated[TargetConfigBase, RegisteredKinds(TARGETS, target_factory)]
+"""Any registered target kind's config, chosen by its ``type:``."""
 
 
 class ConflictsConfig(Model):
@@ -208,16 +135,10 @@ class PipelineConfig(Model):
 
     @model_validator(mode="after")
     def _mappings_name_configured_sources(self) -> PipelineConfig:
-        known = (
-            self.source.tables
-            if isinstance(self.source, PostgresSourceConfig)
-            else self.source.collections
-        )
+        known = self.source.table_names()
         qualified = {self.source_key(t) for t in known}
         for index, mapping in enumerate(self.mappings):
-            problem = isinstance(self.source, PostgresSourceConfig) and table_name_problem(
-                mapping.source
-            )
+            problem = self.source.table_name_problem(mapping.source)
             if problem:
                 raise ValueError(f"mappings[{index}].source: {problem}")
             if self.source_key(mapping.source) not in qualified:
@@ -229,11 +150,7 @@ class PipelineConfig(Model):
 
     def mappings_for_sources(self) -> list[MappingConfig]:
         """The configured mappings, plus an identity mapping for every unmapped source."""
-        known = (
-            self.source.tables
-            if isinstance(self.source, PostgresSourceConfig)
-            else self.source.collections
-        )
+        known = self.source.table_names()
         mapped = {self.source_key(m.source) for m in self.mappings}
         implicit = [MappingConfig(source=t) for t in known if self.source_key(t) not in mapped]
         return [self._with_target(m) for m in [*self.mappings, *implicit]]
@@ -241,18 +158,12 @@ class PipelineConfig(Model):
     def source_key(self, name: str) -> str:
         """What a source table/collection goes by in batches and state: the canonical name
         of a Postgres table (:mod:`syncengine.names`); a Mongo collection's own name."""
-        if isinstance(self.source, PostgresSourceConfig):
-            return canonical(name)
-        return name
+        return self.source.table_key(name)
 
     def _with_target(self, mapping: MappingConfig) -> MappingConfig:
         if mapping.target:
             return mapping
-        target = default_target(
-            mapping.source,
-            isinstance(self.source, PostgresSourceConfig),
-            isinstance(self.target, PostgresTargetConfig),
-        )
+        target = self.target.default_table(self.source.bare_name(mapping.source))
         return mapping.model_copy(update={"target": target})
 
 
@@ -262,3 +173,31 @@ class Config(Model):
     pipelines: dict[Annotated[str, Field(pattern=PIPELINE_NAME)], PipelineConfig] = Field(
         min_length=1
     )
+
+
+def _rebuild() -> None:
+    """A kind registered in-process after import joins the unions."""
+    PipelineConfig.model_rebuild(force=True)
+    Config.model_rebuild(force=True)
+
+
+SOURCES.on_change(_rebuild)
+TARGETS.on_change(_rebuild)
+
+__all__ = [
+    "BatchConfig",
+    "Config",
+    "ConflictsConfig",
+    "MappingConfig",
+    "Model",
+    "MongoSourceConfig",
+    "MongoTargetConfig",
+    "ParquetTargetConfig",
+    "PipelineConfig",
+    "PostgresSourceConfig",
+    "PostgresTargetConfig",
+    "SourceConfig",
+    "SourceConfigBase",
+    "TargetConfig",
+    "TargetConfigBase",
+]

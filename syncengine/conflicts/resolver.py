@@ -226,8 +226,7 @@ def _held(
 def ordered(config: PipelineConfig) -> bool:
     """Whether the source's positions sort in change order (the position fence needs that):
     Postgres CDC (LSNs) and Mongo (cluster times); not incremental polling (cursor values)."""
-    source = config.source
-    return source.type == "mongo" or getattr(source, "mode", "cdc") == "cdc"
+    return config.source.positions_sort()
 
 
 def _unique(batch: ChangeBatch, spec: TableSpec) -> ChangeBatch:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from syncengine.config.models import Config, MongoSourceConfig
+from syncengine.config.models import Config
 from syncengine.errors import HistoryLost, Interrupted, SyncEngineError, TargetUnavailable
 from syncengine.runtime.classify import is_transient
 from syncengine.runtime.metrics import Metrics, MetricsServer
@@ -162,8 +162,7 @@ class Daemon:
         log.error("%s: pipeline stopped: %s", name, message)
 
     def _resnapshot_allowed(self, name: str) -> bool:
-        source = self.config.pipelines[name].source
-        return isinstance(source, MongoSourceConfig) and source.on_history_lost == "resnapshot"
+        return self.config.pipelines[name].source.resnapshot_on_history_lost()
 
     async def _resnapshot(self, pipeline: Pipeline) -> None:
         self.state.clear_chunks(pipeline.name)

@@ -1,8 +1,9 @@
 """Targets: where mapped, compacted, conflict-resolved batches are applied.
 
-:func:`make_target` builds one from its config through the ``syncengine.targets`` registry, so
-a third-party target plugs in the same way as the built-ins. Only the chosen target's module
-(and driver) is imported.
+One folder per kind (``postgres/``, ``mongo/``, ``parquet/``), each with its config model,
+its factory (:mod:`syncengine.targets.factory`) and its client. :func:`make_target` builds one
+from its config through the ``syncengine.targets`` registry, so a third-party target plugs in
+the same way as the built-ins. Only the chosen target's module (and driver) is imported.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ if TYPE_CHECKING:
 
 def make_target(pipeline: str, config: Any, state: Any) -> Target:
     """The target for ``config`` (a ``TargetConfig``), storing fallback state in ``state``."""
-    from syncengine.plugins import TARGETS
+    from syncengine.plugins import target_factory
 
-    cls = TARGETS.get(config.type)
-    # plugins.Registry.get returns an untyped object: a typed registry would drop this
-    return cls(pipeline, config, state)  # type: ignore[operator,no-any-return]
+    return target_factory(config.type).create(pipeline, config, state)

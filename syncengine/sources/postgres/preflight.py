@@ -65,7 +65,9 @@ KEYLESS_NOTE = (
 def _keyless_strategies(pipeline: PipelineConfig, keyless: list[str]) -> list[str]:
     """A keyless table has no key to detect conflicts on: only ``remote`` (the source wins)
     describes what happens to it."""
-    if pipeline.target.type == "parquet":
+    from syncengine.plugins import target_factory
+
+    if target_factory(pipeline.target.type).change_log:
         return []  # a change log: no strategy applies
     problems = []
     for table in keyless:

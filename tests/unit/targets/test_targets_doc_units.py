@@ -11,7 +11,7 @@ from syncengine.changes import ChangeBatch
 from syncengine.targets.base import TableSpec
 from syncengine.targets.faults import ENV, SimulatedCrash, fault_point
 from syncengine.targets.mongo.ops import build_ops, doc_id, documents_to_rows, nest
-from syncengine.targets.parquet import _name_part, replay_log
+from syncengine.targets.parquet.target import _name_part, replay_log
 
 
 def test_id_rules_and_nesting() -> None:

@@ -33,11 +33,11 @@ import pyarrow.parquet as pq
 from syncengine import keyless
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, ChangeBatch
 from syncengine.codecs import pg_text
-from syncengine.config.models import ParquetTargetConfig
 from syncengine.errors import FatalError
 from syncengine.state.sqlite import SQLiteStateStore
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
+from syncengine.targets.parquet.config import ParquetTargetConfig
 from syncengine.targets.shadow import commit_to_sqlite, get_sqlite_checkpoint, read_sqlite_shadow
 
 NULL_DATE = "__HIVE_DEFAULT_PARTITION__"

@@ -1,0 +1,38 @@
+"""The ``mongo`` source kind: MongoDB change streams and ``_id``-range snapshots.
+
+Registered under the ``syncengine.sources`` entry point ``mongo`` (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from syncengine.sources.mongo.config import MongoSourceConfig
+
+if TYPE_CHECKING:
+    from syncengine.config.models import BatchConfig, PipelineConfig
+    from syncengine.sources.mongo.source import MongoSource
+    from syncengine.state import SQLiteStateStore
+
+
+class MongoSourceFactory:
+    name = "mongo"
+    config = MongoSourceConfig
+
+    def create(
+        self, pipeline: str, config: MongoSourceConfig, state: SQLiteStateStore, batch: BatchConfig
+    ) -> MongoSource:
+        from syncengine.sources.mongo.source import MongoSource
+
+        return MongoSource(pipeline, config, state, batch)
+
+    async def preflight(self, pipeline: str, config: PipelineConfig) -> list[str]:
+        from syncengine.sources.mongo.preflight import check_source
+
+        return await check_source(pipeline, config)
+
+    async def notes(self, pipeline: str, config: PipelineConfig) -> list[str]:
+        return []
+
+
+factory = MongoSourceFactory()

@@ -1,0 +1,27 @@
+"""Checks that a Mongo target can be written, with the fix for each problem (``validate``)."""
+
+from __future__ import annotations
+
+from pymongo.errors import PyMongoError
+
+from syncengine.config.models import PipelineConfig
+from syncengine.errors import ConfigError
+from syncengine.mongoclient import connect, tls_hint
+from syncengine.targets.mongo.config import MongoTargetConfig
+
+
+async def check_target(name: str, pipeline: PipelineConfig) -> list[str]:
+    target = pipeline.target
+    assert isinstance(target, MongoTargetConfig)
+    try:
+        client = connect(target.uri.get_secret_value(), "target", serverSelectionTimeoutMS=5000)
+    except ConfigError as exc:
+        return [p.removeprefix("target.") for p in exc.problems]
+    try:
+        await client.admin.command("ping")
+        return []
+    except PyMongoError as exc:
+        reason = str(exc).splitlines()[0].split(" (configured timeouts")[0]
+        return [f"cannot connect: {reason}{tls_hint(target.uri.get_secret_value())}"]
+    finally:
+        await client.close()

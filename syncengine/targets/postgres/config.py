@@ -1,0 +1,23 @@
+"""The ``postgres`` target's config model (``target: {type: postgres, …}``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from syncengine.config.base import TargetConfigBase
+from syncengine.names import DEFAULT_SCHEMA, quote
+
+
+class PostgresTargetConfig(TargetConfigBase):
+    type: Literal["postgres"]
+    dsn: SecretStr
+    schema_: str = Field(DEFAULT_SCHEMA, alias="schema")
+    on_schema_change: Literal["add", "ignore", "fail"] = "add"
+    """What to do when the source grows a column the target table lacks."""
+
+    def default_table(self, bare: str) -> str:
+        """Quoted where needed: target names are parsed as SQL (``"T.with.dots"`` must not
+        become schema ``T``)."""
+        return quote(bare)
