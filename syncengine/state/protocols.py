@@ -12,7 +12,7 @@ The ``write_*``, ``park_*``, ``hold_*`` and ``mark_resolved`` methods take the h
 That handle is the embedded store's connection: these protocols describe the embedded state.
 A target that keeps its state in its own database (Postgres, Mongo with transactions) writes it
 in its apply transaction and answers for it through :class:`syncengine.targets.base.Target`
-(``read_shadow``, ``read_checkpoint``, ``reset_checkpoint``).
+(``read_shadow``, ``get_checkpoint``, ``reset_checkpoint``).
 """
 
 from __future__ import annotations
