@@ -12,7 +12,7 @@ import click
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, pipeline_option
 from syncengine.errors import UsageError
-from syncengine.state import Conflict, SQLiteStateStore
+from syncengine.state import Conflict, ConflictQueue, StateStore, open_state
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -26,7 +26,7 @@ def conflicts() -> None:
     """Review and resolve conflicts parked by the `manual` strategy."""
 
 
-def as_dict(conflict: Conflict, state: SQLiteStateStore | None = None) -> dict[str, Any]:
+def as_dict(conflict: Conflict, state: ConflictQueue | None = None) -> dict[str, Any]:
     """A conflict as the JSON object ``list --json`` prints (rows as objects, null = absent)."""
     from syncengine.conflicts import queue
     from syncengine.conflicts.rows import loads
@@ -60,7 +60,7 @@ def list_conflicts(config_path: str, pipeline: str | None, as_json: bool, everyt
     from rich.table import Table
 
     config, names = load_selected(config_path, pipeline)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     found = [
         c
         for name in names
@@ -93,7 +93,7 @@ def show(config_path: str, conflict_id: int, as_json: bool) -> None:
     from rich.console import Console
 
     config = _config(config_path)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     conflict = state.get_conflict(conflict_id)
     if conflict is None:
         raise UsageError(f"no conflict with id {conflict_id}", hint="see `conflicts list`")
@@ -169,7 +169,7 @@ def resolve(config_path: str, conflict_id: int, take: Choice, merged_json: str |
     if merged_json is not None and take != "merged":
         raise UsageError("--merged-json goes with --take merged")
     config = _config(config_path)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     conflict = state.get_conflict(conflict_id)
     if conflict is None:
         raise UsageError(f"no conflict with id {conflict_id}", hint="see `conflicts list`")
@@ -184,7 +184,7 @@ def resolve(config_path: str, conflict_id: int, take: Choice, merged_json: str |
 
 
 async def _resolve(
-    config: Config, state: SQLiteStateStore, conflict: Conflict, take: Choice, merged: str | None
+    config: Config, state: StateStore, conflict: Conflict, take: Choice, merged: str | None
 ) -> Resolution:
     from syncengine.conflicts.manual import resolve_conflict
     from syncengine.targets import make_target

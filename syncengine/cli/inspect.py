@@ -11,20 +11,19 @@ import click
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, pipeline_option
 from syncengine.errors import UsageError
-from syncengine.runtime.status import read_status
-from syncengine.state import SQLiteStateStore
+from syncengine.state import StateStore, open_state
 
 if TYPE_CHECKING:
     from syncengine.config.models import Config
 
 
-async def _gather_status(config: Config, name: str, state: SQLiteStateStore) -> dict[str, Any]:
+async def _gather_status(config: Config, name: str, state: StateStore) -> dict[str, Any]:
     from syncengine.config.secrets import redact
     from syncengine.runtime.pipeline import Pipeline
 
     pipeline = Pipeline(name, config.pipelines[name], state)
     info: dict[str, Any] = {"pipeline": name, "stream": None, "checkpoint": None}
-    stored = read_status(state, name)
+    stored = state.get_status(name)
     info.update(
         rows_applied=stored.get("rows_applied", 0),
         last_error=stored.get("last_error"),
@@ -65,7 +64,7 @@ def status(config_path: str, pipeline: str | None, as_json: bool) -> None:
     from syncengine.cli.statusview import print_status
 
     config, names = load_selected(config_path, pipeline)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     infos = [asyncio.run(_gather_status(config, name, state)) for name in names]
     if as_json:
         click.echo(json.dumps(infos, indent=2, default=str))
@@ -97,7 +96,7 @@ def checkpoints_show(config_path: str, pipeline: str | None, as_json: bool) -> N
     from syncengine.runtime.pipeline import Pipeline
 
     config, names = load_selected(config_path, pipeline)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
 
     async def gather(name: str) -> dict[str, Any]:
         job = Pipeline(name, config.pipelines[name], state)
@@ -126,13 +125,13 @@ def checkpoints_reset(config_path: str, pipeline: str, yes: bool) -> None:
     config, _ = load_selected(config_path, pipeline)
     if not yes:
         click.confirm(f"reset checkpoints of '{pipeline}' (next run re-backfills)?", abort=True)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     with state.lock(pipeline, "checkpoints reset"):
         _forget_positions(config, pipeline, state)
     click.echo(f"{pipeline}: checkpoints and snapshot progress reset")
 
 
-def _forget_positions(config: Config, pipeline: str, state: SQLiteStateStore) -> None:
+def _forget_positions(config: Config, pipeline: str, state: StateStore) -> None:
     """Reset the stored positions where the target keeps them and in the state store."""
     from syncengine.runtime.pipeline import Pipeline
 
@@ -163,7 +162,7 @@ def deadletters_list(
     config_path: str, pipeline: str | None, as_json: bool, include_replayed: bool
 ) -> None:
     config, names = load_selected(config_path, pipeline)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     letters = [
         letter for name in names for letter in state.list_dead_letters(name, include_replayed)
     ]
@@ -196,7 +195,7 @@ def _letter(letter: Any) -> dict[str, Any]:
 @expected_errors
 def deadletters_show(config_path: str, letter_id: int) -> None:
     config, names = load_selected(config_path, None)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     for name in names:
         for letter in state.list_dead_letters(name, include_replayed=True):
             if letter.id == letter_id:
@@ -216,7 +215,7 @@ def deadletters_replay(config_path: str, pipeline: str, ids: tuple[int, ...]) ->
     from syncengine.runtime.replay import replay
 
     config, _ = load_selected(config_path, pipeline)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     letters = [
         letter for letter in state.list_dead_letters(pipeline) if not ids or letter.id in ids
     ]
@@ -257,7 +256,7 @@ def checkpoints_drop_slot(config_path: str, pipeline: str, yes: bool) -> None:
     slot = source.slot or default_name(pipeline)
     if not yes:
         click.confirm(f"drop replication slot '{slot}' (the next run re-backfills)?", abort=True)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     with state.lock(pipeline, "drop-slot"):
         dropped = asyncio.run(drop_slot(source.dsn.get_secret_value(), slot))
         _forget_positions(config, pipeline, state)

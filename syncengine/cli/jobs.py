@@ -21,7 +21,7 @@ from syncengine.cli.common import (
 )
 from syncengine.errors import Interrupted, UsageError
 from syncengine.runtime.status import record_status
-from syncengine.state import SQLiteStateStore
+from syncengine.state import open_state
 
 log = logging.getLogger("syncengine.cli")
 
@@ -47,7 +47,7 @@ def run(
 
     _logging()
     config, names = load_selected(config_path, pipeline)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
     daemon = Daemon(config, names, state)
     code = asyncio.run(daemon.run(metrics_port, metrics_host))
     sys.exit(code)
@@ -77,7 +77,7 @@ def backfill(
     if len(names) > 1 and (tables or where):
         raise UsageError("--table and --where need --pipeline NAME")
     chosen = selected_tables(config, names[0], tables)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
 
     async def one(name: str, stop: asyncio.Event) -> None:
         with state.lock(name, "backfill"):
@@ -119,7 +119,7 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
     except ValueError as exc:
         raise UsageError(f"--every: {exc}") from None
     config, names = load_selected(config_path, pipeline)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
 
     async def one(name: str, stop: asyncio.Event) -> tuple[int, int]:
         with state.lock(name, "sync"):

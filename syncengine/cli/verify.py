@@ -11,7 +11,7 @@ import click
 
 from syncengine.cli.boundary import EXIT_FAILED, expected_errors
 from syncengine.cli.common import config_argument, load_selected, pipeline_option
-from syncengine.state import SQLiteStateStore
+from syncengine.state import open_state
 
 if TYPE_CHECKING:
     from syncengine.runtime.compare import TableDiff
@@ -28,7 +28,7 @@ def verify(config_path: str, pipeline: str | None, as_json: bool) -> None:
     from syncengine.runtime.verify import verify_pipeline
 
     config, names = load_selected(config_path, pipeline)
-    state = SQLiteStateStore(config.state)
+    state = open_state(config.state)
 
     async def one(name: str) -> list[TableDiff]:
         job = Pipeline(name, config.pipelines[name], state)

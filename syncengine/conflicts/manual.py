@@ -31,7 +31,8 @@ from syncengine.conflicts.rows import (
     row_hashes,
 )
 from syncengine.errors import UsageError
-from syncengine.state import Conflict, SQLiteStateStore
+from syncengine.state import Conflict
+from syncengine.state.protocols import ConflictQueue
 from syncengine.strategies.base import StrategyContext
 from syncengine.strategies.merge import MergeStrategy
 from syncengine.targets.base import ShadowUpdate, TableSpec, TableWrite, Target
@@ -49,7 +50,7 @@ class Resolution:
     """Held changes applied after it."""
 
 
-def pending_conflict(state: SQLiteStateStore, conflict_id: int) -> Conflict:
+def pending_conflict(state: ConflictQueue, conflict_id: int) -> Conflict:
     conflict = state.get_conflict(conflict_id)
     if conflict is None:
         raise UsageError(f"no conflict with id {conflict_id}", hint="see `conflicts list`")
@@ -106,7 +107,7 @@ def _side(text: str | None, spec: TableSpec) -> pl.DataFrame:
 
 async def resolve_conflict(
     target: Target,
-    state: SQLiteStateStore,
+    state: ConflictQueue,
     conflict_id: int,
     take: Choice,
     decided_by: str,

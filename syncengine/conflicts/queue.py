@@ -12,7 +12,6 @@ the deepdiff deltas base→local and base→remote, so it can be resolved later 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,8 @@ from syncengine.conflicts.rows import (
     schema_from_text,
     schema_to_text,
 )
-from syncengine.state import Conflict, SQLiteStateStore
+from syncengine.state import Conflict
+from syncengine.state.protocols import ConflictQueue, StateTransaction
 from syncengine.targets.base import TableSpec
 
 META_DTYPES: dict[str, pl.DataType] = {
@@ -97,7 +97,7 @@ def position_of(conflict: Conflict) -> str | None:
 
 
 def queued_positions(
-    state: SQLiteStateStore, pipeline: str, table: str, pending: dict[str, int]
+    state: ConflictQueue, pipeline: str, table: str, pending: dict[str, int]
 ) -> set[tuple[str, str]]:
     """(row_key, position) of every change already parked or held for these pending keys."""
     seen: set[tuple[str, str]] = set()
@@ -111,8 +111,8 @@ def queued_positions(
 
 
 def park(
-    state: SQLiteStateStore,
-    db: sqlite3.Connection,
+    state: ConflictQueue,
+    db: StateTransaction,
     pipeline: str,
     spec: TableSpec,
     parked: Iterable[Parked],
@@ -129,7 +129,7 @@ def park(
 
 
 def hold(
-    state: SQLiteStateStore, db: sqlite3.Connection, pipeline: str, table: str, held: Sequence[Held]
+    state: ConflictQueue, db: StateTransaction, pipeline: str, table: str, held: Sequence[Held]
 ) -> None:
     state.hold_changes(db, pipeline, table, [(h.conflict_id, h.row_key, h.change) for h in held])
 

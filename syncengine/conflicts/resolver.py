@@ -56,7 +56,7 @@ from syncengine.conflicts.rows import (
     row_keys,
 )
 from syncengine.errors import RetriableError
-from syncengine.state import SQLiteStateStore
+from syncengine.state.protocols import ConflictQueue
 from syncengine.strategies.base import Decision, StrategyContext, load_strategy
 from syncengine.targets.base import ShadowUpdate, TableSpec, TableWrite, Target
 
@@ -85,7 +85,7 @@ class ConflictResolver:
         self,
         pipeline: str,
         target: Target,
-        state: SQLiteStateStore,
+        state: ConflictQueue,
         conflicts: ConflictsConfig,
         overrides: Mapping[str, ConflictsConfig] | None = None,
         *,

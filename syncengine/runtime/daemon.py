@@ -29,7 +29,7 @@ from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.retry import CIRCUIT_STATES, Backoff, CircuitBreaker
 from syncengine.runtime.runner import backfill, ensure_backfilled, stream
 from syncengine.runtime.status import record_status
-from syncengine.state import SQLiteStateStore
+from syncengine.state.protocols import StateStore
 
 log = logging.getLogger("syncengine.daemon")
 
@@ -46,7 +46,7 @@ class Daemon:
         self,
         config: Config,
         names: Sequence[str],
-        state: SQLiteStateStore,
+        state: StateStore,
         metrics: Metrics | None = None,
         drain_timeout: float = 30.0,
         lag_interval: float = 5.0,

@@ -26,7 +26,7 @@ from syncengine.plugins import source_factory
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import ChangeSource
-from syncengine.state import DeadLetter, SQLiteStateStore
+from syncengine.state import DeadLetter, StateStore
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
 
 log = logging.getLogger("syncengine.pipeline")
@@ -47,7 +47,7 @@ class Pipeline:
         self,
         name: str,
         config: PipelineConfig,
-        state: SQLiteStateStore,
+        state: StateStore,
         metrics: Metrics | None = None,
     ) -> None:
         from syncengine.targets import make_target

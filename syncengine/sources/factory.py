@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from syncengine.config.base import SourceConfigBase
     from syncengine.config.models import BatchConfig, PipelineConfig
     from syncengine.sources.base import ChangeSource
-    from syncengine.state import SQLiteStateStore
+    from syncengine.state.protocols import SourceState
 
 
 @runtime_checkable
@@ -30,7 +30,7 @@ class SourceFactory(Protocol):
     config: type[SourceConfigBase]
 
     def create(
-        self, pipeline: str, config: Any, state: SQLiteStateStore, batch: BatchConfig
+        self, pipeline: str, config: Any, state: SourceState, batch: BatchConfig
     ) -> ChangeSource:
         """The reader for one pipeline (``config`` is an instance of :attr:`config`; chunk
         progress goes to ``state``). Must not connect: :meth:`ChangeSource.open` does."""

@@ -1,9 +1,10 @@
-"""Records the state store keeps, and the StateStore protocol every backend satisfies."""
+"""Records the state store keeps (what each concern reads and writes is in
+:mod:`syncengine.state.protocols`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -60,27 +61,3 @@ class DeadLetter:
     id: int | None = None
     created_at: str | None = None
     replayed_at: str | None = None
-
-
-class StateStore(Protocol):
-    """What the runtime needs from a state backend (SQLite by default)."""
-
-    def get_checkpoint(self, pipeline: str, stream: str) -> StoredCheckpoint | None: ...
-
-    def put_checkpoint(
-        self, pipeline: str, stream: str, position: str, details: dict[str, Any] | None = None
-    ) -> None: ...
-
-    def list_checkpoints(self, pipeline: str | None = None) -> list[StoredCheckpoint]: ...
-
-    def reset_checkpoints(self, pipeline: str, stream: str | None = None) -> int: ...
-
-    def put_chunks(self, pipeline: str, chunks: Any) -> None: ...
-
-    def get_chunks(self, pipeline: str, table: str | None = None) -> list[Chunk]: ...
-
-    def add_dead_letters(self, letters: Any) -> int: ...
-
-    def list_dead_letters(
-        self, pipeline: str | None = None, include_replayed: bool = False
-    ) -> list[DeadLetter]: ...

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from syncengine.state.protocols import TargetState
     from syncengine.targets.base import Target
 
 
-def make_target(pipeline: str, config: Any, state: Any) -> Target:
+def make_target(pipeline: str, config: Any, state: TargetState) -> Target:
     """The target for ``config`` (a ``TargetConfig``), storing fallback state in ``state``."""
     from syncengine.plugins import target_factory
 

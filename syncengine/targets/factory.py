@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from syncengine.config.base import TargetConfigBase
     from syncengine.config.models import PipelineConfig
-    from syncengine.state import SQLiteStateStore
+    from syncengine.state.protocols import TargetState
     from syncengine.targets.base import Target
 
 
@@ -35,7 +35,7 @@ class TargetFactory(Protocol):
     #: ``change_log``, known before one is built)
     change_log: bool
 
-    def create(self, pipeline: str, config: Any, state: SQLiteStateStore) -> Target:
+    def create(self, pipeline: str, config: Any, state: TargetState) -> Target:
         """The target for one pipeline (``config`` is an instance of :attr:`config`); a
         target that keeps no state of its own puts checkpoints and shadow rows in ``state``.
         Must not connect: :meth:`Target.open` does."""

@@ -1,5 +1,6 @@
-"""Shadow rows and checkpoints for targets that keep them in the SQLite store (Parquet, Mongo
-without transactions): written after the data, in one SQLite transaction."""
+"""Shadow rows and checkpoints for targets that keep them in the state store (Parquet, Mongo
+without transactions; :class:`~syncengine.state.protocols.TargetState`): written after the
+data, in one state transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syncengine.state.sqlite import SQLiteStateStore
+from syncengine.state.protocols import CheckpointStore, ShadowStore, TargetState
 from syncengine.targets.base import Checkpoint, ShadowUpdate, TableWrite
 
 SHADOW_SCHEMA = pa.schema(
@@ -91,13 +92,13 @@ def shadow_table(rows: Iterable[Sequence[str | None]]) -> pa.Table:
 
 
 def read_sqlite_shadow(
-    state: SQLiteStateStore, pipeline: str, table: str, row_keys: Sequence[str]
+    state: ShadowStore, pipeline: str, table: str, row_keys: Sequence[str]
 ) -> pa.Table:
     found = state.get_shadow(pipeline, table, row_keys)
     return shadow_table((k, h, b, p) for k, (h, b, p) in found.items())
 
 
-def get_sqlite_checkpoint(state: SQLiteStateStore, pipeline: str, stream: str) -> str | None:
+def get_sqlite_checkpoint(state: CheckpointStore, pipeline: str, stream: str) -> str | None:
     found = state.get_checkpoint(pipeline, stream)
     return found.position if found else None
 
@@ -138,7 +139,7 @@ ANALYZE_FROM = 20_000
 
 
 def commit_to_sqlite(
-    state: SQLiteStateStore,
+    state: TargetState,
     pipeline: str,
     writes: Sequence[TableWrite],
     truncated: set[str],
@@ -150,9 +151,7 @@ def commit_to_sqlite(
         for write in writes:
             table = write.spec.name
             if table in truncated:
-                db.execute(
-                    "DELETE FROM shadow WHERE pipeline=? AND target_table=?", (pipeline, table)
-                )
+                state.clear_shadow(db, pipeline, table)
             state.write_shadow(db, pipeline, table, shadow_rows(write), write.shadow.deletes)
         if checkpoint is not None:
             state.write_checkpoint(db, pipeline, checkpoint.stream, checkpoint.position)

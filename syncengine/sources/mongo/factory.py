@@ -12,7 +12,7 @@ from syncengine.sources.mongo.config import MongoSourceConfig
 if TYPE_CHECKING:
     from syncengine.config.models import BatchConfig, PipelineConfig
     from syncengine.sources.mongo.source import MongoSource
-    from syncengine.state import SQLiteStateStore
+    from syncengine.state.protocols import SourceState
 
 
 class MongoSourceFactory:
@@ -20,7 +20,7 @@ class MongoSourceFactory:
     config = MongoSourceConfig
 
     def create(
-        self, pipeline: str, config: MongoSourceConfig, state: SQLiteStateStore, batch: BatchConfig
+        self, pipeline: str, config: MongoSourceConfig, state: SourceState, batch: BatchConfig
     ) -> MongoSource:
         from syncengine.sources.mongo.source import MongoSource
 

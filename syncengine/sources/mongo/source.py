@@ -46,8 +46,8 @@ from syncengine.sources.mongo.snapshot import (
     plan_chunks,
     scan_chunks,
 )
-from syncengine.state import SQLiteStateStore
 from syncengine.state.base import Chunk
+from syncengine.state.protocols import SourceState
 
 log = logging.getLogger("syncengine.sources.mongo")
 
@@ -59,7 +59,7 @@ class MongoSource:
         self,
         pipeline_name: str,
         config: MongoSourceConfig,
-        state: SQLiteStateStore,
+        state: SourceState,
         batch: BatchConfig,
     ) -> None:
         self.pipeline = pipeline_name

@@ -12,7 +12,7 @@ from syncengine.sources.postgres.config import PostgresSourceConfig
 if TYPE_CHECKING:
     from syncengine.config.models import BatchConfig, PipelineConfig
     from syncengine.sources.postgres.source import PostgresSource
-    from syncengine.state import SQLiteStateStore
+    from syncengine.state.protocols import SourceState
 
 
 class PostgresSourceFactory:
@@ -23,7 +23,7 @@ class PostgresSourceFactory:
         self,
         pipeline: str,
         config: PostgresSourceConfig,
-        state: SQLiteStateStore,
+        state: SourceState,
         batch: BatchConfig,
     ) -> PostgresSource:
         from syncengine.sources.postgres.source import PostgresSource

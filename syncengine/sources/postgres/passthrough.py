@@ -34,7 +34,8 @@ from syncengine.sources.postgres.chunks import (
     read_batch,
 )
 from syncengine.sources.postgres.copyout import copy_out_into
-from syncengine.state.base import Chunk, StateStore
+from syncengine.state.base import Chunk
+from syncengine.state.protocols import SnapshotProgress
 
 log = logging.getLogger("syncengine.sources.postgres")
 
@@ -99,7 +100,7 @@ def copied_batch(shape: TableShape, chunk: Chunk, rows: int, position: str) -> C
 
 
 async def confirmed(
-    state: StateStore, pipeline: str, sink: ChunkSink | None, chunks: list[Chunk]
+    state: SnapshotProgress, pipeline: str, sink: ChunkSink | None, chunks: list[Chunk]
 ) -> list[Chunk]:
     """``chunks`` with those the target marked done marked done here too: a process killed
     between a chunk's target commit and its mark in the state store does not copy it again

@@ -31,7 +31,7 @@ from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.streaming import stream_changes
 from syncengine.sources.postgres.wire import pg_time
-from syncengine.state import SQLiteStateStore
+from syncengine.state.protocols import SourceState
 
 if TYPE_CHECKING:
     from syncengine.sources.postgres.passthrough import ChunkSink
@@ -49,7 +49,7 @@ class PostgresSource:
         self,
         pipeline_name: str,
         config: PostgresSourceConfig,
-        state: SQLiteStateStore,
+        state: SourceState,
         batch: BatchConfig,
     ) -> None:
         self.pipeline = pipeline_name

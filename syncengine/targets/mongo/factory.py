@@ -11,7 +11,7 @@ from syncengine.targets.mongo.config import MongoTargetConfig
 
 if TYPE_CHECKING:
     from syncengine.config.models import PipelineConfig
-    from syncengine.state import SQLiteStateStore
+    from syncengine.state.protocols import TargetState
     from syncengine.targets.mongo.target import MongoTarget
 
 
@@ -20,9 +20,7 @@ class MongoTargetFactory:
     config = MongoTargetConfig
     change_log = False
 
-    def create(
-        self, pipeline: str, config: MongoTargetConfig, state: SQLiteStateStore
-    ) -> MongoTarget:
+    def create(self, pipeline: str, config: MongoTargetConfig, state: TargetState) -> MongoTarget:
         from syncengine.targets.mongo.target import MongoTarget
 
         return MongoTarget(pipeline, config, state)

@@ -26,7 +26,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from syncengine.config.models import MongoTargetConfig
 from syncengine.errors import FatalError
 from syncengine.mongoclient import connect, tls_hint
-from syncengine.state.sqlite import SQLiteStateStore
+from syncengine.state.protocols import TargetState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.mongo.bulk import (
@@ -74,7 +74,7 @@ class MongoTarget:
         self,
         pipeline: str,
         config: MongoTargetConfig,
-        state: SQLiteStateStore | None,
+        state: TargetState | None,
         *,
         transactions: bool | None = None,
     ) -> None:

@@ -11,7 +11,7 @@ from syncengine.targets.parquet.config import ParquetTargetConfig
 
 if TYPE_CHECKING:
     from syncengine.config.models import PipelineConfig
-    from syncengine.state import SQLiteStateStore
+    from syncengine.state.protocols import TargetState
     from syncengine.targets.parquet.target import ParquetTarget
 
 
@@ -21,7 +21,7 @@ class ParquetTargetFactory:
     change_log = True
 
     def create(
-        self, pipeline: str, config: ParquetTargetConfig, state: SQLiteStateStore
+        self, pipeline: str, config: ParquetTargetConfig, state: TargetState
     ) -> ParquetTarget:
         from syncengine.targets.parquet.target import ParquetTarget
 

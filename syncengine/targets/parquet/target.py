@@ -34,7 +34,7 @@ from syncengine import keyless
 from syncengine.changes import OP_DELETE, OP_TRUNCATE, ChangeBatch
 from syncengine.codecs import pg_text
 from syncengine.errors import FatalError
-from syncengine.state.sqlite import SQLiteStateStore
+from syncengine.state.protocols import TargetState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.parquet.config import ParquetTargetConfig
@@ -155,7 +155,7 @@ class ParquetTarget:
     #: every change is recorded as it comes; there is no current row to conflict with
     change_log = True
 
-    def __init__(self, pipeline: str, config: ParquetTargetConfig, state: SQLiteStateStore) -> None:
+    def __init__(self, pipeline: str, config: ParquetTargetConfig, state: TargetState) -> None:
         self.pipeline = pipeline
         self.root = Path(config.path)
         self.state = state

@@ -11,7 +11,7 @@ from syncengine.targets.postgres.config import PostgresTargetConfig
 
 if TYPE_CHECKING:
     from syncengine.config.models import PipelineConfig
-    from syncengine.state import SQLiteStateStore
+    from syncengine.state.protocols import TargetState
     from syncengine.targets.postgres.target import PostgresTarget
 
 
@@ -21,7 +21,7 @@ class PostgresTargetFactory:
     change_log = False
 
     def create(
-        self, pipeline: str, config: PostgresTargetConfig, state: SQLiteStateStore
+        self, pipeline: str, config: PostgresTargetConfig, state: TargetState
     ) -> PostgresTarget:
         from syncengine.targets.postgres.target import PostgresTarget
 

@@ -14,7 +14,7 @@ from psycopg import sql
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.errors import FatalError
 from syncengine.names import QualifiedName
-from syncengine.state.sqlite import SQLiteStateStore
+from syncengine.state.protocols import TargetState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import ddl, state, usertypes
@@ -42,7 +42,7 @@ class PostgresTarget:
     server_fence = True
 
     def __init__(
-        self, pipeline: str, config: PostgresTargetConfig, state: SQLiteStateStore | None = None
+        self, pipeline: str, config: PostgresTargetConfig, state: TargetState | None = None
     ) -> None:
         self.pipeline = pipeline
         self.config = config

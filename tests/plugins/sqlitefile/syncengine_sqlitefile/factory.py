@@ -9,7 +9,7 @@ from syncengine_sqlitefile.config import SQLiteFileTargetConfig
 
 if TYPE_CHECKING:
     from syncengine.config.models import PipelineConfig
-    from syncengine.state import SQLiteStateStore
+    from syncengine.state.protocols import TargetState
     from syncengine_sqlitefile.target import SQLiteFileTarget
 
 
@@ -19,7 +19,7 @@ class SQLiteFileTargetFactory:
     change_log = False  # a mirror: conflict strategies apply
 
     def create(
-        self, pipeline: str, config: SQLiteFileTargetConfig, state: SQLiteStateStore
+        self, pipeline: str, config: SQLiteFileTargetConfig, state: TargetState
     ) -> SQLiteFileTarget:
         from syncengine_sqlitefile.target import SQLiteFileTarget
 

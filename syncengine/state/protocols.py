@@ -1,0 +1,172 @@
+"""What each part of the engine needs from the state store, one small protocol per concern.
+
+Callers name the protocol they use, never the SQLite class: a source needs checkpoints and
+snapshot progress, a target that keeps no state of its own needs checkpoints and shadow rows,
+the conflict resolver needs the queue. :class:`StateStore` is all of them together, what the
+runtime carries from the place that opens the store (:func:`syncengine.state.open_state`) to
+the parts. The SQLite store (:mod:`syncengine.state.sqlite`) implements every one.
+
+The ``write_*``, ``park_*``, ``hold_*`` and ``mark_resolved`` methods take the handle that
+:meth:`Transactional.transaction` yields, so that writes of several concerns commit together
+(a target's shadow rows with its checkpoint; a conflict's park, held changes and audit rows).
+That handle is the embedded store's connection: these protocols describe the embedded state.
+A target that keeps its state in its own database (Postgres, Mongo with transactions) writes it
+in its apply transaction and answers for it through :class:`syncengine.targets.base.Target`
+(``read_shadow``, ``get_checkpoint``, ``reset_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeAlias
+
+from syncengine.state.base import Chunk, Conflict, DeadLetter, StoredCheckpoint
+from syncengine.state.locks import PipelineLock
+
+StateTransaction: TypeAlias = sqlite3.Connection
+"""An open state transaction: only passed back to the store's methods."""
+
+
+class Transactional(Protocol):
+    def transaction(self) -> AbstractContextManager[StateTransaction]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        ...
+
+
+class CheckpointStore(Transactional, Protocol):
+    """The source position of each pipeline stream, advanced only after the target committed."""
+
+    def get_checkpoint(self, pipeline: str, stream: str) -> StoredCheckpoint | None: ...
+
+    def put_checkpoint(
+        self, pipeline: str, stream: str, position: str, details: dict[str, Any] | None = None
+    ) -> None: ...
+
+    def write_checkpoint(
+        self,
+        db: StateTransaction,
+        pipeline: str,
+        stream: str,
+        position: str,
+        details: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def list_checkpoints(self, pipeline: str | None = None) -> list[StoredCheckpoint]: ...
+
+    def reset_checkpoints(self, pipeline: str, stream: str | None = None) -> int:
+        """Forget positions (and, for the whole pipeline, its snapshot progress); how many."""
+        ...
+
+
+class SnapshotProgress(Protocol):
+    """Which key-range chunks of a snapshot or backfill are planned and done (resumable)."""
+
+    def put_chunks(self, pipeline: str, chunks: Iterable[Chunk]) -> None: ...
+
+    def get_chunks(self, pipeline: str, table: str | None = None) -> list[Chunk]: ...
+
+    def clear_chunks(self, pipeline: str, table: str | None = None) -> None: ...
+
+
+class ShadowStore(Transactional, Protocol):
+    """What the source last said per key (hash, base row) and its position (the fence)."""
+
+    def get_shadow(
+        self, pipeline: str, table: str, keys: Sequence[str]
+    ) -> dict[str, tuple[str, str | None, str | None]]: ...
+
+    def write_shadow(
+        self,
+        db: StateTransaction,
+        pipeline: str,
+        table: str,
+        upserts: Iterable[tuple[str, str, str | None, str | None]],
+        deletes: Iterable[str] = (),
+    ) -> None: ...
+
+    def clear_shadow(self, db: StateTransaction, pipeline: str, table: str) -> None:
+        """Drop a table's shadow rows (it was truncated)."""
+        ...
+
+    def purge_tombstones(self, db: StateTransaction, pipeline: str, before: str) -> None: ...
+
+
+class ConflictQueue(Transactional, Protocol):
+    """Parked conflicts, the changes held behind them, and the audit of every decision."""
+
+    def park_conflict(self, db: StateTransaction, conflict: Conflict) -> int: ...
+
+    def list_conflicts(
+        self, pipeline: str | None = None, status: str | None = "pending"
+    ) -> list[Conflict]: ...
+
+    def get_conflict(self, conflict_id: int) -> Conflict | None: ...
+
+    def pending_conflict_keys(self, pipeline: str, table: str) -> dict[str, int]: ...
+
+    def hold_changes(
+        self,
+        db: StateTransaction,
+        pipeline: str,
+        table: str,
+        held: Iterable[tuple[int, str, str]],
+    ) -> None: ...
+
+    def held_changes(self, conflict_id: int) -> list[str]: ...
+
+    def mark_resolved(
+        self, db: StateTransaction, conflict_id: int, resolution: str, decided_by: str
+    ) -> None: ...
+
+    def write_audit(
+        self,
+        db: StateTransaction,
+        pipeline: str,
+        table: str,
+        rows: Iterable[tuple[str, str, str, str]],
+    ) -> None: ...
+
+
+class DeadLetters(Protocol):
+    """Records that could not be mapped or applied, with the reason, until replayed."""
+
+    def add_dead_letters(self, letters: Iterable[DeadLetter]) -> int: ...
+
+    def list_dead_letters(
+        self, pipeline: str | None = None, include_replayed: bool = False
+    ) -> list[DeadLetter]: ...
+
+    def mark_replayed(self, ids: Iterable[int]) -> None: ...
+
+
+class PipelineStatus(Protocol):
+    """What ``status`` shows without connecting: stored totals and the open-work counts."""
+
+    def get_status(self, pipeline: str) -> dict[str, Any]: ...
+
+    def put_status(self, pipeline: str, status: dict[str, Any]) -> None: ...
+
+    def counts(self, pipeline: str) -> dict[str, int]: ...
+
+
+class Locks(Protocol):
+    def lock(self, pipeline: str, purpose: str) -> PipelineLock:
+        """An exclusive per-pipeline lock (daemon, sync and backfill refuse to overlap)."""
+        ...
+
+
+class SourceState(CheckpointStore, SnapshotProgress, Protocol):
+    """What a source reader keeps: its stream positions and its snapshot progress."""
+
+
+class TargetState(CheckpointStore, ShadowStore, Protocol):
+    """What a target that keeps no state of its own puts in the store: checkpoint and shadow
+    rows, committed together (:func:`syncengine.targets.shadow.commit_to_sqlite`)."""
+
+
+class StateStore(
+    SourceState, TargetState, ConflictQueue, DeadLetters, PipelineStatus, Locks, Protocol
+):
+    """Every concern together: what the runtime and the CLI carry to the parts."""

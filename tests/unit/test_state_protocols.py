@@ -1,0 +1,60 @@
+"""The state protocols: together they cover the whole SQLite store, each concern's methods once,
+and the methods that took over SQL callers used to run themselves keep its effect."""
+
+from __future__ import annotations
+
+import inspect
+
+from syncengine.state import open_state, protocols
+from syncengine.state.sqlite import SQLiteStateStore
+
+CONCERNS = [
+    protocols.Transactional,
+    protocols.CheckpointStore,
+    protocols.SnapshotProgress,
+    protocols.ShadowStore,
+    protocols.ConflictQueue,
+    protocols.DeadLetters,
+    protocols.PipelineStatus,
+    protocols.Locks,
+]
+
+
+def _declared(cls: type) -> set[str]:
+    return {n for n, v in vars(cls).items() if inspect.isfunction(v) and not n.startswith("_")}
+
+
+def test_each_method_belongs_to_one_concern_and_the_store_has_no_other():
+    seen: dict[str, type] = {}
+    for concern in CONCERNS:
+        for name in _declared(concern):
+            assert name not in seen, f"{name} in {seen.get(name)} and {concern}"
+            seen[name] = concern
+    public = {n for n in dir(SQLiteStateStore) if not n.startswith("_")}
+    # db and close belong to the SQLite file itself, not to a concern
+    assert public - set(seen) == {"db", "close"}
+    assert set(seen) <= public
+    for combined in (protocols.SourceState, protocols.TargetState, protocols.StateStore):
+        assert not _declared(combined), f"{combined.__name__} only joins concerns"
+
+
+def test_clear_shadow_drops_one_tables_rows_only(tmp_path):
+    store = open_state(tmp_path / "state.db")
+    with store.transaction() as db:
+        store.write_shadow(db, "p", "t", [("a", "h", None, "01"), ("b", "h", None, "01")])
+        store.write_shadow(db, "p", "u", [("a", "h", None, "01")])
+        store.write_shadow(db, "q", "t", [("a", "h", None, "01")])
+    with store.transaction() as db:
+        store.clear_shadow(db, "p", "t")
+    assert store.get_shadow("p", "t", ["a", "b"]) == {}
+    assert set(store.get_shadow("p", "u", ["a"])) == {"a"}
+    assert set(store.get_shadow("q", "t", ["a"])) == {"a"}
+
+
+def test_status_round_trips_per_pipeline(tmp_path):
+    store = open_state(tmp_path / "state.db")
+    assert store.get_status("p") == {}
+    store.put_status("p", {"rows_applied": 3, "last_error": None})
+    store.put_status("p", {"rows_applied": 5, "last_error": "boom"})
+    assert store.get_status("p") == {"rows_applied": 5, "last_error": "boom"}
+    assert store.get_status("q") == {}
