@@ -15,6 +15,7 @@ into the query as literals (COPY takes no parameters) via ``psycopg.sql.Literal`
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -26,7 +27,7 @@ from syncengine.changes import META_SCHEMA, ChangeBatch
 from syncengine.names import QualifiedName
 from syncengine.sources.postgres import deadline, usertypes
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
-from syncengine.sources.postgres.copyout import copy_out
+from syncengine.sources.postgres.copyout import copy_out, copy_out_into
 from syncengine.state.base import Chunk
 
 
@@ -200,6 +201,28 @@ async def read_copy(conn: psycopg.AsyncConnection, query: sql.Composed) -> bytes
     """All data of a ``COPY … TO STDOUT``, bounded by progress (data must keep arriving)."""
     async with deadline.progress(conn, "reading rows (COPY)") as alive:
         return await copy_out(conn, query, alive)
+
+
+async def stream_copy(
+    conn: psycopg.AsyncConnection,
+    query: sql.Composed,
+    columns: tuple[str, ...],
+    rows: int,
+    take: Callable[[pa.Table], Awaitable[None]],
+) -> int:
+    """The rows of a CSV ``COPY … TO STDOUT`` as text tables of ``rows`` rows each (the last
+    may be shorter; at least one, maybe empty), each handed to ``take`` before the next is
+    read: memory holds one piece, not the whole result, and while ``take`` waits (on a
+    consumer) the server waits too and the progress deadline is off. Returns the rows read."""
+    async with deadline.progress(conn, "reading rows (COPY)") as alive:
+
+        async def parsed(data: bytes) -> None:
+            await alive.waiting(take(csv_to_text_columns(data, columns)))
+
+        count = await copy_out_into(conn, query, alive, parsed, piece_bytes=None, piece_rows=rows)
+    if count == 0:
+        await take(csv_to_text_columns(b"", columns))
+    return count
 
 
 def csv_to_text_columns(data: bytes, columns: tuple[str, ...]) -> pa.Table:
