@@ -3,7 +3,7 @@
 A mapping that computes its fields (a cast, the rest copied) keeps a table off the binary
 passthrough: its snapshot chunks are read as CSV, decoded into Arrow, mapped and applied. The
 same 8-column table is backfilled twice into fresh databases, with ``snapshot_chunk_rows`` 10×
-apart (full: 50,000 vs 500,000 of 1M rows; quick: 5,000 vs 50,000 of 100,000); a chunk is read
+apart (full: 50,000 vs 500,000 of 1M rows; quick: 10,000 vs 100,000 of 200,000); a chunk is read
 in pieces of ``batch.max_rows`` rows, so the peak RSS of the two runs must be about the same
 (≤ 1.25×). The figure is the rows/s of the big-chunk run, against the small-chunk run.
 """
@@ -28,8 +28,8 @@ COLUMNS = ("id", "qty", "name", "price", "created", "active", "attrs", "ref")
 
 
 def run(ctx: Context) -> ScenarioResult:
-    rows = ctx.size(100_000, 1_000_000)
-    small, big = ctx.size(5_000, 50_000), ctx.size(50_000, 500_000)
+    rows = ctx.size(200_000, 1_000_000)
+    small, big = ctx.size(10_000, 50_000), ctx.size(100_000, 500_000)
     result = ScenarioResult(
         NAME,
         TITLE,
