@@ -5,11 +5,12 @@ connection that stays open (and idle) until every chunk is read. Up to ``paralle
 each open one ``REPEATABLE READ`` transaction, ``SET TRANSACTION SNAPSHOT`` to it, and read
 their chunks through COPY. The rows are exactly the state at the slot's consistent point, so
 streaming from that point loses and repeats nothing. A chunk is read in pieces of
-``batch.max_rows`` rows, and a worker reads the next piece only when fewer than
-``2 × (parallel + 1)`` pieces are held (parsed, waiting, or being applied; the server waits
-meanwhile), so memory is bounded by ``batch.max_rows × 2 × (parallel + 1)`` rows, whatever
-the chunk or table size. The reconciling path below holds up to ``parallel`` whole chunks: a
-chunk's rows get their positions only once its window closed.
+``batch.max_rows`` rows, and a worker hands a parsed piece on only when fewer than
+``2 × (parallel + 1)`` pieces are held (queued or being applied; its COPY, and so the server,
+waits meanwhile), so at most ``3 × parallel + 2`` pieces exist (one more per worker, parsed and
+waiting): memory is bounded by the batch size, whatever the chunk or table size. The
+reconciling path below holds up to ``parallel`` whole chunks: a chunk's rows get their
+positions only once its window closed.
 
 Resumed snapshot (chunks left from an interrupted run; the exported snapshot died with its
 connection), or fresh snapshot while the slot already exists (no snapshot can be exported
