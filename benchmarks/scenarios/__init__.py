@@ -7,6 +7,7 @@ from benchmarks.scenarios import (
     external,
     mongo_cdc,
     pg_backfill,
+    pg_backfill_mapped,
     pg_bigtxn,
     pg_cdc,
     pg_cdc_live,
@@ -19,6 +20,7 @@ from benchmarks.scenarios import (
 
 SCENARIOS: list[Scenario] = [
     pg_backfill.SCENARIO,
+    pg_backfill_mapped.SCENARIO,
     pgbench_backfill.SCENARIO,
     pg_cdc.SCENARIO,
     pgbench_cdc.SCENARIO,

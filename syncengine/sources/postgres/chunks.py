@@ -1,7 +1,8 @@
 """Snapshot chunks: planning key ranges, and reading one range through COPY into Arrow.
 
 Tables with a primary key are cut into key ranges ``(lower, upper]`` of about
-``snapshot_chunk_rows`` rows (boundaries from one ordered index scan); tables without one into
+``snapshot_chunk_rows`` rows (boundaries from one ordered index scan, or, for a big table with a
+dense single integer key, from its min and max: see :func:`_plan_span`); tables without one into
 ``ctid`` block ranges (``[lower, upper)`` blocks, TID range scans). Bounds are stored in the
 state store as JSON text so an interrupted snapshot can resume at the next chunk.
 
@@ -14,6 +15,7 @@ into the query as literals (COPY takes no parameters) via ``psycopg.sql.Literal`
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from syncengine.changes import META_SCHEMA, ChangeBatch
 from syncengine.names import QualifiedName
 from syncengine.sources.postgres import deadline, usertypes
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
-from syncengine.sources.postgres.copyout import copy_out
+from syncengine.sources.postgres.copyout import copy_out, copy_out_into
 from syncengine.state.base import Chunk
 
 
@@ -69,6 +71,10 @@ async def plan(
     """Chunks covering the whole table as ``conn``'s snapshot sees it."""
     if not shape.key:
         return await _plan_blocks(conn, shape, chunk_rows)
+    if where is None:
+        spanned = await _plan_span(conn, shape, chunk_rows)
+        if spanned is not None:
+            return spanned
     key = sql.SQL(", ").join(map(sql.Identifier, shape.key))
     texts = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in shape.key)
     query = sql.SQL(
@@ -83,6 +89,54 @@ async def plan(
     )
     cur = await deadline.patient(conn.cursor()).execute(query)  # one scan of the whole key
     bounds = [json.dumps(list(row)) for row in await cur.fetchall()]
+    edges: list[str | None] = [None, *bounds, None]
+    return [Chunk(shape.name, i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+#: integer key types whose ranges can be cut by arithmetic (int2, int4, int8)
+_INTEGER_KEYS = frozenset({20, 21, 23})
+#: below this many rows (the catalog's estimate) the ordered scan costs next to nothing
+SPAN_PLAN_MIN_ROWS = 100_000
+#: the key range may be at most this many times the row estimate (half of it empty)
+SPAN_PLAN_MAX_SPARSENESS = 2
+
+
+async def _plan_span(
+    conn: psycopg.AsyncConnection, shape: TableShape, chunk_rows: int
+) -> list[Chunk] | None:
+    """Chunks of ``chunk_rows`` consecutive key values between the key's min and max (two
+    index probes), or None where the ordered scan must plan: not a single integer key, a
+    small table, no row estimate, or a sparse key (range > 2 × the estimate: mostly empty
+    chunks). The scan reads every key (0.3 s for 1M rows on an idle 2-core machine, 1 s on
+    a busy one), before any row is copied; a unique integer key holds at most ``chunk_rows``
+    rows in ``chunk_rows`` consecutive values, so these chunks are never bigger than the
+    scan's, and at most twice as many."""
+    if len(shape.key) != 1:
+        return None
+    column = shape.columns.index(shape.key[0])
+    if shape.types[column].oid not in _INTEGER_KEYS:
+        return None
+    name = QualifiedName.parse(shape.name)
+    found = await (
+        await conn.execute(
+            "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (name.schema, name.name),
+        )
+    ).fetchone()
+    estimate = int(found[0]) if found is not None else -1  # -1: never analysed
+    if estimate < SPAN_PLAN_MIN_ROWS:
+        return None
+    key = sql.Identifier(shape.key[0])
+    query = sql.SQL("SELECT min({k})::bigint, max({k})::bigint FROM {t}").format(
+        k=key, t=name.identifier()
+    )
+    low, high = await (await conn.execute(query)).fetchone() or (None, None)
+    if low is None or high is None:
+        return None
+    if high - low + 1 > SPAN_PLAN_MAX_SPARSENESS * estimate:
+        return None
+    bounds = [json.dumps([str(b)]) for b in range(low - 1 + chunk_rows, high, chunk_rows)]
     edges: list[str | None] = [None, *bounds, None]
     return [Chunk(shape.name, i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
@@ -148,6 +202,28 @@ async def read_copy(conn: psycopg.AsyncConnection, query: sql.Composed) -> bytes
     """All data of a ``COPY … TO STDOUT``, bounded by progress (data must keep arriving)."""
     async with deadline.progress(conn, "reading rows (COPY)") as alive:
         return await copy_out(conn, query, alive)
+
+
+async def stream_copy(
+    conn: psycopg.AsyncConnection,
+    query: sql.Composed,
+    columns: tuple[str, ...],
+    rows: int,
+    take: Callable[[pa.Table], Awaitable[None]],
+) -> int:
+    """The rows of a CSV ``COPY … TO STDOUT`` as text tables of ``rows`` rows each (the last
+    may be shorter; at least one, maybe empty), each handed to ``take`` before the next is
+    read: memory holds one piece, not the whole result, and while ``take`` waits (on a
+    consumer) the server waits too and the progress deadline is off. Returns the rows read."""
+    async with deadline.progress(conn, "reading rows (COPY)") as alive:
+
+        async def parsed(data: bytes) -> None:
+            await alive.waiting(take(csv_to_text_columns(data, columns)))
+
+        count = await copy_out_into(conn, query, alive, parsed, piece_bytes=None, piece_rows=rows)
+    if count == 0:
+        await take(csv_to_text_columns(b"", columns))
+    return count
 
 
 def csv_to_text_columns(data: bytes, columns: tuple[str, ...]) -> pa.Table:

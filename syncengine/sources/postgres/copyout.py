@@ -40,9 +40,12 @@ async def copy_out_into(
     alive: Callable[[], None],
     write: Callable[[bytes], Awaitable[None]],
     piece_bytes: int | None = 1 << 20,
+    piece_rows: int | None = None,
 ) -> int:
     """Stream the data of the ``COPY … TO STDOUT`` ``query`` to ``write`` in pieces of about
-    ``piece_bytes`` (None: one piece at the end); returns the number of COPY data messages.
+    ``piece_bytes`` (None: one piece at the end), or of exactly ``piece_rows`` COPY data
+    messages (rows: text and CSV COPY send one row per message, so every piece parses on its
+    own); returns the number of COPY data messages.
 
     Passing bytes on instead of holding the whole result keeps memory at one piece, and a
     piece goes out as soon as libpq's buffer is empty (before waiting on the socket), so the
@@ -59,14 +62,17 @@ async def copy_out_into(
         )
         buffer = bytearray()
         limit = piece_bytes or 0
+        cut = piece_rows or -1  # the message count at which the next piece is cut
         while True:
             nbytes, data = pgconn.get_copy_data(1)
             if nbytes > 0:
                 buffer += data
                 messages += 1
-                if limit and len(buffer) >= limit:
+                if messages == cut or (limit and len(buffer) >= limit):
                     await write(bytes(buffer))
                     buffer.clear()
+                    if piece_rows:
+                        cut = messages + piece_rows
                     alive()
             elif nbytes == 0:  # nothing buffered: hand on what we have, wait for the socket
                 if limit and len(buffer) >= limit // 16:

@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from syncengine.errors import SourceUnavailable
+
+T = TypeVar("T")
 
 #: statements that may legitimately run long get this many times ``query_timeout``
 BULK_FACTOR = 10
@@ -100,27 +102,46 @@ async def bounded(
         ) from None
 
 
+class Progress:
+    """``alive()``: data arrived (moves the deadline of a bulk read). :meth:`waiting`: the
+    read waits on its consumer, not on the server, so the deadline is off meanwhile."""
+
+    def __init__(self, limit: asyncio.Timeout | None, seconds: float) -> None:
+        self._limit = limit
+        self._seconds = seconds
+        self._moved = asyncio.get_running_loop().time()
+
+    def __call__(self) -> None:  # called per row: move the timer only every tenth of the limit
+        if self._limit is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._moved > self._seconds / 10:
+            self._moved = now
+            self._limit.reschedule(now + self._seconds)
+
+    async def waiting(self, awaitable: Awaitable[T]) -> T:
+        """``await awaitable`` with the deadline off; it restarts in full afterwards."""
+        if self._limit is None:
+            return await awaitable
+        self._limit.reschedule(None)
+        try:
+            return await awaitable
+        finally:
+            self._moved = now = asyncio.get_running_loop().time()
+            self._limit.reschedule(now + self._seconds)
+
+
 @asynccontextmanager
-async def progress(conn: psycopg.AsyncConnection, doing: str) -> AsyncIterator[Callable[[], None]]:
+async def progress(conn: psycopg.AsyncConnection, doing: str) -> AsyncIterator[Progress]:
     """Bound a bulk read by progress: yields ``alive()``, to call whenever data arrived; the
     read fails once ``BULK_FACTOR × query_timeout`` pass without a call (or before the first).
     Unbounded on connections without a ``query_timeout``."""
     seconds = _limit(conn, BULK_FACTOR)
     if seconds is None:
-        yield lambda: None
+        yield Progress(None, 0.0)
         return
-    loop = asyncio.get_running_loop()
-    moved = loop.time()
-
-    def alive() -> None:  # called per row: move the timer only every tenth of the limit
-        nonlocal moved
-        now = loop.time()
-        if now - moved > seconds / 10:
-            moved = now
-            limit.reschedule(now + seconds)
-
     async with bounded(conn, seconds, doing) as limit:
-        yield alive
+        yield Progress(limit, seconds)
 
 
 def patient(cursor: psycopg.AsyncCursor[Any]) -> psycopg.AsyncCursor[Any]:

@@ -4,10 +4,13 @@ Fresh snapshot, no slot yet: the slot is created with an exported snapshot on a 
 connection that stays open (and idle) until every chunk is read. Up to ``parallel`` workers
 each open one ``REPEATABLE READ`` transaction, ``SET TRANSACTION SNAPSHOT`` to it, and read
 their chunks through COPY. The rows are exactly the state at the slot's consistent point, so
-streaming from that point loses and repeats nothing. A worker starts a chunk only when fewer
-than ``parallel + 1`` chunks are held (read, waiting, or being applied), so memory is bounded
-by ``snapshot_chunk_rows × (parallel + 1)`` whatever the table size; the reconciling path
-below holds at most ``parallel``.
+streaming from that point loses and repeats nothing. A chunk is read in pieces of
+``batch.max_rows`` rows, and a worker hands a parsed piece on only when fewer than
+``2 × (parallel + 1)`` pieces are held (queued or being applied; its COPY, and so the server,
+waits meanwhile), so at most ``3 × parallel + 2`` pieces exist (one more per worker, parsed and
+waiting): memory is bounded by the batch size, whatever the chunk or table size. The
+reconciling path below holds up to ``parallel`` whole chunks: a chunk's rows get their
+positions only once its window closed.
 
 Resumed snapshot (chunks left from an interrupted run; the exported snapshot died with its
 connection), or fresh snapshot while the slot already exists (no snapshot can be exported
@@ -39,7 +42,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
 import psycopg
@@ -55,6 +58,7 @@ from syncengine.sources.postgres.chunks import (
     plan,
     read_batch,
     read_copy,
+    stream_copy,
     table_shape,
     truncate_batch,
 )
@@ -83,6 +87,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("syncengine.sources.postgres")
 
 _DONE = object()
+
+
+@dataclass(frozen=True)
+class _ChunkRead:
+    """A worker's last word on a decoded chunk: all its pieces were handed on (``rows``)."""
+
+    rows: int
+
+
 #: per table, the condition its chunks are read with (see :mod:`.pushdown`)
 Wheres = dict[str, str | None]
 #: the lowest position: chunk rows carrying it fence nothing
@@ -200,9 +213,10 @@ class Snapshotter:
                 todo.put_nowait(chunk)
             results: asyncio.Queue[object] = asyncio.Queue()
             count = max(1, min(parallel, len(planned)))
-            # chunks held at once: one per worker and the one being applied (a worker that
-            # finished early waits here instead of holding its chunk in the queue)
-            slots = asyncio.Semaphore(count + 1)
+            # pieces (or passed-through chunks) held at once: two per worker and two being
+            # applied (a worker that is ahead waits here, its COPY paused, instead of reading
+            # into the queue)
+            slots = asyncio.Semaphore(2 * (count + 1))
             workers = [
                 asyncio.create_task(self._worker(name, shapes, todo, results, wheres, slots))
                 for _ in range(count)
@@ -215,7 +229,7 @@ class Snapshotter:
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                chunk, text = cast(tuple[Chunk, pa.Table | int], item)
+                chunk, text = cast(tuple[Chunk, pa.Table | int | _ChunkRead], item)
                 del item
                 if isinstance(text, int):  # copied through, committed with its done-mark
                     done = replace(chunk, status="done", rows=text)
@@ -223,9 +237,15 @@ class Snapshotter:
                     slots.release()
                     yield copied_batch(shapes[chunk.table], chunk, text, position)
                     continue
+                if isinstance(text, _ChunkRead):  # its pieces were all applied (taken in order)
+                    done = replace(chunk, status="done", rows=text.rows)
+                    self.state.put_chunks(self.pipeline, [done])
+                    continue
                 # rows at the slot's consistent point, where the stream starts: no change at
                 # or before it can follow, so they need no per-key fence (conflicts/fence.py)
-                emitted = self._emit(shapes[chunk.table], chunk, text, position, at_resume=True)
+                emitted = self._emit(
+                    shapes[chunk.table], chunk, text, position, at_resume=True, done=False
+                )
                 async for batch in emitted:
                     yield batch
                 del text
@@ -270,8 +290,8 @@ class Snapshotter:
         wheres: Wheres,
         slots: asyncio.Semaphore,
     ) -> None:
-        """Read chunks until none is left, each once ``slots`` has room for it (the consumer
-        frees the slot when the chunk is applied)."""
+        """Read chunks until none is left, each piece (or passed-through chunk) once ``slots``
+        has room for it (the consumer frees the slot when it is applied)."""
         try:
             conn = await self._importing(snapshot)
             try:
@@ -289,11 +309,20 @@ class Snapshotter:
                         if copied is not None:
                             results.put_nowait((chunk, copied))
                             continue
-                    data = await read_copy(conn, chunk_query(shape, chunk, wheres[chunk.table]))
-                    text = csv_to_text_columns(data, shapes[chunk.table].columns)
-                    del data
-                    results.put_nowait((chunk, text))
-                    del text
+                    # the slot taken above holds the first piece, each further one takes its own
+                    first = True
+
+                    async def take(text: pa.Table, chunk: Chunk = chunk) -> None:
+                        nonlocal first
+                        if not first:
+                            await slots.acquire()
+                        first = False
+                        results.put_nowait((chunk, text))
+
+                    query = chunk_query(shape, chunk, wheres[chunk.table])
+                    step = self.source.batch.max_rows
+                    rows = await stream_copy(conn, query, shape.columns, step, take)
+                    results.put_nowait((chunk, _ChunkRead(rows)))
             finally:
                 await conn.close()
         except psycopg.Error as exc:
@@ -309,10 +338,11 @@ class Snapshotter:
         text: pa.Table,
         position: str | pa.Array,
         at_resume: bool = False,
+        done: bool = True,
     ) -> AsyncIterator[ChangeBatch]:
-        """Yield the chunk in ``max_rows`` slices; mark it done once the consumer moved on.
-        ``position``: of every row, or one per row; ``at_resume``: it is where the stream
-        resumes (batch meta ``at_resume``)."""
+        """Yield the chunk (or a piece of it: ``done=False``) in ``max_rows`` slices; mark it
+        done once the consumer moved on. ``position``: of every row, or one per row;
+        ``at_resume``: it is where the stream resumes (batch meta ``at_resume``)."""
         step = self.source.batch.max_rows
         meta: dict[str, object] = {"snapshot": True, "chunk": chunk.chunk}
         if at_resume:
@@ -321,7 +351,9 @@ class Snapshotter:
             piece = text.slice(offset, step)
             at = position if isinstance(position, str) else position.slice(offset, step)
             yield read_batch(shape, piece, at, meta)
-        self.state.put_chunks(self.pipeline, [replace(chunk, status="done", rows=text.num_rows)])
+        if done:
+            finished = replace(chunk, status="done", rows=text.num_rows)
+            self.state.put_chunks(self.pipeline, [finished])
 
     async def _keyless_exact(
         self, shapes: dict[str, TableShape], chunks: list[Chunk], wheres: Wheres

@@ -1,9 +1,10 @@
 """Backfill Postgres → Mongo holds a bounded amount of data whatever the table size.
 
-Peak RSS of a backfill is set by the snapshot chunks in flight (``snapshot_chunk_rows`` rows
-each): up to ``parallel`` waiting in the reader's queue, ``parallel`` read by workers waiting
-to put theirs, and the one being applied. Nothing may pile up across chunks: not the chunk
-tables, not the batches, not per-row Python objects (documents, ``_id`` sets, shadow rows).
+Peak RSS of a backfill is set by the pieces of snapshot chunks in flight (``batch.max_rows``
+rows each, not ``snapshot_chunk_rows``): at most ``2 × (parallel + 1)`` queued or being applied
+and one parsed per worker waiting for its turn, the workers' COPYs paused meanwhile. Nothing
+may pile up across pieces or chunks: not the pieces' tables, not the batches, not per-row
+Python objects (documents, ``_id`` sets, shadow rows).
 Memory figures are too noisy to assert on small tables, so this counts the structures
 themselves (weak references to every chunk and batch, and the interpreter's gc-tracked objects)
 at every apply of a ten-chunk backfill. Measured peak RSS: docs/targets.md, MongoDB.
@@ -22,6 +23,7 @@ from pymongo import MongoClient
 from syncengine.config.models import PipelineConfig
 from syncengine.runtime import runner
 from syncengine.runtime.pipeline import Pipeline
+from syncengine.sources.postgres import chunks as chunk_reads
 from syncengine.sources.postgres import snapshot
 from syncengine.state import SQLiteStateStore
 
@@ -46,13 +48,13 @@ def test_backfill_holds_a_bounded_number_of_chunks_and_batches(
             "FROM generate_series(1, %s) i",
             (ROWS,),
         )
-    chunks: list[weakref.ref[Any]] = []
+    pieces: list[weakref.ref[Any]] = []
     batches: list[weakref.ref[Any]] = []
-    read_text, read_batch = snapshot.csv_to_text_columns, snapshot.read_batch
+    read_text, read_batch = chunk_reads.csv_to_text_columns, snapshot.read_batch
 
     def tracked_text(*args: Any) -> Any:
         text = read_text(*args)
-        chunks.append(weakref.ref(text))
+        pieces.append(weakref.ref(text))
         return text
 
     def tracked_batch(*args: Any) -> Any:
@@ -60,9 +62,9 @@ def test_backfill_holds_a_bounded_number_of_chunks_and_batches(
         batches.append(weakref.ref(batch))
         return batch
 
-    monkeypatch.setattr(snapshot, "csv_to_text_columns", tracked_text)
+    monkeypatch.setattr(chunk_reads, "csv_to_text_columns", tracked_text)
     monkeypatch.setattr(snapshot, "read_batch", tracked_batch)
-    #: per apply: (chunk tables alive, batches alive, gc-tracked objects)
+    #: per apply: (piece tables alive, batches alive, gc-tracked objects)
     seen: list[tuple[int, int, int]] = []
 
     async def backfill() -> int:
@@ -85,7 +87,7 @@ def test_backfill_holds_a_bounded_number_of_chunks_and_batches(
         async def counting(group: Any, position: Any) -> Any:
             report = await process(group, position)
             gc.collect()
-            alive = (sum(r() is not None for r in chunks), sum(r() is not None for r in batches))
+            alive = (sum(r() is not None for r in pieces), sum(r() is not None for r in batches))
             seen.append((*alive, len(gc.get_objects())))
             return report
 
@@ -101,9 +103,11 @@ def test_backfill_holds_a_bounded_number_of_chunks_and_batches(
         ids = [d["_id"] for d in client[mongo_db]["items"].find({}, {"_id": 1})]
     assert sorted(ids) == list(range(1, ROWS + 1))  # none lost, none twice
 
-    assert len(chunks) == ROWS // CHUNK_ROWS + 1  # the last range is empty
+    # two pieces per chunk, and one empty piece for the last range, which is empty
+    assert len(pieces) == ROWS // MAX_ROWS + 1
     assert len(seen) == ROWS // MAX_ROWS + 1  # and one empty batch for it
-    assert max(c for c, _, _ in seen) <= PARALLEL + 1  # one per worker, one applied
+    # the reader's slots, and one piece per worker parsed and waiting for a slot
+    assert max(c for c, _, _ in seen) <= 2 * (PARALLEL + 1) + PARALLEL
     assert max(b for _, b, _ in seen) <= 1  # only the batch being applied
     # per-row state would add thousands of objects (4,000 rows, 8,000 documents with shadows)
     settled = seen[2][2]
