@@ -93,11 +93,11 @@ def to_native(
     text = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     text = text.cast(pa.string())
     none = pa.array([False] * len(text), pa.bool_())
-    native = to_arrow(text, type_)
+    native = to_arrow(text, type_, quiet=True)
     if not is_text(native.type):
         return native, none
     beyond = pc.fill_null(pc.match_substring_regex(text, _NO_NATIVE[type_.kind]), False)
-    native = to_arrow(pc.if_else(beyond, pa.scalar(None, pa.string()), text), type_)
+    native = to_arrow(pc.if_else(beyond, pa.scalar(None, pa.string()), text), type_, quiet=True)
     if not is_text(native.type):
         return native, beyond
     # a value beyond the converter that the pattern does not know: no row is trusted

@@ -19,7 +19,8 @@ not only the hash.
 A Postgres column a batch carries as text (a value beyond its Arrow type, ``pg_carried``) is
 hashed in its native form wherever a value has one (:func:`carried_columns`), so a key written
 from a text batch and read back or changed in a native one hashes alike; a value with no native
-form hashes as its text, which never equals a native value's hash.
+form hashes as its text on a member of its own, which never equals a native value's hash and
+does not depend on the form the batch gave the row's other columns.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ __all__ = [
 ]
 
 HASH_SEED = 0x5E11_C0DE
-HASH_TAG = f"pl{pl.__version__}e:"  # d: null members not hashed, long values as digests;
-# e: text-carried Postgres columns hashed in their native form
+HASH_TAG = f"pl{pl.__version__}f:"  # d: null members not hashed, long values as digests;
+# e: text-carried Postgres columns hashed in their native form; f: a value with no native form
+# hashed on its own member (BEYOND), not the whole row as text
 
 JSON_TYPES = {"json", "jsonb", "object", "array"}
 """``pg_type`` / ``bson_type`` field metadata values that mark a column holding JSON text."""
@@ -250,17 +252,16 @@ def row_hashes(
     :data:`DIGEST_ABOVE` bytes (binary: ``b:`` + base64, or ``h:`` + hash); the prefixes keep a
     short text from ever equalling a long one's digest.
 
-    ``carried`` (:func:`carried_columns`): text columns hashed as their native values; a row
-    holding a value with none is hashed with its texts instead.
+    ``carried`` (:func:`carried_columns`): text columns hashed as their native values; a value
+    with none is hashed as its text, on a member of its own (:func:`_restored`).
     """
     if not frame.height:
         return pl.Series("row_hash", [], dtype=pl.String)
-    texts = _row_texts(frame, columns)
     restored = _restored(frame, carried or {})
     if restored is not None:
-        native, beyond = restored
-        texts = pl.select(pl.when(beyond).then(texts).otherwise(_row_texts(native, columns)))
-        texts = texts.to_series()
+        frame, beyond = restored
+        columns = [*columns, *beyond]
+    texts = _row_texts(frame, columns)
     return pl.select(pl.when(frame[EXISTS]).then(hash_texts(texts))).to_series().alias("row_hash")
 
 
@@ -269,20 +270,27 @@ def _row_texts(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
     return encode_rows(digested, columns)
 
 
+BEYOND = "\u0000"
+"""Prefix of the hashed member that holds a value with no native form (no column has it)."""
+
+
 def _restored(
     frame: pl.DataFrame, carried: Mapping[str, object]
-) -> tuple[pl.DataFrame, pl.Series] | None:
-    """``frame`` with its text-carried columns in their native type (null where a value has
-    none) and the rows holding such a value; None when no column is text here."""
+) -> tuple[pl.DataFrame, list[str]] | None:
+    """``frame`` with its text-carried columns in their native type, null where a value has
+    none, and per such column a member ``BEYOND + name`` holding those values' text (null
+    elsewhere, so a row without one hashes as its native form does); None when no column is
+    text here. Each value is thus hashed by itself, whatever form the batch gave the others."""
     names = [n for n in carried if n in frame.columns and frame.schema[n] == pl.String]
     if not names:
         return None
-    natives, beyond = [], pl.repeat(False, frame.height, eager=True)
+    natives, texts = [], []
     for name in names:
         values, none = pg_carried.to_native(frame[name].to_arrow(), carried[name])
         natives.append(pl.Series(name, values))
-        beyond = beyond | pl.Series(none)
-    return frame.with_columns(natives), beyond
+        beyond = pl.select(pl.when(pl.Series(none)).then(frame[name])).to_series()
+        texts.append(beyond.alias(BEYOND + name))
+    return frame.with_columns(*natives, *texts), [t.name for t in texts]
 
 
 def _digest(name: str, dtype: pl.DataType) -> pl.Expr:

@@ -1,4 +1,12 @@
-"""One batched read of the current target rows for a set of keys (conflict detection)."""
+"""One batched read of the current target rows for a set of keys (conflict detection).
+
+A column whose Postgres type can hold a value its Arrow type cannot (``time '24:00'``, ``NaN``
+in ``numeric(p,s)``, a multi-dimensional array, a timestamp past 294247 AD: the values a source
+batch carries as text, :mod:`syncengine.codecs.pg_carried`) is read as its Postgres text and
+restored with the source's own converters; when a row read holds such a value, the column comes
+back as that text (``pg_type`` in the field metadata), exactly as a source batch would carry it,
+so nothing read is lost or mistaken for another value.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,10 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
-from syncengine.codecs import pg_temporal
+from syncengine.codecs import pg_carried, pg_temporal
 from syncengine.targets.base import TableSpec
 
 _TEXTUAL = ("text", "character varying", "character")
@@ -19,6 +28,8 @@ def _select_item(field: pa.Field, pg_type: str) -> sql.Composable:
     ident = sql.SQL("t.{}").format(sql.Identifier(field.name))
     t = field.type
     textual = pg_type.startswith(_TEXTUAL) and not pg_type.endswith("]")
+    if _carrier(field, pg_type) is not None:
+        return sql.SQL("{}::text").format(ident)  # restored by rows_to_table
     if (pa.types.is_string(t) or pa.types.is_large_string(t)) and not textual:
         if pg_type == "inet":  # its cast to text adds /32 or /128; abbrev is its output form
             return sql.SQL("abbrev({})").format(ident)
@@ -48,7 +59,7 @@ async def read_rows(
     )
     params = key_params(keys, spec.key)
     cur = await conn.execute(query, params)
-    return rows_to_table(await cur.fetchall(), out_schema)
+    return rows_to_table(await cur.fetchall(), out_schema, target_columns)
 
 
 def key_match(key: tuple[str, ...], target_columns: dict[str, str]) -> sql.Composable:
@@ -83,20 +94,55 @@ def select_list(fields: list[pa.Field], target_columns: dict[str, str]) -> sql.C
     return sql.SQL(", ").join(_select_item(f, target_columns[f.name]) for f in fields)
 
 
-def rows_to_table(rows: list[tuple[object, ...]], schema: pa.Schema) -> pa.Table:
-    """Driver rows → Arrow, column by column (the driver already parsed the wire values)."""
+def rows_to_table(
+    rows: list[tuple[object, ...]], schema: pa.Schema, target_columns: dict[str, str]
+) -> pa.Table:
+    """Driver rows → Arrow, column by column (the driver already parsed the wire values).
+
+    A column read as text for :func:`_carrier` stays text, ``pg_type`` in its metadata, when
+    a value has no form in its Arrow type; the schema returned says which."""
     if not rows:
         return schema.empty_table()
     columns = list(zip(*rows, strict=True))
-    arrays = [
-        # a timestamp past 294247 AD (none has an Arrow form) reads as null: this read only
-        # feeds conflict detection, which then sees the row as changed
-        pg_temporal.from_text(pa.array(list(c), pa.string()), f.type, strict=False)
-        if _is_date_or_timestamp(f.type)
-        else pa.array(list(c), type=f.type)
-        for c, f in zip(columns, schema, strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    arrays, fields = [], []
+    for c, f in zip(columns, schema, strict=True):
+        carrier = _carrier(f, target_columns[f.name])
+        if carrier is not None:
+            text = pa.array(list(c), pa.string())
+            native, beyond = pg_carried.to_native(text, carrier)
+            if pc.any(beyond).as_py():
+                meta = {**(f.metadata or {}), b"pg_type": carrier.name.encode()}
+                arrays.append(text)
+                fields.append(f.with_type(pa.string()).with_metadata(meta))
+                continue
+            arrays.append(native.cast(f.type))
+        elif _is_date_or_timestamp(f.type):
+            text = pa.array(list(c), pa.string())
+            arrays.append(pg_temporal.from_text(text, f.type, strict=False))
+        else:
+            arrays.append(pa.array(list(c), type=f.type))
+        fields.append(f)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, schema.metadata))
+
+
+def _carrier(field: pa.Field, pg_type: str):  # type: ignore[no-untyped-def]
+    """The column's native PgType when the spec holds it natively and a value of the target
+    column may have no form in that type (read as text and restored); None otherwise."""
+    native = pg_carried.native_type(pg_type)
+    if native is None or _plain(native.arrow) != _plain(field.type):
+        return None
+    return native
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    """``t`` with Polars' choices undone (large strings and lists, nanosecond times)."""
+    if pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_plain(t.value_type))
+    if pa.types.is_time(t):
+        return pa.time64("us")
+    return t
 
 
 def _is_date_or_timestamp(t: pa.DataType) -> bool:
@@ -121,4 +167,4 @@ async def scan(
         async with conn.cursor(name="syncengine_scan") as cur:
             await cur.execute(query)
             while rows := await cur.fetchmany(chunk):
-                yield rows_to_table(rows, pa.schema(fields))
+                yield rows_to_table(rows, pa.schema(fields), target_columns)
