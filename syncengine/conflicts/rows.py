@@ -158,9 +158,15 @@ def _extreme_dates_as_text(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Da
 
 
 def decode_rows(
-    texts: pl.Series | Sequence[str | None], schema: dict[str, pl.DataType]
+    texts: pl.Series | Sequence[str | None],
+    schema: dict[str, pl.DataType],
+    *,
+    strict: bool = False,
 ) -> pl.DataFrame:
-    """Inverse of :func:`encode_rows` for the given dtypes (nulls decode to all-null rows)."""
+    """Inverse of :func:`encode_rows` for the given dtypes (nulls decode to all-null rows).
+
+    A stored value a dtype cannot hold (a text batch's ``NaN`` or 2-D array under a native
+    spec) decodes as null, or with ``strict`` raises ``ComputeError``."""
     series = texts if isinstance(texts, pl.Series) else pl.Series("json", texts, dtype=pl.String)
     if not series.len():
         return pl.DataFrame(schema=schema)
@@ -175,7 +181,7 @@ def decode_rows(
     try:
         frame = series.str.json_decode(dtype=pl.Struct(wire)).struct.unnest()
     except pl.exceptions.ComputeError:
-        frame = _decode_leniently(series, wire)
+        frame = _decode_leniently(series, wire, strict)
     if temporal:
         frame = frame.with_columns(
             pl.Series(
@@ -187,14 +193,21 @@ def decode_rows(
     return frame.with_columns(fixes) if fixes else frame
 
 
-def _decode_leniently(series: pl.Series, wire: dict[str, pl.DataType]) -> pl.DataFrame:
+def _decode_leniently(
+    series: pl.Series, wire: dict[str, pl.DataType], strict: bool = False
+) -> pl.DataFrame:
     """Rows stored when a text column held another type (a Postgres column whose values a
     batch carried as text, :mod:`syncengine.codecs.pg_text`): text columns take the stored JSON
     as it is (an array as its JSON text), the others decode as usual."""
     typed = {n: t for n, t in wire.items() if t != pl.String}
     frame = series.to_frame("__json")
     if typed:
-        decoded = series.str.json_decode(dtype=pl.Struct(typed)).struct.unnest()
+        try:
+            decoded = series.str.json_decode(dtype=pl.Struct(typed)).struct.unnest()
+        except pl.exceptions.ComputeError:
+            if strict:
+                raise
+            decoded = pl.DataFrame([_decode_column(series, n, t) for n, t in typed.items()])
         frame = pl.concat([frame, decoded], how="horizontal")
     texts = [
         series.str.json_path_match("$['" + n.replace("'", "\\'") + "']").alias(n)
@@ -202,6 +215,24 @@ def _decode_leniently(series: pl.Series, wire: dict[str, pl.DataType]) -> pl.Dat
         if t == pl.String
     ]
     return frame.with_columns(texts).select(list(wire))
+
+
+def _decode_column(series: pl.Series, name: str, dtype: pl.DataType) -> pl.Series:
+    """One typed column of the stored rows; a value it cannot hold (a text batch's ``NaN`` or
+    2-D array under a native spec: stored rows read back for conflicts only) is null, the
+    row then seen as changed."""
+    try:
+        return series.str.json_decode(dtype=pl.Struct({name: dtype})).struct.field(name)
+    except pl.exceptions.ComputeError:
+        pass
+    values = []
+    for text in series:  # the rare failing column of rows already set aside
+        value = None if text is None else json.loads(text).get(name)
+        try:
+            values.append(pl.Series(name, [value], dtype=dtype))
+        except (TypeError, ValueError, pl.exceptions.PolarsError):
+            values.append(pl.Series(name, [None], dtype=dtype))
+    return pl.concat(values) if values else pl.Series(name, [], dtype=dtype)
 
 
 def _us_stamp(t: pa.DataType) -> bool:
@@ -323,7 +354,7 @@ def retag_hashes(
     idx = stale.arg_true()
     stored = bases.gather(idx)
     try:
-        rows = decode_rows(stored, schema)
+        rows = decode_rows(stored, schema, strict=True)
     except pl.exceptions.ComputeError:
         # a stored value with no native form (a text batch's NaN, 2-D array) under a native
         # spec: the hashes stay stale, so those keys read as changed (a conflict), not a crash

@@ -81,5 +81,25 @@ def test_stale_hashes_are_recomputed_in_native_form_or_left_stale_when_undecodab
     retagged = retag_hashes(stored, bases, polars_schema(TEXT), carried_columns(TEXT.schema))
     assert retagged[0] == fresh[0] == hashes(native, NATIVE)[0]
     assert retagged[1].startswith(HASH_TAG)
-    # under a native spec a stored NaN has no native form: left stale, no crash
-    assert retag_hashes(stored, bases, polars_schema(NATIVE)).to_list() == stored.to_list()
+    # under a native spec a stored NaN has no native form: left stale, no crash (a fresh
+    # Series: retag_hashes scatters into the one it is given)
+    stale = ["pl0.0d:1", "pl0.0d:2"]
+    assert retag_hashes(pl.Series(stale), bases, polars_schema(NATIVE)).to_list() == stale
+
+
+def test_stored_rows_decode_values_without_native_form_as_null():
+    """A conflict's base row (the shadow) stored from a text batch, read under a native spec."""
+    import polars as pl
+    import pytest
+
+    from syncengine.conflicts.rows import decode_rows, polars_schema
+
+    bases = pl.Series(['{"id":1,"t":"24:00:00","n":"NaN","a":"[0:1]={7,8}"}',
+                       '{"id":2,"t":"10:00:00","n":"1.50","a":[3]}'])  # fmt: skip
+    frame = decode_rows(bases, polars_schema(NATIVE))
+    assert frame.rows() == [
+        (1, None, None, None),
+        (2, dt.time(10), Decimal("1.50"), [3]),
+    ]
+    with pytest.raises(pl.exceptions.ComputeError):
+        decode_rows(bases, polars_schema(NATIVE), strict=True)
