@@ -139,7 +139,7 @@ def to_arrow(
     values: pa.Array, type_: PgType, column: str = "?", *, quiet: bool = False
 ) -> pa.Array:
     """Convert one column of text values (Arrow string/binary, nulls = SQL NULL); ``quiet``:
-    no warning when they stay text (a caller that expects it, :mod:`~syncengine.codecs.pg_carried`)."""
+    no warning when they stay text (a caller that expects it: ``codecs.pg_carried``)."""
     if pa.types.is_binary(values.type):
         try:
             values = values.cast(pa.string())

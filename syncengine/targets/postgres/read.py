@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql
 
 from syncengine.codecs import pg_carried, pg_temporal
@@ -28,7 +27,7 @@ def _select_item(field: pa.Field, pg_type: str) -> sql.Composable:
     ident = sql.SQL("t.{}").format(sql.Identifier(field.name))
     t = field.type
     textual = pg_type.startswith(_TEXTUAL) and not pg_type.endswith("]")
-    if _carrier(field, pg_type) is not None:
+    if pg_carried.held_natively(field, pg_type) is not None:
         return sql.SQL("{}::text").format(ident)  # restored by rows_to_table
     if (pa.types.is_string(t) or pa.types.is_large_string(t)) and not textual:
         if pg_type == "inet":  # its cast to text adds /32 or /128; abbrev is its output form
@@ -99,50 +98,25 @@ def rows_to_table(
 ) -> pa.Table:
     """Driver rows → Arrow, column by column (the driver already parsed the wire values).
 
-    A column read as text for :func:`_carrier` stays text, ``pg_type`` in its metadata, when
-    a value has no form in its Arrow type; the schema returned says which."""
+    A column read as text (:func:`~syncengine.codecs.pg_carried.held_natively`) stays text,
+    ``pg_type`` in its metadata, when a value has no form in its Arrow type; the schema
+    returned says which."""
     if not rows:
         return schema.empty_table()
     columns = list(zip(*rows, strict=True))
     arrays, fields = [], []
     for c, f in zip(columns, schema, strict=True):
-        carrier = _carrier(f, target_columns[f.name])
+        carrier = pg_carried.held_natively(f, target_columns[f.name])
         if carrier is not None:
-            text = pa.array(list(c), pa.string())
-            native, beyond = pg_carried.to_native(text, carrier)
-            if pc.any(beyond).as_py():
-                meta = {**(f.metadata or {}), b"pg_type": carrier.name.encode()}
-                arrays.append(text)
-                fields.append(f.with_type(pa.string()).with_metadata(meta))
-                continue
-            arrays.append(native.cast(f.type))
+            f, values = pg_carried.restore(pa.array(list(c), pa.string()), f, carrier)
         elif _is_date_or_timestamp(f.type):
             text = pa.array(list(c), pa.string())
-            arrays.append(pg_temporal.from_text(text, f.type, strict=False))
+            values = pg_temporal.from_text(text, f.type, strict=False)
         else:
-            arrays.append(pa.array(list(c), type=f.type))
+            values = pa.array(list(c), type=f.type)
+        arrays.append(values)
         fields.append(f)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, schema.metadata))
-
-
-def _carrier(field: pa.Field, pg_type: str):  # type: ignore[no-untyped-def]
-    """The column's native PgType when the spec holds it natively and a value of the target
-    column may have no form in that type (read as text and restored); None otherwise."""
-    native = pg_carried.native_type(pg_type)
-    if native is None or _plain(native.arrow) != _plain(field.type):
-        return None
-    return native
-
-
-def _plain(t: pa.DataType) -> pa.DataType:
-    """``t`` with Polars' choices undone (large strings and lists, nanosecond times)."""
-    if pa.types.is_large_string(t):
-        return pa.string()
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return pa.list_(_plain(t.value_type))
-    if pa.types.is_time(t):
-        return pa.time64("us")
-    return t
 
 
 def _is_date_or_timestamp(t: pa.DataType) -> bool:
