@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from syncengine.codecs import pg_carried, pg_text
+from syncengine.conflicts.rows import decode_rows, polars_schema
 from syncengine.targets.base import TableSpec
 
 
@@ -46,3 +47,50 @@ def widen(
         if name in changes.columns
     ]
     return TableSpec(spec.name, spec.key, schema), changes.with_columns(texts)
+
+
+def decode_exact(
+    texts: pl.Series, spec: TableSpec, extra: dict[str, pl.DataType] | None = None
+) -> tuple[TableSpec, pl.DataFrame]:
+    """Stored rows (:func:`~syncengine.conflicts.rows.encode_rows`: a parked conflict's row,
+    held changes) under ``spec``, for writing: a column of a type that can be text keeps every
+    stored value, native where all have a native form, else as Postgres text with the returned
+    spec saying so (a text batch's ``24:00`` or ``NaN`` is never a null under a native spec)."""
+    kinds = {}
+    for fld in spec.schema:
+        kind = pg_carried.held_natively(fld) or pg_carried.carried(fld)
+        if kind is not None:
+            kinds[fld.name] = kind
+    schema = {**polars_schema(spec), **(extra or {})}
+    if not kinds:
+        return spec, decode_rows(texts, schema)
+    frame = decode_rows(texts, {**schema, **dict.fromkeys(kinds, pl.String())})
+    fields, columns = [], []
+    for fld in spec.schema:
+        if fld.name in kinds:
+            text = _postgres_text(frame[fld.name], kinds[fld.name])
+            if pg_text.is_text(fld.type):
+                values = text
+            else:
+                fld, values = pg_carried.restore(text, fld, kinds[fld.name])
+            columns.append(pl.Series(fld.name, values))
+        fields.append(fld)
+    out = TableSpec(spec.name, spec.key, pa.schema(fields, metadata=spec.schema.metadata))
+    return out, frame.with_columns(columns)
+
+
+_BOUNDED = r"^\[-?\d+:-?\d+\]"
+
+
+def _postgres_text(values: pl.Series, kind) -> pa.Array:  # type: ignore[no-untyped-def]
+    """Stored values as Postgres text: a native list was stored as a JSON array (``[1,null]``
+    → ``{1,NULL}``); everything else already reads as its type's input text."""
+    if not kind.kind.startswith("list"):
+        return values.to_arrow().cast(pa.string())
+    arrays = (values.str.starts_with("[") & ~values.str.contains(_BOUNDED)).fill_null(False)
+    if not arrays.any():
+        return values.to_arrow().cast(pa.string())
+    element = pl.from_arrow(pa.array([], kind.arrow.value_type)).dtype  # type: ignore[union-attr]
+    parsed = values.filter(arrays).str.json_decode(pl.List(element))
+    literal = pl.Series(pg_text.as_text(parsed.to_arrow()), dtype=pl.String)
+    return values.scatter(arrays.arg_true(), literal).to_arrow().cast(pa.string())
