@@ -77,6 +77,30 @@ def can_be_text(pg_type: str) -> bool:
     return native_type(pg_type) is not None
 
 
+def held_natively(field: pa.Field, pg_type: str | None = None) -> PgType | None:
+    """The native PgType of a column ``field`` holds in that native form although a value of
+    its Postgres type (``pg_type``, else the field's metadata) may have none: a target reads
+    such a column back through its text (:func:`to_native`). None otherwise."""
+    if pg_type is None:
+        name = (field.metadata or {}).get(b"pg_type")
+        pg_type = name.decode() if name is not None else None
+    native = native_type(pg_type) if pg_type is not None else None
+    if native is None or _plain(native.arrow) != _plain(field.type):
+        return None
+    return native
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    """``t`` with Polars' choices undone (large strings and lists, nanosecond times)."""
+    if pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_plain(t.value_type))
+    if pa.types.is_time(t):
+        return pa.time64("us")
+    return t
+
+
 def carried(field: pa.Field) -> PgType | None:
     """The column's native PgType when this batch carries it as text, else None."""
     name = (field.metadata or {}).get(b"pg_type")
@@ -97,12 +121,27 @@ def to_native(
     text = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     text = text.cast(pa.string())
     none = pa.array([False] * len(text), pa.bool_())
-    native = to_arrow(text, type_)
+    native = to_arrow(text, type_, quiet=True)
     if not is_text(native.type):
         return native, none
     beyond = pc.fill_null(pc.match_substring_regex(text, _NO_NATIVE[type_.kind]), False)
-    native = to_arrow(pc.if_else(beyond, pa.scalar(None, pa.string()), text), type_)
+    native = to_arrow(pc.if_else(beyond, pa.scalar(None, pa.string()), text), type_, quiet=True)
     if not is_text(native.type):
         return native, beyond
     # a value beyond the converter that the pattern does not know: no row is trusted
     return pa.nulls(len(text), type_.arrow), pc.is_valid(text)
+
+
+def restore(
+    text: pa.Array,
+    field: pa.Field,
+    type_: PgType,
+) -> tuple[pa.Field, pa.Array]:
+    """A column a target read back as Postgres text (:func:`held_natively`): in ``field``'s
+    native type, or, when a value has none, the text itself, ``pg_type`` in the field's
+    metadata: the form a source batch holding that value carries the column in."""
+    native, beyond = to_native(text, type_)
+    if pc.any(beyond).as_py():
+        meta = {**(field.metadata or {}), b"pg_type": type_.name.encode()}
+        return field.with_type(pa.string()).with_metadata(meta), text
+    return field, native.cast(field.type)

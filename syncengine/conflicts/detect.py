@@ -41,6 +41,7 @@ from syncengine.conflicts.rows import (
     row_hashes,
     row_keys,
 )
+from syncengine.conflicts.widen import text_read, widen
 from syncengine.targets.base import TableSpec, Target
 from syncengine.targets.shadow import FENCE_ONLY
 
@@ -50,6 +51,8 @@ class Detection:
     """Everything detection learned about a batch's rows, all aligned with ``changes``."""
 
     spec: TableSpec
+    """The batch's spec; a column the target read back as Postgres text is text here, and in
+    ``changes`` (:mod:`syncengine.conflicts.widen`): write with this one."""
     changes: pl.DataFrame
     """The incoming changes (data, ``_op``, ``_pos``, ``_ts``, ``_txid``, unsent masks)."""
     row_key: pl.Series
@@ -150,6 +153,11 @@ async def detect(
 
     reads = keys.height and not assume_empty
     read = await target.read_rows(spec, keys.to_arrow()) if reads else None
+    widened = text_read(spec, read) if read is not None else []
+    if widened:  # the target holds a value with no native form: carry the column as text
+        spec, changes = widen(spec, changes, widened)
+        columns = spec.schema.names
+        remote = canonical(changes.select([c for c in columns if c in changes.columns]), spec)
     local = _align_local(keys, canonical(read, spec) if read is not None else None, spec)
     carried = carried_columns(spec.schema)
     local_hash = row_hashes(local, columns, carried)

@@ -30,6 +30,7 @@ from syncengine.conflicts.rows import (
     polars_schema,
     row_hashes,
 )
+from syncengine.conflicts.widen import decode_exact, text_read, widen
 from syncengine.errors import UsageError
 from syncengine.state import Conflict
 from syncengine.state.protocols import ConflictQueue
@@ -140,17 +141,20 @@ def release_write(
 ) -> TableWrite:
     """The chosen row as a full-row change, then the held changes, compacted; with the shadow
     of the result (the target and the pipeline agree on the key again)."""
-    schema = polars_schema(spec)
     position = queue.position_of(conflict) or ""
     key = json.loads(conflict.key)
-    chosen = decode_rows([row if row is not None else json.dumps(key)], schema)
+    stored = pl.Series([row if row is not None else json.dumps(key)], dtype=pl.String)
+    spec, chosen = decode_exact(stored, spec)
+    if held:  # a column either side holds as text (a value with no native form): text in both
+        held_spec, later = queue.decode_changes(held, spec)
+        spec, chosen = widen(spec, chosen, text_read(spec, held_spec.schema.empty_table()))
     first = chosen.with_columns(
         pl.lit(OP_UPDATE if row is not None else OP_DELETE).alias("_op"),
         pl.lit(position).alias("_pos"),
         pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("_ts"),
         pl.lit(None, dtype=pl.Int64).alias("_txid"),
     )
-    frames = [first, queue.decode_changes(held, spec)] if held else [first]
+    frames = [first, later] if held else [first]
     changes = pl.concat(frames, how="diagonal_relaxed")
     unsent = [c for c in changes.columns if c.startswith("_unsent.")]
     changes = changes.with_columns(pl.col(c).fill_null(False) for c in unsent)

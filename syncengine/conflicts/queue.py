@@ -21,13 +21,12 @@ from deepdiff import DeepDiff
 
 from syncengine.changes import UNSENT_PREFIX
 from syncengine.conflicts.rows import (
-    decode_rows,
     encode_rows,
     loads,
-    polars_schema,
     schema_from_text,
     schema_to_text,
 )
+from syncengine.conflicts.widen import decode_exact
 from syncengine.state import Conflict
 from syncengine.state.protocols import ConflictQueue, StateTransaction
 from syncengine.targets.base import TableSpec
@@ -141,11 +140,15 @@ def change_texts(changes: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
     return encode_rows(changes, keep)
 
 
-def decode_changes(texts: Sequence[str], spec: TableSpec) -> pl.DataFrame:
-    """Held changes back as a change frame with the spec's types (unsent masks false if absent)."""
-    data = polars_schema(spec)
-    unsent = {UNSENT_PREFIX + c: pl.Boolean() for c in data}
-    frame = decode_rows(pl.Series(texts, dtype=pl.String), {**data, **META_DTYPES, **unsent})
+def decode_changes(texts: Sequence[str], spec: TableSpec) -> tuple[TableSpec, pl.DataFrame]:
+    """Held changes back as a change frame with the spec's types (unsent masks false if absent);
+    a column holding a value with no native form stays Postgres text, as the spec returned
+    says (:func:`~syncengine.conflicts.widen.decode_exact`)."""
+    unsent = {UNSENT_PREFIX + c: pl.Boolean() for c in spec.schema.names}
+    series = pl.Series(texts, dtype=pl.String)
+    spec, frame = decode_exact(series, spec, {**META_DTYPES, **unsent})
     sent_everywhere = [c for c in unsent if frame[c].null_count() == frame.height]
     frame = frame.drop(sent_everywhere)
-    return frame.with_columns(pl.col(c).fill_null(False) for c in unsent if c in frame.columns)
+    return spec, frame.with_columns(
+        pl.col(c).fill_null(False) for c in unsent if c in frame.columns
+    )

@@ -126,16 +126,18 @@ class ConflictResolver:
         det = await detect(
             self.target, spec, rest.filter(~held_mask), assume_empty=blind, fence=self.fence
         )
-        plan = _Plan(spec, det, config)
+        plan = _Plan(det.spec, det, config)  # det.spec: as detection read the target
         if plan.n_conflicts:
             plan.decide(self.pipeline)
         write = plan.write_frame(truncates)
 
         held = _held(spec, rest, keys, pending, held_mask)
-        self._commit_queue(spec, keys, pending, held, plan.parked, plan.audit)
+        self._commit_queue(det.spec, keys, pending, held, plan.parked, plan.audit)
         resolved = Resolved(
             TableWrite(
-                spec, batch.replace(write), plan.shadow(self.fence) if detects else ShadowUpdate()
+                det.spec,
+                batch.replace(write),
+                plan.shadow(self.fence) if detects else ShadowUpdate(),
             ),
             config.strategy,
             conflicts=plan.n_conflicts,

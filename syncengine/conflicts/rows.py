@@ -19,7 +19,8 @@ not only the hash.
 A Postgres column a batch carries as text (a value beyond its Arrow type, ``pg_carried``) is
 hashed in its native form wherever a value has one (:func:`carried_columns`), so a key written
 from a text batch and read back or changed in a native one hashes alike; a value with no native
-form hashes as its text, which never equals a native value's hash.
+form hashes as its text on a member of its own, which never equals a native value's hash and
+does not depend on the form the batch gave the row's other columns.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ __all__ = [
 ]
 
 HASH_SEED = 0x5E11_C0DE
-HASH_TAG = f"pl{pl.__version__}e:"  # d: null members not hashed, long values as digests;
-# e: text-carried Postgres columns hashed in their native form
+HASH_TAG = f"pl{pl.__version__}f:"  # d: null members not hashed, long values as digests;
+# e: text-carried Postgres columns hashed in their native form; f: a value with no native form
+# hashed on its own member (BEYOND), not the whole row as text
 
 JSON_TYPES = {"json", "jsonb", "object", "array"}
 """``pg_type`` / ``bson_type`` field metadata values that mark a column holding JSON text."""
@@ -160,9 +162,15 @@ def _extreme_dates_as_text(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Da
 
 
 def decode_rows(
-    texts: pl.Series | Sequence[str | None], schema: dict[str, pl.DataType]
+    texts: pl.Series | Sequence[str | None],
+    schema: dict[str, pl.DataType],
+    *,
+    strict: bool = False,
 ) -> pl.DataFrame:
-    """Inverse of :func:`encode_rows` for the given dtypes (nulls decode to all-null rows)."""
+    """Inverse of :func:`encode_rows` for the given dtypes (nulls decode to all-null rows).
+
+    A stored value a dtype cannot hold (a text batch's ``NaN`` or 2-D array under a native
+    spec) decodes as null, or with ``strict`` raises ``ComputeError``."""
     series = texts if isinstance(texts, pl.Series) else pl.Series("json", texts, dtype=pl.String)
     if not series.len():
         return pl.DataFrame(schema=schema)
@@ -177,7 +185,7 @@ def decode_rows(
     try:
         frame = series.str.json_decode(dtype=pl.Struct(wire)).struct.unnest()
     except pl.exceptions.ComputeError:
-        frame = _decode_leniently(series, wire)
+        frame = _decode_leniently(series, wire, strict)
     if temporal:
         frame = frame.with_columns(
             pl.Series(
@@ -189,14 +197,21 @@ def decode_rows(
     return frame.with_columns(fixes) if fixes else frame
 
 
-def _decode_leniently(series: pl.Series, wire: dict[str, pl.DataType]) -> pl.DataFrame:
+def _decode_leniently(
+    series: pl.Series, wire: dict[str, pl.DataType], strict: bool = False
+) -> pl.DataFrame:
     """Rows stored when a text column held another type (a Postgres column whose values a
     batch carried as text, :mod:`syncengine.codecs.pg_text`): text columns take the stored JSON
     as it is (an array as its JSON text), the others decode as usual."""
     typed = {n: t for n, t in wire.items() if t != pl.String}
     frame = series.to_frame("__json")
     if typed:
-        decoded = series.str.json_decode(dtype=pl.Struct(typed)).struct.unnest()
+        try:
+            decoded = series.str.json_decode(dtype=pl.Struct(typed)).struct.unnest()
+        except pl.exceptions.ComputeError:
+            if strict:
+                raise
+            decoded = pl.DataFrame([_decode_column(series, n, t) for n, t in typed.items()])
         frame = pl.concat([frame, decoded], how="horizontal")
     texts = [
         series.str.json_path_match("$['" + n.replace("'", "\\'") + "']").alias(n)
@@ -204,6 +219,24 @@ def _decode_leniently(series: pl.Series, wire: dict[str, pl.DataType]) -> pl.Dat
         if t == pl.String
     ]
     return frame.with_columns(texts).select(list(wire))
+
+
+def _decode_column(series: pl.Series, name: str, dtype: pl.DataType) -> pl.Series:
+    """One typed column of the stored rows; a value it cannot hold (a text batch's ``NaN`` or
+    2-D array under a native spec: stored rows read back for conflicts only) is null, the
+    row then seen as changed."""
+    try:
+        return series.str.json_decode(dtype=pl.Struct({name: dtype})).struct.field(name)
+    except pl.exceptions.ComputeError:
+        pass
+    values = []
+    for text in series:  # the rare failing column of rows already set aside
+        value = None if text is None else json.loads(text).get(name)
+        try:
+            values.append(pl.Series(name, [value], dtype=dtype))
+        except (TypeError, ValueError, pl.exceptions.PolarsError):
+            values.append(pl.Series(name, [None], dtype=dtype))
+    return pl.concat(values) if values else pl.Series(name, [], dtype=dtype)
 
 
 def _us_stamp(t: pa.DataType) -> bool:
@@ -254,18 +287,16 @@ def row_hashes(
     :data:`DIGEST_ABOVE` bytes (binary: ``b:`` + base64, or ``h:`` + hash); the prefixes keep a
     short text from ever equalling a long one's digest.
 
-    ``carried`` (:func:`carried_columns`): text columns hashed as their native values; a row
-    holding a value with none is hashed with its texts instead.
+    ``carried`` (:func:`carried_columns`): text columns hashed as their native values; a value
+    with none is hashed as its text, on a member of its own (:func:`_restored`).
     """
     if not frame.height:
         return pl.Series("row_hash", [], dtype=pl.String)
-    texts = _row_texts(frame, columns)
     restored = _restored(frame, carried or {})
     if restored is not None:
-        native, beyond = restored
-        texts = pl.select(
-            pl.when(beyond).then(texts).otherwise(_row_texts(native, columns))
-        ).to_series()
+        frame, beyond = restored
+        columns = [*columns, *beyond]
+    texts = _row_texts(frame, columns)
     return pl.select(pl.when(frame[EXISTS]).then(hash_texts(texts))).to_series().alias("row_hash")
 
 
@@ -274,20 +305,27 @@ def _row_texts(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
     return encode_rows(digested, columns)
 
 
+BEYOND = "\u0000"
+"""Prefix of the hashed member that holds a value with no native form (no column has it)."""
+
+
 def _restored(
     frame: pl.DataFrame, carried: Mapping[str, PgType]
-) -> tuple[pl.DataFrame, pl.Series] | None:
-    """``frame`` with its text-carried columns in their native type (null where a value has
-    none) and the rows holding such a value; None when no column is text here."""
+) -> tuple[pl.DataFrame, list[str]] | None:
+    """``frame`` with its text-carried columns in their native type, null where a value has
+    none, and per such column a member ``BEYOND + name`` holding those values' text (null
+    elsewhere, so a row without one hashes as its native form does); None when no column is
+    text here. Each value is thus hashed by itself, whatever form the batch gave the others."""
     names = [n for n in carried if n in frame.columns and frame.schema[n] == pl.String]
     if not names:
         return None
-    natives, beyond = [], pl.repeat(False, frame.height, eager=True)
+    natives, texts = [], []
     for name in names:
         values, none = pg_carried.to_native(frame[name].to_arrow(), carried[name])
         natives.append(pl.Series(name, values))
-        beyond = beyond | pl.Series(none)
-    return frame.with_columns(natives), beyond
+        beyond = pl.select(pl.when(pl.Series(none)).then(frame[name])).to_series()
+        texts.append(beyond.alias(BEYOND + name))
+    return frame.with_columns(*natives, *texts), [t.name for t in texts]
 
 
 def _digest(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -320,7 +358,7 @@ def retag_hashes(
     idx = stale.arg_true()
     stored = bases.gather(idx)
     try:
-        rows = decode_rows(stored, schema)
+        rows = decode_rows(stored, schema, strict=True)
     except pl.exceptions.ComputeError:
         # a stored value with no native form (a text batch's NaN, 2-D array) under a native
         # spec: the hashes stay stale, so those keys read as changed (a conflict), not a crash

@@ -42,12 +42,14 @@ async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
             )
         assert schema is not None
         spec = TableSpec(mapping.target_name, tuple(compiled.key), schema)
-        # a Postgres column carried as text in some batches is text in all (codecs.pg_text)
-        frames = [pl.DataFrame(t) for t in pg_text.unify_text(parts)]
+        target_parts = [t async for t in pipeline.target.scan(spec)]
+        # a Postgres column carried as text in some batches (or read back as text: a target
+        # value with no native form) is text in all, on both sides (codecs.pg_text)
+        unified = pg_text.unify_text(parts + target_parts)
+        frames = [pl.DataFrame(t) for t in unified[: len(parts)]]
         source = pl.concat(frames, how="diagonal_relaxed")
-        target_parts = [pl.DataFrame(t) async for t in pipeline.target.scan(spec)]
         target = (
-            pl.concat(target_parts, how="diagonal_relaxed")
+            pl.concat([pl.DataFrame(t) for t in unified[len(parts) :]], how="diagonal_relaxed")
             if target_parts
             else pl.DataFrame(schema=source.schema)
         )

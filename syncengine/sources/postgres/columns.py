@@ -135,8 +135,11 @@ def _with_modifier(name: str, oid: int, typmod: int) -> str:
     return name
 
 
-def to_arrow(values: pa.Array, type_: PgType, column: str = "?") -> pa.Array:
-    """Convert one column of text values (Arrow string/binary, nulls = SQL NULL)."""
+def to_arrow(
+    values: pa.Array, type_: PgType, column: str = "?", *, quiet: bool = False
+) -> pa.Array:
+    """Convert one column of text values (Arrow string/binary, nulls = SQL NULL); ``quiet``:
+    no warning when they stay text (a caller that expects it: ``codecs.pg_carried``)."""
     if pa.types.is_binary(values.type):
         try:
             values = values.cast(pa.string())
@@ -155,7 +158,8 @@ def to_arrow(values: pa.Array, type_: PgType, column: str = "?") -> pa.Array:
         # array, NaN in numeric(p,s)…): this batch carries the column in Postgres's own text
         # form, ``pg_type`` unchanged, so nothing is lost and a Postgres target reads it back
         # as the same type.
-        _warn_text_form(column, type_, exc)
+        if not quiet:
+            _warn_text_form(column, type_, exc)
         return values
 
 

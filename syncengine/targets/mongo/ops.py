@@ -23,9 +23,11 @@ from syncengine.changes import (
     UNSENT_PREFIX,
     is_data_column,
 )
+from syncengine.codecs import pg_carried
 from syncengine.codecs.arrow_bson import arrow_to_columns
 from syncengine.codecs.bson_arrow import arrow_to_documents, decode_documents, to_json
 from syncengine.targets.base import TableSpec
+from syncengine.targets.mongo import pgtext
 
 Op = InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]] | UpdateOne | DeleteOne
 
@@ -191,8 +193,9 @@ def documents_to_rows(spec: TableSpec, docs: list[dict[str, Any]]) -> pa.Table:
     texts = {f.name for f in spec.schema if _is_json_text(f)}
     flat = [{f.name: _lookup(d, f.name) for f in spec.schema if f.name not in texts} for d in docs]
     decoded = decode_documents(flat).table if flat and flat[0] else None
-    arrays = []
+    arrays, fields = [], []
     for field in spec.schema:
+        fields.append(field)
         if field.name in texts:
             values = [_lookup(d, field.name) for d in docs]
             arrays.append(pa.array([None if v is None else to_json(v) for v in values], field.type))
@@ -202,10 +205,19 @@ def documents_to_rows(spec: TableSpec, docs: list[dict[str, Any]]) -> pa.Table:
             continue
         column = decoded.column(field.name)
         try:
-            arrays.append(column.cast(field.type))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if pg_carried.carried(field) is None:  # text: as Postgres prints it (below)
+                arrays.append(column.cast(field.type))
+                continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+            pass
+        # a Postgres value stored beyond the column's Arrow type (infinity, 24:00, NaN, 2-D)
+        found = pgtext.read_back(field, [_lookup(d, field.name) for d in docs])
+        if found is not None:
+            fields[-1], values = found
+            arrays.append(values)
+        else:
             arrays.append(pa.array(column.to_pylist(), field.type, from_pandas=False))
-    return pa.Table.from_arrays(arrays, schema=spec.schema)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, spec.schema.metadata))
 
 
 def _is_json_text(field: pa.Field) -> bool:

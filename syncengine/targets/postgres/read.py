@@ -1,4 +1,12 @@
-"""One batched read of the current target rows for a set of keys (conflict detection)."""
+"""One batched read of the current target rows for a set of keys (conflict detection).
+
+A column whose Postgres type can hold a value its Arrow type cannot (``time '24:00'``, ``NaN``
+in ``numeric(p,s)``, a multi-dimensional array, a timestamp past 294247 AD: the values a source
+batch carries as text, :mod:`syncengine.codecs.pg_carried`) is read as its Postgres text and
+restored with the source's own converters; when a row read holds such a value, the column comes
+back as that text (``pg_type`` in the field metadata), exactly as a source batch would carry it,
+so nothing read is lost or mistaken for another value.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from syncengine.codecs import pg_temporal
+from syncengine.codecs import pg_carried, pg_temporal
 from syncengine.targets.base import TableSpec
 
 _TEXTUAL = ("text", "character varying", "character")
@@ -19,6 +27,8 @@ def _select_item(field: pa.Field, pg_type: str) -> sql.Composable:
     ident = sql.SQL("t.{}").format(sql.Identifier(field.name))
     t = field.type
     textual = pg_type.startswith(_TEXTUAL) and not pg_type.endswith("]")
+    if pg_carried.held_natively(field, pg_type) is not None:
+        return sql.SQL("{}::text").format(ident)  # restored by rows_to_table
     if (pa.types.is_string(t) or pa.types.is_large_string(t)) and not textual:
         if pg_type == "inet":  # its cast to text adds /32 or /128; abbrev is its output form
             return sql.SQL("abbrev({})").format(ident)
@@ -48,7 +58,7 @@ async def read_rows(
     )
     params = key_params(keys, spec.key)
     cur = await conn.execute(query, params)
-    return rows_to_table(await cur.fetchall(), out_schema)
+    return rows_to_table(await cur.fetchall(), out_schema, target_columns)
 
 
 def key_match(key: tuple[str, ...], target_columns: dict[str, str]) -> sql.Composable:
@@ -83,20 +93,30 @@ def select_list(fields: list[pa.Field], target_columns: dict[str, str]) -> sql.C
     return sql.SQL(", ").join(_select_item(f, target_columns[f.name]) for f in fields)
 
 
-def rows_to_table(rows: list[tuple[object, ...]], schema: pa.Schema) -> pa.Table:
-    """Driver rows → Arrow, column by column (the driver already parsed the wire values)."""
+def rows_to_table(
+    rows: list[tuple[object, ...]], schema: pa.Schema, target_columns: dict[str, str]
+) -> pa.Table:
+    """Driver rows → Arrow, column by column (the driver already parsed the wire values).
+
+    A column read as text (:func:`~syncengine.codecs.pg_carried.held_natively`) stays text,
+    ``pg_type`` in its metadata, when a value has no form in its Arrow type; the schema
+    returned says which."""
     if not rows:
         return schema.empty_table()
     columns = list(zip(*rows, strict=True))
-    arrays = [
-        # a timestamp past 294247 AD (none has an Arrow form) reads as null: this read only
-        # feeds conflict detection, which then sees the row as changed
-        pg_temporal.from_text(pa.array(list(c), pa.string()), f.type, strict=False)
-        if _is_date_or_timestamp(f.type)
-        else pa.array(list(c), type=f.type)
-        for c, f in zip(columns, schema, strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    arrays, fields = [], []
+    for c, f in zip(columns, schema, strict=True):
+        carrier = pg_carried.held_natively(f, target_columns[f.name])
+        if carrier is not None:
+            f, values = pg_carried.restore(pa.array(list(c), pa.string()), f, carrier)
+        elif _is_date_or_timestamp(f.type):
+            text = pa.array(list(c), pa.string())
+            values = pg_temporal.from_text(text, f.type, strict=False)
+        else:
+            values = pa.array(list(c), type=f.type)
+        arrays.append(values)
+        fields.append(f)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, schema.metadata))
 
 
 def _is_date_or_timestamp(t: pa.DataType) -> bool:
@@ -121,4 +141,4 @@ async def scan(
         async with conn.cursor(name="syncengine_scan") as cur:
             await cur.execute(query)
             while rows := await cur.fetchmany(chunk):
-                yield rows_to_table(rows, pa.schema(fields))
+                yield rows_to_table(rows, pa.schema(fields), target_columns)

@@ -81,5 +81,47 @@ def test_stale_hashes_are_recomputed_in_native_form_or_left_stale_when_undecodab
     retagged = retag_hashes(stored, bases, polars_schema(TEXT), carried_columns(TEXT.schema))
     assert retagged[0] == fresh[0] == hashes(native, NATIVE)[0]
     assert retagged[1].startswith(HASH_TAG)
-    # under a native spec a stored NaN has no native form: left stale, no crash
-    assert retag_hashes(stored, bases, polars_schema(NATIVE)).to_list() == stored.to_list()
+    # under a native spec a stored NaN has no native form: left stale, no crash (a fresh
+    # Series: retag_hashes scatters into the one it is given)
+    stale = ["pl0.0d:1", "pl0.0d:2"]
+    assert retag_hashes(pl.Series(stale), bases, polars_schema(NATIVE)).to_list() == stale
+
+
+def test_stored_rows_decode_values_without_native_form_as_null():
+    """A conflict's base row (the shadow) stored from a text batch, read under a native spec."""
+    import polars as pl
+    import pytest
+
+    from syncengine.conflicts.rows import decode_rows, polars_schema
+
+    bases = pl.Series(['{"id":1,"t":"24:00:00","n":"NaN","a":"[0:1]={7,8}"}',
+                       '{"id":2,"t":"10:00:00","n":"1.50","a":[3]}'])  # fmt: skip
+    frame = decode_rows(bases, polars_schema(NATIVE))
+    assert frame.rows() == [
+        (1, None, None, None),
+        (2, dt.time(10), Decimal("1.50"), [3]),
+    ]
+    with pytest.raises(pl.exceptions.ComputeError):
+        decode_rows(bases, polars_schema(NATIVE), strict=True)
+
+
+def test_rows_decoded_for_writing_keep_values_without_native_form_as_text():
+    """A parked row or held change stored from a text batch, released under a native spec."""
+    import polars as pl
+
+    from syncengine.conflicts.widen import decode_exact
+
+    stored = pl.Series(['{"id":1,"t":"24:00:00","n":"1.50","a":[1,null]}',
+                        '{"id":2,"t":"10:00:00.500","n":"2.00","a":"{{1},{2}}"}'])  # fmt: skip
+    spec, frame = decode_exact(stored, NATIVE)
+    assert [spec.schema.field(c).type for c in ("t", "n", "a")] == [
+        pa.string(), pa.decimal128(10, 2), pa.string(),
+    ]  # fmt: skip
+    assert spec.schema.field("a").metadata[b"pg_type"] == b"integer[]"
+    assert frame["t"].to_list() == ["24:00:00", "10:00:00.500"]
+    assert frame["n"].to_list() == [Decimal("1.50"), Decimal("2.00")]
+    assert frame["a"].to_list() == ["{1,NULL}", "{{1},{2}}"]  # a native list: its literal
+    # every value with a native form: the spec and types unchanged
+    same, native = decode_exact(stored.head(1).str.replace("24:00:00", "23:00:00"), NATIVE)
+    assert same == NATIVE and native["t"].to_list() == [dt.time(23)]
+    assert native["a"].to_list() == [[1, None]]

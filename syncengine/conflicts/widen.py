@@ -1,0 +1,96 @@
+"""A column the target read back as Postgres text: the batch carries it as text too.
+
+A Postgres target reads a column back as its Postgres text when a stored value has no form in
+the column's Arrow type (``time '24:00'``, ``NaN`` in ``numeric(p,s)``, a 2-D array, a
+timestamp past 294247 AD: written from a batch that carried the column as text, or set at the
+target by hand; :mod:`syncengine.targets.postgres.read`). The batch's own values of that column
+then become Postgres text as well (:func:`syncengine.codecs.pg_text.as_text`, as a group mixing
+text and native batches does) and the spec's field a string with ``pg_type``: detection, the
+strategies and the write see the column as a batch carrying it as text, so the target's value
+is compared, merged, parked and written back exactly, and hashes still restore the native form
+wherever a value has one (:func:`syncengine.conflicts.rows.row_hashes`). Only a batch whose
+read-back holds such a value takes this path.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from syncengine.codecs import pg_carried, pg_text
+from syncengine.conflicts.rows import decode_rows, polars_schema
+from syncengine.targets.base import TableSpec
+
+
+def text_read(spec: TableSpec, read: pa.Table) -> list[pa.Field]:
+    """The read's Postgres-text fields for columns ``spec`` holds natively."""
+    out = []
+    for fld in spec.schema:
+        if fld.name not in read.column_names or pg_text.is_text(fld.type):
+            continue
+        got = read.schema.field(fld.name)
+        if pg_text.is_text(got.type) and pg_carried.carried(got) is not None:
+            out.append(got)
+    return out
+
+
+def widen(
+    spec: TableSpec, changes: pl.DataFrame, fields: list[pa.Field]
+) -> tuple[TableSpec, pl.DataFrame]:
+    """``spec`` with ``fields`` in place of its own, and ``changes`` with those columns as the
+    Postgres text of their values (nulls stay null)."""
+    by_name = {f.name: f for f in fields}
+    schema = pa.schema([by_name.get(f.name, f) for f in spec.schema], metadata=spec.schema.metadata)
+    texts = [
+        pl.Series(name, pg_text.as_text(changes[name].to_arrow()), pl.String)
+        for name in by_name
+        if name in changes.columns
+    ]
+    return TableSpec(spec.name, spec.key, schema), changes.with_columns(texts)
+
+
+def decode_exact(
+    texts: pl.Series, spec: TableSpec, extra: dict[str, pl.DataType] | None = None
+) -> tuple[TableSpec, pl.DataFrame]:
+    """Stored rows (:func:`~syncengine.conflicts.rows.encode_rows`: a parked conflict's row,
+    held changes) under ``spec``, for writing: a column of a type that can be text keeps every
+    stored value, native where all have a native form, else as Postgres text with the returned
+    spec saying so (a text batch's ``24:00`` or ``NaN`` is never a null under a native spec)."""
+    kinds = {}
+    for fld in spec.schema:
+        kind = pg_carried.held_natively(fld) or pg_carried.carried(fld)
+        if kind is not None:
+            kinds[fld.name] = kind
+    schema = {**polars_schema(spec), **(extra or {})}
+    if not kinds:
+        return spec, decode_rows(texts, schema)
+    frame = decode_rows(texts, {**schema, **dict.fromkeys(kinds, pl.String())})
+    fields, columns = [], []
+    for fld in spec.schema:
+        if fld.name in kinds:
+            text = _postgres_text(frame[fld.name], kinds[fld.name])
+            if pg_text.is_text(fld.type):
+                values = text
+            else:
+                fld, values = pg_carried.restore(text, fld, kinds[fld.name])
+            columns.append(pl.Series(fld.name, values))
+        fields.append(fld)
+    out = TableSpec(spec.name, spec.key, pa.schema(fields, metadata=spec.schema.metadata))
+    return out, frame.with_columns(columns)
+
+
+_BOUNDED = r"^\[-?\d+:-?\d+\]"
+
+
+def _postgres_text(values: pl.Series, kind) -> pa.Array:  # type: ignore[no-untyped-def]
+    """Stored values as Postgres text: a native list was stored as a JSON array (``[1,null]``
+    → ``{1,NULL}``); everything else already reads as its type's input text."""
+    if not kind.kind.startswith("list"):
+        return values.to_arrow().cast(pa.string())
+    arrays = (values.str.starts_with("[") & ~values.str.contains(_BOUNDED)).fill_null(False)
+    if not arrays.any():
+        return values.to_arrow().cast(pa.string())
+    element = pl.from_arrow(pa.array([], kind.arrow.value_type)).dtype  # type: ignore[union-attr]
+    parsed = values.filter(arrays).str.json_decode(pl.List(element))
+    literal = pl.Series(pg_text.as_text(parsed.to_arrow()), dtype=pl.String)
+    return values.scatter(arrays.arg_true(), literal).to_arrow().cast(pa.string())
