@@ -78,7 +78,7 @@ from syncengine.sources.postgres.watermarks import (
 from syncengine.state.base import Chunk
 
 if TYPE_CHECKING:
-    from syncengine.sources.postgres.source import PostgresSource
+    from syncengine.sources.postgres.context import SourceContext
 
 log = logging.getLogger("syncengine.sources.postgres")
 
@@ -89,17 +89,17 @@ Wheres = dict[str, str | None]
 _NOWHERE = lsn_to_pos(0)
 
 
-def snapshot_stream(source: PostgresSource) -> str:
+def snapshot_stream(source: SourceContext) -> str:
     return f"snapshot:{source.slot}"
 
 
-def stored_position(source: PostgresSource) -> str | None:
+def stored_position(source: SourceContext) -> str | None:
     checkpoint = source.state.get_checkpoint(source.pipeline, snapshot_stream(source))
     return checkpoint.position if checkpoint else None
 
 
 class Snapshotter:
-    def __init__(self, source: PostgresSource, sink: ChunkSink | None = None) -> None:
+    def __init__(self, source: SourceContext, sink: ChunkSink | None = None) -> None:
         self.source = source
         self.state = source.state
         self.pipeline = source.pipeline
@@ -112,9 +112,9 @@ class Snapshotter:
         self, tables: list[str], where: str | None, parallel: int
     ) -> AsyncIterator[ChangeBatch]:
         source = self.source
-        conn = await source._catalog()
+        conn = await source.catalog()
         keys = await admin.table_keys(conn, tables)
-        source._keys.update(keys)
+        source.keys.update(keys)
         shapes = {t: await table_shape(conn, t, keys.get(t, ())) for t in tables}
         # the mappings' filters and ``where``: what every chunk of a table is read with
         wheres = await snapshot_conditions(conn, tables, source.row_filters, where)
@@ -476,7 +476,7 @@ def _emptied(
     return [truncate_batch(shapes[t], position, meta) for t in sorted(tables) if not shapes[t].key]
 
 
-async def scan(source: PostgresSource, table: str) -> AsyncIterator[ChangeBatch]:
+async def scan(source: SourceContext, table: str) -> AsyncIterator[ChangeBatch]:
     """The table as it is now, as ``r`` batches, with no slot and no chunk bookkeeping."""
     conn = await source.connect()
     try:
