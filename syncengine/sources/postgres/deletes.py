@@ -1,4 +1,4 @@
-"""Deletes since the snapshot position, sent with a reconciled snapshot's rows (F15, ghost rows).
+"""Deletes since the snapshot position, sent with a reconciled snapshot's rows (no ghost rows).
 
 A resumed snapshot (or one on an existing slot) reads its chunks later than the snapshot
 position P0 the stream restarts from. A key updated and then deleted in between has no row in
@@ -16,7 +16,7 @@ every row): it never fences a change made after its delete.
 
 * :func:`deletes_since`: P0 up to where the watermark reader starts, read from the slot through
   a second publication that publishes only deletes (``<publication>_deletes``), so the server
-  sends no inserts or updates (shipping all WAL retained since P0 took seconds, F18). It
+  sends no inserts or updates (shipping all WAL retained since P0 took seconds). It
   confirms nothing: the slot does not move. Decoding looks publications up as of the WAL it
   decodes, so that publication must be older than P0: :meth:`PostgresSource.open` creates it
   with the main one, before any slot, and the snapshot records that it did

@@ -18,7 +18,7 @@ records its snapshot), write a high watermark. The rows do not carry the snapsho
 the stream restarts from but the position up to which they contain every change of their key
 (L, raised by the changes between the watermarks that the read saw), so the target's position
 fence drops the replay of those changes instead of letting an older change overwrite a newer
-row (F15). See :mod:`.watermarks`. The deletes made since the snapshot position are sent too,
+row. See :mod:`.watermarks`. The deletes made since the snapshot position are sent too,
 at their own positions (before the first group, then after each group's rows), so a key deleted
 before its chunk was read is not brought back by the replay's older changes (ghost rows, see
 :mod:`.deletes`). A chunk whose table was truncated between the watermarks is left to the
@@ -416,7 +416,7 @@ class Snapshotter:
         try:
             if source.config.mode == "cdc":
                 # The windows only need what comes after this: reading from the snapshot
-                # position would first ship and decode all WAL retained since (F18).
+                # position would first ship and decode all WAL retained since.
                 start = await admin.current_lsn(conns[0])
                 if deleting:  # ghost rows: the deletes since the snapshot position, up to there
                     since = pos_to_lsn(position.split(".")[0])

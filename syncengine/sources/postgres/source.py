@@ -113,7 +113,8 @@ class PostgresSource:
             self.keys = await admin.table_keys(conn, self.tables_)
             if self.config.mode == "cdc":
                 await admin.ensure_publication(conn, self.publication, self.tables_)
-                # before any slot: a resumed snapshot reads deletes through it (F15)
+                # before any slot: decoding sees a publication only in WAL written after it, and a
+                # resumed snapshot reads the deletes since its position through this one
                 await ensure_delete_publication(self, conn)
         except psycopg.Error as exc:
             raise map_error(exc, "opening") from exc

@@ -2,7 +2,7 @@
 
 The rows of a chunk read while the source is written to carry the position up to which they
 contain every change of their key; the target's position fence then drops the stream's replay
-of those changes (it would move the row back in time, F15) and applies the later ones.
+of those changes (it would move the row back in time) and applies the later ones.
 
 * :class:`VisibilityHorizon` settles, after a low watermark, a position L below which every
   committed transaction is visible to the reads that follow (see its docstring for why WAL
