@@ -205,9 +205,7 @@ def _shape(batch: ChangeBatch) -> Shape:
 
 def apply_mapping(plan: CompiledMapping, batch: ChangeBatch) -> MappingResult:
     shape = _shape(batch)
-    built = plan._variants.get(shape)
-    if built is None:
-        built = plan._variants[shape] = build_plan(plan, shape)
+    built = plan.variant(shape, build_plan)
     frame = batch.to_polars()
     lazy = frame.lazy()
     if any(c.uses_now for c in plan.compiled.values()) or (plan.filter and plan.filter.uses_now):

@@ -90,7 +90,10 @@ def to_datetime(expr: pl.Expr, time_zone: str | None) -> pl.Expr:
     return out if time_zone else out.dt.replace_time_zone(None)
 
 
-def _to_text(expr: pl.Expr, src: pl.DataType | None) -> pl.Expr:
+def to_text(expr: pl.Expr, src: pl.DataType | None) -> pl.Expr:
+    """``expr`` (of Polars type ``src``) as text, the way ``CAST(… AS text)`` gives it: structs
+    and lists as JSON, timestamps with ``+00`` when they have a zone, booleans as ``true`` /
+    ``false`` (as Postgres prints them), anything else through Polars' string cast."""
     if isinstance(src, pl.Struct):
         return pl.when(expr.is_not_null()).then(expr.struct.json_encode())
     if isinstance(src, pl.List | pl.Array):
@@ -130,7 +133,7 @@ def cast(expr: pl.Expr, src: pl.DataType | None, to: exp.DataType) -> Cast:
         if src == target:
             return Cast(expr, None, pg_type)
     elif kind in TEXTS:
-        out = _to_text(expr, src)
+        out = to_text(expr, src)
         if to.expressions:
             out = out.str.head(_params(to)[0])
         return Cast(out, None, pg_type)
@@ -159,7 +162,7 @@ def cast(expr: pl.Expr, src: pl.DataType | None, to: exp.DataType) -> Cast:
     elif kind == T.UUID:
         out = _to_uuid(expr, src)
     elif kind in (T.JSON, T.JSONB):
-        return Cast(_to_text(expr, src), None, pg_type)
+        return Cast(to_text(expr, src), None, pg_type)
     elif kind == T.VARBINARY:
         return Cast(expr.cast(pl.Binary), None, pg_type)
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 from sqlglot import exp
-from syncengine.mappings.casts import _to_text
+from syncengine.mappings.casts import to_text
 from syncengine.mappings.compiler import Check, Compiled, ExprCompiler, handles, merge
 from syncengine.mappings.logic import pair
 
@@ -21,7 +21,7 @@ _REGEX_META = set("\\.+*?()|[]{}^$#&-~")
 def text(c: ExprCompiler, compiled: Compiled) -> pl.Expr:
     """An operand as text (Postgres would apply the type's output function)."""
     dtype = c.dtype(compiled.expr)
-    return compiled.expr if dtype in (None, pl.String) else _to_text(compiled.expr, dtype)
+    return compiled.expr if dtype in (None, pl.String) else to_text(compiled.expr, dtype)
 
 
 # -- arithmetic -----------------------------------------------------------------------------

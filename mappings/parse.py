@@ -72,7 +72,7 @@ def _meta_position(node: exp.Expression | None) -> Position:
     """Start of the token a node (Identifier, Anonymous function) was built from."""
     if node is None:
         return None, None
-    meta = node.meta if node._meta else {}
+    meta = node.meta
     if "line" not in meta:
         return None, None
     width = len(node.name) + (2 if node.args.get("quoted") else 0)

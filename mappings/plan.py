@@ -25,6 +25,8 @@ from syncengine.changes import is_data_column
 from syncengine.config.models import MappingConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlglot import exp
     from syncengine.mappings.apply import MappingResult, Plan, Shape
 
@@ -71,6 +73,14 @@ class CompiledMapping:
     @property
     def name(self) -> str:
         return f"{self.mapping.source} -> {self.mapping.target_name}"
+
+    def variant(self, shape: Shape, build: Callable[[CompiledMapping, Shape], Plan]) -> Plan:
+        """The plan for batches of ``shape`` (their ops, unsent and before-image columns),
+        built by ``build`` on first use and kept with this compiled mapping."""
+        found = self._variants.get(shape)
+        if found is None:
+            found = self._variants[shape] = build(self, shape)
+        return found
 
     def compiler(self, ref: ColumnRef = pl.col) -> ExprCompiler:
         return new_compiler(self.source_schema, self.mapping.dialect, self.missing, ref)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import polars as pl
 import pyarrow as pa
-from syncengine.mappings.casts import _to_text
+from syncengine.mappings.casts import to_text
 from syncengine.mappings.compiler import Compiled
 
 ColumnRef = Callable[[str], pl.Expr]
@@ -47,7 +47,7 @@ class Leaf:
         if self.tail and self.source is not None:
             deps = frozenset({".".join((self.source, *self.tail))})
         if self.as_json:
-            expr = _to_text(expr, pl.List(pl.Null))
+            expr = to_text(expr, pl.List(pl.Null))
         return replace(base, expr=expr, deps=deps)
 
 

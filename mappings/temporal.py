@@ -17,7 +17,7 @@ import re
 
 import polars as pl
 from sqlglot import exp
-from syncengine.mappings.casts import _to_text
+from syncengine.mappings.casts import to_text
 from syncengine.mappings.compiler import NOW_COLUMN, Compiled, ExprCompiler, handles, merge
 from syncengine.mappings.errors import ExpressionError
 
@@ -183,7 +183,7 @@ def _json(c: ExprCompiler, node: exp.Expression) -> Compiled:
             return merge(pl.lit(None, dtype=pl.String), [inner])
         expr, dtype = step
     if as_text:
-        expr = _to_text(expr, dtype)
+        expr = to_text(expr, dtype)
     return merge(expr, [inner])
 
 
@@ -221,7 +221,7 @@ def _hash(c: ExprCompiler, node: exp.Expression) -> Compiled:
     _hash_namespace()
     inner = c.node(node.this)
     dtype = c.dtype(inner.expr)
-    value = inner.expr if dtype in (None, pl.String) else _to_text(inner.expr, dtype)
+    value = inner.expr if dtype in (None, pl.String) else to_text(inner.expr, dtype)
     if isinstance(node, exp.MD5):
         # polars_hash adds the .nchash/.chash namespaces at import time, unseen by mypy
         expr = value.nchash.md5()  # type: ignore[attr-defined]

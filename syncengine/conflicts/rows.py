@@ -8,7 +8,7 @@ row has exactly one JSON text (Polars ``struct.json_encode``) and one hash which
 The hash is Polars' string hash with a fixed seed over that JSON text: vectorized and the same
 in every process. Long text and binary values enter the hashed JSON as a digest of their own
 (:func:`row_hashes`): a 1 MB TOASTed value then costs one hashing pass, not a JSON encoding, a
-null-member scan and a hash, several times a batch (F21 in docs/reliability-findings.md).
+null-member scan and a hash, several times a batch.
 
 Polars does not promise the same hash across its versions, so a stored hash carries
 :data:`HASH_TAG` (the Polars version and the hashing scheme); a stored hash with another tag is

@@ -106,7 +106,9 @@ class Pipeline:
             return ()
         return tuple((m.filter, m.dialect) for m in mappings if m.filter is not None)
 
-    def _compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> Any:
+    def compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> Any:
+        """Mapping ``index`` compiled for ``batch``'s schema, cached per mapping and schema:
+        what the pipeline applies to the batch, and what ``verify`` maps a source scan with."""
         from syncengine.mappings import compile_mapping
 
         rows_schema = batch.data.schema
@@ -179,7 +181,7 @@ class Pipeline:
             report.read += batch.num_rows
             self.metrics.changes_read.labels(self.name, batch.table).inc(batch.num_rows)
             for index, mapping in self.mappings_for(batch.table):
-                compiled = self._compile(index, mapping, batch)
+                compiled = self.compile(index, mapping, batch)
                 result = compiled.apply(batch)
                 letters.extend(result.dead_letters)
                 if result.batch.num_rows:
@@ -256,7 +258,7 @@ class Pipeline:
         """An empty table's snapshot: its target table is created all the same (with the types
         and key it would have with rows), as pg_dump and native subscriptions do."""
         for index, mapping in self.mappings_for(batch.table):
-            await self._spec(self._compile(index, mapping, batch), mapping)
+            await self._spec(self.compile(index, mapping, batch), mapping)
 
     def _count_copied(self, batch: ChangeBatch, report: BatchReport) -> None:
         """A snapshot chunk the source copied straight into the target (binary COPY, see

@@ -14,7 +14,7 @@ A group ends *at* a commit boundary (a batch carrying ``meta["resume"]``): batch
 the last boundary are held for the next group, never committed ahead of their checkpoint.
 Rows committed past the checkpoint would be delivered again after a crash, cut into batches
 differently, and a group holding only a key's older change would overwrite the newer one
-already committed (F16). Only a source transaction bigger than ``HOLD_GROUPS × max_rows``
+already committed. Only a source transaction bigger than ``HOLD_GROUPS × max_rows``
 rows is committed in parts (memory stays bounded); a crash inside it replays it whole.
 """
 

@@ -25,7 +25,7 @@ async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
         schema: pa.Schema | None = None
         parts: list[pa.Table] = []
         async for batch in pipeline.source.scan(mapping.source):
-            compiled = pipeline._compile(index, mapping, batch)
+            compiled = pipeline.compile(index, mapping, batch)
             mapped = compiled.apply(batch).batch
             columns = [c for c in mapped.data.column_names if is_data_column(c)]
             parts.append(mapped.data.select(columns))

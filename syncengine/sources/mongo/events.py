@@ -32,7 +32,7 @@ document is the document at lookup time, which may already include later changes
 position fence then records it at its event's earlier position. A row holding a document as it
 was at an event (a replacement's ``fullDocument``, an update's own fields) must therefore never
 follow it: after a crash, the replay of such an event would pass the fence and put the older
-state over the newer one (F22 in docs/reliability-findings.md). So with ``current`` every
+state over the newer one. So with ``current`` every
 update and replace row is a looked-up document, and an update whose document is gone gives
 no row.
 """

@@ -1,4 +1,4 @@
-"""Deletes since the snapshot position, sent with a reconciled snapshot's rows (F15, ghost rows).
+"""Deletes since the snapshot position, sent with a reconciled snapshot's rows (no ghost rows).
 
 A resumed snapshot (or one on an existing slot) reads its chunks later than the snapshot
 position P0 the stream restarts from. A key updated and then deleted in between has no row in
@@ -16,7 +16,7 @@ every row): it never fences a change made after its delete.
 
 * :func:`deletes_since`: P0 up to where the watermark reader starts, read from the slot through
   a second publication that publishes only deletes (``<publication>_deletes``), so the server
-  sends no inserts or updates (shipping all WAL retained since P0 took seconds, F18). It
+  sends no inserts or updates (shipping all WAL retained since P0 took seconds). It
   confirms nothing: the slot does not move. Decoding looks publications up as of the WAL it
   decodes, so that publication must be older than P0: :meth:`PostgresSource.open` creates it
   with the main one, before any slot, and the snapshot records that it did
@@ -46,7 +46,7 @@ from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.streaming import stream_changes
 
 if TYPE_CHECKING:
-    from syncengine.sources.postgres.source import PostgresSource
+    from syncengine.sources.postgres.context import SourceContext
 
 log = logging.getLogger("syncengine.sources.postgres")
 
@@ -57,11 +57,11 @@ META = {"snapshot": True, "deletes": True}
 DETAIL = "deletes"
 
 
-def delete_publication(source: PostgresSource) -> str:
+def delete_publication(source: SourceContext) -> str:
     return f"{source.publication}_deletes"
 
 
-async def ensure_delete_publication(source: PostgresSource, conn: psycopg.AsyncConnection) -> str:
+async def ensure_delete_publication(source: SourceContext, conn: psycopg.AsyncConnection) -> str:
     name = delete_publication(source)
     await admin.ensure_publication(conn, name, source.tables_, publish="delete")
     return name
@@ -86,13 +86,13 @@ def keep(batches: Iterable[ChangeBatch], tables: set[str]) -> list[ChangeBatch]:
 
 
 async def deletes_since(
-    source: PostgresSource, publication: str, start: int, until: int, tables: set[str]
+    source: SourceContext, publication: str, start: int, until: int, tables: set[str]
 ) -> AsyncIterator[ChangeBatch]:
     """Deletes of ``tables`` committed from ``start`` up to the first commit at or after
     ``until``, in ``max_rows`` batches, read from the slot through ``publication`` (which
     must be older than ``start``) without moving it."""
-    conn = await source._catalog()
-    assembler = DeletesOnly(source.batch.max_rows, source._keys, source.tables_[0])
+    conn = await source.catalog()
+    assembler = DeletesOnly(source.batch.max_rows, source.keys, source.tables_[0])
 
     def confirm_nothing(stream: ReplicationStream | None) -> None:
         # The pipeline's checkpoint may be behind ``start`` (a re-backfill): a flush report
@@ -124,8 +124,8 @@ async def deletes_since(
 class DeleteLog:
     """Deletes decoded by the watermark reader, assembled into batches until taken."""
 
-    def __init__(self, source: PostgresSource) -> None:
-        self.assembler = DeletesOnly(source.batch.max_rows, source._keys, source.tables_[0])
+    def __init__(self, source: SourceContext) -> None:
+        self.assembler = DeletesOnly(source.batch.max_rows, source.keys, source.tables_[0])
         self.ready: list[ChangeBatch] = []
 
     def feed(self, msg: po.PgOutputMessage) -> None:

@@ -42,7 +42,7 @@ from syncengine.sources.postgres.chunks import (
 from syncengine.sources.postgres.pgerrors import map_error
 
 if TYPE_CHECKING:
-    from syncengine.sources.postgres.source import PostgresSource
+    from syncengine.sources.postgres.context import SourceContext
 
 Mark = tuple[str, list[str]]
 
@@ -90,7 +90,7 @@ def poll_query(
     )
 
 
-async def _shapes(source: PostgresSource, conn: psycopg.AsyncConnection) -> list[TableShape]:
+async def _shapes(source: SourceContext, conn: psycopg.AsyncConnection) -> list[TableShape]:
     keys = await admin.table_keys(conn, source.tables_)
     shapes = []
     for table in source.tables_:
@@ -101,11 +101,11 @@ async def _shapes(source: PostgresSource, conn: psycopg.AsyncConnection) -> list
     return shapes
 
 
-async def current_position(source: PostgresSource) -> str:
+async def current_position(source: SourceContext) -> str:
     """The largest ``(cursor, key)`` of every table now."""
     cursor = source.config.cursor
     assert cursor is not None
-    conn = await source._catalog()
+    conn = await source.catalog()
     marks: dict[str, Mark] = {}
     for shape in await _shapes(source, conn):
         texts = sql.SQL(", ").join(
@@ -131,7 +131,7 @@ async def current_position(source: PostgresSource) -> str:
 
 
 async def poll(
-    source: PostgresSource, start: str | None, until: str | None
+    source: SourceContext, start: str | None, until: str | None
 ) -> AsyncIterator[ChangeBatch]:
     """Changes after ``start`` (all rows when None); stops once ``until`` is reached."""
     cursor = source.config.cursor

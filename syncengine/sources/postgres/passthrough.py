@@ -13,7 +13,7 @@ A sink may refuse a chunk (a row the target rejects: a constraint, a duplicate k
 its transaction back and the worker reads the chunk again the ordinary way (CSV → Arrow →
 mapping → apply), which bisects bad rows out to dead letters. Only exported-snapshot chunks pass
 through: reconciled chunks (a resumed snapshot) carry per-row positions that the target's shadow
-must record (F15).
+must record, so that its position fence drops the replay's older changes of their keys.
 """
 
 from __future__ import annotations

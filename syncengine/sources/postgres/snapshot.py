@@ -21,7 +21,7 @@ records its snapshot), write a high watermark. The rows do not carry the snapsho
 the stream restarts from but the position up to which they contain every change of their key
 (L, raised by the changes between the watermarks that the read saw), so the target's position
 fence drops the replay of those changes instead of letting an older change overwrite a newer
-row (F15). See :mod:`.watermarks`. The deletes made since the snapshot position are sent too,
+row. See :mod:`.watermarks`. The deletes made since the snapshot position are sent too,
 at their own positions (before the first group, then after each group's rows), so a key deleted
 before its chunk was read is not brought back by the replay's older changes (ghost rows, see
 :mod:`.deletes`). A chunk whose table was truncated between the watermarks is left to the
@@ -82,7 +82,7 @@ from syncengine.sources.postgres.watermarks import (
 from syncengine.state.base import Chunk
 
 if TYPE_CHECKING:
-    from syncengine.sources.postgres.source import PostgresSource
+    from syncengine.sources.postgres.context import SourceContext
 
 log = logging.getLogger("syncengine.sources.postgres")
 
@@ -102,17 +102,17 @@ Wheres = dict[str, str | None]
 _NOWHERE = lsn_to_pos(0)
 
 
-def snapshot_stream(source: PostgresSource) -> str:
+def snapshot_stream(source: SourceContext) -> str:
     return f"snapshot:{source.slot}"
 
 
-def stored_position(source: PostgresSource) -> str | None:
+def stored_position(source: SourceContext) -> str | None:
     checkpoint = source.state.get_checkpoint(source.pipeline, snapshot_stream(source))
     return checkpoint.position if checkpoint else None
 
 
 class Snapshotter:
-    def __init__(self, source: PostgresSource, sink: ChunkSink | None = None) -> None:
+    def __init__(self, source: SourceContext, sink: ChunkSink | None = None) -> None:
         self.source = source
         self.state = source.state
         self.pipeline = source.pipeline
@@ -125,9 +125,9 @@ class Snapshotter:
         self, tables: list[str], where: str | None, parallel: int
     ) -> AsyncIterator[ChangeBatch]:
         source = self.source
-        conn = await source._catalog()
+        conn = await source.catalog()
         keys = await admin.table_keys(conn, tables)
-        source._keys.update(keys)
+        source.keys.update(keys)
         shapes = {t: await table_shape(conn, t, keys.get(t, ())) for t in tables}
         # the mappings' filters and ``where``: what every chunk of a table is read with
         wheres = await snapshot_conditions(conn, tables, source.row_filters, where)
@@ -448,7 +448,7 @@ class Snapshotter:
         try:
             if source.config.mode == "cdc":
                 # The windows only need what comes after this: reading from the snapshot
-                # position would first ship and decode all WAL retained since (F18).
+                # position would first ship and decode all WAL retained since.
                 start = await admin.current_lsn(conns[0])
                 if deleting:  # ghost rows: the deletes since the snapshot position, up to there
                     since = pos_to_lsn(position.split(".")[0])
@@ -508,7 +508,7 @@ def _emptied(
     return [truncate_batch(shapes[t], position, meta) for t in sorted(tables) if not shapes[t].key]
 
 
-async def scan(source: PostgresSource, table: str) -> AsyncIterator[ChangeBatch]:
+async def scan(source: SourceContext, table: str) -> AsyncIterator[ChangeBatch]:
     """The table as it is now, as ``r`` batches, with no slot and no chunk bookkeeping."""
     conn = await source.connect()
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 import pyarrow as pa
@@ -21,20 +21,20 @@ from syncengine.errors import FatalError, HistoryLost
 from syncengine.names import QualifiedName, canonical
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
-from syncengine.sources.postgres import admin, deadline, moved, usertypes
+from syncengine.sources.postgres import admin, deadline, incremental, moved, usertypes
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
 from syncengine.sources.postgres.columns import SESSION_OPTIONS
 from syncengine.sources.postgres.deletes import ensure_delete_publication
+from syncengine.sources.postgres.passthrough import ChunkSink, closing
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.replication import ReplicationStream
+from syncengine.sources.postgres.snapshot import Snapshotter, stored_position
+from syncengine.sources.postgres.snapshot import scan as scan_table
 from syncengine.sources.postgres.streaming import stream_changes
 from syncengine.sources.postgres.wire import pg_time
 from syncengine.state.protocols import SourceState
-
-if TYPE_CHECKING:
-    from syncengine.sources.postgres.passthrough import ChunkSink
 
 
 def position_lsn(position: str) -> int:
@@ -68,7 +68,7 @@ class PostgresSource:
         #: where the stream adds its ``decode`` seconds (set by the runtime)
         self.phases: PhaseClock | None = None
         self._conn: psycopg.AsyncConnection | None = None
-        self._keys: dict[str, tuple[str, ...]] = {}
+        self.keys: dict[str, tuple[str, ...]] = {}
         self._live: ReplicationStream | None = None
         self._acked: int | None = None
         #: (end LSN, commit time) of the newest commit the stream has read
@@ -96,13 +96,13 @@ class PostgresSource:
         except psycopg.Error as exc:
             raise map_error(exc, "connecting") from exc
 
-    async def _catalog(self) -> psycopg.AsyncConnection:
+    async def catalog(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
             self._conn = await self.connect()
         return self._conn
 
     async def open(self) -> None:
-        conn = await self._catalog()
+        conn = await self.catalog()
         try:
             problems = await admin.check(conn, self.config)
             if problems:
@@ -110,10 +110,11 @@ class PostgresSource:
                     "postgres source cannot capture: " + "; ".join(problems),
                     hint="fix the settings named above, then rerun",
                 )
-            self._keys = await admin.table_keys(conn, self.tables_)
+            self.keys = await admin.table_keys(conn, self.tables_)
             if self.config.mode == "cdc":
                 await admin.ensure_publication(conn, self.publication, self.tables_)
-                # before any slot: a resumed snapshot reads deletes through it (F15)
+                # before any slot: decoding sees a publication only in WAL written after it, and a
+                # resumed snapshot reads the deletes since its position through this one
                 await ensure_delete_publication(self, conn)
         except psycopg.Error as exc:
             raise map_error(exc, "opening") from exc
@@ -124,9 +125,9 @@ class PostgresSource:
             self._conn = None
 
     async def tables(self) -> list[TableInfo]:
-        conn = await self._catalog()
-        if not self._keys:
-            self._keys = await admin.table_keys(conn, self.tables_)
+        conn = await self.catalog()
+        if not self.keys:
+            self.keys = await admin.table_keys(conn, self.tables_)
         infos = []
         for table in self.tables_:
             name = QualifiedName.parse(table)
@@ -139,7 +140,7 @@ class PostgresSource:
                 )
             ).fetchone()
             estimate = int(row[0]) if row and row[0] >= 0 else None
-            key = self._keys.get(table, ())
+            key = self.keys.get(table, ())
             shape = await table_shape(conn, table, key)
             schema = pa.schema(
                 [t.field(c) for c, t in zip(shape.columns, shape.types, strict=True)]
@@ -151,15 +152,13 @@ class PostgresSource:
 
     def stream(self, start: str | None, until: str | None = None) -> AsyncIterator[ChangeBatch]:
         if self.config.mode == "incremental":
-            from syncengine.sources.postgres.incremental import poll
-
-            return poll(self, start, until)
+            return incremental.poll(self, start, until)
         return self._stream(start, until)
 
     async def _stream(self, start: str | None, until: str | None) -> AsyncIterator[ChangeBatch]:
-        conn = await self._catalog()
-        if not self._keys:
-            self._keys = await admin.table_keys(conn, self.tables_)
+        conn = await self.catalog()
+        if not self.keys:
+            self.keys = await admin.table_keys(conn, self.tables_)
         if not await admin.slot_exists(conn, self.slot):
             if start:
                 raise HistoryLost(
@@ -171,7 +170,7 @@ class PostgresSource:
         self._acked = begin or None
         oids = await usertypes.column_type_oids(conn, self.tables_)
         typedefs = await usertypes.definitions(conn, oids)
-        assembler = ChangeAssembler(self.batch.max_rows, self._keys, self.tables_[0], typedefs)
+        assembler = ChangeAssembler(self.batch.max_rows, self.keys, self.tables_[0], typedefs)
 
         def track(stream: ReplicationStream | None) -> None:
             self._live = stream
@@ -196,7 +195,7 @@ class PostgresSource:
             if isinstance(oid, int) and batch.unsent_columns:
                 try:
                     types = assembler.column_types(oid)
-                    batch = await moved.fill_moved(await self._catalog(), batch, types)
+                    batch = await moved.fill_moved(await self.catalog(), batch, types)
                 except psycopg.Error as exc:
                     raise map_error(exc, "reading rows whose key changed") from exc
             yield batch
@@ -219,14 +218,12 @@ class PostgresSource:
             self._live.acknowledge(lsn)
             self._live.send_status()
         else:  # the stream already ended (sync --once): move the idle slot by SQL
-            await admin.advance_slot(await self._catalog(), self.slot, lsn)
+            await admin.advance_slot(await self.catalog(), self.slot, lsn)
 
     async def current_position(self) -> str:
         if self.config.mode == "incremental":
-            from syncengine.sources.postgres.incremental import current_position
-
-            return await current_position(self)
-        return lsn_to_pos(await admin.current_lsn(await self._catalog()))
+            return await incremental.current_position(self)
+        return lsn_to_pos(await admin.current_lsn(await self.catalog()))
 
     async def lag(self, acknowledged: str | None) -> SourceLag:
         if self.config.mode != "cdc":
@@ -238,7 +235,7 @@ class PostgresSource:
             # caught up: nothing read is unacknowledged; otherwise the newest commit's age
             age = 0.0 if done >= end else max(time.time() - at, 0.0)
         lag = await admin.slot_lag(
-            await self._catalog(),
+            await self.catalog(),
             self.slot,
             acknowledged,
             self.config.max_retained_wal_mb,
@@ -255,20 +252,13 @@ class PostgresSource:
         where: str | None = None,
         parallel: int = 2,
     ) -> AsyncIterator[ChangeBatch]:
-        from syncengine.sources.postgres.passthrough import closing
-        from syncengine.sources.postgres.snapshot import Snapshotter
-
         wanted = [canonical(t) for t in tables] if tables else self.tables_
         sink, self.chunk_sink = self.chunk_sink, None
         batches = Snapshotter(self, sink).run(wanted, where, parallel)
         return batches if sink is None else closing(batches, sink)
 
     async def snapshot_position(self) -> str | None:
-        from syncengine.sources.postgres.snapshot import stored_position
-
         return stored_position(self)
 
     def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
-        from syncengine.sources.postgres.snapshot import scan
-
-        return scan(self, canonical(table))
+        return scan_table(self, canonical(table))

@@ -2,7 +2,7 @@
 
 The rows of a chunk read while the source is written to carry the position up to which they
 contain every change of their key; the target's position fence then drops the stream's replay
-of those changes (it would move the row back in time, F15) and applies the later ones.
+of those changes (it would move the row back in time) and applies the later ones.
 
 * :class:`VisibilityHorizon` settles, after a low watermark, a position L below which every
   committed transaction is visible to the reads that follow (see its docstring for why WAL
@@ -43,7 +43,7 @@ from syncengine.sources.postgres.streaming import start_replication
 from syncengine.sources.postgres.wire import XLogData, parse_lsn
 
 if TYPE_CHECKING:
-    from syncengine.sources.postgres.source import PostgresSource
+    from syncengine.sources.postgres.context import SourceContext
 
 log = logging.getLogger("syncengine.sources.postgres")
 
@@ -199,7 +199,7 @@ def row_positions(
 
 
 class WatermarkReader:
-    def __init__(self, source: PostgresSource, start: int) -> None:
+    def __init__(self, source: SourceContext, start: int) -> None:
         self.source = source
         self.start = start
         self.repl: psycopg.AsyncConnection | None = None
@@ -252,7 +252,7 @@ class WatermarkReader:
     async def _handle(self, msg: po.PgOutputMessage) -> None:
         self.deletes.feed(msg)
         if isinstance(msg, po.Relation):
-            key = self.source._keys.get(msg.qualified) or ()
+            key = self.source.keys.get(msg.qualified) or ()
             names = [c.name for c in msg.columns]
             indices = tuple(names.index(k) for k in key) if all(k in names for k in key) else None
             self.relations[msg.oid] = (msg.qualified, indices if key else None)

@@ -7,7 +7,7 @@ same group fails the same way forever, so the target applies it in halves instea
 own transaction, the checkpoint only with the last one. Groups above :data:`TRANSACTION_BYTES`
 of row data are halved before they are even tried: a transaction close to the cache limit is
 slow on any server (its dirty pages cannot be evicted until it commits), and the test server
-deadlocks committing one (F18). A crash in between replays the group
+deadlocks committing one. A crash in between replays the group
 from the old checkpoint: the halves already committed hold their keys' positions in the shadow,
 so the position fence drops what they already applied; nothing is lost or applied twice.
 """

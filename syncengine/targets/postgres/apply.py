@@ -32,22 +32,10 @@ from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import fence
 from syncengine.targets.postgres.direct import copy_directly
 from syncengine.targets.postgres.errors import first_line, is_record_error
+from syncengine.targets.postgres.staged import Staged
 from syncengine.targets.postgres.types import to_csv
 
 _staging_names = count()
-
-
-@dataclass(frozen=True)
-class Staged:
-    """A write prepared for staging: rows (``__row``, ``__op``, ``__pat`` + data columns)."""
-
-    rows: pa.Table
-    columns: list[str]
-    #: pattern id → the columns that pattern sends (key first)
-    patterns: dict[int, list[str]]
-    truncate: bool
-    #: the original changes, for rejected rows
-    original: pl.DataFrame
 
 
 def prepare(write: TableWrite, target_columns: dict[str, str]) -> Staged:

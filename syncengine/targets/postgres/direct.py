@@ -8,7 +8,6 @@ stays the general case and the fallback whenever this one is unsure or meets a b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import psycopg
 import pyarrow as pa
@@ -18,10 +17,8 @@ from psycopg import sql
 from syncengine.targets.base import TableWrite
 from syncengine.targets.postgres.errors import is_record_error
 from syncengine.targets.postgres.read import as_text, key_match, key_params
+from syncengine.targets.postgres.staged import Staged
 from syncengine.targets.postgres.types import to_csv
-
-if TYPE_CHECKING:
-    from syncengine.targets.postgres.apply import Staged
 
 
 async def copy_directly(

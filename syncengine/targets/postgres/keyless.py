@@ -26,7 +26,8 @@ from psycopg import sql
 
 from syncengine.keyless import COUNT, delta
 from syncengine.targets.base import ApplyResult, TableWrite
-from syncengine.targets.postgres.apply import Staged, bisect
+from syncengine.targets.postgres.apply import bisect
+from syncengine.targets.postgres.staged import Staged
 from syncengine.targets.postgres.types import to_csv
 
 log = logging.getLogger("syncengine.targets.postgres")
