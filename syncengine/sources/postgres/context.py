@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from syncengine.config.models import BatchConfig, PostgresSourceConfig
     from syncengine.sources.base import RowFilters
-    from syncengine.state import SQLiteStateStore
+    from syncengine.state.protocols import SourceState
 
 
 class SourceContext(Protocol):
@@ -25,7 +25,7 @@ class SourceContext(Protocol):
 
     pipeline: str
     config: PostgresSourceConfig
-    state: SQLiteStateStore
+    state: SourceState
     batch: BatchConfig
     #: the replication slot and the publication it decodes through
     slot: str
