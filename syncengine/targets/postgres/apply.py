@@ -32,7 +32,7 @@ from syncengine.targets.postgres import fence
 from syncengine.targets.postgres.direct import copy_directly
 from syncengine.targets.postgres.errors import first_line, is_record_error
 from syncengine.targets.postgres.staging import Stage, StagingTables
-from syncengine.targets.postgres.types import to_csv
+from syncengine.targets.postgres.types import to_copy_text
 
 #: the staging table's own columns, ahead of the data columns
 _STAGED = (("__row", "bigint"), ("__op", "text"), ("__pat", "integer"))
@@ -159,13 +159,13 @@ async def apply_write(
         shape.extend(fence.STAGED)
     stage = await staging.take(conn, shape)
     stg = stage.table
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
         stg, sql.SQL(", ").join(map(sql.Identifier, staged.rows.column_names))
     )
     pg_types = {c: target_columns[c] for c in staged.columns}
 
     async def copy_range(lo: int, hi: int) -> None:
-        data = to_csv(staged.rows.slice(lo, hi - lo), pg_types)
+        data = to_copy_text(staged.rows.slice(lo, hi - lo), pg_types)
         async with conn.cursor() as cur, cur.copy(copy) as pipe:
             await pipe.write(data)
 
