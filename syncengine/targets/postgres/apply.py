@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from itertools import count
 
 import polars as pl
 import psycopg
@@ -33,9 +32,11 @@ from syncengine.targets.postgres import fence
 from syncengine.targets.postgres.direct import copy_directly
 from syncengine.targets.postgres.errors import first_line, is_record_error
 from syncengine.targets.postgres.staged import Staged
-from syncengine.targets.postgres.types import to_csv
+from syncengine.targets.postgres.staging import Stage, StagingTables
+from syncengine.targets.postgres.types import to_copy_text
 
-_staging_names = count()
+#: the staging table's own columns, ahead of the data columns
+_STAGED = (("__row", "bigint"), ("__op", "text"), ("__pat", "integer"))
 
 
 def prepare(write: TableWrite, target_columns: dict[str, str]) -> Staged:
@@ -89,9 +90,11 @@ class Applied:
 
     truncated: bool
     refused: pl.DataFrame
-    staging: sql.Identifier | None = None
+    staging: Stage | None = None
     copied: pa.Table | None = None
     rejected: list[int] = field(default_factory=list)
+    #: staged keys the fence probe found in the shadow (None: no probe ran)
+    probed: int | None = None
 
     async def record_fence(
         self, conn: psycopg.AsyncConnection, pipeline: str, table: str, write: TableWrite
@@ -101,11 +104,9 @@ class Applied:
         if request is None:
             return 0
         if self.staging is not None:
-            n = await fence.record_staged(
-                conn, pipeline, table, self.staging, request, self.rejected
+            return await fence.record_staged(
+                conn, pipeline, table, self.staging, request, self.rejected, self.probed
             )
-            await conn.execute(sql.SQL("DROP TABLE {}").format(self.staging))
-            return n
         if self.copied is not None:
             return await fence.record_copied(conn, pipeline, table, self.copied, request)
         return 0
@@ -117,11 +118,13 @@ async def apply_write(
     write: TableWrite,
     target_columns: dict[str, str],
     result: ApplyResult,
-    shadow_name: tuple[str, str] = ("", ""),
+    shadow_name: tuple[str, str],
+    staging: StagingTables,
 ) -> Applied:
     """Apply one write in the open transaction. ``shadow_name``: (pipeline, table) of its
     shadow rows, for a write that carries a :class:`ServerFence` (stale rows are dropped
-    before the data statements; :meth:`Applied.record_fence` stores the positions after)."""
+    before the data statements; :meth:`Applied.record_fence` stores the positions after).
+    ``staging``: names the connection's temporary tables (staging.py)."""
     table = sql.Identifier(schema, write.spec.name)
     staged = prepare(write, target_columns)
     if staged.truncate:
@@ -139,33 +142,25 @@ async def apply_write(
         result.upserted += staged.rows.num_rows
         fault_point("postgres.after_stage")
         return Applied(staged.truncate, none_refused, copied=staged.rows)
-    stg = sql.Identifier(f"_syncengine_stage_{next(_staging_names)}")
-    typed: list[sql.Composable] = [
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target_columns[c]))  # catalog type
-        for c in staged.columns
-    ]
+    shape = [*_STAGED, *((c, target_columns[c]) for c in staged.columns)]
     if request is not None:
-        typed.append(fence.staged_sql())
-    await conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE {} (__row bigint, __op text, __pat integer, {}) ON COMMIT DROP"
-        ).format(stg, sql.SQL(", ").join(typed))
-    )
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        shape.extend(fence.STAGED)
+    stage = await staging.take(conn, shape)
+    stg = stage.table
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
         stg, sql.SQL(", ").join(map(sql.Identifier, staged.rows.column_names))
     )
     pg_types = {c: target_columns[c] for c in staged.columns}
 
     async def copy_range(lo: int, hi: int) -> None:
-        data = to_csv(staged.rows.slice(lo, hi - lo), pg_types)
+        data = to_copy_text(staged.rows.slice(lo, hi - lo), pg_types)
         async with conn.cursor() as cur, cur.copy(copy) as pipe:
             await pipe.write(data)
 
     rejected: list[int] = []
     await bisect(conn, 0, staged.rows.num_rows, copy_range, rejected, result, staged, write)
     fault_point("postgres.after_stage")
-    if fenced:
-        await fence.drop_stale(conn, *shadow_name, stg)
+    probed = await fence.drop_stale(conn, *shadow_name, stage) if fenced else None
 
     statements = _statements(table, stg, write.spec.key, staged.patterns, target_columns)
     counts = {"deleted": 0, "upserted": 0}
@@ -184,8 +179,7 @@ async def apply_write(
     result.upserted += counts["upserted"]
     refused = staged.original.filter(pl.col("__row").is_in(rejected)).select(list(write.spec.key))
     if request is not None:  # the fence's positions come from it, after the shadow's clear
-        return Applied(staged.truncate, refused, staging=stg, rejected=rejected)
-    await conn.execute(sql.SQL("DROP TABLE {}").format(stg))
+        return Applied(staged.truncate, refused, stage, rejected=rejected, probed=probed)
     return Applied(staged.truncate, refused)
 
 

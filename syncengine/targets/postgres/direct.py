@@ -18,7 +18,7 @@ from syncengine.targets.base import TableWrite
 from syncengine.targets.postgres.errors import is_record_error
 from syncengine.targets.postgres.read import as_text, key_match, key_params
 from syncengine.targets.postgres.staged import Staged
-from syncengine.targets.postgres.types import to_csv
+from syncengine.targets.postgres.types import to_copy_text
 
 
 async def copy_directly(
@@ -38,10 +38,10 @@ async def copy_directly(
         conn, table, write.spec.key, staged.rows, target_columns
     ):
         return False
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
         table, sql.SQL(", ").join(map(sql.Identifier, staged.columns))
     )
-    data = to_csv(staged.rows.select(staged.columns), target_columns)
+    data = to_copy_text(staged.rows.select(staged.columns), target_columns)
     try:
         async with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as pipe:
             await pipe.write(data)

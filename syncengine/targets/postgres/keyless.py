@@ -28,7 +28,7 @@ from syncengine.keyless import COUNT, delta
 from syncengine.targets.base import ApplyResult, TableWrite
 from syncengine.targets.postgres.apply import bisect
 from syncengine.targets.postgres.staged import Staged
-from syncengine.targets.postgres.types import to_csv
+from syncengine.targets.postgres.types import to_copy_text
 
 log = logging.getLogger("syncengine.targets.postgres")
 
@@ -77,11 +77,11 @@ async def _remove(
         )
     )
     staged = removes.with_row_index("__g").select(COUNT, pl.col("__g").cast(pl.Int64), *columns)
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
         stg, sql.SQL(", ").join(map(sql.Identifier, staged.columns))
     )
     async with conn.cursor() as cur, cur.copy(copy) as pipe:
-        await pipe.write(to_csv(staged.to_arrow(), types))
+        await pipe.write(to_copy_text(staged.to_arrow(), types))
 
     def image(alias: str) -> sql.Composable:
         refs = sql.SQL(", ").join(
@@ -119,13 +119,13 @@ async def _append(
     write: TableWrite,
     result: ApplyResult,
 ) -> int:
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
         table, sql.SQL(", ").join(map(sql.Identifier, rows.columns))
     )
 
     async def copy_range(lo: int, hi: int) -> None:
         async with conn.cursor() as cur, cur.copy(copy) as pipe:
-            await pipe.write(to_csv(rows.slice(lo, hi - lo).to_arrow(), types))
+            await pipe.write(to_copy_text(rows.slice(lo, hi - lo).to_arrow(), types))
 
     # the staged path's bisection, over the appended rows (``__row``: their numbers)
     original = rows.with_row_index("__row").with_columns(pl.col("__row").cast(pl.Int64))

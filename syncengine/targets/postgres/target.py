@@ -22,6 +22,7 @@ from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_rows, scan
+from syncengine.targets.postgres.staging import StagingTables
 from syncengine.targets.shadow import AnalyzeSchedule, PurgeSchedule, without_rejected
 
 log = logging.getLogger("syncengine.targets.postgres")
@@ -52,6 +53,8 @@ class PostgresTarget:
         self._columns: dict[str, dict[str, str]] = {}
         self._purges = PurgeSchedule()
         self._analyze = AnalyzeSchedule()
+        #: the connection's reusable staging tables (staging.py)
+        self._staging = StagingTables()
 
     def _split(self, name: str) -> tuple[str, str]:
         """``schema.table`` names a schema; a plain name lives in the configured schema.
@@ -76,6 +79,7 @@ class PostgresTarget:
             raise translate(exc, "connect") from None
         self._conn = conn
         self._columns.clear()
+        self._staging = StagingTables()
         return conn
 
     async def open(self) -> None:
@@ -258,6 +262,7 @@ class PostgresTarget:
         result = ApplyResult()
         known = [await self._known(w.spec) for w in writes]
         recorded = 0
+        self._staging.begin()
         try:
             async with conn.transaction():
                 for write, columns in zip(writes, known, strict=True):
@@ -270,7 +275,13 @@ class PostgresTarget:
                     before = len(result.rejected)
                     if write.spec.key:
                         applied = await apply_write(
-                            conn, schema, local, columns, result, (self.pipeline, write.spec.name)
+                            conn,
+                            schema,
+                            local,
+                            columns,
+                            result,
+                            (self.pipeline, write.spec.name),
+                            self._staging,
                         )
                     else:  # keyless: no per-key fence (syncengine.keyless fences the table)
                         done = await apply_keyless(conn, schema, local, columns, result)

@@ -93,9 +93,12 @@ def test_replay_is_fenced_on_the_server_without_reading_back(counted_dsn, tmp_pa
             queries = executed(counted_dsn)
             assert env.rows() == {1: ("a", 2)}  # nothing moved back in time
             assert reads_back(queries) == []
-            fence = [c for q, c in queries if q.startswith("DELETE") and "stage" in q
-                     and "shadow" in q and "COLLATE" in q]  # fmt: skip
-            assert sum(fence) == 2  # one server-side fence statement per batch
+            probes = [c for q, c in queries if q.startswith("INSERT") and "_had" in q
+                      and "shadow" in q and "LATERAL" in q]  # fmt: skip
+            assert sum(probes) == 2  # one server-side probe of the fence per batch
+            stale = [c for q, c in queries if q.startswith("DELETE") and "stage" in q
+                     and "_had" in q and "COLLATE" in q]  # fmt: skip
+            assert sum(stale) == 2  # and the stale changes dropped on the server
             env.position = 4
             await env.run([row(1, "a", 3, 3), row(2, "back", 5, 3)], ["u", "c"])  # newer
             assert env.rows() == {1: ("a", 3), 2: ("back", 5)}
@@ -169,6 +172,46 @@ def test_snapshot_chunk_is_a_plain_copy(counted_dsn, tmp_path):
             await env.run([row(150, "stale", 0, 0)], ["u"])
             assert env.rows()[5] == ("new", 5) and env.rows()[150] == ("n150", 150)
             await env.target.apply([], Checkpoint("s", "x"))
+        finally:
+            await env.close()
+
+    asyncio.run(scenario())
+
+
+def test_fresh_keys_insert_known_keys_upsert_stale_keys_drop(counted_dsn, tmp_path):
+    """One batch holding keys the shadow lacks, keys it holds at an older position, a
+    tombstoned key coming back and a stale replay: the fresh keys get a plain INSERT, the
+    known ones an upsert, and every key ends at the position of the change the target holds."""
+    clean(counted_dsn)
+
+    async def scenario() -> None:
+        env = await fenced_env(counted_dsn, tmp_path / "state.db")
+        try:
+            await env.run([row(1, "a", 1, 1), row(2, "b", 1, 1), row(3, "c", 1, 1)],
+                          ["c", "c", "c"])  # 1-3  # fmt: skip
+            await env.run([{"id": 3}], ["d"])  # 4: a tombstone for 3
+            env.position = 10
+            reset(counted_dsn)
+            # 11: 1 updated, 12: 3 inserted again, 13: 4 new, 14: 5 new
+            await env.run([row(1, "a2", 2, 2), row(3, "c2", 2, 2), row(4, "d", 1, 1),
+                           row(5, "e", 1, 1)], ["u", "c", "c", "c"])  # fmt: skip
+            queries = executed(counted_dsn)
+            plain = [q for q, _ in queries if q.startswith("INSERT") and "shadow" in q
+                     and "NOT EXISTS" in q and "ON CONFLICT" not in q]  # fmt: skip
+            upserts = [q for q, _ in queries if q.startswith("INSERT") and "shadow" in q
+                       and "JOIN" in q and "ON CONFLICT" in q]  # fmt: skip
+            assert plain and upserts
+            env.position = 11  # a replay of 12-13 only: both stale now
+            await env.run([row(3, "old", 0, 0), row(4, "old", 0, 0)], ["u", "u"])
+            assert env.rows() == {1: ("a2", 2), 2: ("b", 1), 3: ("c2", 2), 4: ("d", 1),
+                                  5: ("e", 1)}  # fmt: skip
+            assert shadow_rows(counted_dsn) == {
+                '{"id":1}': ("fence", None, f"{11:016X}"),
+                '{"id":2}': ("fence", None, f"{2:016X}"),
+                '{"id":3}': ("fence", None, f"{12:016X}"),
+                '{"id":4}': ("fence", None, f"{13:016X}"),
+                '{"id":5}': ("fence", None, f"{14:016X}"),
+            }
         finally:
             await env.close()
 

@@ -11,7 +11,7 @@ from syncengine.errors import FatalError, RetriableError, TargetUnavailable
 from syncengine.targets.base import TableSpec, TableWrite
 from syncengine.targets.postgres.apply import prepare
 from syncengine.targets.postgres.errors import is_record_error, translate
-from syncengine.targets.postgres.types import pg_type_of, to_csv
+from syncengine.targets.postgres.types import pg_type_of, to_copy_text, to_csv
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,44 @@ def test_csv_tells_null_from_empty_and_encodes_special_types() -> None:
         ',,"{}",',
         '"a""b,c","\\x",,"{""a"":null}"',
     ]
+
+
+def test_copy_text_escapes_tells_null_from_empty_and_matches_csv_values() -> None:
+    table = pa.table(
+        {
+            "n": pa.array([1, None, -3], pa.int64()),
+            "s": pa.array(["", None, 'tab\there, new\nline\r and \\. "q"']),
+            "b": pa.array([b"\x00\xff", None, b""]),
+            "l": pa.array([["x", None], [], None], pa.list_(pa.string())),
+            "j": pa.array([{"a": "1\\2"}, None, {"a": None}], pa.struct([("a", pa.string())])),
+        }
+    )
+    types = {"l": "text[]", "j": "jsonb"}
+    lines = to_copy_text(table, types).decode().split("\n")
+    assert lines[-1] == ""  # every row ends with a newline
+    assert lines[:-1] == [
+        '1\t\t\\\\x00ff\t{"x",null}\t{"a":"1\\\\\\\\2"}',
+        "\\N\t\\N\t\\N\t{}\t\\N",
+        '-3\ttab\\there, new\\nline\\r and \\\\. "q"\t\\\\x\t\\N\t{"a":null}',
+    ]
+    # what COPY reads back (escapes undone) is what the CSV path sends
+    unescaped = [
+        [None if f == "\\N" else _unescape(f) for f in line.split("\t")] for line in lines[:-1]
+    ]
+    assert unescaped[2][1] == 'tab\there, new\nline\r and \\. "q"'
+    assert unescaped[0][2] == "\\x00ff" and unescaped[2][2] == "\\x"
+    assert to_copy_text(table.slice(0, 0), types) == b""
+    assert to_copy_text(table.slice(1, 1), types) == b"\\N\t\\N\t\\N\t{}\t\\N\n"
+
+
+def _unescape(field: str) -> str:
+    """COPY text format's four escapes, undone (the test's oracle)."""
+    out, chars = [], iter(field)
+    for c in chars:
+        if c == "\\":
+            c = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}[next(chars)]
+        out.append(c)
+    return "".join(out)
 
 
 def test_prepare_groups_updates_by_the_columns_they_sent() -> None:
