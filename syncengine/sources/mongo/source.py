@@ -55,6 +55,8 @@ log = logging.getLogger("syncengine.sources.mongo")
 
 #: seconds an empty poll may wait for new events while draining up to ``until``
 DRAIN_WAIT = 0.05
+#: seconds a collection's estimated count stays good enough to plan its snapshot chunks
+COUNT_FRESH = 60.0
 
 
 class MongoSource:
@@ -84,6 +86,10 @@ class MongoSource:
         self._caught_up = False
         #: where the stream adds its ``decode`` seconds (set by the runtime)
         self.phases: PhaseClock | None = None
+        #: collection -> (monotonic time, estimated count) of the last :meth:`tables`, so a
+        #: snapshot planned right after it does not count again (on servers without collection
+        #: metadata the estimate is a scan)
+        self._counts: dict[str, tuple[float, int]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -145,8 +151,16 @@ class MongoSource:
                 count = await self.db[name].estimated_document_count()
             except PyMongoError as exc:
                 raise map_error(exc, f"counting {name}") from exc
+            self._counts[name] = (time.monotonic(), count)
             out.append(TableInfo(name, ("_id",), None, count))
         return out
+
+    def _recent_count(self, name: str) -> int | None:
+        """The estimate :meth:`tables` read for ``name`` within :data:`COUNT_FRESH` seconds."""
+        counted = self._counts.get(name)
+        if counted is None or time.monotonic() - counted[0] > COUNT_FRESH:
+            return None
+        return counted[1]
 
     # -- positions ----------------------------------------------------------------------
 
@@ -453,7 +467,9 @@ class MongoSource:
             fresh = names
         for name in fresh:
             self.state.clear_chunks(self.pipeline, name)
-            plan = await plan_chunks(self.db[name], self.config.snapshot_chunk_docs)
+            plan = await plan_chunks(
+                self.db[name], self.config.snapshot_chunk_docs, self._recent_count(name)
+            )
             existing[name] = [
                 Chunk(name, i, encode_bound(lo), encode_bound(hi))
                 for i, (lo, hi) in enumerate(plan)
