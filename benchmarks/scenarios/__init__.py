@@ -6,6 +6,7 @@ from benchmarks.core import Scenario
 from benchmarks.scenarios import (
     external,
     mongo_cdc,
+    mongo_to_pg,
     pg_backfill,
     pg_backfill_mapped,
     pg_bigtxn,
@@ -30,5 +31,6 @@ SCENARIOS: list[Scenario] = [
     pg_bigtxn.SCENARIO,
     mongo_cdc.SCENARIO,
     pg_to_mongo.SCENARIO,
+    mongo_to_pg.SCENARIO,
     *external.SCENARIOS,
 ]

@@ -3,10 +3,10 @@
 The baseline's documents are built from the source rows before the clock starts (the same
 values, BSON types: Decimal128 prices, UUID refs), then inserted in unordered batches of
 10,000. So the baseline has no read or conversion cost at all; the engine's figure includes
-the process start, reading Postgres, converting Arrow → BSON and, per row, the conflict
-detection lookups (target and shadow) and a second document (the row's shadow row), written
-with the data and the checkpoint in one transaction per chunk: about twice the baseline's
-server work before any client cost (docs/targets.md, MongoDB).
+the process start, reading Postgres and converting Arrow → BSON. Under ``remote`` (the
+default) the engine keeps no state for an exported snapshot's rows, so it inserts them without
+a transaction, converting the next slice while the previous one is inserted
+(``syncengine/targets/mongo/inserts.py``). Issue 16 asks for ≥ 0.7× the baseline.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from benchmarks.measure import Stopwatch
 NAME = "pg_to_mongo"
 TITLE = "backfill Postgres→Mongo"
 CHUNK = 10_000
+TARGET_RATIO = 0.7
+TARGET = f"≥ {TARGET_RATIO}× insert_many"
 
 
 def run(ctx: Context) -> ScenarioResult:
@@ -39,7 +41,7 @@ def run(ctx: Context) -> ScenarioResult:
         unit="rows/s",
         baseline="PyMongo insert_many",
         rows=rows,
-        target=None,
+        target=TARGET,
     )
     src = env.new_pg_db("p2m_src")
     try:
@@ -58,7 +60,9 @@ def run(ctx: Context) -> ScenarioResult:
             result.peak_rss_mb = max(result.peak_rss_mb or 0.0, rss)
     finally:
         env.drop_pg_db(src)
-    return result.finish()
+    result.finish()
+    result.target_met = result.ratio is not None and result.ratio >= TARGET_RATIO
+    return result
 
 
 def to_document(row: dict[str, Any]) -> dict[str, Any]:
@@ -104,4 +108,4 @@ def engine_backfill(
         env.drop_slots(src)
 
 
-SCENARIO = Scenario(NAME, TITLE, run, mongo=True)
+SCENARIO = Scenario(NAME, TITLE, run, target=TARGET, mongo=True)

@@ -70,16 +70,27 @@ def infer(value: Any) -> Node:
 
 
 def infer_column(values: list[Any]) -> Node:
-    """The union node of a column's values (``null`` when all are null/missing)."""
-    done: set[type] = set()  # scalar classes already folded in: more of them change nothing
+    """The union node of a column's values (``null`` when all are null/missing).
+
+    Sub-documents and arrays are inferred a field (or the items) at a time over the whole
+    column, not document by document: the same union, with the scalar shortcut below applying
+    inside them too."""
+    done: set[type] = set()  # classes already folded in: more of them change nothing
     node = NULL
     for value in values:
         cls = type(value)
         if cls in done:
             continue
-        if cls is int:
+        if cls is dict:
+            leaf: Node | None = _struct_column([v for v in values if type(v) is dict])
+            done.add(dict)
+        elif cls is list:
+            items = [item for v in values if type(v) is list for item in v]
+            leaf = ("list", infer_column(items))
+            done.add(list)
+        elif cls is int:
             if _INT32_MIN <= value <= _INT32_MAX:
-                leaf: Node | None = ("int",)
+                leaf = ("int",)
             else:
                 leaf = ("long",)
                 done.add(int)  # long holds every other int
@@ -91,6 +102,13 @@ def infer_column(values: list[Any]) -> Node:
         if node == JSON:
             return JSON
     return node
+
+
+def _struct_column(docs: list[dict[str, Any]]) -> Node:
+    """The union node of sub-documents: every field that occurs (first-seen order), each
+    inferred over the column of its values (None where a document lacks it)."""
+    names = dict.fromkeys(name for doc in docs for name in doc)
+    return ("struct", {name: infer_column([doc.get(name) for doc in docs]) for name in names})
 
 
 _WIDEN = {

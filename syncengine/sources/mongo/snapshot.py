@@ -9,7 +9,8 @@
    one BSON type class, so a collection whose smallest and largest ``_id`` differ in type is read
    as one chunk.
 3. Scan the ranges ``parallel`` at a time with ``find_raw_batches``; raw BSON is decoded to Arrow
-   column-wise in a worker thread.
+   column-wise in a worker thread while the cursor already fetches the next raw batch
+   (:func:`read_ahead`), so the server's scan and the decoding overlap instead of taking turns.
 
 Chunk progress lives in the state store. A chunk is marked done only when the consumer comes back
 for the batch after its last one, i.e. after the target committed it; an interrupted snapshot
@@ -75,10 +76,12 @@ def quantile_bounds(ids: Sequence[Any], chunks: int) -> list[Any]:
 
 
 async def plan_chunks(
-    coll: AsyncCollection[dict[str, Any]], chunk_docs: int
+    coll: AsyncCollection[dict[str, Any]], chunk_docs: int, count: int | None = None
 ) -> list[tuple[Any, Any]]:
-    """``[(lower, upper), …]`` covering every ``_id``; None is unbounded."""
-    count = await coll.estimated_document_count()
+    """``[(lower, upper), …]`` covering every ``_id``; None is unbounded. ``count``: the
+    collection's estimated size when the caller has just read it."""
+    if count is None:
+        count = await coll.estimated_document_count()
     wanted = math.ceil(count / chunk_docs) if count else 1
     if wanted <= 1:
         return [(None, None)]
@@ -135,7 +138,7 @@ async def scan_chunks(
                 rows = 0
                 where = chunk_filter(chunk, wheres.get(chunk.table))
                 cursor = coll.find_raw_batches(where, batch_size=batch_rows)
-                async for raw in cursor:
+                async for raw in read_ahead(cursor):
                     decoded = await asyncio.to_thread(decode_documents, [raw])
                     if decoded.table.num_rows:
                         rows += decoded.table.num_rows
@@ -163,6 +166,31 @@ async def scan_chunks(
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+
+
+async def read_ahead(batches: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The items of ``batches``, the next one always being fetched while the caller works on
+    the current one (one item ahead: memory stays bounded by two batches)."""
+    source = aiter(batches)
+
+    async def fetch() -> Any:
+        return await anext(source)
+
+    pending = asyncio.ensure_future(fetch())
+    try:
+        while True:
+            try:
+                item = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(fetch())
+            yield item
+    finally:
+        if not pending.done():
+            pending.cancel()
+        await asyncio.wait({pending})
+        if not pending.cancelled():
+            pending.exception()  # retrieved: nobody wants the item any more
 
 
 def parse_where(where: str | Mapping[str, Any] | None) -> dict[str, Any] | None:

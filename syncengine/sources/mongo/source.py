@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC
@@ -27,6 +28,7 @@ from syncengine.codecs.bson_arrow import Decoded
 from syncengine.config.models import BatchConfig, MongoSourceConfig
 from syncengine.errors import FatalError, UsageError
 from syncengine.mongoclient import connect, read_deadline, tls_hint
+from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
 from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
 from syncengine.sources.mongo.errors import map_error
@@ -50,6 +52,11 @@ from syncengine.state.base import Chunk
 from syncengine.state.protocols import SourceState
 
 log = logging.getLogger("syncengine.sources.mongo")
+
+#: seconds an empty poll may wait for new events while draining up to ``until``
+DRAIN_WAIT = 0.05
+#: seconds a collection's estimated count stays good enough to plan its snapshot chunks
+COUNT_FRESH = 60.0
 
 
 class MongoSource:
@@ -77,6 +84,12 @@ class MongoSource:
         self._pushed_stream: dict[str, dict[str, Any]] | None = None
         self._last_emitted: str | None = None
         self._caught_up = False
+        #: where the stream adds its ``decode`` seconds (set by the runtime)
+        self.phases: PhaseClock | None = None
+        #: collection -> (monotonic time, estimated count) of the last :meth:`tables`, so a
+        #: snapshot planned right after it does not count again (on servers without collection
+        #: metadata the estimate is a scan)
+        self._counts: dict[str, tuple[float, int]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -138,8 +151,16 @@ class MongoSource:
                 count = await self.db[name].estimated_document_count()
             except PyMongoError as exc:
                 raise map_error(exc, f"counting {name}") from exc
+            self._counts[name] = (time.monotonic(), count)
             out.append(TableInfo(name, ("_id",), None, count))
         return out
+
+    def _recent_count(self, name: str) -> int | None:
+        """The estimate :meth:`tables` read for ``name`` within :data:`COUNT_FRESH` seconds."""
+        counted = self._counts.get(name)
+        if counted is None or time.monotonic() - counted[0] > COUNT_FRESH:
+            return None
+        return counted[1]
 
     # -- positions ----------------------------------------------------------------------
 
@@ -191,9 +212,13 @@ class MongoSource:
             }
         ]
 
-    async def _open_stream(self, resume: dict[str, Any]) -> AsyncChangeStream[Any]:
+    async def _open_stream(self, resume: dict[str, Any], draining: bool) -> AsyncChangeStream[Any]:
         # an idle poll must come back well within the read deadline (query_timeout)
         longest = min(1.0, self.config.query_timeout / 2)
+        if draining:
+            # up to ``until``: the first empty poll ends the drain, so waiting in it for
+            # events that come later only delays the end
+            longest = min(longest, DRAIN_WAIT)
         wait_ms = int(min(max(self.batch.max_wait, 0.05), longest) * 1000)
         return await self.db.watch(
             self._watch_pipeline(),
@@ -221,12 +246,18 @@ class MongoSource:
         boundaries = Boundaries(start)
         while not self._closed:
             try:
-                changes = await self._open_stream(resume)
+                changes = await self._open_stream(resume, until_ts is not None)
             except PyMongoError as exc:
                 raise map_error(exc, f"opening the stream on {self.config.database}") from exc
+            #: the next event, asked for while the events before it are converted (read-ahead)
+            ahead: asyncio.Future[Any] | None = None
             try:
                 while True:
-                    events, finished = await self._collect(changes, until_ts, boundaries)
+                    events, finished = await self._collect(changes, until_ts, boundaries, ahead)
+                    ahead = None
+                    if events and not finished and self._may_read_ahead(changes, events):
+                        # the server finds the next events while these are converted
+                        ahead = asyncio.ensure_future(changes.try_next())
                     if events:
                         resume = {"start_after": events[-1]["_id"]}
                         for batch in await self._to_batches(events, boundaries):
@@ -248,18 +279,39 @@ class MongoSource:
                     return
                 raise map_error(exc, f"reading the stream on {self.config.database}") from exc
             finally:
+                if ahead is not None:
+                    # an event read ahead but not delivered is read again: the stream resumes
+                    # after the last delivered one
+                    ahead.cancel()
+                    await asyncio.wait({ahead})
+                    if not ahead.cancelled():
+                        ahead.exception()  # retrieved: it no longer matters
                 with contextlib.suppress(PyMongoError):
                     await changes.close()
 
+    @staticmethod
+    def _may_read_ahead(changes: AsyncChangeStream[Any], events: list[dict[str, Any]]) -> bool:
+        """Whether to ask for the next event before these are converted: not after an
+        ``invalidate`` (the stream reopens after it) nor on a cursor that has ended."""
+        return changes.alive and events[-1].get("operationType") != "invalidate"
+
     async def _collect(
-        self, changes: AsyncChangeStream[Any], until: Timestamp | None, boundaries: Boundaries
+        self,
+        changes: AsyncChangeStream[Any],
+        until: Timestamp | None,
+        boundaries: Boundaries,
+        ahead: asyncio.Future[Any] | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Events for one flush, and whether the stream is finished (``until`` reached)."""
+        """Events for one flush, and whether the stream is finished (``until`` reached).
+        ``ahead``: a ``try_next`` already under way, whose answer comes first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.batch.max_wait
         events: list[dict[str, Any]] = []
-        while len(events) < self.batch.max_rows and not self._closed:
-            event = await changes.try_next()
+        while len(events) < self.batch.max_rows and (ahead is not None or not self._closed):
+            if ahead is not None:
+                event, ahead = await ahead, None
+            else:
+                event = await changes.try_next()
             if event is None:
                 self._caught_up = not events
                 if not changes.alive:
@@ -284,11 +336,34 @@ class MongoSource:
     async def _to_batches(
         self, events: list[dict[str, Any]], boundaries: Boundaries
     ) -> list[ChangeBatch]:
+        """Events → batches. The per-event work runs in a worker thread, so the event loop
+        meanwhile sends the read-ahead request and applies earlier groups."""
+        rows, seconds = await asyncio.to_thread(self._event_rows, events, boundaries)
+        rows = await self._look_up(rows)
+        batches, more = await asyncio.to_thread(self._rows_to_batches, rows)
+        if self.phases is not None:
+            self.phases.add("decode", seconds + more)
+        if batches and boundaries.last is not None:
+            # only the last batch of a flush may move the checkpoint: the runtime may commit
+            # the earlier ones alone, and they do not cover the later collections' rows
+            batches[-1] = replace(batches[-1], meta={**batches[-1].meta, "resume": boundaries.last})
+            self._last_emitted = boundaries.last
+        return batches
+
+    def _event_rows(
+        self, events: list[dict[str, Any]], boundaries: Boundaries
+    ) -> tuple[list[Row], float]:
+        """The rows of ``events`` (and the seconds it took); notes their transactions."""
+        started = time.perf_counter()
         rows: list[Row] = []
         for event in events:
             boundaries.see(txn_of(event), event_position(event["clusterTime"], event["_id"]))
             rows.extend(event_rows(event, self.config.collections, current=self.current))
-        rows = await self._look_up(rows)
+        return rows, time.perf_counter() - started
+
+    def _rows_to_batches(self, rows: list[Row]) -> tuple[list[ChangeBatch], float]:
+        """One batch per collection, in first-seen order (and the seconds it took)."""
+        started = time.perf_counter()
         grouped: dict[str, list[Row]] = {}
         for row in rows:
             grouped.setdefault(row.collection, []).append(row)
@@ -296,12 +371,7 @@ class MongoSource:
             rows_to_batch(name, group, before_images=self.config.before_images)
             for name, group in grouped.items()
         ]
-        if batches and boundaries.last is not None:
-            # only the last batch of a flush may move the checkpoint: the runtime may commit
-            # the earlier ones alone, and they do not cover the later collections' rows
-            batches[-1] = replace(batches[-1], meta={**batches[-1].meta, "resume": boundaries.last})
-            self._last_emitted = boundaries.last
-        return batches
+        return batches, time.perf_counter() - started
 
     async def _look_up(self, rows: list[Row]) -> list[Row]:
         """Fill rows whose event carried no document (see ``events.Row.lookup``)."""
@@ -397,7 +467,9 @@ class MongoSource:
             fresh = names
         for name in fresh:
             self.state.clear_chunks(self.pipeline, name)
-            plan = await plan_chunks(self.db[name], self.config.snapshot_chunk_docs)
+            plan = await plan_chunks(
+                self.db[name], self.config.snapshot_chunk_docs, self._recent_count(name)
+            )
             existing[name] = [
                 Chunk(name, i, encode_bound(lo), encode_bound(hi))
                 for i, (lo, hi) in enumerate(plan)

@@ -7,7 +7,9 @@ checkpoint go in one transaction (exactly-once), stored in the target database's
 Without: the data first, then shadow and checkpoint in the SQLite store. Every operation is an
 upsert by ``_id``, a delete by ``_id``, or an insert of an ``_id`` taken to be absent that turns
 into an upsert if it is not (:mod:`syncengine.targets.mongo.fresh`), so replaying a batch after
-a crash is harmless.
+a crash is harmless. A group of nothing but snapshot rows with no state to write (a backfill
+under ``remote``) goes in without a transaction, in pipelined slices
+(:mod:`syncengine.targets.mongo.inserts`).
 
 Partial failures: see :mod:`syncengine.targets.mongo.bulk`.
 """
@@ -39,6 +41,7 @@ from syncengine.targets.mongo.bulk import (
     translate,
 )
 from syncengine.targets.mongo.fresh import find_ids, insert_positions
+from syncengine.targets.mongo.inserts import insert_snapshot, pure_snapshot
 from syncengine.targets.mongo.keyless import plan_keyless
 from syncengine.targets.mongo.ops import RowWrites, documents_to_rows, key_ids, plan_writes
 from syncengine.targets.mongo.split import halves, oversized, too_large
@@ -199,6 +202,11 @@ class MongoTarget:
         await self.open()
         for write in writes:
             await self.ensure_table(write.spec)
+        if pure_snapshot(writes, checkpoint):
+            try:
+                return await insert_snapshot(self.db, writes)
+            except PyMongoError as exc:
+                raise translate(exc, "apply") from None
         if self.keeps_state and oversized(writes) and (parts := halves(list(writes))):
             return await self._apply_halves(parts, checkpoint)
         planned = [

@@ -13,6 +13,7 @@ import pytest
 from bson import Binary, Decimal128, Int64, ObjectId
 from pymongo import MongoClient
 
+from syncengine.config.models import BatchConfig
 from syncengine.errors import HistoryLost
 from tests.integration.mongosource.mongosource_helpers import (
     canonical,
@@ -180,6 +181,48 @@ def test_restart_from_acknowledged_token_gets_exactly_the_later_changes(
     later = rows_of(asyncio.run(second_run()), "items")
     assert [(r["_op"], r["_id"]) for r in later] == [("c", 5), ("c", 6), ("c", 7), ("u", 1)]
     assert later[-1]["v"] == 100
+
+
+def test_read_ahead_delivers_every_event_once_also_when_stopped_midway(
+    mongo_uri, mongo_db, sync_db, tmp_path
+):
+    """Flushes of 7 events: the next event is asked for while a flush is converted. Every
+    event arrives once and in order; a consumer that stops after the first batch (a read-ahead
+    under way) resumes from that batch's position and gets exactly the rest."""
+    small = BatchConfig(max_rows=7, max_wait=5.0)
+
+    async def run(start, until, first_only):
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["items"], batch=small)
+        await source.open()
+        try:
+            batches = []
+            async for batch in source.stream(start, until):
+                batches.append(batch)
+                if first_only and batch.meta.get("resume"):
+                    break  # the generator closes with its read-ahead pending
+            return batches
+        finally:
+            await source.close()
+
+    async def positions():
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["items"], batch=small)
+        await source.open()
+        try:
+            return await source.current_position()
+        finally:
+            await source.close()
+
+    start = asyncio.run(positions())
+    sync_db.items.insert_many([{"_id": i, "v": i} for i in range(40)])
+    until = asyncio.run(positions())
+    everything = asyncio.run(run(start, until, first_only=False))
+    assert [r["_id"] for r in rows_of(everything, "items")] == list(range(40))
+    assert max(b.num_rows for b in everything) <= 7
+    first = asyncio.run(run(start, until, first_only=True))
+    got = [r["_id"] for r in rows_of(first, "items")]
+    assert got == list(range(len(got))) and 0 < len(got) < 40
+    rest = asyncio.run(run(first[-1].meta["resume"], until, first_only=False))
+    assert [r["_id"] for r in rows_of(rest, "items")] == list(range(len(got), 40))
 
 
 def test_quiet_stream_flushes_and_stops_when_closed(mongo_uri, mongo_db, sync_db, tmp_path):

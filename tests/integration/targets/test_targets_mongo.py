@@ -339,3 +339,57 @@ def test_a_group_too_large_for_one_transaction_is_applied_in_halves(
     docs, shadow = mongo_items(mongo_uri, mongo_db)
     assert docs == {i: f"{big}{i}" for i in ids}
     assert len(shadow) == 120
+
+
+def bare_items(ids: list[int], v: str) -> TableWrite:
+    """Snapshot rows with no state to write (``remote`` on an exported snapshot)."""
+    rows = [{"id": i, "v": f"{v}{i}"} for i in ids]
+    batch = make_batch("items", ("id",), rows, ITEMS, ["r"] * len(ids), ["0001"] * len(ids))
+    return TableWrite(ITEMS_SPEC, batch)
+
+
+def test_snapshot_rows_without_state_go_in_slices_outside_a_transaction(
+    mongo_uri, mongo_db, tmp_path, monkeypatch
+) -> None:
+    """A pure snapshot group (no shadow, no checkpoint) is inserted in slices, several in
+    flight, without a session: replaying it (a resumed chunk, newer values) leaves each
+    document once with the replayed values, and a row refused for its content is rejected
+    while the rest of its slice goes in."""
+    from pymongo.asynchronous.client_session import AsyncClientSession
+
+    from syncengine.targets.mongo import inserts
+
+    monkeypatch.setattr(inserts, "SLICE_ROWS", 7)
+    sessions: list[object] = []
+    original = AsyncClientSession.with_transaction
+
+    async def counted(self, *args, **kwargs):
+        sessions.append(self)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncClientSession, "with_transaction", counted)
+    with MongoClient(mongo_uri) as client:
+        client[mongo_db]["items"].create_index("v", unique=True)
+        client[mongo_db]["items"].insert_one({"_id": 99, "id": 99, "v": "a12"})
+
+    async def scenario():
+        t = make(mongo_uri, mongo_db, tmp_path)
+        await t.open()
+        await t.ensure_table(ITEMS_SPEC)
+        first = await t.apply([bare_items(list(range(30)), "a")], None)
+        again = await t.apply([bare_items(list(range(20, 40)), "b")], None)
+        await t.close()
+        return first, again
+
+    first, again = run(scenario())
+    assert sessions == []  # no transaction for a pure snapshot group
+    assert [r[1]["id"] for r in first.rejected] == [12] and not again.rejected
+    assert first.upserted == 29 and again.upserted == 20
+    docs, shadow = mongo_items(mongo_uri, mongo_db)
+    expected = {i: f"a{i}" for i in range(20) if i != 12}
+    expected.update({i: f"b{i}" for i in range(20, 40)})
+    expected[99] = "a12"
+    assert docs == expected and shadow == {}
+    assert inserts.pure_snapshot([bare_items([1], "x")], None)
+    assert not inserts.pure_snapshot([bare_items([1], "x")], Checkpoint("s", "1"))
+    assert not inserts.pure_snapshot([items(["r"], [1], "x")], None)  # has shadow rows

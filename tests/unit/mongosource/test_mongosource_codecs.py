@@ -233,3 +233,34 @@ def test_decimal128_columns_are_exact(values):
             assert value is None
         else:
             assert Decimal(str(value)) == Decimal128(original).to_decimal()
+
+
+_LEAVES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=3),
+    st.booleans(),
+    st.just(Decimal128("1.5")),
+    st.just(dt.datetime(2024, 1, 1, tzinfo=dt.UTC)),
+)
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abc"), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_VALUES, max_size=6))
+def test_column_inference_equals_the_union_of_each_value(values) -> None:
+    """``infer_column`` infers sub-documents and arrays over the whole column at once; that
+    must be exactly the union (``unify``) of every value's own type."""
+    from syncengine.codecs.bson_types import NULL, infer, infer_column, unify
+
+    expected = NULL
+    for value in values:
+        expected = unify(expected, infer(value))
+    assert infer_column(values) == expected
