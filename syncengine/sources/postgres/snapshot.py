@@ -21,8 +21,10 @@ fence drops the replay of those changes instead of letting an older change overw
 row (F15). See :mod:`.watermarks`. The deletes made since the snapshot position are sent too,
 at their own positions (before the first group, then after each group's rows), so a key deleted
 before its chunk was read is not brought back by the replay's older changes (ghost rows, see
-:mod:`.deletes`). A chunk whose table was truncated between the watermarks is left to the
-replay; tables without a key restart their chunks on this path (ctids are not stable).
+:mod:`.deletes`); on every start, for every keyed table of the snapshot, including tables whose
+chunks an earlier process finished (it may have died before their last deletes, F25). A chunk
+whose table was truncated between the watermarks is left to the replay; tables without a key
+restart their chunks on this path (ctids are not stable).
 
 Every chunk (and the chunk plan) reads only the rows some mapping keeps where that can be said
 in Postgres, ANDed with ``backfill --where`` (see :mod:`.pushdown`).
@@ -382,21 +384,25 @@ class Snapshotter:
         ``deletes_via``: the publication to read the deletes since ``position`` through.
         """
         source = self.source
+        #: keyed tables of this snapshot, also those whose chunks are all done: an earlier
+        #: process may have committed a table's last chunk and died before the deletes made
+        #: while it was read (ghost rows in the replay, F25)
+        deleting = {t for t, shape in shapes.items() if shape.key}
+        if source.config.mode != "cdc":
+            deleting = set()  # incremental: no slot (rows changed meanwhile are polled again)
         keyless = {c.table for c in pending if not shapes[c.table].key}
         if keyless:  # ctids move: such tables are read again, whole, at one exact position
             pending = [c for c in pending if c.table not in keyless]
             chunks = [c for t in sorted(keyless) for c in self.state.get_chunks(self.pipeline, t)]
             async for batch in self._keyless_exact(shapes, chunks, wheres):
                 yield batch
-            if not pending:
-                return
+        if not pending and not deleting:
+            return
         pending.sort(key=lambda c: (c.table, c.chunk))
         width = max(1, parallel)
         conns = [await source.connect() for _ in range(min(width, max(len(pending), 1)))]
         reader: WatermarkReader | None = None
         horizon: VisibilityHorizon | None = None
-        #: keyed tables of this snapshot: their deletes since ``position`` are sent too
-        deleting = {c.table for c in pending if shapes[c.table].key}
 
         async def read(
             conn: psycopg.AsyncConnection, chunk: Chunk
@@ -423,9 +429,10 @@ class Snapshotter:
                     found = deletes_since(source, deletes_via, since, start, deleting)
                     async for batch in found:
                         yield batch
-                reader = WatermarkReader(source, start)
-                await reader.open()
-                horizon = VisibilityHorizon(floor)
+                if pending:  # no windows without chunks to read
+                    reader = WatermarkReader(source, start)
+                    await reader.open()
+                    horizon = VisibilityHorizon(floor)
             for first in range(0, len(pending), width):
                 group = pending[first : first + width]
                 marker = uuid.uuid4().hex
