@@ -9,7 +9,8 @@ than ``parallel + 1`` chunks are held (read, waiting, or being applied), so memo
 by ``snapshot_chunk_rows × (parallel + 1)`` whatever the table size; the reconciling path
 below holds at most ``parallel``.
 
-Resumed snapshot (chunks left from an interrupted run; the exported snapshot died with its
+Resumed snapshot (chunks left from an interrupted run, even when every one is done: the
+process died before the backfill's checkpoint; the exported snapshot died with its
 connection), or fresh snapshot while the slot already exists (no snapshot can be exported
 from an existing slot): the remaining chunks are reconciled with watermarks. For each group
 of ``parallel`` chunks: write a low watermark (``pg_logical_emit_message``), settle a
@@ -123,7 +124,11 @@ class Snapshotter:
         # a filter left to the mapping must see every row: such tables are decoded
         self._unpushed = {t for t in tables if source.row_filters(t) and wheres[t] == where}
         existing = [c for t in tables for c in self.state.get_chunks(self.pipeline, t)]
-        resuming = bool(existing) and any(c.status != "done" for c in existing)
+        # Chunks left over are an unfinished snapshot, even when every one is done (the
+        # process died before the backfill's checkpoint): starting over would stream from a
+        # later position and lose the deletes since its chunks were read (ghost rows, F25).
+        # A finished backfill's chunks are cleared by the runtime before the next one.
+        resuming = bool(existing)
         checkpoint = self.state.get_checkpoint(self.pipeline, snapshot_stream(source))
         if resuming and checkpoint is not None:
             position = checkpoint.position

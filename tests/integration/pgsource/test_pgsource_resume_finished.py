@@ -3,7 +3,8 @@
 A reconciled snapshot sends, after each group of chunks, the deletes made while the group was
 read (their keys are absent from the rows, and the replay's older changes of those keys would
 insert them: ghost rows, F15). A process killed after the group's rows committed but before
-those deletes did leaves chunks marked done that the next start no longer reads.
+those deletes did leaves chunks marked done that the next start no longer reads; one killed
+after its last chunk, before the backfill's checkpoint, leaves every chunk done (F25).
 """
 
 from __future__ import annotations
@@ -79,3 +80,39 @@ def test_deletes_of_a_table_finished_before_the_kill_are_sent(pg_dsn, tmp_path, 
     source = table_state(pg_dsn, "items", "id")
     assert model.values() == {k: row["v"] for (k,), row in source.items()}
 
+
+def test_snapshot_killed_after_its_last_chunk_resumes_instead_of_starting_over(
+    pg_dsn, tmp_path
+):
+    """Every chunk committed, the backfill's checkpoint not: the next start must not take a
+    fresh snapshot (it would stream from now, and keys deleted since the chunks were read would
+    stay in the target for good)."""
+    execute(pg_dsn, *SETUP[:2])
+
+    async def scenario():
+        state = SQLiteStateStore(tmp_path / "state.db")
+        model = GhostModel()
+        first = make_source(pg_dsn, ["items"], state, max_rows=500, snapshot_chunk_rows=500)
+        await first.open()
+        async for batch in first.snapshot(parallel=2):
+            model.apply(batch)
+        await first.close()
+        position = await first.snapshot_position()
+        execute(pg_dsn, f"UPDATE items SET v = v + 1000 WHERE {GONE}")
+        execute(pg_dsn, f"DELETE FROM items WHERE {GONE}")
+        second = make_source(pg_dsn, ["items"], state, max_rows=500, snapshot_chunk_rows=500)
+        await second.open()
+        async for batch in second.snapshot(parallel=2):
+            model.apply(batch)
+        start = await second.snapshot_position()
+        batches, _ = await drain(second, start)
+        for batch in batches:
+            model.apply(batch)
+        await second.close()
+        return position, start, model
+
+    position, start, model = asyncio.run(scenario())
+    source = table_state(pg_dsn, "items", "id")
+    assert model.values() == {k: row["v"] for (k,), row in source.items()}
+    assert start == position  # resumed: the stream replays from the first snapshot's position
+    assert model.created == []
