@@ -26,6 +26,22 @@ SETUP = (
 GONE = "id BETWEEN 600 AND 700 AND id % 5 = 0"
 
 
+async def restart(source, model: GhostModel) -> str:
+    """The next process: the snapshot's rest, then the stream from its position, every batch
+    of ``items`` applied to ``model``; returns that position."""
+    await source.open()
+    async for batch in source.snapshot(parallel=3):
+        if batch.table == "public.items":
+            model.apply(batch)
+    start = await source.snapshot_position()
+    batches, _ = await drain(source, start)
+    for batch in batches:
+        if batch.table == "public.items":
+            model.apply(batch)
+    await source.close()
+    return start
+
+
 def test_deletes_of_a_table_finished_before_the_kill_are_sent(pg_dsn, tmp_path, monkeypatch):
     """``items``'s two chunks are read in the first group; the kill comes after they committed
     and before the deletes of that window did; ``notes`` is left, so the next start resumes."""
@@ -59,19 +75,10 @@ def test_deletes_of_a_table_finished_before_the_kill_are_sent(pg_dsn, tmp_path, 
                 chunks.add(batch.meta.get("chunk"))
         await stream.aclose()
         await first.close()
-        position = await first.snapshot_position()
         second = make_source(
             pg_dsn, ["items", "notes"], state, max_rows=500, snapshot_chunk_rows=500
         )
-        await second.open()
-        async for batch in second.snapshot(parallel=3):
-            if batch.table == "public.items":
-                model.apply(batch)
-        batches, _ = await drain(second, position)
-        for batch in batches:
-            if batch.table == "public.items":
-                model.apply(batch)
-        await second.close()
+        await restart(second, model)
         return chunks, model
 
     chunks, model = asyncio.run(scenario())
@@ -101,14 +108,7 @@ def test_snapshot_killed_after_its_last_chunk_resumes_instead_of_starting_over(
         execute(pg_dsn, f"UPDATE items SET v = v + 1000 WHERE {GONE}")
         execute(pg_dsn, f"DELETE FROM items WHERE {GONE}")
         second = make_source(pg_dsn, ["items"], state, max_rows=500, snapshot_chunk_rows=500)
-        await second.open()
-        async for batch in second.snapshot(parallel=2):
-            model.apply(batch)
-        start = await second.snapshot_position()
-        batches, _ = await drain(second, start)
-        for batch in batches:
-            model.apply(batch)
-        await second.close()
+        start = await restart(second, model)
         return position, start, model
 
     position, start, model = asyncio.run(scenario())
