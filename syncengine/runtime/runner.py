@@ -65,6 +65,8 @@ async def backfill(
     as done only once the consumer asks for the next batch, i.e. after the target commit.
     """
     copied = 0
+    if await pipeline.checkpoint() is not None:
+        forget_finished(pipeline)
     await passthrough.attach(pipeline, tables)
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
@@ -94,6 +96,18 @@ async def backfill(
     log.info("%s: backfill complete, %d rows, consistent with %s", pipeline.name, copied, position)
     log.info("%s: backfill phases: %s", pipeline.name, pipeline.phases.summary())
     return copied
+
+
+def forget_finished(pipeline: Pipeline) -> None:
+    """Clear the chunk progress of tables whose chunks are all done, once the target holds a
+    checkpoint (a backfill completed): the next backfill copies them again. Without a
+    checkpoint, done chunks belong to a backfill that died before its end, and the source
+    resumes it: starting over would stream from a later position and lose the deletes made
+    since those chunks were read (ghost rows, F25)."""
+    chunks = pipeline.state.get_chunks(pipeline.name)
+    for table in sorted({c.table for c in chunks}):
+        if all(c.status == "done" for c in chunks if c.table == table):
+            pipeline.state.clear_chunks(pipeline.name, table)
 
 
 async def stream(

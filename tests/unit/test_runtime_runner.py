@@ -13,6 +13,8 @@ from syncengine.config.models import BatchConfig
 from syncengine.errors import TargetUnavailable
 from syncengine.runtime import runner
 from syncengine.runtime.phases import PhaseClock
+from syncengine.state import SQLiteStateStore
+from syncengine.state.base import Chunk
 
 
 def batch(i: int) -> ChangeBatch:
@@ -56,6 +58,7 @@ class Pipeline:
         self.delay = delay
         self.applied: list[str] = []
         self.phases = PhaseClock()
+        self.state = SQLiteStateStore(":memory:")
 
     async def process(self, group, position):
         await asyncio.sleep(self.delay)
@@ -131,3 +134,33 @@ def test_backfill_counts_copied_rows_not_the_deletes_it_sends():
     copied = asyncio.run(runner.backfill(pipeline))  # type: ignore[arg-type]
     assert copied == 2
     assert pipeline.applied == ["00000001", "00000002", "00000003"]  # the deletes still apply
+
+
+def test_backfill_after_a_finished_one_starts_over_but_an_interrupted_one_resumes():
+    """Chunk progress of a table whose chunks are all done is cleared only when the target
+    holds a checkpoint (a backfill finished); without one the source must resume (F25)."""
+    source = SnapshotSource(0)
+    pipeline = Pipeline(source)
+    progress = [
+        Chunk("done_t", 0, None, "5", "done", 5),
+        Chunk("done_t", 1, "5", None, "done", 2),
+        Chunk("open_t", 0, None, "5", "done", 5),
+        Chunk("open_t", 1, "5", None, "pending", 0),
+    ]
+    pipeline.state.put_chunks("p", progress)
+    stored: list[str | None] = [None]
+
+    async def checkpoint() -> str | None:
+        return stored[0]
+
+    async def apply(writes, checkpoint) -> None:
+        stored[0] = checkpoint.position
+
+    pipeline.checkpoint = checkpoint  # type: ignore[attr-defined]
+    pipeline.target = SimpleNamespace(apply=apply)  # type: ignore[attr-defined]
+    pipeline.stream_name = source.stream_name  # type: ignore[attr-defined]
+    asyncio.run(runner.backfill(pipeline))  # type: ignore[arg-type]
+    assert pipeline.state.get_chunks("p") == progress  # no checkpoint: an interrupted one
+    assert stored == ["00000002"]  # ...which ends with the snapshot's checkpoint
+    asyncio.run(runner.backfill(pipeline))  # type: ignore[arg-type]
+    assert pipeline.state.get_chunks("p") == progress[2:]

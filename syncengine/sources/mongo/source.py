@@ -454,9 +454,12 @@ class MongoSource:
         return list(tables)
 
     async def _prepare_chunks(self, names: list[str]) -> list[Chunk]:
-        """Pending chunks to scan: an interrupted snapshot's, plus fresh plans for the rest."""
+        """Pending chunks to scan: an interrupted snapshot's, plus fresh plans for the rest.
+        Chunks left over are an interrupted snapshot even when every one is done (the process
+        died before the backfill's checkpoint; a fresh one would stream from a later time and
+        lose the deletes since they were read, F25): the runtime clears a finished one's."""
         existing = {name: self.state.get_chunks(self.pipeline, name) for name in names}
-        resuming = any(c.status != "done" for chunks in existing.values() for c in chunks)
+        resuming = any(existing.values())
         if resuming and await self.snapshot_position() is not None:
             log.info("%s: resuming the interrupted snapshot of %s", self.pipeline, names)
             fresh = [name for name in names if not existing[name]]

@@ -12,7 +12,8 @@ waiting): memory is bounded by the batch size, whatever the chunk or table size.
 reconciling path below holds up to ``parallel`` whole chunks: a chunk's rows get their
 positions only once its window closed.
 
-Resumed snapshot (chunks left from an interrupted run; the exported snapshot died with its
+Resumed snapshot (chunks left from an interrupted run, even when every one is done: the
+process died before the backfill's checkpoint; the exported snapshot died with its
 connection), or fresh snapshot while the slot already exists (no snapshot can be exported
 from an existing slot): the remaining chunks are reconciled with watermarks. For each group
 of ``parallel`` chunks: write a low watermark (``pg_logical_emit_message``), settle a
@@ -24,8 +25,10 @@ fence drops the replay of those changes instead of letting an older change overw
 row. See :mod:`.watermarks`. The deletes made since the snapshot position are sent too,
 at their own positions (before the first group, then after each group's rows), so a key deleted
 before its chunk was read is not brought back by the replay's older changes (ghost rows, see
-:mod:`.deletes`). A chunk whose table was truncated between the watermarks is left to the
-replay; tables without a key restart their chunks on this path (ctids are not stable).
+:mod:`.deletes`); on every start, for every keyed table of the snapshot, including tables whose
+chunks an earlier process finished (it may have died before their last deletes, F25). A chunk
+whose table was truncated between the watermarks is left to the replay; tables without a key
+restart their chunks on this path (ctids are not stable).
 
 Every chunk (and the chunk plan) reads only the rows some mapping keeps where that can be said
 in Postgres, ANDed with ``backfill --where`` (see :mod:`.pushdown`).
@@ -134,7 +137,11 @@ class Snapshotter:
         # a filter left to the mapping must see every row: such tables are decoded
         self._unpushed = {t for t in tables if source.row_filters(t) and wheres[t] == where}
         existing = [c for t in tables for c in self.state.get_chunks(self.pipeline, t)]
-        resuming = bool(existing) and any(c.status != "done" for c in existing)
+        # Chunks left over are an unfinished snapshot, even when every one is done (the
+        # process died before the backfill's checkpoint): starting over would stream from a
+        # later position and lose the deletes since its chunks were read (ghost rows, F25).
+        # A finished backfill's chunks are cleared by the runtime before the next one.
+        resuming = bool(existing)
         checkpoint = self.state.get_checkpoint(self.pipeline, snapshot_stream(source))
         if resuming and checkpoint is not None:
             position = checkpoint.position
@@ -414,21 +421,25 @@ class Snapshotter:
         ``deletes_via``: the publication to read the deletes since ``position`` through.
         """
         source = self.source
+        #: keyed tables of this snapshot, also those whose chunks are all done: an earlier
+        #: process may have committed a table's last chunk and died before the deletes made
+        #: while it was read (ghost rows in the replay, F25)
+        deleting = {t for t, shape in shapes.items() if shape.key}
+        if source.config.mode != "cdc":
+            deleting = set()  # incremental: no slot (rows changed meanwhile are polled again)
         keyless = {c.table for c in pending if not shapes[c.table].key}
         if keyless:  # ctids move: such tables are read again, whole, at one exact position
             pending = [c for c in pending if c.table not in keyless]
             chunks = [c for t in sorted(keyless) for c in self.state.get_chunks(self.pipeline, t)]
             async for batch in self._keyless_exact(shapes, chunks, wheres):
                 yield batch
-            if not pending:
-                return
+        if not pending and not deleting:
+            return
         pending.sort(key=lambda c: (c.table, c.chunk))
         width = max(1, parallel)
         conns = [await source.connect() for _ in range(min(width, max(len(pending), 1)))]
         reader: WatermarkReader | None = None
         horizon: VisibilityHorizon | None = None
-        #: keyed tables of this snapshot: their deletes since ``position`` are sent too
-        deleting = {c.table for c in pending if shapes[c.table].key}
 
         async def read(
             conn: psycopg.AsyncConnection, chunk: Chunk
@@ -455,9 +466,10 @@ class Snapshotter:
                     found = deletes_since(source, deletes_via, since, start, deleting)
                     async for batch in found:
                         yield batch
-                reader = WatermarkReader(source, start)
-                await reader.open()
-                horizon = VisibilityHorizon(floor)
+                if pending:  # no windows without chunks to read
+                    reader = WatermarkReader(source, start)
+                    await reader.open()
+                    horizon = VisibilityHorizon(floor)
             for first in range(0, len(pending), width):
                 group = pending[first : first + width]
                 marker = uuid.uuid4().hex

@@ -2,7 +2,10 @@
 
 Timers, all driven by the socket wait's timeout (no busy loop):
 
-* pending rows (or a new commit boundary) are flushed ``max_wait`` seconds after they appeared;
+* pending rows (or a new commit boundary) are flushed ``max_wait`` seconds after they appeared,
+  or as soon as the stream has been quiet for :data:`QUIET` seconds outside a transaction with
+  a commit boundary pending: groups stay small when the source is idle (latency) and grow to
+  ``max_rows`` / ``max_wait`` while changes keep coming (throughput);
 * a standby status update goes out every ``status_interval`` seconds, and whenever the
   runtime acknowledges (see :meth:`PostgresSource.acknowledge`);
 * a heartbeat message every ``heartbeat`` seconds keeps an idle slot advancing.
@@ -29,6 +32,9 @@ from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.wire import XLogData, format_lsn
+
+#: seconds without a message after which committed pending rows are flushed before ``max_wait``
+QUIET = 0.01
 
 
 async def start_replication(
@@ -75,15 +81,19 @@ async def stream_changes(
         if until is not None and side is not None:
             await admin.emit_heartbeat(side, "until")
         dirty_since: float | None = None
-        last_beat = time.monotonic()
+        last_beat = heard = time.monotonic()
+        quiet = min(QUIET, max_wait)
         while True:
             wake = stream.last_status + stream.status_interval
             if dirty_since is not None:
                 wake = min(wake, dirty_since + max_wait)
+                if _committed_pending(assembler):
+                    wake = min(wake, heard + quiet)
             if heartbeat > 0:
                 wake = min(wake, last_beat + heartbeat)
             message = await stream.read(wake - time.monotonic())
             burst = time.perf_counter()
+            got = message is not None
             # everything libpq already buffered is handled before looking at the clock again
             while message is not None:
                 if isinstance(message, XLogData):
@@ -114,7 +124,12 @@ async def stream_changes(
                     break
                 message = stream.read_nowait()
             now = time.monotonic()
-            if dirty_since is not None and now - dirty_since >= max_wait:
+            if got:
+                heard = now  # quiet counts from the end of what libpq had buffered
+            if dirty_since is not None and (
+                now - dirty_since >= max_wait
+                or (now - heard >= quiet and _committed_pending(assembler))
+            ):
                 dirty_since = None
                 for batch in assembler.flush(idle=True):
                     if phases is not None:
@@ -140,3 +155,9 @@ async def stream_changes(
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.close()
+
+
+def _committed_pending(assembler: ChangeAssembler) -> bool:
+    """Outside a transaction, with a commit boundary not yet handed out: a flush now ends the
+    group at a commit (it never splits a transaction)."""
+    return not assembler.in_transaction and assembler.boundary != assembler.emitted

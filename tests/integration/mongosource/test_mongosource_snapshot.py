@@ -152,3 +152,40 @@ def test_snapshot_filter_and_mixed_id_types(mongo_uri, mongo_db, sync_db, tmp_pa
     # mixed int/str _ids: read as one chunk, nothing lost; the filter is pushed into the scan
     assert sorted(ids) == sorted([str(i) for i in range(0, 300, 2)] + [f"s{i}" for i in range(50)])
     assert len(ids) == 200
+
+
+def test_snapshot_killed_after_its_last_chunk_resumes_instead_of_starting_over(
+    mongo_uri, mongo_db, sync_db, tmp_path
+):
+    """Every chunk committed, the backfill's checkpoint not (the process died in between):
+    a fresh snapshot would stream from a later cluster time, and documents deleted since the
+    chunks were read would stay in the target for good (F25)."""
+    _seed(sync_db)
+
+    async def attempt():
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["docs"], snapshot_chunk_docs=200)
+        await source.open()
+        try:
+            return await drain(source.snapshot(parallel=2)), await source.snapshot_position()
+        finally:
+            await source.close()
+
+    got, position = asyncio.run(attempt())
+    sync_db.docs.delete_many({"_id": {"$in": list(range(0, N, 9))}})
+    rest, position_after = asyncio.run(attempt())
+
+    async def replayed():
+        source = make_source(mongo_uri, mongo_db, tmp_path, ["docs"], snapshot_chunk_docs=200)
+        await source.open()
+        try:
+            return await drain(source.stream(position_after, await source.current_position()))
+        finally:
+            await source.close()
+
+    model: dict = {}
+    replay(model, got, "docs")
+    replay(model, rest, "docs")
+    replay(model, asyncio.run(replayed()), "docs")
+    assert stripped(model) == canonical(list(sync_db.docs.find()))  # no deleted one left
+    assert position_after == position  # resumed: the first attempt's cluster time is kept
+    assert rest == []  # nothing left to read

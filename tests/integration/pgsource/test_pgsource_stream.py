@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from decimal import Decimal
 
 import pyarrow as pa
 
+from syncengine.config.models import BatchConfig
 from syncengine.sources.base import resume_position
 from tests.integration.pgsource.pgsource_helpers import drain, execute, make_source, rows
 
@@ -253,3 +255,37 @@ def test_snapshot_and_stream_give_identical_arrow_for_every_type(pg_dsn):
     assert by_id[2]["t"] == 'line\nbreak, "quoted"' and by_id[2]["ta"] == []
     assert by_id[3]["t"] == "" and by_id[3]["ta"] == [""] and by_id[3]["j"] == "null"
     assert by_id[2]["i2"] is None
+
+
+def test_a_lone_transaction_is_handed_out_long_before_max_wait(pg_dsn):
+    """Adaptive groups: with the stream quiet after a commit, the rows go out after
+    ``streaming.QUIET`` seconds, not ``batch.max_wait`` (5 s here)."""
+
+    async def scenario():
+        execute(pg_dsn, "CREATE TABLE lone (id int PRIMARY KEY)")
+        source = make_source(pg_dsn, ["lone"])
+        source.batch = BatchConfig(max_rows=1000, max_wait=5.0)
+        await source.open()
+        _, start = await drain(source, None)
+        stream = source.stream(start)
+
+        async def first_rows():
+            async for batch in stream:
+                if batch.num_rows:
+                    return batch
+            raise AssertionError("the stream ended")
+
+        first = asyncio.ensure_future(first_rows())
+        await asyncio.sleep(0.5)  # the stream is up and idle
+        started = time.monotonic()
+        execute(pg_dsn, "INSERT INTO lone VALUES (1), (2)")
+        batch = await asyncio.wait_for(first, 10)
+        waited = time.monotonic() - started
+        await stream.aclose()
+        await source.close()
+        return batch, waited
+
+    batch, waited = asyncio.run(scenario())
+    assert batch.data.column("id").to_pylist() == [1, 2]
+    assert resume_position(batch) is not None
+    assert waited < 2.5, f"took {waited:.2f} s: held for max_wait"
