@@ -51,6 +51,13 @@ def decode_children(parent: int) -> list[int]:
     return found
 
 
+def the_child(daemon: int) -> int:
+    """The daemon's one decode process, once it streams (after its backfill)."""
+    wait_for(lambda: len(decode_children(daemon)) == 1, timeout=60)
+    (child,) = decode_children(daemon)
+    return child
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for a reaper that never comes counts as gone)."""
     try:
@@ -72,7 +79,7 @@ def test_sigterm_stops_the_daemon_and_its_decode_process(cli, pg_dsn, pg_target_
     daemon = cli.start("run")
     try:
         live_change(pg_dsn, pg_target_dsn, "streaming")
-        (child,) = decode_children(daemon.pid)
+        child = the_child(daemon.pid)
     finally:
         assert cli.stop(daemon, signal.SIGTERM) == 0
     assert not alive(child)
@@ -83,7 +90,7 @@ def test_a_killed_daemon_leaves_no_decode_process(cli, pg_dsn, pg_target_dsn):
     daemon = cli.start("run")
     try:
         live_change(pg_dsn, pg_target_dsn, "streaming")
-        (child,) = decode_children(daemon.pid)
+        child = the_child(daemon.pid)
     finally:
         daemon.kill()
         daemon.wait(30)
@@ -94,10 +101,10 @@ def test_a_killed_decode_process_is_retried_and_the_stream_goes_on(cli, pg_dsn, 
     daemon = cli.start("run")
     try:
         live_change(pg_dsn, pg_target_dsn, "before")
-        (child,) = decode_children(daemon.pid)
+        child = the_child(daemon.pid)
         os.kill(child, signal.SIGKILL)
         live_change(pg_dsn, pg_target_dsn, "after")
-        (again,) = decode_children(daemon.pid)
+        again = the_child(daemon.pid)
         assert again != child
     finally:
         assert cli.stop(daemon, signal.SIGTERM) == 0
