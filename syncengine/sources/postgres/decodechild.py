@@ -133,7 +133,8 @@ class Child:
             if stream is not None and time.monotonic() - stream.last_status >= (
                 stream.status_interval + KEEPER_SLACK
             ):
-                stream.send_status()
+                with contextlib.suppress(Exception):  # a broken connection: the stream says so
+                    stream.send_status()
 
 
 async def main(fd: int) -> int:
@@ -160,17 +161,22 @@ async def main(fd: int) -> int:
         work.cancel()  # told to stop, or the parent is gone
 
     listener = asyncio.create_task(listen())
+    code = 0
     try:
-        await work
-        await listener  # the parent reads to the END frame, then says QUIT (or is gone)
-        return 0
-    except asyncio.CancelledError:
-        return 0
-    except Exception as exc:  # noqa: BLE001 - every failure goes to the parent to raise
+        try:
+            await work
+        except asyncio.CancelledError:
+            return 0  # told to quit, or the parent is gone
+        except Exception as exc:  # noqa: BLE001 - every failure goes to the parent to raise
+            code = 1
+            with contextlib.suppress(Exception):
+                frames.send(writer, frames.ERROR, frames.error_header(exc))
+                await asyncio.wait_for(writer.drain(), 10)
+        # the parent reads up to this last frame, then says QUIT (or is gone): closing first
+        # could make its next ack fail and hide the frame behind a broken pipe
         with contextlib.suppress(Exception):
-            frames.send(writer, frames.ERROR, frames.error_header(exc))
-            await asyncio.wait_for(writer.drain(), 10)
-        return 1
+            await asyncio.wait_for(listener, 60)
+        return code
     finally:
         for task in (listener, keeper):
             task.cancel()

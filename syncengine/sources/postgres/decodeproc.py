@@ -94,8 +94,8 @@ class DecodeProcess:
             )
         finally:
             theirs.close()
-        reader, self._writer = await asyncio.open_unix_connection(sock=mine)
         try:
+            reader, self._writer = await asyncio.open_unix_connection(sock=mine)
             params = {**self.params, "log_level": logging.getLogger().getEffectiveLevel()}
             frames.send(self._writer, frames.PARAMS, params)
             on_open(self)
@@ -119,6 +119,7 @@ class DecodeProcess:
         finally:
             on_open(None)
             await self._stop()
+            mine.close()  # already closed with its transport, unless connecting it failed
 
     def _facts(
         self, header: dict[str, Any], on_commit: Callable[[tuple[int, float]], None]
@@ -153,8 +154,8 @@ class DecodeProcess:
                 with contextlib.suppress(Exception):
                     frames.send(writer, frames.QUIT, None)
                     await writer.drain()
-            if self.proc is not None and await self._exit_code(QUIT_GRACE) is None:
-                log.warning("the decode process (pid %s) did not quit; killing it", self.pid)
+                if self.proc is not None and await self._exit_code(QUIT_GRACE) is None:
+                    log.warning("the decode process (pid %s) did not quit; killing it", self.pid)
         finally:
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.kill()
