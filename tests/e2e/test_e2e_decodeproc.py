@@ -32,7 +32,8 @@ SEED = (
 @pytest.fixture
 def cli(tmp_path, pg_dsn, pg_target_dsn):
     execute(pg_dsn, *SEED)
-    return CLI(tmp_path, CONFIG, {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn})
+    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "SYNCENGINE_PG_DECODE": "process"}
+    return CLI(tmp_path, CONFIG, env)
 
 
 def decode_children(parent: int) -> list[int]:

@@ -4,7 +4,8 @@ Started by :mod:`.decodeproc` as ``python -m syncengine.sources.postgres.decodec
 one end of a socketpair; everything else (DSN, slot, start, keys, types) arrives in the first
 frame. It runs the same :func:`.streaming.stream_changes` the source runs in-process, so
 batches, positions and resumes are identical; it sends each batch as an Arrow IPC frame
-(:mod:`.frames`) and waits for the socket to take it (the parent's queue is the backpressure).
+(:mod:`.frames`); it waits only when :data:`AHEAD_BYTES` are not yet taken by the parent (whose
+queue is the backpressure), so it keeps decoding while the parent maps and applies.
 
 What the parent sends back: ``ACK`` positions whose target transaction committed (only those
 become the stream's flush LSN, as in-process) and ``QUIT``. While the parent is busy and the
@@ -44,6 +45,8 @@ from syncengine.sources.postgres.wire import pg_time  # noqa: E402
 
 #: a status update goes out when the stream is this late with its own (paused by the parent)
 KEEPER_SLACK = 2.0
+#: batch bytes (Arrow IPC) this process may be ahead of the parent's reads: a few batches
+AHEAD_BYTES = 16 * 1024 * 1024
 
 
 class _Forward(logging.Handler):
@@ -140,6 +143,8 @@ class Child:
 async def main(fd: int) -> int:
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
+    # decoding goes on while the parent is busy: ``drain`` waits only past this many bytes
+    writer.transport.set_write_buffer_limits(high=AHEAD_BYTES)
     first = await frames.receive(reader)
     if first is None or first[0] != frames.PARAMS:
         return 2

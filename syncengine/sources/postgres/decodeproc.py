@@ -15,8 +15,10 @@ here (retriable: the supervisor reconnects and resumes from the checkpoint); the
 or being cancelled (SIGTERM drains, then stops the stream) tells the child to quit and waits
 for it, killing it if it does not go; the child quits by itself when this process is gone.
 
-``SYNCENGINE_PG_DECODE=inline`` keeps decoding in this process (one process to profile or
-debug; a one-core machine gains nothing from a second one).
+Opt-in, ``SYNCENGINE_PG_DECODE=process``; the default (``inline``) decodes in this process.
+On the shared 2-core benchmark machine, saturated by other work, the split was not faster end
+to end (its cores were busy anyway, and the split costs ≈ 0.5 s of start-up and ≈ 1 µs a
+change of IPC); it can only pay off where a core is idle during the drain (F29).
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ log = logging.getLogger("syncengine.sources.postgres")
 ENV = "SYNCENGINE_PG_DECODE"
 #: seconds the child gets to close its connections after QUIT before it is killed
 QUIT_GRACE = 10.0
+#: bytes read ahead from the child's socket (a batch is ~2.5 MB at 10,000 rows of 8 columns)
+READ_LIMIT = 4 * 1024 * 1024
 
 
 def in_process() -> bool:
     """Whether to decode in this process (see the module docstring)."""
-    return os.environ.get(ENV, "process").strip().lower() == "inline"
+    return os.environ.get(ENV, "inline").strip().lower() != "process"
 
 
 class DecodeProcess:
@@ -95,7 +99,7 @@ class DecodeProcess:
         finally:
             theirs.close()
         try:
-            reader, self._writer = await asyncio.open_unix_connection(sock=mine)
+            reader, self._writer = await asyncio.open_unix_connection(sock=mine, limit=READ_LIMIT)
             params = {**self.params, "log_level": logging.getLogger().getEffectiveLevel()}
             frames.send(self._writer, frames.PARAMS, params)
             on_open(self)

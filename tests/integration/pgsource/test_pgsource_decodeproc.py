@@ -49,6 +49,11 @@ async def first_rows(stream):
     raise AssertionError("the stream ended")
 
 
+@pytest.fixture(autouse=True)
+def decode_process(monkeypatch):
+    monkeypatch.setenv(ENV, "process")
+
+
 def test_a_killed_decode_process_is_a_retriable_source_error(pg_dsn):
     async def scenario():
         source, start = await started(pg_dsn, "killed")
