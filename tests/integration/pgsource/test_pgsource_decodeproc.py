@@ -142,3 +142,31 @@ def test_errors_and_log_lines_are_the_same_in_both_modes(pg_dsn, monkeypatch, ca
     assert "publication" in inline[2]
     # the decode process logged its warning through this process's logging
     assert caplog.text.count("has no time64[us] form") == warned_inline + 1
+
+
+def test_the_decode_process_answers_the_server_while_the_parent_is_busy(pg_dsn):
+    def last_reply(slot: str):
+        with psycopg.connect(pg_dsn) as conn:
+            row = conn.execute(
+                "SELECT r.reply_time FROM pg_stat_replication r "
+                "JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = %s",
+                (slot,),
+            ).fetchone()
+        return row[0] if row else None
+
+    async def scenario():
+        source, start = await started(pg_dsn, "busy")
+        execute(pg_dsn, "INSERT INTO busy SELECT i, '10:00' FROM generate_series(1, 10) i")
+        stream = source.stream(start)
+        await first_rows(stream)
+        first = last_reply(source.slot)
+        # the consumer takes nothing for longer than the status interval (10 s)
+        await asyncio.sleep(14)
+        later = last_reply(source.slot)
+        await stream.aclose()
+        await source.close()
+        return first, later
+
+    first, later = asyncio.run(scenario())
+    assert first is not None and later is not None
+    assert (later - first).total_seconds() >= 8
