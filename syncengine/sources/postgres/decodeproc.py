@@ -1,6 +1,6 @@
 """Decoding in a second process, so it runs on another core than mapping and applying.
 
-pgoutput decoding is Python (F25: ≈ 8 µs a change, ¾ of the engine's CPU in a drain), and in
+pgoutput decoding is Python (≈ 8 µs a change, 70 % of the engine's CPU in a drain: F29), and in
 the same interpreter it takes turns with map, resolve and the target's staging; the GIL rules
 out a thread. :class:`DecodeProcess` starts :mod:`.decodechild`, which owns the replication
 connection and runs the very same :func:`.streaming.stream_changes`, and receives its batches
