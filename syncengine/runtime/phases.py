@@ -5,7 +5,8 @@ One clock read per batch and phase, never per row. The backfill logs the totals 
 likewise (``stream phases: …``); the benchmarks print them, and every addition also goes to
 the ``syncengine_phase_seconds_total`` counter (``on_add``). ``read`` is the time the consumer
 waited for the next batch (the readers run concurrently), ``decode`` the reader's CPU time
-turning replication bytes into batches (it overlaps the others: same process, other task),
+turning replication bytes into batches (it overlaps the others: another task of this
+process, or with ``SYNCENGINE_PG_DECODE=process`` another process),
 ``apply`` is the target transaction: staging, writes, state rows and the commit.
 """
 

@@ -9,8 +9,8 @@ mode: see that module).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
 
 import psycopg
 import pyarrow as pa
@@ -21,15 +21,13 @@ from syncengine.errors import FatalError, HistoryLost
 from syncengine.names import QualifiedName, canonical
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
-from syncengine.sources.postgres import admin, deadline, incremental, moved, usertypes
-from syncengine.sources.postgres import pgoutput as po
+from syncengine.sources.postgres import admin, deadline, decodeproc, incremental, moved, usertypes
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
-from syncengine.sources.postgres.columns import SESSION_OPTIONS
+from syncengine.sources.postgres.columns import SESSION_OPTIONS, PgType
 from syncengine.sources.postgres.deletes import ensure_delete_publication
 from syncengine.sources.postgres.passthrough import ChunkSink, closing
 from syncengine.sources.postgres.pgerrors import map_error
-from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.snapshot import Snapshotter, stored_position
 from syncengine.sources.postgres.snapshot import scan as scan_table
 from syncengine.sources.postgres.streaming import stream_changes
@@ -37,9 +35,37 @@ from syncengine.sources.postgres.wire import pg_time
 from syncengine.state.protocols import SourceState
 
 
+class LiveStream(Protocol):
+    """A running stream's acknowledgement side: :class:`.replication.ReplicationStream`, or
+    :class:`.decodeproc.DecodeProcess` forwarding to the one in the decode process."""
+
+    def acknowledge(self, lsn: int) -> None: ...
+
+    def send_status(self, reply: bool = False) -> None: ...
+
+
 def position_lsn(position: str) -> int:
     """The LSN of a position string (row positions ``<lsn>.<n>`` count as their commit LSN)."""
     return pos_to_lsn(position.split(".")[0])
+
+
+async def connect_source(
+    config: PostgresSourceConfig, replication: bool = False
+) -> psycopg.AsyncConnection:
+    """A new connection. Ordinary ones bound every statement by ``query_timeout``; a
+    replication connection's silence is the stream's to detect (``check_alive``), and
+    its slot creation may wait for long transactions. See :mod:`.deadline`."""
+    extra: dict[str, Any] = {"replication": "database"} if replication else {}
+    try:
+        return await deadline.connect(
+            config.dsn.get_secret_value(),
+            None if replication else config.query_timeout,
+            autocommit=True,
+            options=SESSION_OPTIONS,
+            **extra,
+        )
+    except psycopg.Error as exc:
+        raise map_error(exc, "connecting") from exc
 
 
 class PostgresSource:
@@ -69,7 +95,8 @@ class PostgresSource:
         self.phases: PhaseClock | None = None
         self._conn: psycopg.AsyncConnection | None = None
         self.keys: dict[str, tuple[str, ...]] = {}
-        self._live: ReplicationStream | None = None
+        #: where acknowledgements go while a stream runs (in this process or the decode one)
+        self._live: LiveStream | None = None
         self._acked: int | None = None
         #: (end LSN, commit time) of the newest commit the stream has read
         self._last_commit: tuple[int, float] | None = None
@@ -81,20 +108,7 @@ class PostgresSource:
     # -- connections ----------------------------------------------------------------------
 
     async def connect(self, replication: bool = False) -> psycopg.AsyncConnection:
-        """A new connection. Ordinary ones bound every statement by ``query_timeout``; a
-        replication connection's silence is the stream's to detect (``check_alive``), and
-        its slot creation may wait for long transactions. See :mod:`.deadline`."""
-        extra: dict[str, Any] = {"replication": "database"} if replication else {}
-        try:
-            return await deadline.connect(
-                self.config.dsn.get_secret_value(),
-                None if replication else self.config.query_timeout,
-                autocommit=True,
-                options=SESSION_OPTIONS,
-                **extra,
-            )
-        except psycopg.Error as exc:
-            raise map_error(exc, "connecting") from exc
+        return await connect_source(self.config, replication)
 
     async def catalog(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
@@ -170,35 +184,63 @@ class PostgresSource:
         self._acked = begin or None
         oids = await usertypes.column_type_oids(conn, self.tables_)
         typedefs = await usertypes.definitions(conn, oids)
-        assembler = ChangeAssembler(self.batch.max_rows, self.keys, self.tables_[0], typedefs)
+        end = position_lsn(until) if until else None
 
-        def track(stream: ReplicationStream | None) -> None:
+        def track(stream: LiveStream | None) -> None:
             self._live = stream
 
-        def committed(commit: po.Commit) -> None:
-            self._last_commit = (commit.end_lsn, pg_time(commit.commit_time).timestamp())
+        def committed(end_lsn: int, at: float) -> None:
+            self._last_commit = (end_lsn, at)
 
-        async for batch in stream_changes(
-            self.connect,
-            self.slot,
-            self.publication,
-            begin,
-            position_lsn(until) if until else None,
-            assembler,
-            self.batch.max_wait,
-            self.config.heartbeat,
-            track,
-            committed,
-            self.phases,
-        ):
+        column_types: Callable[[int], dict[str, PgType]]
+        child: decodeproc.DecodeProcess | None = None
+        if decodeproc.in_process():
+            assembler = ChangeAssembler(self.batch.max_rows, self.keys, self.tables_[0], typedefs)
+            column_types = assembler.column_types
+            batches = stream_changes(
+                self.connect,
+                self.slot,
+                self.publication,
+                begin,
+                end,
+                assembler,
+                self.batch.max_wait,
+                self.config.heartbeat,
+                track,
+                lambda c: committed(c.end_lsn, pg_time(c.commit_time).timestamp()),
+                self.phases,
+            )
+        else:
+            child = decodeproc.DecodeProcess(
+                {
+                    "config": self.config,
+                    "slot": self.slot,
+                    "publication": self.publication,
+                    "start": begin,
+                    "until": end,
+                    "max_rows": self.batch.max_rows,
+                    "keys": self.keys,
+                    "idle_table": self.tables_[0],
+                    "typedefs": typedefs,
+                    "max_wait": self.batch.max_wait,
+                    "heartbeat": self.config.heartbeat,
+                },
+                self.phases,
+            )
+            column_types = child.column_types
+            batches = child.batches(track, lambda c: committed(*c))
+        async for batch in batches:
             oid = batch.meta.get("relation")
             if isinstance(oid, int) and batch.unsent_columns:
                 try:
-                    types = assembler.column_types(oid)
+                    types = column_types(oid)
                     batch = await moved.fill_moved(await self.catalog(), batch, types)
                 except psycopg.Error as exc:
                     raise map_error(exc, "reading rows whose key changed") from exc
             yield batch
+        if child is not None and self._acked:
+            # an acknowledgement that reached the decode process after its stream closed
+            await admin.advance_slot(await self.catalog(), self.slot, self._acked)
 
     async def _create_slot_without_snapshot(self) -> None:
         repl = await self.connect(replication=True)

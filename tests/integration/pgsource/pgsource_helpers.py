@@ -6,10 +6,12 @@ import asyncio
 
 import psycopg
 import pyarrow as pa
+import pytest
 
 from syncengine.changes import ChangeBatch
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.sources.base import resume_position
+from syncengine.sources.postgres.decodeproc import ENV
 from syncengine.sources.postgres.source import PostgresSource
 from syncengine.state import SQLiteStateStore
 
@@ -115,3 +117,11 @@ def table_state(dsn: str, table: str, key: str) -> dict[tuple, dict]:
 
 def as_table(batches: list[ChangeBatch]) -> pa.Table:
     return pa.concat_tables([b.data for b in batches if b.num_rows], promote_options="permissive")
+
+
+@pytest.fixture(params=["inline", "process"])
+def both_decode_modes(request, monkeypatch):
+    """Run a test with decoding in the engine's process and in the decode process
+    (sources/postgres/decodeproc.py): the batches must be the same."""
+    monkeypatch.setenv(ENV, request.param)
+    return request.param

@@ -4,7 +4,15 @@ back from the source under DEFAULT, left unsent when the row is gone)."""
 
 from __future__ import annotations
 
-from tests.integration.pgsource.pgsource_helpers import changes_after, rows
+import pytest
+
+from tests.integration.pgsource.pgsource_helpers import (  # noqa: F401 - fixture
+    both_decode_modes,
+    changes_after,
+    rows,
+)
+
+pytestmark = pytest.mark.usefixtures("both_decode_modes")
 
 BIG = "(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 4000) g)"
 

@@ -9,10 +9,19 @@ import time
 from decimal import Decimal
 
 import pyarrow as pa
+import pytest
 
 from syncengine.config.models import BatchConfig
 from syncengine.sources.base import resume_position
-from tests.integration.pgsource.pgsource_helpers import drain, execute, make_source, rows
+from tests.integration.pgsource.pgsource_helpers import (  # noqa: F401 - fixture
+    both_decode_modes,
+    drain,
+    execute,
+    make_source,
+    rows,
+)
+
+pytestmark = pytest.mark.usefixtures("both_decode_modes")
 
 TYPES_DDL = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');

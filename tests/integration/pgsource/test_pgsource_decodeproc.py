@@ -1,0 +1,172 @@
+"""The decode process (sources/postgres/decodeproc.py) against a real slot: it dying surfaces
+as a retriable error, the server hears only acknowledged positions, the child's errors and
+log lines reach the parent as they would in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import psycopg
+import pytest
+
+from syncengine.errors import SourceUnavailable, SyncEngineError
+from syncengine.sources.base import resume_position
+from syncengine.sources.postgres.decodeproc import ENV, DecodeProcess
+from syncengine.sources.postgres.source import position_lsn
+from tests.integration.pgsource.pgsource_helpers import drain, execute, make_source
+
+
+def confirmed_flush(dsn: str, slot: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = %s",
+            (slot,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def started(pg_dsn: str, table: str):
+    """A source whose slot exists and is drained, its start position and a live stream with
+    one table's rows (the first batch already taken)."""
+    execute(pg_dsn, f"CREATE TABLE {table} (id int PRIMARY KEY, t time)")
+    source = make_source(pg_dsn, [table])
+    await source.open()
+    _, start = await drain(source, None)
+    execute(pg_dsn, f"INSERT INTO {table} VALUES (0, '09:00')")
+    _, start = await drain(source, start)  # acknowledged: the slot's confirmed position
+    assert start is not None
+    return source, start
+
+
+async def first_rows(stream):
+    async for batch in stream:
+        if batch.num_rows:
+            return batch
+    raise AssertionError("the stream ended")
+
+
+@pytest.fixture(autouse=True)
+def decode_process(monkeypatch):
+    monkeypatch.setenv(ENV, "process")
+
+
+def test_a_killed_decode_process_is_a_retriable_source_error(pg_dsn):
+    async def scenario():
+        source, start = await started(pg_dsn, "killed")
+        execute(pg_dsn, "INSERT INTO killed SELECT i, '10:00' FROM generate_series(1, 10) i")
+        stream = source.stream(start)  # no end: only the kill ends it
+        await first_rows(stream)
+        child = source._live
+        assert isinstance(child, DecodeProcess) and child.proc is not None
+        os.kill(child.pid, signal.SIGKILL)
+        with pytest.raises(SourceUnavailable, match="killed by SIGKILL") as raised:
+            async for _ in stream:
+                pass
+        await source.close()
+        return raised.value, child
+
+    error, child = asyncio.run(scenario())
+    assert error.retriable
+    assert child.proc.poll() == -signal.SIGKILL
+
+
+def test_the_server_hears_only_acknowledged_positions(pg_dsn):
+    async def scenario():
+        source, start = await started(pg_dsn, "acks")
+        before = confirmed_flush(pg_dsn, source.slot)
+        assert before == position_lsn(start)
+        execute(pg_dsn, "INSERT INTO acks SELECT i, '10:00' FROM generate_series(1, 50) i")
+        stream = source.stream(start)
+        resume = None
+        async for batch in stream:
+            resume = resume_position(batch)
+            if resume:
+                break
+        assert resume is not None
+        # read, decoded and handed over, yet not committed at a target: not flushed
+        child = source._live
+        assert isinstance(child, DecodeProcess)
+        child.acknowledge(0)  # a status update now; an older position moves nothing
+        await asyncio.sleep(1.0)
+        unacked = confirmed_flush(pg_dsn, source.slot)
+        await source.acknowledge(resume)
+        acked = None
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            acked = confirmed_flush(pg_dsn, source.slot)
+            if acked == position_lsn(resume):
+                break
+        await stream.aclose()
+        await source.close()
+        return before, unacked, acked, position_lsn(resume)
+
+    before, unacked, acked, resume = asyncio.run(scenario())
+    assert unacked == before < resume
+    assert acked == resume
+
+
+def test_errors_and_log_lines_are_the_same_in_both_modes(pg_dsn, monkeypatch, caplog):
+    caplog.set_level(logging.WARNING, "syncengine.sources.postgres")
+
+    async def scenario(mode: str) -> tuple[list[object], type, str]:
+        monkeypatch.setenv(ENV, mode)
+        table = f"errs_{mode}"
+        execute(pg_dsn, f"CREATE TABLE {table} (id int PRIMARY KEY, t time)")
+        source = make_source(pg_dsn, [table], pipeline=mode)
+        await source.open()
+        _, start = await drain(source, None)
+        # 24:00 has no Arrow time64 form: the batch carries the column as text, with a warning
+        execute(pg_dsn, f"INSERT INTO {table} VALUES (1, '24:00:00')")
+        batches, start = await drain(source, start)
+        # a publication dropped under the slot: the walsender fails at the next change
+        execute(
+            pg_dsn,
+            f"DROP PUBLICATION {source.publication}",
+            f"INSERT INTO {table} VALUES (2, '10:00')",
+        )
+        with pytest.raises(SyncEngineError) as raised:
+            await drain(source, start)
+        await source.close()
+        values = [v for b in batches if b.num_rows for v in b.data.column("t").to_pylist()]
+        return values, type(raised.value), str(raised.value).replace(mode, "P")
+
+    inline = asyncio.run(scenario("inline"))
+    warned_inline = caplog.text.count("has no time64[us] form")
+    process = asyncio.run(scenario("process"))
+    assert process == inline
+    assert inline[0] == ["24:00:00"]
+    assert "publication" in inline[2]
+    # the decode process logged its warning through this process's logging
+    assert caplog.text.count("has no time64[us] form") == warned_inline + 1
+
+
+def test_the_decode_process_answers_the_server_while_the_parent_is_busy(pg_dsn):
+    def last_reply(slot: str):
+        with psycopg.connect(pg_dsn) as conn:
+            row = conn.execute(
+                "SELECT r.reply_time FROM pg_stat_replication r "
+                "JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = %s",
+                (slot,),
+            ).fetchone()
+        return row[0] if row else None
+
+    async def scenario():
+        source, start = await started(pg_dsn, "busy")
+        execute(pg_dsn, "INSERT INTO busy SELECT i, '10:00' FROM generate_series(1, 10) i")
+        stream = source.stream(start)
+        await first_rows(stream)
+        first = last_reply(source.slot)
+        # the consumer takes nothing for longer than the status interval (10 s)
+        await asyncio.sleep(14)
+        later = last_reply(source.slot)
+        await stream.aclose()
+        await source.close()
+        return first, later
+
+    first, later = asyncio.run(scenario())
+    assert first is not None and later is not None
+    assert (later - first).total_seconds() >= 8
