@@ -1,6 +1,34 @@
-"""Pipeline configuration: models, loading, ``${ENV}`` interpolation, secret redaction."""
+"""Pipeline configuration: models, loading, ``${ENV}`` interpolation, secret redaction.
 
-from syncengine.config.loader import load_config, parse_config
-from syncengine.config.models import Config, MappingConfig, PipelineConfig
+The names below are imported on first use, not with the package: a kind's config module
+(``sources/postgres/config.py``…) imports :mod:`syncengine.config.base`, which loads this
+package first; loading the models here too would build the source/target union from the
+registry while that kind's config module is still half-imported (and record the kind as
+broken for the rest of the process).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syncengine.config.loader import load_config, parse_config
+    from syncengine.config.models import Config, MappingConfig, PipelineConfig
 
 __all__ = ["Config", "MappingConfig", "PipelineConfig", "load_config", "parse_config"]
+
+_HOMES = {
+    "Config": "syncengine.config.models",
+    "MappingConfig": "syncengine.config.models",
+    "PipelineConfig": "syncengine.config.models",
+    "load_config": "syncengine.config.loader",
+    "parse_config": "syncengine.config.loader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
