@@ -11,7 +11,12 @@ position applied to its key is dropped, so a row never moves back in time. Two w
 * any other target (Mongo, SQLite-kept state): one read of the stored positions for the batch's
   keys (the shadow, never the target rows), stale changes dropped here, vectorized.
 
-Either way the shadow keeps a *slim* row per key: :data:`FENCE_ONLY` for a hash, no base, the
+On a Postgres target the checkpoint commits with the data, and a source resumes strictly after
+it, so the stored checkpoint is the fence of every in-order change: a stream change at or below
+it is dropped, and one at or below the checkpoint committed with it keeps no shadow row at all
+(only the parts of a source transaction committed before its end, and snapshot rows, do).
+
+Otherwise the shadow keeps a *slim* row per key: :data:`FENCE_ONLY` for a hash, no base, the
 position (a delete: a tombstone, as always). Detection under another strategy later reads such
 a row as "in step with the target" (see :mod:`syncengine.conflicts.detect`).
 """
@@ -22,7 +27,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from syncengine.changes import AT_RESUME, OP_DELETE, OP_READ
+from syncengine.changes import AT_RESUME, OP_DELETE, OP_READ, REPLAYED
 from syncengine.config.models import ConflictsConfig
 from syncengine.targets.base import ServerFence, ShadowUpdate, TableSpec, Target
 from syncengine.targets.shadow import FENCE_ONLY
@@ -43,13 +48,19 @@ async def fenced(
     *,
     fence: bool,
     truncated: bool,
+    stream: str | None = None,
 ) -> tuple[pl.DataFrame, ShadowUpdate]:
     """The rows to write and the shadow update for ``changes`` (one per key, aligned with their
     row ``keys``). ``fence``: the source's positions sort; ``truncated``: the batch empties the
-    table first (its shadow goes with it, nothing can be stale)."""
+    table first (its shadow goes with it, nothing can be stale); ``stream``: the source stream
+    whose stored checkpoint a server fence may use as the floor (see :class:`ServerFence`)."""
     record_reads = not meta.get(AT_RESUME)
     if getattr(target, "server_fence", False):
-        request = ServerFence(keys.to_arrow(), enforce=fence, snapshot_rows=record_reads)
+        floor = stream if fence and not meta.get(REPLAYED) else None
+        request = ServerFence(
+            keys.to_arrow(), enforce=fence, snapshot_rows=record_reads, stream=floor,
+            sparse=floor is not None and not meta.get("snapshot"),
+        )  # fmt: skip
         return changes, ShadowUpdate(fence=request)
     op = changes["_op"]
     n = changes.height

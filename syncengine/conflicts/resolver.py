@@ -90,6 +90,7 @@ class ConflictResolver:
         overrides: Mapping[str, ConflictsConfig] | None = None,
         *,
         fence: bool = False,
+        stream: str | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.target = target
@@ -97,6 +98,8 @@ class ConflictResolver:
         self.conflicts = conflicts
         self.overrides = dict(overrides or {})
         self.fence = fence
+        #: the source stream whose checkpoint fences in-order changes on a server-fence target
+        self.stream = stream
 
     def config_for(self, table: str) -> ConflictsConfig:
         return self.overrides.get(table, self.conflicts)
@@ -171,7 +174,7 @@ class ConflictResolver:
         self._commit_queue(spec, keys, pending, held, [], [])
         rows, shadow = await fenced(
             self.target, spec, rest.filter(~held_mask), keys.filter(~held_mask), batch.meta,
-            fence=self.fence, truncated=bool(truncates.height),
+            fence=self.fence, truncated=bool(truncates.height), stream=self.stream,
         )  # fmt: skip
         write = pl.concat([truncates, rows], how="vertical") if truncates.height else rows
         return Resolved(TableWrite(spec, batch.replace(write), shadow), config.strategy,

@@ -158,8 +158,9 @@ class Pipeline:
         if resolver is None:
             conflicts = mapping.conflicts or self.config.conflicts
             resolver = ConflictResolver(
-                self.name, self.target, self.state, conflicts, fence=ordered(self.config)
-            )
+                self.name, self.target, self.state, conflicts, fence=ordered(self.config),
+                stream=self.stream_name,
+            )  # fmt: skip
             self._resolvers[mapping.target_name] = resolver
         return resolver
 

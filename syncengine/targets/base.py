@@ -51,6 +51,15 @@ class ServerFence:
     #: position the stream resumes from (an exported snapshot): nothing at or before it can be
     #: delivered later, so a per-row fence would never drop anything
     snapshot_rows: bool = True
+    #: the source stream whose stored checkpoint is this write's floor: a change (not a
+    #: snapshot row) at or below it is dropped, since a Postgres target committed it with that
+    #: checkpoint. None: no floor (positions that do not sort; a dead-letter replay, whose
+    #: changes sit below the checkpoint by construction)
+    stream: str | None = None
+    #: record a stream change's position only where a replay can reach it: above the checkpoint
+    #: committed with it (parts of a source transaction committed before its end). False for
+    #: snapshot batches (a re-backfill moves the checkpoint back below their positions)
+    sparse: bool = False
 
 
 @dataclass(frozen=True)

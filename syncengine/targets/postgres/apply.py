@@ -28,7 +28,7 @@ from syncengine.changes import OP_DELETE, OP_TRUNCATE, UNSENT_PREFIX
 from syncengine.targets import stopping
 from syncengine.targets.base import ApplyResult, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import fence
+from syncengine.targets.postgres import fence, floor
 from syncengine.targets.postgres.direct import copy_directly
 from syncengine.targets.postgres.errors import first_line, is_record_error
 from syncengine.targets.postgres.staged import Staged
@@ -95,21 +95,35 @@ class Applied:
     rejected: list[int] = field(default_factory=list)
     #: staged keys the fence probe found in the shadow (None: no probe ran)
     probed: int | None = None
+    #: the staged rows (``__op``, ``__pos``), when a fence's positions come from the staging
+    staged: pa.Table | None = None
 
     async def record_fence(
-        self, conn: psycopg.AsyncConnection, pipeline: str, table: str, write: TableWrite
-    ) -> int:
-        """Store the positions of the rows applied (after any truncate's shadow clear)."""
+        self,
+        conn: psycopg.AsyncConnection,
+        pipeline: str,
+        table: str,
+        write: TableWrite,
+        above: str | None = None,
+    ) -> tuple[int, str | None]:
+        """Store the positions of the rows applied (after any truncate's shadow clear); stream
+        changes at or below ``above`` keep none (floor.py). How many rows were stored, and
+        the highest position among them."""
         request = write.shadow.fence
-        if request is None:
-            return 0
+        rows = self.staged if self.staging is not None else self.copied
+        if request is None or rows is None:
+            return 0, None
+        keep = floor.recorded(rows, request, above)
+        if not pc.any(keep).as_py():
+            return 0, None  # a stream group at or below its checkpoint: nothing to store
+        top = floor.highest(rows, keep)
         if self.staging is not None:
-            return await fence.record_staged(
-                conn, pipeline, table, self.staging, request, self.rejected, self.probed
+            n = await fence.record_staged(
+                conn, pipeline, table, self.staging, request, self.rejected, self.probed, above
             )
-        if self.copied is not None:
-            return await fence.record_copied(conn, pipeline, table, self.copied, request)
-        return 0
+            return n, top
+        n = await fence.record_copied(conn, pipeline, table, rows.filter(keep), request)
+        return n, top
 
 
 async def apply_write(
@@ -120,11 +134,13 @@ async def apply_write(
     result: ApplyResult,
     shadow_name: tuple[str, str],
     staging: StagingTables,
+    probe: bool = True,
 ) -> Applied:
     """Apply one write in the open transaction. ``shadow_name``: (pipeline, table) of its
     shadow rows, for a write that carries a :class:`ServerFence` (stale rows are dropped
     before the data statements; :meth:`Applied.record_fence` stores the positions after).
-    ``staging``: names the connection's temporary tables (staging.py)."""
+    ``staging``: names the connection's temporary tables (staging.py). ``probe``: False when
+    no shadow row can drop a change the checkpoint floor kept (floor.py)."""
     table = sql.Identifier(schema, write.spec.name)
     staged = prepare(write, target_columns)
     if staged.truncate:
@@ -136,7 +152,7 @@ async def apply_write(
     request = write.shadow.fence
     # a fenced change may meet a tombstone even where the target lacks its key: only snapshot
     # rows (never fenced) or a batch that truncates first may skip the staged join
-    fenced = request is not None and request.enforce and not staged.truncate
+    fenced = request is not None and request.enforce and not staged.truncate and probe
     unfenced = not fenced or not pc.any(pc.not_equal(staged.rows.column("__op"), "r")).as_py()
     if unfenced and await copy_directly(conn, table, write, staged, target_columns):
         result.upserted += staged.rows.num_rows
@@ -179,7 +195,10 @@ async def apply_write(
     result.upserted += counts["upserted"]
     refused = staged.original.filter(pl.col("__row").is_in(rejected)).select(list(write.spec.key))
     if request is not None:  # the fence's positions come from it, after the shadow's clear
-        return Applied(staged.truncate, refused, stage, rejected=rejected, probed=probed)
+        return Applied(
+            staged.truncate, refused, stage, rejected=rejected, probed=probed,
+            staged=staged.rows.select(["__op", "__pos"]),
+        )  # fmt: skip
     return Applied(staged.truncate, refused)
 
 

@@ -83,6 +83,7 @@ async def record_staged(
     fence: ServerFence,
     rejected: list[int],
     probed: int | None,
+    above: str | None = None,
 ) -> int:
     """Store the positions of the staged rows the target accepted; how many rows.
 
@@ -90,13 +91,16 @@ async def record_staged(
     table), None when it did not run. After a probe the keys the shadow lacks are inserted
     plainly (nothing else writes this pipeline's shadow rows of the table inside the
     transaction) and only the others are upserted: a fresh key costs one index insertion
-    instead of a probe plus a speculative insertion."""
+    instead of a probe plus a speculative insertion. ``above``: stream changes at or below it
+    are stored not at all (the checkpoint committed with them fences them, floor.py)."""
     shadow = state_table("shadow")
     skip = [sql.SQL("s.__rk IS NOT NULL")]
     if rejected:  # a handful at most (bisected bad rows)
         skip.append(sql.SQL("NOT (s.__row = ANY(%(rejected)s))"))
     if not fence.snapshot_rows:
         skip.append(sql.SQL("s.__op <> %(read)s"))
+    if above is not None:
+        skip.append(sql.SQL('(s.__op = %(read)s OR s.__pos COLLATE "C" > %(above)s)'))
     if not fence.enforce:  # no tombstones: a deleted key loses its shadow row
         await conn.execute(
             sql.SQL(
@@ -107,7 +111,8 @@ async def record_staged(
         )
         skip.append(sql.SQL("s.__op <> %(delete)s"))
     params = {"p": pipeline, "t": table, "delete": OP_DELETE, "read": OP_READ,
-              "tomb": TOMBSTONE, "slim": FENCE_ONLY, "rejected": rejected}  # fmt: skip
+              "tomb": TOMBSTONE, "slim": FENCE_ONLY, "rejected": rejected,
+              "above": above}  # fmt: skip
     insert = sql.SQL(
         "INSERT INTO {} (pipeline, target_table, row_key, row_hash, base, position) "
         "SELECT %(p)s, %(t)s, s.__rk, CASE WHEN s.__op = %(delete)s THEN %(tomb)s "

@@ -55,6 +55,15 @@ async def write_shadow(
         await _upsert(conn, pipeline, table, rows)
 
 
+def highest_position(write: TableWrite) -> str | None:
+    """The highest position among a write's shadow upserts (None: none carries one)."""
+    upserts = write.shadow.upserts
+    if upserts is None or not upserts.num_rows or "position" not in upserts.column_names:
+        return None
+    found = pc.max(upserts.column("position").cast(pa.string())).as_py()
+    return str(found) if found is not None else None
+
+
 async def write_rows(
     conn: psycopg.AsyncConnection, pipeline: str, table: str, rows: pa.Table
 ) -> None:

@@ -17,7 +17,7 @@ from syncengine.names import QualifiedName
 from syncengine.state.protocols import TargetState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import ddl, state, usertypes
+from syncengine.targets.postgres import ddl, floor, state, usertypes
 from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
@@ -262,11 +262,15 @@ class PostgresTarget:
         result = ApplyResult()
         known = [await self._known(w.spec) for w in writes]
         recorded = 0
+        top: str | None = None  # the highest position a shadow row is written with
         self._staging.begin()
         try:
             async with conn.transaction():
+                floors = await floor.read(conn, self.pipeline, writes)
                 for write, columns in zip(writes, known, strict=True):
                     schema, table = self._split(write.spec.name)
+                    request = write.shadow.fence
+                    write = floor.below_floor(write, floors.floor(request))
                     local = TableWrite(
                         TableSpec(table, write.spec.key, write.spec.schema),
                         write.batch,
@@ -282,6 +286,7 @@ class PostgresTarget:
                             result,
                             (self.pipeline, write.spec.name),
                             self._staging,
+                            floors.probe(request),
                         )
                     else:  # keyless: no per-key fence (syncengine.keyless fences the table)
                         done = await apply_keyless(conn, schema, local, columns, result)
@@ -293,10 +298,17 @@ class PostgresTarget:
                     fault_point("postgres.after_data")
                     shadow = without_rejected(write, applied.refused)
                     recorded += shadow.shadow.upserts.num_rows if shadow.shadow.upserts else 0
+                    if write.spec.key:  # a keyless table's fence is its own (keyless.py)
+                        top = max_position(top, state.highest_position(shadow))
                     await state.write_shadow(conn, self.pipeline, shadow, applied.truncated)
-                    recorded += await applied.record_fence(
-                        conn, self.pipeline, write.spec.name, write
-                    )
+                    n, fenced_top = await applied.record_fence(
+                        conn, self.pipeline, write.spec.name, write,
+                        floors.record_above(request, checkpoint),
+                    )  # fmt: skip
+                    recorded += n
+                    top = max_position(top, fenced_top)
+                if top is not None and (floors.mark is None or top > floors.mark):
+                    await floor.raise_mark(conn, self.pipeline, top)
                 fault_point("postgres.after_shadow")
                 if checkpoint is not None:
                     await state.write_checkpoint(conn, self.pipeline, checkpoint)
@@ -320,3 +332,10 @@ class PostgresTarget:
             await conn.execute(sql.SQL("ANALYZE {}").format(ddl.state_table("shadow")))
         except psycopg.Error as exc:  # statistics are an optimisation: never fail a commit
             log.info("ANALYZE of the shadow failed: %s", exc)
+
+
+def max_position(a: str | None, b: str | None) -> str | None:
+    """The later of two positions (None: none)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return max(a, b)

@@ -68,11 +68,17 @@ class Env:
         await self.target.close()
         self.state.close()
 
-    async def run(self, rows: list[dict[str, Any]], ops: list[str]) -> Resolved:
+    async def run(
+        self, rows: list[dict[str, Any]], ops: list[str], *, commit: bool = True
+    ) -> Resolved:
+        """Apply the changes at the next positions; ``commit``: with the checkpoint after
+        them (False: a part of a source transaction committed before its end, or a replay
+        that commits no checkpoint of its own)."""
         b = batch(rows, ops, self.position + 1)
         self.position += len(rows)
         resolved = await self.resolver.resolve(self.spec, b)
-        await self.target.apply([resolved.write], Checkpoint("s", b.last_position or ""))
+        checkpoint = Checkpoint("s", b.last_position or "") if commit else None
+        await self.target.apply([resolved.write], checkpoint)
         return resolved
 
     # -- what a person does at the target, through the driver -------------------------------

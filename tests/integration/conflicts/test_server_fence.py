@@ -58,16 +58,22 @@ def executed(dsn: str) -> list[tuple[str, int]]:
 
 
 def reads_back(queries: list[tuple[str, int]]) -> list[str]:
-    """Statements that select rows of the data table or the shadow."""
+    """Statements that select rows of the data table or the shadow (but the once-per-store
+    look-up of the highest shadow position, floor.py, which runs at most once)."""
+    once = [c for q, c in queries if "max(position" in q]
+    assert sum(once) <= 1
     return [
         q for q, _ in queries
         if q.lstrip().upper().startswith("SELECT") and ("items" in q or "shadow" in q)
+        and "max(position" not in q
     ]  # fmt: skip
 
 
-async def fenced_env(dsn: str, path: Any, **conflicts: Any) -> Env:
+async def fenced_env(dsn: str, path: Any, stream: str | None = "s", **conflicts: Any) -> Env:
     env = await Env("postgres", {"dsn": dsn}, path, strategy="remote", **conflicts).open()
-    env.resolver = ConflictResolver("p", env.target, env.state, env.conflicts, fence=True)
+    env.resolver = ConflictResolver(
+        "p", env.target, env.state, env.conflicts, fence=True, stream=stream
+    )
     return env
 
 
@@ -77,34 +83,83 @@ def clean(dsn: str) -> None:
         conn.execute("DROP SCHEMA IF EXISTS _syncengine CASCADE")
 
 
-def test_replay_is_fenced_on_the_server_without_reading_back(counted_dsn, tmp_path):
+def probes_and_drops(queries: list[tuple[str, int]]) -> tuple[int, int]:
+    """How often the server probed the shadow for staged keys, and dropped stale changes."""
+    probes = sum(c for q, c in queries if q.startswith("INSERT") and "_had" in q
+                 and "shadow" in q and "LATERAL" in q)  # fmt: skip
+    stale = sum(c for q, c in queries if q.startswith("DELETE") and "stage" in q
+                and "_had" in q and "COLLATE" in q)  # fmt: skip
+    return probes, stale
+
+
+def test_replay_below_the_checkpoint_is_dropped_without_shadow_rows(counted_dsn, tmp_path):
+    """In-order groups keep no shadow row at all: the checkpoint committed with them is their
+    fence. A replay below it (a source resending from the start, committing no checkpoint of
+    its own) is dropped before staging: no probe, no read-back, nothing moves back."""
+    clean(counted_dsn)
+
+    async def scenario() -> None:
+        env = await fenced_env(counted_dsn, tmp_path / "state.db")
+        try:
+            reset(counted_dsn)
+            await env.run([row(1, "a", 1, 1), row(2, "b", 1, 1)], ["c", "c"])  # 1, 2
+            await env.run([row(1, "a", 2, 2)], ["u"])  # 3
+            await env.run([{"id": 2}], ["d"])  # 4: no tombstone either
+            assert shadow_rows(counted_dsn) == {}
+            assert probes_and_drops(executed(counted_dsn)) == (0, 0)
+            reset(counted_dsn)
+            env.position = 0  # a restart resends everything from position 1
+            await env.run([row(1, "a", 1, 1), row(2, "b", 1, 1)], ["c", "c"], commit=False)
+            await env.run([row(1, "old", 2, 2)], ["u"], commit=False)
+            await env.run([row(2, "ghost", 9, 2)], ["u"], commit=False)  # the delete's own 4
+            queries = executed(counted_dsn)
+            assert env.rows() == {1: ("a", 2)}  # nothing moved back in time
+            assert reads_back(queries) == []
+            assert probes_and_drops(queries) == (0, 0)
+            assert not [q for q, _ in queries if q.startswith("COPY")]  # nothing even staged
+            env.position = 4
+            await env.run([row(1, "a", 3, 3), row(2, "back", 5, 3)], ["u", "c"])  # newer
+            assert env.rows() == {1: ("a", 3), 2: ("back", 5)}
+            assert shadow_rows(counted_dsn) == {}
+        finally:
+            await env.close()
+
+    asyncio.run(scenario())
+
+
+def test_parts_of_a_huge_transaction_keep_fence_rows_until_its_commit(counted_dsn, tmp_path):
+    """Parts committed before their transaction's end (no checkpoint: the runtime's
+    ``HOLD_GROUPS``) sit above the stored checkpoint, where a replay reaches them: they keep
+    fence rows, the probe runs while any is above the checkpoint, and a replay of the parts
+    (the crash-and-restart case) is dropped key by key. Once the checkpoint passes them the
+    probe stops again."""
     clean(counted_dsn)
 
     async def scenario() -> None:
         env = await fenced_env(counted_dsn, tmp_path / "state.db")
         try:
             await env.run([row(1, "a", 1, 1), row(2, "b", 1, 1)], ["c", "c"])  # 1, 2
-            await env.run([row(1, "a", 2, 2)], ["u"])  # 3
-            await env.run([{"id": 2}], ["d"])  # 4
             reset(counted_dsn)
-            env.position = 0  # a restart resends everything from position 1
-            await env.run([row(1, "a", 1, 1), row(2, "b", 1, 1)], ["c", "c"])
-            await env.run([row(1, "old", 2, 2)], ["u"])
-            queries = executed(counted_dsn)
-            assert env.rows() == {1: ("a", 2)}  # nothing moved back in time
-            assert reads_back(queries) == []
-            probes = [c for q, c in queries if q.startswith("INSERT") and "_had" in q
-                      and "shadow" in q and "LATERAL" in q]  # fmt: skip
-            assert sum(probes) == 2  # one server-side probe of the fence per batch
-            stale = [c for q, c in queries if q.startswith("DELETE") and "stage" in q
-                     and "_had" in q and "COLLATE" in q]  # fmt: skip
-            assert sum(stale) == 2  # and the stale changes dropped on the server
-            env.position = 4
-            await env.run([row(1, "a", 3, 3), row(2, "back", 5, 3)], ["u", "c"])  # newer
-            assert env.rows() == {1: ("a", 3), 2: ("back", 5)}
-            shadow = shadow_rows(counted_dsn)
-            assert shadow == {'{"id":1}': ("fence", None, f"{5:016X}"),
-                              '{"id":2}': ("fence", None, f"{6:016X}")}  # fmt: skip
+            await env.run([row(1, "p1", 2, 2), row(3, "p1", 1, 2)], ["u", "c"], commit=False)
+            await env.run([row(1, "p2", 3, 3), {"id": 2}], ["u", "d"], commit=False)  # 5, 6
+            assert shadow_rows(counted_dsn) == {
+                '{"id":1}': ("fence", None, f"{5:016X}"),
+                '{"id":2}': ("", None, f"{6:016X}"),  # a tombstone
+                '{"id":3}': ("fence", None, f"{4:016X}"),
+            }
+            assert probes_and_drops(executed(counted_dsn))[0] == 1  # the second part's
+            reset(counted_dsn)
+            env.position = 2  # crash before the commit: the transaction comes again
+            await env.run([row(1, "p1", 2, 2), row(3, "p1", 1, 2)], ["u", "c"], commit=False)
+            await env.run([row(1, "p2", 3, 3), {"id": 2}], ["u", "d"], commit=False)
+            await env.run([row(2, "back", 7, 4)], ["c"])  # 7 and the commit: checkpoint 7
+            probes, stale = probes_and_drops(executed(counted_dsn))
+            assert probes == 3 and stale >= 2  # replayed changes dropped key by key
+            assert env.rows() == {1: ("p2", 3), 2: ("back", 7), 3: ("p1", 1)}
+            reset(counted_dsn)
+            await env.run([row(1, "later", 4, 5)], ["u"])  # 8: the checkpoint passed the mark
+            assert probes_and_drops(executed(counted_dsn)) == (0, 0)
+            assert env.rows()[1] == ("later", 4)
         finally:
             await env.close()
 
@@ -179,13 +234,15 @@ def test_snapshot_chunk_is_a_plain_copy(counted_dsn, tmp_path):
 
 
 def test_fresh_keys_insert_known_keys_upsert_stale_keys_drop(counted_dsn, tmp_path):
-    """One batch holding keys the shadow lacks, keys it holds at an older position, a
-    tombstoned key coming back and a stale replay: the fresh keys get a plain INSERT, the
-    known ones an upsert, and every key ends at the position of the change the target holds."""
+    """Where every change keeps a fence row (no checkpoint to fence with: a dead-letter
+    replay, a snapshot), one batch holding keys the shadow lacks, keys it holds at an older
+    position, a tombstoned key coming back and a stale replay: the fresh keys get a plain
+    INSERT, the known ones an upsert, and every key ends at the position of the change the
+    target holds."""
     clean(counted_dsn)
 
     async def scenario() -> None:
-        env = await fenced_env(counted_dsn, tmp_path / "state.db")
+        env = await fenced_env(counted_dsn, tmp_path / "state.db", stream=None)
         try:
             await env.run([row(1, "a", 1, 1), row(2, "b", 1, 1), row(3, "c", 1, 1)],
                           ["c", "c", "c"])  # 1-3  # fmt: skip
