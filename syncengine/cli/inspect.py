@@ -186,6 +186,7 @@ def _letter(letter: Any) -> dict[str, Any]:
         "position": letter.position,
         "created_at": letter.created_at,
         "replayed_at": letter.replayed_at,
+        "superseded": letter.superseded,
     }
 
 
@@ -208,9 +209,17 @@ def deadletters_show(config_path: str, letter_id: int) -> None:
 @config_argument
 @click.option("--pipeline", "-p", required=True, metavar="NAME")
 @click.option("--id", "ids", type=int, multiple=True, help="Only these letters (repeatable).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replay superseded letters too (a later change of their key would be overwritten).",
+)
 @expected_errors
-def deadletters_replay(config_path: str, pipeline: str, ids: tuple[int, ...]) -> None:
-    """Re-run dead letters through the current mapping (after fixing it)."""
+def deadletters_replay(
+    config_path: str, pipeline: str, ids: tuple[int, ...], force: bool
+) -> None:
+    """Re-run dead letters through the current mapping (after fixing it). Letters a later
+    change of their key superseded are skipped unless --force."""
     from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.replay import replay
 
@@ -219,6 +228,14 @@ def deadletters_replay(config_path: str, pipeline: str, ids: tuple[int, ...]) ->
     letters = [
         letter for letter in state.list_dead_letters(pipeline) if not ids or letter.id in ids
     ]
+    for letter in letters:
+        if letter.superseded is not None and not force:
+            click.echo(
+                f"dead letter {letter.id} ({letter.table}) skipped: superseded by a later "
+                f"change of its key at position {letter.superseded}; replaying it would "
+                "overwrite that change (--force replays it anyway)"
+            )
+    letters = [letter for letter in letters if force or letter.superseded is None]
     if not letters:
         click.echo("no dead letters to replay")
         return

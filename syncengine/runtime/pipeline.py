@@ -25,6 +25,7 @@ from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
+from syncengine.runtime.superseded import PendingLetters
 from syncengine.sources.base import ChangeSource
 from syncengine.state import DeadLetter, StateStore
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
@@ -66,6 +67,8 @@ class Pipeline:
         self._specs: dict[tuple[str, str], TableSpec] = {}
         self._resolvers: dict[str, Any] = {}
         self.rows_applied = 0
+        #: dead letters a later change of their key supersedes (superseded.py)
+        self.letters = PendingLetters(state, name, ordered=config.source.positions_sort())
         self.phases = PhaseClock(self._count_phase)
         if hasattr(self.source, "phases"):  # optional for plugin sources: decode time
             self.source.phases = self.phases
@@ -170,6 +173,7 @@ class Pipeline:
         report = BatchReport()
         mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]] = {}
         letters: list[DeadLetter] = []
+        superseded: list[tuple[int, str]] = []
         mapping_started = time.perf_counter()
         for batch in batches:
             if batch.meta.get("copied"):
@@ -181,6 +185,7 @@ class Pipeline:
                 continue
             report.read += batch.num_rows
             self.metrics.changes_read.labels(self.name, batch.table).inc(batch.num_rows)
+            superseded += self.letters.match(batch.table, batch.data, batch.key, target_stage=False)
             for index, mapping in self.mappings_for(batch.table):
                 compiled = self.compile(index, mapping, batch)
                 result = compiled.apply(batch)
@@ -214,6 +219,12 @@ class Pipeline:
             writes.append(resolved.write)
             report.conflicts += self._count_conflicts(resolved, mapping)
         self.phases.add("resolve", time.perf_counter() - resolve_started)
+        for write in writes:  # target-stage letters hold mapped rows: matched as written
+            source = self.config.source_key(mapped[write.spec.name][1].source)
+            data, key = write.batch.data, write.spec.key
+            superseded += self.letters.match(source, data, key, target_stage=True)
+        # before the commit: a crash replays the group and marks again, never the reverse
+        self.letters.supersede(superseded)
         checkpoint = Checkpoint(self.stream_name, position) if position else None
         if writes or checkpoint:
             with self.phases.timing("apply"):
@@ -283,6 +294,7 @@ class Pipeline:
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         self.state.add_dead_letters(letters)
+        self.letters.forget()
         for letter in letters:
             self.metrics.dead_letters.labels(self.name, letter.table).inc()
         first = letters[0]

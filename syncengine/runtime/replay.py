@@ -7,9 +7,10 @@ like any other batch, and marks the letters replayed. Records that fail again ar
 dead-lettered again with the new reason. Target-stage letters (rows the target refused) are
 replayed the same way from their mapped row.
 
-Caveat: the stored change is applied as it was. If the same row changed successfully after it
-was dead-lettered, replaying the older change overwrites the newer one; replay right after
-fixing the mapping, and check with ``verify`` (which names any row that went back in time).
+A letter whose key a later change touched is *superseded* (:mod:`.superseded`): replaying
+its older change would overwrite the newer value, so it is skipped unless forced. The replayed
+batches carry ``meta["replayed"]``: their positions lie below the checkpoint by construction,
+so the checkpoint does not fence them (the target's per-key fence rows, where any, still do).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from syncengine.changes import OPS, ChangeBatch
+from syncengine.changes import OPS, REPLAYED, ChangeBatch
 from syncengine.runtime.pipeline import Pipeline
+from syncengine.runtime.superseded import typed_column
 from syncengine.state import DeadLetter
 
 log = logging.getLogger("syncengine.replay")
@@ -37,13 +39,6 @@ async def _source_schema(pipeline: Pipeline, table: str) -> tuple[pa.Schema, tup
         if isinstance(scan, AsyncGenerator):  # the protocol promises an iterator only
             await scan.aclose()
     return batch.rows.schema, batch.key
-
-
-def _column(values: list[object], field: pa.Field) -> pa.Array:
-    try:
-        return pa.array(values, type=field.type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-        return pa.array([None if v is None else str(v) for v in values]).cast(field.type)
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -61,7 +56,7 @@ async def replay(pipeline: Pipeline, letters: list[DeadLetter]) -> tuple[int, in
         schema, key = await _source_schema(pipeline, table)
         rows = [json.loads(letter.payload) for letter in group]
         data = pa.table(
-            {f.name: _column([r.get(f.name) for r in rows], f) for f in schema}, schema=schema
+            {f.name: typed_column([r.get(f.name) for r in rows], f) for f in schema}, schema=schema
         )
         ops = [r.get("_op") if r.get("_op") in OPS else "c" for r in rows]
         batch = ChangeBatch.build(
@@ -74,6 +69,7 @@ async def replay(pipeline: Pipeline, letters: list[DeadLetter]) -> tuple[int, in
             ],
             ts=[_timestamp(r.get("_ts")) for r in rows],
             key=key,
+            meta={REPLAYED: True},
         )
         report = await pipeline.process([batch], None)
         pipeline.state.mark_replayed([letter.id for letter in group if letter.id is not None])

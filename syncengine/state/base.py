@@ -61,3 +61,5 @@ class DeadLetter:
     id: int | None = None
     created_at: str | None = None
     replayed_at: str | None = None
+    #: position of a later change of the same key (replaying this one would undo it)
+    superseded: str | None = None

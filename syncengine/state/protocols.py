@@ -140,6 +140,10 @@ class DeadLetters(Protocol):
 
     def mark_replayed(self, ids: Iterable[int]) -> None: ...
 
+    def mark_superseded(self, marks: Iterable[tuple[int, str]]) -> None:
+        """(letter id, position of the later change of its key) for each superseded letter."""
+        ...
+
 
 class PipelineStatus(Protocol):
     """What ``status`` shows without connecting: stored totals and the open-work counts."""

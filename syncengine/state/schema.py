@@ -13,7 +13,7 @@ from typing import LiteralString
 
 # Column types and index predicates are SQL written in this file, never input: LiteralString
 # lets the Postgres target compose them with psycopg's sql.SQL.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # table -> (column definitions, primary key). TEXT holds JSON where a structure is stored.
 TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
@@ -101,6 +101,9 @@ TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
             ("position", "TEXT"),
             ("created_at", "TEXT NOT NULL"),
             ("replayed_at", "TEXT"),
+            # position of a later change of the letter's key: replaying it would move the
+            # row back in time (``deadletters replay`` skips it unless forced)
+            ("superseded", "TEXT"),
         ],
         ["id"],
     ),
@@ -128,4 +131,7 @@ INDEXES: dict[str, tuple[str, str, LiteralString]] = {
 
 # version -> columns (table, column, type) that upgrade a store from version-1 to version; each
 # backend turns them into its own ALTER TABLE
-MIGRATIONS: dict[int, list[tuple[str, str, LiteralString]]] = {2: [("shadow", "position", "TEXT")]}
+MIGRATIONS: dict[int, list[tuple[str, str, LiteralString]]] = {
+    2: [("shadow", "position", "TEXT")],
+    3: [("dead_letters", "superseded", "TEXT")],
+}

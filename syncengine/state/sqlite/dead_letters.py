@@ -36,7 +36,7 @@ class SQLiteDeadLetters(SQLiteConnection):
     ) -> list[DeadLetter]:
         sql = (
             "SELECT pipeline, source_table, stage, reason, payload, position, id, created_at, "
-            "replayed_at FROM dead_letters WHERE 1=1"
+            "replayed_at, superseded FROM dead_letters WHERE 1=1"
         )
         args: list[Any] = []
         if pipeline:
@@ -50,4 +50,11 @@ class SQLiteDeadLetters(SQLiteConnection):
         with self.transaction() as db:
             db.executemany(
                 "UPDATE dead_letters SET replayed_at=? WHERE id=?", [(now(), i) for i in ids]
+            )
+
+    def mark_superseded(self, marks: Iterable[tuple[int, str]]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE dead_letters SET superseded=? WHERE id=? AND replayed_at IS NULL",
+                [(position, i) for i, position in marks],
             )
