@@ -43,7 +43,7 @@ from syncengine.changes import (
     ChangeBatch,
 )
 from syncengine.config.models import ConflictsConfig, PipelineConfig
-from syncengine.conflicts import queue
+from syncengine.conflicts import queue, switch
 from syncengine.conflicts.detect import Detection, detect, json_of
 from syncengine.conflicts.detect import same_state as _same
 from syncengine.conflicts.fence import fenced, reads_nothing
@@ -100,6 +100,8 @@ class ConflictResolver:
         self.fence = fence
         #: the source stream whose checkpoint fences in-order changes on a server-fence target
         self.stream = stream
+        #: tables whose shadow was made to fit their strategy (switch.py)
+        self._prepared: set[str] = set()
 
     def config_for(self, table: str) -> ConflictsConfig:
         return self.overrides.get(table, self.conflicts)
@@ -114,6 +116,9 @@ class ConflictResolver:
 
     async def _resolve_once(self, spec: TableSpec, batch: ChangeBatch) -> Resolved:
         config = self.config_for(spec.name)
+        if spec.name not in self._prepared:
+            await switch.prepare(self.target, spec, config, self.stream)
+            self._prepared.add(spec.name)
         changes = normalize(spec, _unique(batch, spec))
         truncates = changes.filter(pl.col("_op") == OP_TRUNCATE)
         rest = changes.filter(pl.col("_op") != OP_TRUNCATE)

@@ -17,7 +17,7 @@ from syncengine.names import QualifiedName
 from syncengine.state.protocols import TargetState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import ddl, floor, state, usertypes
+from syncengine.targets.postgres import ddl, floor, rebuild, state, usertypes
 from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
@@ -236,6 +236,28 @@ class PostgresTarget:
             return await state.read_shadow(conn, self.pipeline, table, row_keys)
         except psycopg.Error as exc:
             raise translate(exc, "reading shadow rows") from None
+
+    async def shadow_kept(self, table: str) -> str | None:
+        """How the shadow of ``table`` was last kept (syncengine.conflicts.switch)."""
+        conn = await self._connection()
+        try:
+            return await rebuild.read_kept(conn, self.pipeline, table)
+        except psycopg.Error as exc:
+            raise translate(exc, "reading how the shadow is kept") from None
+
+    async def keep_shadow(
+        self, table: str, kept: str, rows: AsyncIterator[pa.Table] | None, stream: str | None
+    ) -> None:
+        """Record how the shadow of ``table`` is kept from now on, rebuilt from ``rows`` first
+        when given (one transaction: a crash leaves the old record, so it is rebuilt again)."""
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                n = await rebuild.keep(conn, self.pipeline, table, kept, rows, stream)
+        except psycopg.Error as exc:
+            raise translate(exc, "rebuilding the shadow") from None
+        if n and self._analyze.due(n):
+            await self._analyze_shadow(conn)
 
     async def get_checkpoint(self, stream: str) -> str | None:
         conn = await self._connection()
