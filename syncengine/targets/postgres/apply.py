@@ -24,12 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from syncengine.changes import OP_DELETE, OP_TRUNCATE, UNSENT_PREFIX
+from syncengine.changes import OP_DELETE, OP_INSERT, OP_TRUNCATE, UNSENT_PREFIX
 from syncengine.targets import stopping
-from syncengine.targets.base import ApplyResult, TableWrite
+from syncengine.targets.base import ApplyResult, ServerFence, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import fence, floor
-from syncengine.targets.postgres.direct import copy_directly
+from syncengine.targets.postgres.direct import copy_directly, copy_rows
 from syncengine.targets.postgres.errors import first_line, is_record_error
 from syncengine.targets.postgres.staged import Staged
 from syncengine.targets.postgres.staging import Stage, StagingTables
@@ -135,12 +135,14 @@ async def apply_write(
     shadow_name: tuple[str, str],
     staging: StagingTables,
     probe: bool = True,
+    above: str | None = None,
 ) -> Applied:
     """Apply one write in the open transaction. ``shadow_name``: (pipeline, table) of its
     shadow rows, for a write that carries a :class:`ServerFence` (stale rows are dropped
     before the data statements; :meth:`Applied.record_fence` stores the positions after).
     ``staging``: names the connection's temporary tables (staging.py). ``probe``: False when
-    no shadow row can drop a change the checkpoint floor kept (floor.py)."""
+    no shadow row can drop a change the checkpoint floor kept (floor.py); ``above``: stream
+    changes at or below it keep no fence row (floor.py)."""
     table = sql.Identifier(schema, write.spec.name)
     staged = prepare(write, target_columns)
     if staged.truncate:
@@ -158,6 +160,9 @@ async def apply_write(
         result.upserted += staged.rows.num_rows
         fault_point("postgres.after_stage")
         return Applied(staged.truncate, none_refused, copied=staged.rows)
+    if not fenced and _no_fence_rows(staged, request, above):
+        staged, inserted = await _copy_new_keys(conn, table, staged, target_columns)
+        result.upserted += inserted
     shape = [*_STAGED, *((c, target_columns[c]) for c in staged.columns)]
     if request is not None:
         shape.extend(fence.STAGED)
@@ -200,6 +205,41 @@ async def apply_write(
             staged=staged.rows.select(["__op", "__pos"]),
         )  # fmt: skip
     return Applied(staged.truncate, refused)
+
+
+#: fewer inserts than this go through the staging table with the rest (one statement less)
+DIRECT_INSERTS = 1000
+
+
+def _no_fence_rows(staged: Staged, request: ServerFence | None, above: str | None) -> bool:
+    """Whether the write's inserts need no fence row (so none has to come from staging)."""
+    if request is None:
+        return True
+    if not request.sparse or above is None:
+        return False
+    inserts = staged.rows.filter(pc.equal(staged.rows.column("__op"), OP_INSERT))
+    top = pc.max(inserts.column("__pos")).as_py() if inserts.num_rows else None
+    return top is None or str(top) <= above
+
+
+async def _copy_new_keys(
+    conn: psycopg.AsyncConnection,
+    table: sql.Identifier,
+    staged: Staged,
+    target_columns: dict[str, str],
+) -> tuple[Staged, int]:
+    """Inserts of keys new to the target go straight into it with one ``COPY`` (no staging,
+    no ``INSERT … SELECT``), in a savepoint; the rest stays staged. A key the target holds
+    already (a unique violation) or a bad value rolls the ``COPY`` back and every row takes the
+    staged path, as before. Returns the rows left to stage and how many were inserted."""
+    inserts = pc.equal(staged.rows.column("__op"), OP_INSERT)
+    n = pc.sum(inserts).as_py() or 0
+    if n < DIRECT_INSERTS or n == staged.rows.num_rows:  # all inserts: copy_directly's case
+        return staged, 0
+    rows = staged.rows.filter(inserts)
+    if not await copy_rows(conn, table, rows, staged.columns, target_columns):
+        return staged, 0
+    return staged.without(inserts), n
 
 
 def _statements(

@@ -38,10 +38,22 @@ async def copy_directly(
         conn, table, write.spec.key, staged.rows, target_columns
     ):
         return False
+    return await copy_rows(conn, table, staged.rows, staged.columns, target_columns)
+
+
+async def copy_rows(
+    conn: psycopg.AsyncConnection,
+    table: sql.Identifier,
+    rows: pa.Table,
+    columns: list[str],
+    target_columns: dict[str, str],
+) -> bool:
+    """``COPY`` ``rows`` straight into the table, in a savepoint; False (nothing written) when
+    a row is refused: a bad value, or a key the table already holds (unique violation)."""
     copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        table, sql.SQL(", ").join(map(sql.Identifier, staged.columns))
+        table, sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    data = to_copy_text(staged.rows.select(staged.columns), target_columns)
+    data = to_copy_text(rows.select(columns), target_columns)
     try:
         async with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as pipe:
             await pipe.write(data)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,15 @@ class Staged:
     truncate: bool
     #: the original changes, for rejected rows
     original: pl.DataFrame
+
+    def without(self, mask: pa.Array) -> Staged:
+        """The rows where ``mask`` is false, numbered 0.. again (the staged statements and
+        the bisection address rows by ``__row``)."""
+        keep = pc.invert(mask)
+        rows = self.rows.filter(keep)
+        number = pl.int_range(0, rows.num_rows, dtype=pl.Int64, eager=True)
+        rows = rows.set_column(rows.column_names.index("__row"), "__row", number.to_arrow())
+        chosen = pl.from_arrow(keep)
+        assert isinstance(chosen, pl.Series)
+        original = self.original.filter(chosen).with_columns(number.alias("__row"))
+        return Staged(rows, self.columns, self.patterns, self.truncate, original)

@@ -309,6 +309,7 @@ class PostgresTarget:
                             (self.pipeline, write.spec.name),
                             self._staging,
                             floors.probe(request),
+                            floors.record_above(request, checkpoint),
                         )
                     else:  # keyless: no per-key fence (syncengine.keyless fences the table)
                         done = await apply_keyless(conn, schema, local, columns, result)

@@ -273,3 +273,46 @@ def test_fresh_keys_insert_known_keys_upsert_stale_keys_drop(counted_dsn, tmp_pa
             await env.close()
 
     asyncio.run(scenario())
+
+
+def test_new_keys_are_copied_straight_in_and_a_taken_key_falls_back(counted_dsn, tmp_path):
+    """A mixed group's inserts (at least DIRECT_INSERTS of them) go into the table with one
+    COPY, only the updates are staged; when one insert's key is in the table already (a row
+    added by hand) the COPY is rolled back and the whole group takes the staged upsert: every
+    row ends as the source sent it, none twice."""
+    from syncengine.targets.postgres.apply import DIRECT_INSERTS
+
+    clean(counted_dsn)
+    n = DIRECT_INSERTS
+
+    async def scenario() -> None:
+        env = await fenced_env(counted_dsn, tmp_path / "state.db")
+        try:
+            await env.run([row(0, "a", 1, 1)], ["c"])
+            reset(counted_dsn)
+            await env.run([row(0, "a2", 2, 2)] + [row(i, "n", i, 2) for i in range(1, n + 1)],
+                          ["u"] + ["c"] * n)  # fmt: skip
+            queries = executed(counted_dsn)
+            direct = [c for q, c in queries if q.startswith("COPY") and '"items"' in q]
+            staged = [q for q, _ in queries if q.startswith("INSERT") and '"items"' in q]
+            assert sum(direct) == 1 and len(staged) == 1  # inserts copied, the update staged
+            assert len(env.rows()) == n + 1 and env.rows()[0] == ("a2", 2)
+            env.insert(row(2 * n, "hand", 0, 0))  # the key a later insert brings
+            reset(counted_dsn)
+            first = n + 1
+            await env.run([row(0, "a3", 3, 3)] + [row(i, "m", 7, 3) for i in range(first,
+                                                                            2 * n + 1)],
+                          ["u"] + ["c"] * n)  # fmt: skip
+            queries = executed(counted_dsn)
+            assert any("ROLLBACK TO" in q for q, _ in queries)  # the failed COPY undone
+            assert any(q.startswith("COPY") and "stage" in q for q, _ in queries)  # fell back
+            rows = env.rows()
+            assert len(rows) == 2 * n + 1 and rows[2 * n] == ("m", 7) and rows[0] == ("a3", 3)
+            with psycopg.connect(counted_dsn) as conn:
+                assert conn.execute("SELECT count(DISTINCT id) FROM items").fetchone() == (
+                    2 * n + 1,
+                )
+        finally:
+            await env.close()
+
+    asyncio.run(scenario())
