@@ -215,9 +215,7 @@ def deadletters_show(config_path: str, letter_id: int) -> None:
     help="Replay superseded letters too (a later change of their key would be overwritten).",
 )
 @expected_errors
-def deadletters_replay(
-    config_path: str, pipeline: str, ids: tuple[int, ...], force: bool
-) -> None:
+def deadletters_replay(config_path: str, pipeline: str, ids: tuple[int, ...], force: bool) -> None:
     """Re-run dead letters through the current mapping (after fixing it). Letters a later
     change of their key superseded are skipped unless --force."""
     from syncengine.runtime.pipeline import Pipeline

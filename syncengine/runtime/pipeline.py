@@ -221,8 +221,8 @@ class Pipeline:
         self.phases.add("resolve", time.perf_counter() - resolve_started)
         for write in writes:  # target-stage letters hold mapped rows: matched as written
             source = self.config.source_key(mapped[write.spec.name][1].source)
-            data, key = write.batch.data, write.spec.key
-            superseded += self.letters.match(source, data, key, target_stage=True)
+            data, spec_key = write.batch.data, write.spec.key
+            superseded += self.letters.match(source, data, spec_key, target_stage=True)
         # before the commit: a crash replays the group and marks again, never the reverse
         self.letters.supersede(superseded)
         checkpoint = Checkpoint(self.stream_name, position) if position else None

@@ -73,7 +73,9 @@ class PendingLetters:
             return []
         changes = pl.from_arrow(data.select([*key, "_pos"]))
         assert isinstance(changes, pl.DataFrame)
-        typed = {k: typed_column([x.values.get(k) for x in letters], data.schema.field(k)) for k in key}
+        typed = {
+            k: typed_column([x.values.get(k) for x in letters], data.schema.field(k)) for k in key
+        }
         wanted = pl.from_arrow(pa.table(typed))
         assert isinstance(wanted, pl.DataFrame)
         pending = pl.DataFrame(
@@ -83,12 +85,16 @@ class PendingLetters:
                 "__lpos": [x.position for x in letters],
             }
         )
-        latest = changes.with_columns(row_keys(changes, key).alias("__rk")).group_by("__rk").agg(
-            pl.col("_pos").cast(pl.String).max()
+        latest = (
+            changes.with_columns(row_keys(changes, key).alias("__rk"))
+            .group_by("__rk")
+            .agg(pl.col("_pos").cast(pl.String).max())
         )
         hit = pending.join(latest, on="__rk", how="inner")
-        later = pl.col("_pos") > pl.col("__lpos") if self.ordered else pl.col("_pos") != pl.col(
-            "__lpos"
+        later = (
+            pl.col("_pos") > pl.col("__lpos")
+            if self.ordered
+            else pl.col("_pos") != pl.col("__lpos")
         )
         hit = hit.filter(later)
         return list(zip(hit["__id"].to_list(), hit["_pos"].to_list(), strict=True))

@@ -70,7 +70,9 @@ class Floors:
         return self.stored
 
 
-async def read(conn: psycopg.AsyncConnection, pipeline: str, writes: Sequence[TableWrite]) -> Floors:
+async def read(
+    conn: psycopg.AsyncConnection, pipeline: str, writes: Sequence[TableWrite]
+) -> Floors:
     """The stored checkpoint and mark, in the apply transaction (one round trip; none when no
     write is fenced against a checkpoint). A store written before marks existed gets its mark
     from its shadow rows, once."""
@@ -92,7 +94,7 @@ async def read(conn: psycopg.AsyncConnection, pipeline: str, writes: Sequence[Ta
     if mark is None:
         cur = await conn.execute(
             sql.SQL(
-                'SELECT coalesce(max(position COLLATE "C"), \'\') FROM {} WHERE pipeline = %s'
+                "SELECT coalesce(max(position COLLATE \"C\"), '') FROM {} WHERE pipeline = %s"
             ).format(state_table("shadow")),
             (pipeline,),
         )

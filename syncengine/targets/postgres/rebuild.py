@@ -42,7 +42,9 @@ async def keep(
     caller's transaction; how many rows were written."""
     written = 0
     if rows is not None:
-        written = await _rebuild(conn, pipeline, table, rows, await _checkpoint(conn, pipeline, stream))
+        written = await _rebuild(
+            conn, pipeline, table, rows, await _checkpoint(conn, pipeline, stream)
+        )
     await conn.execute(
         sql.SQL(
             "INSERT INTO {} (name, value) VALUES (%s, %s) "
