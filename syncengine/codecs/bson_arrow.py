@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
@@ -51,7 +51,7 @@ from bson.codec_options import DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
 from syncengine.codecs.arrow_bson import arrow_to_documents
-from syncengine.codecs.bson_types import JSON, NULL, Node, conflicts, infer_column
+from syncengine.codecs.bson_types import JSON, NULL, Node, conflicts, field_columns, infer_column
 from syncengine.codecs.decimals import decimal_array
 
 __all__ = [
@@ -63,12 +63,14 @@ __all__ = [
     "missing_masks",
 ]
 
-#: How raw BSON is decoded: aware UTC datetimes, subtype-4 binaries kept as ``Binary`` (their
-#: text form is built straight from the bytes, cheaper than a ``uuid.UUID`` each), and datetimes
-#: outside Python's range kept (as ``DatetimeMS``, carried as JSON) instead of raising.
+#: How raw BSON is decoded: naive datetimes (BSON dates are UTC; Arrow's UTC timestamps and
+#: extended JSON read a naive one as UTC, and an aware one costs the decoder a time-zone
+#: conversion each, about as much as decoding the rest of a typical document), subtype-4
+#: binaries kept as ``Binary`` (their text form is built straight from the bytes, cheaper than
+#: a ``uuid.UUID`` each), and datetimes outside Python's range kept (as ``DatetimeMS``, carried
+#: as JSON) instead of raising.
 DECODE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
-    tz_aware=True,
-    tzinfo=UTC,
+    tz_aware=False,
     uuid_representation=UuidRepresentation.UNSPECIFIED,
     datetime_conversion=DatetimeConversion.DATETIME_AUTO,
 )
@@ -118,16 +120,20 @@ def decode_documents(docs: Documents) -> Decoded:
     """Arrow table, fallback warnings and missing-field masks of ``docs`` in one pass."""
     rows = as_dicts(docs)
     n = len(rows)
-    values: dict[str, list[Any]] = {}
     present: dict[str, bytearray] = {}
-    for i, doc in enumerate(rows):
-        for name, value in doc.items():
-            column = values.get(name)
-            if column is None:
-                column = values[name] = [None] * n
-                present[name] = bytearray(n)
-            column[i] = value
-            present[name][i] = 1
+    found = field_columns(rows)  # documents of one shape: transposed in C, none missing
+    if found is not None:
+        values = found
+    else:
+        values = {}
+        for i, doc in enumerate(rows):
+            for name, value in doc.items():
+                column = values.get(name)
+                if column is None:
+                    column = values[name] = [None] * n
+                    present[name] = bytearray(n)
+                column[i] = value
+                present[name][i] = 1
     arrays: list[pa.Array] = []
     fields: list[pa.Field] = []
     warnings: list[str] = []
@@ -156,22 +162,20 @@ def build(name: str, node: Node, values: list[Any]) -> tuple[pa.Array, pa.Field]
     """An Arrow array (and its field, with ``bson_type``) for ``values`` of type ``node``."""
     kind = node[0]
     if kind == "struct" and node[1]:
-        children = [
-            build(child, sub, [v.get(child) if isinstance(v, dict) else None for v in values])
-            for child, sub in node[1].items()
-        ]
+        columns = field_columns(values)
+        if columns is None or len(columns) != len(node[1]):
+            columns = {
+                c: [v.get(c) if isinstance(v, dict) else None for v in values] for c in node[1]
+            }
+        children = [build(child, sub, columns[child]) for child, sub in node[1].items()]
         mask = pa.array([v is None for v in values], pa.bool_())
         array = pa.StructArray.from_arrays(
             [c[0] for c in children], fields=[c[1] for c in children], mask=mask
         )
         return array, _field(name, array.type, "object")
     if kind == "list":
-        offsets = [0]
-        items: list[Any] = []
-        for v in values:
-            if v is not None:
-                items.extend(v)
-            offsets.append(len(items))
+        offsets = [0, *accumulate(0 if v is None else len(v) for v in values)]
+        items = [item for v in values if v is not None for item in v]
         item_array, item_field = build("item", node[1], items)
         mask = pa.array([v is None for v in values], pa.bool_())
         array = pa.ListArray.from_arrays(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import uuid as _uuid
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from bson import Binary, Decimal128, Int64, ObjectId
@@ -72,43 +73,65 @@ def infer(value: Any) -> Node:
 def infer_column(values: list[Any]) -> Node:
     """The union node of a column's values (``null`` when all are null/missing).
 
-    Sub-documents and arrays are inferred a field (or the items) at a time over the whole
-    column, not document by document: the same union, with the scalar shortcut below applying
-    inside them too."""
-    done: set[type] = set()  # classes already folded in: more of them change nothing
+    One step per Python class present, not per value: the classes are collected in C
+    (``map(type, …)``), ints are classified by their column's minimum and maximum, and
+    sub-documents and arrays are inferred a field (or the items) at a time over the whole
+    column, not document by document. The same union as folding :func:`infer` over the
+    values (their kinds unify in any order)."""
     node = NULL
-    for value in values:
-        cls = type(value)
-        if cls in done:
-            continue
+    for cls in dict.fromkeys(map(type, values)):
         if cls is dict:
-            leaf: Node | None = _struct_column([v for v in values if type(v) is dict])
-            done.add(dict)
+            leaf = _struct_column([v for v in values if type(v) is dict])
         elif cls is list:
-            items = [item for v in values if type(v) is list for item in v]
-            leaf = ("list", infer_column(items))
-            done.add(list)
+            leaf = ("list", infer_column([item for v in values if type(v) is list for item in v]))
         elif cls is int:
-            if _INT32_MIN <= value <= _INT32_MAX:
-                leaf = ("int",)
-            else:
-                leaf = ("long",)
-                done.add(int)  # long holds every other int
+            ints = [v for v in values if type(v) is int]
+            small = _INT32_MIN <= min(ints) and max(ints) <= _INT32_MAX
+            leaf = ("int",) if small else ("long",)
         else:
-            leaf = _SCALARS.get(cls)
-            if leaf is not None:
-                done.add(cls)
-        node = unify(node, leaf if leaf is not None else infer(value))
+            found = _SCALARS.get(cls)
+            if found is None:  # Binary (UUID or not), datetime subclasses, other BSON types
+                found = NULL
+                for value in values:
+                    if type(value) is cls:
+                        found = unify(found, infer(value))
+            leaf = found
+        node = unify(node, leaf)
         if node == JSON:
             return JSON
     return node
 
 
+def field_columns(values: list[Any]) -> dict[str, list[Any]] | None:
+    """Each field's values across ``values`` (None where a value is None), when every other
+    value is a document with the same fields (what one collection's documents usually are);
+    None otherwise. Fields in the first document's order; the columns are gathered in C
+    (``itemgetter``), without a container per document for the collector to walk."""
+    docs = [v for v in values if v is not None]
+    if not docs:
+        return {}
+    if set(map(type, docs)) != {dict}:
+        return None
+    names = list(docs[0])
+    if set(map(len, docs)) != {len(names)}:
+        return None
+    if len(docs) != len(values):
+        filler = dict.fromkeys(names)
+        docs = [filler if v is None else v for v in values]
+    try:  # as many fields as the first, and each of its fields: the same fields
+        return {name: list(map(itemgetter(name), docs)) for name in names}
+    except KeyError:
+        return None
+
+
 def _struct_column(docs: list[dict[str, Any]]) -> Node:
     """The union node of sub-documents: every field that occurs (first-seen order), each
     inferred over the column of its values (None where a document lacks it)."""
-    names = dict.fromkeys(name for doc in docs for name in doc)
-    return ("struct", {name: infer_column([doc.get(name) for doc in docs]) for name in names})
+    columns = field_columns(docs)
+    if columns is None:
+        names = dict.fromkeys(name for doc in docs for name in doc)
+        columns = {name: [doc.get(name) for doc in docs] for name in names}
+    return ("struct", {name: infer_column(column) for name, column in columns.items()})
 
 
 _WIDEN = {

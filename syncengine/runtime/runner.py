@@ -65,8 +65,13 @@ async def backfill(
     as done only once the consumer asks for the next batch, i.e. after the target commit.
     """
     copied = 0
-    if await pipeline.checkpoint() is not None:
+    fresh = await pipeline.checkpoint() is None
+    if not fresh:
         forget_finished(pipeline)
+    if hasattr(pipeline.source, "stream_starts_at_snapshot"):  # optional for plugin sources
+        # no checkpoint yet: the one written below is the snapshot's position, where the
+        # stream then starts (a re-backfill keeps an older checkpoint: its rows are fenced)
+        pipeline.source.stream_starts_at_snapshot = fresh
     await passthrough.attach(pipeline, tables)
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):

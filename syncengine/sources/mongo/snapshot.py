@@ -31,7 +31,7 @@ from typing import Any
 from bson import Decimal128, ObjectId, json_util
 from pymongo.asynchronous.collection import AsyncCollection
 
-from syncengine.changes import ChangeBatch
+from syncengine.changes import AT_RESUME, ChangeBatch
 from syncengine.codecs.bson_arrow import decode_documents
 from syncengine.sources.mongo.batches import snapshot_batch
 from syncengine.sources.mongo.positions import as_datetime, position_time
@@ -123,10 +123,12 @@ async def scan_chunks(
     parallel: int,
     batch_rows: int,
     mark_done: Callable[[Chunk], None],
+    at_resume: bool = False,
 ) -> AsyncIterator[ChangeBatch]:
     """``r`` batches of every chunk, ``parallel`` chunks at a time; ``mark_done(chunk)`` runs
     once the consumer has taken the chunk's last batch and asked for more. ``wheres``: per
-    collection, a ``$match`` its chunks are read with (absent or None: every document)."""
+    collection, a ``$match`` its chunks are read with (absent or None: every document).
+    ``at_resume``: the stream starts at ``position`` (batch meta ``at_resume``)."""
     ts = as_datetime(position_time(position))
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2, parallel * 2))
     gate = asyncio.Semaphore(max(1, parallel))
@@ -143,6 +145,8 @@ async def scan_chunks(
                     if decoded.table.num_rows:
                         rows += decoded.table.num_rows
                         meta: dict[str, object] = {"chunk": chunk.chunk}
+                        if at_resume:
+                            meta[AT_RESUME] = True
                         await queue.put(snapshot_batch(chunk.table, decoded, position, ts, meta))
                 await queue.put(replace(chunk, status="done", rows=rows))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it

@@ -90,6 +90,9 @@ class MongoSource:
         #: snapshot planned right after it does not count again (on servers without collection
         #: metadata the estimate is a scan)
         self._counts: dict[str, tuple[float, int]] = {}
+        #: set by the runtime before a snapshot: the target holds no checkpoint of this stream,
+        #: so once the snapshot is done the stream starts at its position (see :meth:`snapshot`)
+        self.stream_starts_at_snapshot = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -417,6 +420,9 @@ class MongoSource:
         """Every document as ``r`` rows, consistent with :meth:`snapshot_position`.
 
         Resumes an interrupted snapshot (chunks not done); a finished one starts over.
+        With :attr:`stream_starts_at_snapshot` the batches say ``at_resume``: the stream then
+        opens at the snapshot's cluster time, and every event it delivers has a position after
+        that bare time (:mod:`.positions`), so the rows need no per-key position fence.
         """
         names = self._collections(tables)
         try:
@@ -437,6 +443,7 @@ class MongoSource:
                 parallel=parallel,
                 batch_rows=self.batch.max_rows,
                 mark_done=lambda chunk: self.state.put_chunks(self.pipeline, [chunk]),
+                at_resume=self.stream_starts_at_snapshot,
             ):
                 yield batch
         except PyMongoError as exc:

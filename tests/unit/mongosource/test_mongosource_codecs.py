@@ -264,3 +264,27 @@ def test_column_inference_equals_the_union_of_each_value(values) -> None:
     for value in values:
         expected = unify(expected, infer(value))
     assert infer_column(values) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.dictionaries(st.sampled_from("abc"), _LEAVES, max_size=3)),
+        max_size=6,
+    )
+)
+def test_field_columns_transpose_documents_of_one_shape_or_decline(values) -> None:
+    """The fast path of decoding: documents with the same fields (in any order) become one
+    column per field, in first-seen order, None where a value is None; any other mix is
+    declined (the caller then walks the documents one by one)."""
+    from syncengine.codecs.bson_types import field_columns
+
+    got = field_columns(values)
+    docs = [v for v in values if v is not None]
+    names = list(dict.fromkeys(name for doc in docs for name in doc))
+    if any(set(doc) != set(names) for doc in docs):
+        assert got is None
+        return
+    assert got is not None
+    assert list(got) == names
+    assert got == {n: [None if v is None else v[n] for v in values] for n in names}
