@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from syncengine.mappings import compile_mapping
 
 from syncengine.config.models import MappingConfig
-from syncengine.mappings import compile_mapping
 from syncengine.runtime.identity import identity_spec
 from syncengine.targets.base import TableSpec
 from syncengine.targets.postgres.ddl import create_table_sql
