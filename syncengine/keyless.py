@@ -24,8 +24,8 @@ change applied, committed with the data, and a replayed change at or below it is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow as pa
 
 from syncengine.changes import (
@@ -39,6 +39,11 @@ from syncengine.changes import (
     ChangeBatch,
 )
 from syncengine.targets.base import ShadowUpdate
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 #: the shadow row key of a keyless table's position fence (no real row key is empty)
 FENCE_KEY = "[]"

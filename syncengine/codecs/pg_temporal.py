@@ -20,9 +20,15 @@ them: the ordinary case keeps Arrow's fast casts.
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 #: ``timestamp[us]`` infinities (Postgres's DT_NOEND / DT_NOBEGIN)
 TS_INFINITY = 2**63 - 1

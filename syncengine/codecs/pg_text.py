@@ -9,10 +9,16 @@ native values are turned into that same text so the batches concatenate, lossles
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
 from syncengine.codecs import pg_temporal
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 
 def _series(values: pa.Array | pa.ChunkedArray) -> pl.Series:

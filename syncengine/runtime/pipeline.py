@@ -131,7 +131,13 @@ class Pipeline:
         self, mapping: MappingConfig, schema: pa.Schema, key: tuple[str, ...]
     ) -> TableSpec:
         """The target table ``mapping`` makes of source rows of ``schema``, ensured at the
-        target as the first batch would (the snapshot passthrough writes before any batch)."""
+        target as the first batch would (the snapshot passthrough writes before any batch).
+        An identity mapping's table is known without compiling it (see .identity)."""
+        from syncengine.runtime.identity import identity_spec
+
+        known = identity_spec(mapping, schema, key)
+        if known is not None:
+            return await self._ensure(known)
         from syncengine.mappings import compile_mapping
 
         compiled = compile_mapping(self.name, mapping, schema, tuple(key))

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.state.protocols import CheckpointStore, ShadowStore, TargetState
 from syncengine.targets.base import Checkpoint, ShadowUpdate, TableWrite
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 SHADOW_SCHEMA = pa.schema(
     [

@@ -15,13 +15,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.codecs import pg_temporal
 from syncengine.errors import FatalError
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 log = logging.getLogger("syncengine.sources.postgres")
 

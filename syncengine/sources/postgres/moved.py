@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import polars as pl
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,6 +31,11 @@ from psycopg.types.string import TextLoader
 from syncengine.changes import BEFORE_PREFIX, OP_UPDATE, UNSENT_PREFIX, ChangeBatch
 from syncengine.names import QualifiedName
 from syncengine.sources.postgres.columns import PgType, to_arrow
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 log = logging.getLogger(__name__)
 

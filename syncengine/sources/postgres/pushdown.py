@@ -40,11 +40,12 @@ async def snapshot_conditions(
 
 
 async def _pushed(conn: psycopg.AsyncConnection, table: str, filters: RowFilters) -> str | None:
-    from syncengine.mappings.pushdown import NotPushable, postgres_where_any
-
     wanted = filters(table)
     if not wanted:
         return None
+    # only now: the mapping compiler (sqlglot) is not needed by a table without a filter
+    from syncengine.mappings.pushdown import NotPushable, postgres_where_any
+
     try:
         condition = postgres_where_any(wanted)
     except NotPushable as exc:

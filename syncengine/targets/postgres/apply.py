@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import polars as pl
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +34,11 @@ from syncengine.targets.postgres.errors import first_line, is_record_error
 from syncengine.targets.postgres.staged import Staged
 from syncengine.targets.postgres.staging import Stage, StagingTables
 from syncengine.targets.postgres.types import to_copy_text
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 #: the staging table's own columns, ahead of the data columns
 _STAGED = (("__row", "bigint"), ("__op", "text"), ("__pat", "integer"))

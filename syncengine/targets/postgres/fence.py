@@ -21,7 +21,8 @@ Positions compare as ``COLLATE "C"`` text: the byte order the engine's own compa
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING
+
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +34,11 @@ from syncengine.targets.postgres.ddl import state_table
 from syncengine.targets.postgres.staging import Stage
 from syncengine.targets.postgres.state import write_rows
 from syncengine.targets.shadow import FENCE_ONLY, SHADOW_SCHEMA, TOMBSTONE
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 #: the staging table's extra columns when a write carries a fence
 STAGED = (("__rk", "text"), ("__pos", "text"))

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 from itertools import count
+from typing import TYPE_CHECKING
 
-import polars as pl
 import psycopg
 from psycopg import sql
 
@@ -29,6 +29,11 @@ from syncengine.targets.base import ApplyResult, TableWrite
 from syncengine.targets.postgres.apply import bisect
 from syncengine.targets.postgres.staged import Staged
 from syncengine.targets.postgres.types import to_copy_text
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 log = logging.getLogger("syncengine.targets.postgres")
 

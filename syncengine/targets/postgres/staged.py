@@ -5,10 +5,15 @@ prepares it) and :mod:`.direct` and :mod:`.keyless` (which read it) do not impor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 import re
+from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -19,6 +19,11 @@ from psycopg import sql
 
 from syncengine.codecs import pg_temporal
 from syncengine.errors import FatalError
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from syncengine.deferred import polars as pl
 
 # A type name from metadata is spliced into DDL as SQL, so it must look like a type name.
 _TYPE_NAME = re.compile(
