@@ -60,3 +60,39 @@ def print_status(infos: list[dict[str, Any]], width: int | None = None) -> None:
         console.print()
         console.print(f"pipeline {info.get('pipeline')}", style="bold underline")
         console.print(block)
+
+
+#: (label, key) of ``status --tables``
+TABLE_FIELDS = [
+    ("pipeline", "pipeline"),
+    ("table", "table"),
+    ("state", "state"),
+    ("rows_applied", "rows_applied"),
+    ("last_change", "last_change_at"),
+    ("lag_s", "lag_seconds"),
+    ("held", "held_changes"),
+    ("dead_letters", "dead_letters"),
+    ("conflicts", "pending_conflicts"),
+]
+
+
+def _table_value(row: dict[str, Any], key: str) -> str:
+    if key == "state" and row.get("state") == "snapshotting":
+        return f"snapshotting {row.get('chunks_done')}/{row.get('chunks_total')} chunks"
+    if key == "last_change_at" and row.get(key):
+        return str(row[key])[:19].replace("T", " ")
+    return cell(row.get(key))
+
+
+def print_tables(rows: list[dict[str, Any]], width: int | None = None) -> None:
+    """``status --tables``: one line per table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=width, soft_wrap=False)
+    table = Table(title="syncengine status --tables")
+    for label, _ in TABLE_FIELDS:
+        table.add_column(label, no_wrap=True)
+    for row in rows:
+        table.add_row(*[_table_value(row, key) for _, key in TABLE_FIELDS])
+    console.print(table)

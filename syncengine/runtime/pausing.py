@@ -1,0 +1,132 @@
+"""Pause and resume one table while the others flow (``syncengine pause|resume``).
+
+A paused table's stream changes are *held*, not applied: before a group is applied, the batches
+of paused tables are taken out of it and committed to the state store (one SQLite transaction,
+before the target commits the rest of the group with its checkpoint). The source is then
+acknowledged as usual, so the slot / change stream is never held back by a paused table; the
+price is disk in the state store (the held batches, Arrow IPC, zstd).
+
+Crash safety. Holding commits before the checkpoint: a crash in between replays the group, and
+the changes at or below the table's ``held_through`` fence (written with the held rows) are
+recognised and not held twice. Releasing applies the held batches in the order they were held,
+a group of about ``batch.max_rows`` changes at a time, through the normal pipeline (mapping,
+conflicts, apply, with no checkpoint), and forgets each group only after the target committed
+it. A crash in between applies that group again: the per-key position fence (or the keyless
+table's fence) drops what the target already has, and without a fence (incremental polling) the
+same rows are written again in the same order, so the result is the same. New changes of the
+table keep being held until nothing is left; then the pause ends in the transaction that finds
+the store empty. The applier runs releases between groups, so no stream change of the table can
+overtake a held one.
+
+Requests come through the state store: ``pause`` writes ``pausing`` (the applier confirms it as
+``paused`` before its next group), ``resume`` writes ``resuming`` (the applier, or the command
+itself when no process holds the pipeline's lock, releases). No table in the user's database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from syncengine import keyless
+from syncengine.changes import ChangeBatch
+from syncengine.runtime import heldbatch
+from syncengine.state.base import Pause
+
+if TYPE_CHECKING:
+    from syncengine.runtime.pipeline import Pipeline
+
+log = logging.getLogger("syncengine.pausing")
+
+#: held batches read at once while releasing (each is one source batch)
+RELEASE_FETCH = 64
+#: what a pause holds: stream changes; snapshot chunks (and their reconciliation deletes) are
+#: copies of current state that a backfill or re-snapshot was explicitly asked for
+_NOT_HELD = ("chunk", "snapshot", "copied", "deletes")
+
+
+def is_held(batch: ChangeBatch, pauses: dict[str, Pause]) -> bool:
+    return batch.table in pauses and not any(batch.meta.get(k) for k in _NOT_HELD)
+
+
+def hold_paused(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -> list[ChangeBatch]:
+    """The batches to apply now; those of paused tables are committed to the state store."""
+    state = pipeline.state
+    pauses = state.pauses(pipeline.name)
+    if not pauses:
+        return list(batches)
+    if any(p.status == "pausing" for p in pauses.values()):
+        state.confirm_pauses(pipeline.name)
+    flowing: list[ChangeBatch] = []
+    held: dict[str, list[tuple[str, int, bytes]]] = {}
+    fences = {t: p.held_through for t, p in pauses.items()}
+    for batch in batches:
+        if not is_held(batch, pauses):
+            flowing.append(batch)
+            continue
+        fresh = keyless.unfenced(batch, fences[batch.table])  # a replay holds nothing twice
+        last = fresh.last_position if fresh.num_rows else None
+        if last is None:
+            continue
+        held.setdefault(batch.table, []).append((last, fresh.num_rows, heldbatch.encode(fresh)))
+        fences[batch.table] = last
+    if held:
+        with state.transaction() as db:
+            for table, items in held.items():
+                state.hold_batches(db, pipeline.name, table, items)
+        for table, items in held.items():
+            pipeline.metrics.table_held_changes.labels(pipeline.name, table).inc(
+                sum(n for _, n, _ in items)
+            )
+    return flowing
+
+
+async def control(pipeline: Pipeline) -> None:
+    """What the applier does between groups: confirm pause requests, release resumed tables,
+    and publish which tables are paused."""
+    state = pipeline.state
+    pauses = state.pauses(pipeline.name)
+    if not pauses:
+        return
+    if any(p.status == "pausing" for p in pauses.values()):
+        for table in state.confirm_pauses(pipeline.name):
+            log.info("%s: %s paused: its changes are held in the state store", pipeline.name, table)
+    for table, pause in pauses.items():
+        pipeline.metrics.table_paused.labels(pipeline.name, table).set(1)
+        pipeline.metrics.table_held_changes.labels(pipeline.name, table).set(pause.held_rows)
+        if pause.status == "resuming":
+            await release(pipeline, table)
+
+
+async def release(pipeline: Pipeline, table: str) -> int:
+    """Apply what ``table`` holds, in order, and end its pause; returns changes released.
+    Only while its status is ``resuming`` (a new ``pause`` stops the release)."""
+    state = pipeline.state
+    released = 0
+    max_rows = pipeline.config.batch.max_rows
+    while True:
+        pause = state.pauses(pipeline.name).get(table)
+        if pause is None or pause.status != "resuming":
+            return released
+        ids: list[int] = []
+        batches: list[ChangeBatch] = []
+        for item in state.held_batches(pipeline.name, table, RELEASE_FETCH):
+            batches.append(heldbatch.decode(item.payload))
+            ids.append(item.id)
+            if sum(b.num_rows for b in batches) >= max_rows:
+                break
+        if not batches:
+            with state.transaction() as db:
+                if state.finish_resume(db, pipeline.name, table):
+                    log.info("%s: %s resumed (%d held changes applied)", pipeline.name, table,
+                             released)  # fmt: skip
+                    pipeline.metrics.table_held_changes.labels(pipeline.name, table).set(0)
+                    pipeline.metrics.table_paused.labels(pipeline.name, table).set(0)
+                    return released
+            continue
+        await pipeline.process(batches, None, release=True)
+        rows = sum(b.num_rows for b in batches)
+        with state.transaction() as db:
+            state.release_batches(db, pipeline.name, table, ids, rows)
+        released += rows
