@@ -29,7 +29,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from syncengine import keyless
+import pyarrow.compute as pc
+
 from syncengine.changes import ChangeBatch
 from syncengine.runtime import heldbatch
 from syncengine.state.base import Pause
@@ -65,7 +66,7 @@ def hold_paused(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -> list[Chan
         if not is_held(batch, pauses):
             flowing.append(batch)
             continue
-        fresh = keyless.unfenced(batch, fences[batch.table])  # a replay holds nothing twice
+        fresh = _after(batch, fences[batch.table])  # a replay holds nothing twice
         last = fresh.last_position if fresh.num_rows else None
         if last is None:
             continue
@@ -80,6 +81,14 @@ def hold_paused(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -> list[Chan
                 sum(n for _, n, _ in items)
             )
     return flowing
+
+
+def _after(batch: ChangeBatch, fence: str | None) -> ChangeBatch:
+    """The changes past ``fence`` (filtered in Arrow: a round trip through Polars would drop
+    the field metadata, ``bson_type`` / ``pg_type``, that mapping and apply rely on)."""
+    if fence is None:
+        return batch
+    return batch.replace(batch.data.filter(pc.greater(batch.data.column("_pos"), fence)))
 
 
 async def control(pipeline: Pipeline) -> None:

@@ -295,9 +295,9 @@ class Pipeline:
         outcomes: dict[str, int] = getattr(resolved, "outcomes", {}) or {}
         for outcome, count in outcomes.items():
             if count:
-                self.metrics.conflicts.labels(self.name, mapping.target_name, strategy, outcome).inc(
-                    count
-                )
+                self.metrics.conflicts.labels(
+                    self.name, mapping.target_name, strategy, outcome
+                ).inc(count)
         return sum(outcomes.values())
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
