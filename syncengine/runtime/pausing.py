@@ -29,6 +29,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.changes import ChangeBatch
@@ -60,18 +61,20 @@ def hold_paused(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -> list[Chan
     if any(p.status == "pausing" for p in pauses.values()):
         state.confirm_pauses(pipeline.name)
     flowing: list[ChangeBatch] = []
-    held: dict[str, list[tuple[str, int, bytes]]] = {}
+    fresh: dict[str, list[ChangeBatch]] = {}
     fences = {t: p.held_through for t, p in pauses.items()}
     for batch in batches:
         if not is_held(batch, pauses):
             flowing.append(batch)
             continue
-        fresh = _after(batch, fences[batch.table])  # a replay holds nothing twice
-        last = fresh.last_position if fresh.num_rows else None
-        if last is None:
-            continue
-        held.setdefault(batch.table, []).append((last, fresh.num_rows, heldbatch.encode(fresh)))
-        fences[batch.table] = last
+        after = _after(batch, fences[batch.table])  # a replay holds nothing twice
+        if after.num_rows:
+            fresh.setdefault(batch.table, []).append(after)
+            fences[batch.table] = after.last_position
+    held = {
+        table: [(b.last_position or "", b.num_rows, heldbatch.encode(b)) for b in _runs(parts)]
+        for table, parts in fresh.items()
+    }
     if held:
         with state.transaction() as db:
             for table, items in held.items():
@@ -89,6 +92,32 @@ def _after(batch: ChangeBatch, fence: str | None) -> ChangeBatch:
     if fence is None:
         return batch
     return batch.replace(batch.data.filter(pc.greater(batch.data.column("_pos"), fence)))
+
+
+def _runs(batches: list[ChangeBatch]) -> list[ChangeBatch]:
+    """Consecutive batches with the same schema (field metadata included) and meta as one:
+    a held row costs its schema once (about 1.6 KB), so a quiet stream's one-change batches
+    are stored together. Arrow only: nothing is converted."""
+    runs: list[ChangeBatch] = []
+    for batch in batches:
+        last = runs[-1] if runs else None
+        if last is not None and _same_kind(last, batch):
+            data = pa.concat_tables([last.data, batch.data])
+            runs[-1] = ChangeBatch(batch.table, data, batch.key, batch.meta)
+        else:
+            runs.append(batch)
+    return runs
+
+
+def _same_kind(a: ChangeBatch, b: ChangeBatch) -> bool:
+    def meta(x: ChangeBatch) -> dict[str, object]:
+        return {k: v for k, v in x.meta.items() if k != "resume"}
+
+    return (
+        a.key == b.key
+        and meta(a) == meta(b)
+        and a.data.schema.equals(b.data.schema, check_metadata=True)
+    )
 
 
 async def control(pipeline: Pipeline) -> None:

@@ -66,6 +66,7 @@ def test_paused_table_is_held_once_even_when_the_group_is_replayed(tmp_path):
     assert [b.table for b in pausing.hold_paused(pipeline, replay)] == ["public.a"]  # type: ignore[arg-type]
     pause = state.pauses("p")["public.b"]
     assert pause.held_rows == 6 and pause.held_through == f"{15:08d}"
+    assert state.held_totals("p")["public.b"][0] == 2  # the group's two batches stored as one
     held = [heldbatch.decode(h.payload) for h in state.held_batches("p", "public.b", 10)]
     positions = [p for b in held for p in b.data.column("_pos").to_pylist()]
     assert positions == [f"{i:08d}" for i in range(10, 16)]
@@ -102,6 +103,7 @@ def test_release_applies_in_order_survives_a_failure_and_ends_the_pause(tmp_path
 def test_pause_again_while_resuming_stops_the_release(tmp_path):
     state = SQLiteStateStore(tmp_path / "s.db")
     state.request_pause("p", ["t"], "paused")
+    assert state.pauses("p")["t"].paused_at is not None  # paused at once: no process to confirm
     state.request_resume("p", ["t"])
     state.request_pause("p", ["t"], "pausing")
     assert state.pauses("p")["t"].status == "paused"

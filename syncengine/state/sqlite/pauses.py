@@ -28,11 +28,12 @@ class SQLitePauses(SQLiteConnection):
         as it is, a resuming one is paused again (what it has not released stays held)."""
         with self.transaction() as db:
             for table in tables:
+                stamp = now()
                 db.execute(
-                    "INSERT INTO paused_tables(pipeline, source_table, status, requested_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(pipeline, source_table) DO UPDATE SET "
-                    "status=CASE WHEN status='resuming' THEN 'paused' ELSE status END",
-                    (pipeline, table, status, now()),
+                    "INSERT INTO paused_tables(pipeline, source_table, status, requested_at, "
+                    "paused_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(pipeline, source_table) DO "
+                    "UPDATE SET status=CASE WHEN status='resuming' THEN 'paused' ELSE status END",
+                    (pipeline, table, status, stamp, stamp if status == "paused" else None),
                 )
 
     def request_resume(self, pipeline: str, tables: Iterable[str] | None) -> list[str]:
