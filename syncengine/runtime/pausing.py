@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncengine.pausing")
 
-#: held batches read at once while releasing (each is one source batch)
+#: held rows read at once while releasing (each holds one or more source batches)
 RELEASE_FETCH = 64
 #: what a pause holds: stream changes; snapshot chunks (and their reconciliation deletes) are
 #: copies of current state that a backfill or re-snapshot was explicitly asked for

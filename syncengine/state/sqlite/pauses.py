@@ -2,8 +2,9 @@
 
 A paused table's changes are kept in ``held_changes``, the table that already keeps changes
 held behind a pending manual conflict, under conflict id :data:`PAUSE_HOLD` (no conflict has
-it: conflict ids start at 1). One row per held source batch: ``row_key`` is the position of its
-last change, ``change`` the batch in Arrow IPC form (:mod:`syncengine.runtime.heldbatch`).
+it: conflict ids start at 1). One row per run of held source batches: ``row_key`` is the
+position of its last change, ``change`` the batches in Arrow IPC form (a BLOB; SQLite keeps
+bytes as they are in a TEXT column; :mod:`syncengine.runtime.heldbatch`).
 The ``paused_tables`` row of the table keeps ``held_through``, the position of the last change
 held, written in the same transaction as the rows: a replayed change at or below it was held
 already and is not held twice.
