@@ -88,6 +88,8 @@ def test_release_applies_in_order_survives_a_failure_and_ends_the_pause(tmp_path
     except ConnectionError:
         pass
     assert state.pauses("p")["public.b"].status == "resuming"
+    labels = {"pipeline": "p", "table": "public.b"}
+    assert pipeline.metrics.registry.get_sample_value("syncengine_table_paused", labels) == 1
     assert state.pauses("p")["public.b"].held_rows == 12 - 6  # the first group was forgotten
     # changes arriving while it resumes are still held, behind the rest
     pausing.hold_paused(pipeline, [batch("public.b", 12, 2)])  # type: ignore[arg-type]
@@ -96,6 +98,9 @@ def test_release_applies_in_order_survives_a_failure_and_ends_the_pause(tmp_path
     order = [p for group in pipeline.released for p in group]
     assert order == [f"{i:08d}" for i in range(0, 14)]
     assert state.pauses("p") == {} and state.held_totals("p") == {}
+    assert pipeline.metrics.registry.get_sample_value("syncengine_table_paused", labels) == 0
+    held_gauge = "syncengine_table_held_changes"
+    assert pipeline.metrics.registry.get_sample_value(held_gauge, labels) == 0
     # flowing again
     assert pausing.hold_paused(pipeline, [batch("public.b", 20, 1)])[0].table == "public.b"  # type: ignore[arg-type]
 
@@ -137,3 +142,22 @@ def test_table_status_states_and_counts(tmp_path):
     assert rows["public.c"]["state"] == "snapshotting"
     assert (rows["public.c"]["chunks_done"], rows["public.c"]["chunks_total"]) == (1, 2)
     assert rows["public.gone"]["state"] == "removed"
+
+
+def test_group_stats_count_per_source_table_vectorized():
+    from datetime import UTC, datetime, timedelta
+
+    from syncengine.runtime.tablestats import group_stats
+
+    old = datetime.now(UTC) - timedelta(seconds=30)
+    new = datetime.now(UTC) - timedelta(seconds=2)
+    first = ChangeBatch.build(
+        "public.a", pa.table({"id": [1, 2]}), ops=["c", "u"], positions=["1", "2"], ts=[old, new]
+    )
+    second = ChangeBatch.build("public.b", pa.table({"id": [3]}), ops=["d"], positions=["3"])
+    stats = group_stats(
+        [first, second], {"a": 2, "b_copy": 1}, {"a": "public.a", "b_copy": "public.b"}
+    )
+    rows, last, lag = stats["public.a"]
+    assert rows == 2 and last == new.isoformat() and lag is not None and 1 < lag < 20
+    assert stats["public.b"] == (1, None, None)  # no commit time sent
