@@ -8,6 +8,7 @@ from syncengine import __version__
 from syncengine.cli.conflicts import conflicts
 from syncengine.cli.inspect import checkpoints, deadletters, status
 from syncengine.cli.jobs import backfill, run, sync
+from syncengine.cli.tables import pause, resume
 from syncengine.cli.validate import validate
 from syncengine.cli.verify import verify
 
@@ -29,3 +30,5 @@ def cli(ctx: click.Context, debug: bool, log_format: str, log_level: str) -> Non
 for command in (validate, backfill, sync, run, status, verify, checkpoints, deadletters):
     cli.add_command(command)
 cli.add_command(conflicts)
+cli.add_command(pause)
+cli.add_command(resume)

@@ -58,13 +58,25 @@ async def _gather_status(config: Config, name: str, state: StateStore) -> dict[s
 @config_argument
 @pipeline_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--tables", "per_table", is_flag=True, help="One row per table (from the state store)."
+)
 @expected_errors
-def status(config_path: str, pipeline: str | None, as_json: bool) -> None:
+def status(config_path: str, pipeline: str | None, as_json: bool, per_table: bool) -> None:
     """Positions, lag, retained WAL, pending conflicts, dead letters, last error."""
-    from syncengine.cli.statusview import print_status
+    from syncengine.cli.statusview import print_status, print_tables
 
     config, names = load_selected(config_path, pipeline)
     state = open_state(config.state)
+    if per_table:
+        from syncengine.runtime.tablestatus import table_status
+
+        rows = [r for n in names for r in table_status(n, config.pipelines[n], state)]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2, default=str))
+        else:
+            print_tables(rows)
+        return
     infos = [asyncio.run(_gather_status(config, name, state)) for name in names]
     if as_json:
         click.echo(json.dumps(infos, indent=2, default=str))

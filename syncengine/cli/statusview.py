@@ -36,27 +36,71 @@ def _value(info: dict[str, Any], key: str) -> str:
 
 def print_status(infos: list[dict[str, Any]], width: int | None = None) -> None:
     """Print to stdout, ``width`` columns (default: the terminal's, or ``COLUMNS``)."""
+    cells = [[_value(info, key) for _, key in FIELDS] for info in infos]
+    headings = [f"pipeline {info.get('pipeline')}" for info in infos]
+    _print("syncengine status", [label for label, _ in FIELDS], cells, headings, 1, width)
+
+
+def _print(
+    title: str,
+    labels: list[str],
+    cells: list[list[str]],
+    headings: list[str],
+    skip: int,
+    width: int | None,
+) -> None:
+    """One wide table when it fits, else a block per row headed ``headings[i]`` (its first
+    ``skip`` cells are in the heading)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=width, soft_wrap=False)
-    cells = [[_value(info, key) for _, key in FIELDS] for info in infos]
-    widths = [max([len(f[0]), *(len(row[i]) for row in cells)]) for i, f in enumerate(FIELDS)]
+    widths = [max([len(label), *(len(row[i]) for row in cells)]) for i, label in enumerate(labels)]
     if sum(widths) + 3 * len(widths) + 1 <= console.width:  # "│ " + cell + " " per column, "│"
-        table = Table(title="syncengine status")
-        for label, _ in FIELDS:
+        table = Table(title=title)
+        for label in labels:
             table.add_column(label, no_wrap=True)
         for row in cells:
             table.add_row(*row)
         console.print(table)
         return
-    console.print("syncengine status", style="bold")
-    for info in infos:
+    console.print(title, style="bold")
+    for heading, row in zip(headings, cells, strict=True):
         block = Table.grid(padding=(0, 2))
         block.add_column(no_wrap=True, style="bold")
         block.add_column(overflow="fold")
-        for label, key in FIELDS[1:]:
-            block.add_row(label, _value(info, key))
+        for label, value in zip(labels[skip:], row[skip:], strict=True):
+            block.add_row(label, value)
         console.print()
-        console.print(f"pipeline {info.get('pipeline')}", style="bold underline")
+        console.print(heading, style="bold underline")
         console.print(block)
+
+
+#: (label, key) of ``status --tables``
+TABLE_FIELDS = [
+    ("pipeline", "pipeline"),
+    ("table", "table"),
+    ("state", "state"),
+    ("applied", "rows_applied"),
+    ("last_change", "last_change_at"),
+    ("lag_s", "lag_seconds"),
+    ("held", "held_changes"),
+    ("dead", "dead_letters"),
+    ("conflicts", "pending_conflicts"),
+]
+
+
+def _table_value(row: dict[str, Any], key: str) -> str:
+    if key == "state" and row.get("state") == "snapshotting":
+        return f"snapshotting {row.get('chunks_done')}/{row.get('chunks_total')} chunks"
+    if key == "last_change_at" and row.get(key):
+        return str(row[key])[:19].replace("T", " ")
+    return cell(row.get(key))
+
+
+def print_tables(rows: list[dict[str, Any]], width: int | None = None) -> None:
+    """``status --tables``: one line per table (a block per table when that does not fit)."""
+    cells = [[_table_value(row, key) for _, key in TABLE_FIELDS] for row in rows]
+    headings = [f"{row.get('pipeline')} {row.get('table')}" for row in rows]
+    labels = [label for label, _ in TABLE_FIELDS]
+    _print("syncengine status --tables", labels, cells, headings, 2, width)

@@ -70,8 +70,26 @@ class Metrics:
         )
         self.conflicts = Counter(
             "syncengine_conflicts",
-            "Conflicts by strategy and outcome",
-            ["pipeline", "strategy", "outcome"],
+            "Conflicts by target table, strategy and outcome",
+            ["pipeline", "table", "strategy", "outcome"],
+            registry=r,
+        )
+        self.table_lag_seconds = Gauge(
+            "syncengine_table_lag_seconds",
+            "Per source table: seconds from the commit of its last applied change to the apply",
+            ["pipeline", "table"],
+            registry=r,
+        )
+        self.table_paused = Gauge(
+            "syncengine_table_paused",
+            "1 while a source table is paused (its changes held in the state store)",
+            ["pipeline", "table"],
+            registry=r,
+        )
+        self.table_held_changes = Gauge(
+            "syncengine_table_held_changes",
+            "Changes a paused source table holds in the state store",
+            ["pipeline", "table"],
             registry=r,
         )
         self.dead_letters = Counter(

@@ -23,6 +23,7 @@ from syncengine.changes import ChangeBatch, concat_batches
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
+from syncengine.runtime import pausing, tablestats
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.runtime.superseded import PendingLetters
@@ -173,10 +174,16 @@ class Pipeline:
             self._resolvers[mapping.target_name] = resolver
         return resolver
 
-    async def process(self, batches: Sequence[ChangeBatch], position: str | None) -> BatchReport:
-        """Map, compact, resolve and apply ``batches``; commit ``position`` with them."""
+    async def process(
+        self, batches: Sequence[ChangeBatch], position: str | None, *, release: bool = False
+    ) -> BatchReport:
+        """Map, compact, resolve and apply ``batches``; commit ``position`` with them. The
+        batches of paused tables are held in the state store instead (:mod:`.pausing`), unless
+        this is the ``release`` of what they held."""
         started = time.perf_counter()
         report = BatchReport()
+        if not release:
+            batches = pausing.hold_paused(self, batches)
         mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]] = {}
         letters: list[DeadLetter] = []
         superseded: list[tuple[int, str]] = []
@@ -261,8 +268,19 @@ class Pipeline:
                     report.applied.get(write.spec.name, 0) + item["counts"]
                 )
         self.rows_applied += sum(report.applied.values())
+        self._record_tables(batches, report)
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
         return report
+
+    def _record_tables(self, batches: Sequence[ChangeBatch], report: BatchReport) -> None:
+        """The group's per source table counters, to the state store and the metrics."""
+        key = self.config.source_key
+        sources = {m.target_name: key(m.source) for m in self.mappings}
+        stats = tablestats.group_stats(batches, report.applied, sources)
+        self.state.add_table_stats(self.name, stats)
+        for table, (_, _, lag) in stats.items():
+            if lag is not None:
+                self.metrics.table_lag_seconds.labels(self.name, table).set(lag)
 
     async def _keyless_write(self, spec: TableSpec, parts: list[ChangeBatch]) -> TableWrite:
         """Every change of a keyless table, in order, without what a replay repeats (its fence:
@@ -295,7 +313,9 @@ class Pipeline:
         outcomes: dict[str, int] = getattr(resolved, "outcomes", {}) or {}
         for outcome, count in outcomes.items():
             if count:
-                self.metrics.conflicts.labels(self.name, strategy, outcome).inc(count)
+                self.metrics.conflicts.labels(
+                    self.name, mapping.target_name, strategy, outcome
+                ).inc(count)
         return sum(outcomes.values())
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:

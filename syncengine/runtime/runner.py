@@ -25,11 +25,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from syncengine.changes import ChangeBatch
 from syncengine.errors import Interrupted, TargetUnavailable
-from syncengine.runtime import passthrough
+from syncengine.runtime import passthrough, pausing
 from syncengine.runtime.pipeline import BatchReport, Pipeline
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint
@@ -42,6 +42,8 @@ QUEUE_BATCHES = 8
 #: committed without one (a source transaction too big to hold)
 HOLD_GROUPS = 8
 _END = object()
+#: how often an idle applier looks for pause / resume requests
+CONTROL_SECONDS = 1.0
 
 
 class Progress(Protocol):
@@ -147,10 +149,11 @@ async def stream(
     held: list[ChangeBatch] = []
     try:
         done = False
+        await pausing.control(pipeline)
         while not done:
             getter = asyncio.ensure_future(queue.get())
             waited = time.perf_counter()
-            finished, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finished = await _next(getter, stopper, pipeline)
             pipeline.phases.add("read", time.perf_counter() - waited)
             if getter not in finished:
                 getter.cancel()
@@ -173,6 +176,7 @@ async def stream(
                 if not stop.is_set() and reader.exception() is None:
                     group, held = group + held, []  # the stream ended: nothing more comes
             if group:
+                await pausing.control(pipeline)  # pause / resume requests, between groups
                 with stoppable(stop):  # a group being bisected gives up on stop
                     applied += await _apply_group(pipeline, group)
             if stop.is_set():
@@ -198,6 +202,21 @@ async def stream(
         await _cancel(reader)
     log.info("%s: stream phases: %s", pipeline.name, pipeline.phases.summary())
     return applied
+
+
+async def _next(
+    getter: asyncio.Future[object], stopper: asyncio.Task[bool], pipeline: Pipeline
+) -> set[asyncio.Future[Any]]:
+    """Wait for the next batch or a stop; while idle, pause and resume requests are still
+    carried out every :data:`CONTROL_SECONDS`."""
+    waiting: set[asyncio.Future[Any]] = {getter, stopper}
+    while True:
+        finished, _ = await asyncio.wait(
+            waiting, timeout=CONTROL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        if finished:
+            return finished
+        await pausing.control(pipeline)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

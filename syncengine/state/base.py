@@ -63,3 +63,35 @@ class DeadLetter:
     replayed_at: str | None = None
     #: position of a later change of the same key (replaying this one would undo it)
     superseded: str | None = None
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A paused table: ``status`` pausing (asked), paused, or resuming (asked to release)."""
+
+    table: str
+    status: str
+    held_through: str | None
+    held_rows: int = 0
+    requested_at: str | None = None
+    paused_at: str | None = None
+
+
+@dataclass(frozen=True)
+class HeldBatch:
+    """One source batch a pause holds: its id (the order), last position and Arrow IPC bytes."""
+
+    id: int
+    position: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """A source table's running counters for ``status --tables``."""
+
+    table: str
+    rows_applied: int
+    last_change_at: str | None
+    last_lag_seconds: float | None
+    updated_at: str | None = None

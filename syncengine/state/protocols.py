@@ -18,11 +18,19 @@ in its apply transaction and answers for it through :class:`syncengine.targets.b
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeAlias
 
-from syncengine.state.base import Chunk, Conflict, DeadLetter, StoredCheckpoint
+from syncengine.state.base import (
+    Chunk,
+    Conflict,
+    DeadLetter,
+    HeldBatch,
+    Pause,
+    StoredCheckpoint,
+    TableStats,
+)
 from syncengine.state.locks import PipelineLock
 
 StateTransaction: TypeAlias = sqlite3.Connection
@@ -155,6 +163,49 @@ class PipelineStatus(Protocol):
     def counts(self, pipeline: str) -> dict[str, int]: ...
 
 
+class TableStatus(Protocol):
+    """Per source table counters (``status --tables``), added per applied group."""
+
+    def add_table_stats(
+        self, pipeline: str, groups: Mapping[str, tuple[int, str | None, float | None]]
+    ) -> None: ...
+
+    def table_stats(self, pipeline: str) -> dict[str, TableStats]: ...
+
+    def table_counts(self, pipeline: str) -> dict[str, dict[str, int]]: ...
+
+
+class TablePauses(Transactional, Protocol):
+    """Paused tables and the changes they hold (in the conflict queue's held changes), until
+    they are released in order on resume (:mod:`syncengine.runtime.pausing`)."""
+
+    def request_pause(self, pipeline: str, tables: Iterable[str], status: str) -> None: ...
+
+    def request_resume(self, pipeline: str, tables: Iterable[str] | None) -> list[str]: ...
+
+    def pauses(self, pipeline: str) -> dict[str, Pause]: ...
+
+    def confirm_pauses(self, pipeline: str) -> list[str]: ...
+
+    def hold_batches(
+        self,
+        db: StateTransaction,
+        pipeline: str,
+        table: str,
+        batches: Sequence[tuple[str, int, bytes]],
+    ) -> None: ...
+
+    def held_batches(self, pipeline: str, table: str, limit: int) -> list[HeldBatch]: ...
+
+    def release_batches(
+        self, db: StateTransaction, pipeline: str, table: str, ids: Sequence[int], rows: int
+    ) -> None: ...
+
+    def finish_resume(self, db: StateTransaction, pipeline: str, table: str) -> bool: ...
+
+    def held_totals(self, pipeline: str) -> dict[str, tuple[int, int]]: ...
+
+
 class Locks(Protocol):
     def lock(self, pipeline: str, purpose: str) -> PipelineLock:
         """An exclusive per-pipeline lock (daemon, sync and backfill refuse to overlap)."""
@@ -171,6 +222,14 @@ class TargetState(CheckpointStore, ShadowStore, Protocol):
 
 
 class StateStore(
-    SourceState, TargetState, ConflictQueue, DeadLetters, PipelineStatus, Locks, Protocol
+    SourceState,
+    TargetState,
+    ConflictQueue,
+    DeadLetters,
+    PipelineStatus,
+    TableStatus,
+    TablePauses,
+    Locks,
+    Protocol,
 ):
     """Every concern together: what the runtime and the CLI carry to the parts."""

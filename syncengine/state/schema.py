@@ -90,6 +90,33 @@ TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
         ],
         ["id"],
     ),
+    # tables whose changes are held (``pause``): status pausing (asked, not yet seen by the
+    # process that applies), paused, resuming (asked to release); held_through is the position
+    # of the last change held, the fence against holding a replayed change twice
+    "paused_tables": (
+        [
+            ("pipeline", "TEXT NOT NULL"),
+            ("source_table", "TEXT NOT NULL"),
+            ("status", "TEXT NOT NULL"),
+            ("held_through", "TEXT"),
+            ("held_rows", "INTEGER NOT NULL DEFAULT 0"),
+            ("requested_at", "TEXT NOT NULL"),
+            ("paused_at", "TEXT"),
+        ],
+        ["pipeline", "source_table"],
+    ),
+    # per source table running counters for ``status --tables``, one transaction per group
+    "table_stats": (
+        [
+            ("pipeline", "TEXT NOT NULL"),
+            ("source_table", "TEXT NOT NULL"),
+            ("rows_applied", "INTEGER NOT NULL DEFAULT 0"),
+            ("last_change_at", "TEXT"),
+            ("last_lag_seconds", "REAL"),
+            ("updated_at", "TEXT NOT NULL"),
+        ],
+        ["pipeline", "source_table"],
+    ),
     "dead_letters": (
         [
             ("id", "INTEGER NOT NULL"),
@@ -127,6 +154,8 @@ TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
 INDEXES: dict[str, tuple[str, str, LiteralString]] = {
     # tombstones are purged once the checkpoint has passed them (no replay can reach them)
     "shadow_tombstones": ("shadow", "pipeline, position", "row_hash = ''"),
+    # the changes a paused table holds (conflict_id 0, see state/sqlite/pauses.py), in order
+    "held_paused": ("held_changes", "pipeline, target_table, id", "conflict_id = 0"),
 }
 
 # version -> columns (table, column, type) that upgrade a store from version-1 to version; each

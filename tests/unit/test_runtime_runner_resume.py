@@ -27,6 +27,7 @@ from syncengine.runtime import runner
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
+from syncengine.state import SQLiteStateStore
 from tests.unit.pgsource import pgsource_frames as f
 
 COLS = [("id", 20, -1, True), ("version", 23, -1, False)]
@@ -116,6 +117,7 @@ class Pipeline:
         self.crash_after = crash_after
         self.commits = 0
         self.phases = PhaseClock()
+        self.state = SQLiteStateStore(":memory:")  # pause requests: none
 
     async def process(self, group, position):
         await asyncio.sleep(0)
@@ -224,6 +226,7 @@ class Recorder:
         self.config = SimpleNamespace(batch=BatchConfig(max_rows=max_rows))
         self.groups: list[tuple[list[str], str | None]] = []
         self.phases = PhaseClock()
+        self.state = SQLiteStateStore(":memory:")
 
     async def process(self, group, position):
         self.groups.append(([b.last_position for b in group], position))

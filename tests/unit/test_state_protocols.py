@@ -16,6 +16,8 @@ CONCERNS = [
     protocols.ConflictQueue,
     protocols.DeadLetters,
     protocols.PipelineStatus,
+    protocols.TableStatus,
+    protocols.TablePauses,
     protocols.Locks,
 ]
 

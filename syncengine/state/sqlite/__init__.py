@@ -7,15 +7,22 @@ from syncengine.state.sqlite.checkpoints import SQLiteCheckpoints
 from syncengine.state.sqlite.chunks import SQLiteChunks
 from syncengine.state.sqlite.conflicts import SQLiteConflicts
 from syncengine.state.sqlite.dead_letters import SQLiteDeadLetters
+from syncengine.state.sqlite.pauses import SQLitePauses
 from syncengine.state.sqlite.shadow import SQLiteShadow
 from syncengine.state.sqlite.status import SQLiteStatus
 
 
 class SQLiteStateStore(
-    SQLiteCheckpoints, SQLiteChunks, SQLiteShadow, SQLiteConflicts, SQLiteDeadLetters, SQLiteStatus
+    SQLiteCheckpoints,
+    SQLiteChunks,
+    SQLiteShadow,
+    SQLiteConflicts,
+    SQLiteDeadLetters,
+    SQLiteStatus,
+    SQLitePauses,
 ):
-    """Checkpoints, chunk progress, shadow rows, conflicts, dead letters, status and locks in
-    one file (see :mod:`syncengine.state.sqlite.connection` for why SQLite)."""
+    """Checkpoints, chunk progress, shadow rows, conflicts, dead letters, status, paused tables
+    and locks in one file (see :mod:`syncengine.state.sqlite.connection` for why SQLite)."""
 
 
 __all__ = ["SQLiteStateStore"]

@@ -3,14 +3,18 @@
 The stored part (running total of rows applied, last error) is one JSON value per pipeline in
 ``meta`` under ``status:<pipeline>``; the open work is counted from the conflict and dead-letter
 tables.
+Per source table, ``table_stats`` keeps rows applied, the commit time of the last change applied
+and how late it was applied, added for every applied group in one transaction.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from syncengine.state.sqlite.connection import SQLiteConnection
+from syncengine.state.base import TableStats
+from syncengine.state.sqlite.connection import SQLiteConnection, now
 
 
 class SQLiteStatus(SQLiteConnection):
@@ -39,3 +43,49 @@ class SQLiteStatus(SQLiteConnection):
             (pipeline,),
         ).fetchone()[0]
         return {"pending_conflicts": int(conflicts), "dead_letters": int(letters)}
+
+    def add_table_stats(
+        self, pipeline: str, groups: Mapping[str, tuple[int, str | None, float | None]]
+    ) -> None:
+        """Add one applied group: per source table (rows applied, commit time of its last
+        change, seconds between that commit and the apply), all tables in one transaction."""
+        if not groups:
+            return
+        stamp = now()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO table_stats(pipeline, source_table, rows_applied, last_change_at, "
+                "last_lag_seconds, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(pipeline, source_table) DO UPDATE SET "
+                "rows_applied=rows_applied+excluded.rows_applied, "
+                "last_change_at=COALESCE(MAX(excluded.last_change_at, last_change_at), "
+                "excluded.last_change_at, last_change_at), "
+                "last_lag_seconds=COALESCE(excluded.last_lag_seconds, last_lag_seconds), "
+                "updated_at=excluded.updated_at",
+                [(pipeline, t, n, ts, lag, stamp) for t, (n, ts, lag) in groups.items()],
+            )
+
+    def table_stats(self, pipeline: str) -> dict[str, TableStats]:
+        rows = self.db.execute(
+            "SELECT source_table, rows_applied, last_change_at, last_lag_seconds, updated_at "
+            "FROM table_stats WHERE pipeline=?",
+            (pipeline,),
+        )
+        return {r[0]: TableStats(*r) for r in rows}
+
+    def table_counts(self, pipeline: str) -> dict[str, dict[str, int]]:
+        """Unreplayed dead letters per source table, pending conflicts per target table."""
+        letters = self.db.execute(
+            "SELECT source_table, COUNT(*) FROM dead_letters WHERE pipeline=? AND "
+            "replayed_at IS NULL GROUP BY 1",
+            (pipeline,),
+        )
+        conflicts = self.db.execute(
+            "SELECT target_table, COUNT(*) FROM conflicts WHERE pipeline=? AND status='pending' "
+            "GROUP BY 1",
+            (pipeline,),
+        )
+        return {
+            "dead_letters": {r[0]: int(r[1]) for r in letters},
+            "pending_conflicts": {r[0]: int(r[1]) for r in conflicts},
+        }
