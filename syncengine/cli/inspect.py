@@ -17,43 +17,6 @@ if TYPE_CHECKING:
     from syncengine.config.models import Config
 
 
-async def _gather_status(config: Config, name: str, state: StateStore) -> dict[str, Any]:
-    from syncengine.config.secrets import redact
-    from syncengine.runtime.pipeline import Pipeline
-
-    pipeline = Pipeline(name, config.pipelines[name], state)
-    info: dict[str, Any] = {"pipeline": name, "stream": None, "checkpoint": None}
-    stored = state.get_status(name)
-    info.update(
-        rows_applied=stored.get("rows_applied", 0),
-        last_error=stored.get("last_error"),
-        **state.counts(name),
-    )
-    try:
-        await pipeline.open()
-        info["stream"] = pipeline.stream_name
-        info["checkpoint"] = await pipeline.checkpoint()
-        lag = await pipeline.source.lag(info["checkpoint"])
-        info.update(
-            lag_bytes=lag.lag_bytes,
-            lag_seconds=lag.lag_seconds,
-            retained_wal_bytes=lag.retained_wal_bytes,
-            source_position=lag.position,
-        )
-    except Exception as exc:  # noqa: BLE001 - status shows what it can
-        info["reachable"] = False
-        info["error"] = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    finally:
-        await pipeline.close()
-    chunks = state.get_chunks(name)
-    if chunks:
-        info["snapshot_chunks"] = {
-            "done": sum(c.status == "done" for c in chunks),
-            "total": len(chunks),
-        }
-    return info
-
-
 @click.command()
 @config_argument
 @pipeline_option
@@ -62,10 +25,11 @@ async def _gather_status(config: Config, name: str, state: StateStore) -> dict[s
 def status(config_path: str, pipeline: str | None, as_json: bool) -> None:
     """Positions, lag, retained WAL, pending conflicts, dead letters, last error."""
     from syncengine.cli.statusview import print_status
+    from syncengine.runtime.status import gather_status
 
     config, names = load_selected(config_path, pipeline)
     state = open_state(config.state)
-    infos = [asyncio.run(_gather_status(config, name, state)) for name in names]
+    infos = [asyncio.run(gather_status(config, name, state)) for name in names]
     if as_json:
         click.echo(json.dumps(infos, indent=2, default=str))
         return
@@ -211,28 +175,15 @@ def deadletters_show(config_path: str, letter_id: int) -> None:
 @expected_errors
 def deadletters_replay(config_path: str, pipeline: str, ids: tuple[int, ...]) -> None:
     """Re-run dead letters through the current mapping (after fixing it)."""
-    from syncengine.runtime.pipeline import Pipeline
-    from syncengine.runtime.replay import replay
+    from syncengine.runtime.replay import replay_letters
 
     config, _ = load_selected(config_path, pipeline)
     state = open_state(config.state)
-    letters = [
-        letter for letter in state.list_dead_letters(pipeline) if not ids or letter.id in ids
-    ]
-    if not letters:
+    spec = config.pipelines[pipeline]
+    done, again = asyncio.run(replay_letters(pipeline, spec, state, set(ids) or None))
+    if not done:
         click.echo("no dead letters to replay")
         return
-
-    async def run() -> tuple[int, int]:
-        job = Pipeline(pipeline, config.pipelines[pipeline], state)
-        await job.open()
-        try:
-            return await replay(job, letters)
-        finally:
-            await job.close()
-
-    with state.lock(pipeline, "deadletters replay"):
-        done, again = asyncio.run(run())
     click.echo(f"{pipeline}: {done} replayed, {again} dead-lettered again")
 
 
