@@ -1,0 +1,93 @@
+"""The last hour of each pipeline's lag and throughput, sampled in memory by the console.
+
+No history is stored by the engine, and keeping one in the state store would add a write per
+sample to every daemon; the console keeps what it sees while it runs (a sample every
+``interval`` seconds, an hour of them), which is what the chart shows. Under the daemon a
+sample reads the daemon's own metrics (no connection); standalone, it asks the source like
+``syncengine status`` does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+WINDOW = 3600.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    lag_seconds: float | None = None
+    lag_bytes: float | None = None
+    retained_wal_bytes: float | None = None
+    applied: float | None = None
+    """Changes applied so far (a running total), for throughput."""
+    chunks_done: dict[str, int] | None = None
+    """Snapshot chunks done per source table, for an ETA."""
+
+
+class History:
+    def __init__(self, window: float = WINDOW) -> None:
+        self.window = window
+        self._samples: dict[str, deque[Sample]] = {}
+
+    def add(self, pipeline: str, sample: Sample) -> None:
+        samples = self._samples.setdefault(pipeline, deque())
+        samples.append(sample)
+        while samples and samples[0].at < sample.at - self.window:
+            samples.popleft()
+
+    def samples(self, pipeline: str) -> list[Sample]:
+        return list(self._samples.get(pipeline, ()))
+
+    def latest(self, pipeline: str) -> Sample | None:
+        samples = self._samples.get(pipeline)
+        return samples[-1] if samples else None
+
+    def throughput(self, pipeline: str) -> float | None:
+        """Changes per second between the last two samples that count them."""
+        counted = [s for s in self._samples.get(pipeline, ()) if s.applied is not None]
+        if len(counted) < 2:
+            return None
+        first, last = counted[-2], counted[-1]
+        assert first.applied is not None and last.applied is not None
+        elapsed = last.at - first.at
+        return max(0.0, (last.applied - first.applied) / elapsed) if elapsed > 0 else None
+
+    def chunk_rate(self, pipeline: str, table: str) -> float | None:
+        """Snapshot chunks done per second over the window, for one table."""
+        seen = [
+            (s.at, s.chunks_done[table])
+            for s in self._samples.get(pipeline, ())
+            if s.chunks_done and table in s.chunks_done
+        ]
+        if len(seen) < 2 or seen[-1][0] <= seen[0][0]:
+            return None
+        return (seen[-1][1] - seen[0][1]) / (seen[-1][0] - seen[0][0])
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A polyline of lag seconds over the last hour, in SVG user units."""
+
+    points: str
+    peak: float
+    count: int
+    width: int = 600
+    height: int = 120
+
+
+def lag_chart(samples: list[Sample], now: float | None = None, window: float = WINDOW) -> Chart:
+    now = time.time() if now is None else now
+    values = [(s.at, s.lag_seconds) for s in samples if s.lag_seconds is not None]
+    peak = max((v for _, v in values), default=0.0)
+    scale = peak if peak > 0 else 1.0
+    chart = Chart("", peak, len(values))
+    points = [
+        f"{chart.width * (1 - (now - at) / window):.1f},"
+        f"{chart.height - 4 - (chart.height - 8) * v / scale:.1f}"
+        for at, v in values
+    ]
+    return Chart(" ".join(points), peak, len(values))
