@@ -10,7 +10,7 @@
 * **Host header**: on loopback without a token, only ``127.0.0.1``/``localhost``/``[::1]`` Host
   headers are answered, so a DNS-rebinding page cannot read the console.
 * **Headers**: a Content-Security-Policy that allows only the console's own script and style
-  (no inline script), no framing, no sniffing, no referrer.
+  (no inline script), no framing, no sniffing, no referrer to other sites.
 
 Values are escaped by the templates (Jinja2 autoescape), never here.
 """
@@ -36,7 +36,7 @@ HEADERS = {
     "base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer makes a form POST send Origin: null
     "Cache-Control": "no-store",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
