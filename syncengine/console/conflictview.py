@@ -93,10 +93,14 @@ def _walk(sides: list[Any], prefix: str, depth: int, rows: list[FieldRow]) -> No
 
 
 def pretty(text: str | None) -> str:
-    """A stored JSON row or change as indented JSON (or the text as it is)."""
+    """A stored JSON row or change as indented JSON (or the text as it is); for reading
+    only, never for a row sent back (a JSON column stays text there)."""
     if text is None:
         return "(none)"
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False, default=str)
+        value = json.loads(text)
     except ValueError:
         return text
+    if isinstance(value, dict):  # a JSON column shown as the object it holds
+        value = {k: _nested(v) for k, v in value.items()}
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

@@ -70,24 +70,31 @@ class History:
 
 @dataclass(frozen=True)
 class Chart:
-    """A polyline of lag seconds over the last hour, in SVG user units."""
+    """One series over the last hour as an SVG polyline (user units of a 600×120 box)."""
 
+    label: str
     points: str
-    peak: float
+    peak: float | None
     count: int
     width: int = 600
     height: int = 120
 
 
-def lag_chart(samples: list[Sample], now: float | None = None, window: float = WINDOW) -> Chart:
+def chart(
+    label: str,
+    samples: list[Sample],
+    field: str,
+    now: float | None = None,
+    window: float = WINDOW,
+) -> Chart:
+    """``field`` of ``samples`` (``lag_seconds``, ``lag_bytes``…) scaled to its own peak."""
     now = time.time() if now is None else now
-    values = [(s.at, s.lag_seconds) for s in samples if s.lag_seconds is not None]
-    peak = max((v for _, v in values), default=0.0)
-    scale = peak if peak > 0 else 1.0
-    chart = Chart("", peak, len(values))
+    values = [(s.at, float(v)) for s in samples if (v := getattr(s, field)) is not None]
+    peak = max((v for _, v in values), default=None)
+    scale = peak if peak else 1.0
+    width, height = Chart.width, Chart.height
     points = [
-        f"{chart.width * (1 - (now - at) / window):.1f},"
-        f"{chart.height - 4 - (chart.height - 8) * v / scale:.1f}"
+        f"{width * (1 - (now - at) / window):.1f},{height - 4 - (height - 8) * v / scale:.1f}"
         for at, v in values
     ]
-    return Chart(" ".join(points), peak, len(values))
+    return Chart(label, " ".join(points), peak, len(values))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from syncengine.config.secrets import redact
-from syncengine.console.history import Chart, History, Sample, lag_chart
+from syncengine.console.history import Chart, History, Sample, chart
 
 if TYPE_CHECKING:
     from syncengine.config.models import Config, PipelineConfig
@@ -161,7 +161,7 @@ class PipelineView:
     dead_letters: int
     chunks_done: int
     chunks_total: int
-    chart: Chart
+    charts: tuple[Chart, Chart]
 
     @property
     def retained_over(self) -> bool:
@@ -227,7 +227,10 @@ def pipeline_view(
         dead_letters=counts.get("dead_letters", 0),
         chunks_done=done,
         chunks_total=len(chunks),
-        chart=lag_chart(history.samples(name)),
+        charts=(
+            chart("seconds", history.samples(name), "lag_seconds"),
+            chart("bytes", history.samples(name), "lag_bytes"),
+        ),
     )
 
 
