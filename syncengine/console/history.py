@@ -76,6 +76,8 @@ class Chart:
     points: str
     peak: float | None
     count: int
+    span: float = 0.0
+    """Seconds from the left edge (the oldest sample, at most an hour ago) to now."""
     width: int = 600
     height: int = 120
 
@@ -87,14 +89,16 @@ def chart(
     now: float | None = None,
     window: float = WINDOW,
 ) -> Chart:
-    """``field`` of ``samples`` (``lag_seconds``, ``lag_bytes``…) scaled to its own peak."""
+    """``field`` of ``samples`` (``lag_seconds``, ``lag_bytes``…) scaled to its own peak,
+    over the time sampled so far (at most ``window``: the chart fills as the console runs)."""
     now = time.time() if now is None else now
     values = [(s.at, float(v)) for s in samples if (v := getattr(s, field)) is not None]
     peak = max((v for _, v in values), default=None)
     scale = peak if peak else 1.0
+    span = min(window, max(now - values[0][0], 60.0)) if values else window
     width, height = Chart.width, Chart.height
     points = [
-        f"{width * (1 - (now - at) / window):.1f},{height - 4 - (height - 8) * v / scale:.1f}"
+        f"{width * (1 - (now - at) / span):.1f},{height - 4 - (height - 8) * v / scale:.1f}"
         for at, v in values
     ]
-    return Chart(label, " ".join(points), peak, len(values))
+    return Chart(label, " ".join(points), peak, len(values), span)

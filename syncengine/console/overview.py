@@ -38,6 +38,8 @@ STATE_WORDS = {"backfilling": "snapshotting", "streaming": "running"}
 
 class Probe(Protocol):
     interval: float
+    applied_label: str
+    """What :attr:`Sample.applied` counts, as the page says it."""
 
     async def sample(self, name: str) -> Sample: ...
 
@@ -52,6 +54,8 @@ class DaemonProbe:
     """Reads the daemon this console runs in: its supervisors' health and its metrics."""
 
     interval = 5.0
+    # the stored running total grows only when a supervisor run ends; the counters are live
+    applied_label = "applied since the daemon started"
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -90,6 +94,7 @@ class StoreProbe:
     """Without a daemon: connect like ``syncengine status`` (every 15 s)."""
 
     interval = 15.0
+    applied_label = "applied in total (as stored)"
 
     def __init__(self, config: Config, state: StateStore) -> None:
         self.config = config
@@ -156,7 +161,8 @@ class PipelineView:
     retained_wal_bytes: float | None
     retained_threshold_bytes: float | None
     throughput: float | None
-    rows_applied: int
+    applied: float | None
+    applied_label: str
     pending_conflicts: int
     dead_letters: int
     chunks_done: int
@@ -222,7 +228,8 @@ def pipeline_view(
         retained_wal_bytes=latest.retained_wal_bytes,
         retained_threshold_bytes=threshold_mb * 1024 * 1024 if threshold_mb else None,
         throughput=history.throughput(name),
-        rows_applied=int(stored.get("rows_applied") or 0),
+        applied=latest.applied,
+        applied_label=probe.applied_label,
         pending_conflicts=counts.get("pending_conflicts", 0),
         dead_letters=counts.get("dead_letters", 0),
         chunks_done=done,

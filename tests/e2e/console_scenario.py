@@ -35,7 +35,10 @@ CONFIG = textwrap.dedent(
     state: ${SYNCENGINE_STATE}
     pipelines:
       shop:
-        source: {type: postgres, dsn: "${SRC_DSN}", tables: ['public."Ta""ble; DROP TABLE victim;-- é✓"']}
+        source:
+          type: postgres
+          dsn: "${SRC_DSN}"
+          tables: ['public."Ta""ble; DROP TABLE victim;-- é✓"']
         target: {type: postgres, dsn: "${TGT_DSN}"}
         conflicts: {strategy: manual}
         batch: {max_rows: 100, max_wait: 100ms}

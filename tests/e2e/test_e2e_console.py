@@ -147,3 +147,53 @@ def test_console_pages_resolve_by_clicking(browser, tmp_path, pg_dsn, pg_target_
     assert "Traceback" not in cli.daemon_logs()
     assert not [page for page in seen if PASSWORD in page]
     assert rows(pg_dsn, "SELECT to_regclass('public.victim') IS NOT NULL") == [(True,)]
+
+
+DEAD_LETTER_CONFIG = """
+state: ${SYNCENGINE_STATE}
+pipelines:
+  shop:
+    source: {type: postgres, dsn: "${SRC_DSN}", tables: [public.items]}
+    target: {type: postgres, dsn: "${TGT_DSN}"}
+"""
+
+
+def test_console_alone_replays_dead_letters_by_clicking(browser, tmp_path, pg_dsn, pg_target_dsn):
+    """``syncengine ui`` (no daemon): a row the target refused is listed with its reason and
+    payload, and replayed from the page through the same code as ``deadletters replay``."""
+    from selenium.webdriver.common.by import By
+
+    from tests.e2e.harness import CLI, execute
+    from tests.servers import free_port
+
+    execute(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, qty int)")
+    execute(pg_target_dsn, "CREATE TABLE items (id int PRIMARY KEY, qty int CHECK (qty >= 0))")
+    cli = CLI(tmp_path, DEAD_LETTER_CONFIG, {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn})
+    cli.run("sync", "--once")
+    execute(pg_dsn, "INSERT INTO items VALUES (1, 5), (2, -1), (3, 7)")
+    cli.run("sync", "--once")
+    assert rows(pg_target_dsn, "SELECT id FROM items ORDER BY id") == [(1,), (3,)]
+
+    port = free_port()
+    proc = cli.start("ui", "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: status_of(url + "/deadletters") == 200, 60, 0.3)
+    try:
+        browser.get(url + "/deadletters")
+        (reason,) = texts(browser, "td.reason")
+        assert "check" in reason.lower(), reason
+        browser.find_element(By.LINK_TEXT, texts(browser, "table.grid tbody td a")[0]).click()
+        assert '"qty": -1' in browser.find_element(By.CSS_SELECTOR, "pre.payload").text
+
+        execute(pg_target_dsn, "ALTER TABLE items DROP CONSTRAINT items_qty_check")
+        browser.get(url + "/deadletters")
+        browser.find_element(By.CSS_SELECTOR, "input.select-all").click()
+        browser.find_element(By.ID, "replay-button").click()
+        wait_for(lambda: bool(texts(browser, ".flash.ok")), 60)
+        (flash,) = texts(browser, ".flash.ok")
+        assert "1 replayed, 0 dead-lettered again" in flash, flash
+        assert rows(pg_target_dsn, "SELECT qty FROM items WHERE id = 2") == [(-1,)]
+        assert texts(browser, "table.grid tbody td") == ["no dead letters"]
+    finally:
+        assert cli.stop(proc) == 0, cli.daemon_logs()
+    assert "Traceback" not in cli.daemon_logs()

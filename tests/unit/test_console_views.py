@@ -58,6 +58,6 @@ def test_chart_scales_to_the_peak_over_the_window():
     samples = [Sample(3400.0, lag_seconds=0.0), Sample(3600.0, lag_seconds=4.0)]
     c = chart("seconds", samples, "lag_seconds", now=3600.0)
     assert (c.peak, c.count) == (4.0, 2)
-    assert c.points == "566.7,116.0 600.0,4.0"
+    assert c.points == "0.0,116.0 600.0,4.0" and c.span == 200.0  # fills as sampled
     empty = chart("bytes", samples, "lag_bytes", now=3600.0)
     assert (empty.points, empty.peak, empty.count) == ("", None, 0)
