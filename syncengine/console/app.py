@@ -10,6 +10,7 @@ shown as a message on the page, redacted; never a traceback.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
@@ -61,6 +62,7 @@ class Console:
         self.templates.filters["number"] = _number
         self.templates.filters["bytes"] = _bytes
         self.templates.filters["duration"] = _duration
+        self.templates.filters["json"] = _json
 
     def page(self, request: web.Request, template: str, **values: Any) -> web.Response:
         flashes = self.flashes.pop(request["session"], [])
@@ -332,6 +334,11 @@ def _age(conflict: Conflict) -> float:
         return datetime.fromisoformat(conflict.created_at or "").timestamp()
     except ValueError:
         return time.time()
+
+
+def _json(value: Any) -> str:
+    """A value as JSON text (the template escapes it)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _number(value: float | None, digits: int = 1) -> str:

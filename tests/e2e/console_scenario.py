@@ -84,8 +84,9 @@ def make_browser(width: int = 1280, height: int = 900) -> WebDriver:
 
 
 def park_conflict(tmp_path: Path, src_dsn: str, tgt_dsn: str) -> CLI:
-    """Source and target in sync, then a row edited on both sides: the source's change is
-    parked (its value a ``<script>``) and a later source change to the same key held."""
+    """Source and target in sync, then rows 1 and 2 edited on both sides: the source's
+    changes are parked (row 1's value a ``<script>``) and a later source change to row 1 is
+    held behind its conflict."""
     execute(
         src_dsn,
         "CREATE TABLE victim (id int PRIMARY KEY)",
@@ -100,25 +101,26 @@ def park_conflict(tmp_path: Path, src_dsn: str, tgt_dsn: str) -> CLI:
     cli.run("sync", "--once")
     execute(
         tgt_dsn,
-        sql.SQL("UPDATE {} SET v = 'edited on the target' WHERE id = 1").format(TABLE),
+        sql.SQL("UPDATE {} SET v = 'edited on the target' WHERE id IN (1, 2)").format(TABLE),
     )
     _update(src_dsn, SCRIPT)
-    cli.run("sync", "--once")  # parks the conflict
+    _update(src_dsn, "changed at the source", key=2)
+    cli.run("sync", "--once")  # parks the conflicts
     _update(src_dsn, "final from the source", w=100)
     cli.run("sync", "--once")  # holds the later change behind it
     return cli
 
 
-def _update(dsn: str, value: str, w: int = 99) -> None:
+def _update(dsn: str, value: str, w: int = 99, key: int = 1) -> None:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             sql.SQL(
                 "UPDATE {} SET v = %s, doc = jsonb_set(doc, '{{size,w}}', to_jsonb(%s::int)) "
-                "WHERE id = 1"
+                "WHERE id = %s"
             ).format(TABLE),
-            (value, w),
+            (value, w, key),
         )
 
 

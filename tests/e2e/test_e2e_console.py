@@ -75,7 +75,7 @@ def test_console_pages_resolve_by_clicking(browser, tmp_path, pg_dsn, pg_target_
         visit("/pipelines")
         wait_for(lambda: texts(browser, "#pipeline-shop .state") == ["running"], 60, 0.5)
         cards = " ".join(texts(browser, "#pipeline-shop .cards dl"))
-        assert "conflicts pending\n1" in cards and "dead letters\n0" in cards, cards
+        assert "conflicts pending\n2" in cards and "dead letters\n0" in cards, cards
         assert browser.find_element(By.CSS_SELECTOR, "#pipeline-shop svg")
 
         # Tables: the hostile name is text, as the source and the target call it
@@ -87,7 +87,7 @@ def test_console_pages_resolve_by_clicking(browser, tmp_path, pg_dsn, pg_target_
         # Conflicts: the queue, then one conflict side by side
         visit("/conflicts")
         listed = texts(browser, "table.grid tbody td.name")
-        assert len(listed) == 1 and "DROP TABLE victim;-- é✓" in listed[0], listed
+        assert len(listed) == 2 and all("DROP TABLE victim;-- é✓" in t for t in listed), listed
         browser.find_element(By.CSS_SELECTOR, "a.conflict-link").click()
         seen.append(browser.page_source)
         assert "DROP TABLE victim;-- é✓" in browser.find_element(By.ID, "conflict-table").text
@@ -120,8 +120,18 @@ def test_console_pages_resolve_by_clicking(browser, tmp_path, pg_dsn, pg_target_
         # the chosen row, then the held change, reached the target
         query = sql.SQL("SELECT v, (doc->'size'->>'w')::int FROM {} WHERE id = 1").format(TABLE)
         assert rows(pg_target_dsn, query) == [("final from the source", 100)]
+        # the other conflict, from the queue: select it, keep the target's row
         visit("/conflicts")
+        (remaining,) = texts(browser, "a.conflict-link")
+        browser.find_element(By.CSS_SELECTOR, 'input[name="id"]').click()
+        browser.find_element(By.CSS_SELECTOR, 'button[name="take"][value="local"]').click()
+        wait_for(lambda: bool(texts(browser, ".flash")), 30)
+        (done,) = texts(browser, ".flash.ok")
+        assert done.startswith(f"resolved conflict {remaining} ({quoted} "), done
+        assert done.endswith("took local; released 0 held change(s)"), done
         assert texts(browser, "table.grid tbody td") == ["no conflicts"]
+        query = sql.SQL("SELECT v FROM {} WHERE id = 2").format(TABLE)
+        assert rows(pg_target_dsn, query) == [("edited on the target",)]
 
         visit("/deadletters")
         assert texts(browser, "table.grid tbody td") == ["no dead letters"]
@@ -134,7 +144,11 @@ def test_console_pages_resolve_by_clicking(browser, tmp_path, pg_dsn, pg_target_
         wait_for(lambda: "finished" in " ".join(texts(browser, "#verify-shop h2")), 120, 0.5)
         seen.append(browser.page_source)
         (result,) = texts(browser, "#verify-shop h3")
-        assert "identical" in result and "DROP TABLE victim;-- é✓" in result, result
+        assert "DIFFERENT" in result and "DROP TABLE victim;-- é✓" in result, result
+        # the row kept local on purpose is the one difference, field by field
+        diffs = texts(browser, "#verify-shop li.diff")
+        assert len(diffs) == 2 and diffs[0].startswith("2.doc: source "), diffs
+        assert diffs[1] == '2.v: source "changed at the source" ≠ target "edited on the target"'
 
         # what a script (or another site) cannot do: POST without the token, wrong Host
         assert status_of(f"{url}/conflicts/resolve", "POST", b"take=local&id=1") == 403
