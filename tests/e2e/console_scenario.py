@@ -137,7 +137,7 @@ def start_daemon_with_console(cli: CLI) -> tuple[subprocess.Popen[str], str]:
         try:
             with urllib.request.urlopen(f"{url}/pipelines", timeout=5) as response:
                 return bool(response.status == 200)
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, OSError):  # not listening yet, or still importing
             return False
 
     wait_for(answers, 60, 0.3)

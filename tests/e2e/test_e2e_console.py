@@ -53,7 +53,7 @@ def texts(driver: Any, css: str) -> list[str]:
 def status_of(url: str, method: str = "GET", data: bytes | None = None, **headers: str) -> int:
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code

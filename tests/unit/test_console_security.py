@@ -72,7 +72,7 @@ class Browser:
         data = urllib.parse.urlencode(form).encode() if form is not None else None
         req = urllib.request.Request(self.url + path, data=data, headers=headers)
         try:
-            with self.opener.open(req, timeout=10) as response:
+            with self.opener.open(req, timeout=60) as response:
                 return response.status, response.read().decode(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(), dict(exc.headers)
@@ -99,9 +99,9 @@ def start(config: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         try:
-            urllib.request.urlopen(url + "/static/console.css", timeout=2).close()
+            urllib.request.urlopen(url + "/static/console.css", timeout=10).close()
             return proc, url
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, OSError):  # not listening yet, or still importing
             time.sleep(0.2)
     proc.kill()
     raise AssertionError("the console did not answer within 60 s")
@@ -164,7 +164,7 @@ def test_post_needs_the_csrf_token_and_the_same_origin(console):
     assert page.request("/pipelines", Host="evil.example")[0] == 421
     req = urllib.request.Request(console + "/pipelines", method="PUT")
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(req, timeout=10)
+        urllib.request.urlopen(req, timeout=60)
     assert refused.value.code == 405
 
 
