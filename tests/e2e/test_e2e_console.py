@@ -32,6 +32,9 @@ from tests.e2e.console_scenario import (
 )
 from tests.e2e.harness import rows, wait_for
 
+# skipped before any server starts when the browser pieces are missing
+pytestmark = pytest.mark.skipif(browser_paths() is None, reason=BROWSER_MISSING)
+
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
