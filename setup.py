@@ -22,4 +22,6 @@ setup(
         "syncengine.strategies": "strategies",
         "syncengine.mappings": "mappings",
     },
+    # the console's pages and its one script and style ship inside the package (no CDN)
+    package_data={"syncengine.console": ["templates/*.html", "static/*.js", "static/*.css"]},
 )

@@ -186,18 +186,10 @@ def resolve(config_path: str, conflict_id: int, take: Choice, merged_json: str |
 async def _resolve(
     config: Config, state: StateStore, conflict: Conflict, take: Choice, merged: str | None
 ) -> Resolution:
-    from syncengine.conflicts.manual import resolve_conflict
-    from syncengine.targets import make_target
+    from syncengine.conflicts.manual import resolve_with_target
 
-    target = make_target(conflict.pipeline, config.pipelines[conflict.pipeline].target, state)
-    await target.open()
-    try:
-        assert conflict.id is not None
-        return await resolve_conflict(
-            target, state, conflict.id, take, f"cli:{_user()}", merged_json=merged
-        )
-    finally:
-        await target.close()
+    target = config.pipelines[conflict.pipeline].target
+    return await resolve_with_target(target, state, conflict, take, f"cli:{_user()}", merged)
 
 
 def _user() -> str:

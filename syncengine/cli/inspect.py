@@ -17,43 +17,6 @@ if TYPE_CHECKING:
     from syncengine.config.models import Config
 
 
-async def _gather_status(config: Config, name: str, state: StateStore) -> dict[str, Any]:
-    from syncengine.config.secrets import redact
-    from syncengine.runtime.pipeline import Pipeline
-
-    pipeline = Pipeline(name, config.pipelines[name], state)
-    info: dict[str, Any] = {"pipeline": name, "stream": None, "checkpoint": None}
-    stored = state.get_status(name)
-    info.update(
-        rows_applied=stored.get("rows_applied", 0),
-        last_error=stored.get("last_error"),
-        **state.counts(name),
-    )
-    try:
-        await pipeline.open()
-        info["stream"] = pipeline.stream_name
-        info["checkpoint"] = await pipeline.checkpoint()
-        lag = await pipeline.source.lag(info["checkpoint"])
-        info.update(
-            lag_bytes=lag.lag_bytes,
-            lag_seconds=lag.lag_seconds,
-            retained_wal_bytes=lag.retained_wal_bytes,
-            source_position=lag.position,
-        )
-    except Exception as exc:  # noqa: BLE001 - status shows what it can
-        info["reachable"] = False
-        info["error"] = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    finally:
-        await pipeline.close()
-    chunks = state.get_chunks(name)
-    if chunks:
-        info["snapshot_chunks"] = {
-            "done": sum(c.status == "done" for c in chunks),
-            "total": len(chunks),
-        }
-    return info
-
-
 @click.command()
 @config_argument
 @pipeline_option
@@ -65,6 +28,7 @@ async def _gather_status(config: Config, name: str, state: StateStore) -> dict[s
 def status(config_path: str, pipeline: str | None, as_json: bool, per_table: bool) -> None:
     """Positions, lag, retained WAL, pending conflicts, dead letters, last error."""
     from syncengine.cli.statusview import print_status, print_tables
+    from syncengine.runtime.status import gather_status
 
     config, names = load_selected(config_path, pipeline)
     state = open_state(config.state)
@@ -77,7 +41,7 @@ def status(config_path: str, pipeline: str | None, as_json: bool, per_table: boo
         else:
             print_tables(rows)
         return
-    infos = [asyncio.run(_gather_status(config, name, state)) for name in names]
+    infos = [asyncio.run(gather_status(config, name, state)) for name in names]
     if as_json:
         click.echo(json.dumps(infos, indent=2, default=str))
         return
@@ -230,36 +194,24 @@ def deadletters_show(config_path: str, letter_id: int) -> None:
 def deadletters_replay(config_path: str, pipeline: str, ids: tuple[int, ...], force: bool) -> None:
     """Re-run dead letters through the current mapping (after fixing it). Letters a later
     change of their key superseded are skipped unless --force."""
-    from syncengine.runtime.pipeline import Pipeline
-    from syncengine.runtime.replay import replay
+    from syncengine.runtime.replay import replay_letters, split_superseded
 
     config, _ = load_selected(config_path, pipeline)
     state = open_state(config.state)
     letters = [
         letter for letter in state.list_dead_letters(pipeline) if not ids or letter.id in ids
     ]
-    for letter in letters:
-        if letter.superseded is not None and not force:
-            click.echo(
-                f"dead letter {letter.id} ({letter.table}) skipped: superseded by a later "
-                f"change of its key at position {letter.superseded}; replaying it would "
-                "overwrite that change (--force replays it anyway)"
-            )
-    letters = [letter for letter in letters if force or letter.superseded is None]
-    if not letters:
+    for letter in split_superseded(letters, force)[1]:
+        click.echo(
+            f"dead letter {letter.id} ({letter.table}) skipped: superseded by a later "
+            f"change of its key at position {letter.superseded}; replaying it would "
+            "overwrite that change (--force replays it anyway)"
+        )
+    spec = config.pipelines[pipeline]
+    done, again = asyncio.run(replay_letters(pipeline, spec, state, set(ids) or None, force=force))
+    if not done:
         click.echo("no dead letters to replay")
         return
-
-    async def run() -> tuple[int, int]:
-        job = Pipeline(pipeline, config.pipelines[pipeline], state)
-        await job.open()
-        try:
-            return await replay(job, letters)
-        finally:
-            await job.close()
-
-    with state.lock(pipeline, "deadletters replay"):
-        done, again = asyncio.run(run())
     click.echo(f"{pipeline}: {done} replayed, {again} dead-lettered again")
 
 

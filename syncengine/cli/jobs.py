@@ -26,7 +26,7 @@ from syncengine.state import open_state
 log = logging.getLogger("syncengine.cli")
 
 
-def _logging() -> None:
+def setup_logs() -> None:
     from syncengine.runtime.logs import setup_logging
 
     obj = click.get_current_context().find_root().obj or {}
@@ -38,18 +38,37 @@ def _logging() -> None:
 @pipeline_option
 @click.option("--metrics-port", type=int, default=None, help="Serve /metrics and /healthz.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--ui-port", type=click.IntRange(0, 65535), default=None, help="Serve the console too."
+)
+@click.option(
+    "--ui-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Anything but loopback needs console.token in the config.",
+)
 @expected_errors
 def run(
-    config_path: str, pipeline: str | None, metrics_port: int | None, metrics_host: str
+    config_path: str,
+    pipeline: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    ui_port: int | None,
+    ui_host: str,
 ) -> None:
     """Daemon: backfill where needed, then stream changes until SIGTERM/SIGINT."""
     from syncengine.runtime.daemon import Daemon
 
-    _logging()
+    setup_logs()
     config, names = load_selected(config_path, pipeline)
     state = open_state(config.state)
     daemon = Daemon(config, names, state)
-    code = asyncio.run(daemon.run(metrics_port, metrics_host))
+    if ui_port is None:
+        code = asyncio.run(daemon.run(metrics_port, metrics_host))
+    else:
+        from syncengine.console.server import run_with_daemon
+
+        code = asyncio.run(run_with_daemon(daemon, ui_host, ui_port, metrics_port, metrics_host))
     sys.exit(code)
 
 
@@ -72,7 +91,7 @@ def backfill(
     from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.runner import backfill as run_backfill
 
-    _logging()
+    setup_logs()
     config, names = load_selected(config_path, pipeline)
     if len(names) > 1 and (tables or where):
         raise UsageError("--table and --where need --pipeline NAME")
@@ -111,7 +130,7 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
     from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.runner import sync_once
 
-    _logging()
+    setup_logs()
     if once == bool(every):
         raise UsageError("give exactly one of --once or --every DURATION")
     try:

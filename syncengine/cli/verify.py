@@ -24,19 +24,13 @@ if TYPE_CHECKING:
 @expected_errors
 def verify(config_path: str, pipeline: str | None, as_json: bool) -> None:
     """Compare source and target: counts, key-range hashes, field-level diff of mismatches."""
-    from syncengine.runtime.pipeline import Pipeline
-    from syncengine.runtime.verify import verify_pipeline
+    from syncengine.runtime.verify import verify_named
 
     config, names = load_selected(config_path, pipeline)
     state = open_state(config.state)
 
     async def one(name: str) -> list[TableDiff]:
-        job = Pipeline(name, config.pipelines[name], state)
-        await job.target.open()
-        try:
-            return await verify_pipeline(job)
-        finally:
-            await job.close()
+        return await verify_named(name, config.pipelines[name], state)
 
     report = {name: asyncio.run(one(name)) for name in names}
     failed = any(not d.ok for diffs in report.values() for d in diffs)

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from syncengine.config.base import Model, SourceConfigBase, TargetConfigBase
 from syncengine.config.durations import parse_duration
 from syncengine.config.kinds import RegisteredKinds
+from syncengine.console.config import ConsoleConfig
 from syncengine.plugins import (
     SOURCES,
     STRATEGIES,
@@ -173,6 +174,8 @@ class Config(Model):
     pipelines: dict[Annotated[str, Field(pattern=PIPELINE_NAME)], PipelineConfig] = Field(
         min_length=1
     )
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    """The operations console (``syncengine ui``, ``run --ui-port``): its access token."""
 
 
 def _rebuild() -> None:

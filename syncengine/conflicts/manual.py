@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
@@ -37,6 +37,11 @@ from syncengine.state.protocols import ConflictQueue
 from syncengine.strategies.base import StrategyContext
 from syncengine.strategies.merge import MergeStrategy
 from syncengine.targets.base import ShadowUpdate, TableSpec, TableWrite, Target
+
+if TYPE_CHECKING:
+    from syncengine.config.base import TargetConfigBase
+    from syncengine.state.protocols import StateStore
+
 
 Choice = Literal["local", "remote", "merged"]
 
@@ -134,6 +139,29 @@ async def resolve_conflict(
             )
         return Resolution(conflict_id, take, row, len(held))
     raise UsageError(f"conflict {conflict_id}: changes keep arriving for its key; try again")
+
+
+async def resolve_with_target(
+    target_config: TargetConfigBase,
+    state: StateStore,
+    conflict: Conflict,
+    take: Choice,
+    decided_by: str,
+    merged_json: str | None = None,
+) -> Resolution:
+    """Open the pipeline's target, :func:`resolve_conflict`, close it: what ``conflicts
+    resolve`` and the console's resolve buttons both run."""
+    from syncengine.targets import make_target
+
+    target = make_target(conflict.pipeline, target_config, state)
+    await target.open()
+    try:
+        assert conflict.id is not None
+        return await resolve_conflict(
+            target, state, conflict.id, take, decided_by, merged_json=merged_json
+        )
+    finally:
+        await target.close()
 
 
 def release_write(

@@ -24,9 +24,10 @@ from datetime import datetime
 import pyarrow as pa
 
 from syncengine.changes import OPS, REPLAYED, ChangeBatch
+from syncengine.config.models import PipelineConfig
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.superseded import typed_column
-from syncengine.state import DeadLetter
+from syncengine.state import DeadLetter, StateStore
 
 log = logging.getLogger("syncengine.replay")
 
@@ -77,3 +78,38 @@ async def replay(pipeline: Pipeline, letters: list[DeadLetter]) -> tuple[int, in
         failed_again += report.dead_letters
         log.info("%s/%s: replayed %d dead letter(s)", pipeline.name, table, len(group))
     return replayed, failed_again
+
+
+def split_superseded(
+    letters: list[DeadLetter], force: bool
+) -> tuple[list[DeadLetter], list[DeadLetter]]:
+    """(letters to replay, superseded letters skipped); ``force`` replays every letter."""
+    if force:
+        return letters, []
+    keep = [letter for letter in letters if letter.superseded is None]
+    return keep, [letter for letter in letters if letter.superseded is not None]
+
+
+async def replay_letters(
+    name: str,
+    spec: PipelineConfig,
+    state: StateStore,
+    ids: set[int] | None = None,
+    *,
+    force: bool = False,
+) -> tuple[int, int]:
+    """``deadletters replay`` of one pipeline (only ``ids`` if given) under the pipeline's
+    lock, so it never runs beside a daemon or sync of the same pipeline; returns (replayed,
+    dead-lettered again), (0, 0) when there was nothing to replay. Superseded letters are
+    skipped unless ``force``. The CLI and the console both call this."""
+    letters = [letter for letter in state.list_dead_letters(name) if not ids or letter.id in ids]
+    letters, _ = split_superseded(letters, force)
+    if not letters:
+        return 0, 0
+    with state.lock(name, "deadletters replay"):
+        job = Pipeline(name, spec, state)
+        await job.open()
+        try:
+            return await replay(job, letters)
+        finally:
+            await job.close()

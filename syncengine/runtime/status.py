@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from syncengine.state.protocols import PipelineStatus
+from syncengine.state.protocols import PipelineStatus, StateStore
+
+if TYPE_CHECKING:
+    from syncengine.config.models import Config
 
 
 def record_status(
@@ -16,3 +20,43 @@ def record_status(
     current["last_error"] = last_error
     current["updated_at"] = datetime.now(UTC).isoformat()
     state.put_status(pipeline, current)
+
+
+async def gather_status(config: Config, name: str, state: StateStore) -> dict[str, Any]:
+    """What ``status`` shows for one pipeline: the stored totals and counts, and, connecting
+    to source and target, the checkpoint, lag and retained WAL (an unreachable side is shown,
+    redacted, instead of raised). The CLI and the console's standalone sampler call this."""
+    from syncengine.config.secrets import redact
+    from syncengine.runtime.pipeline import Pipeline
+
+    pipeline = Pipeline(name, config.pipelines[name], state)
+    info: dict[str, Any] = {"pipeline": name, "stream": None, "checkpoint": None}
+    stored = state.get_status(name)
+    info.update(
+        rows_applied=stored.get("rows_applied", 0),
+        last_error=stored.get("last_error"),
+        **state.counts(name),
+    )
+    try:
+        await pipeline.open()
+        info["stream"] = pipeline.stream_name
+        info["checkpoint"] = await pipeline.checkpoint()
+        lag = await pipeline.source.lag(info["checkpoint"])
+        info.update(
+            lag_bytes=lag.lag_bytes,
+            lag_seconds=lag.lag_seconds,
+            retained_wal_bytes=lag.retained_wal_bytes,
+            source_position=lag.position,
+        )
+    except Exception as exc:  # noqa: BLE001 - status shows what it can
+        info["reachable"] = False
+        info["error"] = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    finally:
+        await pipeline.close()
+    chunks = state.get_chunks(name)
+    if chunks:
+        info["snapshot_chunks"] = {
+            "done": sum(c.status == "done" for c in chunks),
+            "total": len(chunks),
+        }
+    return info

@@ -13,9 +13,21 @@ import pyarrow as pa
 
 from syncengine.changes import is_data_column
 from syncengine.codecs import pg_text
+from syncengine.config.models import PipelineConfig
 from syncengine.runtime.compare import TableDiff, compare_frames
 from syncengine.runtime.pipeline import Pipeline, union_schema
+from syncengine.state.protocols import StateStore
 from syncengine.targets.base import TableSpec
+
+
+async def verify_named(name: str, spec: PipelineConfig, state: StateStore) -> list[TableDiff]:
+    """``syncengine verify`` of one pipeline (the CLI and the console both call this)."""
+    job = Pipeline(name, spec, state)
+    await job.target.open()
+    try:
+        return await verify_pipeline(job)
+    finally:
+        await job.close()
 
 
 async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
