@@ -50,8 +50,9 @@ exported snapshot), so no change at or before it can follow and its rows need no
 position fence (syncengine.conflicts.fence)."""
 REPLAYED = "replayed"
 """Batch meta: dead letters sent through the pipeline again (``deadletters replay``) and the
-changes a paused table held, released on resume. Their positions lie below the checkpoint by construction, so the checkpoint must not fence them;
-letters that a later change of their key superseded are not replayed at all."""
+changes a paused table held, released on resume. Their positions lie below the checkpoint by
+construction, so the checkpoint must not fence them; letters that a later change of their key
+superseded are not replayed at all."""
 
 META_COLUMNS = ("_op", "_pos", "_ts", "_txid")
 BEFORE_PREFIX = "_before."
