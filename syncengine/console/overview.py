@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from syncengine.config.secrets import redact
 from syncengine.console.history import Chart, History, Sample, chart
+from syncengine.runtime.tablestatus import table_status
 
 if TYPE_CHECKING:
     from syncengine.config.models import Config, PipelineConfig
@@ -251,13 +252,21 @@ class TableView:
     rows_copied: int
     eta_seconds: float | None
     applied: float | None
+    last_change_at: str | None = None
+    lag_seconds: float | None = None
+    held_changes: int = 0
+    dead_letters: int = 0
+    pending_conflicts: int = 0
 
 
 def table_views(
     probe: Probe, history: History, state: StateStore, name: str, spec: PipelineConfig
 ) -> list[TableView]:
     """One row per mapping: snapshot progress from the chunk table (ETA from the rate the
-    console has seen), changes applied from the daemon's counters when it runs here."""
+    console has seen), changes applied from the daemon's counters when it runs here, and the
+    per-table status ``status --tables`` shows (state, last change, lag, held changes, dead
+    letters, conflicts)."""
+    status = {row["table"]: row for row in table_status(name, spec, state)}
     applied = probe.applied_by_table(name)
     chunks = state.get_chunks(name)
     rows = []
@@ -274,6 +283,9 @@ def table_views(
         rate = history.chunk_rate(name, key)
         eta = (len(mine) - done) / rate if rate and done < len(mine) else None
         hits = [applied[t] for t in (mapping.target_name, key) if t in applied]
+        known = status.get(key, {})
+        if known.get("state") in ("paused", "resuming"):
+            word = str(known["state"])
         rows.append(
             TableView(
                 source=key,
@@ -283,7 +295,12 @@ def table_views(
                 chunks_total=len(mine),
                 rows_copied=sum(c.rows for c in mine),
                 eta_seconds=eta,
-                applied=hits[0] if hits else None,
+                applied=hits[0] if hits else known.get("rows_applied"),
+                last_change_at=known.get("last_change_at"),
+                lag_seconds=known.get("lag_seconds"),
+                held_changes=int(known.get("held_changes") or 0),
+                dead_letters=int(known.get("dead_letters") or 0),
+                pending_conflicts=int(known.get("pending_conflicts") or 0),
             )
         )
     return rows

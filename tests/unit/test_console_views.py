@@ -61,3 +61,37 @@ def test_chart_scales_to_the_peak_over_the_window():
     assert c.points == "0.0,116.0 600.0,4.0" and c.span == 200.0  # fills as sampled
     empty = chart("bytes", samples, "lag_bytes", now=3600.0)
     assert (empty.points, empty.peak, empty.count) == ("", None, 0)
+
+
+def test_tables_page_carries_the_per_table_status(tmp_path):
+    """The Tables page shows what ``status --tables`` shows: a paused table is "paused" with
+    its held changes; a streaming one its applied rows, last change, lag and dead letters."""
+    from syncengine.config.models import PipelineConfig
+    from syncengine.console.overview import table_views
+    from syncengine.state import SQLiteStateStore
+    from syncengine.state.base import DeadLetter
+
+    config = PipelineConfig.model_validate(
+        {
+            "source": {"type": "postgres", "dsn": "postgresql://x/y", "tables": ["a", "b"]},
+            "target": {"type": "postgres", "dsn": "postgresql://x/z"},
+        }
+    )
+    state = SQLiteStateStore(tmp_path / "s.db")
+    state.request_pause("p", ["public.b"], "paused")
+    state.add_table_stats("p", {"public.a": (7, "2026-01-01T00:00:01+00:00", 0.25)})
+    state.add_dead_letters([DeadLetter("p", "public.a", "map", "bad", "{}")])
+
+    class NoDaemon:
+        def applied_by_table(self, name: str) -> dict[str, float]:
+            return {}
+
+    views = {v.source: v for v in table_views(NoDaemon(), History(), state, "p", config)}  # type: ignore[arg-type]
+    assert views["public.b"].state == "paused"
+    a = views["public.a"]
+    assert (a.applied, a.last_change_at, a.lag_seconds, a.dead_letters) == (
+        7,
+        "2026-01-01T00:00:01+00:00",
+        0.25,
+        1,
+    )
