@@ -8,6 +8,7 @@ from syncengine import __version__
 from syncengine.cli.conflicts import conflicts
 from syncengine.cli.inspect import checkpoints, deadletters, status
 from syncengine.cli.jobs import backfill, run, sync
+from syncengine.cli.tables import resnapshot
 from syncengine.cli.validate import validate
 from syncengine.cli.verify import verify
 
@@ -26,6 +27,16 @@ def cli(ctx: click.Context, debug: bool, log_format: str, log_level: str) -> Non
     ctx.obj.update(debug=debug, log_format=log_format, log_level=log_level)
 
 
-for command in (validate, backfill, sync, run, status, verify, checkpoints, deadletters):
+for command in (
+    validate,
+    backfill,
+    sync,
+    run,
+    status,
+    verify,
+    checkpoints,
+    deadletters,
+    resnapshot,
+):
     cli.add_command(command)
 cli.add_command(conflicts)

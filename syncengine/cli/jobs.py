@@ -26,7 +26,7 @@ from syncengine.state import open_state
 log = logging.getLogger("syncengine.cli")
 
 
-def _logging() -> None:
+def setup_logs() -> None:
     from syncengine.runtime.logs import setup_logging
 
     obj = click.get_current_context().find_root().obj or {}
@@ -45,7 +45,7 @@ def run(
     """Daemon: backfill where needed, then stream changes until SIGTERM/SIGINT."""
     from syncengine.runtime.daemon import Daemon
 
-    _logging()
+    setup_logs()
     config, names = load_selected(config_path, pipeline)
     state = open_state(config.state)
     daemon = Daemon(config, names, state)
@@ -72,12 +72,19 @@ def backfill(
     from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.runner import backfill as run_backfill
 
-    _logging()
+    setup_logs()
     config, names = load_selected(config_path, pipeline)
     if len(names) > 1 and (tables or where):
         raise UsageError("--table and --where need --pipeline NAME")
     chosen = selected_tables(config, names[0], tables)
     state = open_state(config.state)
+    if chosen and pipeline is not None:
+        from syncengine.cli.tables import hand_to_daemon
+        from syncengine.runtime.wherecheck import check_where
+
+        check_where(config.pipelines[pipeline].source.type, where)
+        if hand_to_daemon(state, pipeline, chosen, where):
+            return  # the running daemon re-snapshots them: the same request as resnapshot
 
     async def one(name: str, stop: asyncio.Event) -> None:
         with state.lock(name, "backfill"):
@@ -96,7 +103,7 @@ def backfill(
         for name in names:
             await one(name, stop)
 
-    _interruptible(main)
+    interruptible(main)
 
 
 @click.command()
@@ -111,7 +118,7 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
     from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.runner import sync_once
 
-    _logging()
+    setup_logs()
     if once == bool(every):
         raise UsageError("give exactly one of --once or --every DURATION")
     try:
@@ -145,10 +152,10 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
             if stop.is_set():
                 return  # stopped between runs: nothing in flight
 
-    _interruptible(main)
+    interruptible(main)
 
 
-def _interruptible(job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+def interruptible(job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
     """Run a one-shot job. The first SIGINT/SIGTERM asks it to stop between batches (it then
     raises :class:`Interrupted`, exit 1, nothing half-applied); a second one cancels it."""
 

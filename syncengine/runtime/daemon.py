@@ -29,6 +29,7 @@ from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.retry import CIRCUIT_STATES, Backoff, CircuitBreaker
 from syncengine.runtime.runner import backfill, ensure_backfilled, stream
 from syncengine.runtime.status import record_status
+from syncengine.runtime.tableops import TableOps
 from syncengine.state.protocols import StateStore
 
 log = logging.getLogger("syncengine.daemon")
@@ -115,7 +116,8 @@ class Daemon:
                     breaker.record_success()
                     backoff.reset()
                     lag_task = asyncio.create_task(self._watch_lag(pipeline))
-                    await stream(pipeline, start, stop=self.stop)
+                    side = TableOps(pipeline).batches(self.stop)
+                    await stream(pipeline, start, stop=self.stop, side=side)
                 except Interrupted:
                     if not self.stop.is_set():
                         raise

@@ -24,8 +24,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 from syncengine.changes import ChangeBatch
 from syncengine.errors import Interrupted, TargetUnavailable
@@ -115,8 +115,13 @@ async def stream(
     start: str | None,
     until: str | None = None,
     stop: asyncio.Event | None = None,
+    side: AsyncIterator[ChangeBatch] | None = None,
 ) -> int:
-    """Apply changes after ``start``; returns rows applied. Stops at ``until`` or on ``stop``."""
+    """Apply changes after ``start``; returns rows applied. Stops at ``until`` or on ``stop``.
+
+    ``side``: snapshot batches of single tables (:mod:`syncengine.runtime.tableops`) applied
+    between groups, each committed (without moving the checkpoint) before the next is asked
+    for; their rows carry positions, so the fence orders them with the stream's changes."""
     stop = stop or asyncio.Event()
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=QUEUE_BATCHES)
     max_rows = pipeline.config.batch.max_rows
@@ -137,6 +142,7 @@ async def stream(
 
     reader = asyncio.create_task(read(), name=f"{pipeline.name}-reader")
     stopper = asyncio.create_task(stop.wait())
+    sidecar = _SideBatches(pipeline, side)
     applied = 0
     #: batches read after the last commit boundary (none of them carries a resume)
     held: list[ChangeBatch] = []
@@ -145,8 +151,15 @@ async def stream(
         while not done:
             getter = asyncio.ensure_future(queue.get())
             waited = time.perf_counter()
-            finished, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {getter, stopper, *sidecar.waiting()}
+            finished, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             pipeline.phases.add("read", time.perf_counter() - waited)
+            if sidecar.ready(finished) and not stop.is_set():
+                with stoppable(stop):
+                    applied += await sidecar.apply()
+                if getter not in finished:
+                    getter.cancel()
+                    continue
             if getter not in finished:
                 getter.cancel()
                 break  # stop requested while idle: what is held is handled below
@@ -191,8 +204,50 @@ async def stream(
     finally:
         stopper.cancel()
         await _cancel(reader)
+        await sidecar.close()
     log.info("%s: stream phases: %s", pipeline.name, pipeline.phases.summary())
     return applied
+
+
+class _SideBatches:
+    """The next batch of ``stream``'s ``side`` iterator, asked for only after the previous one
+    was applied (the source marks a chunk done when asked for the batch after its last)."""
+
+    def __init__(self, pipeline: Pipeline, side: AsyncIterator[ChangeBatch] | None) -> None:
+        self.pipeline = pipeline
+        self.side = side
+        self.next: asyncio.Future[ChangeBatch] | None = None
+        self._ask()
+
+    def _ask(self) -> None:
+        if self.side is not None:
+            self.next = asyncio.ensure_future(anext(self.side))
+
+    def waiting(self) -> list[asyncio.Future[ChangeBatch]]:
+        return [self.next] if self.next is not None else []
+
+    def ready(self, finished: set[asyncio.Future[Any]]) -> bool:
+        return self.next is not None and self.next in finished
+
+    async def apply(self) -> int:
+        assert self.next is not None
+        try:
+            batch = self.next.result()  # a failure of the side snapshot stops the stream too
+        except StopAsyncIteration:
+            self.next = self.side = None
+            return 0
+        report = await process(self.pipeline, [batch], None)
+        self._ask()
+        return sum(report.applied.values())
+
+    async def close(self) -> None:
+        if self.next is not None and not self.next.done():
+            self.next.cancel()
+            with contextlib.suppress(BaseException):
+                await self.next
+        if self.side is not None and hasattr(self.side, "aclose"):
+            with contextlib.suppress(BaseException):
+                await self.side.aclose()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

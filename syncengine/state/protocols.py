@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeAlias
 
-from syncengine.state.base import Chunk, Conflict, DeadLetter, StoredCheckpoint
+from syncengine.state.base import Chunk, Conflict, DeadLetter, StoredCheckpoint, TableRequest
 from syncengine.state.locks import PipelineLock
 
 StateTransaction: TypeAlias = sqlite3.Connection
@@ -151,6 +151,23 @@ class PipelineStatus(Protocol):
     def counts(self, pipeline: str) -> dict[str, int]: ...
 
 
+class TableRequests(Protocol):
+    """Per-table operations asked of a pipeline (``resnapshot``), handed from the CLI to the
+    daemon that holds the pipeline's lock."""
+
+    def request_table(self, pipeline: str, table: str, kind: str, where: str | None) -> int:
+        """Ask for ``kind`` on ``table``; an open request of the same kind for the table is
+        returned instead of a second one. Returns the request id."""
+        ...
+
+    def table_requests(
+        self, pipeline: str, open_only: bool = True
+    ) -> list[TableRequest]: ...
+
+    def update_table_request(self, request_id: int, status: str, error: str | None = None) -> None:
+        ...
+
+
 class Locks(Protocol):
     def lock(self, pipeline: str, purpose: str) -> PipelineLock:
         """An exclusive per-pipeline lock (daemon, sync and backfill refuse to overlap)."""
@@ -167,6 +184,13 @@ class TargetState(CheckpointStore, ShadowStore, Protocol):
 
 
 class StateStore(
-    SourceState, TargetState, ConflictQueue, DeadLetters, PipelineStatus, Locks, Protocol
+    SourceState,
+    TargetState,
+    ConflictQueue,
+    DeadLetters,
+    PipelineStatus,
+    TableRequests,
+    Locks,
+    Protocol,
 ):
     """Every concern together: what the runtime and the CLI carry to the parts."""

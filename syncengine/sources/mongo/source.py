@@ -480,6 +480,14 @@ class MongoSource:
             self.state.put_chunks(self.pipeline, existing[name])
         return [c for name in names for c in existing[name] if c.status != "done"]
 
+    def table_snapshot(
+        self, table: str, where: str | None = None, parallel: int = 2
+    ) -> AsyncIterator[ChangeBatch]:
+        """One collection's documents while the stream runs (see :mod:`.tablesnap`)."""
+        from syncengine.sources.mongo.tablesnap import table_snapshot
+
+        return table_snapshot(self, table, where, parallel)
+
     async def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
         """The collection's documents as ``r`` batches, no chunk progress (for ``verify``).
 

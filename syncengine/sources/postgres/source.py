@@ -21,7 +21,15 @@ from syncengine.errors import FatalError, HistoryLost
 from syncengine.names import QualifiedName, canonical
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
-from syncengine.sources.postgres import admin, deadline, decodeproc, incremental, moved, usertypes
+from syncengine.sources.postgres import (
+    admin,
+    deadline,
+    decodeproc,
+    incremental,
+    moved,
+    tablesnap,
+    usertypes,
+)
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
 from syncengine.sources.postgres.columns import SESSION_OPTIONS, PgType
@@ -304,3 +312,9 @@ class PostgresSource:
 
     def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
         return scan_table(self, canonical(table))
+
+    def table_snapshot(
+        self, table: str, where: str | None = None, parallel: int = 2
+    ) -> AsyncIterator[ChangeBatch]:
+        """One table's rows while the stream runs (see :mod:`.tablesnap`)."""
+        return tablesnap.table_snapshot(self, canonical(table), where, parallel)

@@ -9,13 +9,20 @@ from syncengine.state.sqlite.conflicts import SQLiteConflicts
 from syncengine.state.sqlite.dead_letters import SQLiteDeadLetters
 from syncengine.state.sqlite.shadow import SQLiteShadow
 from syncengine.state.sqlite.status import SQLiteStatus
+from syncengine.state.sqlite.table_requests import SQLiteTableRequests
 
 
 class SQLiteStateStore(
-    SQLiteCheckpoints, SQLiteChunks, SQLiteShadow, SQLiteConflicts, SQLiteDeadLetters, SQLiteStatus
+    SQLiteCheckpoints,
+    SQLiteChunks,
+    SQLiteShadow,
+    SQLiteConflicts,
+    SQLiteDeadLetters,
+    SQLiteStatus,
+    SQLiteTableRequests,
 ):
-    """Checkpoints, chunk progress, shadow rows, conflicts, dead letters, status and locks in
-    one file (see :mod:`syncengine.state.sqlite.connection` for why SQLite)."""
+    """Checkpoints, chunk progress, shadow rows, conflicts, dead letters, status, table
+    requests and locks in one file (see :mod:`syncengine.state.sqlite.connection` for why SQLite)."""
 
 
 __all__ = ["SQLiteStateStore"]

@@ -1,0 +1,98 @@
+"""``resnapshot``: copy one table again while the pipeline's other tables keep streaming.
+
+With a daemon holding the pipeline (found through its lock, :meth:`PipelineLock.holder`), the
+request is left in the state store and the daemon carries it out between stream groups
+(:mod:`syncengine.runtime.tableops`); without one, it runs here with a progress bar, and a
+crash leaves the request ``running`` for the next run (or daemon) to resume per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from syncengine.cli.boundary import expected_errors
+from syncengine.cli.common import config_argument, load_selected, selected_tables
+from syncengine.errors import UsageError
+from syncengine.state.protocols import StateStore
+
+#: the lock purpose of ``syncengine run``
+DAEMON = "run"
+
+
+def daemon_pid(state: StateStore, pipeline: str) -> int | None:
+    """The pid of the daemon running ``pipeline`` now, if one is."""
+    holder = state.lock(pipeline, "resnapshot").holder()
+    return holder[0] if holder is not None and holder[1] == DAEMON else None
+
+
+def hand_to_daemon(state: StateStore, pipeline: str, tables: list[str], where: str | None) -> bool:
+    """Leave a re-snapshot request per table for the running daemon; False when none runs."""
+    from syncengine.runtime.tableops import RESNAPSHOT
+
+    pid = daemon_pid(state, pipeline)
+    if pid is None:
+        return False
+    for table in tables:
+        request = state.request_table(pipeline, table, RESNAPSHOT, where)
+        click.echo(
+            f"{pipeline}: re-snapshot of {table} handed to the running daemon (pid {pid}) as "
+            f"request {request}; it runs while the other tables stream"
+        )
+    return True
+
+
+@click.command()
+@config_argument
+@click.option("--pipeline", "-p", metavar="NAME", required=True, help="The pipeline.")
+@click.option("--table", required=True, help="The source table (or collection) to copy again.")
+@click.option(
+    "--where",
+    default=None,
+    help="Only rows matching this condition (one predicate; see docs/operations.md).",
+)
+@click.option("--parallel", type=click.IntRange(1, 64), default=2, show_default=True)
+@expected_errors
+def resnapshot(
+    config_path: str, pipeline: str, table: str, where: str | None, parallel: int
+) -> None:
+    """Copy one table again while the pipeline's other tables stream."""
+    from syncengine.cli.jobs import interruptible, setup_logs
+    from syncengine.runtime.wherecheck import check_where
+    from syncengine.state import open_state
+
+    setup_logs()
+    config, (name,) = load_selected(config_path, pipeline)
+    chosen = selected_tables(config, name, (table,))
+    assert chosen is not None
+    check_where(config.pipelines[name].source.type, where)
+    state = open_state(config.state)
+    if hand_to_daemon(state, name, chosen, where):
+        return
+
+    async def foreground(stop: asyncio.Event) -> None:
+        from syncengine.cli.progress import BackfillProgress
+        from syncengine.runtime.pipeline import Pipeline
+        from syncengine.runtime.status import record_status
+        from syncengine.runtime.tableops import TableOps
+
+        with state.lock(name, "resnapshot"):
+            job = Pipeline(name, config.pipelines[name], state)
+            await job.open()
+            try:
+                if await job.checkpoint() is None:
+                    raise UsageError(
+                        f"{name} has not been backfilled yet",
+                        hint="run syncengine backfill (or run) first",
+                    )
+                ops = TableOps(job, parallel)
+                request = ops.request(chosen[0], where)
+                estimates = {t.name: t.estimated_rows for t in await job.source.tables()}
+                with BackfillProgress(estimates) as progress:
+                    await ops.carry_out(request, progress, stop)
+                record_status(state, name, job.rows_applied, None)
+            finally:
+                await job.close()
+
+    interruptible(foreground)
