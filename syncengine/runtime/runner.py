@@ -157,9 +157,10 @@ async def stream(
             if sidecar.ready(finished) and not stop.is_set():
                 with stoppable(stop):
                     applied += await sidecar.apply()
-                if getter not in finished:
+                if not getter.done():  # (it may have taken a batch while the side one applied)
                     getter.cancel()
                     continue
+                finished.add(getter)
             if getter not in finished:
                 getter.cancel()
                 break  # stop requested while idle: what is held is handled below

@@ -19,7 +19,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol, cast
 
-from syncengine.changes import ChangeBatch
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from syncengine.changes import OP_READ, OP_UPDATE, ChangeBatch
 from syncengine.errors import FatalError, Interrupted, UsageError
 from syncengine.state.base import TableRequest, table_chunks
 
@@ -52,6 +55,18 @@ def table_source(pipeline: Pipeline) -> TableSnapshots:
             hint="stop the pipeline and run syncengine backfill --table",
         )
     return cast(TableSnapshots, source)
+
+
+def as_updates(batch: ChangeBatch) -> ChangeBatch:
+    """The snapshot's ``r`` rows as full-image updates (``u``). The fence never drops a snapshot
+    row (a backfill's rows are never older than what the target holds), but a table snapshotted
+    while the stream applies its changes can be: a row read at L must lose against the stream's
+    change at a later position already applied, as an update would."""
+    ops = batch.data.column("_op")
+    updated = pc.if_else(pc.equal(ops, OP_READ), pa.scalar(OP_UPDATE), ops)
+    index = batch.data.schema.get_field_index("_op")
+    data = batch.data.set_column(index, batch.data.schema.field(index), updated)
+    return ChangeBatch(batch.table, data, batch.key, batch.meta)
 
 
 class TableOps:
@@ -119,7 +134,7 @@ class TableOps:
         source = table_source(self.pipeline)
         try:
             async for batch in source.table_snapshot(request.table, request.where, self.parallel):
-                yield batch
+                yield as_updates(batch)
         except FatalError as exc:  # needs a person: the daemon goes on with the others
             self.state.update_table_request(request.id, "failed", str(exc))
             log.error("%s: snapshot of %s failed: %s", name, request.table, exc)

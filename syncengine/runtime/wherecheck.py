@@ -46,7 +46,7 @@ def _check_sql(where: str) -> None:
     statements = (exp.Query, exp.DML, exp.DDL, exp.Command, exp.Set, exp.Transaction)
     if len(parsed) != 1 or isinstance(parsed[0], statements):
         raise UsageError(
-            "--where: give one row condition (e.g. \"id > 1000\"), not a statement",
+            '--where: give one row condition (e.g. "id > 1000"), not a statement',
             hint="the condition is ANDed into the snapshot's own SELECT",
         )
 

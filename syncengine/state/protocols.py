@@ -160,12 +160,11 @@ class TableRequests(Protocol):
         returned instead of a second one. Returns the request id."""
         ...
 
-    def table_requests(
-        self, pipeline: str, open_only: bool = True
-    ) -> list[TableRequest]: ...
+    def table_requests(self, pipeline: str, open_only: bool = True) -> list[TableRequest]: ...
 
-    def update_table_request(self, request_id: int, status: str, error: str | None = None) -> None:
-        ...
+    def update_table_request(
+        self, request_id: int, status: str, error: str | None = None
+    ) -> None: ...
 
 
 class Locks(Protocol):

@@ -9,8 +9,8 @@ contains every change of its key, so the target's position fence keeps whichever
 and the stream's change is newer, in either order of arrival: a key never moves back in time.
 
 No deletes since an older position are read: the stream applies every delete after its own
-checkpoint. Keys the target holds that the source no longer has are removed afterwards by
-:mod:`syncengine.runtime.sweep`.
+checkpoint. The runtime sends the rows as full-image updates so the fence also drops a row
+older than the change the stream already applied (:func:`syncengine.runtime.tableops.as_updates`).
 
 Chunk progress is kept under :func:`syncengine.state.base.table_chunks`, apart from the
 backfill's: a crash resumes at the first chunk not done. Tables without a key are refused
