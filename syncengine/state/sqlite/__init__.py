@@ -22,7 +22,8 @@ class SQLiteStateStore(
     SQLiteTableRequests,
 ):
     """Checkpoints, chunk progress, shadow rows, conflicts, dead letters, status, table
-    requests and locks in one file (see :mod:`syncengine.state.sqlite.connection` for why SQLite)."""
+    requests and locks in one file (see :mod:`syncengine.state.sqlite.connection` for why
+    SQLite)."""
 
 
 __all__ = ["SQLiteStateStore"]
