@@ -16,6 +16,7 @@ CONCERNS = [
     protocols.ConflictQueue,
     protocols.DeadLetters,
     protocols.PipelineStatus,
+    protocols.TableRequests,
     protocols.Locks,
 ]
 
