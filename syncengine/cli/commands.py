@@ -8,7 +8,7 @@ from syncengine import __version__
 from syncengine.cli.conflicts import conflicts
 from syncengine.cli.inspect import checkpoints, deadletters, status
 from syncengine.cli.jobs import backfill, run, sync
-from syncengine.cli.tables import resnapshot
+from syncengine.cli.tables import reload, resnapshot
 from syncengine.cli.validate import validate
 from syncengine.cli.verify import verify
 
@@ -37,6 +37,7 @@ for command in (
     checkpoints,
     deadletters,
     resnapshot,
+    reload,
 ):
     cli.add_command(command)
 cli.add_command(conflicts)

@@ -48,7 +48,7 @@ def run(
     setup_logs()
     config, names = load_selected(config_path, pipeline)
     state = open_state(config.state)
-    daemon = Daemon(config, names, state)
+    daemon = Daemon(config, names, state, config_path=config_path, only=pipeline)
     code = asyncio.run(daemon.run(metrics_port, metrics_host))
     sys.exit(code)
 

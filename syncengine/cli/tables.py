@@ -1,4 +1,5 @@
-"""``resnapshot``: copy one table again while the pipeline's other tables keep streaming.
+"""``resnapshot``: copy one table again while the pipeline's other tables keep streaming;
+``reload``: make the running daemon re-read its config.
 
 With a daemon holding the pipeline (found through its lock, :meth:`PipelineLock.holder`), the
 request is left in the state store and the daemon carries it out between stream groups
@@ -14,7 +15,7 @@ import click
 
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, selected_tables
-from syncengine.errors import UsageError
+from syncengine.errors import FatalError, UsageError
 from syncengine.state.protocols import StateStore
 
 #: the lock purpose of ``syncengine run``
@@ -96,3 +97,27 @@ def resnapshot(
                 await job.close()
 
     interruptible(foreground)
+
+
+@click.command()
+@config_argument
+@expected_errors
+def reload(config_path: str) -> None:
+    """Make the running daemon re-read CONFIG (like SIGHUP); only changed pipelines restart."""
+    import os
+    import signal
+
+    from syncengine.state import open_state
+
+    # a bad config is reported here (every problem, YAML paths, exit 2) and nothing is signalled
+    config, names = load_selected(config_path, None)
+    state = open_state(config.state)
+    pids = sorted({pid for name in names if (pid := daemon_pid(state, name)) is not None})
+    if not pids:
+        raise FatalError(  # exit 1: the command ran and found nothing to signal
+            "no daemon runs any pipeline of this config",
+            hint="start one with syncengine run CONFIG (it reads the config when it starts)",
+        )
+    for pid in pids:
+        os.kill(pid, signal.SIGHUP)
+        click.echo(f"asked the daemon (pid {pid}) to reload {config_path}")

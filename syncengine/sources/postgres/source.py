@@ -134,7 +134,9 @@ class PostgresSource:
                 )
             self.keys = await admin.table_keys(conn, self.tables_)
             if self.config.mode == "cdc":
-                await admin.ensure_publication(conn, self.publication, self.tables_)
+                # the engine's own publication follows ``tables:`` (a removed table leaves it)
+                owned = self.config.publication is None
+                await admin.ensure_publication(conn, self.publication, self.tables_, exact=owned)
                 # before any slot: decoding sees a publication only in WAL written after it, and a
                 # resumed snapshot reads the deletes since its position through this one
                 await ensure_delete_publication(self, conn)
