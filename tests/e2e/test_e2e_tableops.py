@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 import textwrap
+import time
 
 import psycopg
 from pymongo import MongoClient
@@ -188,6 +189,119 @@ def test_mongo_resnapshot_under_writes_survives_sigkill(tmp_path, mongo_uri, mon
         assert audit.reads > 10
         assert audit.backwards == []
         assert tgt["a"].count_documents({"pad": "drift"}) == 0
+    finally:
+        if daemon.poll() is None:
+            assert cli.stop(daemon) == 0
+        client.drop_database(target_db)
+        client.close()
+
+
+def _pg_config(tables: str) -> str:
+    return PG_CONFIG.replace("[public.a, public.b]", tables)
+
+
+def test_pg_reload_adds_and_removes_a_table_under_writes(tmp_path, pg_dsn, pg_target_dsn):
+    for table in ("a", "b", "c"):
+        execute(
+            pg_dsn,
+            f"CREATE TABLE {table} (id int PRIMARY KEY, n int NOT NULL, pad text)",
+            f"INSERT INTO {table} SELECT i, 0, md5(i::text) FROM generate_series(1, {ROWS}) i",
+        )
+    cli = CLI(
+        tmp_path, _pg_config("[public.a, public.b]"), {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn}
+    )
+    daemon = cli.start("run")
+    try:
+        wait_for(lambda: rows(pg_target_dsn, "SELECT count(*) FROM b")[0][0] == ROWS, 120)
+        wait_for(lambda: rows(pg_target_dsn, "SELECT count(*) FROM a")[0][0] == ROWS, 60)
+        writers = [_pg_writer(pg_dsn, t) for t in ("a", "b", "c")]
+        for loop in writers:
+            loop.start()
+        # a bad config is refused by the command, and by the daemon on SIGHUP: it keeps running
+        cli.config.write_text(
+            _pg_config("[public.a, public.b]").replace("max_rows: 500", "max_rows: -1")
+        )
+        bad = cli.run("reload", check=False)
+        assert bad.returncode == 2 and "batch" in bad.stderr + bad.stdout
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in cli.daemon_logs(), 30)
+        assert daemon.poll() is None
+        # add c
+        cli.config.write_text(_pg_config("[public.a, public.b, public.c]"))
+        assert "asked the daemon" in cli.run("reload").stdout
+        wait_for(lambda: [r[1:] for r in _requests(cli)] == [("public.c", "done")], 180, 0.2)
+        time.sleep(1)
+        for loop in writers:
+            loop.finish()
+        for table in ("a", "b", "c"):
+            query = f"SELECT id, n, pad FROM {table} ORDER BY id"
+            wait_for(lambda q=query: rows(pg_target_dsn, q) == rows(pg_dsn, q), 120)
+        # remove c: its changes stop arriving, a and b keep flowing
+        cli.config.write_text(_pg_config("[public.a, public.b]"))
+        cli.run("reload")
+        wait_for(lambda: "tables removed public.c" in cli.daemon_logs(), 30)
+        wait_for(
+            lambda: "publication syncengine_p: no longer publishes public.c" in cli.daemon_logs(),
+            60,
+        )
+        frozen = rows(pg_target_dsn, "SELECT id, n, pad FROM c ORDER BY id")
+        execute(pg_dsn, "UPDATE c SET n = n + 100", "UPDATE a SET n = n + 100 WHERE id <= 10")
+        query = "SELECT id, n, pad FROM a ORDER BY id"
+        wait_for(lambda: rows(pg_target_dsn, query) == rows(pg_dsn, query), 60)
+        time.sleep(1)
+        assert rows(pg_target_dsn, "SELECT id, n, pad FROM c ORDER BY id") == frozen
+        assert rows(pg_target_dsn, "SELECT id, n, pad FROM b ORDER BY id") == rows(
+            pg_dsn, "SELECT id, n, pad FROM b ORDER BY id"
+        )
+        assert daemon.poll() is None
+    finally:
+        if daemon.poll() is None:
+            assert cli.stop(daemon) == 0
+
+
+def test_mongo_reload_adds_and_removes_a_collection(tmp_path, mongo_uri, mongo_db):
+    source_db, target_db = mongo_db, f"{mongo_db}_t"
+    config = MONGO_CONFIG.replace("SRC", source_db).replace("TGT", target_db)
+    cli = CLI(tmp_path, config, {"MONGO_URI": mongo_uri})
+    client: MongoClient = MongoClient(mongo_uri)
+    src, tgt = client[source_db], client[target_db]
+    for name in ("a", "b", "c"):
+        src[name].insert_many([{"_id": i, "n": 0} for i in range(1, ROWS + 1)])
+
+    def writer(name: str) -> Loop:
+        def step(rng) -> None:
+            src[name].update_one({"_id": rng.randint(1, ROWS)}, {"$inc": {"n": 1}})
+
+        return Loop(step)
+
+    daemon = cli.start("run")
+    try:
+        wait_for(lambda: tgt["b"].count_documents({}) == ROWS, 120)
+        writers = [writer(n) for n in ("a", "b", "c")]
+        for loop in writers:
+            loop.start()
+        cli.config.write_text(config.replace("[a, b]", "[a, b, c]"))
+        cli.run("reload")
+        wait_for(lambda: [r[1:] for r in _requests(cli)] == [("c", "done")], 180, 0.2)
+        time.sleep(1)
+        for loop in writers:
+            loop.finish()
+        for name in ("a", "b", "c"):
+            wait_for(
+                lambda n=name: list(tgt[n].find().sort("_id")) == list(src[n].find().sort("_id")),
+                120,
+            )
+        cli.config.write_text(config)
+        cli.run("reload")
+        wait_for(lambda: "tables removed c" in cli.daemon_logs(), 30)
+        time.sleep(2)  # the restarted stream is open with the new filter
+        frozen = list(tgt["c"].find().sort("_id"))
+        src["c"].update_many({}, {"$inc": {"n": 100}})
+        src["a"].update_many({"_id": {"$lte": 10}}, {"$inc": {"n": 100}})
+        wait_for(lambda: list(tgt["a"].find().sort("_id")) == list(src["a"].find().sort("_id")), 60)
+        time.sleep(1)
+        assert list(tgt["c"].find().sort("_id")) == frozen
+        assert daemon.poll() is None
     finally:
         if daemon.poll() is None:
             assert cli.stop(daemon) == 0
