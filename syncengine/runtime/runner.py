@@ -115,13 +115,14 @@ async def stream(
     start: str | None,
     until: str | None = None,
     stop: asyncio.Event | None = None,
-    side: AsyncIterator[ChangeBatch] | None = None,
+    side: AsyncIterator[ChangeBatch | SideStep] | None = None,
 ) -> int:
     """Apply changes after ``start``; returns rows applied. Stops at ``until`` or on ``stop``.
 
     ``side``: snapshot batches of single tables (:mod:`syncengine.runtime.tableops`) applied
     between groups, each committed (without moving the checkpoint) before the next is asked
-    for; their rows carry positions, so the fence orders them with the stream's changes."""
+    for; their rows carry positions, so the fence orders them with the stream's changes. A
+    :class:`SideStep` in it is awaited there too (it writes to the target itself)."""
     stop = stop or asyncio.Event()
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=QUEUE_BATCHES)
     max_rows = pipeline.config.batch.max_rows
@@ -210,21 +211,29 @@ async def stream(
     return applied
 
 
+class SideStep(Protocol):
+    """Work a side iterator hands the applier to run between groups; returns rows written."""
+
+    async def __call__(self) -> int: ...
+
+
 class _SideBatches:
     """The next batch of ``stream``'s ``side`` iterator, asked for only after the previous one
     was applied (the source marks a chunk done when asked for the batch after its last)."""
 
-    def __init__(self, pipeline: Pipeline, side: AsyncIterator[ChangeBatch] | None) -> None:
+    def __init__(
+        self, pipeline: Pipeline, side: AsyncIterator[ChangeBatch | SideStep] | None
+    ) -> None:
         self.pipeline = pipeline
         self.side = side
-        self.next: asyncio.Future[ChangeBatch] | None = None
+        self.next: asyncio.Future[ChangeBatch | SideStep] | None = None
         self._ask()
 
     def _ask(self) -> None:
         if self.side is not None:
             self.next = asyncio.ensure_future(anext(self.side))
 
-    def waiting(self) -> list[asyncio.Future[ChangeBatch]]:
+    def waiting(self) -> list[asyncio.Future[ChangeBatch | SideStep]]:
         return [self.next] if self.next is not None else []
 
     def ready(self, finished: set[asyncio.Future[Any]]) -> bool:
@@ -237,9 +246,13 @@ class _SideBatches:
         except StopAsyncIteration:
             self.next = self.side = None
             return 0
-        report = await process(self.pipeline, [batch], None)
+        if isinstance(batch, ChangeBatch):
+            report = await process(self.pipeline, [batch], None)
+            written = sum(report.applied.values())
+        else:
+            written = await batch()
         self._ask()
-        return sum(report.applied.values())
+        return written
 
     async def close(self) -> None:
         if self.next is not None and not self.next.done():

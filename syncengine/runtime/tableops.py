@@ -57,6 +57,24 @@ def table_source(pipeline: Pipeline) -> TableSnapshots:
     return cast(TableSnapshots, source)
 
 
+class Sweep:
+    """The deletes of keys the source no longer has (:mod:`syncengine.runtime.sweep`), as a
+    step the applier runs itself: it writes to the target, so never beside a stream group."""
+
+    def __init__(self, pipeline: Pipeline, table: str) -> None:
+        self.pipeline = pipeline
+        self.table = table
+
+    async def __call__(self) -> int:
+        from syncengine.runtime.sweep import sweep_deleted
+
+        return await sweep_deleted(self.pipeline, self.table)
+
+
+#: what a table request hands the applier: rows to process, or a step to run
+SideItem = ChangeBatch | Sweep
+
+
 def as_updates(batch: ChangeBatch) -> ChangeBatch:
     """The snapshot's ``r`` rows as full-image updates (``u``). The fence never drops a snapshot
     row (a backfill's rows are never older than what the target holds), but a table snapshotted
@@ -81,7 +99,7 @@ class TableOps:
     def request(self, table: str, where: str | None) -> int:
         return self.state.request_table(self.pipeline.name, table, RESNAPSHOT, where)
 
-    async def batches(self, stop: asyncio.Event) -> AsyncIterator[ChangeBatch]:
+    async def batches(self, stop: asyncio.Event) -> AsyncIterator[SideItem]:
         """Every open request's batches, forever (until ``stop``): the caller commits each
         batch before it asks for the next."""
         while not stop.is_set():
@@ -104,6 +122,9 @@ class TableOps:
         ]
         copied = 0
         async for batch in self._one(request, foreground=True):
+            if isinstance(batch, Sweep):
+                await batch()
+                continue
             report = await process(self.pipeline, [batch], None)
             if not batch.meta.get("deletes"):
                 copied += report.read
@@ -118,7 +139,7 @@ class TableOps:
 
     async def _one(
         self, request: TableRequest, foreground: bool = False
-    ) -> AsyncIterator[ChangeBatch]:
+    ) -> AsyncIterator[SideItem]:
         name = self.pipeline.name
         namespace = table_chunks(name)
         if request.status == "pending":
@@ -141,6 +162,8 @@ class TableOps:
             if foreground:
                 raise
             return
+        if request.where is None:  # the applier runs it, between stream groups
+            yield Sweep(self.pipeline, request.table)
         self.state.clear_chunks(namespace, request.table)
         self.state.update_table_request(request.id, "done")
         log.info("%s: snapshot of %s done (request %d)", name, request.table, request.id)

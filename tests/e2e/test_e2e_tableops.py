@@ -72,8 +72,10 @@ def test_pg_resnapshot_under_writes_survives_sigkill(tmp_path, pg_dsn, pg_target
     try:
         wait_for(lambda: rows(pg_target_dsn, "SELECT count(*) FROM b")[0][0] == ROWS, 120)
         wait_for(lambda: rows(pg_target_dsn, "SELECT count(*) FROM a")[0][0] == ROWS, 60)
-        # drift the re-snapshot must repair: target-side edits the stream never sent
+        # drift the re-snapshot must repair: target-side edits the stream never sent, and keys
+        # the source does not have
         execute(pg_target_dsn, "UPDATE a SET pad = 'drift' WHERE id % 10 = 0")
+        execute(pg_target_dsn, "INSERT INTO a VALUES (90001, 0, 'ghost'), (90002, 0, 'ghost')")
         writers = [_pg_writer(pg_dsn, "a"), _pg_writer(pg_dsn, "b")]
         audit = CounterAudit(lambda: dict(rows(pg_target_dsn, "SELECT id, n FROM a")))
         for loop in (*writers, audit.loop):
@@ -124,8 +126,14 @@ def test_pg_resnapshot_foreground_and_where_checks(tmp_path, pg_dsn, pg_target_d
     cli.run("resnapshot", "-p", "p", "--table", "a", "--where", "id <= 100")
     assert rows(pg_target_dsn, "SELECT count(*) FROM a WHERE pad = 'x'") == [(100,)]
     assert [s for _, _, s in _requests(cli)] == ["done"]
+    # keys the source does not have (deleted while not captured) go, a --where run keeps them
+    execute(pg_target_dsn, "INSERT INTO a VALUES (90001, 0, 'ghost'), (90002, 0, 'ghost')")
+    cli.run("resnapshot", "-p", "p", "--table", "a", "--where", "id <= 100")
+    assert rows(pg_target_dsn, "SELECT count(*) FROM a WHERE pad = 'ghost'") == [(2,)]
     cli.run("resnapshot", "-p", "p", "--table", "a")
     assert rows(pg_target_dsn, "SELECT count(*) FROM a WHERE pad = 'drift'") == [(0,)]
+    query = "SELECT id, n, pad FROM a ORDER BY id"
+    assert rows(pg_target_dsn, query) == rows(pg_dsn, query)
 
 
 MONGO_CONFIG = textwrap.dedent(
@@ -165,6 +173,7 @@ def test_mongo_resnapshot_under_writes_survives_sigkill(tmp_path, mongo_uri, mon
         wait_for(lambda: tgt["a"].count_documents({}) == ROWS, 120)
         wait_for(lambda: tgt["b"].count_documents({}) == ROWS, 60)
         tgt["a"].update_many({"_id": {"$mod": [10, 0]}}, {"$set": {"pad": "drift"}})
+        tgt["a"].insert_many([{"_id": 90001, "n": 0, "pad": "ghost"}, {"_id": 90002, "n": 0}])
         writers = [writer("a"), writer("b")]
         audit = CounterAudit(lambda: {d["_id"]: d["n"] for d in tgt["a"].find({}, {"n": 1})})
         for loop in (*writers, audit.loop):

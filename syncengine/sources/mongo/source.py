@@ -488,6 +488,11 @@ class MongoSource:
 
         return table_snapshot(self, table, where, parallel)
 
+    async def visible_position(self) -> str | None:
+        """Where a table sweep's deletes go (see :mod:`syncengine.runtime.sweep`): the cluster
+        time now, noted before the sweep reads."""
+        return await self.current_position()
+
     async def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
         """The collection's documents as ``r`` batches, no chunk progress (for ``verify``).
 

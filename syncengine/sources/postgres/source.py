@@ -320,3 +320,7 @@ class PostgresSource:
     ) -> AsyncIterator[ChangeBatch]:
         """One table's rows while the stream runs (see :mod:`.tablesnap`)."""
         return tablesnap.table_snapshot(self, canonical(table), where, parallel)
+
+    async def visible_position(self) -> str | None:
+        """Where a table sweep's deletes go (see :mod:`syncengine.runtime.sweep`)."""
+        return await tablesnap.visible_position(self)

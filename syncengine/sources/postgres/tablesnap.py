@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from syncengine.changes import ChangeBatch
+from syncengine.changes import ChangeBatch, lsn_to_pos
 from syncengine.errors import UsageError
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres.chunks import plan, table_shape
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.pushdown import snapshot_conditions
 from syncengine.sources.postgres.snapshot import Snapshotter
+from syncengine.sources.postgres.watermarks import VisibilityHorizon
 from syncengine.state.base import table_chunks
 
 if TYPE_CHECKING:
@@ -81,3 +82,19 @@ async def table_snapshot(
     )
     async for batch in batches:
         yield batch
+
+
+async def visible_position(source: SourceContext) -> str | None:
+    """A position every source commit below which is visible to reads that start after this
+    returns (:class:`.watermarks.VisibilityHorizon`); None when a transaction outlasted the
+    wait, or in incremental mode (no stream positions to fence with)."""
+    if source.config.mode != "cdc":
+        return None
+    conn = await source.connect()
+    try:
+        position, exact = await VisibilityHorizon(lsn_to_pos(0)).settle(conn)
+    except psycopg.Error as exc:
+        raise map_error(exc, "settling a visibility horizon") from exc
+    finally:
+        await conn.close()
+    return position if exact else None
