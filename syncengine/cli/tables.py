@@ -51,7 +51,7 @@ def hand_to_daemon(state: StateStore, pipeline: str, tables: list[str], where: s
 @click.option(
     "--where",
     default=None,
-    help="Only rows matching this condition (one predicate; see docs/operations.md).",
+    help="Only rows matching this condition (one predicate; see the README).",
 )
 @click.option("--parallel", type=click.IntRange(1, 64), default=2, show_default=True)
 @expected_errors
