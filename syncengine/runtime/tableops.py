@@ -152,8 +152,8 @@ class TableOps:
             request.table,
             request.id,
         )
-        source = table_source(self.pipeline)
         try:
+            source = table_source(self.pipeline)
             async for batch in source.table_snapshot(request.table, request.where, self.parallel):
                 yield as_updates(batch)
         except FatalError as exc:  # needs a person: the daemon goes on with the others
