@@ -8,7 +8,8 @@ from syncengine import __version__
 from syncengine.cli.conflicts import conflicts
 from syncengine.cli.inspect import checkpoints, deadletters, status
 from syncengine.cli.jobs import backfill, run, sync
-from syncengine.cli.tables import pause, resume
+from syncengine.cli.pause import pause, resume
+from syncengine.cli.tables import reload, resnapshot
 from syncengine.cli.ui import ui
 from syncengine.cli.validate import validate
 from syncengine.cli.verify import verify
@@ -28,7 +29,19 @@ def cli(ctx: click.Context, debug: bool, log_format: str, log_level: str) -> Non
     ctx.obj.update(debug=debug, log_format=log_format, log_level=log_level)
 
 
-for command in (validate, backfill, sync, run, status, verify, checkpoints, deadletters, ui):
+for command in (
+    validate,
+    backfill,
+    sync,
+    run,
+    status,
+    verify,
+    checkpoints,
+    deadletters,
+    ui,
+    resnapshot,
+    reload,
+):
     cli.add_command(command)
 cli.add_command(conflicts)
 cli.add_command(pause)

@@ -62,7 +62,7 @@ def run(
     setup_logs()
     config, names = load_selected(config_path, pipeline)
     state = open_state(config.state)
-    daemon = Daemon(config, names, state)
+    daemon = Daemon(config, names, state, config_path=config_path, only=pipeline)
     if ui_port is None:
         code = asyncio.run(daemon.run(metrics_port, metrics_host))
     else:
@@ -97,6 +97,13 @@ def backfill(
         raise UsageError("--table and --where need --pipeline NAME")
     chosen = selected_tables(config, names[0], tables)
     state = open_state(config.state)
+    if chosen and pipeline is not None:
+        from syncengine.cli.tables import hand_to_daemon
+        from syncengine.runtime.wherecheck import check_where
+
+        check_where(config.pipelines[pipeline].source.type, where)
+        if hand_to_daemon(state, pipeline, chosen, where):
+            return  # the running daemon re-snapshots them: the same request as resnapshot
 
     async def one(name: str, stop: asyncio.Event) -> None:
         with state.lock(name, "backfill"):
@@ -115,7 +122,7 @@ def backfill(
         for name in names:
             await one(name, stop)
 
-    _interruptible(main)
+    interruptible(main)
 
 
 @click.command()
@@ -164,10 +171,10 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
             if stop.is_set():
                 return  # stopped between runs: nothing in flight
 
-    _interruptible(main)
+    interruptible(main)
 
 
-def _interruptible(job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+def interruptible(job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
     """Run a one-shot job. The first SIGINT/SIGTERM asks it to stop between batches (it then
     raises :class:`Interrupted`, exit 1, nothing half-applied); a second one cancels it."""
 

@@ -1,125 +1,123 @@
-"""``pause`` and ``resume``: hold one table's (or a whole pipeline's) changes and release them.
+"""``resnapshot``: copy one table again while the pipeline's other tables keep streaming;
+``reload``: make the running daemon re-read its config.
 
-The request goes through the state store (:mod:`syncengine.runtime.pausing`). When no process
-holds the pipeline's lock, the command does the work itself: a pause takes effect at once, a
-resume applies the held changes in the foreground. When a daemon (or a ``sync``) holds it, the
-command leaves the request and waits until that process has carried it out.
+With a daemon holding the pipeline (found through its lock, :meth:`PipelineLock.holder`), the
+request is left in the state store and the daemon carries it out between stream groups
+(:mod:`syncengine.runtime.tableops`); without one, it runs here with a progress bar, and a
+crash leaves the request ``running`` for the next run (or daemon) to resume per chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import click
 
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, selected_tables
-from syncengine.errors import FatalError, LockHeld
+from syncengine.errors import FatalError, UsageError
+from syncengine.state.protocols import StateStore
 
-if TYPE_CHECKING:
-    from syncengine.config import Config
-    from syncengine.state import StateStore
-
-pipeline_required = click.option("--pipeline", "-p", metavar="NAME", required=True)
-table_option = click.option(
-    "--table", "tables", multiple=True, help="Only this source table (repeatable); default: all."
-)
-wait_option = click.option(
-    "--wait",
-    type=float,
-    default=60.0,
-    show_default=True,
-    help="Seconds to wait for a running daemon to carry the request out.",
-)
+#: the lock purpose of ``syncengine run``
+DAEMON = "run"
 
 
-@click.command()
-@config_argument
-@pipeline_required
-@table_option
-@wait_option
-@expected_errors
-def pause(config_path: str, pipeline: str, tables: tuple[str, ...], wait: float) -> None:
-    """Stop applying a table's changes (held in the state store) while the others flow."""
-    from syncengine.state import open_state
+def daemon_pid(state: StateStore, pipeline: str) -> int | None:
+    """The pid of the daemon running ``pipeline`` now, if one is."""
+    holder = state.lock(pipeline, "resnapshot").holder()
+    return holder[0] if holder is not None and holder[1] == DAEMON else None
 
-    config, _ = load_selected(config_path, pipeline)
-    chosen = _tables(config, pipeline, tables)
-    state = open_state(config.state)
-    try:
-        with state.lock(pipeline, "pause"):
-            state.request_pause(pipeline, chosen, "paused")
-    except LockHeld:
-        state.request_pause(pipeline, chosen, "pausing")
-        _await(wait, lambda: _confirmed(state, pipeline, chosen), "confirmed the pause")
-    click.echo(f"{pipeline}: paused {', '.join(chosen)}")
+
+def hand_to_daemon(state: StateStore, pipeline: str, tables: list[str], where: str | None) -> bool:
+    """Leave a re-snapshot request per table for the running daemon; False when none runs."""
+    from syncengine.runtime.tableops import RESNAPSHOT
+
+    pid = daemon_pid(state, pipeline)
+    if pid is None:
+        return False
+    for table in tables:
+        request = state.request_table(pipeline, table, RESNAPSHOT, where)
+        click.echo(
+            f"{pipeline}: re-snapshot of {table} handed to the running daemon (pid {pid}) as "
+            f"request {request}; it runs while the other tables stream"
+        )
+    return True
 
 
 @click.command()
 @config_argument
-@pipeline_required
-@table_option
-@wait_option
+@click.option("--pipeline", "-p", metavar="NAME", required=True, help="The pipeline.")
+@click.option("--table", required=True, help="The source table (or collection) to copy again.")
+@click.option(
+    "--where",
+    default=None,
+    help="Only rows matching this condition (one predicate; see the README).",
+)
+@click.option("--parallel", type=click.IntRange(1, 64), default=2, show_default=True)
 @expected_errors
-def resume(config_path: str, pipeline: str, tables: tuple[str, ...], wait: float) -> None:
-    """Apply what paused tables held, in order, then let them flow again."""
+def resnapshot(
+    config_path: str, pipeline: str, table: str, where: str | None, parallel: int
+) -> None:
+    """Copy one table again while the pipeline's other tables stream."""
+    from syncengine.cli.jobs import interruptible, setup_logs
+    from syncengine.runtime.wherecheck import check_where
     from syncengine.state import open_state
 
-    config, _ = load_selected(config_path, pipeline)
-    chosen = selected_tables(config, pipeline, tables)
+    setup_logs()
+    config, (name,) = load_selected(config_path, pipeline)
+    chosen = selected_tables(config, name, (table,))
+    assert chosen is not None
+    check_where(config.pipelines[name].source.type, where)
     state = open_state(config.state)
-    resumed = state.request_resume(pipeline, chosen)
-    if not resumed:
-        click.echo(f"{pipeline}: nothing is paused")
+    if hand_to_daemon(state, name, chosen, where):
         return
-    try:
-        lock = state.lock(pipeline, "resume").acquire()
-    except LockHeld:
-        _await(wait, lambda: not set(resumed) & set(state.pauses(pipeline)), "released them")
-        click.echo(f"{pipeline}: resumed {', '.join(resumed)}")
-        return
-    try:
-        released = asyncio.run(_release(config, pipeline, resumed, state))
-    finally:
-        lock.release()
-    click.echo(f"{pipeline}: resumed {', '.join(resumed)} ({released} held changes applied)")
+
+    async def foreground(stop: asyncio.Event) -> None:
+        from syncengine.cli.progress import BackfillProgress
+        from syncengine.runtime.pipeline import Pipeline
+        from syncengine.runtime.status import record_status
+        from syncengine.runtime.tableops import TableOps
+
+        with state.lock(name, "resnapshot"):
+            job = Pipeline(name, config.pipelines[name], state)
+            await job.open()
+            try:
+                if await job.checkpoint() is None:
+                    raise UsageError(
+                        f"{name} has not been backfilled yet",
+                        hint="run syncengine backfill (or run) first",
+                    )
+                ops = TableOps(job, parallel)
+                request = ops.request(chosen[0], where)
+                estimates = {t.name: t.estimated_rows for t in await job.source.tables()}
+                with BackfillProgress(estimates) as progress:
+                    await ops.carry_out(request, progress, stop)
+                record_status(state, name, job.rows_applied, None)
+            finally:
+                await job.close()
+
+    interruptible(foreground)
 
 
-def _tables(config: Config, pipeline: str, tables: tuple[str, ...]) -> list[str]:
-    spec = config.pipelines[pipeline]
-    chosen = selected_tables(config, pipeline, tables)
-    return chosen if chosen is not None else [spec.source_key(t) for t in spec.source.table_names()]
+@click.command()
+@config_argument
+@expected_errors
+def reload(config_path: str) -> None:
+    """Make the running daemon re-read CONFIG (like SIGHUP); only changed pipelines restart."""
+    import os
+    import signal
 
+    from syncengine.state import open_state
 
-async def _release(config: Config, name: str, tables: list[str], state: StateStore) -> int:
-    """Resume in the foreground: the target only (the source is not read)."""
-    from syncengine.runtime import pausing
-    from syncengine.runtime.pipeline import Pipeline
-
-    pipeline = Pipeline(name, config.pipelines[name], state)
-    try:
-        await pipeline.target.open()
-        return sum([await pausing.release(pipeline, table) for table in tables])
-    finally:
-        await pipeline.close()
-
-
-def _confirmed(state: StateStore, pipeline: str, tables: list[str]) -> bool:
-    pauses = state.pauses(pipeline)
-    return all(t not in pauses or pauses[t].status != "pausing" for t in tables)
-
-
-def _await(seconds: float, done: Callable[[], bool], what: str) -> None:
-    """Poll ``done`` until it holds; past ``seconds`` the request stays, and this says so."""
-    deadline = time.monotonic() + seconds
-    while not done():
-        if time.monotonic() > deadline:
-            raise FatalError(
-                f"the process running this pipeline has not {what} within {seconds:.0f} s; "
-                "the request stays and is carried out when it next applies",
-                hint="see `syncengine status CONFIG --tables`",
-            )
-        time.sleep(0.2)
+    # a bad config is reported here (every problem, YAML paths, exit 2) and nothing is signalled
+    config, names = load_selected(config_path, None)
+    state = open_state(config.state)
+    pids = sorted({pid for name in names if (pid := daemon_pid(state, name)) is not None})
+    if not pids:
+        raise FatalError(  # exit 1: the command ran and found nothing to signal
+            "no daemon runs any pipeline of this config",
+            hint="start one with syncengine run CONFIG (it reads the config when it starts)",
+        )
+    for pid in pids:
+        os.kill(pid, signal.SIGHUP)
+        click.echo(f"asked the daemon (pid {pid}) to reload {config_path}")

@@ -26,9 +26,11 @@ from syncengine.errors import HistoryLost, Interrupted, SyncEngineError, TargetU
 from syncengine.runtime.classify import is_transient
 from syncengine.runtime.metrics import Metrics, MetricsServer
 from syncengine.runtime.pipeline import Pipeline
+from syncengine.runtime.reload import Reloads
 from syncengine.runtime.retry import CIRCUIT_STATES, Backoff, CircuitBreaker
 from syncengine.runtime.runner import backfill, ensure_backfilled, stream
 from syncengine.runtime.status import record_status
+from syncengine.runtime.tableops import TableOps
 from syncengine.state.protocols import StateStore
 
 log = logging.getLogger("syncengine.daemon")
@@ -50,6 +52,8 @@ class Daemon:
         metrics: Metrics | None = None,
         drain_timeout: float = 30.0,
         lag_interval: float = 5.0,
+        config_path: str | None = None,
+        only: str | None = None,
     ) -> None:
         self.config = config
         self.names = list(names)
@@ -59,6 +63,11 @@ class Daemon:
         self.drain_timeout = drain_timeout
         self.lag_interval = lag_interval
         self.health: dict[str, PipelineHealth] = {n: PipelineHealth() for n in self.names}
+        #: where ``reload`` re-reads the config from (None: reload is refused), and the one
+        #: pipeline the daemon was started for (``--pipeline``)
+        self.config_path = config_path
+        self.only = only
+        self.reloads = Reloads(self)
 
     def healthy(self) -> tuple[bool, dict[str, object]]:
         details = {
@@ -71,13 +80,15 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reloads.request)
         server = None
         if metrics_port is not None:
             server = MetricsServer(self.metrics, self.healthy, metrics_port, metrics_host).start()
             log.info("metrics on http://%s:%d/metrics", metrics_host, server.port)
         try:
-            await asyncio.gather(*(self.supervise(name) for name in self.names))
+            await self.reloads.run(self.names)
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
             if server:
                 server.stop()
         failed = [n for n, h in self.health.items() if h.state == "failed"]
@@ -88,8 +99,10 @@ class Daemon:
             log.info("received %s: finishing the in-flight batch", signal.Signals(sig).name)
             self.stop.set()
 
-    async def supervise(self, name: str) -> None:
-        health = self.health[name]
+    async def supervise(self, name: str, stop: asyncio.Event | None = None) -> None:
+        """Run one pipeline until ``stop`` (default: the daemon's) is set."""
+        stop = stop or self.stop
+        health = self.health.setdefault(name, PipelineHealth())
         lock = self.state.lock(name, "run")
         try:
             lock.acquire()
@@ -101,23 +114,24 @@ class Daemon:
         breaker = CircuitBreaker()
         self.metrics.pipeline_up.labels(name).set(1)
         try:
-            while not self.stop.is_set():
+            while not stop.is_set():
                 if not breaker.allow():
-                    await self._sleep(breaker.wait_time())
+                    await _sleep(stop, breaker.wait_time())
                     continue
                 pipeline = Pipeline(name, self.config.pipelines[name], self.state, self.metrics)
                 lag_task = None
                 try:
                     await pipeline.open()
                     health.state = "backfilling"
-                    start, _ = await ensure_backfilled(pipeline, stop=self.stop)
+                    start, _ = await ensure_backfilled(pipeline, stop=stop)
                     health.state, health.last_error = "streaming", None
                     breaker.record_success()
                     backoff.reset()
                     lag_task = asyncio.create_task(self._watch_lag(pipeline))
-                    await stream(pipeline, start, stop=self.stop)
+                    side = TableOps(pipeline).batches(stop)
+                    await stream(pipeline, start, stop=stop, side=side)
                 except Interrupted:
-                    if not self.stop.is_set():
+                    if not stop.is_set():
                         raise
                     log.info("%s: stopped mid-group; it is applied again on the next start", name)
                 except HistoryLost as exc:
@@ -130,7 +144,7 @@ class Daemon:
                     if not is_transient(exc):
                         raise
                     self._retrying(name, health, exc, breaker)
-                    await self._sleep(backoff.next_delay())
+                    await _sleep(stop, backoff.next_delay())
                 finally:
                     if lag_task:
                         lag_task.cancel()
@@ -184,8 +198,9 @@ class Daemon:
                 log.debug("lag probe failed", exc_info=True)
             await asyncio.sleep(self.lag_interval)
 
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -282,6 +282,16 @@ class Pipeline:
             if lag is not None:
                 self.metrics.table_lag_seconds.labels(self.name, table).set(lag)
 
+    async def apply_mapped(
+        self, mapping: MappingConfig, spec: TableSpec, batch: ChangeBatch
+    ) -> int:
+        """Resolve and apply ``batch``, already in the target's terms (columns of ``spec``), as
+        its own target transaction without a checkpoint: the deletes of a table sweep
+        (:mod:`syncengine.runtime.sweep`). Returns the rows written."""
+        resolved = await self._resolver(mapping).resolve(spec, batch)
+        await self.target.apply([resolved.write], None)
+        return int(resolved.write.batch.num_rows)
+
     async def _keyless_write(self, spec: TableSpec, parts: list[ChangeBatch]) -> TableWrite:
         """Every change of a keyless table, in order, without what a replay repeats (its fence:
         :mod:`syncengine.keyless`), and the fence moved past them."""

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from syncengine.changes import ChangeBatch
@@ -122,8 +122,14 @@ async def stream(
     start: str | None,
     until: str | None = None,
     stop: asyncio.Event | None = None,
+    side: AsyncIterator[ChangeBatch | SideStep] | None = None,
 ) -> int:
-    """Apply changes after ``start``; returns rows applied. Stops at ``until`` or on ``stop``."""
+    """Apply changes after ``start``; returns rows applied. Stops at ``until`` or on ``stop``.
+
+    ``side``: snapshot batches of single tables (:mod:`syncengine.runtime.tableops`) applied
+    between groups, each committed (without moving the checkpoint) before the next is asked
+    for; their rows carry positions, so the fence orders them with the stream's changes. A
+    :class:`SideStep` in it is awaited there too (it writes to the target itself)."""
     stop = stop or asyncio.Event()
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=QUEUE_BATCHES)
     max_rows = pipeline.config.batch.max_rows
@@ -144,6 +150,7 @@ async def stream(
 
     reader = asyncio.create_task(read(), name=f"{pipeline.name}-reader")
     stopper = asyncio.create_task(stop.wait())
+    sidecar = _SideBatches(pipeline, side)
     applied = 0
     #: batches read after the last commit boundary (none of them carries a resume)
     held: list[ChangeBatch] = []
@@ -153,8 +160,15 @@ async def stream(
         while not done:
             getter = asyncio.ensure_future(queue.get())
             waited = time.perf_counter()
-            finished = await _next(getter, stopper, pipeline)
+            finished = await _next(getter, stopper, pipeline, sidecar.waiting())
             pipeline.phases.add("read", time.perf_counter() - waited)
+            if sidecar.ready(finished) and not stop.is_set():
+                with stoppable(stop):
+                    applied += await sidecar.apply()
+                if not getter.done():  # (it may have taken a batch while the side one applied)
+                    getter.cancel()
+                    continue
+                finished.add(getter)
             if getter not in finished:
                 getter.cancel()
                 break  # stop requested while idle: what is held is handled below
@@ -200,16 +214,20 @@ async def stream(
     finally:
         stopper.cancel()
         await _cancel(reader)
+        await sidecar.close()
     log.info("%s: stream phases: %s", pipeline.name, pipeline.phases.summary())
     return applied
 
 
 async def _next(
-    getter: asyncio.Future[object], stopper: asyncio.Task[bool], pipeline: Pipeline
+    getter: asyncio.Future[object],
+    stopper: asyncio.Task[bool],
+    pipeline: Pipeline,
+    side: Sequence[asyncio.Future[Any]] = (),
 ) -> set[asyncio.Future[Any]]:
-    """Wait for the next batch or a stop; while idle, pause and resume requests are still
-    carried out every :data:`CONTROL_SECONDS`."""
-    waiting: set[asyncio.Future[Any]] = {getter, stopper}
+    """Wait for the next batch, the next side batch or a stop; while idle, pause and resume
+    requests are still carried out every :data:`CONTROL_SECONDS`."""
+    waiting: set[asyncio.Future[Any]] = {getter, stopper, *side}
     while True:
         finished, _ = await asyncio.wait(
             waiting, timeout=CONTROL_SECONDS, return_when=asyncio.FIRST_COMPLETED
@@ -217,6 +235,59 @@ async def _next(
         if finished:
             return finished
         await pausing.control(pipeline)
+
+
+class SideStep(Protocol):
+    """Work a side iterator hands the applier to run between groups; returns rows written."""
+
+    async def __call__(self) -> int: ...
+
+
+class _SideBatches:
+    """The next batch of ``stream``'s ``side`` iterator, asked for only after the previous one
+    was applied (the source marks a chunk done when asked for the batch after its last)."""
+
+    def __init__(
+        self, pipeline: Pipeline, side: AsyncIterator[ChangeBatch | SideStep] | None
+    ) -> None:
+        self.pipeline = pipeline
+        self.side = side
+        self.next: asyncio.Future[ChangeBatch | SideStep] | None = None
+        self._ask()
+
+    def _ask(self) -> None:
+        if self.side is not None:
+            self.next = asyncio.ensure_future(anext(self.side))
+
+    def waiting(self) -> list[asyncio.Future[ChangeBatch | SideStep]]:
+        return [self.next] if self.next is not None else []
+
+    def ready(self, finished: set[asyncio.Future[Any]]) -> bool:
+        return self.next is not None and self.next in finished
+
+    async def apply(self) -> int:
+        assert self.next is not None
+        try:
+            batch = self.next.result()  # a failure of the side snapshot stops the stream too
+        except StopAsyncIteration:
+            self.next = self.side = None
+            return 0
+        if isinstance(batch, ChangeBatch):
+            report = await process(self.pipeline, [batch], None)
+            written = sum(report.applied.values())
+        else:
+            written = await batch()
+        self._ask()
+        return written
+
+    async def close(self) -> None:
+        if self.next is not None and not self.next.done():
+            self.next.cancel()
+            with contextlib.suppress(BaseException):
+                await self.next
+        if self.side is not None and hasattr(self.side, "aclose"):
+            with contextlib.suppress(BaseException):
+                await self.side.aclose()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -95,3 +95,27 @@ class TableStats:
     last_change_at: str | None
     last_lag_seconds: float | None
     updated_at: str | None = None
+
+
+@dataclass(frozen=True)
+class TableRequest:
+    """An operation on one table of a running pipeline (``resnapshot``), left in the state
+    store for the daemon that holds the pipeline (or run in the foreground without one).
+    ``status``: ``pending`` until a snapshot of the table starts, ``running`` (resumed per chunk
+    after a crash), then ``done`` or ``failed`` with ``error``."""
+
+    id: int
+    pipeline: str
+    table: str
+    kind: str
+    where: str | None = None
+    status: str = "pending"
+    error: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+def table_chunks(pipeline: str) -> str:
+    """The name a pipeline's single-table snapshots keep their chunk progress under, apart from
+    its backfill's (whose leftover chunks mean "an unfinished backfill")."""
+    return f"{pipeline}/tables"

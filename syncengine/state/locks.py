@@ -40,6 +40,23 @@ class PipelineLock:
         self._fd = fd
         return self
 
+    def holder(self) -> tuple[int, str] | None:
+        """(pid, purpose) of the process holding this lock now, or None when nobody does: how
+        ``resnapshot`` and ``reload`` find the running daemon."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                info = _holder_info(fd)
+                pid = info.get("pid")
+                return (pid, str(info.get("purpose", ""))) if isinstance(pid, int) else None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -58,9 +75,16 @@ class PipelineLock:
         self.release()
 
 
-def _read_holder(fd: int) -> str:
+def _holder_info(fd: int) -> dict[str, object]:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"'{info.get('purpose', 'another process')}' (pid {info.get('pid', '?')})"
     except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _read_holder(fd: int) -> str:
+    info = _holder_info(fd)
+    if not info:
         return "another process"
+    return f"'{info.get('purpose', 'another process')}' (pid {info.get('pid', '?')})"

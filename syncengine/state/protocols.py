@@ -29,6 +29,7 @@ from syncengine.state.base import (
     HeldBatch,
     Pause,
     StoredCheckpoint,
+    TableRequest,
     TableStats,
 )
 from syncengine.state.locks import PipelineLock
@@ -206,6 +207,22 @@ class TablePauses(Transactional, Protocol):
     def held_totals(self, pipeline: str) -> dict[str, tuple[int, int]]: ...
 
 
+class TableRequests(Protocol):
+    """Per-table operations asked of a pipeline (``resnapshot``), handed from the CLI to the
+    daemon that holds the pipeline's lock."""
+
+    def request_table(self, pipeline: str, table: str, kind: str, where: str | None) -> int:
+        """Ask for ``kind`` on ``table``; an open request of the same kind for the table is
+        returned instead of a second one. Returns the request id."""
+        ...
+
+    def table_requests(self, pipeline: str, open_only: bool = True) -> list[TableRequest]: ...
+
+    def update_table_request(
+        self, request_id: int, status: str, error: str | None = None
+    ) -> None: ...
+
+
 class Locks(Protocol):
     def lock(self, pipeline: str, purpose: str) -> PipelineLock:
         """An exclusive per-pipeline lock (daemon, sync and backfill refuse to overlap)."""
@@ -229,6 +246,7 @@ class StateStore(
     PipelineStatus,
     TableStatus,
     TablePauses,
+    TableRequests,
     Locks,
     Protocol,
 ):

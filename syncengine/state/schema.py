@@ -148,6 +148,22 @@ TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
         ],
         ["id"],
     ),
+    # per-table operations asked of a running pipeline (resnapshot): the CLI leaves them here
+    # for the daemon, never in the user's database
+    "table_requests": (
+        [
+            ("id", "INTEGER NOT NULL"),
+            ("pipeline", "TEXT NOT NULL"),
+            ("source_table", "TEXT NOT NULL"),
+            ("kind", "TEXT NOT NULL"),
+            ("where_sql", "TEXT"),
+            ("status", "TEXT NOT NULL"),
+            ("error", "TEXT"),
+            ("created_at", "TEXT NOT NULL"),
+            ("updated_at", "TEXT NOT NULL"),
+        ],
+        ["id"],
+    ),
 }
 
 # name -> (table, columns, partial-index condition): created by both backends if missing

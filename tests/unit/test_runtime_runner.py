@@ -164,3 +164,35 @@ def test_backfill_after_a_finished_one_starts_over_but_an_interrupted_one_resume
     assert stored == ["00000002"]  # ...which ends with the snapshot's checkpoint
     asyncio.run(runner.backfill(pipeline))  # type: ignore[arg-type]
     assert pipeline.state.get_chunks("p") == progress[2:]
+
+
+def test_side_batches_interleave_and_no_stream_batch_is_lost():
+    """Side (table snapshot) batches are applied between stream groups, each before the next
+    is asked for; a stream batch queued while a side batch applies is not dropped."""
+
+    class Paced(Source):
+        async def stream(self, start, until=None):  # arrives while a side batch applies
+            for i in range(self.count):
+                await asyncio.sleep(0.001)
+                yield batch(i)
+
+    source = Paced(300)
+    pipeline = Pipeline(source, delay=0.004)
+    asked: list[int] = []
+
+    async def side():
+        for i in range(40):
+            asked.append(len(pipeline.applied))
+            yield ChangeBatch.build(
+                "t", pa.table({"id": [i]}), ops=["r"], positions=[f"s{i:07d}"], key=["id"]
+            )
+
+    asyncio.run(runner.stream(pipeline, None, side=side()))
+    stream_rows = [p for p in pipeline.applied if not p.startswith("s")]
+    side_rows = [p for p in pipeline.applied if p.startswith("s")]
+    assert stream_rows == [f"{i:08d}" for i in range(300)]
+    assert side_rows == [f"s{i:07d}" for i in range(40)]
+    # each side batch was asked for only once the one before it was applied
+    assert all(b > a for a, b in zip(asked, asked[1:], strict=False))
+    first_side = pipeline.applied.index("s0000000")
+    assert first_side < len(pipeline.applied) - 1  # interleaved, not all at the end

@@ -18,6 +18,7 @@ CONCERNS = [
     protocols.PipelineStatus,
     protocols.TableStatus,
     protocols.TablePauses,
+    protocols.TableRequests,
     protocols.Locks,
 ]
 

@@ -487,6 +487,19 @@ class MongoSource:
             self.state.put_chunks(self.pipeline, existing[name])
         return [c for name in names for c in existing[name] if c.status != "done"]
 
+    def table_snapshot(
+        self, table: str, where: str | None = None, parallel: int = 2
+    ) -> AsyncIterator[ChangeBatch]:
+        """One collection's documents while the stream runs (see :mod:`.tablesnap`)."""
+        from syncengine.sources.mongo.tablesnap import table_snapshot
+
+        return table_snapshot(self, table, where, parallel)
+
+    async def visible_position(self) -> str | None:
+        """Where a table sweep's deletes go (see :mod:`syncengine.runtime.sweep`): the cluster
+        time now, noted before the sweep reads."""
+        return await self.current_position()
+
     async def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
         """The collection's documents as ``r`` batches, no chunk progress (for ``verify``).
 

@@ -124,10 +124,15 @@ async def table_keys(
 
 
 async def ensure_publication(
-    conn: psycopg.AsyncConnection, publication: str, tables: list[str], publish: str | None = None
+    conn: psycopg.AsyncConnection,
+    publication: str,
+    tables: list[str],
+    publish: str | None = None,
+    exact: bool = False,
 ) -> None:
     """Create the publication, or add configured tables it lacks. ``publish``: the kinds of
-    change it publishes (``'delete'``; default: every kind)."""
+    change it publishes (``'delete'``; default: every kind). ``exact``: the engine owns it,
+    so tables no longer configured leave it too (a table removed from ``tables:``)."""
     cur = await conn.execute(
         "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
         (publication,),
@@ -146,6 +151,16 @@ async def ensure_publication(
         )
         log.info("created publication %s", publication)
         return
+    wanted = {canonical(t) for t in tables}
+    extra = sorted(present - wanted) if exact else []
+    if extra:
+        await conn.execute(
+            sql.SQL("ALTER PUBLICATION {} DROP TABLE {}").format(
+                sql.Identifier(publication),
+                sql.SQL(", ").join(QualifiedName.parse(t).identifier() for t in extra),
+            )
+        )
+        log.info("publication %s: no longer publishes %s", publication, ", ".join(extra))
     missing = [t for t in tables if canonical(t) not in present]
     if missing:
         await conn.execute(

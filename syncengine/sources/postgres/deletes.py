@@ -63,7 +63,8 @@ def delete_publication(source: SourceContext) -> str:
 
 async def ensure_delete_publication(source: SourceContext, conn: psycopg.AsyncConnection) -> str:
     name = delete_publication(source)
-    await admin.ensure_publication(conn, name, source.tables_, publish="delete")
+    owned = source.config.publication is None
+    await admin.ensure_publication(conn, name, source.tables_, publish="delete", exact=owned)
     return name
 
 

@@ -53,6 +53,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from syncengine.changes import AT_RESUME, ChangeBatch, lsn_to_pos, pos_to_lsn
+from syncengine.errors import UsageError
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres.chunks import (
     TableShape,
@@ -403,6 +404,22 @@ class Snapshotter:
 
     # -- watermark reconciliation ----------------------------------------------------------
 
+    def reconcile_live(
+        self,
+        shape: TableShape,
+        pending: list[Chunk],
+        where: str | None,
+        position: str,
+        parallel: int,
+        temporary: str,
+    ) -> AsyncIterator[ChangeBatch]:
+        """One keyed table's chunks reconciled while the stream runs (:mod:`.tablesnap`)."""
+        wheres = {shape.name: where}
+        shapes = {shape.name: shape}
+        return self._reconcile(
+            shapes, pending, wheres, position, _NOWHERE, parallel, "", live=temporary
+        )
+
     async def _reconcile(
         self,
         shapes: dict[str, TableShape],
@@ -412,6 +429,7 @@ class Snapshotter:
         floor: str,
         parallel: int,
         deletes_via: str,
+        live: str | None = None,
     ) -> AsyncIterator[ChangeBatch]:
         """Read ``parallel`` chunks at a time inside one low/high watermark window, and send
         the deletes made since ``position`` (ghost rows, see :mod:`.deletes`).
@@ -419,6 +437,9 @@ class Snapshotter:
         ``position``: where the stream restarts after the snapshot; ``floor``: a position
         known to be visible to every read (the chunk rows' fallback, see VisibilityHorizon);
         ``deletes_via``: the publication to read the deletes since ``position`` through.
+        ``live``: the stream is running (it holds the slot and applies every change after its
+        own checkpoint): the windows are read through a temporary slot of that name and no
+        deletes since ``position`` are read (the stream carries them), see :mod:`.tablesnap`.
         """
         source = self.source
         #: keyed tables of this snapshot, also those whose chunks are all done: an earlier
@@ -428,6 +449,14 @@ class Snapshotter:
         if source.config.mode != "cdc":
             deleting = set()  # incremental: no slot (rows changed meanwhile are polled again)
         keyless = {c.table for c in pending if not shapes[c.table].key}
+        if keyless and live is not None:
+            # a keyless copy replaces the table at one position (truncate first): changes the
+            # running stream applied after it would be wiped and never replayed
+            raise UsageError(
+                f"{', '.join(sorted(keyless))} has no primary key or replica identity: it cannot "
+                "be re-snapshotted while the pipeline streams",
+                hint="stop the daemon and run syncengine backfill --table for it",
+            )
         if keyless:  # ctids move: such tables are read again, whole, at one exact position
             pending = [c for c in pending if c.table not in keyless]
             chunks = [c for t in sorted(keyless) for c in self.state.get_chunks(self.pipeline, t)]
@@ -461,13 +490,14 @@ class Snapshotter:
                 # The windows only need what comes after this: reading from the snapshot
                 # position would first ship and decode all WAL retained since.
                 start = await admin.current_lsn(conns[0])
-                if deleting:  # ghost rows: the deletes since the snapshot position, up to there
+                if deleting and live is None:  # ghost rows: the deletes since the snapshot
+                    # position, up to there
                     since = pos_to_lsn(position.split(".")[0])
                     found = deletes_since(source, deletes_via, since, start, deleting)
                     async for batch in found:
                         yield batch
                 if pending:  # no windows without chunks to read
-                    reader = WatermarkReader(source, start)
+                    reader = WatermarkReader(source, start, temporary=live)
                     await reader.open()
                     horizon = VisibilityHorizon(floor)
             for first in range(0, len(pending), width):

@@ -21,7 +21,15 @@ from syncengine.errors import FatalError, HistoryLost
 from syncengine.names import QualifiedName, canonical
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
-from syncengine.sources.postgres import admin, deadline, decodeproc, incremental, moved, usertypes
+from syncengine.sources.postgres import (
+    admin,
+    deadline,
+    decodeproc,
+    incremental,
+    moved,
+    tablesnap,
+    usertypes,
+)
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
 from syncengine.sources.postgres.columns import SESSION_OPTIONS, PgType
@@ -126,7 +134,9 @@ class PostgresSource:
                 )
             self.keys = await admin.table_keys(conn, self.tables_)
             if self.config.mode == "cdc":
-                await admin.ensure_publication(conn, self.publication, self.tables_)
+                # the engine's own publication follows ``tables:`` (a removed table leaves it)
+                owned = self.config.publication is None
+                await admin.ensure_publication(conn, self.publication, self.tables_, exact=owned)
                 # before any slot: decoding sees a publication only in WAL written after it, and a
                 # resumed snapshot reads the deletes since its position through this one
                 await ensure_delete_publication(self, conn)
@@ -304,3 +314,13 @@ class PostgresSource:
 
     def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
         return scan_table(self, canonical(table))
+
+    def table_snapshot(
+        self, table: str, where: str | None = None, parallel: int = 2
+    ) -> AsyncIterator[ChangeBatch]:
+        """One table's rows while the stream runs (see :mod:`.tablesnap`)."""
+        return tablesnap.table_snapshot(self, canonical(table), where, parallel)
+
+    async def visible_position(self) -> str | None:
+        """Where a table sweep's deletes go (see :mod:`syncengine.runtime.sweep`)."""
+        return await tablesnap.visible_position(self)

@@ -199,9 +199,14 @@ def row_positions(
 
 
 class WatermarkReader:
-    def __init__(self, source: SourceContext, start: int) -> None:
+    """``temporary``: read through a temporary slot of that name created by :meth:`open`
+    (from its consistent point, ``start`` unused) instead of the pipeline's slot, which a
+    running stream holds (a table snapshot interleaved with the stream, :mod:`.tablesnap`)."""
+
+    def __init__(self, source: SourceContext, start: int, temporary: str | None = None) -> None:
         self.source = source
         self.start = start
+        self.temporary = temporary
         self.repl: psycopg.AsyncConnection | None = None
         self.relations: dict[int, tuple[str, tuple[int, ...] | None]] = {}
         self.open_windows: dict[str, Window] = {}
@@ -216,7 +221,11 @@ class WatermarkReader:
 
     async def open(self) -> None:
         self.repl = await self.source.connect(replication=True)
-        await start_replication(self.repl, self.source.slot, self.source.publication, self.start)
+        slot = self.source.slot
+        if self.temporary is not None:
+            slot = self.temporary
+            self.start, _ = await admin.create_slot(self.repl, slot, export=False, temporary=True)
+        await start_replication(self.repl, slot, self.source.publication, self.start)
         stream = ReplicationStream(self.repl, self.start)
         # Confirm nothing: the snapshot position may be past the pipeline's checkpoint (a
         # re-backfill), and a flush report would let the server drop changes the pipeline

@@ -10,6 +10,7 @@ from syncengine.state.sqlite.dead_letters import SQLiteDeadLetters
 from syncengine.state.sqlite.pauses import SQLitePauses
 from syncengine.state.sqlite.shadow import SQLiteShadow
 from syncengine.state.sqlite.status import SQLiteStatus
+from syncengine.state.sqlite.table_requests import SQLiteTableRequests
 
 
 class SQLiteStateStore(
@@ -20,9 +21,11 @@ class SQLiteStateStore(
     SQLiteDeadLetters,
     SQLiteStatus,
     SQLitePauses,
+    SQLiteTableRequests,
 ):
-    """Checkpoints, chunk progress, shadow rows, conflicts, dead letters, status, paused tables
-    and locks in one file (see :mod:`syncengine.state.sqlite.connection` for why SQLite)."""
+    """Checkpoints, chunk progress, shadow rows, conflicts, dead letters, status, paused tables,
+    table requests and locks in one file (see :mod:`syncengine.state.sqlite.connection` for why
+    SQLite)."""
 
 
 __all__ = ["SQLiteStateStore"]

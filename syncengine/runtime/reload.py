@@ -1,0 +1,188 @@
+"""What a reload changes: the daemon re-reads its config (``SIGHUP``, ``syncengine reload``)
+and touches only the pipelines whose config changed.
+
+:func:`plan_reload` is pure (old config, new config → what to stop, start, restart, and which
+tables were added or removed), so the daemon (:mod:`syncengine.runtime.daemon`) only carries it
+out: a changed pipeline is drained like on SIGTERM and started again with its new config. An
+added table gets a snapshot request (:mod:`syncengine.runtime.tableops`), which the restarted
+pipeline runs while its other tables stream (Postgres: the table joins the publication when the
+pipeline opens; Mongo: the change-stream filter lists it). A removed table stops being captured
+(Postgres: it leaves the engine's own publication; both: no mapping reads it any more); its
+target table and its state (shadow, chunk progress) are left until
+``syncengine checkpoints CONFIG reset`` removes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from syncengine.config.models import Config, PipelineConfig
+from syncengine.errors import ConfigError, SyncEngineError
+
+if TYPE_CHECKING:
+    from syncengine.runtime.daemon import Daemon
+
+log = logging.getLogger("syncengine.reload")
+
+
+@dataclass
+class ReloadPlan:
+    stop: list[str] = field(default_factory=list)
+    start: list[str] = field(default_factory=list)
+    restart: list[str] = field(default_factory=list)
+    #: per restarted pipeline, the source tables (keys) added and removed
+    added: dict[str, list[str]] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.stop or self.start or self.restart)
+
+    def describe(self) -> str:
+        parts = [
+            f"{what} {', '.join(names)}"
+            for what, names in (
+                ("stopping", self.stop),
+                ("starting", self.start),
+                ("restarting", self.restart),
+            )
+            if names
+        ]
+        for name, tables in self.added.items():
+            parts.append(f"{name}: tables added {', '.join(tables)}")
+        for name, tables in self.removed.items():
+            parts.append(f"{name}: tables removed {', '.join(tables)}")
+        return "; ".join(parts) or "nothing changed"
+
+
+def source_tables(spec: PipelineConfig) -> list[str]:
+    return [spec.source_key(t) for t in spec.source.table_names()]
+
+
+def plan_reload(
+    old: Config, new: Config, running: Sequence[str], only: str | None = None
+) -> ReloadPlan:
+    """What to do to go from ``old`` to ``new``; ``running``: the pipelines the daemon runs;
+    ``only``: the daemon was started with ``--pipeline`` (no other is started)."""
+    plan = ReloadPlan()
+    wanted = [only] if only is not None else list(new.pipelines)
+    for name in running:
+        if name not in new.pipelines or name not in wanted:
+            plan.stop.append(name)
+        elif new.pipelines[name] != old.pipelines.get(name):
+            plan.restart.append(name)
+            before = source_tables(old.pipelines[name])
+            after = source_tables(new.pipelines[name])
+            added = [t for t in after if t not in before]
+            removed = [t for t in before if t not in after]
+            if added:
+                plan.added[name] = added
+            if removed:
+                plan.removed[name] = removed
+    plan.start = [n for n in wanted if n in new.pipelines and n not in running]
+    return plan
+
+
+class Reloads:
+    """The daemon's pipelines as tasks, each with its own stop event, and the reload loop:
+    a ``SIGHUP`` re-reads the config; a bad one is logged with every problem and its YAML path
+    and the daemon keeps the config it runs; a good one is carried out (:class:`ReloadPlan`)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.stops: dict[str, asyncio.Event] = {}
+        self.wanted = asyncio.Event()
+
+    def request(self) -> None:
+        log.info("received SIGHUP: reloading the config")
+        self.wanted.set()
+
+    def _start(self, name: str) -> None:
+        stop = self.stops[name] = asyncio.Event()
+        self.tasks[name] = asyncio.create_task(self.daemon.supervise(name, stop), name=name)
+
+    async def _stop(self, names: Sequence[str]) -> None:
+        for name in names:
+            self.stops[name].set()
+        for name in names:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.tasks.pop(name)
+            self.stops.pop(name)
+
+    async def run(self, names: Sequence[str]) -> None:
+        """Until the daemon's stop event is set and every pipeline has drained, or until no
+        pipeline runs any more (each stopped on a permanent error)."""
+        for name in names:
+            self._start(name)
+        stopping = asyncio.ensure_future(self.daemon.stop.wait())
+        reload = asyncio.ensure_future(self.wanted.wait())
+        try:
+            while True:
+                for name, task in list(self.tasks.items()):
+                    if task.done():  # stopped or failed: its health says which
+                        del self.tasks[name]
+                        self.stops.pop(name, None)
+                if stopping.done():
+                    for stop in self.stops.values():
+                        stop.set()
+                    if self.tasks:
+                        await asyncio.wait(set(self.tasks.values()))
+                    return
+                if not self.tasks:
+                    return
+                await asyncio.wait(
+                    {stopping, reload, *self.tasks.values()}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if reload.done() and not stopping.done():
+                    self.wanted.clear()
+                    await self.reload()
+                    reload = asyncio.ensure_future(self.wanted.wait())
+        finally:
+            stopping.cancel()
+            reload.cancel()
+
+    async def reload(self) -> None:
+        daemon = self.daemon
+        if daemon.config_path is None:
+            log.warning("reload ignored: the daemon was not started from a config file")
+            return
+        from syncengine.config import load_config
+
+        try:
+            new = load_config(daemon.config_path)
+        except ConfigError as exc:
+            log.error(
+                "reload refused, still running the previous config; problems:\n%s",
+                "\n".join(exc.problems),
+            )
+            return
+        except SyncEngineError as exc:
+            log.error("reload refused, still running the previous config: %s", exc)
+            return
+        running = list(self.stops)
+        plan = plan_reload(daemon.config, new, running, daemon.only)
+        log.info("reload: %s", plan.describe())
+        if plan.empty:
+            daemon.config = new
+            return
+        await self._stop([*plan.stop, *plan.restart])
+        daemon.config = new
+        for name, tables in plan.added.items():
+            for table in tables:
+                daemon.state.request_table(name, table, "resnapshot", None)
+        for name, tables in plan.removed.items():
+            log.info(
+                "%s: %s no longer captured; target tables and state kept (syncengine "
+                "checkpoints CONFIG reset removes the state)",
+                name,
+                ", ".join(tables),
+            )
+        for name in [*plan.restart, *plan.start]:
+            daemon.health.pop(name, None)
+            self._start(name)

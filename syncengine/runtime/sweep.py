@@ -1,0 +1,109 @@
+"""After a table's re-snapshot: delete from the target the keys the source no longer has.
+
+A re-snapshot upserts every row the source has; a key deleted at the source while the table was
+not captured (removed from ``tables:``, or a target edited by hand) would otherwise stay. The
+sweep notes a position P up to which every source commit is visible to a read that starts
+after it (Postgres: a settled visibility horizon, :class:`~syncengine.sources.postgres.
+watermarks.VisibilityHorizon`; Mongo: the cluster time noted before reading), reads the source
+table through the mappings (the target's key values) and the target's keys, and deletes at P
+each target key the source read lacks. The position fence makes that safe under a running
+stream: a key inserted after P and already applied has a fence above P, so the delete is
+dropped; one not applied yet comes after the delete, at its later position.
+
+Skipped (logged) when the re-snapshot had ``--where`` (rows outside it are not the request's
+business), when the source cannot vouch for P, or when the target cannot list its rows.
+Key values are compared as text (both sides' key columns cast to strings).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from syncengine.changes import OP_DELETE, ChangeBatch, is_data_column
+from syncengine.runtime.pipeline import union_schema
+from syncengine.targets.base import TableSpec
+
+if TYPE_CHECKING:
+    from syncengine.runtime.pipeline import Pipeline
+
+log = logging.getLogger("syncengine.sweep")
+
+
+async def sweep_deleted(pipeline: Pipeline, table: str) -> int:
+    """Delete the target rows of ``table`` whose key the source no longer has; how many."""
+    settle = getattr(pipeline.source, "visible_position", None)
+    if settle is None:
+        return 0
+    position = await settle()
+    if position is None:
+        log.warning("%s: %s: no settled position, deleted keys are not swept", pipeline.name, table)
+        return 0
+    deleted = 0
+    for index, mapping in pipeline.mappings_for(table):
+        compiled: Any = None
+        schema: pa.Schema | None = None
+        keys: list[pa.Table] = []
+        async for batch in pipeline.source.scan(table):
+            compiled = pipeline.compile(index, mapping, batch)
+            mapped = compiled.apply(batch).batch
+            keys.append(_text_keys(mapped.data, compiled.key))
+            target_schema = compiled.target_schema
+            schema = target_schema if schema is None else union_schema(schema, target_schema)
+        if compiled is None or schema is None or not compiled.key:
+            continue
+        spec = TableSpec(mapping.target_name, tuple(compiled.key), schema)
+        present = pa.concat_tables(keys) if keys else None
+        for part in [t async for t in pipeline.target.scan(spec)]:
+            if not part.num_rows:
+                continue
+            gone = _absent(part, spec, present)
+            if gone.num_rows:
+                batch = _deletes(spec, gone, position)
+                deleted += await pipeline.apply_mapped(mapping, spec, batch)
+    if deleted:
+        log.info(
+            "%s: %s: %d target rows deleted (gone at the source)", pipeline.name, table, deleted
+        )
+    return deleted
+
+
+def _text_keys(data: pa.Table, key: list[str] | tuple[str, ...]) -> pa.Table:
+    return pa.table({k: pc.cast(data.column(k), pa.string()) for k in key})
+
+
+def _absent(part: pa.Table, spec: TableSpec, present: pa.Table | None) -> pa.Table:
+    """The rows of ``part`` (target rows) whose key is not in ``present``."""
+    key = list(spec.key)
+    rows = _text_keys(part, key).append_column("__row", pa.array(range(part.num_rows)))
+    if present is None or not present.num_rows:
+        return part.select(key)
+    missing = rows.join(present, keys=key, join_type="left anti")
+    return part.select(key).take(missing.column("__row"))
+
+
+def _deletes(spec: TableSpec, keys: pa.Table, position: str) -> ChangeBatch:
+    """Delete changes of ``keys`` at ``position``, in the target's columns (the others unsent)."""
+    n = keys.num_rows
+    columns: dict[str, pa.Array] = {}
+    unsent: dict[str, pa.Array] = {}
+    for field in spec.schema:
+        if not is_data_column(field.name):
+            continue
+        if field.name in spec.key:
+            columns[field.name] = pc.cast(keys.column(field.name), field.type)
+        else:
+            columns[field.name] = pa.nulls(n, field.type)
+            unsent[field.name] = pa.array([True] * n)
+    return ChangeBatch.build(
+        spec.name,
+        pa.table(columns),
+        ops=pa.array([OP_DELETE] * n, pa.string()),
+        positions=pa.array([position] * n, pa.string()),
+        key=spec.key,
+        unsent=unsent,
+        meta={"snapshot": True, "deletes": True},
+    )

@@ -1,0 +1,169 @@
+"""Per-table operations on a running pipeline: the requests left in the state store
+(``syncengine resnapshot``, ``backfill --table`` while a daemon runs) carried out one at a time.
+
+In the daemon, :meth:`TableOps.batches` feeds the stream's applier (:func:`runner.stream`'s
+``side``): the applier takes one snapshot batch between two stream groups, commits it, and only
+then asks for the next one, so a chunk is marked done after its rows committed and the stream
+never waits for a chunk to be read. In the foreground (no daemon), :meth:`TableOps.carry_out`
+applies the same batches directly. Either way the source reconciles the table's chunks with
+the changes the stream applies (``table_snapshot``: :mod:`syncengine.sources.postgres.tablesnap`,
+:mod:`syncengine.sources.mongo.tablesnap`), and a crash resumes the request at its first chunk
+not done: a request stays ``running`` until its last chunk committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Protocol, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from syncengine.changes import OP_READ, OP_UPDATE, ChangeBatch
+from syncengine.errors import FatalError, Interrupted, UsageError
+from syncengine.state.base import TableRequest, table_chunks
+
+if TYPE_CHECKING:
+    from syncengine.runtime.pipeline import Pipeline
+    from syncengine.runtime.runner import Progress
+
+log = logging.getLogger("syncengine.tableops")
+
+#: what ``resnapshot`` asks for
+RESNAPSHOT = "resnapshot"
+#: seconds between two looks at the state store for new requests
+POLL_SECONDS = 1.0
+
+
+class TableSnapshots(Protocol):
+    """A source that can copy one table while its stream runs."""
+
+    def table_snapshot(
+        self, table: str, where: str | None = None, parallel: int = 2
+    ) -> AsyncIterator[ChangeBatch]: ...
+
+
+def table_source(pipeline: Pipeline) -> TableSnapshots:
+    source = pipeline.source
+    if not hasattr(source, "table_snapshot"):
+        raise UsageError(
+            f"{pipeline.name}: a {pipeline.config.source.type} source cannot snapshot one table "
+            "while the pipeline streams",
+            hint="stop the pipeline and run syncengine backfill --table",
+        )
+    return cast(TableSnapshots, source)
+
+
+class Sweep:
+    """The deletes of keys the source no longer has (:mod:`syncengine.runtime.sweep`), as a
+    step the applier runs itself: it writes to the target, so never beside a stream group."""
+
+    def __init__(self, pipeline: Pipeline, table: str) -> None:
+        self.pipeline = pipeline
+        self.table = table
+
+    async def __call__(self) -> int:
+        from syncengine.runtime.sweep import sweep_deleted
+
+        return await sweep_deleted(self.pipeline, self.table)
+
+
+#: what a table request hands the applier: rows to process, or a step to run
+SideItem = ChangeBatch | Sweep
+
+
+def as_updates(batch: ChangeBatch) -> ChangeBatch:
+    """The snapshot's ``r`` rows as full-image updates (``u``). The fence never drops a snapshot
+    row (a backfill's rows are never older than what the target holds), but a table snapshotted
+    while the stream applies its changes can be: a row read at L must lose against the stream's
+    change at a later position already applied, as an update would."""
+    ops = batch.data.column("_op")
+    updated = pc.if_else(pc.equal(ops, OP_READ), pa.scalar(OP_UPDATE), ops)
+    index = batch.data.schema.get_field_index("_op")
+    data = batch.data.set_column(index, batch.data.schema.field(index), updated)
+    return ChangeBatch(batch.table, data, batch.key, batch.meta)
+
+
+class TableOps:
+    """The table requests of one pipeline (see the module docstring)."""
+
+    def __init__(self, pipeline: Pipeline, parallel: int = 2, poll: float = POLL_SECONDS) -> None:
+        self.pipeline = pipeline
+        self.state = pipeline.state
+        self.parallel = parallel
+        self.poll = poll
+
+    def request(self, table: str, where: str | None) -> int:
+        return self.state.request_table(self.pipeline.name, table, RESNAPSHOT, where)
+
+    async def batches(self, stop: asyncio.Event) -> AsyncIterator[SideItem]:
+        """Every open request's batches, forever (until ``stop``): the caller commits each
+        batch before it asks for the next."""
+        while not stop.is_set():
+            requests = self.state.table_requests(self.pipeline.name)
+            if not requests:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll)
+                continue
+            async for batch in self._one(requests[0]):
+                yield batch
+
+    async def carry_out(
+        self, request_id: int, progress: Progress | None = None, stop: asyncio.Event | None = None
+    ) -> int:
+        """Run one request here (no daemon): returns the rows copied."""
+        from syncengine.runtime.runner import process
+
+        (request,) = [
+            r for r in self.state.table_requests(self.pipeline.name) if r.id == request_id
+        ]
+        copied = 0
+        async for batch in self._one(request, foreground=True):
+            if isinstance(batch, Sweep):
+                await batch()
+                continue
+            report = await process(self.pipeline, [batch], None)
+            if not batch.meta.get("deletes"):
+                copied += report.read
+                if progress is not None:
+                    progress.advance(batch.table, report.read)
+            if stop is not None and stop.is_set():
+                raise Interrupted(
+                    f"{self.pipeline.name}: re-snapshot of {request.table} interrupted",
+                    hint="progress is kept per chunk; run it again (or start the daemon) to resume",
+                )
+        return copied
+
+    async def _one(
+        self, request: TableRequest, foreground: bool = False
+    ) -> AsyncIterator[SideItem]:
+        name = self.pipeline.name
+        namespace = table_chunks(name)
+        if request.status == "pending":
+            # a new request starts over; a ``running`` one resumes at its first chunk not done
+            self.state.clear_chunks(namespace, request.table)
+            self.state.update_table_request(request.id, "running")
+        log.info(
+            "%s: snapshotting %s while the pipeline streams (request %d)",
+            name,
+            request.table,
+            request.id,
+        )
+        try:
+            source = table_source(self.pipeline)
+            async for batch in source.table_snapshot(request.table, request.where, self.parallel):
+                yield as_updates(batch)
+        except FatalError as exc:  # needs a person: the daemon goes on with the others
+            self.state.update_table_request(request.id, "failed", str(exc))
+            log.error("%s: snapshot of %s failed: %s", name, request.table, exc)
+            if foreground:
+                raise
+            return
+        if request.where is None:  # the applier runs it, between stream groups
+            yield Sweep(self.pipeline, request.table)
+        self.state.clear_chunks(namespace, request.table)
+        self.state.update_table_request(request.id, "done")
+        log.info("%s: snapshot of %s done (request %d)", name, request.table, request.id)

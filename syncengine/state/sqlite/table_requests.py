@@ -1,0 +1,46 @@
+"""Per-table requests in the SQLite store: the CLI's ``resnapshot`` leaves one, the daemon that
+holds the pipeline picks it up between groups (:mod:`syncengine.runtime.tableops`)."""
+
+from __future__ import annotations
+
+from syncengine.state.base import TableRequest
+from syncengine.state.sqlite.connection import SQLiteConnection, now
+
+#: a request still to be carried out (a ``running`` one resumes after a crash)
+OPEN = ("pending", "running")
+
+
+class SQLiteTableRequests(SQLiteConnection):
+    def request_table(self, pipeline: str, table: str, kind: str, where: str | None) -> int:
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT id FROM table_requests WHERE pipeline=? AND source_table=? AND kind=? "
+                "AND status IN (?, ?) AND where_sql IS ?",
+                (pipeline, table, kind, *OPEN, where),
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            stamp = now()
+            cur = db.execute(
+                "INSERT INTO table_requests(id, pipeline, source_table, kind, where_sql, status, "
+                "created_at, updated_at) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM "
+                "table_requests), ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+                (pipeline, table, kind, where, stamp, stamp),
+            )
+            return int(cur.fetchone()[0])
+
+    def table_requests(self, pipeline: str, open_only: bool = True) -> list[TableRequest]:
+        sql = (
+            "SELECT id, pipeline, source_table, kind, where_sql, status, error, created_at, "
+            "updated_at FROM table_requests WHERE pipeline=?"
+        )
+        if open_only:
+            sql += " AND status IN ('pending', 'running')"
+        return [TableRequest(*row) for row in self.db.execute(sql + " ORDER BY id", (pipeline,))]
+
+    def update_table_request(self, request_id: int, status: str, error: str | None = None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE table_requests SET status=?, error=?, updated_at=? WHERE id=?",
+                (status, error, now(), request_id),
+            )

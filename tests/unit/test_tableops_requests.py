@@ -1,0 +1,83 @@
+"""Table requests in the state store, the daemon lookup through the lock, and ``--where``
+checks (issue 19)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from syncengine.errors import UsageError
+from syncengine.runtime.wherecheck import check_where
+from syncengine.state.sqlite import SQLiteStateStore
+
+
+def test_requests_are_deduplicated_and_tracked(tmp_path):
+    store = SQLiteStateStore(tmp_path / "state.db")
+    first = store.request_table("p", "public.a", "resnapshot", None)
+    assert store.request_table("p", "public.a", "resnapshot", None) == first
+    other = store.request_table("p", "public.a", "resnapshot", "id > 5")
+    assert other != first
+    store.update_table_request(first, "running")
+    assert [(r.id, r.status) for r in store.table_requests("p")] == [
+        (first, "running"),
+        (other, "pending"),
+    ]
+    store.update_table_request(first, "failed", "boom")
+    assert [r.id for r in store.table_requests("p")] == [other]
+    failed = [r for r in store.table_requests("p", open_only=False) if r.id == first]
+    assert failed[0].error == "boom"
+    assert store.request_table("p", "public.a", "resnapshot", None) not in (first, other)
+    assert store.table_requests("q") == []
+
+
+def _hold(path: str, ready, release) -> None:
+    store = SQLiteStateStore(path)
+    with store.lock("p", "run"):
+        ready.set()
+        release.wait(10)
+
+
+def test_lock_holder_names_the_daemon(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = SQLiteStateStore(path)
+    assert store.lock("p", "resnapshot").holder() is None
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold, args=(path, ready, release))
+    proc.start()
+    try:
+        assert ready.wait(10)
+        assert store.lock("p", "resnapshot").holder() == (proc.pid, "run")
+    finally:
+        release.set()
+        proc.join(10)
+    assert store.lock("p", "resnapshot").holder() is None
+    assert proc.pid != os.getpid()
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["id > 5", "status = 'a--b' AND qty BETWEEN 1 AND 3", "id IN (SELECT id FROM other)"],
+)
+def test_postgres_where_accepts_one_predicate(where):
+    check_where("postgres", where)
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["1=1; DROP TABLE a", "SELECT 1", "id > 5 -- rest", "id > 5 /* x */", "id > 5) OR (1=1", " "],
+)
+def test_postgres_where_refuses_statements_and_comments(where):
+    with pytest.raises(UsageError):
+        check_where("postgres", where)
+
+
+def test_mongo_where_refuses_javascript():
+    check_where("mongo", '{"qty": {"$gt": 1}}')
+    check_where("mongo", "qty > 1")
+    with pytest.raises(UsageError):
+        check_where("mongo", '{"$where": "this.qty > 1"}')
+    with pytest.raises(UsageError):
+        check_where("mongo", '{"$expr": {"$function": {"body": "x", "args": [], "lang": "js"}}}')
