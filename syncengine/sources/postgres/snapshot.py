@@ -67,7 +67,7 @@ from syncengine.sources.postgres.chunks import (
 )
 from syncengine.sources.postgres.deletes import DETAIL, delete_publication, deletes_since
 from syncengine.sources.postgres.passthrough import (
-    ChunkSink,
+    CopySink,
     confirmed,
     copied_batch,
     pipe_chunk,
@@ -115,7 +115,7 @@ def stored_position(source: SourceContext) -> str | None:
 
 
 class Snapshotter:
-    def __init__(self, source: SourceContext, sink: ChunkSink | None = None) -> None:
+    def __init__(self, source: SourceContext, sink: CopySink | None = None) -> None:
         self.source = source
         self.state = source.state
         self.pipeline = source.pipeline

@@ -27,9 +27,9 @@ import psycopg
 from psycopg import errors, pq, sql
 
 from syncengine.config.models import PostgresTargetConfig
+from syncengine.passthrough import Feed, Write
 from syncengine.pglibpq import drain, flush, next_result, ready, start_copy
 from syncengine.sources.postgres.chunks import TableShape
-from syncengine.sources.postgres.passthrough import Feed, Write
 from syncengine.state.base import Chunk
 from syncengine.state.targetdb import TargetSnapshotProgress
 from syncengine.targets.faults import fault_point
@@ -66,7 +66,8 @@ class PassTable:
 
 
 class BinaryCopySink:
-    """A :class:`~syncengine.sources.postgres.passthrough.ChunkSink` for one pipeline's
+    """A :class:`~syncengine.passthrough.ChunkSink` of the Postgres source's binary COPY
+    chunks (:data:`~syncengine.sources.postgres.passthrough.BINARY_COPY`) for one pipeline's
     Postgres target. Each concurrent chunk gets its own connection (kept for the next one)."""
 
     def __init__(

@@ -196,6 +196,14 @@ class PostgresTarget:
             columns = self._columns[spec.name]
         return columns
 
+    # -- raw chunk passthrough (syncengine.passthrough.RawChunkImport) --------------------
+
+    def accepts_raw_chunks(self, fmt: str) -> bool:
+        """The Postgres source's binary COPY chunks (the sink checks each table's types)."""
+        from syncengine.sources.postgres.passthrough import BINARY_COPY
+
+        return fmt == BINARY_COPY
+
     async def chunk_sink(self, tables: dict[str, str]) -> BinaryCopySink:
         """Where snapshot chunks of ``tables`` (source table → target table, created) can
         go as binary COPY, each committed with its done-mark (see passthrough.py)."""
