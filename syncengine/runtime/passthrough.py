@@ -60,11 +60,10 @@ async def attach(pipeline: Pipeline, tables: Sequence[str] | None) -> None:
     source exports raw chunks in a format the target imports (:mod:`syncengine.passthrough`).
     Also without eligible tables: the sink reports chunks committed by an earlier run."""
     source = pipeline.source
-    target = pipeline.target
-    if not isinstance(source, RawChunkExport) or not isinstance(target, RawChunkImport):
+    if not isinstance(source, RawChunkExport) or (fmt := source.raw_chunk_format()) is None:
         return
-    fmt = source.raw_chunk_format()
-    if fmt is None or not target.accepts_raw_chunks(fmt):
+    target = pipeline.target
+    if not isinstance(target, RawChunkImport) or not target.accepts_raw_chunks(fmt):
         return
     chosen: dict[str, str] = {}
     infos = None
