@@ -13,6 +13,8 @@ import signal
 import sys
 from types import FrameType
 
+from syncengine.lazy import lazy_exports
+
 _OPTIONS_WITH_VALUES = {"--log-format", "--log-level"}
 
 
@@ -41,10 +43,5 @@ def main() -> None:
     cli(prog_name="syncengine")
 
 
-def __getattr__(name: str) -> object:
-    """``from syncengine.cli.main import cli`` still works (the group loads on first use)."""
-    if name == "cli":
-        from syncengine.cli.commands import cli
-
-        return cli
-    raise AttributeError(name)
+#: ``from syncengine.cli.main import cli`` still works (the group loads on first use)
+__getattr__ = lazy_exports(__name__, {"cli": "syncengine.cli.commands"})

@@ -9,8 +9,9 @@ broken for the rest of the process).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncengine.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from syncengine.config.loader import load_config, parse_config
@@ -18,17 +19,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Config", "MappingConfig", "PipelineConfig", "load_config", "parse_config"]
 
-_HOMES = {
-    "Config": "syncengine.config.models",
-    "MappingConfig": "syncengine.config.models",
-    "PipelineConfig": "syncengine.config.models",
-    "load_config": "syncengine.config.loader",
-    "parse_config": "syncengine.config.loader",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Config": "syncengine.config.models",
+        "MappingConfig": "syncengine.config.models",
+        "PipelineConfig": "syncengine.config.models",
+        "load_config": "syncengine.config.loader",
+        "parse_config": "syncengine.config.loader",
+    },
+)

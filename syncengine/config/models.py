@@ -12,8 +12,7 @@ The ``source:`` and ``target:`` sections are the config models of the kinds regi
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,6 +20,7 @@ from syncengine.config.base import Model, SourceConfigBase, TargetConfigBase
 from syncengine.config.durations import parse_duration
 from syncengine.config.kinds import RegisteredKinds
 from syncengine.console.config import ConsoleConfig
+from syncengine.lazy import lazy_exports
 from syncengine.plugins import (
     SOURCES,
     STRATEGIES,
@@ -39,20 +39,16 @@ if TYPE_CHECKING:
 
 #: The built-in kinds' models, still importable from here (they live in their kinds' folders;
 #: imported on first use, since a kind's config module itself imports this package)
-_MOVED = {
-    "PostgresSourceConfig": "syncengine.sources.postgres.config",
-    "MongoSourceConfig": "syncengine.sources.mongo.config",
-    "PostgresTargetConfig": "syncengine.targets.postgres.config",
-    "MongoTargetConfig": "syncengine.targets.mongo.config",
-    "ParquetTargetConfig": "syncengine.targets.parquet.config",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "PostgresSourceConfig": "syncengine.sources.postgres.config",
+        "MongoSourceConfig": "syncengine.sources.mongo.config",
+        "PostgresTargetConfig": "syncengine.targets.postgres.config",
+        "MongoTargetConfig": "syncengine.targets.mongo.config",
+        "ParquetTargetConfig": "syncengine.targets.parquet.config",
+    },
+)
 
 
 PIPELINE_NAME = r"^[a-z0-9_]+$"

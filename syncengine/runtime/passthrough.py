@@ -6,7 +6,8 @@ exported-snapshot chunks therefore go source → target as binary COPY
 (:mod:`syncengine.sources.postgres.passthrough`, :mod:`syncengine.targets.postgres.passthrough`)
 when nothing in between would change a row or needs to see it:
 
-* a Postgres source in ``cdc`` mode and a Postgres target;
+* the source exports raw chunks in a format the target imports (:mod:`syncengine.passthrough`:
+  a Postgres source in ``cdc`` mode and a Postgres target, or kinds that declare the same);
 * exactly one mapping reads the table, and it is an identity: no ``fields``, no ``exclude``;
   a ``filter`` only when the snapshot pushed it into its chunk queries (the snapshot checks;
   an unpushed filter must see every row);
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from syncengine.config.models import MappingConfig, PipelineConfig
+from syncengine.passthrough import RawChunkExport, RawChunkImport
 
 if TYPE_CHECKING:
     from syncengine.runtime.pipeline import Pipeline
@@ -54,22 +56,18 @@ def refusal(config: PipelineConfig, mappings: Sequence[MappingConfig]) -> str | 
 
 
 async def attach(pipeline: Pipeline, tables: Sequence[str] | None) -> None:
-    """Give the pipeline's Postgres source a sink for its next snapshot's eligible chunks.
+    """Give the pipeline's source a sink for its next snapshot's eligible chunks, when the
+    source exports raw chunks in a format the target imports (:mod:`syncengine.passthrough`).
     Also without eligible tables: the sink reports chunks committed by an earlier run."""
-    from syncengine.names import canonical
-    from syncengine.sources.postgres.source import PostgresSource
-    from syncengine.targets.postgres.target import PostgresTarget
-
     source = pipeline.source
-    if not isinstance(source, PostgresSource) or source.config.mode != "cdc":
+    if not isinstance(source, RawChunkExport) or (fmt := source.raw_chunk_format()) is None:
         return
     target = pipeline.target
-    if not isinstance(target, PostgresTarget):
+    if not isinstance(target, RawChunkImport) or not target.accepts_raw_chunks(fmt):
         return
-    wanted = [canonical(t) for t in tables] if tables else source.tables_
     chosen: dict[str, str] = {}
     infos = None
-    for table in wanted:
+    for table in source.snapshot_tables(tables):
         reason = refusal(pipeline.config, [m for _, m in pipeline.mappings_for(table)])
         if reason is not None:
             log.info("%s: snapshot chunks of %s are decoded: %s", pipeline.name, table, reason)
@@ -85,4 +83,4 @@ async def attach(pipeline: Pipeline, tables: Sequence[str] | None) -> None:
         ((_, mapping),) = pipeline.mappings_for(table)
         spec = await pipeline.target_spec(mapping, info.schema, info.key)
         chosen[table] = spec.name
-    source.chunk_sink = await target.chunk_sink(chosen)
+    source.use_chunk_sink(await target.chunk_sink(chosen))

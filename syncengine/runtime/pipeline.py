@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -30,6 +30,10 @@ from syncengine.runtime.superseded import PendingLetters
 from syncengine.sources.base import ChangeSource
 from syncengine.state import DeadLetter, StateStore
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
+
+if TYPE_CHECKING:  # imported where used: building a pipeline must not load them all
+    from syncengine.conflicts.resolver import ConflictResolver, Resolved
+    from syncengine.mappings.plan import CompiledMapping
 
 log = logging.getLogger("syncengine.pipeline")
 
@@ -64,9 +68,9 @@ class Pipeline:
         self.mappings = config.mappings_for_sources()
         if hasattr(self.source, "row_filters"):  # optional for plugin sources
             self.source.row_filters = self.row_filters
-        self._compiled: dict[tuple[int, str], Any] = {}
+        self._compiled: dict[tuple[int, str], CompiledMapping] = {}
         self._specs: dict[tuple[str, str], TableSpec] = {}
-        self._resolvers: dict[str, Any] = {}
+        self._resolvers: dict[str, ConflictResolver] = {}
         self.rows_applied = 0
         #: dead letters a later change of their key supersedes (superseded.py)
         self.letters = PendingLetters(state, name, ordered=config.source.positions_sort())
@@ -110,7 +114,7 @@ class Pipeline:
             return ()
         return tuple((m.filter, m.dialect) for m in mappings if m.filter is not None)
 
-    def compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> Any:
+    def compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> CompiledMapping:
         """Mapping ``index`` compiled for ``batch``'s schema, cached per mapping and schema:
         what the pipeline applies to the batch, and what ``verify`` maps a source scan with."""
         from syncengine.mappings import compile_mapping
@@ -124,7 +128,7 @@ class Pipeline:
             self._compiled[cache_key] = compiled
         return compiled
 
-    async def _spec(self, compiled: Any, mapping: MappingConfig) -> TableSpec:
+    async def _spec(self, compiled: CompiledMapping, mapping: MappingConfig) -> TableSpec:
         wanted = TableSpec(mapping.target_name, tuple(compiled.key), compiled.target_schema)
         return await self._ensure(wanted)
 
@@ -160,7 +164,7 @@ class Pipeline:
             self._specs[cache_key] = spec
         return spec
 
-    def _resolver(self, mapping: MappingConfig) -> Any:
+    def _resolver(self, mapping: MappingConfig) -> ConflictResolver:
         from syncengine.conflicts import ConflictResolver
         from syncengine.conflicts.resolver import ordered
 
@@ -221,7 +225,7 @@ class Pipeline:
         writes: list[TableWrite] = []
         resolve_started = time.perf_counter()
         for spec, mapping, parts in mapped.values():
-            if getattr(self.target, "change_log", False):
+            if self.target.change_log:
                 writes.append(TableWrite(spec, concat_batches(parts)))  # every change, in order
                 continue
             if not spec.key:  # a multiset of rows: no compaction, shadow or strategy
@@ -241,8 +245,8 @@ class Pipeline:
         checkpoint = Checkpoint(self.stream_name, position) if position else None
         if writes or checkpoint:
             with self.phases.timing("apply"):
-                result = await self.target.apply(writes, checkpoint)
-            if result.rejected:
+                applied = await self.target.apply(writes, checkpoint)
+            if applied.rejected:
                 # a letter names the source table: replay reads its schema from there
                 key = self.config.source_key
                 sources = {name: key(m.source) for name, (_, m, _) in mapped.items()}
@@ -254,7 +258,7 @@ class Pipeline:
                         reason,
                         json.dumps(row, default=str),
                     )
-                    for table, row, reason in result.rejected
+                    for table, row, reason in applied.rejected
                 ]
                 self._dead_letter(rejected)
                 report.dead_letters += len(rejected)
@@ -318,15 +322,14 @@ class Pipeline:
             self.metrics.changes_applied.labels(self.name, table, "r").inc(rows)
             report.applied[table] = report.applied.get(table, 0) + rows
 
-    def _count_conflicts(self, resolved: Any, mapping: MappingConfig) -> int:
+    def _count_conflicts(self, resolved: Resolved, mapping: MappingConfig) -> int:
         strategy = (mapping.conflicts or self.config.conflicts).strategy
-        outcomes: dict[str, int] = getattr(resolved, "outcomes", {}) or {}
-        for outcome, count in outcomes.items():
+        for outcome, count in resolved.outcomes.items():
             if count:
                 self.metrics.conflicts.labels(
                     self.name, mapping.target_name, strategy, outcome
                 ).inc(count)
-        return sum(outcomes.values())
+        return sum(resolved.outcomes.values())
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         self.state.add_dead_letters(letters)

@@ -110,7 +110,7 @@ def forget_finished(pipeline: Pipeline) -> None:
     checkpoint (a backfill completed): the next backfill copies them again. Without a
     checkpoint, done chunks belong to a backfill that died before its end, and the source
     resumes it: starting over would stream from a later position and lose the deletes made
-    since those chunks were read (ghost rows, F25)."""
+    since those chunks were read (ghost rows)."""
     chunks = pipeline.state.get_chunks(pipeline.name)
     for table in sorted({c.table for c in chunks}):
         if all(c.status == "done" for c in chunks if c.table == table):

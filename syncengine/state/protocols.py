@@ -11,8 +11,9 @@ The ``write_*``, ``park_*``, ``hold_*`` and ``mark_resolved`` methods take the h
 (a target's shadow rows with its checkpoint; a conflict's park, held changes and audit rows).
 That handle is the embedded store's connection: these protocols describe the embedded state.
 A target that keeps its state in its own database (Postgres, Mongo with transactions) writes it
-in its apply transaction and answers for it through :class:`syncengine.targets.base.Target`
-(``read_shadow``, ``get_checkpoint``, ``reset_checkpoint``).
+in its apply transaction through the async counterparts in :mod:`syncengine.state.targetdb`,
+and answers for it through :class:`syncengine.targets.base.Target` (``read_shadow``,
+``get_checkpoint``, ``reset_checkpoint``).
 """
 
 from __future__ import annotations

@@ -61,3 +61,31 @@ def test_status_round_trips_per_pipeline(tmp_path):
     store.put_status("p", {"rows_applied": 5, "last_error": "boom"})
     assert store.get_status("p") == {"rows_applied": 5, "last_error": "boom"}
     assert store.get_status("q") == {}
+
+
+def _signature(function: object) -> list[tuple[str, object, object]]:
+    """Parameter names, kinds and defaults (annotations differ: each names its own handle)."""
+    params = inspect.signature(function).parameters.values()  # type: ignore[arg-type]
+    return [(p.name, p.kind, p.default) for p in params]
+
+
+def test_target_database_state_implements_its_protocols_structurally():
+    """Every method of the async target-state protocols exists on each implementation, as a
+    coroutine function with the protocol's parameters (mypy checks the types where the targets
+    assign the implementations to protocol-typed attributes)."""
+    from syncengine.state import targetdb
+    from syncengine.targets.mongo.state import MongoTargetState
+    from syncengine.targets.postgres.state import PostgresTargetState
+
+    implementations = {
+        PostgresTargetState: [targetdb.TargetDatabaseState, targetdb.TargetSnapshotProgress],
+        MongoTargetState: [targetdb.TargetDatabaseState],
+    }
+    for implementation, concerns in implementations.items():
+        for concern in concerns:
+            for base in concern.__mro__:
+                for name in _declared(base) if base.__module__ == targetdb.__name__ else ():
+                    method = getattr(implementation, name, None)
+                    assert inspect.iscoroutinefunction(method), f"{implementation}.{name}"
+                    wanted = _signature(getattr(base, name))
+                    assert _signature(method) == wanted, f"{implementation.__name__}.{name}"

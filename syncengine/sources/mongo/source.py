@@ -464,7 +464,7 @@ class MongoSource:
         """Pending chunks to scan: an interrupted snapshot's, plus fresh plans for the rest.
         Chunks left over are an interrupted snapshot even when every one is done (the process
         died before the backfill's checkpoint; a fresh one would stream from a later time and
-        lose the deletes since they were read, F25): the runtime clears a finished one's."""
+        lose the deletes since they were read): the runtime clears a finished one's."""
         existing = {name: self.state.get_chunks(self.pipeline, name) for name in names}
         resuming = any(existing.values())
         if resuming and await self.snapshot_position() is not None:

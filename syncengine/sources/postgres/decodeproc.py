@@ -1,6 +1,6 @@
 """Decoding in a second process, so it runs on another core than mapping and applying.
 
-pgoutput decoding is Python (≈ 8 µs a change, 70 % of the engine's CPU in a drain: F29), and in
+pgoutput decoding is Python (≈ 8 µs a change, 70 % of the engine's CPU in a drain), and in
 the same interpreter it takes turns with map, resolve and the target's staging; the GIL rules
 out a thread. :class:`DecodeProcess` starts :mod:`.decodechild`, which owns the replication
 connection and runs the very same :func:`.streaming.stream_changes`, and receives its batches
@@ -18,7 +18,8 @@ for it, killing it if it does not go; the child quits by itself when this proces
 Opt-in, ``SYNCENGINE_PG_DECODE=process``; the default (``inline``) decodes in this process.
 On the shared 2-core benchmark machine, saturated by other work, the split was not faster end
 to end (its cores were busy anyway, and the split costs ≈ 0.5 s of start-up and ≈ 1 µs a
-change of IPC); it can only pay off where a core is idle during the drain (F29).
+change of IPC); it can only pay off where a core is idle during the drain
+(docs/benchmarks-findings.md, "decode off the apply process").
 """
 
 from __future__ import annotations

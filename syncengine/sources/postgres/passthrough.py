@@ -4,7 +4,8 @@ When a chunk's rows go unchanged into a Postgres table of the same column types 
 mapping under ``remote``; the runtime decides, see :mod:`syncengine.runtime.passthrough`),
 decoding them into Arrow and encoding them again is all cost and no use. The snapshot worker
 then runs ``COPY (SELECT … <chunk range>) TO STDOUT (FORMAT binary)`` on its snapshot
-transaction and hands the bytes, in pieces of about 1 MB, to a :class:`ChunkSink`, which writes
+transaction and hands the bytes, in pieces of about 1 MB, to a
+:class:`~syncengine.passthrough.ChunkSink` (format :data:`BINARY_COPY`), which writes
 them with ``COPY … FROM STDIN (FORMAT binary)`` and commits the chunk's done-mark in the same
 target transaction. The source and target servers work at the same time (the pipe never holds
 more than a piece), and each worker has its own source transaction and target connection.
@@ -19,13 +20,14 @@ must record, so that its position fence drops the replay's older changes of thei
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Protocol
+from typing import TypeAlias
 
 import psycopg
 
 from syncengine.changes import ChangeBatch
+from syncengine.passthrough import ChunkSink, Write
 from syncengine.sources.postgres import deadline
 from syncengine.sources.postgres.chunks import (
     TableShape,
@@ -39,41 +41,18 @@ from syncengine.state.protocols import SnapshotProgress
 
 log = logging.getLogger("syncengine.sources.postgres")
 
-#: ``await write(piece)`` for every piece of COPY data, in order
-Write = Callable[[bytes], Awaitable[None]]
-#: ``await feed(write)`` streams a chunk's binary COPY data to ``write``
-Feed = Callable[[Write], Awaitable[None]]
+#: the format of this source's raw chunks (:mod:`syncengine.passthrough`): the rows of
+#: ``COPY … TO STDOUT (FORMAT binary)``, text in the source session's ``client_encoding``,
+#: described by a :class:`~.chunks.TableShape`
+BINARY_COPY = "postgres-binary-copy"
 
-
-class ChunkSink(Protocol):
-    """Where snapshot chunks go as binary COPY data (a Postgres target)."""
-
-    def takes(self, shape: TableShape) -> bool:
-        """Whether this table's chunks can pass through (same column names and types)."""
-        ...
-
-    async def copy_chunk(
-        self, shape: TableShape, chunk: Chunk, encoding: bytes, feed: Feed
-    ) -> int | None:
-        """Write the chunk's rows (COPY data in ``encoding``, the source session's
-        ``client_encoding``) and its done-mark in one target transaction: the rows
-        written, or None when the target refused a row (nothing written)."""
-        ...
-
-    async def done_chunks(self, tables: Sequence[str]) -> list[Chunk]:
-        """The chunks of ``tables`` whose done-mark the target committed."""
-        ...
-
-    async def forget(self, tables: Sequence[str]) -> None:
-        """Drop the done-marks of ``tables`` (a fresh snapshot starts)."""
-        ...
-
-    async def close(self) -> None: ...
+#: where chunks of this format go (a Postgres target)
+CopySink: TypeAlias = ChunkSink[TableShape]
 
 
 async def pipe_chunk(
     conn: psycopg.AsyncConnection,
-    sink: ChunkSink,
+    sink: CopySink,
     shape: TableShape,
     chunk: Chunk,
     where: str | None,
@@ -100,7 +79,7 @@ def copied_batch(shape: TableShape, chunk: Chunk, rows: int, position: str) -> C
 
 
 async def confirmed(
-    state: SnapshotProgress, pipeline: str, sink: ChunkSink | None, chunks: list[Chunk]
+    state: SnapshotProgress, pipeline: str, sink: CopySink | None, chunks: list[Chunk]
 ) -> list[Chunk]:
     """``chunks`` with those the target marked done marked done here too: a process killed
     between a chunk's target commit and its mark in the state store does not copy it again
@@ -122,7 +101,7 @@ async def confirmed(
 
 
 async def closing(
-    batches: AsyncIterator[ChangeBatch], sink: ChunkSink
+    batches: AsyncIterator[ChangeBatch], sink: CopySink
 ) -> AsyncIterator[ChangeBatch]:
     """``batches``, closing ``sink`` (its target connections) when they end or are dropped."""
     try:

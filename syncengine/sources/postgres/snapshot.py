@@ -26,7 +26,7 @@ row. See :mod:`.watermarks`. The deletes made since the snapshot position are se
 at their own positions (before the first group, then after each group's rows), so a key deleted
 before its chunk was read is not brought back by the replay's older changes (ghost rows, see
 :mod:`.deletes`); on every start, for every keyed table of the snapshot, including tables whose
-chunks an earlier process finished (it may have died before their last deletes, F25). A chunk
+chunks an earlier process finished (it may have died before their last deletes). A chunk
 whose table was truncated between the watermarks is left to the replay; tables without a key
 restart their chunks on this path (ctids are not stable).
 
@@ -68,7 +68,7 @@ from syncengine.sources.postgres.chunks import (
 )
 from syncengine.sources.postgres.deletes import DETAIL, delete_publication, deletes_since
 from syncengine.sources.postgres.passthrough import (
-    ChunkSink,
+    CopySink,
     confirmed,
     copied_batch,
     pipe_chunk,
@@ -116,7 +116,7 @@ def stored_position(source: SourceContext) -> str | None:
 
 
 class Snapshotter:
-    def __init__(self, source: SourceContext, sink: ChunkSink | None = None) -> None:
+    def __init__(self, source: SourceContext, sink: CopySink | None = None) -> None:
         self.source = source
         self.state = source.state
         self.pipeline = source.pipeline
@@ -140,7 +140,7 @@ class Snapshotter:
         existing = [c for t in tables for c in self.state.get_chunks(self.pipeline, t)]
         # Chunks left over are an unfinished snapshot, even when every one is done (the
         # process died before the backfill's checkpoint): starting over would stream from a
-        # later position and lose the deletes since its chunks were read (ghost rows, F25).
+        # later position and lose the deletes since its chunks were read (ghost rows).
         # A finished backfill's chunks are cleared by the runtime before the next one.
         resuming = bool(existing)
         checkpoint = self.state.get_checkpoint(self.pipeline, snapshot_stream(source))
@@ -444,7 +444,7 @@ class Snapshotter:
         source = self.source
         #: keyed tables of this snapshot, also those whose chunks are all done: an earlier
         #: process may have committed a table's last chunk and died before the deletes made
-        #: while it was read (ghost rows in the replay, F25)
+        #: while it was read (ghost rows in the replay)
         deleting = {t for t, shape in shapes.items() if shape.key}
         if source.config.mode != "cdc":
             deleting = set()  # incremental: no slot (rows changed meanwhile are polled again)

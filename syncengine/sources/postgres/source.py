@@ -34,7 +34,7 @@ from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
 from syncengine.sources.postgres.columns import SESSION_OPTIONS, PgType
 from syncengine.sources.postgres.deletes import ensure_delete_publication
-from syncengine.sources.postgres.passthrough import ChunkSink, closing
+from syncengine.sources.postgres.passthrough import BINARY_COPY, CopySink, closing
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.snapshot import Snapshotter, stored_position
 from syncengine.sources.postgres.snapshot import scan as scan_table
@@ -111,7 +111,7 @@ class PostgresSource:
         self._wal_warnings = admin.RetainedWalWarnings()
         #: set by the runtime for the next snapshot only: where chunks that need no decoding
         #: go as binary COPY (see :mod:`.passthrough`); the snapshot closes it
-        self.chunk_sink: ChunkSink | None = None
+        self.chunk_sink: CopySink | None = None
 
     # -- connections ----------------------------------------------------------------------
 
@@ -304,10 +304,21 @@ class PostgresSource:
         where: str | None = None,
         parallel: int = 2,
     ) -> AsyncIterator[ChangeBatch]:
-        wanted = [canonical(t) for t in tables] if tables else self.tables_
         sink, self.chunk_sink = self.chunk_sink, None
-        batches = Snapshotter(self, sink).run(wanted, where, parallel)
+        batches = Snapshotter(self, sink).run(self.snapshot_tables(tables), where, parallel)
         return batches if sink is None else closing(batches, sink)
+
+    def snapshot_tables(self, tables: Sequence[str] | None) -> list[str]:
+        return [canonical(t) for t in tables] if tables else self.tables_
+
+    # -- raw chunk passthrough (syncengine.passthrough.RawChunkExport) --------------------
+
+    def raw_chunk_format(self) -> str | None:
+        """Binary COPY chunks of the exported snapshot; ``incremental`` reads no chunks."""
+        return BINARY_COPY if self.config.mode == "cdc" else None
+
+    def use_chunk_sink(self, sink: CopySink) -> None:
+        self.chunk_sink = sink
 
     async def snapshot_position(self) -> str | None:
         return stored_position(self)

@@ -6,17 +6,13 @@ on first use, so loading the factory (every config load does) stays free of PyMo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncengine.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from syncengine.targets.mongo.target import MongoTarget
 
 __all__ = ["MongoTarget"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "MongoTarget":
-        from syncengine.targets.mongo.target import MongoTarget
-
-        return MongoTarget
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"MongoTarget": "syncengine.targets.mongo.target"})

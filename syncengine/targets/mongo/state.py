@@ -8,20 +8,28 @@ of ``position``; purged once the checkpoint has passed it).
 A shadow row of a key detection found no shadow row for (``fresh``) is inserted, the rest are
 replace-upserts; an insert that meets a row after all (a retried batch) makes the transaction
 redo the shadow write with upserts.
+
+:class:`MongoTargetState` is this module as the :mod:`syncengine.state.targetdb` protocols.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pymongo import DeleteOne, InsertOne, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import BulkWriteError
 
-from syncengine.targets.base import TableWrite
+from syncengine.targets.base import Checkpoint, TableWrite
+from syncengine.targets.mongo.bulk import Existing, exists
+from syncengine.targets.mongo.fresh import find_ids
 from syncengine.targets.mongo.ops import Op
+from syncengine.targets.shadow import shadow_table
 
 SHADOW = "_syncengine_shadow"
 CHECKPOINTS = "_syncengine_checkpoints"
@@ -108,3 +116,88 @@ async def purge_tombstones(db: Any, pipeline: str, before: str, *, indexed: bool
     await db[SHADOW].delete_many(
         {"p": pipeline, "row_hash": {"$type": "null"}, "position": {"$lt": before}}
     )
+
+
+@dataclass(frozen=True)
+class MongoSession:
+    """Where state documents are read and written: the target database and, inside a
+    transaction, its session (None: outside one)."""
+
+    db: Any
+    session: AsyncClientSession | None = None
+
+
+class MongoTargetState:
+    """One pipeline's state documents, as the :mod:`syncengine.state.targetdb` protocol
+    ``TargetDatabaseState`` over a :class:`MongoSession`: writes given a session join its
+    transaction."""
+
+    def __init__(self, pipeline: str) -> None:
+        self.pipeline = pipeline
+        #: the tombstone index exists (created by this object's first purge)
+        self._indexed = False
+
+    def _checkpoint_id(self, stream: str) -> dict[str, str]:
+        return {"p": self.pipeline, "s": stream}
+
+    async def read_checkpoint(self, db: MongoSession, stream: str) -> str | None:
+        doc = await db.db[CHECKPOINTS].find_one(
+            {"_id": self._checkpoint_id(stream)}, session=db.session
+        )
+        return doc["position"] if doc else None
+
+    async def write_checkpoint(self, db: MongoSession, checkpoint: Checkpoint) -> None:
+        await db.db[CHECKPOINTS].update_one(
+            {"_id": self._checkpoint_id(checkpoint.stream)},
+            {"$set": {"position": checkpoint.position}},
+            upsert=True,
+            session=db.session,
+        )
+
+    async def delete_checkpoint(self, db: MongoSession, stream: str) -> None:
+        await db.db[CHECKPOINTS].delete_one(
+            {"_id": self._checkpoint_id(stream)}, session=db.session
+        )
+
+    async def read_shadow(self, db: MongoSession, table: str, row_keys: Sequence[str]) -> pa.Table:
+        ids = shadow_ids(self.pipeline, table, row_keys)
+        docs = await find_ids(db.db[SHADOW], ids, db.session, SHADOW_FIELDS)
+        return shadow_table(
+            [(d["k"], d.get("row_hash"), d.get("base"), d.get("position")) for d in docs]
+        )
+
+    async def write_shadow(
+        self,
+        db: MongoSession,
+        writes: Sequence[TableWrite],
+        truncated: Collection[str],
+        *,
+        fresh: bool = True,
+    ) -> None:
+        """Every write's shadow rows in one bulk write (after the truncated tables' rows are
+        deleted); raises :class:`~.bulk.Existing` for :data:`SHADOW` when an insert of a
+        ``fresh`` key met a document (redo with ``fresh=False``)."""
+        state_ops: list[Any] = []
+        shadow = db.db[SHADOW]
+        for write in writes:
+            if write.spec.name in truncated:
+                await shadow.delete_many(
+                    {"p": self.pipeline, "t": write.spec.name}, session=db.session
+                )
+            state_ops.extend(shadow_operations(self.pipeline, write, inserts=fresh))
+        if not state_ops:
+            return
+        # one row per key in a compacted batch: these touch distinct documents, any order
+        try:
+            await shadow.bulk_write(state_ops, ordered=False, session=db.session)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(exists(e, state_ops[e["index"]]) for e in errors):
+                raise Existing(SHADOW) from None
+            raise
+
+    async def purge_tombstones(self, db: MongoSession, before: str) -> None:
+        """Outside the data transaction (``db`` without a session): it is cleanup, and how
+        many documents it touches is unbounded."""
+        await purge_tombstones(db.db, self.pipeline, before, indexed=self._indexed)
+        self._indexed = True

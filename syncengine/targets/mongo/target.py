@@ -23,19 +23,19 @@ from typing import Any
 import pyarrow as pa
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from syncengine.config.models import MongoTargetConfig
 from syncengine.errors import FatalError
 from syncengine.mongoclient import connect, tls_hint
 from syncengine.state.protocols import TargetState
+from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.mongo.bulk import (
     Existing,
     Rejected,
     bulk_write,
-    exists,
     key_rows,
     row_of,
     translate,
@@ -45,20 +45,12 @@ from syncengine.targets.mongo.inserts import insert_snapshot, pure_snapshot
 from syncengine.targets.mongo.keyless import plan_keyless
 from syncengine.targets.mongo.ops import RowWrites, documents_to_rows, key_ids, plan_writes
 from syncengine.targets.mongo.split import halves, oversized, too_large
-from syncengine.targets.mongo.state import (
-    CHECKPOINTS,
-    SHADOW,
-    SHADOW_FIELDS,
-    purge_tombstones,
-    shadow_ids,
-    shadow_operations,
-)
+from syncengine.targets.mongo.state import SHADOW, MongoSession, MongoTargetState
 from syncengine.targets.shadow import (
     PurgeSchedule,
     commit_to_sqlite,
     get_sqlite_checkpoint,
     read_sqlite_shadow,
-    shadow_table,
     without_rejected,
 )
 
@@ -89,7 +81,8 @@ class MongoTarget:
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._collections: set[str] = set()
         self._purges = PurgeSchedule()
-        self._purged = False
+        #: shadow rows and checkpoints in the target database (with transactions)
+        self._store: TargetDatabaseState[MongoSession] = MongoTargetState(pipeline)
 
     @property
     def db(self) -> Any:
@@ -171,28 +164,23 @@ class MongoTarget:
         if not self.keeps_state:
             assert self.state is not None
             return read_sqlite_shadow(self.state, self.pipeline, table, row_keys)
-        ids = shadow_ids(self.pipeline, table, row_keys)
         try:
-            docs = await find_ids(self.db[SHADOW], ids, None, SHADOW_FIELDS)
+            return await self._store.read_shadow(MongoSession(self.db), table, row_keys)
         except PyMongoError as exc:
             raise translate(exc, "reading the shadow") from None
-        return shadow_table(
-            [(d["k"], d.get("row_hash"), d.get("base"), d.get("position")) for d in docs]
-        )
 
     async def get_checkpoint(self, stream: str) -> str | None:
         await self.open()
         if not self.keeps_state:
             assert self.state is not None
             return get_sqlite_checkpoint(self.state, self.pipeline, stream)
-        doc = await self.db[CHECKPOINTS].find_one({"_id": {"p": self.pipeline, "s": stream}})
-        return doc["position"] if doc else None
+        return await self._store.read_checkpoint(MongoSession(self.db), stream)
 
     async def reset_checkpoint(self, stream: str) -> None:
         """Forget the stored position (the SQLite copy is reset by the caller)."""
         await self.open()
         if self.keeps_state:
-            await self.db[CHECKPOINTS].delete_one({"_id": {"p": self.pipeline, "s": stream}})
+            await self._store.delete_checkpoint(MongoSession(self.db), stream)
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -283,10 +271,7 @@ class MongoTarget:
                 except Existing as exc:
                     upserts.add(exc.table)
         if checkpoint is not None and self._purges.due(checkpoint):
-            await purge_tombstones(
-                self.db, self.pipeline, checkpoint.position, indexed=self._purged
-            )
-            self._purged = True
+            await self._store.purge_tombstones(MongoSession(self.db), checkpoint.position)
         return holder[0]
 
     async def _transaction(
@@ -328,29 +313,12 @@ class MongoTarget:
         upserts: set[int | str],
     ) -> None:
         """Shadow rows (one bulk write for every table) and the checkpoint."""
-        state_ops: list[Any] = []
-        shadow = self.db[SHADOW]
-        for number, (write, plan) in enumerate(planned):
-            write = without_rejected(write, key_rows(write, sorted(refused.get(number, {}))))
-            if plan.truncate:
-                await shadow.delete_many(
-                    {"p": self.pipeline, "t": write.spec.name}, session=session
-                )
-            inserts = SHADOW not in upserts
-            state_ops.extend(shadow_operations(self.pipeline, write, inserts=inserts))
-        if state_ops:
-            # one row per key in a compacted batch: these touch distinct documents, any order
-            try:
-                await shadow.bulk_write(state_ops, ordered=False, session=session)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(exists(e, state_ops[e["index"]]) for e in errors):
-                    raise Existing(SHADOW) from None
-                raise
+        db = MongoSession(self.db, session)
+        writes = [
+            without_rejected(write, key_rows(write, sorted(refused.get(number, {}))))
+            for number, (write, _) in enumerate(planned)
+        ]
+        truncated = {write.spec.name for write, plan in planned if plan.truncate}
+        await self._store.write_shadow(db, writes, truncated, fresh=SHADOW not in upserts)
         if checkpoint is not None:
-            await self.db[CHECKPOINTS].update_one(
-                {"_id": {"p": self.pipeline, "s": checkpoint.stream}},
-                {"$set": {"position": checkpoint.position}},
-                upsert=True,
-                session=session,
-            )
+            await self._store.write_checkpoint(db, checkpoint)

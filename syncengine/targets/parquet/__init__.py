@@ -6,17 +6,13 @@ so loading the factory (every config load does) stays free of Arrow and Polars.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncengine.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from syncengine.targets.parquet.target import ParquetTarget, read_log, replay_log
 
 __all__ = ["ParquetTarget", "read_log", "replay_log"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from syncengine.targets.parquet import target
-
-        return getattr(target, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "syncengine.targets.parquet.target"))

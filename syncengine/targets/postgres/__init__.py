@@ -6,17 +6,13 @@ imported on first use, so loading the factory (every config load does) stays fre
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncengine.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from syncengine.targets.postgres.target import PostgresTarget
 
 __all__ = ["PostgresTarget"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "PostgresTarget":
-        from syncengine.targets.postgres.target import PostgresTarget
-
-        return PostgresTarget
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"PostgresTarget": "syncengine.targets.postgres.target"})

@@ -162,3 +162,12 @@ async def raise_mark(conn: psycopg.AsyncConnection, pipeline: str, position: str
         ).format(meta=state_table("meta")),
         (mark_name(pipeline), position),
     )
+
+
+def highest_position(write: TableWrite) -> str | None:
+    """The highest position among a write's shadow upserts (None: none carries one)."""
+    upserts = write.shadow.upserts
+    if upserts is None or not upserts.num_rows or "position" not in upserts.column_names:
+        return None
+    found = pc.max(upserts.column("position").cast(pa.string())).as_py()
+    return str(found) if found is not None else None

@@ -19,27 +19,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import TypeVar
 
 import psycopg
 from psycopg import errors, pq, sql
 
 from syncengine.config.models import PostgresTargetConfig
+from syncengine.passthrough import Feed, Write
 from syncengine.pglibpq import drain, flush, next_result, ready, start_copy
 from syncengine.sources.postgres.chunks import TableShape
-from syncengine.sources.postgres.passthrough import Feed, Write
 from syncengine.state.base import Chunk
+from syncengine.state.targetdb import TargetSnapshotProgress
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres.ddl import state_table
 from syncengine.targets.postgres.errors import first_line, is_record_error, translate
+from syncengine.targets.postgres.state import PostgresTargetState
 
 log = logging.getLogger("syncengine.targets.postgres")
 
 #: OIDs below this are assigned by initdb: the same built-in type in every cluster
 FIRST_NORMAL_OID = 16384
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class PassTable:
 
 
 class BinaryCopySink:
-    """A :class:`~syncengine.sources.postgres.passthrough.ChunkSink` for one pipeline's
+    """A :class:`~syncengine.passthrough.ChunkSink` of the Postgres source's binary COPY
+    chunks (:data:`~syncengine.sources.postgres.passthrough.BINARY_COPY`) for one pipeline's
     Postgres target. Each concurrent chunk gets its own connection (kept for the next one)."""
 
     def __init__(
@@ -73,6 +76,8 @@ class BinaryCopySink:
         self.pipeline = pipeline
         self.config = config
         self.tables = tables
+        #: the chunks' done-marks in the target database, committed with their rows
+        self.marks: TargetSnapshotProgress[psycopg.AsyncConnection] = PostgresTargetState(pipeline)
         self._idle: list[psycopg.AsyncConnection] = []
 
     @classmethod
@@ -132,7 +137,7 @@ class BinaryCopySink:
         try:
             async with conn.transaction():
                 rows = await copy_in(conn, statement, source_rows)
-                await _mark_done(conn, self.pipeline, chunk, rows)
+                await self.marks.mark_done(conn, chunk, rows)
                 fault_point("postgres.passthrough_before_commit")
             healthy = True
         except psycopg.Error as exc:
@@ -152,22 +157,10 @@ class BinaryCopySink:
         return rows
 
     async def done_chunks(self, tables: Sequence[str]) -> list[Chunk]:
-        rows = await self._admin(
-            sql.SQL(
-                "SELECT source_table, chunk, lower_bound, upper_bound, status, row_count "
-                "FROM {} WHERE pipeline = %s AND source_table = ANY(%s) AND status = 'done'"
-            ).format(state_table("chunks")),
-            (self.pipeline, list(tables)),
-        )
-        return [Chunk(*row) for row in rows]
+        return await self._admin(lambda conn: self.marks.done_chunks(conn, tables))
 
     async def forget(self, tables: Sequence[str]) -> None:
-        await self._admin(
-            sql.SQL("DELETE FROM {} WHERE pipeline = %s AND source_table = ANY(%s)").format(
-                state_table("chunks")
-            ),
-            (self.pipeline, list(tables)),
-        )
+        await self._admin(lambda conn: self.marks.forget_chunks(conn, tables))
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -177,16 +170,14 @@ class BinaryCopySink:
 
     # -- connections ----------------------------------------------------------------------
 
-    async def _admin(
-        self, query: sql.Composed, params: tuple[object, ...]
-    ) -> list[tuple[Any, ...]]:
+    async def _admin(self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+        """``work`` on an idle connection, outside a transaction (the marks' reads, resets)."""
         conn = await self._acquire(None)
         healthy = False
         try:
-            cur = await conn.execute(query, params)
-            rows = await cur.fetchall() if cur.description else []
+            done = await work(conn)
             healthy = True
-            return rows
+            return done
         except psycopg.Error as exc:
             raise translate(exc, "reading snapshot chunk marks") from None
         finally:
@@ -267,25 +258,3 @@ async def copy_in(conn: psycopg.AsyncConnection, statement: sql.Composable, feed
     if result.status != pq.ExecStatus.COMMAND_OK:
         raise errors.error_from_result(result, encoding=encoding)
     return int(result.command_tuples or 0)
-
-
-async def _mark_done(conn: psycopg.AsyncConnection, pipeline: str, chunk: Chunk, rows: int) -> None:
-    """The chunk's done-mark, in the transaction of its rows (``_syncengine.chunks``)."""
-    await conn.execute(
-        sql.SQL(
-            "INSERT INTO {} (pipeline, source_table, chunk, lower_bound, upper_bound, status, "
-            "row_count, updated_at) VALUES (%s, %s, %s, %s, %s, 'done', %s, %s) "
-            "ON CONFLICT (pipeline, source_table, chunk) DO UPDATE SET "
-            "lower_bound = EXCLUDED.lower_bound, upper_bound = EXCLUDED.upper_bound, "
-            "status = 'done', row_count = EXCLUDED.row_count, updated_at = EXCLUDED.updated_at"
-        ).format(state_table("chunks")),
-        (
-            pipeline,
-            chunk.table,
-            chunk.chunk,
-            chunk.lower,
-            chunk.upper,
-            rows,
-            datetime.now(UTC).isoformat(),
-        ),
-    )

@@ -3,7 +3,8 @@
 The staging table is created for each write (``ON COMMIT DROP``). Reusing one per table shape
 (``ON COMMIT DELETE ROWS``) saves the catalog rows of a ``CREATE``, but measured slower: a
 ``COPY`` into a table created in the same transaction skips the free-space map, one into an
-emptied old table consults it for every page (F28 in docs/benchmarks-findings.md).
+emptied old table consults it for every page (docs/benchmarks-findings.md, "Postgres target
+apply").
 
 The companion (``…_had``: staged row number, the position its key's shadow row holds) receives
 the few staged rows whose key the shadow already knows (:mod:`.fence`); it is small, so it is

@@ -1,14 +1,17 @@
-"""Shadow rows and checkpoints in the target database's ``_syncengine`` schema.
+"""Shadow rows, checkpoints and snapshot chunk marks in the target database's ``_syncengine``
+schema.
 
 They are written by the same transaction as the data, which is what makes a Postgres target
 exactly-once: the data, what conflict detection will compare against, and the source position
-become visible together or not at all.
+become visible together or not at all. :class:`PostgresTargetState` is this module as the
+:mod:`syncengine.state.targetdb` protocols; the slim rows of the server fence are written by the
+data statements themselves (:mod:`.fence`).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
 import psycopg
@@ -17,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
+from syncengine.state.base import Chunk
 from syncengine.state.schema import FORMAT_VERSION
 from syncengine.targets.base import Checkpoint, TableWrite
 from syncengine.targets.postgres.ddl import state_table
@@ -24,11 +28,16 @@ from syncengine.targets.shadow import TOMBSTONE, shadow_table, stored_upserts
 
 
 async def write_shadow(
-    conn: psycopg.AsyncConnection, pipeline: str, write: TableWrite, truncated: bool
+    conn: psycopg.AsyncConnection,
+    pipeline: str,
+    write: TableWrite,
+    truncated: bool,
+    *,
+    fresh: bool = True,
 ) -> None:
     """Clear (after a truncate), delete, then write shadow rows: keys new to the shadow by one
-    ``COPY``, the others staged by ``COPY`` and upserted (per-element array parameters, the
-    way before, cost more than the data apply itself)."""
+    ``COPY`` (unless not ``fresh``), the others staged by ``COPY`` and upserted (per-element
+    array parameters, the way before, cost more than the data apply itself)."""
     shadow = state_table("shadow")
     table = write.spec.name
     if truncated:
@@ -47,21 +56,12 @@ async def write_shadow(
     if not rows.num_rows:
         return
     upserts = write.shadow.upserts
-    if upserts is not None and "fresh" in upserts.column_names:
+    if fresh and upserts is not None and "fresh" in upserts.column_names:
         fresh = pc.fill_null(upserts.column("fresh"), False)
         if await _insert_fresh(conn, pipeline, table, rows.filter(fresh)):
             rows = rows.filter(pc.invert(fresh))
     if rows.num_rows:
         await _upsert(conn, pipeline, table, rows)
-
-
-def highest_position(write: TableWrite) -> str | None:
-    """The highest position among a write's shadow upserts (None: none carries one)."""
-    upserts = write.shadow.upserts
-    if upserts is None or not upserts.num_rows or "position" not in upserts.column_names:
-        return None
-    found = pc.max(upserts.column("position").cast(pa.string())).as_py()
-    return str(found) if found is not None else None
 
 
 async def write_rows(
@@ -208,3 +208,97 @@ async def read_shadow(
             (pipeline, table),
         )
         return shadow_table(await cur.fetchall())
+
+
+async def mark_chunk_done(
+    conn: psycopg.AsyncConnection, pipeline: str, chunk: Chunk, rows: int
+) -> None:
+    """The chunk's done-mark, in the transaction of its rows (``_syncengine.chunks``)."""
+    await conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (pipeline, source_table, chunk, lower_bound, upper_bound, status, "
+            "row_count, updated_at) VALUES (%s, %s, %s, %s, %s, 'done', %s, %s) "
+            "ON CONFLICT (pipeline, source_table, chunk) DO UPDATE SET "
+            "lower_bound = EXCLUDED.lower_bound, upper_bound = EXCLUDED.upper_bound, "
+            "status = 'done', row_count = EXCLUDED.row_count, updated_at = EXCLUDED.updated_at"
+        ).format(state_table("chunks")),
+        (
+            pipeline,
+            chunk.table,
+            chunk.chunk,
+            chunk.lower,
+            chunk.upper,
+            rows,
+            datetime.now(UTC).isoformat(),
+        ),
+    )
+
+
+async def done_chunks(
+    conn: psycopg.AsyncConnection, pipeline: str, tables: Sequence[str]
+) -> list[Chunk]:
+    cur = await conn.execute(
+        sql.SQL(
+            "SELECT source_table, chunk, lower_bound, upper_bound, status, row_count "
+            "FROM {} WHERE pipeline = %s AND source_table = ANY(%s) AND status = 'done'"
+        ).format(state_table("chunks")),
+        (pipeline, list(tables)),
+    )
+    return [Chunk(*row) for row in await cur.fetchall()]
+
+
+async def forget_chunks(
+    conn: psycopg.AsyncConnection, pipeline: str, tables: Sequence[str]
+) -> None:
+    await conn.execute(
+        sql.SQL("DELETE FROM {} WHERE pipeline = %s AND source_table = ANY(%s)").format(
+            state_table("chunks")
+        ),
+        (pipeline, list(tables)),
+    )
+
+
+class PostgresTargetState:
+    """One pipeline's state in the target database, as the :mod:`syncengine.state.targetdb`
+    protocols (``TargetDatabaseState`` and ``TargetSnapshotProgress`` over a connection). Every
+    write joins the transaction open on the connection it is given."""
+
+    def __init__(self, pipeline: str) -> None:
+        self.pipeline = pipeline
+
+    async def read_checkpoint(self, db: psycopg.AsyncConnection, stream: str) -> str | None:
+        return await read_checkpoint(db, self.pipeline, stream)
+
+    async def write_checkpoint(self, db: psycopg.AsyncConnection, checkpoint: Checkpoint) -> None:
+        await write_checkpoint(db, self.pipeline, checkpoint)
+
+    async def delete_checkpoint(self, db: psycopg.AsyncConnection, stream: str) -> None:
+        await delete_checkpoint(db, self.pipeline, stream)
+
+    async def read_shadow(
+        self, db: psycopg.AsyncConnection, table: str, row_keys: Sequence[str]
+    ) -> pa.Table:
+        return await read_shadow(db, self.pipeline, table, row_keys)
+
+    async def write_shadow(
+        self,
+        db: psycopg.AsyncConnection,
+        writes: Sequence[TableWrite],
+        truncated: Collection[str],
+        *,
+        fresh: bool = True,
+    ) -> None:
+        for write in writes:
+            await write_shadow(db, self.pipeline, write, write.spec.name in truncated, fresh=fresh)
+
+    async def purge_tombstones(self, db: psycopg.AsyncConnection, before: str) -> None:
+        await purge_tombstones(db, self.pipeline, before)
+
+    async def mark_done(self, db: psycopg.AsyncConnection, chunk: Chunk, rows: int) -> None:
+        await mark_chunk_done(db, self.pipeline, chunk, rows)
+
+    async def done_chunks(self, db: psycopg.AsyncConnection, tables: Sequence[str]) -> list[Chunk]:
+        return await done_chunks(db, self.pipeline, tables)
+
+    async def forget_chunks(self, db: psycopg.AsyncConnection, tables: Sequence[str]) -> None:
+        await forget_chunks(db, self.pipeline, tables)

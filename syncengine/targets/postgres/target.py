@@ -15,14 +15,16 @@ from syncengine.config.models import PostgresTargetConfig
 from syncengine.errors import FatalError
 from syncengine.names import QualifiedName
 from syncengine.state.protocols import TargetState
+from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import ddl, floor, rebuild, state, usertypes
+from syncengine.targets.postgres import ddl, floor, rebuild, usertypes
 from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_rows, scan
 from syncengine.targets.postgres.staging import StagingTables
+from syncengine.targets.postgres.state import PostgresTargetState
 from syncengine.targets.shadow import AnalyzeSchedule, PurgeSchedule, without_rejected
 
 log = logging.getLogger("syncengine.targets.postgres")
@@ -48,6 +50,8 @@ class PostgresTarget:
         self.pipeline = pipeline
         self.config = config
         self.state = state
+        #: checkpoints and shadow rows in ``_syncengine``, written in the apply transaction
+        self._store: TargetDatabaseState[psycopg.AsyncConnection] = PostgresTargetState(pipeline)
         self._conn: psycopg.AsyncConnection | None = None
         #: table name → its columns and their formatted types, as last seen in the catalog
         self._columns: dict[str, dict[str, str]] = {}
@@ -192,6 +196,14 @@ class PostgresTarget:
             columns = self._columns[spec.name]
         return columns
 
+    # -- raw chunk passthrough (syncengine.passthrough.RawChunkImport) --------------------
+
+    def accepts_raw_chunks(self, fmt: str) -> bool:
+        """The Postgres source's binary COPY chunks (the sink checks each table's types)."""
+        from syncengine.sources.postgres.passthrough import BINARY_COPY
+
+        return fmt == BINARY_COPY
+
     async def chunk_sink(self, tables: dict[str, str]) -> BinaryCopySink:
         """Where snapshot chunks of ``tables`` (source table → target table, created) can
         go as binary COPY, each committed with its done-mark (see passthrough.py)."""
@@ -233,7 +245,7 @@ class PostgresTarget:
     async def read_shadow(self, table: str, row_keys: Sequence[str]) -> pa.Table:
         conn = await self._connection()
         try:
-            return await state.read_shadow(conn, self.pipeline, table, row_keys)
+            return await self._store.read_shadow(conn, table, row_keys)
         except psycopg.Error as exc:
             raise translate(exc, "reading shadow rows") from None
 
@@ -262,7 +274,7 @@ class PostgresTarget:
     async def get_checkpoint(self, stream: str) -> str | None:
         conn = await self._connection()
         try:
-            return await state.read_checkpoint(conn, self.pipeline, stream)
+            return await self._store.read_checkpoint(conn, stream)
         except psycopg.Error as exc:
             raise translate(exc, "reading the checkpoint") from None
 
@@ -270,7 +282,7 @@ class PostgresTarget:
         conn = await self._connection()
         try:
             async with conn.transaction():
-                await state.delete_checkpoint(conn, self.pipeline, stream)
+                await self._store.delete_checkpoint(conn, stream)
         except psycopg.Error as exc:
             raise translate(exc, "resetting the checkpoint") from None
 
@@ -322,8 +334,9 @@ class PostgresTarget:
                     shadow = without_rejected(write, applied.refused)
                     recorded += shadow.shadow.upserts.num_rows if shadow.shadow.upserts else 0
                     if write.spec.key:  # a keyless table's fence is its own (keyless.py)
-                        top = max_position(top, state.highest_position(shadow))
-                    await state.write_shadow(conn, self.pipeline, shadow, applied.truncated)
+                        top = max_position(top, floor.highest_position(shadow))
+                    truncated = (write.spec.name,) if applied.truncated else ()
+                    await self._store.write_shadow(conn, [shadow], truncated)
                     n, fenced_top = await applied.record_fence(
                         conn, self.pipeline, write.spec.name, write,
                         floors.record_above(request, checkpoint),
@@ -334,9 +347,9 @@ class PostgresTarget:
                     await floor.raise_mark(conn, self.pipeline, top)
                 fault_point("postgres.after_shadow")
                 if checkpoint is not None:
-                    await state.write_checkpoint(conn, self.pipeline, checkpoint)
+                    await self._store.write_checkpoint(conn, checkpoint)
                     if self._purges.due(checkpoint):
-                        await state.purge_tombstones(conn, self.pipeline, checkpoint.position)
+                        await self._store.purge_tombstones(conn, checkpoint.position)
                 fault_point("postgres.before_commit")
         except psycopg.Error as exc:
             error = translate(exc, "apply")
