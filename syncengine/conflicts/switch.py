@@ -1,7 +1,7 @@
 """A strategy switch on a server-fence target (Postgres): the shadow rebuilt before streaming.
 
 Under ``remote`` without ``audit`` a Postgres target keeps no shadow row for a key the stream
-writes in order (the checkpoint is its fence, F31 in docs/benchmarks-findings.md), and the rows
+writes in order (the checkpoint is its fence: targets/postgres/floor.py), and the rows
 an earlier strategy left are not kept current. Another strategy (``local``, ``merge``,
 ``manual``, ``timestamp``, ``remote`` with ``audit``) compares the target with the shadow, so
 on its first batch of the table after such a period it would see every key the stream wrote as

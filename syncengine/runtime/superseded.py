@@ -1,9 +1,10 @@
 """Dead letters a later change of their key made obsolete (``superseded``).
 
 A dead letter keeps its change's old position. A Postgres target fences in-order changes with
-its stored checkpoint and keeps no per-key position for them (F28, F31), so nothing at the
-target would stop a replayed letter from overwriting a newer value of its key. The pipeline
-therefore notes it on the letter instead: every group's keys are matched (vectorized) against
+its stored checkpoint and keeps no per-key position for them (targets/postgres/floor.py), so
+nothing at the target would stop a replayed letter from overwriting a newer value of its key.
+The pipeline therefore notes it on the letter instead: every group's keys are matched
+(vectorized) against
 the pipeline's pending letters, which are few, and a letter whose key a later change touches is
 marked superseded, before the group's target commit (a crash replays the group and marks
 again; a mark is never lost behind a committed change). ``deadletters replay`` skips such

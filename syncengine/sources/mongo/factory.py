@@ -34,5 +34,11 @@ class MongoSourceFactory:
     async def notes(self, pipeline: str, config: PipelineConfig) -> list[str]:
         return []
 
+    def check_where(self, where: str) -> None:
+        """``--where`` of ``resnapshot`` / ``backfill``: one row condition (see the module)."""
+        from syncengine.sources.mongo.where import check_where
+
+        check_where(where)
+
 
 factory = MongoSourceFactory()

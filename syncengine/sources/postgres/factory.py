@@ -40,5 +40,11 @@ class PostgresSourceFactory:
 
         return await notes_source(pipeline, config)
 
+    def check_where(self, where: str) -> None:
+        """``--where`` of ``resnapshot`` / ``backfill``: one row condition (see the module)."""
+        from syncengine.sources.postgres.where import check_where
+
+        check_where(where)
+
 
 factory = PostgresSourceFactory()

@@ -1,5 +1,5 @@
-"""The stored checkpoint as the position fence of in-order changes (F28, F31 in
-docs/benchmarks-findings.md).
+"""The stored checkpoint as the position fence of in-order changes (measured in
+docs/benchmarks-findings.md, "the checkpoint as the fence").
 
 A Postgres target commits the checkpoint with the data and a source resumes strictly after it,
 so a change at or below the stored checkpoint has been applied already: it is dropped here,
