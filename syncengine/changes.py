@@ -49,10 +49,16 @@ AT_RESUME = "at_resume"
 exported snapshot), so no change at or before it can follow and its rows need no per-key
 position fence (syncengine.conflicts.fence)."""
 REPLAYED = "replayed"
-"""Batch meta: dead letters sent through the pipeline again (``deadletters replay``) and the
-changes a paused table held, released on resume. Their positions lie below the checkpoint by
-construction, so the checkpoint must not fence them; letters that a later change of their key
-superseded are not replayed at all."""
+"""Batch meta: changes applied out of stream order: dead letters sent through the pipeline
+again (``deadletters replay``), the changes a paused table held, released on resume, and the
+rows of a table snapshotted while the stream runs (``resnapshot``, an added table). Their
+positions may lie below the checkpoint, so the checkpoint must not fence them; the per-key
+position fence does, and they record it. Letters that a later change of their key superseded
+are not replayed at all."""
+DENSE_FENCE = "dense_fence"
+"""Batch meta: stream changes of a table that a live table snapshot is copying. Each records
+its key's position (no sparse fence), so a snapshot row older than a change already applied
+is dropped, whichever arrives first (:mod:`syncengine.runtime.tableops`)."""
 
 META_COLUMNS = ("_op", "_pos", "_ts", "_txid")
 BEFORE_PREFIX = "_before."

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from syncengine.changes import AT_RESUME, OP_DELETE, OP_READ, REPLAYED
+from syncengine.changes import AT_RESUME, DENSE_FENCE, OP_DELETE, OP_READ, REPLAYED
 from syncengine.config.models import ConflictsConfig
 from syncengine.targets.base import ServerFence, ShadowUpdate, TableSpec, Target
 from syncengine.targets.shadow import FENCE_ONLY
@@ -59,7 +59,7 @@ async def fenced(
         floor = stream if fence and not meta.get(REPLAYED) else None
         request = ServerFence(
             keys.to_arrow(), enforce=fence, snapshot_rows=record_reads, stream=floor,
-            sparse=floor is not None and not meta.get("snapshot"),
+            sparse=floor is not None and not meta.get("snapshot") and not meta.get(DENSE_FENCE),
         )  # fmt: skip
         return changes, ShadowUpdate(fence=request)
     op = changes["_op"]

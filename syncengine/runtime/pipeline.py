@@ -13,13 +13,13 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from syncengine import keyless
-from syncengine.changes import ChangeBatch, concat_batches
+from syncengine.changes import DENSE_FENCE, REPLAYED, ChangeBatch, concat_batches
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
@@ -74,6 +74,8 @@ class Pipeline:
         self.rows_applied = 0
         #: dead letters a later change of their key supersedes (superseded.py)
         self.letters = PendingLetters(state, name, ordered=config.source.positions_sort())
+        #: source tables a live table snapshot is copying: their stream changes fence densely
+        self.dense_fence: set[str] = set()
         self.phases = PhaseClock(self._count_phase)
         if hasattr(self.source, "phases"):  # optional for plugin sources: decode time
             self.source.phases = self.phases
@@ -188,6 +190,13 @@ class Pipeline:
         report = BatchReport()
         if not release:
             batches = pausing.hold_paused(self, batches)
+        if self.dense_fence:
+            batches = [
+                replace(b, meta={**b.meta, DENSE_FENCE: True})
+                if b.table in self.dense_fence and not b.meta.get(REPLAYED)
+                else b
+                for b in batches
+            ]
         mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]] = {}
         letters: list[DeadLetter] = []
         superseded: list[tuple[int, str]] = []

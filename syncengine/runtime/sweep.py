@@ -7,8 +7,10 @@ after it (Postgres: a settled visibility horizon, :class:`~syncengine.sources.po
 watermarks.VisibilityHorizon`; Mongo: the cluster time noted before reading), reads the source
 table through the mappings (the target's key values) and the target's keys, and deletes at P
 each target key the source read lacks. The position fence makes that safe under a running
-stream: a key inserted after P and already applied has a fence above P, so the delete is
-dropped; one not applied yet comes after the delete, at its later position.
+stream: a key inserted after P and already applied has a fence above P (the table's stream
+changes fence densely until the sweep is done), so the delete is dropped; one not applied yet
+comes after the delete, at its later position. P may lie below the stored checkpoint, so the
+deletes are marked replayed (fenced per key, not by the checkpoint).
 
 Skipped (logged) when the re-snapshot had ``--where`` (rows outside it are not the request's
 business), when the source cannot vouch for P, or when the target cannot list its rows.
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syncengine.changes import OP_DELETE, ChangeBatch, is_data_column
+from syncengine.changes import OP_DELETE, REPLAYED, ChangeBatch, is_data_column
 from syncengine.runtime.pipeline import union_schema
 from syncengine.targets.base import TableSpec
 
@@ -105,5 +107,5 @@ def _deletes(spec: TableSpec, keys: pa.Table, position: str) -> ChangeBatch:
         positions=pa.array([position] * n, pa.string()),
         key=spec.key,
         unsent=unsent,
-        meta={"snapshot": True, "deletes": True},
+        meta={"snapshot": True, "deletes": True, REPLAYED: True},
     )

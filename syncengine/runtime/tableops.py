@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syncengine.changes import OP_READ, OP_UPDATE, ChangeBatch
+from syncengine.changes import OP_READ, OP_UPDATE, REPLAYED, ChangeBatch
 from syncengine.errors import FatalError, Interrupted, UsageError
 from syncengine.state.base import TableRequest, table_chunks
 
@@ -79,12 +79,14 @@ def as_updates(batch: ChangeBatch) -> ChangeBatch:
     """The snapshot's ``r`` rows as full-image updates (``u``). The fence never drops a snapshot
     row (a backfill's rows are never older than what the target holds), but a table snapshotted
     while the stream applies its changes can be: a row read at L must lose against the stream's
-    change at a later position already applied, as an update would."""
+    change at a later position already applied, as an update would. The rows may also sit at or
+    below the stored checkpoint, which fences only in-order changes: they are marked
+    :data:`~syncengine.changes.REPLAYED` (fenced per key, not by the checkpoint)."""
     ops = batch.data.column("_op")
     updated = pc.if_else(pc.equal(ops, OP_READ), pa.scalar(OP_UPDATE), ops)
     index = batch.data.schema.get_field_index("_op")
     data = batch.data.set_column(index, batch.data.schema.field(index), updated)
-    return ChangeBatch(batch.table, data, batch.key, batch.meta)
+    return ChangeBatch(batch.table, data, batch.key, {**batch.meta, REPLAYED: True})
 
 
 class TableOps:
@@ -152,6 +154,9 @@ class TableOps:
             request.table,
             request.id,
         )
+        # from before the first chunk is read until the last row is applied, the stream's
+        # changes of the table record their positions per key (see DENSE_FENCE)
+        self.pipeline.dense_fence.add(request.table)
         try:
             source = table_source(self.pipeline)
             async for batch in source.table_snapshot(request.table, request.where, self.parallel):
@@ -162,8 +167,11 @@ class TableOps:
             if foreground:
                 raise
             return
-        if request.where is None:  # the applier runs it, between stream groups
-            yield Sweep(self.pipeline, request.table)
+        else:
+            if request.where is None:  # the applier runs it, between stream groups
+                yield Sweep(self.pipeline, request.table)
+        finally:
+            self.pipeline.dense_fence.discard(request.table)
         self.state.clear_chunks(namespace, request.table)
         self.state.update_table_request(request.id, "done")
         log.info("%s: snapshot of %s done (request %d)", name, request.table, request.id)
