@@ -17,6 +17,7 @@ database; a keepalive whose WAL end passes ``until`` outside a transaction also 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -49,6 +50,11 @@ async def start_replication(
     await repl.cursor().execute(command)
 
 
+#: a slot still held by a departing walsender: tries and seconds between them (about 10 s)
+SLOT_BUSY_TRIES = 40
+SLOT_BUSY_WAIT = 0.25
+
+
 async def stream_changes(
     connect: Callable[..., Awaitable[psycopg.AsyncConnection]],
     slot: str,
@@ -69,10 +75,20 @@ async def stream_changes(
     side: psycopg.AsyncConnection | None = None
     stream: ReplicationStream | None = None
     try:
-        try:
-            await start_replication(repl, slot, publication, start)
-        except psycopg.Error as exc:
-            raise map_error(exc, f"starting replication from slot {slot}") from exc
+        for attempt in range(SLOT_BUSY_TRIES):
+            try:
+                await start_replication(repl, slot, publication, start)
+                break
+            except psycopg.errors.ObjectInUse as exc:
+                # the walsender of a consumer that just died or closed holds the slot until it
+                # notices; it lets go within moments, so wait rather than fail the start
+                if attempt == SLOT_BUSY_TRIES - 1:
+                    raise map_error(exc, f"starting replication from slot {slot}") from exc
+                await repl.close()
+                await asyncio.sleep(SLOT_BUSY_WAIT)
+                repl = await connect(replication=True)
+            except psycopg.Error as exc:
+                raise map_error(exc, f"starting replication from slot {slot}") from exc
         stream = ReplicationStream(repl, start)
         on_open(stream)
         stream.send_status()
