@@ -12,6 +12,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from syncengine.targets.postgres.ddl import state_table
+from syncengine.targets.postgres.state import read_checkpoint
 
 
 def kept_name(pipeline: str, table: str) -> str:
@@ -42,9 +43,8 @@ async def keep(
     caller's transaction; how many rows were written."""
     written = 0
     if rows is not None:
-        written = await _rebuild(
-            conn, pipeline, table, rows, await _checkpoint(conn, pipeline, stream)
-        )
+        stored = None if stream is None else await read_checkpoint(conn, pipeline, stream)
+        written = await _rebuild(conn, pipeline, table, rows, stored)
     await conn.execute(
         sql.SQL(
             "INSERT INTO {} (name, value) VALUES (%s, %s) "
@@ -53,21 +53,6 @@ async def keep(
         (kept_name(pipeline, table), kept),
     )
     return written
-
-
-async def _checkpoint(
-    conn: psycopg.AsyncConnection, pipeline: str, stream: str | None
-) -> str | None:
-    if stream is None:
-        return None
-    cur = await conn.execute(
-        sql.SQL("SELECT position FROM {} WHERE pipeline = %s AND stream = %s").format(
-            state_table("checkpoints")
-        ),
-        (pipeline, stream),
-    )
-    row = await cur.fetchone()
-    return str(row[0]) if row else None
 
 
 async def _rebuild(
