@@ -35,7 +35,8 @@ class _Piece:
     """Rows in Arrow form, values still as the server's text bytes."""
 
     values: list[pa.Array]
-    before: list[pa.Array] | None
+    #: per column (None: all null), or None when no row has an old image
+    before: list[pa.Array | None] | None
     unsent: dict[int, np.ndarray]
     ops: pa.Array
     pos: pa.Array
@@ -157,11 +158,17 @@ class RowBuffer:
         arrays.append(_concat([p.txid for p in pieces]))
         if any(p.before is not None for p in pieces):
             for i, (name, type_) in enumerate(zip(names, self.types, strict=True)):
-                parts = [
-                    p.before[i] if p.before is not None else pa.nulls(len(p), pa.binary())
-                    for p in pieces
-                ]
-                arrays.append(to_arrow(_concat(parts), type_, name))
+                parts = [p.before[i] if p.before is not None else None for p in pieces]
+                if all(part is None for part in parts):  # a column no old image carries
+                    arrays.append(pa.nulls(self.sealed, type_.arrow))
+                else:
+                    text = _concat(
+                        [
+                            pa.nulls(len(p), pa.binary()) if a is None else a
+                            for p, a in zip(pieces, parts, strict=True)
+                        ]
+                    )
+                    arrays.append(to_arrow(text, type_, name))
                 fields.append(type_.field(BEFORE_PREFIX + name, arrays[-1].type))
         for i in sorted({i for p in pieces for i in p.unsent}):
             mask = np.concatenate([p.unsent.get(i, np.zeros(len(p), dtype=bool)) for p in pieces])
@@ -172,6 +179,9 @@ class RowBuffer:
 
     def _seal_objects(self) -> None:
         n = len(self.ops)
+        before: list[pa.Array | None] | None = None
+        if self.before is not None:
+            before = [pa.array(column, pa.binary()) for column in self.before]
         unsent = {}
         for i, rows in self.unsent.items():
             mask = np.zeros(n, dtype=bool)
@@ -180,9 +190,7 @@ class RowBuffer:
         self.pieces.append(
             _Piece(
                 [pa.array(column, pa.binary()) for column in self.values],
-                None
-                if self.before is None
-                else [pa.array(column, pa.binary()) for column in self.before],
+                before,
                 unsent,
                 pa.array(self.ops, pa.string()),
                 pa.array(self.pos, pa.string()),

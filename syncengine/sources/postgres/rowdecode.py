@@ -56,8 +56,9 @@ class DecodedRows:
 
     #: per column: the row image's values (binary; null = SQL NULL or not sent)
     values: list[pa.Array]
-    #: per column: the old image's values, or None when no row has one
-    before: list[pa.Array] | None
+    #: per column: the old image's values (None: every row's is null), or None when no row
+    #: has an old image
+    before: list[pa.Array | None] | None
     #: column index → whether each row's value was not sent (unchanged TOAST)
     unsent: dict[int, np.ndarray]
     ops: pa.Array
@@ -219,7 +220,7 @@ def _rows(
     use_second = has_old[source] & ~delete_half
     fill_from_old = (moved & whole)[source] & use_second
     values: list[pa.Array] = []
-    before: list[pa.Array] | None = [] if with_before.any() else None
+    before: list[pa.Array | None] | None = [] if with_before.any() else None
     unsent: dict[int, np.ndarray] = {}
     first_at = source * (2 * width)
     second_at = second_base + old_index[source] * (2 * width)
@@ -240,7 +241,8 @@ def _rows(
             unsent[c] = state == UNSENT
         if before is not None:
             keep = with_before[source] & (old_state == VALUE)
-            before.append(_take(images[0], first_at + 2 * c, keep))
+            # a delete's old key leaves most columns null: no take for those
+            before.append(_take(images[0], first_at + 2 * c, keep) if keep.any() else None)
     op_of = np.where(kind == _INSERT, 0, np.where(is_delete, 2, 1))[source]
     op_of[delete_half] = 2
     ops = pa.DictionaryArray.from_arrays(
