@@ -8,10 +8,11 @@ in this process (no servers):
 * ``decode``: :func:`pgoutput.decode` of every payload (message objects only);
 * ``objects``: decode to message objects, then :meth:`ChangeAssembler.feed` (the path before
   F25), cut into batches of 10,000 rows, including the text → Arrow conversion of every column;
-* ``stream``: the same through :meth:`ChangeAssembler.feed_payload` (rows decoded straight into
-  the column buffers), the path the source takes.
+* ``stream``: the same through :meth:`ChangeAssembler.feed_payload` (row messages kept as bytes,
+  decoded column-wise for the whole batch when it is cut: :mod:`.rowdecode`), the path the
+  source takes.
 
-Numbers are recorded in docs/benchmarks-findings.md (F25).
+Numbers are recorded in docs/benchmarks-findings.md (F25, F35).
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ class ProcessRun:
     stdout: str
     stderr: str
     timed_out: bool = False
+    #: user + system CPU seconds of the process (and the children it reaped): on a loaded
+    #: machine the figure wall time cannot give
+    cpu_seconds: float = 0.0
 
     def tail(self, lines: int = 12) -> str:
         text = (self.stderr.strip() or self.stdout.strip()).splitlines()
@@ -136,7 +139,7 @@ class Process:
             os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
             seconds = time.perf_counter() - self.started
             peak_mb = self._rss.finish()
-            _, status = os.waitpid(self.proc.pid, 0)
+            _, status, usage = os.wait4(self.proc.pid, 0)
         except BaseException:  # interrupted: never leave the child running
             self.proc.kill()
             self._rss.finish()
@@ -154,6 +157,7 @@ class Process:
             _read(self._out),
             _read(self._err),
             timed_out.is_set(),
+            usage.ru_utime + usage.ru_stime,
         )
         return self._result
 

@@ -111,6 +111,9 @@ def run(ctx: Context) -> ScenarioResult:
             phases = phase_seconds(run_.stderr)
             if phases:
                 result.extra["engine_phase_seconds"] = phases
+            result.extra.setdefault("engine_cpu_us_per_change", []).append(
+                round(run_.cpu_seconds / changes * 1e6, 2)
+            )
             # literal "first commit → last row applied" when the engine starts after the load
             span = load.seconds + run_.seconds
             result.extra["first_commit_to_applied_changes_per_s"] = round(changes / span)

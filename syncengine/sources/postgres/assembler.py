@@ -28,154 +28,23 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-import pyarrow as pa
 
 from syncengine.changes import (
-    BEFORE_PREFIX,
     META_SCHEMA,
     OP_DELETE,
     OP_INSERT,
     OP_TRUNCATE,
     OP_UPDATE,
-    UNSENT_PREFIX,
     ChangeBatch,
     lsn_to_pos,
 )
 from syncengine.errors import DecodeError
 from syncengine.sources.postgres import pgoutput as po
-from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
+from syncengine.sources.postgres.columns import PgType, pg_type
+from syncengine.sources.postgres.rowbuffer import RowBuffer
 from syncengine.sources.postgres.wire import pg_time_to_unix_us
 
 _U32_AT = struct.Struct("!I").unpack_from
-
-
-@dataclass
-class _Buffer:
-    """Pending rows of one relation (one schema), column by column."""
-
-    relation: po.Relation
-    types: list[PgType]
-    key: tuple[str, ...]
-    ops: list[str] = field(default_factory=list)
-    pos: list[str] = field(default_factory=list)
-    ts: list[int | None] = field(default_factory=list)
-    txid: list[int | None] = field(default_factory=list)
-    values: list[list[bytes | None]] = field(default_factory=list)
-    before: list[list[bytes | None]] | None = None
-    #: column index -> row numbers whose value was not sent
-    unsent: dict[int, list[int]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.values = [[] for _ in self.relation.columns]
-
-    def __len__(self) -> int:
-        return len(self.ops)
-
-    def add(
-        self,
-        op: str,
-        pos: str,
-        ts: int | None,
-        xid: int | None,
-        new: po.Tuple | None,
-        old: po.Tuple | None = None,
-    ) -> None:
-        width = len(self.relation.columns)
-        row = len(self.ops)
-        for image in (new, old):
-            if image is not None and len(image) != width:
-                raise DecodeError(
-                    f"{self.relation.qualified}: tuple has {len(image)} columns, relation "
-                    f"has {width}",
-                    offset=0,
-                )
-        self.ops.append(op)
-        self.pos.append(pos)
-        self.ts.append(ts)
-        self.txid.append(xid)
-        image = new if new is not None else old
-        for i, column in enumerate(self.values):
-            value = image[i] if image is not None else None
-            if value is po.UNCHANGED:
-                self.unsent.setdefault(i, []).append(row)
-                value = None
-            # mypy cannot narrow the UNCHANGED sentinel by identity; it was replaced above
-            column.append(value)  # type: ignore[arg-type]
-        if old is not None and self.before is None:
-            self.before = [[None] * row for _ in self.relation.columns]
-        if self.before is not None:
-            for i, column in enumerate(self.before):
-                value = old[i] if old is not None else None
-                # mypy cannot narrow the UNCHANGED sentinel by identity
-                column.append(None if value is po.UNCHANGED else value)  # type: ignore[arg-type]
-
-    def add_wire(self, kind: int, data: bytes, pos: str, ts: int, xid: int) -> None:
-        """One Insert, Update without an old image, or Delete payload (``kind``: its first
-        byte), decoded straight into the column lists (:func:`.pgoutput.tuple_into`): what
-        :meth:`add` does for the decoded message, with no message object in between. On
-        malformed bytes the buffer is rolled back to its rows before and DecodeError raised."""
-        row = len(self.ops)
-        before = self.before
-        try:
-            tag = data[5]
-            if kind == 0x44 and (tag == 0x4B or tag == 0x4F):  # Delete 'K' / 'O'
-                op = OP_DELETE
-            elif tag == 0x4E:  # Insert / Update 'N'
-                op = OP_INSERT if kind == 0x49 else OP_UPDATE
-            else:
-                raise DecodeError(f"unexpected tuple tag {tag!r}", offset=5)
-            end, unchanged = po.tuple_into(data, 6, self.values)
-            if end != len(data):
-                raise DecodeError(
-                    f"{len(data) - end} unexpected trailing bytes after {chr(kind)!r} message",
-                    offset=end,
-                )
-        except DecodeError:
-            for column in self.values:
-                del column[row:]
-            raise
-        self.ops.append(op)
-        self.pos.append(pos)
-        self.ts.append(ts)
-        self.txid.append(xid)
-        for i in unchanged:
-            self.unsent.setdefault(i, []).append(row)
-        if op == OP_DELETE:
-            if before is None:
-                before = self.before = [[None] * row for _ in self.relation.columns]
-            for target, source in zip(before, self.values, strict=True):
-                target.append(source[-1])
-        elif before is not None:
-            for target in before:
-                target.append(None)
-
-    def to_batch(self, meta: dict[str, object]) -> ChangeBatch:
-        n = len(self.ops)
-        fields: list[pa.Field] = []
-        arrays: list[pa.Array] = []
-        names = [c.name for c in self.relation.columns]
-        for name, type_, column in zip(names, self.types, self.values, strict=True):
-            arrays.append(to_arrow(pa.array(column, pa.binary()), type_, name))
-            fields.append(type_.field(name, arrays[-1].type))
-        fields.extend(META_SCHEMA)
-        arrays.append(pa.array(self.ops, pa.string()))
-        arrays.append(pa.array(self.pos, pa.string()))
-        arrays.append(pa.array(self.ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")))
-        arrays.append(pa.array(self.txid, pa.int64()))
-        if self.before is not None:
-            for name, type_, column in zip(names, self.types, self.before, strict=True):
-                arrays.append(to_arrow(pa.array(column, pa.binary()), type_, name))
-                fields.append(type_.field(BEFORE_PREFIX + name, arrays[-1].type))
-        for i, rows in sorted(self.unsent.items()):
-            mask = [False] * n
-            for row in rows:
-                mask[row] = True
-            fields.append(pa.field(UNSENT_PREFIX + names[i], pa.bool_()))
-            arrays.append(pa.array(mask, pa.bool_()))
-        data = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-        return ChangeBatch(self.relation.qualified, data, self.key, meta)
 
 
 class ChangeAssembler:
@@ -196,14 +65,15 @@ class ChangeAssembler:
         self.idle_table = idle_table
         self.relations: dict[int, po.Relation] = {}
         self.custom_types: dict[int, str] = {}
-        self.buffers: dict[int, _Buffer] = {}
+        self.buffers: dict[int, RowBuffer] = {}
+        #: numbers the transactions, so a buffer knows when its raw rows start a new one
+        self.gen = 0
         #: end LSN of the last commit seen, and of the last one handed out as a resume
         self.boundary: int | None = None
         self.emitted: int | None = None
         self.txn: po.Begin | None = None
-        #: rows each buffer held when the open transaction began (later rows are its own), and
-        #: whether rows of the open transaction were emitted already
-        self.marks: dict[int, int] = {}
+        #: whether rows of the open transaction were emitted already (each buffer's ``mark`` is
+        #: where its rows of the open transaction start)
         self.open_emitted = False
         self.seq = 0
         self.prefix = ""
@@ -222,7 +92,9 @@ class ChangeAssembler:
     def feed(self, msg: po.PgOutputMessage) -> list[ChangeBatch]:
         if isinstance(msg, po.Begin):
             self.txn, self.seq = msg, 0
-            self.marks = {oid: len(b) for oid, b in self.buffers.items()}
+            self.gen += 1
+            for buffer in self.buffers.values():
+                buffer.mark = len(buffer)
             self.open_emitted = False
             self.prefix = lsn_to_pos(msg.final_lsn) + "."
             self.commit_us = pg_time_to_unix_us(msg.commit_time)
@@ -254,21 +126,26 @@ class ChangeAssembler:
 
     def feed_payload(self, payload: bytes) -> list[ChangeBatch]:
         """``feed(pgoutput.decode(payload))``, the stream's entry point. Inside a transaction,
-        an Insert, a Delete or an Update without an old image of a known relation (nearly
-        every message of a busy stream) is decoded straight into its table's column buffer
-        (:meth:`_Buffer.add_wire`); the rows, positions and errors are the same. A subclass
-        that overrides :meth:`feed` (:class:`.deletes.DeletesOnly`) gets every message."""
+        an Insert, Update or Delete of a known relation (nearly every message of a busy stream)
+        is kept as its bytes and decoded with the rest of its table's batch when the batch is
+        cut (:mod:`.rowdecode`); the rows and positions are the same, and malformed bytes
+        raise at the cut. A subclass that overrides :meth:`feed` (:class:`.deletes.DeletesOnly`)
+        gets every message."""
         txn = self.txn
         if txn is not None and len(payload) > 6 and self._rows_direct:
             kind = payload[0]
-            if (kind == 0x49 or kind == 0x44 or (kind == 0x55 and payload[5] == 0x4E)) and (
+            if (kind == 0x49 or kind == 0x44 or kind == 0x55) and (
                 oid := _U32_AT(payload, 1)[0]
             ) in self.relations:
-                buffer = self._buffer(oid)
-                buffer.add_wire(
-                    kind, payload, f"{self.prefix}{self.seq:08X}", self.commit_us, txn.xid
-                )
-                self.seq += 1
+                buffer = self.buffers.get(oid)
+                if buffer is None:
+                    buffer = self._buffer(oid)
+                if buffer.run_gen != self.gen:
+                    buffer.open_run(self.gen, self.prefix, self.commit_us, txn.xid)
+                buffer.raw.append(payload)
+                buffer.raw_seq.append(self.seq)
+                # an update with an old image owns two positions (see _update)
+                self.seq += 2 if kind == 0x55 and payload[5] != 0x4E else 1
                 return self.flush() if len(buffer) >= self.max_rows else []
         return self.feed(po.decode(payload))
 
@@ -281,17 +158,17 @@ class ChangeAssembler:
         for oid, buffer in self.buffers.items():
             if not buffer:
                 continue
-            batch = buffer.to_batch({"relation": oid})
-            mark = len(buffer) if self.txn is None else min(self.marks.get(oid, 0), len(buffer))
-            if mark == len(buffer):
+            batch, mark = buffer.to_batch({"relation": oid})
+            rows = batch.num_rows
+            mark = rows if self.txn is None else min(mark, rows)
+            if mark == rows:
                 done.append(batch)
             elif mark == 0:
                 open_.append(batch)
             else:
                 done.append(_rows(batch, 0, mark))
-                open_.append(_rows(batch, mark, len(buffer)))
+                open_.append(_rows(batch, mark, rows))
         self.buffers = {oid: b for oid, b in self.buffers.items() if not b}
-        self.marks = {}
         boundary = self.boundary
         if boundary is not None and boundary != self.emitted and not self.open_emitted:
             if not done and (idle or open_):
@@ -314,12 +191,12 @@ class ChangeAssembler:
         if old == msg:
             return []  # resent after a cache invalidation: same schema, keep the buffer
         buffer = self.buffers.pop(msg.oid, None)
-        mark = self.marks.pop(msg.oid, 0)
         if not buffer:
             return []
-        if self.txn is not None and mark < len(buffer):
+        batch, mark = buffer.to_batch({"relation": msg.oid})
+        if self.txn is not None and mark < batch.num_rows:
             self.open_emitted = True  # no resume may follow until this transaction commits
-        return [buffer.to_batch({"relation": msg.oid})]
+        return [batch]
 
     def column_types(self, oid: int) -> dict[str, PgType]:
         """The Postgres types of a relation's columns by name (empty when it is unknown)."""
@@ -334,7 +211,7 @@ class ChangeAssembler:
             for c in relation.columns
         ]
 
-    def _buffer(self, oid: int) -> _Buffer:
+    def _buffer(self, oid: int) -> RowBuffer:
         buffer = self.buffers.get(oid)
         if buffer is None:
             relation = self.relations.get(oid)
@@ -349,15 +226,22 @@ class ChangeAssembler:
                 key = self.keys[relation.qualified]
             else:
                 key = tuple(c.name for c in relation.columns if c.is_key)
-            buffer = self.buffers[oid] = _Buffer(relation, types, key)
+            buffer = self.buffers[oid] = RowBuffer(relation, types, key)
         return buffer
 
     def _update(self, msg: po.Update) -> None:
         old, new = msg.old, msg.new
-        if old is not None and _key_moved(self._buffer(msg.relation), new, old):
+        if old is None:
+            self._row(msg.relation, OP_UPDATE, new)
+            return
+        # an update with an old image owns two positions, whether or not its key moved: the
+        # stream's raw rows are numbered before they are decoded (:meth:`feed_payload`)
+        if _key_moved(self._buffer(msg.relation), new, old):
             self._row(msg.relation, OP_DELETE, None, old)
             if msg.old_kind == "O":  # the whole old row: an unsent value is the old one
                 new = tuple(o if n is po.UNCHANGED else n for n, o in zip(new, old, strict=True))
+        elif self.txn is not None:
+            self.seq += 1
         self._row(msg.relation, OP_UPDATE, new, old)
 
     def _row(self, oid: int, op: str, new: po.Tuple | None, old: po.Tuple | None = None) -> None:
@@ -369,7 +253,7 @@ class ChangeAssembler:
         self._buffer(oid).add(op, pos, self.commit_us, txn.xid, new, old)
 
 
-def _key_moved(buffer: _Buffer, new: po.Tuple, old: po.Tuple) -> bool:
+def _key_moved(buffer: RowBuffer, new: po.Tuple, old: po.Tuple) -> bool:
     """Whether an update's old image names another key than its new image (text forms of one
     type compare as values; an unsent key value is an unchanged one)."""
     names = [c.name for c in buffer.relation.columns]

@@ -10,7 +10,6 @@ Reference: https://www.postgresql.org/docs/15/protocol-logicalrep-message-format
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -216,54 +215,6 @@ def _tuple(r: Reader) -> Tuple:
             raise DecodeError(f"unknown tuple column kind {kind!r}", offset=base + pos - 1)
     r.pos = pos
     return tuple(values)
-
-
-_I32_AT: Final = struct.Struct("!i").unpack_from
-
-
-def tuple_into(data: bytes, pos: int, columns: list[list[bytes | None]]) -> tuple[int, list[int]]:
-    """TupleData at ``data[pos:]`` appended column-wise, value ``i`` to ``columns[i]``: the
-    stream's hot path (:meth:`.assembler.ChangeAssembler.feed_payload`), with no tuple or
-    message object per row. An unchanged TOAST value is appended as ``None`` and its column
-    index listed in the second result. Returns the offset after the tuple.
-
-    The tuple must have exactly ``len(columns)`` values. On malformed bytes it raises
-    :class:`DecodeError` with the offset, possibly after appending some of the values: the
-    caller rolls back to its row count."""
-    end = len(data)
-    if pos + 2 > end:
-        raise DecodeError("truncated tuple column count", offset=pos)
-    count = (data[pos] << 8 | data[pos + 1]) - ((data[pos] & 0x80) << 9)
-    if count != len(columns):
-        raise DecodeError(f"tuple has {count} columns, relation has {len(columns)}", offset=pos)
-    pos += 2
-    unchanged: list[int] = []
-    i32 = _I32_AT
-    for index, column in enumerate(columns):
-        if pos >= end:
-            raise DecodeError("truncated column kind", offset=pos)
-        kind = data[pos]
-        if kind == 0x74 or kind == 0x62:  # 't' text, 'b' binary
-            if pos + 5 > end:
-                raise DecodeError("truncated value length", offset=pos + 1)
-            size = i32(data, pos + 1)[0]
-            pos += 5
-            if size < 0 or pos + size > end:
-                raise DecodeError(
-                    f"truncated value: need {size} bytes, {end - pos} left", offset=pos
-                )
-            column.append(data[pos : pos + size])
-            pos += size
-        elif kind == 0x6E:  # 'n'
-            column.append(None)
-            pos += 1
-        elif kind == 0x75:  # 'u'
-            unchanged.append(index)
-            column.append(None)
-            pos += 1
-        else:
-            raise DecodeError(f"unknown tuple column kind {kind!r}", offset=pos)
-    return pos, unchanged
 
 
 def _expect(r: Reader, allowed: bytes, what: str) -> str:
