@@ -95,3 +95,31 @@ def test_tables_page_carries_the_per_table_status(tmp_path):
         0.25,
         1,
     )
+
+
+def test_lag_document_charts_the_stored_history_then_the_consoles_own_samples(tmp_path):
+    """The chart's JSON: the daemon's stored samples of the window (from before this console
+    existed), the console's own samples only after the newest stored one, per-table rows."""
+    from syncengine.console.overview import lag_document
+    from syncengine.state import SQLiteStateStore
+    from syncengine.state.base import LagSample
+
+    state = SQLiteStateStore(tmp_path / "s.db")
+    for at, lag in ((100.0, 9.0), (3000.0, 4.0), (3010.0, 2.0)):
+        state.add_lag_samples("p", [LagSample(at, "", lag, 1000, None, 5)], 86400, at)
+    state.add_lag_samples("p", [LagSample(3010.0, "public.<b>", 1.0, applied=5)], 86400, 3010)
+    own = History()
+    own.add("p", Sample(3005.0, lag_seconds=50.0))  # older than the newest stored: dropped
+    own.add("p", Sample(3020.0, lag_seconds=1.0, lag_bytes=10))
+
+    doc = lag_document(state, own, "p", 3600.0, lambda label, c: f"{label}:{c.count}", 3750.0)
+    assert [(s["at"], s["lag_seconds"], s["applied"]) for s in doc["samples"]] == [
+        (3000.0, 4.0, 5),
+        (3010.0, 2.0, 5),
+        (3020.0, 1.0, None),
+    ]
+    seconds = doc["charts"]["seconds"]
+    assert (seconds["count"], seconds["peak"], seconds["oldest"]) == (3, 4.0, 3000.0)
+    assert seconds["caption"] == "seconds:3" and len(seconds["points"].split()) == 3
+    assert doc["tables"] == {"public.<b>": [{"at": 3010.0, "lag_seconds": 1.0, "applied": 5}]}
+    json.dumps(doc)  # all of it is JSON
