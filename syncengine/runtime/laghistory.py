@@ -18,7 +18,8 @@ pruned in the same transaction to ``console.history_keep`` (24 h).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from syncengine.state.base import LagSample
 
@@ -91,3 +92,21 @@ class LagRecorder:
         self.state.add_lag_samples(self.pipeline.name, samples, self.keep, now)
         self._last, self._applied, self._tables = now, applied, totals
         return samples
+
+
+def trend(samples: Sequence[LagSample]) -> dict[str, Any] | None:
+    """A pipeline's stored samples (oldest first) in short, for ``status``: lag in seconds
+    at the first and last sample, its peak, and the changes applied per second over them."""
+    if not samples:
+        return None
+    lags = [s.lag_seconds for s in samples if s.lag_seconds is not None]
+    span = samples[-1].at - samples[0].at
+    applied = sum(s.applied for s in samples[1:])  # the first counts the time before it
+    return {
+        "samples": len(samples),
+        "span_seconds": span,
+        "first_seconds": lags[0] if lags else None,
+        "last_seconds": lags[-1] if lags else None,
+        "max_seconds": max(lags) if lags else None,
+        "applied_per_second": applied / span if span > 0 else None,
+    }

@@ -10,7 +10,9 @@ that the DSN's password appears nowhere, and that a POST without the CSRF token 
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -228,8 +230,6 @@ pipelines:
 
 
 def lag_json(url: str) -> dict[str, Any]:
-    import json
-
     with urllib.request.urlopen(f"{url}/pipelines/shop/lag.json", timeout=60) as response:
         return dict(json.loads(response.read()))
 
@@ -240,8 +240,6 @@ def test_console_started_later_charts_the_daemons_past_hour(
     """``syncengine run`` records lag samples while writers insert; a ``syncengine ui``
     started afterwards serves them (the chart's JSON and the chart in the page reach back
     before the console existed) and the chart keeps refreshing from the daemon's new ones."""
-    import time
-
     from syncengine.state import SQLiteStateStore
     from tests.e2e.harness import CLI, execute
     from tests.servers import free_port
@@ -294,6 +292,8 @@ def test_console_started_later_charts_the_daemons_past_hour(
         assert len(earlier) >= len(before) - 1, (earlier, before)  # (before may span > window)
         assert doc["charts"]["seconds"]["oldest"] < started
         assert rows(pg_target_dsn, "SELECT count(*) FROM items") == [(written,)]
+        (status,) = json.loads(cli.run("status", "--json").stdout)
+        assert status["lag_last_hour"]["samples"] >= len(before), status
 
         # the chart in the page: drawn from that JSON, with points from before the console
         browser.get(url + "/pipelines")

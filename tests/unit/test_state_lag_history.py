@@ -111,3 +111,23 @@ def test_recorder_writes_one_sample_per_interval_with_throughput_and_busy_tables
     third = recorder.observe(lag, now=1020.0)  # nothing applied: no table rows
     assert third == [LagSample(1020.0, "", 1.25, 2048, 4096, 0)]
     assert len(store.lag_samples("p", 0.0, table=None)) == 5
+
+
+def test_trend_sums_up_the_hour_for_status():
+    from syncengine.runtime.laghistory import trend
+
+    assert trend([]) is None
+    samples = [
+        LagSample(0.0, "", 2.0, applied=999),  # counts the time before the hour
+        LagSample(10.0, "", 9.0, applied=50),
+        LagSample(20.0, "", None, applied=30),  # a failed probe
+        LagSample(30.0, "", 0.5, applied=10),
+    ]
+    assert trend(samples) == {
+        "samples": 4,
+        "span_seconds": 30.0,
+        "first_seconds": 2.0,
+        "last_seconds": 0.5,
+        "max_seconds": 9.0,
+        "applied_per_second": 3.0,
+    }
