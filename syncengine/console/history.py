@@ -133,13 +133,15 @@ def chart(
     field: str,
     now: float | None = None,
     window: float = WINDOW,
+    floor: float = 0.0,
 ) -> Chart:
-    """``field`` of ``samples`` (``lag_seconds``, ``lag_bytes``…) scaled to its own peak,
-    over the time sampled so far (at most ``window``: the chart fills as history builds up)."""
+    """``field`` of ``samples`` (``lag_seconds``, ``lag_bytes``…) scaled to its own peak, but
+    to no less than ``floor`` (so 40 ms of lag is not drawn as a mountain), over the time
+    sampled so far (at most ``window``: the chart fills as history builds up)."""
     now = time.time() if now is None else now
     values = [(s.at, float(v)) for s in samples if (v := getattr(s, field)) is not None]
     peak = max((v for _, v in values), default=None)
-    scale = peak if peak else 1.0
+    scale = max(peak or 0.0, floor) or 1.0
     span = min(window, max(now - values[0][0], 60.0)) if values else window
     width, height = Chart.width, Chart.height
     points = [

@@ -278,8 +278,8 @@ def lag_document(
                 {"at": s.at, "lag_seconds": s.lag_seconds, "applied": s.applied}
             )
     charts = {
-        label: chart(label, samples, field, now, window)
-        for label, field in (("seconds", "lag_seconds"), ("bytes", "lag_bytes"))
+        label: chart(label, samples, field, now, window, floor)
+        for label, field, floor in (("seconds", "lag_seconds", 1.0), ("bytes", "lag_bytes", 0.0))
     }
     recorded = {s.at: s.applied for s in own}
     return {

@@ -59,6 +59,9 @@ def test_chart_scales_to_the_peak_over_the_window():
     c = chart("seconds", samples, "lag_seconds", now=3600.0)
     assert (c.peak, c.count) == (4.0, 2)
     assert c.points == "0.0,116.0 600.0,4.0" and c.span == 200.0  # fills as sampled
+    # below the floor, the line stays low: 0.5 s of lag drawn at half height of a 1 s scale
+    low = chart("seconds", [Sample(3600.0, lag_seconds=0.5)], "lag_seconds", 3600.0, floor=1.0)
+    assert (low.points, low.peak) == ("600.0,60.0", 0.5)
     empty = chart("bytes", samples, "lag_bytes", now=3600.0)
     assert (empty.points, empty.peak, empty.count) == ("", None, 0)
 
