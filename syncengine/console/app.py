@@ -92,11 +92,13 @@ class Console:
 
     async def lag(self, request: web.Request) -> web.Response:
         """The lag chart's data as JSON (names and values are JSON-escaped, nothing of the
-        config but the pipeline's name); ``?window=`` seconds, an hour by default."""
+        config but the pipeline's name); ``?window=`` seconds, an hour by default;
+        ``?tables=1`` adds the per-table samples."""
         name = self._pipeline(request.match_info["name"])
         keep = self.config.console.history_keep
         window = min(max(float(_int(request.query.get("window", "3600"))), 60.0), keep)
-        document = lag_document(self.state, self.history, name, window, _caption)
+        tables = request.query.get("tables") == "1"
+        document = lag_document(self.state, self.history, name, window, _caption, tables=tables)
         return web.json_response(document, dumps=_json)
 
     async def tables(self, request: web.Request) -> web.Response:

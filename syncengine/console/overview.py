@@ -263,18 +263,20 @@ def lag_document(
     window: float,
     captions: Callable[[str, Chart], str],
     now: float | None = None,
+    tables: bool = False,
 ) -> dict[str, Any]:
     """What the lag chart draws (``/pipelines/NAME/lag.json``): the last ``window`` seconds
-    of the daemon's stored samples (then the console's own newer ones), the charts' points
-    computed here, and each source table's stored samples."""
+    of the daemon's stored samples (then the console's own newer ones) and the charts' points
+    computed here; with ``tables``, each source table's stored samples too (up to 50 tables'
+    worth, so only when asked: the chart does not need them)."""
     now = time.time() if now is None else now
-    rows = state.lag_samples(name, now - window, table=None)
+    rows = state.lag_samples(name, now - window, table=None if tables else "")
     own = [s for s in rows if not s.table]
     samples = chart_samples(own, history.samples(name))
-    tables: dict[str, list[dict[str, Any]]] = {}
+    per_table: dict[str, list[dict[str, Any]]] = {}
     for s in rows:
         if s.table:
-            tables.setdefault(s.table, []).append(
+            per_table.setdefault(s.table, []).append(
                 {"at": s.at, "lag_seconds": s.lag_seconds, "applied": s.applied}
             )
     charts = {
@@ -297,7 +299,7 @@ def lag_document(
             }
             for s in samples
         ],
-        "tables": tables,
+        "tables": per_table,
         "charts": {label: c.document(captions(label, c)) for label, c in charts.items()},
     }
 

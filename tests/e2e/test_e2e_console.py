@@ -230,7 +230,7 @@ pipelines:
 
 
 def lag_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/pipelines/shop/lag.json", timeout=60) as response:
+    with urllib.request.urlopen(f"{url}/pipelines/shop/lag.json?tables=1", timeout=60) as response:
         return dict(json.loads(response.read()))
 
 

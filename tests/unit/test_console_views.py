@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from syncengine.console.conflictview import field_rows, pretty
-from syncengine.console.history import History, Sample, chart
+from syncengine.console.history import Chart, History, Sample, chart
 
 
 def by_path(rows):
@@ -115,7 +115,11 @@ def test_lag_document_charts_the_stored_history_then_the_consoles_own_samples(tm
     own.add("p", Sample(3005.0, lag_seconds=50.0))  # older than the newest stored: dropped
     own.add("p", Sample(3020.0, lag_seconds=1.0, lag_bytes=10))
 
-    doc = lag_document(state, own, "p", 3600.0, lambda label, c: f"{label}:{c.count}", 3750.0)
+    def caption(label: str, c: Chart) -> str:
+        return f"{label}:{c.count}"
+
+    assert lag_document(state, own, "p", 3600.0, caption, 3750.0)["tables"] == {}
+    doc = lag_document(state, own, "p", 3600.0, caption, 3750.0, tables=True)
     assert [(s["at"], s["lag_seconds"], s["applied"]) for s in doc["samples"]] == [
         (3000.0, 4.0, 5),
         (3010.0, 2.0, 5),
