@@ -4,8 +4,9 @@
 Starts a throwaway PostgreSQL cluster, builds the browser tests' scenario (a table named
 ``Ta"ble; DROP TABLE victim;-- é✓`` whose row 1 was edited on both sides: the source's change
 parked with a ``<script>`` value, a later one held behind it), runs ``syncengine run
---ui-port``, lets the console sample the lag for a while, and photographs the pages with
-headless Chromium (Debian's ``chromium`` + ``chromium-driver``).
+--ui-port``, keeps the source busy while the daemon records its lag history (the chart's
+data), and photographs the pages with headless Chromium (Debian's ``chromium`` +
+``chromium-driver``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tests.e2e.console_scenario import (  # noqa: E402
     park_conflict,
     start_daemon_with_console,
 )
+from tests.e2e.harness import wait_for  # noqa: E402
 from tests.servers import running_postgres  # noqa: E402
 
 
@@ -50,7 +52,7 @@ def main() -> None:
         daemon, url = start_daemon_with_console(cli)
         browser = make_browser(1280, 1000)
         try:
-            # some changes while the console samples, so the chart has a line
+            # some changes while the daemon records lag samples, so the chart has a line
             deadline = time.monotonic() + args.warm_up
             with psycopg.connect(src, autocommit=True) as conn:
                 step = 0
@@ -64,6 +66,7 @@ def main() -> None:
                     )
                     time.sleep(0.5)
             browser.get(url + "/pipelines")
+            wait_for(lambda: bool(browser.find_elements(By.CSS_SELECTOR, "figure[data-drawn]")))
             time.sleep(1)
             args.out.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(args.out / "console-pipelines.png"))

@@ -12,6 +12,7 @@ FIELDS = [
     ("checkpoint", "checkpoint"),
     ("lag_bytes", "lag_bytes"),
     ("lag_seconds", "lag_seconds"),
+    ("lag_last_hour", "lag_last_hour"),
     ("retained_wal_bytes", "retained_wal_bytes"),
     ("rows_applied", "rows_applied"),
     ("pending_conflicts", "pending_conflicts"),
@@ -31,7 +32,17 @@ def cell(value: object) -> str:
 def _value(info: dict[str, Any], key: str) -> str:
     if key == "last_error":
         return cell(info.get(key) or info.get("error"))
+    if key == "lag_last_hour":
+        return _trend(info.get(key))
     return cell(info.get(key))
+
+
+def _trend(trend: dict[str, Any] | None) -> str:
+    """``2.0→0.3s max 4.0`` (seconds of lag at the first and last stored sample of the hour)."""
+    if not trend or trend.get("last_seconds") is None:
+        return "-"
+    first, last, peak = (cell(trend[k]) for k in ("first_seconds", "last_seconds", "max_seconds"))
+    return f"{first}→{last}s max {peak}"
 
 
 def print_status(infos: list[dict[str, Any]], width: int | None = None) -> None:

@@ -22,8 +22,8 @@ from aiohttp import web
 
 from syncengine.config.secrets import redact
 from syncengine.console import conflictview
-from syncengine.console.history import History
-from syncengine.console.overview import Probe, pipeline_view, table_views
+from syncengine.console.history import Chart, History
+from syncengine.console.overview import Probe, lag_document, pipeline_view, table_views
 from syncengine.console.security import Guard, see_other
 from syncengine.errors import SyncEngineError
 
@@ -82,11 +82,24 @@ class Console:
     # pages -----------------------------------------------------------------------------
 
     async def pipelines(self, request: web.Request) -> web.Response:
+        fresh = 3 * self.config.console.history_interval  # a daemon is recording
         views = [
-            pipeline_view(self.probe, self.history, self.state, name, spec)
+            pipeline_view(self.probe, self.history, self.state, name, spec, fresh)
             for name, spec in self.config.pipelines.items()
         ]
-        return self.page(request, "pipelines.html", views=views, refresh=5)
+        interval = self.config.console.history_interval
+        return self.page(request, "pipelines.html", views=views, interval=interval, refresh=5)
+
+    async def lag(self, request: web.Request) -> web.Response:
+        """The lag chart's data as JSON (names and values are JSON-escaped, nothing of the
+        config but the pipeline's name); ``?window=`` seconds, an hour by default;
+        ``?tables=1`` adds the per-table samples."""
+        name = self._pipeline(request.match_info["name"])
+        keep = self.config.console.history_keep
+        window = min(max(float(_int(request.query.get("window", "3600"))), 60.0), keep)
+        tables = request.query.get("tables") == "1"
+        document = lag_document(self.state, self.history, name, window, _caption, tables=tables)
+        return web.json_response(document, dumps=_json)
 
     async def tables(self, request: web.Request) -> web.Response:
         name = self._pipeline(request.match_info["name"])
@@ -341,6 +354,14 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def _caption(label: str, chart: Chart) -> str:
+    peak = _duration(chart.peak) if label == "seconds" else _bytes(chart.peak)
+    return (
+        f"lag in {label}: peak {peak} · {chart.count} sample(s) over the last "
+        f"{_duration(chart.span)}"
+    )
+
+
 def _number(value: float | None, digits: int = 1) -> str:
     if value is None:
         return "–"
@@ -376,6 +397,7 @@ def build_app(console: Console) -> web.Application:
     app.router.add_get("/", lambda request: _redirect("/pipelines"))
     app.router.add_get("/pipelines", console.pipelines)
     app.router.add_get("/pipelines/{name}/tables", console.tables)
+    app.router.add_get("/pipelines/{name}/lag.json", console.lag)
     app.router.add_get("/conflicts", console.conflicts)
     app.router.add_post("/conflicts/resolve", console.resolve_many)
     app.router.add_get("/conflicts/{id}", console.conflict)

@@ -1,10 +1,11 @@
 """What the Pipelines and Tables pages show, gathered from what the engine knows today.
 
-Two probes feed the in-memory :class:`~syncengine.console.history.History`: under the daemon
-(:class:`DaemonProbe`) the daemon's health and its Prometheus registry (no connection); alone
-(:class:`StoreProbe`) the same gathering as ``syncengine status``. Everything else is read from
-the state store at page time: counts, stored totals and last error, snapshot chunks,
-checkpoints, and who holds the pipeline's lock.
+Two probes feed the in-memory :class:`~syncengine.console.history.History` (the live cards):
+under the daemon (:class:`DaemonProbe`) the daemon's health and its Prometheus registry (no
+connection); alone (:class:`StoreProbe`) the same gathering as ``syncengine status``.
+Everything else is read from the state store at page time: the lag history the daemon
+records (the chart, :func:`lag_document`), counts, stored totals and last error, snapshot
+chunks, checkpoints, and who holds the pipeline's lock.
 
 :func:`table_views` is the one place that decides what a table's row says; it reads snapshot
 chunk progress today and is where per-table status (pause, per-table lag) joins once the state
@@ -19,11 +20,19 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from syncengine.config.secrets import redact
-from syncengine.console.history import Chart, History, Sample, chart
+from syncengine.console.history import (
+    Chart,
+    History,
+    Sample,
+    chart,
+    chart_samples,
+    stored_throughput,
+)
 from syncengine.runtime.tablestatus import table_status
 
 if TYPE_CHECKING:
@@ -168,7 +177,6 @@ class PipelineView:
     dead_letters: int
     chunks_done: int
     chunks_total: int
-    charts: tuple[Chart, Chart]
 
     @property
     def retained_over(self) -> bool:
@@ -209,14 +217,24 @@ def pipeline_state(
 
 
 def pipeline_view(
-    probe: Probe, history: History, state: StateStore, name: str, spec: PipelineConfig
+    probe: Probe,
+    history: History,
+    state: StateStore,
+    name: str,
+    spec: PipelineConfig,
+    fresh: float = 30.0,
 ) -> PipelineView:
+    """``fresh``: how recent the daemon's newest stored sample must be for the throughput to
+    come from it (else from the console's own samples)."""
+    now = time.time()
+    recent = state.lag_samples(name, now - fresh)
+    throughput = stored_throughput(recent, now, fresh)
     stored = state.get_status(name)
     counts = state.counts(name)
     chunks = state.get_chunks(name)
     done = sum(c.status == "done" for c in chunks)
     word, error = pipeline_state(probe, state, name, stored, done < len(chunks))
-    latest = history.latest(name) or Sample(time.time())
+    latest = history.latest(name) or Sample(now)
     threshold_mb = getattr(spec.source, "max_retained_wal_mb", None)
     return PipelineView(
         name=name,
@@ -228,18 +246,62 @@ def pipeline_view(
         lag_bytes=latest.lag_bytes,
         retained_wal_bytes=latest.retained_wal_bytes,
         retained_threshold_bytes=threshold_mb * 1024 * 1024 if threshold_mb else None,
-        throughput=history.throughput(name),
+        throughput=throughput if throughput is not None else history.throughput(name),
         applied=latest.applied,
         applied_label=probe.applied_label,
         pending_conflicts=counts.get("pending_conflicts", 0),
         dead_letters=counts.get("dead_letters", 0),
         chunks_done=done,
         chunks_total=len(chunks),
-        charts=(
-            chart("seconds", history.samples(name), "lag_seconds"),
-            chart("bytes", history.samples(name), "lag_bytes"),
-        ),
     )
+
+
+def lag_document(
+    state: StateStore,
+    history: History,
+    name: str,
+    window: float,
+    captions: Callable[[str, Chart], str],
+    now: float | None = None,
+    tables: bool = False,
+) -> dict[str, Any]:
+    """What the lag chart draws (``/pipelines/NAME/lag.json``): the last ``window`` seconds
+    of the daemon's stored samples (then the console's own newer ones) and the charts' points
+    computed here; with ``tables``, each source table's stored samples too (up to 50 tables'
+    worth, so only when asked: the chart does not need them)."""
+    now = time.time() if now is None else now
+    rows = state.lag_samples(name, now - window, table=None if tables else "")
+    own = [s for s in rows if not s.table]
+    samples = chart_samples(own, history.samples(name))
+    per_table: dict[str, list[dict[str, Any]]] = {}
+    for s in rows:
+        if s.table:
+            per_table.setdefault(s.table, []).append(
+                {"at": s.at, "lag_seconds": s.lag_seconds, "applied": s.applied}
+            )
+    charts = {
+        label: chart(label, samples, field, now, window, floor)
+        for label, field, floor in (("seconds", "lag_seconds", 1.0), ("bytes", "lag_bytes", 0.0))
+    }
+    recorded = {s.at: s.applied for s in own}
+    return {
+        "pipeline": name,
+        "now": now,
+        "window": window,
+        "samples": [
+            {
+                "at": s.at,
+                "lag_seconds": s.lag_seconds,
+                "lag_bytes": s.lag_bytes,
+                "retained_wal_bytes": s.retained_wal_bytes,
+                # changes applied since the previous stored sample; None: the console's own
+                "applied": recorded.get(s.at),
+            }
+            for s in samples
+        ],
+        "tables": per_table,
+        "charts": {label: c.document(captions(label, c)) for label, c in charts.items()},
+    }
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from syncengine.config.models import Config
 from syncengine.errors import HistoryLost, Interrupted, SyncEngineError, TargetUnavailable
 from syncengine.runtime.classify import is_transient
+from syncengine.runtime.laghistory import LagRecorder
 from syncengine.runtime.metrics import Metrics, MetricsServer
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.reload import Reloads
@@ -183,7 +184,12 @@ class Daemon:
         await backfill(pipeline)
 
     async def _watch_lag(self, pipeline: Pipeline) -> None:
+        """The lag gauges every ``lag_interval``, and from the same probes the stored lag
+        history (:mod:`syncengine.runtime.laghistory`) every ``console.history_interval``."""
+        history = self.config.console
+        recorder = LagRecorder(pipeline, self.state, history.history_interval, history.history_keep)
         while True:
+            lag = None
             try:
                 lag = await pipeline.source.lag(await pipeline.checkpoint())
                 if lag.lag_seconds is not None:
@@ -196,7 +202,11 @@ class Daemon:
                 raise
             except Exception:  # noqa: BLE001 - lag is informational
                 log.debug("lag probe failed", exc_info=True)
-            await asyncio.sleep(self.lag_interval)
+            try:
+                recorder.observe(lag)
+            except Exception:  # noqa: BLE001 - so is its history (a busy store: next time)
+                log.debug("lag sample not recorded", exc_info=True)
+            await asyncio.sleep(min(self.lag_interval, history.history_interval))
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

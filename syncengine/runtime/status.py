@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +24,12 @@ def record_status(
 
 
 async def gather_status(config: Config, name: str, state: StateStore) -> dict[str, Any]:
-    """What ``status`` shows for one pipeline: the stored totals and counts, and, connecting
-    to source and target, the checkpoint, lag and retained WAL (an unreachable side is shown,
-    redacted, instead of raised). The CLI and the console's standalone sampler call this."""
+    """What ``status`` shows for one pipeline: the stored totals and counts, the lag trend
+    of the last hour the daemon recorded, and, connecting to source and target, the
+    checkpoint, lag and retained WAL (an unreachable side is shown, redacted, instead of
+    raised). The CLI and the console's standalone sampler call this."""
     from syncengine.config.secrets import redact
+    from syncengine.runtime.laghistory import trend
     from syncengine.runtime.pipeline import Pipeline
 
     pipeline = Pipeline(name, config.pipelines[name], state)
@@ -36,6 +39,7 @@ async def gather_status(config: Config, name: str, state: StateStore) -> dict[st
         rows_applied=stored.get("rows_applied", 0),
         last_error=stored.get("last_error"),
         **state.counts(name),
+        lag_last_hour=trend(state.lag_samples(name, time.time() - 3600)),
     )
     try:
         await pipeline.open()

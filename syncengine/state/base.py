@@ -98,6 +98,20 @@ class TableStats:
 
 
 @dataclass(frozen=True)
+class LagSample:
+    """What the daemon saw of one pipeline (``table`` empty) or one source table at ``at``
+    (Unix seconds): its lag, and the changes applied since the previous sample. Bytes only
+    where the source measures them (a Postgres slot's WAL)."""
+
+    at: float
+    table: str = ""
+    lag_seconds: float | None = None
+    lag_bytes: int | None = None
+    retained_wal_bytes: int | None = None
+    applied: int = 0
+
+
+@dataclass(frozen=True)
 class TableRequest:
     """An operation on one table of a running pipeline (``resnapshot``), left in the state
     store for the daemon that holds the pipeline (or run in the foreground without one).

@@ -28,6 +28,7 @@ from syncengine.state.base import (
     Conflict,
     DeadLetter,
     HeldBatch,
+    LagSample,
     Pause,
     StoredCheckpoint,
     TableRequest,
@@ -177,6 +178,22 @@ class TableStatus(Protocol):
     def table_counts(self, pipeline: str) -> dict[str, dict[str, int]]: ...
 
 
+class LagHistory(Protocol):
+    """The lag the daemon saw, sampled at a fixed interval and kept for a day: what the
+    console's chart reads (:mod:`syncengine.runtime.laghistory` writes it)."""
+
+    def add_lag_samples(
+        self, pipeline: str, samples: Iterable[LagSample], keep_seconds: float, now: float
+    ) -> None:
+        """Add samples and drop the pipeline's samples older than ``now - keep_seconds``; a
+        commit that need not survive a power loss (no fsync)."""
+        ...
+
+    def lag_samples(
+        self, pipeline: str, since: float, table: str | None = ""
+    ) -> list[LagSample]: ...
+
+
 class TablePauses(Transactional, Protocol):
     """Paused tables and the changes they hold (in the conflict queue's held changes), until
     they are released in order on resume (:mod:`syncengine.runtime.pausing`)."""
@@ -246,6 +263,7 @@ class StateStore(
     DeadLetters,
     PipelineStatus,
     TableStatus,
+    LagHistory,
     TablePauses,
     TableRequests,
     Locks,

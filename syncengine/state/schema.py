@@ -13,7 +13,7 @@ from typing import LiteralString
 
 # Column types and index predicates are SQL written in this file, never input: LiteralString
 # lets the Postgres target compose them with psycopg's sql.SQL.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 # table -> (column definitions, primary key). TEXT holds JSON where a structure is stored.
 TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
@@ -148,6 +148,22 @@ TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
         ],
         ["id"],
     ),
+    # the lag the daemon saw, a sample per pipeline every ``console.history_interval`` (10 s)
+    # for the console's chart: source_table '' is the pipeline as a whole, a table's own rows
+    # (applied since the previous sample, its last lag) only when it applied something; kept
+    # ``console.history_keep`` (24 h), pruned as it is written (state/sqlite/lag_history.py)
+    "lag_history": (
+        [
+            ("pipeline", "TEXT NOT NULL"),
+            ("at_ms", "BIGINT NOT NULL"),
+            ("source_table", "TEXT NOT NULL"),
+            ("lag_seconds", "REAL"),
+            ("lag_bytes", "BIGINT"),
+            ("retained_wal_bytes", "BIGINT"),
+            ("applied", "BIGINT NOT NULL DEFAULT 0"),
+        ],
+        ["pipeline", "at_ms", "source_table"],
+    ),
     # per-table operations asked of a running pipeline (resnapshot): the CLI leaves them here
     # for the daemon, never in the user's database
     "table_requests": (
@@ -175,8 +191,10 @@ INDEXES: dict[str, tuple[str, str, LiteralString]] = {
 }
 
 # version -> columns (table, column, type) that upgrade a store from version-1 to version; each
-# backend turns them into its own ALTER TABLE
+# backend turns them into its own ALTER TABLE. A new table needs no entry: both backends create
+# every table of TABLES that is missing (CREATE TABLE IF NOT EXISTS) before migrating.
 MIGRATIONS: dict[int, list[tuple[str, str, LiteralString]]] = {
     2: [("shadow", "position", "TEXT")],
     3: [("dead_letters", "superseded", "TEXT")],
+    4: [],  # the lag_history table
 }

@@ -10,7 +10,9 @@ that the DSN's password appears nowhere, and that a POST without the CSRF token 
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -213,4 +215,108 @@ def test_console_alone_replays_dead_letters_by_clicking(browser, tmp_path, pg_ds
         assert texts(browser, "table.grid tbody td") == ["no dead letters"]
     finally:
         assert cli.stop(proc) == 0, cli.daemon_logs()
+    assert "Traceback" not in cli.daemon_logs()
+
+
+HISTORY_CONFIG = """
+state: ${SYNCENGINE_STATE}
+console: {history_interval: 1s}
+pipelines:
+  shop:
+    source: {type: postgres, dsn: "${SRC_DSN}", tables: [public.items]}
+    target: {type: postgres, dsn: "${TGT_DSN}"}
+    batch: {max_rows: 100, max_wait: 100ms}
+"""
+
+
+def lag_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/pipelines/shop/lag.json?tables=1", timeout=60) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_console_started_later_charts_the_daemons_past_hour(
+    browser, tmp_path, pg_dsn, pg_target_dsn
+):
+    """``syncengine run`` records lag samples while writers insert; a ``syncengine ui``
+    started afterwards serves them (the chart's JSON and the chart in the page reach back
+    before the console existed) and the chart keeps refreshing from the daemon's new ones."""
+    from syncengine.state import SQLiteStateStore
+    from tests.e2e.harness import CLI, execute
+    from tests.servers import free_port
+
+    execute(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, qty int)")
+    cli = CLI(tmp_path, HISTORY_CONFIG, {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn})
+    daemon = cli.start("run")
+    ui = None
+    store = SQLiteStateStore(tmp_path / "state.db")
+    try:
+        # the first sample says it streams (the backfill's rows are not in the history)
+        wait_for(lambda: bool(store.lag_samples("shop", 0.0)), 120, 0.3)
+        written = 0
+
+        def write_and_count() -> bool:
+            nonlocal written
+            execute(
+                pg_dsn,
+                f"INSERT INTO items SELECT g, 1 FROM generate_series({written + 1}, "
+                f"{written + 25}) g",
+            )
+            written += 25
+            busy = [s for s in store.lag_samples("shop", 0.0) if s.applied]
+            return len(busy) >= 3
+
+        wait_for(write_and_count, 120, 0.5)
+        assert daemon.poll() is None, cli.daemon_logs()
+        before = store.lag_samples("shop", 0.0)
+        assert any(s.lag_bytes is not None for s in before), before  # a Postgres slot's bytes
+        assert store.lag_samples("shop", 0.0, "public.items"), "no per-table samples"
+
+        started = time.time()
+        port = free_port()
+        ui = cli.start("ui", "--port", str(port))
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: status_of(url + "/pipelines") == 200, 60, 0.3)
+
+        # every change the daemon applied is in the history, per pipeline and per table
+        def all_counted() -> bool:
+            doc = lag_json(url)
+            table = doc["tables"].get("public.items", [])
+            return (
+                sum(s["applied"] or 0 for s in doc["samples"]) == written
+                and sum(s["applied"] for s in table) == written
+            )
+
+        wait_for(all_counted, 60, 0.5)
+        doc = lag_json(url)
+        earlier = [s for s in doc["samples"] if s["at"] < started]
+        assert len(earlier) >= len(before) - 1, (earlier, before)  # (before may span > window)
+        assert doc["charts"]["seconds"]["oldest"] < started
+        assert rows(pg_target_dsn, "SELECT count(*) FROM items") == [(written,)]
+        (status,) = json.loads(cli.run("status", "--json").stdout)
+        assert status["lag_last_hour"]["samples"] >= len(before), status
+
+        # the chart in the page: drawn from that JSON, with points from before the console
+        browser.get(url + "/pipelines")
+        figure = "#chart-shop-seconds"
+
+        def drawn() -> tuple[int, float, str]:
+            from selenium.webdriver.common.by import By
+
+            element = browser.find_element(By.CSS_SELECTOR, figure)
+            count = int(element.get_attribute("data-count") or 0)
+            oldest = float(element.get_attribute("data-oldest") or "inf")
+            points = element.find_element(By.CSS_SELECTOR, "polyline").get_attribute("points")
+            return count, oldest, points or ""
+
+        wait_for(lambda: drawn()[0] >= len(earlier), 30, 0.3)
+        count, oldest, points = drawn()
+        assert oldest < started and len(points.split()) == count, (count, oldest, points)
+        caption = texts(browser, f"{figure} figcaption")[0]
+        assert caption.startswith("lag in seconds: peak") and f"{count} sample(s)" in caption
+        # it refreshes by itself: the daemon's later samples join the chart
+        wait_for(lambda: drawn()[0] > count, 30, 0.5)
+    finally:
+        if ui is not None:
+            assert cli.stop(ui) == 0, cli.daemon_logs()
+        assert cli.stop(daemon) == 0, cli.daemon_logs()
     assert "Traceback" not in cli.daemon_logs()

@@ -12,6 +12,14 @@ INFOS = [
         "checkpoint": "0000000001D8E180.00000000",
         "lag_bytes": 123456789,
         "lag_seconds": 1.25,
+        "lag_last_hour": {
+            "samples": 360,
+            "span_seconds": 3590.0,
+            "first_seconds": 2.0,
+            "last_seconds": 1.25,
+            "max_seconds": 14.5,
+            "applied_per_second": 120.0,
+        },
         "retained_wal_bytes": 987654321,
         "rows_applied": 1000000,
         "pending_conflicts": 3,
@@ -56,5 +64,6 @@ def test_wide_terminal_keeps_the_table(capsys):
     assert all(label in header for label, _ in FIELDS)  # one header row holds every column
     row = next(line for line in lines if "orders_to_warehouse" in line)
     assert "0000000001D8E180.00000000" in row and "123456789" in row
+    assert "2.0→1.2s max 14.5" in row  # the hour's lag trend the daemon recorded
     assert "…" not in "\n".join(lines)
     assert not any(line.startswith("pipeline ") for line in lines)

@@ -9,6 +9,7 @@ token configured nothing but the sign-in page answers until the token is given.
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import os
 import re
 import subprocess
@@ -143,6 +144,14 @@ def test_post_needs_the_csrf_token_and_the_same_origin(console):
     assert status == 200 and "orders" in body and PASSWORD not in body
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Frame-Options"] == "DENY"
+    # the chart's JSON: typed, not sniffable, nothing of the config but the pipeline's name
+    status, body, headers = page.request("/pipelines/orders/lag.json")
+    assert status == 200 and json.loads(body)["pipeline"] == "orders"
+    assert headers["Content-Type"].startswith("application/json")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert PASSWORD not in body and "127.0.0.1:1" not in body
+    assert page.request("/pipelines/nope/lag.json")[0] == 404
+    assert page.request("/pipelines/orders/lag.json?window=x")[0] == 400
 
     assert page.request("/verify", {"pipeline": "orders"})[0] == 403  # no token
     wrong = {"pipeline": "orders", "csrf": "0" * 64}
@@ -175,6 +184,8 @@ def test_token_is_required_when_configured(tmp_path):
         status, _, headers = page.request("/conflicts")
         assert status == 303 and headers["Location"] == "/login"
         assert page.request("/verify", {"pipeline": "orders"})[0] == 403
+        status, _, headers = page.request("/pipelines/orders/lag.json")
+        assert status == 303 and headers["Location"] == "/login"
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         assert Browser(url).request("/pipelines", **bearer)[0] == 200
         assert Browser(url).request("/pipelines", Authorization="Bearer nope")[0] == 303

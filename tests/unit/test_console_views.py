@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from syncengine.console.conflictview import field_rows, pretty
-from syncengine.console.history import History, Sample, chart
+from syncengine.console.history import Chart, History, Sample, chart
 
 
 def by_path(rows):
@@ -59,6 +59,9 @@ def test_chart_scales_to_the_peak_over_the_window():
     c = chart("seconds", samples, "lag_seconds", now=3600.0)
     assert (c.peak, c.count) == (4.0, 2)
     assert c.points == "0.0,116.0 600.0,4.0" and c.span == 200.0  # fills as sampled
+    # below the floor, the line stays low: 0.5 s of lag drawn at half height of a 1 s scale
+    low = chart("seconds", [Sample(3600.0, lag_seconds=0.5)], "lag_seconds", 3600.0, floor=1.0)
+    assert (low.points, low.peak) == ("600.0,60.0", 0.5)
     empty = chart("bytes", samples, "lag_bytes", now=3600.0)
     assert (empty.points, empty.peak, empty.count) == ("", None, 0)
 
@@ -95,3 +98,35 @@ def test_tables_page_carries_the_per_table_status(tmp_path):
         0.25,
         1,
     )
+
+
+def test_lag_document_charts_the_stored_history_then_the_consoles_own_samples(tmp_path):
+    """The chart's JSON: the daemon's stored samples of the window (from before this console
+    existed), the console's own samples only after the newest stored one, per-table rows."""
+    from syncengine.console.overview import lag_document
+    from syncengine.state import SQLiteStateStore
+    from syncengine.state.base import LagSample
+
+    state = SQLiteStateStore(tmp_path / "s.db")
+    for at, lag in ((100.0, 9.0), (3000.0, 4.0), (3010.0, 2.0)):
+        state.add_lag_samples("p", [LagSample(at, "", lag, 1000, None, 5)], 86400, at)
+    state.add_lag_samples("p", [LagSample(3010.0, "public.<b>", 1.0, applied=5)], 86400, 3010)
+    own = History()
+    own.add("p", Sample(3005.0, lag_seconds=50.0))  # older than the newest stored: dropped
+    own.add("p", Sample(3020.0, lag_seconds=1.0, lag_bytes=10))
+
+    def caption(label: str, c: Chart) -> str:
+        return f"{label}:{c.count}"
+
+    assert lag_document(state, own, "p", 3600.0, caption, 3750.0)["tables"] == {}
+    doc = lag_document(state, own, "p", 3600.0, caption, 3750.0, tables=True)
+    assert [(s["at"], s["lag_seconds"], s["applied"]) for s in doc["samples"]] == [
+        (3000.0, 4.0, 5),
+        (3010.0, 2.0, 5),
+        (3020.0, 1.0, None),
+    ]
+    seconds = doc["charts"]["seconds"]
+    assert (seconds["count"], seconds["peak"], seconds["oldest"]) == (3, 4.0, 3000.0)
+    assert seconds["caption"] == "seconds:3" and len(seconds["points"].split()) == 3
+    assert doc["tables"] == {"public.<b>": [{"at": 3010.0, "lag_seconds": 1.0, "applied": 5}]}
+    json.dumps(doc)  # all of it is JSON

@@ -17,6 +17,7 @@ CONCERNS = [
     protocols.DeadLetters,
     protocols.PipelineStatus,
     protocols.TableStatus,
+    protocols.LagHistory,
     protocols.TablePauses,
     protocols.TableRequests,
     protocols.Locks,

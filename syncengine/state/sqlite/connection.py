@@ -5,7 +5,8 @@ the last committed transaction intact when the process is killed mid-write. Ever
 is one transaction; ``synchronous=FULL`` so a committed checkpoint survives power loss too.
 The file is created owner-only (0600): it holds row images.
 
-Each concern's queries (checkpoints, chunks, shadow, conflicts, dead letters, status) live in
+Each concern's queries (checkpoints, chunks, shadow, conflicts, dead letters, status, lag
+history) live in
 their own module as a subclass of :class:`SQLiteConnection`;
 :class:`syncengine.state.sqlite.SQLiteStateStore` joins them over this one connection.
 """
