@@ -1,5 +1,6 @@
 """Per-table operations on a running pipeline: the requests left in the state store
-(``syncengine resnapshot``, ``backfill --table`` while a daemon runs) carried out one at a time.
+(``syncengine resnapshot``, ``backfill --table`` while a daemon runs; ``checkpoints remove``,
+:mod:`syncengine.runtime.forget`) carried out one at a time.
 
 In the daemon, :meth:`TableOps.batches` feeds the stream's applier (:func:`runner.stream`'s
 ``side``): the applier takes one snapshot batch between two stream groups, commits it, and only
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 
 from syncengine.changes import OP_READ, OP_UPDATE, REPLAYED, ChangeBatch
 from syncengine.errors import FatalError, Interrupted, UsageError
+from syncengine.runtime.forget import FORGET, Forget
 from syncengine.state.base import TableRequest, table_chunks
 
 if TYPE_CHECKING:
@@ -72,7 +74,7 @@ class Sweep:
 
 
 #: what a table request hands the applier: rows to process, or a step to run
-SideItem = ChangeBatch | Sweep
+SideItem = ChangeBatch | Sweep | Forget
 
 
 def as_updates(batch: ChangeBatch) -> ChangeBatch:
@@ -110,6 +112,9 @@ class TableOps:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.poll)
                 continue
+            if requests[0].kind == FORGET:
+                yield Forget(self.pipeline, requests[0])
+                continue
             async for batch in self._one(requests[0]):
                 yield batch
 
@@ -141,7 +146,7 @@ class TableOps:
 
     async def _one(
         self, request: TableRequest, foreground: bool = False
-    ) -> AsyncIterator[SideItem]:
+    ) -> AsyncIterator[ChangeBatch | Sweep]:
         name = self.pipeline.name
         namespace = table_chunks(name)
         if request.status == "pending":

@@ -19,6 +19,7 @@ CONCERNS = [
     protocols.TableStatus,
     protocols.TablePauses,
     protocols.TableRequests,
+    protocols.TableForgetting,
     protocols.Locks,
 ]
 

@@ -7,6 +7,7 @@ from syncengine.state.sqlite.checkpoints import SQLiteCheckpoints
 from syncengine.state.sqlite.chunks import SQLiteChunks
 from syncengine.state.sqlite.conflicts import SQLiteConflicts
 from syncengine.state.sqlite.dead_letters import SQLiteDeadLetters
+from syncengine.state.sqlite.forget import SQLiteForget
 from syncengine.state.sqlite.pauses import SQLitePauses
 from syncengine.state.sqlite.shadow import SQLiteShadow
 from syncengine.state.sqlite.status import SQLiteStatus
@@ -22,10 +23,11 @@ class SQLiteStateStore(
     SQLiteStatus,
     SQLitePauses,
     SQLiteTableRequests,
+    SQLiteForget,
 ):
     """Checkpoints, chunk progress, shadow rows, conflicts, dead letters, status, paused tables,
-    table requests and locks in one file (see :mod:`syncengine.state.sqlite.connection` for why
-    SQLite)."""
+    table requests (and removing one table's state) and locks in one file (see
+    :mod:`syncengine.state.sqlite.connection` for why SQLite)."""
 
 
 __all__ = ["SQLiteStateStore"]
