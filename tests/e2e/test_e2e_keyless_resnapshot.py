@@ -134,3 +134,34 @@ def test_keyless_resnapshot_in_the_foreground_and_where_refused(tmp_path, pg_dsn
     execute(pg_dsn, "INSERT INTO k VALUES (6, 0, 'p')", "DELETE FROM k WHERE g = 8")
     cli.run("sync", "--once")
     assert multiset(pg_target_dsn, "k") == multiset(pg_dsn, "k")
+
+
+def test_keyless_table_added_by_reload_under_writes(tmp_path, pg_dsn, pg_target_dsn):
+    execute(
+        pg_dsn,
+        "CREATE TABLE a (id int PRIMARY KEY, n int NOT NULL, pad text)",
+        "INSERT INTO a SELECT i, 0, 'x' FROM generate_series(1, 1000) i",
+        "CREATE TABLE k (g int NOT NULL, v int NOT NULL, pad text)",
+        "ALTER TABLE k REPLICA IDENTITY FULL",
+        "INSERT INTO k SELECT i % 500 + 1, i % 3, 'p' FROM generate_series(1, 5000) i",
+    )
+    only_a = CONFIG.replace("[public.a, public.k]", "[public.a]")
+    cli = CLI(tmp_path, only_a, {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn})
+    daemon = cli.start("run")
+    writer = _keyless_writer(pg_dsn)
+    try:
+        query = "SELECT id, n, pad FROM a ORDER BY id"
+        wait_for(lambda: rows(pg_target_dsn, query) == rows(pg_dsn, query), 120)
+        writer.start()
+        cli.config.write_text(CONFIG)
+        cli.run("reload")
+        wait_for(lambda: (_request(cli) or ("",))[0] == "done", 180, 0.2)
+        wait_for(lambda: not _paused(cli), 120, 0.2)
+        assert writer.finish() > 0
+        wait_for(lambda: multiset(pg_target_dsn, "k") == multiset(pg_dsn, "k"), 120)
+        assert "public.k has no key: its changes are held while it is copied" in cli.daemon_logs()
+        assert daemon.poll() is None
+    finally:
+        writer.halt.set()
+        if daemon.poll() is None:
+            assert cli.stop(daemon) == 0
