@@ -73,6 +73,9 @@ PGBENCH_CANONICAL = {
     "pgbench_history": "concat_ws('|', tid, bid, aid, delta, extract(epoch FROM mtime)::numeric,"
     " coalesce(rtrim(filler), '~'))",
     "bench_probe": "concat_ws('|', id, seq, extract(epoch FROM ts)::numeric)",
+    # the streamed tables of pg_add_table (a probe row and the writers' rows)
+    "bench_a": "concat_ws('|', id, seq, extract(epoch FROM ts)::numeric, pad)",
+    "bench_b": "concat_ws('|', id, seq, extract(epoch FROM ts)::numeric, pad)",
 }
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 import psycopg
+from psycopg import sql
 
 from benchmarks.core import BenchmarkError
 
@@ -25,10 +26,8 @@ STAMP_S = 0.1
 POLL_S = 0.01
 
 DDL = "CREATE TABLE bench_probe (id int PRIMARY KEY, seq bigint NOT NULL, ts timestamptz NOT NULL)"
-STAMP = (
-    "UPDATE bench_probe SET seq = seq + 1, ts = clock_timestamp() WHERE id = 1 RETURNING seq, ts"
-)
-READ = "SELECT (SELECT seq FROM bench_probe WHERE id = 1), clock_timestamp()"
+STAMP = "UPDATE {} SET seq = seq + 1, ts = clock_timestamp() WHERE id = 1 RETURNING seq, ts"
+READ = "SELECT (SELECT seq FROM {} WHERE id = 1), clock_timestamp()"
 
 
 def create_probe(dsn: str, row: bool = True) -> None:
@@ -40,10 +39,14 @@ def create_probe(dsn: str, row: bool = True) -> None:
 
 
 class Prober:
-    """Stamps on the source and watches the target until :meth:`close`."""
+    """Stamps on the source and watches the target until :meth:`close`. ``table``: the table
+    whose row ``id = 1`` carries the stamp (``seq``, ``ts``); another table with those columns
+    (and more) measures that table's own lag."""
 
-    def __init__(self, src: str, tgt: str) -> None:
+    def __init__(self, src: str, tgt: str, table: str = PROBE) -> None:
         self.src, self.tgt = src, tgt
+        self._stamp_sql = sql.SQL(STAMP).format(sql.Identifier(table))
+        self._read_sql = sql.SQL(READ).format(sql.Identifier(table))
         self.stamps: dict[int, dt.datetime] = {}
         self.arrivals: dict[int, dt.datetime] = {}
         self.seen = 0
@@ -79,7 +82,7 @@ class Prober:
             start = time.monotonic()
             k = 0
             while not self._halt_stamps.is_set():
-                seq, ts = conn.execute(STAMP).fetchone()  # type: ignore[misc]
+                seq, ts = conn.execute(self._stamp_sql).fetchone()  # type: ignore[misc]
                 self.stamps[int(seq)] = ts
                 k += 1
                 delay = start + k * STAMP_S - time.monotonic()
@@ -90,7 +93,7 @@ class Prober:
         with psycopg.connect(self.tgt, autocommit=True) as conn:
             while not self._halt.is_set():
                 try:
-                    seq, now = conn.execute(READ).fetchone()  # type: ignore[misc]
+                    seq, now = conn.execute(self._read_sql).fetchone()  # type: ignore[misc]
                 except psycopg.errors.UndefinedTable:
                     seq, now = None, None  # the engine has not created its table yet
                 if seq is not None and seq > self.seen:

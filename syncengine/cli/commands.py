@@ -9,6 +9,7 @@ from syncengine.cli.conflicts import conflicts
 from syncengine.cli.inspect import checkpoints, deadletters, status
 from syncengine.cli.jobs import backfill, run, sync
 from syncengine.cli.pause import pause, resume
+from syncengine.cli.removal import checkpoints_remove
 from syncengine.cli.tables import reload, resnapshot
 from syncengine.cli.ui import ui
 from syncengine.cli.validate import validate
@@ -43,6 +44,7 @@ for command in (
     reload,
 ):
     cli.add_command(command)
+checkpoints.add_command(checkpoints_remove)
 cli.add_command(conflicts)
 cli.add_command(pause)
 cli.add_command(resume)

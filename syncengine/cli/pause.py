@@ -54,7 +54,7 @@ def pause(config_path: str, pipeline: str, tables: tuple[str, ...], wait: float)
             state.request_pause(pipeline, chosen, "paused")
     except LockHeld:
         state.request_pause(pipeline, chosen, "pausing")
-        _await(wait, lambda: _confirmed(state, pipeline, chosen), "confirmed the pause")
+        await_done(wait, lambda: _confirmed(state, pipeline, chosen), "confirmed the pause")
     click.echo(f"{pipeline}: paused {', '.join(chosen)}")
 
 
@@ -78,7 +78,7 @@ def resume(config_path: str, pipeline: str, tables: tuple[str, ...], wait: float
     try:
         lock = state.lock(pipeline, "resume").acquire()
     except LockHeld:
-        _await(wait, lambda: not set(resumed) & set(state.pauses(pipeline)), "released them")
+        await_done(wait, lambda: not set(resumed) & set(state.pauses(pipeline)), "released them")
         click.echo(f"{pipeline}: resumed {', '.join(resumed)}")
         return
     try:
@@ -112,7 +112,7 @@ def _confirmed(state: StateStore, pipeline: str, tables: list[str]) -> bool:
     return all(t not in pauses or pauses[t].status != "pausing" for t in tables)
 
 
-def _await(seconds: float, done: Callable[[], bool], what: str) -> None:
+def await_done(seconds: float, done: Callable[[], bool], what: str) -> None:
     """Poll ``done`` until it holds; past ``seconds`` the request stays, and this says so."""
     deadline = time.monotonic() + seconds
     while not done():

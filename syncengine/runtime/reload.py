@@ -9,7 +9,8 @@ pipeline runs while its other tables stream (Postgres: the table joins the publi
 pipeline opens; Mongo: the change-stream filter lists it). A removed table stops being captured
 (Postgres: it leaves the engine's own publication; both: no mapping reads it any more); its
 target table and its state (shadow, chunk progress) are left until
-``syncengine checkpoints CONFIG reset`` removes them.
+``syncengine checkpoints CONFIG remove --pipeline P --table T`` removes them
+(:mod:`syncengine.runtime.forget`).
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ class Reloads:
         for name, tables in plan.removed.items():
             log.info(
                 "%s: %s no longer captured; target tables and state kept (syncengine "
-                "checkpoints CONFIG reset removes the state)",
+                "checkpoints CONFIG remove --pipeline P --table T removes the state)",
                 name,
                 ", ".join(tables),
             )

@@ -1,5 +1,6 @@
 """Per-table operations on a running pipeline: the requests left in the state store
-(``syncengine resnapshot``, ``backfill --table`` while a daemon runs) carried out one at a time.
+(``syncengine resnapshot``, ``backfill --table`` while a daemon runs; ``checkpoints remove``,
+:mod:`syncengine.runtime.forget`) carried out one at a time.
 
 In the daemon, :meth:`TableOps.batches` feeds the stream's applier (:func:`runner.stream`'s
 ``side``): the applier takes one snapshot batch between two stream groups, commits it, and only
@@ -8,7 +9,8 @@ never waits for a chunk to be read. In the foreground (no daemon), :meth:`TableO
 applies the same batches directly. Either way the source reconciles the table's chunks with
 the changes the stream applies (``table_snapshot``: :mod:`syncengine.sources.postgres.tablesnap`,
 :mod:`syncengine.sources.mongo.tablesnap`), and a crash resumes the request at its first chunk
-not done: a request stays ``running`` until its last chunk committed.
+not done: a request stays ``running`` until its last chunk committed. A table without a key
+is copied whole at one position while its changes are held (:mod:`syncengine.runtime.heldcopy`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
 import pyarrow as pa
@@ -24,6 +26,8 @@ import pyarrow.compute as pc
 
 from syncengine.changes import OP_READ, OP_UPDATE, REPLAYED, ChangeBatch
 from syncengine.errors import FatalError, Interrupted, UsageError
+from syncengine.runtime.forget import FORGET, Forget
+from syncengine.runtime.heldcopy import HeldCopy
 from syncengine.state.base import TableRequest, table_chunks
 
 if TYPE_CHECKING:
@@ -42,8 +46,14 @@ class TableSnapshots(Protocol):
     """A source that can copy one table while its stream runs."""
 
     def table_snapshot(
-        self, table: str, where: str | None = None, parallel: int = 2
-    ) -> AsyncIterator[ChangeBatch]: ...
+        self,
+        table: str,
+        where: str | None = None,
+        parallel: int = 2,
+        hold: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[ChangeBatch]:
+        """``hold``: awaited before a keyless table's copy (:mod:`.heldcopy`)."""
+        ...
 
 
 def table_source(pipeline: Pipeline) -> TableSnapshots:
@@ -72,7 +82,7 @@ class Sweep:
 
 
 #: what a table request hands the applier: rows to process, or a step to run
-SideItem = ChangeBatch | Sweep
+SideItem = ChangeBatch | Sweep | Forget
 
 
 def as_updates(batch: ChangeBatch) -> ChangeBatch:
@@ -110,6 +120,9 @@ class TableOps:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.poll)
                 continue
+            if requests[0].kind == FORGET:
+                yield Forget(self.pipeline, requests[0])
+                continue
             async for batch in self._one(requests[0]):
                 yield batch
 
@@ -141,7 +154,7 @@ class TableOps:
 
     async def _one(
         self, request: TableRequest, foreground: bool = False
-    ) -> AsyncIterator[SideItem]:
+    ) -> AsyncIterator[ChangeBatch | Sweep]:
         name = self.pipeline.name
         namespace = table_chunks(name)
         if request.status == "pending":
@@ -157,21 +170,32 @@ class TableOps:
         # from before the first chunk is read until the last row is applied, the stream's
         # changes of the table record their positions per key (see DENSE_FENCE)
         self.pipeline.dense_fence.add(request.table)
+        held = HeldCopy(self.pipeline, request, foreground)
         try:
             source = table_source(self.pipeline)
-            async for batch in source.table_snapshot(request.table, request.where, self.parallel):
-                yield as_updates(batch)
+            snapshot = source.table_snapshot(request.table, request.where, self.parallel, held)
+            async for batch in snapshot:
+                # a keyless copy replaces the table under its fence (truncate first): as is
+                yield as_updates(batch) if batch.key else batch
         except FatalError as exc:  # needs a person: the daemon goes on with the others
             self.state.update_table_request(request.id, "failed", str(exc))
             log.error("%s: snapshot of %s failed: %s", name, request.table, exc)
+            if held.used and not foreground:
+                log.error(
+                    "%s: %s stays paused (its target table is partly copied): fix the cause "
+                    "and re-snapshot it",
+                    name,
+                    request.table,
+                )
             if foreground:
                 raise
             return
         else:
-            if request.where is None:  # the applier runs it, between stream groups
+            if request.where is None and not held.used:  # between stream groups
                 yield Sweep(self.pipeline, request.table)
         finally:
             self.pipeline.dense_fence.discard(request.table)
         self.state.clear_chunks(namespace, request.table)
+        held.release()  # before the request ends: a crash between them copies again
         self.state.update_table_request(request.id, "done")
         log.info("%s: snapshot of %s done (request %d)", name, request.table, request.id)

@@ -241,6 +241,17 @@ class TableRequests(Protocol):
     ) -> None: ...
 
 
+class TableForgetting(Protocol):
+    """Removing the state of a table the pipeline no longer reads (``checkpoints remove``)."""
+
+    def forget_table(
+        self, pipeline: str, table: str, targets: Sequence[str], keep_request: int | None = None
+    ) -> dict[str, int]:
+        """Delete ``table``'s state and, per target table in ``targets``, its shadow rows and
+        conflicts, in one transaction (``keep_request``: a request row to leave); counts."""
+        ...
+
+
 class Locks(Protocol):
     def lock(self, pipeline: str, purpose: str) -> PipelineLock:
         """An exclusive per-pipeline lock (daemon, sync and backfill refuse to overlap)."""
@@ -266,6 +277,7 @@ class StateStore(
     LagHistory,
     TablePauses,
     TableRequests,
+    TableForgetting,
     Locks,
     Protocol,
 ):

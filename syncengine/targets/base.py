@@ -117,6 +117,9 @@ class Target(Protocol):
     change_log: bool
     # Optional ``server_fence = True`` (Postgres): the target accepts a :class:`ServerFence`;
     # the conflict step reads its ``getattr(target, "server_fence", False)``.
+    # Optional ``async forget_table(table, targets) -> dict[str, int]`` (Postgres, Mongo): remove
+    # what the target keeps itself for a removed source table (``checkpoints remove``); a target
+    # that keeps no state of its own needs none (:mod:`syncengine.runtime.forget`).
 
     async def open(self) -> None: ...
 

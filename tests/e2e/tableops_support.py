@@ -5,7 +5,14 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+from tests.e2e.harness import CLI
 
 
 class Loop(threading.Thread):
@@ -62,3 +69,36 @@ class CounterAudit:
 
     def finish(self) -> None:
         self.loop.finish()
+
+
+@dataclass
+class MongoPair:
+    """A source and a target database on one server, the source's collections filled with
+    ``{_id, n: 0}`` documents, and the CLI of ``config`` (``SRC``/``TGT`` replaced)."""
+
+    cli: CLI
+    client: MongoClient
+    src: Any
+    tgt: Any
+    target_db: str
+
+    def converged(self, name: str) -> bool:
+        return list(self.tgt[name].find().sort("_id")) == list(self.src[name].find().sort("_id"))
+
+    def close(self) -> None:
+        self.client.drop_database(self.target_db)
+        self.client.close()
+
+
+def mongo_pair(
+    tmp_path: Path, config: str, uri: str, source_db: str, names: Sequence[str], rows: int
+) -> MongoPair:
+    target_db = f"{source_db}_t"
+    cli = CLI(
+        tmp_path, config.replace("SRC", source_db).replace("TGT", target_db), {"MONGO_URI": uri}
+    )
+    client: MongoClient = MongoClient(uri)
+    src = client[source_db]
+    for name in names:
+        src[name].insert_many([{"_id": i, "n": 0} for i in range(1, rows + 1)])
+    return MongoPair(cli, client, src, client[target_db], target_db)

@@ -14,7 +14,7 @@ import psycopg
 from pymongo import MongoClient
 
 from tests.e2e.harness import CLI, execute, rows, wait_for
-from tests.e2e.tableops_support import CounterAudit, Loop
+from tests.e2e.tableops_support import CounterAudit, Loop, mongo_pair
 
 PG_CONFIG = textwrap.dedent(
     """
@@ -269,13 +269,9 @@ def test_pg_reload_adds_and_removes_a_table_under_writes(tmp_path, pg_dsn, pg_ta
 
 
 def test_mongo_reload_adds_and_removes_a_collection(tmp_path, mongo_uri, mongo_db):
-    source_db, target_db = mongo_db, f"{mongo_db}_t"
-    config = MONGO_CONFIG.replace("SRC", source_db).replace("TGT", target_db)
-    cli = CLI(tmp_path, config, {"MONGO_URI": mongo_uri})
-    client: MongoClient = MongoClient(mongo_uri)
-    src, tgt = client[source_db], client[target_db]
-    for name in ("a", "b", "c"):
-        src[name].insert_many([{"_id": i, "n": 0} for i in range(1, ROWS + 1)])
+    pair = mongo_pair(tmp_path, MONGO_CONFIG, mongo_uri, mongo_db, "abc", ROWS)
+    cli, src, tgt = pair.cli, pair.src, pair.tgt
+    config = cli.config.read_text()
 
     def writer(name: str) -> Loop:
         def step(rng) -> None:
@@ -314,5 +310,4 @@ def test_mongo_reload_adds_and_removes_a_collection(tmp_path, mongo_uri, mongo_d
     finally:
         if daemon.poll() is None:
             assert cli.stop(daemon) == 0
-        client.drop_database(target_db)
-        client.close()
+        pair.close()

@@ -20,6 +20,7 @@ CONCERNS = [
     protocols.LagHistory,
     protocols.TablePauses,
     protocols.TableRequests,
+    protocols.TableForgetting,
     protocols.Locks,
 ]
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC
 from typing import Any
@@ -488,9 +488,14 @@ class MongoSource:
         return [c for name in names for c in existing[name] if c.status != "done"]
 
     def table_snapshot(
-        self, table: str, where: str | None = None, parallel: int = 2
+        self,
+        table: str,
+        where: str | None = None,
+        parallel: int = 2,
+        hold: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[ChangeBatch]:
-        """One collection's documents while the stream runs (see :mod:`.tablesnap`)."""
+        """One collection's documents while the stream runs (see :mod:`.tablesnap`); every
+        collection has its ``_id`` key, so nothing is ever held (``hold`` is not needed)."""
         from syncengine.sources.mongo.tablesnap import table_snapshot
 
         return table_snapshot(self, table, where, parallel)

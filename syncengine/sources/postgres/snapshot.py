@@ -402,6 +402,13 @@ class Snapshotter:
         finally:
             await repl.close()
 
+    def keyless_live(
+        self, shape: TableShape, chunks: list[Chunk], wheres: Wheres
+    ) -> AsyncIterator[ChangeBatch]:
+        """A keyless table copied whole while the stream runs, its changes held meanwhile by
+        the caller (:mod:`.tablesnap`): every chunk, done or not, at one new exact position."""
+        return self._keyless_exact({shape.name: shape}, chunks, wheres)
+
     # -- watermark reconciliation ----------------------------------------------------------
 
     def reconcile_live(

@@ -327,10 +327,14 @@ class PostgresSource:
         return scan_table(self, canonical(table))
 
     def table_snapshot(
-        self, table: str, where: str | None = None, parallel: int = 2
+        self,
+        table: str,
+        where: str | None = None,
+        parallel: int = 2,
+        hold: tablesnap.Hold | None = None,
     ) -> AsyncIterator[ChangeBatch]:
         """One table's rows while the stream runs (see :mod:`.tablesnap`)."""
-        return tablesnap.table_snapshot(self, canonical(table), where, parallel)
+        return tablesnap.table_snapshot(self, canonical(table), where, parallel, hold)
 
     async def visible_position(self) -> str | None:
         """Where a table sweep's deletes go (see :mod:`syncengine.runtime.sweep`)."""

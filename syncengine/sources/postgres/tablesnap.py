@@ -13,14 +13,21 @@ checkpoint. The runtime sends the rows as full-image updates so the fence also d
 older than the change the stream already applied (:func:`syncengine.runtime.tableops.as_updates`).
 
 Chunk progress is kept under :func:`syncengine.state.base.table_chunks`, apart from the
-backfill's: a crash resumes at the first chunk not done. Tables without a key are refused
-(their copy replaces the table at one position, which would wipe changes the stream applied
-after it).
+backfill's: a crash resumes at the first chunk not done.
+
+A table without a key cannot be reconciled row by row: its copy replaces the target table at
+one exact position C (a temporary slot's exported snapshot, :meth:`.Snapshotter.keyless_live`),
+starting with a truncate that moves the table's fence to C (:mod:`syncengine.keyless`). That is
+exact only if no change of the table is applied while the copy is read and written, so the
+caller's ``hold`` is awaited first: it holds the table's stream changes (a pause, which the
+runtime confirms and, after the last row, releases: the fence drops the held changes below C
+and applies the later ones in order). Without ``hold`` such a table is refused. A crash copies
+it again, whole, at a new position.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -43,11 +50,17 @@ def temporary_slot(source: SourceContext) -> str:
     return f"{source.slot}_table"
 
 
+#: awaited before a keyless table's copy position is taken: its stream changes are held from
+#: then on (see the module docstring)
+Hold = Callable[[], Awaitable[None]]
+
+
 async def table_snapshot(
-    source: SourceContext, table: str, where: str | None, parallel: int
+    source: SourceContext, table: str, where: str | None, parallel: int, hold: Hold | None = None
 ) -> AsyncIterator[ChangeBatch]:
     """The table's rows, chunk by chunk, reconciled with the running stream; resumes at the
-    first chunk not done (its progress is in the state store)."""
+    first chunk not done (its progress is in the state store). A keyless table (only with
+    ``hold``) is copied whole at one position instead."""
     if table not in source.tables_:
         raise UsageError(
             f"{table} is not in the pipeline's tables (known: {', '.join(source.tables_)})"
@@ -56,11 +69,13 @@ async def table_snapshot(
     conn = await source.connect()
     try:
         keys = await admin.table_keys(conn, [table])
-        if not keys.get(table):
+        keyless = not keys.get(table)
+        if keyless and (hold is None or where is not None):
             raise UsageError(
-                f"{table} has no primary key or replica identity: it cannot be snapshotted "
-                "while the pipeline streams",
-                hint="stop the daemon and run syncengine backfill --table for it",
+                f"{table} has no primary key or replica identity: it is copied whole, at one "
+                + ("position, so --where cannot apply" if where else "position, here refused"),
+                hint="copy it whole (no --where), or stop the daemon and run syncengine "
+                "backfill --table for it",
             )
         source.keys.update(keys)
         shape = await table_shape(conn, table, keys[table])
@@ -74,9 +89,15 @@ async def table_snapshot(
         raise map_error(exc, f"planning the snapshot of {table}") from exc
     finally:
         await conn.close()
-    pending = [c for c in chunks if c.status != "done"]
     snapshotter = Snapshotter(source)
     snapshotter.pipeline = namespace  # where its chunks' done-marks go
+    if keyless:
+        assert hold is not None
+        await hold()  # no change of the table is applied from here until it is released
+        async for batch in snapshotter.keyless_live(shape, chunks, wheres):
+            yield batch
+        return
+    pending = [c for c in chunks if c.status != "done"]
     batches = snapshotter.reconcile_live(
         shape, pending, wheres[table], position, parallel, temporary_slot(source)
     )

@@ -7,6 +7,7 @@ from syncengine.state.sqlite.checkpoints import SQLiteCheckpoints
 from syncengine.state.sqlite.chunks import SQLiteChunks
 from syncengine.state.sqlite.conflicts import SQLiteConflicts
 from syncengine.state.sqlite.dead_letters import SQLiteDeadLetters
+from syncengine.state.sqlite.forget import SQLiteForget
 from syncengine.state.sqlite.lag_history import SQLiteLagHistory
 from syncengine.state.sqlite.pauses import SQLitePauses
 from syncengine.state.sqlite.shadow import SQLiteShadow
@@ -24,9 +25,10 @@ class SQLiteStateStore(
     SQLiteLagHistory,
     SQLitePauses,
     SQLiteTableRequests,
+    SQLiteForget,
 ):
     """Checkpoints, chunk progress, shadow rows, conflicts, dead letters, status, lag history,
-    paused tables, table requests and locks in one file (see
+    paused tables, table requests (and removing one table's state) and locks in one file (see
     :mod:`syncengine.state.sqlite.connection` for why SQLite)."""
 
 

@@ -182,6 +182,20 @@ class MongoTarget:
         if self.keeps_state:
             await self._store.delete_checkpoint(MongoSession(self.db), stream)
 
+    async def forget_table(self, table: str, targets: Sequence[str]) -> dict[str, int]:
+        """Remove the shadow documents of ``targets`` (``checkpoints remove``); without
+        transactions they live in the SQLite store, which the caller clears."""
+        await self.open()
+        if not self.keeps_state:
+            return {}
+        try:
+            done = await self.db[SHADOW].delete_many(
+                {"p": self.pipeline, "t": {"$in": list(targets)}}
+            )
+        except PyMongoError as exc:
+            raise translate(exc, "removing the table's state") from None
+        return {"target shadow": done.deleted_count}
+
     # -- apply ----------------------------------------------------------------------------
 
     async def apply(

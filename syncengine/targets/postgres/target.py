@@ -286,6 +286,17 @@ class PostgresTarget:
         except psycopg.Error as exc:
             raise translate(exc, "resetting the checkpoint") from None
 
+    async def forget_table(self, table: str, targets: Sequence[str]) -> dict[str, int]:
+        """Remove a source table's state from ``_syncengine`` (``checkpoints remove``)."""
+        from syncengine.targets.postgres.forget import forget_table
+
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                return await forget_table(conn, self.pipeline, table, targets)
+        except psycopg.Error as exc:
+            raise translate(exc, "removing the table's state") from None
+
     # -- apply ----------------------------------------------------------------------------
 
     async def apply(
