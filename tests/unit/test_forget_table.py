@@ -8,7 +8,7 @@ import pytest
 from syncengine.config import parse_config
 from syncengine.errors import UsageError
 from syncengine.runtime.forget import check_removable, target_tables
-from syncengine.state.base import Chunk, Conflict, DeadLetter, table_chunks
+from syncengine.state.base import Chunk, Conflict, DeadLetter, LagSample, table_chunks
 from syncengine.state.sqlite import SQLiteStateStore
 
 TABLES = [
@@ -20,6 +20,7 @@ TABLES = [
     "dead_letters",
     "shadow",
     "conflicts",
+    "lag_history",
 ]
 
 
@@ -30,6 +31,7 @@ def _fill(store: SQLiteStateStore, pipeline: str, source: str, target: str) -> N
     store.request_table(pipeline, source, "resnapshot", None)
     store.request_pause(pipeline, [source], "paused")
     store.add_dead_letters([DeadLetter(pipeline, source, "map", "bad", "{}")])
+    store.add_lag_samples(pipeline, [LagSample(1000.0, source, 0.5, None, None, 5)], 3600, 1000)
     with store.transaction() as db:
         store.hold_batches(db, pipeline, source, [("0/10", 3, b"ipc")])
         store.write_shadow(db, pipeline, target, [("k", "h", None, "0/1")])
@@ -60,6 +62,7 @@ def test_forget_table_removes_that_tables_state_only(tmp_path):
         "dead_letters": 1,
         "shadow": 1,
         "conflicts": 1,
+        "lag_history": 1,
     }
     after = _counts(store)
     # what is left: the two other tables' state, and the request asking for the removal

@@ -2,10 +2,10 @@
 
 A table removed from a pipeline's config keeps its state until a person removes it: the chunk
 progress of its backfill and of its single-table snapshots, its counters, its requests, its
-pause and the changes the pause held, its dead letters, its lag samples, and per target table its shadow rows
-and conflicts (with the changes held behind them). All of it goes in one transaction, so a
-crash leaves either all of it or none. The audit of past conflict decisions is history, not
-state, and stays.
+pause and the changes the pause held, its dead letters, its lag samples, and per target table
+its shadow rows and conflicts (with the changes held behind them). All of it goes in one
+transaction, so a crash leaves either all of it or none. The audit of past conflict decisions
+is history, not state, and stays.
 """
 
 from __future__ import annotations
