@@ -74,7 +74,7 @@ async def backfill(
         # no checkpoint yet: the one written below is the snapshot's position, where the
         # stream then starts (a re-backfill keeps an older checkpoint: its rows are fenced)
         pipeline.source.stream_starts_at_snapshot = fresh
-    await passthrough.attach(pipeline, tables)
+    await passthrough.attach(pipeline, tables, first=fresh)
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
         pipeline.phases.add("read", time.perf_counter() - waited)
@@ -91,6 +91,7 @@ async def backfill(
                 hint="progress is checkpointed per chunk; run it again to resume",
             )
         waited = time.perf_counter()
+    await passthrough.finish(pipeline)
     position = await pipeline.source.snapshot_position()
     existing = await pipeline.checkpoint()
     if existing is not None and (position is None or existing < position):
