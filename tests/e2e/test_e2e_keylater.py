@@ -9,11 +9,13 @@ source's rows, each key once, and the key in place.
 
 from __future__ import annotations
 
+import random
 import signal
+import time
 
 from psycopg import sql
 
-from tests.e2e.harness import CLI, execute, rows
+from tests.e2e.harness import CLI, execute, rows, wait_for
 from tests.e2e.test_e2e_passthrough import config, copies, counted, dbs  # noqa: F401
 
 SOURCE = (
@@ -120,6 +122,38 @@ def test_killed_during_the_key_build_resumes_and_builds_it(dbs, tmp_path):
     assert_equal_and_keyed(src, tgt, "fresh", 3000)
     assert copies(tgt, "fresh", "binary") == 7  # no chunk copied twice
     assert rows(tgt, "SELECT count(*) FROM _syncengine.checkpoints") == [(1,)]
+
+
+def test_backfill_killed_at_random_ends_equal_and_keyed(dbs, tmp_path):
+    """SIGKILL at random moments of a two-worker backfill into a table the engine creates
+    (the first while chunks are copied without the key, then anywhere: the resumed snapshot,
+    the key build); the last run ends with the source's rows, each key once, and the key."""
+    src, tgt = dbs
+    seed(src, "fresh", 60_000)
+    cli = CLI(tmp_path, config(["public.fresh"], chunk_rows=2000), {"SRC_DSN": src, "TGT_DSN": tgt})
+    rng = random.Random(33)
+    kills = 0
+    for attempt in range(3):
+        proc = cli.start("backfill", "--parallel", "2")
+        if attempt == 0:  # the first kill lands among the copied chunks, before the key
+            wait_for(lambda: _copied(tgt) > 0, 60, 0.02)
+        else:
+            time.sleep(rng.uniform(0.3, 2.0))
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        kills += 1
+        if attempt == 0:
+            assert primary_key(tgt, "fresh") == [] and len(marks(tgt)) == 1
+    cli.run("backfill", "--parallel", "2", timeout=300)
+    assert kills >= 1, cli.daemon_logs()
+    assert_equal_and_keyed(src, tgt, "fresh", 60_000)
+
+
+def _copied(dsn: str) -> int:
+    found = rows(dsn, "SELECT to_regclass('public.fresh') IS NOT NULL")[0][0]
+    return int(rows(dsn, "SELECT count(*) FROM fresh")[0][0]) if found else 0
 
 
 def test_a_key_that_cannot_be_built_fails_loudly_and_keeps_the_rows(dbs, tmp_path):
