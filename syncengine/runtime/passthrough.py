@@ -87,14 +87,14 @@ async def attach(pipeline: Pipeline, tables: Sequence[str] | None, first: bool =
             log.info("%s: snapshot chunks of %s are decoded: no key", pipeline.name, table)
             continue
         ((_, mapping),) = pipeline.mappings_for(table)
-        later = first and isinstance(target, KeyAfterLoad)
-        if later:
-            target.keys_after_load(True)
+        later = target if first and isinstance(target, KeyAfterLoad) else None
+        if later is not None:
+            later.keys_after_load(True)
         try:
             spec = await pipeline.target_spec(mapping, info.schema, info.key)
         finally:
-            if later:
-                target.keys_after_load(False)
+            if later is not None:
+                later.keys_after_load(False)
         chosen[table] = spec.name
     source.use_chunk_sink(await target.chunk_sink(chosen))
 

@@ -15,8 +15,12 @@ import time
 
 from psycopg import sql
 
+import tests.e2e.test_e2e_passthrough as passthrough_tests
 from tests.e2e.harness import CLI, execute, rows, wait_for
-from tests.e2e.test_e2e_passthrough import config, copies, counted, dbs  # noqa: F401
+
+# the same cluster (one with pg_stat_statements) and databases as the passthrough tests
+counted, dbs = passthrough_tests.counted, passthrough_tests.dbs
+config, copies = passthrough_tests.config, passthrough_tests.copies
 
 SOURCE = (
     "CREATE TABLE {t} (id bigint PRIMARY KEY, qty integer NOT NULL, note text)",
@@ -174,7 +178,7 @@ def test_a_key_that_cannot_be_built_fails_loudly_and_keeps_the_rows(dbs, tmp_pat
     assert primary_key(tgt, "fresh") == [] and len(marks(tgt)) == 1
 
 
-def test_a_chunk_the_target_refuses_waits_for_the_key(counted, tmp_path):  # noqa: F811
+def test_a_chunk_the_target_refuses_waits_for_the_key(counted, tmp_path):
     """A LATIN1 target refuses a chunk holding a character it cannot store (the source is
     UTF8): that chunk takes the decoded path (ON CONFLICT, bisected to a dead letter), which
     builds the key first; the other chunks were copied through without it."""

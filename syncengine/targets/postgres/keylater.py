@@ -65,9 +65,7 @@ async def pending(conn: psycopg.AsyncConnection, schema: str, table: str) -> boo
     return await cur.fetchone() is not None
 
 
-async def build(
-    conn: psycopg.AsyncConnection, schema: str, table: str, key: Sequence[str]
-) -> bool:
+async def build(conn: psycopg.AsyncConnection, schema: str, table: str, key: Sequence[str]) -> bool:
     """Add the primary key of a marked table and drop its mark, inside the caller's
     transaction (which holds the table's advisory lock); False when it was not marked
     (built already, by this process or another). Duplicate keys would be a bug upstream:
