@@ -229,3 +229,16 @@ def test_a_chunk_the_target_refuses_waits_for_the_key(counted, tmp_path):
                 .format(sql.Identifier(name))
                 .as_string(None),
             )
+
+
+def test_backfill_parallel_comes_from_the_config_unless_the_flag_says(dbs, tmp_path):
+    """``backfill: {parallel: N}`` in the pipeline sets the workers; ``--parallel`` wins."""
+    src, tgt = dbs
+    seed(src, "fresh", 1000)
+    text = config(["public.fresh"]).replace("    batch:", "    backfill: {parallel: 3}\n    batch:")
+    cli = CLI(tmp_path, text, {"SRC_DSN": src, "TGT_DSN": tgt})
+    assert "pt: backfill, 3 chunk(s) at once" in cli.run("backfill").stderr
+    execute(tgt, "DROP TABLE fresh", "DROP SCHEMA _syncengine CASCADE")
+    (tmp_path / "state.db").unlink()
+    assert "pt: backfill, 1 chunk(s) at once" in cli.run("backfill", "--parallel", "1").stderr
+    assert_equal_and_keyed(src, tgt, "fresh", 1000)
