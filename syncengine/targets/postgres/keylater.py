@@ -2,9 +2,10 @@
 
 Two snapshot workers copying key ranges into a table with its primary key insert into the
 middle of the index, whose leaf pages then split 50/50: the key ends up ~37 % larger than one
-built from sorted keys (F33), and every row pays the index upkeep while it is copied. A table
-the engine creates for a first backfill is therefore created without its key (the key columns
-keep NOT NULL) and the key is added once every chunk is in: one sorted build.
+built from sorted keys (docs/benchmarks-findings.md), and every row pays the index upkeep
+while it is copied. A table the engine creates for a first backfill is therefore created
+without its key (the key columns keep NOT NULL) and the key is added once every chunk is in:
+one sorted build.
 
 Nothing that matches rows by key may touch the table in between (``INSERT … ON CONFLICT``
 needs the unique index, and a key probe without it scans the table), so the table carries a
