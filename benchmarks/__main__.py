@@ -43,16 +43,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"time budget of the whole suite (default: {QUICK_BUDGET:.0f} with --quick, "
         "none otherwise); each scenario gets an equal share of what is left",
     )
+    run.add_argument(
+        "--runslow", action="store_true", help="also the slow scenarios (10M-row linearity)"
+    )
     run.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     run.add_argument("--no-chart", action="store_true")
     sub.add_parser("list", help="list the scenarios")
     args = parser.parse_args(argv)
     if args.command == "list":
         for s in SCENARIOS:
-            print(f"{s.name:20} {'quick+full' if s.in_quick else 'full only':11} {s.title}")
+            mode = "slow" if s.slow else "quick+full" if s.in_quick else "full only"
+            print(f"{s.name:20} {mode:11} {s.title}")
         return 0
     try:
-        chosen = select(SCENARIOS, args.quick, args.only)
+        chosen = select(SCENARIOS, args.quick, args.only, args.runslow)
     except BenchmarkError as exc:
         parser.error(str(exc))
     if args.repeat is not None and args.repeat < 1:

@@ -107,6 +107,9 @@ class Scenario:
     """The issue's target, listed even when the scenario fails."""
     mongo: bool = False
     """Needs the MongoDB-compatible server (started before the clock of the first scenario)."""
+    slow: bool = False
+    """Too long for a routine full run (the 10M-row linearity check): runs only with
+    ``--runslow`` or when ``--only`` names it."""
 
 
 def median(values: Sequence[float]) -> float:
@@ -114,9 +117,13 @@ def median(values: Sequence[float]) -> float:
 
 
 def select(
-    scenarios: Sequence[Scenario], quick: bool, only: Sequence[str] | None
+    scenarios: Sequence[Scenario],
+    quick: bool,
+    only: Sequence[str] | None,
+    runslow: bool = False,
 ) -> list[Scenario]:
-    """The scenarios to run: ``--only`` names (any mode) or everything the mode includes."""
+    """The scenarios to run: ``--only`` names (any mode) or everything the mode includes
+    (slow ones only with ``runslow``)."""
     if only:
         known = {s.name for s in scenarios}
         unknown = [n for n in only if n not in known]
@@ -125,4 +132,4 @@ def select(
                 f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         return [s for s in scenarios if s.name in only]
-    return [s for s in scenarios if s.in_quick or not quick]
+    return [s for s in scenarios if (s.in_quick or not quick) and (runslow or not s.slow)]

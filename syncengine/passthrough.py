@@ -86,3 +86,19 @@ class RawChunkImport(Protocol):
     async def chunk_sink(self, tables: dict[str, str]) -> ChunkSink[Any]:
         """A sink for the chunks of ``tables`` (source table → target table, created)."""
         ...
+
+
+@runtime_checkable
+class KeyAfterLoad(Protocol):
+    """A target that can create a first backfill's tables without their key index and build
+    it once their chunks are in (one sorted build, as pg_dump does, instead of an index kept
+    up row by row by concurrent writers). Until it is built the target itself keeps anything
+    that matches rows by key away from such a table."""
+
+    def keys_after_load(self, on: bool) -> None:
+        """While on, keyed tables the target creates get their key at :meth:`build_keys`."""
+        ...
+
+    async def build_keys(self) -> None:
+        """Build the keys of the tables created that way (every chunk of them is in)."""
+        ...

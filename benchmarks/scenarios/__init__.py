@@ -9,6 +9,7 @@ from benchmarks.scenarios import (
     mongo_to_pg,
     pg_add_table,
     pg_backfill,
+    pg_backfill_linear,
     pg_backfill_mapped,
     pg_bigtxn,
     pg_cdc,
@@ -23,6 +24,7 @@ from benchmarks.scenarios import (
 SCENARIOS: list[Scenario] = [
     pg_backfill.SCENARIO,
     pg_backfill_mapped.SCENARIO,
+    pg_backfill_linear.SCENARIO,
     pgbench_backfill.SCENARIO,
     pg_cdc.SCENARIO,
     pgbench_cdc.SCENARIO,

@@ -11,7 +11,9 @@ Baselines, each copying the same table between two databases of the same cluster
 
 The pipes' and the subscription's target tables are created beforehand (not timed). The engine
 figure includes process start, snapshot export, chunking and the final checkpoint: what a user
-waits for. Its per-phase seconds (when the engine logs them) are in the details.
+waits for. Its per-phase seconds (when the engine logs them) are in the details, and so is the
+size of the target's primary key after the engine and after the binary pipe (``key_index_mb``:
+the engine builds it after the load, the pipe's table has it from the start).
 """
 
 from __future__ import annotations
@@ -59,9 +61,15 @@ def run(ctx: Context) -> ScenarioResult:
         source = pg_digest(src, TABLE)
         expect_rows(source, rows, "source")
         timeout = 900
+        key_mb: dict[str, float] = {}
+        result.extra["key_index_mb"] = key_mb
         for attempt in range(ctx.repeats(3)):
             seconds = baseline(
-                env, BINARY, source, lambda t: copy_pipe(src, t, [TABLE], True, env.limit(timeout))
+                env,
+                BINARY,
+                source,
+                lambda t: copy_pipe(src, t, [TABLE], True, env.limit(timeout)),
+                sizes=key_mb,
             )
             result.baseline_runs.append(rows / seconds)
             seconds = baseline(
@@ -86,7 +94,9 @@ def run(ctx: Context) -> ScenarioResult:
                 ),
             )
             result.others.setdefault(NATIVE, []).append(rows / seconds)
-            seconds, rss, check, phases = engine_backfill(env, src, source, attempt, timeout)
+            seconds, rss, check, phases = engine_backfill(
+                env, src, source, attempt, timeout, key_mb
+            )
             result.runs.append(rows / seconds)
             result.peak_rss_mb = max(result.peak_rss_mb or 0.0, rss)
             result.check = check
@@ -104,8 +114,16 @@ def run(ctx: Context) -> ScenarioResult:
     return result
 
 
-def baseline(env: BenchEnv, label: str, source: object, copy: object, create: bool = True) -> float:
-    """Seconds of ``copy(target_dsn)`` into a fresh database, checked against ``source``."""
+def baseline(
+    env: BenchEnv,
+    label: str,
+    source: object,
+    copy: object,
+    create: bool = True,
+    sizes: dict[str, float] | None = None,
+) -> float:
+    """Seconds of ``copy(target_dsn)`` into a fresh database, checked against ``source``;
+    the target's key size goes to ``sizes[label]`` when given."""
     tgt = env.new_pg_db("bf_base")
     try:
         if create:
@@ -113,15 +131,23 @@ def baseline(env: BenchEnv, label: str, source: object, copy: object, create: bo
                 create_table(conn)
         seconds = copy(tgt)  # type: ignore[operator]
         compare(source, pg_digest(tgt, TABLE), f"baseline {label}")  # type: ignore[arg-type]
+        if sizes is not None:
+            sizes[label] = key_index_mb(tgt)
         return float(seconds)
     finally:
         env.drop_pg_db(tgt)
 
 
 def engine_backfill(
-    env: BenchEnv, src: str, source_digest: object, attempt: int, timeout: float
+    env: BenchEnv,
+    src: str,
+    source_digest: object,
+    attempt: int,
+    timeout: float,
+    sizes: dict[str, float],
 ) -> tuple[float, float, str, dict[str, float]]:
-    """``syncengine backfill`` into a fresh database: (seconds, peak RSS MB, check, phases)."""
+    """``syncengine backfill`` into a fresh database: (seconds, peak RSS MB, check, phases);
+    the target's key size goes to ``sizes["engine"]``."""
     tgt = env.new_pg_db("bf_tgt")
     name = f"bench_backfill_{attempt}"
     try:
@@ -130,10 +156,22 @@ def engine_backfill(
         )
         run = env.engine("backfill", str(config), "--parallel", "2", timeout=timeout)
         check = compare(source_digest, pg_digest(tgt, TABLE), "engine backfill")  # type: ignore[arg-type]
+        sizes["engine"] = key_index_mb(tgt)
         return run.seconds, run.peak_rss_mb, check, phase_seconds(run.stderr)
     finally:
         env.drop_pg_db(tgt)
         env.drop_slots(src)
+
+
+def key_index_mb(dsn: str) -> float:
+    """MB of the benchmark table's primary key (0 when it has none: a check that fails)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT pg_relation_size(indexrelid) FROM pg_index "
+            "WHERE indrelid = %s::regclass AND indisprimary",
+            (TABLE,),
+        ).fetchone()
+    return round((row[0] if row else 0) / 2**20, 1)
 
 
 SCENARIO = Scenario(NAME, TITLE, run, weight=2.0, target=TARGET)

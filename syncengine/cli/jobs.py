@@ -77,14 +77,19 @@ def run(
 @pipeline_option
 @click.option("--table", "tables", multiple=True, help="Only this source table (repeatable).")
 @click.option("--where", default=None, help="SQL filter pushed into the snapshot queries.")
-@click.option("--parallel", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Chunks copied at once (default: the pipeline's backfill.parallel, 2).",
+)
 @expected_errors
 def backfill(
     config_path: str,
     pipeline: str | None,
     tables: tuple[str, ...],
     where: str | None,
-    parallel: int,
+    parallel: int | None,
 ) -> None:
     """One-shot consistent copy of current state; resumable; exits 0 when complete."""
     from syncengine.cli.progress import BackfillProgress

@@ -121,6 +121,12 @@ class BatchConfig(Model):
         return parse_duration(value)
 
 
+class BackfillConfig(Model):
+    parallel: Annotated[int, Field(ge=1, le=64)] = 2
+    """Snapshot chunks copied at once, each by a worker with its own source and target
+    connections (``backfill --parallel N`` overrides it for one run)."""
+
+
 class PipelineConfig(Model):
     source: SourceConfig
     target: TargetConfig
@@ -128,6 +134,7 @@ class PipelineConfig(Model):
     """Without mappings, every source table maps 1:1 to a target of the same name."""
     conflicts: ConflictsConfig = Field(default_factory=ConflictsConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    backfill: BackfillConfig = Field(default_factory=BackfillConfig)
     on_error: Literal["dead_letter", "fail"] = "dead_letter"
 
     @model_validator(mode="after")

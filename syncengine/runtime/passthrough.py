@@ -21,6 +21,10 @@ when nothing in between would change a row or needs to see it:
   that on both catalogs when the snapshot starts.
 
 Everything else, and any chunk the target refuses, takes the decoded path unchanged.
+
+On a first backfill (no checkpoint yet) a target that can (:class:`KeyAfterLoad`) creates the
+passed-through tables without their key index and builds it when every chunk is in
+(:func:`finish`; docs/targets.md, "Primary key after the load").
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from syncengine.config.models import MappingConfig, PipelineConfig
-from syncengine.passthrough import RawChunkExport, RawChunkImport
+from syncengine.passthrough import KeyAfterLoad, RawChunkExport, RawChunkImport
 
 if TYPE_CHECKING:
     from syncengine.runtime.pipeline import Pipeline
@@ -55,10 +59,12 @@ def refusal(config: PipelineConfig, mappings: Sequence[MappingConfig]) -> str | 
     return None
 
 
-async def attach(pipeline: Pipeline, tables: Sequence[str] | None) -> None:
+async def attach(pipeline: Pipeline, tables: Sequence[str] | None, first: bool = False) -> None:
     """Give the pipeline's source a sink for its next snapshot's eligible chunks, when the
     source exports raw chunks in a format the target imports (:mod:`syncengine.passthrough`).
-    Also without eligible tables: the sink reports chunks committed by an earlier run."""
+    Also without eligible tables: the sink reports chunks committed by an earlier run.
+    ``first``: the pipeline's first backfill (no checkpoint): eligible tables the target
+    creates here get their key after the load (:func:`finish`)."""
     source = pipeline.source
     if not isinstance(source, RawChunkExport) or (fmt := source.raw_chunk_format()) is None:
         return
@@ -81,6 +87,22 @@ async def attach(pipeline: Pipeline, tables: Sequence[str] | None) -> None:
             log.info("%s: snapshot chunks of %s are decoded: no key", pipeline.name, table)
             continue
         ((_, mapping),) = pipeline.mappings_for(table)
-        spec = await pipeline.target_spec(mapping, info.schema, info.key)
+        later = target if first and isinstance(target, KeyAfterLoad) else None
+        if later is not None:
+            later.keys_after_load(True)
+        try:
+            spec = await pipeline.target_spec(mapping, info.schema, info.key)
+        finally:
+            if later is not None:
+                later.keys_after_load(False)
         chosen[table] = spec.name
     source.use_chunk_sink(await target.chunk_sink(chosen))
+
+
+async def finish(pipeline: Pipeline) -> None:
+    """Every chunk of the snapshot is in: build the keys :func:`attach` left for after the
+    load (before the backfill's checkpoint, so no stream ever sees a table without one)."""
+    target = pipeline.target
+    if isinstance(target, KeyAfterLoad):
+        with pipeline.phases.timing("key"):
+            await target.build_keys()

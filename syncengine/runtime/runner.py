@@ -56,17 +56,20 @@ async def backfill(
     pipeline: Pipeline,
     tables: Sequence[str] | None = None,
     where: str | None = None,
-    parallel: int = 2,
+    parallel: int | None = None,
     progress: Progress | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
     """Copy current state; returns rows copied. Resumes at the first chunk not yet done.
     ``stop`` (set by a signal) ends it between batches with :class:`Interrupted`.
+    ``parallel``: chunks copied at once (None: the pipeline's ``backfill.parallel``).
 
     Batches are consumed one at a time, straight from the source: the source records a chunk
     as done only once the consumer asks for the next batch, i.e. after the target commit.
     """
     copied = 0
+    if parallel is None:
+        parallel = pipeline.config.backfill.parallel
     fresh = await pipeline.checkpoint() is None
     if not fresh:
         forget_finished(pipeline)
@@ -74,7 +77,8 @@ async def backfill(
         # no checkpoint yet: the one written below is the snapshot's position, where the
         # stream then starts (a re-backfill keeps an older checkpoint: its rows are fenced)
         pipeline.source.stream_starts_at_snapshot = fresh
-    await passthrough.attach(pipeline, tables)
+    log.info("%s: backfill, %d chunk(s) at once", pipeline.name, parallel)
+    await passthrough.attach(pipeline, tables, first=fresh)
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
         pipeline.phases.add("read", time.perf_counter() - waited)
@@ -91,6 +95,7 @@ async def backfill(
                 hint="progress is checkpointed per chunk; run it again to resume",
             )
         waited = time.perf_counter()
+    await passthrough.finish(pipeline)
     position = await pipeline.source.snapshot_position()
     existing = await pipeline.checkpoint()
     if existing is not None and (position is None or existing < position):

@@ -41,6 +41,7 @@ GOOD = textwrap.dedent(
           timestamp: updated_at
           tie: remote
         batch: {max_rows: 10000, max_wait: 500ms}
+        backfill: {parallel: 3}
         on_error: dead_letter
     """
 )
@@ -51,6 +52,7 @@ def test_design_example_parses():
     config = parse_config(GOOD, env=ENV)
     pipeline = config.pipelines["orders"]
     assert pipeline.batch.max_wait == 0.5
+    assert pipeline.backfill.parallel == 3
     assert pipeline.mappings[0].target_name == "orders"
     assert "s3cret" not in repr(config) and "s3cret" not in str(pipeline.source)
     assert pipeline.source.dsn.get_secret_value() == ENV["SRC_DSN"]
@@ -75,6 +77,19 @@ def test_three_mistakes_three_path_named_messages():
         "'local'? known: local, remote, merge, timestamp, manual",
         "pipelines.orders.batch.max_rows: Input should be greater than or equal to 1",
     ]
+
+
+def test_backfill_parallel_is_checked_with_its_path_and_defaults_to_two():
+    problems = problems_of(GOOD.replace("parallel: 3", "parallel: 0"), ENV)
+    assert problems == [
+        "pipelines.orders.backfill.parallel: Input should be greater than or equal to 1"
+    ]
+    problems = problems_of(GOOD.replace("parallel: 3", "parallel: 65"), ENV)
+    assert problems == [
+        "pipelines.orders.backfill.parallel: Input should be less than or equal to 64"
+    ]
+    config = parse_config(GOOD.replace("backfill: {parallel: 3}", "backfill: {}"), env=ENV)
+    assert config.pipelines["orders"].backfill.parallel == 2
 
 
 def test_unknown_source_type_suggests_the_closest():

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from syncengine.changes import ChangeBatch
-from syncengine.config.models import BatchConfig
+from syncengine.config.models import BackfillConfig, BatchConfig
 from syncengine.errors import TargetUnavailable
 from syncengine.runtime import runner
 from syncengine.runtime.phases import PhaseClock
@@ -53,12 +53,15 @@ class Pipeline:
     ) -> None:
         self.source = source
         self.name = "p"
-        self.config = SimpleNamespace(batch=BatchConfig(max_rows=1, timeout=timeout))
+        self.config = SimpleNamespace(
+            batch=BatchConfig(max_rows=1, timeout=timeout), backfill=BackfillConfig()
+        )
         self.fail_after = fail_after
         self.delay = delay
         self.applied: list[str] = []
         self.phases = PhaseClock()
         self.state = SQLiteStateStore(":memory:")
+        self.target: object = SimpleNamespace()  # no raw chunks, no key after the load
 
     async def process(self, group, position):
         await asyncio.sleep(self.delay)

@@ -120,16 +120,21 @@ async def has_unique_key(
 
 
 def create_table_sql(
-    schema: str, spec: TableSpec, types: dict[str, sql.Composable] | None = None
+    schema: str,
+    spec: TableSpec,
+    types: dict[str, sql.Composable] | None = None,
+    key_index: bool = True,
 ) -> sql.Composed:
-    """``types``: column types decided elsewhere (user-defined types, :mod:`.usertypes`)."""
+    """``types``: column types decided elsewhere (user-defined types, :mod:`.usertypes`).
+    ``key_index=False``: the key columns stay NOT NULL but the primary key is added after
+    the table's first load (:mod:`.keylater`)."""
     columns = []
     for field in spec.schema:
         not_null = sql.SQL(" NOT NULL") if field.name in spec.key else sql.SQL("")
         type_ = (types or {}).get(field.name) or type_sql(pg_type_of(field))
         columns.append(sql.SQL("{} {}{}").format(sql.Identifier(field.name), type_, not_null))
     body = sql.SQL(", ").join(columns)
-    if not spec.key:  # keyless: no constraint the source does not have
+    if not spec.key or not key_index:  # keyless: no constraint the source does not have
         return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
             sql.Identifier(schema, spec.name), body
         )

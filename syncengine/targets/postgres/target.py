@@ -18,7 +18,7 @@ from syncengine.state.protocols import TargetState
 from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import ddl, floor, rebuild, usertypes
+from syncengine.targets.postgres import ddl, floor, keylater, rebuild, usertypes
 from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
@@ -59,6 +59,10 @@ class PostgresTarget:
         self._analyze = AnalyzeSchedule()
         #: the connection's reusable staging tables (staging.py)
         self._staging = StagingTables()
+        #: tables created while this is on get their primary key after the load (keylater.py)
+        self._keys_after_load = False
+        #: table name → key of the tables this process created without their key index
+        self._pending_keys: dict[str, tuple[str, ...]] = {}
 
     def _split(self, name: str) -> tuple[str, str]:
         """``schema.table`` names a schema; a plain name lives in the configured schema.
@@ -101,9 +105,11 @@ class PostgresTarget:
         schema, table = self._split(spec.name)
         try:
             async with conn.transaction():
-                columns = await self._grow(conn, schema, table, spec)
+                columns, deferred = await self._grow(conn, schema, table, spec)
         except psycopg.Error as exc:
             raise translate(exc, f"preparing table {spec.name}") from None
+        if deferred:
+            self._pending_keys[spec.name] = spec.key
         self._columns[spec.name] = columns
         fields = []
         for field in spec.schema:
@@ -115,8 +121,10 @@ class PostgresTarget:
 
     async def _grow(
         self, conn: psycopg.AsyncConnection, schema: str, table: str, spec: TableSpec
-    ) -> dict[str, str]:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
+    ) -> tuple[dict[str, str], bool]:
+        """The table's columns once created or grown, and whether it was created without its
+        key index (built after the load: keylater.py)."""
+        await self._lock_table(conn, schema, table)
         columns = await ddl.existing_columns(conn, schema, table)
         local = TableSpec(table, spec.key, spec.schema)
         if columns is None:
@@ -124,8 +132,11 @@ class PostgresTarget:
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
             )
             types = await usertypes.column_types(conn, schema, list(spec.schema))
-            await conn.execute(ddl.create_table_sql(schema, local, types))
-            return await ddl.existing_columns(conn, schema, table) or {}
+            later = self._keys_after_load and bool(spec.key)
+            await conn.execute(ddl.create_table_sql(schema, local, types, key_index=not later))
+            if later:
+                await keylater.mark(conn, schema, table, self.pipeline)
+            return await ddl.existing_columns(conn, schema, table) or {}, later
         missing = [f for f in spec.schema if f.name not in columns]
         if missing and self.config.on_schema_change == "fail":
             names = ", ".join(f.name for f in missing)
@@ -144,14 +155,50 @@ class PostgresTarget:
             columns = await ddl.existing_columns(conn, schema, table) or {}
         absent_key = [k for k in spec.key if k not in columns]
         if not spec.key:  # keyless: rows are matched by their whole image, no index needed
-            return columns
+            return columns, False
+        if spec.name in self._pending_keys:  # created by this process; built after its load
+            return columns, True
+        # created without its key by a run that did not get to build it (a crash): build it
+        # now, before a resumed snapshot or the stream matches rows by key
+        await keylater.build(conn, schema, table, spec.key)
         if absent_key or not await ddl.has_unique_key(conn, schema, table, spec.key):
             raise FatalError(
                 f"target table {spec.name} has no primary key or unique index on "
                 f"({', '.join(spec.key)})",
                 hint="add one, or change the mapping's key",
             )
-        return columns
+        return columns, False
+
+    @staticmethod
+    async def _lock_table(conn: psycopg.AsyncConnection, schema: str, table: str) -> None:
+        """Serialise creating, growing and keying one table across processes (this
+        transaction's advisory lock)."""
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
+
+    # -- primary key after the load (keylater.py) -----------------------------------------
+
+    def keys_after_load(self, on: bool) -> None:
+        """While on, a keyed table this target creates gets its primary key only at
+        :meth:`build_keys` (or before the first ordinary write to it); NOT NULL stays."""
+        self._keys_after_load = on
+
+    async def build_keys(self) -> None:
+        """Build the key of every table this process created without it (its load is done)."""
+        self._keys_after_load = False
+        for name in list(self._pending_keys):
+            await self._build_key(name)
+
+    async def _build_key(self, name: str) -> None:
+        key = self._pending_keys[name]
+        conn = await self._connection()
+        schema, table = self._split(name)
+        try:
+            async with conn.transaction():
+                await self._lock_table(conn, schema, table)
+                await keylater.build(conn, schema, table, key)
+        except psycopg.Error as exc:
+            raise translate(exc, f"building the primary key of {name}") from None
+        del self._pending_keys[name]
 
     async def _widen(
         self,
@@ -304,6 +351,9 @@ class PostgresTarget:
     ) -> ApplyResult:
         """Data, shadow and checkpoint in one transaction (see apply.py for the steps)."""
         conn = await self._connection()
+        for write in writes:  # ON CONFLICT and key probes need the key: built first
+            if write.spec.name in self._pending_keys:
+                await self._build_key(write.spec.name)
         result = ApplyResult()
         known = [await self._known(w.spec) for w in writes]
         recorded = 0

@@ -35,6 +35,17 @@ def test_quick_selection_skips_full_only_scenarios_and_only_picks_by_name() -> N
         select(scenarios, quick=True, only=["c"])
 
 
+def test_slow_scenarios_run_only_when_asked_for() -> None:
+    scenarios = [
+        Scenario("a", "A", lambda ctx: ScenarioResult("a", "A")),
+        Scenario("s", "S", lambda ctx: ScenarioResult("s", "S"), in_quick=False, slow=True),
+    ]
+    assert [s.name for s in select(scenarios, quick=False, only=None)] == ["a"]
+    assert [s.name for s in select(scenarios, quick=False, only=None, runslow=True)] == ["a", "s"]
+    assert [s.name for s in select(scenarios, quick=True, only=None, runslow=True)] == ["a"]
+    assert [s.name for s in select(scenarios, quick=False, only=["s"])] == ["s"]
+
+
 def test_every_issue_scenario_is_registered() -> None:
     names = {s.name for s in SCENARIOS}
     assert {"pg_backfill", "pg_cdc", "pg_latency", "pg_bigtxn", "mongo_cdc", "pg_to_mongo"} <= names
