@@ -45,13 +45,21 @@ from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
-from bson import Binary, CodecOptions, decode_all, json_util
+from bson import Binary, CodecOptions, Int64, decode_all, json_util
 from bson.binary import UuidRepresentation
 from bson.codec_options import DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
 from syncengine.codecs.arrow_bson import arrow_to_documents
-from syncengine.codecs.bson_types import JSON, NULL, Node, conflicts, field_columns, infer_column
+from syncengine.codecs.bson_types import (
+    JSON,
+    NULL,
+    Node,
+    conflicts,
+    field_columns,
+    infer_column,
+    lift_json,
+)
 from syncengine.codecs.decimals import decimal_array
 
 __all__ = [
@@ -74,6 +82,7 @@ DECODE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     uuid_representation=UuidRepresentation.UNSPECIFIED,
     datetime_conversion=DatetimeConversion.DATETIME_AUTO,
 )
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _JSON_OPTIONS = json_util.JSONOptions(
     json_mode=json_util.JSONMode.RELAXED,
     uuid_representation=UuidRepresentation.STANDARD,
@@ -144,7 +153,7 @@ def decode_documents(docs: Documents) -> Decoded:
                 f"field {path}: conflicting BSON types across documents; "
                 "carried as extended-JSON text (bson_type=json)"
             )
-        array, fld = build(name, node, column)
+        array, fld = build(name, lift_json(node), column)
         arrays.append(array)
         fields.append(fld)
     missing = {
@@ -233,8 +242,23 @@ def _decimal(name: str, values: list[Any]) -> tuple[pa.Array, pa.Field]:
 
 
 def to_json(value: Any) -> str:
-    """Relaxed extended JSON: readable, and ``json_util.loads`` gives the BSON value back."""
-    return json_util.dumps(value, json_options=_JSON_OPTIONS)
+    """Relaxed extended JSON: readable, and ``json_util.loads`` gives the BSON value back.
+
+    Relaxed mode writes an int64 as a plain number, which reads back as int32 when it fits;
+    such an int64 is written in its canonical form (``{"$numberLong": "7"}``) instead, so a
+    Mongo target gets the same BSON type back."""
+    return json_util.dumps(_small_longs(value), json_options=_JSON_OPTIONS)
+
+
+def _small_longs(value: Any) -> Any:
+    """``value`` with every int64 that relaxed JSON would read back as int32 made canonical."""
+    if isinstance(value, dict):
+        return {k: _small_longs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_small_longs(v) for v in value]
+    if isinstance(value, Int64) and _INT32_MIN <= value <= _INT32_MAX:
+        return {"$numberLong": str(int(value))}
+    return value
 
 
 def _field(name: str, type_: pa.DataType, bson_type: str) -> pa.Field:
@@ -242,4 +266,7 @@ def _field(name: str, type_: pa.DataType, bson_type: str) -> pa.Field:
     if bson_type == "decimal":
         # Decimal128 has no fixed scale: a SQL target should not pin this batch's scale
         metadata["pg_type"] = "numeric"
+    elif bson_type == "json":
+        # relaxed extended JSON is JSON: a SQL target keeps it queryable as jsonb
+        metadata["pg_type"] = "jsonb"
     return pa.field(name, type_, metadata=metadata)

@@ -102,6 +102,27 @@ def infer_column(values: list[Any]) -> Node:
     return node
 
 
+def lift_json(node: Node) -> Node:
+    """``json`` when ``node`` holds a ``json`` node (or an empty sub-document, which has no
+    Arrow struct form) anywhere inside it, else ``node``.
+
+    A top-level field is carried whole as extended-JSON text when any part of it is: only a
+    top-level field's metadata survives every stage (Polars frames, batch unions, the
+    target's spec), so a ``bson_type=json`` mark on a nested child would be lost and its text
+    written as a string (a mixed array ``[1, "a"]`` arriving as ``["1", "\"a\""]``)."""
+    return JSON if _holds_json(node) else node
+
+
+def _holds_json(node: Node) -> bool:
+    if node == JSON:
+        return True
+    if node[0] == "struct":
+        return not node[1] or any(_holds_json(child) for child in node[1].values())
+    if node[0] == "list":
+        return _holds_json(node[1])
+    return False
+
+
 def field_columns(values: list[Any]) -> dict[str, list[Any]] | None:
     """Each field's values across ``values`` (None where a value is None), when every other
     value is a document with the same fields (what one collection's documents usually are);

@@ -151,6 +151,18 @@ class Snapshotter:
             floor = position if checkpoint.details.get("snapshot") else _NOWHERE
             existing = await confirmed(self.state, self.pipeline, self.sink, existing)
             pending = [c for c in existing if c.status != "done"]
+            # a table the interrupted run never planned (it was limited to other tables, or
+            # the config gained this one): planned now, read like the rest since nothing of
+            # it was copied; skipping it would leave its rows out for good
+            unplanned = [t for t in tables if not any(c.table == t for c in existing)]
+            if unplanned:
+                log.info("%s: planning %s, not started", self.pipeline, ", ".join(unplanned))
+                added: list[Chunk] = []
+                for table in unplanned:
+                    chunk_rows = source.config.snapshot_chunk_rows
+                    added.extend(await plan(conn, shapes[table], chunk_rows, wheres[table]))
+                self.state.put_chunks(self.pipeline, added)
+                pending.extend(added)
             log.info("%s: resuming snapshot, %d chunks left", self.pipeline, len(pending))
             # older than the snapshot position only if recorded so (see .deletes)
             via = checkpoint.details.get(DETAIL) or source.publication

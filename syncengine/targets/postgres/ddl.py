@@ -64,11 +64,17 @@ async def ensure_state_schema(conn: psycopg.AsyncConnection) -> None:
                     )
                 )
         for name, (table, indexed, where) in INDEXES.items():
+            indexed_columns = indexed.split(", ")
+            if _POSITION in indexed_columns:
+                # positions compare COLLATE "C" (see state.purge_tombstones): an index in the
+                # database's collation serves no such range, so a bytewise one replaces it
+                await conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(state_table(name)))
+                name += "_c"
             await conn.execute(
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {}").format(
                     sql.Identifier(name),
                     state_table(table),
-                    sql.SQL(", ").join(sql.Identifier(column) for column in indexed.split(", ")),
+                    sql.SQL(", ").join([_index_column(column) for column in indexed_columns]),
                     sql.SQL(where),
                 )
             )
@@ -79,6 +85,16 @@ async def ensure_state_schema(conn: psycopg.AsyncConnection) -> None:
             ).format(state_table("meta")),
             (str(FORMAT_VERSION),),
         )
+
+
+#: the state column holding source positions, indexed bytewise
+_POSITION = "position"
+
+
+def _index_column(column: str) -> sql.Composable:
+    if column == _POSITION:
+        return sql.SQL('{} COLLATE "C"').format(sql.Identifier(column))
+    return sql.Identifier(column)
 
 
 async def existing_columns(

@@ -148,11 +148,14 @@ async def write_checkpoint(
 
 async def purge_tombstones(conn: psycopg.AsyncConnection, pipeline: str, before: str) -> None:
     """Drop tombstones older than the checkpoint ``before``: a replay starts after the
-    checkpoint, so they can no longer fence anything."""
+    checkpoint, so they can no longer fence anything. Positions compare as bytes
+    (``COLLATE "C"``), as everywhere else (floor.py): under a language collation a tombstone
+    the checkpoint has not passed could be purged, and a replayed older change revive its key."""
     await conn.execute(
-        sql.SQL("DELETE FROM {} WHERE pipeline = %s AND row_hash = %s AND position < %s").format(
-            state_table("shadow")
-        ),
+        sql.SQL(
+            "DELETE FROM {} WHERE pipeline = %s AND row_hash = %s "
+            'AND position COLLATE "C" < %s COLLATE "C"'
+        ).format(state_table("shadow")),
         (pipeline, TOMBSTONE, before),
     )
 
