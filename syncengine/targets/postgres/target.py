@@ -79,6 +79,10 @@ class PostgresTarget:
                 self.config.dsn.get_secret_value(), autocommit=True
             )
             await conn.execute("SET TimeZone = 'UTC'")
+            # the decoded path writes COPY text as UTF-8 bytes: the server must read them as
+            # UTF-8 and convert (or refuse) for a database in another encoding, never store
+            # them as that encoding's characters (a LATIN1 target got 'â\x82¬' for '€')
+            await conn.execute("SET client_encoding = 'UTF8'")
             # staging tables live in local buffers; the 8MB default spills a 100k-row batch
             # to disk (must be set before the session's first temporary table)
             await conn.execute("SET temp_buffers = '128MB'")
