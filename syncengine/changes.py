@@ -154,8 +154,9 @@ class ChangeBatch:
         return frame
 
     def replace(self, data: pa.Table | pl.DataFrame) -> ChangeBatch:
-        """The same batch identity (table, key, meta) around new data."""
-        if isinstance(data, pl.DataFrame):
+        """The same batch identity (table, key, meta) around new data. An Arrow table is
+        recognised first: asking Polars would load it on paths that never use it."""
+        if not isinstance(data, pa.Table):
             data = data.to_arrow()
         return ChangeBatch(self.table, data, self.key, self.meta)
 

@@ -55,3 +55,39 @@ def test_dunders_are_not_forwarded() -> None:
         module.__wrapped__  # noqa: B018 - the read is the test
     with pytest.raises(AttributeError):
         Deferred("json").no_such_attribute  # noqa: B018
+
+
+# a Mongo stream without mapping filters: its `$match`, the snapshot's, and the decoded
+# batches' Arrow-only steps (a `sync --once` with nothing to do stops there)
+MONGO_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    import pyarrow as pa
+    import syncengine.runtime.pipeline
+    import syncengine.sources.mongo.source
+    from syncengine.changes import ChangeBatch
+    from syncengine.sources.base import no_row_filters
+    from syncengine.sources.mongo.pushdown import snapshot_matches, stream_matches
+    assert stream_matches(["orders"], no_row_filters) == {}
+    assert snapshot_matches(["orders"], no_row_filters, None) == {"orders": None}
+    batch = ChangeBatch("orders", pa.table({"_id": [1]}), ("_id",), {})
+    assert batch.replace(pa.table({"_id": [2]})).data.column("_id").to_pylist() == [2]
+    heavy = ["polars", "sqlglot", "syncengine.mappings"]
+    print(json.dumps([m for m in heavy if m in sys.modules]))
+    """
+)
+
+
+def test_a_mongo_stream_without_filters_loads_neither_polars_nor_the_mappings() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", MONGO_PROBE], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(out.stdout) == []
+
+
+def test_a_filter_is_still_pushed_into_the_mongo_stream() -> None:
+    from syncengine.sources.mongo.pushdown import stream_matches
+
+    matches = stream_matches(["orders"], lambda table: (("qty > 5", "postgres"),))
+    assert list(matches) == ["orders"]
+    assert "fullDocument.qty" in json.dumps(matches["orders"])
