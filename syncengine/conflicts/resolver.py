@@ -26,6 +26,7 @@ exactly once per key and never backwards in time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -161,6 +162,24 @@ class ConflictResolver:
                 resolved.outcomes, resolved.held,
             )  # fmt: skip
         return resolved
+
+    async def refresh(self, spec: TableSpec, batch: ChangeBatch) -> TableWrite:
+        """Rows the engine itself wrote to the source (two-way sync, ``ECHO`` batches): nothing
+        is written and nothing is a conflict; the shadow takes them as the version both sides
+        now hold, so the next change of the key is judged against it (a stale one, at or
+        before its key's position, changes nothing)."""
+        config = self.config_for(spec.name)
+        if spec.name not in self._prepared:
+            await switch.prepare(self.target, spec, config, self.stream)
+            self._prepared.add(spec.name)
+        changes = normalize(spec, _unique(batch, spec))
+        rest = changes.filter(pl.col("_op") != OP_TRUNCATE)
+        det = await detect(self.target, spec, rest, fence=self.fence)
+        nothing = pl.repeat(False, rest.height, eager=True)
+        det = dataclasses.replace(det, echo=~det.stale, conflict=nothing)
+        plan = _Plan(det.spec, det, config)
+        write = plan.write_frame(rest.clear())
+        return TableWrite(det.spec, batch.replace(write), plan.shadow(self.fence))
 
     async def _fenced_only(
         self,

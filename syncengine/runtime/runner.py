@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from syncengine.changes import ChangeBatch
+from syncengine.config.twoway import REVERSE_SUFFIX
 from syncengine.errors import Interrupted, TargetUnavailable
 from syncengine.runtime import passthrough, pausing
 from syncengine.runtime.pipeline import BatchReport, Pipeline
@@ -345,6 +346,12 @@ async def ensure_backfilled(
     and the number of rows that backfill copied."""
     checkpoint = await pipeline.checkpoint()
     copied = 0
+    if checkpoint is None and pipeline.name.endswith(REVERSE_SUFFIX):
+        # a two-way pipeline's reverse direction copies nothing: the forward backfill does
+        position = await pipeline.source.start_at_slot()  # type: ignore[attr-defined]
+        await pipeline.target.apply([], Checkpoint(pipeline.stream_name, position))
+        log.info("%s: reverse direction starts at %s", pipeline.name, position)
+        return position, 0
     if checkpoint is None:
         log.info("%s: no checkpoint yet: backfilling first", pipeline.name)
         copied = await backfill(pipeline, progress=progress, stop=stop)

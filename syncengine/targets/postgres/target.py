@@ -18,7 +18,7 @@ from syncengine.state.protocols import TargetState
 from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import ddl, floor, rebuild, usertypes
+from syncengine.targets.postgres import ddl, floor, origin, rebuild, usertypes
 from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
@@ -60,6 +60,13 @@ class PostgresTarget:
         #: the connection's reusable staging tables (staging.py)
         self._staging = StagingTables()
 
+    @property
+    def seeds_shadow(self) -> bool:
+        """Two-way (a replication origin): a table's first detecting batch seeds the shadow
+        from the rows the target holds, which the other direction's backfill copied from
+        here (syncengine.conflicts.switch)."""
+        return bool(self.config.replication_origin)
+
     def _split(self, name: str) -> tuple[str, str]:
         """``schema.table`` names a schema; a plain name lives in the configured schema.
         Either form of :mod:`syncengine.names` (``"T.with.dots"`` is one table)."""
@@ -79,6 +86,8 @@ class PostgresTarget:
             # to disk (must be set before the session's first temporary table)
             await conn.execute("SET temp_buffers = '128MB'")
             await ddl.ensure_state_schema(conn)
+            if self.config.replication_origin:  # two-way: readers skip the engine's writes
+                await origin.setup_session(conn, self.config.replication_origin)
         except psycopg.Error as exc:
             raise translate(exc, "connect") from None
         self._conn = conn
@@ -199,10 +208,11 @@ class PostgresTarget:
     # -- raw chunk passthrough (syncengine.passthrough.RawChunkImport) --------------------
 
     def accepts_raw_chunks(self, fmt: str) -> bool:
-        """The Postgres source's binary COPY chunks (the sink checks each table's types)."""
+        """The Postgres source's binary COPY chunks (the sink checks each table's types); not
+        under a replication origin (the sink's own connections would not carry it)."""
         from syncengine.sources.postgres.passthrough import BINARY_COPY
 
-        return fmt == BINARY_COPY
+        return fmt == BINARY_COPY and not self.config.replication_origin
 
     async def chunk_sink(self, tables: dict[str, str]) -> BinaryCopySink:
         """Where snapshot chunks of ``tables`` (source table → target table, created) can
@@ -347,6 +357,8 @@ class PostgresTarget:
                     await floor.raise_mark(conn, self.pipeline, top)
                 fault_point("postgres.after_shadow")
                 if checkpoint is not None:
+                    if self.config.replication_origin:
+                        await origin.mark_transaction(conn, checkpoint.position, writes)
                     await self._store.write_checkpoint(conn, checkpoint)
                     if self._purges.due(checkpoint):
                         await self._store.purge_tombstones(conn, checkpoint.position)
