@@ -72,6 +72,14 @@ def directions_of(config: Config, pipeline: str) -> list[str]:
     return [pipeline, reverse] if reverse in config.pipelines else [pipeline]
 
 
+def direction_of(config: Config, pipeline: str) -> str | None:
+    """``source->target`` / ``target->source`` for a direction of a two-way pipeline (what
+    ``status`` shows), None for a one-way pipeline."""
+    if pipeline.endswith(REVERSE_SUFFIX):
+        return "target->source"
+    return "source->target" if reverse_name(pipeline) in config.pipelines else None
+
+
 # -- validation ---------------------------------------------------------------------------
 
 
@@ -335,4 +343,4 @@ def _direction_conflicts(conflicts: ConflictsConfig | None, forward: bool) -> An
             update={"strategy": sides[conflicts.prefer], "audit": True, "prefer": None}
         )
     tie = conflicts.tie if "tie" in conflicts.model_fields_set else "source"
-    return conflicts.model_copy(update={"tie": sides.get(tie, tie)})
+    return conflicts.model_copy(update={"tie": sides.get(tie, tie), "update_beats_delete": True})

@@ -62,9 +62,7 @@ async def prepare(
     if kept == wanted:
         return
     rows = None
-    # a two-way direction starts with the rows the other direction copied: they are in step
-    seed = kept is None and getattr(target, "seeds_shadow", False)
-    if wanted == KEPT_FULL and (kept == KEPT_FENCE or seed):
+    if wanted == KEPT_FULL and kept == KEPT_FENCE:
         log.warning(
             "%s: the shadow of %s was kept for remote; rebuilding it from the target's rows "
             "for strategy %s (once)", keeper.pipeline, spec.name, config.strategy,

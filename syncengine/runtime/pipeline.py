@@ -235,6 +235,8 @@ class Pipeline:
         if letters:
             self._dead_letter(letters)
             report.dead_letters += len(letters)
+        # two-way targets: the reads below and the apply share one snapshot (optional method)
+        await self._group("start_group")
         writes: list[TableWrite] = []
         resolve_started = time.perf_counter()
         for spec, mapping, parts in mapped.values():
@@ -287,7 +289,16 @@ class Pipeline:
         self.rows_applied += sum(report.applied.values())
         self._record_tables(batches, report)
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
+        await self._group("end_group")
         return report
+
+    async def _group(self, step: str) -> None:
+        """``start_group`` / ``end_group`` of a target that has them (PostgresTarget.start_group:
+        a two-way direction reads back and applies in one snapshot); a failed group's leftover
+        transaction is rolled back by the next ``start_group`` or the reconnect."""
+        method = getattr(self.target, step, None)
+        if method is not None:
+            await method()
 
     async def _refresh(self, echoes: Sequence[ChangeBatch]) -> None:
         """The shadow learns what the other direction of a two-way pipeline wrote to this

@@ -3,8 +3,11 @@ the engine's own writes never come back (replication origins), conflicts converg
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 import textwrap
+import time
 
 import pytest
 
@@ -79,3 +82,100 @@ def test_each_side_reaches_the_other_once_and_nothing_comes_back(tmp_path, sides
         assert again == {"orders": 0, "orders.reverse": 0}, again
     origins = rows(src, "SELECT external_id FROM pg_replication_origin_status ORDER BY 1")
     assert ("syncengine_orders_reverse",) in origins
+
+
+def audit(cli: CLI) -> list[tuple[str, str, str, str]]:
+    """(direction, row key, strategy, outcome) of every audited conflict decision."""
+    with sqlite3.connect(cli.env["SYNCENGINE_STATE"]) as db:
+        return db.execute(
+            "SELECT pipeline, row_key, strategy, outcome FROM audit ORDER BY pipeline, row_key"
+        ).fetchall()
+
+
+def both_edit(src: str, tgt: str, first: str, second: str, src_sql: str, tgt_sql: str) -> None:
+    """The same keys edited on both sides before either change is synced, ``first`` side
+    committing first (so its commit time is the older)."""
+    by_side = {"source": (src, src_sql), "target": (tgt, tgt_sql)}
+    for side in (first, second):
+        dsn, statement = by_side[side]
+        execute(dsn, statement)
+        time.sleep(0.01)  # distinct commit times
+
+
+def converge(cli: CLI) -> None:
+    """Sync until both directions apply nothing (at most a few rounds)."""
+    for _ in range(4):
+        if applied(cli.run("sync", "--once")) == {"orders": 0, "orders.reverse": 0}:
+            return
+    raise AssertionError("the directions kept applying changes (ping-pong)")
+
+
+#: id 1 updated on both sides, 2 deleted at the source and updated at the target, 3 the reverse
+SRC_EDITS = (
+    "UPDATE items SET name = 'src' WHERE id = 1; DELETE FROM items WHERE id = 2; "
+    "UPDATE items SET name = 'src' WHERE id = 3"
+)
+TGT_EDITS = (
+    "UPDATE items SET name = 'tgt' WHERE id = 1; UPDATE items SET name = 'tgt' WHERE id = 2; "
+    "DELETE FROM items WHERE id = 3"
+)
+
+
+@pytest.mark.parametrize("first", ["orders", "orders.reverse"])
+@pytest.mark.parametrize("later", ["source", "target"])
+def test_timestamp_last_writer_wins_and_updates_beat_deletes(tmp_path, sides, later, first):
+    src, tgt = sides
+    cli = make_cli(tmp_path, src, tgt, "{strategy: timestamp}")
+    cli.run("sync", "--once")
+    earlier = "target" if later == "source" else "source"
+    both_edit(src, tgt, earlier, later, SRC_EDITS, TGT_EDITS)
+    cli.run("sync", "--once", "--pipeline", first)  # either direction may meet them first
+    converge(cli)
+    assert rows(src, SNAPSHOT) == rows(tgt, SNAPSHOT)
+    # id 1: both updated, the later commit wins on both sides
+    assert rows(src, "SELECT name FROM items WHERE id = 1") == [
+        ("src" if later == "source" else "tgt",)
+    ]
+    # ids 2 and 3: an update against a delete keeps the updated row (never silently lost)
+    assert rows(src, "SELECT id, name FROM items WHERE id IN (2, 3) ORDER BY id") == [
+        (2, "tgt"),
+        (3, "src"),
+    ]
+    # each conflict is decided (and audited) where it is met first; the other direction then
+    # finds its side's change already overwritten there (fenced by the engine's own write),
+    # or meets it too and decides alike
+    decided = {k for _, k, s, _ in audit(cli) if s == "timestamp"}
+    assert {'{"id":1}', '{"id":2}', '{"id":3}'} <= decided, audit(cli)
+
+
+@pytest.mark.parametrize("prefer", ["source", "target"])
+def test_prefer_side_wins_every_conflict_in_both_directions(tmp_path, sides, prefer):
+    src, tgt = sides
+    cli = make_cli(tmp_path, src, tgt, f"{{prefer: {prefer}}}")
+    cli.run("sync", "--once")
+    # the preferred side commits first: its older edits still win
+    other = "target" if prefer == "source" else "source"
+    both_edit(src, tgt, prefer, other, SRC_EDITS, TGT_EDITS)
+    converge(cli)
+    assert rows(src, SNAPSHOT) == rows(tgt, SNAPSHOT)
+    winner = src if prefer == "source" else tgt
+    expected = {
+        "source": [(1, "src"), (3, "src")],  # the source's delete of 2 wins too
+        "target": [(1, "tgt"), (2, "tgt")],
+    }[prefer]
+    assert rows(winner, "SELECT id, name FROM items WHERE id <= 3 ORDER BY id") == expected
+    # audited in the direction that met the conflict: the forward one (it syncs first here)
+    outcomes = {(d, k): o for d, k, _, o in audit(cli)}
+    for key in ('{"id":1}', '{"id":2}', '{"id":3}'):
+        assert outcomes[("orders", key)] == ("remote" if prefer == "source" else "local"), outcomes
+
+
+def test_status_shows_both_directions(tmp_path, sides):
+    src, tgt = sides
+    cli = make_cli(tmp_path, src, tgt)
+    cli.run("sync", "--once")
+    report = json.loads(cli.run("status", "--json", "--pipeline", "orders").stdout)
+    by_name = {info["pipeline"]: info for info in report}
+    assert by_name["orders"]["direction"] == "source->target"
+    assert by_name["orders.reverse"]["direction"] == "target->source"
+    assert all(info["checkpoint"] for info in report), report

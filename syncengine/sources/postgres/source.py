@@ -258,19 +258,6 @@ class PostgresSource:
             # an acknowledgement that reached the decode process after its stream closed
             await admin.advance_slot(await self.catalog(), self.slot, self._acked)
 
-    async def start_at_slot(self) -> str:
-        """Where a stream with no snapshot starts (a two-way pipeline's reverse direction: the
-        forward backfill copies the rows): the slot's confirmed position, the slot created
-        first when missing. Changes committed before that are not read."""
-        conn = await self.catalog()
-        if not await admin.slot_exists(conn, self.slot):
-            await self._create_slot_without_snapshot()
-        lag = await admin.slot_lag(conn, self.slot, None, self.config.max_retained_wal_mb)
-        position = lag.details.get("confirmed_flush")
-        if not isinstance(position, str):
-            raise FatalError(f"replication slot {self.slot} has no confirmed position")
-        return position
-
     async def _create_slot_without_snapshot(self) -> None:
         repl = await self.connect(replication=True)
         try:

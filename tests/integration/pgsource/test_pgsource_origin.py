@@ -26,7 +26,7 @@ def test_rows_written_under_an_own_origin_are_echoes(pg_dsn):
     async def scenario():
         await source.open()
         try:
-            start = await source.start_at_slot()
+            _, start = await drain(source, None)  # creates the slot
             execute(pg_dsn, "INSERT INTO t VALUES (1, 'user')")
             with psycopg.connect(pg_dsn, autocommit=True) as conn:
                 for name in ("test_origin_mine", "test_origin_other"):
