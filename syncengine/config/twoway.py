@@ -298,7 +298,7 @@ def _inverted(spec: PipelineConfig, mapping: MappingConfig) -> MappingConfig:
         "exclude": [],
         "filter": mapping.reverse.filter if mapping.reverse else None,
         "reverse": None,
-        "conflicts": _direction_conflicts(mapping.conflicts, forward=False),
+        "conflicts": _direction_conflicts(_reverse_timestamp(spec, mapping), forward=False),
     }
     renamed: dict[str, str] = {}
     if mapping.fields:
@@ -313,6 +313,16 @@ def _inverted(spec: PipelineConfig, mapping: MappingConfig) -> MappingConfig:
     if mapping.key:
         update["key"] = [_source_of(k, mapping) for k in mapping.key]
     return mapping.model_copy(update=update)
+
+
+def _reverse_timestamp(spec: PipelineConfig, mapping: MappingConfig) -> ConflictsConfig | None:
+    """The mapping's conflict setting for the reverse direction: a ``timestamp`` field names a
+    target field, which the reverse direction reads back as the source column it came from."""
+    conflicts = mapping.conflicts or spec.conflicts
+    field = conflicts.timestamp
+    if not field or _source_of(field, mapping) == field:
+        return mapping.conflicts
+    return conflicts.model_copy(update={"timestamp": _source_of(field, mapping)})
 
 
 def _source_of(key: str, mapping: MappingConfig) -> str:

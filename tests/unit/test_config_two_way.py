@@ -168,3 +168,25 @@ def test_prefer_becomes_remote_and_local_with_audit():
     forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
     assert (forward.conflicts.strategy, reverse.conflicts.strategy) == ("remote", "local")
     assert forward.conflicts.audit and reverse.conflicts.audit
+
+
+def test_a_renamed_timestamp_field_is_read_under_its_source_name_in_reverse():
+    config = parse_config(
+        BASE
+        + textwrap.indent(
+            textwrap.dedent(
+                """
+                conflicts: {strategy: timestamp, timestamp: changed}
+                mappings:
+                  - source: public.orders
+                    fields: {id: id, changed: updated_at}
+                """
+            ),
+            "    ",
+        )
+    )
+    forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
+    assert forward.conflicts.timestamp == "changed"
+    (mapping,) = reverse.mappings
+    assert mapping.conflicts is not None and mapping.conflicts.timestamp == "updated_at"
+    assert mapping.conflicts.tie == "local"  # tie: source is the local side in reverse
