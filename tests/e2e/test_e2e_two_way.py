@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.harness import CLI, execute, rows
+from tests.e2e.harness import CLI, execute, rows, wait_for
 
 CONFIG = textwrap.dedent(
     """
@@ -179,3 +179,25 @@ def test_status_shows_both_directions(tmp_path, sides):
     assert by_name["orders"]["direction"] == "source->target"
     assert by_name["orders.reverse"]["direction"] == "target->source"
     assert all(info["checkpoint"] for info in report), report
+
+
+def test_daemon_first_start_runs_both_directions(tmp_path, sides):
+    src, tgt = sides
+    cli = make_cli(tmp_path, src, tgt)
+    daemon = cli.start("run")
+    try:
+        wait_for(lambda: rows(src, SNAPSHOT) == rows(tgt, SNAPSHOT), timeout=90)
+        execute(src, "UPDATE items SET name = 'live src' WHERE id = 5")
+        execute(tgt, "UPDATE items SET name = 'live tgt' WHERE id = 6")
+        wait_for(
+            lambda: (
+                rows(src, SNAPSHOT) == rows(tgt, SNAPSHOT)
+                and rows(src, "SELECT name FROM items WHERE id IN (5, 6) ORDER BY id")
+                == [("live src",), ("live tgt",)]
+            ),
+            timeout=30,
+        )
+    finally:
+        assert cli.stop(daemon) == 0
+    # what the daemon applied is checkpointed in both directions: nothing is left to apply
+    assert applied(cli.run("sync", "--once")) == {"orders": 0, "orders.reverse": 0}
