@@ -93,6 +93,12 @@ def _times(
 ) -> tuple[pl.Series, pl.Series]:
     field = ctx.config.timestamp
     commit = remote[ctx.commit_time] if ctx.commit_time in remote.columns else None
+    if getattr(ctx.config, "update_beats_delete", False) and commit is not None:
+        commit = pl.select(pl.when(remote[EXISTS]).then(commit)).to_series()
+    if field is None and ctx.commit_time in local.columns and commit is not None:
+        # two-way: the target row's commit time (its source's, when the engine wrote it)
+        local_time = pl.select(pl.when(local[EXISTS]).then(local[ctx.commit_time])).to_series()
+        return _utc(local_time), _utc(commit)
     if field is None or field not in local.columns:
         nothing = pl.Series([None] * local.height, dtype=pl.Datetime("us", "UTC"))
         return nothing, commit if commit is not None else nothing

@@ -44,6 +44,10 @@ OP_READ = "r"
 OP_TRUNCATE = "t"
 OPS = (OP_INSERT, OP_UPDATE, OP_DELETE, OP_READ, OP_TRUNCATE)
 
+ECHO = "echo"
+"""Batch meta: rows of a transaction the engine applied itself (two-way sync: the other
+direction's write, recognised by its replication origin). Never applied back: they tell the
+shadow what both sides now hold (syncengine.conflicts.resolver.ConflictResolver.refresh)."""
 AT_RESUME = "at_resume"
 """Batch meta: every ``r`` row sits at the position the stream resumes from (a chunk of an
 exported snapshot), so no change at or before it can follow and its rows need no per-key

@@ -100,6 +100,7 @@ class PostgresServer:
             )
             conf = {
                 "wal_level": "logical",
+                "track_commit_timestamp": "on",  # two-way timestamp compares commit times
                 "max_replication_slots": "64",
                 "max_wal_senders": "64",
                 "max_connections": "300",

@@ -33,7 +33,9 @@ def load_selected(config_path: str, pipeline: str | None) -> tuple[Config, list[
         return config, list(config.pipelines)
     if pipeline not in config.pipelines:
         raise UsageError(unknown_name_message(pipeline, "pipeline", list(config.pipelines)))
-    return config, [pipeline]
+    from syncengine.config.twoway import directions_of
+
+    return config, directions_of(config, pipeline)  # a two-way pipeline: both directions
 
 
 def selected_tables(config: Config, pipeline: str, tables: tuple[str, ...]) -> list[str] | None:

@@ -16,6 +16,7 @@ from pydantic import SecretStr, ValidationError
 
 from syncengine.config.models import Config
 from syncengine.config.secrets import interpolate, register_connection_secrets, register_secret
+from syncengine.config.twoway import check_two_way, split_two_way
 from syncengine.errors import ConfigError, UnknownPlugin
 from syncengine.plugins import (
     SOURCES,
@@ -79,9 +80,10 @@ def parse_config(
         from syncengine.mappings import check_config
 
         problems.extend(check_config(config))
+    problems.extend(check_two_way(config))
     if problems:
         raise ConfigError(problems)
-    return config
+    return split_two_way(config)
 
 
 MAX_NODES = 100_000

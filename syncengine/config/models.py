@@ -66,8 +66,17 @@ class ConflictsConfig(Model):
     """local | remote | merge | timestamp | manual, or a plugin's name."""
     timestamp: str | None = None
     """For ``timestamp``: the field compared (default: the source commit time)."""
-    tie: Literal["local", "remote"] = "remote"
-    """Who wins a timestamp tie, or a field both sides changed under ``merge``."""
+    tie: Literal["local", "remote", "source", "target"] = "remote"
+    """Who wins a timestamp tie, or a field both sides changed under ``merge``. A two-way
+    pipeline names a side (``source`` | ``target``; default ``source``): ``local`` and
+    ``remote`` change meaning with the direction."""
+    prefer: Literal["source", "target"] | None = None
+    """Two-way pipelines only: that side wins every conflict, in both directions (instead of
+    a ``strategy``)."""
+    update_beats_delete: bool = False
+    """``timestamp``: an update and a delete of the same key settle for the update, whatever
+    their times (two-way pipelines set it: one direction cannot know when its target deleted a
+    row, so comparing the delete's time would not decide both directions alike). Audited."""
     audit: bool = False
     """``remote`` only: still read the target rows back to detect, count, log and audit the
     hand edits it overwrites (and skip echoes). Off by default: ``remote`` then reads nothing
@@ -79,6 +88,17 @@ class ConflictsConfig(Model):
         if value not in STRATEGIES:
             raise ValueError(unknown_name_message(value, "strategy", STRATEGIES.names()))
         return value
+
+
+class ReverseMappingConfig(Model):
+    """The target → source half of a two-way mapping that is not a plain rename."""
+
+    fields: dict[str, str] = Field(default_factory=dict)
+    """Source column → SQL expression over target columns, for computed fields (plain renames
+    are inverted without it)."""
+    filter: str | None = None
+    """SQL predicate over target columns: the target rows that map back (the forward
+    ``filter``'s counterpart)."""
 
 
 class MappingConfig(Model):
@@ -100,6 +120,9 @@ class MappingConfig(Model):
     """sqlglot dialect of ``fields`` and ``filter``."""
     conflicts: ConflictsConfig | None = None
     """Per-mapping override of the pipeline's conflict strategy."""
+    reverse: ReverseMappingConfig | None = None
+    """Two-way pipelines: how target rows map back to the source where renames alone cannot
+    say (computed fields, a filter). See README, *Two-way sync*."""
 
     @property
     def target_name(self) -> str:
@@ -136,6 +159,9 @@ class PipelineConfig(Model):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     backfill: BackfillConfig = Field(default_factory=BackfillConfig)
     on_error: Literal["dead_letter", "fail"] = "dead_letter"
+    two_way: bool = False
+    """Read and write both sides: changes made at the target flow back to the source
+    (``syncengine.config.twoway`` checks and splits it into its two directions)."""
 
     @model_validator(mode="after")
     def _mappings_name_configured_sources(self) -> PipelineConfig:

@@ -26,6 +26,7 @@ exactly once per key and never backwards in time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -136,7 +137,7 @@ class ConflictResolver:
         )
         plan = _Plan(det.spec, det, config)  # det.spec: as detection read the target
         if plan.n_conflicts:
-            plan.decide(self.pipeline)
+            plan.decide(self.pipeline, await self._local_times(plan))
         write = plan.write_frame(truncates)
 
         held = _held(spec, rest, keys, pending, held_mask)
@@ -161,6 +162,41 @@ class ConflictResolver:
                 resolved.outcomes, resolved.held,
             )  # fmt: skip
         return resolved
+
+    async def _local_times(self, plan: _Plan) -> pl.Series | None:
+        """When each conflicting target row was committed, for ``timestamp`` by commit time
+        on a target that can say (two-way: both sides' commit times are compared)."""
+        config = plan.config
+        reader = getattr(self.target, "read_commit_times", None)
+        if config.strategy != "timestamp" or config.timestamp or reader is None:
+            return None
+        if not getattr(self.target, "two_way", False):
+            return None  # one-way: the documented rule (the source's time against none)
+        local = plan.det.local.filter(plan.det.conflict)
+        keys = local.select(plan.spec.key)
+        found = pl.from_arrow(await reader(plan.spec, keys.to_arrow()))
+        assert isinstance(found, pl.DataFrame)
+        found = found.cast({k: keys.schema[k] for k in plan.spec.key})
+        joined = keys.join(found, on=list(plan.spec.key), how="left", maintain_order="left")
+        return pl.select(pl.when(local[EXISTS]).then(joined["_ts"])).to_series()
+
+    async def refresh(self, spec: TableSpec, batch: ChangeBatch) -> TableWrite:
+        """Rows the engine itself wrote to the source (two-way sync, ``ECHO`` batches): nothing
+        is written and nothing is a conflict; the shadow takes them as the version both sides
+        now hold, so the next change of the key is judged against it (a stale one, at or
+        before its key's position, changes nothing)."""
+        config = self.config_for(spec.name)
+        if spec.name not in self._prepared:
+            await switch.prepare(self.target, spec, config, self.stream)
+            self._prepared.add(spec.name)
+        changes = normalize(spec, _unique(batch, spec))
+        rest = changes.filter(pl.col("_op") != OP_TRUNCATE)
+        det = await detect(self.target, spec, rest, fence=self.fence)
+        nothing = pl.repeat(False, rest.height, eager=True)
+        det = dataclasses.replace(det, echo=~det.stale, conflict=nothing)
+        plan = _Plan(det.spec, det, config)
+        write = plan.write_frame(rest.clear())
+        return TableWrite(det.spec, batch.replace(write), plan.shadow(self.fence))
 
     async def _fenced_only(
         self,
@@ -294,7 +330,9 @@ class _Plan:
         self.audit: list[tuple[str, str, str, str]] = []
         self.outcomes: list[str] = []
 
-    def decide(self, pipeline: str) -> None:
+    def decide(self, pipeline: str, local_times: pl.Series | None = None) -> None:
+        """``local_times``: when each conflicting target row was committed (``_ts`` of the
+        local frame), where the strategy compares commit times on both sides."""
         det, spec, config = self.det, self.spec, self.config
         strategy = load_strategy(config.strategy)
         rows = det.conflict
@@ -302,6 +340,8 @@ class _Plan:
         base = det.base(rows)
         source = det.source_image(rows, base)
         local = det.local.filter(rows)
+        if local_times is not None:
+            local = local.with_columns(local_times.alias("_ts"))
         remote = source.with_columns(det.changes.filter(rows).select("_op", "_ts").get_columns())
         ctx = StrategyContext(
             config, spec.key, tuple(self.columns), json_columns(spec.schema), spec.name

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from syncengine import keyless
-from syncengine.changes import DENSE_FENCE, REPLAYED, ChangeBatch, concat_batches
+from syncengine.changes import DENSE_FENCE, ECHO, REPLAYED, ChangeBatch, concat_batches
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
@@ -197,6 +197,10 @@ class Pipeline:
                 else b
                 for b in batches
             ]
+        echoes = [b for b in batches if b.meta.get(ECHO)]
+        if echoes:  # two-way: the engine's own writes, before the changes that follow them
+            await self._refresh(echoes)
+            batches = [b for b in batches if not b.meta.get(ECHO)]
         mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]] = {}
         letters: list[DeadLetter] = []
         superseded: list[tuple[int, str]] = []
@@ -231,6 +235,8 @@ class Pipeline:
         if letters:
             self._dead_letter(letters)
             report.dead_letters += len(letters)
+        # two-way targets: the reads below and the apply share one snapshot (optional method)
+        await self._group("start_group")
         writes: list[TableWrite] = []
         resolve_started = time.perf_counter()
         for spec, mapping, parts in mapped.values():
@@ -283,7 +289,33 @@ class Pipeline:
         self.rows_applied += sum(report.applied.values())
         self._record_tables(batches, report)
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
+        await self._group("end_group")
         return report
+
+    async def _group(self, step: str) -> None:
+        """``start_group`` / ``end_group`` of a target that has them (PostgresTarget.start_group:
+        a two-way direction reads back and applies in one snapshot); a failed group's leftover
+        transaction is rolled back by the next ``start_group`` or the reconnect."""
+        method = getattr(self.target, step, None)
+        if method is not None:
+            await method()
+
+    async def _refresh(self, echoes: Sequence[ChangeBatch]) -> None:
+        """The shadow learns what the other direction of a two-way pipeline wrote to this
+        direction's source (the common version of those keys), in a transaction of its own
+        before the group's: a crash in between replays them, fenced by their positions."""
+        writes: list[TableWrite] = []
+        for batch in echoes:
+            if not batch.num_rows:
+                continue
+            for index, mapping in self.mappings_for(batch.table):
+                result = self.compile(index, mapping, batch).apply(batch)
+                if result.batch.num_rows:
+                    spec = await self._spec(self.compile(index, mapping, batch), mapping)
+                    compacted = result.batch.compact()
+                    writes.append(await self._resolver(mapping).refresh(spec, compacted))
+        if writes:
+            await self.target.apply(writes, None)
 
     def _record_tables(self, batches: Sequence[ChangeBatch], report: BatchReport) -> None:
         """The group's per source table counters, to the state store and the metrics."""

@@ -25,9 +25,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
-from syncengine.changes import ChangeBatch
+from syncengine.changes import ECHO, ChangeBatch
+from syncengine.config.twoway import REVERSE_SUFFIX
 from syncengine.errors import Interrupted, TargetUnavailable
 from syncengine.runtime import passthrough, pausing
 from syncengine.runtime.pipeline import BatchReport, Pipeline
@@ -82,6 +84,11 @@ async def backfill(
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
         pipeline.phases.add("read", time.perf_counter() - waited)
+        if pipeline.name.endswith(REVERSE_SUFFIX):
+            # a two-way pipeline's reverse direction copies nothing back (the forward backfill
+            # copied the rows): its snapshot only tells the shadow what its source holds at
+            # the position its stream starts from, the version both sides share
+            batch = replace(batch, meta={**batch.meta, ECHO: True})
         with stoppable(stop):
             report = await process(pipeline, [batch], None)
         # a reconciled snapshot also sends the deletes since its position: not copied rows

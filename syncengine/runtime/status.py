@@ -29,11 +29,15 @@ async def gather_status(config: Config, name: str, state: StateStore) -> dict[st
     checkpoint, lag and retained WAL (an unreachable side is shown, redacted, instead of
     raised). The CLI and the console's standalone sampler call this."""
     from syncengine.config.secrets import redact
+    from syncengine.config.twoway import direction_of
     from syncengine.runtime.laghistory import trend
     from syncengine.runtime.pipeline import Pipeline
 
     pipeline = Pipeline(name, config.pipelines[name], state)
     info: dict[str, Any] = {"pipeline": name, "stream": None, "checkpoint": None}
+    direction = direction_of(config, name)
+    if direction:  # one direction of a two-way pipeline
+        info["direction"] = direction
     stored = state.get_status(name)
     info.update(
         rows_applied=stored.get("rows_applied", 0),

@@ -30,6 +30,7 @@ import struct
 from collections.abc import Mapping
 
 from syncengine.changes import (
+    ECHO,
     META_SCHEMA,
     OP_DELETE,
     OP_INSERT,
@@ -56,8 +57,13 @@ class ChangeAssembler:
         keys: Mapping[str, tuple[str, ...]] | None = None,
         idle_table: str = "",
         typedefs: Mapping[int, str] | None = None,
+        own_origins: frozenset[str] = frozenset(),
     ) -> None:
         self.max_rows = max_rows
+        #: replication origins of the engine's own writes (two-way); ``skipping``: the open
+        #: transaction carries one, its rows are emitted as ECHO batches
+        self.own_origins = own_origins
+        self.skipping = False
         #: type oid → ``pg_typedefs`` of user-defined column types (read by the source)
         self.typedefs = dict(typedefs or {})
         #: keys by ``schema.table`` (``admin.table_keys``; ``()``: keyless)
@@ -91,7 +97,7 @@ class ChangeAssembler:
 
     def feed(self, msg: po.PgOutputMessage) -> list[ChangeBatch]:
         if isinstance(msg, po.Begin):
-            self.txn, self.seq = msg, 0
+            self.txn, self.seq, self.skipping = msg, 0, False
             self.gen += 1
             for buffer in self.buffers.values():
                 buffer.mark = len(buffer)
@@ -100,11 +106,19 @@ class ChangeAssembler:
             self.commit_us = pg_time_to_unix_us(msg.commit_time)
             return []
         if isinstance(msg, po.Commit):
+            echo, self.skipping = self.skipping, False
             self.txn, self.open_emitted = None, False
             self.boundary = msg.end_lsn
-            return []
+            return _echoes(self.flush()) if echo else []
         if isinstance(msg, po.Relation):
             return self._relation(msg)
+        if isinstance(msg, po.Origin) and msg.name in self.own_origins:
+            # sent after Begin, before the rows: a transaction the engine applied itself (two-way).
+            # Its rows go out in batches of their own marked ECHO (never applied: they refresh
+            # the shadow, syncengine.conflicts.resolver.refresh)
+            done = self.flush()
+            self.skipping = True
+            return done
         if isinstance(msg, po.TypeInfo):
             prefix = "" if msg.namespace in ("public", "pg_catalog") else f"{msg.namespace}."
             self.custom_types[msg.oid] = prefix + msg.name
@@ -183,6 +197,8 @@ class ChangeAssembler:
                 self.emitted = boundary
         if open_:
             self.open_emitted = True
+            if self.skipping:
+                open_ = _echoes(open_)
         return done + open_
 
     def _relation(self, msg: po.Relation) -> list[ChangeBatch]:
@@ -266,6 +282,10 @@ def _key_moved(buffer: RowBuffer, new: po.Tuple, old: po.Tuple) -> bool:
         if new[i] is not po.UNCHANGED and old[i] is not po.UNCHANGED and new[i] != old[i]:
             return True
     return False
+
+
+def _echoes(batches: list[ChangeBatch]) -> list[ChangeBatch]:
+    return [ChangeBatch(b.table, b.data, b.key, {**b.meta, ECHO: True}) for b in batches]
 
 
 def _rows(batch: ChangeBatch, start: int, stop: int) -> ChangeBatch:

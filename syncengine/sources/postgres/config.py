@@ -39,6 +39,9 @@ class PostgresSourceConfig(SourceConfigBase):
     (0 disables)."""
     max_retained_wal_mb: Annotated[int, Field(ge=1)] = 1024
     """Warn when the slot retains more WAL than this."""
+    own_origins: list[str] = Field(default_factory=list)
+    """Replication origins whose transactions are not read (the engine's own writes in a
+    two-way pipeline, set by it; also usable for another replicator's origin)."""
     snapshot_chunk_rows: Annotated[int, Field(ge=1)] = 100_000
     query_timeout: Annotated[float, Field(gt=0)] = 60.0
     """Seconds a query on an ordinary source connection (catalog, admin, heartbeat) may wait

@@ -73,7 +73,11 @@ class Child:
         self.last_commit: tuple[int, float] | None = None
         self.decode = 0.0
         self.assembler = ChangeAssembler(
-            params["max_rows"], params["keys"], params["idle_table"], params["typedefs"]
+            params["max_rows"],
+            params["keys"],
+            params["idle_table"],
+            params["typedefs"],
+            frozenset(params["config"].own_origins),
         )
 
     def opened(self, stream: ReplicationStream | None) -> None:

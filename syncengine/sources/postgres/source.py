@@ -205,7 +205,13 @@ class PostgresSource:
         column_types: Callable[[int], dict[str, PgType]]
         child: decodeproc.DecodeProcess | None = None
         if decodeproc.in_process():
-            assembler = ChangeAssembler(self.batch.max_rows, self.keys, self.tables_[0], typedefs)
+            assembler = ChangeAssembler(
+                self.batch.max_rows,
+                self.keys,
+                self.tables_[0],
+                typedefs,
+                frozenset(self.config.own_origins),
+            )
             column_types = assembler.column_types
             batches = stream_changes(
                 self.connect,

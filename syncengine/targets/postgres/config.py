@@ -16,6 +16,10 @@ class PostgresTargetConfig(TargetConfigBase):
     schema_: str = Field(DEFAULT_SCHEMA, alias="schema")
     on_schema_change: Literal["add", "ignore", "fail"] = "add"
     """What to do when the source grows a column the target table lacks."""
+    replication_origin: str | None = None
+    """Apply under this replication origin (created if missing), so a reader of this
+    database can tell the engine's writes from others'. Set by two-way pipelines; needs the
+    ``pg_replication_origin_*`` privileges (README, *Two-way sync*)."""
 
     def default_table(self, bare: str) -> str:
         """Quoted where needed: target names are parsed as SQL (``"T.with.dots"`` must not

@@ -17,5 +17,26 @@ async def check_target(name: str, pipeline: PipelineConfig) -> list[str]:
         )
     except psycopg.Error as exc:
         return [f"cannot connect: {(str(exc).strip().splitlines() or ['error'])[0]}"]
-    await conn.close()
-    return []
+    try:
+        return await _two_way_problems(conn, pipeline) if target.replication_origin else []
+    finally:
+        await conn.close()
+
+
+async def _two_way_problems(conn: psycopg.AsyncConnection, pipeline: PipelineConfig) -> list[str]:
+    """A side of a two-way pipeline: the replication-origin functions may be called, and
+    commit times are kept where ``timestamp`` compares them."""
+    from syncengine.targets.postgres.origin import origin_privileges_problem
+
+    problem = await origin_privileges_problem(conn)
+    problems = [problem] if problem else []
+    settings = [pipeline.conflicts, *(m.conflicts for m in pipeline.mappings if m.conflicts)]
+    if any(c.strategy == "timestamp" and not c.timestamp for c in settings):
+        cur = await conn.execute("SHOW track_commit_timestamp")
+        row = await cur.fetchone()
+        if not row or row[0] != "on":
+            problems.append(
+                "two_way timestamp compares commit times, which this server does not keep: set "
+                "track_commit_timestamp = on (needs a restart), or configure conflicts.timestamp"
+            )
+    return problems

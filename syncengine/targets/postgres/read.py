@@ -51,14 +51,48 @@ async def read_rows(
     out_schema = pa.schema(fields)
     if not keys.num_rows:
         return out_schema.empty_table()
+    found = await _by_keys(conn, schema, spec, keys, target_columns, fields)
+    return rows_to_table(found, out_schema, target_columns)
+
+
+async def read_commit_times(
+    conn: psycopg.AsyncConnection,
+    schema: str,
+    spec: TableSpec,
+    keys: pa.Table,
+    target_columns: dict[str, str],
+) -> pa.Table:
+    """The key columns and ``_ts``, the commit time of each found row's last write
+    (``pg_xact_commit_timestamp(xmin)``: needs ``track_commit_timestamp``; a row the engine
+    applied under a replication origin has its source's commit time, see origin.py)."""
+    key_fields = [spec.schema.field(k) for k in spec.key]
+    times = pa.field("_ts", pa.timestamp("us", tz="UTC"))
+    if not keys.num_rows:
+        return pa.schema([*key_fields, times]).empty_table()
+    extra = sql.SQL("pg_xact_commit_timestamp(t.xmin)")
+    found = await _by_keys(conn, schema, spec, keys, target_columns, key_fields, extra)
+    table = rows_to_table([r[:-1] for r in found], pa.schema(key_fields), target_columns)
+    return table.append_column(times, pa.array([r[-1] for r in found], times.type))
+
+
+async def _by_keys(
+    conn: psycopg.AsyncConnection,
+    schema: str,
+    spec: TableSpec,
+    keys: pa.Table,
+    target_columns: dict[str, str],
+    fields: list[pa.Field],
+    extra: sql.Composable | None = None,
+) -> list[tuple[object, ...]]:
+    """``fields`` (and ``extra``) of the rows with ``keys``, as the driver returns them."""
+    items = select_list(fields, target_columns)
+    if extra is not None:
+        items = sql.SQL("{}, {}").format(items, extra)
     query = sql.SQL("SELECT {} FROM {} AS t WHERE {}").format(
-        select_list(fields, target_columns),
-        sql.Identifier(schema, spec.name),
-        key_match(spec.key, target_columns),
+        items, sql.Identifier(schema, spec.name), key_match(spec.key, target_columns)
     )
-    params = key_params(keys, spec.key)
-    cur = await conn.execute(query, params)
-    return rows_to_table(await cur.fetchall(), out_schema, target_columns)
+    cur = await conn.execute(query, key_params(keys, spec.key))
+    return await cur.fetchall()
 
 
 def key_match(key: tuple[str, ...], target_columns: dict[str, str]) -> sql.Composable:

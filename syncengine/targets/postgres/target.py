@@ -3,6 +3,7 @@ shadow rows and the checkpoint committed in the same transaction as the data."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import psycopg
 import pyarrow as pa
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.errors import FatalError
@@ -18,11 +20,11 @@ from syncengine.state.protocols import TargetState
 from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import ddl, floor, keylater, rebuild, usertypes
+from syncengine.targets.postgres import ddl, floor, keylater, origin, rebuild, usertypes
 from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
-from syncengine.targets.postgres.read import read_rows, scan
+from syncengine.targets.postgres.read import read_commit_times, read_rows, scan
 from syncengine.targets.postgres.staging import StagingTables
 from syncengine.targets.postgres.state import PostgresTargetState
 from syncengine.targets.shadow import AnalyzeSchedule, PurgeSchedule, without_rejected
@@ -32,6 +34,7 @@ log = logging.getLogger("syncengine.targets.postgres")
 if TYPE_CHECKING:
     from syncengine.targets.postgres.passthrough import BinaryCopySink
 
+IDLE = TransactionStatus.IDLE
 _INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
 
@@ -64,6 +67,33 @@ class PostgresTarget:
         #: table name → key of the tables this process created without their key index
         self._pending_keys: dict[str, tuple[str, ...]] = {}
 
+    @property
+    def two_way(self) -> bool:
+        """One direction of a two-way pipeline (it applies under a replication origin):
+        ``timestamp`` compares the target rows' commit times (conflicts/resolver.py)."""
+        return bool(self.config.replication_origin)
+
+    async def start_group(self) -> None:
+        """Two-way: the group's reads (target rows, shadow, commit times) and its apply share
+        one REPEATABLE READ snapshot, so a local write to a key committed after the read-back
+        makes the apply fail with a serialization error (retried from the checkpoint) instead
+        of being overwritten unseen, which the other direction may already have carried
+        across (the sides would diverge). One-way targets read and write as before."""
+        if not self.two_way:
+            return
+        conn = await self._connection()
+        try:
+            await self.end_group()
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        except psycopg.Error as exc:
+            raise translate(exc, "starting a group") from None
+
+    async def end_group(self) -> None:
+        """Roll back a group transaction that no apply committed (nothing was written)."""
+        conn = self._conn
+        if conn is not None and not conn.closed and conn.pgconn.transaction_status != IDLE:
+            await conn.execute("ROLLBACK")
+
     def _split(self, name: str) -> tuple[str, str]:
         """``schema.table`` names a schema; a plain name lives in the configured schema.
         Either form of :mod:`syncengine.names` (``"T.with.dots"`` is one table)."""
@@ -87,6 +117,8 @@ class PostgresTarget:
             # to disk (must be set before the session's first temporary table)
             await conn.execute("SET temp_buffers = '128MB'")
             await ddl.ensure_state_schema(conn)
+            if self.config.replication_origin:  # two-way: readers skip the engine's writes
+                await origin.setup_session(conn, self.config.replication_origin)
         except psycopg.Error as exc:
             raise translate(exc, "connect") from None
         self._conn = conn
@@ -250,10 +282,11 @@ class PostgresTarget:
     # -- raw chunk passthrough (syncengine.passthrough.RawChunkImport) --------------------
 
     def accepts_raw_chunks(self, fmt: str) -> bool:
-        """The Postgres source's binary COPY chunks (the sink checks each table's types)."""
+        """The Postgres source's binary COPY chunks (the sink checks each table's types); not
+        under a replication origin (the sink's own connections would not carry it)."""
         from syncengine.sources.postgres.passthrough import BINARY_COPY
 
-        return fmt == BINARY_COPY
+        return fmt == BINARY_COPY and not self.config.replication_origin
 
     async def chunk_sink(self, tables: dict[str, str]) -> BinaryCopySink:
         """Where snapshot chunks of ``tables`` (source table → target table, created) can
@@ -279,6 +312,18 @@ class PostgresTarget:
             )
         except psycopg.Error as exc:
             raise translate(exc, f"reading {spec.name}") from None
+
+    async def read_commit_times(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
+        """Key columns and ``_ts``, when each row was last committed (the ``timestamp``
+        strategy's local time in two-way pipelines: docs/conflicts.md)."""
+        conn = await self._connection()
+        columns = await self._known(spec)
+        schema, table = self._split(spec.name)
+        local = TableSpec(table, spec.key, spec.schema)
+        try:
+            return await read_commit_times(conn, schema, local, keys, columns)
+        except psycopg.Error as exc:
+            raise translate(exc, f"reading commit times of {spec.name}") from None
 
     async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
         """Every row in key order (for ``verify``), streamed in chunks."""
@@ -412,11 +457,18 @@ class PostgresTarget:
                     await floor.raise_mark(conn, self.pipeline, top)
                 fault_point("postgres.after_shadow")
                 if checkpoint is not None:
+                    if self.config.replication_origin:
+                        await origin.mark_transaction(conn, checkpoint.position, writes)
                     await self._store.write_checkpoint(conn, checkpoint)
                     if self._purges.due(checkpoint):
                         await self._store.purge_tombstones(conn, checkpoint.position)
                 fault_point("postgres.before_commit")
+            if conn.pgconn.transaction_status != IDLE:
+                await conn.execute("COMMIT")  # the group's transaction (start_group)
         except psycopg.Error as exc:
+            if not conn.closed and conn.pgconn.transaction_status != IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute("ROLLBACK")
             error = translate(exc, "apply")
             if error.retriable:
                 await self.close()

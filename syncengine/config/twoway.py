@@ -1,0 +1,356 @@
+"""Two-way pipelines (``two_way: true``): what ``validate`` refuses, and the two directions.
+
+A two-way pipeline is run as two one-way pipelines that the rest of the engine already knows:
+
+* the **forward** direction keeps the pipeline's name (so a one-way pipeline switched to
+  two-way keeps its checkpoint, slot and shadow), reads the source and writes the target;
+* the **reverse** direction, named ``<name>.reverse`` (a dot, which no configured pipeline
+  name may hold, so it never collides), reads the target tables through its own slot and
+  publication (``syncengine_<name>_reverse``) and writes the source tables, with the mapping
+  inverted.
+
+Each direction applies under its own replication origin (``syncengine_<name>`` and
+``syncengine_<name>_reverse``) and its reader skips the other direction's origin, so a change
+crosses once and never comes back (loop prevention at the source, DESIGN.md).
+
+The strategy is said once, about the *sides*, and each direction gets the equivalent in its
+own local/remote terms: ``prefer: source`` is ``remote`` forward and ``local`` in reverse;
+``timestamp`` with ``tie: source`` breaks ties toward the source in both. A strategy whose
+two directions would not agree (``local`` or ``remote`` in both) cannot converge and is
+refused, as are Mongo sides (not yet) and mappings that cannot be inverted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from syncengine.names import DEFAULT_SCHEMA, QualifiedName
+
+if TYPE_CHECKING:
+    from syncengine.config.models import (
+        Config,
+        ConflictsConfig,
+        MappingConfig,
+        PipelineConfig,
+    )
+
+REVERSE_SUFFIX = ".reverse"
+#: strategies whose two directions agree on one result (by side), after translation
+CONVERGING = ("timestamp",)
+_WHY_NOT = {
+    "local": (
+        "'local' in both directions keeps each side's own row, so a key edited on both sides "
+        "never converges; use prefer: target (or prefer: source)"
+    ),
+    "remote": (
+        "'remote' in both directions makes each side take the other's row, so a key edited on "
+        "both sides swaps instead of converging; use prefer: source (or prefer: target)"
+    ),
+    "merge": "'merge' is not implemented for two_way pipelines yet (issue 20); use timestamp "
+    "or prefer",
+    "manual": "'manual' is not implemented for two_way pipelines yet (issue 20); use timestamp "
+    "or prefer",
+}
+
+
+def reverse_name(pipeline: str) -> str:
+    """The reverse direction's name in state, metrics and ``status``."""
+    return pipeline + REVERSE_SUFFIX
+
+
+def origin_name(pipeline: str) -> str:
+    """The replication origin a direction applies under (``orders``, ``orders.reverse``)."""
+    if pipeline.endswith(REVERSE_SUFFIX):
+        return f"syncengine_{pipeline[: -len(REVERSE_SUFFIX)]}_reverse"
+    return f"syncengine_{pipeline}"
+
+
+def directions_of(config: Config, pipeline: str) -> list[str]:
+    """The configured pipeline ``pipeline`` as the names that run: itself, and its reverse
+    direction when it is two-way."""
+    reverse = reverse_name(pipeline)
+    return [pipeline, reverse] if reverse in config.pipelines else [pipeline]
+
+
+def direction_of(config: Config, pipeline: str) -> str | None:
+    """``source->target`` / ``target->source`` for a direction of a two-way pipeline (what
+    ``status`` shows), None for a one-way pipeline."""
+    if pipeline.endswith(REVERSE_SUFFIX):
+        return "target->source"
+    return "source->target" if reverse_name(pipeline) in config.pipelines else None
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def check_two_way(config: Config) -> list[str]:
+    """Every reason a two-way pipeline cannot run, each with its YAML path."""
+    problems: list[str] = []
+    for name, spec in config.pipelines.items():
+        where = f"pipelines.{name}"
+        if not spec.two_way:
+            problems += _one_way_problems(where, spec)
+            continue
+        problems += _side_problems(where, spec)
+        if f"{name}_reverse" in config.pipelines:
+            problems.append(
+                f"pipelines.{name}_reverse: the name is taken by pipeline {name}'s reverse "
+                f"direction (its slot, publication and origin syncengine_{name}_reverse); "
+                "rename this pipeline"
+            )
+        problems += _conflicts_problems(f"{where}.conflicts", spec.conflicts)
+        for index, mapping in enumerate(spec.mappings):
+            path = f"{where}.mappings[{index}]"
+            if mapping.conflicts is not None:
+                problems += _conflicts_problems(f"{path}.conflicts", mapping.conflicts)
+            problems += _mapping_problems(path, mapping)
+    return problems
+
+
+def _one_way_problems(where: str, spec: PipelineConfig) -> list[str]:
+    problems: list[str] = []
+    sections = [(f"{where}.conflicts", spec.conflicts)] + [
+        (f"{where}.mappings[{i}].conflicts", m.conflicts)
+        for i, m in enumerate(spec.mappings)
+        if m.conflicts is not None
+    ]
+    for path, conflicts in sections:
+        if conflicts.prefer is not None:
+            problems.append(
+                f"{path}.prefer: only for two_way pipelines (one-way: strategy remote or local)"
+            )
+    for i, mapping in enumerate(spec.mappings):
+        if mapping.reverse is not None:
+            problems.append(f"{where}.mappings[{i}].reverse: only for two_way pipelines")
+    return problems
+
+
+def _side_problems(where: str, spec: PipelineConfig) -> list[str]:
+    problems: list[str] = []
+    for part in ("source", "target"):
+        kind = getattr(spec, part).type
+        if kind == "mongo":
+            problems.append(
+                f"{where}.{part}.type: two_way with a Mongo side is not implemented yet "
+                "(issue 20); both sides must be postgres for now"
+            )
+        elif kind != "postgres":
+            problems.append(
+                f"{where}.{part}.type: two_way needs both sides to be postgres ('{kind}' "
+                "cannot be read back)"
+            )
+    if spec.source.type == "postgres" and getattr(spec.source, "mode", "cdc") != "cdc":
+        problems.append(
+            f"{where}.source.mode: two_way needs mode: cdc (polling cannot tell the engine's "
+            "own writes from others')"
+        )
+    return problems
+
+
+def _conflicts_problems(path: str, conflicts: ConflictsConfig) -> list[str]:
+    chosen = conflicts.model_fields_set
+    problems: list[str] = []
+    if conflicts.prefer is not None:
+        if "strategy" in chosen:
+            problems.append(
+                f"{path}.prefer: give either prefer or strategy (prefer: {conflicts.prefer} "
+                "already decides every conflict)"
+            )
+        return problems
+    strategy = conflicts.strategy
+    if "strategy" not in chosen:
+        problems.append(
+            f"{path}.strategy: a two_way pipeline needs a converging strategy: "
+            "strategy: timestamp, or prefer: source | target"
+        )
+    elif strategy in _WHY_NOT:
+        problems.append(f"{path}.strategy: {_WHY_NOT[strategy]}")
+    elif strategy not in CONVERGING:
+        problems.append(
+            f"{path}.strategy: '{strategy}' is not known to converge in both directions; "
+            "use timestamp or prefer"
+        )
+    if "tie" in chosen and conflicts.tie in ("local", "remote"):
+        problems.append(
+            f"{path}.tie: name a side (source | target): '{conflicts.tie}' means the opposite "
+            "side in the reverse direction, so ties would not converge"
+        )
+    return problems
+
+
+def _mapping_problems(path: str, mapping: MappingConfig) -> list[str]:
+    problems: list[str] = []
+    reverse = mapping.reverse
+    if mapping.filter and (reverse is None or reverse.filter is None):
+        problems.append(
+            f"{path}.filter: a filter cannot be inverted by itself; add reverse.filter (a "
+            "predicate over target columns saying which target rows map back)"
+        )
+    computed = [
+        name for name, text in (mapping.fields or {}).items() if _column(text, mapping) is None
+    ]
+    if computed and (reverse is None or not reverse.fields):
+        problems.append(
+            f"{path}.fields.{computed[0]}: a computed field cannot be inverted; add "
+            f"reverse.fields (source column: SQL over target columns) for "
+            f"{', '.join(computed)}"
+        )
+    return problems
+
+
+def _column(text: str, mapping: MappingConfig) -> str | None:
+    """The source column (dotted path) a field copies, or None for a computed field."""
+    from sqlglot import exp
+
+    from syncengine.mappings.errors import ExpressionError
+    from syncengine.mappings.parse import parse_expression
+
+    try:
+        tree = parse_expression(text, mapping.dialect)
+    except ExpressionError:
+        return None  # reported by the mapping checks
+    if isinstance(tree, exp.Column) and not isinstance(tree.this, exp.Star):
+        return ".".join(part.name for part in tree.parts)
+    return None
+
+
+# -- the two directions -------------------------------------------------------------------
+
+
+def split_two_way(config: Config) -> Config:
+    """``config`` with each two-way pipeline replaced by its forward direction and its reverse
+    direction added (a checked config: :func:`check_two_way` found nothing)."""
+    pipelines: dict[str, PipelineConfig] = {}
+    for name, spec in config.pipelines.items():
+        if not spec.two_way:
+            pipelines[name] = spec
+            continue
+        pipelines[name] = _forward(name, spec)
+        pipelines[reverse_name(name)] = _reverse(name, spec)
+    return config.model_copy(update={"pipelines": pipelines})
+
+
+def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
+    source = spec.source.model_copy(
+        update={"own_origins": [*spec.source.own_origins, origin_name(reverse_name(name))]}
+    )
+    target = spec.target.model_copy(update={"replication_origin": origin_name(name)})
+    return spec.model_copy(
+        update={
+            "source": source,
+            "target": target,
+            "conflicts": _direction_conflicts(spec.conflicts, forward=True),
+            "mappings": [
+                m.model_copy(update={"conflicts": _direction_conflicts(m.conflicts, forward=True)})
+                if m.conflicts is not None
+                else m
+                for m in spec.mappings
+            ],
+        }
+    )
+
+
+def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
+    from syncengine.config.models import PipelineConfig
+    from syncengine.sources.postgres.config import PostgresSourceConfig
+    from syncengine.targets.postgres.config import PostgresTargetConfig
+
+    forward_source = spec.source
+    forward_target = spec.target
+    mappings = [_inverted(spec, m) for m in spec.mappings_for_sources()]
+    slot = f"syncengine_{name}_reverse"
+    source = PostgresSourceConfig(
+        type="postgres",
+        dsn=forward_target.dsn,
+        tables=[m.source for m in mappings],
+        slot=slot,
+        publication=slot,
+        heartbeat=forward_source.heartbeat,
+        max_retained_wal_mb=forward_source.max_retained_wal_mb,
+        snapshot_chunk_rows=forward_source.snapshot_chunk_rows,
+        query_timeout=forward_source.query_timeout,
+        own_origins=[origin_name(name)],
+    )
+    target = PostgresTargetConfig(
+        type="postgres",
+        dsn=forward_source.dsn,
+        schema=DEFAULT_SCHEMA,
+        # the reverse direction never changes the source's tables: it writes their columns
+        on_schema_change="ignore",
+        replication_origin=origin_name(reverse_name(name)),
+    )
+    return PipelineConfig(
+        source=source,
+        target=target,
+        mappings=mappings,
+        conflicts=_direction_conflicts(spec.conflicts, forward=False),
+        batch=spec.batch,
+        on_error=spec.on_error,
+    )
+
+
+def _inverted(spec: PipelineConfig, mapping: MappingConfig) -> MappingConfig:
+    """The target → source mapping of ``mapping`` (renames inverted, ``reverse`` added)."""
+    table = QualifiedName.parse(mapping.target_name, spec.target.schema_)
+    update: dict[str, Any] = {
+        "source": table.sql,
+        "target": QualifiedName.parse(mapping.source).sql,
+        "exclude": [],
+        "filter": mapping.reverse.filter if mapping.reverse else None,
+        "reverse": None,
+        "conflicts": _direction_conflicts(_reverse_timestamp(spec, mapping), forward=False),
+    }
+    renamed: dict[str, str] = {}
+    if mapping.fields:
+        fields: dict[str, str] = {}
+        for target_field, text in mapping.fields.items():
+            column = _column(text, mapping)
+            if column is not None:
+                fields[column] = _quoted_path(target_field)
+                renamed[column.split(".")[0]] = target_field
+        fields.update(mapping.reverse.fields if mapping.reverse else {})
+        update["fields"] = fields
+    if mapping.key:
+        update["key"] = [_source_of(k, mapping) for k in mapping.key]
+    return mapping.model_copy(update=update)
+
+
+def _reverse_timestamp(spec: PipelineConfig, mapping: MappingConfig) -> ConflictsConfig | None:
+    """The mapping's conflict setting for the reverse direction: a ``timestamp`` field names a
+    target field, which the reverse direction reads back as the source column it came from."""
+    conflicts = mapping.conflicts or spec.conflicts
+    field = conflicts.timestamp
+    if not field or _source_of(field, mapping) == field:
+        return mapping.conflicts
+    return conflicts.model_copy(update={"timestamp": _source_of(field, mapping)})
+
+
+def _source_of(key: str, mapping: MappingConfig) -> str:
+    """A forward key column (a source column or a target field) as the reverse's target
+    column (a source column)."""
+    for target_field, text in (mapping.fields or {}).items():
+        if target_field == key:
+            return _column(text, mapping) or key
+    return key
+
+
+def _quoted_path(field: str) -> str:
+    """A target field name as an SQL column reference (quoted: it may hold capitals)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in field.split("."))
+
+
+def _direction_conflicts(conflicts: ConflictsConfig | None, forward: bool) -> Any:
+    """The side-level setting in the direction's local/remote terms (the source is
+    ``remote`` forward and ``local`` in reverse)."""
+    if conflicts is None:
+        return None
+    source_side = "remote" if forward else "local"
+    target_side = "local" if forward else "remote"
+    sides = {"source": source_side, "target": target_side}
+    if conflicts.prefer is not None:
+        # the preferred side's row: detected and audited in both directions
+        return conflicts.model_copy(
+            update={"strategy": sides[conflicts.prefer], "audit": True, "prefer": None}
+        )
+    tie = conflicts.tie if "tie" in conflicts.model_fields_set else "source"
+    return conflicts.model_copy(update={"tie": sides.get(tie, tie), "update_beats_delete": True})

@@ -1,0 +1,129 @@
+"""Two-way under load: one writer per side on hot keys (updates, inserts, deletes) while the
+daemon is SIGKILLed a few times; once the writers stop, both sides are identical and the
+engine's applied-change counters stop growing (no ping-pong)."""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import threading
+import time
+import urllib.request
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.harness import execute, rows, wait_for
+from tests.e2e.test_e2e_two_way import SNAPSHOT, make_cli
+
+HOT = 40
+WRITE_SECONDS = 20
+KILLS = 3
+
+
+def writer(dsn: str, side: str, stop: threading.Event, seed: int) -> int:
+    """Random single-row transactions on hot keys until ``stop``; returns how many."""
+    rng = random.Random(seed)
+    done = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not stop.is_set():
+            key = rng.randint(1, HOT)
+            roll = rng.random()
+            if roll < 0.7:
+                conn.execute(
+                    "UPDATE items SET name = %s, qty = qty + 1 WHERE id = %s",
+                    (f"{side}{done}", key),
+                )
+            elif roll < 0.85:
+                conn.execute(
+                    "INSERT INTO items VALUES (%s, %s, 0, now()) ON CONFLICT (id) DO NOTHING",
+                    (key, f"{side}-new{done}"),
+                )
+            else:
+                conn.execute("DELETE FROM items WHERE id = %s", (key,))
+            done += 1
+            time.sleep(rng.uniform(0.001, 0.02))
+    return done
+
+
+def applied_total(port: int) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    family = families.get("syncengine_changes_applied")
+    if family is None:
+        return 0.0
+    return sum(s.value for s in family.samples if s.name.endswith("_total"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+TIMESTAMP_RACE = (
+    "timestamp does not converge yet under writers on hot keys (issue 20): an update against a "
+    "delete is settled for the update although one direction already let a newer update win, "
+    "and a row the engine wrote carries its group's latest commit time, not its own"
+)
+
+
+@pytest.mark.parametrize(
+    "conflicts",
+    [
+        "{prefer: source}",
+        pytest.param(
+            "{strategy: timestamp}", marks=pytest.mark.xfail(reason=TIMESTAMP_RACE, strict=False)
+        ),
+    ],
+)
+def test_two_writers_and_kills_converge_without_ping_pong(
+    tmp_path, pg_dsn, pg_target_dsn, conflicts
+):
+    table = "CREATE TABLE items (id bigint PRIMARY KEY, name text, qty int, stamp timestamptz)"
+    execute(
+        pg_dsn, table, f"INSERT INTO items SELECT i, 'n', 0, now() FROM generate_series(1, {HOT}) i"
+    )
+    execute(pg_target_dsn, table)
+    cli = make_cli(tmp_path, pg_dsn, pg_target_dsn, conflicts)
+    cli.run("sync", "--once")  # the forward backfill, then both stream
+    port = free_port()
+    daemon = cli.start("run", "--metrics-port", str(port))
+    stop = threading.Event()
+    counts: list[int] = []
+    threads = [
+        threading.Thread(target=lambda d=d, s=s, n=n: counts.append(writer(d, s, stop, n)))
+        for n, (d, s) in enumerate([(pg_dsn, "a"), (pg_target_dsn, "b")])
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(KILLS):
+            time.sleep(WRITE_SECONDS / (KILLS + 1))
+            daemon.send_signal(signal.SIGKILL)
+            daemon.wait(30)
+            daemon = cli.start("run", "--metrics-port", str(port))
+        time.sleep(WRITE_SECONDS / (KILLS + 1))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    try:
+        assert sum(counts) > 200, counts
+        try:
+            wait_for(lambda: rows(pg_dsn, SNAPSHOT) == rows(pg_target_dsn, SNAPSHOT), timeout=60)
+        except AssertionError:
+            a, b = set(rows(pg_dsn, SNAPSHOT)), set(rows(pg_target_dsn, SNAPSHOT))
+            raise AssertionError(
+                f"only at the source {a - b}, only at the target {b - a}"
+            ) from None
+        # quiet: the counters settle within seconds and then stay put (nothing echoes)
+        wait_for(lambda: applied_total(port) > 0, timeout=30)
+        settled = applied_total(port)
+        time.sleep(5)
+        assert applied_total(port) == settled
+        assert rows(pg_dsn, SNAPSHOT) == rows(pg_target_dsn, SNAPSHOT)
+    finally:
+        assert cli.stop(daemon) == 0

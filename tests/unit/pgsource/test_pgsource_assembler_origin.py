@@ -1,0 +1,65 @@
+"""Transactions applied under one of the engine's own replication origins (two-way sync) come
+out as ECHO batches of their own, through both entry points (``feed`` and ``feed_payload``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncengine.changes import ECHO, lsn_to_pos
+from syncengine.sources.postgres import pgoutput as po
+from syncengine.sources.postgres.assembler import ChangeAssembler
+from tests.unit.pgsource import pgsource_frames as f
+
+COLS = [("id", 23, -1, True), ("note", 25, -1, False)]
+
+
+def user_txn_then(xid: int, origin: str) -> list[bytes]:
+    """A user's transaction, then the head of one applied under ``origin``."""
+    return [
+        f.relation(10, "public", "t", COLS),
+        f.begin(0x100, 0, 7),
+        f.insert(10, [1, "user"]),
+        f.commit(0x100, 0x180, 0),
+        f.begin(0x200, 0, xid),
+        f.origin(0x55, origin),
+    ]
+
+
+def run(asm: ChangeAssembler, frames: list[bytes], direct: bool) -> list:
+    out = []
+    for frame in frames:
+        out.extend(asm.feed_payload(frame) if direct else asm.feed(po.decode(frame)))
+    return out + asm.flush(idle=True)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_own_origin_rows_are_echo_batches_and_others_are_not(direct):
+    asm = ChangeAssembler(max_rows=100, own_origins=frozenset({"syncengine_p_reverse"}))
+    frames = [
+        *user_txn_then(8, "syncengine_p_reverse"),
+        f.insert(10, [2, "engine"]),
+        f.update(10, [1, "engine"]),
+        f.commit(0x200, 0x280, 0),
+        f.begin(0x300, 0, 9),
+        f.origin(0x66, "someone_else"),
+        f.insert(10, [3, "other replicator"]),
+        f.commit(0x300, 0x380, 0),
+    ]
+    batches = [b for b in run(asm, frames, direct) if b.num_rows]
+    shape = [(b.meta.get(ECHO, False), b.data.column("id").to_pylist()) for b in batches]
+    assert shape == [(False, [1]), (True, [2, 1]), (False, [3])]
+    # the echo transaction's commit is a resume like any other: the checkpoint moves past it
+    assert batches[1].meta["resume"] == lsn_to_pos(0x280)
+
+
+def test_a_big_echo_transaction_is_cut_into_echo_batches_only():
+    asm = ChangeAssembler(max_rows=2, own_origins=frozenset({"mine"}))
+    frames = [
+        *user_txn_then(8, "mine"),
+        *[f.insert(10, [i, "engine"]) for i in range(10, 15)],
+        f.commit(0x200, 0x280, 0),
+    ]
+    batches = [b for b in run(asm, frames, True) if b.num_rows]
+    assert [b.meta.get(ECHO, False) for b in batches] == [False, True, True, True]
+    assert sum(b.num_rows for b in batches[1:]) == 5
+    assert "resume" not in batches[1].meta and batches[-1].meta["resume"] == lsn_to_pos(0x280)

@@ -1,0 +1,192 @@
+"""``two_way: true``: every refusal with its YAML path, and the two directions it becomes."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from syncengine.config import parse_config
+from syncengine.errors import ConfigError
+
+BASE = """
+pipelines:
+  orders:
+    two_way: true
+    source: {type: postgres, dsn: "host=a", tables: [public.orders]}
+    target: {type: postgres, dsn: "host=b"}
+"""
+
+
+def problems(extra: str, base: str = BASE) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(base + textwrap.indent(textwrap.dedent(extra), "    "))
+    return list(info.value.problems)
+
+
+def test_mongo_side_is_not_yet_with_its_path():
+    text = BASE.replace(
+        '{type: postgres, dsn: "host=b"}', "{type: mongo, uri: mongodb://h, database: d}"
+    )
+    found = problems("conflicts: {prefer: source}\n", text)
+    assert any(
+        p.startswith("pipelines.orders.target.type:") and "not implemented yet" in p for p in found
+    )
+
+
+def test_parquet_side_cannot_be_read_back():
+    text = BASE.replace('{type: postgres, dsn: "host=b"}', "{type: parquet, path: /tmp/x}")
+    found = problems("conflicts: {prefer: source}\n", text)
+    assert any(
+        p.startswith("pipelines.orders.target.type:") and "cannot be read back" in p for p in found
+    )
+
+
+def test_incremental_source_is_refused():
+    text = BASE.replace(
+        "tables: [public.orders]}", "tables: [public.orders], mode: incremental, cursor: ts}"
+    )
+    found = problems("conflicts: {prefer: source}\n", text)
+    assert any(p.startswith("pipelines.orders.source.mode:") for p in found)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "why"),
+    [
+        ("local", "never converges"),
+        ("remote", "swaps instead of converging"),
+        ("merge", "not implemented for two_way"),
+        ("manual", "not implemented for two_way"),
+    ],
+)
+def test_strategies_that_do_not_converge_are_refused(strategy, why):
+    found = problems(f"conflicts: {{strategy: {strategy}}}\n")
+    assert any(p.startswith("pipelines.orders.conflicts.strategy:") and why in p for p in found), (
+        found
+    )
+
+
+def test_a_strategy_must_be_chosen():
+    found = problems("batch: {max_rows: 10}\n")
+    assert any("needs a converging strategy" in p for p in found)
+
+
+def test_tie_must_name_a_side_and_prefer_excludes_strategy():
+    found = problems("conflicts: {strategy: timestamp, tie: remote}\n")
+    assert any(p.startswith("pipelines.orders.conflicts.tie:") for p in found)
+    found = problems("conflicts: {strategy: timestamp, prefer: target}\n")
+    assert any(p.startswith("pipelines.orders.conflicts.prefer:") for p in found)
+
+
+def test_per_mapping_override_is_checked_too():
+    found = problems(
+        """
+        conflicts: {prefer: source}
+        mappings:
+          - source: public.orders
+            conflicts: {strategy: local}
+        """
+    )
+    assert any(p.startswith("pipelines.orders.mappings[0].conflicts.strategy:") for p in found)
+
+
+def test_computed_field_and_filter_need_a_reverse():
+    found = problems(
+        """
+        conflicts: {prefer: source}
+        mappings:
+          - source: public.orders
+            fields: {id: id, total: amount_cents / 100.0}
+            filter: status <> 'draft'
+        """
+    )
+    assert any(p.startswith("pipelines.orders.mappings[0].fields.total:") for p in found), found
+    assert any(p.startswith("pipelines.orders.mappings[0].filter:") for p in found), found
+
+
+def test_prefer_and_reverse_are_two_way_only():
+    one_way = BASE.replace("    two_way: true\n", "")
+    found = problems(
+        """
+        conflicts: {prefer: source}
+        mappings:
+          - source: public.orders
+            reverse: {filter: "true"}
+        """,
+        one_way,
+    )
+    assert any(p.startswith("pipelines.orders.conflicts.prefer:") for p in found)
+    assert any(p.startswith("pipelines.orders.mappings[0].reverse:") for p in found)
+
+
+def test_name_of_the_reverse_direction_is_reserved():
+    text = (
+        BASE
+        + "    conflicts: {prefer: source}\n"
+        + "  orders_reverse:\n"
+        + '    source: {type: postgres, dsn: "host=a", tables: [public.x]}\n'
+        + '    target: {type: postgres, dsn: "host=b"}\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert any(p.startswith("pipelines.orders_reverse:") for p in info.value.problems)
+
+
+def test_directions_renames_inverted_and_strategy_by_side():
+    config = parse_config(
+        BASE
+        + textwrap.indent(
+            textwrap.dedent(
+                """
+                conflicts: {strategy: timestamp, tie: target}
+                mappings:
+                  - source: public.orders
+                    target: sales.orders_copy
+                    fields: {id: id, Amount: amt, total: amt * 2}
+                    reverse: {fields: {note: "'from target'"}}
+                """
+            ),
+            "    ",
+        )
+    )
+    forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
+    assert forward.target.replication_origin == "syncengine_orders"
+    assert forward.source.own_origins == ["syncengine_orders_reverse"]
+    assert reverse.target.replication_origin == "syncengine_orders_reverse"
+    assert reverse.source.own_origins == ["syncengine_orders"]
+    assert reverse.source.slot == reverse.source.publication == "syncengine_orders_reverse"
+    assert reverse.source.tables == ["sales.orders_copy"]
+    (mapping,) = reverse.mappings
+    assert mapping.target == "public.orders"
+    assert mapping.fields == {"id": '"id"', "amt": '"Amount"', "note": "'from target'"}
+    # tie: target is the local side forward and the remote side in reverse
+    assert (forward.conflicts.tie, reverse.conflicts.tie) == ("local", "remote")
+
+
+def test_prefer_becomes_remote_and_local_with_audit():
+    config = parse_config(BASE + "    conflicts: {prefer: source}\n")
+    forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
+    assert (forward.conflicts.strategy, reverse.conflicts.strategy) == ("remote", "local")
+    assert forward.conflicts.audit and reverse.conflicts.audit
+
+
+def test_a_renamed_timestamp_field_is_read_under_its_source_name_in_reverse():
+    config = parse_config(
+        BASE
+        + textwrap.indent(
+            textwrap.dedent(
+                """
+                conflicts: {strategy: timestamp, timestamp: changed}
+                mappings:
+                  - source: public.orders
+                    fields: {id: id, changed: updated_at}
+                """
+            ),
+            "    ",
+        )
+    )
+    forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
+    assert forward.conflicts.timestamp == "changed"
+    (mapping,) = reverse.mappings
+    assert mapping.conflicts is not None and mapping.conflicts.timestamp == "updated_at"
+    assert mapping.conflicts.tie == "local"  # tie: source is the local side in reverse
