@@ -33,6 +33,8 @@ if TYPE_CHECKING:
         MappingConfig,
         PipelineConfig,
     )
+    from syncengine.sources.postgres.config import PostgresSourceConfig
+    from syncengine.targets.postgres.config import PostgresTargetConfig
 
 REVERSE_SUFFIX = ".reverse"
 #: strategies whose two directions agree on one result (by side), after translation
@@ -230,9 +232,20 @@ def split_two_way(config: Config) -> Config:
     return config.model_copy(update={"pipelines": pipelines})
 
 
+def _postgres_sides(spec: PipelineConfig) -> tuple[PostgresSourceConfig, PostgresTargetConfig]:
+    """Both sides of a checked two-way pipeline (:func:`check_two_way`: Postgres only)."""
+    from syncengine.sources.postgres.config import PostgresSourceConfig
+    from syncengine.targets.postgres.config import PostgresTargetConfig
+
+    source, target = spec.source, spec.target
+    assert isinstance(source, PostgresSourceConfig) and isinstance(target, PostgresTargetConfig)
+    return source, target
+
+
 def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
-    source = spec.source.model_copy(
-        update={"own_origins": [*spec.source.own_origins, origin_name(reverse_name(name))]}
+    forward_source, _ = _postgres_sides(spec)
+    source = forward_source.model_copy(
+        update={"own_origins": [*forward_source.own_origins, origin_name(reverse_name(name))]}
     )
     target = spec.target.model_copy(update={"replication_origin": origin_name(name)})
     return spec.model_copy(
@@ -255,8 +268,7 @@ def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
     from syncengine.sources.postgres.config import PostgresSourceConfig
     from syncengine.targets.postgres.config import PostgresTargetConfig
 
-    forward_source = spec.source
-    forward_target = spec.target
+    forward_source, forward_target = _postgres_sides(spec)
     mappings = [_inverted(spec, m) for m in spec.mappings_for_sources()]
     slot = f"syncengine_{name}_reverse"
     source = PostgresSourceConfig(
@@ -291,7 +303,7 @@ def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
 
 def _inverted(spec: PipelineConfig, mapping: MappingConfig) -> MappingConfig:
     """The target → source mapping of ``mapping`` (renames inverted, ``reverse`` added)."""
-    table = QualifiedName.parse(mapping.target_name, spec.target.schema_)
+    table = QualifiedName.parse(mapping.target_name, _postgres_sides(spec)[1].schema_)
     update: dict[str, Any] = {
         "source": table.sql,
         "target": QualifiedName.parse(mapping.source).sql,

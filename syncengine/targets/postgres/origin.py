@@ -19,6 +19,8 @@ them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,7 +51,7 @@ async def setup_session(conn: psycopg.AsyncConnection, name: str) -> None:
 
 
 async def mark_transaction(
-    conn: psycopg.AsyncConnection, position: str, writes: list[TableWrite] | tuple[TableWrite, ...]
+    conn: psycopg.AsyncConnection, position: str, writes: Sequence[TableWrite]
 ) -> None:
     """Record the group's source position (and its last commit time) as the origin's progress,
     inside the open apply transaction. Positions that are not LSNs (a non-Postgres source)
@@ -65,7 +67,7 @@ async def mark_transaction(
     )
 
 
-def _last_commit_time(writes: list[TableWrite] | tuple[TableWrite, ...]) -> object:
+def _last_commit_time(writes: Sequence[TableWrite]) -> object:
     """The latest source commit time in the group (``now()`` when no row carries one)."""
     latest = None
     for write in writes:
