@@ -19,6 +19,7 @@ Key values are compared as text (both sides' key columns cast to strings).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -30,47 +31,75 @@ from syncengine.runtime.pipeline import union_schema
 from syncengine.targets.base import TableSpec
 
 if TYPE_CHECKING:
+    from syncengine.config.models import MappingConfig
     from syncengine.runtime.pipeline import Pipeline
 
 log = logging.getLogger("syncengine.sweep")
 
 
+#: deletes found by :func:`find_deleted`, per mapping: what :func:`apply_deletes` applies
+Found = list[tuple["MappingConfig", TableSpec, ChangeBatch]]
+
+
 async def sweep_deleted(pipeline: Pipeline, table: str) -> int:
     """Delete the target rows of ``table`` whose key the source no longer has; how many."""
+    return await apply_deletes(pipeline, table, await find_deleted(pipeline, table))
+
+
+async def find_deleted(pipeline: Pipeline, table: str) -> Found:
+    """The deletes of the target rows of ``table`` whose key the source no longer has, read and
+    compared without writing anything: a daemon runs this beside its stream (the reads of a
+    million-row table took seconds, during which no stream group was applied when the applier
+    ran them), then hands :func:`apply_deletes` to the applier."""
     settle = getattr(pipeline.source, "visible_position", None)
     if settle is None:
-        return 0
+        return []
     position = await settle()
     if position is None:
         log.warning("%s: %s: no settled position, deleted keys are not swept", pipeline.name, table)
-        return 0
-    deleted = 0
+        return []
+    found: Found = []
     for index, mapping in pipeline.mappings_for(table):
         compiled: Any = None
         schema: pa.Schema | None = None
         keys: list[pa.Table] = []
         async for batch in pipeline.source.scan(table):
             compiled = pipeline.compile(index, mapping, batch)
-            mapped = compiled.apply(batch).batch
-            keys.append(_text_keys(mapped.data, compiled.key))
+            # mapping and joins in a thread (Polars and Arrow let go of the GIL): the daemon's
+            # applier keeps applying stream groups meanwhile
+            keys.append(await asyncio.to_thread(_mapped_keys, compiled, batch))
             target_schema = compiled.target_schema
             schema = target_schema if schema is None else union_schema(schema, target_schema)
         if compiled is None or schema is None or not compiled.key:
             continue
         spec = TableSpec(mapping.target_name, tuple(compiled.key), schema)
         present = pa.concat_tables(keys) if keys else None
-        for part in [t async for t in pipeline.target.scan(spec)]:
+        # the target's key columns only: its whole rows took seconds to read into Arrow
+        key_spec = TableSpec(spec.name, spec.key, pa.schema([schema.field(k) for k in spec.key]))
+        async for part in pipeline.target.scan(key_spec):
             if not part.num_rows:
                 continue
-            gone = _absent(part, spec, present)
+            gone = await asyncio.to_thread(_absent, part, spec, present)
             if gone.num_rows:
-                batch = _deletes(spec, gone, position)
-                deleted += await pipeline.apply_mapped(mapping, spec, batch)
+                found.append((mapping, spec, _deletes(spec, gone, position)))
+    return found
+
+
+async def apply_deletes(pipeline: Pipeline, table: str, found: Found) -> int:
+    """Apply what :func:`find_deleted` found (fenced per key: a key the stream brought back
+    after the sweep's position keeps its row); how many rows went."""
+    deleted = 0
+    for mapping, spec, batch in found:
+        deleted += await pipeline.apply_mapped(mapping, spec, batch)
     if deleted:
         log.info(
             "%s: %s: %d target rows deleted (gone at the source)", pipeline.name, table, deleted
         )
     return deleted
+
+
+def _mapped_keys(compiled: Any, batch: ChangeBatch) -> pa.Table:
+    return _text_keys(compiled.apply(batch).batch.data, compiled.key)
 
 
 def _text_keys(data: pa.Table, key: list[str] | tuple[str, ...]) -> pa.Table:

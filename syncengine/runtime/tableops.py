@@ -33,6 +33,7 @@ from syncengine.state.base import TableRequest, table_chunks
 if TYPE_CHECKING:
     from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.runner import Progress
+    from syncengine.runtime.sweep import Found
 
 log = logging.getLogger("syncengine.tableops")
 
@@ -68,17 +69,19 @@ def table_source(pipeline: Pipeline) -> TableSnapshots:
 
 
 class Sweep:
-    """The deletes of keys the source no longer has (:mod:`syncengine.runtime.sweep`), as a
-    step the applier runs itself: it writes to the target, so never beside a stream group."""
+    """The deletes of keys the source no longer has (:mod:`syncengine.runtime.sweep`), found
+    beside the stream and applied as a step the applier runs itself: it writes to the target,
+    so never beside a stream group."""
 
-    def __init__(self, pipeline: Pipeline, table: str) -> None:
+    def __init__(self, pipeline: Pipeline, table: str, found: Found) -> None:
         self.pipeline = pipeline
         self.table = table
+        self.found = found
 
     async def __call__(self) -> int:
-        from syncengine.runtime.sweep import sweep_deleted
+        from syncengine.runtime.sweep import apply_deletes
 
-        return await sweep_deleted(self.pipeline, self.table)
+        return await apply_deletes(self.pipeline, self.table, self.found)
 
 
 #: what a table request hands the applier: rows to process, or a step to run
@@ -192,7 +195,11 @@ class TableOps:
             return
         else:
             if request.where is None and not held.used:  # between stream groups
-                yield Sweep(self.pipeline, request.table)
+                from syncengine.runtime.sweep import find_deleted
+
+                # read and compared here, beside the stream; only the deletes wait for the applier
+                found = await find_deleted(self.pipeline, request.table)
+                yield Sweep(self.pipeline, request.table, found)
         finally:
             self.pipeline.dense_fence.discard(request.table)
         self.state.clear_chunks(namespace, request.table)
