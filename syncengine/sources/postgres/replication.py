@@ -17,7 +17,15 @@ from psycopg import pq
 
 from syncengine.errors import SourceUnavailable
 from syncengine.sources.postgres.pgerrors import map_error
-from syncengine.sources.postgres.wire import Keepalive, XLogData, parse_copy_data, standby_status
+from syncengine.sources.postgres.wire import (
+    XLOG_HEADER,
+    Keepalive,
+    XLogData,
+    parse_copy_data,
+    standby_status,
+)
+
+_XLOG_HEADER = XLOG_HEADER.unpack_from
 
 
 class ReplicationStream:
@@ -45,6 +53,7 @@ class ReplicationStream:
         while True:
             message = self.read_nowait()
             if message is not None:
+                self.last_heard = time.monotonic()
                 return message
             left = deadline - time.monotonic()
             if left <= 0 and looked:
@@ -60,13 +69,18 @@ class ReplicationStream:
                 raise map_error(exc, "reading the replication stream") from exc
 
     def read_nowait(self) -> XLogData | Keepalive | None:
-        """A message libpq already has, or None."""
+        """A message libpq already has, or None. ``last_heard`` is set by :meth:`read`, once
+        per burst: a clock read per message cost more than the message's own parsing."""
         try:
             size, data = self.pgconn.get_copy_data(1)
         except psycopg.Error as exc:
             raise map_error(exc, "reading the replication stream") from exc
+        if size > 25 and data[0] == 0x77:  # 'w', nearly every message: parsed inline
+            start, end, sent = _XLOG_HEADER(data, 1)
+            if start > self.received:
+                self.received = start
+            return XLogData(start, end, sent, bytes(data[25:]))
         if size > 0:
-            self.last_heard = time.monotonic()
             message = parse_copy_data(data)
             if isinstance(message, XLogData):
                 if message.start > self.received:

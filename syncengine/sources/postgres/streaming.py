@@ -112,9 +112,9 @@ async def stream_changes(
             got = message is not None
             # everything libpq already buffered is handled before looking at the clock again
             while message is not None:
-                if isinstance(message, XLogData):
+                if type(message) is XLogData:
                     payload = message.payload
-                    decoded = po.decode(payload) if payload[:1] == b"C" else None
+                    decoded = po.decode(payload) if payload and payload[0] == 0x43 else None  # C
                     fed = assembler.feed(decoded) if decoded else assembler.feed_payload(payload)
                     for batch in fed:
                         if phases is not None:

@@ -23,7 +23,8 @@ _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _I64 = struct.Struct("!q")
 _U64 = struct.Struct("!Q")
-_XLOG_HEADER = struct.Struct("!QQq")
+#: an XLogData message's header after its kind byte: WAL start, WAL end, send time
+XLOG_HEADER = struct.Struct("!QQq")
 
 
 class Reader:
@@ -121,7 +122,7 @@ class Keepalive:
 def parse_copy_data(data: bytes | memoryview) -> XLogData | Keepalive:
     """Split one CopyData payload of a START_REPLICATION stream."""
     if len(data) >= 25 and data[0] == 0x77:  # 'w', the hot path
-        start, end, sent = _XLOG_HEADER.unpack_from(data, 1)
+        start, end, sent = XLOG_HEADER.unpack_from(data, 1)
         return XLogData(start, end, sent, bytes(data[25:]))
     r = Reader(data)
     kind = r.u8("message kind")
