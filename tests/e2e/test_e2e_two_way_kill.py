@@ -63,22 +63,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-TIMESTAMP_RACE = (
-    "timestamp does not converge yet under writers on hot keys (issue 20): an update against a "
-    "delete is settled for the update although one direction already let a newer update win, "
-    "and a row the engine wrote carries its group's latest commit time, not its own"
-)
-
-
-@pytest.mark.parametrize(
-    "conflicts",
-    [
-        "{prefer: source}",
-        pytest.param(
-            "{strategy: timestamp}", marks=pytest.mark.xfail(reason=TIMESTAMP_RACE, strict=False)
-        ),
-    ],
-)
+@pytest.mark.parametrize("conflicts", ["{prefer: source}", "{strategy: timestamp}"])
 def test_two_writers_and_kills_converge_without_ping_pong(
     tmp_path, pg_dsn, pg_target_dsn, conflicts
 ):
