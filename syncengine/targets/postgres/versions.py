@@ -110,9 +110,8 @@ async def read(
         found = await cur.fetchall()
         # inside a group's transaction ON COMMIT comes later: clear for the next read
         await conn.execute(sql.SQL("TRUNCATE {}").format(keys))
-    columns = list(zip(*found, strict=True)) if found else [[], [], [], []]
     return pa.Table.from_arrays(
-        [pa.array(list(c), f.type) for c, f in zip(columns, VERSIONS_SCHEMA, strict=True)],
+        [pa.array([r[i] for r in found], f.type) for i, f in enumerate(VERSIONS_SCHEMA)],
         schema=VERSIONS_SCHEMA,
     )
 
