@@ -321,9 +321,9 @@ class Pipeline:
     ) -> None:
         """The shadow learns what the other direction of a two-way pipeline wrote to this
         direction's source (the common version of those keys), in a transaction of its own
-        before the group's: a crash in between replays them, fenced by their positions. Its
-        reads and the corrections it may write (two-way ``timestamp``) share one snapshot;
-        there it comes after the group's changes (:meth:`_echoes_last`) and commits
+        before the group's: a crash in between replays them, fenced by their positions. Under
+        two-way ``timestamp`` it comes after the group's changes (:meth:`_echoes_last`), its
+        reads and the corrections it may write share one snapshot, and it commits
         ``checkpoint`` (a crash before replays the changes, which versions then skip)."""
         mapped = []
         for batch in echoes:
@@ -334,7 +334,8 @@ class Pipeline:
                 if result.batch.num_rows:
                     spec = await self._spec(self.compile(index, mapping, batch), mapping)
                     mapped.append((mapping, spec, result.batch.compact()))
-        await self._group("start_group")
+        if self._echoes_last():  # its reads and corrections in one snapshot, as a group's
+            await self._group("start_group")
         writes: list[TableWrite] = []
         for mapping, spec, compacted in mapped:
             writes.append(await self._resolver(mapping).refresh(spec, compacted))
