@@ -28,6 +28,11 @@ from syncengine.plugins import STRATEGIES
 
 EXISTS = "_exists"
 COMMIT_TIME = "_ts"
+SIDE = "_side"
+"""Two-way ``timestamp``: column of ``local`` and ``remote`` saying whose write each side's
+version is (``remote``: the direction's source, ``local``: its target); see
+syncengine.conflicts.versions."""
+REMOTE, LOCAL = "remote", "local"
 
 
 @dataclass(frozen=True)

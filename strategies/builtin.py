@@ -9,6 +9,8 @@ from __future__ import annotations
 import polars as pl
 from syncengine.strategies.base import (
     EXISTS,
+    REMOTE,
+    SIDE,
     Decision,
     StrategyContext,
     flags,
@@ -58,6 +60,10 @@ class TimestampStrategy:
     delete) uses its commit time when FIELD holds times. Without ``timestamp`` the source commit
     time is compared with nothing on the target side, so the source wins. A side without a time
     (a row deleted at the target, a null FIELD) is older than any time; two missing times tie.
+
+    Two-way (both frames carry ``_side``: versions, syncengine.conflicts.versions): the later
+    commit wins, deletes included; equal times go to the ``tie`` side; an unknown target
+    version loses to a change and wins against an echo (:func:`newer_version`).
     """
 
     name = "timestamp"
@@ -65,6 +71,12 @@ class TimestampStrategy:
     def decide(
         self, base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
     ) -> Decision:
+        if SIDE in local.columns and SIDE in remote.columns and ctx.config.timestamp is None:
+            remote_wins = newer_version(
+                local[ctx.commit_time], local[SIDE], remote[ctx.commit_time], remote[SIDE],
+                ctx.config.tie,
+            )  # fmt: skip
+            return _take(local, remote, remote_wins, ctx)
         local_time, remote_time = _times(local, remote, ctx)
         newer_remote = pl.select(
             pl.when(local_time.is_null() & remote_time.is_null())
@@ -78,14 +90,21 @@ class TimestampStrategy:
             .otherwise(remote_time > local_time)
         ).to_series()
         remote_wins = newer_remote.fill_null(ctx.config.tie == "remote")
-        rows = pick(local, ctx).select(
-            pl.when(remote_wins).then(remote[c]).otherwise(pl.col(c)).alias(c)
-            for c in (*ctx.columns, EXISTS)
-        )
-        outcome = pl.select(
-            pl.when(remote_wins).then(pl.lit("remote")).otherwise(pl.lit("local"))
-        ).to_series()
-        return Decision(rows, flags(False, local.height), outcome.alias("outcome"))
+        return _take(local, remote, remote_wins, ctx)
+
+
+def _take(
+    local: pl.DataFrame, remote: pl.DataFrame, remote_wins: pl.Series, ctx: StrategyContext
+) -> Decision:
+    """Per row the remote row where ``remote_wins``, else the local one."""
+    rows = pick(local, ctx).select(
+        pl.when(remote_wins).then(remote[c]).otherwise(pl.col(c)).alias(c)
+        for c in (*ctx.columns, EXISTS)
+    )
+    outcome = pl.select(
+        pl.when(remote_wins).then(pl.lit("remote")).otherwise(pl.lit("local"))
+    ).to_series()
+    return Decision(rows, flags(False, local.height), outcome.alias("outcome"))
 
 
 def _times(
@@ -93,12 +112,6 @@ def _times(
 ) -> tuple[pl.Series, pl.Series]:
     field = ctx.config.timestamp
     commit = remote[ctx.commit_time] if ctx.commit_time in remote.columns else None
-    if getattr(ctx.config, "update_beats_delete", False) and commit is not None:
-        commit = pl.select(pl.when(remote[EXISTS]).then(commit)).to_series()
-    if field is None and ctx.commit_time in local.columns and commit is not None:
-        # two-way: the target row's commit time (its source's, when the engine wrote it)
-        local_time = pl.select(pl.when(local[EXISTS]).then(local[ctx.commit_time])).to_series()
-        return _utc(local_time), _utc(commit)
     if field is None or field not in local.columns:
         nothing = pl.Series([None] * local.height, dtype=pl.Datetime("us", "UTC"))
         return nothing, commit if commit is not None else nothing
@@ -110,6 +123,35 @@ def _times(
         if commit is not None:
             remote_time = remote_time.fill_null(_utc(commit))
     return local_time, remote_time
+
+
+def newer_version(
+    local_time: pl.Series,
+    local_side: pl.Series,
+    remote_time: pl.Series,
+    remote_side: pl.Series,
+    tie: str,
+) -> pl.Series:
+    """Per row: the incoming version (time, side) is newer than the target's. A null target
+    time (unknown: a delete the direction was not told the time of) loses to a change (side
+    ``remote``) and wins against an echo (side ``local``); equal times and sides are one write."""
+    frame = pl.DataFrame(
+        {"lt": _utc(local_time), "ls": local_side, "rt": _utc(remote_time), "rs": remote_side}
+    )
+    lt, ls, rt, rs = pl.col("lt"), pl.col("ls"), pl.col("rt"), pl.col("rs")
+    return frame.select(
+        pl.when(lt.is_null())
+        .then(rs == REMOTE)
+        .when(rt.is_null())
+        .then(False)
+        .when(rt != lt)
+        .then(rt > lt)
+        .when(rs == ls)
+        .then(False)
+        .otherwise(rs == tie)
+        .fill_null(False)
+        .alias("newer")
+    ).to_series()
 
 
 def _utc(times: pl.Series) -> pl.Series:

@@ -73,10 +73,6 @@ class ConflictsConfig(Model):
     prefer: Literal["source", "target"] | None = None
     """Two-way pipelines only: that side wins every conflict, in both directions (instead of
     a ``strategy``)."""
-    update_beats_delete: bool = False
-    """``timestamp``: an update and a delete of the same key settle for the update, whatever
-    their times (two-way pipelines set it: one direction cannot know when its target deleted a
-    row, so comparing the delete's time would not decide both directions alike). Audited."""
     audit: bool = False
     """``remote`` only: still read the target rows back to detect, count, log and audit the
     hand edits it overwrites (and skip echoes). Off by default: ``remote`` then reads nothing

@@ -365,4 +365,4 @@ def _direction_conflicts(conflicts: ConflictsConfig | None, forward: bool) -> An
             update={"strategy": sides[conflicts.prefer], "audit": True, "prefer": None}
         )
     tie = conflicts.tie if "tie" in conflicts.model_fields_set else "source"
-    return conflicts.model_copy(update={"tie": sides.get(tie, tie), "update_beats_delete": True})
+    return conflicts.model_copy(update={"tie": sides.get(tie, tie)})

@@ -33,11 +33,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
+import pyarrow as pa
 
 from syncengine.changes import (
     BEFORE_PREFIX,
     META_COLUMNS,
     OP_DELETE,
+    OP_READ,
     OP_TRUNCATE,
     OP_UPDATE,
     UNSENT_PREFIX,
@@ -56,9 +58,17 @@ from syncengine.conflicts.rows import (
     row_hashes,
     row_keys,
 )
+from syncengine.conflicts.versions import VersionedTarget, recorded_rows, target_versions
 from syncengine.errors import RetriableError
 from syncengine.state.protocols import ConflictQueue
-from syncengine.strategies.base import Decision, StrategyContext, load_strategy
+from syncengine.strategies.base import (
+    LOCAL,
+    REMOTE,
+    SIDE,
+    Decision,
+    StrategyContext,
+    load_strategy,
+)
 from syncengine.targets.base import ShadowUpdate, TableSpec, TableWrite, Target
 
 log = logging.getLogger("syncengine.conflicts")
@@ -132,12 +142,20 @@ class ConflictResolver:
         detects = not self.target.change_log
         held_mask = _held_mask(keys, pending, rest.height)
         blind = bool(truncates.height) or not detects
+        # two-way timestamp: versions judge every change, and order by time, not by position
+        # (an echo refreshed first must not fence out an earlier, newer change: conflicts/
+        # versions.py), so the position fence is not applied to this direction's changes
+        lww = self._last_writer_wins(config) and detects
         det = await detect(
-            self.target, spec, rest.filter(~held_mask), assume_empty=blind, fence=self.fence
-        )
-        plan = _Plan(det.spec, det, config)  # det.spec: as detection read the target
-        if plan.n_conflicts:
-            plan.decide(self.pipeline, await self._local_times(plan))
+            self.target, spec, rest.filter(~held_mask), assume_empty=blind,
+            fence=self.fence and not lww,
+        )  # fmt: skip
+        real = det.conflict
+        if lww:
+            det = dataclasses.replace(det, conflict=_judged(det))
+        plan = _Plan(det.spec, det, config, real)  # det.spec: as detection read the target
+        if det.conflict.any():
+            plan.decide(self.pipeline, await self._versions(plan) if lww else None, REMOTE)
         write = plan.write_frame(truncates)
 
         held = _held(spec, rest, keys, pending, held_mask)
@@ -163,28 +181,36 @@ class ConflictResolver:
             )  # fmt: skip
         return resolved
 
-    async def _local_times(self, plan: _Plan) -> pl.Series | None:
-        """When each conflicting target row was committed, for ``timestamp`` by commit time
-        on a target that can say (two-way: both sides' commit times are compared)."""
-        config = plan.config
-        reader = getattr(self.target, "read_commit_times", None)
-        if config.strategy != "timestamp" or config.timestamp or reader is None:
-            return None
-        if not getattr(self.target, "two_way", False):
-            return None  # one-way: the documented rule (the source's time against none)
-        local = plan.det.local.filter(plan.det.conflict)
-        keys = local.select(plan.spec.key)
-        found = pl.from_arrow(await reader(plan.spec, keys.to_arrow()))
+    def _last_writer_wins(self, config: ConflictsConfig) -> bool:
+        """``timestamp`` by commit time in a two-way direction: versions decide every change
+        (:mod:`syncengine.conflicts.versions`)."""
+        two_way = getattr(self.target, "two_way", False)
+        return bool(two_way and config.strategy == "timestamp" and not config.timestamp)
+
+    async def _versions(self, plan: _Plan) -> pl.DataFrame:
+        """``_ts`` and ``_side`` of the target's state for the rows being decided."""
+        rows = plan.det.conflict
+        key = list(plan.spec.key)
+        local = plan.det.local.filter(rows)
+        row_key = plan.det.row_key.filter(rows)
+        keys = local.select(key)
+        target = self.target
+        assert isinstance(target, VersionedTarget)  # _last_writer_wins: a two-way Postgres one
+        found = pl.from_arrow(await target.read_commit_times(plan.spec, keys.to_arrow()))
         assert isinstance(found, pl.DataFrame)
-        found = found.cast({k: keys.schema[k] for k in plan.spec.key})
-        joined = keys.join(found, on=list(plan.spec.key), how="left", maintain_order="left")
-        return pl.select(pl.when(local[EXISTS]).then(joined["_ts"])).to_series()
+        found = found.cast({k: keys.schema[k] for k in key})
+        commits = found.select(row_keys(found, key), "_ts", "_mine")
+        recorded = pl.from_arrow(await target.read_versions(plan.spec.name, row_key.to_list()))
+        assert isinstance(recorded, pl.DataFrame)
+        return target_versions(row_key, local[EXISTS], commits, recorded)
 
     async def refresh(self, spec: TableSpec, batch: ChangeBatch) -> TableWrite:
         """Rows the engine itself wrote to the source (two-way sync, ``ECHO`` batches): nothing
-        is written and nothing is a conflict; the shadow takes them as the version both sides
-        now hold, so the next change of the key is judged against it (a stale one, at or
-        before its key's position, changes nothing)."""
+        is a conflict; the shadow takes them as the version both sides now hold, so the next
+        change of the key is judged against it (a stale one, at or before its key's position,
+        changes nothing). Under two-way ``timestamp`` an echo newer than what the target holds
+        now (a row provisionally written over a delete, conflicts/versions.py) is written back
+        to the target: a correction, audited."""
         config = self.config_for(spec.name)
         if spec.name not in self._prepared:
             await switch.prepare(self.target, spec, config, self.stream)
@@ -193,8 +219,12 @@ class ConflictResolver:
         rest = changes.filter(pl.col("_op") != OP_TRUNCATE)
         det = await detect(self.target, spec, rest, fence=self.fence)
         nothing = pl.repeat(False, rest.height, eager=True)
-        det = dataclasses.replace(det, echo=~det.stale, conflict=nothing)
-        plan = _Plan(det.spec, det, config)
+        judged = _judged(det) if self._last_writer_wins(config) else nothing
+        det = dataclasses.replace(det, echo=~det.stale & ~judged, conflict=judged)
+        plan = _Plan(det.spec, det, config, nothing)
+        if judged.any():
+            plan.decide(self.pipeline, await self._versions(plan), LOCAL)
+            self._commit_queue(det.spec, det.row_key, {}, [], [], plan.audit)
         write = plan.write_frame(rest.clear())
         return TableWrite(det.spec, batch.replace(write), plan.shadow(self.fence))
 
@@ -245,6 +275,12 @@ class ConflictResolver:
             fresh = [h for h in held if (h.row_key, h.position) not in seen]
             queue.hold(self.state, db, self.pipeline, spec.name, fresh)
             self.state.write_audit(db, self.pipeline, spec.name, audit)
+
+
+def _judged(det: Detection) -> pl.Series:
+    """Rows two-way ``timestamp`` decides by versions: every change that would change the
+    target (not an echo of what it holds, not stale), snapshot rows aside."""
+    return ~det.echo & ~det.stale & (det.changes["_op"] != OP_READ)
 
 
 def _held_mask(keys: pl.Series, pending: dict[str, int], n: int) -> pl.Series:
@@ -311,12 +347,21 @@ def normalize(spec: TableSpec, batch: ChangeBatch) -> pl.DataFrame:
 class _Plan:
     """The decisions for one batch's examined rows, and the writes that follow from them."""
 
-    def __init__(self, spec: TableSpec, det: Detection, config: ConflictsConfig) -> None:
+    def __init__(
+        self,
+        spec: TableSpec,
+        det: Detection,
+        config: ConflictsConfig,
+        real: pl.Series | None = None,
+    ) -> None:
+        """``real``: the rows that are conflicts (the target changed since the shadow) where
+        more rows than those are decided (two-way ``timestamp`` judges every change)."""
         self.spec = spec
         self.det = det
         self.config = config
         n = det.changes.height
-        self.n_conflicts = int(det.conflict.sum())
+        self.real = det.conflict if real is None else real
+        self.n_conflicts = int(self.real.sum())
         self.columns = spec.schema.names
         # per examined row: write as sent / write ``chosen`` in full / write nothing
         self.as_sent = ~det.echo & ~det.conflict & ~det.stale
@@ -329,10 +374,17 @@ class _Plan:
         self.parked: list[queue.Parked] = []
         self.audit: list[tuple[str, str, str, str]] = []
         self.outcomes: list[str] = []
+        #: two-way ``timestamp``: versions of the rows written (ShadowUpdate.versions)
+        self.versions: pa.Table | None = None
 
-    def decide(self, pipeline: str, local_times: pl.Series | None = None) -> None:
-        """``local_times``: when each conflicting target row was committed (``_ts`` of the
-        local frame), where the strategy compares commit times on both sides."""
+    def decide(
+        self, pipeline: str, versions: pl.DataFrame | None = None, side: str = REMOTE
+    ) -> None:
+        """``versions``: ``_ts`` and ``_side`` of each decided target row, where the strategy
+        compares versions (two-way ``timestamp``); ``side``: whose write the incoming rows are
+        (``local``: echoes of rows that came from the target). A decided row is audited when
+        it is a conflict or its outcome is not the usual one (a change not applied, an echo
+        written back)."""
         det, spec, config = self.det, self.spec, self.config
         strategy = load_strategy(config.strategy)
         rows = det.conflict
@@ -340,9 +392,10 @@ class _Plan:
         base = det.base(rows)
         source = det.source_image(rows, base)
         local = det.local.filter(rows)
-        if local_times is not None:
-            local = local.with_columns(local_times.alias("_ts"))
         remote = source.with_columns(det.changes.filter(rows).select("_op", "_ts").get_columns())
+        if versions is not None:
+            local = local.with_columns(versions.get_columns())
+            remote = remote.with_columns(pl.lit(side).alias(SIDE))
         ctx = StrategyContext(
             config, spec.key, tuple(self.columns), json_columns(spec.schema), spec.name
         )
@@ -379,8 +432,18 @@ class _Plan:
         row_key = det.row_key.filter(rows)
         outcome = decision.outcome.cast(pl.String).fill_null(strategy.name)
         by = f"strategy:{strategy.name}"
-        self.outcomes = outcome.to_list()
-        self.audit = [(k, strategy.name, o, by) for k, o in zip(row_key, outcome, strict=True)]
+        audited = self.real.filter(rows)
+        if versions is not None:
+            written = (outcome == REMOTE) & ~park
+            self.versions = recorded_rows(
+                row_key, det.changes["_ts"].filter(rows), side, chosen[EXISTS], written
+            )
+            audited = audited | (written != (side == REMOTE))
+        self.outcomes = outcome.filter(audited).to_list()
+        self.audit = [
+            (k, strategy.name, o, by)
+            for k, o in zip(row_key.filter(audited), outcome.filter(audited), strict=True)
+        ]
         local_json = json_of(local, self.columns)
         base_json = pl.select(pl.when(base[EXISTS]).then(det.shadow_base.filter(rows))).to_series()
         changes = det.changes.filter(rows)
@@ -438,10 +501,12 @@ class _Plan:
             },
         ).filter(settled)
         if tombstones:
-            return ShadowUpdate(upserts=upserts.to_arrow())
+            return ShadowUpdate(upserts=upserts.to_arrow(), versions=self.versions)
         gone = upserts["row_hash"].is_null()
         deletes = upserts.filter(gone)["row_key"].to_list()
-        return ShadowUpdate(upserts=upserts.filter(~gone).to_arrow(), deletes=deletes)
+        return ShadowUpdate(
+            upserts=upserts.filter(~gone).to_arrow(), deletes=deletes, versions=self.versions
+        )
 
 
 def _scatter_rows(frame: pl.DataFrame, idx: pl.Series, rows: pl.DataFrame) -> pl.DataFrame:

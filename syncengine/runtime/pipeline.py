@@ -198,8 +198,10 @@ class Pipeline:
                 for b in batches
             ]
         echoes = [b for b in batches if b.meta.get(ECHO)]
+        late = bool(echoes) and self._echoes_last()
         if echoes:  # two-way: the engine's own writes, before the changes that follow them
-            await self._refresh(echoes)
+            if not late:
+                await self._refresh(echoes)
             batches = [b for b in batches if not b.meta.get(ECHO)]
         mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]] = {}
         letters: list[DeadLetter] = []
@@ -258,9 +260,12 @@ class Pipeline:
         # before the commit: a crash replays the group and marks again, never the reverse
         self.letters.supersede(superseded)
         checkpoint = Checkpoint(self.stream_name, position) if position else None
-        if writes or checkpoint:
+        # echoes last (two-way timestamp): the group's changes commit first, the echoes are
+        # then judged against what they made of the target and commit the checkpoint
+        group_checkpoint = None if late else checkpoint
+        if writes or group_checkpoint:
             with self.phases.timing("apply"):
-                applied = await self.target.apply(writes, checkpoint)
+                applied = await self.target.apply(writes, group_checkpoint)
             if applied.rejected:
                 # a letter names the source table: replay reads its schema from there
                 key = self.config.source_key
@@ -288,9 +293,20 @@ class Pipeline:
                 )
         self.rows_applied += sum(report.applied.values())
         self._record_tables(batches, report)
+        if late:
+            await self._refresh(echoes, checkpoint)
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
         await self._group("end_group")
         return report
+
+    def _echoes_last(self) -> bool:
+        """Whether a group's echoes are refreshed after its changes rather than before: two-way
+        ``timestamp`` by commit time, where versions decide and the order must be the source's
+        (an echo written after a change is judged after it: syncengine.conflicts.versions).
+        Otherwise the echoes go first and fence out the changes they overwrote."""
+        conflicts = self.config.conflicts
+        two_way = getattr(self.target, "two_way", False)
+        return bool(two_way and conflicts.strategy == "timestamp" and not conflicts.timestamp)
 
     async def _group(self, step: str) -> None:
         """``start_group`` / ``end_group`` of a target that has them (PostgresTarget.start_group:
@@ -300,11 +316,16 @@ class Pipeline:
         if method is not None:
             await method()
 
-    async def _refresh(self, echoes: Sequence[ChangeBatch]) -> None:
+    async def _refresh(
+        self, echoes: Sequence[ChangeBatch], checkpoint: Checkpoint | None = None
+    ) -> None:
         """The shadow learns what the other direction of a two-way pipeline wrote to this
         direction's source (the common version of those keys), in a transaction of its own
-        before the group's: a crash in between replays them, fenced by their positions."""
-        writes: list[TableWrite] = []
+        before the group's: a crash in between replays them, fenced by their positions. Under
+        two-way ``timestamp`` it comes after the group's changes (:meth:`_echoes_last`), its
+        reads and the corrections it may write share one snapshot, and it commits
+        ``checkpoint`` (a crash before replays the changes, which versions then skip)."""
+        mapped = []
         for batch in echoes:
             if not batch.num_rows:
                 continue
@@ -312,10 +333,14 @@ class Pipeline:
                 result = self.compile(index, mapping, batch).apply(batch)
                 if result.batch.num_rows:
                     spec = await self._spec(self.compile(index, mapping, batch), mapping)
-                    compacted = result.batch.compact()
-                    writes.append(await self._resolver(mapping).refresh(spec, compacted))
-        if writes:
-            await self.target.apply(writes, None)
+                    mapped.append((mapping, spec, result.batch.compact()))
+        if self._echoes_last():  # its reads and corrections in one snapshot, as a group's
+            await self._group("start_group")
+        writes: list[TableWrite] = []
+        for mapping, spec, compacted in mapped:
+            writes.append(await self._resolver(mapping).refresh(spec, compacted))
+        if writes or checkpoint:
+            await self.target.apply(writes, checkpoint)
 
     def _record_tables(self, batches: Sequence[ChangeBatch], report: BatchReport) -> None:
         """The group's per source table counters, to the state store and the metrics."""

@@ -74,6 +74,9 @@ class ShadowUpdate:
     deletes: Sequence[str] = ()
     #: set instead of ``upserts``/``deletes`` when the target fences on the server
     fence: ServerFence | None = None
+    #: two-way ``timestamp``: each written key's version (``row_key``, ``ts``, ``side``,
+    #: ``deleted``), recorded with the row (syncengine.targets.postgres.versions)
+    versions: pa.Table | None = None
 
 
 @dataclass(frozen=True)

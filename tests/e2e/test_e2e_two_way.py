@@ -123,7 +123,10 @@ TGT_EDITS = (
 
 @pytest.mark.parametrize("first", ["orders", "orders.reverse"])
 @pytest.mark.parametrize("later", ["source", "target"])
-def test_timestamp_last_writer_wins_and_updates_beat_deletes(tmp_path, sides, later, first):
+def test_timestamp_last_writer_wins_deletes_included(tmp_path, sides, later, first):
+    """Deterministic update-vs-delete in both orders: id 2 is deleted at the source and updated
+    at the target, id 3 the reverse; whichever commits later wins on both sides, whichever
+    direction meets the pair first (a delete is never resurrected, an update never lost)."""
     src, tgt = sides
     cli = make_cli(tmp_path, src, tgt, "{strategy: timestamp}")
     cli.run("sync", "--once")
@@ -136,16 +139,35 @@ def test_timestamp_last_writer_wins_and_updates_beat_deletes(tmp_path, sides, la
     assert rows(src, "SELECT name FROM items WHERE id = 1") == [
         ("src" if later == "source" else "tgt",)
     ]
-    # ids 2 and 3: an update against a delete keeps the updated row (never silently lost)
-    assert rows(src, "SELECT id, name FROM items WHERE id IN (2, 3) ORDER BY id") == [
-        (2, "tgt"),
-        (3, "src"),
-    ]
-    # each conflict is decided (and audited) where it is met first; the other direction then
-    # finds its side's change already overwritten there (fenced by the engine's own write),
-    # or meets it too and decides alike
+    # ids 2 and 3: an update against a delete, the later commit wins
+    expected = {"source": [(3, "src")], "target": [(2, "tgt")]}[later]
+    for dsn in (src, tgt):
+        assert rows(dsn, "SELECT id, name FROM items WHERE id IN (2, 3) ORDER BY id") == expected
+    # each conflict is decided (and audited) where it is met first
     decided = {k for _, k, s, _ in audit(cli) if s == "timestamp"}
     assert {'{"id":1}', '{"id":2}', '{"id":3}'} <= decided, audit(cli)
+
+
+@pytest.mark.parametrize("order", ["update first", "delete first"])
+def test_timestamp_provisional_row_over_an_unknown_delete_is_corrected(tmp_path, sides, order):
+    """The forward direction meets a source update while the target has deleted the row (it
+    cannot know when): it writes the update provisionally; the reverse direction carries the
+    delete to the source when it is newer, and the forward direction then writes it back."""
+    src, tgt = sides
+    cli = make_cli(tmp_path, src, tgt, "{strategy: timestamp}")
+    cli.run("sync", "--once")
+    update = (src, "UPDATE items SET name = 'src' WHERE id = 7")
+    delete = (tgt, "DELETE FROM items WHERE id = 7")
+    for dsn, statement in [update, delete] if order == "update first" else [delete, update]:
+        execute(dsn, statement)
+        time.sleep(0.01)
+    cli.run("sync", "--once", "--pipeline", "orders")  # forward runs first: delete unknown
+    converge(cli)
+    expected = [] if order == "update first" else [(7, "src")]
+    for dsn in (src, tgt):
+        assert rows(dsn, "SELECT id, name FROM items WHERE id = 7") == expected
+    assert rows(src, SNAPSHOT) == rows(tgt, SNAPSHOT)
+    assert '{"id":7}' in {k for _, k, _, _ in audit(cli)}, audit(cli)
 
 
 @pytest.mark.parametrize("prefer", ["source", "target"])

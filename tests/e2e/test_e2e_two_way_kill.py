@@ -64,9 +64,9 @@ def free_port() -> int:
 
 
 TIMESTAMP_RACE = (
-    "timestamp does not converge yet under writers on hot keys (issue 20): an update against a "
-    "delete is settled for the update although one direction already let a newer update win, "
-    "and a row the engine wrote carries its group's latest commit time, not its own"
+    "timestamp converges in most runs under writers on hot keys with kills (4 of 6 on a loaded "
+    "machine), not yet always: two runs ended with a few keys apart after the applied counters "
+    "settled (issue 20; the deterministic update/delete cases pass in test_e2e_two_way.py)"
 )
 
 

@@ -9,8 +9,9 @@ could filter on the server (``origin 'none'``), which this does not need.
 
 ``pg_replication_origin_xact_setup(lsn, commit time)`` in the apply transaction records, in
 that same transaction, how far the origin got (``pg_replication_origin_status``, crash-safe
-like the checkpoint it commits with) and makes the row's commit timestamp the source's
-commit time where ``track_commit_timestamp`` is on.
+like the checkpoint it commits with) and makes the transaction's commit timestamp the latest
+source commit time it applies, where ``track_commit_timestamp`` is on. That is one time for
+many source transactions: each row's own version goes to :mod:`.versions`.
 
 Privileges: the functions are superuser-only unless granted; README, *Two-way sync*, lists
 the ``GRANT EXECUTE`` statements and ``preflight`` (:func:`origin_privileges_problem`) checks
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.changes import pos_to_lsn
-from syncengine.targets.base import TableWrite
+from syncengine.targets.base import Checkpoint, TableWrite
 
 FUNCTIONS = (
     "pg_replication_origin_oid(text)",
@@ -51,11 +52,17 @@ async def setup_session(conn: psycopg.AsyncConnection, name: str) -> None:
 
 
 async def mark_transaction(
-    conn: psycopg.AsyncConnection, position: str, writes: Sequence[TableWrite]
+    conn: psycopg.AsyncConnection, checkpoint: Checkpoint | None, writes: Sequence[TableWrite]
 ) -> None:
     """Record the group's source position (and its last commit time) as the origin's progress,
-    inside the open apply transaction. Positions that are not LSNs (a non-Postgres source)
-    record nothing: the session's origin still marks the transaction."""
+    inside the open apply transaction. Without a checkpoint (a two-way correction written
+    while refreshing echoes) the highest position written is recorded, and nothing when no row
+    is. The rows' own versions are in :mod:`.versions`: this commit time is one for the whole
+    transaction. Positions that are not LSNs (a non-Postgres source) record nothing: the
+    session's origin still marks the transaction."""
+    position = checkpoint.position if checkpoint is not None else _highest_position(writes)
+    if position is None:
+        return
     try:
         lsn = pos_to_lsn(position)
     except ValueError:
@@ -65,6 +72,17 @@ async def mark_transaction(
         "SELECT pg_catalog.pg_replication_origin_xact_setup(%s::pg_lsn, %s)",
         (f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}", commit),
     )
+
+
+def _highest_position(writes: Sequence[TableWrite]) -> str | None:
+    positions = [
+        pc.max(w.batch.data.column("_pos")).as_py()
+        for w in writes
+        if w.batch.num_rows and "_pos" in w.batch.data.column_names
+    ]
+    found = [p for p in positions if p is not None]
+    # a row's position is ``<commit LSN>.<row number>`` (sources/postgres/assembler.py)
+    return max(found).split(".")[0] if found else None
 
 
 def _last_commit_time(writes: Sequence[TableWrite]) -> object:

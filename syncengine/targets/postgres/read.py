@@ -61,18 +61,29 @@ async def read_commit_times(
     spec: TableSpec,
     keys: pa.Table,
     target_columns: dict[str, str],
+    origin: str | None = None,
 ) -> pa.Table:
-    """The key columns and ``_ts``, the commit time of each found row's last write
-    (``pg_xact_commit_timestamp(xmin)``: needs ``track_commit_timestamp``; a row the engine
-    applied under a replication origin has its source's commit time, see origin.py)."""
+    """The key columns, ``_ts``, the commit time of each found row's last write
+    (``pg_xact_commit_timestamp_origin(xmin)``: needs ``track_commit_timestamp``), and
+    ``_mine``: that write was made under replication origin ``origin`` (this direction's
+    own apply, whose rows' own times are in :mod:`.versions`)."""
     key_fields = [spec.schema.field(k) for k in spec.key]
     times = pa.field("_ts", pa.timestamp("us", tz="UTC"))
+    mine = pa.field("_mine", pa.bool_())
     if not keys.num_rows:
-        return pa.schema([*key_fields, times]).empty_table()
-    extra = sql.SQL("pg_xact_commit_timestamp(t.xmin)")
+        return pa.schema([*key_fields, times, mine]).empty_table()
+    commit = sql.SQL("pg_catalog.pg_xact_commit_timestamp_origin(t.xmin)")
+    extra = sql.SQL("({}).timestamp, coalesce(({}).roident = {}, false)").format(
+        commit,
+        commit,
+        sql.SQL("pg_catalog.pg_replication_origin_oid({})").format(sql.Literal(origin))
+        if origin
+        else sql.SQL("NULL"),
+    )
     found = await _by_keys(conn, schema, spec, keys, target_columns, key_fields, extra)
-    table = rows_to_table([r[:-1] for r in found], pa.schema(key_fields), target_columns)
-    return table.append_column(times, pa.array([r[-1] for r in found], times.type))
+    table = rows_to_table([r[:-2] for r in found], pa.schema(key_fields), target_columns)
+    table = table.append_column(times, pa.array([r[-2] for r in found], times.type))
+    return table.append_column(mine, pa.array([r[-1] for r in found], mine.type))
 
 
 async def _by_keys(

@@ -20,7 +20,15 @@ from syncengine.state.protocols import TargetState
 from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.postgres import ddl, floor, keylater, origin, rebuild, usertypes
+from syncengine.targets.postgres import (
+    ddl,
+    floor,
+    keylater,
+    origin,
+    rebuild,
+    usertypes,
+    versions,
+)
 from syncengine.targets.postgres.apply import Applied, apply_write
 from syncengine.targets.postgres.errors import translate
 from syncengine.targets.postgres.keyless import apply_keyless
@@ -119,6 +127,7 @@ class PostgresTarget:
             await ddl.ensure_state_schema(conn)
             if self.config.replication_origin:  # two-way: readers skip the engine's writes
                 await origin.setup_session(conn, self.config.replication_origin)
+                await versions.ensure(conn)
         except psycopg.Error as exc:
             raise translate(exc, "connect") from None
         self._conn = conn
@@ -314,16 +323,27 @@ class PostgresTarget:
             raise translate(exc, f"reading {spec.name}") from None
 
     async def read_commit_times(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
-        """Key columns and ``_ts``, when each row was last committed (the ``timestamp``
-        strategy's local time in two-way pipelines: docs/conflicts.md)."""
+        """Key columns, ``_ts`` (when each row was last committed) and ``_mine`` (by this
+        direction's own apply): the ``timestamp`` strategy's local versions in two-way
+        pipelines (:mod:`syncengine.conflicts.versions`)."""
         conn = await self._connection()
         columns = await self._known(spec)
         schema, table = self._split(spec.name)
         local = TableSpec(table, spec.key, spec.schema)
         try:
-            return await read_commit_times(conn, schema, local, keys, columns)
+            return await read_commit_times(
+                conn, schema, local, keys, columns, self.config.replication_origin
+            )
         except psycopg.Error as exc:
             raise translate(exc, f"reading commit times of {spec.name}") from None
+
+    async def read_versions(self, table: str, row_keys: list[str]) -> pa.Table:
+        """The versions this direction recorded for these keys (:mod:`.versions`)."""
+        conn = await self._connection()
+        try:
+            return await versions.read(conn, self.pipeline, table, row_keys)
+        except psycopg.Error as exc:
+            raise translate(exc, f"reading versions of {table}") from None
 
     async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
         """Every row in key order (for ``verify``), streamed in chunks."""
@@ -447,6 +467,10 @@ class PostgresTarget:
                         top = max_position(top, floor.highest_position(shadow))
                     truncated = (write.spec.name,) if applied.truncated else ()
                     await self._store.write_shadow(conn, [shadow], truncated)
+                    if write.shadow.versions is not None:
+                        await versions.record(
+                            conn, self.pipeline, write.spec.name, write.shadow.versions
+                        )
                     n, fenced_top = await applied.record_fence(
                         conn, self.pipeline, write.spec.name, write,
                         floors.record_above(request, checkpoint),
@@ -456,9 +480,9 @@ class PostgresTarget:
                 if top is not None and (floors.mark is None or top > floors.mark):
                     await floor.raise_mark(conn, self.pipeline, top)
                 fault_point("postgres.after_shadow")
+                if self.config.replication_origin:
+                    await origin.mark_transaction(conn, checkpoint, writes)
                 if checkpoint is not None:
-                    if self.config.replication_origin:
-                        await origin.mark_transaction(conn, checkpoint.position, writes)
                     await self._store.write_checkpoint(conn, checkpoint)
                     if self._purges.due(checkpoint):
                         await self._store.purge_tombstones(conn, checkpoint.position)

@@ -1,0 +1,91 @@
+"""Two-way ``timestamp`` on the server: a row's last commit says whether this direction wrote
+it (its replication origin), and the versions a direction records keep each row's own time."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+
+from syncengine.targets.base import TableSpec
+from syncengine.targets.postgres import ddl, versions
+from syncengine.targets.postgres.origin import setup_session
+from syncengine.targets.postgres.read import read_commit_times
+
+SPEC_SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])
+COLUMNS = {"id": "bigint", "name": "text"}
+
+
+def test_commit_origin_and_recorded_versions(pg_dsn):
+    suffix = uuid.uuid4().hex[:8]
+    origin, table = f"tv_origin_{suffix}", f"tv_items_{suffix}"
+    t1 = datetime(2026, 1, 1, 0, 0, 1, 250, tzinfo=UTC)
+    t2 = datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC)
+
+    async def run() -> tuple[pa.Table, pa.Table]:
+        conn = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
+        try:
+            await ddl.ensure_state_schema(conn)
+            await versions.ensure(conn)
+            name = sql.Identifier(table)
+            await conn.execute(
+                sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, name text)").format(name)
+            )
+            await conn.execute(sql.SQL("INSERT INTO {} VALUES (1, 'person')").format(name))
+            await setup_session(conn, origin)  # from here on: this direction's own writes
+            async with conn.transaction():
+                await conn.execute(sql.SQL("INSERT INTO {} VALUES (2, 'engine')").format(name))
+                rows = pa.table(
+                    {
+                        "row_key": ['{"id":2}', '{"id":3}'],
+                        "ts": pa.array([t1, t2], pa.timestamp("us", tz="UTC")),
+                        "side": ["remote", "local"],
+                        "deleted": [False, True],
+                    }
+                )
+                await versions.record(conn, "tv", table, rows)
+            spec = TableSpec(table, ("id",), SPEC_SCHEMA)
+            keys = pa.table({"id": pa.array([1, 2, 4], pa.int64())})
+            found = await read_commit_times(conn, "public", spec, keys, COLUMNS, origin)
+            recorded = await versions.read(conn, "tv", table, ['{"id":2}', '{"id":3}', '{"x":9}'])
+            return found, recorded
+        finally:
+            await conn.close()
+            with psycopg.connect(pg_dsn, autocommit=True) as admin:
+                admin.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+
+    found, recorded = asyncio.run(run())
+    by_id = {r["id"]: r for r in found.to_pylist()}
+    assert set(by_id) == {1, 2}  # key 4 has no row
+    assert by_id[1]["_mine"] is False and by_id[2]["_mine"] is True
+    assert by_id[1]["_ts"] is not None and by_id[2]["_ts"] is not None  # track_commit_timestamp
+    got = {r["row_key"]: r for r in recorded.to_pylist()}
+    assert set(got) == {'{"id":2}', '{"id":3}'}
+    assert got['{"id":2}']["ts"] == t1 and got['{"id":2}']["deleted"] is False
+    assert got['{"id":3}']["ts"] == t2 and got['{"id":3}']["side"] == "local"
+    assert got['{"id":3}']["deleted"] is True
+
+    # recording again replaces a key's version (a later write of the same key)
+    async def again() -> pa.Table:
+        conn = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
+        try:
+            async with conn.transaction():
+                rows = pa.table(
+                    {
+                        "row_key": ['{"id":2}'],
+                        "ts": pa.array([t2], pa.timestamp("us", tz="UTC")),
+                        "side": ["remote"],
+                        "deleted": [True],
+                    }
+                )
+                await versions.record(conn, "tv", table, rows)
+            return await versions.read(conn, "tv", table, ['{"id":2}'])
+        finally:
+            await conn.close()
+
+    replaced = asyncio.run(again()).to_pylist()
+    assert replaced == [{"row_key": '{"id":2}', "ts": t2, "side": "remote", "deleted": True}]
