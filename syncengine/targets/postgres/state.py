@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pyarrow as pa
@@ -98,23 +99,54 @@ async def _insert_fresh(
 
 async def _upsert(conn: psycopg.AsyncConnection, pipeline: str, table: str, rows: pa.Table) -> None:
     """Stage with ``COPY`` into a transaction-local table, then one upsert."""
-    stage = sql.Identifier("_syncengine_shadow_stage")
+    await upsert_per_key(conn, "shadow", SHADOW_STAGED, pipeline, table, rows)
+
+
+#: the shadow's columns after its key, with their SQL types (staged as they are stored)
+SHADOW_STAGED = (("row_hash", "text"), ("base", "text"), ("position", "text"))
+
+
+async def upsert_per_key(
+    conn: psycopg.AsyncConnection,
+    into: str,
+    columns: Sequence[tuple[str, str]],
+    pipeline: str,
+    table: str,
+    rows: pa.Table,
+) -> None:
+    """Upsert ``rows`` (``row_key`` then ``columns``, as (name, SQL type)) into the state table
+    ``into`` keyed by (pipeline, target_table, row_key): staged with ``COPY`` into a
+    transaction-local table, then one ``INSERT … ON CONFLICT``. ``columns`` are the module's
+    own constants, never user input."""
+    names = [name for name, _ in columns]
+    stage = sql.Identifier(f"_syncengine_{into}_stage")
+    staged = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(type_))
+        for name, type_ in (("row_key", "text"), *columns)
+    )
     await conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {} (row_key text, row_hash text, base text, "
-            "position text) ON COMMIT DELETE ROWS"
-        ).format(stage)
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+            stage, staged
+        )
     )
     copy = sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(stage)
     async with conn.cursor() as cur, cur.copy(copy) as pipe:
         await pipe.write(_csv(rows))
+    listed = sql.SQL(", ").join(map(sql.Identifier, ["row_key", *names]))
     await conn.execute(
         sql.SQL(
-            "INSERT INTO {} (pipeline, target_table, row_key, row_hash, base, position) "
-            "SELECT %s, %s, row_key, row_hash, base, position FROM {} "
-            "ON CONFLICT (pipeline, target_table, row_key) DO UPDATE SET "
-            "row_hash = EXCLUDED.row_hash, base = EXCLUDED.base, position = EXCLUDED.position"
-        ).format(state_table("shadow"), stage),
+            "INSERT INTO {} (pipeline, target_table, {}) SELECT %s, %s, {} FROM {} "
+            "ON CONFLICT (pipeline, target_table, row_key) DO UPDATE SET {}"
+        ).format(
+            state_table(into),
+            listed,
+            listed,
+            stage,
+            sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
+                for n in names
+            ),
+        ),
         (pipeline, table),
     )
     await conn.execute(sql.SQL("TRUNCATE {}").format(stage))
@@ -183,12 +215,26 @@ async def delete_checkpoint(conn: psycopg.AsyncConnection, pipeline: str, stream
 async def read_shadow(
     conn: psycopg.AsyncConnection, pipeline: str, table: str, row_keys: Sequence[str]
 ) -> pa.Table:
-    """The shadow rows of these keys. The keys are copied into a session-local table and
-    joined on the shadow's primary key: a key list sent as ``row_key = ANY(array)`` let the
-    planner of a freshly filled, unanalysed shadow scan it whole and test every row against
-    the whole list (one 10k-key lookup against 130k shadow rows took 20.7 s, issue 16)."""
+    """The shadow rows of these keys (:func:`probe_per_key`)."""
     if not row_keys:
         return shadow_table([])
+    names = ["row_hash", "base", "position"]
+    return shadow_table(await probe_per_key(conn, "shadow", names, pipeline, table, row_keys))
+
+
+async def probe_per_key(
+    conn: psycopg.AsyncConnection,
+    from_: str,
+    columns: Sequence[str],
+    pipeline: str,
+    table: str,
+    row_keys: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """``(row_key, *columns)`` of the rows of the state table ``from_`` with these keys (a key
+    it lacks is missing). The keys are copied into a session-local table and joined on the
+    primary key: a key list sent as ``row_key = ANY(array)`` let the planner of a freshly
+    filled, unanalysed shadow scan it whole and test every row against the whole list (one
+    10k-key lookup against 130k shadow rows took 20.7 s, issue 16)."""
     keys = sql.Identifier("_syncengine_keys")
     async with conn.transaction():
         await conn.execute(
@@ -200,17 +246,26 @@ async def read_shadow(
         async with conn.cursor() as cur, cur.copy(copy) as pipe:
             await pipe.write(_csv(pa.table({"row_key": pa.array(list(row_keys), pa.string())})))
         # LATERAL … LIMIT (never flattened into a join): one primary-key probe per key,
-        # whatever the shadow's statistics say (a plain join of a shadow without them hashed
+        # whatever the table's statistics say (a plain join of a shadow without them hashed
         # the whole table for every batch)
+        listed = sql.SQL(", ").join(map(sql.Identifier, columns))
         cur = await conn.execute(
             sql.SQL(
-                "SELECT k.row_key, f.row_hash, f.base, f.position FROM {} AS k CROSS JOIN "
-                "LATERAL (SELECT row_hash, base, position FROM {} WHERE pipeline = %s "
-                "AND target_table = %s AND row_key = k.row_key LIMIT 1) AS f"
-            ).format(keys, state_table("shadow")),
+                "SELECT k.row_key, {} FROM {} AS k CROSS JOIN LATERAL (SELECT {} FROM {} "
+                "WHERE pipeline = %s AND target_table = %s AND row_key = k.row_key LIMIT 1) AS f"
+            ).format(
+                sql.SQL(", ").join(sql.SQL("f.{}").format(sql.Identifier(c)) for c in columns),
+                keys,
+                listed,
+                state_table(from_),
+            ),
             (pipeline, table),
         )
-        return shadow_table(await cur.fetchall())
+        found = await cur.fetchall()
+        # inside an outer transaction (a two-way group) ON COMMIT comes later: clear the keys
+        # so the next probe of the same transaction does not see them
+        await conn.execute(sql.SQL("TRUNCATE {}").format(keys))
+    return found
 
 
 async def mark_chunk_done(

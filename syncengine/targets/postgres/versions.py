@@ -16,14 +16,12 @@ are the tombstones last writer wins compares a later update with.
 
 from __future__ import annotations
 
-import io
-
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from psycopg import sql
 
 from syncengine.targets.postgres.ddl import state_table
+from syncengine.targets.postgres.state import probe_per_key, upsert_per_key
 
 #: what :func:`record` takes and :func:`read` returns
 VERSIONS_SCHEMA = pa.schema(
@@ -54,69 +52,25 @@ async def record(conn: psycopg.AsyncConnection, pipeline: str, table: str, rows:
     """Upsert ``rows`` (:data:`VERSIONS_SCHEMA`) inside the open apply transaction."""
     if not rows.num_rows:
         return
-    stage = sql.Identifier("_syncengine_versions_stage")
     async with conn.transaction():  # a savepoint inside the apply transaction
-        await conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (row_key text, ts timestamptz, side text, "
-                "deleted boolean) ON COMMIT DELETE ROWS"
-            ).format(stage)
-        )
-        async with (
-            conn.cursor() as cur,
-            cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(stage)) as pipe,
-        ):
-            await pipe.write(_csv(rows.select(VERSIONS_SCHEMA.names).cast(VERSIONS_SCHEMA)))
-        await conn.execute(
-            sql.SQL(
-                "INSERT INTO {} (pipeline, target_table, row_key, ts, side, deleted) "
-                "SELECT %s, %s, row_key, ts, side, deleted FROM {} "
-                "ON CONFLICT (pipeline, target_table, row_key) DO UPDATE SET "
-                "ts = EXCLUDED.ts, side = EXCLUDED.side, deleted = EXCLUDED.deleted"
-            ).format(state_table("versions"), stage),
-            (pipeline, table),
-        )
-        await conn.execute(sql.SQL("TRUNCATE {}").format(stage))
+        staged = rows.select(VERSIONS_SCHEMA.names).cast(VERSIONS_SCHEMA)
+        await upsert_per_key(conn, "versions", _STAGED, pipeline, table, staged)
+
+
+#: the versions' columns after their key, with their SQL types
+_STAGED = (("ts", "timestamptz"), ("side", "text"), ("deleted", "boolean"))
 
 
 async def read(
     conn: psycopg.AsyncConnection, pipeline: str, table: str, row_keys: list[str]
 ) -> pa.Table:
     """The recorded versions of these keys (:data:`VERSIONS_SCHEMA`; a key never recorded is
-    missing): the keys staged by ``COPY`` and probed one primary-key lookup each (as
-    ``state.read_shadow`` does, never a big ``= ANY(array)``)."""
+    missing), one primary-key probe each (:func:`.state.probe_per_key`)."""
     if not row_keys:
         return VERSIONS_SCHEMA.empty_table()
-    keys = sql.Identifier("_syncengine_version_keys")
-    async with conn.transaction():  # the staged keys live until its end (ON COMMIT)
-        await conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (row_key text) ON COMMIT DELETE ROWS"
-            ).format(keys)
-        )
-        async with (
-            conn.cursor() as cur,
-            cur.copy(sql.SQL("COPY {} (row_key) FROM STDIN (FORMAT csv)").format(keys)) as pipe,
-        ):
-            await pipe.write(_csv(pa.table({"row_key": pa.array(row_keys, pa.string())})))
-        cur = await conn.execute(
-            sql.SQL(
-                "SELECT k.row_key, f.ts, f.side, f.deleted FROM {} AS k CROSS JOIN LATERAL "
-                "(SELECT ts, side, deleted FROM {} WHERE pipeline = %s AND target_table = %s "
-                "AND row_key = k.row_key LIMIT 1) AS f"
-            ).format(keys, state_table("versions")),
-            (pipeline, table),
-        )
-        found = await cur.fetchall()
-        # inside a group's transaction ON COMMIT comes later: clear for the next read
-        await conn.execute(sql.SQL("TRUNCATE {}").format(keys))
+    names = [name for name, _ in _STAGED]
+    found = await probe_per_key(conn, "versions", names, pipeline, table, row_keys)
     return pa.Table.from_arrays(
         [pa.array([r[i] for r in found], f.type) for i, f in enumerate(VERSIONS_SCHEMA)],
         schema=VERSIONS_SCHEMA,
     )
-
-
-def _csv(rows: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pacsv.write_csv(rows, sink, pacsv.WriteOptions(include_header=False))
-    return sink.getvalue()
