@@ -277,6 +277,10 @@ def compact(batch: ChangeBatch) -> ChangeBatch:
     """
     if not batch.key:
         raise ValueError(f"cannot compact {batch.table}: no key columns")
+    from syncengine import lastchange
+
+    if lastchange.applies(batch):  # every column sent, no truncate: each key's last row
+        return lastchange.compact_sent(batch)
     frame = batch.to_polars().with_row_index("__seq")
     key = list(batch.key)
     prefix = pl.DataFrame()
