@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from polars.expr.whenthen import ChainedThen, Then
 from syncengine.mappings.compiler import NOW_COLUMN, Compiled
+from syncengine.mappings.passthrough import apply_identity
 from syncengine.mappings.plan import CompiledMapping
 from syncengine.mappings.shape import nest
 
@@ -205,6 +206,8 @@ def _shape(batch: ChangeBatch) -> Shape:
 
 def apply_mapping(plan: CompiledMapping, batch: ChangeBatch) -> MappingResult:
     shape = _shape(batch)
+    if plan.passes_through():  # an identity mapping: the Arrow batch, nulled where it must be
+        return MappingResult(apply_identity(plan, batch, shape), [])
     built = plan.variant(shape, build_plan)
     frame = batch.to_polars()
     lazy = frame.lazy()

@@ -69,6 +69,8 @@ class CompiledMapping:
     index: int | None = None
     target_schema: pa.Schema = field(default_factory=lambda: pa.schema([]))
     _variants: dict[Shape, Plan] = field(default_factory=dict, repr=False)
+    #: whether the plan maps every column to itself (mappings/passthrough.py); None: not known
+    _passes: bool | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -81,6 +83,14 @@ class CompiledMapping:
         if found is None:
             found = self._variants[shape] = build(self, shape)
         return found
+
+    def passes_through(self) -> bool:
+        """Whether batches can skip the Polars plan (:mod:`syncengine.mappings.passthrough`)."""
+        if self._passes is None:
+            from syncengine.mappings.passthrough import passes_through
+
+            self._passes = passes_through(self)
+        return self._passes
 
     def compiler(self, ref: ColumnRef = pl.col) -> ExprCompiler:
         return new_compiler(self.source_schema, self.mapping.dialect, self.missing, ref)
