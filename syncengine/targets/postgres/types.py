@@ -193,18 +193,38 @@ def _textual(t: pa.DataType) -> bool:
     )
 
 
+def _plain(t: pa.DataType) -> bool:
+    """Types that :func:`_text_form` leaves alone and Polars would hand back unchanged (or as
+    their large-offset form, which the text cast below makes of them anyway)."""
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_decimal128(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or (pa.types.is_timestamp(t) and t.unit == "us")
+        or pa.types.is_date32(t)
+        or pa.types.is_null(t)
+    )
+
+
 def _copyable(table: pa.Table, pg_types: dict[str, str]) -> pa.Table:
-    """``table`` with the types COPY's text forms cannot carry turned into Postgres text."""
-    frame = pl.from_arrow(table, rechunk=False)
-    assert isinstance(frame, pl.DataFrame)
-    exprs = [
-        e
-        for name, dtype in frame.schema.items()
-        if (e := _text_form(name, dtype, pg_types.get(name, ""))) is not None
-    ]
-    if exprs:
-        frame = frame.with_columns(exprs)
-    out = frame.to_arrow()
+    """``table`` with the types COPY's text forms cannot carry turned into Postgres text.
+    A table of plain types only (numbers, text, decimals, timestamps, dates: nearly every
+    staged batch) needs no Polars expression and skips the round trip of its values."""
+    out = table
+    if not all(_plain(f.type) for f in table.schema):
+        frame = pl.from_arrow(table, rechunk=False)
+        assert isinstance(frame, pl.DataFrame)
+        exprs = [
+            e
+            for name, dtype in frame.schema.items()
+            if (e := _text_form(name, dtype, pg_types.get(name, ""))) is not None
+        ]
+        if exprs:
+            frame = frame.with_columns(exprs)
+        out = frame.to_arrow()
     for i, field in enumerate(out.schema):
         if pa.types.is_temporal(field.type) and not pa.types.is_time(field.type):
             if not pa.types.is_duration(field.type) and not pg_temporal.is_ordinary(out.column(i)):
