@@ -222,8 +222,9 @@ def _no_fence_rows(staged: Staged, request: ServerFence | None, above: str | Non
         return True
     if not request.sparse or above is None:
         return False
-    inserts = staged.rows.filter(pc.equal(staged.rows.column("__op"), OP_INSERT))
-    top = pc.max(inserts.column("__pos")).as_py() if inserts.num_rows else None
+    # the position column alone: filtering the whole staged table copied every column
+    inserts = pc.equal(staged.rows.column("__op"), OP_INSERT)
+    top = pc.max(pc.filter(staged.rows.column("__pos"), inserts)).as_py()
     return top is None or str(top) <= above
 
 
