@@ -156,11 +156,15 @@ class ChangeAssembler:
                     buffer = self._buffer(oid)
                 if buffer.run_gen != self.gen:
                     buffer.open_run(self.gen, self.prefix, self.commit_us, txn.xid)
-                buffer.raw.append(payload)
+                raw = buffer.raw
+                raw.append(payload)
                 buffer.raw_seq.append(self.seq)
                 # an update with an old image owns two positions (see _update)
                 self.seq += 2 if kind == 0x55 and payload[5] != 0x4E else 1
-                return self.flush() if len(buffer) >= self.max_rows else []
+                # len(buffer), without the method call (once per message)
+                if buffer.sealed + len(buffer.ops) + len(raw) >= self.max_rows:
+                    return self.flush()
+                return []
         return self.feed(po.decode(payload))
 
     def flush(self, idle: bool = False) -> list[ChangeBatch]:
