@@ -26,9 +26,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from syncengine.changes import AT_RESUME, DENSE_FENCE, OP_DELETE, OP_READ, REPLAYED
+from syncengine.changes import (
+    AT_RESUME,
+    BEFORE_PREFIX,
+    DENSE_FENCE,
+    META_COLUMNS,
+    OP_DELETE,
+    OP_READ,
+    OP_TRUNCATE,
+    REPLAYED,
+    ChangeBatch,
+)
 from syncengine.config.models import ConflictsConfig
+from syncengine.conflicts.rows import _as_pg_text
 from syncengine.targets.base import ServerFence, ShadowUpdate, TableSpec, Target
 from syncengine.targets.shadow import FENCE_ONLY
 
@@ -56,12 +69,7 @@ async def fenced(
     whose stored checkpoint a server fence may use as the floor (see :class:`ServerFence`)."""
     record_reads = not meta.get(AT_RESUME)
     if getattr(target, "server_fence", False):
-        floor = stream if fence and not meta.get(REPLAYED) else None
-        request = ServerFence(
-            keys.to_arrow(), enforce=fence, snapshot_rows=record_reads, stream=floor,
-            sparse=floor is not None and not meta.get("snapshot") and not meta.get(DENSE_FENCE),
-        )  # fmt: skip
-        return changes, ShadowUpdate(fence=request)
+        return changes, server_request(keys.to_arrow(), meta, fence=fence, stream=stream)
     op = changes["_op"]
     n = changes.height
     record = (op != OP_READ) | record_reads
@@ -90,6 +98,60 @@ async def fenced(
     gone = upserts["row_hash"].is_null()
     deletes = upserts.filter(gone)["row_key"].to_list()
     return rows, ShadowUpdate(upserts=upserts.filter(~gone).to_arrow(), deletes=deletes)
+
+
+def server_request(
+    keys: pa.Array | pa.ChunkedArray,
+    meta: Mapping[str, object],
+    *,
+    fence: bool,
+    stream: str | None,
+) -> ShadowUpdate:
+    """The shadow update of a ``server_fence`` target: the :class:`ServerFence` for the rows
+    of ``keys`` (their canonical row keys, in order), enforced by the target itself."""
+    floor = stream if fence and not meta.get(REPLAYED) else None
+    request = ServerFence(
+        keys, enforce=fence, snapshot_rows=not meta.get(AT_RESUME), stream=floor,
+        sparse=floor is not None and not meta.get("snapshot") and not meta.get(DENSE_FENCE),
+    )  # fmt: skip
+    return ShadowUpdate(fence=request)
+
+
+def plain_rows(spec: TableSpec, batch: ChangeBatch) -> pa.Table | None:
+    """What :func:`syncengine.conflicts.resolver.normalize` makes of ``batch``, built in
+    Arrow, when it needs no more than column order and types: every spec column present, no
+    unsent value, no truncate, one change per key (a single key column, so one Arrow count
+    tells). None otherwise (the caller takes the general path). A column already of the
+    spec's type, or of its other-width string form, is passed by reference: the general
+    path's Polars round trips copied every value of the batch several times over."""
+    data = batch.data
+    names = data.column_names
+    if batch.unsent_columns or len(spec.key) != 1 or spec.key[0] not in names:
+        return None
+    ops = data.column("_op")
+    if pc.any(pc.equal(ops, OP_TRUNCATE)).as_py():
+        return None
+    if pc.count_distinct(data.column(spec.key[0]), mode="all").as_py() != data.num_rows:
+        return None  # a repeated (or repeatedly null) key: the general path compacts
+    columns, fields = [], []
+    for want in spec.schema:
+        if want.name not in names:
+            return None
+        column = data.column(want.name)
+        if column.type != want.type and _LARGE.get(column.type) != want.type:
+            if _as_pg_text(column.type, want):
+                return None  # a native value for a column carried as text: canonical's case
+            column = column.cast(want.type, safe=False)
+        columns.append(column)
+        fields.append(pa.field(want.name, column.type))
+    for name in [*META_COLUMNS, *(n for n in names if n.startswith(BEFORE_PREFIX))]:
+        columns.append(data.column(name))
+        fields.append(pa.field(name, data.schema.field(name).type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+#: the string types and their large-offset forms (Polars hands back the latter)
+_LARGE = {pa.string(): pa.large_string(), pa.binary(): pa.large_binary()}
 
 
 async def _stored(

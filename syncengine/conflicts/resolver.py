@@ -49,7 +49,7 @@ from syncengine.config.models import ConflictsConfig, PipelineConfig
 from syncengine.conflicts import queue, switch
 from syncengine.conflicts.detect import Detection, detect, json_of
 from syncengine.conflicts.detect import same_state as _same
-from syncengine.conflicts.fence import fenced, reads_nothing
+from syncengine.conflicts.fence import fenced, plain_rows, reads_nothing, server_request
 from syncengine.conflicts.rows import (
     EXISTS,
     canonical,
@@ -130,11 +130,15 @@ class ConflictResolver:
         if spec.name not in self._prepared:
             await switch.prepare(self.target, spec, config, self.stream)
             self._prepared.add(spec.name)
+        pending = self.state.pending_conflict_keys(self.pipeline, spec.name)
+        if reads_nothing(config, self.target) and not pending and self._server_fence:
+            plain = plain_rows(spec, batch)  # nothing to hold, decide or read: Arrow only
+            if plain is not None:
+                return self._fenced_plain(spec, batch, config, plain)
         changes = normalize(spec, _unique(batch, spec))
         truncates = changes.filter(pl.col("_op") == OP_TRUNCATE)
         rest = changes.filter(pl.col("_op") != OP_TRUNCATE)
         keys = row_keys(rest, spec.key)
-        pending = self.state.pending_conflict_keys(self.pipeline, spec.name)
         if reads_nothing(config, self.target):
             return await self._fenced_only(spec, batch, config, truncates, rest, keys, pending)
         # A change-log target (Parquet, ``change_log = True``) has no current row to conflict
@@ -227,6 +231,22 @@ class ConflictResolver:
             self._commit_queue(det.spec, det.row_key, {}, [], [], plan.audit)
         write = plan.write_frame(rest.clear())
         return TableWrite(det.spec, batch.replace(write), plan.shadow(self.fence))
+
+    @property
+    def _server_fence(self) -> bool:
+        return bool(getattr(self.target, "server_fence", False))
+
+    def _fenced_plain(
+        self, spec: TableSpec, batch: ChangeBatch, config: ConflictsConfig, rows: pa.Table
+    ) -> Resolved:
+        """:meth:`_fenced_only` for a batch :func:`plain_rows` could take as it is, into a
+        ``server_fence`` target, with no key waiting behind a conflict: the same write and
+        fence request, without the Polars frames (only the key column is encoded)."""
+        key_frame = pl.from_arrow(rows.select(list(spec.key)))
+        assert isinstance(key_frame, pl.DataFrame)
+        keys = row_keys(key_frame, spec.key)
+        shadow = server_request(keys.to_arrow(), batch.meta, fence=self.fence, stream=self.stream)
+        return Resolved(TableWrite(spec, batch.replace(rows), shadow), config.strategy)
 
     async def _fenced_only(
         self,
