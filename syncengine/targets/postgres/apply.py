@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,6 +47,8 @@ _STAGED = (("__row", "bigint"), ("__op", "text"), ("__pat", "integer"))
 
 def prepare(write: TableWrite, target_columns: dict[str, str]) -> Staged:
     """Filter, number and classify the rows of a write (vectorized)."""
+    if not write.batch.unsent_columns and not pc.any(pc.equal(write.batch.ops, "t")).as_py():
+        return _prepare_sent(write, target_columns)
     key = list(write.spec.key)
     frame = write.batch.to_polars()
     truncate = bool(frame.height) and (frame["_op"] == OP_TRUNCATE).any()
@@ -85,6 +88,29 @@ def prepare(write: TableWrite, target_columns: dict[str, str]) -> Staged:
     if write.shadow.fence is not None:
         staged = staged.with_columns(fence.staged_columns(frame, write.shadow.fence))
     return Staged(staged.to_arrow(), columns, patterns, truncate, frame)
+
+
+def _prepare_sent(write: TableWrite, target_columns: dict[str, str]) -> Staged:
+    """:func:`prepare` of a write whose rows sent every column and that does not truncate:
+    one pattern (every column), deletes marked ``-1``, built from the Arrow columns by
+    reference instead of a Polars round trip of every value."""
+    data = write.batch.data
+    key = list(write.spec.key)
+    columns = [c for c in write.batch.data_columns if c in target_columns]
+    ops = data.column("_op")
+    pattern = pc.if_else(
+        pc.equal(ops, OP_DELETE), pa.scalar(-1, pa.int32()), pa.scalar(0, pa.int32())
+    )
+    number = pa.array(np.arange(data.num_rows, dtype=np.int64))
+    names = ["__row", "__op", "__pat", *columns]
+    arrays = [number, ops, pattern, *(data.column(c) for c in columns)]
+    if write.shadow.fence is not None:
+        names += ["__rk", "__pos"]
+        arrays += [write.shadow.fence.row_keys, data.column("_pos")]
+    rows = pa.Table.from_arrays(arrays, names=names)
+    original = data.append_column("__row", number)
+    patterns = {0: key + [c for c in columns if c not in key]}
+    return Staged(rows, columns, patterns, False, original)
 
 
 @dataclass(frozen=True)
@@ -153,7 +179,7 @@ async def apply_write(
     if staged.truncate:
         await conn.execute(sql.SQL("TRUNCATE {}").format(table))
         result.truncated += 1
-    none_refused = staged.original.select(list(write.spec.key)).clear()
+    none_refused = staged.keys(list(write.spec.key), [])
     if not staged.rows.num_rows:
         return Applied(staged.truncate, none_refused)
     request = write.shadow.fence
@@ -203,7 +229,7 @@ async def apply_write(
     await bisect(conn, 0, staged.rows.num_rows, statements_range, rejected, result, staged, write)
     result.deleted += counts["deleted"]
     result.upserted += counts["upserted"]
-    refused = staged.original.filter(pl.col("__row").is_in(rejected)).select(list(write.spec.key))
+    refused = staged.keys(list(write.spec.key), rejected)
     if request is not None:  # the fence's positions come from it, after the shadow's clear
         return Applied(
             staged.truncate, refused, stage, rejected=rejected, probed=probed,
@@ -341,7 +367,7 @@ async def bisect(
 
 def _row(staged: Staged, index: int) -> dict[str, object]:
     """The original change for a rejected row (per-row Python: rows set aside only)."""
-    row = staged.original.filter(pl.col("__row") == index).row(0, named=True)
+    row = staged.original_frame.filter(pl.col("__row") == index).row(0, named=True)
     return {
         k: v
         for k, v in row.items()
