@@ -41,7 +41,7 @@ from syncengine.changes import (
     ChangeBatch,
 )
 from syncengine.config.models import ConflictsConfig
-from syncengine.conflicts.rows import _as_pg_text
+from syncengine.conflicts.rows import as_pg_text
 from syncengine.targets.base import ServerFence, ShadowUpdate, TableSpec, Target
 from syncengine.targets.shadow import FENCE_ONLY
 
@@ -139,7 +139,7 @@ def plain_rows(spec: TableSpec, batch: ChangeBatch) -> pa.Table | None:
             return None
         column = data.column(want.name)
         if column.type != want.type and _LARGE.get(column.type) != want.type:
-            if _as_pg_text(column.type, want):
+            if as_pg_text(column.type, want):
                 return None  # a native value for a column carried as text: canonical's case
             column = column.cast(want.type, safe=False)
         columns.append(column)

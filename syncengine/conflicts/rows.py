@@ -93,7 +93,7 @@ def canonical(table: pa.Table | pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
     for fld in spec.schema:
         if fld.name in table.column_names:
             column = table.column(fld.name)
-            if column.type != fld.type and _as_pg_text(column.type, fld):
+            if column.type != fld.type and as_pg_text(column.type, fld):
                 column = pg_text.as_text(column)  # as the source prints it, not Arrow's cast
             elif column.type != fld.type:
                 column = column.cast(fld.type, safe=False)
@@ -105,7 +105,7 @@ def canonical(table: pa.Table | pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
     return frame
 
 
-def _as_pg_text(have: pa.DataType, want: pa.Field) -> bool:
+def as_pg_text(have: pa.DataType, want: pa.Field) -> bool:
     """A native column (a target's read-back) for a spec column this batch carries as text."""
     return not pg_text.is_text(have) and pg_carried.carried(want) is not None
 
