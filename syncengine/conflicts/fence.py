@@ -131,7 +131,11 @@ def plain_rows(spec: TableSpec, batch: ChangeBatch) -> pa.Table | None:
     ops = data.column("_op")
     if pc.any(pc.equal(ops, OP_TRUNCATE)).as_py():
         return None
-    if pc.count_distinct(data.column(spec.key[0]), mode="all").as_py() != data.num_rows:
+    try:
+        distinct = pc.count_distinct(data.column(spec.key[0]), mode="all").as_py()
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None  # a key type Arrow cannot count (a nested document): the general path
+    if distinct != data.num_rows:
         return None  # a repeated (or repeatedly null) key: the general path compacts
     columns, fields = [], []
     for want in spec.schema:

@@ -78,6 +78,11 @@ def test_plain_rows_leave_other_batches_to_the_general_path():
     assert plain_rows(SPEC, truncate) is None
     two_keys = TableSpec("t", ("id", "name"), SPEC.schema)
     assert plain_rows(two_keys, make(one)) is None
+    documents = pa.array([{"x": 1}, {"x": 2}])  # a nested key Arrow cannot count
+    nested = ChangeBatch.build(
+        "t", pa.table({"id": documents}), ops=["c", "u"], positions=["1", "2"], key=["id"]
+    )
+    assert plain_rows(TableSpec("t", ("id",), pa.schema([("id", documents.type)])), nested) is None
 
 
 @settings(max_examples=100, deadline=None)
