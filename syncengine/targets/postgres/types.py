@@ -196,7 +196,7 @@ def _textual(t: pa.DataType) -> bool:
 def _plain(t: pa.DataType) -> bool:
     """Types that :func:`_text_form` leaves alone and Polars would hand back unchanged (or as
     their large-offset form, which the text cast below makes of them anyway)."""
-    return (
+    return bool(
         pa.types.is_integer(t)
         or pa.types.is_floating(t)
         or pa.types.is_boolean(t)
