@@ -236,13 +236,21 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
     first = batches[0]
     if len(batches) == 1:
         return first
-    frames = [b.to_polars() for b in _text_where_any_is_text(batches)]
-    combined = pl.concat(frames, how="diagonal_relaxed")
-    fills = [
-        pl.col(name).fill_null(False) for name in combined.columns if name.startswith(UNSENT_PREFIX)
-    ]
-    if fills:
-        combined = combined.with_columns(fills)
+    combined: pa.Table | pl.DataFrame
+    schema = first.data.schema
+    if not first.unsent_columns and all(b.data.schema.equals(schema) for b in batches[1:]):
+        # one schema, no masks to fill: the parts' columns chained as they are, no copy
+        combined = pa.concat_tables([b.data for b in batches])
+    else:
+        frames = [b.to_polars() for b in _text_where_any_is_text(batches)]
+        combined = pl.concat(frames, how="diagonal_relaxed")
+        fills = [
+            pl.col(name).fill_null(False)
+            for name in combined.columns
+            if name.startswith(UNSENT_PREFIX)
+        ]
+        if fills:
+            combined = combined.with_columns(fills)
     if first.meta.get(AT_RESUME) and not all(b.meta.get(AT_RESUME) for b in batches):
         # a claim about every row (no per-key fence needed) holds only if every part makes it
         meta = {k: v for k, v in first.meta.items() if k != AT_RESUME}

@@ -140,3 +140,18 @@ def test_build_keeps_source_type_metadata():
     batch = ChangeBatch.build("t", rows, ops=["c"], positions=["1"], before=rows)
     assert batch.data.schema.field("price").metadata == {b"pg_type": b"numeric(12,2)"}
     assert batch.data.schema.field("_before.price").metadata == {b"pg_type": b"numeric(12,2)"}
+
+
+def test_concat_of_one_schema_chains_the_parts_and_keeps_the_resume_rule():
+    def part(ids, pos, **meta):
+        rows = pa.table({"id": pa.array(ids, pa.int64()), "b": pa.array(["x"] * len(ids))})
+        return ChangeBatch.build(
+            "t", rows, ops=["c"] * len(ids), positions=pos, key=["id"], meta=meta
+        )
+
+    one, two = part([1, 2], ["1", "2"], at_resume=True), part([3], ["3"])
+    both = concat_batches([one, two])
+    assert both.data.to_pylist() == one.data.to_pylist() + two.data.to_pylist()
+    assert both.data.schema.equals(one.data.schema)
+    assert "at_resume" not in both.meta  # only a claim every part makes survives
+    assert concat_batches([one, part([4], ["4"], at_resume=True)]).meta["at_resume"] is True
