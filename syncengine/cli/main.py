@@ -12,11 +12,12 @@ Two start and end costs of a data command are cut here, before anything is impor
   them at exit; the engine does no linear algebra, so ``OPENBLAS_NUM_THREADS`` defaults to 1
   (a user's own setting wins).
 * Tearing the interpreter down after a command that loaded Arrow, NumPy, the drivers and the
-  config models (~500 modules) frees every object one by one: ≈ 0.1 s of a backfill's 2.3 s
-  (docs/benchmarks-findings.md, "where a passthrough backfill's wall time goes"). When the command has finished, every connection
-  and state store is closed, and nothing else runs (no other thread, no child process), the
-  process flushes its output and logs and ends with ``os._exit`` instead, as mypy does. A
-  command that loaded none of those modules exits the ordinary way.
+  config models (~500 modules) frees every object one by one: about 0.1 s of a 2.3 s backfill
+  (docs/benchmarks-findings.md, "where a passthrough backfill's wall time goes"). When the
+  command has finished (its connections and state store closed) and nothing else runs (no
+  other thread, no child process), the process flushes its output and logs and ends with
+  ``os._exit`` instead, as mypy does. A command that loaded none of those modules exits the
+  ordinary way.
 """
 
 from __future__ import annotations
