@@ -15,9 +15,9 @@ Two start and end costs of a data command are cut here, before anything is impor
   config models (~500 modules) frees every object one by one: about 0.1 s of a 2.3 s backfill
   (docs/benchmarks-findings.md, "where a passthrough backfill's wall time goes"). When the
   command has finished (what it wrote is committed, its connections are closed) and nothing
-  else runs (no other thread, no child process), the process flushes its output and logs and ends with
-  ``os._exit`` instead, as mypy does. A command that loaded none of those modules exits the
-  ordinary way.
+  else runs (no other thread, no child process), the process flushes its output and logs and
+  ends with ``os._exit`` instead, as mypy does. A command that loaded none of those modules
+  exits the ordinary way.
 """
 
 from __future__ import annotations
