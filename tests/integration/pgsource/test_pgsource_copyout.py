@@ -71,16 +71,19 @@ def test_concurrent_copies_take_turns(pg_dsn):
     )
     order: list[str] = []
 
-    async def one(name: str) -> int:
-        async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+    async def one(conn: psycopg.AsyncConnection, name: str) -> int:
+        async def write(piece: bytes) -> None:
+            order.append(name)
 
-            async def write(piece: bytes) -> None:
-                order.append(name)
-
-            return await copy_out_into(conn, big, lambda: None, write, piece_bytes=1 << 16)
+        return await copy_out_into(conn, big, lambda: None, write, piece_bytes=1 << 16)
 
     async def scenario() -> None:
-        assert await asyncio.gather(one("a"), one("b")) == [150001, 150001]
+        # both connected first: only the copies themselves run side by side
+        async with (
+            await psycopg.AsyncConnection.connect(pg_dsn) as a,
+            await psycopg.AsyncConnection.connect(pg_dsn) as b,
+        ):
+            assert await asyncio.gather(one(a, "a"), one(b, "b")) == [150001, 150001]
 
     asyncio.run(scenario())
     # each wrote ~250 pieces; neither finished before the other got going
