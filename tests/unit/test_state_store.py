@@ -106,3 +106,20 @@ def test_purge_drops_only_tombstones_the_checkpoint_passed(tmp_path):
         store.purge_tombstones(db, "p", "0005")
     assert set(store.get_shadow("p", "t", ["a", "b", "c"])) == {"b", "c"}
     assert set(store.get_shadow("q", "t", ["a"])) == {"a"}  # another pipeline's stay
+
+
+def test_table_stats_commit_without_a_flush_and_checkpoints_with_one(tmp_path):
+    """Informational counters must not hold the event loop on a disk flush (a backfill's COPY
+    pumps wait for it); a checkpoint still commits durably, and the setting is back after."""
+    store = SQLiteStateStore(tmp_path / "state.db")
+    seen: list[str] = []
+    store.db.set_trace_callback(seen.append)
+    store.add_table_stats("p", {"public.t": (5, None, None)})
+    assert seen.index("PRAGMA synchronous=NORMAL") < seen.index("COMMIT")
+    assert store.db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL again
+    assert store.table_stats("p")["public.t"].rows_applied == 5
+    seen.clear()
+    with store.transaction() as db:
+        store.write_checkpoint(db, "p", "slot", "0000000000000001", {})
+    assert "COMMIT" in seen
+    assert not any(s.startswith("PRAGMA synchronous") for s in seen)

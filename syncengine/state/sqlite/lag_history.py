@@ -10,9 +10,7 @@ window read and the prune use.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from syncengine.state.base import LagSample
 from syncengine.state.sqlite.connection import SQLiteConnection
@@ -23,20 +21,6 @@ def _ms(at: float) -> int:
 
 
 class SQLiteLagHistory(SQLiteConnection):
-    @contextmanager
-    def _quiet_transaction(self) -> Iterator[sqlite3.Connection]:
-        """A transaction whose commit does not fsync: in WAL mode ``synchronous=NORMAL``
-        appends the commit to the WAL without syncing it, and the next durable commit (or WAL
-        checkpoint) syncs it along. The file stays consistent either way; only the last such
-        commits can be lost with the machine."""
-        db = self.db
-        db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with self.transaction() as tx:
-                yield tx
-        finally:
-            db.execute("PRAGMA synchronous=FULL")
-
     def add_lag_samples(
         self, pipeline: str, samples: Iterable[LagSample], keep_seconds: float, now: float
     ) -> None:
