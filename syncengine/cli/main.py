@@ -9,6 +9,8 @@ Once a command runs its event loop, the loop's own handlers take over.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import signal
 import sys
 from types import FrameType
@@ -38,6 +40,10 @@ def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_while_starting)
+    # At exit every object is garbage anyway: frozen, the interpreter's last collections skip
+    # them instead of walking a heap that holds pyarrow, Polars and the drivers (0.1-0.3 s of
+    # every command's exit, measured; docs/benchmarks-findings.md, F39-mongobf).
+    atexit.register(gc.freeze)
     from syncengine.cli.commands import cli
 
     cli(prog_name="syncengine")
