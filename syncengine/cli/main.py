@@ -42,7 +42,7 @@ def main() -> None:
         signal.signal(sig, _stop_while_starting)
     # At exit every object is garbage anyway: frozen, the interpreter's last collections skip
     # them instead of walking a heap that holds pyarrow, Polars and the drivers (0.1-0.3 s of
-    # every command's exit, measured; docs/benchmarks-findings.md, F39-mongobf).
+    # every command's exit, measured; see docs/benchmarks-findings.md).
     atexit.register(gc.freeze)
     from syncengine.cli.commands import cli
 

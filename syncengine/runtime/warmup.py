@@ -8,7 +8,7 @@ when the snapshot starts instead, in the order the first batch would, so the imp
 wait; a batch that arrives earlier simply waits on the module's import lock (loaded once).
 
 Nothing is warmed for a source that may pass its chunks through as raw data: a Postgres
-passthrough backfill needs neither Polars nor the mapping compiler (F33).
+passthrough backfill needs neither Polars nor the mapping compiler.
 """
 
 from __future__ import annotations
