@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -198,9 +199,14 @@ def interruptible(job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> 
             loop.add_signal_handler(sig, on_signal)
         await task
 
+    # what start-up loaded (modules, config, clients) lives as long as the job: frozen, the
+    # collections that the job's garbage triggers do not walk it again each time
+    gc.freeze()
     try:
         asyncio.run(guarded())
     except asyncio.CancelledError:
         raise Interrupted(
             "interrupted", hint="progress so far is checkpointed; run again to resume"
         ) from None
+    finally:
+        gc.unfreeze()  # an in-process caller (tests) gets its collector back as it was

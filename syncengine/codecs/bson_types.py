@@ -79,13 +79,15 @@ def infer_column(values: list[Any]) -> Node:
     column, not document by document. The same union as folding :func:`infer` over the
     values (their kinds unify in any order)."""
     node = NULL
-    for cls in dict.fromkeys(map(type, values)):
+    classes = dict.fromkeys(map(type, values))
+    alone = len(classes) == 1  # one class only (the usual column): no filtering copy needed
+    for cls in classes:
         if cls is dict:
-            leaf = _struct_column([v for v in values if type(v) is dict])
+            leaf = _struct_column(values if alone else [v for v in values if type(v) is dict])
         elif cls is list:
             leaf = ("list", infer_column([item for v in values if type(v) is list for item in v]))
         elif cls is int:
-            ints = [v for v in values if type(v) is int]
+            ints = values if alone else [v for v in values if type(v) is int]
             small = _INT32_MIN <= min(ints) and max(ints) <= _INT32_MAX
             leaf = ("int",) if small else ("long",)
         else:
@@ -182,6 +184,8 @@ def unify(a: Node, b: Node) -> Node:
 
 def conflicts(values: list[Any], node: Node, path: str) -> list[str]:
     """Paths inside ``node`` that fell back to JSON because their documents disagree."""
+    if not _holds_json(node):  # only a json node can report one: no walk over the values
+        return []
     if node == JSON:
         kinds = sorted({infer(v)[0] for v in values if v is not None})
         return [f"{path}: {' vs '.join(kinds)}"] if len(kinds) > 1 else []

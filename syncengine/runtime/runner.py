@@ -31,8 +31,10 @@ from typing import Any, Protocol
 from syncengine.changes import ECHO, ChangeBatch
 from syncengine.config.twoway import REVERSE_SUFFIX
 from syncengine.errors import Interrupted, TargetUnavailable
+from syncengine.passthrough import RawChunkExport
 from syncengine.runtime import passthrough, pausing
 from syncengine.runtime.pipeline import BatchReport, Pipeline
+from syncengine.runtime.warmup import warm_up
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint
 from syncengine.targets.stopping import stoppable
@@ -81,6 +83,8 @@ async def backfill(
         pipeline.source.stream_starts_at_snapshot = fresh
     log.info("%s: backfill, %d chunk(s) at once", pipeline.name, parallel)
     await passthrough.attach(pipeline, tables, first=fresh)
+    # every batch of such a source is decoded and mapped
+    warming = None if isinstance(pipeline.source, RawChunkExport) else warm_up()
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
         pipeline.phases.add("read", time.perf_counter() - waited)
@@ -103,6 +107,8 @@ async def backfill(
             )
         waited = time.perf_counter()
     await passthrough.finish(pipeline)
+    if warming is not None:
+        warming.join()  # done long since, unless nothing was copied: no import left at exit
     position = await pipeline.source.snapshot_position()
     existing = await pipeline.checkpoint()
     if existing is not None and (position is None or existing < position):
