@@ -23,7 +23,7 @@ from syncengine.changes import DENSE_FENCE, ECHO, REPLAYED, ChangeBatch, concat_
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
-from syncengine.runtime import pausing, tablestats
+from syncengine.runtime import pausing, restate, tablestats
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.runtime.superseded import PendingLetters
@@ -77,6 +77,7 @@ class Pipeline:
         #: source tables a live table snapshot is copying: their stream changes fence densely
         self.dense_fence: set[str] = set()
         self.phases = PhaseClock(self._count_phase)
+        self._restates = restate.applies(self)
         if hasattr(self.source, "phases"):  # optional for plugin sources: decode time
             self.source.phases = self.phases
 
@@ -197,6 +198,8 @@ class Pipeline:
                 else b
                 for b in batches
             ]
+        if self._restates:  # two-way prefer, out of the preferred side: its present rows
+            batches = await restate.restate(self, batches)
         echoes = [b for b in batches if b.meta.get(ECHO)]
         late = bool(echoes) and self._echoes_last()
         if echoes:  # two-way: the engine's own writes, before the changes that follow them

@@ -48,6 +48,30 @@ def writer(dsn: str, side: str, stop: threading.Event, seed: int) -> int:
     return done
 
 
+HISTORY = (
+    "CREATE TABLE items_history (at timestamptz DEFAULT clock_timestamp(), txid bigint "
+    "DEFAULT txid_current(), engine bool DEFAULT pg_replication_origin_session_is_setup(), "
+    "op text, id bigint, name text, qty int)",
+    "CREATE FUNCTION items_history() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF TG_OP = 'DELETE' THEN INSERT INTO items_history (op, id) VALUES ('d', OLD.id); "
+    "ELSE INSERT INTO items_history (op, id, name, qty) VALUES (lower(left(TG_OP, 1)), NEW.id, "
+    "NEW.name, NEW.qty); END IF; RETURN NULL; END $$",
+    "CREATE TRIGGER items_history AFTER INSERT OR UPDATE OR DELETE ON items "
+    "FOR EACH ROW EXECUTE FUNCTION items_history()",
+)
+
+
+def history(dsn: str, keys: set[int]) -> str:
+    """Every write to ``keys`` on one side, in commit-ish order, marked when the engine made
+    it (its session applies under a replication origin): what to read when the sides differ."""
+    found = rows(
+        dsn,
+        "SELECT to_char(at, 'HH24:MI:SS.US'), txid, engine, op, id, name, qty "
+        f"FROM items_history WHERE id = ANY(ARRAY{sorted(keys)}::bigint[]) ORDER BY at",
+    )
+    return "\n".join("  " + " ".join(str(v) for v in row) for row in found)
+
+
 def applied_total(port: int) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
@@ -94,6 +118,8 @@ def test_two_writers_and_kills_converge_without_ping_pong(
         pg_dsn, table, f"INSERT INTO items SELECT i, 'n', 0, now() FROM generate_series(1, {HOT}) i"
     )
     execute(pg_target_dsn, table)
+    for dsn in (pg_dsn, pg_target_dsn):
+        execute(dsn, *HISTORY)
     cli = make_cli(tmp_path, pg_dsn, pg_target_dsn, conflicts)
     cli.run("sync", "--once")  # the forward backfill, then both stream
     port = free_port()
@@ -123,8 +149,11 @@ def test_two_writers_and_kills_converge_without_ping_pong(
             wait_for(lambda: rows(pg_dsn, SNAPSHOT) == rows(pg_target_dsn, SNAPSHOT), timeout=60)
         except AssertionError:
             a, b = set(rows(pg_dsn, SNAPSHOT)), set(rows(pg_target_dsn, SNAPSHOT))
+            keys = {r[0] for r in a ^ b}
             raise AssertionError(
-                f"only at the source {a - b}, only at the target {b - a}"
+                f"only at the source {a - b}, only at the target {b - a}\n"
+                f"source history:\n{history(pg_dsn, keys)}\n"
+                f"target history:\n{history(pg_target_dsn, keys)}"
             ) from None
         # quiet: the counters settle within seconds and then stay put (nothing echoes)
         wait_for(lambda: applied_total(port) > 0, timeout=30)

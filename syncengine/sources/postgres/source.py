@@ -302,6 +302,17 @@ class PostgresSource:
         self._wal_warnings.note(lag)
         return lag
 
+    async def current_rows(
+        self, table: str, key: tuple[str, ...], schema: pa.Schema, keys: pa.Table
+    ) -> pa.Table:
+        """What ``keys`` of ``table`` hold now (:mod:`.current`; two-way ``prefer``)."""
+        from syncengine.sources.postgres.current import current_rows
+
+        try:
+            return await current_rows(await self.catalog(), table, key, schema, keys)
+        except psycopg.Error as exc:
+            raise map_error(exc, f"reading current rows of {table}") from exc
+
     # -- snapshot -------------------------------------------------------------------------
 
     def snapshot(
