@@ -24,7 +24,7 @@ nothing ping-pongs: the sibling receives that write as an echo and only refreshe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -40,7 +40,11 @@ from syncengine.changes import (
 )
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from syncengine.runtime.pipeline import Pipeline
+else:
+    from syncengine.deferred import polars as pl
 
 #: the only ops a restated batch may hold (stream changes; not snapshot rows or truncates)
 _STREAM_OPS = {OP_INSERT, OP_UPDATE, OP_DELETE}
@@ -82,15 +86,20 @@ def _restatable(batch: ChangeBatch) -> bool:
 
 
 async def _restated(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
-    import polars as pl
+    """One batch as its keys' present rows, no longer an echo."""
+    rows, columns = await _present(pipeline, batch)
+    return _batch(batch, rows, columns, {k: v for k, v in batch.meta.items() if k != ECHO})
 
+
+async def _present(pipeline: Pipeline, batch: ChangeBatch) -> tuple[pl.DataFrame, list[str]]:
+    """The batch's keys (compacted: each key's last ``_pos``/``_ts``/``_txid``) with their
+    present row, ``_op`` ``u`` where there is one and ``d`` where not; and the data columns."""
     source = pipeline.source
     assert isinstance(source, CurrentRows)
     compacted = batch.compact()
     key = list(batch.key)
     schema = pa.schema([batch.data.schema.field(c) for c in batch.data_columns])
-    keys = compacted.data.select(key)
-    found = await source.current_rows(batch.table, batch.key, schema, keys)
+    found = await source.current_rows(batch.table, batch.key, schema, compacted.data.select(key))
     present = pl.from_arrow(found)
     assert isinstance(present, pl.DataFrame)
     changes = pl.from_arrow(compacted.data.select([*key, *META_COLUMNS[1:]]))
@@ -102,10 +111,89 @@ async def _restated(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
     )  # fmt: skip
     op = pl.when(pl.col("__present").fill_null(False)).then(pl.lit(OP_UPDATE))
     rows = rows.with_columns(op.otherwise(pl.lit(OP_DELETE)).alias("_op"))
-    columns = [c for c in found.column_names if is_data_column(c)]
+    return rows, [c for c in found.column_names if is_data_column(c)]
+
+
+def _batch(
+    batch: ChangeBatch, rows: pl.DataFrame, columns: list[str], meta: Mapping[str, object]
+) -> ChangeBatch:
+    """``rows`` as a batch of ``batch``'s table, typed as its columns were."""
     data = rows.select(*columns, *META_COLUMNS).to_arrow()
-    fields = [found.schema.field(c) for c in columns]  # keeps pg_type metadata
-    meta_fields = [batch.data.schema.field(c) for c in META_COLUMNS]
-    data = data.cast(pa.schema([*fields, *meta_fields]))
-    meta = {k: v for k, v in batch.meta.items() if k != ECHO}
-    return ChangeBatch(batch.table, data, batch.key, meta)
+    fields = [batch.data.schema.field(c) for c in (*columns, *META_COLUMNS)]  # keeps pg_type
+    return ChangeBatch(batch.table, data.cast(pa.schema(fields)), batch.key, meta)
+
+
+# -- two-way timestamp: echoes carry the version their sibling recorded -------------------
+
+
+@runtime_checkable
+class SiblingVersions(Protocol):
+    """A source that can say who last wrote some keys and what a sibling direction recorded
+    for them (PostgresSource.sibling_versions)."""
+
+    async def sibling_versions(
+        self,
+        table: str,
+        key: tuple[str, ...],
+        keys: pa.Table,
+        row_keys: list[str],
+        sibling: tuple[str, str],
+    ) -> tuple[pa.Table, pa.Table]: ...
+
+
+def versions_echoes(pipeline: Pipeline) -> bool:
+    """Whether ``pipeline``'s echoes are restated with their sibling's versions: two-way
+    ``timestamp`` by commit time (:meth:`Pipeline._echoes_last`)."""
+    return isinstance(pipeline.source, SiblingVersions) and isinstance(pipeline.source, CurrentRows)
+
+
+async def versioned_echoes(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -> list[ChangeBatch]:
+    """Under two-way ``timestamp``: every echo batch as the present rows its sibling wrote,
+    each with the version the sibling recorded for it (``_ts``), and without the keys whose
+    present state is not the sibling's write (a person's write since, which this direction's
+    stream carries next with its own time).
+
+    Why: an echo's ``_ts`` is its apply transaction's commit time, the latest source time of
+    the sibling's whole group; a row that group carried from earlier was judged as that newer
+    time, won against a later write on this side and was written back as a "correction", and
+    the sides ended a row apart (docs/benchmarks-findings.md, F39-twoway2). Present rows, not
+    the stream's images: the recorded version is the sibling's *last* write to the key."""
+    out = []
+    for batch in batches:
+        if batch.meta.get(ECHO) and _restatable(batch):
+            batch = await _versioned(pipeline, batch)
+        out.append(batch)
+    return out
+
+
+async def _versioned(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
+    from syncengine.config.twoway import origin_name, sibling_name
+    from syncengine.conflicts.rows import row_keys
+
+    source = pipeline.source
+    assert isinstance(source, SiblingVersions)
+    rows, columns = await _present(pipeline, batch)
+    key = list(batch.key)
+    rows = rows.with_columns(row_keys(rows, key))
+    sibling = sibling_name(pipeline.name)
+    commits, recorded = await source.sibling_versions(
+        batch.table, batch.key, rows.select(key).to_arrow(), rows["row_key"].to_list(),
+        (sibling, origin_name(sibling)),
+    )  # fmt: skip
+    mine = pl.from_arrow(commits)
+    assert isinstance(mine, pl.DataFrame)
+    mine = mine.cast({k: rows.schema[k] for k in key})
+    mine = mine.select(row_keys(mine, key), "_mine")
+    versions = pl.from_arrow(recorded)
+    assert isinstance(versions, pl.DataFrame)
+    versions = versions.unique("row_key", keep="last").select("row_key", "ts", "deleted")
+    rows = rows.join(mine, on="row_key", how="left", maintain_order="left").join(
+        versions, on="row_key", how="left", maintain_order="left"
+    )
+    present = pl.col("_op") == OP_UPDATE
+    deleted = pl.col("deleted")
+    written = (present & pl.col("_mine").fill_null(False) & (deleted == False)) | (  # noqa: E712
+        ~present & deleted.fill_null(False)
+    )
+    rows = rows.filter(written.fill_null(False)).with_columns(pl.col("ts").alias("_ts"))
+    return _batch(batch, rows, columns, batch.meta)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import psycopg
 import pyarrow as pa
+from psycopg import sql
 
 from syncengine.names import QualifiedName
 from syncengine.targets.base import TableSpec
-from syncengine.targets.postgres.ddl import existing_columns
-from syncengine.targets.postgres.read import read_rows
+from syncengine.targets.postgres import versions
+from syncengine.targets.postgres.ddl import existing_columns, state_table
+from syncengine.targets.postgres.read import read_commit_times, read_rows
 
 
 async def current_rows(
@@ -31,3 +33,42 @@ async def current_rows(
     fields = [f for f in schema if f.name in columns]
     spec = TableSpec(name.name, key, pa.schema(fields))
     return await read_rows(conn, name.schema, spec, keys, columns)
+
+
+async def sibling_versions(
+    conn: psycopg.AsyncConnection,
+    table: str,
+    key: tuple[str, ...],
+    keys: pa.Table,
+    row_keys: list[str],
+    sibling: str,
+    origin: str,
+) -> tuple[pa.Table, pa.Table]:
+    """For a two-way direction's echoes: which of these keys' rows were last written by its
+    sibling (key columns, ``_mine``: under ``origin``), and the versions the sibling recorded
+    for them in this database (``row_key``, ``ts``, ``side``, ``deleted``; nothing when it
+    recorded none, or under another table name)."""
+    name = QualifiedName.parse(table)
+    columns = await existing_columns(conn, name.schema, name.name) or {}
+    spec = TableSpec(name.name, key, pa.schema([keys.schema.field(k) for k in key]))
+    commits = await read_commit_times(conn, name.schema, spec, keys, columns, origin)
+    recorded = versions.VERSIONS_SCHEMA.empty_table()
+    for written in await recorded_names(conn, sibling, name):
+        found = await versions.read(conn, sibling, written, row_keys)
+        recorded = pa.concat_tables([recorded, found])
+    return commits, recorded
+
+
+async def recorded_names(
+    conn: psycopg.AsyncConnection, sibling: str, table: QualifiedName
+) -> list[str]:
+    """The names ``sibling`` recorded ``table``'s versions under (its mapping's target name,
+    schema-qualified or not; none before its first write)."""
+    cur = await conn.execute(
+        sql.SQL("SELECT DISTINCT target_table FROM {} WHERE pipeline = %s").format(
+            state_table("versions")
+        ),
+        (sibling,),
+    )
+    names = [row[0] for row in await cur.fetchall()]
+    return [n for n in names if QualifiedName.parse(n, table.schema) == table]
