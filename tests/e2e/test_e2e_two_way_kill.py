@@ -72,6 +72,18 @@ def history(dsn: str, keys: set[int]) -> str:
     return "\n".join("  " + " ".join(str(v) for v in row) for row in found)
 
 
+def assert_same(source: str, target: str) -> None:
+    """Both sides hold the same rows; if not, the diverging keys with their history."""
+    a, b = set(rows(source, SNAPSHOT)), set(rows(target, SNAPSHOT))
+    if a != b:
+        keys = {r[0] for r in a ^ b}
+        raise AssertionError(
+            f"only at the source {a - b}, only at the target {b - a}\n"
+            f"source history:\n{history(source, keys)}\n"
+            f"target history:\n{history(target, keys)}"
+        )
+
+
 def applied_total(port: int) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
@@ -79,6 +91,13 @@ def applied_total(port: int) -> float:
     if family is None:
         return 0.0
     return sum(s.value for s in family.samples if s.name.endswith("_total"))
+
+
+def quiet(port: int, seconds: float) -> bool:
+    """No change applied for ``seconds``."""
+    before = applied_total(port)
+    time.sleep(seconds)
+    return applied_total(port) == before
 
 
 def free_port() -> int:
@@ -148,18 +167,15 @@ def test_two_writers_and_kills_converge_without_ping_pong(
         try:
             wait_for(lambda: rows(pg_dsn, SNAPSHOT) == rows(pg_target_dsn, SNAPSHOT), timeout=60)
         except AssertionError:
-            a, b = set(rows(pg_dsn, SNAPSHOT)), set(rows(pg_target_dsn, SNAPSHOT))
-            keys = {r[0] for r in a ^ b}
-            raise AssertionError(
-                f"only at the source {a - b}, only at the target {b - a}\n"
-                f"source history:\n{history(pg_dsn, keys)}\n"
-                f"target history:\n{history(pg_target_dsn, keys)}"
-            ) from None
-        # quiet: the counters settle within seconds and then stay put (nothing echoes)
+            assert_same(pg_dsn, pg_target_dsn)
+        # quiet: the counters settle within seconds and then stay put (nothing echoes). The
+        # sides can be equal for a moment before the last correction (two-way timestamp) is
+        # written, so first wait for two seconds without a write, then watch five more.
         wait_for(lambda: applied_total(port) > 0, timeout=30)
+        wait_for(lambda: quiet(port, 2), timeout=30)
         settled = applied_total(port)
         time.sleep(5)
         assert applied_total(port) == settled
-        assert rows(pg_dsn, SNAPSHOT) == rows(pg_target_dsn, SNAPSHOT)
+        assert_same(pg_dsn, pg_target_dsn)
     finally:
         assert cli.stop(daemon) == 0
