@@ -106,29 +106,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-TIMESTAMP_RACE = (
-    "timestamp converges in most runs under writers on hot keys with kills (4 of 6 on a loaded "
-    "machine), not yet always: two runs ended with a few keys apart after the applied counters "
-    "settled (issue 20; the deterministic update/delete cases pass in test_e2e_two_way.py)"
-)
-PREFER_DELETES = (
-    "prefer: source loses target-side deletes in some runs under writers and kills (a key the "
-    "target's writer deleted stays at the source; 1 of 6 runs passed on 2026-12-04, having "
-    "passed before): a known defect of two-way sync, issue 20, not yet found"
-)
-
-
-@pytest.mark.parametrize(
-    "conflicts",
-    [
-        pytest.param(
-            "{prefer: source}", marks=pytest.mark.xfail(reason=PREFER_DELETES, strict=False)
-        ),
-        pytest.param(
-            "{strategy: timestamp}", marks=pytest.mark.xfail(reason=TIMESTAMP_RACE, strict=False)
-        ),
-    ],
-)
+@pytest.mark.parametrize("conflicts", ["{prefer: source}", "{strategy: timestamp}"])
 def test_two_writers_and_kills_converge_without_ping_pong(
     tmp_path, pg_dsn, pg_target_dsn, conflicts
 ):
