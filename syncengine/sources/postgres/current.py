@@ -62,13 +62,21 @@ async def sibling_versions(
 async def recorded_names(
     conn: psycopg.AsyncConnection, sibling: str, table: QualifiedName
 ) -> list[str]:
-    """The names ``sibling`` recorded ``table``'s versions under (its mapping's target name,
-    schema-qualified or not; none before its first write)."""
-    cur = await conn.execute(
-        sql.SQL("SELECT DISTINCT target_table FROM {} WHERE pipeline = %s").format(
-            state_table("versions")
-        ),
-        (sibling,),
-    )
-    names = [row[0] for row in await cur.fetchall()]
-    return [n for n in names if QualifiedName.parse(n, table.schema) == table]
+    """The names ``sibling`` recorded ``table``'s versions under: its mapping's target name,
+    schema-qualified or not (none before its first write). Each spelling is one probe of the
+    primary key's prefix, not a scan of the sibling's versions."""
+    spellings = sorted({table.name, table.sql, f"{table.schema}.{table.name}"})
+    found = []
+    for name in spellings:
+        if QualifiedName.parse(name, table.schema) != table:
+            continue  # a bare name that would parse differently
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE pipeline = %s AND target_table = %s)"
+            ).format(state_table("versions")),
+            (sibling, name),
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0]:
+            found.append(name)
+    return found
