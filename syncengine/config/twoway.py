@@ -60,6 +60,13 @@ def reverse_name(pipeline: str) -> str:
     return pipeline + REVERSE_SUFFIX
 
 
+def sibling_name(pipeline: str) -> str:
+    """The other direction of the two-way pipeline ``pipeline`` is a direction of."""
+    if pipeline.endswith(REVERSE_SUFFIX):
+        return pipeline[: -len(REVERSE_SUFFIX)]
+    return reverse_name(pipeline)
+
+
 def origin_name(pipeline: str) -> str:
     """The replication origin a direction applies under (``orders``, ``orders.reverse``)."""
     if pipeline.endswith(REVERSE_SUFFIX):

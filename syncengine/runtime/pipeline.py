@@ -23,7 +23,7 @@ from syncengine.changes import DENSE_FENCE, ECHO, REPLAYED, ChangeBatch, concat_
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
-from syncengine.runtime import pausing, tablestats
+from syncengine.runtime import pausing, restate, tablestats
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.runtime.superseded import PendingLetters
@@ -77,6 +77,7 @@ class Pipeline:
         #: source tables a live table snapshot is copying: their stream changes fence densely
         self.dense_fence: set[str] = set()
         self.phases = PhaseClock(self._count_phase)
+        self._restates = restate.applies(self)
         if hasattr(self.source, "phases"):  # optional for plugin sources: decode time
             self.source.phases = self.phases
 
@@ -197,8 +198,12 @@ class Pipeline:
                 else b
                 for b in batches
             ]
+        if self._restates:  # two-way prefer, out of the preferred side: its present rows
+            batches = await restate.restate(self, batches)
         echoes = [b for b in batches if b.meta.get(ECHO)]
         late = bool(echoes) and self._echoes_last()
+        if late and restate.versions_echoes(self):  # their own versions, not the group's time
+            echoes = await restate.versioned_echoes(self, echoes)
         if echoes:  # two-way: the engine's own writes, before the changes that follow them
             if not late:
                 await self._refresh(echoes)
@@ -282,15 +287,7 @@ class Pipeline:
                 ]
                 self._dead_letter(rejected)
                 report.dead_letters += len(rejected)
-        for write in writes:
-            ops = write.batch.data.column("_op").value_counts().to_pylist()
-            for item in ops:
-                self.metrics.changes_applied.labels(self.name, write.spec.name, item["values"]).inc(
-                    item["counts"]
-                )
-                report.applied[write.spec.name] = (
-                    report.applied.get(write.spec.name, 0) + item["counts"]
-                )
+        self._count_applied(writes, report)
         self.rows_applied += sum(report.applied.values())
         self._record_tables(batches, report)
         if late:
@@ -298,6 +295,19 @@ class Pipeline:
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
         await self._group("end_group")
         return report
+
+    def _count_applied(self, writes: Sequence[TableWrite], report: BatchReport | None) -> None:
+        """The rows written, by table and op, to the metrics (and to ``report``)."""
+        for write in writes:
+            ops = write.batch.data.column("_op").value_counts().to_pylist()
+            for item in ops:
+                self.metrics.changes_applied.labels(self.name, write.spec.name, item["values"]).inc(
+                    item["counts"]
+                )
+                if report is not None:
+                    report.applied[write.spec.name] = (
+                        report.applied.get(write.spec.name, 0) + item["counts"]
+                    )
 
     def _echoes_last(self) -> bool:
         """Whether a group's echoes are refreshed after its changes rather than before: two-way
@@ -341,6 +351,9 @@ class Pipeline:
             writes.append(await self._resolver(mapping).refresh(spec, compacted))
         if writes or checkpoint:
             await self.target.apply(writes, checkpoint)
+            # corrections (two-way timestamp) are writes too: the metrics show them, so a
+            # correction that ping-pongs is seen (not in a group's report: no change caused them)
+            self._count_applied(writes, None)
 
     def _record_tables(self, batches: Sequence[ChangeBatch], report: BatchReport) -> None:
         """The group's per source table counters, to the state store and the metrics."""

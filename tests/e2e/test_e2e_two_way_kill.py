@@ -48,6 +48,42 @@ def writer(dsn: str, side: str, stop: threading.Event, seed: int) -> int:
     return done
 
 
+HISTORY = (
+    "CREATE TABLE items_history (at timestamptz DEFAULT clock_timestamp(), txid bigint "
+    "DEFAULT txid_current(), engine bool DEFAULT pg_replication_origin_session_is_setup(), "
+    "op text, id bigint, name text, qty int)",
+    "CREATE FUNCTION items_history() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF TG_OP = 'DELETE' THEN INSERT INTO items_history (op, id) VALUES ('d', OLD.id); "
+    "ELSE INSERT INTO items_history (op, id, name, qty) VALUES (lower(left(TG_OP, 1)), NEW.id, "
+    "NEW.name, NEW.qty); END IF; RETURN NULL; END $$",
+    "CREATE TRIGGER items_history AFTER INSERT OR UPDATE OR DELETE ON items "
+    "FOR EACH ROW EXECUTE FUNCTION items_history()",
+)
+
+
+def history(dsn: str, keys: set[int]) -> str:
+    """Every write to ``keys`` on one side, in commit-ish order, marked when the engine made
+    it (its session applies under a replication origin): what to read when the sides differ."""
+    found = rows(
+        dsn,
+        "SELECT to_char(at, 'HH24:MI:SS.US'), txid, engine, op, id, name, qty "
+        f"FROM items_history WHERE id = ANY(ARRAY{sorted(keys)}::bigint[]) ORDER BY at",
+    )
+    return "\n".join("  " + " ".join(str(v) for v in row) for row in found)
+
+
+def assert_same(source: str, target: str) -> None:
+    """Both sides hold the same rows; if not, the diverging keys with their history."""
+    a, b = set(rows(source, SNAPSHOT)), set(rows(target, SNAPSHOT))
+    if a != b:
+        keys = {r[0] for r in a ^ b}
+        raise AssertionError(
+            f"only at the source {a - b}, only at the target {b - a}\n"
+            f"source history:\n{history(source, keys)}\n"
+            f"target history:\n{history(target, keys)}"
+        )
+
+
 def applied_total(port: int) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
@@ -57,35 +93,20 @@ def applied_total(port: int) -> float:
     return sum(s.value for s in family.samples if s.name.endswith("_total"))
 
 
+def quiet(port: int, seconds: float) -> bool:
+    """No change applied for ``seconds``."""
+    before = applied_total(port)
+    time.sleep(seconds)
+    return applied_total(port) == before
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-TIMESTAMP_RACE = (
-    "timestamp converges in most runs under writers on hot keys with kills (4 of 6 on a loaded "
-    "machine), not yet always: two runs ended with a few keys apart after the applied counters "
-    "settled (issue 20; the deterministic update/delete cases pass in test_e2e_two_way.py)"
-)
-PREFER_DELETES = (
-    "prefer: source loses target-side deletes in some runs under writers and kills (a key the "
-    "target's writer deleted stays at the source; 1 of 6 runs passed on 2026-12-04, having "
-    "passed before): a known defect of two-way sync, issue 20, not yet found"
-)
-
-
-@pytest.mark.parametrize(
-    "conflicts",
-    [
-        pytest.param(
-            "{prefer: source}", marks=pytest.mark.xfail(reason=PREFER_DELETES, strict=False)
-        ),
-        pytest.param(
-            "{strategy: timestamp}", marks=pytest.mark.xfail(reason=TIMESTAMP_RACE, strict=False)
-        ),
-    ],
-)
+@pytest.mark.parametrize("conflicts", ["{prefer: source}", "{strategy: timestamp}"])
 def test_two_writers_and_kills_converge_without_ping_pong(
     tmp_path, pg_dsn, pg_target_dsn, conflicts
 ):
@@ -94,6 +115,8 @@ def test_two_writers_and_kills_converge_without_ping_pong(
         pg_dsn, table, f"INSERT INTO items SELECT i, 'n', 0, now() FROM generate_series(1, {HOT}) i"
     )
     execute(pg_target_dsn, table)
+    for dsn in (pg_dsn, pg_target_dsn):
+        execute(dsn, *HISTORY)
     cli = make_cli(tmp_path, pg_dsn, pg_target_dsn, conflicts)
     cli.run("sync", "--once")  # the forward backfill, then both stream
     port = free_port()
@@ -122,15 +145,15 @@ def test_two_writers_and_kills_converge_without_ping_pong(
         try:
             wait_for(lambda: rows(pg_dsn, SNAPSHOT) == rows(pg_target_dsn, SNAPSHOT), timeout=60)
         except AssertionError:
-            a, b = set(rows(pg_dsn, SNAPSHOT)), set(rows(pg_target_dsn, SNAPSHOT))
-            raise AssertionError(
-                f"only at the source {a - b}, only at the target {b - a}"
-            ) from None
-        # quiet: the counters settle within seconds and then stay put (nothing echoes)
+            assert_same(pg_dsn, pg_target_dsn)
+        # quiet: the counters settle within seconds and then stay put (nothing echoes). The
+        # sides can be equal for a moment before the last correction (two-way timestamp) is
+        # written, so first wait for two seconds without a write, then watch five more.
         wait_for(lambda: applied_total(port) > 0, timeout=30)
+        wait_for(lambda: quiet(port, 2), timeout=30)
         settled = applied_total(port)
         time.sleep(5)
         assert applied_total(port) == settled
-        assert rows(pg_dsn, SNAPSHOT) == rows(pg_target_dsn, SNAPSHOT)
+        assert_same(pg_dsn, pg_target_dsn)
     finally:
         assert cli.stop(daemon) == 0

@@ -302,6 +302,35 @@ class PostgresSource:
         self._wal_warnings.note(lag)
         return lag
 
+    async def current_rows(
+        self, table: str, key: tuple[str, ...], schema: pa.Schema, keys: pa.Table
+    ) -> pa.Table:
+        """What ``keys`` of ``table`` hold now (:mod:`.current`; two-way ``prefer``)."""
+        from syncengine.sources.postgres.current import current_rows
+
+        try:
+            return await current_rows(await self.catalog(), table, key, schema, keys)
+        except psycopg.Error as exc:
+            raise map_error(exc, f"reading current rows of {table}") from exc
+
+    async def sibling_versions(
+        self,
+        table: str,
+        key: tuple[str, ...],
+        keys: pa.Table,
+        row_keys: list[str],
+        sibling: tuple[str, str],
+    ) -> tuple[pa.Table, pa.Table]:
+        """Who last wrote ``keys`` and what ``sibling`` (pipeline, origin) recorded for them
+        (:func:`.current.sibling_versions`; two-way ``timestamp`` echoes)."""
+        from syncengine.sources.postgres.current import sibling_versions
+
+        try:
+            conn = await self.catalog()
+            return await sibling_versions(conn, table, key, keys, row_keys, *sibling)
+        except psycopg.Error as exc:
+            raise map_error(exc, f"reading versions of {table}") from exc
+
     # -- snapshot -------------------------------------------------------------------------
 
     def snapshot(
