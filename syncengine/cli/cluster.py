@@ -1,0 +1,92 @@
+"""``worker`` and ``apply``: cluster mode on Temporal (docs/cluster.md).
+
+Both need the config's ``cluster:`` section and the ``cluster`` extra; the Temporal SDK is
+imported inside the commands, so no other command loads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TYPE_CHECKING
+
+import click
+
+from syncengine.cli.boundary import expected_errors
+from syncengine.cli.common import config_argument, load_selected, pipeline_option
+from syncengine.cli.jobs import setup_logs
+from syncengine.errors import UsageError
+
+if TYPE_CHECKING:
+    from syncengine.config import Config
+    from syncengine.config.cluster import ClusterConfig
+
+
+def _cluster(config: Config, config_path: str) -> ClusterConfig:
+    from syncengine.cluster import require_temporal
+
+    if config.cluster is None:
+        raise UsageError(
+            f"{config_path} has no cluster: section",
+            hint="add cluster: {engine: temporal, address: HOST:PORT} (docs/cluster.md)",
+        )
+    require_temporal()
+    return config.cluster
+
+
+@click.command()
+@config_argument
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Activities (chunks) this worker runs at once.",
+)
+@expected_errors
+def worker(config_path: str, concurrency: int) -> None:
+    """Cluster mode: run a stateless worker until SIGTERM/SIGINT (start as many as you like)."""
+    setup_logs()
+    config, _ = load_selected(config_path, None)
+    cluster = _cluster(config, config_path)
+    from syncengine.cluster.service import run_worker
+    from syncengine.state import open_state
+
+    state = open_state(config.state)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(config, cluster, state, concurrency, stop)
+
+    asyncio.run(main())
+
+
+@click.command()
+@config_argument
+@pipeline_option
+@click.option("--wait", is_flag=True, help="Wait for the backfills to end; print their results.")
+@expected_errors
+def apply(config_path: str, pipeline: str | None, wait: bool) -> None:
+    """Cluster mode: start each pipeline's backfill workflow (idempotent: a running or
+    completed one is left alone)."""
+    setup_logs()
+    config, names = load_selected(config_path, pipeline)
+    cluster = _cluster(config, config_path)
+    from syncengine.cluster.service import apply as start
+    from syncengine.cluster.service import wait as results
+
+    async def main() -> None:
+        for applied in await start(config, cluster, names):
+            click.echo(f"{applied.pipeline}: backfill {applied.outcome} ({applied.workflow_id})")
+        if wait:
+            for result in await results(cluster, names):
+                again = f", {len(result.skipped)} found committed" if result.skipped else ""
+                click.echo(
+                    f"{result.pipeline}: backfilled {result.rows} row(s) in {result.chunks} "
+                    f"chunk(s){again}"
+                )
+
+    asyncio.run(main())

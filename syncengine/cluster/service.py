@@ -1,0 +1,126 @@
+"""Talking to the Temporal service: connect, run a worker, start (apply) workflows.
+
+``apply`` is idempotent because workflow IDs are deterministic (:func:`~.tasks.workflow_id`):
+a backfill workflow already running for a pipeline is left alone, one that completed is not
+started again, and only one that failed, was cancelled or terminated is started anew (its
+chunks whose done-mark is committed with the same bounds are not copied again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from syncengine.cluster import ClusterUnavailable
+from syncengine.cluster.activities import BackfillActivities
+from syncengine.cluster.tasks import BackfillRequest, BackfillResult, workflow_id
+from syncengine.cluster.workflows import BackfillWorkflow
+from syncengine.config.cluster import ClusterConfig
+from syncengine.config.models import Config
+from syncengine.errors import FatalError
+from syncengine.state import StateStore
+
+log = logging.getLogger("syncengine.cluster")
+
+
+def identity() -> str:
+    """How this process appears in Temporal (workflow histories, pending activities)."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+async def connect(cluster: ClusterConfig) -> Client:
+    try:
+        return await Client.connect(
+            cluster.address, namespace=cluster.namespace, identity=identity()
+        )
+    except (RuntimeError, RPCError) as exc:
+        raise ClusterUnavailable(
+            f"cannot reach Temporal at {cluster.address} (namespace {cluster.namespace}): {exc}",
+            hint="check cluster.address and that the Temporal service runs",
+        ) from None
+
+
+async def run_worker(
+    config: Config, cluster: ClusterConfig, state: StateStore, concurrency: int, stop: asyncio.Event
+) -> None:
+    """Poll the task queue until ``stop`` is set, then finish the activities in hand."""
+    client = await connect(cluster)
+    activities = BackfillActivities(config, state)
+    worker = Worker(
+        client,
+        task_queue=cluster.task_queue,
+        workflows=[BackfillWorkflow],
+        activities=[activities.plan_backfill, activities.copy_chunk],
+        max_concurrent_activities=concurrency,
+        # on SIGTERM, chunks in hand get one heartbeat timeout to commit; after that they are
+        # cancelled (rolled back) and Temporal gives them to another worker
+        graceful_shutdown_timeout=timedelta(seconds=cluster.heartbeat),
+    )
+    log.info(
+        "worker %s polling %s on %s (%d chunk(s) at once)",
+        identity(), cluster.task_queue, cluster.address, concurrency,
+    )  # fmt: skip
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        await activities.close()
+
+
+@dataclass(frozen=True)
+class Applied:
+    pipeline: str
+    workflow_id: str
+    #: started, running (left alone) or completed (not started again)
+    outcome: str
+
+
+async def apply(config: Config, cluster: ClusterConfig, names: list[str]) -> list[Applied]:
+    """Start each pipeline's backfill workflow unless it runs or has completed."""
+    client = await connect(cluster)
+    done: list[Applied] = []
+    for name in names:
+        wid = workflow_id("backfill", name)
+        request = BackfillRequest(name, heartbeat=cluster.heartbeat)
+        try:
+            await client.start_workflow(
+                BackfillWorkflow.run,
+                request,
+                id=wid,
+                task_queue=cluster.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+            outcome = "started"
+        except WorkflowAlreadyStartedError:
+            described = await client.get_workflow_handle(wid).describe()
+            running = described.status == WorkflowExecutionStatus.RUNNING
+            outcome = "running" if running else "completed"
+        done.append(Applied(name, wid, outcome))
+    return done
+
+
+async def wait(cluster: ClusterConfig, names: list[str]) -> list[BackfillResult]:
+    """The results of the pipelines' backfill workflows, waiting for them to end."""
+    client = await connect(cluster)
+    results = []
+    for name in names:
+        handle = client.get_workflow_handle(workflow_id("backfill", name))
+        try:
+            results.append(await handle.result(result_type=BackfillResult))
+        except WorkflowFailureError as exc:
+            cause = exc.cause
+            while cause.cause is not None:  # the activity's own error, not its wrappers
+                cause = cause.cause
+            raise FatalError(f"{name}: cluster backfill failed: {cause.message}") from None
+    return results
