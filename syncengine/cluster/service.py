@@ -115,9 +115,10 @@ async def wait(cluster: ClusterConfig, names: list[str]) -> list[BackfillResult]
     client = await connect(cluster)
     results = []
     for name in names:
-        handle = client.get_workflow_handle(workflow_id("backfill", name))
+        wid = workflow_id("backfill", name)
+        handle = client.get_workflow_handle(wid, result_type=BackfillResult)
         try:
-            results.append(await handle.result(result_type=BackfillResult))
+            results.append(await handle.result())
         except WorkflowFailureError as exc:
             cause = exc.cause
             while cause.cause is not None:  # the activity's own error, not its wrappers
