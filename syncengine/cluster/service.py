@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -120,8 +120,9 @@ async def wait(cluster: ClusterConfig, names: list[str]) -> list[BackfillResult]
         try:
             results.append(await handle.result())
         except WorkflowFailureError as exc:
-            cause = exc.cause
-            while cause.cause is not None:  # the activity's own error, not its wrappers
-                cause = cause.cause
-            raise FatalError(f"{name}: cluster backfill failed: {cause.message}") from None
+            cause: BaseException = exc.cause
+            while isinstance(cause, FailureError) and cause.cause is not None:
+                cause = cause.cause  # the activity's own error, not its wrappers
+            message = cause.message if isinstance(cause, FailureError) else str(cause)
+            raise FatalError(f"{name}: cluster backfill failed: {message}") from None
     return results

@@ -44,7 +44,7 @@ class BackfillWorkflow:
 
         async def copy(task: ChunkTask) -> ChunkResult:
             async with room:
-                return await workflow.execute_activity(
+                result: ChunkResult = await workflow.execute_activity(
                     "syncengine-copy-chunk",
                     task,
                     result_type=ChunkResult,
@@ -53,6 +53,7 @@ class BackfillWorkflow:
                     heartbeat_timeout=timedelta(seconds=request.heartbeat),
                     retry_policy=CHUNK_RETRY,
                 )
+                return result
 
         results = await asyncio.gather(*(copy(t) for t in tasks))
         return BackfillResult(

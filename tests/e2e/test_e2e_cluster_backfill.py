@@ -53,7 +53,8 @@ def temporal() -> Iterator[TemporalServer]:
         server.destroy()
 
 
-def config(task_queue: str) -> str:
+def config(task_queue: str, pipeline: str = "big") -> str:
+    """Workflow IDs are per pipeline name in the one namespace: each test names its own."""
     return textwrap.dedent(
         f"""
         state: ${{SYNCENGINE_STATE}}
@@ -63,7 +64,7 @@ def config(task_queue: str) -> str:
           task_queue: {task_queue}
           heartbeat: 3s
         pipelines:
-          big:
+          {pipeline}:
             source:
               type: postgres
               dsn: ${{SRC_DSN}}
@@ -186,3 +187,37 @@ def test_worker_without_cluster_section_is_a_usage_error(tmp_path, pg_dsn):
     assert result.returncode == 2, result.stderr
     assert "has no cluster: section" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_backfill_that_cannot_run_fails_once_with_the_reason(
+    tmp_path, temporal, pg_dsn, pg_target_dsn
+):
+    """A fatal problem (here: a mapping that computes fields, which this preview cannot copy
+    chunk-wise) is not retried forever: the workflow fails, ``apply --wait`` says why, exit 1."""
+    execute(pg_dsn, TABLE)
+    mapped = config("fatal", "bad") + textwrap.indent(
+        textwrap.dedent(
+            """
+            mappings:
+              - source: public.items
+                fields: {id: id, body: upper(body)}
+            """
+        ),
+        "    ",
+    )
+    cli = CLI(
+        tmp_path,
+        mapped,
+        {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address},
+    )
+    worker = cli.start("worker")
+    try:
+        result = cli.run("apply", "--wait", check=False, timeout=120)
+    finally:
+        assert cli.stop(worker) == 0
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "bad: backfill started" in result.stdout
+    assert "error: bad: cluster backfill failed: bad: cluster backfill (preview) copies only" in (
+        result.stderr
+    )
+    assert "public.items" in result.stderr and "Traceback" not in result.stderr
