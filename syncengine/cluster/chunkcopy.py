@@ -126,10 +126,9 @@ class ChunkCopier:
         await self.pipeline.close()
 
     async def plan(self) -> list[ChunkTask]:
-        """Every table's chunks, planned on one ``REPEATABLE READ`` view of the source. The
-        done-marks of an earlier backfill of these tables are dropped first: this is a fresh
-        copy (the workflow plans once, before any chunk runs)."""
-        await self.sink.forget(sorted(self.shapes))
+        """Every table's chunks, planned on one ``REPEATABLE READ`` view of the source.
+        Done-marks already in the target are kept: a workflow started again after a failure
+        plans an unchanged table into the same bounds, and :meth:`copy` skips those chunks."""
         chunk_rows = self.source.config.snapshot_chunk_rows
         conn = await self.source.connect()
         try:

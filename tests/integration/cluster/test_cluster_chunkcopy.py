@@ -59,6 +59,10 @@ def test_second_attempt_of_a_committed_chunk_writes_nothing(tmp_path, pg_dsn, pg
             again = await second.copy(tasks[3])  # the retry, on the other worker
             assert (again.rows, again.skipped) == (100, True)
             assert rows(pg_target_dsn, "SELECT updated_at FROM _syncengine.chunks") == marked
+            # a workflow started again (after a failure) plans the same bounds: still skipped
+            replanned = await second.plan()
+            assert replanned == tasks
+            assert (await second.copy(replanned[3])).skipped
             # the rest, split between the two
             for index, task in enumerate(tasks):
                 if index != 3:
