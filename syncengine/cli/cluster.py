@@ -44,7 +44,9 @@ def _run_and_leave(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     into Python while the interpreter finalizes: with temporalio 1.35 on CPython 3.11 about
     one exit in three died of SIGSEGV or SIGABRT *after* all work was done (a plain
     ``Client.connect`` + one call reproduces it), which turned a successful ``apply`` into a
-    failed one. Everything is flushed first; nothing else runs at exit."""
+    failed one. It is the SDK's open issue temporalio/sdk-python#300 (PyGILState_Release
+    while finalizing); other projects end their Temporal commands the same way. Everything
+    is flushed first; nothing else runs at exit."""
     code = 0
     try:
         asyncio.run(main())
