@@ -41,6 +41,7 @@ from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.pushdown import snapshot_conditions
 from syncengine.sources.postgres.source import PostgresSource
 from syncengine.state.base import Chunk
+from syncengine.targets.postgres.passthrough import BinaryCopySink
 
 if TYPE_CHECKING:
     from syncengine.config.models import PipelineConfig
@@ -106,17 +107,17 @@ class ChunkCopier:
         except psycopg.Error as exc:
             await sink.close()
             raise map_error(exc, "reading the tables to back-fill") from exc
-        # a filter the chunk query cannot carry must see every decoded row
-        refused = sorted(
-            t
-            for t in tables
-            if not sink.takes(shapes[t]) or (source.row_filters(t) and wheres[t] is None)
-        )
+        refused = {
+            t: why
+            for t in sorted(tables)
+            if (why := _refusal(pipeline, sink, shapes[t], wheres[t])) is not None
+        }
         if refused:
             await sink.close()
+            reasons = "; ".join(f"{t}: {why}" for t, why in refused.items())
             raise UsageError(
                 f"{pipeline.name}: cluster backfill (preview) copies only tables that pass "
-                f"through as binary COPY; not {', '.join(refused)} (the log says why)",
+                f"through as binary COPY, not {reasons}",
                 hint="run syncengine backfill for this pipeline",
             )
         return cls(pipeline, source, sink, shapes, wheres)
@@ -182,3 +183,22 @@ class ChunkCopier:
             if (done.chunk, done.lower, done.upper) == (chunk.chunk, chunk.lower, chunk.upper):
                 return done.rows
         return None
+
+
+def _refusal(
+    pipeline: Pipeline, sink: CopySink, shape: TableShape, where: str | None
+) -> str | None:
+    """Why ``shape``'s chunks cannot pass through (None: they can), in the words of the
+    passthrough's own checks (:mod:`syncengine.runtime.passthrough`, the sink's type check)."""
+    mappings = [m for _, m in pipeline.mappings_for(shape.name)]
+    reason = passthrough.refusal(pipeline.config, mappings)
+    if reason is not None:
+        return reason
+    if not shape.key:
+        return "it has no key"
+    if pipeline.row_filters(shape.name) and where is None:
+        return "its filter cannot be pushed into the chunk query"
+    if sink.takes(shape):
+        return None
+    table = sink.tables.get(shape.name) if isinstance(sink, BinaryCopySink) else None
+    return (table.refusal(shape) if table else None) or "the target table cannot take it"

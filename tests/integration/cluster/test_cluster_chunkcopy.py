@@ -106,18 +106,29 @@ def test_a_chunk_whose_attempt_rolled_back_is_copied_by_the_next(tmp_path, pg_ds
     assert rows(pg_target_dsn, "SELECT min(id), max(id), count(*) FROM items") == [(101, 200, 100)]
 
 
+@pytest.mark.parametrize(
+    ("table", "mappings", "reason"),
+    [
+        (
+            TABLE,
+            """
+            mappings:
+              - source: public.items
+                fields: {id: id, body: upper(body)}
+            """,
+            "its mapping computes fields",
+        ),
+        ("CREATE TABLE items (id bigint, body text)", "", "it has no key"),
+    ],
+    ids=["computed-fields", "keyless"],
+)
 def test_a_table_that_cannot_pass_through_is_refused_with_the_reason(
-    tmp_path, pg_dsn, pg_target_dsn
+    tmp_path, pg_dsn, pg_target_dsn, table, mappings, reason
 ):
-    execute(pg_dsn, TABLE)
-    config = pipeline_config(
-        pg_dsn,
-        pg_target_dsn,
-        """
-        mappings:
-          - source: public.items
-            fields: {id: id, body: upper(body)}
-        """,
-    )
-    with pytest.raises(UsageError, match="copies only tables that pass through.*public.items"):
+    execute(pg_dsn, table)
+    config = pipeline_config(pg_dsn, pg_target_dsn, mappings)
+    with pytest.raises(
+        UsageError,
+        match=f"copies only tables that pass through as binary COPY, not public.items: {reason}",
+    ):
         asyncio.run(_open(config, tmp_path, "one"))
