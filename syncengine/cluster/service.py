@@ -9,9 +9,12 @@ chunks whose done-mark is committed with the same bounds are not copied again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,6 +31,7 @@ from syncengine.cluster.workflows import BackfillWorkflow
 from syncengine.config.cluster import ClusterConfig
 from syncengine.config.models import Config
 from syncengine.errors import FatalError
+from syncengine.runtime.retry import Backoff
 from syncengine.state import StateStore
 
 log = logging.getLogger("syncengine.cluster")
@@ -38,23 +42,48 @@ def identity() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
 
 
-async def connect(cluster: ClusterConfig) -> Client:
-    try:
-        return await Client.connect(
-            cluster.address, namespace=cluster.namespace, identity=identity()
-        )
-    except (RuntimeError, RPCError) as exc:
-        raise ClusterUnavailable(
-            f"cannot reach Temporal at {cluster.address} (namespace {cluster.namespace}): {exc}",
-            hint="check cluster.address and that the Temporal service runs",
-        ) from None
+#: how long ``apply`` keeps trying to reach Temporal before it exits 3
+APPLY_PATIENCE = 30.0
+
+
+async def connect(
+    cluster: ClusterConfig, patience: float = APPLY_PATIENCE, stop: asyncio.Event | None = None
+) -> Client | None:
+    """A client, trying again with jittered backoff for ``patience`` seconds (a service that
+    is starting or busy answers late); None when ``stop`` was set meanwhile."""
+    backoff = Backoff(initial=0.5, maximum=10.0)
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await Client.connect(
+                cluster.address, namespace=cluster.namespace, identity=identity()
+            )
+        except (RuntimeError, RPCError) as exc:
+            delay = backoff.next_delay()
+            if time.monotonic() + delay > deadline:
+                raise ClusterUnavailable(
+                    f"cannot reach Temporal at {cluster.address} (namespace "
+                    f"{cluster.namespace}): {exc}",
+                    hint="check cluster.address and that the Temporal service runs",
+                ) from None
+            log.warning("cannot reach Temporal at %s yet (%s); retrying", cluster.address, exc)
+        if stop is None:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return None
 
 
 async def run_worker(
     config: Config, cluster: ClusterConfig, state: StateStore, concurrency: int, stop: asyncio.Event
 ) -> None:
-    """Poll the task queue until ``stop`` is set, then finish the activities in hand."""
-    client = await connect(cluster)
+    """Poll the task queue until ``stop`` is set, then finish the activities in hand. A
+    worker waits for Temporal as long as it takes (it is started before or beside it)."""
+    client = await connect(cluster, math.inf, stop)
+    if client is None:
+        return
     activities = BackfillActivities(config, state)
     worker = Worker(
         client,
@@ -77,6 +106,12 @@ async def run_worker(
         await activities.close()
 
 
+async def _connected(cluster: ClusterConfig) -> Client:
+    client = await connect(cluster)
+    assert client is not None  # no stop event: a client or an error
+    return client
+
+
 @dataclass(frozen=True)
 class Applied:
     pipeline: str
@@ -87,7 +122,7 @@ class Applied:
 
 async def apply(config: Config, cluster: ClusterConfig, names: list[str]) -> list[Applied]:
     """Start each pipeline's backfill workflow unless it runs or has completed."""
-    client = await connect(cluster)
+    client = await _connected(cluster)
     done: list[Applied] = []
     for name in names:
         wid = workflow_id("backfill", name)
@@ -112,7 +147,7 @@ async def apply(config: Config, cluster: ClusterConfig, names: list[str]) -> lis
 
 async def wait(cluster: ClusterConfig, names: list[str]) -> list[BackfillResult]:
     """The results of the pipelines' backfill workflows, waiting for them to end."""
-    client = await connect(cluster)
+    client = await _connected(cluster)
     results = []
     for name in names:
         wid = workflow_id("backfill", name)

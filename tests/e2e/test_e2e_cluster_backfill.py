@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import textwrap
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -85,12 +86,45 @@ def fill_source(dsn: str) -> None:
     )
 
 
-def marks(dsn: str) -> list[tuple[object, ...]]:
+def marks(dsn: str, pipeline: str = "big") -> list[tuple[object, ...]]:
     return rows(
         dsn,
         "SELECT chunk, count(*), sum(row_count), min(status) FROM _syncengine.chunks "
-        "WHERE pipeline = 'big' GROUP BY chunk ORDER BY chunk",
+        "WHERE pipeline = %s GROUP BY chunk ORDER BY chunk",
+        (pipeline,),
     )
+
+
+def assert_copied_once(src: str, tgt: str, pipeline: str) -> None:
+    """Target equals source; every chunk has one done-mark, with its chunk's row count."""
+    query = "SELECT id, body, n FROM items ORDER BY id"
+    assert rows(tgt, query) == rows(src, query)
+    sizes = [CHUNK_ROWS] * (CHUNKS - 1) + [0]
+    assert marks(tgt, pipeline) == [(c, 1, size, "done") for c, size in enumerate(sizes)]
+
+
+def held_chunk_attempt(address: str, pipeline: str, after: str | None = None) -> str:
+    """The identity of the worker running the held chunk's activity (once it started);
+    with ``after``: of a later attempt, by another worker than ``after``."""
+
+    async def poll() -> str:
+        client = await Client.connect(address)
+        handle = client.get_workflow_handle(f"syncengine-backfill-{pipeline}")
+        while True:
+            for pending in (await handle.describe()).raw_description.pending_activities:
+                if (
+                    pending.activity_id == f"chunk:public.items:{HELD_CHUNK}"
+                    and pending.last_worker_identity
+                    and pending.last_started_time.seconds
+                    and (
+                        after is None
+                        or (pending.attempt >= 2 and pending.last_worker_identity != after)
+                    )
+                ):
+                    return str(pending.last_worker_identity)
+            await asyncio.sleep(0.2)
+
+    return asyncio.run(asyncio.wait_for(poll(), 120))
 
 
 def test_three_workers_one_killed_mid_chunk(tmp_path, temporal, pg_dsn, pg_target_dsn):
@@ -108,21 +142,7 @@ def test_three_workers_one_killed_mid_chunk(tmp_path, temporal, pg_dsn, pg_targe
         started = cli.run("apply")
         assert "big: backfill started (syncengine-backfill-big)" in started.stdout
 
-        async def holding_worker() -> str:
-            client = await Client.connect(temporal.address)
-            handle = client.get_workflow_handle("syncengine-backfill-big")
-            while True:
-                described = await handle.describe()
-                for pending in described.raw_description.pending_activities:
-                    if (
-                        pending.activity_id == f"chunk:public.items:{HELD_CHUNK}"
-                        and pending.last_worker_identity
-                        and pending.last_started_time.seconds
-                    ):
-                        return str(pending.last_worker_identity)
-                await asyncio.sleep(0.2)
-
-        identity = asyncio.run(asyncio.wait_for(holding_worker(), 120))
+        identity = held_chunk_attempt(temporal.address, "big")
         victim = next(w for w in workers if identity.startswith(f"{w.pid}@"))
         # mid-way: other chunks are committed, the held one is not
         wait_for(lambda: len(marks(pg_target_dsn)) >= CHUNKS // 4, timeout=120)
@@ -144,16 +164,53 @@ def test_three_workers_one_killed_mid_chunk(tmp_path, temporal, pg_dsn, pg_targe
         for proc in workers:
             proc.wait(60)
 
-    query = "SELECT id, body, n FROM items ORDER BY id"
-    assert rows(pg_target_dsn, query) == rows(pg_dsn, query)
-    found = marks(pg_target_dsn)
-    sizes = [CHUNK_ROWS] * (CHUNKS - 1) + [0]
-    assert found == [(c, 1, size, "done") for c, size in enumerate(sizes)]
+    assert_copied_once(pg_dsn, pg_target_dsn, "big")
     # the held chunk finished elsewhere: a later attempt, by a surviving worker
     ((attempt, by),) = asyncio.run(_chunk_starts(temporal.address, HELD_CHUNK))
     assert attempt >= 2
     survivors = {f"{w.pid}@" for w in workers if w is not victim}
     assert by != identity and any(by.startswith(s) for s in survivors), (by, identity)
+
+
+def test_a_worker_paused_past_its_heartbeat_copies_nothing_twice(
+    tmp_path, temporal, pg_dsn, pg_target_dsn
+):
+    """SIGSTOP the worker in the middle of the held chunk, past its heartbeat timeout: the
+    chunk's next attempt starts on the other worker and waits on the paused one's uncommitted
+    rows. After SIGCONT the two attempts race; whichever commits first, the chunk is in the
+    target once with one done-mark (the later one is refused by the key and finds the mark, or
+    was cancelled and rolled back). Not yet the epoch fencing that refuses the late commit
+    itself (docs/cluster.md)."""
+    fill_source(pg_dsn)
+    execute(pg_target_dsn, TABLE)
+    cli = CLI(
+        tmp_path,
+        config("pause", "paused"),
+        {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address},
+    )
+    holder = psycopg.connect(pg_target_dsn)
+    holder.execute("INSERT INTO items (id) VALUES (%s)", (HELD_ID,))  # not committed
+    workers = [cli.start("worker", "--concurrency", "2") for _ in range(2)]
+    try:
+        assert "paused: backfill started" in cli.run("apply").stdout
+        identity = held_chunk_attempt(temporal.address, "paused")
+        sleeper = next(w for w in workers if identity.startswith(f"{w.pid}@"))
+        sleeper.send_signal(signal.SIGSTOP)
+        # past the 3 s heartbeat timeout the chunk is retried on the other worker
+        held_chunk_attempt(temporal.address, "paused", after=identity)
+        holder.rollback()  # the retry now waits on the paused worker's uncommitted rows
+        time.sleep(1)
+        sleeper.send_signal(signal.SIGCONT)
+        done = cli.run("apply", "--wait", timeout=300)
+        assert f"paused: backfilled {ROWS} row(s) in {CHUNKS} chunk(s)" in done.stdout
+    finally:
+        holder.close()
+        for proc in workers:
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+        for proc in workers:
+            proc.wait(60)
+    assert_copied_once(pg_dsn, pg_target_dsn, "paused")
 
 
 async def _chunk_starts(address: str, chunk: int) -> list[tuple[int, str]]:
