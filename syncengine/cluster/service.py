@@ -99,10 +99,16 @@ async def run_worker(
         "worker %s polling %s on %s (%d chunk(s) at once)",
         identity(), cluster.task_queue, cluster.address, concurrency,
     )  # fmt: skip
+    running = asyncio.ensure_future(worker.run())
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        async with worker:
-            await stop.wait()
+        # a worker that fails for good (its polls refused) ends the command with its error
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            await worker.shutdown()
+        await running
     finally:
+        stopping.cancel()
         await activities.close()
 
 
