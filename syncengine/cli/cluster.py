@@ -98,9 +98,17 @@ def worker(config_path: str, concurrency: int) -> None:
 def apply(config_path: str, pipeline: str | None, wait: bool) -> None:
     """Cluster mode: start each pipeline's backfill workflow (idempotent: a running or
     completed one is left alone)."""
+    from syncengine.config.twoway import REVERSE_SUFFIX, direction_of
+
     setup_logs()
     config, names = load_selected(config_path, pipeline)
     cluster = _cluster(config, config_path)
+    two_way = sorted({n.removesuffix(REVERSE_SUFFIX) for n in names if direction_of(config, n)})
+    if two_way:
+        raise UsageError(
+            f"two-way pipelines do not run in cluster mode yet: {', '.join(two_way)}",
+            hint="run them with syncengine run, or pick others with --pipeline",
+        )
     from syncengine.cluster.service import apply as start
     from syncengine.cluster.service import wait as results
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from syncengine.config import parse_config
 from tests.unit.test_config import ENV, GOOD, problems_of
@@ -75,3 +76,25 @@ def test_embedded_mode_never_imports_temporal(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_apply_refuses_two_way_pipelines_before_reaching_temporal(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            cluster: {engine: temporal, address: "127.0.0.1:1"}
+            pipelines:
+              orders:
+                two_way: true
+                source: {type: postgres, dsn: "host=a", tables: [public.orders]}
+                target: {type: postgres, dsn: "host=b"}
+                conflicts: {prefer: source}
+            """
+        )
+    )
+    exe = str(Path(sys.executable).parent / "syncengine")
+    result = subprocess.run([exe, "apply", str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "two-way pipelines do not run in cluster mode yet: orders" in result.stderr
+    assert "Traceback" not in result.stderr
