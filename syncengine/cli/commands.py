@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from syncengine import __version__
+from syncengine.cli.cluster import apply, worker
 from syncengine.cli.conflicts import conflicts
 from syncengine.cli.inspect import checkpoints, deadletters, status
 from syncengine.cli.jobs import backfill, run, sync
@@ -42,6 +43,8 @@ for command in (
     ui,
     resnapshot,
     reload,
+    worker,
+    apply,
 ):
     cli.add_command(command)
 checkpoints.add_command(checkpoints_remove)

@@ -52,8 +52,9 @@ def _command(argv: list[str]) -> str | None:
 
 
 def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
-    # Nothing is in flight yet: a daemon stops cleanly (0), a one-shot job did not run (1).
-    sys.exit(0 if _command(sys.argv[1:]) == "run" else 1)
+    # Nothing is in flight yet: a daemon or worker stops cleanly (0), a one-shot job did not
+    # run (1).
+    sys.exit(0 if _command(sys.argv[1:]) in ("run", "worker") else 1)
 
 
 def _nothing_left_running() -> bool:

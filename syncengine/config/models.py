@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from syncengine.config.base import Model, SourceConfigBase, TargetConfigBase
+from syncengine.config.cluster import ClusterConfig
 from syncengine.config.durations import parse_duration
 from syncengine.config.kinds import RegisteredKinds
 from syncengine.console.config import ConsoleConfig
@@ -201,6 +202,8 @@ class Config(Model):
     )
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     """The operations console (``syncengine ui``, ``run --ui-port``): its access token."""
+    cluster: ClusterConfig | None = None
+    """Cluster mode (``syncengine worker`` / ``apply``, docs/cluster.md); None: embedded."""
 
 
 def _rebuild() -> None:

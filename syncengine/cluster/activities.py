@@ -1,0 +1,111 @@
+"""The activities a worker runs: plan a backfill, copy one chunk.
+
+A worker is stateless: it holds its config (read from its own CONFIG file, secrets from its
+environment) and, per pipeline, one opened :class:`~.chunkcopy.ChunkCopier` shared by the chunk
+activities it runs at once. Every fact that must survive the worker (which chunk is done) is in
+the target database, committed with the rows.
+
+A chunk activity heartbeats every third of its heartbeat timeout while it copies; when the
+worker dies or stalls, Temporal gives the chunk to another worker after that timeout. Errors
+that no retry can fix (:class:`~syncengine.errors.FatalError`: bad config, refused rows) end the
+workflow with their message; everything else is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from syncengine.cluster.chunkcopy import ChunkCopier
+from syncengine.cluster.tasks import ChunkResult, ChunkTask
+from syncengine.config.models import Config
+from syncengine.errors import FatalError, SyncEngineError
+from syncengine.plugins import unknown_name_message
+from syncengine.state import StateStore
+
+log = logging.getLogger("syncengine.cluster")
+
+T = TypeVar("T")
+
+
+class BackfillActivities:
+    def __init__(self, config: Config, state: StateStore) -> None:
+        self.config = config
+        self.state = state
+        self._copiers: dict[str, ChunkCopier] = {}
+        self._opening = asyncio.Lock()
+
+    @activity.defn(name="syncengine-plan-backfill")
+    async def plan_backfill(self, pipeline: str) -> list[ChunkTask]:
+        tasks = await _reported(self._plan(pipeline))
+        log.info("%s: backfill planned, %d chunk(s)", pipeline, len(tasks))
+        return tasks
+
+    @activity.defn(name="syncengine-copy-chunk")
+    async def copy_chunk(self, task: ChunkTask) -> ChunkResult:
+        info = activity.info()
+        every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
+        result = await _reported(_beating(self._copy(task), every))
+        how = "already committed" if result.skipped else f"{result.rows} row(s)"
+        log.info(
+            "%s: chunk %d of %s: %s (attempt %d)",
+            task.pipeline, task.chunk, task.table, how, info.attempt,
+        )  # fmt: skip
+        return result
+
+    async def close(self) -> None:
+        copiers, self._copiers = self._copiers, {}
+        for copier in copiers.values():
+            await copier.close()
+
+    async def _plan(self, pipeline: str) -> list[ChunkTask]:
+        return await (await self._copier(pipeline)).plan()
+
+    async def _copy(self, task: ChunkTask) -> ChunkResult:
+        return await (await self._copier(task.pipeline)).copy(task)
+
+    async def _copier(self, pipeline: str) -> ChunkCopier:
+        async with self._opening:
+            copier = self._copiers.get(pipeline)
+            if copier is None:
+                config = self.config.pipelines.get(pipeline)
+                if config is None:
+                    known = list(self.config.pipelines)
+                    raise FatalError(
+                        "this worker's config has no "
+                        + unknown_name_message(pipeline, "pipeline", known),
+                        hint="every worker needs the config apply was given",
+                    )
+                copier = await ChunkCopier.open(pipeline, config, self.state)
+                self._copiers[pipeline] = copier
+            return copier
+
+
+async def _beating(work: Awaitable[T], every: float) -> T:
+    """``work``'s result, heartbeating every ``every`` seconds until it is there."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        task.cancel()
+
+
+async def _reported(work: Awaitable[T]) -> T:
+    """``work``'s result; a :class:`FatalError` becomes a non-retryable activity failure
+    (type ``FatalError``, the workflow's retry policy stops there), any other
+    :class:`SyncEngineError` a retryable one with its message."""
+    try:
+        return await work
+    except FatalError as exc:
+        raise ApplicationError(str(exc), type="FatalError", non_retryable=True) from None
+    except SyncEngineError as exc:
+        raise ApplicationError(str(exc), type=type(exc).__name__) from None

@@ -1,0 +1,169 @@
+"""Talking to the Temporal service: connect, run a worker, start (apply) workflows.
+
+``apply`` is idempotent because workflow IDs are deterministic (:func:`~.tasks.workflow_id`):
+a backfill workflow already running for a pipeline is left alone, one that completed is not
+started again, and only one that failed, was cancelled or terminated is started anew (its
+chunks whose done-mark is committed with the same bounds are not copied again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from syncengine.cluster import ClusterUnavailable
+from syncengine.cluster.activities import BackfillActivities
+from syncengine.cluster.tasks import BackfillRequest, BackfillResult, workflow_id
+from syncengine.cluster.workflows import BackfillWorkflow
+from syncengine.config.cluster import ClusterConfig
+from syncengine.config.models import Config
+from syncengine.errors import FatalError
+from syncengine.runtime.retry import Backoff
+from syncengine.state import StateStore
+
+log = logging.getLogger("syncengine.cluster")
+
+
+def identity() -> str:
+    """How this process appears in Temporal (workflow histories, pending activities)."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+#: how long ``apply`` keeps trying to reach Temporal before it exits 3
+APPLY_PATIENCE = 30.0
+
+
+async def connect(
+    cluster: ClusterConfig, patience: float = APPLY_PATIENCE, stop: asyncio.Event | None = None
+) -> Client | None:
+    """A client, trying again with jittered backoff for ``patience`` seconds (a service that
+    is starting or busy answers late); None when ``stop`` was set meanwhile."""
+    backoff = Backoff(initial=0.5, maximum=10.0)
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await Client.connect(
+                cluster.address, namespace=cluster.namespace, identity=identity()
+            )
+        except (RuntimeError, RPCError) as exc:
+            delay = backoff.next_delay()
+            if time.monotonic() + delay > deadline:
+                raise ClusterUnavailable(
+                    f"cannot reach Temporal at {cluster.address} (namespace "
+                    f"{cluster.namespace}): {exc}",
+                    hint="check cluster.address and that the Temporal service runs",
+                ) from None
+            log.warning("cannot reach Temporal at %s yet (%s); retrying", cluster.address, exc)
+        if stop is None:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return None
+
+
+async def run_worker(
+    config: Config, cluster: ClusterConfig, state: StateStore, concurrency: int, stop: asyncio.Event
+) -> None:
+    """Poll the task queue until ``stop`` is set, then finish the activities in hand. A
+    worker waits for Temporal as long as it takes (it is started before or beside it)."""
+    client = await connect(cluster, math.inf, stop)
+    if client is None:
+        return
+    activities = BackfillActivities(config, state)
+    worker = Worker(
+        client,
+        task_queue=cluster.task_queue,
+        workflows=[BackfillWorkflow],
+        activities=[activities.plan_backfill, activities.copy_chunk],
+        max_concurrent_activities=concurrency,
+        # on SIGTERM, chunks in hand get one heartbeat timeout to commit; after that they are
+        # cancelled (rolled back) and Temporal gives them to another worker
+        graceful_shutdown_timeout=timedelta(seconds=cluster.heartbeat),
+    )
+    log.info(
+        "worker %s polling %s on %s (%d chunk(s) at once)",
+        identity(), cluster.task_queue, cluster.address, concurrency,
+    )  # fmt: skip
+    running = asyncio.ensure_future(worker.run())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        # a worker that fails for good (its polls refused) ends the command with its error
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            await worker.shutdown()
+        await running
+    finally:
+        stopping.cancel()
+        await activities.close()
+
+
+async def _connected(cluster: ClusterConfig) -> Client:
+    client = await connect(cluster)
+    assert client is not None  # no stop event: a client or an error
+    return client
+
+
+@dataclass(frozen=True)
+class Applied:
+    pipeline: str
+    workflow_id: str
+    #: started, running (left alone) or completed (not started again)
+    outcome: str
+
+
+async def apply(config: Config, cluster: ClusterConfig, names: list[str]) -> list[Applied]:
+    """Start each pipeline's backfill workflow unless it runs or has completed."""
+    client = await _connected(cluster)
+    done: list[Applied] = []
+    for name in names:
+        wid = workflow_id("backfill", name)
+        request = BackfillRequest(name, heartbeat=cluster.heartbeat)
+        try:
+            await client.start_workflow(
+                BackfillWorkflow.run,
+                request,
+                id=wid,
+                task_queue=cluster.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+            outcome = "started"
+        except WorkflowAlreadyStartedError:
+            described = await client.get_workflow_handle(wid).describe()
+            running = described.status == WorkflowExecutionStatus.RUNNING
+            outcome = "running" if running else "completed"
+        done.append(Applied(name, wid, outcome))
+    return done
+
+
+async def wait(cluster: ClusterConfig, names: list[str]) -> list[BackfillResult]:
+    """The results of the pipelines' backfill workflows, waiting for them to end."""
+    client = await _connected(cluster)
+    results = []
+    for name in names:
+        wid = workflow_id("backfill", name)
+        handle = client.get_workflow_handle(wid, result_type=BackfillResult)
+        try:
+            results.append(await handle.result())
+        except WorkflowFailureError as exc:
+            cause: BaseException = exc.cause
+            while isinstance(cause, FailureError) and cause.cause is not None:
+                cause = cause.cause  # the activity's own error, not its wrappers
+            message = cause.message if isinstance(cause, FailureError) else str(cause)
+            raise FatalError(f"{name}: cluster backfill failed: {message}") from None
+    return results

@@ -1,0 +1,59 @@
+"""What passes through Temporal: chunk descriptors and counts, never rows.
+
+These dataclasses are a workflow's inputs and results and its activities' arguments, so they
+are all Temporal's history ever holds of a backfill: a table name, a chunk number and the
+chunk's key bounds (JSON text, as the state store keeps them), and row counts. The workflow
+sandbox imports this module, so it imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    """A backfill workflow's input: the pipeline (as every worker's config names it)."""
+
+    pipeline: str
+    #: chunks whose activities run at once across all workers (each worker also limits its own)
+    in_flight: int = 64
+    #: a chunk activity silent for this many seconds moves to another worker
+    heartbeat: float = 30.0
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One chunk of one table of one pipeline: enough for any worker to copy it."""
+
+    pipeline: str
+    table: str
+    chunk: int
+    lower: str | None
+    upper: str | None
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What a chunk activity did: ``rows`` copied, or ``skipped`` (the target already held
+    its done-mark, committed by an earlier attempt, maybe on another worker)."""
+
+    table: str
+    chunk: int
+    rows: int
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    pipeline: str
+    chunks: int
+    rows: int
+    #: ``table:chunk`` of chunks whose done-mark an earlier attempt committed (copied once)
+    skipped: list[str] = field(default_factory=list)
+
+
+def workflow_id(kind: str, pipeline: str) -> str:
+    """The deterministic ID of a pipeline's workflow of ``kind``: ``apply`` run twice (or on
+    two machines) finds the same workflow instead of starting a second one."""
+    return f"syncengine-{kind}-{pipeline}"
