@@ -11,7 +11,7 @@ sibling took that echo as "both sides hold this" and, seeing the preferred side'
 from it, kept it as a preferred-side edit; a later delete on the other side was then refused
 at the preferred side, and since the row kept there was the sibling's own write (an echo to
 this direction), nothing ever carried it back: the two sides ended a row apart
-(docs/benchmarks-findings.md, F39-twoway2, has the trace).
+(docs/benchmarks-findings.md has the trace, in the two-way kill section).
 
 With the present rows instead, the last thing this direction does for a key after the last
 write to it on the preferred side (a person's, or the sibling's, which arrives as an echo)
@@ -156,8 +156,8 @@ async def versioned_echoes(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -
     Why: an echo's ``_ts`` is its apply transaction's commit time, the latest source time of
     the sibling's whole group; a row that group carried from earlier was judged as that newer
     time, won against a later write on this side and was written back as a "correction", and
-    the sides ended a row apart (docs/benchmarks-findings.md, F39-twoway2). Present rows, not
-    the stream's images: the recorded version is the sibling's *last* write to the key."""
+    the sides ended a row apart (docs/benchmarks-findings.md, the two-way kill section).
+    Present rows, not the stream's images: the recorded version is the sibling's *last* write to the key."""
     out = []
     for batch in batches:
         if batch.meta.get(ECHO) and _restatable(batch):

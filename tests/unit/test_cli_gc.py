@@ -1,7 +1,7 @@
 """A one-shot job runs with what start-up loaded frozen out of the collector, and gives the
 collector back as it was; the entry point freezes the heap at exit, so the interpreter's last
 collections do not walk pyarrow's, Polars' and the drivers' objects (docs/benchmarks-findings.md,
-F39-mongobf)."""
+F41)."""
 
 from __future__ import annotations
 
