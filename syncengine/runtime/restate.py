@@ -157,7 +157,8 @@ async def versioned_echoes(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -
     the sibling's whole group; a row that group carried from earlier was judged as that newer
     time, won against a later write on this side and was written back as a "correction", and
     the sides ended a row apart (docs/benchmarks-findings.md, the two-way kill section).
-    Present rows, not the stream's images: the recorded version is the sibling's *last* write to the key."""
+    Present rows, not the stream's images: the recorded version is the sibling's *last* write
+    to the key."""
     out = []
     for batch in batches:
         if batch.meta.get(ECHO) and _restatable(batch):
