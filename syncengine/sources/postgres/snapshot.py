@@ -44,7 +44,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
@@ -569,12 +569,16 @@ def _emptied(
     return [truncate_batch(shapes[t], position, meta) for t in sorted(tables) if not shapes[t].key]
 
 
-async def scan(source: SourceContext, table: str) -> AsyncIterator[ChangeBatch]:
-    """The table as it is now, as ``r`` batches, with no slot and no chunk bookkeeping."""
+async def scan(
+    source: SourceContext, table: str, columns: Sequence[str] | None = None
+) -> AsyncIterator[ChangeBatch]:
+    """The table as it is now, as ``r`` batches, with no slot and no chunk bookkeeping; only
+    ``columns`` and the key when given (a table sweep reads the key alone). The CSV is parsed
+    and converted in a thread: a daemon's stream goes on while a million rows are read."""
     conn = await source.connect()
     try:
         keys = await admin.table_keys(conn, [table])
-        shape = await table_shape(conn, table, keys.get(table, ()))
+        shape = _narrowed(await table_shape(conn, table, keys.get(table, ())), columns)
         position = lsn_to_pos(await admin.current_lsn(conn))
         chunk = Chunk(table, 0, None, None)
         data = await read_copy(conn, chunk_query(shape, chunk, None))
@@ -582,7 +586,17 @@ async def scan(source: SourceContext, table: str) -> AsyncIterator[ChangeBatch]:
         raise map_error(exc, f"scanning {table}") from exc
     finally:
         await conn.close()
-    text = csv_to_text_columns(data, shape.columns)
+    text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns)
+    del data
     step = source.batch.max_rows
     for offset in range(0, max(text.num_rows, 1), step):
-        yield read_batch(shape, text.slice(offset, step), position, {})
+        yield await asyncio.to_thread(read_batch, shape, text.slice(offset, step), position, {})
+
+
+def _narrowed(shape: TableShape, columns: Sequence[str] | None) -> TableShape:
+    """``shape`` with only ``columns`` and the key, in table order (all when None)."""
+    if columns is None:
+        return shape
+    wanted = set(columns) | set(shape.key)
+    kept = [(c, t) for c, t in zip(shape.columns, shape.types, strict=True) if c in wanted]
+    return replace(shape, columns=tuple(c for c, _ in kept), types=tuple(t for _, t in kept))
