@@ -370,7 +370,8 @@ class Snapshotter:
         for offset in range(0, max(text.num_rows, 1), step):
             piece = text.slice(offset, step)
             at = position if isinstance(position, str) else position.slice(offset, step)
-            yield read_batch(shape, piece, at, meta)
+            # converted in a thread: the stream applies groups meanwhile (a live snapshot)
+            yield await asyncio.to_thread(read_batch, shape, piece, at, meta)
         if done:
             finished = replace(chunk, status="done", rows=text.num_rows)
             self.state.put_chunks(self.pipeline, [finished])
@@ -494,15 +495,19 @@ class Snapshotter:
         ) -> tuple[pa.Table, ReadSnapshot | None]:
             shape = shapes[chunk.table]
             query = chunk_query(shape, chunk, wheres.get(chunk.table))
+            # parsed in a thread: a chunk's CSV parsed on the event loop held a daemon's
+            # stream groups back while it added a table (pg_add_table)
             if reader is None:
-                return csv_to_text_columns(await read_copy(conn, query), shape.columns), None
+                data = await read_copy(conn, query)
+                return await asyncio.to_thread(csv_to_text_columns, data, shape.columns), None
             # One snapshot for the rows and the record of what they contain.
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             row = await (await conn.execute("SELECT pg_current_snapshot()::text")).fetchone()
             assert row is not None
             data = await read_copy(conn, query)
             await conn.execute("COMMIT")
-            return csv_to_text_columns(data, shape.columns), ReadSnapshot.parse(row[0])
+            text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns)
+            return text, ReadSnapshot.parse(row[0])
 
         try:
             if source.config.mode == "cdc":
