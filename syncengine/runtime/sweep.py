@@ -92,7 +92,10 @@ async def _source_keys(
     compiled: CompiledMapping | None = None if reading is None else reading.compiled
     schema = None if compiled is None else compiled.target_schema
     keys: list[pa.Table] = []
-    async for batch in pipeline.source.scan(table, None if reading is None else reading.columns):
+    # (a source is asked for some columns only when it told the schema: Source.scan)
+    source = pipeline.source
+    scan = source.scan(table) if reading is None else source.scan(table, reading.columns)
+    async for batch in scan:
         if reading is not None:
             keys.append(await asyncio.to_thread(reading.keys, batch))
             continue
