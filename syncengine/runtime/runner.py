@@ -180,7 +180,7 @@ async def stream(
             waited = time.perf_counter()
             finished = await _next(getter, stopper, pipeline, sidecar.waiting())
             pipeline.phases.add("read", time.perf_counter() - waited)
-            if sidecar.ready(finished) and not stop.is_set():
+            if sidecar.ready(finished, getter in finished) and not stop.is_set():
                 with stoppable(stop):
                     applied += await sidecar.apply()
                 if not getter.done():  # (it may have taken a batch while the side one applied)
@@ -211,6 +211,7 @@ async def stream(
                 await pausing.control(pipeline)  # pause / resume requests, between groups
                 with stoppable(stop):  # a group being bisected gives up on stop
                     applied += await _apply_group(pipeline, group)
+            sidecar.stream_turn()  # (even without a whole group: the side's turn comes next)
             if stop.is_set():
                 break
         failure = reader.exception() if reader.done() else None
@@ -284,6 +285,8 @@ class _SideBatches:
         self.side = side
         self.next: asyncio.Future[ChangeBatch | SideStep] | None = None
         self.slice_rows = SIDE_SLICE_ROWS[0]
+        #: the stream took its turn since the last side item
+        self.group_went = False
         self._ask()
 
     def _ask(self) -> None:
@@ -293,11 +296,20 @@ class _SideBatches:
     def waiting(self) -> list[asyncio.Future[ChangeBatch | SideStep]]:
         return [self.next] if self.next is not None else []
 
-    def ready(self, finished: set[asyncio.Future[Any]]) -> bool:
-        return self.next is not None and self.next in finished
+    def ready(self, finished: set[asyncio.Future[Any]], group_ready: bool = False) -> bool:
+        """The side item is there and it is its turn: a stream group that is ready goes
+        first, unless one went since the last side item (they alternate, so neither starves).
+        A group that arrives during a slice waits for that slice alone."""
+        if self.next is None or self.next not in finished:
+            return False
+        return self.group_went or not group_ready
+
+    def stream_turn(self) -> None:
+        self.group_went = True
 
     async def apply(self) -> int:
         assert self.next is not None
+        self.group_went = False
         try:
             batch = self.next.result()  # a failure of the side snapshot stops the stream too
         except StopAsyncIteration:

@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.changes import OP_DELETE, REPLAYED, ChangeBatch, is_data_column
+from syncengine.runtime.keyread import key_reading, text_keys
 from syncengine.runtime.pipeline import union_schema
 from syncengine.targets.base import TableSpec
 
 if TYPE_CHECKING:
     from syncengine.config.models import MappingConfig
+    from syncengine.mappings.plan import CompiledMapping
     from syncengine.runtime.pipeline import Pipeline
 
 log = logging.getLogger("syncengine.sweep")
@@ -60,22 +62,13 @@ async def find_deleted(pipeline: Pipeline, table: str) -> Found:
         return []
     found: Found = []
     for index, mapping in pipeline.mappings_for(table):
-        compiled: Any = None
-        schema: pa.Schema | None = None
-        keys: list[pa.Table] = []
-        async for batch in pipeline.source.scan(table):
-            compiled = pipeline.compile(index, mapping, batch)
-            # mapping and joins in a thread (Polars and Arrow let go of the GIL): the daemon's
-            # applier keeps applying stream groups meanwhile
-            keys.append(await asyncio.to_thread(_mapped_keys, compiled, batch))
-            target_schema = compiled.target_schema
-            schema = target_schema if schema is None else union_schema(schema, target_schema)
-        if compiled is None or schema is None or not compiled.key:
+        spec, present = await _source_keys(pipeline, table, index, mapping)
+        if spec is None:
             continue
-        spec = TableSpec(mapping.target_name, tuple(compiled.key), schema)
-        present = pa.concat_tables(keys) if keys else None
         # the target's key columns only: its whole rows took seconds to read into Arrow
-        key_spec = TableSpec(spec.name, spec.key, pa.schema([schema.field(k) for k in spec.key]))
+        key_spec = TableSpec(
+            spec.name, spec.key, pa.schema([spec.schema.field(k) for k in spec.key])
+        )
         async for part in pipeline.target.scan(key_spec):
             if not part.num_rows:
                 continue
@@ -83,6 +76,37 @@ async def find_deleted(pipeline: Pipeline, table: str) -> Found:
             if gone.num_rows:
                 found.append((mapping, spec, _deletes(spec, gone, position)))
     return found
+
+
+async def _source_keys(
+    pipeline: Pipeline, table: str, index: int, mapping: MappingConfig
+) -> tuple[TableSpec | None, pa.Table | None]:
+    """The target table ``mapping`` writes (its schema as the source's rows map to now) and
+    the target keys of the source rows the mapping keeps, as text.
+
+    Only the columns the key and the filter read are read (:func:`.keyread.key_reading`):
+    the sweep of a million-row table read every column again, and parsed it on the event
+    loop. Mapping and casting run in a thread (Polars and Arrow let go of the GIL), so the
+    daemon's applier keeps applying stream groups meanwhile."""
+    reading = await key_reading(pipeline, table, index, mapping)
+    compiled: CompiledMapping | None = None if reading is None else reading.compiled
+    schema = None if compiled is None else compiled.target_schema
+    keys: list[pa.Table] = []
+    # (a source is asked for some columns only when it told the schema: Source.scan)
+    source = pipeline.source
+    scan = source.scan(table) if reading is None else source.scan(table, reading.columns)
+    async for batch in scan:
+        if reading is not None:
+            keys.append(await asyncio.to_thread(reading.keys, batch))
+            continue
+        compiled = pipeline.compile(index, mapping, batch)
+        keys.append(await asyncio.to_thread(_mapped_keys, compiled, batch))
+        target_schema = compiled.target_schema
+        schema = target_schema if schema is None else union_schema(schema, target_schema)
+    if compiled is None or schema is None or not compiled.key:
+        return None, None
+    present = pa.concat_tables(keys) if keys else None
+    return TableSpec(mapping.target_name, tuple(compiled.key), schema), present
 
 
 async def apply_deletes(pipeline: Pipeline, table: str, found: Found) -> int:
@@ -98,18 +122,14 @@ async def apply_deletes(pipeline: Pipeline, table: str, found: Found) -> int:
     return deleted
 
 
-def _mapped_keys(compiled: Any, batch: ChangeBatch) -> pa.Table:
-    return _text_keys(compiled.apply(batch).batch.data, compiled.key)
-
-
-def _text_keys(data: pa.Table, key: list[str] | tuple[str, ...]) -> pa.Table:
-    return pa.table({k: pc.cast(data.column(k), pa.string()) for k in key})
+def _mapped_keys(compiled: CompiledMapping, batch: ChangeBatch) -> pa.Table:
+    return text_keys(compiled.apply(batch).batch.data, compiled.key)
 
 
 def _absent(part: pa.Table, spec: TableSpec, present: pa.Table | None) -> pa.Table:
     """The rows of ``part`` (target rows) whose key is not in ``present``."""
     key = list(spec.key)
-    rows = _text_keys(part, key).append_column("__row", pa.array(range(part.num_rows)))
+    rows = text_keys(part, key).append_column("__row", pa.array(range(part.num_rows)))
     if present is None or not present.num_rows:
         return part.select(key)
     missing = rows.join(present, keys=key, join_type="left anti")

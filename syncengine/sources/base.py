@@ -100,8 +100,10 @@ class ChangeSource(Protocol):
 
     async def lag(self, acknowledged: str | None) -> SourceLag: ...
 
-    def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
+    def scan(self, table: str, columns: Sequence[str] | None = None) -> AsyncIterator[ChangeBatch]:
         """The table's current rows as ``r`` batches, with no side effects (no slot, no chunk
         progress): what ``verify`` compares the target with. Same Arrow types as ``stream``;
-        at least one batch, empty when the table is."""
+        at least one batch, empty when the table is. ``columns``: only these and the key are
+        needed (a table sweep reads keys alone); a source that cannot narrow its read returns
+        more."""
         ...

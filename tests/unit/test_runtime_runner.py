@@ -199,3 +199,24 @@ def test_side_batches_interleave_and_no_stream_batch_is_lost():
     assert all(b > a for a, b in zip(asked, asked[1:], strict=False))
     first_side = pipeline.applied.index("s0000000")
     assert first_side < len(pipeline.applied) - 1  # interleaved, not all at the end
+
+
+def test_a_ready_stream_group_goes_before_a_ready_side_batch_and_they_alternate():
+    """A stream group that is ready when a side batch is goes first (it would otherwise wait a
+    whole slice); after it the side batch goes, so neither starves while both stay ready."""
+    source = Source(30)  # every stream batch is ready at once
+    pipeline = Pipeline(source, delay=0.002)
+
+    async def side():
+        for i in range(10):
+            yield ChangeBatch.build(
+                "t", pa.table({"id": [i]}), ops=["r"], positions=[f"s{i:07d}"], key=["id"]
+            )
+
+    asyncio.run(runner.stream(pipeline, None, side=side()))
+    kinds = "".join("s" if p.startswith("s") else "g" for p in pipeline.applied)
+    assert kinds.count("s") == 10 and kinds.count("g") == 30
+    first_side = kinds.index("s")
+    assert first_side >= 1  # the ready group went first
+    # from the first side batch on, never two side batches in a row while groups are left
+    assert "ss" not in kinds[: kinds.rindex("g")]

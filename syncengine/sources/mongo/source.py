@@ -518,8 +518,11 @@ class MongoSource:
         time now, noted before the sweep reads."""
         return await self.current_position()
 
-    async def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
+    async def scan(
+        self, table: str, columns: Sequence[str] | None = None
+    ) -> AsyncIterator[ChangeBatch]:
         """The collection's documents as ``r`` batches, no chunk progress (for ``verify``).
+        Whole documents whatever ``columns`` says (they are decoded in a thread already).
 
         Always yields at least one batch (an empty one for an empty collection)."""
         (name,) = self._collections([table])

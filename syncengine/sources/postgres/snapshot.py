@@ -44,7 +44,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
@@ -370,7 +370,8 @@ class Snapshotter:
         for offset in range(0, max(text.num_rows, 1), step):
             piece = text.slice(offset, step)
             at = position if isinstance(position, str) else position.slice(offset, step)
-            yield read_batch(shape, piece, at, meta)
+            # converted in a thread: the stream applies groups meanwhile (a live snapshot)
+            yield await asyncio.to_thread(read_batch, shape, piece, at, meta)
         if done:
             finished = replace(chunk, status="done", rows=text.num_rows)
             self.state.put_chunks(self.pipeline, [finished])
@@ -494,15 +495,19 @@ class Snapshotter:
         ) -> tuple[pa.Table, ReadSnapshot | None]:
             shape = shapes[chunk.table]
             query = chunk_query(shape, chunk, wheres.get(chunk.table))
+            # parsed in a thread: a chunk's CSV parsed on the event loop held a daemon's
+            # stream groups back while it added a table (pg_add_table)
             if reader is None:
-                return csv_to_text_columns(await read_copy(conn, query), shape.columns), None
+                data = await read_copy(conn, query)
+                return await asyncio.to_thread(csv_to_text_columns, data, shape.columns), None
             # One snapshot for the rows and the record of what they contain.
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             row = await (await conn.execute("SELECT pg_current_snapshot()::text")).fetchone()
             assert row is not None
             data = await read_copy(conn, query)
             await conn.execute("COMMIT")
-            return csv_to_text_columns(data, shape.columns), ReadSnapshot.parse(row[0])
+            text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns)
+            return text, ReadSnapshot.parse(row[0])
 
         try:
             if source.config.mode == "cdc":
@@ -569,12 +574,16 @@ def _emptied(
     return [truncate_batch(shapes[t], position, meta) for t in sorted(tables) if not shapes[t].key]
 
 
-async def scan(source: SourceContext, table: str) -> AsyncIterator[ChangeBatch]:
-    """The table as it is now, as ``r`` batches, with no slot and no chunk bookkeeping."""
+async def scan(
+    source: SourceContext, table: str, columns: Sequence[str] | None = None
+) -> AsyncIterator[ChangeBatch]:
+    """The table as it is now, as ``r`` batches, with no slot and no chunk bookkeeping; only
+    ``columns`` and the key when given (a table sweep reads the key alone). The CSV is parsed
+    and converted in a thread: a daemon's stream goes on while a million rows are read."""
     conn = await source.connect()
     try:
         keys = await admin.table_keys(conn, [table])
-        shape = await table_shape(conn, table, keys.get(table, ()))
+        shape = _narrowed(await table_shape(conn, table, keys.get(table, ())), columns)
         position = lsn_to_pos(await admin.current_lsn(conn))
         chunk = Chunk(table, 0, None, None)
         data = await read_copy(conn, chunk_query(shape, chunk, None))
@@ -582,7 +591,17 @@ async def scan(source: SourceContext, table: str) -> AsyncIterator[ChangeBatch]:
         raise map_error(exc, f"scanning {table}") from exc
     finally:
         await conn.close()
-    text = csv_to_text_columns(data, shape.columns)
+    text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns)
+    del data
     step = source.batch.max_rows
     for offset in range(0, max(text.num_rows, 1), step):
-        yield read_batch(shape, text.slice(offset, step), position, {})
+        yield await asyncio.to_thread(read_batch, shape, text.slice(offset, step), position, {})
+
+
+def _narrowed(shape: TableShape, columns: Sequence[str] | None) -> TableShape:
+    """``shape`` with only ``columns`` and the key, in table order (all when None)."""
+    if columns is None:
+        return shape
+    wanted = set(columns) | set(shape.key)
+    kept = [(c, t) for c, t in zip(shape.columns, shape.types, strict=True) if c in wanted]
+    return replace(shape, columns=tuple(c for c, _ in kept), types=tuple(t for _, t in kept))

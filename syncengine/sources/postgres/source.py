@@ -358,8 +358,8 @@ class PostgresSource:
     async def snapshot_position(self) -> str | None:
         return stored_position(self)
 
-    def scan(self, table: str) -> AsyncIterator[ChangeBatch]:
-        return scan_table(self, canonical(table))
+    def scan(self, table: str, columns: Sequence[str] | None = None) -> AsyncIterator[ChangeBatch]:
+        return scan_table(self, canonical(table), columns)
 
     def table_snapshot(
         self,

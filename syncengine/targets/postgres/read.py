@@ -33,7 +33,7 @@ def _select_item(field: pa.Field, pg_type: str) -> sql.Composable:
         if pg_type == "inet":  # its cast to text adds /32 or /128; abbrev is its output form
             return sql.SQL("abbrev({})").format(ident)
         return sql.SQL("{}::text").format(ident)  # uuid, json, enums, text[] … as their text
-    if _is_date_or_timestamp(t):
+    if is_date_or_timestamp(t):
         return sql.SQL("{}::text").format(ident)  # infinity and BC have no Python datetime
     if pa.types.is_floating(t) and pg_type not in ("real", "double precision"):
         return sql.SQL("{}::double precision").format(ident)
@@ -129,7 +129,7 @@ def key_params(keys: pa.Table, key: tuple[str, ...]) -> list[list[str | None]]:
 
 def as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Values as Postgres input text (Arrow's cast; infinity and BC dates need their own)."""
-    if _is_date_or_timestamp(values.type) and not pg_temporal.is_ordinary(values):
+    if is_date_or_timestamp(values.type) and not pg_temporal.is_ordinary(values):
         return pg_temporal.to_text(values)
     return values.cast(pa.string())
 
@@ -154,7 +154,7 @@ def rows_to_table(
         carrier = pg_carried.held_natively(f, target_columns[f.name])
         if carrier is not None:
             f, values = pg_carried.restore(pa.array(list(c), pa.string()), f, carrier)
-        elif _is_date_or_timestamp(f.type):
+        elif is_date_or_timestamp(f.type):
             text = pa.array(list(c), pa.string())
             values = pg_temporal.from_text(text, f.type, strict=False)
         else:
@@ -164,7 +164,7 @@ def rows_to_table(
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, schema.metadata))
 
 
-def _is_date_or_timestamp(t: pa.DataType) -> bool:
+def is_date_or_timestamp(t: pa.DataType) -> bool:
     """Read as text (:func:`_select_item`) and parsed by :mod:`~syncengine.codecs.pg_temporal`."""
     return bool(pa.types.is_date32(t) or (pa.types.is_timestamp(t) and t.unit == "us"))
 
@@ -175,15 +175,27 @@ async def scan(
     """Every row, in key order (a keyless table: any order), through a server-side cursor on a
     connection of its own."""
     fields = [f for f in spec.schema if f.name in target_columns]
+    async with await scan_connection(dsn) as conn:
+        async with conn.cursor(name="syncengine_scan") as cur:
+            await cur.execute(scan_query(schema, spec, fields, target_columns))
+            while rows := await cur.fetchmany(chunk):
+                yield rows_to_table(rows, pa.schema(fields), target_columns)
+
+
+def scan_query(
+    schema: str, spec: TableSpec, fields: list[pa.Field], target_columns: dict[str, str]
+) -> sql.Composed:
+    """``SELECT`` of ``fields`` (read as :func:`_select_item` says), in key order."""
     order = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in spec.key)
-    query = sql.SQL("SELECT {} FROM {} AS t{}").format(
+    return sql.SQL("SELECT {} FROM {} AS t{}").format(
         select_list(fields, target_columns),
         sql.Identifier(schema, spec.name),
         sql.SQL(" ORDER BY {}").format(order) if spec.key else sql.SQL(""),
     )
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        await conn.execute("SET TimeZone = 'UTC'")
-        async with conn.cursor(name="syncengine_scan") as cur:
-            await cur.execute(query)
-            while rows := await cur.fetchmany(chunk):
-                yield rows_to_table(rows, pa.schema(fields), target_columns)
+
+
+async def scan_connection(dsn: str) -> psycopg.AsyncConnection:
+    """A connection of a scan's own, times in UTC (they are read as text)."""
+    conn = await psycopg.AsyncConnection.connect(dsn)
+    await conn.execute("SET TimeZone = 'UTC'")
+    return conn

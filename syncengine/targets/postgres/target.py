@@ -346,12 +346,17 @@ class PostgresTarget:
             raise translate(exc, f"reading versions of {table}") from None
 
     async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
-        """Every row in key order (for ``verify``), streamed in chunks."""
+        """Every row in key order (for ``verify`` and a table sweep), streamed in chunks;
+        through COPY, parsed off the event loop, when every column's type allows it."""
+        from syncengine.targets.postgres.copyscan import scan_copy, vectorized
+
         columns = await self._known(spec)
         schema, table = self._split(spec.name)
         local = TableSpec(table, spec.key, spec.schema)
+        fields = [f for f in spec.schema if f.name in columns]
+        read = scan_copy if vectorized(fields, columns) else scan
         try:
-            async for chunk in scan(
+            async for chunk in read(
                 self.config.dsn.get_secret_value(), schema, local, columns, 50_000
             ):
                 yield chunk

@@ -235,3 +235,28 @@ def test_scan_reads_current_rows_without_side_effects(pg_dsn):
     assert [b.num_rows for b in batches] == [10, 10, 5] and slots == 0
     assert str(batches[0].data.schema.field("n").type) == "decimal128(5, 1)"
     assert len(empty) == 1 and empty[0].num_rows == 0
+
+
+def test_scan_of_some_columns_reads_them_and_the_key(pg_dsn):
+    execute(
+        pg_dsn,
+        "CREATE TABLE sn (b text, a int, pad text, c int, PRIMARY KEY (a, c))",
+        "INSERT INTO sn SELECT 'x' || g, g, repeat('p', 100), -g FROM generate_series(1, 25) g",
+    )
+
+    async def scenario():
+        source = make_source(pg_dsn, ["sn"], max_rows=10)
+        narrow = [b async for b in source.scan("sn", ["b"])]
+        whole = [b async for b in source.scan("sn")]
+        await source.close()
+        return narrow, whole
+
+    narrow, whole = asyncio.run(scenario())
+    assert [b.num_rows for b in narrow] == [10, 10, 5]
+    assert narrow[0].rows.schema.names == ["b", "a", "c"]  # table order, key added
+    assert whole[0].rows.schema.names == ["b", "a", "pad", "c"]
+    assert narrow[0].key == ("a", "c")
+    got = sorted(
+        r for b in narrow for r in zip(*(b.data.column(c).to_pylist() for c in "bac"), strict=True)
+    )
+    assert got == sorted((f"x{g}", g, -g) for g in range(1, 26))
