@@ -33,6 +33,7 @@ from syncengine.sources.postgres.chunks import TableShape
 from syncengine.state.base import Chunk
 from syncengine.state.targetdb import TargetSnapshotProgress
 from syncengine.targets.faults import fault_point
+from syncengine.targets.postgres import epochs
 from syncengine.targets.postgres.errors import first_line, is_record_error, translate
 from syncengine.targets.postgres.state import PostgresTargetState
 
@@ -79,6 +80,8 @@ class BinaryCopySink:
         #: the chunks' done-marks in the target database, committed with their rows
         self.marks: TargetSnapshotProgress[psycopg.AsyncConnection] = PostgresTargetState(pipeline)
         self._idle: list[psycopg.AsyncConnection] = []
+        #: cluster mode: the fencing epoch each chunk's commit checks (epochs.py)
+        self.epoch: int | None = None
 
     @classmethod
     async def open(
@@ -139,6 +142,8 @@ class BinaryCopySink:
                 rows = await copy_in(conn, statement, source_rows)
                 await self.marks.mark_done(conn, chunk, rows)
                 fault_point("postgres.passthrough_before_commit")
+                if self.epoch is not None:
+                    await epochs.hold(conn, self.pipeline, self.epoch)
             healthy = True
         except psycopg.Error as exc:
             if failed and exc is failed[0]:
