@@ -1,4 +1,4 @@
-"""The activities a worker runs: plan a backfill, copy one chunk.
+"""The activities a worker runs: plan a backfill, copy one chunk, run a pipeline's stream.
 
 A worker is stateless: it holds its config (read from its own CONFIG file, secrets from its
 environment) and, per pipeline, one opened :class:`~.chunkcopy.ChunkCopier` shared by the chunk
@@ -9,22 +9,33 @@ A chunk activity heartbeats every third of its heartbeat timeout while it copies
 worker dies or stalls, Temporal gives the chunk to another worker after that timeout. Errors
 that no retry can fix (:class:`~syncengine.errors.FatalError`: bad config, refused rows) end the
 workflow with their message; everything else is retried.
+
+The stream activity runs one :class:`~.streamrun.StreamAttempt` and heartbeats its fencing
+epoch and the changes it applied. It re-reads the worker's config file first, so a worker
+whose file was edited runs the edited pipeline, and runs only the config ``apply`` applied
+(same fingerprint): another one is refused, and the attempt is retried, maybe elsewhere.
+Cancelled (its workflow was updated or stopped, Temporal gave up on it, the worker stops), it
+stops the stream the way SIGTERM stops ``run``: what was read is applied up to its last commit
+boundary, within one heartbeat timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from syncengine.cluster import identity
 from syncengine.cluster.chunkcopy import ChunkCopier
-from syncengine.cluster.tasks import ChunkResult, ChunkTask
-from syncengine.config.models import Config
-from syncengine.errors import FatalError, SyncEngineError
+from syncengine.cluster.streamrun import StreamAttempt, fingerprint
+from syncengine.cluster.tasks import ChunkResult, ChunkTask, StreamRequest, StreamResult
+from syncengine.config.models import Config, PipelineConfig
+from syncengine.errors import FatalError, Fenced, RetriableError, SyncEngineError
 from syncengine.plugins import unknown_name_message
 from syncengine.state import StateStore
 
@@ -86,6 +97,54 @@ class BackfillActivities:
             return copier
 
 
+class StreamActivities:
+    def __init__(self, load: Callable[[], Config], state: StateStore) -> None:
+        #: reads the worker's config file again (each stream attempt runs the current one)
+        self.load = load
+        self.state = state
+
+    @activity.defn(name="syncengine-stream")
+    async def stream(self, request: StreamRequest) -> StreamResult:
+        info = activity.info()
+        every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
+        config = await _reported(self._config(request))
+        holder = f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
+        attempt = StreamAttempt(request.pipeline, config, self.state, holder)
+        stop = asyncio.Event()
+        work = asyncio.ensure_future(attempt.run(stop, request.slice_seconds))
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=every)
+                activity.heartbeat({"epoch": attempt.epoch, "applied": attempt.applied})
+        except asyncio.CancelledError:
+            stop.set()  # drain as SIGTERM does run, then report the cancellation
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(work), every * 3)
+            log.info("%s: stream stopped (epoch %d)", request.pipeline, attempt.epoch)
+            raise
+        applied = await _reported(work)
+        log.info(
+            "%s: stream slice over, %d change(s) applied (epoch %d)",
+            request.pipeline, applied, attempt.epoch,
+        )  # fmt: skip
+        return StreamResult(request.pipeline, attempt.epoch, applied)
+
+    async def _config(self, request: StreamRequest) -> PipelineConfig:
+        """The pipeline's config from this worker's file, as ``apply`` applied it."""
+        try:
+            config = self.load().pipelines.get(request.pipeline)
+        except FatalError as exc:  # a file being edited: maybe right on the next attempt
+            raise RetriableError(f"this worker cannot read its config: {exc}") from None
+        if config is None or fingerprint(config) != request.fingerprint:
+            differs = "lacks" if config is None else "differs from the applied config in"
+            raise RetriableError(
+                f"this worker's config {differs} pipeline {request.pipeline}; another "
+                "worker will take it",
+                hint="give every worker the config apply was given",
+            )
+        return config
+
+
 async def _beating(work: Awaitable[T], every: float) -> T:
     """``work``'s result, heartbeating every ``every`` seconds until it is there."""
     task = asyncio.ensure_future(work)
@@ -105,6 +164,9 @@ async def _reported(work: Awaitable[T]) -> T:
     :class:`SyncEngineError` a retryable one with its message."""
     try:
         return await work
+    except Fenced as exc:
+        log.warning("%s", exc)
+        raise ApplicationError(str(exc), type="Fenced") from None
     except FatalError as exc:
         raise ApplicationError(str(exc), type="FatalError", non_retryable=True) from None
     except SyncEngineError as exc:
