@@ -35,7 +35,7 @@ from syncengine.cluster.chunkcopy import ChunkCopier
 from syncengine.cluster.streamrun import StreamAttempt, fingerprint
 from syncengine.cluster.tasks import ChunkResult, ChunkTask, StreamRequest, StreamResult
 from syncengine.config.models import Config, PipelineConfig
-from syncengine.errors import FatalError, Fenced, RetriableError, SyncEngineError
+from syncengine.errors import FatalError, RetriableError, SyncEngineError
 from syncengine.plugins import unknown_name_message
 from syncengine.state import StateStore
 
@@ -164,9 +164,6 @@ async def _reported(work: Awaitable[T]) -> T:
     :class:`SyncEngineError` a retryable one with its message."""
     try:
         return await work
-    except Fenced as exc:
-        log.warning("%s", exc)
-        raise ApplicationError(str(exc), type="Fenced") from None
     except FatalError as exc:
         raise ApplicationError(str(exc), type="FatalError", non_retryable=True) from None
     except SyncEngineError as exc:

@@ -67,7 +67,7 @@ async def running_streams(client: Client, cluster: ClusterConfig) -> set[str]:
     """Pipelines whose stream workflow runs on this task queue (the filter's values are
     constants; the task queue, which the config names, is compared here, not quoted into it)."""
     query = "WorkflowType = 'syncengine-stream' AND ExecutionStatus = 'Running'"
-    found = set()
+    found: set[str] = set()
     async for execution in client.list_workflows(query):
         if execution.task_queue == cluster.task_queue and execution.id.startswith(PREFIX):
             found.add(execution.id.removeprefix(PREFIX))

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from syncengine.config.secrets import redact
-from syncengine.errors import Interrupted, UsageError
+from syncengine.errors import Fenced, Interrupted, UsageError
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.runner import ensure_backfilled, stream
 
@@ -102,6 +102,9 @@ class StreamAttempt:
             timer = asyncio.get_running_loop().call_later(slice_seconds, stop.set)
             log.info("%s: streaming from %s (epoch %d)", self.name, start, self.epoch)
             return await stream(pipeline, start, stop=stop)
+        except Fenced as exc:
+            log.warning("%s", exc)
+            raise
         except Interrupted:
             if not stop.is_set():
                 raise
