@@ -20,7 +20,6 @@ import asyncio
 import json
 import random
 import signal
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -41,35 +40,18 @@ TABLE = "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL)"
 QUERY = "SELECT id, n FROM counters ORDER BY id"
 
 
-def config(task_queue: str, pipelines: tuple[str, ...] = ("p",), max_rows: int = 200) -> str:
+def config(task_queue: str, pipelines: tuple[str, ...], max_rows: int = 200) -> str:
+    """Workflow IDs are per pipeline name in the one namespace: each test names its own."""
     body = "".join(
-        textwrap.indent(
-            textwrap.dedent(
-                f"""
-                {name}:
-                  source: {{type: postgres, dsn: "${{SRC_DSN}}", tables: [public.counters]}}
-                  target: {{type: postgres, dsn: "${{TGT_DSN}}"}}
-                  batch: {{max_rows: {max_rows}, max_wait: 100ms}}
-                """
-            ),
-            "  ",
-        )
+        f"""
+  {name}:
+    source: {{type: postgres, dsn: "${{SRC_DSN}}", tables: [public.counters]}}
+    target: {{type: postgres, dsn: "${{TGT_DSN}}"}}
+    batch: {{max_rows: {max_rows}, max_wait: 100ms}}"""
         for name in pipelines
     )
-    return (
-        textwrap.dedent(
-            f"""
-        state: ${{SYNCENGINE_STATE}}
-        cluster:
-          engine: temporal
-          address: ${{TEMPORAL_ADDRESS}}
-          task_queue: {task_queue}
-          heartbeat: 3s
-        pipelines:
-        """
-        )
-        + body
-    )
+    cluster = f"{{engine: temporal, address: '${{TEMPORAL_ADDRESS}}', task_queue: {task_queue}, "
+    return f"state: ${{SYNCENGINE_STATE}}\ncluster: {cluster}heartbeat: 3s}}\npipelines:{body}\n"
 
 
 def start_workers(cli: CLI, tmp_path: Path, n: int) -> list:
@@ -152,8 +134,8 @@ class Watcher:
     and the slot's confirmed position (read first) must never pass the checkpoint the target
     committed (read after it: a checkpoint only moves forward)."""
 
-    def __init__(self, src: str, tgt: str, slot: str) -> None:
-        self.src, self.tgt, self.slot = src, tgt, slot
+    def __init__(self, src: str, tgt: str, pipeline: str) -> None:
+        self.src, self.tgt, self.pipeline = src, tgt, pipeline
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch)
         self.problems: list[str] = []
@@ -169,10 +151,11 @@ class Watcher:
                 confirmed = src.execute(
                     "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint "
                     "FROM pg_replication_slots WHERE slot_name = %s",
-                    (self.slot,),
+                    (f"syncengine_{self.pipeline}",),
                 ).fetchone()
                 checkpoint = tgt.execute(
-                    "SELECT position FROM _syncengine.checkpoints WHERE pipeline = 'p'"
+                    "SELECT position FROM _syncengine.checkpoints WHERE pipeline = %s",
+                    (self.pipeline,),
                 ).fetchone()
                 if confirmed and confirmed[0] is not None and checkpoint:
                     if confirmed[0] > position_lsn(checkpoint[0]):
@@ -206,19 +189,19 @@ def test_stream_worker_killed_under_writes_another_takes_over(
 ):
     fill(pg_dsn)
     env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
-    cli = CLI(tmp_path, config("kill-stream"), env)
+    cli = CLI(tmp_path, config("kill-stream", ("killed",)), env)
     workers = start_workers(cli, tmp_path, 2)
     try:
-        assert "p: stream started (syncengine-stream-p)" in cli.run("apply").stdout
+        assert "killed: stream started (syncengine-stream-killed)" in cli.run("apply").stdout
         wait_for(lambda: converged(pg_dsn, pg_target_dsn), timeout=120)  # the backfill
-        with Watcher(pg_dsn, pg_target_dsn, "syncengine_p") as watcher:
+        with Watcher(pg_dsn, pg_target_dsn, "killed") as watcher:
             with Writers(pg_dsn):
                 time.sleep(3)
-                identity, _ = stream_holder(temporal.address, "p")
+                identity, _ = stream_holder(temporal.address, "killed")
                 victim = next(w for w in workers if identity.startswith(f"{w.pid}@"))
                 victim.send_signal(signal.SIGKILL)
                 victim.wait(30)
-                survivor, attempt = stream_holder(temporal.address, "p", not_by=identity)
+                survivor, attempt = stream_holder(temporal.address, "killed", not_by=identity)
                 assert attempt >= 2
                 assert any(survivor.startswith(f"{w.pid}@") for w in workers if w is not victim)
                 # the survivor streams: a write made now reaches the target
@@ -229,7 +212,7 @@ def test_stream_worker_killed_under_writes_another_takes_over(
             wait_for(lambda: converged(pg_dsn, pg_target_dsn), timeout=120)
         assert watcher.samples > 20
         assert watcher.problems == []
-        assert epoch_of(pg_target_dsn, "p") >= 2
+        assert epoch_of(pg_target_dsn, "killed") >= 2
         status = json.loads(cli.run("status", "--json").stdout)
         assert status[0]["cluster_state"] == "running"
         assert status[0]["cluster_worker"] == survivor
@@ -240,15 +223,15 @@ def test_stream_worker_killed_under_writes_another_takes_over(
 def test_paused_worker_late_commit_refused(tmp_path, temporal, pg_dsn, pg_target_dsn):
     fill(pg_dsn)
     env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
-    cli = CLI(tmp_path, config("pause-stream"), env)
+    cli = CLI(tmp_path, config("pause-stream", ("paused",)), env)
     workers = start_workers(cli, tmp_path, 2)
     holder = psycopg.connect(pg_target_dsn)
     try:
-        assert "p: stream started" in cli.run("apply").stdout
+        assert "paused: stream started" in cli.run("apply").stdout
         wait_for(lambda: converged(pg_dsn, pg_target_dsn), timeout=120)
-        identity, _ = stream_holder(temporal.address, "p")
+        identity, _ = stream_holder(temporal.address, "paused")
         sleeper = next(w for w in workers if identity.startswith(f"{w.pid}@"))
-        first_epoch = epoch_of(pg_target_dsn, "p")
+        first_epoch = epoch_of(pg_target_dsn, "paused")
 
         holder.execute("UPDATE counters SET n = n WHERE id = 5")  # locked, not committed
         execute(pg_dsn, "UPDATE counters SET n = 7 WHERE id = 5")
@@ -262,8 +245,8 @@ def test_paused_worker_late_commit_refused(tmp_path, temporal, pg_dsn, pg_target
         )  # the stream's group waits inside its transaction
         sleeper.send_signal(signal.SIGSTOP)
         # past the 3 s heartbeat timeout the other worker's attempt claims the pipeline
-        stream_holder(temporal.address, "p", not_by=identity)
-        wait_for(lambda: epoch_of(pg_target_dsn, "p") > first_epoch, timeout=60)
+        stream_holder(temporal.address, "paused", not_by=identity)
+        wait_for(lambda: epoch_of(pg_target_dsn, "paused") > first_epoch, timeout=60)
         holder.rollback()  # the paused worker's group could go on now, and commit
         time.sleep(1)
         sleeper.send_signal(signal.SIGCONT)
@@ -274,34 +257,35 @@ def test_paused_worker_late_commit_refused(tmp_path, temporal, pg_dsn, pg_target
     finally:
         holder.close()
         stop_workers(workers)
-    assert "p: commit refused" in cli.daemon_logs()
+    assert "paused: commit refused" in cli.daemon_logs()
 
 
 def test_apply_starts_updates_and_stops_streams(tmp_path, temporal, pg_dsn, pg_target_dsn):
     fill(pg_dsn)
     env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
-    cli = CLI(tmp_path, config("apply-stream"), env)
+    cli = CLI(tmp_path, config("apply-stream", ("applied",)), env)
     workers = start_workers(cli, tmp_path, 1)
     address = temporal.address
     try:
-        assert "p: stream started" in cli.run("apply").stdout
+        assert "applied: stream started" in cli.run("apply").stdout
         wait_for(lambda: converged(pg_dsn, pg_target_dsn), timeout=120)
-        assert "p: stream running" in cli.run("apply").stdout  # unchanged: left alone
-        first_run = asyncio.run(_run_id(address, "p"))
+        assert "applied: stream running" in cli.run("apply").stdout  # unchanged: left alone
+        first_run = asyncio.run(_run_id(address, "applied"))
 
-        cli.config.write_text(config("apply-stream", max_rows=50))  # workers read it again
-        assert "p: stream updated" in cli.run("apply").stdout
-        wait_for(lambda: asyncio.run(_run_id(address, "p")) != first_run, timeout=60)
+        # workers read the edited file at their next stream attempt
+        cli.config.write_text(config("apply-stream", ("applied",), max_rows=50))
+        assert "applied: stream updated" in cli.run("apply").stdout
+        wait_for(lambda: asyncio.run(_run_id(address, "applied")) != first_run, timeout=60)
         execute(pg_dsn, "UPDATE counters SET n = 3 WHERE id = 3")
         wait_for(lambda: converged(pg_dsn, pg_target_dsn), timeout=60)
-        assert "p: stream running" in cli.run("apply").stdout
+        assert "applied: stream running" in cli.run("apply").stdout
 
-        cli.config.write_text(config("apply-stream", pipelines=("q",)))
-        applied = cli.run("apply").stdout
-        assert "q: stream started" in applied and "p: stream stopped" in applied
-        wait_for(lambda: asyncio.run(_status(address, "p")) == "COMPLETED", timeout=60)
+        cli.config.write_text(config("apply-stream", ("applied2",)))
+        done = cli.run("apply").stdout
+        assert "applied2: stream started" in done and "applied: stream stopped" in done
+        wait_for(lambda: asyncio.run(_status(address, "applied")) == "COMPLETED", timeout=60)
         status = json.loads(cli.run("status", "--json").stdout)
-        assert [(s["pipeline"], s["cluster_state"]) for s in status] == [("q", "running")]
+        assert [(s["pipeline"], s["cluster_state"]) for s in status] == [("applied2", "running")]
     finally:
         stop_workers(workers)
 
