@@ -40,7 +40,9 @@ TABLE = "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL)"
 QUERY = "SELECT id, n FROM counters ORDER BY id"
 
 
-def config(task_queue: str, pipelines: tuple[str, ...], max_rows: int = 200) -> str:
+def config(
+    task_queue: str, pipelines: tuple[str, ...], max_rows: int = 200, extra: str = ""
+) -> str:
     """Workflow IDs are per pipeline name in the one namespace: each test names its own."""
     body = "".join(
         f"""
@@ -51,7 +53,8 @@ def config(task_queue: str, pipelines: tuple[str, ...], max_rows: int = 200) -> 
         for name in pipelines
     )
     cluster = f"{{engine: temporal, address: '${{TEMPORAL_ADDRESS}}', task_queue: {task_queue}, "
-    return f"state: ${{SYNCENGINE_STATE}}\ncluster: {cluster}heartbeat: 3s}}\npipelines:{body}\n"
+    cluster += f"heartbeat: 3s{extra}}}"
+    return f"state: ${{SYNCENGINE_STATE}}\ncluster: {cluster}\npipelines:{body}\n"
 
 
 def start_workers(cli: CLI, tmp_path: Path, n: int) -> list:
@@ -288,6 +291,34 @@ def test_apply_starts_updates_and_stops_streams(tmp_path, temporal, pg_dsn, pg_t
         assert [(s["pipeline"], s["cluster_state"]) for s in status] == [("applied2", "running")]
     finally:
         stop_workers(workers)
+
+
+def test_stream_slice_ends_and_the_workflow_continues_as_new(
+    tmp_path, temporal, pg_dsn, pg_target_dsn
+):
+    """After ``stream_slice`` the activity drains and ends, the workflow continues as new (a
+    new run: its history starts again) and the next attempt claims a new epoch and streams on
+    from the checkpoint."""
+    fill(pg_dsn)
+    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
+    cli = CLI(tmp_path, config("slice-stream", ("sliced",), extra=", stream_slice: 10s"), env)
+    workers = start_workers(cli, tmp_path, 1)
+    address = temporal.address
+    try:
+        assert "sliced: stream started" in cli.run("apply").stdout
+        wait_for(lambda: converged(pg_dsn, pg_target_dsn), timeout=120)
+        first_run, first_epoch = (
+            asyncio.run(_run_id(address, "sliced")),
+            epoch_of(pg_target_dsn, "sliced"),
+        )
+        wait_for(lambda: asyncio.run(_run_id(address, "sliced")) != first_run, timeout=60)
+        wait_for(lambda: epoch_of(pg_target_dsn, "sliced") > first_epoch, timeout=60)
+        execute(pg_dsn, "UPDATE counters SET n = 9 WHERE id = 9")
+        wait_for(lambda: converged(pg_dsn, pg_target_dsn), timeout=60)
+        assert "sliced: stream running" in cli.run("apply").stdout  # same config: left alone
+    finally:
+        stop_workers(workers)
+    assert "sliced: stream slice over" in cli.daemon_logs()
 
 
 async def _run_id(address: str, pipeline: str) -> str:
