@@ -22,7 +22,6 @@ boundary, within one heartbeat timeout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -118,8 +117,12 @@ class StreamActivities:
                 activity.heartbeat({"epoch": attempt.epoch, "applied": attempt.applied})
         except asyncio.CancelledError:
             stop.set()  # drain as SIGTERM does run, then report the cancellation
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(work), every * 3)
+            await asyncio.wait({work}, timeout=every * 3)
+            if not work.done():  # never a reader left behind its activity: roll back, close
+                work.cancel()
+                await asyncio.wait({work}, timeout=every)
+            if work.done() and not work.cancelled() and work.exception() is not None:
+                log.info("%s: stream attempt ended by %s", request.pipeline, work.exception())
             log.info("%s: stream stopped (epoch %d)", request.pipeline, attempt.epoch)
             raise
         applied = await _reported(work)
