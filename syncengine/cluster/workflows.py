@@ -126,7 +126,7 @@ class StreamWorkflow:
         if not stream.done():
             stream.cancel()
         try:
-            result = await stream
+            result: StreamResult = await stream
         except (ActivityError, asyncio.CancelledError):
             if not (self._stop or self._update):
                 raise  # a fatal error: the workflow fails with it (status shows it)
