@@ -42,8 +42,14 @@ def pipeline_config(src: str, tgt: str, max_rows: int = 1000):
 
 
 async def _until(condition, timeout: float = 60.0) -> None:
+    def holds() -> bool:
+        try:
+            return bool(condition())
+        except psycopg.errors.UndefinedTable:  # not created yet
+            return False
+
     async def poll() -> None:
-        while not await asyncio.to_thread(condition):
+        while not await asyncio.to_thread(holds):
             await asyncio.sleep(0.1)
 
     await asyncio.wait_for(poll(), timeout)
