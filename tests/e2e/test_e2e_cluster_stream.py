@@ -331,3 +331,11 @@ async def _status(address: str, pipeline: str) -> str:
     client = await Client.connect(address)
     described = await client.get_workflow_handle(f"syncengine-stream-{pipeline}").describe()
     return described.status.name if described.status else "?"
+
+
+def test_apply_wait_goes_with_backfill(tmp_path):
+    env = {"SRC_DSN": "postgresql://x@h/s", "TGT_DSN": "postgresql://x@h/t"}
+    cli = CLI(tmp_path, config("none", ("waited",)), {**env, "TEMPORAL_ADDRESS": "h:1"})
+    result = cli.run("apply", "--wait", check=False)
+    assert result.returncode == 2, result.stderr
+    assert "--wait goes with --backfill" in result.stderr and "Traceback" not in result.stderr
