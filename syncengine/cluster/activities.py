@@ -60,7 +60,8 @@ class BackfillActivities:
     async def copy_chunk(self, task: ChunkTask) -> ChunkResult:
         info = activity.info()
         every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
-        result = await _reported(_beating(self._copy(task), every))
+        holder = f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
+        result = await _reported(_beating(self._copy(task, holder), every))
         how = "already committed" if result.skipped else f"{result.rows} row(s)"
         log.info(
             "%s: chunk %d of %s: %s (attempt %d)",
@@ -76,8 +77,8 @@ class BackfillActivities:
     async def _plan(self, pipeline: str) -> list[ChunkTask]:
         return await (await self._copier(pipeline)).plan()
 
-    async def _copy(self, task: ChunkTask) -> ChunkResult:
-        return await (await self._copier(task.pipeline)).copy(task)
+    async def _copy(self, task: ChunkTask, holder: str) -> ChunkResult:
+        return await (await self._copier(task.pipeline)).copy(task, holder)
 
     async def _copier(self, pipeline: str) -> ChunkCopier:
         async with self._opening:

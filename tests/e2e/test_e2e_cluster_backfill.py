@@ -165,10 +165,9 @@ def test_a_worker_paused_past_its_heartbeat_copies_nothing_twice(
 ):
     """SIGSTOP the worker in the middle of the held chunk, past its heartbeat timeout: the
     chunk's next attempt starts on the other worker and waits on the paused one's uncommitted
-    rows. After SIGCONT the two attempts race; whichever commits first, the chunk is in the
-    target once with one done-mark (the later one is refused by the key and finds the mark, or
-    was cancelled and rolled back). Not yet the epoch fencing that refuses the late commit
-    itself (docs/cluster.md)."""
+    rows. After SIGCONT the paused attempt's commit is refused by the chunk's fencing epoch
+    (the retry claimed it) and rolled back, or it was cancelled first; the retry then copies the
+    chunk: it is in the target once with one done-mark, held by the retry's claim."""
     fill_source(pg_dsn)
     execute(pg_target_dsn, TABLE)
     cli = CLI(
@@ -199,6 +198,11 @@ def test_a_worker_paused_past_its_heartbeat_copies_nothing_twice(
         for proc in workers:
             proc.wait(60)
     assert_copied_once(pg_dsn, pg_target_dsn, "paused")
+    fence = f"paused:chunk:public.items:{HELD_CHUNK}"
+    ((epoch, by),) = rows(
+        pg_target_dsn, "SELECT epoch, holder FROM _syncengine.epochs WHERE pipeline = %s", (fence,)
+    )
+    assert epoch >= 2 and not by.startswith(f"{sleeper.pid}@"), (epoch, by)
 
 
 async def _chunk_starts(address: str, chunk: int) -> list[tuple[int, str]]:

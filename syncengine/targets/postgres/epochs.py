@@ -14,10 +14,17 @@ for until the holder's transaction ended. Either the old attempt's transaction c
 (then the claim, and the new attempt's read of the checkpoint, come after it), or the claim
 commits first (then the old attempt's check, reading the latest row version, sees the newer
 epoch and refuses). The row is locked only from the check to the commit (the check runs last).
+
+A fence is named by a pipeline (its stream) or, for the cluster backfill's chunk activities,
+by one chunk (:func:`chunk_fence_name`): each attempt at a chunk claims that chunk's fence, and
+the chunk's commit (rows and done-mark) checks it. The sink shared by a worker's concurrent
+chunk activities learns a chunk's fence from :data:`chunk_fence`, set by the activity's own
+task around its copy, so two attempts at one chunk on one worker never share a claim.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,6 +33,14 @@ from psycopg import sql
 
 from syncengine.errors import Fenced
 from syncengine.targets.postgres.ddl import state_table
+
+#: (fence name, epoch) the chunk this task copies commits under (None: the sink's own)
+chunk_fence: ContextVar[tuple[str, int] | None] = ContextVar("chunk_fence", default=None)
+
+
+def chunk_fence_name(pipeline: str, table: str, chunk: int) -> str:
+    """The fence of one backfill chunk (its activity ID, under its pipeline)."""
+    return f"{pipeline}:chunk:{table}:{chunk}"
 
 
 @dataclass(frozen=True)
@@ -38,8 +53,9 @@ class Epoch:
 
 
 async def claim(conn: psycopg.AsyncConnection, pipeline: str, holder: str) -> int:
-    """Take the pipeline over: the next epoch, committed before this returns (``conn`` must
-    be idle; the claim is its own transaction so that a paused holder sees it at once)."""
+    """Take the pipeline (or chunk) over: the next epoch, committed before this returns
+    (``conn`` must be idle; the claim is its own transaction so that a paused holder sees it
+    at once)."""
     async with conn.transaction():
         cur = await conn.execute(
             sql.SQL(

@@ -142,8 +142,11 @@ class BinaryCopySink:
                 rows = await copy_in(conn, statement, source_rows)
                 await self.marks.mark_done(conn, chunk, rows)
                 fault_point("postgres.passthrough_before_commit")
-                if self.epoch is not None:
-                    await epochs.hold(conn, self.pipeline, self.epoch)
+                fence = epochs.chunk_fence.get()
+                if fence is None and self.epoch is not None:
+                    fence = (self.pipeline, self.epoch)
+                if fence is not None:
+                    await epochs.hold(conn, *fence)
             healthy = True
         except psycopg.Error as exc:
             if failed and exc is failed[0]:
@@ -160,6 +163,10 @@ class BinaryCopySink:
             await self._release(conn, healthy)
         fault_point("postgres.passthrough_after_commit")
         return rows
+
+    async def claim(self, fence: str, holder: str) -> int:
+        """Claim a fence (a chunk's, :mod:`.epochs`) on an idle connection of the sink."""
+        return await self._admin(lambda conn: epochs.claim(conn, fence, holder))
 
     async def done_chunks(self, tables: Sequence[str]) -> list[Chunk]:
         return await self._admin(lambda conn: self.marks.done_chunks(conn, tables))
@@ -184,7 +191,7 @@ class BinaryCopySink:
             healthy = True
             return done
         except psycopg.Error as exc:
-            raise translate(exc, "reading snapshot chunk marks") from None
+            raise translate(exc, "reading or claiming snapshot chunk marks") from None
         finally:
             await self._release(conn, healthy)
 
