@@ -27,7 +27,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from syncengine.cluster import identity
 from syncengine.cluster.chunkcopy import ChunkCopier
@@ -98,16 +100,27 @@ class BackfillActivities:
 
 
 class StreamActivities:
-    def __init__(self, load: Callable[[], Config], state: StateStore) -> None:
+    def __init__(
+        self, load: Callable[[], Config], state: StateStore, client: Client | None = None
+    ) -> None:
         #: reads the worker's config file again (each stream attempt runs the current one)
         self.load = load
         self.state = state
+        #: asks Temporal whether an attempt is still the current one before it claims
+        self.client = client
 
     @activity.defn(name="syncengine-stream")
     async def stream(self, request: StreamRequest) -> StreamResult:
         info = activity.info()
         every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
         config = await _reported(self._config(request))
+        if not await self._current(info):
+            # handed to this worker while it was paused, and given up on since: claiming now
+            # would only fence the attempt that replaced it (its result is ignored anyway)
+            log.info(
+                "%s: attempt %d was superseded before it began", request.pipeline, info.attempt
+            )
+            raise ApplicationError("superseded before it began", type="Superseded")
         holder = f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
         attempt = StreamAttempt(request.pipeline, config, self.state, holder)
         stop = asyncio.Event()
@@ -132,6 +145,24 @@ class StreamActivities:
             request.pipeline, applied, attempt.epoch,
         )  # fmt: skip
         return StreamResult(request.pipeline, attempt.epoch, applied)
+
+    async def _current(self, info: activity.Info) -> bool:
+        """Whether Temporal still counts on this attempt (its workflow run's pending stream
+        activity is this attempt). In doubt (Temporal not answering), yes: the fencing epoch,
+        not this check, keeps two attempts from committing."""
+        if self.client is None or info.workflow_id is None:
+            return True
+        try:
+            handle = self.client.get_workflow_handle(info.workflow_id)
+            described = await handle.describe()
+        except RPCError:
+            return True
+        if described.run_id != info.workflow_run_id:
+            return False
+        return any(
+            pending.activity_id == info.activity_id and pending.attempt == info.attempt
+            for pending in described.raw_description.pending_activities
+        )
 
     async def _config(self, request: StreamRequest) -> PipelineConfig:
         """The pipeline's config from this worker's file, as ``apply`` applied it."""

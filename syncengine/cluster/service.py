@@ -86,7 +86,7 @@ async def run_worker(
     if client is None:
         return
     activities = BackfillActivities(config, state)
-    streams = StreamActivities(load or (lambda: config), state)
+    streams = StreamActivities(load or (lambda: config), state, client)
     worker = Worker(
         client,
         task_queue=cluster.task_queue,
