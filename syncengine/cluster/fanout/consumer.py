@@ -99,14 +99,12 @@ class JetStreamSource:
         stop_at = parse_position(until)[1] if until else None
         assembler = Assembler(source=source, idle_table=self.table_names[0])
         subscription = await self._subscribe(seq)
-        from nats.errors import TimeoutError as FetchTimeout
-
-        last = seq
+        last, dropped = seq, 0
         while stop_at is None or last < stop_at:
             async with nats_link.translated(SourceUnavailable, f"reading {self.jetstream}"):
                 try:
                     messages = await subscription.fetch(FETCH_MESSAGES, timeout=FETCH_SECONDS)
-                except FetchTimeout:
+                except TimeoutError:  # nothing new (the client reconnects by itself)
                     continue
             for message in messages:
                 at = message.metadata.sequence.stream
@@ -118,12 +116,17 @@ class JetStreamSource:
                     batches = assembler.checkpoint(at, headers[POSITION])
                 else:
                     batches = assembler.data(at, decode(message.headers or {}, message.data))
+                if assembler.dropped > dropped:
+                    log.info(
+                        "%s: dropped %d message(s) of a group its reader did not finish or "
+                        "published twice (the rows come again in the group that follows)",
+                        self.pipeline, assembler.dropped - dropped,
+                    )  # fmt: skip
+                    dropped = assembler.dropped
                 if batches:
                     self._unacked[at] = message
                 for batch in batches:
                     yield batch
-        if assembler.dropped:
-            log.info("%s: %d unfinished message(s) dropped", self.pipeline, assembler.dropped)
 
     async def _subscribe(self, after: int) -> Any:
         """The durable consumer, re-pointed at the message after sequence ``after``."""
