@@ -13,6 +13,7 @@ twice, and the slot must never have been confirmed past what the stream stored.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from pymongo import MongoClient
 from syncengine.changes import pos_to_lsn
 from tests.e2e.harness import CLI, execute, rows, wait_for
 from tests.nats_server import NatsCluster, nats_binary
+from tests.servers import free_port
 
 pytest.importorskip(
     "nats", reason="the cluster extra is not installed (pip install -e '.[cluster]')"
@@ -138,6 +140,18 @@ def stream_checkpoint(servers: list[str]) -> str | None:
     return asyncio.run(read())
 
 
+def test_validate_names_an_unreachable_nats_cluster(tmp_path, pg_dsn, pg_target_dsn):
+    execute(pg_dsn, TABLE)
+    cli = CLI(tmp_path, config([f"nats://127.0.0.1:{free_port()}"]), {"SRC_DSN": pg_dsn,
+              "TGT_DSN": pg_target_dsn, "MONGO_URI": "mongodb://127.0.0.1:1", "MONGO_DB": "x",
+              "LAKE": str(tmp_path / "lake")})  # fmt: skip
+    result = cli.run("validate", "--pipeline", "items", check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pipelines.items.fanout: NATS not reachable at any of 1 server(s)" in (
+        result.stdout + result.stderr
+    )
+
+
 def mongo_rows(uri: str, db: str) -> list[tuple[object, ...]]:
     with MongoClient(uri) as client:
         docs = client[db]["items"].find({})
@@ -235,6 +249,16 @@ def test_fanout_to_three_targets_survives_node_target_and_reader_failures(
         )[0]
         hi, lo = str(confirmed).split("/")
         assert (int(hi, 16) << 32) + int(lo, 16) <= pos_to_lsn(checkpoint)
+
+        # every command knows the split pipelines: status shows each target at the reader's
+        # position, validate reaches the cluster (two nodes of three) and the databases
+        infos = {i["pipeline"]: i for i in json.loads(cli.run("status", "--json").stdout)}
+        assert sorted(infos) == ["items", "items.docs", "items.lake", "items.target"]
+        assert infos["items"]["checkpoint"] == checkpoint
+        for name in ("items.docs", "items.lake", "items.target"):
+            assert "error" not in infos[name], infos[name]
+            assert infos[name]["checkpoint"].split("/")[0] == checkpoint
+        cli.run("validate")
     finally:
         for proc in procs:
             if proc.poll() is None:

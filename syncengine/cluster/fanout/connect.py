@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncengine.fanout")
 
+#: how long the first connection to the cluster may take
+CONNECT_SECONDS = 8.0
 #: how long one JetStream request (a publish's acknowledgement, an API call) may take
 REQUEST_SECONDS = 10.0
 _PARTITIONS = re.compile(r"partitions=(\d+)")
@@ -47,21 +49,26 @@ async def connect(
     when none answers."""
     nats = require_nats()
     try:
-        client = await nats.connect(
-            servers=list(config.servers),
-            name=client_name,
-            connect_timeout=5,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            error_cb=_quiet,
-            disconnected_cb=_noop,
-            reconnected_cb=_noop,
+        # once connected the client reconnects by itself, for ever; the first connection
+        # gets a deadline (the client alone would retry an unreachable cluster for ever)
+        client = await asyncio.wait_for(
+            nats.connect(
+                servers=list(config.servers),
+                name=client_name,
+                connect_timeout=2,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                error_cb=_quiet,
+                disconnected_cb=_noop,
+                reconnected_cb=_noop,
+            ),
+            CONNECT_SECONDS,
         )
     except Exception as exc:  # noqa: BLE001 - every way of not connecting is one error
         raise error(
             f"NATS not reachable at any of {len(config.servers)} server(s): "
-            f"{type(exc).__name__}: {exc}",
+            f"{type(exc).__name__}: {exc}".rstrip(": "),
             hint="start the NATS cluster or fix fanout.servers",
         ) from None
     return client, client.jetstream(timeout=REQUEST_SECONDS)
