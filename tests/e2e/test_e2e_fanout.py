@@ -6,8 +6,9 @@ good, stops the Mongo target's process for 20 s (SIGSTOP: it holds its connectio
 place, as a stalled machine would), SIGKILLs the reader at a random moment and then makes the
 next reader die right after it stored a group's data and before that group's checkpoint
 (``SYNCENGINE_FAULT=jetstream.after_data:kill``: mid-publish for certain). A third reader
-finishes the job. Every target must then equal the source, the Parquet log must hold no change
-twice, and the slot must never have been confirmed past what the stream stored.
+finishes the job. While the Mongo target is stopped, the slot and the Postgres target must move
+on. Every target must then equal the source, the Parquet log must hold no change twice, and
+the slot must never have been confirmed past what the stream stored.
 """
 
 from __future__ import annotations
@@ -152,6 +153,25 @@ def test_validate_names_an_unreachable_nats_cluster(tmp_path, pg_dsn, pg_target_
     )
 
 
+def slot_lsn(dsn: str) -> int:
+    """The reader's slot's confirmed position."""
+    ((confirmed,),) = rows(
+        dsn,
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+        "WHERE slot_name = 'syncengine_items'",
+    )
+    hi, lo = str(confirmed).split("/")
+    return (int(hi, 16) << 32) + int(lo, 16)
+
+
+def target_checkpoint(dsn: str) -> str:
+    """The Postgres target's committed stream position (``<source>/<sequence>``)."""
+    found = rows(
+        dsn, "SELECT position FROM _syncengine.checkpoints WHERE pipeline = 'items.target'"
+    )
+    return str(found[0][0]) if found else ""
+
+
 def mongo_rows(uri: str, db: str) -> list[tuple[object, ...]]:
     with MongoClient(uri) as client:
         docs = client[db]["items"].find({})
@@ -219,6 +239,7 @@ def test_fanout_to_three_targets_survives_node_target_and_reader_failures(
         time.sleep(2)
         consumers["docs"].send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
+        slot_at_stop, target_at_stop = slot_lsn(pg_dsn), target_checkpoint(pg_target_dsn)
         time.sleep(3)
         reader.kill()  # SIGKILL, wherever it is in a publish
         reader.wait(30)
@@ -227,6 +248,10 @@ def test_fanout_to_three_targets_survives_node_target_and_reader_failures(
         assert crashing.wait(120) == -signal.SIGKILL  # died between a group's data and checkpoint
         reader = start(cli, "items")
         procs.append(reader)
+        # the stopped target holds back neither the slot nor the other targets
+        wait_for(lambda: slot_lsn(pg_dsn) > slot_at_stop, timeout=90)
+        wait_for(lambda: target_checkpoint(pg_target_dsn) > target_at_stop, timeout=90)
+        assert consumers["docs"].poll() is None
         time.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
         consumers["docs"].send_signal(signal.SIGCONT)
         writer.join(300)
@@ -242,13 +267,7 @@ def test_fanout_to_three_targets_survives_node_target_and_reader_failures(
         assert len(changes) == len(set(changes)), "a change is in the Parquet log twice"
         checkpoint = stream_checkpoint(nats_cluster.urls[1:])
         assert checkpoint is not None
-        (confirmed,) = rows(
-            pg_dsn,
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
-            "WHERE slot_name = 'syncengine_items'",
-        )[0]
-        hi, lo = str(confirmed).split("/")
-        assert (int(hi, 16) << 32) + int(lo, 16) <= pos_to_lsn(checkpoint)
+        assert slot_lsn(pg_dsn) <= pos_to_lsn(checkpoint)
 
         # every command knows the split pipelines: status shows each target at the reader's
         # position, validate reaches the cluster (two nodes of three) and the databases
