@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.changes import META_SCHEMA, ChangeBatch, concat_batches
-from syncengine.cluster.fanout.wire import Part
+from syncengine.cluster.fanout.wire import Part, with_field_metadata
 
 SEQ_DIGITS = 20
 
@@ -98,7 +98,7 @@ class Assembler:
 
 def _by_table(parts: list[ChangeBatch]) -> list[ChangeBatch]:
     """One batch per table, rows ordered by ``_pos`` (stable: a key's changes, all in one
-    partition, keep their order)."""
+    partition, keep their order), its columns' source types kept."""
     tables: dict[str, list[ChangeBatch]] = {}
     for batch in parts:
         tables.setdefault(batch.table, []).append(batch)
@@ -107,6 +107,7 @@ def _by_table(parts: list[ChangeBatch]) -> list[ChangeBatch]:
         merged = concat_batches(batches)
         if len(batches) > 1:
             order = pc.sort_indices(merged.data, sort_keys=[("_pos", "ascending")])
-            merged = merged.replace(pa.Table.take(merged.data, order))
+            data = pa.Table.take(merged.data, order)
+            merged = merged.replace(with_field_metadata(data, [b.data.schema for b in batches]))
         out.append(merged)
     return out

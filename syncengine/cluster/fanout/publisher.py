@@ -34,6 +34,7 @@ from syncengine.cluster.fanout.wire import (
     checkpoint_message,
     checkpoint_subject,
     encode,
+    with_field_metadata,
 )
 from syncengine.config.fanout import FanoutConfig
 from syncengine.errors import TargetUnavailable
@@ -97,10 +98,14 @@ class JetStreamTarget:
             if not batch.num_rows:
                 continue
             rows += batch.num_rows
-            table = ChangeBatch(write.spec.name, batch.data, write.spec.key, batch.meta)
-            where = partitions_of(batch.data, write.spec.key, self.config.partitions)
+            # the mapping step hands a target the source types (pg_type, bson_type) in the
+            # spec, not always in the rows (a Polars round trip drops them): the stream
+            # carries only rows
+            data = with_field_metadata(batch.data, [write.spec.schema])
+            table = ChangeBatch(write.spec.name, data, write.spec.key, batch.meta)
+            where = partitions_of(data, write.spec.key, self.config.partitions)
             for partition in np.unique(where).tolist():
-                part = table.replace(batch.data.filter(pa.array(where == partition)))
+                part = table.replace(data.filter(pa.array(where == partition)))
                 lanes.setdefault(partition, []).extend(
                     encode(self.stream, part, partition, group, limit)
                 )

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from syncengine.changes import AT_RESUME, DENSE_FENCE, REPLAYED, ChangeBatch
+from syncengine.changes import AT_RESUME, BEFORE_PREFIX, DENSE_FENCE, REPLAYED, ChangeBatch
 
 MSG_ID = "Nats-Msg-Id"
 TABLE = "Syncengine-Table"
@@ -107,6 +107,29 @@ def decode(headers: Mapping[str, str], payload: bytes) -> Part:
     meta = json.loads(headers[META]) if META in headers else {}
     batch = ChangeBatch(headers[TABLE], data, tuple(json.loads(headers[KEY])), meta)
     return Part(headers.get(GROUP), (headers[TABLE], partition, chunk), batch)
+
+
+def with_field_metadata(data: pa.Table, schemas: Sequence[pa.Schema]) -> pa.Table:
+    """``data`` with the field metadata of the same columns in ``schemas`` where it has none
+    (``pg_type``, ``bson_type``: what a target needs to write a value as its source type, an
+    ObjectId rather than its hex text). Polars drops field metadata, so every step that
+    concatenates through it (the runtime's mapping, :func:`concat_batches`) may lose them. A
+    before-image column takes its column's."""
+    known: dict[str, dict[bytes, bytes]] = {}
+    for schema in schemas:
+        for f in schema:
+            if f.metadata and f.name not in known:
+                known[f.name] = f.metadata
+    fields = []
+    changed = False
+    for f in data.schema:
+        metadata = known.get(f.name) or known.get(f.name.removeprefix(BEFORE_PREFIX))
+        if metadata and not f.metadata:
+            f, changed = f.with_metadata(metadata), True
+        fields.append(f)
+    if not changed:
+        return data
+    return pa.Table.from_arrays(data.columns, schema=pa.schema(fields, data.schema.metadata))
 
 
 def _payloads(data: pa.Table, limit: int) -> Iterator[bytes]:
