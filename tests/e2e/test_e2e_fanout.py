@@ -278,6 +278,8 @@ def test_fanout_to_three_targets_survives_node_target_and_reader_failures(
             assert "error" not in infos[name], infos[name]
             assert infos[name]["checkpoint"].split("/")[0] == checkpoint
         cli.run("validate")
+        for name in ("items.target", "items.docs", "items.lake"):  # each target vs the source
+            cli.run("verify", "--pipeline", name)
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -23,7 +23,7 @@ from syncengine.cluster.fanout.assembler import Assembler, parse_position, posit
 from syncengine.cluster.fanout.wire import POSITION, all_subjects, checkpoint_subject, decode
 from syncengine.config.fanout import FanoutConfig
 from syncengine.errors import HistoryLost, SourceUnavailable, UsageError
-from syncengine.sources.base import SourceLag, TableInfo
+from syncengine.sources.base import ChangeSource, SourceLag, TableInfo
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -41,8 +41,17 @@ ACK_WAIT_SECONDS = 3600.0
 class JetStreamSource:
     """Reads one pipeline's stream for one target (see the module docstring)."""
 
-    def __init__(self, pipeline: str, config: FanoutConfig, reader: str, tables: list[str]):
+    def __init__(
+        self,
+        pipeline: str,
+        config: FanoutConfig,
+        reader: str,
+        tables: list[str],
+        upstream: ChangeSource | None = None,
+    ) -> None:
         self.pipeline = pipeline
+        #: the reader's source, never opened here: ``verify`` scans it (no side effects)
+        self.upstream = upstream
         self.config = config
         self.jetstream = config.stream_name(reader)
         self.stream_name = f"jetstream:{self.jetstream}"
@@ -185,10 +194,11 @@ class JetStreamSource:
         return SourceLag(acknowledged, details={"messages_behind": behind})
 
     def scan(self, table: str, columns: Sequence[str] | None = None) -> AsyncIterator[ChangeBatch]:
-        raise UsageError(
-            f"{self.pipeline} reads a fan-out stream, which has no current rows to compare",
-            hint="compare the target with the source database directly",
-        )
+        """The source database's rows (the stream has no current rows): ``verify`` of a
+        target's pipeline compares its target with the source, through its mappings."""
+        if self.upstream is None:
+            raise UsageError(f"{self.pipeline} reads a fan-out stream: nothing to scan")
+        return self.upstream.scan(table, columns)
 
     def _js(self) -> JetStreamContext:
         if self.js is None:

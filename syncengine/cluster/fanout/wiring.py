@@ -30,16 +30,18 @@ def fanout_ends(
     fanout = config.fanout
     assert fanout is not None
     role = fanout_role(name)
+    reader = name if role is None else name.rsplit(".", 1)[0]
+    # created, not opened (no connection, no slot): a target's pipeline only scans the
+    # reader's source, for ``verify``
+    source = source_factory(config.source.type).create(reader, config.source, state, config.batch)
     if role is None:
         from syncengine.cluster.fanout.publisher import JetStreamTarget
 
-        source = source_factory(config.source.type).create(name, config.source, state, config.batch)
         return source, JetStreamTarget(name, fanout), reader_mappings(config)
     from syncengine.cluster.fanout.consumer import JetStreamSource
 
-    reader = name.rsplit(".", 1)[0]
     tables = [config.source_key(t) for t in config.source.table_names()]
-    stream_source = JetStreamSource(name, fanout, reader, tables)
+    stream_source = JetStreamSource(name, fanout, reader, tables, source)
     target = make_target(name, config.target, state)
     return stream_source, target, config.mappings_for_sources()
 
