@@ -31,6 +31,8 @@ log = logging.getLogger("syncengine.fanout")
 CONNECT_SECONDS = 8.0
 #: how long one JetStream request (a publish's acknowledgement, an API call) may take
 REQUEST_SECONDS = 10.0
+#: JetStream error codes no retry can fix: replicas > 1 on a server that is not clustered
+REFUSED_FOR_GOOD = {10074}
 _PARTITIONS = re.compile(r"partitions=(\d+)")
 
 
@@ -77,26 +79,34 @@ async def connect(
 async def ensure_stream(js: JetStreamContext, config: FanoutConfig, stream: str) -> None:
     """Create the stream when missing; refuse one made with another partition count."""
     from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-    from nats.js.errors import NotFoundError
+    from nats.js.errors import APIError, NotFoundError
 
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
         info = None
     if info is None:
-        await js.add_stream(
-            StreamConfig(
-                name=stream,
-                description=f"syncengine fan-out: partitions={config.partitions}",
-                subjects=[all_subjects(stream)],
-                retention=RetentionPolicy.LIMITS,
-                discard=DiscardPolicy.OLD,
-                storage=StorageType.FILE,
-                num_replicas=config.replicas,
-                max_age=config.max_age,
-                duplicate_window=config.duplicate_window,
-            )
+        wanted = StreamConfig(
+            name=stream,
+            description=f"syncengine fan-out: partitions={config.partitions}",
+            subjects=[all_subjects(stream)],
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            storage=StorageType.FILE,
+            num_replicas=config.replicas,
+            max_age=config.max_age,
+            duplicate_window=config.duplicate_window,
         )
+        try:
+            await js.add_stream(wanted)
+        except APIError as exc:
+            if exc.err_code not in REFUSED_FOR_GOOD:
+                raise  # e.g. too few nodes up for the replicas yet: retried, the reason logged
+            raise FatalError(
+                f"JetStream refused to create stream {stream}: {exc.description}",
+                hint=f"check fanout.replicas ({config.replicas}: at most the cluster's "
+                "JetStream nodes) and the servers' JetStream limits",
+            ) from None
         log.info("created JetStream stream %s (%d partitions)", stream, config.partitions)
         return
     found = _PARTITIONS.search(info.config.description or "")

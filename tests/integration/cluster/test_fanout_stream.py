@@ -131,3 +131,22 @@ def test_a_consumer_whose_changes_aged_out_says_so(nats_node):
 
     with pytest.raises(HistoryLost):
         asyncio.run(scenario())
+
+
+def test_a_stream_the_cluster_cannot_hold_is_a_config_problem(nats_node):
+    """Three replicas on one node: refused once with the reason, not retried for ever."""
+    from syncengine.cluster.fanout.publisher import JetStreamTarget
+    from syncengine.errors import FatalError
+
+    config = FanoutConfig(engine="nats", servers=nats_node.urls, replicas=3, stream="r3")
+
+    async def scenario() -> None:
+        target = JetStreamTarget("p", config)
+        try:
+            await target.open()
+        finally:
+            await target.close()
+
+    with pytest.raises(FatalError, match="replicas > 1 not supported") as info:
+        asyncio.run(scenario())
+    assert "fanout.replicas (3" in str(info.value)
