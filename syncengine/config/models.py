@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from syncengine.config.base import Model, SourceConfigBase, TargetConfigBase
 from syncengine.config.cluster import ClusterConfig
 from syncengine.config.durations import parse_duration
+from syncengine.config.fanout import FanoutConfig
 from syncengine.config.kinds import RegisteredKinds
 from syncengine.console.config import ConsoleConfig
 from syncengine.lazy import lazy_exports
@@ -159,6 +160,9 @@ class PipelineConfig(Model):
     two_way: bool = False
     """Read and write both sides: changes made at the target flow back to the source
     (``syncengine.config.twoway`` checks and splits it into its two directions)."""
+    fanout: FanoutConfig | None = None
+    """Publish the changes to a NATS JetStream stream that each target consumes at its own
+    pace (``syncengine.config.fanout`` splits the pipeline into its reader and consumers)."""
 
     @model_validator(mode="after")
     def _mappings_name_configured_sources(self) -> PipelineConfig:
@@ -208,6 +212,7 @@ class Config(Model):
 
 def _rebuild() -> None:
     """A kind registered in-process after import joins the unions."""
+    FanoutConfig.model_rebuild(force=True)
     PipelineConfig.model_rebuild(force=True)
     Config.model_rebuild(force=True)
 

@@ -62,10 +62,17 @@ class Pipeline:
         self.config = config
         self.state = state
         self.metrics = metrics or Metrics()
-        kind = source_factory(config.source.type)
-        self.source: ChangeSource = kind.create(name, config.source, state, config.batch)
-        self.target: Target = make_target(name, config.target, state)
-        self.mappings = config.mappings_for_sources()
+        self.source: ChangeSource
+        self.target: Target
+        if config.fanout is not None:  # the reader or a target's end of a fan-out stream
+            from syncengine.cluster.fanout.wiring import fanout_ends
+
+            self.source, self.target, self.mappings = fanout_ends(name, config, state)
+        else:
+            kind = source_factory(config.source.type)
+            self.source = kind.create(name, config.source, state, config.batch)
+            self.target = make_target(name, config.target, state)
+            self.mappings = config.mappings_for_sources()
         if hasattr(self.source, "row_filters"):  # optional for plugin sources
             self.source.row_filters = self.row_filters
         self._compiled: dict[tuple[int, str], CompiledMapping] = {}

@@ -25,6 +25,12 @@ async def check_pipelines(config: Config, names: Sequence[str], timeout: float =
             ("source", source_factory(pipeline.source.type).preflight),
             ("target", target_factory(pipeline.target.type).preflight),
         )
+        if pipeline.fanout is not None:  # one end is the stream (config/fanout.py)
+            from syncengine.cluster.fanout.preflight import check_nats
+            from syncengine.config.fanout import fanout_role
+
+            reader = fanout_role(name) is None
+            checks = (checks[0] if reader else checks[1], ("fanout", check_nats))
         for kind, check in checks:
             try:
                 found = await asyncio.wait_for(check(name, pipeline), timeout)

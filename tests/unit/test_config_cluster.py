@@ -3,13 +3,13 @@ path), and loading it, or running any embedded command, never imports the Tempor
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 from syncengine.config import parse_config
+from tests.unit.importprobe import modules_loaded
 from tests.unit.test_config import ENV, GOOD, problems_of
 
 
@@ -53,29 +53,8 @@ def test_engine_is_required():
 def test_embedded_mode_never_imports_temporal(tmp_path):
     """A config with a cluster section, loaded and turned into a pipeline's stages, and the
     CLI's command table: none of it loads temporalio (the cluster extra stays optional)."""
-    path = tmp_path / "c.yaml"
-    path.write_text(GOOD + "cluster: {engine: temporal}\n")
-    probe = textwrap.dedent(
-        f"""
-        import sys
-        from syncengine.cli.commands import cli
-        from syncengine.config import load_config
-        from syncengine.runtime.pipeline import Pipeline
-        from syncengine.state import SQLiteStateStore
-        config = load_config({str(path)!r})
-        Pipeline("orders", config.pipelines["orders"], SQLiteStateStore({str(tmp_path / "s.db")!r}))
-        print(sorted(m for m in sys.modules if m.split(".")[0] == "temporalio"))
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **ENV},
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    config = GOOD + "cluster: {engine: temporal}\n"
+    assert modules_loaded(tmp_path, config, ("temporalio",), ENV) == []
 
 
 def test_apply_refuses_two_way_pipelines_before_reaching_temporal(tmp_path):

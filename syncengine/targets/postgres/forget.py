@@ -1,7 +1,8 @@
 """Removing one source table's state from the target's ``_syncengine`` schema
-(``syncengine checkpoints CONFIG remove``): the shadow / fence rows and the record of how the
-shadow is kept, per target table its mapping wrote, and the snapshot chunk marks of the source
-table. One transaction; the target tables themselves are left as they are."""
+(``syncengine checkpoints CONFIG remove``): the shadow / fence rows, the record of how the
+shadow is kept and a two-way direction's recorded versions, per target table its mapping wrote,
+and the snapshot chunk marks of the source table. One transaction; the target tables themselves
+are left as they are."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from syncengine.state.base import table_chunks
+from syncengine.targets.postgres import versions
 from syncengine.targets.postgres.ddl import state_table
 from syncengine.targets.postgres.rebuild import kept_name
 
@@ -37,4 +39,5 @@ async def forget_table(
         ([pipeline, table_chunks(pipeline)], table),
     )
     gone["target chunks"] = cur.rowcount
+    gone["target versions"] = await versions.forget(conn, pipeline, list(targets))
     return gone

@@ -20,7 +20,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from syncengine.targets.postgres.ddl import state_table
+from syncengine.targets.postgres.ddl import STATE_SCHEMA, state_table
 from syncengine.targets.postgres.state import probe_per_key, upsert_per_key
 
 #: what :func:`record` takes and :func:`read` returns
@@ -74,3 +74,24 @@ async def read(
         [pa.array([r[i] for r in found], f.type) for i, f in enumerate(VERSIONS_SCHEMA)],
         schema=VERSIONS_SCHEMA,
     )
+
+
+async def forget(conn: psycopg.AsyncConnection, pipeline: str, targets: list[str]) -> int:
+    """Delete the versions of these target tables (``checkpoints remove``, in the caller's
+    transaction); 0 where no two-way direction ever created the table. Left behind, a table
+    synced again later would have its new rows judged against the old tombstones."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s "
+        "AND tablename = 'versions')",
+        (STATE_SCHEMA,),
+    )
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        return 0
+    cur = await conn.execute(
+        sql.SQL("DELETE FROM {} WHERE pipeline = %s AND target_table = ANY(%s)").format(
+            state_table("versions")
+        ),
+        (pipeline, targets),
+    )
+    return cur.rowcount
