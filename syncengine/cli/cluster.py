@@ -1,7 +1,8 @@
 """``worker`` and ``apply``: cluster mode on Temporal (docs/cluster.md).
 
 Both need the config's ``cluster:`` section and the ``cluster`` extra; the Temporal SDK is
-imported inside the commands, so no other command loads it.
+imported inside the commands (and by ``status`` of a config with that section only), so no
+other command loads it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from syncengine.config.cluster import ClusterConfig
 
 
-def _cluster(config: Config, config_path: str) -> ClusterConfig:
+def cluster_of(config: Config, config_path: str) -> ClusterConfig:
     from syncengine.cluster import require_temporal
 
     if config.cluster is None:
@@ -38,7 +39,7 @@ def _cluster(config: Config, config_path: str) -> ClusterConfig:
     return config.cluster
 
 
-def _run_and_leave(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def run_and_leave(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run ``main``, report an expected error like every command, then end the process
     without interpreter finalization. The Temporal SDK's core threads (Rust) can still call
     into Python while the interpreter finalizes: with temporalio 1.35 on CPython 3.11 about
@@ -74,8 +75,9 @@ def worker(config_path: str, concurrency: int) -> None:
     """Cluster mode: run a stateless worker until SIGTERM/SIGINT (start as many as you like)."""
     setup_logs()
     config, _ = load_selected(config_path, None)
-    cluster = _cluster(config, config_path)
+    cluster = cluster_of(config, config_path)
     from syncengine.cluster.service import run_worker
+    from syncengine.config import load_config
     from syncengine.state import open_state
 
     state = open_state(config.state)
@@ -85,35 +87,52 @@ def worker(config_path: str, concurrency: int) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(config, cluster, state, concurrency, stop)
+        await run_worker(
+            config, cluster, state, concurrency, stop, lambda: load_config(config_path)
+        )
 
-    _run_and_leave(main)
+    run_and_leave(main)
 
 
 @click.command()
 @config_argument
 @pipeline_option
-@click.option("--wait", is_flag=True, help="Wait for the backfills to end; print their results.")
+@click.option(
+    "--backfill",
+    is_flag=True,
+    help="Start the one-shot chunked backfill workflows instead of the streams.",
+)
+@click.option("--wait", is_flag=True, help="With --backfill: wait for the backfills to end.")
 @expected_errors
-def apply(config_path: str, pipeline: str | None, wait: bool) -> None:
-    """Cluster mode: start each pipeline's backfill workflow (idempotent: a running or
-    completed one is left alone)."""
+def apply(config_path: str, pipeline: str | None, backfill: bool, wait: bool) -> None:
+    """Cluster mode: reconcile the pipelines into stream workflows: start new ones, update
+    changed ones, stop those no longer configured (only without --pipeline). With
+    --backfill: start each pipeline's backfill workflow (a running or completed one is left
+    alone)."""
     from syncengine.config.twoway import REVERSE_SUFFIX, direction_of
 
     setup_logs()
+    if wait and not backfill:
+        raise UsageError("--wait goes with --backfill (a stream does not end)")
     config, names = load_selected(config_path, pipeline)
-    cluster = _cluster(config, config_path)
+    cluster = cluster_of(config, config_path)
     two_way = sorted({n.removesuffix(REVERSE_SUFFIX) for n in names if direction_of(config, n)})
     if two_way:
         raise UsageError(
             f"two-way pipelines do not run in cluster mode yet: {', '.join(two_way)}",
             hint="run them with syncengine run, or pick others with --pipeline",
         )
-    from syncengine.cluster.service import apply as start
+    from syncengine.cluster.reconcile import apply_streams
+    from syncengine.cluster.service import apply_backfills
     from syncengine.cluster.service import wait as results
 
     async def main() -> None:
-        for applied in await start(config, cluster, names):
+        if not backfill:
+            stop_others = pipeline is None
+            for applied in await apply_streams(config, cluster, names, stop_others=stop_others):
+                click.echo(f"{applied.pipeline}: stream {applied.outcome} ({applied.workflow_id})")
+            return
+        for applied in await apply_backfills(config, cluster, names):
             click.echo(f"{applied.pipeline}: backfill {applied.outcome} ({applied.workflow_id})")
         if wait:
             for result in await results(cluster, names):
@@ -123,4 +142,4 @@ def apply(config_path: str, pipeline: str | None, wait: bool) -> None:
                     f"chunk(s){again}"
                 )
 
-    _run_and_leave(main)
+    run_and_leave(main)

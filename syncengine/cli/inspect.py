@@ -42,10 +42,29 @@ def status(config_path: str, pipeline: str | None, as_json: bool, per_table: boo
             print_tables(rows)
         return
     infos = [asyncio.run(gather_status(config, name, state)) for name in names]
-    if as_json:
-        click.echo(json.dumps(infos, indent=2, default=str))
+
+    def show() -> None:
+        if as_json:
+            click.echo(json.dumps(infos, indent=2, default=str))
+        else:
+            print_status(infos)
+
+    if config.cluster is None:
+        show()
         return
-    print_status(infos)
+    from syncengine.cli.cluster import cluster_of, run_and_leave
+
+    cluster = cluster_of(config, config_path)
+
+    async def with_workflows() -> None:
+        from syncengine.cluster.clusterstatus import stream_states
+
+        states = await stream_states(cluster, names)
+        for info in infos:
+            info.update(states.get(str(info.get("pipeline")), {}))
+        show()
+
+    run_and_leave(with_workflows)  # Temporal's client: the cluster commands' exit
 
 
 class ConfigFirstGroup(click.Group):

@@ -19,6 +19,14 @@ FIELDS = [
     ("dead_letters", "dead_letters"),
     ("last_error", "last_error"),
 ]
+#: cluster mode adds its stream workflow's state (syncengine/cluster/clusterstatus.py)
+CLUSTER_FIELDS = [
+    ("workflow", "cluster_state"),
+    ("worker", "cluster_worker"),
+    ("attempt", "cluster_attempt"),
+    ("epoch", "cluster_epoch"),
+    ("cluster_error", "cluster_error"),
+]
 
 
 def cell(value: object) -> str:
@@ -47,9 +55,10 @@ def _trend(trend: dict[str, Any] | None) -> str:
 
 def print_status(infos: list[dict[str, Any]], width: int | None = None) -> None:
     """Print to stdout, ``width`` columns (default: the terminal's, or ``COLUMNS``)."""
-    cells = [[_value(info, key) for _, key in FIELDS] for info in infos]
+    fields = FIELDS + (CLUSTER_FIELDS if any("cluster_state" in i for i in infos) else [])
+    cells = [[_value(info, key) for _, key in fields] for info in infos]
     headings = [f"pipeline {info.get('pipeline')}" for info in infos]
-    _print("syncengine status", [label for label, _ in FIELDS], cells, headings, 1, width)
+    _print("syncengine status", [label for label, _ in fields], cells, headings, 1, width)
 
 
 def _print(

@@ -10,6 +10,8 @@ and what is planned: docs/cluster.md.
 from __future__ import annotations
 
 import importlib
+import os
+import socket
 from types import ModuleType
 
 from syncengine.errors import RetriableError, UsageError
@@ -27,3 +29,9 @@ def require_temporal() -> ModuleType:
         return importlib.import_module("temporalio")
     except ImportError:
         raise UsageError("cluster mode needs the Temporal SDK", hint=EXTRA_HINT) from None
+
+
+def identity() -> str:
+    """How this process appears in Temporal (workflow histories, pending activities) and in
+    the fencing epochs it claims."""
+    return f"{os.getpid()}@{socket.gethostname()}"

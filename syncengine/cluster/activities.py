@@ -1,4 +1,4 @@
-"""The activities a worker runs: plan a backfill, copy one chunk.
+"""The activities a worker runs: plan a backfill, copy one chunk, run a pipeline's stream.
 
 A worker is stateless: it holds its config (read from its own CONFIG file, secrets from its
 environment) and, per pipeline, one opened :class:`~.chunkcopy.ChunkCopier` shared by the chunk
@@ -9,22 +9,34 @@ A chunk activity heartbeats every third of its heartbeat timeout while it copies
 worker dies or stalls, Temporal gives the chunk to another worker after that timeout. Errors
 that no retry can fix (:class:`~syncengine.errors.FatalError`: bad config, refused rows) end the
 workflow with their message; everything else is retried.
+
+The stream activity runs one :class:`~.streamrun.StreamAttempt` and heartbeats its fencing
+epoch and the changes it applied. It re-reads the worker's config file first, so a worker
+whose file was edited runs the edited pipeline, and runs only the config ``apply`` applied
+(same fingerprint): another one is refused, and the attempt is retried, maybe elsewhere.
+Cancelled (its workflow was updated or stopped, Temporal gave up on it, the worker stops), it
+stops the stream the way SIGTERM stops ``run``: what was read is applied up to its last commit
+boundary, within one heartbeat timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
+from syncengine.cluster import identity
 from syncengine.cluster.chunkcopy import ChunkCopier
-from syncengine.cluster.tasks import ChunkResult, ChunkTask
-from syncengine.config.models import Config
-from syncengine.errors import FatalError, SyncEngineError
+from syncengine.cluster.streamrun import StreamAttempt, fingerprint
+from syncengine.cluster.tasks import ChunkResult, ChunkTask, StreamRequest, StreamResult
+from syncengine.config.models import Config, PipelineConfig
+from syncengine.errors import FatalError, RetriableError, SyncEngineError
 from syncengine.plugins import unknown_name_message
 from syncengine.state import StateStore
 
@@ -50,7 +62,8 @@ class BackfillActivities:
     async def copy_chunk(self, task: ChunkTask) -> ChunkResult:
         info = activity.info()
         every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
-        result = await _reported(_beating(self._copy(task), every))
+        holder = f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
+        result = await _reported(_beating(self._copy(task, holder), every))
         how = "already committed" if result.skipped else f"{result.rows} row(s)"
         log.info(
             "%s: chunk %d of %s: %s (attempt %d)",
@@ -66,8 +79,8 @@ class BackfillActivities:
     async def _plan(self, pipeline: str) -> list[ChunkTask]:
         return await (await self._copier(pipeline)).plan()
 
-    async def _copy(self, task: ChunkTask) -> ChunkResult:
-        return await (await self._copier(task.pipeline)).copy(task)
+    async def _copy(self, task: ChunkTask, holder: str) -> ChunkResult:
+        return await (await self._copier(task.pipeline)).copy(task, holder)
 
     async def _copier(self, pipeline: str) -> ChunkCopier:
         async with self._opening:
@@ -84,6 +97,87 @@ class BackfillActivities:
                 copier = await ChunkCopier.open(pipeline, config, self.state)
                 self._copiers[pipeline] = copier
             return copier
+
+
+class StreamActivities:
+    def __init__(
+        self, load: Callable[[], Config], state: StateStore, client: Client | None = None
+    ) -> None:
+        #: reads the worker's config file again (each stream attempt runs the current one)
+        self.load = load
+        self.state = state
+        #: asks Temporal whether an attempt is still the current one before it claims
+        self.client = client
+
+    @activity.defn(name="syncengine-stream")
+    async def stream(self, request: StreamRequest) -> StreamResult:
+        info = activity.info()
+        every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
+        config = await _reported(self._config(request))
+        if not await self._current(info):
+            # handed to this worker while it was paused, and given up on since: claiming now
+            # would only fence the attempt that replaced it (its result is ignored anyway)
+            log.info(
+                "%s: attempt %d was superseded before it began", request.pipeline, info.attempt
+            )
+            raise ApplicationError("superseded before it began", type="Superseded")
+        holder = f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
+        attempt = StreamAttempt(request.pipeline, config, self.state, holder)
+        stop = asyncio.Event()
+        work = asyncio.ensure_future(attempt.run(stop, request.slice_seconds))
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=every)
+                activity.heartbeat({"epoch": attempt.epoch, "applied": attempt.applied})
+        except asyncio.CancelledError:
+            stop.set()  # drain as SIGTERM does run, then report the cancellation
+            await asyncio.wait({work}, timeout=every * 3)
+            if not work.done():  # never a reader left behind its activity: roll back, close
+                work.cancel()
+                await asyncio.wait({work}, timeout=every)
+            if work.done() and not work.cancelled() and work.exception() is not None:
+                log.info("%s: stream attempt ended by %s", request.pipeline, work.exception())
+            log.info("%s: stream stopped (epoch %d)", request.pipeline, attempt.epoch)
+            raise
+        applied = await _reported(work)
+        log.info(
+            "%s: stream slice over, %d change(s) applied (epoch %d)",
+            request.pipeline, applied, attempt.epoch,
+        )  # fmt: skip
+        return StreamResult(request.pipeline, attempt.epoch, applied)
+
+    async def _current(self, info: activity.Info) -> bool:
+        """Whether Temporal still counts on this attempt (its workflow run's pending stream
+        activity is this attempt). In doubt (Temporal not answering), yes: the fencing epoch,
+        not this check, keeps two attempts from committing."""
+        if self.client is None or info.workflow_id is None:
+            return True
+        try:
+            handle = self.client.get_workflow_handle(info.workflow_id)
+            described = await handle.describe()
+        except RPCError:
+            return True
+        if described.run_id != info.workflow_run_id:
+            return False
+        return any(
+            pending.activity_id == info.activity_id and pending.attempt == info.attempt
+            for pending in described.raw_description.pending_activities
+        )
+
+    async def _config(self, request: StreamRequest) -> PipelineConfig:
+        """The pipeline's config from this worker's file, as ``apply`` applied it."""
+        try:
+            config = self.load().pipelines.get(request.pipeline)
+        except FatalError as exc:  # a file being edited: maybe right on the next attempt
+            raise RetriableError(f"this worker cannot read its config: {exc}") from None
+        if config is None or fingerprint(config) != request.fingerprint:
+            differs = "lacks" if config is None else "differs from the applied config in"
+            raise RetriableError(
+                f"this worker's config {differs} pipeline {request.pipeline}; another "
+                "worker will take it",
+                hint="give every worker the config apply was given",
+            )
+        return config
 
 
 async def _beating(work: Awaitable[T], every: float) -> T:

@@ -41,6 +41,7 @@ from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.pushdown import snapshot_conditions
 from syncengine.sources.postgres.source import PostgresSource
 from syncengine.state.base import Chunk
+from syncengine.targets.postgres import epochs
 from syncengine.targets.postgres.passthrough import BinaryCopySink
 
 if TYPE_CHECKING:
@@ -145,13 +146,24 @@ class ChunkCopier:
         name = self.pipeline.name
         return [ChunkTask(name, c.table, c.chunk, c.lower, c.upper) for c in planned]
 
-    async def copy(self, task: ChunkTask) -> ChunkResult:
+    async def copy(self, task: ChunkTask, holder: str = "local") -> ChunkResult:
         """Copy one chunk with its done-mark in one target transaction, or nothing when
-        its mark is there already."""
-        chunk = Chunk(task.table, task.chunk, task.lower, task.upper)
+        its mark is there already. The attempt (``holder``) first claims the chunk's fencing
+        epoch: should a later attempt claim it before this one commits, this commit is
+        refused (:class:`~syncengine.errors.Fenced`) and rolls back."""
         shape = self.shapes.get(task.table)
         if shape is None:
             raise UsageError(f"{self.pipeline.name}: {task.table} is not among its tables")
+        fence = epochs.chunk_fence_name(task.pipeline, task.table, task.chunk)
+        epoch = await self.sink.claim(fence, holder) if isinstance(self.sink, BinaryCopySink) else 0
+        claimed = epochs.chunk_fence.set((fence, epoch) if epoch else None)
+        try:
+            return await self._copy(task, shape)
+        finally:
+            epochs.chunk_fence.reset(claimed)
+
+    async def _copy(self, task: ChunkTask, shape: TableShape) -> ChunkResult:
+        chunk = Chunk(task.table, task.chunk, task.lower, task.upper)
         marked = await self._marked(chunk)
         if marked is not None:
             log.info("%s: chunk %d of %s already committed", task.pipeline, task.chunk, task.table)

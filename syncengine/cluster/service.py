@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -24,10 +24,10 @@ from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from syncengine.cluster import ClusterUnavailable
-from syncengine.cluster.activities import BackfillActivities
+from syncengine.cluster import ClusterUnavailable, identity
+from syncengine.cluster.activities import BackfillActivities, StreamActivities
 from syncengine.cluster.tasks import BackfillRequest, BackfillResult, workflow_id
-from syncengine.cluster.workflows import BackfillWorkflow
+from syncengine.cluster.workflows import BackfillWorkflow, StreamWorkflow
 from syncengine.config.cluster import ClusterConfig
 from syncengine.config.models import Config
 from syncengine.errors import FatalError
@@ -35,11 +35,6 @@ from syncengine.runtime.retry import Backoff
 from syncengine.state import StateStore
 
 log = logging.getLogger("syncengine.cluster")
-
-
-def identity() -> str:
-    """How this process appears in Temporal (workflow histories, pending activities)."""
-    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 #: how long ``apply`` keeps trying to reach Temporal before it exits 3
@@ -77,22 +72,29 @@ async def connect(
 
 
 async def run_worker(
-    config: Config, cluster: ClusterConfig, state: StateStore, concurrency: int, stop: asyncio.Event
+    config: Config,
+    cluster: ClusterConfig,
+    state: StateStore,
+    concurrency: int,
+    stop: asyncio.Event,
+    load: Callable[[], Config] | None = None,
 ) -> None:
     """Poll the task queue until ``stop`` is set, then finish the activities in hand. A
-    worker waits for Temporal as long as it takes (it is started before or beside it)."""
+    worker waits for Temporal as long as it takes (it is started before or beside it).
+    ``load`` reads the worker's config again (each stream attempt runs the current file)."""
     client = await connect(cluster, math.inf, stop)
     if client is None:
         return
     activities = BackfillActivities(config, state)
+    streams = StreamActivities(load or (lambda: config), state, client)
     worker = Worker(
         client,
         task_queue=cluster.task_queue,
-        workflows=[BackfillWorkflow],
-        activities=[activities.plan_backfill, activities.copy_chunk],
+        workflows=[BackfillWorkflow, StreamWorkflow],
+        activities=[activities.plan_backfill, activities.copy_chunk, streams.stream],
         max_concurrent_activities=concurrency,
         # on SIGTERM, chunks in hand get one heartbeat timeout to commit; after that they are
-        # cancelled (rolled back) and Temporal gives them to another worker
+        # cancelled (rolled back) and Temporal gives them to another worker; a stream drains
         graceful_shutdown_timeout=timedelta(seconds=cluster.heartbeat),
     )
     log.info(
@@ -112,7 +114,7 @@ async def run_worker(
         await activities.close()
 
 
-async def _connected(cluster: ClusterConfig) -> Client:
+async def connected(cluster: ClusterConfig) -> Client:
     client = await connect(cluster)
     assert client is not None  # no stop event: a client or an error
     return client
@@ -122,28 +124,50 @@ async def _connected(cluster: ClusterConfig) -> Client:
 class Applied:
     pipeline: str
     workflow_id: str
-    #: started, running (left alone) or completed (not started again)
+    #: backfill: started, running (left alone) or completed (not started again); stream:
+    #: started, running (unchanged), updated or stopped
     outcome: str
 
 
-async def apply(config: Config, cluster: ClusterConfig, names: list[str]) -> list[Applied]:
+async def start_once(
+    client: Client,
+    run: Any,
+    request: object,
+    wid: str,
+    cluster: ClusterConfig,
+    reuse: WorkflowIDReusePolicy,
+    memo: dict[str, Any] | None = None,
+) -> bool:
+    """Start the workflow ``wid`` on the cluster's task queue; False when one with that ID
+    runs already (conflict policy FAIL: it is left alone) or ``reuse`` forbids another."""
+    try:
+        await client.start_workflow(
+            run,
+            request,
+            id=wid,
+            task_queue=cluster.task_queue,
+            id_reuse_policy=reuse,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo=memo,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
+
+
+async def apply_backfills(
+    config: Config, cluster: ClusterConfig, names: list[str]
+) -> list[Applied]:
     """Start each pipeline's backfill workflow unless it runs or has completed."""
-    client = await _connected(cluster)
+    client = await connected(cluster)
     done: list[Applied] = []
+    reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
     for name in names:
         wid = workflow_id("backfill", name)
         request = BackfillRequest(name, heartbeat=cluster.heartbeat)
-        try:
-            await client.start_workflow(
-                BackfillWorkflow.run,
-                request,
-                id=wid,
-                task_queue=cluster.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            )
+        if await start_once(client, BackfillWorkflow.run, request, wid, cluster, reuse):
             outcome = "started"
-        except WorkflowAlreadyStartedError:
+        else:
             described = await client.get_workflow_handle(wid).describe()
             running = described.status == WorkflowExecutionStatus.RUNNING
             outcome = "running" if running else "completed"
@@ -153,7 +177,7 @@ async def apply(config: Config, cluster: ClusterConfig, names: list[str]) -> lis
 
 async def wait(cluster: ClusterConfig, names: list[str]) -> list[BackfillResult]:
     """The results of the pipelines' backfill workflows, waiting for them to end."""
-    client = await _connected(cluster)
+    client = await connected(cluster)
     results = []
     for name in names:
         wid = workflow_id("backfill", name)
@@ -161,9 +185,14 @@ async def wait(cluster: ClusterConfig, names: list[str]) -> list[BackfillResult]
         try:
             results.append(await handle.result())
         except WorkflowFailureError as exc:
-            cause: BaseException = exc.cause
-            while isinstance(cause, FailureError) and cause.cause is not None:
-                cause = cause.cause  # the activity's own error, not its wrappers
-            message = cause.message if isinstance(cause, FailureError) else str(cause)
+            message = failure_message(exc)
             raise FatalError(f"{name}: cluster backfill failed: {message}") from None
     return results
+
+
+def failure_message(exc: WorkflowFailureError) -> str:
+    """What failed a workflow: the activity's own error, not its wrappers."""
+    cause: BaseException = exc.cause
+    while isinstance(cause, FailureError) and cause.cause is not None:
+        cause = cause.cause
+    return cause.message if isinstance(cause, FailureError) else str(cause)

@@ -1,9 +1,11 @@
-"""What passes through Temporal: chunk descriptors and counts, never rows.
+"""What passes through Temporal: pipeline names, chunk descriptors and counts, never rows.
 
 These dataclasses are a workflow's inputs and results and its activities' arguments, so they
-are all Temporal's history ever holds of a backfill: a table name, a chunk number and the
-chunk's key bounds (JSON text, as the state store keeps them), and row counts. The workflow
-sandbox imports this module, so it imports nothing but the standard library.
+are all Temporal's history ever holds: of a backfill, a table name, a chunk number and the
+chunk's key bounds (JSON text, as the state store keeps them) and row counts; of a stream, the
+pipeline's name, timings and its config's fingerprint (no secret: they are masked before it
+is hashed). The workflow sandbox imports this module, so it imports nothing but the standard
+library.
 """
 
 from __future__ import annotations
@@ -51,6 +53,31 @@ class BackfillResult:
     rows: int
     #: ``table:chunk`` of chunks whose done-mark an earlier attempt committed (copied once)
     skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """A stream workflow's input, and what ``apply`` compares to decide that a running
+    pipeline changed (it then signals ``update`` with the new one)."""
+
+    pipeline: str
+    #: a stream activity silent for this many seconds moves to another worker
+    heartbeat: float = 30.0
+    #: the stream activity ends after this long and the workflow continues as new
+    slice_seconds: float = 3600.0
+    #: of the pipeline's config as ``apply`` read it; a worker whose own config differs
+    #: refuses to run the stream (retried, maybe on another worker)
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """What one stream activity did before it ended (its slice was over, or it was asked to
+    stop): the fencing epoch it held and the changes it applied."""
+
+    pipeline: str
+    epoch: int
+    applied: int
 
 
 def workflow_id(kind: str, pipeline: str) -> str:

@@ -1,5 +1,13 @@
 """The workflows (deterministic code: Temporal replays it from its history on any worker).
 
+:class:`StreamWorkflow` runs a pipeline's stream: one activity at a time (activity ID
+``stream``), which holds the pipeline's slot or change stream, retried without end on whichever
+worker polls first when its worker dies or stalls past the heartbeat timeout. When the activity
+ends its slice (``cluster.stream_slice``), or ``apply`` signals ``update`` with a changed
+config, the workflow continues as new: its history never grows past a few events per slice.
+``stop`` (``apply`` of a config without the pipeline) cancels the activity, which drains, and
+ends the workflow. The workflow ID is per pipeline, so only one runs: one reader per slot.
+
 :class:`BackfillWorkflow` plans a pipeline's chunks in one activity, then runs one activity per
 chunk, ``in_flight`` at a time across all workers. Activity IDs name the chunk
 (``chunk:<table>:<n>``), so a chunk's attempts, on whichever worker, are one activity in the
@@ -10,13 +18,22 @@ and return counts.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from syncengine.cluster.tasks import BackfillRequest, BackfillResult, ChunkResult, ChunkTask
+    from syncengine.cluster.tasks import (
+        BackfillRequest,
+        BackfillResult,
+        ChunkResult,
+        ChunkTask,
+        StreamRequest,
+        StreamResult,
+    )
 
 #: error types an activity raises that no retry can fix (bad config, refused rows)
 FATAL = ["FatalError"]
@@ -27,6 +44,11 @@ CHUNK_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=FATAL,
 )
+#: a stream attempt is retried until a fatal error (the pipeline cannot run as configured)
+STREAM_RETRY = CHUNK_RETRY
+#: an attempt's own limit: heartbeats, not this, notice a lost worker; the initial backfill
+#: runs inside the first attempt and may take long
+STREAM_ATTEMPT_LIMIT = timedelta(days=365)
 
 
 @workflow.defn(name="syncengine-backfill")
@@ -62,3 +84,54 @@ class BackfillWorkflow:
             sum(r.rows for r in results),
             [f"{r.table}:{r.chunk}" for r in results if r.skipped],
         )
+
+
+def stream_memo(request: StreamRequest) -> dict[str, object]:
+    """What ``apply`` reads back (describe) to compare with the config it was given."""
+    return {"request": asdict(request)}
+
+
+@workflow.defn(name="syncengine-stream")
+class StreamWorkflow:
+    def __init__(self) -> None:
+        self._update: StreamRequest | None = None
+        self._stop = False
+
+    @workflow.signal(name="update")
+    def update(self, request: StreamRequest) -> None:
+        """The pipeline's config changed: restart the stream with ``request``."""
+        self._update = request
+
+    @workflow.signal(name="stop")
+    def stop(self) -> None:
+        """The pipeline left the config: stop its stream and end."""
+        self._stop = True
+
+    @workflow.run
+    async def run(self, request: StreamRequest) -> StreamResult:
+        stream = workflow.start_activity(
+            "syncengine-stream",
+            request,
+            result_type=StreamResult,
+            activity_id="stream",
+            start_to_close_timeout=STREAM_ATTEMPT_LIMIT,
+            heartbeat_timeout=timedelta(seconds=request.heartbeat),
+            retry_policy=STREAM_RETRY,
+            # a stopped or updated stream drains before the next one may start
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        await workflow.wait_condition(
+            lambda: stream.done() or self._stop or self._update is not None
+        )
+        if not stream.done():
+            stream.cancel()
+        try:
+            result: StreamResult = await stream
+        except (ActivityError, asyncio.CancelledError):
+            if not (self._stop or self._update):
+                raise  # a fatal error: the workflow fails with it (status shows it)
+            result = StreamResult(request.pipeline, 0, 0)
+        if self._stop:
+            return result
+        following = self._update or request
+        workflow.continue_as_new(following, memo=stream_memo(following))

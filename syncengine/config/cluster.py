@@ -32,7 +32,11 @@ class ClusterConfig(Model):
     """The task queue workers poll and ``apply`` starts workflows on."""
     heartbeat: Annotated[float, Field(ge=1.0, le=3600.0)] = 30.0
     """A chunk activity whose worker has not heartbeated for this long (``30s``) is given to
-    another worker; the worker heartbeats every third of it."""
+    another worker; the worker heartbeats every third of it. A pipeline's stream likewise."""
+    stream_slice: Annotated[float, Field(ge=10.0, le=7 * 86400.0)] = 3600.0
+    """A pipeline's stream activity ends after this long (``1h``) and its workflow continues
+    as new: Temporal's history stays short, and the next activity (maybe on another worker)
+    claims the pipeline anew and resumes from the checkpoint."""
 
     @field_validator("address")
     @classmethod
@@ -50,7 +54,7 @@ class ClusterConfig(Model):
             )
         return value
 
-    @field_validator("heartbeat", mode="before")
+    @field_validator("heartbeat", "stream_slice", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration(value)

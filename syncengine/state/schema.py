@@ -164,6 +164,19 @@ TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
         ],
         ["pipeline", "at_ms", "source_table"],
     ),
+    # cluster mode's fencing epoch per pipeline (targets/postgres/epochs.py): bumped by each
+    # attempt that takes the pipeline over, checked by every commit in that commit's
+    # transaction, so a worker paused past its heartbeat timeout cannot commit after its
+    # successor took over; holder names the attempt (worker identity and attempt number)
+    "epochs": (
+        [
+            ("pipeline", "TEXT NOT NULL"),
+            ("epoch", "BIGINT NOT NULL"),
+            ("holder", "TEXT NOT NULL"),
+            ("claimed_at", "TEXT NOT NULL"),
+        ],
+        ["pipeline"],
+    ),
     # per-table operations asked of a running pipeline (resnapshot): the CLI leaves them here
     # for the daemon, never in the user's database
     "table_requests": (

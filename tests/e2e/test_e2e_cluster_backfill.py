@@ -15,13 +15,12 @@ import asyncio
 import signal
 import textwrap
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from tests.e2e.harness import CLI, execute, rows, wait_for
-from tests.temporal_server import TemporalServer, temporal_binary
+from tests.temporal_server import temporal_binary
 
 temporalio = pytest.importorskip(
     "temporalio", reason="the cluster extra is not installed (pip install -e '.[cluster]')"
@@ -41,17 +40,6 @@ CHUNKS = ROWS // CHUNK_ROWS + 1
 HELD_CHUNK = 20
 HELD_ID = HELD_CHUNK * CHUNK_ROWS + 1
 TABLE = "CREATE TABLE items (id bigint PRIMARY KEY, body text, n integer)"
-
-
-@pytest.fixture(scope="module")
-def temporal() -> Iterator[TemporalServer]:
-    binary = temporal_binary()
-    assert binary is not None
-    server = TemporalServer(binary).start()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 def config(task_queue: str, pipeline: str = "big") -> str:
@@ -139,7 +127,7 @@ def test_three_workers_one_killed_mid_chunk(tmp_path, temporal, pg_dsn, pg_targe
     holder.execute("INSERT INTO items (id) VALUES (%s)", (HELD_ID,))  # not committed
     workers = [cli.start("worker", "--concurrency", "2") for _ in range(3)]
     try:
-        started = cli.run("apply")
+        started = cli.run("apply", "--backfill")
         assert "big: backfill started (syncengine-backfill-big)" in started.stdout
 
         identity = held_chunk_attempt(temporal.address, "big")
@@ -151,11 +139,11 @@ def test_three_workers_one_killed_mid_chunk(tmp_path, temporal, pg_dsn, pg_targe
         victim.wait(30)
         holder.rollback()  # the dead worker's COPY now fails on its closed socket
 
-        again = cli.run("apply", "--wait", timeout=300)
+        again = cli.run("apply", "--backfill", "--wait", timeout=300)
         assert "big: backfill running (syncengine-backfill-big)" in again.stdout
         assert f"big: backfilled {ROWS} row(s) in {CHUNKS} chunk(s)" in again.stdout
         # a completed backfill is not started again
-        assert "big: backfill completed" in cli.run("apply").stdout
+        assert "big: backfill completed" in cli.run("apply", "--backfill").stdout
     finally:
         holder.close()
         for proc in workers:
@@ -177,10 +165,9 @@ def test_a_worker_paused_past_its_heartbeat_copies_nothing_twice(
 ):
     """SIGSTOP the worker in the middle of the held chunk, past its heartbeat timeout: the
     chunk's next attempt starts on the other worker and waits on the paused one's uncommitted
-    rows. After SIGCONT the two attempts race; whichever commits first, the chunk is in the
-    target once with one done-mark (the later one is refused by the key and finds the mark, or
-    was cancelled and rolled back). Not yet the epoch fencing that refuses the late commit
-    itself (docs/cluster.md)."""
+    rows. After SIGCONT the paused attempt's commit is refused by the chunk's fencing epoch
+    (the retry claimed it) and rolled back, or it was cancelled first; the retry then copies the
+    chunk: it is in the target once with one done-mark, held by the retry's claim."""
     fill_source(pg_dsn)
     execute(pg_target_dsn, TABLE)
     cli = CLI(
@@ -192,7 +179,7 @@ def test_a_worker_paused_past_its_heartbeat_copies_nothing_twice(
     holder.execute("INSERT INTO items (id) VALUES (%s)", (HELD_ID,))  # not committed
     workers = [cli.start("worker", "--concurrency", "2") for _ in range(2)]
     try:
-        assert "paused: backfill started" in cli.run("apply").stdout
+        assert "paused: backfill started" in cli.run("apply", "--backfill").stdout
         identity = held_chunk_attempt(temporal.address, "paused")
         sleeper = next(w for w in workers if identity.startswith(f"{w.pid}@"))
         sleeper.send_signal(signal.SIGSTOP)
@@ -201,7 +188,7 @@ def test_a_worker_paused_past_its_heartbeat_copies_nothing_twice(
         holder.rollback()  # the retry now waits on the paused worker's uncommitted rows
         time.sleep(1)
         sleeper.send_signal(signal.SIGCONT)
-        done = cli.run("apply", "--wait", timeout=300)
+        done = cli.run("apply", "--backfill", "--wait", timeout=300)
         assert f"paused: backfilled {ROWS} row(s) in {CHUNKS} chunk(s)" in done.stdout
     finally:
         holder.close()
@@ -211,6 +198,11 @@ def test_a_worker_paused_past_its_heartbeat_copies_nothing_twice(
         for proc in workers:
             proc.wait(60)
     assert_copied_once(pg_dsn, pg_target_dsn, "paused")
+    fence = f"paused:chunk:public.items:{HELD_CHUNK}"
+    ((epoch, by),) = rows(
+        pg_target_dsn, "SELECT epoch, holder FROM _syncengine.epochs WHERE pipeline = %s", (fence,)
+    )
+    assert epoch >= 2 and not by.startswith(f"{sleeper.pid}@"), (epoch, by)
 
 
 async def _chunk_starts(address: str, chunk: int) -> list[tuple[int, str]]:
@@ -269,7 +261,7 @@ def test_a_backfill_that_cannot_run_fails_once_with_the_reason(
     )
     worker = cli.start("worker")
     try:
-        result = cli.run("apply", "--wait", check=False, timeout=120)
+        result = cli.run("apply", "--backfill", "--wait", check=False, timeout=120)
     finally:
         assert cli.stop(worker) == 0
     assert result.returncode == 1, result.stdout + result.stderr

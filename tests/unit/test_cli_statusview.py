@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncengine.cli.statusview import FIELDS, print_status
+from syncengine.cli.statusview import CLUSTER_FIELDS, FIELDS, print_status
 
 INFOS = [
     {
@@ -67,3 +67,22 @@ def test_wide_terminal_keeps_the_table(capsys):
     assert "2.0→1.2s max 14.5" in row  # the hour's lag trend the daemon recorded
     assert "…" not in "\n".join(lines)
     assert not any(line.startswith("pipeline ") for line in lines)
+
+
+def test_cluster_mode_adds_the_stream_workflow(capsys):
+    """``status`` of a config with a ``cluster:`` section: each pipeline's workflow state, the
+    worker holding its stream, the attempt, the fencing epoch and the last error."""
+    cluster = {
+        "cluster_state": "running",
+        "cluster_worker": "4242@worker-3",
+        "cluster_attempt": 2,
+        "cluster_epoch": 7,
+        "cluster_error": "slot is active for PID 99",
+    }
+    print_status([{**INFOS[0], **cluster}, {**INFOS[1], "cluster_state": "not applied"}], 80)
+    out = capsys.readouterr().out
+    for label, key in CLUSTER_FIELDS:
+        assert label in out, key
+    assert "4242@worker-3" in out and "not applied" in out and "slot is active" in out
+    print_status(INFOS, 250)  # embedded mode: no cluster columns
+    assert "workflow" not in capsys.readouterr().out

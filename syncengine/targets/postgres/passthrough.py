@@ -33,6 +33,7 @@ from syncengine.sources.postgres.chunks import TableShape
 from syncengine.state.base import Chunk
 from syncengine.state.targetdb import TargetSnapshotProgress
 from syncengine.targets.faults import fault_point
+from syncengine.targets.postgres import epochs
 from syncengine.targets.postgres.errors import first_line, is_record_error, translate
 from syncengine.targets.postgres.state import PostgresTargetState
 
@@ -79,6 +80,8 @@ class BinaryCopySink:
         #: the chunks' done-marks in the target database, committed with their rows
         self.marks: TargetSnapshotProgress[psycopg.AsyncConnection] = PostgresTargetState(pipeline)
         self._idle: list[psycopg.AsyncConnection] = []
+        #: cluster mode: the fencing epoch each chunk's commit checks (epochs.py)
+        self.epoch: int | None = None
 
     @classmethod
     async def open(
@@ -139,6 +142,11 @@ class BinaryCopySink:
                 rows = await copy_in(conn, statement, source_rows)
                 await self.marks.mark_done(conn, chunk, rows)
                 fault_point("postgres.passthrough_before_commit")
+                fence = epochs.chunk_fence.get()
+                if fence is None and self.epoch is not None:
+                    fence = (self.pipeline, self.epoch)
+                if fence is not None:
+                    await epochs.hold(conn, *fence)
             healthy = True
         except psycopg.Error as exc:
             if failed and exc is failed[0]:
@@ -155,6 +163,10 @@ class BinaryCopySink:
             await self._release(conn, healthy)
         fault_point("postgres.passthrough_after_commit")
         return rows
+
+    async def claim(self, fence: str, holder: str) -> int:
+        """Claim a fence (a chunk's, :mod:`.epochs`) on an idle connection of the sink."""
+        return await self._admin(lambda conn: epochs.claim(conn, fence, holder))
 
     async def done_chunks(self, tables: Sequence[str]) -> list[Chunk]:
         return await self._admin(lambda conn: self.marks.done_chunks(conn, tables))
@@ -179,7 +191,7 @@ class BinaryCopySink:
             healthy = True
             return done
         except psycopg.Error as exc:
-            raise translate(exc, "reading snapshot chunk marks") from None
+            raise translate(exc, "reading or claiming snapshot chunk marks") from None
         finally:
             await self._release(conn, healthy)
 

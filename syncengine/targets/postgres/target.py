@@ -22,6 +22,7 @@ from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWri
 from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import (
     ddl,
+    epochs,
     floor,
     keylater,
     origin,
@@ -74,6 +75,8 @@ class PostgresTarget:
         self._keys_after_load = False
         #: table name → key of the tables this process created without their key index
         self._pending_keys: dict[str, tuple[str, ...]] = {}
+        #: cluster mode: the fencing epoch every commit checks (epochs.py); None: embedded
+        self.epoch: int | None = None
 
     @property
     def two_way(self) -> bool:
@@ -137,6 +140,25 @@ class PostgresTarget:
 
     async def open(self) -> None:
         await self._connection()
+
+    async def claim_epoch(self, holder: str) -> int:
+        """Cluster mode: take the pipeline over from any earlier attempt (epochs.py). From
+        here on every commit of this target, and of its chunk sinks, checks the epoch in its
+        own transaction and is refused once a later attempt claimed the pipeline."""
+        conn = await self._connection()
+        try:
+            self.epoch = await epochs.claim(conn, self.pipeline, holder)
+        except psycopg.Error as exc:
+            raise translate(exc, "claiming the pipeline's fencing epoch") from None
+        return self.epoch
+
+    async def current_epoch(self) -> epochs.Epoch | None:
+        """The stored fencing epoch (``status`` in cluster mode)."""
+        conn = await self._connection()
+        try:
+            return await epochs.current(conn, self.pipeline)
+        except psycopg.Error as exc:
+            raise translate(exc, "reading the pipeline's fencing epoch") from None
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -305,9 +327,11 @@ class PostgresTarget:
         conn = await self._connection()
         names = {source: self._split(target) for source, target in tables.items()}
         try:
-            return await BinaryCopySink.open(self.pipeline, self.config, conn, names)
+            sink = await BinaryCopySink.open(self.pipeline, self.config, conn, names)
         except psycopg.Error as exc:
             raise translate(exc, "reading target tables for snapshot chunks") from None
+        sink.epoch = self.epoch
+        return sink
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -492,6 +516,8 @@ class PostgresTarget:
                     if self._purges.due(checkpoint):
                         await self._store.purge_tombstones(conn, checkpoint.position)
                 fault_point("postgres.before_commit")
+                if self.epoch is not None:  # last: the epoch row is locked until the commit
+                    await epochs.hold(conn, self.pipeline, self.epoch)
             if conn.pgconn.transaction_status != IDLE:
                 await conn.execute("COMMIT")  # the group's transaction (start_group)
         except psycopg.Error as exc:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import textwrap
 
+import psycopg
 import pytest
 
 from syncengine.cluster.chunkcopy import ChunkCopier
 from syncengine.config import parse_config
-from syncengine.errors import UsageError
+from syncengine.errors import Fenced, UsageError
 from syncengine.state import SQLiteStateStore
+from syncengine.targets.postgres import epochs
 from tests.e2e.harness import execute, rows
 
 TABLE = "CREATE TABLE items (id bigint PRIMARY KEY, body text)"
@@ -104,6 +106,50 @@ def test_a_chunk_whose_attempt_rolled_back_is_copied_by_the_next(tmp_path, pg_ds
 
     asyncio.run(scenario())
     assert rows(pg_target_dsn, "SELECT min(id), max(id), count(*) FROM items") == [(101, 200, 100)]
+
+
+def test_a_chunk_attempt_overtaken_by_a_later_claim_commits_nothing(
+    tmp_path, pg_dsn, pg_target_dsn
+):
+    """A paused attempt (held here on a row lock inside its COPY, certain rather than timed)
+    whose chunk a later attempt claimed meanwhile: its commit, rows and done-mark, is refused
+    by the chunk's fencing epoch; the later attempt then copies the chunk once."""
+    execute(pg_dsn, TABLE, "INSERT INTO items SELECT g, 'x' FROM generate_series(1, 300) g")
+    execute(pg_target_dsn, TABLE)
+    config = pipeline_config(pg_dsn, pg_target_dsn)
+
+    async def scenario() -> None:
+        first = await _open(config, tmp_path, "one")
+        second = await _open(config, tmp_path, "two")
+        holder = await psycopg.AsyncConnection.connect(pg_target_dsn)
+        try:
+            tasks = await first.plan()
+            await holder.execute("INSERT INTO items VALUES (150, 'held')")  # not committed
+            stale = asyncio.ensure_future(first.copy(tasks[1], "worker-a"))  # rows 101..200
+            while not rows(
+                pg_target_dsn,
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'",
+            ):
+                await asyncio.sleep(0.05)
+            fence = epochs.chunk_fence_name("big", "public.items", 1)
+            async with await psycopg.AsyncConnection.connect(pg_target_dsn, autocommit=True) as c:
+                assert await epochs.claim(c, fence, "worker-b") == 2
+            await holder.rollback()
+            with pytest.raises(Fenced, match="chunk:public.items:1: commit refused"):
+                await asyncio.wait_for(stale, 60)
+            assert rows(pg_target_dsn, "SELECT count(*) FROM items") == [(0,)]
+            assert rows(pg_target_dsn, "SELECT count(*) FROM _syncengine.chunks") == [(0,)]
+            done = await second.copy(tasks[1], "worker-c")
+            assert (done.rows, done.skipped) == (100, False)
+        finally:
+            await holder.close()
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
+    assert rows(pg_target_dsn, "SELECT min(id), max(id), count(*) FROM items") == [(101, 200, 100)]
+    assert rows(pg_target_dsn, "SELECT epoch, holder FROM _syncengine.epochs") == [(3, "worker-c")]
 
 
 @pytest.mark.parametrize(
