@@ -343,6 +343,8 @@ class _SideBatches:
             self.next.cancel()
             with contextlib.suppress(BaseException):
                 await self.next
+        elif self.next is not None and not self.next.cancelled():
+            self.next.exception()  # retrieved: an ended side iterator is not an error to log
         if self.side is not None and hasattr(self.side, "aclose"):
             with contextlib.suppress(BaseException):
                 await self.side.aclose()
