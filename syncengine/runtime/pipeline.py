@@ -311,12 +311,14 @@ class Pipeline:
 
     def _echoes_last(self) -> bool:
         """Whether a group's echoes are refreshed after its changes rather than before: two-way
-        ``timestamp`` by commit time, where versions decide and the order must be the source's
-        (an echo written after a change is judged after it: syncengine.conflicts.versions).
-        Otherwise the echoes go first and fence out the changes they overwrote."""
-        conflicts = self.config.conflicts
+        ``timestamp`` (or ``merge``) by commit time, where versions decide and the order must
+        be the source's (an echo written after a change is judged after it:
+        syncengine.conflicts.versions). Otherwise the echoes go first and fence out the
+        changes they overwrote."""
+        from syncengine.conflicts.versions import by_versions
+
         two_way = getattr(self.target, "two_way", False)
-        return bool(two_way and conflicts.strategy == "timestamp" and not conflicts.timestamp)
+        return bool(two_way and by_versions(self.config.conflicts))
 
     async def _group(self, step: str) -> None:
         """``start_group`` / ``end_group`` of a target that has them (PostgresTarget.start_group:
