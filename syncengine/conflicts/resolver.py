@@ -109,7 +109,10 @@ class ConflictResolver:
         *,
         fence: bool = False,
         stream: str | None = None,
+        twin: tuple[str, str] | None = None,
     ) -> None:
+        """``twin``: two-way ``manual``, the other direction and its name of this table: its
+        pending conflicts hold this direction's changes of their keys too."""
         self.pipeline = pipeline
         self.target = target
         self.state = state
@@ -120,6 +123,7 @@ class ConflictResolver:
         self.stream = stream
         #: tables whose shadow was made to fit their strategy (switch.py)
         self._prepared: set[str] = set()
+        self.twin = twin
 
     def config_for(self, table: str) -> ConflictsConfig:
         return self.overrides.get(table, self.conflicts)
@@ -137,7 +141,7 @@ class ConflictResolver:
         if spec.name not in self._prepared:
             await switch.prepare(self.target, spec, config, self.stream)
             self._prepared.add(spec.name)
-        pending = self.state.pending_conflict_keys(self.pipeline, spec.name)
+        pending = self._pending(spec.name)
         if reads_nothing(config, self.target) and not pending and self._server_fence:
             plain = plain_rows(spec, batch)  # nothing to hold, decide or read: Arrow only
             if plain is not None:
@@ -239,6 +243,15 @@ class ConflictResolver:
         write = plan.write_frame(rest.clear())
         return TableWrite(det.spec, batch.replace(write), plan.shadow(self.fence))
 
+    def _pending(self, table: str) -> dict[str, int]:
+        """Row key → conflict id of the keys whose changes wait: this direction's pending
+        conflicts and, two-way ``manual``, the other direction's (a key is parked on both
+        sides; a two-way manual table names its columns alike in both, so do the keys)."""
+        pending = self.state.pending_conflict_keys(self.pipeline, table)
+        if self.twin is None:
+            return pending
+        return {**self.state.pending_conflict_keys(*self.twin), **pending}
+
     @property
     def _server_fence(self) -> bool:
         return bool(getattr(self.target, "server_fence", False))
@@ -291,7 +304,7 @@ class ConflictResolver:
             return
         batch_keys = set(keys.to_list())
         with self.state.transaction() as db:
-            now = self.state.pending_conflict_keys(self.pipeline, spec.name)
+            now = self._pending(spec.name)
             if {k: v for k, v in now.items() if k in batch_keys} != {
                 k: v for k, v in pending.items() if k in batch_keys
             }:

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from syncengine import keyless
 from syncengine.changes import DENSE_FENCE, ECHO, REPLAYED, ChangeBatch, concat_batches
-from syncengine.config.models import MappingConfig, PipelineConfig
+from syncengine.config.models import ConflictsConfig, MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
 from syncengine.runtime import pausing, restate, tablestats
@@ -176,10 +176,19 @@ class Pipeline:
             conflicts = mapping.conflicts or self.config.conflicts
             resolver = ConflictResolver(
                 self.name, self.target, self.state, conflicts, fence=ordered(self.config),
-                stream=self.stream_name,
+                stream=self.stream_name, twin=self._twin(mapping, conflicts),
             )  # fmt: skip
             self._resolvers[mapping.target_name] = resolver
         return resolver
+
+    def _twin(self, mapping: MappingConfig, conflicts: ConflictsConfig) -> tuple[str, str] | None:
+        """Two-way ``manual``: the other direction and its name of ``mapping``'s table, whose
+        pending conflicts hold this direction's changes too (ConflictResolver.twin)."""
+        if conflicts.strategy != "manual" or not getattr(self.target, "two_way", False):
+            return None
+        from syncengine.config.twoway import sibling_name, twin_table
+
+        return sibling_name(self.name), twin_table(mapping)
 
     async def process(
         self, batches: Sequence[ChangeBatch], position: str | None, *, release: bool = False
