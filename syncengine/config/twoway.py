@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from syncengine.targets.postgres.config import PostgresTargetConfig
 
 REVERSE_SUFFIX = ".reverse"
-#: the origin a person's resolution of a two-way ``manual`` conflict is written under (on both
-#: sides): a dot, which no pipeline name holds, so it is no direction's origin
+#: the origins a person's resolution of a two-way ``manual`` conflict is written under: a dot,
+#: which no pipeline name holds, so it is no direction's origin
 MANUAL_SUFFIX = ".manual"
 #: strategies whose two directions agree on one result (by side), after translation
 CONVERGING = ("timestamp", "merge", "manual")
@@ -75,11 +75,11 @@ def origin_name(pipeline: str) -> str:
 
 
 def manual_origin_name(pipeline: str) -> str:
-    """The origin ``conflicts resolve`` writes a two-way ``manual`` resolution under, on both
-    sides (either direction's name): not the directions' own, which the running daemon holds
-    (an origin serves one session at a time), and read as an echo by both readers."""
-    base = pipeline[: -len(REVERSE_SUFFIX)] if pipeline.endswith(REVERSE_SUFFIX) else pipeline
-    return f"syncengine_{base}{MANUAL_SUFFIX}"
+    """The origin ``conflicts resolve`` writes a two-way ``manual`` resolution under to the
+    target of direction ``pipeline`` (``syncengine_orders.manual``): not the direction's own,
+    which the running daemon holds (an origin serves one session at a time, cluster-wide, so
+    each side gets its own), and read as an echo by the other direction's reader."""
+    return origin_name(pipeline) + MANUAL_SUFFIX
 
 
 def directions_of(config: Config, pipeline: str) -> list[str]:
@@ -304,7 +304,7 @@ def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
             "own_origins": [
                 *forward_source.own_origins,
                 origin_name(reverse_name(name)),
-                manual_origin_name(name),
+                manual_origin_name(reverse_name(name)),
             ]
         }
     )

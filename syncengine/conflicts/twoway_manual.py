@@ -8,10 +8,10 @@ its own changes of the key behind it: neither side applies anything of that key 
 *Resolving* (``conflicts resolve``, the console). The chosen row (either side's, the merge, or
 a person's own) is written to BOTH sides, followed by the changes held behind the conflict on
 either side since it was parked, in commit-time order, so both sides end with the same row and
-each direction's shadow with it (at a position of its own stream). Both writes carry the
-pipeline's manual origin (:func:`~syncengine.config.twoway.manual_origin_name`: the directions'
-own origins are held by the running daemon), which both readers take as an echo: the
-resolution does not come back as a change, nothing ping-pongs.
+each direction's shadow with it (at a position of its own stream). Each write carries its
+direction's manual origin (:func:`~syncengine.config.twoway.manual_origin_name`: the directions'
+own origins are held by the running daemon), which the other direction's reader takes as an
+echo: the resolution does not come back as a change, nothing ping-pongs.
 
 A change a side made that its direction has not read yet would be overwritten on that side and
 then carried to the other: before writing, each side's row must still be the last one its
@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from syncengine.changes import META_COLUMNS, UNSENT_PREFIX
 from syncengine.config.twoway import manual_origin_name, sibling_name, twin_table
 from syncengine.conflicts import queue
 from syncengine.conflicts.manual import (
@@ -66,10 +67,9 @@ async def resolve_two_way(
     row = chosen_row(conflict, take, merged_json)
     mine, other = conflict.pipeline, sibling_name(conflict.pipeline)
     twin = replace(conflict, pipeline=other, table=twin_table(_mapping(pipelines[mine], conflict)))
-    origin = manual_origin_name(mine)
     targets = [
-        make_target(name, pipelines[name].target.model_copy(update={"replication_origin": origin}),
-                    state)
+        make_target(name, pipelines[name].target.model_copy(
+            update={"replication_origin": manual_origin_name(name)}), state)
         for name in (mine, other)
     ]  # fmt: skip
     for target in targets:
@@ -103,13 +103,14 @@ async def _resolve(
     assert conflict.id is not None
     sides = list(zip(targets, conflicts, strict=True))
     specs = [await target.ensure_table(queue.spec_of(parked)) for target, parked in sides]
+    written = False
     for _ in range(_ATTEMPTS):
         mine = state.held_changes(conflict.id, conflict.pipeline)
         other = state.held_changes(conflict.id, twin.pipeline)
         # each side's row as its direction last saw it: the parking direction reads the source
         # (conflict.remote, then its held changes), the other one the parking one's target
         expected = [_last(other, conflict.local), _last(mine, conflict.remote)]
-        if not all([
+        if not written and not all([
             await _unchanged(t, spec, conflict.key, seen)
             for t, spec, seen in zip(targets, specs, expected, strict=True)
         ]):  # fmt: skip
@@ -123,6 +124,7 @@ async def _resolve(
         for (target, parked), spec, position in zip(sides, specs, positions, strict=True):
             texts = [_at(text, position) for text in later]
             await target.apply([release_write(spec, parked, row, texts, position)], None)
+        written = True  # a change held meanwhile is written again on top (idempotent)
         with state.transaction() as db:
             now = (
                 state.held_changes(conflict.id, conflict.pipeline),
@@ -153,8 +155,12 @@ def _image(change: str) -> dict[str, Any] | None:
     doc = json.loads(change)
     if doc.get("_op") == "d":
         return None
-    unsent = {k[len("_unsent.") :] for k, v in doc.items() if k.startswith("_unsent.") and v}
-    return {k: v for k, v in doc.items() if not k.startswith("_") and k not in unsent}
+    unsent = {k[len(UNSENT_PREFIX) :] for k, v in doc.items() if k.startswith(UNSENT_PREFIX) and v}
+    return {
+        k: v
+        for k, v in doc.items()
+        if k not in META_COLUMNS and not k.startswith(UNSENT_PREFIX) and k not in unsent
+    }
 
 
 def _after(held: Sequence[str], row: str | None) -> list[str]:

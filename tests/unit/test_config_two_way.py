@@ -150,7 +150,9 @@ def test_directions_renames_inverted_and_strategy_by_side():
     forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
     assert forward.target.replication_origin == "syncengine_orders"
     # both readers also take a manual resolution's writes as echoes
-    assert forward.source.own_origins == ["syncengine_orders_reverse", "syncengine_orders.manual"]
+    assert forward.source.own_origins == [
+        "syncengine_orders_reverse", "syncengine_orders_reverse.manual"
+    ]  # fmt: skip
     assert reverse.target.replication_origin == "syncengine_orders_reverse"
     assert reverse.source.own_origins == ["syncengine_orders", "syncengine_orders.manual"]
     assert reverse.source.slot == reverse.source.publication == "syncengine_orders_reverse"
@@ -219,5 +221,7 @@ def test_manual_needs_the_same_columns_on_both_sides():
     )
     assert any(p.startswith("pipelines.orders.mappings[0].fields.total:") for p in found), found
     assert any(p.startswith("pipelines.orders.mappings[0].exclude:") for p in found), found
-    found = problems("conflicts: {prefer: source}\nmappings: [{source: o, twin_table: x}]\n")
+    found = problems(
+        "conflicts: {prefer: source}\nmappings: [{source: public.orders, twin_table: x}]\n"
+    )
     assert any(p.startswith("pipelines.orders.mappings[0].twin_table:") for p in found), found
