@@ -28,6 +28,7 @@ from syncengine.strategies.base import (
     StrategyContext,
     flags,
 )
+from syncengine.strategies.builtin import newer_version
 
 if TYPE_CHECKING:
     from polars._typing import PolarsDataType
@@ -96,8 +97,6 @@ def _two_way(
     the newer side's whole row, exactly as ``timestamp``. So a delete against a concurrent
     update is settled by commit time, never merged into a half row, and the rows nothing
     merged are decided by the versions that make both directions agree."""
-    from syncengine.strategies.builtin import newer_version
-
     remote_wins = newer_version(
         local[ctx.commit_time], local[SIDE], remote[ctx.commit_time], remote[SIDE],
         ctx.config.tie,
