@@ -479,12 +479,14 @@ class _Plan:
         by = f"strategy:{strategy.name}"
         audited = self.real.filter(rows)
         if versions is not None:
-            # a merged row carries the newer write's fields: it is recorded with its version
+            # a merged row is a write after both it merges (conflicts/versions.py): recorded
+            # a microsecond after the newer one, so its echo beats that write's own row
             merged = (outcome == MERGED) & ~keep_local
             written = ((outcome == REMOTE) | merged) & ~park
             times = det.changes["_ts"].filter(rows)
             target_time = local[COMMIT_TIME].cast(times.dtype)
-            newer = pl.select(pl.max_horizontal(times, target_time)).to_series()
+            after = pl.max_horizontal(times, target_time) + pl.duration(microseconds=1)
+            newer = pl.select(after).to_series()
             times = pl.select(pl.when(merged).then(newer).otherwise(times)).to_series()
             self.versions = recorded_rows(row_key, times, side, chosen[EXISTS], written)
             audited = audited | (written != (side == REMOTE))

@@ -25,9 +25,11 @@ newest version of every key.
 
 Two-way ``merge`` is judged the same way; only a real concurrent edit (both sides hold the
 row, the target changed since the base) is written as the field-level merge, a field changed
-on both sides taking the newer side's value. That row is recorded with the newer of the two
-versions (it carries that write's fields), so both directions, which merge the same pair of
-writes, record the same version. Echoes are always judged whole-row, as under ``timestamp``:
+on both sides taking the newer side's value. That row is a write after both it merges: it is
+recorded a microsecond after the newer of the two, so its echo beats the newer write's own
+row on the other side (at that write's own time it was taken for that very write, and the
+other side kept the row without the merged fields); both directions, which merge the same
+pair of writes, record the same version. Echoes are always judged whole-row, as under ``timestamp``:
 should the two directions have merged from different bases, the newer version (or the
 ``tie`` side) settles the key on both sides instead of merging again, so nothing ping-pongs.
 """
