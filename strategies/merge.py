@@ -101,12 +101,16 @@ def _two_way(
         local[ctx.commit_time], local[SIDE], remote[ctx.commit_time], remote[SIDE],
         ctx.config.tie,
     )  # fmt: skip
-    target_edited = pl.select(
-        pl.any_horizontal(local[c].ne_missing(base[c]) for c in ctx.columns)
-    ).to_series()
+    target_edited = _differs(local, base, ctx.columns)
     fields_merge = local[EXISTS] & remote[EXISTS] & (~base[EXISTS] | target_edited)
     to_remote = merged_fields(base, local, remote, ctx, tie_remote=True)
     to_local = merged_fields(base, local, remote, ctx, tie_remote=False)
+    # a newer change that differs from the target row but merges into exactly that row (its
+    # base lagged): whole-row, as timestamp, so this side writes and the echo settles the key
+    # (with the other direction doing the same from its own base, neither wrote: they stayed
+    # a row apart; docs/benchmarks-findings.md, F44-twmerge)
+    kept = ~_differs(to_remote, local, ctx.columns)
+    fields_merge = fields_merge & ~(remote_wins & kept & _differs(remote, local, ctx.columns))
     to_newer_remote, to_newer_local = fields_merge & remote_wins, fields_merge & ~remote_wins
     rows = pl.select(
         *(
@@ -125,6 +129,11 @@ def _two_way(
         .otherwise(pl.lit(LOCAL))
     ).to_series()
     return Decision(rows, flags(False, rows.height), outcome.alias("outcome"))
+
+
+def _differs(a: pl.DataFrame, b: pl.DataFrame, columns: tuple[str, ...]) -> pl.Series:
+    """Per row: some column differs (nulls compared as values)."""
+    return pl.select(pl.any_horizontal(a[c].ne_missing(b[c]) for c in columns)).to_series()
 
 
 def merge_expr(

@@ -80,3 +80,14 @@ def test_a_target_unchanged_since_the_base_is_not_merged_with_an_older_change():
     assert (row, outcome) == ({"id": 1, **BASE, EXISTS: True}, "local")
     row, outcome = decide(frame(BASE), frame(BASE, 10, LOCAL), frame(SOURCE, 20, REMOTE))
     assert (row, outcome) == ({"id": 1, **SOURCE, EXISTS: True}, "remote")
+
+
+def test_a_newer_change_that_merges_into_the_target_row_is_taken_whole():
+    # the base lagged: by it, the newer source row's only change (a) is already in the target
+    # row, so the merge is the target row and nothing would be written; the other direction,
+    # from its own base, can conclude the same about its side. Whole-row instead (timestamp).
+    lagging = {"a": "a0", "b": "b0", "c": "c-old"}
+    target = {"a": "a-src", "b": "b0", "c": "c-tgt"}
+    source = {"a": "a-src", "b": "b0", "c": "c-old"}
+    row, outcome = decide(frame(lagging), frame(target, 10, LOCAL), frame(source, 20, REMOTE))
+    assert (row, outcome) == ({"id": 1, **source, EXISTS: True}, "remote")
