@@ -115,9 +115,9 @@ def free_port() -> int:
 
 MERGE_DIVERGES = pytest.mark.xfail(
     strict=False,
-    reason="two-way merge: a key can end a row apart when both directions merge from bases "
-    "that lag (each takes its own row for the merge of both and writes nothing, so no echo "
-    "settles it); 10 of 14 runs converged: docs/benchmarks-findings.md, F44-twmerge",
+    reason="two-way merge: a key can still end a row apart under writers and kills (9 of "
+    "the last 10 runs converged; one case is not understood yet): docs/benchmarks-findings.md,"
+    " F44-twmerge",
 )
 
 
