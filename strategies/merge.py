@@ -108,7 +108,7 @@ def _two_way(
     # a newer change that differs from the target row but merges into exactly that row (its
     # base lagged): whole-row, as timestamp, so this side writes and the echo settles the key
     # (with the other direction doing the same from its own base, neither wrote: they stayed
-    # a row apart; docs/benchmarks-findings.md, F44-twmerge)
+    # a row apart; docs/benchmarks-findings.md, the two-way merge section)
     kept = ~_differs(to_remote, local, ctx.columns)
     fields_merge = fields_merge & ~(remote_wins & kept & _differs(remote, local, ctx.columns))
     to_newer_remote, to_newer_local = fields_merge & remote_wins, fields_merge & ~remote_wins
