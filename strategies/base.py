@@ -33,6 +33,8 @@ SIDE = "_side"
 version is (``remote``: the direction's source, ``local``: its target); see
 syncengine.conflicts.versions."""
 REMOTE, LOCAL = "remote", "local"
+MERGED = "merged"
+"""The outcome of a row both sides contributed fields to (``merge``)."""
 
 
 @dataclass(frozen=True)

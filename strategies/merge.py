@@ -8,6 +8,8 @@ field by field with the same rule: Arrow struct columns through Polars struct ex
 are single values. When one side deleted the row and the other changed it, the ``tie`` side's
 whole row wins. A key the pipeline never wrote has no base: every field both sides hold with
 different values is a tie.
+
+Two-way (both frames carry versions): see :func:`_two_way`; a clash goes to the newer write.
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from syncengine.strategies.base import EXISTS, Decision, StrategyContext, flags
+from syncengine.strategies.base import (
+    EXISTS,
+    LOCAL,
+    MERGED,
+    REMOTE,
+    SIDE,
+    Decision,
+    StrategyContext,
+    flags,
+)
+from syncengine.strategies.builtin import newer_version
 
 if TYPE_CHECKING:
     from polars._typing import PolarsDataType
@@ -30,22 +42,10 @@ class MergeStrategy:
     def decide(
         self, base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
     ) -> Decision:
+        if SIDE in local.columns and SIDE in remote.columns and ctx.config.timestamp is None:
+            return _two_way(base, local, remote, ctx)
         tie_remote = ctx.config.tie == "remote"
-        both = pl.DataFrame(
-            [
-                *(base[c].alias(f"b.{c}") for c in ctx.columns),
-                *(local[c].alias(f"l.{c}") for c in ctx.columns),
-                *(remote[c].alias(f"r.{c}") for c in ctx.columns),
-            ]
-        )
-        merged = both.select(
-            merge_expr(
-                pl.col(f"b.{c}"), pl.col(f"l.{c}"), pl.col(f"r.{c}"), remote.schema[c], tie_remote
-            ).alias(c)
-            for c in ctx.columns
-        )
-        for column in ctx.json_columns & set(ctx.columns):
-            merged = _merge_json_column(merged, base, local, remote, column, tie_remote)
+        merged = merged_fields(base, local, remote, ctx, tie_remote)
         fields_merge = local[EXISTS] & remote[EXISTS]
         winner = remote if tie_remote else local
         rows = merged.with_columns(pl.lit(True).alias(EXISTS)).select(
@@ -56,6 +56,84 @@ class MergeStrategy:
             pl.when(fields_merge).then(pl.lit("merged")).otherwise(pl.lit(ctx.config.tie))
         ).to_series()
         return Decision(rows, flags(False, rows.height), outcome.alias("outcome"))
+
+
+def merged_fields(
+    base: pl.DataFrame,
+    local: pl.DataFrame,
+    remote: pl.DataFrame,
+    ctx: StrategyContext,
+    tie_remote: bool,
+) -> pl.DataFrame:
+    """The field-level merge of every row (data columns only), clashes to one side."""
+    both = pl.DataFrame(
+        [
+            *(base[c].alias(f"b.{c}") for c in ctx.columns),
+            *(local[c].alias(f"l.{c}") for c in ctx.columns),
+            *(remote[c].alias(f"r.{c}") for c in ctx.columns),
+        ]
+    )
+    merged = both.select(
+        merge_expr(
+            pl.col(f"b.{c}"), pl.col(f"l.{c}"), pl.col(f"r.{c}"), remote.schema[c], tie_remote
+        ).alias(c)
+        for c in ctx.columns
+    )
+    for column in ctx.json_columns & set(ctx.columns):
+        merged = _merge_json_column(merged, base, local, remote, column, tie_remote)
+    return merged
+
+
+def _two_way(
+    base: pl.DataFrame, local: pl.DataFrame, remote: pl.DataFrame, ctx: StrategyContext
+) -> Decision:
+    """Two-way ``merge`` (both frames carry versions, syncengine.conflicts.versions).
+
+    Which side is newer is decided as ``timestamp`` decides it (:func:`newer_version`: the
+    later commit, equal times to the ``tie`` side). Where both sides hold the row and the
+    target changed since the base (a real concurrent edit), the row is the field-level merge,
+    a field both sides changed taking the newer side's value; anywhere else (a delete on
+    either side, a target that did not change since the base, an echo judged by its version)
+    the newer side's whole row, exactly as ``timestamp``. So a delete against a concurrent
+    update is settled by commit time, never merged into a half row, and the rows nothing
+    merged are decided by the versions that make both directions agree."""
+    remote_wins = newer_version(
+        local[ctx.commit_time], local[SIDE], remote[ctx.commit_time], remote[SIDE],
+        ctx.config.tie,
+    )  # fmt: skip
+    target_edited = _differs(local, base, ctx.columns)
+    fields_merge = local[EXISTS] & remote[EXISTS] & (~base[EXISTS] | target_edited)
+    to_remote = merged_fields(base, local, remote, ctx, tie_remote=True)
+    to_local = merged_fields(base, local, remote, ctx, tie_remote=False)
+    # a newer change that differs from the target row but merges into exactly that row (its
+    # base lagged): whole-row, as timestamp, so this side writes and the echo settles the key
+    # (with the other direction doing the same from its own base, neither wrote: they stayed
+    # a row apart; docs/benchmarks-findings.md, the two-way merge section)
+    kept = ~_differs(to_remote, local, ctx.columns)
+    fields_merge = fields_merge & ~(remote_wins & kept & _differs(remote, local, ctx.columns))
+    to_newer_remote, to_newer_local = fields_merge & remote_wins, fields_merge & ~remote_wins
+    rows = pl.select(
+        *(
+            pl.when(to_newer_remote).then(to_remote[c]).when(to_newer_local).then(to_local[c])
+            .when(remote_wins).then(remote[c]).otherwise(local[c]).alias(c)
+            for c in ctx.columns
+        ),
+        pl.when(fields_merge).then(True).when(remote_wins).then(remote[EXISTS])
+        .otherwise(local[EXISTS]).alias(EXISTS),
+    )  # fmt: skip
+    outcome = pl.select(
+        pl.when(fields_merge)
+        .then(pl.lit(MERGED))
+        .when(remote_wins)
+        .then(pl.lit(REMOTE))
+        .otherwise(pl.lit(LOCAL))
+    ).to_series()
+    return Decision(rows, flags(False, rows.height), outcome.alias("outcome"))
+
+
+def _differs(a: pl.DataFrame, b: pl.DataFrame, columns: tuple[str, ...]) -> pl.Series:
+    """Per row: some column differs (nulls compared as values)."""
+    return pl.select(pl.any_horizontal(a[c].ne_missing(b[c]) for c in columns)).to_series()
 
 
 def merge_expr(

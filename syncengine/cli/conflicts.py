@@ -186,10 +186,10 @@ def resolve(config_path: str, conflict_id: int, take: Choice, merged_json: str |
 async def _resolve(
     config: Config, state: StateStore, conflict: Conflict, take: Choice, merged: str | None
 ) -> Resolution:
-    from syncengine.conflicts.manual import resolve_with_target
+    from syncengine.conflicts.manual import resolve_in_config
 
-    target = config.pipelines[conflict.pipeline].target
-    return await resolve_with_target(target, state, conflict, take, f"cli:{_user()}", merged)
+    decided_by = f"cli:{_user()}"
+    return await resolve_in_config(config.pipelines, state, conflict, take, decided_by, merged)
 
 
 def _user() -> str:

@@ -121,6 +121,9 @@ class MappingConfig(Model):
     reverse: ReverseMappingConfig | None = None
     """Two-way pipelines: how target rows map back to the source where renames alone cannot
     say (computed fields, a filter). See README, *Two-way sync*."""
+    twin_table: str | None = None
+    """Set by two-way pipelines on their reverse direction, not written in a config: the
+    forward direction's name of this mapping's source table (``config.twoway.twin_table``)."""
 
     @property
     def target_name(self) -> str:

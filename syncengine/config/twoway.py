@@ -15,7 +15,8 @@ crosses once and never comes back (loop prevention at the source, DESIGN.md).
 
 The strategy is said once, about the *sides*, and each direction gets the equivalent in its
 own local/remote terms: ``prefer: source`` is ``remote`` forward and ``local`` in reverse;
-``timestamp`` with ``tie: source`` breaks ties toward the source in both. A strategy whose
+``timestamp`` and ``merge`` with ``tie: source`` break ties toward the source in both;
+``manual`` parks a key for both (:mod:`syncengine.conflicts.twoway_manual`). A strategy whose
 two directions would not agree (``local`` or ``remote`` in both) cannot converge and is
 refused, as are Mongo sides (not yet) and mappings that cannot be inverted.
 """
@@ -37,8 +38,11 @@ if TYPE_CHECKING:
     from syncengine.targets.postgres.config import PostgresTargetConfig
 
 REVERSE_SUFFIX = ".reverse"
+#: the origins a person's resolution of a two-way ``manual`` conflict is written under: a dot,
+#: which no pipeline name holds, so it is no direction's origin
+MANUAL_SUFFIX = ".manual"
 #: strategies whose two directions agree on one result (by side), after translation
-CONVERGING = ("timestamp",)
+CONVERGING = ("timestamp", "merge", "manual")
 _WHY_NOT = {
     "local": (
         "'local' in both directions keeps each side's own row, so a key edited on both sides "
@@ -48,10 +52,6 @@ _WHY_NOT = {
         "'remote' in both directions makes each side take the other's row, so a key edited on "
         "both sides swaps instead of converging; use prefer: source (or prefer: target)"
     ),
-    "merge": "'merge' is not implemented for two_way pipelines yet (issue 20); use timestamp "
-    "or prefer",
-    "manual": "'manual' is not implemented for two_way pipelines yet (issue 20); use timestamp "
-    "or prefer",
 }
 
 
@@ -72,6 +72,14 @@ def origin_name(pipeline: str) -> str:
     if pipeline.endswith(REVERSE_SUFFIX):
         return f"syncengine_{pipeline[: -len(REVERSE_SUFFIX)]}_reverse"
     return f"syncengine_{pipeline}"
+
+
+def manual_origin_name(pipeline: str) -> str:
+    """The origin ``conflicts resolve`` writes a two-way ``manual`` resolution under to the
+    target of direction ``pipeline`` (``syncengine_orders.manual``): not the direction's own,
+    which the running daemon holds (an origin serves one session at a time, cluster-wide, so
+    each side gets its own), and read as an echo by the other direction's reader."""
+    return origin_name(pipeline) + MANUAL_SUFFIX
 
 
 def directions_of(config: Config, pipeline: str) -> list[str]:
@@ -97,6 +105,11 @@ def check_two_way(config: Config) -> list[str]:
     problems: list[str] = []
     for name, spec in config.pipelines.items():
         where = f"pipelines.{name}"
+        problems += [
+            f"{where}.mappings[{i}].twin_table: set by two_way pipelines, not in a config"
+            for i, m in enumerate(spec.mappings)
+            if m.twin_table is not None
+        ]
         if not spec.two_way:
             problems += _one_way_problems(where, spec)
             continue
@@ -113,6 +126,8 @@ def check_two_way(config: Config) -> list[str]:
             if mapping.conflicts is not None:
                 problems += _conflicts_problems(f"{path}.conflicts", mapping.conflicts)
             problems += _mapping_problems(path, mapping)
+            if (mapping.conflicts or spec.conflicts).strategy == "manual":
+                problems += _manual_mapping_problems(path, mapping)
     return problems
 
 
@@ -170,14 +185,19 @@ def _conflicts_problems(path: str, conflicts: ConflictsConfig) -> list[str]:
     if "strategy" not in chosen:
         problems.append(
             f"{path}.strategy: a two_way pipeline needs a converging strategy: "
-            "strategy: timestamp, or prefer: source | target"
+            "strategy: timestamp | merge | manual, or prefer: source | target"
         )
     elif strategy in _WHY_NOT:
         problems.append(f"{path}.strategy: {_WHY_NOT[strategy]}")
+    elif strategy == "merge" and conflicts.timestamp:
+        problems.append(
+            f"{path}.timestamp: two_way merge settles a field both sides changed by commit "
+            "time (tie: the side named); a timestamp field is not used, remove it"
+        )
     elif strategy not in CONVERGING:
         problems.append(
             f"{path}.strategy: '{strategy}' is not known to converge in both directions; "
-            "use timestamp or prefer"
+            "use timestamp, merge, manual or prefer"
         )
     if "tie" in chosen and conflicts.tie in ("local", "remote"):
         problems.append(
@@ -204,6 +224,26 @@ def _mapping_problems(path: str, mapping: MappingConfig) -> list[str]:
             f"reverse.fields (source column: SQL over target columns) for "
             f"{', '.join(computed)}"
         )
+    return problems
+
+
+def _manual_mapping_problems(path: str, mapping: MappingConfig) -> list[str]:
+    """Two-way ``manual`` writes a person's chosen row to both sides as it is: the two tables
+    must name their columns alike (no rename, computed field, excluded column or filter)."""
+    renamed = [
+        name for name, text in (mapping.fields or {}).items() if _column(text, mapping) != name
+    ]
+    why = (
+        "two_way manual writes the chosen row to both sides as it is, so both tables must "
+        "have the same columns"
+    )
+    problems = []
+    if renamed:
+        problems.append(f"{path}.fields.{renamed[0]}: {why} (no renamed or computed fields)")
+    if mapping.exclude:
+        problems.append(f"{path}.exclude: {why} (no excluded columns)")
+    if mapping.filter:
+        problems.append(f"{path}.filter: {why} and rows (no filter)")
     return problems
 
 
@@ -239,6 +279,14 @@ def split_two_way(config: Config) -> Config:
     return config.model_copy(update={"pipelines": pipelines})
 
 
+def twin_table(mapping: MappingConfig) -> str:
+    """What the other direction calls ``mapping``'s target table (its own target table is
+    this direction's source table): where a two-way ``manual`` conflict of that table parked
+    by the other direction is found. The reverse direction's mappings carry it
+    (:func:`_inverted`); the forward one's is the name the reverse gives its target."""
+    return mapping.twin_table or QualifiedName.parse(mapping.source).sql
+
+
 def _postgres_sides(spec: PipelineConfig) -> tuple[PostgresSourceConfig, PostgresTargetConfig]:
     """Both sides of a checked two-way pipeline (:func:`check_two_way`: Postgres only)."""
     from syncengine.sources.postgres.config import PostgresSourceConfig
@@ -252,7 +300,13 @@ def _postgres_sides(spec: PipelineConfig) -> tuple[PostgresSourceConfig, Postgre
 def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
     forward_source, _ = _postgres_sides(spec)
     source = forward_source.model_copy(
-        update={"own_origins": [*forward_source.own_origins, origin_name(reverse_name(name))]}
+        update={
+            "own_origins": [
+                *forward_source.own_origins,
+                origin_name(reverse_name(name)),
+                manual_origin_name(reverse_name(name)),
+            ]
+        }
     )
     target = spec.target.model_copy(update={"replication_origin": origin_name(name)})
     return spec.model_copy(
@@ -288,7 +342,7 @@ def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
         max_retained_wal_mb=forward_source.max_retained_wal_mb,
         snapshot_chunk_rows=forward_source.snapshot_chunk_rows,
         query_timeout=forward_source.query_timeout,
-        own_origins=[origin_name(name)],
+        own_origins=[origin_name(name), manual_origin_name(name)],
     )
     target = PostgresTargetConfig(
         type="postgres",
@@ -318,6 +372,7 @@ def _inverted(spec: PipelineConfig, mapping: MappingConfig) -> MappingConfig:
         "filter": mapping.reverse.filter if mapping.reverse else None,
         "reverse": None,
         "conflicts": _direction_conflicts(_reverse_timestamp(spec, mapping), forward=False),
+        "twin_table": mapping.target_name,
     }
     renamed: dict[str, str] = {}
     if mapping.fields:

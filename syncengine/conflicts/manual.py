@@ -11,7 +11,7 @@ pending: resolving it again applies the same rows again.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -40,6 +40,7 @@ from syncengine.targets.base import ShadowUpdate, TableSpec, TableWrite, Target
 
 if TYPE_CHECKING:
     from syncengine.config.base import TargetConfigBase
+    from syncengine.config.models import PipelineConfig
     from syncengine.state.protocols import StateStore
 
 
@@ -141,6 +142,27 @@ async def resolve_conflict(
     raise UsageError(f"conflict {conflict_id}: changes keep arriving for its key; try again")
 
 
+async def resolve_in_config(
+    pipelines: Mapping[str, PipelineConfig],
+    state: StateStore,
+    conflict: Conflict,
+    take: Choice,
+    decided_by: str,
+    merged_json: str | None = None,
+) -> Resolution:
+    """What ``conflicts resolve`` and the console run: :func:`resolve_with_target` with the
+    conflict's pipeline's target; a direction of a two-way pipeline resolves on both sides
+    (:mod:`syncengine.conflicts.twoway_manual`)."""
+    from syncengine.config.twoway import sibling_name
+
+    if sibling_name(conflict.pipeline) in pipelines:
+        from syncengine.conflicts.twoway_manual import resolve_two_way
+
+        return await resolve_two_way(pipelines, state, conflict, take, decided_by, merged_json)
+    target = pipelines[conflict.pipeline].target
+    return await resolve_with_target(target, state, conflict, take, decided_by, merged_json)
+
+
 async def resolve_with_target(
     target_config: TargetConfigBase,
     state: StateStore,
@@ -165,11 +187,16 @@ async def resolve_with_target(
 
 
 def release_write(
-    spec: TableSpec, conflict: Conflict, row: str | None, held: Sequence[str]
+    spec: TableSpec,
+    conflict: Conflict,
+    row: str | None,
+    held: Sequence[str],
+    position: str | None = None,
 ) -> TableWrite:
     """The chosen row as a full-row change, then the held changes, compacted; with the shadow
-    of the result (the target and the pipeline agree on the key again)."""
-    position = queue.position_of(conflict) or ""
+    of the result (the target and the pipeline agree on the key again). ``position``: the
+    chosen row's, instead of the conflict's (two-way: the other direction's stream)."""
+    position = position if position is not None else queue.position_of(conflict) or ""
     key = json.loads(conflict.key)
     stored = pl.Series([row if row is not None else json.dumps(key)], dtype=pl.String)
     spec, chosen = decode_exact(stored, spec)

@@ -104,7 +104,7 @@ def queued_positions(
         if conflict.table == table and conflict.key in pending:
             seen.add((conflict.key, position_of(conflict) or ""))
     for key, conflict_id in pending.items():
-        for change in state.held_changes(conflict_id):
+        for change in state.held_changes(conflict_id, pipeline):
             seen.add((key, json.loads(change).get("_pos") or ""))
     return seen
 

@@ -58,11 +58,18 @@ from syncengine.conflicts.rows import (
     row_hashes,
     row_keys,
 )
-from syncengine.conflicts.versions import VersionedTarget, recorded_rows, target_versions
+from syncengine.conflicts.versions import (
+    VersionedTarget,
+    by_versions,
+    recorded_rows,
+    target_versions,
+)
 from syncengine.errors import RetriableError
 from syncengine.state.protocols import ConflictQueue
 from syncengine.strategies.base import (
+    COMMIT_TIME,
     LOCAL,
+    MERGED,
     REMOTE,
     SIDE,
     Decision,
@@ -102,7 +109,10 @@ class ConflictResolver:
         *,
         fence: bool = False,
         stream: str | None = None,
+        twin: tuple[str, str] | None = None,
     ) -> None:
+        """``twin``: two-way ``manual``, the other direction and its name of this table: its
+        pending conflicts hold this direction's changes of their keys too."""
         self.pipeline = pipeline
         self.target = target
         self.state = state
@@ -113,6 +123,7 @@ class ConflictResolver:
         self.stream = stream
         #: tables whose shadow was made to fit their strategy (switch.py)
         self._prepared: set[str] = set()
+        self.twin = twin
 
     def config_for(self, table: str) -> ConflictsConfig:
         return self.overrides.get(table, self.conflicts)
@@ -130,7 +141,7 @@ class ConflictResolver:
         if spec.name not in self._prepared:
             await switch.prepare(self.target, spec, config, self.stream)
             self._prepared.add(spec.name)
-        pending = self.state.pending_conflict_keys(self.pipeline, spec.name)
+        pending = self._pending(spec.name)
         if reads_nothing(config, self.target) and not pending and self._server_fence:
             plain = plain_rows(spec, batch)  # nothing to hold, decide or read: Arrow only
             if plain is not None:
@@ -186,10 +197,10 @@ class ConflictResolver:
         return resolved
 
     def _last_writer_wins(self, config: ConflictsConfig) -> bool:
-        """``timestamp`` by commit time in a two-way direction: versions decide every change
-        (:mod:`syncengine.conflicts.versions`)."""
+        """``timestamp`` (or ``merge``) by commit time in a two-way direction: versions decide
+        every change (:mod:`syncengine.conflicts.versions`)."""
         two_way = getattr(self.target, "two_way", False)
-        return bool(two_way and config.strategy == "timestamp" and not config.timestamp)
+        return bool(two_way and by_versions(config))
 
     async def _versions(self, plan: _Plan) -> pl.DataFrame:
         """``_ts`` and ``_side`` of the target's state for the rows being decided."""
@@ -226,11 +237,20 @@ class ConflictResolver:
         judged = _judged(det) if self._last_writer_wins(config) else nothing
         det = dataclasses.replace(det, echo=~det.stale & ~judged, conflict=judged)
         plan = _Plan(det.spec, det, config, nothing)
-        if judged.any():
-            plan.decide(self.pipeline, await self._versions(plan), LOCAL)
+        if judged.any():  # whole rows by version, also under merge (conflicts/versions.py)
+            plan.decide(self.pipeline, await self._versions(plan), LOCAL, "timestamp")
             self._commit_queue(det.spec, det.row_key, {}, [], [], plan.audit)
         write = plan.write_frame(rest.clear())
         return TableWrite(det.spec, batch.replace(write), plan.shadow(self.fence))
+
+    def _pending(self, table: str) -> dict[str, int]:
+        """Row key → conflict id of the keys whose changes wait: this direction's pending
+        conflicts and, two-way ``manual``, the other direction's (a key is parked on both
+        sides; a two-way manual table names its columns alike in both, so do the keys)."""
+        pending = self.state.pending_conflict_keys(self.pipeline, table)
+        if self.twin is None:
+            return pending
+        return {**self.state.pending_conflict_keys(*self.twin), **pending}
 
     @property
     def _server_fence(self) -> bool:
@@ -284,7 +304,7 @@ class ConflictResolver:
             return
         batch_keys = set(keys.to_list())
         with self.state.transaction() as db:
-            now = self.state.pending_conflict_keys(self.pipeline, spec.name)
+            now = self._pending(spec.name)
             if {k: v for k, v in now.items() if k in batch_keys} != {
                 k: v for k, v in pending.items() if k in batch_keys
             }:
@@ -398,15 +418,20 @@ class _Plan:
         self.versions: pa.Table | None = None
 
     def decide(
-        self, pipeline: str, versions: pl.DataFrame | None = None, side: str = REMOTE
+        self,
+        pipeline: str,
+        versions: pl.DataFrame | None = None,
+        side: str = REMOTE,
+        strategy_name: str | None = None,
     ) -> None:
         """``versions``: ``_ts`` and ``_side`` of each decided target row, where the strategy
-        compares versions (two-way ``timestamp``); ``side``: whose write the incoming rows are
-        (``local``: echoes of rows that came from the target). A decided row is audited when
-        it is a conflict or its outcome is not the usual one (a change not applied, an echo
-        written back)."""
+        compares versions (two-way ``timestamp`` and ``merge``); ``side``: whose write the
+        incoming rows are (``local``: echoes of rows that came from the target);
+        ``strategy_name``: another strategy than the configured one (echoes under ``merge``
+        are judged whole-row). A decided row is audited when it is a conflict or its outcome
+        is not the usual one (a change not applied, an echo written back)."""
         det, spec, config = self.det, self.spec, self.config
-        strategy = load_strategy(config.strategy)
+        strategy = load_strategy(strategy_name or config.strategy)
         rows = det.conflict
         idx = rows.arg_true()
         base = det.base(rows)
@@ -454,10 +479,16 @@ class _Plan:
         by = f"strategy:{strategy.name}"
         audited = self.real.filter(rows)
         if versions is not None:
-            written = (outcome == REMOTE) & ~park
-            self.versions = recorded_rows(
-                row_key, det.changes["_ts"].filter(rows), side, chosen[EXISTS], written
-            )
+            # a merged row is a write after both it merges (conflicts/versions.py): recorded
+            # a microsecond after the newer one, so its echo beats that write's own row
+            merged = (outcome == MERGED) & ~keep_local
+            written = ((outcome == REMOTE) | merged) & ~park
+            times = det.changes["_ts"].filter(rows)
+            target_time = local[COMMIT_TIME].cast(times.dtype)
+            after = pl.max_horizontal(times, target_time) + pl.duration(microseconds=1)
+            newer = pl.select(after).to_series()
+            times = pl.select(pl.when(merged).then(newer).otherwise(times)).to_series()
+            self.versions = recorded_rows(row_key, times, side, chosen[EXISTS], written)
             audited = audited | (written != (side == REMOTE))
         self.outcomes = outcome.filter(audited).to_list()
         self.audit = [

@@ -1,4 +1,5 @@
-"""Last writer wins across the two directions of a two-way pipeline (``timestamp``).
+"""Last writer wins across the two directions of a two-way pipeline (``timestamp``, and
+``merge`` for what it does not merge field by field).
 
 Every state of a key on either side has a *version*: the commit time of the write that made
 it and the side that wrote it (``remote``: this direction's source, ``local``: its target).
@@ -21,11 +22,21 @@ it wrote, and writes it back too (a *correction*). An echo is applied only when 
 to be newer (an unknown target version is a later delete, on its way across). Every write to
 a side reaches the other as a change or an echo, so once writers stop both sides hold the
 newest version of every key.
+
+Two-way ``merge`` is judged the same way; only a real concurrent edit (both sides hold the
+row, the target changed since the base) is written as the field-level merge, a field changed
+on both sides taking the newer side's value. That row is a write after both it merges: it is
+recorded a microsecond after the newer of the two, so its echo beats the newer write's own
+row on the other side (at that write's own time it was taken for that very write, and the
+other side kept the row without the merged fields); both directions, which merge the same
+pair of writes, record the same version. Echoes are always judged whole-row, as under ``timestamp``:
+should the two directions have merged from different bases, the newer version (or the
+``tie`` side) settles the key on both sides instead of merging again, so nothing ping-pongs.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import polars as pl
 import pyarrow as pa
@@ -33,7 +44,19 @@ import pyarrow as pa
 from syncengine.strategies.base import LOCAL, REMOTE, SIDE
 from syncengine.targets.base import TableSpec
 
+if TYPE_CHECKING:
+    from syncengine.config.models import ConflictsConfig
+
 UTC_US = pl.Datetime("us", "UTC")
+#: strategies that, in a two-way direction, judge changes by versions: ``timestamp`` picks
+#: the newer row, ``merge`` merges fields and settles a field both sides changed the same way
+VERSIONED = ("timestamp", "merge")
+
+
+def by_versions(conflicts: ConflictsConfig) -> bool:
+    """Whether ``conflicts`` (in a two-way direction) compares versions (commit times), not a
+    configured ``timestamp`` field."""
+    return conflicts.strategy in VERSIONED and not conflicts.timestamp
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """The console's pages and actions (aiohttp handlers, Jinja2 templates with autoescape).
 
 Reads come from the state store and the probe (:mod:`.overview`); every action calls the
-code the CLI calls: :func:`~syncengine.conflicts.manual.resolve_with_target` (``conflicts
+code the CLI calls: :func:`~syncengine.conflicts.manual.resolve_in_config` (``conflicts
 resolve``), :func:`~syncengine.runtime.replay.replay_letters` (``deadletters replay``) and
 :func:`~syncengine.runtime.verify.verify_named` (``verify``). Errors an action raises are
 shown as a message on the page, redacted; never a traceback.
@@ -240,7 +240,7 @@ class Console:
     async def _resolve(
         self, request: web.Request, conflict: Conflict, take: Choice, edited: str | None
     ) -> None:
-        from syncengine.conflicts.manual import resolve_with_target
+        from syncengine.conflicts.manual import resolve_in_config
 
         spec = self.config.pipelines.get(conflict.pipeline)
         if spec is None:
@@ -248,8 +248,8 @@ class Console:
                        f"'{conflict.pipeline}' is not in this config")  # fmt: skip
             return
         try:
-            done = await resolve_with_target(
-                spec.target, self.state, conflict, take, "console", edited
+            done = await resolve_in_config(
+                self.config.pipelines, self.state, conflict, take, "console", edited
             )
         except SyncEngineError as exc:
             self.flash(request, "error", f"conflict {conflict.id}: {exc}")

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from syncengine import keyless
 from syncengine.changes import DENSE_FENCE, ECHO, REPLAYED, ChangeBatch, concat_batches
-from syncengine.config.models import MappingConfig, PipelineConfig
+from syncengine.config.models import ConflictsConfig, MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
 from syncengine.runtime import pausing, restate, tablestats
@@ -183,10 +183,19 @@ class Pipeline:
             conflicts = mapping.conflicts or self.config.conflicts
             resolver = ConflictResolver(
                 self.name, self.target, self.state, conflicts, fence=ordered(self.config),
-                stream=self.stream_name,
+                stream=self.stream_name, twin=self._twin(mapping, conflicts),
             )  # fmt: skip
             self._resolvers[mapping.target_name] = resolver
         return resolver
+
+    def _twin(self, mapping: MappingConfig, conflicts: ConflictsConfig) -> tuple[str, str] | None:
+        """Two-way ``manual``: the other direction and its name of ``mapping``'s table, whose
+        pending conflicts hold this direction's changes too (ConflictResolver.twin)."""
+        if conflicts.strategy != "manual" or not getattr(self.target, "two_way", False):
+            return None
+        from syncengine.config.twoway import sibling_name, twin_table
+
+        return sibling_name(self.name), twin_table(mapping)
 
     async def process(
         self, batches: Sequence[ChangeBatch], position: str | None, *, release: bool = False
@@ -318,12 +327,14 @@ class Pipeline:
 
     def _echoes_last(self) -> bool:
         """Whether a group's echoes are refreshed after its changes rather than before: two-way
-        ``timestamp`` by commit time, where versions decide and the order must be the source's
-        (an echo written after a change is judged after it: syncengine.conflicts.versions).
-        Otherwise the echoes go first and fence out the changes they overwrote."""
-        conflicts = self.config.conflicts
+        ``timestamp`` (or ``merge``) by commit time, where versions decide and the order must
+        be the source's (an echo written after a change is judged after it:
+        syncengine.conflicts.versions). Otherwise the echoes go first and fence out the
+        changes they overwrote."""
+        from syncengine.conflicts.versions import by_versions
+
         two_way = getattr(self.target, "two_way", False)
-        return bool(two_way and conflicts.strategy == "timestamp" and not conflicts.timestamp)
+        return bool(two_way and by_versions(self.config.conflicts))
 
     async def _group(self, step: str) -> None:
         """``start_group`` / ``end_group`` of a target that has them (PostgresTarget.start_group:

@@ -37,15 +37,18 @@ def make_cli(tmp_path, src: str, tgt: str, conflicts: str = "{prefer: source}") 
     return CLI(tmp_path, config, {"SRC_DSN": src, "TGT_DSN": tgt})
 
 
+def seed(src: str, tgt: str) -> tuple[str, str]:
+    """50 rows at the source, the same table empty at the target."""
+    execute(
+        src, TABLE, "INSERT INTO items SELECT i, 'n' || i, i, now() FROM generate_series(1, 50) i"
+    )
+    execute(tgt, TABLE)
+    return src, tgt
+
+
 @pytest.fixture
 def sides(pg_dsn, pg_target_dsn):
-    execute(
-        pg_dsn,
-        TABLE,
-        "INSERT INTO items SELECT i, 'n' || i, i, now() FROM generate_series(1, 50) i",
-    )
-    execute(pg_target_dsn, TABLE)
-    return pg_dsn, pg_target_dsn
+    return seed(pg_dsn, pg_target_dsn)
 
 
 def applied(result) -> dict[str, int]:

@@ -23,7 +23,16 @@ WRITE_SECONDS = 20
 KILLS = 3
 
 
-def writer(dsn: str, side: str, stop: threading.Event, seed: int) -> int:
+#: the updates a writer makes: both fields, or (``merge``) half of the time only its own one,
+#: so that concurrent edits of one row are merged field by field as well as settled by time
+UPDATES = {
+    "both": "UPDATE items SET name = %(name)s, qty = qty + 1 WHERE id = %(id)s",
+    "a": "UPDATE items SET name = %(name)s WHERE id = %(id)s",
+    "b": "UPDATE items SET qty = qty + 1 WHERE id = %(id)s",
+}
+
+
+def writer(dsn: str, side: str, stop: threading.Event, seed: int, split: bool = False) -> int:
     """Random single-row transactions on hot keys until ``stop``; returns how many."""
     rng = random.Random(seed)
     done = 0
@@ -32,10 +41,8 @@ def writer(dsn: str, side: str, stop: threading.Event, seed: int) -> int:
             key = rng.randint(1, HOT)
             roll = rng.random()
             if roll < 0.7:
-                conn.execute(
-                    "UPDATE items SET name = %s, qty = qty + 1 WHERE id = %s",
-                    (f"{side}{done}", key),
-                )
+                update = UPDATES[side if split and rng.random() < 0.5 else "both"]
+                conn.execute(update, {"name": f"{side}{done}", "id": key})
             elif roll < 0.85:
                 conn.execute(
                     "INSERT INTO items VALUES (%s, %s, 0, now()) ON CONFLICT (id) DO NOTHING",
@@ -106,7 +113,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("conflicts", ["{prefer: source}", "{strategy: timestamp}"])
+MERGE_DIVERGES = pytest.mark.xfail(
+    strict=False,
+    reason="two-way merge: a key can still end a row apart under writers and kills (9 of "
+    "the last 10 runs converged; one case is not understood yet): docs/benchmarks-findings.md,"
+    " F45",
+)
+
+
+@pytest.mark.parametrize(
+    "conflicts",
+    [
+        "{prefer: source}",
+        "{strategy: timestamp}",
+        pytest.param("{strategy: merge}", marks=MERGE_DIVERGES),
+    ],
+)
 def test_two_writers_and_kills_converge_without_ping_pong(
     tmp_path, pg_dsn, pg_target_dsn, conflicts
 ):
@@ -123,8 +145,9 @@ def test_two_writers_and_kills_converge_without_ping_pong(
     daemon = cli.start("run", "--metrics-port", str(port))
     stop = threading.Event()
     counts: list[int] = []
+    split = "merge" in conflicts
     threads = [
-        threading.Thread(target=lambda d=d, s=s, n=n: counts.append(writer(d, s, stop, n)))
+        threading.Thread(target=lambda d=d, s=s, n=n: counts.append(writer(d, s, stop, n, split)))
         for n, (d, s) in enumerate([(pg_dsn, "a"), (pg_target_dsn, "b")])
     ]
     for thread in threads:

@@ -55,8 +55,6 @@ def test_incremental_source_is_refused():
     [
         ("local", "never converges"),
         ("remote", "swaps instead of converging"),
-        ("merge", "not implemented for two_way"),
-        ("manual", "not implemented for two_way"),
     ],
 )
 def test_strategies_that_do_not_converge_are_refused(strategy, why):
@@ -151,9 +149,12 @@ def test_directions_renames_inverted_and_strategy_by_side():
     )
     forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
     assert forward.target.replication_origin == "syncengine_orders"
-    assert forward.source.own_origins == ["syncengine_orders_reverse"]
+    # both readers also take a manual resolution's writes as echoes
+    assert forward.source.own_origins == [
+        "syncengine_orders_reverse", "syncengine_orders_reverse.manual"
+    ]  # fmt: skip
     assert reverse.target.replication_origin == "syncengine_orders_reverse"
-    assert reverse.source.own_origins == ["syncengine_orders"]
+    assert reverse.source.own_origins == ["syncengine_orders", "syncengine_orders.manual"]
     assert reverse.source.slot == reverse.source.publication == "syncengine_orders_reverse"
     assert reverse.source.tables == ["sales.orders_copy"]
     (mapping,) = reverse.mappings
@@ -190,3 +191,37 @@ def test_a_renamed_timestamp_field_is_read_under_its_source_name_in_reverse():
     (mapping,) = reverse.mappings
     assert mapping.conflicts is not None and mapping.conflicts.timestamp == "updated_at"
     assert mapping.conflicts.tie == "local"  # tie: source is the local side in reverse
+
+
+@pytest.mark.parametrize("strategy", ["merge", "manual"])
+def test_merge_and_manual_converge_and_keep_their_strategy_by_side(strategy):
+    config = parse_config(BASE + f"    conflicts: {{strategy: {strategy}, tie: target}}\n")
+    forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
+    assert (forward.conflicts.strategy, reverse.conflicts.strategy) == (strategy, strategy)
+    assert (forward.conflicts.tie, reverse.conflicts.tie) == ("local", "remote")
+    # the reverse direction knows the forward one's name of the table (two-way manual)
+    (mapping,) = reverse.mappings
+    assert mapping.twin_table == "orders"
+
+
+def test_merge_compares_commit_times_not_a_field():
+    found = problems("conflicts: {strategy: merge, timestamp: changed}\n")
+    assert any(p.startswith("pipelines.orders.conflicts.timestamp:") for p in found), found
+
+
+def test_manual_needs_the_same_columns_on_both_sides():
+    found = problems(
+        """
+        conflicts: {strategy: manual}
+        mappings:
+          - source: public.orders
+            fields: {id: id, total: amount}
+            exclude: [notes]
+        """
+    )
+    assert any(p.startswith("pipelines.orders.mappings[0].fields.total:") for p in found), found
+    assert any(p.startswith("pipelines.orders.mappings[0].exclude:") for p in found), found
+    found = problems(
+        "conflicts: {prefer: source}\nmappings: [{source: public.orders, twin_table: x}]\n"
+    )
+    assert any(p.startswith("pipelines.orders.mappings[0].twin_table:") for p in found), found

@@ -78,10 +78,18 @@ class SQLiteConflicts(SQLiteConnection):
                 (conflict_id, pipeline, table, key, change),
             )
 
-    def held_changes(self, conflict_id: int) -> list[str]:
-        rows = self.db.execute(
-            "SELECT change FROM held_changes WHERE conflict_id=? ORDER BY id", (conflict_id,)
-        )
+    def held_changes(self, conflict_id: int, pipeline: str | None = None) -> list[str]:
+        """The changes held behind a conflict, in order; ``pipeline``: only that one's (a
+        two-way ``manual`` conflict holds both directions' changes)."""
+        if pipeline is None:
+            rows = self.db.execute(
+                "SELECT change FROM held_changes WHERE conflict_id=? ORDER BY id", (conflict_id,)
+            )
+        else:
+            rows = self.db.execute(
+                "SELECT change FROM held_changes WHERE conflict_id=? AND pipeline=? ORDER BY id",
+                (conflict_id, pipeline),
+            )
         return [r[0] for r in rows]
 
     def mark_resolved(

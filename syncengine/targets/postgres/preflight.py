@@ -25,18 +25,20 @@ async def check_target(name: str, pipeline: PipelineConfig) -> list[str]:
 
 async def _two_way_problems(conn: psycopg.AsyncConnection, pipeline: PipelineConfig) -> list[str]:
     """A side of a two-way pipeline: the replication-origin functions may be called, and
-    commit times are kept where ``timestamp`` compares them."""
+    commit times are kept where ``timestamp`` or ``merge`` compares them."""
+    from syncengine.conflicts.versions import by_versions
     from syncengine.targets.postgres.origin import origin_privileges_problem
 
     problem = await origin_privileges_problem(conn)
     problems = [problem] if problem else []
     settings = [pipeline.conflicts, *(m.conflicts for m in pipeline.mappings if m.conflicts)]
-    if any(c.strategy == "timestamp" and not c.timestamp for c in settings):
+    if any(by_versions(c) for c in settings):
         cur = await conn.execute("SHOW track_commit_timestamp")
         row = await cur.fetchone()
         if not row or row[0] != "on":
             problems.append(
-                "two_way timestamp compares commit times, which this server does not keep: set "
-                "track_commit_timestamp = on (needs a restart), or configure conflicts.timestamp"
+                "two_way timestamp and merge compare commit times, which this server does not "
+                "keep: set track_commit_timestamp = on (needs a restart), or (timestamp only) "
+                "configure conflicts.timestamp"
             )
     return problems
