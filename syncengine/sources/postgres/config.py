@@ -42,6 +42,10 @@ class PostgresSourceConfig(SourceConfigBase):
     own_origins: list[str] = Field(default_factory=list)
     """Replication origins whose transactions are not read (the engine's own writes in a
     two-way pipeline, set by it; also usable for another replicator's origin)."""
+    ignore_origins: list[str] = Field(default_factory=list)
+    """Replication origins whose transactions are skipped without a trace: not applied, and
+    not taken as echoes either. Set by a mesh on each direction: the other nodes' writes
+    into this node, which each node sends to every other itself (:mod:`syncengine.config.mesh`)."""
     snapshot_chunk_rows: Annotated[int, Field(ge=1)] = 100_000
     query_timeout: Annotated[float, Field(gt=0)] = 60.0
     """Seconds a query on an ordinary source connection (catalog, admin, heartbeat) may wait

@@ -211,6 +211,7 @@ class PostgresSource:
                 self.tables_[0],
                 typedefs,
                 frozenset(self.config.own_origins),
+                frozenset(self.config.ignore_origins),
             )
             column_types = assembler.column_types
             batches = stream_changes(
