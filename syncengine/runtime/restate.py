@@ -168,7 +168,7 @@ async def versioned_echoes(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -
 
 
 async def _versioned(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
-    from syncengine.config.twoway import origin_name, sibling_name
+    from syncengine.config.twoway import origin_name, sibling_name, versions_name
     from syncengine.conflicts.rows import row_keys
 
     source = pipeline.source
@@ -179,7 +179,7 @@ async def _versioned(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
     sibling = sibling_name(pipeline.name)
     commits, recorded = await source.sibling_versions(
         batch.table, batch.key, rows.select(key).to_arrow(), rows["row_key"].to_list(),
-        (sibling, origin_name(sibling)),
+        (versions_name(sibling), origin_name(sibling)),
     )  # fmt: skip
     mine = pl.from_arrow(commits)
     assert isinstance(mine, pl.DataFrame)

@@ -24,6 +24,8 @@ class Rows:
 
     def __init__(self, rows: dict[int, str], mine=(), recorded=None) -> None:
         self.rows, self.mine, self.recorded = rows, set(mine), recorded or {}
+        #: (versions name, origin) of the sibling the echoes are asked about
+        self.asked: list[tuple[str, str]] = []
 
     async def current_rows(self, table, key, schema, keys):
         wanted = [i for i in keys.column("id").to_pylist() if i in self.rows]
@@ -32,7 +34,7 @@ class Rows:
         )
 
     async def sibling_versions(self, table, key, keys, row_keys, sibling):
-        assert sibling == ("orders", "syncengine_orders")
+        self.asked.append(sibling)
         ids = [i for i in keys.column("id").to_pylist() if i in self.rows]
         commits = pa.table(
             {"id": pa.array(ids, pa.int64()), "_mine": [i in self.mine for i in ids]}
@@ -107,6 +109,17 @@ def test_timestamp_echoes_keep_only_the_siblings_writes_with_their_recorded_vers
     assert data["_ts"] == [T0 + dt.timedelta(seconds=30), T0 + dt.timedelta(seconds=40)]
     assert out.meta[ECHO] is True
     assert pc.all(pc.is_valid(out.data.column("_pos"))).as_py()
+    assert source.asked == [("orders", "syncengine_orders")]
+
+
+def test_a_mesh_echo_is_asked_about_under_the_siblings_node():
+    """In a mesh the sibling (``shop.a>b`` of ``shop.b>a``) records versions under the node
+    it writes into, shared with every other direction into that node."""
+    source = Rows({1: "mine1"}, mine={1}, recorded={1: (T0, False)})
+    echoes = [batch([1], ["u"], echo=True)]
+    (out,) = asyncio.run(restate.versioned_echoes(pipeline(source, "shop.b>a"), echoes))
+    assert out.data.column("id").to_pylist() == [1]
+    assert source.asked == [("shop@b", "syncengine_shop__a__b")]
 
 
 def test_only_echoes_are_versioned():

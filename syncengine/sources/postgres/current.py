@@ -51,7 +51,7 @@ async def sibling_versions(
     name = QualifiedName.parse(table)
     columns = await existing_columns(conn, name.schema, name.name) or {}
     spec = TableSpec(name.name, key, pa.schema([keys.schema.field(k) for k in key]))
-    commits = await read_commit_times(conn, name.schema, spec, keys, columns, origin)
+    commits = await read_commit_times(conn, name.schema, spec, keys, columns, [origin])
     recorded = versions.VERSIONS_SCHEMA.empty_table()
     for written in await recorded_names(conn, sibling, name):
         found = await versions.read(conn, sibling, written, row_keys)

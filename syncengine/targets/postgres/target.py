@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from syncengine.config.models import PostgresTargetConfig
+from syncengine.config.twoway import versions_name
 from syncengine.errors import FatalError
 from syncengine.names import QualifiedName
 from syncengine.state.protocols import TargetState
@@ -80,6 +81,13 @@ class PostgresTarget:
         """One direction of a two-way pipeline (it applies under a replication origin):
         ``timestamp`` compares the target rows' commit times (conflicts/resolver.py)."""
         return bool(self.config.replication_origin)
+
+    @property
+    def _origins(self) -> list[str]:
+        """The engine's origins writing into this database: this direction's, and in a mesh
+        the other nodes' directions into the same node."""
+        own = self.config.replication_origin
+        return [*([own] if own else []), *self.config.peer_origins]
 
     async def start_group(self) -> None:
         """Two-way: the group's reads (target rows, shadow, commit times) and its apply share
@@ -331,9 +339,7 @@ class PostgresTarget:
         schema, table = self._split(spec.name)
         local = TableSpec(table, spec.key, spec.schema)
         try:
-            return await read_commit_times(
-                conn, schema, local, keys, columns, self.config.replication_origin
-            )
+            return await read_commit_times(conn, schema, local, keys, columns, self._origins)
         except psycopg.Error as exc:
             raise translate(exc, f"reading commit times of {spec.name}") from None
 
@@ -341,7 +347,7 @@ class PostgresTarget:
         """The versions this direction recorded for these keys (:mod:`.versions`)."""
         conn = await self._connection()
         try:
-            return await versions.read(conn, self.pipeline, table, row_keys)
+            return await versions.read(conn, versions_name(self.pipeline), table, row_keys)
         except psycopg.Error as exc:
             raise translate(exc, f"reading versions of {table}") from None
 
@@ -474,7 +480,10 @@ class PostgresTarget:
                     await self._store.write_shadow(conn, [shadow], truncated)
                     if write.shadow.versions is not None:
                         await versions.record(
-                            conn, self.pipeline, write.spec.name, write.shadow.versions
+                            conn,
+                            versions_name(self.pipeline),
+                            write.spec.name,
+                            write.shadow.versions,
                         )
                     n, fenced_top = await applied.record_fence(
                         conn, self.pipeline, write.spec.name, write,
