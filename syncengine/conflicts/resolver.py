@@ -156,7 +156,10 @@ class ConflictResolver:
         )  # fmt: skip
         real = det.conflict
         if lww:
-            det = dataclasses.replace(det, conflict=_judged(det))
+            judged = _judged(det)
+            if getattr(self.target, "in_mesh", False):
+                judged = judged | _gone_already(det)
+            det = dataclasses.replace(det, conflict=judged)
         plan = _Plan(det.spec, det, config, real)  # det.spec: as detection read the target
         if det.conflict.any():
             plan.decide(self.pipeline, await self._versions(plan) if lww else None, REMOTE)
@@ -301,6 +304,15 @@ def _judged(det: Detection) -> pl.Series:
     """Rows two-way ``timestamp`` decides by versions: every change that would change the
     target (not an echo of what it holds, not stale), snapshot rows aside."""
     return ~det.echo & ~det.stale & (det.changes["_op"] != OP_READ)
+
+
+def _gone_already(det: Detection) -> pl.Series:
+    """Deletes of keys the target no longer holds. In a mesh they are judged too, so that a
+    newer one is recorded as the key's version (a tombstone; nothing is written): another
+    node's change older than this delete may still be on its way here, and without the
+    delete's time it would be applied as if over an unknown delete, with no echo to correct
+    it, since this delete wrote nothing (README, *Meshes*)."""
+    return ~det.stale & (det.changes["_op"] == OP_DELETE) & ~det.local[EXISTS].fill_null(False)
 
 
 def _held_mask(keys: pl.Series, pending: dict[str, int], n: int) -> pl.Series:

@@ -91,19 +91,25 @@ def differences(dsns: dict[str, str]) -> str:
     keys = sorted({r[0] for r in every if any(r not in h for h in held.values())})
     lines = []
     for key in keys:
-        lines.append(
-            f"id {key}: " + ", ".join(f"{n}={[r for r in held[n] if r[0] == key]}" for n in dsns)
-        )
-        for node, dsn in dsns.items():
-            for row in rows(
-                dsn,
-                "SELECT to_char(h.at, 'HH24:MI:SS.US'), h.op, h.name, h.qty, o.roname "
-                "FROM items_history h LEFT JOIN pg_replication_origin o "
-                "ON o.roident = (pg_xact_commit_timestamp_origin(h.xmin)).roident "
-                "WHERE h.id = %s ORDER BY h.at",
-                (key,),
-            ):
-                lines.append(f"  {node}: " + " ".join(str(v) for v in row))
+        held_key = ", ".join(f"{n}={[r for r in held[n] if r[0] == key]}" for n in dsns)
+        lines.append(f"id {key}: {held_key}")
+        lines.append(history_of(dsns, key))
+    return "\n".join(lines)
+
+
+def history_of(dsns: dict[str, str], key: object) -> str:
+    """Every write to ``key`` on every node: time, op, values, the origin that wrote it."""
+    lines = []
+    for node, dsn in dsns.items():
+        for row in rows(
+            dsn,
+            "SELECT to_char(h.at, 'HH24:MI:SS.US'), h.op, h.name, h.qty, o.roname "
+            "FROM items_history h LEFT JOIN pg_replication_origin o "
+            "ON o.roident = (pg_xact_commit_timestamp_origin(h.xmin)).roident "
+            "WHERE h.id = %s ORDER BY h.at",
+            (key,),
+        ):
+            lines.append(f"  {node}: " + " ".join(str(v) for v in row))
     return "\n".join(lines)
 
 
@@ -207,6 +213,7 @@ def test_writers_on_three_nodes_converge_without_ping_pong(tmp_path, nodes):
             if op == "d" or name is None or maker == node:
                 continue
             assert origin == f"syncengine_shop__{maker}__{node}", (node, op, key, name, origin)
-            assert (op, key, name) not in seen, f"{name} written twice at {node}"
+            twice = f"{name} written twice at {node}:\n{history_of(nodes, key)}"
+            assert (op, key, name) not in seen, twice
             seen[(op, key, name)] = origin
         assert seen, f"nothing carried to {node}"

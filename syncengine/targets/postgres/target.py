@@ -83,6 +83,11 @@ class PostgresTarget:
         return bool(self.config.replication_origin)
 
     @property
+    def in_mesh(self) -> bool:
+        """A direction of a mesh (other directions write into this database too)."""
+        return bool(self.config.peer_origins)
+
+    @property
     def _origins(self) -> list[str]:
         """The engine's origins writing into this database: this direction's, and in a mesh
         the other nodes' directions into the same node."""
