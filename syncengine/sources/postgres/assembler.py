@@ -29,6 +29,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
+from syncengine import tombstones
 from syncengine.changes import (
     ECHO,
     META_SCHEMA,
@@ -135,6 +136,10 @@ class ChangeAssembler:
             self.custom_types[msg.oid] = prefix + msg.name
             return []
         if self.ignoring and isinstance(msg, po.Insert | po.Update | po.Delete | po.Truncate):
+            return []
+        if isinstance(msg, po.Message) and msg.prefix == tombstones.PREFIX:
+            if self.skipping and msg.transactional:  # the sibling's deletes of absent rows
+                self._tombstones(msg.content)
             return []
         if isinstance(msg, po.Insert):
             self._row(msg.relation, OP_INSERT, msg.new)
@@ -278,6 +283,19 @@ class ChangeAssembler:
         elif self.txn is not None:
             self.seq += 1
         self._row(msg.relation, OP_UPDATE, new, old)
+
+    def _tombstones(self, content: bytes) -> None:
+        """Echo deletes of the keys a tombstone note names (:mod:`syncengine.tombstones`)."""
+        table, keys = tombstones.decode(content)
+        for oid, relation in self.relations.items():
+            if relation.qualified != table:
+                continue
+            names = [c.name for c in relation.columns]
+            for key in keys:
+                old = tombstones.key_tuple(names, key)
+                if old is not None:
+                    self._row(oid, OP_DELETE, None, old)
+            return
 
     def _row(self, oid: int, op: str, new: po.Tuple | None, old: po.Tuple | None = None) -> None:
         txn = self.txn

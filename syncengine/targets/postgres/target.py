@@ -13,6 +13,7 @@ import pyarrow as pa
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from syncengine import tombstones
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.config.twoway import versions_name
 from syncengine.errors import FatalError
@@ -86,6 +87,20 @@ class PostgresTarget:
     def in_mesh(self) -> bool:
         """A direction of a mesh (other directions write into this database too)."""
         return bool(self.config.peer_origins)
+
+    async def _note_tombstones(self, conn: psycopg.AsyncConnection, write: TableWrite) -> None:
+        """The deletes this group recorded, as a note the sibling's reader turns into echoes
+        (:mod:`syncengine.tombstones`: a delete that found no row writes nothing else)."""
+        recorded = write.shadow.versions if write.shadow is not None else None
+        if recorded is None or not recorded.num_rows:
+            return
+        gone = recorded.filter(recorded.column("deleted")).column("row_key").to_pylist()
+        if gone:
+            table = QualifiedName.parse(write.spec.name, self.config.schema_).sql
+            await conn.execute(
+                "SELECT pg_catalog.pg_logical_emit_message(true, %s, %s::bytea)",
+                (tombstones.PREFIX, tombstones.encode(table, gone)),
+            )
 
     @property
     def _origins(self) -> list[str]:
@@ -356,6 +371,18 @@ class PostgresTarget:
         except psycopg.Error as exc:
             raise translate(exc, f"reading versions of {table}") from None
 
+    async def read_own_versions(self, table: str, row_keys: list[str]) -> pa.Table:
+        """The versions of what this direction itself last wrote to these keys: in a mesh
+        recorded apart from the node's (:func:`read_versions`), which any direction into the
+        node replaces; in a pair the same."""
+        if not self.in_mesh:
+            return await self.read_versions(table, row_keys)
+        conn = await self._connection()
+        try:
+            return await versions.read(conn, self.pipeline, table, row_keys)
+        except psycopg.Error as exc:
+            raise translate(exc, f"reading versions of {table}") from None
+
     async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
         """Every row in key order (for ``verify`` and a table sweep), streamed in chunks;
         through COPY, parsed off the event loop, when every column's type allows it."""
@@ -490,6 +517,11 @@ class PostgresTarget:
                             write.spec.name,
                             write.shadow.versions,
                         )
+                        if self.in_mesh:  # this direction's own writes too: replays
+                            await versions.record(
+                                conn, self.pipeline, write.spec.name, write.shadow.versions
+                            )
+                            await self._note_tombstones(conn, write)
                     n, fenced_top = await applied.record_fence(
                         conn, self.pipeline, write.spec.name, write,
                         floors.record_above(request, checkpoint),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from syncengine import tombstones
 from syncengine.changes import ECHO, lsn_to_pos
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
@@ -94,3 +95,34 @@ def test_ignored_origin_rows_are_dropped_and_the_resume_still_moves(direct):
     assert shape == [(False, [1]), (True, [3]), (False, [4])]
     # the last transaction is dropped, but its commit is still handed out as a resume
     assert [b.meta["resume"] for b in out if "resume" in b.meta][-1] == lsn_to_pos(0x580)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_siblings_tombstone_note_becomes_echo_deletes(direct):
+    """A mesh direction's delete that found no row writes nothing but a note; the sibling's
+    reader turns it into echo deletes of those keys (syncengine.tombstones). The same note
+    outside the sibling's transactions is nothing."""
+    note = tombstones.encode("public.t", ['{"id":5}', '{"id":6}', '{"nope":1}'])
+    asm = ChangeAssembler(max_rows=100, own_origins=frozenset({"sibling"}))
+    frames = [
+        *user_txn_then(8, "sibling"),
+        f.message(tombstones.PREFIX, note),
+        f.commit(0x200, 0x280, 0),
+        f.begin(0x300, 0, 9),
+        f.message(tombstones.PREFIX, note),
+        f.commit(0x300, 0x380, 0),
+    ]
+    batches = [b for b in run(asm, frames, direct) if b.num_rows]
+    shape = [
+        (b.meta.get(ECHO, False), b.data.column("_op").to_pylist(), b.data.column("id").to_pylist())
+        for b in batches
+    ]
+    assert shape == [(False, ["c"], [1]), (True, ["d", "d"], [5, 6])]
+    assert batches[1].data.column("note").to_pylist() == [None, None]
+
+
+def test_tombstone_keys_as_pgoutput_text():
+    assert tombstones.key_tuple(["id", "note"], {"id": 7}) == (b"7", None)
+    assert tombstones.key_tuple(["a", "b"], {"a": "x", "b": True}) == (b"x", b"t")
+    assert tombstones.key_tuple(["id"], {"other": 1}) is None
+    assert tombstones.decode(b"not json") == ("", [])
