@@ -162,7 +162,8 @@ class ConflictResolver:
             det = dataclasses.replace(det, conflict=judged)
         plan = _Plan(det.spec, det, config, real)  # det.spec: as detection read the target
         if det.conflict.any():
-            plan.decide(self.pipeline, await self._versions(plan) if lww else None, REMOTE)
+            versions = await self._versions(plan, REMOTE) if lww else None
+            plan.decide(self.pipeline, versions, REMOTE)
         write = plan.write_frame(truncates)
 
         held = _held(spec, rest, keys, pending, held_mask)
@@ -194,8 +195,9 @@ class ConflictResolver:
         two_way = getattr(self.target, "two_way", False)
         return bool(two_way and config.strategy == "timestamp" and not config.timestamp)
 
-    async def _versions(self, plan: _Plan) -> pl.DataFrame:
-        """``_ts`` and ``_side`` of the target's state for the rows being decided."""
+    async def _versions(self, plan: _Plan, side: str) -> pl.DataFrame:
+        """``_ts`` and ``_side`` of the target's state for the rows being decided (``side``:
+        whose writes the incoming rows are)."""
         rows = plan.det.conflict
         key = list(plan.spec.key)
         local = plan.det.local.filter(rows)
@@ -209,7 +211,13 @@ class ConflictResolver:
         commits = found.select(row_keys(found, key), "_ts", "_mine")
         recorded = pl.from_arrow(await target.read_versions(plan.spec.name, row_key.to_list()))
         assert isinstance(recorded, pl.DataFrame)
-        return target_versions(row_key, local[EXISTS], commits, recorded)
+        own = recorded
+        if hasattr(target, "read_own_versions"):  # a mesh keeps this direction's apart
+            mine = pl.from_arrow(await target.read_own_versions(plan.spec.name, row_key.to_list()))
+            assert isinstance(mine, pl.DataFrame)
+            own = mine
+        incoming = plan.det.changes["_ts"].filter(rows)
+        return target_versions(row_key, local[EXISTS], commits, recorded, (incoming, side, own))
 
     async def refresh(self, spec: TableSpec, batch: ChangeBatch) -> TableWrite:
         """Rows the engine itself wrote to the source (two-way sync, ``ECHO`` batches): nothing
@@ -230,7 +238,7 @@ class ConflictResolver:
         det = dataclasses.replace(det, echo=~det.stale & ~judged, conflict=judged)
         plan = _Plan(det.spec, det, config, nothing)
         if judged.any():
-            plan.decide(self.pipeline, await self._versions(plan), LOCAL)
+            plan.decide(self.pipeline, await self._versions(plan, LOCAL), LOCAL)
             self._commit_queue(det.spec, det.row_key, {}, [], [], plan.audit)
         write = plan.write_frame(rest.clear())
         return TableWrite(det.spec, batch.replace(write), plan.shadow(self.fence))
