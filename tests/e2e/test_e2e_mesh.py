@@ -5,6 +5,7 @@ all three identical, the applied-change counters still."""
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 import threading
@@ -146,6 +147,11 @@ def test_each_change_reaches_every_node_once_by_its_direct_link(tmp_path, nodes)
     }
     for node, dsn in nodes.items():
         assert sorted(carried(dsn), key=str) == sorted(expected[node], key=str), node
+    # --pipeline names the mesh: status shows its six directions, each with its checkpoint
+    report = json.loads(cli.run("status", "--json", "--pipeline", "shop").stdout)
+    directions = {info["pipeline"]: info["direction"] for info in report}
+    assert directions == {name: name[5:].replace(">", "->") for name in DIRECTIONS}
+    assert all(info["checkpoint"] for info in report), report
 
 
 def test_concurrent_edits_on_three_nodes_converge_to_the_latest(tmp_path, nodes):
@@ -217,3 +223,11 @@ def test_writers_on_three_nodes_converge_without_ping_pong(tmp_path, nodes):
             assert (op, key, name) not in seen, twice
             seen[(op, key, name)] = origin
         assert seen, f"nothing carried to {node}"
+
+
+def test_validate_refuses_a_strategy_that_cannot_converge_in_a_mesh(tmp_path):
+    config = CONFIG.replace("{strategy: timestamp}", "{prefer: source}")
+    env = {f"{n.upper()}_DSN": f"dbname={n}" for n in NODES}
+    result = CLI(tmp_path, config, env).run("validate", check=False)
+    assert result.returncode == 2, result
+    assert "meshes.shop.conflicts.prefer: not for a mesh" in result.stdout + result.stderr
