@@ -116,6 +116,14 @@ def pg_target_dsn(pg_server: PostgresServer | ExternalPostgres) -> Iterator[str]
     _drop_database(pg_server, name)
 
 
+@pytest.fixture
+def pg_third_dsn(pg_server: PostgresServer | ExternalPostgres) -> Iterator[str]:
+    """A third fresh database on the same server (a mesh's third node)."""
+    name = _new_database(pg_server, "third")
+    yield pg_server.dsn(name)
+    _drop_database(pg_server, name)
+
+
 class ExternalMongo:
     def __init__(self, uri: str) -> None:
         self.uri = uri

@@ -19,6 +19,7 @@ from benchmarks.scenarios import (
     pgbench_backfill,
     pgbench_cdc,
     pgbench_live,
+    two_way,
 )
 
 SCENARIOS: list[Scenario] = [
@@ -33,6 +34,7 @@ SCENARIOS: list[Scenario] = [
     pgbench_live.SCENARIO,
     pg_add_table.SCENARIO,
     pg_bigtxn.SCENARIO,
+    two_way.SCENARIO,
     mongo_cdc.SCENARIO,
     pg_to_mongo.SCENARIO,
     mongo_to_pg.SCENARIO,

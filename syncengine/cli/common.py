@@ -31,11 +31,12 @@ def load_selected(config_path: str, pipeline: str | None) -> tuple[Config, list[
     config = load_config(config_path)
     if pipeline is None:
         return config, list(config.pipelines)
-    if pipeline not in config.pipelines:
-        raise UsageError(unknown_name_message(pipeline, "pipeline", list(config.pipelines)))
+    if pipeline not in config.pipelines and pipeline not in config.meshes:
+        known = [*config.pipelines, *config.meshes]
+        raise UsageError(unknown_name_message(pipeline, "pipeline", known))
     from syncengine.config.twoway import directions_of
 
-    return config, directions_of(config, pipeline)  # a two-way pipeline: both directions
+    return config, directions_of(config, pipeline)  # two-way: both directions; a mesh: all
 
 
 def selected_tables(config: Config, pipeline: str, tables: tuple[str, ...]) -> list[str] | None:

@@ -10,13 +10,28 @@ plain strings (collections, files).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from syncengine.names import table_name_problem
 
 
 class Model(BaseModel):
     """Read-only, and an unknown key is an error (a typo is reported, not ignored)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _table_name(text: str) -> str:
+    problem = table_name_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+TableName = Annotated[str, AfterValidator(_table_name)]
+"""A Postgres table in either form of :mod:`syncengine.names` (``schema.table``)."""
 
 
 class SourceConfigBase(Model):

@@ -15,6 +15,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from syncengine.config.fanout import check_fanout, split_fanout
+from syncengine.config.mesh import check_meshes, split_meshes
 from syncengine.config.models import Config
 from syncengine.config.secrets import interpolate, register_connection_secrets, register_secret
 from syncengine.config.twoway import check_two_way, split_two_way
@@ -83,9 +84,10 @@ def parse_config(
         problems.extend(check_config(config))
     problems.extend(check_two_way(config))
     problems.extend(check_fanout(config))
+    problems.extend(check_meshes(config))
     if problems:
         raise ConfigError(problems)
-    return split_fanout(split_two_way(config))
+    return split_fanout(split_meshes(split_two_way(config)))
 
 
 MAX_NODES = 100_000
@@ -98,6 +100,12 @@ def _register_secrets(tree: Any) -> None:
     console = tree.get("console") if isinstance(tree, dict) else None
     if isinstance(console, dict) and isinstance(console.get("token"), str):
         register_secret(console["token"])
+    meshes = tree.get("meshes") if isinstance(tree, dict) else None
+    for mesh in meshes.values() if isinstance(meshes, dict) else ():
+        nodes = mesh.get("nodes") if isinstance(mesh, dict) else None
+        for node in nodes.values() if isinstance(nodes, dict) else ():
+            if isinstance(node, dict) and isinstance(node.get("dsn"), str):
+                register_connection_secrets(node["dsn"])
     pipelines = tree.get("pipelines") if isinstance(tree, dict) else None
     if not isinstance(pipelines, dict):
         return
@@ -236,6 +244,8 @@ def _message(error: Any, parts: list[str]) -> str:
     if kind == "extra_forbidden":
         return "unknown key (check the spelling)"
     if kind == "string_pattern_mismatch" and "[key]" in error["loc"]:
+        if "nodes" in error["loc"]:
+            return "node names are words of a-z and 0-9 joined by single _ (no __)"
         named = "target" if "targets" in error["loc"] else "pipeline"
         return f"{named} names may only use a-z, 0-9 and _"
     message = str(error["msg"])

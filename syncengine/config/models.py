@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from syncengine.config.base import Model, SourceConfigBase, TargetConfigBase
+from syncengine.config.base import Model, SourceConfigBase, TableName, TargetConfigBase
 from syncengine.config.cluster import ClusterConfig
 from syncengine.config.durations import parse_duration
 from syncengine.config.fanout import FanoutConfig
@@ -149,6 +149,11 @@ class BackfillConfig(Model):
     parallel: Annotated[int, Field(ge=1, le=64)] = 2
     """Snapshot chunks copied at once, each by a worker with its own source and target
     connections (``backfill --parallel N`` overrides it for one run)."""
+    copy_rows: bool = True
+    """Set by the engine, not in YAML (``validate`` refuses it): false for a direction whose
+    snapshot copies nothing and only tells its shadow what the target holds where its stream
+    starts (a two-way pipeline's reverse, a mesh's directions out of every node but the
+    first), because another direction copied those rows already."""
 
 
 class PipelineConfig(Model):
@@ -201,16 +206,52 @@ class PipelineConfig(Model):
         return mapping.model_copy(update={"target": target})
 
 
+MESH_NODE_NAME = r"^[a-z0-9]+(_[a-z0-9]+)*$"
+
+
+class MeshNodeConfig(Model):
+    dsn: SecretStr
+    """libpq connection string or URI of this node's database."""
+
+
+class MeshConfig(Model):
+    """Three or more Postgres databases holding the same tables, each written by people and
+    kept equal to the others (README, *Meshes*; :mod:`syncengine.config.mesh` splits it into
+    one direction per ordered pair of nodes)."""
+
+    nodes: dict[Annotated[str, Field(pattern=MESH_NODE_NAME)], MeshNodeConfig] = Field(min_length=2)
+    """Node name → its database. The first node seeds the others at the first start, and
+    wins ties of equal commit times against every node listed after it."""
+    tables: list[TableName] = Field(min_length=1)
+    """Tables every node holds, same names and columns (``schema.table``)."""
+    conflicts: ConflictsConfig = Field(default_factory=ConflictsConfig)
+    """``strategy: timestamp`` (by commit time): the only strategy a mesh takes."""
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    backfill: BackfillConfig = Field(default_factory=BackfillConfig)
+    on_error: Literal["dead_letter", "fail"] = "dead_letter"
+
+
 class Config(Model):
     state: str = ".syncengine/state.db"
     """SQLite state file (checkpoints, shadow, conflicts, dead letters)."""
     pipelines: dict[Annotated[str, Field(pattern=PIPELINE_NAME)], PipelineConfig] = Field(
-        min_length=1
+        default_factory=dict
     )
+    meshes: dict[Annotated[str, Field(pattern=PIPELINE_NAME)], MeshConfig] = Field(
+        default_factory=dict
+    )
+    """Meshes of Postgres databases (:class:`MeshConfig`); after loading, each runs as the
+    pipelines of its directions (``<mesh>.<from>><to>``), which ``pipelines`` then holds."""
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     """The operations console (``syncengine ui``, ``run --ui-port``): its access token."""
     cluster: ClusterConfig | None = None
     """Cluster mode (``syncengine worker`` / ``apply``, docs/cluster.md); None: embedded."""
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> Config:
+        if not self.pipelines and not self.meshes:
+            raise ValueError("pipelines: Dictionary should have at least 1 item (or meshes:)")
+        return self
 
 
 def _rebuild() -> None:
@@ -228,6 +269,8 @@ __all__ = [
     "Config",
     "ConflictsConfig",
     "MappingConfig",
+    "MeshConfig",
+    "MeshNodeConfig",
     "Model",
     "MongoSourceConfig",
     "MongoTargetConfig",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from syncengine.config.mesh import direction_name, mesh_direction, mesh_ident
 from syncengine.names import DEFAULT_SCHEMA, QualifiedName
 
 if TYPE_CHECKING:
@@ -61,14 +62,23 @@ def reverse_name(pipeline: str) -> str:
 
 
 def sibling_name(pipeline: str) -> str:
-    """The other direction of the two-way pipeline ``pipeline`` is a direction of."""
+    """The other direction of the two-way pipeline (or the pair of mesh nodes) ``pipeline``
+    is a direction of."""
+    in_mesh = mesh_direction(pipeline)
+    if in_mesh is not None:
+        mesh, node, other = in_mesh
+        return direction_name(mesh, other, node)
     if pipeline.endswith(REVERSE_SUFFIX):
         return pipeline[: -len(REVERSE_SUFFIX)]
     return reverse_name(pipeline)
 
 
 def origin_name(pipeline: str) -> str:
-    """The replication origin a direction applies under (``orders``, ``orders.reverse``)."""
+    """The replication origin a direction applies under (``orders``, ``orders.reverse``, a
+    mesh's ``orders.a>b``)."""
+    in_mesh = mesh_direction(pipeline)
+    if in_mesh is not None:
+        return mesh_ident(*in_mesh)
     if pipeline.endswith(REVERSE_SUFFIX):
         return f"syncengine_{pipeline[: -len(REVERSE_SUFFIX)]}_reverse"
     return f"syncengine_{pipeline}"
@@ -82,16 +92,32 @@ def manual_origin_name(pipeline: str) -> str:
     return origin_name(pipeline) + MANUAL_SUFFIX
 
 
+def versions_name(pipeline: str) -> str:
+    """What a direction records its rows' versions under (``_syncengine.versions``): its
+    own name; in a mesh, the node it writes into (``orders@b``), shared by every direction
+    into that node, so the version of a row is the one its last writer recorded, whichever
+    node that write came from."""
+    in_mesh = mesh_direction(pipeline)
+    if in_mesh is not None:
+        return f"{in_mesh[0]}@{in_mesh[2]}"
+    return pipeline
+
+
 def directions_of(config: Config, pipeline: str) -> list[str]:
-    """The configured pipeline ``pipeline`` as the names that run: itself, and its reverse
-    direction when it is two-way."""
+    """The configured pipeline (or mesh) ``pipeline`` as the names that run: itself, and its
+    reverse direction when it is two-way; a mesh's directions."""
+    if pipeline in config.meshes:
+        return [n for n in config.pipelines if (mesh_direction(n) or ("",))[0] == pipeline]
     reverse = reverse_name(pipeline)
     return [pipeline, reverse] if reverse in config.pipelines else [pipeline]
 
 
 def direction_of(config: Config, pipeline: str) -> str | None:
-    """``source->target`` / ``target->source`` for a direction of a two-way pipeline (what
-    ``status`` shows), None for a one-way pipeline."""
+    """``source->target`` / ``target->source`` for a direction of a two-way pipeline,
+    ``a->b`` for a mesh's (what ``status`` shows), None for a one-way pipeline."""
+    in_mesh = mesh_direction(pipeline)
+    if in_mesh is not None:
+        return f"{in_mesh[1]}->{in_mesh[2]}"
     if pipeline.endswith(REVERSE_SUFFIX):
         return "target->source"
     return "source->target" if reverse_name(pipeline) in config.pipelines else None
@@ -358,6 +384,8 @@ def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
         mappings=mappings,
         conflicts=_direction_conflicts(spec.conflicts, forward=False),
         batch=spec.batch,
+        # the forward backfill copied the rows: the reverse's only records them
+        backfill=spec.backfill.model_copy(update={"copy_rows": False}),
         on_error=spec.on_error,
     )
 

@@ -167,10 +167,14 @@ class ConflictResolver:
         )  # fmt: skip
         real = det.conflict
         if lww:
-            det = dataclasses.replace(det, conflict=_judged(det))
+            judged = _judged(det)
+            if getattr(self.target, "in_mesh", False):
+                judged = judged | _gone_already(det)
+            det = dataclasses.replace(det, conflict=judged)
         plan = _Plan(det.spec, det, config, real)  # det.spec: as detection read the target
         if det.conflict.any():
-            plan.decide(self.pipeline, await self._versions(plan) if lww else None, REMOTE)
+            versions = await self._versions(plan, REMOTE) if lww else None
+            plan.decide(self.pipeline, versions, REMOTE)
         write = plan.write_frame(truncates)
 
         held = _held(spec, rest, keys, pending, held_mask)
@@ -202,8 +206,9 @@ class ConflictResolver:
         two_way = getattr(self.target, "two_way", False)
         return bool(two_way and by_versions(config))
 
-    async def _versions(self, plan: _Plan) -> pl.DataFrame:
-        """``_ts`` and ``_side`` of the target's state for the rows being decided."""
+    async def _versions(self, plan: _Plan, side: str) -> pl.DataFrame:
+        """``_ts`` and ``_side`` of the target's state for the rows being decided (``side``:
+        whose writes the incoming rows are)."""
         rows = plan.det.conflict
         key = list(plan.spec.key)
         local = plan.det.local.filter(rows)
@@ -217,7 +222,13 @@ class ConflictResolver:
         commits = found.select(row_keys(found, key), "_ts", "_mine")
         recorded = pl.from_arrow(await target.read_versions(plan.spec.name, row_key.to_list()))
         assert isinstance(recorded, pl.DataFrame)
-        return target_versions(row_key, local[EXISTS], commits, recorded)
+        own = recorded
+        if hasattr(target, "read_own_versions"):  # a mesh keeps this direction's apart
+            mine = pl.from_arrow(await target.read_own_versions(plan.spec.name, row_key.to_list()))
+            assert isinstance(mine, pl.DataFrame)
+            own = mine
+        incoming = plan.det.changes["_ts"].filter(rows)
+        return target_versions(row_key, local[EXISTS], commits, recorded, (incoming, side, own))
 
     async def refresh(self, spec: TableSpec, batch: ChangeBatch) -> TableWrite:
         """Rows the engine itself wrote to the source (two-way sync, ``ECHO`` batches): nothing
@@ -238,7 +249,7 @@ class ConflictResolver:
         det = dataclasses.replace(det, echo=~det.stale & ~judged, conflict=judged)
         plan = _Plan(det.spec, det, config, nothing)
         if judged.any():  # whole rows by version, also under merge (conflicts/versions.py)
-            plan.decide(self.pipeline, await self._versions(plan), LOCAL, "timestamp")
+            plan.decide(self.pipeline, await self._versions(plan, LOCAL), LOCAL, "timestamp")
             self._commit_queue(det.spec, det.row_key, {}, [], [], plan.audit)
         write = plan.write_frame(rest.clear())
         return TableWrite(det.spec, batch.replace(write), plan.shadow(self.fence))
@@ -321,6 +332,15 @@ def _judged(det: Detection) -> pl.Series:
     """Rows two-way ``timestamp`` decides by versions: every change that would change the
     target (not an echo of what it holds, not stale), snapshot rows aside."""
     return ~det.echo & ~det.stale & (det.changes["_op"] != OP_READ)
+
+
+def _gone_already(det: Detection) -> pl.Series:
+    """Deletes of keys the target no longer holds. In a mesh they are judged too, so that a
+    newer one is recorded as the key's version (a tombstone; nothing is written): another
+    node's change older than this delete may still be on its way here, and without the
+    delete's time it would be applied as if over an unknown delete, with no echo to correct
+    it, since this delete wrote nothing (README, *Meshes*)."""
+    return ~det.stale & (det.changes["_op"] == OP_DELETE) & ~det.local[EXISTS].fill_null(False)
 
 
 def _held_mask(keys: pl.Series, pending: dict[str, int], n: int) -> pl.Series:

@@ -73,13 +73,21 @@ class VersionedTarget(Protocol):
 
 
 def target_versions(
-    row_key: pl.Series, exists: pl.Series, commits: pl.DataFrame, recorded: pl.DataFrame
+    row_key: pl.Series,
+    exists: pl.Series,
+    commits: pl.DataFrame,
+    recorded: pl.DataFrame,
+    incoming: tuple[pl.Series, str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """``_ts`` and ``_side`` of the target's state per row (aligned with ``row_key``).
 
     ``commits``: ``row_key``, ``_ts``, ``_mine`` of the rows found (their last commit, and
     whether this direction made it); ``recorded``: ``row_key``, ``ts``, ``side``, ``deleted``
-    as recorded by this direction."""
+    as recorded by this direction (in a mesh: by any direction into the node). ``incoming``:
+    the changes' own times and side, and what this direction itself recorded last; a change
+    that *is* that write, for a row since deleted (a replay after a failed group), gets its
+    version, so it is taken for the one write it is instead of being applied again over an
+    unknown delete (which came after it)."""
     frame = (
         row_key.to_frame("row_key")
         .with_columns(exists.alias("__exists"))
@@ -89,6 +97,27 @@ def target_versions(
     present, mine = pl.col("__exists"), pl.col("_mine").fill_null(False)
     kept = pl.col("deleted").is_not_null() & ~pl.col("deleted")
     gone = pl.col("deleted").fill_null(False)
+    if incoming is not None:
+        times, whose, own = incoming
+        mine_last = own.select(
+            "row_key", pl.col("ts").alias("__own_ts"), pl.col("side").alias("__own_side"),
+            pl.col("deleted").alias("__own_deleted"),
+        )  # fmt: skip
+        frame = frame.with_columns(times.cast(UTC_US).alias("__incoming")).join(
+            mine_last, on="row_key", how="left", maintain_order="left"
+        )
+        same = (
+            (pl.col("__own_ts").cast(UTC_US) == pl.col("__incoming"))
+            & (pl.col("__own_side") == whose)
+            & ~pl.col("__own_deleted")
+        )
+        replay = (~present & same).fill_null(False)
+        frame = frame.with_columns(
+            pl.when(replay).then(pl.col("__own_ts")).otherwise(pl.col("ts")).alias("ts"),
+            pl.when(replay).then(pl.col("__own_side")).otherwise(pl.col("side")).alias("side"),
+            (pl.col("deleted") | replay).alias("deleted"),
+        )
+        gone = gone | replay
     ts = (
         pl.when(present & mine & kept)
         .then(pl.col("ts"))

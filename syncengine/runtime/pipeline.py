@@ -85,6 +85,7 @@ class Pipeline:
         self.dense_fence: set[str] = set()
         self.phases = PhaseClock(self._count_phase)
         self._restates = restate.applies(self)
+        self._drops_superseded = restate.drops_superseded(self)
         if hasattr(self.source, "phases"):  # optional for plugin sources: decode time
             self.source.phases = self.phases
 
@@ -216,6 +217,8 @@ class Pipeline:
             ]
         if self._restates:  # two-way prefer, out of the preferred side: its present rows
             batches = await restate.restate(self, batches)
+        if self._drops_superseded:  # a mesh: what a third node's write at the source replaced
+            batches = await restate.without_superseded(self, batches)
         echoes = [b for b in batches if b.meta.get(ECHO)]
         late = bool(echoes) and self._echoes_last()
         if late and restate.versions_echoes(self):  # their own versions, not the group's time

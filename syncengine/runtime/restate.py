@@ -137,7 +137,7 @@ class SiblingVersions(Protocol):
         key: tuple[str, ...],
         keys: pa.Table,
         row_keys: list[str],
-        sibling: tuple[str, str],
+        sibling: tuple[str, Sequence[str]],
     ) -> tuple[pa.Table, pa.Table]: ...
 
 
@@ -169,17 +169,36 @@ async def versioned_echoes(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -
 
 async def _versioned(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
     from syncengine.config.twoway import origin_name, sibling_name
+
+    rows, columns = await _present(pipeline, batch)
+    sibling = sibling_name(pipeline.name)
+    rows = await _with_versions(pipeline, batch, rows, [origin_name(sibling)])
+    present = pl.col("_op") == OP_UPDATE
+    deleted = pl.col("deleted")
+    written = (present & pl.col("_mine").fill_null(False) & (deleted == False)) | (  # noqa: E712
+        ~present & deleted.fill_null(False)
+    )
+    rows = rows.filter(written.fill_null(False)).with_columns(pl.col("ts").alias("_ts"))
+    return _batch(batch, rows, columns, batch.meta)
+
+
+async def _with_versions(
+    pipeline: Pipeline, batch: ChangeBatch, rows: pl.DataFrame, origins: list[str]
+) -> pl.DataFrame:
+    """``rows`` (the batch's key columns and more) with ``row_key``, ``_mine`` (the key's row
+    at the source was last written under one of ``origins``; null: no row) and the version
+    recorded for the key in the source by the directions writing into it (``ts``,
+    ``deleted``; null: none)."""
+    from syncengine.config.twoway import sibling_name, versions_name
     from syncengine.conflicts.rows import row_keys
 
     source = pipeline.source
     assert isinstance(source, SiblingVersions)
-    rows, columns = await _present(pipeline, batch)
     key = list(batch.key)
     rows = rows.with_columns(row_keys(rows, key))
-    sibling = sibling_name(pipeline.name)
     commits, recorded = await source.sibling_versions(
         batch.table, batch.key, rows.select(key).to_arrow(), rows["row_key"].to_list(),
-        (sibling, origin_name(sibling)),
+        (versions_name(sibling_name(pipeline.name)), origins),
     )  # fmt: skip
     mine = pl.from_arrow(commits)
     assert isinstance(mine, pl.DataFrame)
@@ -188,13 +207,64 @@ async def _versioned(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
     versions = pl.from_arrow(recorded)
     assert isinstance(versions, pl.DataFrame)
     versions = versions.unique("row_key", keep="last").select("row_key", "ts", "deleted")
-    rows = rows.join(mine, on="row_key", how="left", maintain_order="left").join(
+    return rows.join(mine, on="row_key", how="left", maintain_order="left").join(
         versions, on="row_key", how="left", maintain_order="left"
     )
-    present = pl.col("_op") == OP_UPDATE
-    deleted = pl.col("deleted")
-    written = (present & pl.col("_mine").fill_null(False) & (deleted == False)) | (  # noqa: E712
-        ~present & deleted.fill_null(False)
+
+
+# -- meshes: changes a newer engine write at the source has already superseded ------------
+
+
+def drops_superseded(pipeline: Pipeline) -> bool:
+    """Whether ``pipeline`` is a mesh direction (its reader skips other nodes' writes into
+    its source: ``ignore_origins``) that can read its source's versions."""
+    ignored = getattr(pipeline.config.source, "ignore_origins", None)
+    return bool(ignored) and isinstance(pipeline.source, SiblingVersions)
+
+
+async def without_superseded(
+    pipeline: Pipeline, batches: Sequence[ChangeBatch]
+) -> list[ChangeBatch]:
+    """A mesh direction's stream batches without the changes older than the engine write
+    their key holds at the source now (a row or a delete a direction into the source applied,
+    with the version recorded for it).
+
+    Why: such a write may come from a third node, which this direction's reader skips (that
+    node sends it everywhere itself), so nothing after the older change in this stream says
+    it was superseded. Applied late to the target over a delete a person made there, the
+    older change is written *provisionally* (the delete's time is unknown); the pair's
+    correction needs the delete to cross to this source and come back as an echo, which never
+    happens when the third node's write had already removed the row here: the target kept a
+    row every other node had deleted. A change older than a version known to exist can never
+    be the last writer, so dropping it changes no outcome; the newer version reaches the
+    target by its own link."""
+    out = []
+    for batch in batches:
+        if not batch.meta.get(ECHO) and _restatable(batch):
+            batch = await _unsuperseded(pipeline, batch)
+        out.append(batch)
+    return out
+
+
+async def _unsuperseded(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
+    from syncengine.config.twoway import origin_name, sibling_name
+
+    key = list(batch.key)
+    data = pl.from_arrow(batch.data)
+    assert isinstance(data, pl.DataFrame)
+    keys = data.select(key).unique(maintain_order=True)
+    ignored = list(getattr(pipeline.config.source, "ignore_origins", ()))
+    origins = [origin_name(sibling_name(pipeline.name)), *ignored]
+    state = await _with_versions(pipeline, batch, keys, origins)
+    present = pl.col("_mine").is_not_null()
+    engine_write = (present & pl.col("_mine") & (pl.col("deleted") == False)) | (  # noqa: E712
+        ~present & pl.col("deleted").fill_null(False)
     )
-    rows = rows.filter(written.fill_null(False)).with_columns(pl.col("ts").alias("_ts"))
-    return _batch(batch, rows, columns, batch.meta)
+    newer = state.filter(engine_write.fill_null(False)).select(*key, pl.col("ts").alias("__ts"))
+    if not newer.height:
+        return batch
+    judged = data.join(newer, on=key, how="left", nulls_equal=True, maintain_order="left")
+    utc = pl.Datetime("us", "UTC")
+    keep = pl.col("__ts").is_null() | (pl.col("_ts").cast(utc) >= pl.col("__ts").cast(utc))
+    mask = judged.select(keep.alias("keep"))["keep"].to_arrow()
+    return batch.replace(batch.data.filter(mask))

@@ -29,7 +29,6 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from syncengine.changes import ECHO, ChangeBatch
-from syncengine.config.twoway import REVERSE_SUFFIX
 from syncengine.errors import Interrupted, TargetUnavailable
 from syncengine.passthrough import RawChunkExport
 from syncengine.runtime import passthrough, pausing
@@ -88,10 +87,11 @@ async def backfill(
     waited = time.perf_counter()
     async for batch in pipeline.source.snapshot(tables, where, parallel):
         pipeline.phases.add("read", time.perf_counter() - waited)
-        if pipeline.name.endswith(REVERSE_SUFFIX):
-            # a two-way pipeline's reverse direction copies nothing back (the forward backfill
-            # copied the rows): its snapshot only tells the shadow what its source holds at
-            # the position its stream starts from, the version both sides share
+        if not pipeline.config.backfill.copy_rows:
+            # a two-way pipeline's reverse direction (a mesh's directions out of all nodes but
+            # the first) copies nothing (the forward backfill copied the rows): its snapshot
+            # only tells the shadow what its source holds at the position its stream starts
+            # from, the version both sides share
             batch = replace(batch, meta={**batch.meta, ECHO: True})
         with stoppable(stop):
             report = await process(pipeline, [batch], None)

@@ -55,6 +55,20 @@ def writer(dsn: str, side: str, stop: threading.Event, seed: int, split: bool = 
     return done
 
 
+def start_writers(
+    sides: list[tuple[str, str]], stop: threading.Event, split: bool = False
+) -> tuple[list[threading.Thread], list[int]]:
+    """One :func:`writer` thread per (dsn, side), started; each adds its count when done."""
+    counts: list[int] = []
+    threads = [
+        threading.Thread(target=lambda d=d, s=s, n=n: counts.append(writer(d, s, stop, n, split)))
+        for n, (d, s) in enumerate(sides)
+    ]
+    for thread in threads:
+        thread.start()
+    return threads, counts
+
+
 HISTORY = (
     "CREATE TABLE items_history (at timestamptz DEFAULT clock_timestamp(), txid bigint "
     "DEFAULT txid_current(), engine bool DEFAULT pg_replication_origin_session_is_setup(), "
@@ -144,14 +158,9 @@ def test_two_writers_and_kills_converge_without_ping_pong(
     port = free_port()
     daemon = cli.start("run", "--metrics-port", str(port))
     stop = threading.Event()
-    counts: list[int] = []
-    split = "merge" in conflicts
-    threads = [
-        threading.Thread(target=lambda d=d, s=s, n=n: counts.append(writer(d, s, stop, n, split)))
-        for n, (d, s) in enumerate([(pg_dsn, "a"), (pg_target_dsn, "b")])
-    ]
-    for thread in threads:
-        thread.start()
+    threads, counts = start_writers(
+        [(pg_dsn, "a"), (pg_target_dsn, "b")], stop, split="merge" in conflicts
+    )
     try:
         for _ in range(KILLS):
             time.sleep(WRITE_SECONDS / (KILLS + 1))

@@ -24,6 +24,8 @@ class Rows:
 
     def __init__(self, rows: dict[int, str], mine=(), recorded=None) -> None:
         self.rows, self.mine, self.recorded = rows, set(mine), recorded or {}
+        #: (versions name, origins) the source is asked about
+        self.asked: list[tuple[str, list[str]]] = []
 
     async def current_rows(self, table, key, schema, keys):
         wanted = [i for i in keys.column("id").to_pylist() if i in self.rows]
@@ -32,7 +34,7 @@ class Rows:
         )
 
     async def sibling_versions(self, table, key, keys, row_keys, sibling):
-        assert sibling == ("orders", "syncengine_orders")
+        self.asked.append((sibling[0], list(sibling[1])))
         ids = [i for i in keys.column("id").to_pylist() if i in self.rows]
         commits = pa.table(
             {"id": pa.array(ids, pa.int64()), "_mine": [i in self.mine for i in ids]}
@@ -107,9 +109,50 @@ def test_timestamp_echoes_keep_only_the_siblings_writes_with_their_recorded_vers
     assert data["_ts"] == [T0 + dt.timedelta(seconds=30), T0 + dt.timedelta(seconds=40)]
     assert out.meta[ECHO] is True
     assert pc.all(pc.is_valid(out.data.column("_pos"))).as_py()
+    assert source.asked == [("orders", ["syncengine_orders"])]
+
+
+def test_a_mesh_echo_is_asked_about_under_the_siblings_node():
+    """In a mesh the sibling (``shop.a>b`` of ``shop.b>a``) records versions under the node
+    it writes into, shared with every other direction into that node."""
+    source = Rows({1: "mine1"}, mine={1}, recorded={1: (T0, False)})
+    echoes = [batch([1], ["u"], echo=True)]
+    (out,) = asyncio.run(restate.versioned_echoes(pipeline(source, "shop.b>a"), echoes))
+    assert out.data.column("id").to_pylist() == [1]
+    assert source.asked == [("shop@b", ["syncengine_shop__a__b"])]
 
 
 def test_only_echoes_are_versioned():
     source = Rows({1: "now"}, mine={1}, recorded={1: (T0, False)})
     change = batch([1], ["u"])
     assert asyncio.run(restate.versioned_echoes(pipeline(source), [change])) == [change]
+
+
+def test_a_mesh_direction_drops_changes_an_engine_write_at_its_source_superseded():
+    """``shop.b>c``: b's own changes older than what another node's direction since wrote
+    at b (a row, or a delete) can never win; applied late they would resurrect a row over a
+    person's delete at c that nothing corrects."""
+    source = Rows(
+        {1: "from a", 2: "person", 4: "from a, older"},
+        mine={1, 4},
+        recorded={
+            1: (T0 + dt.timedelta(seconds=30), False),  # a's row, newer than the change
+            3: (T0 + dt.timedelta(seconds=40), True),  # a's delete, newer than the change
+            4: (T0 - dt.timedelta(seconds=10), False),  # a's row, older than the change
+        },
+    )
+    mesh = SimpleNamespace(
+        source=source,
+        name="shop.b>c",
+        config=SimpleNamespace(source=SimpleNamespace(ignore_origins=["syncengine_shop__a__b"])),
+    )
+    changes = [batch([1, 2, 3, 4], ["u", "u", "u", "u"])]
+    assert restate.drops_superseded(mesh)  # type: ignore[arg-type]
+    (out,) = asyncio.run(restate.without_superseded(mesh, changes))  # type: ignore[arg-type]
+    # 2: a person's row at b (its change is this one or comes next); 4: the change is newer
+    assert out.data.column("id").to_pylist() == [2, 4]
+    assert out.meta == changes[0].meta
+    assert source.asked == [("shop@b", ["syncengine_shop__c__b", "syncengine_shop__a__b"])]
+    # echoes are left to versioned_echoes
+    echo = batch([1], ["u"], echo=True)
+    assert asyncio.run(restate.without_superseded(mesh, [echo])) == [echo]  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
+from syncengine import tombstones
 from syncengine.changes import (
     ECHO,
     META_SCHEMA,
@@ -46,6 +47,8 @@ from syncengine.sources.postgres.rowbuffer import RowBuffer
 from syncengine.sources.postgres.wire import pg_time_to_unix_us
 
 _U32_AT = struct.Struct("!I").unpack_from
+#: pgoutput's Insert, Update, Delete and Truncate message types
+_ROW_MESSAGES = (b"I", b"U", b"D", b"T")
 
 
 class ChangeAssembler:
@@ -58,12 +61,17 @@ class ChangeAssembler:
         idle_table: str = "",
         typedefs: Mapping[int, str] | None = None,
         own_origins: frozenset[str] = frozenset(),
+        ignore_origins: frozenset[str] = frozenset(),
     ) -> None:
         self.max_rows = max_rows
         #: replication origins of the engine's own writes (two-way); ``skipping``: the open
         #: transaction carries one, its rows are emitted as ECHO batches
         self.own_origins = own_origins
         self.skipping = False
+        #: origins whose transactions are dropped whole (a mesh: other nodes' writes into
+        #: this one, which they send everywhere themselves); ``ignoring``: the open one does
+        self.ignore_origins = ignore_origins
+        self.ignoring = False
         #: type oid → ``pg_typedefs`` of user-defined column types (read by the source)
         self.typedefs = dict(typedefs or {})
         #: keys by ``schema.table`` (``admin.table_keys``; ``()``: keyless)
@@ -97,7 +105,7 @@ class ChangeAssembler:
 
     def feed(self, msg: po.PgOutputMessage) -> list[ChangeBatch]:
         if isinstance(msg, po.Begin):
-            self.txn, self.seq, self.skipping = msg, 0, False
+            self.txn, self.seq, self.skipping, self.ignoring = msg, 0, False, False
             self.gen += 1
             for buffer in self.buffers.values():
                 buffer.mark = len(buffer)
@@ -106,7 +114,7 @@ class ChangeAssembler:
             self.commit_us = pg_time_to_unix_us(msg.commit_time)
             return []
         if isinstance(msg, po.Commit):
-            echo, self.skipping = self.skipping, False
+            echo, self.skipping, self.ignoring = self.skipping, False, False
             self.txn, self.open_emitted = None, False
             self.boundary = msg.end_lsn
             return _echoes(self.flush()) if echo else []
@@ -119,9 +127,19 @@ class ChangeAssembler:
             done = self.flush()
             self.skipping = True
             return done
+        if isinstance(msg, po.Origin) and msg.name in self.ignore_origins:
+            # its rows are not kept; its commit still moves the resume position
+            self.ignoring = True
+            return []
         if isinstance(msg, po.TypeInfo):
             prefix = "" if msg.namespace in ("public", "pg_catalog") else f"{msg.namespace}."
             self.custom_types[msg.oid] = prefix + msg.name
+            return []
+        if self.ignoring and isinstance(msg, po.Insert | po.Update | po.Delete | po.Truncate):
+            return []
+        if isinstance(msg, po.Message) and msg.prefix == tombstones.PREFIX:
+            if self.skipping and msg.transactional:  # the sibling's deletes of absent rows
+                self._tombstones(msg.content)
             return []
         if isinstance(msg, po.Insert):
             self._row(msg.relation, OP_INSERT, msg.new)
@@ -146,6 +164,8 @@ class ChangeAssembler:
         raise at the cut. A subclass that overrides :meth:`feed` (:class:`.deletes.DeletesOnly`)
         gets every message."""
         txn = self.txn
+        if self.ignoring and payload[:1] in _ROW_MESSAGES:
+            return []  # a row of an ignored origin's transaction: not even decoded
         if txn is not None and len(payload) > 6 and self._rows_direct:
             kind = payload[0]
             if (kind == 0x49 or kind == 0x44 or kind == 0x55) and (
@@ -263,6 +283,19 @@ class ChangeAssembler:
         elif self.txn is not None:
             self.seq += 1
         self._row(msg.relation, OP_UPDATE, new, old)
+
+    def _tombstones(self, content: bytes) -> None:
+        """Echo deletes of the keys a tombstone note names (:mod:`syncengine.tombstones`)."""
+        table, keys = tombstones.decode(content)
+        for oid, relation in self.relations.items():
+            if relation.qualified != table:
+                continue
+            names = [c.name for c in relation.columns]
+            for key in keys:
+                old = tombstones.key_tuple(names, key)
+                if old is not None:
+                    self._row(oid, OP_DELETE, None, old)
+            return
 
     def _row(self, oid: int, op: str, new: po.Tuple | None, old: po.Tuple | None = None) -> None:
         txn = self.txn

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from syncengine.config.base import SourceConfigBase
+from syncengine.config.base import SourceConfigBase, TableName
 from syncengine.config.durations import parse_duration
 from syncengine.names import QualifiedName, canonical, table_name_problem
-
-
-def _table_name(text: str) -> str:
-    problem = table_name_problem(text)
-    if problem:
-        raise ValueError(problem)
-    return text
 
 
 class PostgresSourceConfig(SourceConfigBase):
     type: Literal["postgres"]
     dsn: SecretStr
     """libpq connection string or URI; ``sslmode``/``sslrootcert`` pass through to libpq."""
-    tables: list[Annotated[str, AfterValidator(_table_name)]] = Field(min_length=1)
+    tables: list[TableName] = Field(min_length=1)
     """Tables to capture, ``schema.table`` (schema defaults to ``public``), in SQL form
     (``public."Order Items"``, unquoted parts fold to lower case) or raw form
     (``public.Order Items``): see :mod:`syncengine.names`."""
@@ -42,6 +35,10 @@ class PostgresSourceConfig(SourceConfigBase):
     own_origins: list[str] = Field(default_factory=list)
     """Replication origins whose transactions are not read (the engine's own writes in a
     two-way pipeline, set by it; also usable for another replicator's origin)."""
+    ignore_origins: list[str] = Field(default_factory=list)
+    """Replication origins whose transactions are skipped without a trace: not applied, and
+    not taken as echoes either. Set by a mesh on each direction: the other nodes' writes
+    into this node, which each node sends to every other itself (:mod:`syncengine.config.mesh`)."""
     snapshot_chunk_rows: Annotated[int, Field(ge=1)] = 100_000
     query_timeout: Annotated[float, Field(gt=0)] = 60.0
     """Seconds a query on an ordinary source connection (catalog, admin, heartbeat) may wait

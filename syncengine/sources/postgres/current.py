@@ -8,6 +8,8 @@ typed as the stream decodes it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
 import pyarrow as pa
 from psycopg import sql
@@ -42,16 +44,16 @@ async def sibling_versions(
     keys: pa.Table,
     row_keys: list[str],
     sibling: str,
-    origin: str,
+    origins: Sequence[str],
 ) -> tuple[pa.Table, pa.Table]:
     """For a two-way direction's echoes: which of these keys' rows were last written by its
-    sibling (key columns, ``_mine``: under ``origin``), and the versions the sibling recorded
-    for them in this database (``row_key``, ``ts``, ``side``, ``deleted``; nothing when it
-    recorded none, or under another table name)."""
+    sibling (key columns, ``_mine``: under one of ``origins``), and the versions recorded for
+    them in this database under the name ``sibling`` (``row_key``, ``ts``, ``side``,
+    ``deleted``; nothing when none was, or under another table name)."""
     name = QualifiedName.parse(table)
     columns = await existing_columns(conn, name.schema, name.name) or {}
     spec = TableSpec(name.name, key, pa.schema([keys.schema.field(k) for k in key]))
-    commits = await read_commit_times(conn, name.schema, spec, keys, columns, origin)
+    commits = await read_commit_times(conn, name.schema, spec, keys, columns, origins)
     recorded = versions.VERSIONS_SCHEMA.empty_table()
     for written in await recorded_names(conn, sibling, name):
         found = await versions.read(conn, sibling, written, row_keys)

@@ -78,6 +78,7 @@ class Child:
             params["idle_table"],
             params["typedefs"],
             frozenset(params["config"].own_origins),
+            frozenset(params["config"].ignore_origins),
         )
 
     def opened(self, stream: ReplicationStream | None) -> None:

@@ -211,6 +211,7 @@ class PostgresSource:
                 self.tables_[0],
                 typedefs,
                 frozenset(self.config.own_origins),
+                frozenset(self.config.ignore_origins),
             )
             column_types = assembler.column_types
             batches = stream_changes(
@@ -319,9 +320,9 @@ class PostgresSource:
         key: tuple[str, ...],
         keys: pa.Table,
         row_keys: list[str],
-        sibling: tuple[str, str],
+        sibling: tuple[str, Sequence[str]],
     ) -> tuple[pa.Table, pa.Table]:
-        """Who last wrote ``keys`` and what ``sibling`` (pipeline, origin) recorded for them
+        """Who last wrote ``keys`` and what ``sibling`` (versions name, origins) recorded for them
         (:func:`.current.sibling_versions`; two-way ``timestamp`` echoes)."""
         from syncengine.sources.postgres.current import sibling_versions
 

@@ -10,7 +10,7 @@ so nothing read is lost or mistaken for another value.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import psycopg
 import pyarrow as pa
@@ -61,11 +61,11 @@ async def read_commit_times(
     spec: TableSpec,
     keys: pa.Table,
     target_columns: dict[str, str],
-    origin: str | None = None,
+    origins: Sequence[str] = (),
 ) -> pa.Table:
     """The key columns, ``_ts``, the commit time of each found row's last write
     (``pg_xact_commit_timestamp_origin(xmin)``: needs ``track_commit_timestamp``), and
-    ``_mine``: that write was made under replication origin ``origin`` (this direction's
+    ``_mine``: that write was made under one of the replication ``origins`` (the engine's
     own apply, whose rows' own times are in :mod:`.versions`)."""
     key_fields = [spec.schema.field(k) for k in spec.key]
     times = pa.field("_ts", pa.timestamp("us", tz="UTC"))
@@ -73,12 +73,11 @@ async def read_commit_times(
     if not keys.num_rows:
         return pa.schema([*key_fields, times, mine]).empty_table()
     commit = sql.SQL("pg_catalog.pg_xact_commit_timestamp_origin(t.xmin)")
-    extra = sql.SQL("({}).timestamp, coalesce(({}).roident = {}, false)").format(
-        commit,
-        commit,
-        sql.SQL("pg_catalog.pg_replication_origin_oid({})").format(sql.Literal(origin))
-        if origin
-        else sql.SQL("NULL"),
+    oids = sql.SQL(", ").join(
+        sql.SQL("pg_catalog.pg_replication_origin_oid({})").format(sql.Literal(o)) for o in origins
+    )
+    extra = sql.SQL("({}).timestamp, coalesce(({}).roident IN ({}), false)").format(
+        commit, commit, oids if origins else sql.SQL("NULL")
     )
     found = await _by_keys(conn, schema, spec, keys, target_columns, key_fields, extra)
     table = rows_to_table([r[:-2] for r in found], pa.schema(key_fields), target_columns)

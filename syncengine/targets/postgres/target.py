@@ -13,7 +13,9 @@ import pyarrow as pa
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from syncengine import tombstones
 from syncengine.config.models import PostgresTargetConfig
+from syncengine.config.twoway import versions_name
 from syncengine.errors import FatalError
 from syncengine.names import QualifiedName
 from syncengine.state.protocols import TargetState
@@ -83,6 +85,32 @@ class PostgresTarget:
         """One direction of a two-way pipeline (it applies under a replication origin):
         ``timestamp`` compares the target rows' commit times (conflicts/resolver.py)."""
         return bool(self.config.replication_origin)
+
+    @property
+    def in_mesh(self) -> bool:
+        """A direction of a mesh (other directions write into this database too)."""
+        return bool(self.config.peer_origins)
+
+    async def _note_tombstones(self, conn: psycopg.AsyncConnection, write: TableWrite) -> None:
+        """The deletes this group recorded, as a note the sibling's reader turns into echoes
+        (:mod:`syncengine.tombstones`: a delete that found no row writes nothing else)."""
+        recorded = write.shadow.versions if write.shadow is not None else None
+        if recorded is None or not recorded.num_rows:
+            return
+        gone = recorded.filter(recorded.column("deleted")).column("row_key").to_pylist()
+        if gone:
+            table = QualifiedName.parse(write.spec.name, self.config.schema_).sql
+            await conn.execute(
+                "SELECT pg_catalog.pg_logical_emit_message(true, %s, %s::bytea)",
+                (tombstones.PREFIX, tombstones.encode(table, gone)),
+            )
+
+    @property
+    def _origins(self) -> list[str]:
+        """The engine's origins writing into this database: this direction's, and in a mesh
+        the other nodes' directions into the same node."""
+        own = self.config.replication_origin
+        return [*([own] if own else []), *self.config.peer_origins]
 
     async def start_group(self) -> None:
         """Two-way: the group's reads (target rows, shadow, commit times) and its apply share
@@ -355,14 +383,24 @@ class PostgresTarget:
         schema, table = self._split(spec.name)
         local = TableSpec(table, spec.key, spec.schema)
         try:
-            return await read_commit_times(
-                conn, schema, local, keys, columns, self.config.replication_origin
-            )
+            return await read_commit_times(conn, schema, local, keys, columns, self._origins)
         except psycopg.Error as exc:
             raise translate(exc, f"reading commit times of {spec.name}") from None
 
     async def read_versions(self, table: str, row_keys: list[str]) -> pa.Table:
         """The versions this direction recorded for these keys (:mod:`.versions`)."""
+        conn = await self._connection()
+        try:
+            return await versions.read(conn, versions_name(self.pipeline), table, row_keys)
+        except psycopg.Error as exc:
+            raise translate(exc, f"reading versions of {table}") from None
+
+    async def read_own_versions(self, table: str, row_keys: list[str]) -> pa.Table:
+        """The versions of what this direction itself last wrote to these keys: in a mesh
+        recorded apart from the node's (:func:`read_versions`), which any direction into the
+        node replaces; in a pair the same."""
+        if not self.in_mesh:
+            return await self.read_versions(table, row_keys)
         conn = await self._connection()
         try:
             return await versions.read(conn, self.pipeline, table, row_keys)
@@ -498,8 +536,16 @@ class PostgresTarget:
                     await self._store.write_shadow(conn, [shadow], truncated)
                     if write.shadow.versions is not None:
                         await versions.record(
-                            conn, self.pipeline, write.spec.name, write.shadow.versions
+                            conn,
+                            versions_name(self.pipeline),
+                            write.spec.name,
+                            write.shadow.versions,
                         )
+                        if self.in_mesh:  # this direction's own writes too: replays
+                            await versions.record(
+                                conn, self.pipeline, write.spec.name, write.shadow.versions
+                            )
+                            await self._note_tombstones(conn, write)
                     n, fenced_top = await applied.record_fence(
                         conn, self.pipeline, write.spec.name, write,
                         floors.record_above(request, checkpoint),

@@ -19,9 +19,11 @@ from tests.integration.pgsource.pgsource_helpers import (  # noqa: F401 - fixtur
 pytestmark = pytest.mark.usefixtures("both_decode_modes")
 
 
-def test_rows_written_under_an_own_origin_are_echoes(pg_dsn):
+def origin_writes(pg_dsn: str, own: list[str], ignore: list[str]) -> list[tuple[bool, list[int]]]:
+    """(echo, ids) of the batches a source reads back from a user's insert (1), one under
+    ``test_origin_mine`` (2) and one under ``test_origin_other`` (3)."""
     execute(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, note text)")
-    source = make_source(pg_dsn, ["public.t"], own_origins=["test_origin_mine"])
+    source = make_source(pg_dsn, ["public.t"], own_origins=own, ignore_origins=ignore)
 
     async def scenario():
         await source.open()
@@ -50,4 +52,21 @@ def test_rows_written_under_an_own_origin_are_echoes(pg_dsn):
             if b.num_rows
         ]
 
-    assert asyncio.run(scenario()) == [(False, [1]), (True, [2]), (False, [3])]
+    return asyncio.run(scenario())
+
+
+def test_rows_written_under_an_own_origin_are_echoes(pg_dsn):
+    assert origin_writes(pg_dsn, ["test_origin_mine"], []) == [
+        (False, [1]),
+        (True, [2]),
+        (False, [3]),
+    ]
+
+
+def test_rows_written_under_an_ignored_origin_are_not_read(pg_dsn):
+    """A mesh direction skips the other nodes' writes into its node (they send them
+    themselves); checked on the server, whatever decode mode."""
+    assert origin_writes(pg_dsn, ["test_origin_mine"], ["test_origin_other"]) == [
+        (False, [1]),
+        (True, [2]),
+    ]

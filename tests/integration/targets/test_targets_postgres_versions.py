@@ -23,10 +23,11 @@ COLUMNS = {"id": "bigint", "name": "text"}
 def test_commit_origin_and_recorded_versions(pg_dsn):
     suffix = uuid.uuid4().hex[:8]
     origin, table = f"tv_origin_{suffix}", f"tv_items_{suffix}"
+    peer = f"tv_peer_{suffix}"  # a mesh: another direction writing into the same database
     t1 = datetime(2026, 1, 1, 0, 0, 1, 250, tzinfo=UTC)
     t2 = datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC)
 
-    async def run() -> tuple[pa.Table, pa.Table]:
+    async def run() -> tuple[pa.Table, pa.Table, pa.Table]:
         conn = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
         try:
             await ddl.ensure_state_schema(conn)
@@ -48,20 +49,28 @@ def test_commit_origin_and_recorded_versions(pg_dsn):
                     }
                 )
                 await versions.record(conn, "tv", table, rows)
+            await conn.execute("SELECT pg_replication_origin_session_reset()")
+            await setup_session(conn, peer)
+            await conn.execute(sql.SQL("INSERT INTO {} VALUES (5, 'peer')").format(name))
             spec = TableSpec(table, ("id",), SPEC_SCHEMA)
-            keys = pa.table({"id": pa.array([1, 2, 4], pa.int64())})
-            found = await read_commit_times(conn, "public", spec, keys, COLUMNS, origin)
+            keys = pa.table({"id": pa.array([1, 2, 4, 5], pa.int64())})
+            found = await read_commit_times(conn, "public", spec, keys, COLUMNS, [origin])
+            both = await read_commit_times(conn, "public", spec, keys, COLUMNS, [origin, peer])
             recorded = await versions.read(conn, "tv", table, ['{"id":2}', '{"id":3}', '{"x":9}'])
-            return found, recorded
+            return found, both, recorded
         finally:
             await conn.close()
             with psycopg.connect(pg_dsn, autocommit=True) as admin:
-                admin.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+                for name_ in (origin, peer):
+                    admin.execute("SELECT pg_replication_origin_drop(%s)", (name_,))
 
-    found, recorded = asyncio.run(run())
+    found, both, recorded = asyncio.run(run())
     by_id = {r["id"]: r for r in found.to_pylist()}
-    assert set(by_id) == {1, 2}  # key 4 has no row
+    assert set(by_id) == {1, 2, 5}  # key 4 has no row
     assert by_id[1]["_mine"] is False and by_id[2]["_mine"] is True
+    # the peer's row is a person's to this origin alone, the engine's with the peer counted
+    assert by_id[5]["_mine"] is False
+    assert {r["id"]: r["_mine"] for r in both.to_pylist()} == {1: False, 2: True, 5: True}
     assert by_id[1]["_ts"] is not None and by_id[2]["_ts"] is not None  # track_commit_timestamp
     got = {r["row_key"]: r for r in recorded.to_pylist()}
     assert set(got) == {'{"id":2}', '{"id":3}'}

@@ -98,6 +98,29 @@ def test_target_versions_by_who_wrote_the_row():
     # e: its row with nothing recorded (the apply's commit time)
     assert got["_ts"].to_list() == [at(50), at(12), at(30), None, at(40)]
     assert got[SIDE].to_list() == [LOCAL, REMOTE, REMOTE, None, REMOTE]
+    # d again, against the changes being decided: the very write recorded for d (time 33,
+    # side local) replayed after a failed group is that write, not a change over an unknown
+    # delete; another change to d still meets the unknown delete
+    replay = target_versions(
+        row_key, exists, commits, recorded, (times(1, 1, 1, 33, 1), LOCAL, recorded)
+    )
+    assert replay["_ts"].to_list() == [at(50), at(12), at(30), at(33), at(40)]
+    assert replay[SIDE].to_list() == [LOCAL, REMOTE, REMOTE, LOCAL, REMOTE]
+    other = target_versions(
+        row_key, exists, commits, recorded, (times(1, 1, 1, 34, 1), LOCAL, recorded)
+    )
+    assert other["_ts"].to_list()[3] is None
+    # in a mesh the node's record (d: another direction's later row, since deleted) is not
+    # this direction's own: the replay is recognised by its own record
+    node = recorded.with_columns(
+        pl.when(pl.col("row_key") == "d").then(at(40)).otherwise(pl.col("ts")).alias("ts")
+    )
+    mesh = target_versions(row_key, exists, commits, node, (times(1, 1, 1, 33, 1), LOCAL, recorded))
+    assert mesh["_ts"].to_list()[3] == at(33)
+    # and the replay is judged the same write: not applied again
+    assert not newer_version(
+        replay["_ts"][3:4], replay[SIDE][3:4], times(33), sides(LOCAL), REMOTE
+    ).any()
 
 
 def test_recorded_rows_only_for_written_keys():
