@@ -456,8 +456,9 @@ class _Plan:
         if versions is not None:
             written = (outcome == REMOTE) & ~park
             self.versions = recorded_rows(
-                row_key, det.changes["_ts"].filter(rows), side, chosen[EXISTS], written
-            )
+                row_key, det.changes["_ts"].filter(rows), side, chosen[EXISTS], written,
+                chosen_hash,
+            )  # fmt: skip
             audited = audited | (written != (side == REMOTE))
         self.outcomes = outcome.filter(audited).to_list()
         self.audit = [
