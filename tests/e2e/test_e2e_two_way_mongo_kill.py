@@ -77,4 +77,5 @@ def test_two_writers_and_kills_converge_without_ping_pong(
         # writers on both sides of the same hot keys: conflicts were met, and decided in audit
         assert audit(cli), "no conflict audited"
     finally:
-        assert cli.stop(daemon) == 0
+        code = cli.stop(daemon)
+        assert code == 0, "\n".join(cli.daemon_logs().splitlines()[-60:])
