@@ -198,3 +198,16 @@ def test_daemon_runs_both_directions(tmp_path, sides):
     finally:
         assert cli.stop(daemon) == 0
     assert applied(cli.run("sync", "--once")) == {"orders": 0, "orders.reverse": 0}
+
+
+def test_a_batch_of_mongo_deletes_alone_crosses(tmp_path, sides):
+    """A change-stream batch of nothing but deletes names only ``_id``: the other mapped
+    columns reach the Postgres target untyped, and the read-back of the rows they delete
+    (``prefer: source`` reads the target) must still type them as the table does."""
+    src, uri, db = sides
+    cli = make_cli(tmp_path, src, uri, db)
+    cli.run("sync", "--once")
+    mongo(uri, db, ("delete_one", {"_id": Int64(5)}, None), ("delete_one", {"_id": Int64(6)}, None))
+    assert applied(cli.run("sync", "--once")) == {"orders": 0, "orders.reverse": 2}
+    assert rows(src, "SELECT id FROM items WHERE id IN (5, 6)") == []
+    assert same(src, uri, db)
