@@ -6,6 +6,7 @@ applied-change counters stop growing (no ping-pong)."""
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 
@@ -14,7 +15,7 @@ from bson import Int64
 from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError
 
-from tests.e2e.harness import execute, rows
+from tests.e2e.harness import CLI, execute, rows
 from tests.e2e.test_e2e_two_way import audit
 from tests.e2e.test_e2e_two_way_kill import hammer, settle, writer
 from tests.e2e.test_e2e_two_way_mongo import SNAPSHOT, TABLE, documents, make_cli
@@ -77,5 +78,17 @@ def test_two_writers_and_kills_converge_without_ping_pong(
         # writers on both sides of the same hot keys: conflicts were met, and decided in audit
         assert audit(cli), "no conflict audited"
     finally:
+        stopped(cli, daemon)
+
+
+def stopped(cli: CLI, daemon: subprocess.Popen[str]) -> None:
+    """SIGTERM stops the daemon with exit 0 within a minute; otherwise it is killed and the
+    tail of its logs says why."""
+    try:
         code = cli.stop(daemon)
-        assert code == 0, "\n".join(cli.daemon_logs().splitlines()[-60:])
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait(30)
+        code = None
+    tail = "\n".join(cli.daemon_logs().splitlines()[-80:])
+    assert code == 0, f"the daemon did not stop cleanly ({code}):\n{tail}"
