@@ -111,6 +111,10 @@ def test_each_side_reaches_the_other_once_and_nothing_comes_back(tmp_path, sides
     with MongoClient(uri) as client:
         marker = client[db]["_syncengine_origins"].find_one({"_id": "syncengine_orders"})
     assert marker is not None and marker["transactions"] >= 1
+    # verify compares the two sides in both directions, through the mappings
+    cli.run("verify", "--pipeline", "orders")
+    mongo(uri, db, ("update_one", {"_id": Int64(7)}, {"$set": {"name": "not synced yet"}}))
+    assert cli.run("verify", "--pipeline", "orders", check=False).returncode == 1
 
 
 #: on the Mongo side, the same edits as the Postgres side's TGT_EDITS
