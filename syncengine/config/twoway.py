@@ -18,7 +18,8 @@ own local/remote terms: ``prefer: source`` is ``remote`` forward and ``local`` i
 ``timestamp`` and ``merge`` with ``tie: source`` break ties toward the source in both;
 ``manual`` parks a key for both (:mod:`syncengine.conflicts.twoway_manual`). A strategy whose
 two directions would not agree (``local`` or ``remote`` in both) cannot converge and is
-refused, as are Mongo sides (not yet) and mappings that cannot be inverted.
+refused, as are mappings that cannot be inverted. A Mongo target side: see
+:mod:`syncengine.config.twoway_mongo`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from syncengine.config.mesh import direction_name, mesh_direction, mesh_ident
 from syncengine.names import DEFAULT_SCHEMA, QualifiedName
 
 if TYPE_CHECKING:
+    from syncengine.config.base import SourceConfigBase
     from syncengine.config.models import (
         Config,
         ConflictsConfig,
@@ -177,16 +179,15 @@ def _one_way_problems(where: str, spec: PipelineConfig) -> list[str]:
 
 def _side_problems(where: str, spec: PipelineConfig) -> list[str]:
     problems: list[str] = []
+    from syncengine.config.twoway_mongo import mongo_problems
+
     for part in ("source", "target"):
         kind = getattr(spec, part).type
         if kind == "mongo":
-            problems.append(
-                f"{where}.{part}.type: two_way with a Mongo side is not implemented yet "
-                "(issue 20); both sides must be postgres for now"
-            )
+            problems += mongo_problems(where, part, spec)
         elif kind != "postgres":
             problems.append(
-                f"{where}.{part}.type: two_way needs both sides to be postgres ('{kind}' "
+                f"{where}.{part}.type: two_way needs postgres or mongo sides ('{kind}' "
                 "cannot be read back)"
             )
     if spec.source.type == "postgres" and getattr(spec.source, "mode", "cdc") != "cdc":
@@ -241,9 +242,8 @@ def _mapping_problems(path: str, mapping: MappingConfig) -> list[str]:
             f"{path}.filter: a filter cannot be inverted by itself; add reverse.filter (a "
             "predicate over target columns saying which target rows map back)"
         )
-    computed = [
-        name for name, text in (mapping.fields or {}).items() if _column(text, mapping) is None
-    ]
+    fields = (mapping.fields or {}).items()
+    computed = [name for name, text in fields if copied_column(text, mapping) is None]
     if computed and (reverse is None or not reverse.fields):
         problems.append(
             f"{path}.fields.{computed[0]}: a computed field cannot be inverted; add "
@@ -257,7 +257,9 @@ def _manual_mapping_problems(path: str, mapping: MappingConfig) -> list[str]:
     """Two-way ``manual`` writes a person's chosen row to both sides as it is: the two tables
     must name their columns alike (no rename, computed field, excluded column or filter)."""
     renamed = [
-        name for name, text in (mapping.fields or {}).items() if _column(text, mapping) != name
+        name
+        for name, text in (mapping.fields or {}).items()
+        if copied_column(text, mapping) != name
     ]
     why = (
         "two_way manual writes the chosen row to both sides as it is, so both tables must "
@@ -273,7 +275,7 @@ def _manual_mapping_problems(path: str, mapping: MappingConfig) -> list[str]:
     return problems
 
 
-def _column(text: str, mapping: MappingConfig) -> str | None:
+def copied_column(text: str, mapping: MappingConfig) -> str | None:
     """The source column (dotted path) a field copies, or None for a computed field."""
     from sqlglot import exp
 
@@ -324,7 +326,10 @@ def _postgres_sides(spec: PipelineConfig) -> tuple[PostgresSourceConfig, Postgre
 
 
 def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
-    forward_source, _ = _postgres_sides(spec)
+    from syncengine.sources.postgres.config import PostgresSourceConfig
+
+    forward_source = spec.source
+    assert isinstance(forward_source, PostgresSourceConfig)  # check_two_way: a Postgres source
     source = forward_source.model_copy(
         update={
             "own_origins": [
@@ -334,14 +339,16 @@ def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
             ]
         }
     )
-    target = spec.target.model_copy(update={"replication_origin": origin_name(name)})
+    # both kinds of target apply under the direction's origin (a Mongo one marks it)
+    field = "origin" if spec.target.type == "mongo" else "replication_origin"
+    target = spec.target.model_copy(update={field: origin_name(name)})
     return spec.model_copy(
         update={
             "source": source,
             "target": target,
-            "conflicts": _direction_conflicts(spec.conflicts, forward=True),
+            "conflicts": direction_conflicts(spec.conflicts, forward=True),
             "mappings": [
-                m.model_copy(update={"conflicts": _direction_conflicts(m.conflicts, forward=True)})
+                m.model_copy(update={"conflicts": direction_conflicts(m.conflicts, forward=True)})
                 if m.conflicts is not None
                 else m
                 for m in spec.mappings
@@ -351,12 +358,14 @@ def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
 
 
 def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
-    from syncengine.config.models import PipelineConfig
     from syncengine.sources.postgres.config import PostgresSourceConfig
-    from syncengine.targets.postgres.config import PostgresTargetConfig
 
+    if spec.target.type == "mongo":
+        from syncengine.config.twoway_mongo import reverse_from_mongo
+
+        return reverse_from_mongo(name, spec)
     forward_source, forward_target = _postgres_sides(spec)
-    mappings = [_inverted(spec, m) for m in spec.mappings_for_sources()]
+    mappings = [inverted_mapping(spec, m) for m in spec.mappings_for_sources()]
     slot = f"syncengine_{name}_reverse"
     source = PostgresSourceConfig(
         type="postgres",
@@ -370,9 +379,22 @@ def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
         query_timeout=forward_source.query_timeout,
         own_origins=[origin_name(name), manual_origin_name(name)],
     )
+    return reverse_into_source(name, spec, source, mappings)
+
+
+def reverse_into_source(
+    name: str, spec: PipelineConfig, source: SourceConfigBase, mappings: list[MappingConfig]
+) -> PipelineConfig:
+    """The reverse direction reading ``source`` (the forward target's database) and writing
+    the forward source's Postgres tables under its own replication origin."""
+    from syncengine.config.models import PipelineConfig
+    from syncengine.sources.postgres.config import PostgresSourceConfig
+    from syncengine.targets.postgres.config import PostgresTargetConfig
+
+    assert isinstance(spec.source, PostgresSourceConfig)  # check_two_way: a Postgres source
     target = PostgresTargetConfig(
         type="postgres",
-        dsn=forward_source.dsn,
+        dsn=spec.source.dsn,
         schema=DEFAULT_SCHEMA,
         # the reverse direction never changes the source's tables: it writes their columns
         on_schema_change="ignore",
@@ -382,7 +404,7 @@ def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
         source=source,
         target=target,
         mappings=mappings,
-        conflicts=_direction_conflicts(spec.conflicts, forward=False),
+        conflicts=direction_conflicts(spec.conflicts, forward=False),
         batch=spec.batch,
         # the forward backfill copied the rows: the reverse's only records them
         backfill=spec.backfill.model_copy(update={"copy_rows": False}),
@@ -390,23 +412,27 @@ def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
     )
 
 
-def _inverted(spec: PipelineConfig, mapping: MappingConfig) -> MappingConfig:
-    """The target → source mapping of ``mapping`` (renames inverted, ``reverse`` added)."""
-    table = QualifiedName.parse(mapping.target_name, _postgres_sides(spec)[1].schema_)
+def inverted_mapping(
+    spec: PipelineConfig, mapping: MappingConfig, source: str | None = None
+) -> MappingConfig:
+    """The target → source mapping of ``mapping`` (renames inverted, ``reverse`` added);
+    ``source``: the reverse's source table when it is not a Postgres table (a collection)."""
+    if source is None:
+        source = QualifiedName.parse(mapping.target_name, _postgres_sides(spec)[1].schema_).sql
     update: dict[str, Any] = {
-        "source": table.sql,
+        "source": source,
         "target": QualifiedName.parse(mapping.source).sql,
         "exclude": [],
         "filter": mapping.reverse.filter if mapping.reverse else None,
         "reverse": None,
-        "conflicts": _direction_conflicts(_reverse_timestamp(spec, mapping), forward=False),
+        "conflicts": direction_conflicts(_reverse_timestamp(spec, mapping), forward=False),
         "twin_table": mapping.target_name,
     }
     renamed: dict[str, str] = {}
     if mapping.fields:
         fields: dict[str, str] = {}
         for target_field, text in mapping.fields.items():
-            column = _column(text, mapping)
+            column = copied_column(text, mapping)
             if column is not None:
                 fields[column] = _quoted_path(target_field)
                 renamed[column.split(".")[0]] = target_field
@@ -432,7 +458,7 @@ def _source_of(key: str, mapping: MappingConfig) -> str:
     column (a source column)."""
     for target_field, text in (mapping.fields or {}).items():
         if target_field == key:
-            return _column(text, mapping) or key
+            return copied_column(text, mapping) or key
     return key
 
 
@@ -441,7 +467,7 @@ def _quoted_path(field: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in field.split("."))
 
 
-def _direction_conflicts(conflicts: ConflictsConfig | None, forward: bool) -> Any:
+def direction_conflicts(conflicts: ConflictsConfig | None, forward: bool) -> Any:
     """The side-level setting in the direction's local/remote terms (the source is
     ``remote`` forward and ``local`` in reverse)."""
     if conflicts is None:

@@ -508,7 +508,9 @@ class _Plan:
             after = pl.max_horizontal(times, target_time) + pl.duration(microseconds=1)
             newer = pl.select(after).to_series()
             times = pl.select(pl.when(merged).then(newer).otherwise(times)).to_series()
-            self.versions = recorded_rows(row_key, times, side, chosen[EXISTS], written)
+            self.versions = recorded_rows(
+                row_key, times, side, chosen[EXISTS], written, chosen_hash
+            )
             audited = audited | (written != (side == REMOTE))
         self.outcomes = outcome.filter(audited).to_list()
         self.audit = [

@@ -140,16 +140,25 @@ def target_versions(
 
 
 def recorded_rows(
-    row_key: pl.Series, ts: pl.Series, side: str, exists: pl.Series, written: pl.Series
+    row_key: pl.Series,
+    ts: pl.Series,
+    side: str,
+    exists: pl.Series,
+    written: pl.Series,
+    hashes: pl.Series | None = None,
 ) -> pa.Table:
-    """The versions to record for the ``written`` rows: their own commit time, ``side``, and
-    whether the write is a delete."""
+    """The versions to record for the ``written`` rows: their own commit time, ``side``,
+    whether the write is a delete, and the written row's hash (a Mongo target tells its own
+    writes by it: syncengine.targets.mongo.versions)."""
     frame = pl.DataFrame(
         {
             "row_key": row_key,
             "ts": ts.cast(UTC_US),
             "side": pl.repeat(side, row_key.len(), dtype=pl.String, eager=True),
             "deleted": ~exists,
+            "hash": hashes
+            if hashes is not None
+            else pl.repeat(None, row_key.len(), dtype=pl.String, eager=True),
         }
     ).filter(written)
     return frame.to_arrow()

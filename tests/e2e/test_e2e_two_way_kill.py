@@ -7,15 +7,17 @@ from __future__ import annotations
 import random
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.harness import execute, rows, wait_for
+from tests.e2e.harness import CLI, execute, rows, wait_for
 from tests.e2e.test_e2e_two_way import SNAPSHOT, make_cli
 
 HOT = 40
@@ -155,12 +157,32 @@ def test_two_writers_and_kills_converge_without_ping_pong(
         execute(dsn, *HISTORY)
     cli = make_cli(tmp_path, pg_dsn, pg_target_dsn, conflicts)
     cli.run("sync", "--once")  # the forward backfill, then both stream
+    split = "merge" in conflicts
+    writers = [
+        lambda stop, d=d, s=s, n=n: writer(d, s, stop, n, split)
+        for n, (d, s) in enumerate([(pg_dsn, "a"), (pg_target_dsn, "b")])
+    ]
+    daemon, port, counts = hammer(cli, writers)
+    try:
+        assert sum(counts) > 200, counts
+        same = lambda: rows(pg_dsn, SNAPSHOT) == rows(pg_target_dsn, SNAPSHOT)  # noqa: E731
+        settle(port, same, lambda: assert_same(pg_dsn, pg_target_dsn))
+    finally:
+        assert cli.stop(daemon) == 0
+
+
+def hammer(
+    cli: CLI, writers: list[Callable[[threading.Event], int]]
+) -> tuple[subprocess.Popen[str], int, list[int]]:
+    """The daemon running (with metrics) while ``writers`` write, SIGKILLed and restarted
+    ``KILLS`` times; returns the last daemon, its metrics port and each writer's count."""
     port = free_port()
     daemon = cli.start("run", "--metrics-port", str(port))
     stop = threading.Event()
-    threads, counts = start_writers(
-        [(pg_dsn, "a"), (pg_target_dsn, "b")], stop, split="merge" in conflicts
-    )
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda w=w: counts.append(w(stop))) for w in writers]
+    for thread in threads:
+        thread.start()
     try:
         for _ in range(KILLS):
             time.sleep(WRITE_SECONDS / (KILLS + 1))
@@ -172,20 +194,24 @@ def test_two_writers_and_kills_converge_without_ping_pong(
         stop.set()
         for thread in threads:
             thread.join(30)
+    return daemon, port, counts
+
+
+def settle(port: int, same: Callable[[], bool], explain: Callable[[], None]) -> None:
+    """Both sides become ``same`` and the applied-change counters stop growing (no ping-pong);
+    ``explain`` raises with the differences when they do not."""
     try:
-        assert sum(counts) > 200, counts
-        try:
-            wait_for(lambda: rows(pg_dsn, SNAPSHOT) == rows(pg_target_dsn, SNAPSHOT), timeout=60)
-        except AssertionError:
-            assert_same(pg_dsn, pg_target_dsn)
-        # quiet: the counters settle within seconds and then stay put (nothing echoes). The
-        # sides can be equal for a moment before the last correction (two-way timestamp) is
-        # written, so first wait for two seconds without a write, then watch five more.
-        wait_for(lambda: applied_total(port) > 0, timeout=30)
-        wait_for(lambda: quiet(port, 2), timeout=30)
-        settled = applied_total(port)
-        time.sleep(5)
-        assert applied_total(port) == settled
-        assert_same(pg_dsn, pg_target_dsn)
-    finally:
-        assert cli.stop(daemon) == 0
+        wait_for(same, timeout=60)
+    except AssertionError:
+        explain()
+        raise
+    # quiet: the counters settle within seconds and then stay put (nothing echoes). The
+    # sides can be equal for a moment before the last correction (two-way timestamp) is
+    # written, so first wait for two seconds without a write, then watch five more.
+    wait_for(lambda: applied_total(port) > 0, timeout=30)
+    wait_for(lambda: quiet(port, 2), timeout=30)
+    settled = applied_total(port)
+    time.sleep(5)
+    assert applied_total(port) == settled
+    if not same():
+        explain()

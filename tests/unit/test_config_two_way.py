@@ -24,14 +24,69 @@ def problems(extra: str, base: str = BASE) -> list[str]:
     return list(info.value.problems)
 
 
-def test_mongo_side_is_not_yet_with_its_path():
-    text = BASE.replace(
-        '{type: postgres, dsn: "host=b"}', "{type: mongo, uri: mongodb://h, database: d}"
-    )
+MONGO = BASE.replace(
+    '{type: postgres, dsn: "host=b"}', "{type: mongo, uri: mongodb://h, database: shop}"
+)
+
+
+def test_mongo_source_side_is_refused_with_its_path():
+    text = MONGO.replace(
+        '{type: postgres, dsn: "host=a", tables: [public.orders]}',
+        "{type: mongo, uri: mongodb://h, database: d, collections: [orders]}",
+    ).replace("{type: mongo, uri: mongodb://h, database: shop}", '{type: postgres, dsn: "h"}')
     found = problems("conflicts: {prefer: source}\n", text)
     assert any(
-        p.startswith("pipelines.orders.target.type:") and "not implemented yet" in p for p in found
+        p.startswith("pipelines.orders.source.type:") and "Mongo database is the target" in p
+        for p in found
+    ), found
+
+
+def test_mongo_target_mapping_must_name_the_id_as_a_column():
+    found = problems("conflicts: {prefer: source}\n", MONGO)
+    assert any(p.startswith("pipelines.orders.source.tables:") for p in found), found
+    found = problems(
+        """
+        conflicts: {prefer: source}
+        mappings:
+          - source: public.orders
+            exclude: [secret]
+          - source: public.orders
+            target: other
+            fields: {_id: "id * 2", name: name}
+        """,
+        MONGO,
     )
+    assert any(p.startswith("pipelines.orders.mappings[0].fields:") for p in found), found
+    assert any(p.startswith("pipelines.orders.mappings[1].fields._id:") for p in found), found
+
+
+def test_mongo_target_directions():
+    config = parse_config(
+        MONGO
+        + textwrap.indent(
+            textwrap.dedent(
+                """
+                conflicts: {strategy: timestamp}
+                mappings:
+                  - source: public.orders
+                    target: sales
+                    fields: {_id: id, name: name, customer.email: email}
+                """
+            ),
+            "    ",
+        )
+    )
+    forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
+    assert forward.target.type == "mongo" and forward.target.origin == "syncengine_orders"
+    assert forward.source.own_origins == ["syncengine_orders_reverse"]
+    assert reverse.source.type == "mongo"
+    assert (reverse.source.database, reverse.source.collections) == ("shop", ["sales"])
+    assert reverse.source.own_origins == ["syncengine_orders"]
+    assert reverse.target.type == "postgres"
+    assert reverse.target.replication_origin == "syncengine_orders_reverse"
+    (mapping,) = reverse.mappings
+    assert (mapping.source, mapping.target) == ("sales", "public.orders")
+    assert mapping.fields == {"id": '"_id"', "name": '"name"', "email": '"customer"."email"'}
 
 
 def test_parquet_side_cannot_be_read_back():

@@ -16,10 +16,16 @@ class MongoSourceConfig(SourceConfigBase):
     """MongoDB connection URI; ``tls=true``, ``tlsCAFile=…`` pass through to PyMongo."""
     database: str
     collections: list[str] = Field(min_length=1)
-    full_document: Literal["updateLookup", "whenAvailable", "required"] = "updateLookup"
+    full_document: Literal["updateLookup", "whenAvailable", "required", "default"] = "updateLookup"
+    """How an update event carries its document: looked up when read (``updateLookup``), its
+    post-image (``whenAvailable`` / ``required``), or none (``default``: the update's own
+    fields, rebuilt into the whole document from the pre-image with ``before_images``)."""
     before_images: bool = False
     """Ask for ``fullDocumentBeforeChange`` (the collection needs pre-images enabled)."""
     on_history_lost: Literal["resnapshot", "fail"] = "resnapshot"
+    own_origins: list[str] = Field(default_factory=list)
+    """Origins whose marked transactions are read as echoes, never applied: the engine's
+    own writes in a two-way pipeline (set by it; :mod:`syncengine.sources.mongo.origins`)."""
     snapshot_chunk_docs: Annotated[int, Field(ge=1)] = 50_000
     query_timeout: Annotated[float, Field(gt=0)] = 60.0
     """Seconds one round trip to the source (a command, a cursor batch, a change-stream poll)

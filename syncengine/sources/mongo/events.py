@@ -12,12 +12,13 @@ What each ``operationType`` becomes (the row's ``_op``):
 * ``update`` whose ``fullDocument`` is null under ``updateLookup`` (the document was gone when
   the server looked it up) → no row: its delete (or a drop) follows in the stream and settles
   the key.
-* ``update`` whose ``fullDocument`` is null otherwise (the post-image expired) → a *partial*
-  ``u`` from ``updateDescription``: each top-level ``updatedFields`` entry is sent, each
+* ``update`` whose ``fullDocument`` is null otherwise (the post-image expired, or
+  ``full_document: default``) → with a before-image, the post-image rebuilt from it exactly
+  (:func:`apply_update`), a full ``u``; without one a *partial* ``u`` from
+  ``updateDescription``: each top-level ``updatedFields`` entry is sent, each
   ``removedFields`` entry is sent as null, every other column is unsent. A nested path
   (``a.b``, ``arr.3``, ``truncatedArrays``) cannot be expressed as a top-level value without
-  the rest of ``a``: when a before-image is available the post-image is rebuilt from it exactly
-  (:func:`apply_update`); otherwise ``a`` stays unsent and the path is named in a warning.
+  the rest of ``a``: ``a`` stays unsent and the path is named in a warning.
 * ``insert``/``replace`` without ``fullDocument`` (servers that omit it) → looked up by ``_id``
   by the caller (:attr:`Row.lookup`), like ``updateLookup`` would; a document gone by then is
   skipped, its later delete follows.
@@ -65,6 +66,8 @@ class Row:
     before: dict[str, Any] | None = None
     #: the event carried no document: the caller looks it up by ``_id``
     lookup: bool = False
+    #: the engine's own write (two-way: :mod:`syncengine.sources.mongo.origins`)
+    echo: bool = False
     warnings: list[str] = field(default_factory=list)
 
 
@@ -113,15 +116,19 @@ class Boundaries:
 
 
 def event_rows(
-    event: dict[str, Any], collections: Sequence[str], current: bool = False
+    event: dict[str, Any], collections: Sequence[str], current: bool = False, wall: bool = False
 ) -> list[Row]:
     """The rows one change event becomes (none for events that change no data); ``current``:
-    the stream looks documents up (``updateLookup``), see the module docstring."""
+    the stream looks documents up (``updateLookup``), see the module docstring; ``wall``: the
+    row's time is the event's ``wallTime`` (MongoDB 6.0+, milliseconds) where it has one, not
+    its cluster time (seconds): two-way ``timestamp`` compares it with Postgres commit times."""
     kind = event.get("operationType")
     ns = event.get("ns") or {}
     coll = ns.get("coll")
     pos = event_position(event["clusterTime"], event["_id"])
     ts = as_datetime(event["clusterTime"])
+    if wall and isinstance(event.get("wallTime"), datetime):
+        ts = event["wallTime"]
     txid = event.get("txnNumber")
     before = event.get("fullDocumentBeforeChange")
     key = (event.get("documentKey") or {}).get("_id")
@@ -169,7 +176,7 @@ def partial_update(row: Row, description: dict[str, Any]) -> Row:
     removed: list[str] = list(description.get("removedFields") or [])
     truncated = [t["field"] for t in description.get("truncatedArrays") or []]
     nested = [p for p in [*updated, *removed, *truncated] if "." in p] + truncated
-    if nested and row.before is not None:
+    if row.before is not None:  # the pre-image and the update are the post-image, exactly
         row.doc = with_removed(apply_update(row.before, description), description)
         return row
     skipped = {p.split(".", 1)[0] for p in nested}

@@ -23,7 +23,7 @@ from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from syncengine.changes import META_SCHEMA, ChangeBatch
+from syncengine.changes import ECHO, META_SCHEMA, ChangeBatch
 from syncengine.codecs.bson_arrow import Decoded
 from syncengine.config.models import BatchConfig, MongoSourceConfig
 from syncengine.errors import FatalError, UsageError
@@ -33,6 +33,7 @@ from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_fil
 from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
 from syncengine.sources.mongo.errors import map_error
 from syncengine.sources.mongo.events import Boundaries, Row, event_rows, txn_of
+from syncengine.sources.mongo.origins import Echoes, marker_match
 from syncengine.sources.mongo.positions import (
     as_datetime,
     event_position,
@@ -209,6 +210,7 @@ class MongoSource:
                 "$match": {
                     "$or": [
                         *wanted,
+                        *marker_match(self.config.own_origins),
                         {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
                         {"operationType": "rename", "to.coll": {"$in": colls}},
                     ]
@@ -260,6 +262,7 @@ class MongoSource:
             resume = {"start_after": token} if token else {"start_at_operation_time": ts}
         until_ts = position_time(until) if until else None
         boundaries = Boundaries(start)
+        echoes = Echoes(self.config.own_origins)
         while not self._closed:
             try:
                 changes = await self._open_stream(resume, until_ts is not None)
@@ -276,7 +279,7 @@ class MongoSource:
                         ahead = asyncio.ensure_future(changes.try_next())
                     if events:
                         resume = {"start_after": events[-1]["_id"]}
-                        for batch in await self._to_batches(events, boundaries):
+                        for batch in await self._to_batches(events, boundaries, echoes):
                             yield batch
                     if (finished or not events) and boundaries.settle():
                         # the stream moved past the last transaction, so it has ended: its rows
@@ -350,11 +353,11 @@ class MongoSource:
         return events, self._closed
 
     async def _to_batches(
-        self, events: list[dict[str, Any]], boundaries: Boundaries
+        self, events: list[dict[str, Any]], boundaries: Boundaries, echoes: Echoes
     ) -> list[ChangeBatch]:
         """Events → batches. The per-event work runs in a worker thread, so the event loop
         meanwhile sends the read-ahead request and applies earlier groups."""
-        rows, seconds = await asyncio.to_thread(self._event_rows, events, boundaries)
+        rows, seconds = await asyncio.to_thread(self._event_rows, events, boundaries, echoes)
         rows = await self._look_up(rows)
         batches, more = await asyncio.to_thread(self._rows_to_batches, rows)
         if self.phases is not None:
@@ -367,26 +370,36 @@ class MongoSource:
         return batches
 
     def _event_rows(
-        self, events: list[dict[str, Any]], boundaries: Boundaries
+        self, events: list[dict[str, Any]], boundaries: Boundaries, echoes: Echoes
     ) -> tuple[list[Row], float]:
-        """The rows of ``events`` (and the seconds it took); notes their transactions."""
+        """The rows of ``events`` (and the seconds it took); notes their transactions and
+        which are the engine's own (two-way)."""
         started = time.perf_counter()
         rows: list[Row] = []
         for event in events:
             boundaries.see(txn_of(event), event_position(event["clusterTime"], event["_id"]))
-            rows.extend(event_rows(event, self.config.collections, current=self.current))
+            echo = echoes.see(event)
+            if echo is None:
+                continue  # a marker: no data change
+            found = event_rows(
+                event, self.config.collections, current=self.current, wall=bool(echoes.own)
+            )
+            for row in found:
+                row.echo = echo
+            rows.extend(found)
         return rows, time.perf_counter() - started
 
     def _rows_to_batches(self, rows: list[Row]) -> tuple[list[ChangeBatch], float]:
-        """One batch per collection, in first-seen order (and the seconds it took)."""
+        """One batch per collection (and per echo or not), in first-seen order (and the
+        seconds it took)."""
         started = time.perf_counter()
-        grouped: dict[str, list[Row]] = {}
+        grouped: dict[tuple[str, bool], list[Row]] = {}
         for row in rows:
-            grouped.setdefault(row.collection, []).append(row)
-        batches = [
-            rows_to_batch(name, group, before_images=self.config.before_images)
-            for name, group in grouped.items()
-        ]
+            grouped.setdefault((row.collection, row.echo), []).append(row)
+        batches = []
+        for (name, echo), group in grouped.items():
+            batch = rows_to_batch(name, group, before_images=self.config.before_images)
+            batches.append(replace(batch, meta={**batch.meta, ECHO: True}) if echo else batch)
         return batches, time.perf_counter() - started
 
     async def _look_up(self, rows: list[Row]) -> list[Row]:
@@ -413,6 +426,41 @@ class MongoSource:
                 row.doc, row.lookup = current, False
             out.append(row)
         return out
+
+    async def current_rows(
+        self, table: str, key: tuple[str, ...], schema: pa.Schema, keys: pa.Table
+    ) -> pa.Table:
+        """What ``keys`` (``_id``) of collection ``table`` hold now, as rows of ``schema``
+        (:mod:`.current`; two-way ``prefer: target``)."""
+        from syncengine.sources.mongo.current import as_rows, current_documents
+
+        try:
+            docs = await current_documents(self._events_db[table], keys)
+        except PyMongoError as exc:
+            raise map_error(exc, f"reading current documents of {table}") from exc
+        return as_rows(docs, schema)
+
+    async def sibling_versions(
+        self,
+        table: str,
+        key: tuple[str, ...],
+        keys: pa.Table,
+        row_keys: list[str],
+        sibling: tuple[str, str],
+    ) -> tuple[pa.Table, pa.Table]:
+        """The versions ``sibling`` (pipeline, origin) recorded in this database for these
+        keys of collection ``table`` (two-way ``timestamp`` echoes). A document says nothing
+        of who wrote it, so every present one is taken as the sibling's where it recorded a
+        row: a person's write since follows in this stream with its own time."""
+        from syncengine.targets.mongo import versions
+
+        try:
+            recorded = await versions.read(self.db, sibling[0], table, row_keys)
+        except PyMongoError as exc:
+            raise map_error(exc, f"reading versions of {table}") from exc
+        commits = keys.select(list(key))
+        commits = commits.append_column("_mine", pa.array([True] * commits.num_rows, pa.bool_()))
+        return commits, recorded.drop_columns(["h"])
 
     # -- snapshot -----------------------------------------------------------------------
 

@@ -13,3 +13,7 @@ class MongoTargetConfig(TargetConfigBase):
     type: Literal["mongo"]
     uri: SecretStr
     database: str
+    origin: str | None = None
+    """Mark every apply transaction as this origin's, so a reader of this database can tell
+    the engine's writes from others' (set by two-way pipelines; needs transactions:
+    :mod:`syncengine.targets.mongo.origin`)."""

@@ -19,6 +19,13 @@ async def check_target(name: str, pipeline: PipelineConfig) -> list[str]:
         return [p.removeprefix("target.") for p in exc.problems]
     try:
         await client.admin.command("ping")
+        if target.origin:
+            hello = await client.admin.command("hello")
+            if not (hello.get("setName") or hello.get("msg") == "isdbgrid"):
+                return [
+                    "two_way: this Mongo server runs no transactions, which the engine marks "
+                    "its own writes with; use a replica set or a sharded cluster"
+                ]
         return []
     except PyMongoError as exc:
         reason = str(exc).splitlines()[0].split(" (configured timeouts")[0]

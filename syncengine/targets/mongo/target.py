@@ -12,6 +12,10 @@ under ``remote``) goes in without a transaction, in pipelined slices
 (:mod:`syncengine.targets.mongo.inserts`).
 
 Partial failures: see :mod:`syncengine.targets.mongo.bulk`.
+
+A direction of a two-way pipeline (``config.origin``) writes everything in transactions, each
+opening with its origin's marker (:mod:`syncengine.targets.mongo.origin`), snapshot rows too:
+a write the other direction could not recognise would come back to the source.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from syncengine.state.protocols import TargetState
 from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
+from syncengine.targets.mongo import origin, readback, versions
 from syncengine.targets.mongo.bulk import (
     Existing,
     Rejected,
@@ -81,6 +86,8 @@ class MongoTarget:
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._collections: set[str] = set()
         self._purges = PurgeSchedule()
+        #: two-way: the documents the current group read back (:mod:`.readback`)
+        self._seen: readback.Seen | None = None
         #: shadow rows and checkpoints in the target database (with transactions)
         self._store: TargetDatabaseState[MongoSession] = MongoTargetState(pipeline)
 
@@ -113,21 +120,42 @@ class MongoTarget:
         )
         if not self.keeps_state and self.state is None:
             raise FatalError("mongo target without transactions needs the SQLite state store")
+        if self.two_way and not self.keeps_state:
+            await self.close()
+            raise FatalError(
+                "two_way with a Mongo side needs transactions, which this server does not run",
+                hint="use a replica set or a sharded cluster (MongoDB 4.0 or later)",
+            )
+        if self.two_way:
+            try:
+                await origin.ensure(self.db)
+            except PyMongoError as exc:
+                await self.close()
+                raise translate(exc, "creating the origin markers") from None
+
+    @property
+    def two_way(self) -> bool:
+        """One direction of a two-way pipeline: its transactions carry its origin's marker."""
+        return bool(self.config.origin)
 
     async def close(self) -> None:
+        self._seen = None
         if self._client is not None:
             await self._client.close()
             self._client = None
         self._collections.clear()
 
     async def ensure_table(self, spec: TableSpec) -> TableSpec:
-        """Collections are schemaless: create the collection (transactions need it to exist)."""
+        """Collections are schemaless: create the collection (transactions need it to exist).
+        A two-way direction creates it with post-images, which the reverse direction's stream
+        reads (:func:`.origin.collection_options`)."""
         await self.open()
         if spec.name in self._collections:
             return spec
         try:
             if spec.name not in await self.db.list_collection_names(filter={"name": spec.name}):
-                await self.db.create_collection(spec.name, check_exists=False)
+                options = origin.collection_options() if self.two_way else {}
+                await self.db.create_collection(spec.name, check_exists=False, **options)
         except PyMongoError as exc:
             if getattr(exc, "code", None) != 48:  # NamespaceExists: a concurrent create won
                 raise translate(exc, f"creating {spec.name}") from None
@@ -138,11 +166,21 @@ class MongoTarget:
         await self.open()
         if not keys.num_rows:
             return spec.schema.empty_table()
+        ids = key_ids(spec, keys)
         try:
-            docs = await find_ids(self.db[spec.name], key_ids(spec, keys))
+            docs = await find_ids(self.db[spec.name], ids)
         except PyMongoError as exc:
             raise translate(exc, f"reading {spec.name}") from None
+        if self._seen is not None:  # two-way: the apply checks nobody wrote them since
+            readback.record(self._seen, spec.name, ids, docs)
         return documents_to_rows(spec, docs)
+
+    async def start_group(self) -> None:
+        """Two-way: the group's read-back starts (:mod:`.readback`)."""
+        self._seen = {} if self.two_way else None
+
+    async def end_group(self) -> None:
+        self._seen = None
 
     async def scan(self, spec: TableSpec) -> AsyncIterator[pa.Table]:
         """Every document in ``_id`` order, as tables of ``spec``'s columns (for ``verify``)."""
@@ -158,6 +196,25 @@ class MongoTarget:
             raise translate(exc, f"scanning {spec.name}") from None
         if chunk:
             yield documents_to_rows(spec, chunk)
+
+    async def read_commit_times(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
+        """Key columns of the documents found, ``_ts`` (unknown: a document has no commit
+        time) and ``_mine``: its content is this direction's last recorded write, whose
+        version :meth:`read_versions` says (two-way ``timestamp``, :mod:`.versions`)."""
+        await self.open()
+        try:
+            return await versions.commit_times(self.db, self.pipeline, spec, keys)
+        except PyMongoError as exc:
+            raise translate(exc, f"reading versions of {spec.name}") from None
+
+    async def read_versions(self, table: str, row_keys: list[str]) -> pa.Table:
+        """The versions this direction recorded for these keys (:mod:`.versions`)."""
+        await self.open()
+        try:
+            found = await versions.read(self.db, self.pipeline, table, row_keys)
+        except PyMongoError as exc:
+            raise translate(exc, f"reading versions of {table}") from None
+        return found.drop_columns(["h"])
 
     async def read_shadow(self, table: str, row_keys: Sequence[str]) -> pa.Table:
         await self.open()
@@ -204,7 +261,7 @@ class MongoTarget:
         await self.open()
         for write in writes:
             await self.ensure_table(write.spec)
-        if pure_snapshot(writes, checkpoint):
+        if pure_snapshot(writes, checkpoint) and not self.two_way:
             try:
                 return await insert_snapshot(self.db, writes)
             except PyMongoError as exc:
@@ -297,6 +354,8 @@ class MongoTarget:
         refused: dict[int, dict[int, str]],
         upserts: set[int | str],
     ) -> None:
+        if self.config.origin:  # first: the reader knows the rest of it is the engine's
+            await origin.mark(self.db, session, self.config.origin)
         for number, (write, plan) in enumerate(planned):
             collection = self.db[write.spec.name]
             if plan.truncate:
@@ -307,6 +366,8 @@ class MongoTarget:
             result.rejected.extend(
                 (write.spec.name, row_of(write, i), reason) for i, reason in sorted(skip.items())
             )
+            if self._seen is not None:
+                await readback.check(collection, self._seen, write.spec, write.batch.data, session)
             allowed = number not in upserts
             inserts = await insert_positions(collection, plan, session, allowed=allowed)
             try:
@@ -334,5 +395,13 @@ class MongoTarget:
         ]
         truncated = {write.spec.name for write, plan in planned if plan.truncate}
         await self._store.write_shadow(db, writes, truncated, fresh=SHADOW not in upserts)
+        recorded = [
+            op
+            for write in writes
+            if write.shadow.versions is not None
+            for op in versions.operations(self.pipeline, write.spec.name, write.shadow.versions)
+        ]
+        if recorded:  # two-way timestamp: each written row's own version, with the row
+            await self.db[versions.VERSIONS].bulk_write(recorded, ordered=False, session=session)
         if checkpoint is not None:
             await self._store.write_checkpoint(db, checkpoint)

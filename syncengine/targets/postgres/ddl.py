@@ -119,6 +119,20 @@ async def existing_columns(
     return {name: kind for name, kind in rows}
 
 
+async def column_type_ids(
+    conn: psycopg.AsyncConnection, schema: str, table: str, names: list[str]
+) -> dict[str, tuple[int, int]]:
+    """column → (type oid, typmod) of ``names`` in an existing table."""
+    cur = await conn.execute(
+        "SELECT a.attname, a.atttypid::int, a.atttypmod FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attname = ANY(%s) AND a.attnum > 0 "
+        "AND NOT a.attisdropped",
+        (schema, table, names),
+    )
+    return {name: (oid, typmod) for name, oid, typmod in await cur.fetchall()}
+
+
 async def has_unique_key(
     conn: psycopg.AsyncConnection, schema: str, table: str, key: tuple[str, ...]
 ) -> bool:

@@ -206,13 +206,40 @@ class PostgresTarget:
         if deferred:
             self._pending_keys[spec.name] = spec.key
         self._columns[spec.name] = columns
+        typed = await self._typed(conn, schema, table, spec, columns)
         fields = []
         for field in spec.schema:
+            field = typed.get(field.name, field)
             if field.name in columns:
                 meta = dict(field.metadata or {})
                 meta[b"pg_type"] = columns[field.name].encode()
                 fields.append(field.with_metadata(meta))
         return TableSpec(spec.name, spec.key, pa.schema(fields, metadata=spec.schema.metadata))
+
+    async def _typed(
+        self,
+        conn: psycopg.AsyncConnection,
+        schema: str,
+        table: str,
+        spec: TableSpec,
+        columns: dict[str, str],
+    ) -> dict[str, pa.Field]:
+        """Fields of ``spec`` typed null (a batch that carried no value of them, such as a
+        Mongo batch of deletes, which name only ``_id``) given the existing column's type:
+        the rows read back for them must hold its values, and hash as other batches' do."""
+        nulls = [f.name for f in spec.schema if pa.types.is_null(f.type) and f.name in columns]
+        if not nulls:
+            return {}
+        from syncengine.sources.postgres.columns import pg_type
+
+        try:
+            found = await ddl.column_type_ids(conn, schema, table, nulls)
+        except psycopg.Error as exc:
+            raise translate(exc, f"reading the column types of {spec.name}") from None
+        return {
+            name: spec.schema.field(name).with_type(pg_type(oid, typmod).arrow)
+            for name, (oid, typmod) in found.items()
+        }
 
     async def _grow(
         self, conn: psycopg.AsyncConnection, schema: str, table: str, spec: TableSpec

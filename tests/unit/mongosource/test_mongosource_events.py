@@ -224,3 +224,13 @@ def test_current_documents_are_never_followed_by_older_states():
     assert looked_up.lookup and looked_up.op == "c" and looked_up.doc == {"_id": 8}
     (as_of_event,) = event_rows(replace, COLLS)  # post-images: every row is as of its event
     assert not as_of_event.lookup and as_of_event.doc == {"_id": 8, "a": 1}
+
+
+def test_top_level_update_with_a_before_image_is_the_whole_post_image():
+    """``full_document: default`` with before-images (two-way's reverse stream): the row is the
+    document as the update left it, every field sent."""
+    before = {"_id": 7, "name": "a", "qty": 1, "gone": 2}
+    description = {"updatedFields": {"name": "b"}, "removedFields": ["gone"]}
+    ev = event("update", 7, updateDescription=description, fullDocumentBeforeChange=before)
+    (row,) = event_rows(ev, COLLS)
+    assert row.doc == {"_id": 7, "name": "b", "qty": 1, "gone": None}
