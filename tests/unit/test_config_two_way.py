@@ -78,7 +78,10 @@ def test_mongo_target_directions():
     )
     forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
     assert forward.target.type == "mongo" and forward.target.origin == "syncengine_orders"
-    assert forward.source.own_origins == ["syncengine_orders_reverse"]
+    assert forward.source.own_origins == [
+        "syncengine_orders_reverse",
+        "syncengine_orders_reverse.manual",
+    ]
     assert reverse.source.type == "mongo"
     assert (reverse.source.database, reverse.source.collections) == ("shop", ["sales"])
     assert reverse.source.own_origins == ["syncengine_orders"]
