@@ -4,6 +4,7 @@ it (its replication origin), and the versions a direction records keep each row'
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -60,9 +61,8 @@ def test_commit_origin_and_recorded_versions(pg_dsn):
             return found, both, recorded
         finally:
             await conn.close()
-            with psycopg.connect(pg_dsn, autocommit=True) as admin:
-                for name_ in (origin, peer):
-                    admin.execute("SELECT pg_replication_origin_drop(%s)", (name_,))
+            for name_ in (origin, peer):
+                drop_origin(pg_dsn, name_)
 
     found, both, recorded = asyncio.run(run())
     by_id = {r["id"]: r for r in found.to_pylist()}
@@ -98,3 +98,19 @@ def test_commit_origin_and_recorded_versions(pg_dsn):
 
     replaced = asyncio.run(again()).to_pylist()
     assert replaced == [{"row_key": '{"id":2}', "ts": t2, "side": "remote", "deleted": True}]
+
+
+def drop_origin(dsn: str, name: str) -> None:
+    """Drop a replication origin once the backend of the connection just closed has let it go:
+    the server ends that backend after ``close()`` returns, and until then the drop fails with
+    "in use by PID" (SQLSTATE 55006)."""
+    deadline = time.monotonic() + 10
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        while True:
+            try:
+                admin.execute("SELECT pg_replication_origin_drop(%s)", (name,))
+                return
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
