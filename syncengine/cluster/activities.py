@@ -46,9 +46,11 @@ T = TypeVar("T")
 
 
 class BackfillActivities:
-    def __init__(self, config: Config, state: StateStore) -> None:
+    def __init__(self, config: Config, state: StateStore, client: Client | None = None) -> None:
         self.config = config
         self.state = state
+        #: asks Temporal whether an attempt is still the current one before it claims its chunk
+        self.client = client
         self._copiers: dict[str, ChunkCopier] = {}
         self._opening = asyncio.Lock()
 
@@ -62,8 +64,7 @@ class BackfillActivities:
     async def copy_chunk(self, task: ChunkTask) -> ChunkResult:
         info = activity.info()
         every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
-        holder = f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
-        result = await _reported(_beating(self._copy(task, holder), every))
+        result = await _reported(_beating(self._copy(task, info), every))
         how = "already committed" if result.skipped else f"{result.rows} row(s)"
         log.info(
             "%s: chunk %d of %s: %s (attempt %d)",
@@ -79,8 +80,19 @@ class BackfillActivities:
     async def _plan(self, pipeline: str) -> list[ChunkTask]:
         return await (await self._copier(pipeline)).plan()
 
-    async def _copy(self, task: ChunkTask, holder: str) -> ChunkResult:
-        return await (await self._copier(task.pipeline)).copy(task, holder)
+    async def _copy(self, task: ChunkTask, info: activity.Info) -> ChunkResult:
+        copier = await self._copier(task.pipeline)
+        if not await still_current(self.client, info):
+            # handed to this worker while it was paused (or paused before it claimed the
+            # chunk) and retried elsewhere since: claiming now would fence the attempt Temporal
+            # counts on, and this attempt's result is ignored anyway
+            log.info(
+                "%s: chunk %d of %s: attempt %d was superseded before it claimed the chunk",
+                task.pipeline, task.chunk, task.table, info.attempt,
+            )  # fmt: skip
+            raise ApplicationError("superseded before it claimed the chunk", type="Superseded")
+        holder = f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
+        return await copier.copy(task, holder)
 
     async def _copier(self, pipeline: str) -> ChunkCopier:
         async with self._opening:
@@ -114,7 +126,7 @@ class StreamActivities:
         info = activity.info()
         every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
         config = await _reported(self._config(request))
-        if not await self._current(info):
+        if not await still_current(self.client, info):
             # handed to this worker while it was paused, and given up on since: claiming now
             # would only fence the attempt that replaced it (its result is ignored anyway)
             log.info(
@@ -146,24 +158,6 @@ class StreamActivities:
         )  # fmt: skip
         return StreamResult(request.pipeline, attempt.epoch, applied)
 
-    async def _current(self, info: activity.Info) -> bool:
-        """Whether Temporal still counts on this attempt (its workflow run's pending stream
-        activity is this attempt). In doubt (Temporal not answering), yes: the fencing epoch,
-        not this check, keeps two attempts from committing."""
-        if self.client is None or info.workflow_id is None:
-            return True
-        try:
-            handle = self.client.get_workflow_handle(info.workflow_id)
-            described = await handle.describe()
-        except RPCError:
-            return True
-        if described.run_id != info.workflow_run_id:
-            return False
-        return any(
-            pending.activity_id == info.activity_id and pending.attempt == info.attempt
-            for pending in described.raw_description.pending_activities
-        )
-
     async def _config(self, request: StreamRequest) -> PipelineConfig:
         """The pipeline's config from this worker's file, as ``apply`` applied it."""
         try:
@@ -178,6 +172,25 @@ class StreamActivities:
                 hint="give every worker the config apply was given",
             )
         return config
+
+
+async def still_current(client: Client | None, info: activity.Info) -> bool:
+    """Whether Temporal still counts on this attempt (its workflow run's pending activity is
+    this attempt): a worker paused with a task in hand gets it after Temporal gave up on it.
+    In doubt (no client, Temporal not answering), yes: the fencing epoch, not this check, keeps
+    two attempts from committing."""
+    if client is None or info.workflow_id is None:
+        return True
+    try:
+        described = await client.get_workflow_handle(info.workflow_id).describe()
+    except RPCError:
+        return True
+    if described.run_id != info.workflow_run_id:
+        return False
+    return any(
+        pending.activity_id == info.activity_id and pending.attempt == info.attempt
+        for pending in described.raw_description.pending_activities
+    )
 
 
 async def _beating(work: Awaitable[T], every: float) -> T:

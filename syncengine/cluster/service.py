@@ -85,7 +85,7 @@ async def run_worker(
     client = await connect(cluster, math.inf, stop)
     if client is None:
         return
-    activities = BackfillActivities(config, state)
+    activities = BackfillActivities(config, state, client)
     streams = StreamActivities(load or (lambda: config), state, client)
     worker = Worker(
         client,
