@@ -197,7 +197,7 @@ async def apply_write(
     shape = [*_STAGED, *((c, target_columns[c]) for c in staged.columns)]
     if request is not None:
         shape.extend(fence.STAGED)
-    stage = await staging.take(conn, shape)
+    stage = await staging.take(conn, shape, staged.rows.num_rows)
     stg = stage.table
     copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
         stg, sql.SQL(", ").join(map(sql.Identifier, staged.rows.column_names))

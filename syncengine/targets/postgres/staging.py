@@ -1,10 +1,14 @@
 """The temporary tables one staged write uses: its staging table and the fence's companion.
 
-The staging table is created for each write (``ON COMMIT DROP``). Reusing one per table shape
-(``ON COMMIT DELETE ROWS``) saves the catalog rows of a ``CREATE``, but measured slower: a
-``COPY`` into a table created in the same transaction skips the free-space map, one into an
-emptied old table consults it for every page (docs/benchmarks-findings.md, "Postgres target
-apply").
+A big write gets a staging table created for it (``ON COMMIT DROP``): a ``COPY`` into a table
+created in the same transaction skips the free-space map, one into an emptied old table
+consults it for every page, and reuse measured slower for 12,000-row groups
+(docs/benchmarks-findings.md, "Postgres target apply"). A small write (at most
+:data:`REUSED_UP_TO` rows: a live stream's groups, a snapshot slice between two of them)
+reuses one per table shape (``ON COMMIT DELETE ROWS``), created once per connection: there
+the ``CREATE`` and the ``DROP`` at commit were most of the cost (a 20-row write 8.1 ms fresh
+vs 1.5 ms reused, 500 rows 15.9 vs 8.4 ms, 5,000 rows 117 vs 109 ms: same findings file,
+"Staging tables reused for small writes").
 
 The companion (``…_had``: staged row number, the position its key's shadow row holds) receives
 the few staged rows whose key the shadow already knows (:mod:`.fence`); it is small, so it is
@@ -29,6 +33,10 @@ class Stage:
     had: sql.Identifier
 
 
+#: writes of at most this many rows reuse their shape's staging table
+REUSED_UP_TO = 5_000
+
+
 @dataclass
 class StagingTables:
     """Names of one connection's staging tables (drop the object with the connection)."""
@@ -36,20 +44,23 @@ class StagingTables:
     _ids: count[int] = field(default_factory=count)
     #: companions handed out in the current transaction
     _taken: int = 0
+    #: a number per table shape, for the names of its reused staging tables
+    _shapes: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
+    #: reused tables handed out in the current transaction, per shape
+    _reused: dict[int, int] = field(default_factory=dict)
 
     def begin(self) -> None:
-        """A new transaction: every companion is empty again."""
+        """A new transaction: every companion and reused staging table is empty again."""
         self._taken = 0
+        self._reused.clear()
 
     async def take(
-        self, conn: psycopg.AsyncConnection, columns: Sequence[tuple[str, str]]
+        self, conn: psycopg.AsyncConnection, columns: Sequence[tuple[str, str]], rows: int
     ) -> Stage:
-        """A new staging table with ``columns`` (name, formatted type) and an empty companion
-        (a second write in one transaction gets a second companion, never the first's rows)."""
-        stage = Stage(
-            sql.Identifier(f"_syncengine_stage_{next(self._ids)}"),
-            sql.Identifier(f"_syncengine_had_{self._taken}"),
-        )
+        """An empty staging table with ``columns`` (name, formatted type) for ``rows`` rows,
+        and an empty companion. Two writes in one transaction never share either: a second
+        write of one shape gets a second reused table, as it gets a second companion."""
+        had = sql.Identifier(f"_syncengine_had_{self._taken}")
         self._taken += 1
         typed = sql.SQL(", ").join(
             sql.SQL("{} {}").format(
@@ -57,10 +68,20 @@ class StagingTables:
             )  # catalog format_type output or constants
             for name, kind in columns
         )
+        if rows <= REUSED_UP_TO:
+            # IF NOT EXISTS: the transaction that created it may have rolled back since
+            shape = self._shapes.setdefault(tuple(columns), len(self._shapes))
+            nth = self._reused.get(shape, 0)
+            self._reused[shape] = nth + 1
+            table = sql.Identifier(f"_syncengine_stage_s{shape}_{nth}")
+            create = "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS"
+        else:
+            table = sql.Identifier(f"_syncengine_stage_{next(self._ids)}")
+            create = "CREATE TEMP TABLE {} ({}) ON COMMIT DROP"
         await conn.execute(
             sql.SQL(
-                "CREATE TEMP TABLE {} ({}) ON COMMIT DROP; CREATE TEMP TABLE IF NOT EXISTS {} "
+                create + "; CREATE TEMP TABLE IF NOT EXISTS {} "
                 "(__row bigint, __had text) ON COMMIT DELETE ROWS"
-            ).format(stage.table, typed, stage.had)
+            ).format(table, typed, had)
         )
-        return stage
+        return Stage(table, had)
