@@ -33,7 +33,6 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from tests.servers import PostgresServer  # noqa: E402
-from tests.temporal_server import TemporalServer, temporal_binary  # noqa: E402
+from tests.temporal_server import TemporalServer, activity_runs, temporal_binary  # noqa: E402
 
 EXE = str(Path(sys.executable).parent / "syncengine")
 WORKERS = 3
@@ -249,11 +248,12 @@ class Demo:
 
     def show_chunk_spread(self) -> None:
         assert self.temporal is not None
-        by_worker = asyncio.run(chunk_workers(self.temporal.address, "syncengine-backfill-items"))
+        runs = asyncio.run(activity_runs(self.temporal.address, "syncengine-backfill-items"))
         names = {f"{w.pid}@": f"worker{i + 1}" for i, w in enumerate(self.workers)}
         spread = Counter(
-            next((n for p, n in names.items() if who.startswith(p)), who)
-            for who in by_worker.values()
+            next((n for p, n in names.items() if run.identity.startswith(p)), run.identity)
+            for run in runs
+            if run.activity_id.startswith("chunk:") and run.completed is not None
         )
         listed = ", ".join(f"{name} {count}" for name, count in sorted(spread.items()))
         say(f"  chunks copied per worker (from Temporal's history): {listed}")
@@ -267,28 +267,6 @@ class Demo:
         for server in self.servers:
             server.destroy()
         say("cluster demo: workers, Temporal and PostgreSQL stopped")
-
-
-async def chunk_workers(address: str, workflow_id: str) -> dict[str, str]:
-    """Chunk activity ID → identity of the worker whose attempt completed it."""
-    from temporalio.client import Client
-
-    client = await Client.connect(address)
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    scheduled: dict[int, str] = {}
-    started: dict[int, str] = {}
-    done: dict[str, str] = {}
-    for event in history.events:
-        attrs: Any = event.activity_task_scheduled_event_attributes
-        if attrs.activity_id.startswith("chunk:"):
-            scheduled[event.event_id] = attrs.activity_id
-        begun = event.activity_task_started_event_attributes
-        if begun.scheduled_event_id in scheduled:
-            started[begun.scheduled_event_id] = begun.identity
-        ended = event.activity_task_completed_event_attributes
-        if ended.scheduled_event_id in started:
-            done[scheduled[ended.scheduled_event_id]] = started[ended.scheduled_event_id]
-    return done
 
 
 def main() -> int:
