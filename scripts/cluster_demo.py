@@ -11,7 +11,8 @@ Then, with the real CLI:
    history);
 2. ``apply --pipeline orders``: ``orders``' stream as a workflow on one of the workers, its
    initial backfill, then inserts, updates and deletes at the source while it streams;
-3. ``status``, then a row-for-row check that every target table equals its source.
+3. ``status`` and ``verify`` (exit 1 on a difference), then the demo's own row-for-row check
+   that every target table equals its source.
 
 Everything started is torn down on exit, also on Ctrl-C or SIGTERM (``finally`` below; the
 servers and workers are this process's children). ``--keep`` leaves the work directory (logs,
@@ -203,8 +204,10 @@ class Demo:
         self.write_orders(src)
         self.wait_equal(src, tgt, "orders", 180)
 
-        say("\n# 3. status, and the target checked against the source")
+        say("\n# 3. status and verify (from anywhere: they read the source and the target)")
         self.cli("status")
+        self.cli("verify")
+        say("  and the demo's own check, row for row:")
         for table in TABLES:
             count, _ = self.check(src, tgt, table)
             say(f"  {table}: target == source ({count:,} rows)")

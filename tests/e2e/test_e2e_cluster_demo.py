@@ -65,6 +65,8 @@ def test_the_cluster_demo_syncs_and_cleans_up():
     assert "items: backfilled 12000 row(s) in 9 chunk(s)" in out
     assert "items: target == source (12,000 rows)" in out
     assert "orders: target == source" in out
+    assert "items/items: source 12000 rows, target 12000: identical" in out  # verify
+    assert re.search(r"orders/orders: source (\d+) rows, target \1: identical", out), out
     assert "orders: stream started (syncengine-stream-orders)" in out
     spread = re.search(r"chunks copied per worker \(from Temporal's history\): (.*)", out)
     assert spread, out
