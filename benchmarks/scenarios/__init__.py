@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from benchmarks.core import Scenario
 from benchmarks.scenarios import (
+    cluster_backfill,
     external,
     mongo_cdc,
     mongo_to_pg,
@@ -27,6 +28,7 @@ SCENARIOS: list[Scenario] = [
     pg_backfill_mapped.SCENARIO,
     pg_backfill_linear.SCENARIO,
     pgbench_backfill.SCENARIO,
+    cluster_backfill.SCENARIO,
     pg_cdc.SCENARIO,
     pgbench_cdc.SCENARIO,
     pg_cdc_live.SCENARIO,

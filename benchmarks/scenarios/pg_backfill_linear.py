@@ -37,7 +37,7 @@ def run(ctx: Context) -> ScenarioResult:
     )  # fmt: skip
     pipe: dict[str, list[float]] = {"small": [], "big": []}
     for label, rows in sizes.items():
-        src, digest = _source(env, rows)
+        src, digest = source_db(env, rows)
         try:
             for attempt in range(ctx.repeats(1)):
                 seconds = baseline(
@@ -60,7 +60,7 @@ def run(ctx: Context) -> ScenarioResult:
     return result
 
 
-def _source(env: BenchEnv, rows: int) -> tuple[str, Digest]:
+def source_db(env: BenchEnv, rows: int) -> tuple[str, Digest]:
     """A source database holding ``rows`` rows of the benchmark table, and its digest."""
     src = env.new_pg_db("bf_lin")
     with psycopg.connect(src, autocommit=True) as conn:

@@ -39,6 +39,19 @@ def load_selected(config_path: str, pipeline: str | None) -> tuple[Config, list[
     return config, directions_of(config, pipeline)  # two-way: both directions; a mesh: all
 
 
+def note_worker_local(config: Config, what: str) -> None:
+    """In cluster mode ``what`` (dead letters, parked conflicts) is kept in the state file of
+    the worker that met it, not in the target (docs/cluster.md, *Limits of this slice*): say on
+    stderr that this command reads this machine's file only, so an empty list is not taken
+    for "none anywhere". stdout (``--json``) is unchanged."""
+    if config.cluster is not None:
+        click.echo(
+            f"note: in cluster mode {what} stay in the state file of the worker that met them; "
+            f"this reads {config.state} on this machine only (docs/cluster.md)",
+            err=True,
+        )
+
+
 def selected_tables(config: Config, pipeline: str, tables: tuple[str, ...]) -> list[str] | None:
     """``--table`` values as the pipeline's source names them (either form of
     :mod:`syncengine.names` for Postgres); a table the pipeline does not read is a usage error

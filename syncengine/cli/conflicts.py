@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from syncengine.cli.boundary import expected_errors
-from syncengine.cli.common import config_argument, load_selected, pipeline_option
+from syncengine.cli.common import (
+    config_argument,
+    load_selected,
+    note_worker_local,
+    pipeline_option,
+)
 from syncengine.errors import UsageError
 from syncengine.state import Conflict, ConflictQueue, StateStore, open_state
 
@@ -60,6 +65,7 @@ def list_conflicts(config_path: str, pipeline: str | None, as_json: bool, everyt
     from rich.table import Table
 
     config, names = load_selected(config_path, pipeline)
+    note_worker_local(config, "manual conflicts")
     state = open_state(config.state)
     found = [
         c

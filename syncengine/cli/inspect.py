@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from syncengine.cli.boundary import expected_errors
-from syncengine.cli.common import config_argument, load_selected, pipeline_option
+from syncengine.cli.common import (
+    config_argument,
+    load_selected,
+    note_worker_local,
+    pipeline_option,
+)
 from syncengine.errors import UsageError
 from syncengine.state import StateStore, open_state
 
@@ -157,6 +162,7 @@ def deadletters_list(
     config_path: str, pipeline: str | None, as_json: bool, include_replayed: bool
 ) -> None:
     config, names = load_selected(config_path, pipeline)
+    note_worker_local(config, "dead letters")
     state = open_state(config.state)
     letters = [
         letter for name in names for letter in state.list_dead_letters(name, include_replayed)

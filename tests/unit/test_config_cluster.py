@@ -77,3 +77,32 @@ def test_apply_refuses_two_way_pipelines_before_reaching_temporal(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "two-way pipelines do not run in cluster mode yet: orders" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_worker_local_lists_say_what_they_cannot_see(tmp_path):
+    """Dead letters and manual conflicts stay in the state file of the worker that met them:
+    in cluster mode ``deadletters list`` and ``conflicts list`` say (on stderr) that they read
+    this machine's file only, so an empty answer is not taken for "none anywhere"; --json on
+    stdout stays parseable. Without a cluster section they say nothing of it."""
+    exe = str(Path(sys.executable).parent / "syncengine")
+    body = textwrap.dedent(
+        f"""
+        state: {tmp_path / "state.db"}
+        pipelines:
+          orders:
+            source: {{type: postgres, dsn: "host=a", tables: [public.orders]}}
+            target: {{type: postgres, dsn: "host=b"}}
+        """
+    )
+    for clustered in (True, False):
+        path = tmp_path / f"c{clustered}.yaml"
+        cluster = 'cluster: {engine: temporal, address: "127.0.0.1:1"}\n' if clustered else ""
+        path.write_text(cluster + body)
+        for command in (["deadletters", "list"], ["conflicts", "list"]):
+            result = subprocess.run(
+                [exe, *command, str(path), "--json"], capture_output=True, text=True, timeout=120
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.strip() == "[]"
+            noted = "this reads " + str(tmp_path / "state.db") + " on this machine only"
+            assert (noted in result.stderr) is clustered, (command, result.stderr)
