@@ -144,20 +144,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-MERGE_DIVERGES = pytest.mark.xfail(
-    strict=False,
-    reason="two-way merge: a key can still end a row apart under writers and kills (9 of "
-    "the last 10 runs converged; one case is not understood yet): docs/benchmarks-findings.md,"
-    " F45",
-)
-
-
 @pytest.mark.parametrize(
     "conflicts",
     [
         "{prefer: source}",
         "{strategy: timestamp}",
-        pytest.param("{strategy: merge}", marks=MERGE_DIVERGES),
+        "{strategy: merge}",
     ],
 )
 def test_two_writers_and_kills_converge_without_ping_pong(
