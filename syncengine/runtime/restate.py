@@ -24,7 +24,9 @@ nothing ping-pongs: the sibling receives that write as an echo and only refreshe
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -170,9 +172,10 @@ async def versioned_echoes(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -
 async def _versioned(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
     from syncengine.config.twoway import origin_name, sibling_name
 
-    rows, columns = await _present(pipeline, batch)
     sibling = sibling_name(pipeline.name)
-    rows = await _with_versions(pipeline, batch, rows, [origin_name(sibling)])
+    async with _one_snapshot(pipeline):  # the row and its version: one state of the key
+        rows, columns = await _present(pipeline, batch)
+        rows = await _with_versions(pipeline, batch, rows, [origin_name(sibling)])
     present = pl.col("_op") == OP_UPDATE
     deleted = pl.col("deleted")
     written = (present & pl.col("_mine").fill_null(False) & (deleted == False)) | (  # noqa: E712
@@ -180,6 +183,14 @@ async def _versioned(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
     )
     rows = rows.filter(written.fill_null(False)).with_columns(pl.col("ts").alias("_ts"))
     return _batch(batch, rows, columns, batch.meta)
+
+
+def _one_snapshot(pipeline: Pipeline) -> AbstractAsyncContextManager[None]:
+    """The source's reads inside see one snapshot where it can do that (PostgresSource
+    ``snapshot_reads``): a sibling's apply committing between reading a key's row and reading
+    its recorded version would pair one write's row with the next write's version."""
+    reads = getattr(pipeline.source, "snapshot_reads", None)
+    return reads() if reads is not None else contextlib.nullcontext()
 
 
 async def _with_versions(
@@ -255,7 +266,8 @@ async def _unsuperseded(pipeline: Pipeline, batch: ChangeBatch) -> ChangeBatch:
     keys = data.select(key).unique(maintain_order=True)
     ignored = list(getattr(pipeline.config.source, "ignore_origins", ()))
     origins = [origin_name(sibling_name(pipeline.name)), *ignored]
-    state = await _with_versions(pipeline, batch, keys, origins)
+    async with _one_snapshot(pipeline):
+        state = await _with_versions(pipeline, batch, keys, origins)
     present = pl.col("_mine").is_not_null()
     engine_write = (present & pl.col("_mine") & (pl.col("deleted") == False)) | (  # noqa: E712
         ~present & pl.col("deleted").fill_null(False)

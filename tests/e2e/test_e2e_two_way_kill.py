@@ -85,14 +85,29 @@ HISTORY = (
 
 
 def history(dsn: str, keys: set[int]) -> str:
-    """Every write to ``keys`` on one side, in commit-ish order, marked when the engine made
-    it (its session applies under a replication origin): what to read when the sides differ."""
+    """Every write to ``keys`` on one side, in commit-ish order: when it was made and
+    committed, and the replication origin of its transaction (none for a person); then the
+    versions the directions writing into this side recorded for them: what to read when the
+    sides differ."""
     found = rows(
         dsn,
-        "SELECT to_char(at, 'HH24:MI:SS.US'), txid, engine, op, id, name, qty "
-        f"FROM items_history WHERE id = ANY(ARRAY{sorted(keys)}::bigint[]) ORDER BY at",
+        "SELECT to_char(h.at, 'HH24:MI:SS.US'), "
+        "to_char(pg_xact_commit_timestamp(h.xmin), 'HH24:MI:SS.US'), h.txid, o.roname, h.op, "
+        "h.id, h.name, h.qty FROM items_history h LEFT JOIN pg_replication_origin o "
+        "ON o.roident = (pg_xact_commit_timestamp_origin(h.xmin)).roident "
+        f"WHERE h.id = ANY(ARRAY{sorted(keys)}::bigint[]) ORDER BY h.at",
     )
-    return "\n".join("  " + " ".join(str(v) for v in row) for row in found)
+    recorded = rows(
+        dsn,
+        "SELECT pipeline, row_key, to_char(ts, 'HH24:MI:SS.US'), side, deleted "
+        "FROM _syncengine.versions ORDER BY row_key, pipeline",
+    )
+    wanted = {f'{{"id":{k}}}' for k in keys}
+    versions = [r for r in recorded if r[1] in wanted]
+    return "\n".join(
+        ["  " + " ".join(str(v) for v in row) for row in found]
+        + ["  recorded: " + " ".join(str(v) for v in row) for row in versions]
+    )
 
 
 def assert_same(source: str, target: str) -> None:
@@ -129,20 +144,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-MERGE_DIVERGES = pytest.mark.xfail(
-    strict=False,
-    reason="two-way merge: a key can still end a row apart under writers and kills (9 of "
-    "the last 10 runs converged; one case is not understood yet): docs/benchmarks-findings.md,"
-    " F45",
-)
-
-
 @pytest.mark.parametrize(
     "conflicts",
     [
         "{prefer: source}",
         "{strategy: timestamp}",
-        pytest.param("{strategy: merge}", marks=MERGE_DIVERGES),
+        "{strategy: merge}",
     ],
 )
 def test_two_writers_and_kills_converge_without_ping_pong(

@@ -8,17 +8,38 @@ typed as the stream decodes it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 import psycopg
 import pyarrow as pa
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from syncengine.names import QualifiedName
 from syncengine.targets.base import TableSpec
 from syncengine.targets.postgres import versions
 from syncengine.targets.postgres.ddl import existing_columns, state_table
 from syncengine.targets.postgres.read import read_commit_times, read_rows
+
+
+@contextlib.asynccontextmanager
+async def one_snapshot(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
+    """The reads inside the block, on ``conn``, see one snapshot (a REPEATABLE READ
+    transaction, rolled back after: it writes nothing but the probes' temporary tables).
+
+    Why: a two-way direction restates an echo as the row its key holds now *and* the version
+    its sibling recorded for it. Read in two statements, a sibling apply committing between
+    them paired one write's row with the next write's version: the older row was written
+    back to the other side as a correction under the newer write's version, and the two
+    sides, each holding one of the two rows under that one version, never settled
+    (docs/benchmarks-findings.md, the two-way merge section)."""
+    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.pgconn.transaction_status != TransactionStatus.IDLE:
+            await conn.execute("ROLLBACK")
 
 
 async def current_rows(

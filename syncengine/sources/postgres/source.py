@@ -8,6 +8,7 @@ mode: see that module).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
@@ -102,6 +103,10 @@ class PostgresSource:
         #: where the stream adds its ``decode`` seconds (set by the runtime)
         self.phases: PhaseClock | None = None
         self._conn: psycopg.AsyncConnection | None = None
+        #: the connection of :meth:`snapshot_reads` (its own, opened at first use), and
+        #: whether a ``snapshot_reads`` block is reading on it now
+        self._reads: psycopg.AsyncConnection | None = None
+        self._in_snapshot = False
         self.keys: dict[str, tuple[str, ...]] = {}
         #: where acknowledgements go while a stream runs (in this process or the decode one)
         self._live: LiveStream | None = None
@@ -144,9 +149,35 @@ class PostgresSource:
             raise map_error(exc, "opening") from exc
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._reads):
+            if conn is not None:
+                await conn.close()
+        self._conn = self._reads = None
+
+    @contextlib.asynccontextmanager
+    async def snapshot_reads(self) -> AsyncIterator[None]:
+        """:meth:`current_rows` and :meth:`sibling_versions` inside the block read one
+        snapshot of the source (:func:`.current.one_snapshot`), on a connection of their own
+        (the catalog one serves the stream meanwhile)."""
+        from syncengine.sources.postgres.current import one_snapshot
+
+        if self._reads is None or self._reads.closed:
+            self._reads = await self.connect()
+        try:
+            async with one_snapshot(self._reads):
+                self._in_snapshot = True
+                yield
+        except psycopg.Error as exc:
+            raise map_error(exc, "reading the source in one snapshot") from exc
+        finally:
+            self._in_snapshot = False
+
+    async def _reader(self) -> psycopg.AsyncConnection:
+        """The connection a read by key uses: a :meth:`snapshot_reads` block's, else the
+        catalog one."""
+        if self._in_snapshot and self._reads is not None:
+            return self._reads
+        return await self.catalog()
 
     async def tables(self) -> list[TableInfo]:
         conn = await self.catalog()
@@ -310,7 +341,7 @@ class PostgresSource:
         from syncengine.sources.postgres.current import current_rows
 
         try:
-            return await current_rows(await self.catalog(), table, key, schema, keys)
+            return await current_rows(await self._reader(), table, key, schema, keys)
         except psycopg.Error as exc:
             raise map_error(exc, f"reading current rows of {table}") from exc
 
@@ -327,7 +358,7 @@ class PostgresSource:
         from syncengine.sources.postgres.current import sibling_versions
 
         try:
-            conn = await self.catalog()
+            conn = await self._reader()
             return await sibling_versions(conn, table, key, keys, row_keys, *sibling)
         except psycopg.Error as exc:
             raise map_error(exc, f"reading versions of {table}") from exc
