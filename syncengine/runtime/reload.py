@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from syncengine.config.models import Config, PipelineConfig
 from syncengine.errors import ConfigError, SyncEngineError
+from syncengine.runtime.drain import drain
 
 if TYPE_CHECKING:
     from syncengine.runtime.daemon import Daemon
@@ -132,8 +133,7 @@ class Reloads:
                 if stopping.done():
                     for stop in self.stops.values():
                         stop.set()
-                    if self.tasks:
-                        await asyncio.wait(set(self.tasks.values()))
+                    await drain(list(self.tasks.values()), self.daemon.drain_timeout)
                     return
                 if not self.tasks:
                     return
