@@ -9,6 +9,8 @@ server selection just times out; :func:`tls_hint` adds the likely cause to that 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,6 +31,19 @@ def connect(uri: str, role: str, **options: Any) -> AsyncMongoClient[Any]:
         ) from None
     except (ConfigurationError, OSError, ValueError, TypeError) as exc:
         raise ConfigError([f"{role}.uri: {redact(str(exc).splitlines()[0])}"]) from None
+
+
+#: how long closing a change stream (``killCursors``) or cancelling a read of one may take
+CLOSE_SECONDS = 5.0
+
+
+async def close_stream(stream: Any) -> None:
+    """Close a change stream within :data:`CLOSE_SECONDS`, errors ignored. A stopping
+    pipeline closes its streams; a close that gets no answer held the stop for the socket
+    timeout or longer (docs/reliability-findings.md, the Mongo stop that hung). A cursor left
+    open is reaped by the server (cursor timeout, or its session ending with the client)."""
+    with contextlib.suppress(PyMongoError, TimeoutError):
+        await asyncio.wait_for(stream.close(), CLOSE_SECONDS)
 
 
 def uri_options(uri: str) -> dict[str, list[str]]:

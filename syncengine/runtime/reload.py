@@ -16,7 +16,6 @@ target table and its state (shadow, chunk progress) are left until
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,11 +109,15 @@ class Reloads:
         self.tasks[name] = asyncio.create_task(self.daemon.supervise(name, stop), name=name)
 
     async def _stop(self, names: Sequence[str]) -> None:
+        """Drain ``names`` as SIGTERM does, within the same deadline (a stop that hangs must
+        not hold the reload, nor the SIGTERM that waits behind it)."""
         for name in names:
             self.stops[name].set()
+        await drain([self.tasks[name] for name in names], self.daemon.drain_timeout)
         for name in names:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.tasks.pop(name)
+            task = self.tasks.pop(name)
+            if task.done() and not task.cancelled():
+                task.result()  # (supervise handles its pipeline's errors itself)
             self.stops.pop(name)
 
     async def run(self, names: Sequence[str]) -> None:

@@ -8,7 +8,6 @@ Positions are described in :mod:`~syncengine.sources.mongo.positions`, event →
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -27,7 +26,7 @@ from syncengine.changes import ECHO, META_SCHEMA, ChangeBatch
 from syncengine.codecs.bson_arrow import Decoded
 from syncengine.config.models import BatchConfig, MongoSourceConfig
 from syncengine.errors import FatalError, UsageError
-from syncengine.mongoclient import connect, read_deadline, tls_hint
+from syncengine.mongoclient import CLOSE_SECONDS, close_stream, connect, read_deadline, tls_hint
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
 from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
@@ -300,13 +299,13 @@ class MongoSource:
             finally:
                 if ahead is not None:
                     # an event read ahead but not delivered is read again: the stream resumes
-                    # after the last delivered one
+                    # after the last delivered one (a cancelled read closes the stream itself,
+                    # which is bounded like the close below)
                     ahead.cancel()
-                    await asyncio.wait({ahead})
-                    if not ahead.cancelled():
+                    await asyncio.wait({ahead}, timeout=CLOSE_SECONDS)
+                    if ahead.done() and not ahead.cancelled():
                         ahead.exception()  # retrieved: it no longer matters
-                with contextlib.suppress(PyMongoError):
-                    await changes.close()
+                await close_stream(changes)
 
     @staticmethod
     def _may_read_ahead(changes: AsyncChangeStream[Any], events: list[dict[str, Any]]) -> bool:

@@ -34,6 +34,7 @@ from pymongo.errors import PyMongoError
 from syncengine.changes import ChangeBatch
 from syncengine.codecs.bson_arrow import decode_documents
 from syncengine.errors import UsageError
+from syncengine.mongoclient import close_stream
 from syncengine.sources.mongo.errors import map_error
 from syncengine.sources.mongo.positions import position_time
 from syncengine.sources.mongo.pushdown import snapshot_matches
@@ -68,7 +69,7 @@ class KeyWindow:
 
     async def close(self) -> None:
         if self.changes is not None:
-            await self.changes.close()
+            await close_stream(self.changes)
 
     async def changed(self) -> tuple[list[Any], bool]:
         """(``_id``s changed since ``start``, whether the whole collection changed), read until
