@@ -20,6 +20,12 @@ from tests.e2e.test_e2e_two_way import audit
 from tests.e2e.test_e2e_two_way_kill import hammer, settle, writer
 from tests.e2e.test_e2e_two_way_mongo import SNAPSHOT, TABLE, documents, make_cli
 
+#: --runslow only: after this file's load the test server (SecantusDB) has stalled in the
+#: fixture's drop_database for over ten minutes, which hangs the whole suite, and the
+#: prefer-target case diverged once in six runs (docs/benchmarks-findings.md F47,
+#: docs/reliability-findings.md R23); both are open (issue 20)
+pytestmark = pytest.mark.slow
+
 HOT = 40
 
 
