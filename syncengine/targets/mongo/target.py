@@ -34,6 +34,7 @@ from syncengine.errors import FatalError
 from syncengine.mongoclient import connect, tls_hint
 from syncengine.state.protocols import TargetState
 from syncengine.state.targetdb import TargetDatabaseState
+from syncengine.targets import stopping
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.mongo import origin, readback, versions
@@ -325,9 +326,16 @@ class MongoTarget:
         #: write numbers (and SHADOW) whose inserts met existing documents: upserts instead
         upserts: set[int | str] = set()
         holder: list[ApplyResult] = []
+        tries = [0]
 
         async def attempt(session: AsyncClientSession) -> None:
             # with_transaction may run this again after a transient error: count afresh.
+            tries[0] += 1
+            if tries[0] > 1:
+                # it retries a transaction that keeps meeting write conflicts for up to 120 s:
+                # a stop request ends the group here instead (rolled back, applied again on
+                # the next start), as it ends a bisection (reliability findings: the Mongo stop)
+                stopping.check()
             holder[:] = [ApplyResult()]
             await self._transaction(session, planned, checkpoint, holder[0], refused, upserts)
 
