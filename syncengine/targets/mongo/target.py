@@ -326,12 +326,10 @@ class MongoTarget:
         #: write numbers (and SHADOW) whose inserts met existing documents: upserts instead
         upserts: set[int | str] = set()
         holder: list[ApplyResult] = []
-        tries = [0]
 
         async def attempt(session: AsyncClientSession) -> None:
             # with_transaction may run this again after a transient error: count afresh.
-            tries[0] += 1
-            if tries[0] > 1:
+            if holder:  # not the first attempt
                 # it retries a transaction that keeps meeting write conflicts for up to 120 s:
                 # a stop request ends the group here instead (rolled back, applied again on
                 # the next start), as it ends a bisection (reliability findings: the Mongo stop)
