@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from benchmarks.core import BenchmarkError
@@ -217,3 +217,15 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._t0
+
+
+def in_turns(attempt: int, runs: Sequence[Callable[[], None]]) -> None:
+    """Run ``runs`` starting with a different one each attempt (attempt 0: in order).
+
+    This machine's CPU slows under sustained load (a run right after two heavy ones measured up
+    to a third slower than the first of the three), so a fixed order would handicap whichever
+    consumer always runs last; rotating it gives each one every position once in as many
+    attempts as there are consumers."""
+    start = attempt % len(runs)
+    for run in [*runs[start:], *runs[:start]]:
+        run()

@@ -8,7 +8,9 @@ one consumer at a time: ``pg_recvlogical`` (pgoutput, same table, to /dev/null, 
 end LSN), the native apply worker (``CREATE SUBSCRIPTION … copy_data = false`` on its slot, into
 a database holding the seed rows; clock until the marker row is applied, see
 :mod:`benchmarks.native`) and ``syncengine sync --once`` (decode, map, compact, apply,
-checkpoint). Rates are changes / wall seconds of the drain.
+checkpoint), the three in an order rotated from run to run (``measure.in_turns``: this
+machine slows under sustained load, so a fixed order handicaps whichever runs last). Rates are
+changes / wall seconds of the drain.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from benchmarks.datagen import (
     workload_sql,
 )
 from benchmarks.env import BenchEnv, pg_source, pg_target, pg_tool
-from benchmarks.measure import Stopwatch, run_process
+from benchmarks.measure import Stopwatch, in_turns, run_process
 from benchmarks.native import drain_seconds
 from benchmarks.phases import phase_seconds
 
@@ -94,29 +96,36 @@ def run(ctx: Context) -> ScenarioResult:
         source = pg_digest(src, TABLE)
         expect_rows(source, workload_rows_after(txns), "source after workload")
         for attempt in range(repeats):
-            slot = f"bench_baseline_{attempt}"
-            seconds = recvlogical(src, slot, end_lsn, env.limit(timeout))
-            result.others.setdefault(RECVLOGICAL, []).append(changes / seconds)
-            name = f"bench_native_{attempt}"
-            seconds = drain_seconds(
-                src, natives[attempt], name, PUBLICATION, name, env.limit(timeout)
-            )
-            compare(source, pg_digest(natives[attempt], TABLE), "native apply worker")
-            result.baseline_runs.append(changes / seconds)
-            run_ = env.engine("sync", str(configs[attempt]), "--once", timeout=timeout)
-            result.check = compare(source, pg_digest(targets[attempt], TABLE), "engine CDC")
-            result.runs.append(changes / run_.seconds)
-            result.peak_rss_mb = max(result.peak_rss_mb or 0.0, run_.peak_rss_mb)
-            result.extra["engine_said"] = run_.stdout.strip().splitlines()[-1:]
-            phases = phase_seconds(run_.stderr)
-            if phases:
-                result.extra["engine_phase_seconds"] = phases
-            result.extra.setdefault("engine_cpu_us_per_change", []).append(
-                round(run_.cpu_seconds / changes * 1e6, 2)
-            )
-            # literal "first commit → last row applied" when the engine starts after the load
-            span = load.seconds + run_.seconds
-            result.extra["first_commit_to_applied_changes_per_s"] = round(changes / span)
+
+            def read_only(attempt: int = attempt) -> None:
+                seconds = recvlogical(src, f"bench_baseline_{attempt}", end_lsn, env.limit(timeout))
+                result.others.setdefault(RECVLOGICAL, []).append(changes / seconds)
+
+            def native(attempt: int = attempt) -> None:
+                name = f"bench_native_{attempt}"
+                seconds = drain_seconds(
+                    src, natives[attempt], name, PUBLICATION, name, env.limit(timeout)
+                )
+                compare(source, pg_digest(natives[attempt], TABLE), "native apply worker")
+                result.baseline_runs.append(changes / seconds)
+
+            def engine(attempt: int = attempt) -> None:
+                run_ = env.engine("sync", str(configs[attempt]), "--once", timeout=timeout)
+                result.check = compare(source, pg_digest(targets[attempt], TABLE), "engine CDC")
+                result.runs.append(changes / run_.seconds)
+                result.peak_rss_mb = max(result.peak_rss_mb or 0.0, run_.peak_rss_mb)
+                result.extra["engine_said"] = run_.stdout.strip().splitlines()[-1:]
+                phases = phase_seconds(run_.stderr)
+                if phases:
+                    result.extra["engine_phase_seconds"] = phases
+                result.extra.setdefault("engine_cpu_us_per_change", []).append(
+                    round(run_.cpu_seconds / changes * 1e6, 2)
+                )
+                # literal "first commit → last row applied" when the engine starts after the load
+                span = load.seconds + run_.seconds
+                result.extra["first_commit_to_applied_changes_per_s"] = round(changes / span)
+
+            in_turns(attempt, [read_only, native, engine])
     finally:
         for tgt in targets + natives:
             env.drop_pg_db(tgt)

@@ -19,6 +19,7 @@ import psycopg
 from benchmarks.checks import compare_tables, tables_digest
 from benchmarks.core import Context, Scenario, ScenarioResult
 from benchmarks.env import pg_source, pg_target
+from benchmarks.measure import in_turns
 from benchmarks.native import (
     MARKER,
     create_marker,
@@ -96,22 +97,32 @@ def run(ctx: Context) -> ScenarioResult:
         )
         source = tables_digest(src, tables)
         for attempt in range(repeats):
-            seconds = recvlogical(
-                src, f"bench_pgbc_recv_{attempt}", end_lsn, env.limit(timeout), PUBLICATION
-            )
-            result.others.setdefault(RECVLOGICAL, []).append(count / seconds)
-            name = f"bench_pgbc_native_{attempt}"
-            seconds = drain_seconds(
-                src, natives[attempt], name, PUBLICATION, name, env.limit(timeout)
-            )
-            compare_tables(source, tables_digest(natives[attempt], tables), "native apply worker")
-            result.baseline_runs.append(count / seconds)
-            run_ = env.engine("sync", str(configs[attempt]), "--once", timeout=timeout)
-            result.check = compare_tables(
-                source, tables_digest(targets[attempt], tables), "engine sync --once"
-            )
-            result.runs.append(count / run_.seconds)
-            result.peak_rss_mb = max(result.peak_rss_mb or 0.0, run_.peak_rss_mb)
+
+            def read_only(attempt: int = attempt) -> None:
+                seconds = recvlogical(
+                    src, f"bench_pgbc_recv_{attempt}", end_lsn, env.limit(timeout), PUBLICATION
+                )
+                result.others.setdefault(RECVLOGICAL, []).append(count / seconds)
+
+            def native(attempt: int = attempt) -> None:
+                name = f"bench_pgbc_native_{attempt}"
+                seconds = drain_seconds(
+                    src, natives[attempt], name, PUBLICATION, name, env.limit(timeout)
+                )
+                compare_tables(
+                    source, tables_digest(natives[attempt], tables), "native apply worker"
+                )
+                result.baseline_runs.append(count / seconds)
+
+            def engine(attempt: int = attempt) -> None:
+                run_ = env.engine("sync", str(configs[attempt]), "--once", timeout=timeout)
+                result.check = compare_tables(
+                    source, tables_digest(targets[attempt], tables), "engine sync --once"
+                )
+                result.runs.append(count / run_.seconds)
+                result.peak_rss_mb = max(result.peak_rss_mb or 0.0, run_.peak_rss_mb)
+
+            in_turns(attempt, [read_only, native, engine])
     finally:
         for tgt in targets + natives:
             env.drop_pg_db(tgt)
