@@ -45,6 +45,9 @@ class ReplicationStream:
         #: a probe unanswered this long means the connection went silent (half-open: a
         #: dropped NAT or firewall flow sends no FIN/RST, so no error would ever come)
         self.silence_limit = 3 * status_interval
+        #: the loop watching the socket between waits, and the wait it would wake
+        self._watching: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[bool] | None = None
 
     async def read(self, timeout: float) -> XLogData | Keepalive | None:
         """The next server message, or None after ``timeout`` seconds without one."""
@@ -97,23 +100,38 @@ class ReplicationStream:
 
         A plain future plus ``call_later`` rather than ``asyncio.wait_for``: on Python 3.11
         ``wait_for`` can swallow a cancellation that races with the socket becoming readable,
-        and a reader task would then never stop.
+        and a reader task would then never stop. The socket stays watched from one wait to
+        the next (a drain waits once per burst, often thousands of times a second, and
+        registering and unregistering the reader each time was a third of a decoding
+        process's CPU); it is unwatched when it turns readable while nobody waits (the
+        selector is level-triggered: it would fire on every turn of the loop) and by
+        :meth:`stop_watching`, which the owner calls before closing the connection.
         """
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[bool] = loop.create_future()
-        fd = self.pgconn.socket
-
-        def settle(value: bool) -> None:
-            if not ready.done():
-                ready.set_result(value)
-
-        loop.add_reader(fd, settle, True)
-        timer = loop.call_later(timeout, settle, False)
+        self._waiter = ready
+        if self._watching is None:
+            loop.add_reader(self.pgconn.socket, self._on_readable)
+            self._watching = loop
+        timer = loop.call_later(timeout, _settle, ready, False)
         try:
             return await ready
         finally:
             timer.cancel()
-            loop.remove_reader(fd)
+            self._waiter = None
+
+    def _on_readable(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            self.stop_watching()
+        elif not waiter.done():
+            waiter.set_result(True)
+
+    def stop_watching(self) -> None:
+        """Unregister the socket from the event loop (before the connection is closed)."""
+        loop, self._watching = self._watching, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self.pgconn.socket)
 
     def acknowledge(self, lsn: int) -> None:
         self.flushed = max(self.flushed, lsn)
@@ -149,3 +167,8 @@ class ReplicationStream:
                     f"the replication connection is silent: no answer to a status probe for "
                     f"{silent:.0f} s; presumed lost, reconnecting"
                 )
+
+
+def _settle(ready: asyncio.Future[bool], value: bool) -> None:
+    if not ready.done():
+        ready.set_result(value)

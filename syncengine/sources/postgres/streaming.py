@@ -165,6 +165,7 @@ async def stream_changes(
     finally:
         on_open(None)
         if stream is not None:
+            stream.stop_watching()
             with contextlib.suppress(Exception):
                 stream.send_status()
         for conn in (side, repl):

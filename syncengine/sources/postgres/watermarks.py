@@ -257,6 +257,8 @@ class WatermarkReader:
             self.failure = exc
             async with self.changed:
                 self.changed.notify_all()
+        finally:
+            stream.stop_watching()
 
     async def _handle(self, msg: po.PgOutputMessage) -> None:
         self.deletes.feed(msg)
