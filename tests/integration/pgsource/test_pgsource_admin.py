@@ -160,7 +160,10 @@ def test_missing_slot_with_a_checkpoint_is_history_lost(pg_dsn):
     asyncio.run(scenario())
 
 
-def test_acknowledge_after_the_stream_ended_still_confirms_the_slot(pg_dsn):
+def test_acknowledge_after_the_stream_ended_confirms_the_slot_once_at_close(pg_dsn):
+    """Acknowledgements of groups applied after the stream ended (``sync --once``'s last
+    groups) move the slot when the source closes: one ``pg_replication_slot_advance``, which
+    decodes the slot's WAL again on the server, instead of one per group."""
     execute(pg_dsn, "CREATE TABLE once (id int PRIMARY KEY)")
 
     async def scenario():
@@ -173,21 +176,36 @@ def test_acknowledge_after_the_stream_ended_still_confirms_the_slot(pg_dsn):
         resumes = [
             b.meta["resume"] async for b in source.stream(start, until) if "resume" in b.meta
         ]
-        await source.acknowledge(resumes[-1])  # like the runner: after the reader finished
-        conn = await source.connect()
+        for resume in resumes:  # like the runner: one per group, after the reader finished
+            await source.acknowledge(resume)
+        before = await slot_confirmed(source)
+        await source.close()
+        after = await slot_confirmed(source)
+        return resumes, before, after
+
+    resumes, before, after = asyncio.run(scenario())
+    # confirmed when the source closes, at the last acknowledgement, not before
+    assert before is not None and pg_position(before) < resumes[-1]
+    assert pg_position(after) == resumes[-1]
+
+
+async def slot_confirmed(source):
+    conn = await source.connect()
+    try:
         row = await (
             await conn.execute(
                 "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
                 "WHERE slot_name = 'syncengine_once'"
             )
         ).fetchone()
+    finally:
         await conn.close()
-        await source.close()
-        return resumes[-1], row[0]
+    return row[0]
 
-    last, confirmed = asyncio.run(scenario())
-    high, low = confirmed.split("/")
-    assert f"{int(high, 16):08X}{int(low, 16):08X}" == last
+
+def pg_position(lsn: str) -> str:
+    high, low = lsn.split("/")
+    return f"{int(high, 16):08X}{int(low, 16):08X}"
 
 
 def test_table_keys_follow_the_replica_identity(pg_dsn):

@@ -37,7 +37,8 @@ async def started(pg_dsn: str, table: str):
     await source.open()
     _, start = await drain(source, None)
     execute(pg_dsn, f"INSERT INTO {table} VALUES (0, '09:00')")
-    _, start = await drain(source, start)  # acknowledged: the slot's confirmed position
+    _, start = await drain(source, start)
+    await source.close()  # as sync --once ends: the acknowledged start is the slot's position
     assert start is not None
     return source, start
 
