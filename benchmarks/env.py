@@ -51,6 +51,7 @@ class BenchEnv:
     def __init__(self) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="syncengine-bench-"))
         self._pg: PostgresServer | None = None
+        self._pg_targets: PostgresServer | None = None
         self._mongo: MongoServer | None = None
         self.deadline: float | None = None
         """``time.monotonic()`` by which the current scenario must end (quick-mode budget)."""
@@ -76,13 +77,26 @@ class BenchEnv:
         return self._pg
 
     @property
+    def pg_targets(self) -> PostgresServer:
+        """A second cluster, for the target databases of the CDC drains.
+
+        On one cluster every write a consumer applies lengthens the WAL the next consumer of
+        the same source must read: ``sync --once`` reads up to the WAL's end when it starts,
+        so each drain read the target writes of every drain before it (the engine measured
+        78k, 58k, 48k changes/s in a run's three attempts while the baselines, which stop at
+        the workload's end, did not slow). Targets here write a WAL of their own."""
+        if self._pg_targets is None:
+            self._pg_targets = PostgresServer().start()
+        return self._pg_targets
+
+    @property
     def mongo(self) -> MongoServer:
         if self._mongo is None:
             self._mongo = MongoServer().start()
         return self._mongo
 
     def close(self) -> None:
-        for server in (self._pg, self._mongo):
+        for server in (self._pg, self._pg_targets, self._mongo):
             if server is not None:
                 with contextlib.suppress(Exception):
                     server.destroy()
@@ -90,16 +104,18 @@ class BenchEnv:
 
     # -- databases --------------------------------------------------------------------------
 
-    def new_pg_db(self, prefix: str) -> str:
+    def new_pg_db(self, prefix: str, server: PostgresServer | None = None) -> str:
+        """A fresh database on ``server`` (default: the main cluster, :attr:`pg`)."""
+        server = server or self.pg
         name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(self.pg.dsn(), autocommit=True) as conn:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return self.pg.dsn(name)
+        return server.dsn(name)
 
     def drop_pg_db(self, dsn: str) -> None:
         """Drop a database and every replication slot in it (slots pin WAL for everyone)."""
         name = dbname(dsn)
-        with psycopg.connect(self.pg.dsn(), autocommit=True) as conn:
+        with psycopg.connect(self._server_of(dsn).dsn(), autocommit=True) as conn:
             drop_slots(conn, name)
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
@@ -107,8 +123,14 @@ class BenchEnv:
 
     def drop_slots(self, dsn: str) -> None:
         """Drop the slots a finished run left in ``dsn``'s database (they pin WAL)."""
-        with psycopg.connect(self.pg.dsn(), autocommit=True) as conn:
+        with psycopg.connect(self._server_of(dsn).dsn(), autocommit=True) as conn:
             drop_slots(conn, dbname(dsn))
+
+    def _server_of(self, dsn: str) -> PostgresServer:
+        port = int(conninfo_to_dict(dsn).get("port") or 0)
+        if self._pg_targets is not None and port == self._pg_targets.port:
+            return self._pg_targets
+        return self.pg
 
     def new_mongo_db(self, prefix: str) -> str:
         return f"{prefix}_{uuid.uuid4().hex[:8]}"

@@ -220,12 +220,9 @@ class Stopwatch:
 
 
 def in_turns(attempt: int, runs: Sequence[Callable[[], None]]) -> None:
-    """Run ``runs`` starting with a different one each attempt (attempt 0: in order).
-
-    This machine's CPU slows under sustained load (a run right after two heavy ones measured up
-    to a third slower than the first of the three), so a fixed order would handicap whichever
-    consumer always runs last; rotating it gives each one every position once in as many
-    attempts as there are consumers."""
+    """Run ``runs`` starting with a different one each attempt (attempt 0: in order), so
+    that no consumer always runs right after the same other one: in as many attempts as
+    there are consumers, each takes every position once."""
     start = attempt % len(runs)
     for run in [*runs[start:], *runs[:start]]:
         run()

@@ -8,9 +8,10 @@ one consumer at a time: ``pg_recvlogical`` (pgoutput, same table, to /dev/null, 
 end LSN), the native apply worker (``CREATE SUBSCRIPTION … copy_data = false`` on its slot, into
 a database holding the seed rows; clock until the marker row is applied, see
 :mod:`benchmarks.native`) and ``syncengine sync --once`` (decode, map, compact, apply,
-checkpoint), the three in an order rotated from run to run (``measure.in_turns``: this
-machine slows under sustained load, so a fixed order handicaps whichever runs last). Rates are
-changes / wall seconds of the drain.
+checkpoint), the three in an order rotated from run to run (``measure.in_turns``). Rates are
+changes / wall seconds of the drain. The source is on the suite's cluster, every target
+database (the engine's, the native worker's) on a second one (``BenchEnv.pg_targets``): on one
+cluster each drain's writes lengthened the WAL the next one read.
 """
 
 from __future__ import annotations
@@ -73,10 +74,10 @@ def run(ctx: Context) -> ScenarioResult:
             )
         configs = []
         for attempt in range(repeats):
-            tgt = env.new_pg_db("cdc_tgt")
+            tgt = env.new_pg_db("cdc_tgt", env.pg_targets)
             targets.append(tgt)
             configs.append(prepare_engine(env, src, tgt, attempt, timeout))
-            natives.append(env.new_pg_db("cdc_native"))
+            natives.append(env.new_pg_db("cdc_native", env.pg_targets))
             with psycopg.connect(natives[-1], autocommit=True) as conn:
                 create_table(conn)
                 seed_for_workload(conn)

@@ -10,6 +10,10 @@ a marker row is committed after it. Each consumer then drains from its own slot:
 changes of the load (three updates and one insert per transaction, per table taken) ÷ wall
 seconds. ``pgbench_history`` has no key: when the engine cannot take it
 (:func:`benchmarks.pgtools.engine_tables`), every consumer gets only the three keyed tables.
+The consumers take turns in an order rotated from run to run (``measure.in_turns``). The
+source is on the suite's cluster, every target database (the engine's, the native worker's) on
+a second one (``BenchEnv.pg_targets``): on one cluster each drain's writes lengthened the WAL
+the next one read.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def run(ctx: Context) -> ScenarioResult:
         create_publication(src, PUBLICATION, [*tables, MARKER])
         configs = []
         for attempt in range(repeats):
-            targets.append(env.new_pg_db("pgbc_tgt"))
+            targets.append(env.new_pg_db("pgbc_tgt", env.pg_targets))
             config = env.write_config(
                 f"bench_pgbench_cdc_{attempt}",
                 {
@@ -83,7 +87,7 @@ def run(ctx: Context) -> ScenarioResult:
         for attempt in range(repeats):
             create_slot(src, f"bench_pgbc_recv_{attempt}")
             create_slot(src, f"bench_pgbc_native_{attempt}")
-            natives.append(env.new_pg_db("pgbc_native"))
+            natives.append(env.new_pg_db("pgbc_native", env.pg_targets))
             pgbench_init(natives[-1], scale, env.limit(timeout), schema_only=True)
             create_marker(natives[-1])
             copy_pipe(src, natives[-1], tables, True, env.limit(timeout))
