@@ -176,6 +176,8 @@ async def stream(
         done = False
         await pausing.control(pipeline)
         while not done:
+            if queue.empty():
+                pipeline.source.want()  # idle: committed changes need not wait for max_wait
             getter = asyncio.ensure_future(queue.get())
             waited = time.perf_counter()
             finished = await _next(getter, stopper, pipeline, sidecar.waiting())

@@ -94,6 +94,10 @@ class ChangeSource(Protocol):
     async def acknowledge(self, position: str) -> None:
         """The target committed everything up to ``position``; the source may discard it."""
 
+    def want(self) -> None:
+        """The applier is idle: a stream that holds committed changes to make bigger groups
+        (``batch.max_wait``) may hand them over now. A hint; doing nothing is correct."""
+
     async def current_position(self) -> str:
         """The source's position now (``sync --once`` drains up to it)."""
         ...

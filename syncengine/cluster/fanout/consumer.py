@@ -170,6 +170,9 @@ class JetStreamSource:
             )
             return await js.pull_subscribe_bind(durable=self.durable, stream=self.jetstream)
 
+    def want(self) -> None:
+        """Nothing held to hand over early: each fetched message goes out as it arrives."""
+
     async def acknowledge(self, position: str) -> None:
         """The target committed through ``position``: acknowledge the consumer up to it."""
         seq = parse_position(position)[1]

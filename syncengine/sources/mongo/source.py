@@ -179,6 +179,9 @@ class MongoSource:
     async def current_position(self) -> str:
         return time_position(await self.cluster_time())
 
+    def want(self) -> None:
+        """Nothing held to hand over early: a change-stream batch goes out as it is read."""
+
     async def acknowledge(self, position: str) -> None:
         """Nothing to release on the server: the oplog is not held for us."""
 

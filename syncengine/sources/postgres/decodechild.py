@@ -166,6 +166,8 @@ async def main(fd: int) -> int:
             kind, header, _ = message
             if kind == frames.ACK:
                 child.acknowledge(header)
+            elif kind == frames.WANT and child.stream is not None:
+                child.stream.want()
             elif kind == frames.QUIT:
                 break
         work.cancel()  # told to stop, or the parent is gone

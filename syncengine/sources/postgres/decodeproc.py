@@ -94,6 +94,10 @@ class DecodeProcess:
     def send_status(self, reply: bool = False) -> None:
         """The child sends a status update with every acknowledgement."""
 
+    def want(self) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            frames.send(self._writer, frames.WANT, None)
+
     async def batches(
         self,
         on_open: Callable[[DecodeProcess | None], None],

@@ -30,7 +30,7 @@ _HEAD = struct.Struct("!cII")
 #: child → parent
 BATCH, LOG, ERROR, END = b"B", b"L", b"E", b"Z"
 #: parent → child
-PARAMS, ACK, QUIT = b"P", b"A", b"Q"
+PARAMS, ACK, QUIT, WANT = b"P", b"A", b"Q", b"W"
 
 
 def frame(kind: bytes, header: object, body: bytes | memoryview = b"") -> list[bytes | memoryview]:

@@ -48,6 +48,8 @@ class ReplicationStream:
         #: the loop watching the socket between waits, and the wait it would wake
         self._watching: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[bool] | None = None
+        #: the consumer waits for rows: cut the group at the next commit (see want())
+        self.wanted = False
 
     async def read(self, timeout: float) -> XLogData | Keepalive | None:
         """The next server message, or None after ``timeout`` seconds without one."""
@@ -132,6 +134,9 @@ class ReplicationStream:
         loop, self._watching = self._watching, None
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self.pgconn.socket)
+
+    def want(self) -> None:
+        self.wanted = True
 
     def acknowledge(self, lsn: int) -> None:
         self.flushed = max(self.flushed, lsn)

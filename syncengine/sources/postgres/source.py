@@ -52,6 +52,8 @@ class LiveStream(Protocol):
 
     def send_status(self, reply: bool = False) -> None: ...
 
+    def want(self) -> None: ...
+
 
 def position_lsn(position: str) -> int:
     """The LSN of a position string (row positions ``<lsn>.<n>`` count as their commit LSN)."""
@@ -307,6 +309,12 @@ class PostgresSource:
             raise map_error(exc, f"creating slot {self.slot}") from exc
         finally:
             await repl.close()
+
+    def want(self) -> None:
+        """The applier is idle: the stream hands over what is committed at its next commit
+        instead of waiting for ``max_wait`` (:func:`.streaming.stream_changes`)."""
+        if self._live is not None:
+            self._live.want()
 
     async def acknowledge(self, position: str) -> None:
         if self.config.mode != "cdc":

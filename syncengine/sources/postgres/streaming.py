@@ -4,8 +4,10 @@ Timers, all driven by the socket wait's timeout (no busy loop):
 
 * pending rows (or a new commit boundary) are flushed ``max_wait`` seconds after they appeared,
   or as soon as the stream has been quiet for :data:`QUIET` seconds outside a transaction with
-  a commit boundary pending: groups stay small when the source is idle (latency) and grow to
-  ``max_rows`` / ``max_wait`` while changes keep coming (throughput);
+  a commit boundary pending, or at the first commit after the applier said it is idle
+  (:meth:`ReplicationStream.want`): groups stay small when the source is quiet or the target
+  keeps up (latency) and grow to ``max_rows`` / ``max_wait`` while the applier is busy
+  (throughput: what arrives meanwhile makes the next group);
 * a standby status update goes out every ``status_interval`` seconds, and whenever the
   runtime acknowledges (see :meth:`PostgresSource.acknowledge`);
 * a heartbeat message every ``heartbeat`` seconds keeps an idle slot advancing.
@@ -97,6 +99,7 @@ async def stream_changes(
         if until is not None and side is not None:
             await admin.emit_heartbeat(side, "until")
         dirty_since: float | None = None
+        due = False  # a flush is due now (want(), at a commit)
         last_beat = heard = time.monotonic()
         quiet = min(QUIET, max_wait)
         while True:
@@ -128,6 +131,8 @@ async def stream_changes(
                             for batch in assembler.flush(idle=True):
                                 yield batch
                             return
+                        # the applier is idle: no reason to hold rows (flushed below)
+                        due, stream.wanted = stream.wanted, False
                     if dirty_since is None and (
                         assembler.pending_rows or assembler.boundary != assembler.emitted
                     ):
@@ -136,16 +141,20 @@ async def stream_changes(
                     for batch in assembler.flush(idle=True):
                         yield batch
                     return
-                if dirty_since is not None and time.monotonic() - dirty_since >= max_wait:
+                if due or (dirty_since is not None and time.monotonic() - dirty_since >= max_wait):
                     break
                 message = stream.read_nowait()
             now = time.monotonic()
             if got:
                 heard = now  # quiet counts from the end of what libpq had buffered
-            if dirty_since is not None and (
-                now - dirty_since >= max_wait
-                or (now - heard >= quiet and _committed_pending(assembler))
+            if due or (
+                dirty_since is not None
+                and (
+                    now - dirty_since >= max_wait
+                    or (now - heard >= quiet and _committed_pending(assembler))
+                )
             ):
+                due = False
                 dirty_since = None
                 for batch in assembler.flush(idle=True):
                     if phases is not None:

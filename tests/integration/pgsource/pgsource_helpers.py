@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import psycopg
 import pyarrow as pa
@@ -51,6 +52,14 @@ async def drain(source: PostgresSource, start: str | None) -> tuple[list[ChangeB
             await source.acknowledge(resume)
             last = resume
     return batches, last
+
+
+async def first_rows(stream: AsyncIterator[ChangeBatch]) -> ChangeBatch:
+    """The first batch with rows (the ones before carry only positions)."""
+    async for batch in stream:
+        if batch.num_rows:
+            return batch
+    raise AssertionError("the stream ended")
 
 
 def changes_after(

@@ -16,7 +16,7 @@ from syncengine.errors import SourceUnavailable, SyncEngineError
 from syncengine.sources.base import resume_position
 from syncengine.sources.postgres.decodeproc import ENV, DecodeProcess
 from syncengine.sources.postgres.source import position_lsn
-from tests.integration.pgsource.pgsource_helpers import drain, execute, make_source
+from tests.integration.pgsource.pgsource_helpers import drain, execute, first_rows, make_source
 
 
 def confirmed_flush(dsn: str, slot: str) -> int:
@@ -41,13 +41,6 @@ async def started(pg_dsn: str, table: str):
     await source.close()  # as sync --once ends: the acknowledged start is the slot's position
     assert start is not None
     return source, start
-
-
-async def first_rows(stream):
-    async for batch in stream:
-        if batch.num_rows:
-            return batch
-    raise AssertionError("the stream ended")
 
 
 @pytest.fixture(autouse=True)

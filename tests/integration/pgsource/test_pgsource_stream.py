@@ -17,6 +17,7 @@ from tests.integration.pgsource.pgsource_helpers import (  # noqa: F401 - fixtur
     both_decode_modes,
     drain,
     execute,
+    first_rows,
     make_source,
     rows,
 )
@@ -278,13 +279,7 @@ def test_a_lone_transaction_is_handed_out_long_before_max_wait(pg_dsn):
         _, start = await drain(source, None)
         stream = source.stream(start)
 
-        async def first_rows():
-            async for batch in stream:
-                if batch.num_rows:
-                    return batch
-            raise AssertionError("the stream ended")
-
-        first = asyncio.ensure_future(first_rows())
+        first = asyncio.ensure_future(first_rows(stream))
         await asyncio.sleep(0.5)  # the stream is up and idle
         started = time.monotonic()
         execute(pg_dsn, "INSERT INTO lone VALUES (1), (2)")
