@@ -48,6 +48,7 @@ class ReplicationStream:
         #: the loop watching the socket between waits, and the wait it would wake
         self._watching: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[bool] | None = None
+        self._fd = -1
         #: the consumer waits for rows: cut the group at the next commit (see want())
         self.wanted = False
 
@@ -113,7 +114,8 @@ class ReplicationStream:
         ready: asyncio.Future[bool] = loop.create_future()
         self._waiter = ready
         if self._watching is None:
-            loop.add_reader(self.pgconn.socket, self._on_readable)
+            self._fd = self.pgconn.socket
+            loop.add_reader(self._fd, self._on_readable)
             self._watching = loop
         timer = loop.call_later(timeout, _settle, ready, False)
         try:
@@ -133,7 +135,8 @@ class ReplicationStream:
         """Unregister the socket from the event loop (before the connection is closed)."""
         loop, self._watching = self._watching, None
         if loop is not None and not loop.is_closed():
-            loop.remove_reader(self.pgconn.socket)
+            # the descriptor watched, not pgconn.socket: that raises once the connection broke
+            loop.remove_reader(self._fd)
 
     def want(self) -> None:
         self.wanted = True
