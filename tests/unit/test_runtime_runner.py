@@ -39,6 +39,9 @@ class Source:
         for i in range(self.count):
             yield batch(i)
 
+    def want(self):  # the runner's idle hint: a fake source has nothing held
+        pass
+
     async def acknowledge(self, position: str) -> None:
         self.acked.append(position)
 

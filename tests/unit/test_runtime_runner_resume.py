@@ -93,6 +93,9 @@ class ReplaySource:
         for batch in assembler.flush(idle=True):
             yield batch
 
+    def want(self):  # the runner's idle hint: a fake source has nothing held
+        pass
+
     async def acknowledge(self, position: str) -> None:
         pass
 
@@ -214,6 +217,9 @@ class ListSource:
             yield batch
         if self.hang:
             await asyncio.Event().wait()  # a live stream: nothing more for now
+
+    def want(self):  # the runner's idle hint: a fake source has nothing held
+        pass
 
     async def acknowledge(self, position: str) -> None:
         self.acked.append(position)
