@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, cast
 
 from syncengine.changes import ChangeBatch
-from syncengine.conflicts.fence import reads_nothing
 from syncengine.runtime import restate
 
 if TYPE_CHECKING:
@@ -44,6 +43,8 @@ def can_go_beside(pipeline: Pipeline, table: str) -> bool:
     has one and enforces the fence on the server, and resolving the table's rows reads
     nothing from the target (a read on the stream's connection could land inside a group's
     transaction) and needs no two-way or mesh step."""
+    from syncengine.conflicts.fence import reads_nothing  # (Polars: not on a passthrough's path)
+
     target = pipeline.target
     if not hasattr(target, "beside") or not getattr(target, "server_fence", False):
         return False
