@@ -139,9 +139,11 @@ class Pipeline:
             self._compiled[cache_key] = compiled
         return compiled
 
-    async def _spec(self, compiled: CompiledMapping, mapping: MappingConfig) -> TableSpec:
+    async def _spec(
+        self, compiled: CompiledMapping, mapping: MappingConfig, target: Target | None = None
+    ) -> TableSpec:
         wanted = TableSpec(mapping.target_name, tuple(compiled.key), compiled.target_schema)
-        return await self._ensure(wanted)
+        return await self._ensure(wanted, target)
 
     async def target_spec(
         self, mapping: MappingConfig, schema: pa.Schema, key: tuple[str, ...]
@@ -166,12 +168,13 @@ class Pipeline:
         union = union_schema(first.schema, second.schema)
         return await self._ensure(TableSpec(first.name, first.key, union))
 
-    async def _ensure(self, wanted: TableSpec) -> TableSpec:
-        """The target's version of ``wanted``, asking the target once per table and schema."""
+    async def _ensure(self, wanted: TableSpec, target: Target | None = None) -> TableSpec:
+        """The target's version of ``wanted``, asking the target once per table and schema
+        (through ``target``, the connection beside the stream's, when given)."""
         cache_key = (wanted.name, wanted.schema.to_string(show_field_metadata=False))
         spec = self._specs.get(cache_key)
         if spec is None:
-            spec = await self.target.ensure_table(wanted)
+            spec = await (target or self.target).ensure_table(wanted)
             self._specs[cache_key] = spec
         return spec
 
@@ -199,11 +202,17 @@ class Pipeline:
         return sibling_name(self.name), twin_table(mapping)
 
     async def process(
-        self, batches: Sequence[ChangeBatch], position: str | None, *, release: bool = False
+        self,
+        batches: Sequence[ChangeBatch],
+        position: str | None,
+        *,
+        release: bool = False,
+        target: Target | None = None,
     ) -> BatchReport:
         """Map, compact, resolve and apply ``batches``; commit ``position`` with them. The
         batches of paused tables are held in the state store instead (:mod:`.pausing`), unless
-        this is the ``release`` of what they held."""
+        this is the ``release`` of what they held. ``target``: apply there instead (a target's
+        connection beside the stream's, :mod:`.beside`; snapshot rows only)."""
         started = time.perf_counter()
         report = BatchReport()
         if not release:
@@ -247,7 +256,7 @@ class Pipeline:
                 result = compiled.apply(batch)
                 letters.extend(result.dead_letters)
                 if result.batch.num_rows:
-                    spec = await self._spec(compiled, mapping)
+                    spec = await self._spec(compiled, mapping, target)
                     if spec.name in mapped:
                         earlier, _, parts = mapped[spec.name]
                         if earlier.schema != spec.schema:
@@ -262,7 +271,7 @@ class Pipeline:
             self._dead_letter(letters)
             report.dead_letters += len(letters)
         # two-way targets: the reads below and the apply share one snapshot (optional method)
-        await self._group("start_group")
+        await self._group("start_group", target)
         writes: list[TableWrite] = []
         resolve_started = time.perf_counter()
         for spec, mapping, parts in mapped.values():
@@ -289,7 +298,7 @@ class Pipeline:
         group_checkpoint = None if late else checkpoint
         if writes or group_checkpoint:
             with self.phases.timing("apply"):
-                applied = await self.target.apply(writes, group_checkpoint)
+                applied = await (target or self.target).apply(writes, group_checkpoint)
             if applied.rejected:
                 # a letter names the source table: replay reads its schema from there
                 key = self.config.source_key
@@ -312,7 +321,7 @@ class Pipeline:
         if late:
             await self._refresh(echoes, checkpoint)
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
-        await self._group("end_group")
+        await self._group("end_group", target)
         return report
 
     def _count_applied(self, writes: Sequence[TableWrite], report: BatchReport | None) -> None:
@@ -339,11 +348,12 @@ class Pipeline:
         two_way = getattr(self.target, "two_way", False)
         return bool(two_way and by_versions(self.config.conflicts))
 
-    async def _group(self, step: str) -> None:
+    async def _group(self, step: str, target: Target | None = None) -> None:
         """``start_group`` / ``end_group`` of a target that has them (PostgresTarget.start_group:
         a two-way direction reads back and applies in one snapshot); a failed group's leftover
-        transaction is rolled back by the next ``start_group`` or the reconnect."""
-        method = getattr(self.target, step, None)
+        transaction is rolled back by the next ``start_group`` or the reconnect. ``target``:
+        the one applying (a lane's must never touch the stream's open transaction)."""
+        method = getattr(target or self.target, step, None)
         if method is not None:
             await method()
 

@@ -32,10 +32,11 @@ from syncengine.changes import ECHO, ChangeBatch
 from syncengine.errors import Interrupted, TargetUnavailable
 from syncengine.passthrough import RawChunkExport
 from syncengine.runtime import passthrough, pausing
+from syncengine.runtime.beside import Lane
 from syncengine.runtime.pipeline import BatchReport, Pipeline
 from syncengine.runtime.warmup import warm_up
 from syncengine.sources.base import resume_position
-from syncengine.targets.base import Checkpoint
+from syncengine.targets.base import Checkpoint, Target
 from syncengine.targets.stopping import stoppable
 
 log = logging.getLogger("syncengine.runner")
@@ -145,9 +146,10 @@ async def stream(
     """Apply changes after ``start``; returns rows applied. Stops at ``until`` or on ``stop``.
 
     ``side``: snapshot batches of single tables (:mod:`syncengine.runtime.tableops`) applied
-    between groups, each committed (without moving the checkpoint) before the next is asked
-    for; their rows carry positions, so the fence orders them with the stream's changes. A
-    :class:`SideStep` in it is awaited there too (it writes to the target itself)."""
+    between groups, or beside them on a second target connection (:mod:`.beside`), each
+    committed (without moving the checkpoint) before the next is asked for; their rows carry
+    positions, so the fence orders them with the stream's changes. A :class:`SideStep` in it
+    is awaited between groups too (it writes to the target itself)."""
     stop = stop or asyncio.Event()
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=QUEUE_BATCHES)
     max_rows = pipeline.config.batch.max_rows
@@ -168,7 +170,7 @@ async def stream(
 
     reader = asyncio.create_task(read(), name=f"{pipeline.name}-reader")
     stopper = asyncio.create_task(stop.wait())
-    sidecar = _SideBatches(pipeline, side)
+    sidecar = _SideBatches(pipeline, side, stop)
     applied = 0
     #: batches read after the last commit boundary (none of them carries a resume)
     held: list[ChangeBatch] = []
@@ -276,41 +278,73 @@ class _SideBatches:
     was applied (the source marks a chunk done when asked for the batch after its last).
 
     A keyed snapshot batch is applied in slices sized to :data:`SIDE_SLICE_SECONDS` by the
-    rate of the slices before, each committed on its own and the stream's next group applied
-    between two of them. Snapshot rows are fenced per key, so a slice committed before a
-    crash is simply copied again with its chunk (which is marked done only after its last)."""
+    rate of the slices before, each committed on its own. Between groups, the stream's next
+    group is applied between two of them; a table's batches after its first go beside the
+    stream on a second target connection where the target and the table allow
+    (:mod:`.beside`), while groups keep committing. Snapshot rows are fenced per key, so a
+    slice committed before a crash is simply copied again with its chunk (which is marked
+    done only after its last)."""
 
     def __init__(
-        self, pipeline: Pipeline, side: AsyncIterator[ChangeBatch | SideStep] | None
+        self,
+        pipeline: Pipeline,
+        side: AsyncIterator[ChangeBatch | SideStep] | None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.side = side
+        self.stop = stop or asyncio.Event()
         self.next: asyncio.Future[ChangeBatch | SideStep] | None = None
         self.slice_rows = SIDE_SLICE_ROWS[0]
         #: the stream took its turn since the last side item
         self.group_went = False
+        self.lane = Lane(pipeline)
+        #: the batch being applied beside the stream (it asks for the next when done)
+        self.beside: asyncio.Task[int] | None = None
+        self.beside_rows = SIDE_SLICE_ROWS[0]
         self._ask()
 
     def _ask(self) -> None:
         if self.side is not None:
             self.next = asyncio.ensure_future(anext(self.side))
 
-    def waiting(self) -> list[asyncio.Future[ChangeBatch | SideStep]]:
+    def waiting(self) -> list[asyncio.Future[Any]]:
+        if self.beside is not None:
+            return [self.beside]
         return [self.next] if self.next is not None else []
 
     def ready(self, finished: set[asyncio.Future[Any]], group_ready: bool = False) -> bool:
         """The side item is there and it is its turn: a stream group that is ready goes
         first, unless one went since the last side item (they alternate, so neither starves).
-        A group that arrives during a slice waits for that slice alone."""
+        A group that arrives during a slice waits for that slice alone. A batch that goes
+        beside the stream starts at once; its end is taken as soon as it is there."""
+        if self.beside is not None:
+            return self.beside in finished
         if self.next is None or self.next not in finished:
             return False
-        return self.group_went or not group_ready
+        return self._goes_beside() or self.group_went or not group_ready
+
+    def _goes_beside(self) -> bool:
+        future = self.next
+        if future is None or not future.done() or future.exception() is not None:
+            return False
+        batch = future.result()
+        return isinstance(batch, ChangeBatch) and self.lane.takes(batch)
 
     def stream_turn(self) -> None:
         self.group_went = True
 
     async def apply(self) -> int:
+        if self.beside is not None:  # its batch committed (or it failed: raised here)
+            task, self.beside = self.beside, None
+            return task.result()
         assert self.next is not None
+        if self._goes_beside():
+            batch = self.next.result()
+            assert isinstance(batch, ChangeBatch)
+            self.next = None
+            self.beside = asyncio.create_task(self._apply_beside(batch))
+            return 0
         self.group_went = False
         try:
             batch = self.next.result()  # a failure of the side snapshot stops the stream too
@@ -322,17 +356,13 @@ class _SideBatches:
             self._ask()
             return written
         rest: ChangeBatch | None = None
-        if batch.key and batch.num_rows > self.slice_rows:
-            size, data = self.slice_rows, batch.data
-            rest = ChangeBatch(batch.table, data.slice(size), batch.key, batch.meta)
-            batch = ChangeBatch(batch.table, data.slice(0, size), batch.key, batch.meta)
+        if batch.key:
+            batch, rest = _cut(batch, self.slice_rows)
         started = time.perf_counter()
         report = await process(self.pipeline, [batch], None)
-        took = time.perf_counter() - started
-        if batch.num_rows and took > 0:
-            low, high = SIDE_SLICE_ROWS
-            wanted = int(batch.num_rows / took * SIDE_SLICE_SECONDS)
-            self.slice_rows = max(low, min(high, wanted))
+        self.slice_rows = _sized(batch.num_rows, time.perf_counter() - started, self.slice_rows)
+        if batch.key:  # its table exists at the target now; no transaction is open
+            self.lane.register(batch.table)
         if rest is None:
             self._ask()
         else:  # the rest is ready at once: the next turn applies it, after a stream group
@@ -340,7 +370,31 @@ class _SideBatches:
             self.next.set_result(rest)
         return sum(report.applied.values())
 
+    async def _apply_beside(self, batch: ChangeBatch) -> int:
+        """``batch`` in slices on the lane's connection; the next side item is asked for
+        after its last slice committed, never after a stop (its chunk is copied again)."""
+        target = self.lane.target()
+        written = 0
+        rest: ChangeBatch | None = batch
+        with stoppable(self.stop):
+            while rest is not None:
+                if self.stop.is_set():
+                    return written
+                part, rest = _cut(rest, self.beside_rows)
+                started = time.perf_counter()
+                report = await process(self.pipeline, [part], None, target)
+                took = time.perf_counter() - started
+                self.beside_rows = _sized(part.num_rows, took, self.beside_rows)
+                written += sum(report.applied.values())
+        self._ask()
+        return written
+
     async def close(self) -> None:
+        if self.beside is not None:  # its slice ends (a stop ends it after that slice)
+            with contextlib.suppress(BaseException):
+                await self.beside
+            self.beside = None
+        await self.lane.close()
         if self.next is not None and not self.next.done():
             self.next.cancel()
             with contextlib.suppress(BaseException):
@@ -350,6 +404,25 @@ class _SideBatches:
         if self.side is not None and hasattr(self.side, "aclose"):
             with contextlib.suppress(BaseException):
                 await self.side.aclose()
+
+
+def _cut(batch: ChangeBatch, rows: int) -> tuple[ChangeBatch, ChangeBatch | None]:
+    """The first ``rows`` rows of a keyed batch, and the rest (None: nothing is left)."""
+    if batch.num_rows <= rows:
+        return batch, None
+    data = batch.data
+    return (
+        ChangeBatch(batch.table, data.slice(0, rows), batch.key, batch.meta),
+        ChangeBatch(batch.table, data.slice(rows), batch.key, batch.meta),
+    )
+
+
+def _sized(rows: int, took: float, current: int) -> int:
+    """Rows for the next slice: :data:`SIDE_SLICE_SECONDS` at the rate of the last one."""
+    if not rows or took <= 0:
+        return current
+    low, high = SIDE_SLICE_ROWS
+    return max(low, min(high, int(rows / took * SIDE_SLICE_SECONDS)))
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -374,14 +447,23 @@ def _through_boundary(
 
 
 async def process(
-    pipeline: Pipeline, group: list[ChangeBatch], position: str | None
+    pipeline: Pipeline,
+    group: list[ChangeBatch],
+    position: str | None,
+    target: Target | None = None,
 ) -> BatchReport:
     """``pipeline.process`` with a deadline: a connection that went silent (half-open, no
     FIN/RST) would otherwise stall the pipeline forever. Past ``batch.timeout`` the connection
-    is presumed lost; the supervisor reconnects and resumes from the checkpoint."""
+    is presumed lost; the supervisor reconnects and resumes from the checkpoint. ``target``:
+    the lane's (:mod:`.beside`)."""
     timeout = pipeline.config.batch.timeout
+    applying = (
+        pipeline.process(group, position)
+        if target is None
+        else pipeline.process(group, position, target=target)
+    )
     try:
-        return await asyncio.wait_for(pipeline.process(group, position), timeout)
+        return await asyncio.wait_for(applying, timeout)
     except TimeoutError:
         raise TargetUnavailable(
             f"{pipeline.name}: a batch of {sum(b.num_rows for b in group)} rows took longer than "

@@ -223,3 +223,66 @@ def test_a_ready_stream_group_goes_before_a_ready_side_batch_and_they_alternate(
     assert first_side >= 1  # the ready group went first
     # from the first side batch on, never two side batches in a row while groups are left
     assert "ss" not in kinds[: kinds.rindex("g")]
+
+
+def test_a_registered_tables_side_batches_go_beside_while_groups_commit(monkeypatch):
+    """After a table's first side batch (applied between groups, where its table is created),
+    its next batches are applied on the target's second connection: stream groups commit
+    while one of them is in flight, each is asked for only after the one before committed,
+    and the table's lock is released when the stream ends."""
+    from syncengine.runtime import beside
+
+    monkeypatch.setattr(beside, "can_go_beside", lambda pipeline, table: True)
+
+    class Lane:
+        closed = False
+
+        async def close(self) -> None:
+            Lane.closed = True
+
+    class Paced(Source):
+        async def stream(self, start, until=None):
+            for i in range(self.count):
+                await asyncio.sleep(0.002)
+                yield batch(i)
+
+    class Beside(Pipeline):
+        def __init__(self, source: Source) -> None:
+            super().__init__(source)
+            self.target = SimpleNamespace(shared_tables=set(), beside=Lane)
+            self.log: list[tuple[str, str, float, float]] = []  # (where, first position, times)
+
+        def mappings_for(self, table):
+            return [(0, SimpleNamespace(target_name="target_" + table))]
+
+        async def process(self, group, position, target=None):
+            started = asyncio.get_running_loop().time()
+            await asyncio.sleep(0.02 if target is not None else 0.003)
+            where = "lane" if target is not None else "main"
+            self.log.append(
+                (where, group[0].last_position, started, asyncio.get_running_loop().time())
+            )
+            self.applied.extend(b.last_position for b in group)
+            return SimpleNamespace(applied={"t": len(group)}, read=len(group))
+
+    pipeline = Beside(Paced(150))
+    asked: list[int] = []
+
+    async def side():
+        for i in range(6):
+            asked.append(len([e for e in pipeline.log if e[0] == "lane"]))
+            yield ChangeBatch.build(
+                "c", pa.table({"id": [i]}), ops=["r"], positions=[f"s{i:07d}"], key=["id"]
+            )
+
+    asyncio.run(runner.stream(pipeline, None, side=side()))  # type: ignore[arg-type]
+    side_log = [e for e in pipeline.log if e[1].startswith("s")]
+    assert [e[1] for e in side_log] == [f"s{i:07d}" for i in range(6)]
+    assert side_log[0][0] == "main" and all(e[0] == "lane" for e in side_log[1:])
+    assert asked == [0, 0, 1, 2, 3, 4]  # the next one only after the one before committed
+    stream_rows = [p for p in pipeline.applied if not p.startswith("s")]
+    assert stream_rows == [f"{i:08d}" for i in range(150)]
+    groups = [e for e in pipeline.log if e[0] == "main" and not e[1].startswith("s")]
+    overlapped = [g for g in groups for s in side_log[1:] if s[2] < g[2] and g[3] < s[3]]
+    assert overlapped  # groups committed while a lane slice was in flight
+    assert Lane.closed and not pipeline.target.shared_tables

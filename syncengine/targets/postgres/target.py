@@ -23,6 +23,7 @@ from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import (
+    beside,
     ddl,
     epochs,
     floor,
@@ -79,6 +80,9 @@ class PostgresTarget:
         self._pending_keys: dict[str, tuple[str, ...]] = {}
         #: cluster mode: the fencing epoch every commit checks (epochs.py); None: embedded
         self.epoch: int | None = None
+        #: tables this target and its :meth:`beside` ones may write at the same time: each
+        #: transaction writing one of them holds its lock (beside.py)
+        self.shared_tables: set[str] = set()
 
     @property
     def two_way(self) -> bool:
@@ -187,6 +191,15 @@ class PostgresTarget:
             return await epochs.current(conn, self.pipeline)
         except psycopg.Error as exc:
             raise translate(exc, "reading the pipeline's fencing epoch") from None
+
+    def beside(self) -> PostgresTarget:
+        """A target on a connection of its own, to apply beside this one (a table's snapshot
+        beside the stream); writes of :attr:`shared_tables` serialize per table (beside.py).
+        Register a table there while neither applies; close the returned target after use."""
+        other = PostgresTarget(self.pipeline, self.config, self.state)
+        other.shared_tables = self.shared_tables
+        other.epoch = self.epoch
+        return other
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -524,6 +537,8 @@ class PostgresTarget:
         self._staging.begin()
         try:
             async with conn.transaction():
+                if self.shared_tables:  # before any read: see beside.py
+                    await beside.lock_shared(conn, self.pipeline, writes, self.shared_tables)
                 floors = await floor.read(conn, self.pipeline, writes)
                 for write, columns in zip(writes, known, strict=True):
                     schema, table = self._split(write.spec.name)
