@@ -457,13 +457,8 @@ async def process(
     is presumed lost; the supervisor reconnects and resumes from the checkpoint. ``target``:
     the lane's (:mod:`.beside`)."""
     timeout = pipeline.config.batch.timeout
-    applying = (
-        pipeline.process(group, position)
-        if target is None
-        else pipeline.process(group, position, target=target)
-    )
     try:
-        return await asyncio.wait_for(applying, timeout)
+        return await asyncio.wait_for(pipeline.process(group, position, target=target), timeout)
     except TimeoutError:
         raise TargetUnavailable(
             f"{pipeline.name}: a batch of {sum(b.num_rows for b in group)} rows took longer than "

@@ -39,7 +39,7 @@ class Pipeline:
         self.released: list[list[str]] = []
         self.fail_after: int | None = None
 
-    async def process(self, batches, position, *, release=False):
+    async def process(self, batches, position, *, release=False, target=None):
         assert release and position is None
         if self.fail_after is not None and len(self.released) >= self.fail_after:
             raise ConnectionError("target went away")

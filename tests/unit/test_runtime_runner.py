@@ -66,7 +66,7 @@ class Pipeline:
         self.state = SQLiteStateStore(":memory:")
         self.target: object = SimpleNamespace()  # no raw chunks, no key after the load
 
-    async def process(self, group, position):
+    async def process(self, group, position, target=None):
         await asyncio.sleep(self.delay)
         if self.fail_after is not None and len(self.applied) >= self.fail_after:
             raise TargetUnavailable("target went away")

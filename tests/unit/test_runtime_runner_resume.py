@@ -122,7 +122,7 @@ class Pipeline:
         self.phases = PhaseClock()
         self.state = SQLiteStateStore(":memory:")  # pause requests: none
 
-    async def process(self, group, position):
+    async def process(self, group, position, target=None):
         await asyncio.sleep(0)
         latest: dict[tuple[str, int], int] = {}  # compaction: the last change of a key wins
         for batch in group:
@@ -234,7 +234,7 @@ class Recorder:
         self.phases = PhaseClock()
         self.state = SQLiteStateStore(":memory:")
 
-    async def process(self, group, position):
+    async def process(self, group, position, target=None):
         self.groups.append(([b.last_position for b in group], position))
         return SimpleNamespace(applied={"t": len(group)}, read=len(group))
 

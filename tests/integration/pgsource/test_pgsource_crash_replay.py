@@ -77,9 +77,9 @@ async def life(
     commits = 0
     original = p.process
 
-    async def process(group, position):
+    async def process(group, position, target=None):
         nonlocal commits
-        report = await original(group, position)
+        report = await original(group, position, target=target)
         for batch in group:
             committed.update(batch.data.column("_pos").to_pylist())
         commits += 1
