@@ -204,7 +204,9 @@ def interruptible(job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> 
     gc.freeze()
     try:
         asyncio.run(guarded())
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # KeyboardInterrupt: a signal in the moments the loop's handlers are not installed
+        # (asyncio restores Python's default SIGINT handler when a loop that had one closes)
         raise Interrupted(
             "interrupted", hint="progress so far is checkpointed; run again to resume"
         ) from None

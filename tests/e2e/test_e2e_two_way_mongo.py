@@ -191,14 +191,18 @@ def test_daemon_runs_both_directions(tmp_path, sides):
         wait_for(lambda: same(src, uri, db), timeout=90)
         execute(src, "UPDATE items SET name = 'live src' WHERE id = 5")
         mongo(uri, db, ("update_one", {"_id": Int64(6)}, {"$set": {"name": "live tgt"}}))
-        wait_for(
-            lambda: (
-                same(src, uri, db)
-                and rows(src, "SELECT name FROM items WHERE id IN (5, 6) ORDER BY id")
-                == [("live src",), ("live tgt",)]
-            ),
-            timeout=30,
-        )
+        try:
+            wait_for(
+                lambda: (
+                    same(src, uri, db)
+                    and rows(src, "SELECT name FROM items WHERE id IN (5, 6) ORDER BY id")
+                    == [("live src",), ("live tgt",)]
+                ),
+                timeout=30,
+            )
+        except AssertionError as missing:
+            sides_now = (rows(src, SNAPSHOT), documents(uri, db))
+            raise AssertionError(f"{sides_now}\n{cli.daemon_logs()[-6000:]}") from missing
     finally:
         assert cli.stop(daemon) == 0
     assert applied(cli.run("sync", "--once")) == {"orders": 0, "orders.reverse": 0}

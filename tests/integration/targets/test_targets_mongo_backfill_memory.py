@@ -84,8 +84,8 @@ def test_backfill_holds_a_bounded_number_of_chunks_and_batches(
         pipeline = Pipeline("mem", config, SQLiteStateStore(":memory:"))
         process = pipeline.process
 
-        async def counting(group: Any, position: Any) -> Any:
-            report = await process(group, position)
+        async def counting(group: Any, position: Any, target: Any = None) -> Any:
+            report = await process(group, position, target=target)
             gc.collect()
             alive = (sum(r() is not None for r in pieces), sum(r() is not None for r in batches))
             seen.append((*alive, len(gc.get_objects())))
