@@ -10,6 +10,7 @@ protocol bytes themselves are parsed by :mod:`.wire`.
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 
 import psycopg
@@ -18,14 +19,14 @@ from psycopg import pq
 from syncengine.errors import SourceUnavailable
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.wire import (
-    XLOG_HEADER,
     Keepalive,
     XLogData,
     parse_copy_data,
     standby_status,
 )
 
-_XLOG_HEADER = XLOG_HEADER.unpack_from
+#: an XLogData's WAL start (its first header field, after the 'w')
+_XLOG_START = struct.Struct("!Q").unpack_from
 
 
 class ReplicationStream:
@@ -52,8 +53,9 @@ class ReplicationStream:
         #: the consumer waits for rows: cut the group at the next commit (see want())
         self.wanted = False
 
-    async def read(self, timeout: float) -> XLogData | Keepalive | None:
-        """The next server message, or None after ``timeout`` seconds without one."""
+    async def read(self, timeout: float) -> bytes | Keepalive | None:
+        """The next server message (an ``XLogData``'s payload as ``bytes``), or None after
+        ``timeout`` seconds without one."""
         deadline = time.monotonic() + max(timeout, 0.0)
         looked = False
         while True:
@@ -74,24 +76,28 @@ class ReplicationStream:
             except psycopg.Error as exc:
                 raise map_error(exc, "reading the replication stream") from exc
 
-    def read_nowait(self) -> XLogData | Keepalive | None:
-        """A message libpq already has, or None. ``last_heard`` is set by :meth:`read`, once
-        per burst: a clock read per message cost more than the message's own parsing."""
+    def read_nowait(self) -> bytes | Keepalive | None:
+        """A message libpq already has, or None; an ``XLogData`` (one pgoutput message) as
+        its payload alone: nothing downstream reads its header, and a tuple made per change
+        to carry it cost as much as copying the payload. ``last_heard`` is set by
+        :meth:`read`, once per burst: a clock read per message cost more than the message's
+        own parsing."""
         try:
             size, data = self.pgconn.get_copy_data(1)
         except psycopg.Error as exc:
             raise map_error(exc, "reading the replication stream") from exc
         if size > 25 and data[0] == 0x77:  # 'w', nearly every message: parsed inline
-            start, end, sent = _XLOG_HEADER(data, 1)
+            start = _XLOG_START(data, 1)[0]
             if start > self.received:
                 self.received = start
-            return XLogData(start, end, sent, bytes(data[25:]))
+            return bytes(data[25:])
         if size > 0:
             message = parse_copy_data(data)
             if isinstance(message, XLogData):
                 if message.start > self.received:
                     self.received = message.start
-            elif message.reply:
+                return message.payload
+            if message.reply:
                 self.send_status()
             return message
         if size < 0:

@@ -34,7 +34,7 @@ from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.replication import ReplicationStream
-from syncengine.sources.postgres.wire import XLogData, format_lsn
+from syncengine.sources.postgres.wire import Keepalive, format_lsn
 
 #: seconds without a message after which committed pending rows are flushed before ``max_wait``
 QUIET = 0.01
@@ -115,8 +115,8 @@ async def stream_changes(
             got = message is not None
             # everything libpq already buffered is handled before looking at the clock again
             while message is not None:
-                if type(message) is XLogData:
-                    payload = message.payload
+                if type(message) is bytes:
+                    payload = message
                     decoded = po.decode(payload) if payload and payload[0] == 0x43 else None  # C
                     fed = assembler.feed(decoded) if decoded else assembler.feed_payload(payload)
                     for batch in fed:
@@ -137,7 +137,12 @@ async def stream_changes(
                         assembler.pending_rows or assembler.boundary != assembler.emitted
                     ):
                         dirty_since = time.monotonic()
-                elif until is not None and message.end >= until and not assembler.in_transaction:
+                elif (
+                    until is not None
+                    and isinstance(message, Keepalive)
+                    and message.end >= until
+                    and not assembler.in_transaction
+                ):
                     for batch in assembler.flush(idle=True):
                         yield batch
                     return

@@ -40,7 +40,7 @@ from syncengine.sources.postgres.chunks import TableShape
 from syncengine.sources.postgres.deletes import DeleteLog
 from syncengine.sources.postgres.replication import ReplicationStream
 from syncengine.sources.postgres.streaming import start_replication
-from syncengine.sources.postgres.wire import XLogData, parse_lsn
+from syncengine.sources.postgres.wire import parse_lsn
 
 if TYPE_CHECKING:
     from syncengine.sources.postgres.context import SourceContext
@@ -249,8 +249,8 @@ class WatermarkReader:
                 if stream.status_due():
                     stream.send_status(reply=True)  # the answer proves the connection is alive
                 stream.check_alive()  # silent (half-open): fail changed_keys(), do not wait
-                if isinstance(message, XLogData):
-                    await self._handle(po.decode(message.payload))
+                if isinstance(message, bytes):
+                    await self._handle(po.decode(message))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - surfaced to changed_keys()
