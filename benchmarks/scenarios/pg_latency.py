@@ -71,8 +71,12 @@ def run(ctx: Context) -> ScenarioResult:
             psycopg.connect(src, autocommit=True) as gen,
             psycopg.connect(tgt, autocommit=True) as poll,
         ):
-            commit(gen, 0)  # warm-up: the daemon is streaming once this arrives
+            commit(gen, 0)  # warm-up: the daemon has copied the table once this arrives
             wait_for(poll, TXN_INSERTS, daemon, timeout=env.limit(120))
+            # ...which its backfill may have done: a change made now can only come through
+            # the stream, so once it arrives the daemon is streaming (a decode process, for
+            # one, starts after the backfill)
+            wait_streaming(gen, poll, daemon, timeout=env.limit(120))
             commits: dict[int, float] = {}
             worker = threading.Thread(target=generate, args=(src, txns, commits, halt), daemon=True)
             worker.start()
@@ -147,6 +151,25 @@ def wait_for(conn: psycopg.Connection, wanted: int, daemon: Process, timeout: fl
             raise BenchmarkError(describe_failure(daemon.wait(), "engine run"))
         if time.monotonic() > deadline:
             raise BenchmarkError(f"engine run: warm-up change not applied within {timeout} s")
+        time.sleep(0.05)
+
+
+def wait_streaming(
+    gen: psycopg.Connection,  # type: ignore[type-arg]
+    poll: psycopg.Connection,  # type: ignore[type-arg]
+    daemon: Process,
+    timeout: float,
+) -> None:
+    table = sql.Identifier(TABLE)
+    update = sql.SQL("UPDATE {} SET qty = qty + 1 WHERE id = 1 RETURNING qty").format(table)
+    (wanted,) = gen.execute(update).fetchone()  # type: ignore[misc]
+    query = sql.SQL("SELECT qty FROM {} WHERE id = 1").format(table)
+    deadline = time.monotonic() + timeout
+    while (poll.execute(query).fetchone() or (None,))[0] != wanted:
+        if not daemon.alive():
+            raise BenchmarkError(describe_failure(daemon.wait(), "engine run"))
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"engine run: not streaming within {timeout} s")
         time.sleep(0.05)
 
 

@@ -125,6 +125,7 @@ class Daemon:
                     await pipeline.open()
                     health.state = "backfilling"
                     start, _ = await ensure_backfilled(pipeline, stop=stop)
+                    pipeline.warm_up()
                     health.state, health.last_error = "streaming", None
                     breaker.record_success()
                     backoff.reset()

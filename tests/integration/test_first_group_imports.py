@@ -1,0 +1,88 @@
+"""A daemon's first change group after it starts streaming imports nothing (Pipeline.warm_up).
+
+What map, compaction, resolve and apply import on first use (Polars, the mapping compiler, the
+conflict strategies) took 0.5 s in a started daemon's first group, while its changes waited
+(pg_latency's p99 was that start, docs/benchmarks-findings.md F52). Run in a fresh interpreter:
+the test process has imported all of it long ago.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.pgsource.pgsource_helpers import execute
+
+SCRIPT = """
+import asyncio, json, sys
+import psycopg
+from syncengine.config.models import PipelineConfig
+from syncengine.runtime import runner
+from syncengine.runtime.pipeline import Pipeline
+from syncengine.state import SQLiteStateStore
+
+src, tgt, warm = sys.argv[1], sys.argv[2], sys.argv[3] == "warm"
+
+async def main():
+    config = PipelineConfig.model_validate({
+        "source": {"type": "postgres", "dsn": src, "tables": ["items"], "heartbeat": 0},
+        "target": {"type": "postgres", "dsn": tgt},
+    })
+    pipeline = Pipeline("warm", config, SQLiteStateStore(":memory:"))
+    await pipeline.open()
+    try:
+        start, _ = await runner.ensure_backfilled(pipeline)
+        if warm:
+            pipeline.warm_up()
+        with psycopg.connect(src, autocommit=True) as conn:
+            conn.execute("UPDATE items SET v = v + 1 WHERE id <= 3")
+            conn.execute("DELETE FROM items WHERE id = 4")
+        until = await pipeline.source.current_position()
+        imported = []
+        process = pipeline.process
+
+        async def watched(group, position, target=None):
+            before = set(sys.modules)
+            report = await process(group, position, target=target)
+            if any(b.num_rows for b in group):
+                imported.append(sorted(set(sys.modules) - before))
+            return report
+
+        pipeline.process = watched
+        await runner.stream(pipeline, start, until)
+        print(json.dumps(imported))
+    finally:
+        await pipeline.close()
+
+asyncio.run(main())
+"""
+
+
+def first_group_imports(src: str, tgt: str, warm: bool) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, src, tgt, "warm" if warm else "cold"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    groups = json.loads(done.stdout.strip().splitlines()[-1])
+    assert groups, "no change group was applied"
+    return groups[0]
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_first_group_after_warm_up_imports_nothing(pg_dsn, pg_target_dsn, warm):
+    execute(
+        pg_dsn,
+        "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL)",
+        "INSERT INTO items SELECT g, 0 FROM generate_series(1, 10) g",
+    )
+    imported = first_group_imports(pg_dsn, pg_target_dsn, warm)
+    if warm:
+        assert imported == []
+    else:  # what the warm-up is for: without it the first group loads Polars and the rest
+        assert "polars" in imported
