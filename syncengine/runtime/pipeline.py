@@ -46,6 +46,7 @@ _FIRST_GROUP_IMPORTS = (
     "syncengine.mappings.keys",
     "syncengine.conflicts",
     "syncengine.conflicts.resolver",
+    "numpy.ma",  # by Arrow → Polars conversions; the inline decoder imports it before
 )
 
 
