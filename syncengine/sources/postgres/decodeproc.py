@@ -20,6 +20,13 @@ decodes in this process, ``process`` forces the child. On the 2-core benchmark m
 the split drained the pgbench workload 1.27× and the 1M-change workload 1.05× as fast as
 inline (same session), at ≈ 0.5 s more start-up and ≈ 1 µs a change of IPC. With one core
 there is nothing to win: the two processes would only take turns.
+
+A child takes ≈ 1 s to start (a Python interpreter importing pyarrow and psycopg), and a
+pipeline that restarts (a reload that adds or removes a table, a retry after a dropped
+connection) would hold its stream back that long. So once a child has run for
+:data:`SPARE_AFTER` seconds, one more is started and left waiting for its parameters (one per
+process, ≈ 60 MB resident): the next stream to start takes it and starts at once, and
+leaves a new spare behind the same way. A spare ends by itself when this process is gone.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +58,8 @@ ENV = "SYNCENGINE_PG_DECODE"
 QUIT_GRACE = 10.0
 #: bytes read ahead from the child's socket (a batch is ~2.5 MB at 10,000 rows of 8 columns)
 READ_LIMIT = 4 * 1024 * 1024
+#: seconds a child runs before a spare is started beside it (not while a restart catches up)
+SPARE_AFTER = 5.0
 
 
 def _cores() -> int:
@@ -103,22 +113,14 @@ class DecodeProcess:
         on_open: Callable[[DecodeProcess | None], None],
         on_commit: Callable[[tuple[int, float]], None],
     ) -> AsyncIterator[ChangeBatch]:
-        mine, theirs = socket.socketpair()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "syncengine.sources.postgres.decodechild"]
-                + [str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-                env=_child_env(),
-            )
-        finally:
-            theirs.close()
+        started = _SPARES.take()
+        self.proc, mine = started.proc, started.sock
         try:
             reader, self._writer = await asyncio.open_unix_connection(sock=mine, limit=READ_LIMIT)
             params = {**self.params, "log_level": logging.getLogger().getEffectiveLevel()}
             frames.send(self._writer, frames.PARAMS, params)
             on_open(self)
+            _SPARES.replenish(SPARE_AFTER)
             while True:
                 message = await frames.receive(reader)
                 if message is None:
@@ -182,6 +184,79 @@ class DecodeProcess:
                 self.proc.wait()
             if writer is not None:
                 writer.close()
+
+
+@dataclass
+class _Started:
+    """A child process and this process's end of its socket."""
+
+    proc: subprocess.Popen[bytes]
+    sock: socket.socket
+    env: dict[str, str]
+
+    def discard(self) -> None:
+        """An unused child has nothing to close: killed."""
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+class _Spares:
+    """At most one child started ahead of need (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.spare: _Started | None = None
+        #: the loop a spare is due on (a closed loop's timer never fires: tests run several)
+        self.due: asyncio.AbstractEventLoop | None = None
+
+    def take(self) -> _Started:
+        """The spare when it is alive and was started with this environment, else a new
+        child."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            if spare.proc.poll() is None and spare.env == _child_env():
+                return spare
+            spare.discard()
+        return _start()
+
+    def replenish(self, after: float) -> None:
+        """Start a spare in ``after`` seconds, unless there is one or one is due."""
+        loop = asyncio.get_running_loop()
+        if self.spare is None and self.due is not loop:
+            self.due = loop
+            loop.call_later(after, self._start_spare)
+
+    def _start_spare(self) -> None:
+        self.due = None
+        if self.spare is None:
+            try:
+                self.spare = _start()
+            except OSError as exc:  # no spare: the next stream starts its own child
+                log.warning("could not start a spare decode process: %s", exc)
+
+
+_SPARES = _Spares()
+
+
+def _start() -> _Started:
+    """A child that waits for its parameters on its end of a new socket pair."""
+    mine, theirs = socket.socketpair()
+    env = _child_env()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncengine.sources.postgres.decodechild"]
+            + [str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    except BaseException:
+        mine.close()
+        raise
+    finally:
+        theirs.close()
+    return _Started(proc, mine, env)
 
 
 def _child_env() -> dict[str, str]:

@@ -14,6 +14,7 @@ import pytest
 
 from syncengine.errors import SourceUnavailable, SyncEngineError
 from syncengine.sources.base import resume_position
+from syncengine.sources.postgres import decodeproc
 from syncengine.sources.postgres.decodeproc import ENV, DecodeProcess
 from syncengine.sources.postgres.source import position_lsn
 from tests.integration.pgsource.pgsource_helpers import drain, execute, first_rows, make_source
@@ -164,3 +165,44 @@ def test_the_decode_process_answers_the_server_while_the_parent_is_busy(pg_dsn):
     first, later = asyncio.run(scenario())
     assert first is not None and later is not None
     assert (later - first).total_seconds() >= 8
+
+
+def test_a_restarted_stream_takes_the_spare_started_beside_the_first(pg_dsn, monkeypatch):
+    """A reload or a retry restarts the stream: it takes the child started ahead of need
+    (no interpreter start-up in its way) and leaves a new spare behind; the spare decodes
+    like any child, and one started with another environment is not used."""
+    monkeypatch.setattr(decodeproc, "SPARE_AFTER", 0.2)
+
+    async def until_spare() -> decodeproc._Started:
+        for _ in range(100):
+            if decodeproc._SPARES.spare is not None:
+                return decodeproc._SPARES.spare
+            await asyncio.sleep(0.05)
+        raise AssertionError("no spare was started")
+
+    async def rows_of(source, start: str) -> tuple[list[int], int | None]:
+        stream = source.stream(start)
+        batch = await first_rows(stream)
+        child = source._live
+        assert isinstance(child, DecodeProcess)
+        await stream.aclose()
+        return batch.data.column("id").to_pylist(), child.pid
+
+    async def scenario():
+        source, start = await started(pg_dsn, "spare")
+        execute(pg_dsn, "INSERT INTO spare SELECT i, '10:00' FROM generate_series(1, 5) i")
+        first, first_pid = await rows_of(source, start)
+        spare = await until_spare()
+        assert spare.proc.pid != first_pid
+        second, second_pid = await rows_of(source, start)  # the same changes, read again
+        assert second_pid == spare.proc.pid
+        replacement = await until_spare()  # the taken spare was replaced
+        monkeypatch.setenv("SYNCENGINE_TEST_MARK", "other")
+        third, third_pid = await rows_of(source, start)
+        await source.close()
+        return first, second, third, (spare, replacement, third_pid)
+
+    first, second, third, (spare, replacement, third_pid) = asyncio.run(scenario())
+    assert first == second == third == [1, 2, 3, 4, 5]
+    assert third_pid not in (spare.proc.pid, replacement.proc.pid)
+    assert replacement.proc.poll() is not None  # another environment: discarded, not left
