@@ -41,6 +41,10 @@ log = logging.getLogger("syncengine.tableops")
 RESNAPSHOT = "resnapshot"
 #: seconds between two looks at the state store for new requests
 POLL_SECONDS = 1.0
+#: chunks read at once beside a running stream: the copy goes at the pace of its applies
+#: (a chunk is read while the one before is applied), so more readers only make each read a
+#: burst on every core that holds the other tables' groups back
+LIVE_READERS = 1
 
 
 class TableSnapshots(Protocol):
@@ -105,7 +109,9 @@ def as_updates(batch: ChangeBatch) -> ChangeBatch:
 class TableOps:
     """The table requests of one pipeline (see the module docstring)."""
 
-    def __init__(self, pipeline: Pipeline, parallel: int = 2, poll: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, pipeline: Pipeline, parallel: int = LIVE_READERS, poll: float = POLL_SECONDS
+    ) -> None:
         self.pipeline = pipeline
         self.state = pipeline.state
         self.parallel = parallel

@@ -226,13 +226,18 @@ async def stream_copy(
     return count
 
 
-def csv_to_text_columns(data: bytes, columns: tuple[str, ...]) -> pa.Table:
-    """Postgres CSV → a table of string columns (unquoted empty = NULL, ``""`` = empty)."""
+def csv_to_text_columns(
+    data: bytes, columns: tuple[str, ...], use_threads: bool = True
+) -> pa.Table:
+    """Postgres CSV → a table of string columns (unquoted empty = NULL, ``""`` = empty).
+    ``use_threads``: Arrow's pool may parse on every core (not beside a running stream)."""
     if not data:
         return pa.table({c: pa.array([], pa.string()) for c in columns})
     return pacsv.read_csv(
         pa.BufferReader(data),
-        read_options=pacsv.ReadOptions(column_names=list(columns), block_size=1 << 24),
+        read_options=pacsv.ReadOptions(
+            column_names=list(columns), block_size=1 << 24, use_threads=use_threads
+        ),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types={c: pa.string() for c in columns},

@@ -506,7 +506,8 @@ class Snapshotter:
             assert row is not None
             data = await read_copy(conn, query)
             await conn.execute("COMMIT")
-            text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns)
+            # beside a running stream, one core: the stream's groups keep the other
+            text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns, live is None)
             return text, ReadSnapshot.parse(row[0])
 
         try:
