@@ -592,7 +592,8 @@ async def scan(
         raise map_error(exc, f"scanning {table}") from exc
     finally:
         await conn.close()
-    text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns)
+    # on one core: a sweep reads a whole table's keys beside the daemon's stream
+    text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns, False)
     del data
     step = source.batch.max_rows
     for offset in range(0, max(text.num_rows, 1), step):
