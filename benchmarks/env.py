@@ -8,6 +8,7 @@ never see each other's data, slots or checkpoints.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -172,6 +173,16 @@ def drop_slots(conn: psycopg.Connection[Any], database: str) -> None:
             conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with contextlib.suppress(psycopg.Error):
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def flush_writes(conn: psycopg.Connection[Any]) -> None:
+    """The setup's writes on disk before anything is timed. A bulk load leaves Postgres's
+    buffers and the kernel's page cache dirty; the kernel writes them back ~30 s later
+    (``vm.dirty_expire_centisecs``), and a commit's WAL write that meets that writeback
+    waits: pg_add_table's "before" window, right after loading C, had target commits of
+    ~0.5 s and a p99 lag of 230-380 ms that was the benchmark's own load (82 ms flushed)."""
+    conn.execute("CHECKPOINT")
+    os.sync()
 
 
 def replication_dsn(dsn: str) -> str:

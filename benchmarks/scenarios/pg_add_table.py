@@ -36,7 +36,7 @@ from psycopg import sql
 from benchmarks.checks import compare, compare_tables, pg_digest, tables_digest
 from benchmarks.core import BenchmarkError, Context, Scenario, ScenarioResult
 from benchmarks.datagen import create_table, insert_rows
-from benchmarks.env import BenchEnv, pg_source, pg_target
+from benchmarks.env import BenchEnv, flush_writes, pg_source, pg_target
 from benchmarks.measure import Process, describe_failure
 from benchmarks.probe import Prober
 from benchmarks.scenarios.pg_latency import percentile
@@ -80,6 +80,7 @@ def run(ctx: Context) -> ScenarioResult:
             create_table(conn, ADDED)
             insert_rows(conn, 1, rows_c, ADDED)
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(ADDED)))
+            flush_writes(conn)  # the load's writeback is not C's snapshot's nor the stream's
         config = env.write_config(
             "bench_add",
             {
