@@ -25,7 +25,7 @@ A child takes ≈ 1 s to start (a Python interpreter importing pyarrow and psyco
 pipeline that restarts (a reload that adds or removes a table, a retry after a dropped
 connection) would hold its stream back that long. So once a child has run for
 :data:`SPARE_AFTER` seconds, one more is started and left waiting for its parameters (one per
-process, ≈ 60 MB resident): the next stream to start takes it and starts at once, and
+process, ≈ 95 MB resident): the next stream to start takes it and starts at once, and
 leaves a new spare behind the same way. A spare ends by itself when this process is gone.
 """
 
