@@ -489,6 +489,7 @@ class Snapshotter:
         conns = [await source.connect() for _ in range(min(width, max(len(pending), 1)))]
         reader: WatermarkReader | None = None
         horizon: VisibilityHorizon | None = None
+        threads = live is None  # Arrow's CSV pool on every core only without a stream beside
 
         async def read(
             conn: psycopg.AsyncConnection, chunk: Chunk
@@ -496,18 +497,20 @@ class Snapshotter:
             shape = shapes[chunk.table]
             query = chunk_query(shape, chunk, wheres.get(chunk.table))
             # parsed in a thread: a chunk's CSV parsed on the event loop held a daemon's
-            # stream groups back while it added a table (pg_add_table)
+            # stream groups back while it added a table (pg_add_table); beside a running
+            # stream on one core, so the stream's groups keep the other
             if reader is None:
                 data = await read_copy(conn, query)
-                return await asyncio.to_thread(csv_to_text_columns, data, shape.columns), None
+                return await asyncio.to_thread(
+                    csv_to_text_columns, data, shape.columns, threads
+                ), None
             # One snapshot for the rows and the record of what they contain.
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             row = await (await conn.execute("SELECT pg_current_snapshot()::text")).fetchone()
             assert row is not None
             data = await read_copy(conn, query)
             await conn.execute("COMMIT")
-            # beside a running stream, one core: the stream's groups keep the other
-            text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns, live is None)
+            text = await asyncio.to_thread(csv_to_text_columns, data, shape.columns, threads)
             return text, ReadSnapshot.parse(row[0])
 
         try:
