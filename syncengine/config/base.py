@@ -44,6 +44,12 @@ class SourceConfigBase(Model):
         """The tables/collections this source reads, as written in the config."""
         raise NotImplementedError(f"{type(self).__name__} must say which tables it reads")
 
+    def with_table_names(self, names: list[str]) -> SourceConfigBase:
+        """This config reading ``names`` instead: a reload compares two configs with the
+        tables taken out (a table added to a running pipeline, :mod:`syncengine.runtime.reload`).
+        A kind that does not say cannot have a table added without a restart."""
+        raise NotImplementedError(f"{type(self).__name__} cannot replace its tables")
+
     def table_key(self, name: str) -> str:
         """What a table goes by in batches and state (Postgres: its canonical name); raises
         ValueError for a name the kind cannot parse."""

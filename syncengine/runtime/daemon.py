@@ -64,6 +64,8 @@ class Daemon:
         self.drain_timeout = drain_timeout
         self.lag_interval = lag_interval
         self.health: dict[str, PipelineHealth] = {n: PipelineHealth() for n in self.names}
+        #: the pipelines streaming now (a reload adds tables to them without a restart)
+        self.streaming: dict[str, Pipeline] = {}
         #: where ``reload`` re-reads the config from (None: reload is refused), and the one
         #: pipeline the daemon was started for (``--pipeline``)
         self.config_path = config_path
@@ -131,6 +133,7 @@ class Daemon:
                     backoff.reset()
                     lag_task = asyncio.create_task(self._watch_lag(pipeline))
                     side = TableOps(pipeline).batches(stop)
+                    self.streaming[name] = pipeline
                     await stream(pipeline, start, stop=stop, side=side)
                 except Interrupted:
                     if not stop.is_set():
@@ -148,6 +151,7 @@ class Daemon:
                     self._retrying(name, health, exc, breaker)
                     await _sleep(stop, backoff.next_delay())
                 finally:
+                    self.streaming.pop(name, None)
                     if lag_task:
                         lag_task.cancel()
                     record_status(self.state, name, pipeline.rows_applied, health.last_error)

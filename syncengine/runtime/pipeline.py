@@ -122,6 +122,31 @@ class Pipeline:
         for module in _FIRST_GROUP_IMPORTS:
             importlib.import_module(module)
 
+    async def add_tables(self, config: PipelineConfig, added: Sequence[str]) -> None:
+        """Capture ``added`` (source keys) without stopping the stream: ``config`` is this
+        pipeline's config with those tables and their mappings added, nothing else changed
+        (:func:`syncengine.runtime.reload.adds_only`). Their mappings are appended (the ones
+        in use keep their places, so compiled mappings stay cached) before the source
+        publishes the tables' changes: a change of a table without a mapping is ignored.
+        The config is swapped only once the source captures them, which is when their
+        snapshot requests may start (:class:`~syncengine.runtime.tableops.TableOps`)."""
+        wanted = set(added)
+        key = config.source_key
+        self.mappings = [
+            *self.mappings,
+            *(m for m in config.mappings_for_sources() if key(m.source) in wanted),
+        ]
+        adder = getattr(self.source, "add_tables", None)
+        if adder is None:
+            raise FatalError(f"{self.name}: a {config.source.type} source cannot add tables live")
+        await adder(config.source)
+        self.config = config
+
+    def captures(self, table: str) -> bool:
+        """Whether ``table`` (a source key) is one this pipeline reads."""
+        key = self.config.source_key
+        return table in {key(t) for t in self.config.source.table_names()}
+
     async def close(self) -> None:
         for closer in (self.source.close, self.target.close):
             try:

@@ -4,9 +4,13 @@ and touches only the pipelines whose config changed.
 :func:`plan_reload` is pure (old config, new config → what to stop, start, restart, and which
 tables were added or removed), so the daemon (:mod:`syncengine.runtime.daemon`) only carries it
 out: a changed pipeline is drained like on SIGTERM and started again with its new config. An
-added table gets a snapshot request (:mod:`syncengine.runtime.tableops`), which the restarted
-pipeline runs while its other tables stream (Postgres: the table joins the publication when the
-pipeline opens; Mongo: the change-stream filter lists it). A removed table stops being captured
+added table gets a snapshot request (:mod:`syncengine.runtime.tableops`), which the pipeline
+runs while its other tables stream. When tables (and their mappings) are all that changed and
+the source can add them to its running stream (Postgres), the pipeline is not restarted: a
+restart stalls every table's stream for a second or more (a new decode process, the
+walsender decoding again from the slot's restart point). Otherwise it restarts and the table
+is captured when it opens (Postgres: it joins the publication; Mongo: the change-stream
+filter lists it). A removed table stops being captured
 (Postgres: it leaves the engine's own publication; both: no mapping reads it any more); its
 target table and its state (shadow, chunk progress) are left until
 ``syncengine checkpoints CONFIG remove --pipeline P --table T`` removes them
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,13 +40,25 @@ class ReloadPlan:
     stop: list[str] = field(default_factory=list)
     start: list[str] = field(default_factory=list)
     restart: list[str] = field(default_factory=list)
+    #: changed pipelines that take their added tables while streaming (see :func:`adds_only`)
+    live: list[str] = field(default_factory=list)
     #: per restarted pipeline, the source tables (keys) added and removed
     added: dict[str, list[str]] = field(default_factory=dict)
     removed: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
-        return not (self.stop or self.start or self.restart)
+        return not (self.stop or self.start or self.restart or self.live)
+
+    def take_live(self, old: Config, new: Config, streaming: Container[str]) -> None:
+        """Move the restarts of ``streaming`` pipelines that only add tables to ``live``."""
+        self.live = [
+            name
+            for name in self.restart
+            if name in streaming
+            and adds_only(old.pipelines[name], new.pipelines[name], self.added.get(name, ()))
+        ]
+        self.restart = [name for name in self.restart if name not in self.live]
 
     def describe(self) -> str:
         parts = [
@@ -51,6 +67,7 @@ class ReloadPlan:
                 ("stopping", self.stop),
                 ("starting", self.start),
                 ("restarting", self.restart),
+                ("changing without a restart", self.live),
             )
             if names
         ]
@@ -63,6 +80,28 @@ class ReloadPlan:
 
 def source_tables(spec: PipelineConfig) -> list[str]:
     return [spec.source_key(t) for t in spec.source.table_names()]
+
+
+def adds_only(old: PipelineConfig, new: PipelineConfig, added: Sequence[str]) -> bool:
+    """Whether ``new`` is ``old`` with ``added`` (source keys) and their mappings added and
+    nothing else changed: what a running pipeline can take without a restart
+    (:meth:`Pipeline.add_tables <syncengine.runtime.pipeline.Pipeline.add_tables>`). Two-way
+    and fan-out pipelines are split into several at start-up: they restart."""
+    if not added or new.two_way or new.fanout is not None:
+        return False
+    wanted = set(added)
+    key = new.source_key
+    before = old.source.table_names()
+    kept = [t for t in new.source.table_names() if key(t) not in wanted]
+    if sorted(map(key, kept)) != sorted(map(key, before)):
+        return False
+    try:  # every other source setting unchanged (the tables' order may differ)
+        if new.source.with_table_names(before) != old.source:
+            return False
+    except NotImplementedError:
+        return False
+    mappings = [m for m in new.mappings if key(m.source) not in wanted]
+    return new.model_copy(update={"source": old.source, "mappings": mappings}) == old
 
 
 def plan_reload(
@@ -171,6 +210,7 @@ class Reloads:
             return
         running = list(self.stops)
         plan = plan_reload(daemon.config, new, running, daemon.only)
+        plan.take_live(daemon.config, new, daemon.streaming)
         log.info("reload: %s", plan.describe())
         if plan.empty:
             daemon.config = new
@@ -178,8 +218,12 @@ class Reloads:
         await self._stop([*plan.stop, *plan.restart])
         daemon.config = new
         for name, tables in plan.added.items():
-            for table in tables:
+            for table in tables:  # carried out once the pipeline captures the table
                 daemon.state.request_table(name, table, "resnapshot", None)
+        for name in plan.live:
+            if not await self._add_live(name, new.pipelines[name], plan.added[name]):
+                plan.restart.append(name)
+                await self._stop([name])
         for name, tables in plan.removed.items():
             log.info(
                 "%s: %s no longer captured; target tables and state kept (syncengine "
@@ -190,3 +234,17 @@ class Reloads:
         for name in [*plan.restart, *plan.start]:
             daemon.health.pop(name, None)
             self._start(name)
+
+    async def _add_live(self, name: str, spec: PipelineConfig, added: list[str]) -> bool:
+        """Add ``added`` to the running pipeline ``name``; False when it has to restart."""
+        pipeline = self.daemon.streaming.get(name)
+        if pipeline is None:
+            return False
+        try:
+            await pipeline.add_tables(spec, added)
+        except Exception as exc:  # noqa: BLE001 - the restart meets the same cause, handled
+            log.warning("%s: could not add %s while streaming (%s); restarting it",
+                        name, ", ".join(added), exc)  # fmt: skip
+            return False
+        log.info("%s: now capturing %s without a restart", name, ", ".join(added))
+        return True

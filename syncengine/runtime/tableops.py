@@ -124,7 +124,12 @@ class TableOps:
         """Every open request's batches, forever (until ``stop``): the caller commits each
         batch before it asks for the next."""
         while not stop.is_set():
-            requests = self.state.table_requests(self.pipeline.name)
+            # a table added by a reload is snapshotted once the running stream captures it
+            requests = [
+                r
+                for r in self.state.table_requests(self.pipeline.name)
+                if r.kind == FORGET or self.pipeline.captures(r.table)
+            ]
             if not requests:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.poll)

@@ -235,10 +235,13 @@ def test_pg_reload_adds_and_removes_a_table_under_writes(tmp_path, pg_dsn, pg_ta
         daemon.send_signal(signal.SIGHUP)
         wait_for(lambda: "reload refused" in cli.daemon_logs(), 30)
         assert daemon.poll() is None
-        # add c
+        # add c: the running stream takes it (no restart: the stream of a and b goes on)
         cli.config.write_text(_pg_config("[public.a, public.b, public.c]"))
         assert "asked the daemon" in cli.run("reload").stdout
         wait_for(lambda: [r[1:] for r in _requests(cli)] == [("public.c", "done")], 180, 0.2)
+        logs = cli.daemon_logs()
+        assert "p: now capturing public.c without a restart" in logs
+        assert "restarting" not in logs and "stream phases" not in logs  # (logged at its end)
         time.sleep(1)
         for loop in writers:
             loop.finish()

@@ -7,7 +7,8 @@ import pyarrow as pa
 
 from syncengine.changes import OP_DELETE, OP_READ, OP_UPDATE, ChangeBatch
 from syncengine.config.loader import load_config
-from syncengine.runtime.reload import plan_reload
+from syncengine.config.models import MappingConfig
+from syncengine.runtime.reload import adds_only, plan_reload
 from syncengine.runtime.tableops import as_updates
 
 CONFIG = """
@@ -51,6 +52,37 @@ def test_pipelines_come_and_go_but_only_the_chosen_one_runs(tmp_path):
     assert only.empty
     gone = plan_reload(old, new.model_copy(update={"pipelines": {}}), ["one", "two"])
     assert sorted(gone.stop) == ["one", "two"]
+
+
+def test_only_a_change_that_adds_tables_and_their_mappings_is_taken_live(tmp_path):
+    old = _config(tmp_path).pipelines["one"]
+    new = _config(tmp_path, tables="public.b, public.a", name="d.yaml").pipelines["one"]
+    assert adds_only(old, new, ["public.b"])
+    assert not adds_only(old, new, [])
+    mapped = new.model_copy(update={"mappings": [MappingConfig(source="public.b", target="bee")]})
+    assert adds_only(old, mapped, ["public.b"])
+    # anything else changed too: a restart
+    bigger = new.model_copy(update={"batch": new.batch.model_copy(update={"max_rows": 7})})
+    assert not adds_only(old, bigger, ["public.b"])
+    extra = MappingConfig(source="public.a", target="eh")
+    remapped = mapped.model_copy(update={"mappings": [*mapped.mappings, extra]})
+    assert not adds_only(old, remapped, ["public.b"])
+    slot = new.model_copy(update={"source": new.source.model_copy(update={"slot": "other"})})
+    assert not adds_only(old, slot, ["public.b"])
+    swapped = _config(tmp_path, tables="public.b", name="e.yaml").pipelines["one"]
+    assert not adds_only(old, swapped, ["public.b"])  # a removed, b added
+    # a source kind that cannot replace its tables (Mongo here) restarts
+    mongo = _config(tmp_path, colls="x, y", name="f.yaml").pipelines["two"]
+    assert not adds_only(_config(tmp_path).pipelines["two"], mongo, ["y"])
+    # the plan: only a streaming pipeline changes live
+    both = _config(tmp_path, tables="public.a, public.b", colls="x, y", name="g.yaml")
+    plan = plan_reload(_config(tmp_path), both, ["one", "two"])
+    plan.take_live(_config(tmp_path), both, {"one"})
+    assert (plan.live, plan.restart) == (["one"], ["two"])
+    assert plan.describe().startswith("restarting two; changing without a restart one")
+    idle = plan_reload(_config(tmp_path), both, ["one", "two"])
+    idle.take_live(_config(tmp_path), both, set())
+    assert (idle.live, idle.restart) == ([], ["one", "two"])
 
 
 def test_live_snapshot_rows_become_updates_and_deletes_stay():

@@ -95,6 +95,12 @@ class ChangeAssembler:
         #: rows may skip :meth:`feed` (it is not overridden)
         self._rows_direct = type(self).feed is ChangeAssembler.feed
 
+    def add_tables(self, keys: Mapping[str, tuple[str, ...]], typedefs: Mapping[int, str]) -> None:
+        """Tables about to join the publication of the running stream: their keys and the
+        user types of their columns, known before their first Relation message."""
+        self.keys.update(keys)
+        self.typedefs.update(typedefs)
+
     @property
     def pending_rows(self) -> int:
         return sum(len(b) for b in self.buffers.values())

@@ -73,6 +73,9 @@ class PostgresSourceConfig(SourceConfigBase):
     def table_names(self) -> list[str]:
         return self.tables
 
+    def with_table_names(self, names: list[str]) -> PostgresSourceConfig:
+        return self.model_copy(update={"tables": list(names)})
+
     def table_key(self, name: str) -> str:
         """The canonical name (:mod:`syncengine.names`), so both forms of a table agree."""
         return canonical(name)

@@ -8,9 +8,10 @@ batches, positions and resumes are identical; it sends each batch as an Arrow IP
 queue is the backpressure), so it keeps decoding while the parent maps and applies.
 
 What the parent sends back: ``ACK`` positions whose target transaction committed (only those
-become the stream's flush LSN, as in-process) and ``QUIT``. While the parent is busy and the
-stream paused, a status update still goes out every ``status_interval`` (the walsender would
-otherwise time the connection out).
+become the stream's flush LSN, as in-process), ``ADD`` (tables about to join the publication:
+their keys and types are taken, then ``ADDED`` is answered) and ``QUIT``. While the parent is
+busy and the stream paused, a status update still goes out every ``status_interval`` (the
+walsender would otherwise time the connection out).
 
 It ignores SIGINT and SIGTERM: a terminal's Ctrl-C or a service manager's stop signal reaches
 the whole process group, and the parent, which drains and then tells this process to stop,
@@ -168,6 +169,9 @@ async def main(fd: int) -> int:
                 child.acknowledge(header)
             elif kind == frames.WANT and child.stream is not None:
                 child.stream.want()
+            elif kind == frames.ADD:
+                child.assembler.add_tables(*header)
+                frames.send(writer, frames.ADDED, None)
             elif kind == frames.QUIT:
                 break
         work.cancel()  # told to stop, or the parent is gone

@@ -88,6 +88,8 @@ class DecodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._types: dict[int, dict[str, PgType]] = {}
+        #: answered when the child took the tables of an ``add_tables``
+        self._adding: asyncio.Future[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -107,6 +109,20 @@ class DecodeProcess:
     def want(self) -> None:
         if self._writer is not None and not self._writer.is_closing():
             frames.send(self._writer, frames.WANT, None)
+
+    async def add_tables(
+        self, keys: Mapping[str, tuple[str, ...]], typedefs: Mapping[int, str]
+    ) -> None:
+        """Hand the child the keys and user types of tables about to join the publication,
+        and return once it has them: the publication may change only then, or the child
+        could decode a table's first change without its key. The answer comes in order with
+        the batches, so it waits for the batches sent before it to be read: the stream must be
+        read meanwhile by another task (the runtime's reader), or this waits forever."""
+        if self._writer is None or self._writer.is_closing():
+            raise SourceUnavailable("the pgoutput decode process is not running")
+        self._adding = asyncio.get_running_loop().create_future()
+        frames.send(self._writer, frames.ADD, (dict(keys), dict(typedefs)))
+        await self._adding
 
     async def batches(
         self,
@@ -132,6 +148,10 @@ class DecodeProcess:
                     continue
                 if kind == frames.ERROR:
                     raise frames.rebuild_error(header)
+                if kind == frames.ADDED:
+                    if self._adding is not None and not self._adding.done():
+                        self._adding.set_result(None)
+                    continue
                 self._facts(header, on_commit)
                 if kind == frames.END:
                     return
@@ -139,6 +159,10 @@ class DecodeProcess:
                     self._types[header["meta"]["relation"]] = header["types"]
                 yield frames.batch_from(header, body)
         finally:
+            if self._adding is not None and not self._adding.done():
+                self._adding.set_exception(
+                    SourceUnavailable("the stream ended before its decode process took the tables")
+                )
             on_open(None)
             await self._stop()
             mine.close()  # already closed with its transport, unless connecting it failed

@@ -27,10 +27,10 @@ from syncengine.errors import SourceUnavailable, SyncEngineError
 
 _HEAD = struct.Struct("!cII")
 
-#: child → parent
-BATCH, LOG, ERROR, END = b"B", b"L", b"E", b"Z"
-#: parent → child
-PARAMS, ACK, QUIT, WANT = b"P", b"A", b"Q", b"W"
+#: child → parent (``ADDED``: the tables of an ``ADD`` are known, see ``decodeproc.add_tables``)
+BATCH, LOG, ERROR, END, ADDED = b"B", b"L", b"E", b"Z", b"T"
+#: parent → child (``ADD``: keys and user types of tables joining the publication)
+PARAMS, ACK, QUIT, WANT, ADD = b"P", b"A", b"Q", b"W", b"T"
 
 
 def frame(kind: bytes, header: object, body: bytes | memoryview = b"") -> list[bytes | memoryview]:

@@ -112,6 +112,8 @@ class PostgresSource:
         self.keys: dict[str, tuple[str, ...]] = {}
         #: where acknowledgements go while a stream runs (in this process or the decode one)
         self._live: LiveStream | None = None
+        #: what decodes the running stream: takes the keys and types of tables added to it
+        self._decoder: ChangeAssembler | decodeproc.DecodeProcess | None = None
         self._acked: int | None = None
         #: acknowledged after the stream ended, not yet confirmed on the slot (see :meth:`close`)
         self._unconfirmed = False
@@ -288,18 +290,57 @@ class PostgresSource:
             )
             column_types = child.column_types
             batches = child.batches(track, lambda c: committed(*c))
-        async for batch in batches:
-            oid = batch.meta.get("relation")
-            if isinstance(oid, int) and batch.unsent_columns:
-                try:
-                    types = column_types(oid)
-                    batch = await moved.fill_moved(await self.catalog(), batch, types)
-                except psycopg.Error as exc:
-                    raise map_error(exc, "reading rows whose key changed") from exc
-            yield batch
+        self._decoder = child or assembler
+        try:
+            async for batch in batches:
+                oid = batch.meta.get("relation")
+                if isinstance(oid, int) and batch.unsent_columns:
+                    try:
+                        types = column_types(oid)
+                        batch = await moved.fill_moved(await self.catalog(), batch, types)
+                    except psycopg.Error as exc:
+                        raise map_error(exc, "reading rows whose key changed") from exc
+                yield batch
+        finally:
+            self._decoder = None
         if child is not None and self._acked:
             # an acknowledgement may have reached the decode process after its stream closed
             self._unconfirmed = True
+
+    async def add_tables(self, config: PostgresSourceConfig) -> list[str]:
+        """Capture the tables ``config`` lists that the running stream does not, without
+        stopping it (a reload that only adds tables); returns them. The decoder learns their
+        keys and types first, then they join the publications: their changes are streamed
+        from the ALTER's commit on. Raises :class:`FatalError` when no stream runs or the
+        tables cannot be captured (the caller restarts the pipeline instead)."""
+        decoder = self._decoder
+        if self.config.mode != "cdc" or decoder is None:
+            raise FatalError(f"{self.pipeline}: no stream is running to add tables to")
+        added = [t for t in (canonical(n) for n in config.tables) if t not in self.tables_]
+        if not added:
+            return []
+        try:
+            conn = await self.catalog()
+            problems = await admin.check(conn, config)
+            if problems:
+                raise FatalError("postgres source cannot capture: " + "; ".join(problems))
+            keys = await admin.table_keys(conn, added)
+            typedefs = await usertypes.definitions(
+                conn, await usertypes.column_type_oids(conn, added)
+            )
+            if isinstance(decoder, ChangeAssembler):
+                decoder.add_tables(keys, typedefs)
+            else:
+                await decoder.add_tables(keys, typedefs)
+            self.keys.update(keys)
+            tables = [*self.tables_, *added]
+            owned = self.config.publication is None
+            await admin.ensure_publication(conn, self.publication, tables, exact=owned)
+            self.config, self.tables_ = config, tables
+            await ensure_delete_publication(self, conn)
+        except psycopg.Error as exc:
+            raise map_error(exc, "adding tables") from exc
+        return added
 
     async def _create_slot_without_snapshot(self) -> None:
         repl = await self.connect(replication=True)
