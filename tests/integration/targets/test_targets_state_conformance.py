@@ -148,6 +148,12 @@ def test_shadow_rows_commit_with_their_transaction(session) -> None:
                 {"row_key": '{"id":1}', "row_hash": "h1", "base": None, "position": "01"},
                 {"row_key": '{"id":2}', "row_hash": "h2", "base": None, "position": "01"},
             ]
+            # one key (a keyless table's fence, every group) and a missing one
+            one = await store.read_shadow(db, "t", ['{"id":2}'])
+            assert one.to_pylist() == [
+                {"row_key": '{"id":2}', "row_hash": "h2", "base": None, "position": "01"}
+            ]
+            assert (await store.read_shadow(db, "u", ['{"id":2}'])).num_rows == 0
             with pytest.raises(Rollback):
                 async with s.transaction() as tx:
                     await store.write_shadow(tx, [write("t", [('{"id":3}', "h3", "02")])], ())
