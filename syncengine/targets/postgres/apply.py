@@ -16,6 +16,7 @@ They are returned as rejected (dead letters) and the rest commits.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -334,6 +335,12 @@ def _comparable(alias: str, column: str, pg_type: str) -> sql.Composable:
     return ref
 
 
+#: whether :func:`bisect` runs each range in a savepoint. Off for a first attempt at a group
+#: (``PostgresTarget.apply``): two round trips a range that only a bad row ever needs; a
+#: record error then aborts the group's transaction and the group is applied again with them.
+ROW_SAVEPOINTS: ContextVar[bool] = ContextVar("row_savepoints", default=True)
+
+
 async def bisect(
     conn: psycopg.AsyncConnection,
     lo: int,
@@ -345,10 +352,14 @@ async def bisect(
     write: TableWrite,
 ) -> None:
     """Run ``step`` on rows [lo, hi) in a savepoint; on a record error split until the bad
-    rows are alone, reject those and keep the rest."""
+    rows are alone, reject those and keep the rest. Without :data:`ROW_SAVEPOINTS` the step
+    runs as is and a record error ends the transaction (the caller applies again with them)."""
     if lo >= hi:
         return
     stopping.check()  # a stop request rolls the whole group back rather than wait for this
+    if not ROW_SAVEPOINTS.get():
+        await step(lo, hi)
+        return
     try:
         async with conn.transaction():
             await step(lo, hi)

@@ -33,8 +33,8 @@ from syncengine.targets.postgres import (
     usertypes,
     versions,
 )
-from syncengine.targets.postgres.apply import Applied, apply_write
-from syncengine.targets.postgres.errors import translate
+from syncengine.targets.postgres.apply import ROW_SAVEPOINTS, Applied, apply_write
+from syncengine.targets.postgres.errors import is_record_error, translate
 from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_commit_times, read_rows, scan
 from syncengine.targets.postgres.staging import StagingTables
@@ -530,82 +530,20 @@ class PostgresTarget:
         for write in writes:  # ON CONFLICT and key probes need the key: built first
             if write.spec.name in self._pending_keys:
                 await self._build_key(write.spec.name)
-        result = ApplyResult()
         known = [await self._known(w.spec) for w in writes]
-        recorded = 0
-        top: str | None = None  # the highest position a shadow row is written with
-        self._staging.begin()
+        # a group's own transaction is tried without a savepoint per statement; a bad row
+        # aborts it and the group is applied again with them, bisecting to the row (apply.py)
+        owned = conn.pgconn.transaction_status == IDLE
+        optimistic = ROW_SAVEPOINTS.set(not owned)
         try:
-            async with conn.transaction():
-                if self.shared_tables:  # before any read: see beside.py
-                    await beside.lock_shared(conn, self.pipeline, writes, self.shared_tables)
-                floors = await floor.read(conn, self.pipeline, writes)
-                for write, columns in zip(writes, known, strict=True):
-                    schema, table = self._split(write.spec.name)
-                    request = write.shadow.fence
-                    write = floor.below_floor(write, floors.floor(request))
-                    local = TableWrite(
-                        TableSpec(table, write.spec.key, write.spec.schema),
-                        write.batch,
-                        write.shadow,
-                    )
-                    before = len(result.rejected)
-                    if write.spec.key:
-                        applied = await apply_write(
-                            conn,
-                            schema,
-                            local,
-                            columns,
-                            result,
-                            (self.pipeline, write.spec.name),
-                            self._staging,
-                            floors.probe(request),
-                            floors.record_above(request, checkpoint),
-                        )
-                    else:  # keyless: no per-key fence (syncengine.keyless fences the table)
-                        done = await apply_keyless(conn, schema, local, columns, result)
-                        applied = Applied(*done)
-                    # refused rows name the table as the pipeline does, not as the SQL does
-                    result.rejected[before:] = [
-                        (write.spec.name, row, why) for _, row, why in result.rejected[before:]
-                    ]
-                    fault_point("postgres.after_data")
-                    shadow = without_rejected(write, applied.refused)
-                    recorded += shadow.shadow.upserts.num_rows if shadow.shadow.upserts else 0
-                    if write.spec.key:  # a keyless table's fence is its own (keyless.py)
-                        top = max_position(top, floor.highest_position(shadow))
-                    truncated = (write.spec.name,) if applied.truncated else ()
-                    await self._store.write_shadow(conn, [shadow], truncated)
-                    if write.shadow.versions is not None:
-                        await versions.record(
-                            conn,
-                            versions_name(self.pipeline),
-                            write.spec.name,
-                            write.shadow.versions,
-                        )
-                        if self.in_mesh:  # this direction's own writes too: replays
-                            await versions.record(
-                                conn, self.pipeline, write.spec.name, write.shadow.versions
-                            )
-                            await self._note_tombstones(conn, write)
-                    n, fenced_top = await applied.record_fence(
-                        conn, self.pipeline, write.spec.name, write,
-                        floors.record_above(request, checkpoint),
-                    )  # fmt: skip
-                    recorded += n
-                    top = max_position(top, fenced_top)
-                if top is not None and (floors.mark is None or top > floors.mark):
-                    await floor.raise_mark(conn, self.pipeline, top)
-                fault_point("postgres.after_shadow")
-                if self.config.replication_origin:
-                    await origin.mark_transaction(conn, checkpoint, writes)
-                if checkpoint is not None:
-                    await self._store.write_checkpoint(conn, checkpoint)
-                    if self._purges.due(checkpoint):
-                        await self._store.purge_tombstones(conn, checkpoint.position)
-                fault_point("postgres.before_commit")
-                if self.epoch is not None:  # last: the epoch row is locked until the commit
-                    await epochs.hold(conn, self.pipeline, self.epoch)
+            try:
+                result, recorded = await self._apply_once(conn, writes, checkpoint, known)
+            except psycopg.Error as exc:
+                if not owned or conn.closed or not is_record_error(exc):
+                    raise
+                log.debug("a row was refused (%s): applying the group again, row by row", exc)
+                ROW_SAVEPOINTS.set(True)
+                result, recorded = await self._apply_once(conn, writes, checkpoint, known)
             if conn.pgconn.transaction_status != IDLE:
                 await conn.execute("COMMIT")  # the group's transaction (start_group)
         except psycopg.Error as exc:
@@ -616,10 +554,97 @@ class PostgresTarget:
             if error.retriable:
                 await self.close()
             raise error from None
+        finally:
+            ROW_SAVEPOINTS.reset(optimistic)
         fault_point("postgres.after_commit")
         if self._analyze.due(recorded):
             await self._analyze_shadow(conn)
         return result
+
+    async def _apply_once(
+        self,
+        conn: psycopg.AsyncConnection,
+        writes: Sequence[TableWrite],
+        checkpoint: Checkpoint | None,
+        known: Sequence[dict[str, str]],
+    ) -> tuple[ApplyResult, int]:
+        """One attempt at :meth:`apply`'s transaction (committed by it, unless a group
+        transaction is open); returns what it did and how many shadow rows it recorded."""
+        result = ApplyResult()
+        recorded = 0
+        top: str | None = None  # the highest position a shadow row is written with
+        self._staging.begin()
+        async with conn.transaction():
+            if self.shared_tables:  # before any read: see beside.py
+                await beside.lock_shared(conn, self.pipeline, writes, self.shared_tables)
+            floors = await floor.read(conn, self.pipeline, writes)
+            for write, columns in zip(writes, known, strict=True):
+                schema, table = self._split(write.spec.name)
+                request = write.shadow.fence
+                write = floor.below_floor(write, floors.floor(request))
+                local = TableWrite(
+                    TableSpec(table, write.spec.key, write.spec.schema),
+                    write.batch,
+                    write.shadow,
+                )
+                before = len(result.rejected)
+                if write.spec.key:
+                    applied = await apply_write(
+                        conn,
+                        schema,
+                        local,
+                        columns,
+                        result,
+                        (self.pipeline, write.spec.name),
+                        self._staging,
+                        floors.probe(request),
+                        floors.record_above(request, checkpoint),
+                    )
+                else:  # keyless: no per-key fence (syncengine.keyless fences the table)
+                    done = await apply_keyless(conn, schema, local, columns, result)
+                    applied = Applied(*done)
+                # refused rows name the table as the pipeline does, not as the SQL does
+                result.rejected[before:] = [
+                    (write.spec.name, row, why) for _, row, why in result.rejected[before:]
+                ]
+                fault_point("postgres.after_data")
+                shadow = without_rejected(write, applied.refused)
+                recorded += shadow.shadow.upserts.num_rows if shadow.shadow.upserts else 0
+                if write.spec.key:  # a keyless table's fence is its own (keyless.py)
+                    top = max_position(top, floor.highest_position(shadow))
+                truncated = (write.spec.name,) if applied.truncated else ()
+                await self._store.write_shadow(conn, [shadow], truncated)
+                if write.shadow.versions is not None:
+                    await versions.record(
+                        conn,
+                        versions_name(self.pipeline),
+                        write.spec.name,
+                        write.shadow.versions,
+                    )
+                    if self.in_mesh:  # this direction's own writes too: replays
+                        await versions.record(
+                            conn, self.pipeline, write.spec.name, write.shadow.versions
+                        )
+                        await self._note_tombstones(conn, write)
+                n, fenced_top = await applied.record_fence(
+                    conn, self.pipeline, write.spec.name, write,
+                    floors.record_above(request, checkpoint),
+                )  # fmt: skip
+                recorded += n
+                top = max_position(top, fenced_top)
+            if top is not None and (floors.mark is None or top > floors.mark):
+                await floor.raise_mark(conn, self.pipeline, top)
+            fault_point("postgres.after_shadow")
+            if self.config.replication_origin:
+                await origin.mark_transaction(conn, checkpoint, writes)
+            if checkpoint is not None:
+                await self._store.write_checkpoint(conn, checkpoint)
+                if self._purges.due(checkpoint):
+                    await self._store.purge_tombstones(conn, checkpoint.position)
+            fault_point("postgres.before_commit")
+            if self.epoch is not None:  # last: the epoch row is locked until the commit
+                await epochs.hold(conn, self.pipeline, self.epoch)
+        return result, recorded
 
     async def _analyze_shadow(self, conn: psycopg.AsyncConnection) -> None:
         """Fresh planner statistics for the shadow after it grew a lot (autovacuum lags a
