@@ -48,11 +48,24 @@ class StagingTables:
     _shapes: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
     #: reused tables handed out in the current transaction, per shape
     _reused: dict[int, int] = field(default_factory=dict)
+    #: reused tables (and companions) that exist: created by a transaction that committed
+    _existing: set[str] = field(default_factory=set)
+    #: the ones the current transaction creates (they exist once it commits)
+    _creating: set[str] = field(default_factory=set)
 
     def begin(self) -> None:
-        """A new transaction: every companion and reused staging table is empty again."""
+        """A new transaction: every companion and reused staging table is empty again (and
+        what the last one created is gone unless :meth:`committed` said otherwise)."""
         self._taken = 0
         self._reused.clear()
+        self._creating.clear()
+
+    def committed(self) -> None:
+        """The transaction committed: the tables it created stay for the session, so the
+        next transactions need not send their ``CREATE … IF NOT EXISTS`` (a round trip per
+        table and group)."""
+        self._existing |= self._creating
+        self._creating.clear()
 
     async def take(
         self, conn: psycopg.AsyncConnection, columns: Sequence[tuple[str, str]], rows: int
@@ -68,13 +81,17 @@ class StagingTables:
             )  # catalog format_type output or constants
             for name, kind in columns
         )
+        names = [f"_syncengine_had_{self._taken - 1}"]
         if rows <= REUSED_UP_TO:
             # IF NOT EXISTS: the transaction that created it may have rolled back since
             shape = self._shapes.setdefault(tuple(columns), len(self._shapes))
             nth = self._reused.get(shape, 0)
             self._reused[shape] = nth + 1
-            table = sql.Identifier(f"_syncengine_stage_s{shape}_{nth}")
+            names.append(f"_syncengine_stage_s{shape}_{nth}")
+            table = sql.Identifier(names[-1])
             create = "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS"
+            if self._existing.issuperset(names):
+                return Stage(table, had)
         else:
             table = sql.Identifier(f"_syncengine_stage_{next(self._ids)}")
             create = "CREATE TEMP TABLE {} ({}) ON COMMIT DROP"
@@ -84,4 +101,5 @@ class StagingTables:
                 "(__row bigint, __had text) ON COMMIT DELETE ROWS"
             ).format(table, typed, had)
         )
+        self._creating.update(names)
         return Stage(table, had)

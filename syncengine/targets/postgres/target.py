@@ -546,6 +546,7 @@ class PostgresTarget:
                 result, recorded = await self._apply_once(conn, writes, checkpoint, known)
             if conn.pgconn.transaction_status != IDLE:
                 await conn.execute("COMMIT")  # the group's transaction (start_group)
+            self._staging.committed()
         except psycopg.Error as exc:
             if not conn.closed and conn.pgconn.transaction_status != IDLE:
                 with contextlib.suppress(psycopg.Error):

@@ -422,3 +422,78 @@ def test_a_group_takes_savepoints_only_when_a_row_is_refused(pg_target_dsn: str)
             "SELECT position FROM _syncengine.checkpoints WHERE stream = 's'"
         ).fetchone()
     assert checkpoint == ("2",)
+
+
+def _creates(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+            "AND s.query ILIKE 'CREATE TEMP TABLE IF NOT EXISTS \"_syncengine_stage%'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_staging_table_is_created_once_a_session_unless_its_transaction_rolled_back(
+    pg_target_dsn: str,
+) -> None:
+    try:
+        with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT count(*) FROM pg_stat_statements")
+    except psycopg.Error as exc:
+        pytest.skip(f"pg_stat_statements is not available: {exc}")
+    schema = pa.schema([("id", pa.int64()), meta("qty", pa.int64(), "integer")])
+    with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE st (id bigint PRIMARY KEY, qty integer CHECK (qty >= 0))")
+        conn.execute("INSERT INTO st SELECT i, 0 FROM generate_series(1, 9) i")
+    creates: list[int] = []
+
+    async def scenario():
+        t = target(pg_target_dsn)
+        await t.open()
+        spec = await t.ensure_table(TableSpec("st", ("id",), schema))
+        groups = [  # (rows, ops): clean, clean, one refused row, clean
+            ([{"id": 1, "qty": 1}, {"id": 2, "qty": 2}], ["u", "u"]),
+            ([{"id": 3, "qty": 3}], ["u"]),
+            ([{"id": 4, "qty": -4}, {"id": 5, "qty": 5}], ["u", "u"]),
+            ([{"id": 6, "qty": 6}], ["u"]),
+        ]
+        for n, (rows, ops) in enumerate(groups, start=1):
+            positions = [f"{n}.{i}" for i in range(len(rows))]
+            batch = make_batch("st", ("id",), rows, schema, ops, positions)
+            await t.apply([TableWrite(spec, batch, shadow_for(batch))], Checkpoint("s", str(n)))
+            creates.append(_creates(pg_target_dsn))
+        await t.close()
+
+    run(scenario())
+    first = creates[0]
+    assert first >= 1
+    # the second group reuses what the first committed; the refused row's first attempt rolled
+    # its transaction back, but its table was created earlier and stays; the last group too
+    assert creates == [first, first, first, first]
+    with psycopg.connect(pg_target_dsn) as conn:
+        assert conn.execute("SELECT id, qty FROM st WHERE id <= 6 ORDER BY id").fetchall() == [
+            (1, 1), (2, 2), (3, 3), (4, 0), (5, 5), (6, 6)
+        ]  # fmt: skip
+
+    # a session whose first group is refused a row: the attempt that created the staging table
+    # rolled back (dropping it), so the attempt with savepoints must create it again
+    async def refused_first():
+        t = target(pg_target_dsn)
+        await t.open()
+        spec = await t.ensure_table(TableSpec("st", ("id",), schema))
+        rows = [{"id": 7, "qty": -7}, {"id": 8, "qty": 8}]
+        batch = make_batch("st", ("id",), rows, schema, ["u", "u"], ["9.0", "9.1"])
+        result = await t.apply([TableWrite(spec, batch, shadow_for(batch))], Checkpoint("s", "9"))
+        await t.close()
+        return result
+
+    result = run(refused_first())
+    assert [r[1]["id"] for r in result.rejected] == [7]
+    with psycopg.connect(pg_target_dsn) as conn:
+        assert conn.execute("SELECT qty FROM st WHERE id IN (7, 8) ORDER BY id").fetchall() == [
+            (0,),
+            (8,),
+        ]
