@@ -368,27 +368,38 @@ def test_user_defined_types_are_created_in_the_target_schema_or_fall_back_to_tex
     assert refused == []
 
 
-def _savepoints(dsn: str) -> int:
+def _statement_calls(dsn: str, pattern: str) -> int:
+    """How often this database ran statements like ``pattern`` (pg_stat_statements)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
             "JOIN pg_database d ON d.oid = s.dbid "
-            "WHERE d.datname = current_database() AND s.query ILIKE 'SAVEPOINT%'"
+            "WHERE d.datname = current_database() AND s.query ILIKE %s",
+            (pattern,),
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def _statement_stats(dsn: str) -> None:
+    """pg_stat_statements in this database, or the test is skipped (an external server)."""
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT count(*) FROM pg_stat_statements")
+    except psycopg.Error as exc:
+        pytest.skip(f"pg_stat_statements is not available: {exc}")
+
+
+def _savepoints(dsn: str) -> int:
+    return _statement_calls(dsn, "SAVEPOINT%")
 
 
 def test_a_group_takes_savepoints_only_when_a_row_is_refused(pg_target_dsn: str) -> None:
     """A group is tried without a savepoint per statement (two round trips a table that only
     a bad row needs); a refused row rolls that attempt back and the group is applied again
     with them, bisecting to the row: the same result as if they had been there all along."""
-    try:
-        with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            conn.execute("SELECT count(*) FROM pg_stat_statements")
-    except psycopg.Error as exc:
-        pytest.skip(f"pg_stat_statements is not available: {exc}")
+    _statement_stats(pg_target_dsn)
     schema = pa.schema([("id", pa.int64()), meta("qty", pa.int64(), "integer")])
     with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE sp (id bigint PRIMARY KEY, qty integer CHECK (qty >= 0))")
@@ -425,25 +436,13 @@ def test_a_group_takes_savepoints_only_when_a_row_is_refused(pg_target_dsn: str)
 
 
 def _creates(dsn: str) -> int:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
-            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
-            "AND s.query ILIKE 'CREATE TEMP TABLE IF NOT EXISTS \"_syncengine_stage%'"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return _statement_calls(dsn, 'CREATE TEMP TABLE IF NOT EXISTS "_syncengine_stage%')
 
 
 def test_a_staging_table_is_created_once_a_session_unless_its_transaction_rolled_back(
     pg_target_dsn: str,
 ) -> None:
-    try:
-        with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            conn.execute("SELECT count(*) FROM pg_stat_statements")
-    except psycopg.Error as exc:
-        pytest.skip(f"pg_stat_statements is not available: {exc}")
+    _statement_stats(pg_target_dsn)
     schema = pa.schema([("id", pa.int64()), meta("qty", pa.int64(), "integer")])
     with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE st (id bigint PRIMARY KEY, qty integer CHECK (qty >= 0))")
