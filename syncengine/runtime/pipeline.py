@@ -130,15 +130,15 @@ class Pipeline:
         publishes the tables' changes: a change of a table without a mapping is ignored.
         The config is swapped only once the source captures them, which is when their
         snapshot requests may start (:class:`~syncengine.runtime.tableops.TableOps`)."""
+        adder = getattr(self.source, "add_tables", None)
+        if adder is None:
+            raise FatalError(f"{self.name}: a {config.source.type} source cannot add tables live")
         wanted = set(added)
         key = config.source_key
         self.mappings = [
             *self.mappings,
             *(m for m in config.mappings_for_sources() if key(m.source) in wanted),
         ]
-        adder = getattr(self.source, "add_tables", None)
-        if adder is None:
-            raise FatalError(f"{self.name}: a {config.source.type} source cannot add tables live")
         await adder(config.source)
         self.config = config
 

@@ -90,17 +90,15 @@ def adds_only(old: PipelineConfig, new: PipelineConfig, added: Sequence[str]) ->
     if not added or new.two_way or new.fanout is not None:
         return False
     wanted = set(added)
-    key = new.source_key
-    before = old.source.table_names()
-    kept = [t for t in new.source.table_names() if key(t) not in wanted]
-    if sorted(map(key, kept)) != sorted(map(key, before)):
+    kept = [t for t in source_tables(new) if t not in wanted]
+    if sorted(kept) != sorted(source_tables(old)):
         return False
     try:  # every other source setting unchanged (the tables' order may differ)
-        if new.source.with_table_names(before) != old.source:
+        if new.source.with_table_names(old.source.table_names()) != old.source:
             return False
     except NotImplementedError:
         return False
-    mappings = [m for m in new.mappings if key(m.source) not in wanted]
+    mappings = [m for m in new.mappings if new.source_key(m.source) not in wanted]
     return new.model_copy(update={"source": old.source, "mappings": mappings}) == old
 
 

@@ -137,22 +137,30 @@ class PostgresSource:
     async def open(self) -> None:
         conn = await self.catalog()
         try:
-            problems = await admin.check(conn, self.config)
-            if problems:
-                raise FatalError(
-                    "postgres source cannot capture: " + "; ".join(problems),
-                    hint="fix the settings named above, then rerun",
-                )
+            await self._check(conn, self.config)
             self.keys = await admin.table_keys(conn, self.tables_)
             if self.config.mode == "cdc":
-                # the engine's own publication follows ``tables:`` (a removed table leaves it)
-                owned = self.config.publication is None
-                await admin.ensure_publication(conn, self.publication, self.tables_, exact=owned)
-                # before any slot: decoding sees a publication only in WAL written after it, and a
-                # resumed snapshot reads the deletes since its position through this one
-                await ensure_delete_publication(self, conn)
+                # before any slot: decoding sees a publication only in WAL written after it
+                await self._publish(conn)
         except psycopg.Error as exc:
             raise map_error(exc, "opening") from exc
+
+    @staticmethod
+    async def _check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> None:
+        problems = await admin.check(conn, config)
+        if problems:
+            raise FatalError(
+                "postgres source cannot capture: " + "; ".join(problems),
+                hint="fix the settings named above, then rerun",
+            )
+
+    async def _publish(self, conn: psycopg.AsyncConnection) -> None:
+        """The publications follow ``tables:``: the engine's own one exactly (a removed table
+        leaves it), and the deletes one a resumed snapshot reads the deletes since its
+        position through."""
+        owned = self.config.publication is None
+        await admin.ensure_publication(conn, self.publication, self.tables_, exact=owned)
+        await ensure_delete_publication(self, conn)
 
     async def close(self) -> None:
         if self._unconfirmed and self._acked:
@@ -321,9 +329,7 @@ class PostgresSource:
             return []
         try:
             conn = await self.catalog()
-            problems = await admin.check(conn, config)
-            if problems:
-                raise FatalError("postgres source cannot capture: " + "; ".join(problems))
+            await self._check(conn, config)
             keys = await admin.table_keys(conn, added)
             typedefs = await usertypes.definitions(
                 conn, await usertypes.column_type_oids(conn, added)
@@ -333,11 +339,8 @@ class PostgresSource:
             else:
                 await decoder.add_tables(keys, typedefs)
             self.keys.update(keys)
-            tables = [*self.tables_, *added]
-            owned = self.config.publication is None
-            await admin.ensure_publication(conn, self.publication, tables, exact=owned)
-            self.config, self.tables_ = config, tables
-            await ensure_delete_publication(self, conn)
+            self.config, self.tables_ = config, [*self.tables_, *added]
+            await self._publish(conn)
         except psycopg.Error as exc:
             raise map_error(exc, "adding tables") from exc
         return added

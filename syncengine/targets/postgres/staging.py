@@ -73,7 +73,8 @@ class StagingTables:
         """An empty staging table with ``columns`` (name, formatted type) for ``rows`` rows,
         and an empty companion. Two writes in one transaction never share either: a second
         write of one shape gets a second reused table, as it gets a second companion."""
-        had = sql.Identifier(f"_syncengine_had_{self._taken}")
+        names = [f"_syncengine_had_{self._taken}"]
+        had = sql.Identifier(names[0])
         self._taken += 1
         typed = sql.SQL(", ").join(
             sql.SQL("{} {}").format(
@@ -81,7 +82,6 @@ class StagingTables:
             )  # catalog format_type output or constants
             for name, kind in columns
         )
-        names = [f"_syncengine_had_{self._taken - 1}"]
         if rows <= REUSED_UP_TO:
             # IF NOT EXISTS: the transaction that created it may have rolled back since
             shape = self._shapes.setdefault(tuple(columns), len(self._shapes))
