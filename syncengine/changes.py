@@ -64,6 +64,17 @@ DENSE_FENCE = "dense_fence"
 its key's position (no sparse fence), so a snapshot row older than a change already applied
 is dropped, whichever arrives first (:mod:`syncengine.runtime.tableops`)."""
 
+LIVE_COPY = "live_copy"
+"""Batch meta: rows of a table snapshotted while the stream runs (:data:`REPLAYED` too). Such a
+row needs its key's position fence only while the stream's committed checkpoint is below its
+position; the pipeline sets :data:`SETTLED` where it can tell (syncengine.runtime.pipeline)."""
+SETTLED = "settled"
+"""Batch meta: a position the pipeline's stream had committed as its checkpoint when the batch
+was handed to the target, with no held (paused) change of the table that could be released
+over it. A :data:`LIVE_COPY` row at or below it keeps no fence row: every change of its key up
+to there was applied before it, and a replay starts after the checkpoint (targets/postgres/
+floor.py)."""
+
 META_COLUMNS = ("_op", "_pos", "_ts", "_txid")
 BEFORE_PREFIX = "_before."
 UNSENT_PREFIX = "_unsent."

@@ -38,6 +38,7 @@ from syncengine.changes import (
     OP_READ,
     OP_TRUNCATE,
     REPLAYED,
+    SETTLED,
     ChangeBatch,
 )
 from syncengine.config.models import ConflictsConfig
@@ -113,6 +114,7 @@ def server_request(
     request = ServerFence(
         keys, enforce=fence, snapshot_rows=not meta.get(AT_RESUME), stream=floor,
         sparse=floor is not None and not meta.get("snapshot") and not meta.get(DENSE_FENCE),
+        settled=settled if fence and isinstance(settled := meta.get(SETTLED), str) else None,
     )  # fmt: skip
     return ShadowUpdate(fence=request)
 

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from syncengine import keyless
-from syncengine.changes import DENSE_FENCE, ECHO, REPLAYED, ChangeBatch, concat_batches
+from syncengine.changes import (
+    DENSE_FENCE,
+    ECHO,
+    LIVE_COPY,
+    REPLAYED,
+    SETTLED,
+    ChangeBatch,
+    concat_batches,
+)
 from syncengine.config.models import ConflictsConfig, MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
@@ -95,6 +103,8 @@ class Pipeline:
         self.letters = PendingLetters(state, name, ordered=config.source.positions_sort())
         #: source tables a live table snapshot is copying: their stream changes fence densely
         self.dense_fence: set[str] = set()
+        #: the last checkpoint position this process saw its target commit (None: none yet)
+        self.committed: str | None = None
         self.phases = PhaseClock(self._count_phase)
         self._restates = restate.applies(self)
         self._drops_superseded = restate.drops_superseded(self)
@@ -271,6 +281,8 @@ class Pipeline:
                 else b
                 for b in batches
             ]
+        if any(b.meta.get(LIVE_COPY) for b in batches):
+            batches = self._settled(batches)
         if self._restates:  # two-way prefer, out of the preferred side: its present rows
             batches = await restate.restate(self, batches)
         if self._drops_superseded:  # a mesh: what a third node's write at the source replaced
@@ -369,7 +381,25 @@ class Pipeline:
             await self._refresh(echoes, checkpoint)
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
         await self._group("end_group", target)
+        if checkpoint is not None and target is None:
+            self.committed = checkpoint.position
         return report
+
+    def _settled(self, batches: Sequence[ChangeBatch]) -> list[ChangeBatch]:
+        """A live table copy's batches with :data:`SETTLED`: the checkpoint committed before
+        they were handed over, below which their rows need no fence row. Not for a paused
+        table: the changes it holds sit below that checkpoint and are released later, over
+        the copied rows, which must fence them. A pause confirmed after this point holds only
+        changes above it."""
+        if self.committed is None:
+            return list(batches)
+        paused = self.state.pauses(self.name)
+        return [
+            replace(b, meta={**b.meta, SETTLED: self.committed})
+            if b.meta.get(LIVE_COPY) and b.table not in paused
+            else b
+            for b in batches
+        ]
 
     def _count_applied(self, writes: Sequence[TableWrite], report: BatchReport | None) -> None:
         """The rows written, by table and op, to the metrics (and to ``report``)."""

@@ -60,6 +60,9 @@ class ServerFence:
     #: committed with it (parts of a source transaction committed before its end). False for
     #: snapshot batches (a re-backfill moves the checkpoint back below their positions)
     sparse: bool = False
+    #: rows at or below this position keep no fence row (``SETTLED``: a live table copy's rows
+    #: whose keys' changes up to there the stream committed already; None: all are recorded)
+    settled: str | None = None
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,35 @@ def test_mongo_where_refuses_javascript():
         check_where("mongo", '{"$where": "this.qty > 1"}')
     with pytest.raises(UsageError):
         check_where("mongo", '{"$expr": {"$function": {"body": "x", "args": [], "lang": "js"}}}')
+
+
+def test_a_live_copy_is_settled_by_the_committed_checkpoint_unless_its_table_is_paused(tmp_path):
+    """``Pipeline._settled``: a live copy's batch carries the checkpoint the stream committed
+    last (its rows at or below it need no fence row), except before any commit and for a
+    paused table, whose held changes are released over the copied rows later."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from syncengine.changes import LIVE_COPY, SETTLED, ChangeBatch
+    from syncengine.runtime.pipeline import Pipeline
+
+    def batch(table: str, **meta: object) -> ChangeBatch:
+        data = pa.table({"id": [1], "_op": ["u"], "_pos": ["0000000000000001"]})
+        return ChangeBatch(table, data, ("id",), dict(meta))
+
+    state = SQLiteStateStore(tmp_path / "s.db")
+    try:
+        pipeline = SimpleNamespace(name="p", state=state, committed=None)
+        copies = [batch("public.a", **{LIVE_COPY: True}), batch("public.b", **{LIVE_COPY: True})]
+        stream = batch("public.a")
+
+        settled = Pipeline._settled(pipeline, [*copies, stream])  # type: ignore[arg-type]
+        assert [SETTLED in b.meta for b in settled] == [False, False, False]
+
+        pipeline.committed = "00000000000000A0"
+        state.request_pause("p", ["public.b"], "pausing")
+        settled = Pipeline._settled(pipeline, [*copies, stream])  # type: ignore[arg-type]
+        assert [b.meta.get(SETTLED) for b in settled] == ["00000000000000A0", None, None]
+    finally:
+        state.close()

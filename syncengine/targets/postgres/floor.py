@@ -62,7 +62,10 @@ class Floors:
         self, request: ServerFence | None, checkpoint: Checkpoint | None
     ) -> str | None:
         """Stream changes at or below this position get no shadow row (None: all do): the
-        checkpoint this transaction commits, else the stored one."""
+        checkpoint this transaction commits, else the stored one; for a live table copy's
+        rows, the checkpoint the stream had committed when they were handed over."""
+        if request is not None and request.settled is not None:
+            return request.settled
         if request is None or not request.sparse or request.stream != self.stream:
             return None
         if checkpoint is not None and checkpoint.stream == request.stream:
