@@ -217,7 +217,8 @@ class Reloads:
         daemon.config = new
         for name, tables in plan.added.items():
             for table in tables:  # carried out once the pipeline captures the table
-                daemon.state.request_table(name, table, "resnapshot", None)
+                request = daemon.state.request_table(name, table, "resnapshot", None)
+                await self._note_empty(name, new.pipelines[name], table, request)
         for name in plan.live:
             if not await self._add_live(name, new.pipelines[name], plan.added[name]):
                 plan.restart.append(name)
@@ -232,6 +233,25 @@ class Reloads:
         for name in [*plan.restart, *plan.start]:
             daemon.health.pop(name, None)
             self._start(name)
+
+    async def _note_empty(self, name: str, spec: PipelineConfig, table: str, request: int) -> None:
+        """Note on an added table's request whether its target tables hold rows before the
+        running stream captures it (:func:`tableops.target_empty`): none, and its copy needs
+        no sweep. Not known for a pipeline that restarts (it is asked before the copy)."""
+        from syncengine.runtime.tableops import target_empty
+
+        pipeline = self.daemon.streaming.get(name)
+        if pipeline is None:
+            return
+        key = spec.source_key(table)
+        mappings = [m for m in spec.mappings_for_sources() if spec.source_key(m.source) == key]
+        try:
+            empty = await target_empty(pipeline.target, mappings)
+        except Exception as exc:  # noqa: BLE001 - only an optimisation: the sweep runs
+            log.info("%s: could not tell whether %s's target is empty: %s", name, table, exc)
+            return
+        if empty is not None:
+            self.daemon.state.update_table_request(request, "pending", target_empty=empty)
 
     async def _add_live(self, name: str, spec: PipelineConfig, added: list[str]) -> bool:
         """Add ``added`` to the running pipeline ``name``; False when it has to restart."""

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol, cast
 
 import pyarrow as pa
@@ -31,9 +32,11 @@ from syncengine.runtime.heldcopy import HeldCopy
 from syncengine.state.base import TableRequest, table_chunks
 
 if TYPE_CHECKING:
+    from syncengine.config.models import MappingConfig
     from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.runner import Progress
     from syncengine.runtime.sweep import Found
+    from syncengine.targets.base import Target
 
 log = logging.getLogger("syncengine.tableops")
 
@@ -110,6 +113,22 @@ def as_updates(batch: ChangeBatch) -> ChangeBatch:
     )
 
 
+async def target_empty(target: Target, mappings: Sequence[MappingConfig]) -> bool | None:
+    """Whether every target table of ``mappings`` (one source table's) is empty or missing
+    (None: the target cannot tell). Asked when nothing of the table has been applied yet by
+    a stream (before its capture begins) or before its copy starts: every row the target then
+    gets comes from the stream or the copy, and a source delete reaches it through the
+    stream, so no key can be left there that the source lacks and the sweep after the copy
+    (two reads of the whole table's keys) is not needed: an added table's usual case."""
+    holds_rows = getattr(target, "holds_rows", None)
+    if holds_rows is None or not mappings:
+        return None
+    for mapping in mappings:
+        if await holds_rows(mapping.target_name):
+            return False
+    return True
+
+
 class TableOps:
     """The table requests of one pipeline (see the module docstring)."""
 
@@ -170,6 +189,14 @@ class TableOps:
                 )
         return copied
 
+    async def _target_empty(self, request: TableRequest) -> bool | None:
+        """What the request noted (an added table: :func:`target_empty` before its capture
+        began), else whether the target tables are empty now, before the copy starts."""
+        if request.target_empty is not None or request.where is not None:
+            return request.target_empty
+        mappings = [m for _, m in self.pipeline.mappings_for(request.table)]
+        return await target_empty(self.pipeline.target, mappings)
+
     async def _one(
         self, request: TableRequest, foreground: bool = False
     ) -> AsyncIterator[ChangeBatch | Sweep]:
@@ -178,7 +205,9 @@ class TableOps:
         if request.status == "pending":
             # a new request starts over; a ``running`` one resumes at its first chunk not done
             self.state.clear_chunks(namespace, request.table)
-            self.state.update_table_request(request.id, "running")
+            empty = await self._target_empty(request)
+            self.state.update_table_request(request.id, "running", target_empty=empty)
+            request = replace(request, status="running", target_empty=empty)
         log.info(
             "%s: snapshotting %s while the pipeline streams (request %d)",
             name,
@@ -209,7 +238,7 @@ class TableOps:
                 raise
             return
         else:
-            if request.where is None and not held.used:  # between stream groups
+            if request.where is None and not held.used and not request.target_empty:
                 from syncengine.runtime.sweep import find_deleted
 
                 # read and compared here, beside the stream; only the deletes wait for the applier
@@ -217,6 +246,10 @@ class TableOps:
                 yield Sweep(self.pipeline, request.table, found)
         finally:
             self.pipeline.dense_fence.discard(request.table)
+        if request.target_empty:
+            log.info(
+                "%s: %s was empty at the target before the copy: no sweep", name, request.table
+            )
         self.state.clear_chunks(namespace, request.table)
         held.release()  # before the request ends: a crash between them copies again
         self.state.update_table_request(request.id, "done")

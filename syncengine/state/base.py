@@ -127,6 +127,9 @@ class TableRequest:
     error: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    #: the target held no row of the table when its snapshot began (None: not known), so no
+    #: key can be left there that the source lacks: no sweep after the copy
+    target_empty: bool | None = None
 
 
 def table_chunks(pipeline: str) -> str:

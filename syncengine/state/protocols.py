@@ -237,8 +237,14 @@ class TableRequests(Protocol):
     def table_requests(self, pipeline: str, open_only: bool = True) -> list[TableRequest]: ...
 
     def update_table_request(
-        self, request_id: int, status: str, error: str | None = None
-    ) -> None: ...
+        self,
+        request_id: int,
+        status: str,
+        error: str | None = None,
+        target_empty: bool | None = None,
+    ) -> None:
+        """``target_empty``: noted when the snapshot starts (None leaves what is noted)."""
+        ...
 
 
 class TableForgetting(Protocol):

@@ -13,7 +13,7 @@ from typing import LiteralString
 
 # Column types and index predicates are SQL written in this file, never input: LiteralString
 # lets the Postgres target compose them with psycopg's sql.SQL.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 # table -> (column definitions, primary key). TEXT holds JSON where a structure is stored.
 TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
@@ -190,6 +190,8 @@ TABLES: dict[str, tuple[list[tuple[str, LiteralString]], list[str]]] = {
             ("error", "TEXT"),
             ("created_at", "TEXT NOT NULL"),
             ("updated_at", "TEXT NOT NULL"),
+            # 1: the target held none of the table's rows when the snapshot began (no sweep)
+            ("target_empty", "INTEGER"),
         ],
         ["id"],
     ),
@@ -210,4 +212,5 @@ MIGRATIONS: dict[int, list[tuple[str, str, LiteralString]]] = {
     2: [("shadow", "position", "TEXT")],
     3: [("dead_letters", "superseded", "TEXT")],
     4: [],  # the lag_history table
+    5: [("table_requests", "target_empty", "INTEGER")],
 }

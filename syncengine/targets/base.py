@@ -123,6 +123,9 @@ class Target(Protocol):
     change_log: bool
     # Optional ``server_fence = True`` (Postgres): the target accepts a :class:`ServerFence`;
     # the conflict step reads its ``getattr(target, "server_fence", False)``.
+    # Optional ``async holds_rows(table) -> bool`` (Postgres, Mongo): whether the target table
+    # exists with at least one row, read on a connection of its own (a table snapshot taken
+    # into an empty table needs no sweep, :mod:`syncengine.runtime.tableops`).
     # Optional ``async forget_table(table, targets) -> dict[str, int]`` (Postgres, Mongo): remove
     # what the target keeps itself for a removed source table (``checkpoints remove``); a target
     # that keeps no state of its own needs none (:mod:`syncengine.runtime.forget`).

@@ -81,7 +81,7 @@ def test_a_store_from_before_the_history_is_migrated(tmp_path):
     assert store.db.execute("SELECT value FROM meta WHERE name='format_version'").fetchone() == (
         str(FORMAT_VERSION),
     )
-    assert FORMAT_VERSION == 4
+    assert FORMAT_VERSION >= 4
     checkpoint = store.get_checkpoint("p", "slot")
     assert checkpoint is not None and checkpoint.position == "0/16B3748"
     store.add_lag_samples("p", [LagSample(5.0, "", 0.1)], 3600, 5.0)
@@ -131,3 +131,31 @@ def test_trend_sums_up_the_hour_for_status():
         "max_seconds": 9.0,
         "applied_per_second": 3.0,
     }
+
+
+def test_a_format_4_store_gains_the_requests_target_empty_column(tmp_path):
+    """A format-4 store's table requests keep their rows and gain ``target_empty``."""
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute(
+            "CREATE TABLE table_requests (id INTEGER NOT NULL, pipeline TEXT NOT NULL, "
+            "source_table TEXT NOT NULL, kind TEXT NOT NULL, where_sql TEXT, status TEXT NOT "
+            "NULL, error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY "
+            "(id))"
+        )
+        raw.execute(
+            "INSERT INTO table_requests VALUES (1, 'p', 'public.a', 'resnapshot', NULL, "
+            "'running', NULL, 'x', 'x')"
+        )
+        raw.execute(
+            "CREATE TABLE meta (name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name))"
+        )
+        raw.execute("INSERT INTO meta VALUES ('format_version', '4')")
+    store = SQLiteStateStore(path)
+    (request,) = store.table_requests("p")
+    assert (request.table, request.status, request.target_empty) == ("public.a", "running", None)
+    store.update_table_request(request.id, "running", target_empty=True)
+    store.update_table_request(request.id, "running")  # (None leaves what is noted)
+    (request,) = store.table_requests("p")
+    assert request.target_empty is True
+    store.close()

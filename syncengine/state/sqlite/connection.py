@@ -109,7 +109,10 @@ class SQLiteConnection:
                 )
             for step in range(version + 1, FORMAT_VERSION + 1):
                 for table, column, kind in MIGRATIONS.get(step, []):
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    # (a table created above by this version's DDL has the column already)
+                    present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                    if column not in present:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             for name, (table, columns, where) in INDEXES.items():
                 db.execute(
                     f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns}) WHERE {where}"

@@ -3,6 +3,8 @@ holds the pipeline picks it up between groups (:mod:`syncengine.runtime.tableops
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from syncengine.state.base import TableRequest
 from syncengine.state.sqlite.connection import SQLiteConnection, now
 
@@ -32,15 +34,30 @@ class SQLiteTableRequests(SQLiteConnection):
     def table_requests(self, pipeline: str, open_only: bool = True) -> list[TableRequest]:
         sql = (
             "SELECT id, pipeline, source_table, kind, where_sql, status, error, created_at, "
-            "updated_at FROM table_requests WHERE pipeline=?"
+            "updated_at, target_empty FROM table_requests WHERE pipeline=?"
         )
         if open_only:
             sql += " AND status IN ('pending', 'running')"
-        return [TableRequest(*row) for row in self.db.execute(sql + " ORDER BY id", (pipeline,))]
+        rows = self.db.execute(sql + " ORDER BY id", (pipeline,))
+        return [_request(*row) for row in rows]
 
-    def update_table_request(self, request_id: int, status: str, error: str | None = None) -> None:
+    def update_table_request(
+        self,
+        request_id: int,
+        status: str,
+        error: str | None = None,
+        target_empty: bool | None = None,
+    ) -> None:
         with self.transaction() as db:
             db.execute(
-                "UPDATE table_requests SET status=?, error=?, updated_at=? WHERE id=?",
-                (status, error, now(), request_id),
+                "UPDATE table_requests SET status=?, error=?, updated_at=?, "
+                "target_empty=coalesce(?, target_empty) WHERE id=?",
+                (status, error, now(), target_empty, request_id),
             )
+
+
+def _request(*row: object) -> TableRequest:
+    """A ``table_requests`` row (its columns in field order); ``target_empty`` as a bool."""
+    *fields, empty = row
+    request = TableRequest(*fields)  # type: ignore[arg-type]
+    return replace(request, target_empty=None if empty is None else bool(empty))

@@ -198,6 +198,15 @@ class MongoTarget:
         if chunk:
             yield documents_to_rows(spec, chunk)
 
+    async def holds_rows(self, table: str) -> bool:
+        """Whether the collection holds a document (absent: none)."""
+        await self.open()
+        try:
+            found = await self.db[table].find_one({}, projection={"_id": 1})
+        except PyMongoError as exc:
+            raise translate(exc, f"looking for documents in {table}") from None
+        return found is not None
+
     async def read_commit_times(self, spec: TableSpec, keys: pa.Table) -> pa.Table:
         """Key columns of the documents found, ``_ts`` (unknown: a document has no commit
         time) and ``_mine``: its content is this direction's last recorded write, whose

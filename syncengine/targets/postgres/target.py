@@ -465,6 +465,24 @@ class PostgresTarget:
         except psycopg.Error as exc:
             raise translate(exc, f"scanning {spec.name}") from None
 
+    async def holds_rows(self, table: str) -> bool:
+        """Whether ``table`` exists with a row, on a connection of its own: the stream's may
+        be inside a group's transaction when a table snapshot asks."""
+        schema, name = self._split(table)
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self.config.dsn.get_secret_value(), autocommit=True
+            ) as conn:
+                cur = await conn.execute(
+                    sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(schema, name))
+                )
+                row = await cur.fetchone()
+        except psycopg.errors.UndefinedTable:
+            return False
+        except psycopg.Error as exc:
+            raise translate(exc, f"looking for rows in {table}") from None
+        return bool(row and row[0])
+
     async def read_shadow(self, table: str, row_keys: Sequence[str]) -> pa.Table:
         conn = await self._connection()
         try:
