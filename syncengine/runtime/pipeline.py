@@ -33,6 +33,7 @@ from syncengine.config.models import ConflictsConfig, MappingConfig, PipelineCon
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
 from syncengine.runtime import pausing, restate, tablestats
+from syncengine.runtime.copypace import StreamLag
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.runtime.superseded import PendingLetters
@@ -103,6 +104,8 @@ class Pipeline:
         self.letters = PendingLetters(state, name, ordered=config.source.positions_sort())
         #: source tables a live table snapshot is copying: their stream changes fence densely
         self.dense_fence: set[str] = set()
+        #: the lag of the stream's last groups: what a live table copy paces itself by
+        self.stream_lag = StreamLag()
         #: the last checkpoint position this process saw its target commit (None: none yet)
         self.committed: str | None = None
         self.phases = PhaseClock(self._count_phase)
@@ -381,8 +384,9 @@ class Pipeline:
             await self._refresh(echoes, checkpoint)
         self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
         await self._group("end_group", target)
-        if checkpoint is not None and target is None:
+        if checkpoint is not None and target is None:  # a stream group
             self.committed = checkpoint.position
+            self.stream_lag.add_group(batches)
         return report
 
     def _settled(self, batches: Sequence[ChangeBatch]) -> list[ChangeBatch]:

@@ -33,6 +33,7 @@ from syncengine.errors import Interrupted, TargetUnavailable
 from syncengine.passthrough import RawChunkExport
 from syncengine.runtime import passthrough, pausing
 from syncengine.runtime.beside import Lane
+from syncengine.runtime.copypace import CopyPace
 from syncengine.runtime.pipeline import BatchReport, Pipeline
 from syncengine.runtime.warmup import warm_up
 from syncengine.sources.base import resume_position
@@ -302,6 +303,8 @@ class _SideBatches:
         #: the batch being applied beside the stream (it asks for the next when done)
         self.beside: asyncio.Task[int] | None = None
         self.beside_rows = SIDE_SLICE_ROWS[0]
+        #: the table being copied and how its slices beside the stream are paced
+        self.pace: tuple[str, CopyPace] | None = None
         self._ask()
 
     def _ask(self) -> None:
@@ -353,8 +356,11 @@ class _SideBatches:
             return 0
         if not isinstance(batch, ChangeBatch):
             written = await batch()
+            self.pace = None  # a copy's end (its sweep), or another request
             self._ask()
             return written
+        if self.pace is None or self.pace[0] != batch.table:  # a copy starts
+            self.pace = (batch.table, CopyPace(self.pipeline.stream_lag))
         rest: ChangeBatch | None = None
         if batch.key:
             batch, rest = _cut(batch, self.slice_rows)
@@ -386,6 +392,8 @@ class _SideBatches:
                 took = time.perf_counter() - started
                 self.beside_rows = _sized(part.num_rows, took, self.beside_rows)
                 written += sum(report.applied.values())
+                if self.pace is not None and self.pace[0] == batch.table:
+                    await asyncio.sleep(self.pace[1].after(took))  # the stream's lag allows
         self._ask()
         return written
 

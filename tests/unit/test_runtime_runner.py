@@ -12,6 +12,7 @@ from syncengine.changes import ChangeBatch
 from syncengine.config.models import BackfillConfig, BatchConfig
 from syncengine.errors import TargetUnavailable
 from syncengine.runtime import runner
+from syncengine.runtime.copypace import StreamLag
 from syncengine.runtime.phases import PhaseClock
 from syncengine.state import SQLiteStateStore
 from syncengine.state.base import Chunk
@@ -65,6 +66,7 @@ class Pipeline:
         self.phases = PhaseClock()
         self.state = SQLiteStateStore(":memory:")
         self.target: object = SimpleNamespace()  # no raw chunks, no key after the load
+        self.stream_lag = StreamLag()
 
     async def process(self, group, position, target=None):
         await asyncio.sleep(self.delay)
