@@ -9,6 +9,7 @@ import random
 import subprocess
 import threading
 import time
+from typing import Any
 
 import pytest
 from bson import Int64
@@ -17,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from tests.e2e.harness import CLI, execute, rows
 from tests.e2e.test_e2e_two_way import audit
-from tests.e2e.test_e2e_two_way_kill import hammer, settle, writer
+from tests.e2e.test_e2e_two_way_kill import HISTORY, hammer, history, settle, writer
 from tests.e2e.test_e2e_two_way_mongo import SNAPSHOT, TABLE, documents, make_cli
 
 #: --runslow only: after this file's load the test server (SecantusDB) has stalled in the
@@ -52,9 +53,57 @@ def mongo_writer(uri: str, db: str, stop: threading.Event, seed: int) -> int:
     return done
 
 
-def differences(src: str, uri: str, db: str) -> str:
+class MongoHistory:
+    """Every change event of the Mongo side's ``items`` while the test runs (its own change
+    stream, never killed): cluster time, operation, key, what it wrote, and whether it came
+    in a transaction (the engine applies in transactions; the test's writer never does).
+    What to read, with the Postgres side's trigger history, when the sides differ."""
+
+    def __init__(self, uri: str, db: str) -> None:
+        self.uri, self.db = uri, db
+        self.events: list[tuple[Any, ...]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> MongoHistory:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+    def _watch(self) -> None:
+        with MongoClient(self.uri) as client:
+            items = client[self.db]["items"]
+            with items.watch(max_await_time_ms=200) as stream:
+                while not self.stop.is_set():
+                    event = stream.try_next()
+                    if event is None:
+                        continue
+                    written = event.get("fullDocument") or event.get("updateDescription", {}).get(
+                        "updatedFields"
+                    )
+                    self.events.append((
+                        event["clusterTime"].time, event["clusterTime"].inc,
+                        event["operationType"], event.get("documentKey", {}).get("_id"),
+                        "engine" if "txnNumber" in event else "person", written,
+                    ))  # fmt: skip
+
+    def of(self, keys: set[int]) -> str:
+        return "\n".join("  " + " ".join(map(str, e)) for e in self.events if e[3] in keys)
+
+
+def differences(src: str, uri: str, db: str, mongo_history: MongoHistory | None = None) -> str:
     a, b = set(rows(src, SNAPSHOT)), set(documents(uri, db))
-    return f"only in Postgres {sorted(a - b)}, only in Mongo {sorted(b - a)}"
+    found = f"only in Postgres {sorted(a - b)}, only in Mongo {sorted(b - a)}"
+    if mongo_history is None or a == b:
+        return found
+    keys = {r[0] for r in a ^ b}
+    return (
+        f"{found}\nPostgres history:\n{history(src, keys)}\n"
+        f"Mongo history:\n{mongo_history.of(keys)}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,7 +113,10 @@ def test_two_writers_and_kills_converge_without_ping_pong(
     tmp_path, pg_dsn, mongo_uri, mongo_db, conflicts
 ):
     execute(
-        pg_dsn, TABLE, f"INSERT INTO items SELECT i, 'n', 0, now() FROM generate_series(1, {HOT}) i"
+        pg_dsn,
+        TABLE,
+        *HISTORY,  # every write on the Postgres side, printed if the sides differ
+        f"INSERT INTO items SELECT i, 'n', 0, now() FROM generate_series(1, {HOT}) i",
     )
     cli = make_cli(tmp_path, pg_dsn, mongo_uri, mongo_db, conflicts)
     cli.run("sync", "--once")  # the forward backfill, then both stream
@@ -72,19 +124,20 @@ def test_two_writers_and_kills_converge_without_ping_pong(
         lambda stop: writer(pg_dsn, "a", stop, 1),
         lambda stop: mongo_writer(mongo_uri, mongo_db, stop, 2),
     ]
-    daemon, port, counts = hammer(cli, writers)
-    try:
-        assert sum(counts) > 200, counts
-        same = lambda: rows(pg_dsn, SNAPSHOT) == documents(mongo_uri, mongo_db)  # noqa: E731
+    with MongoHistory(mongo_uri, mongo_db) as mongo_history:
+        daemon, port, counts = hammer(cli, writers)
+        try:
+            assert sum(counts) > 200, counts
+            same = lambda: rows(pg_dsn, SNAPSHOT) == documents(mongo_uri, mongo_db)  # noqa: E731
 
-        def explain() -> None:
-            raise AssertionError(differences(pg_dsn, mongo_uri, mongo_db))
+            def explain() -> None:
+                raise AssertionError(differences(pg_dsn, mongo_uri, mongo_db, mongo_history))
 
-        settle(port, same, explain)
-        # writers on both sides of the same hot keys: conflicts were met, and decided in audit
-        assert audit(cli), "no conflict audited"
-    finally:
-        stopped(cli, daemon)
+            settle(port, same, explain)
+            # writers on both sides of the same hot keys: conflicts were met, decided in audit
+            assert audit(cli), "no conflict audited"
+        finally:
+            stopped(cli, daemon)
 
 
 def stopped(cli: CLI, daemon: subprocess.Popen[str]) -> None:
