@@ -23,7 +23,7 @@ from tests.e2e.test_e2e_two_way_mongo import SNAPSHOT, TABLE, documents, make_cl
 
 #: --runslow only: after this file's load the test server (SecantusDB) has stalled in the
 #: fixture's drop_database for over ten minutes, which hangs the whole suite, and the
-#: prefer-target case diverged once in six runs (then 18 of 18 converged; on a divergence the
+#: prefer-target case diverged once in six runs (then 12 of 12 converged; on a divergence the
 #: test prints both sides' writes of the keys: docs/benchmarks-findings.md F45 and F47,
 #: docs/reliability-findings.md R23); both are open (issue 20)
 pytestmark = pytest.mark.slow
