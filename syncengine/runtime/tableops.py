@@ -195,7 +195,12 @@ class TableOps:
         if request.target_empty is not None or request.where is not None:
             return request.target_empty
         mappings = [m for _, m in self.pipeline.mappings_for(request.table)]
-        return await target_empty(self.pipeline.target, mappings)
+        try:
+            return await target_empty(self.pipeline.target, mappings)
+        except Exception as exc:  # noqa: BLE001 - only spares the sweep: never stop the copy
+            log.info("%s: could not tell whether %s's target is empty (%s): it will be swept",
+                     self.pipeline.name, request.table, exc)  # fmt: skip
+            return None
 
     async def _one(
         self, request: TableRequest, foreground: bool = False

@@ -113,3 +113,44 @@ def test_a_live_copy_is_settled_by_the_committed_checkpoint_unless_its_table_is_
         assert [b.meta.get(SETTLED) for b in settled] == ["00000000000000A0", None, None]
     finally:
         state.close()
+
+
+def test_whether_the_target_is_empty_is_noted_or_asked_and_a_failure_means_sweep():
+    """``TableOps._target_empty``: what the request noted wins; otherwise the target is asked
+    for each mapped table; a target that cannot tell, or fails to, leaves it unknown (the
+    copy then sweeps), never stops the copy."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from syncengine.runtime.tableops import TableOps
+    from syncengine.state.base import TableRequest
+
+    asked: list[str] = []
+
+    async def holds_rows(table: str) -> bool:
+        asked.append(table)
+        if table == "broken":
+            raise RuntimeError("connection refused")
+        return table == "full"
+
+    def ops(*targets: str, target: object | None = None) -> TableOps:
+        mappings = [(i, SimpleNamespace(target_name=t)) for i, t in enumerate(targets)]
+        pipeline = SimpleNamespace(
+            name="p",
+            state=None,
+            target=target if target is not None else SimpleNamespace(holds_rows=holds_rows),
+            mappings_for=lambda table: mappings,
+        )
+        return TableOps(pipeline)  # type: ignore[arg-type]
+
+    request = TableRequest(1, "p", "public.a", "resnapshot")
+    run = asyncio.run
+    assert run(ops("empty", "empty2")._target_empty(request)) is True
+    assert run(ops("empty", "full")._target_empty(request)) is False
+    assert run(ops("broken")._target_empty(request)) is None
+    assert run(ops("x", target=SimpleNamespace())._target_empty(request)) is None
+    noted = TableRequest(1, "p", "public.a", "resnapshot", target_empty=False)
+    asked.clear()
+    assert run(ops("empty")._target_empty(noted)) is False and asked == []
+    where = TableRequest(1, "p", "public.a", "resnapshot", where="id > 5")
+    assert run(ops("empty")._target_empty(where)) is None and asked == []
