@@ -245,11 +245,7 @@ class Reloads:
             return
         key = spec.source_key(table)
         mappings = [m for m in spec.mappings_for_sources() if spec.source_key(m.source) == key]
-        try:
-            empty = await target_empty(pipeline.target, mappings)
-        except Exception as exc:  # noqa: BLE001 - only an optimisation: the sweep runs
-            log.info("%s: could not tell whether %s's target is empty: %s", name, table, exc)
-            return
+        empty = await target_empty(pipeline.target, mappings)
         if empty is not None:
             self.daemon.state.update_table_request(request, "pending", target_empty=empty)
 

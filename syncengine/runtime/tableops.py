@@ -119,13 +119,21 @@ async def target_empty(target: Target, mappings: Sequence[MappingConfig]) -> boo
     a stream (before its capture begins) or before its copy starts: every row the target then
     gets comes from the stream or the copy, and a source delete reaches it through the
     stream, so no key can be left there that the source lacks and the sweep after the copy
-    (two reads of the whole table's keys) is not needed: an added table's usual case."""
+    (two reads of the whole table's keys) is not needed: an added table's usual case. A
+    target that fails to answer leaves it unknown too: the answer only spares the sweep, so
+    it never stops a copy or a reload."""
     holds_rows = getattr(target, "holds_rows", None)
     if holds_rows is None or not mappings:
         return None
-    for mapping in mappings:
-        if await holds_rows(mapping.target_name):
-            return False
+    try:
+        for mapping in mappings:
+            if await holds_rows(mapping.target_name):
+                return False
+    except Exception as exc:  # noqa: BLE001 - see above
+        log.info(
+            "could not tell whether %s is empty (%s): it will be swept", mapping.target_name, exc
+        )
+        return None
     return True
 
 
@@ -195,12 +203,7 @@ class TableOps:
         if request.target_empty is not None or request.where is not None:
             return request.target_empty
         mappings = [m for _, m in self.pipeline.mappings_for(request.table)]
-        try:
-            return await target_empty(self.pipeline.target, mappings)
-        except Exception as exc:  # noqa: BLE001 - only spares the sweep: never stop the copy
-            log.info("%s: could not tell whether %s's target is empty (%s): it will be swept",
-                     self.pipeline.name, request.table, exc)  # fmt: skip
-            return None
+        return await target_empty(self.pipeline.target, mappings)
 
     async def _one(
         self, request: TableRequest, foreground: bool = False

@@ -3,7 +3,7 @@ holds the pipeline picks it up between groups (:mod:`syncengine.runtime.tableops
 
 from __future__ import annotations
 
-from dataclasses import replace
+from typing import Any
 
 from syncengine.state.base import TableRequest
 from syncengine.state.sqlite.connection import SQLiteConnection, now
@@ -39,7 +39,7 @@ class SQLiteTableRequests(SQLiteConnection):
         if open_only:
             sql += " AND status IN ('pending', 'running')"
         rows = self.db.execute(sql + " ORDER BY id", (pipeline,))
-        return [_request(*row) for row in rows]
+        return [_request(row) for row in rows]
 
     def update_table_request(
         self,
@@ -56,8 +56,10 @@ class SQLiteTableRequests(SQLiteConnection):
             )
 
 
-def _request(*row: object) -> TableRequest:
-    """A ``table_requests`` row (its columns in field order); ``target_empty`` as a bool."""
-    *fields, empty = row
-    request = TableRequest(*fields)  # type: ignore[arg-type]
-    return replace(request, target_empty=None if empty is None else bool(empty))
+def _request(row: tuple[Any, ...]) -> TableRequest:
+    """A ``table_requests`` row as selected above; ``target_empty`` (0/1/NULL) as a bool."""
+    id_, pipeline, table, kind, where, status, error, created_at, updated_at, empty = row
+    return TableRequest(
+        id_, pipeline, table, kind, where, status, error, created_at, updated_at,
+        target_empty=None if empty is None else bool(empty),
+    )  # fmt: skip
