@@ -54,6 +54,10 @@ class TargetUnavailable(RetriableError):
     """The target could not be reached (after retries the CLI exits 3)."""
 
 
+class StateUnavailable(RetriableError):
+    """A shared (Postgres) state store could not be reached (after retries the CLI exits 3)."""
+
+
 class Fenced(RetriableError):
     """Cluster mode: a newer attempt took this pipeline over (its fencing epoch is higher), so
     this attempt's commit was refused and rolled back; it stops. Retriable: should the attempt

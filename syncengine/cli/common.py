@@ -40,14 +40,18 @@ def load_selected(config_path: str, pipeline: str | None) -> tuple[Config, list[
 
 
 def note_worker_local(config: Config, what: str) -> None:
-    """In cluster mode ``what`` (dead letters, parked conflicts) is kept in the state file of
-    the worker that met it, not in the target (docs/cluster.md, *Limits of this slice*): say on
-    stderr that this command reads this machine's file only, so an empty list is not taken
-    for "none anywhere". stdout (``--json``) is unchanged."""
-    if config.cluster is not None:
+    """In cluster mode with a state *file*, ``what`` (dead letters, parked conflicts) is kept
+    in the state file of the worker that met it: say on stderr that this command reads this
+    machine's file only, so an empty list is not taken for "none anywhere" (a shared
+    ``postgresql://`` state store holds every worker's: nothing to say). stdout (``--json``)
+    is unchanged."""
+    from syncengine.state import is_shared
+
+    if config.cluster is not None and not is_shared(config.state):
         click.echo(
-            f"note: in cluster mode {what} stay in the state file of the worker that met them; "
-            f"this reads {config.state} on this machine only (docs/cluster.md)",
+            f"note: in cluster mode with a state file {what} stay in the state file of the "
+            f"worker that met them; this reads {config.state} on this machine only (set "
+            f"state: to a postgresql:// URL to share them, docs/cluster.md)",
             err=True,
         )
 

@@ -44,7 +44,7 @@ def checkpoints_remove(
 ) -> None:
     """Remove a removed table's state (counters, requests, pause and held changes, chunk
     progress, dead letters, shadow rows and conflicts); its target table is left as it is."""
-    from syncengine.cli.tables import daemon_pid
+    from syncengine.cli.tables import running_daemon
     from syncengine.runtime.forget import FORGET, check_removable, target_tables
     from syncengine.state import open_state
 
@@ -62,7 +62,7 @@ def checkpoints_remove(
             abort=True,
         )
     state = open_state(config.state)
-    if daemon_pid(state, pipeline) is not None:
+    if running_daemon(state, pipeline) is not None:
         request = state.request_table(pipeline, key, FORGET, json.dumps(chosen))
         await_done(wait, lambda: _settled(state, pipeline, request), "carried out the removal")
         (row,) = [r for r in state.table_requests(pipeline, False) if r.id == request]

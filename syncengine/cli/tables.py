@@ -16,30 +16,32 @@ import click
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, selected_tables
 from syncengine.errors import FatalError, UsageError
+from syncengine.state.locks import Holder
 from syncengine.state.protocols import StateStore
 
 #: the lock purpose of ``syncengine run``
 DAEMON = "run"
 
 
-def daemon_pid(state: StateStore, pipeline: str) -> int | None:
-    """The pid of the daemon running ``pipeline`` now, if one is."""
+def running_daemon(state: StateStore, pipeline: str) -> Holder | None:
+    """The daemon running ``pipeline`` now, if one is (on another machine too, with a shared
+    state store: a request left in the store reaches it there)."""
     holder = state.lock(pipeline, "resnapshot").holder()
-    return holder[0] if holder is not None and holder[1] == DAEMON else None
+    return holder if holder is not None and holder.purpose == DAEMON else None
 
 
 def hand_to_daemon(state: StateStore, pipeline: str, tables: list[str], where: str | None) -> bool:
     """Leave a re-snapshot request per table for the running daemon; False when none runs."""
     from syncengine.runtime.tableops import RESNAPSHOT
 
-    pid = daemon_pid(state, pipeline)
-    if pid is None:
+    daemon = running_daemon(state, pipeline)
+    if daemon is None:
         return False
     for table in tables:
         request = state.request_table(pipeline, table, RESNAPSHOT, where)
         click.echo(
-            f"{pipeline}: re-snapshot of {table} handed to the running daemon (pid {pid}) as "
-            f"request {request}; it runs while the other tables stream"
+            f"{pipeline}: re-snapshot of {table} handed to the running daemon "
+            f"{daemon.describe()} as request {request}; it runs while the other tables stream"
         )
     return True
 
@@ -112,10 +114,17 @@ def reload(config_path: str) -> None:
     # a bad config is reported here (every problem, YAML paths, exit 2) and nothing is signalled
     config, names = load_selected(config_path, None)
     state = open_state(config.state)
-    pids = sorted({pid for name in names if (pid := daemon_pid(state, name)) is not None})
+    daemons = {d for name in names if (d := running_daemon(state, name)) is not None}
+    for daemon in sorted((d for d in daemons if d.host), key=lambda d: (str(d.host), d.pid)):
+        click.echo(  # a pid on another machine cannot be signalled from here
+            f"the daemon {daemon.describe()} runs on another machine: run syncengine reload "
+            f"there (or send it SIGHUP)",
+            err=True,
+        )
+    pids = sorted({d.pid for d in daemons if d.host is None})
     if not pids:
         raise FatalError(  # exit 1: the command ran and found nothing to signal
-            "no daemon runs any pipeline of this config",
+            "no daemon on this machine runs any pipeline of this config",
             hint="start one with syncengine run CONFIG (it reads the config when it starts)",
         )
     for pid in pids:

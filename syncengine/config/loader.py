@@ -97,6 +97,9 @@ def _register_secrets(tree: Any) -> None:
     """Every DSN/URI password in the config becomes a literal that is never printed, even
     before validation (a config error message may quote the value); so does the whole value
     of any other ``SecretStr`` field of the section's kind (a plugin's token)."""
+    state = tree.get("state") if isinstance(tree, dict) else None
+    if isinstance(state, str):  # a shared store's postgresql:// URL
+        register_connection_secrets(state)
     console = tree.get("console") if isinstance(tree, dict) else None
     if isinstance(console, dict) and isinstance(console.get("token"), str):
         register_secret(console["token"])

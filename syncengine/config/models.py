@@ -233,7 +233,9 @@ class MeshConfig(Model):
 
 class Config(Model):
     state: str = ".syncengine/state.db"
-    """SQLite state file (checkpoints, shadow, conflicts, dead letters)."""
+    """Where the engine keeps its state (checkpoints, shadow, conflicts, dead letters): a
+    SQLite file path, or a ``postgresql://`` URL for a store every process shares (cluster
+    mode's workers, the CLI and the console on any machine)."""
     pipelines: dict[Annotated[str, Field(pattern=PIPELINE_NAME)], PipelineConfig] = Field(
         default_factory=dict
     )
@@ -246,6 +248,18 @@ class Config(Model):
     """The operations console (``syncengine ui``, ``run --ui-port``): its access token."""
     cluster: ClusterConfig | None = None
     """Cluster mode (``syncengine worker`` / ``apply``, docs/cluster.md); None: embedded."""
+
+    @field_validator("state")
+    @classmethod
+    def _state_is_a_file_or_postgres(cls, value: str) -> str:
+        from syncengine.state import SHARED_SCHEMES
+
+        scheme, sep, _ = value.partition("://")
+        if sep and not value.startswith(SHARED_SCHEMES):
+            raise ValueError(
+                f"'{scheme}://' is not a state store; use a file path or a postgresql:// URL"
+            )
+        return value
 
     @model_validator(mode="after")
     def _something_to_run(self) -> Config:

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from syncengine.config.secrets import redact
@@ -188,16 +186,9 @@ class PipelineView:
 
 
 def lock_holder(state: StateStore, name: str) -> dict[str, Any] | None:
-    """Who holds the pipeline's lock, read from the lock file without taking it (taking it,
-    even for a moment, could make a daemon starting at that moment refuse to run)."""
-    path = state.lock(name, "console").path
-    try:
-        info = json.loads(path.read_text() or "{}")
-        pid = int(info["pid"])
-        os.kill(pid, 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return {"pid": pid, "purpose": str(info.get("purpose", "?"))}
+    """Who holds the pipeline's lock, read without taking it."""
+    holder = state.lock(name, "console").peek()
+    return None if holder is None else asdict(holder)
 
 
 def pipeline_state(

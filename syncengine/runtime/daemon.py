@@ -22,7 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from syncengine.config.models import Config
-from syncengine.errors import HistoryLost, Interrupted, SyncEngineError, TargetUnavailable
+from syncengine.errors import (
+    HistoryLost,
+    Interrupted,
+    StateUnavailable,
+    SyncEngineError,
+    TargetUnavailable,
+)
 from syncengine.runtime.classify import is_transient
 from syncengine.runtime.laghistory import LagRecorder
 from syncengine.runtime.metrics import Metrics, MetricsServer
@@ -154,7 +160,7 @@ class Daemon:
                     self.streaming.pop(name, None)
                     if lag_task:
                         lag_task.cancel()
-                    record_status(self.state, name, pipeline.rows_applied, health.last_error)
+                    self._record_status(name, pipeline, health)
                     await pipeline.close()
                     self.metrics.circuit_state.labels(name).set(CIRCUIT_STATES[breaker.state])
             health.state = "stopped"
@@ -165,6 +171,14 @@ class Daemon:
             self._failed(name, health, f"{type(exc).__name__}: {exc}")
         finally:
             lock.release()
+
+    def _record_status(self, name: str, pipeline: Pipeline, health: PipelineHealth) -> None:
+        """The running totals, after each run of the pipeline; a shared state store out of
+        reach costs them this once (the runs' rows are at the target), not the pipeline."""
+        try:
+            record_status(self.state, name, pipeline.rows_applied, health.last_error)
+        except StateUnavailable as exc:
+            log.warning("%s: status not recorded: %s", name, exc)
 
     def _retrying(
         self, name: str, health: PipelineHealth, exc: BaseException, breaker: CircuitBreaker

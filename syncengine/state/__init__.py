@@ -27,8 +27,22 @@ from syncengine.state.sqlite import SQLiteStateStore
 
 
 def open_state(path: str | Path) -> StateStore:
-    """The state store a config's ``state:`` names: the embedded SQLite file."""
+    """The state store a config's ``state:`` names: a ``postgresql://`` URL is the shared
+    store (:mod:`syncengine.state.postgres`), anything else the embedded SQLite file."""
+    if is_shared(path):
+        from syncengine.state.postgres import PostgresStateStore
+
+        return PostgresStateStore(str(path))
     return SQLiteStateStore(path)
+
+
+def is_shared(path: str | Path) -> bool:
+    """Whether ``state:`` names a database every process reaches rather than a local file."""
+    return str(path).startswith(SHARED_SCHEMES)
+
+
+#: the URL schemes of a shared (Postgres) state store
+SHARED_SCHEMES = ("postgresql://", "postgres://")
 
 
 __all__ = [
@@ -49,5 +63,6 @@ __all__ = [
     "StoredCheckpoint",
     "TargetState",
     "Transactional",
+    "is_shared",
     "open_state",
 ]

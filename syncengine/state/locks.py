@@ -10,20 +10,88 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol, Self
 
 from syncengine.errors import LockHeld
 
 
-class PipelineLock:
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a pipeline's lock: its pid, what it runs (``run``, ``backfill``…), and the
+    host it runs on when that is another machine (None: this one, where the pid can be
+    signalled)."""
+
+    pid: int
+    purpose: str
+    host: str | None = None
+
+    def describe(self) -> str:
+        where = f" on {self.host}" if self.host else ""
+        return f"'{self.purpose}' (pid {self.pid}{where})"
+
+
+class Lock(Protocol):
+    """A per-pipeline exclusive lock, whatever keeps it (a file here, an advisory lock in a
+    shared Postgres store: :mod:`syncengine.state.postgres.locks`)."""
+
+    def acquire(self) -> Self:
+        """Take it or raise :class:`~syncengine.errors.LockHeld` naming the holder."""
+        ...
+
+    def release(self) -> None: ...
+
+    def holder(self) -> Holder | None:
+        """Who holds it now, or None: how ``resnapshot``, ``reload`` and ``checkpoints
+        remove`` find the running daemon to hand work to or signal."""
+        ...
+
+    def peek(self) -> Holder | None:
+        """Who holds it, read without taking anything (the console): taking it, even for a
+        moment, could make a daemon starting then refuse to run."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class HeldWhileInside:
+    """``with lock:`` takes it for the block (either kind of lock)."""
+
+    def acquire(self) -> Self:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class PipelineLock(HeldWhileInside):
     def __init__(self, folder: Path, pipeline: str, purpose: str) -> None:
         self.path = folder / f"{pipeline}.lock"
         self.pipeline = pipeline
         self.purpose = purpose
         self._fd: int | None = None
 
-    def acquire(self) -> PipelineLock:
+    def acquire(self) -> Self:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -40,9 +108,8 @@ class PipelineLock:
         self._fd = fd
         return self
 
-    def holder(self) -> tuple[int, str] | None:
-        """(pid, purpose) of the process holding this lock now, or None when nobody does: how
-        ``resnapshot`` and ``reload`` find the running daemon."""
+    def holder(self) -> Holder | None:
+        """The process holding this lock now, or None when nobody does."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -51,28 +118,28 @@ class PipelineLock:
             except BlockingIOError:
                 info = _holder_info(fd)
                 pid = info.get("pid")
-                return (pid, str(info.get("purpose", ""))) if isinstance(pid, int) else None
+                return Holder(pid, str(info.get("purpose", ""))) if isinstance(pid, int) else None
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         finally:
             os.close(fd)
+
+    def peek(self) -> Holder | None:
+        """Read from the file; a pid that no longer runs left it (the kernel released the
+        lock with it)."""
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+            pid = int(info["pid"])
+            os.kill(pid, 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return Holder(pid, str(info.get("purpose", "?")))
 
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-
-    def __enter__(self) -> PipelineLock:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 def _holder_info(fd: int) -> dict[str, object]:

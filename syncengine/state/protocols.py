@@ -4,12 +4,13 @@ Callers name the protocol they use, never the SQLite class: a source needs check
 snapshot progress, a target that keeps no state of its own needs checkpoints and shadow rows,
 the conflict resolver needs the queue. :class:`StateStore` is all of them together, what the
 runtime carries from the place that opens the store (:func:`syncengine.state.open_state`) to
-the parts. The SQLite store (:mod:`syncengine.state.sqlite`) implements every one.
+the parts. The embedded SQLite store (:mod:`syncengine.state.sqlite`) and the shared Postgres
+store (:mod:`syncengine.state.postgres`) implement every one.
 
 The ``write_*``, ``park_*``, ``hold_*`` and ``mark_resolved`` methods take the handle that
 :meth:`Transactional.transaction` yields, so that writes of several concerns commit together
 (a target's shadow rows with its checkpoint; a conflict's park, held changes and audit rows).
-That handle is the embedded store's connection: these protocols describe the embedded state.
+That handle is the store's own connection: these protocols describe the engine's state store.
 A target that keeps its state in its own database (Postgres, Mongo with transactions) writes it
 in its apply transaction through the async counterparts in :mod:`syncengine.state.targetdb`,
 and answers for it through :class:`syncengine.targets.base.Target` (``read_shadow``,
@@ -18,10 +19,9 @@ and answers for it through :class:`syncengine.targets.base.Target` (``read_shado
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol
 
 from syncengine.state.base import (
     Chunk,
@@ -34,10 +34,8 @@ from syncengine.state.base import (
     TableRequest,
     TableStats,
 )
-from syncengine.state.locks import PipelineLock
-
-StateTransaction: TypeAlias = sqlite3.Connection
-"""An open state transaction: only passed back to the store's methods."""
+from syncengine.state.locks import Lock
+from syncengine.state.sql.base import StateTransaction as StateTransaction
 
 
 class Transactional(Protocol):
@@ -259,7 +257,7 @@ class TableForgetting(Protocol):
 
 
 class Locks(Protocol):
-    def lock(self, pipeline: str, purpose: str) -> PipelineLock:
+    def lock(self, pipeline: str, purpose: str) -> Lock:
         """An exclusive per-pipeline lock (daemon, sync and backfill refuse to overlap)."""
         ...
 

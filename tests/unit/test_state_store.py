@@ -18,8 +18,8 @@ from syncengine.state import Chunk, Conflict, DeadLetter, SQLiteStateStore
 WRITER = textwrap.dedent(
     """
     import sys
-    from syncengine.state import SQLiteStateStore
-    store = SQLiteStateStore(sys.argv[1])
+    from syncengine.state import open_state
+    store = open_state(sys.argv[1])  # a file here; a postgresql:// URL in the shared store's test
     i = 0
     while True:
         i += 1

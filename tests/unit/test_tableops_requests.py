@@ -10,6 +10,7 @@ import pytest
 
 from syncengine.errors import UsageError
 from syncengine.runtime.wherecheck import check_where
+from syncengine.state.locks import Holder
 from syncengine.state.sqlite import SQLiteStateStore
 
 
@@ -49,7 +50,7 @@ def test_lock_holder_names_the_daemon(tmp_path):
     proc.start()
     try:
         assert ready.wait(10)
-        assert store.lock("p", "resnapshot").holder() == (proc.pid, "run")
+        assert store.lock("p", "resnapshot").holder() == Holder(proc.pid, "run")
     finally:
         release.set()
         proc.join(10)

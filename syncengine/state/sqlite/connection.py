@@ -5,10 +5,8 @@ the last committed transaction intact when the process is killed mid-write. Ever
 is one transaction; ``synchronous=FULL`` so a committed checkpoint survives power loss too.
 The file is created owner-only (0600): it holds row images.
 
-Each concern's queries (checkpoints, chunks, shadow, conflicts, dead letters, status, lag
-history) live in
-their own module as a subclass of :class:`SQLiteConnection`;
-:class:`syncengine.state.sqlite.SQLiteStateStore` joins them over this one connection.
+Each concern's queries live in :mod:`syncengine.state.sql`, shared with the Postgres store;
+:class:`syncengine.state.sqlite.SQLiteStateStore` joins them over this connection.
 """
 
 from __future__ import annotations
@@ -18,17 +16,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from syncengine.errors import FatalError
 from syncengine.state.locks import PipelineLock
 from syncengine.state.schema import FORMAT_VERSION, INDEXES, MIGRATIONS, TABLES
-
-
-def now() -> str:
-    """The time stored with a row (ISO 8601, UTC)."""
-    return datetime.now(UTC).isoformat()
+from syncengine.state.sql.base import StateSQL
 
 
 def _ddl(table: str) -> str:
@@ -37,7 +30,7 @@ def _ddl(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({', '.join(key)}))"
 
 
-class SQLiteConnection:
+class SQLiteConnection(StateSQL):
     """The file, one connection per thread, transactions, schema migration and locks."""
 
     def __init__(self, path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""Paused tables in the SQLite store: the pause requests and the changes held meanwhile.
+"""Paused tables in the state store: the pause requests and the changes held meanwhile.
 
 A paused table's changes are kept in ``held_changes``, the table that already keeps changes
 held behind a pending manual conflict, under conflict id :data:`PAUSE_HOLD` (no conflict has
@@ -12,17 +12,16 @@ already and is not held twice.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 
 from syncengine.state.base import HeldBatch, Pause
-from syncengine.state.sqlite.connection import SQLiteConnection, now
+from syncengine.state.sql.base import StateSQL, StateTransaction, now
 
 #: the conflict id of changes held by a pause rather than behind a conflict
 PAUSE_HOLD = 0
 
 
-class SQLitePauses(SQLiteConnection):
+class SQLPauses(StateSQL):
     def request_pause(self, pipeline: str, tables: Iterable[str], status: str) -> None:
         """Pause ``tables`` (``status``: ``paused`` when nothing applies meanwhile, else
         ``pausing`` until the applying process has seen it); an already paused table stays
@@ -33,7 +32,8 @@ class SQLitePauses(SQLiteConnection):
                 db.execute(
                     "INSERT INTO paused_tables(pipeline, source_table, status, requested_at, "
                     "paused_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(pipeline, source_table) DO "
-                    "UPDATE SET status=CASE WHEN status='resuming' THEN 'paused' ELSE status END",
+                    "UPDATE SET status=CASE WHEN paused_tables.status='resuming' THEN 'paused' "
+                    "ELSE paused_tables.status END",
                     (pipeline, table, status, stamp, stamp if status == "paused" else None),
                 )
 
@@ -47,7 +47,8 @@ class SQLitePauses(SQLiteConnection):
                     (pipeline,),
                 )
             ]
-            chosen = known if tables is None else [t for t in known if t in set(tables)]
+            wanted = None if tables is None else set(tables)
+            chosen = known if wanted is None else [t for t in known if t in wanted]
             for table in chosen:
                 db.execute(
                     "UPDATE paused_tables SET status='resuming', requested_at=? "
@@ -77,7 +78,7 @@ class SQLitePauses(SQLiteConnection):
 
     def hold_batches(
         self,
-        db: sqlite3.Connection,
+        db: StateTransaction,
         pipeline: str,
         table: str,
         batches: Sequence[tuple[str, int, bytes]],
@@ -107,17 +108,18 @@ class SQLitePauses(SQLiteConnection):
         return [HeldBatch(*r) for r in rows]
 
     def release_batches(
-        self, db: sqlite3.Connection, pipeline: str, table: str, ids: Sequence[int], rows: int
+        self, db: StateTransaction, pipeline: str, table: str, ids: Sequence[int], rows: int
     ) -> None:
         """Forget held batches (``rows`` changes) that are applied at the target."""
         db.executemany("DELETE FROM held_changes WHERE id=?", [(i,) for i in ids])
         db.execute(
-            "UPDATE paused_tables SET held_rows=MAX(held_rows-?, 0) "
+            "UPDATE paused_tables SET "
+            "held_rows=CASE WHEN held_rows > ? THEN held_rows-? ELSE 0 END "
             "WHERE pipeline=? AND source_table=?",
-            (rows, pipeline, table),
+            (rows, rows, pipeline, table),
         )
 
-    def finish_resume(self, db: sqlite3.Connection, pipeline: str, table: str) -> bool:
+    def finish_resume(self, db: StateTransaction, pipeline: str, table: str) -> bool:
         """End a table's pause once it holds nothing any more (False: it still does)."""
         left = db.execute(
             "SELECT COUNT(*) FROM held_changes WHERE conflict_id=? AND pipeline=? "

@@ -1,4 +1,4 @@
-"""Removing one table's state from the SQLite store (``syncengine checkpoints CONFIG remove``).
+"""Removing one table's state from the state store (``syncengine checkpoints CONFIG remove``).
 
 A table removed from a pipeline's config keeps its state until a person removes it: the chunk
 progress of its backfill and of its single-table snapshots, its counters, its requests, its
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from syncengine.state.base import table_chunks
-from syncengine.state.sqlite.connection import SQLiteConnection
+from syncengine.state.sql.base import StateSQL
 
 #: what goes per source table: (kind, statement over (pipeline, table-snapshot namespace, table))
 _PER_SOURCE = (
@@ -40,7 +40,7 @@ _PER_TARGET = (
 )
 
 
-class SQLiteForget(SQLiteConnection):
+class SQLForget(StateSQL):
     def forget_table(
         self, pipeline: str, table: str, targets: Sequence[str], keep_request: int | None = None
     ) -> dict[str, int]:
@@ -58,7 +58,8 @@ class SQLiteForget(SQLiteConnection):
                         gone.get(kind, 0) + db.execute(statement, (pipeline, target)).rowcount
                     )
             gone["table_requests"] = db.execute(
-                "DELETE FROM table_requests WHERE pipeline=? AND source_table=? AND id IS NOT ?",
+                "DELETE FROM table_requests WHERE pipeline=? AND source_table=? "
+                "AND id IS DISTINCT FROM ?",
                 (pipeline, table, keep_request),
             ).rowcount
         return gone

@@ -1,4 +1,4 @@
-"""Per-table requests in the SQLite store: the CLI's ``resnapshot`` leaves one, the daemon that
+"""Per-table requests in the state store: the CLI's ``resnapshot`` leaves one, the daemon that
 holds the pipeline picks it up between groups (:mod:`syncengine.runtime.tableops`)."""
 
 from __future__ import annotations
@@ -6,18 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from syncengine.state.base import TableRequest
-from syncengine.state.sqlite.connection import SQLiteConnection, now
+from syncengine.state.sql.base import StateSQL, now
 
 #: a request still to be carried out (a ``running`` one resumes after a crash)
 OPEN = ("pending", "running")
 
 
-class SQLiteTableRequests(SQLiteConnection):
+class SQLTableRequests(StateSQL):
     def request_table(self, pipeline: str, table: str, kind: str, where: str | None) -> int:
         with self.transaction() as db:
             row = db.execute(
                 "SELECT id FROM table_requests WHERE pipeline=? AND source_table=? AND kind=? "
-                "AND status IN (?, ?) AND where_sql IS ?",
+                "AND status IN (?, ?) AND where_sql IS NOT DISTINCT FROM ?",
                 (pipeline, table, kind, *OPEN, where),
             ).fetchone()
             if row is not None:
@@ -52,7 +52,7 @@ class SQLiteTableRequests(SQLiteConnection):
             db.execute(
                 "UPDATE table_requests SET status=?, error=?, updated_at=?, "
                 "target_empty=coalesce(?, target_empty) WHERE id=?",
-                (status, error, now(), target_empty, request_id),
+                (status, error, now(), _flag(target_empty), request_id),
             )
 
 
@@ -63,3 +63,8 @@ def _request(row: tuple[Any, ...]) -> TableRequest:
         id_, pipeline, table, kind, where, status, error, created_at, updated_at,
         target_empty=None if empty is None else bool(empty),
     )  # fmt: skip
+
+
+def _flag(value: bool | None) -> int | None:
+    """A bool as the 0/1 the INTEGER column holds (Postgres takes no bool for it)."""
+    return None if value is None else int(value)

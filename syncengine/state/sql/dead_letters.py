@@ -1,4 +1,4 @@
-"""Dead letters in the SQLite store: records set aside with their reason, until replayed."""
+"""Dead letters in the state store: records set aside with their reason, until replayed."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from syncengine.state.base import DeadLetter
-from syncengine.state.sqlite.connection import SQLiteConnection, now
+from syncengine.state.sql.base import StateSQL, now
 
 
-class SQLiteDeadLetters(SQLiteConnection):
+class SQLDeadLetters(StateSQL):
     def add_dead_letters(self, letters: Iterable[DeadLetter]) -> int:
         with self.transaction() as db:
             count = 0

@@ -1,18 +1,17 @@
-"""Checkpoints in the SQLite store: one row per pipeline and source stream."""
+"""Checkpoints in the state store: one row per pipeline and source stream."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from syncengine.state.base import StoredCheckpoint
 from syncengine.state.schema import FORMAT_VERSION
-from syncengine.state.sqlite.connection import SQLiteConnection, now
+from syncengine.state.sql.base import StateSQL, StateTransaction, now
 
 
-class SQLiteCheckpoints(SQLiteConnection):
+class SQLCheckpoints(StateSQL):
     def get_checkpoint(self, pipeline: str, stream: str) -> StoredCheckpoint | None:
         row = self.db.execute(
             "SELECT pipeline, stream, position, details, version, updated_at FROM checkpoints "
@@ -29,7 +28,7 @@ class SQLiteCheckpoints(SQLiteConnection):
 
     def write_checkpoint(
         self,
-        db: sqlite3.Connection,
+        db: StateTransaction,
         pipeline: str,
         stream: str,
         position: str,

@@ -1,4 +1,4 @@
-"""Snapshot chunk progress in the SQLite store: one row per key range of a table."""
+"""Snapshot chunk progress in the state store: one row per key range of a table."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from syncengine.state.base import Chunk
-from syncengine.state.sqlite.connection import SQLiteConnection, now
+from syncengine.state.sql.base import StateSQL, now
 
 
-class SQLiteChunks(SQLiteConnection):
+class SQLChunks(StateSQL):
     def put_chunks(self, pipeline: str, chunks: Iterable[Chunk]) -> None:
         with self.transaction() as db:
             db.executemany(

@@ -1,17 +1,16 @@
-"""The conflict queue in the SQLite store: parked conflicts, held changes, audit rows."""
+"""The conflict queue in the state store: parked conflicts, held changes, audit rows."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from syncengine.state.base import Conflict
-from syncengine.state.sqlite.connection import SQLiteConnection, now
+from syncengine.state.sql.base import StateSQL, StateTransaction, now
 
 
-class SQLiteConflicts(SQLiteConnection):
-    def park_conflict(self, db: sqlite3.Connection, conflict: Conflict) -> int:
+class SQLConflicts(StateSQL):
+    def park_conflict(self, db: StateTransaction, conflict: Conflict) -> int:
         cur = db.execute(
             "INSERT INTO conflicts(id, pipeline, target_table, row_key, base, local, remote, "
             "delta, status, created_at) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM "
@@ -64,18 +63,20 @@ class SQLiteConflicts(SQLiteConnection):
 
     def hold_changes(
         self,
-        db: sqlite3.Connection,
+        db: StateTransaction,
         pipeline: str,
         table: str,
         held: Iterable[tuple[int, str, str]],
     ) -> None:
-        """(conflict_id, row_key, change JSON) rows that wait behind a pending conflict."""
+        """(conflict_id, row_key, change JSON) rows that wait behind a pending conflict. The
+        JSON is stored as UTF-8 bytes: the column also holds a paused table's Arrow batches
+        (:mod:`.pauses`), so it is bytes in every store (``bytea`` in Postgres)."""
         for conflict_id, key, change in held:
             db.execute(
                 "INSERT INTO held_changes(id, conflict_id, pipeline, target_table, row_key, "
                 "change) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM held_changes), ?, ?, ?, "
                 "?, ?)",
-                (conflict_id, pipeline, table, key, change),
+                (conflict_id, pipeline, table, key, change.encode()),
             )
 
     def held_changes(self, conflict_id: int, pipeline: str | None = None) -> list[str]:
@@ -90,10 +91,10 @@ class SQLiteConflicts(SQLiteConnection):
                 "SELECT change FROM held_changes WHERE conflict_id=? AND pipeline=? ORDER BY id",
                 (conflict_id, pipeline),
             )
-        return [r[0] for r in rows]
+        return [_text(r[0]) for r in rows]
 
     def mark_resolved(
-        self, db: sqlite3.Connection, conflict_id: int, resolution: str, decided_by: str
+        self, db: StateTransaction, conflict_id: int, resolution: str, decided_by: str
     ) -> None:
         db.execute(
             "UPDATE conflicts SET status='resolved', resolved_at=?, resolution=?, decided_by=? "
@@ -104,7 +105,7 @@ class SQLiteConflicts(SQLiteConnection):
 
     def write_audit(
         self,
-        db: sqlite3.Connection,
+        db: StateTransaction,
         pipeline: str,
         table: str,
         rows: Iterable[tuple[str, str, str, str]],
@@ -117,3 +118,8 @@ class SQLiteConflicts(SQLiteConnection):
                 "?, ?, ?, ?, ?, ?, ?)",
                 (pipeline, table, key, strategy, outcome, decided_by, now()),
             )
+
+
+def _text(change: str | bytes) -> str:
+    """A held change's JSON (a store written before changes were kept as bytes has text)."""
+    return change if isinstance(change, str) else bytes(change).decode()

@@ -1,14 +1,13 @@
-"""Shadow rows in the SQLite store: per key, what the source last said and its position."""
+"""Shadow rows in the state store: per key, what the source last said and its position."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 
-from syncengine.state.sqlite.connection import SQLiteConnection
+from syncengine.state.sql.base import StateSQL, StateTransaction
 
 
-class SQLiteShadow(SQLiteConnection):
+class SQLShadow(StateSQL):
     def get_shadow(
         self, pipeline: str, table: str, keys: Sequence[str]
     ) -> dict[str, tuple[str, str | None, str | None]]:
@@ -28,7 +27,7 @@ class SQLiteShadow(SQLiteConnection):
 
     def write_shadow(
         self,
-        db: sqlite3.Connection,
+        db: StateTransaction,
         pipeline: str,
         table: str,
         upserts: Iterable[tuple[str, str, str | None, str | None]],
@@ -47,7 +46,7 @@ class SQLiteShadow(SQLiteConnection):
             [(pipeline, table, k) for k in deletes],
         )
 
-    def purge_tombstones(self, db: sqlite3.Connection, pipeline: str, before: str) -> None:
+    def purge_tombstones(self, db: StateTransaction, pipeline: str, before: str) -> None:
         """Inside a caller's transaction: drop tombstones older than the checkpoint ``before``
         (a replay starts after the checkpoint, so they can no longer fence anything)."""
         db.execute(
@@ -55,6 +54,6 @@ class SQLiteShadow(SQLiteConnection):
             (pipeline, before),
         )
 
-    def clear_shadow(self, db: sqlite3.Connection, pipeline: str, table: str) -> None:
+    def clear_shadow(self, db: StateTransaction, pipeline: str, table: str) -> None:
         """Inside a caller's transaction: drop a table's shadow rows (it was truncated)."""
         db.execute("DELETE FROM shadow WHERE pipeline=? AND target_table=?", (pipeline, table))

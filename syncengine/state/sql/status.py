@@ -1,4 +1,4 @@
-"""Pipeline status in the SQLite store: what ``status`` shows without connecting anywhere.
+"""Pipeline status in the state store: what ``status`` shows without connecting anywhere.
 
 The stored part (running total of rows applied, last error) is one JSON value per pipeline in
 ``meta`` under ``status:<pipeline>``; the open work is counted from the conflict and dead-letter
@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from syncengine.state.base import TableStats
-from syncengine.state.sqlite.connection import SQLiteConnection, now
+from syncengine.state.sql.base import StateSQL, now
 
 
-class SQLiteStatus(SQLiteConnection):
+class SQLStatus(StateSQL):
     def get_status(self, pipeline: str) -> dict[str, Any]:
         row = self.db.execute(
             "SELECT value FROM meta WHERE name=?", (f"status:{pipeline}",)
@@ -60,10 +60,12 @@ class SQLiteStatus(SQLiteConnection):
                 "INSERT INTO table_stats(pipeline, source_table, rows_applied, last_change_at, "
                 "last_lag_seconds, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(pipeline, source_table) DO UPDATE SET "
-                "rows_applied=rows_applied+excluded.rows_applied, "
-                "last_change_at=COALESCE(MAX(excluded.last_change_at, last_change_at), "
-                "excluded.last_change_at, last_change_at), "
-                "last_lag_seconds=COALESCE(excluded.last_lag_seconds, last_lag_seconds), "
+                "rows_applied=table_stats.rows_applied+excluded.rows_applied, "
+                "last_change_at=CASE WHEN table_stats.last_change_at IS NULL OR "
+                "excluded.last_change_at > table_stats.last_change_at "
+                "THEN excluded.last_change_at ELSE table_stats.last_change_at END, "
+                "last_lag_seconds=COALESCE(excluded.last_lag_seconds, "
+                "table_stats.last_lag_seconds), "
                 "updated_at=excluded.updated_at",
                 [(pipeline, t, n, ts, lag, stamp) for t, (n, ts, lag) in groups.items()],
             )

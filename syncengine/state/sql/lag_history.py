@@ -1,4 +1,4 @@
-"""The lag history in the SQLite store: what the console's chart of the last hour reads.
+"""The lag history in the state store: what the console's chart of the last hour reads.
 
 The daemon adds one sample per pipeline (and one per source table that applied something)
 every ``console.history_interval``, in one transaction that also drops what is older than
@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from syncengine.state.base import LagSample
-from syncengine.state.sqlite.connection import SQLiteConnection
+from syncengine.state.sql.base import StateSQL
 
 
 def _ms(at: float) -> int:
     return int(round(at * 1000))
 
 
-class SQLiteLagHistory(SQLiteConnection):
+class SQLLagHistory(StateSQL):
     def add_lag_samples(
         self, pipeline: str, samples: Iterable[LagSample], keep_seconds: float, now: float
     ) -> None:
