@@ -9,11 +9,12 @@ stream`), whose groups commit rows, shadow and checkpoint in one target transact
 acknowledged to the source only after it.
 
 What cluster mode adds is the fencing epoch. Before the attempt reads its checkpoint it claims
-the pipeline in the target (:meth:`PostgresTarget.claim_epoch`), and every commit it makes
-checks that claim in its own transaction: an earlier attempt whose worker was paused past its
-heartbeat timeout and wakes up has its next commit refused and rolled back
-(:class:`~syncengine.errors.Fenced`), and stops. Only a target that keeps the epoch with its
-checkpoint can be fenced, so the stream runs in cluster mode into a Postgres target only.
+the pipeline in the target (``claim_epoch`` of :class:`PostgresTarget` or :class:`MongoTarget`),
+and every commit it makes checks that claim in its own transaction: an earlier attempt whose
+worker was paused past its heartbeat timeout and wakes up has its next commit refused and
+rolled back (:class:`~syncengine.errors.Fenced`), and stops. Only a target that keeps the epoch
+with its checkpoint can be fenced, so the stream runs in cluster mode into a Postgres target or
+a Mongo target with transactions.
 
 At most one reader holds a Postgres slot: a second ``START_REPLICATION`` is refused while the
 first walsender lives, and is retried (the source's own wait, then the activity's retries).
@@ -90,8 +91,9 @@ class StreamAttempt:
             claim = getattr(pipeline.target, "claim_epoch", None)
             if claim is None:
                 raise UsageError(
-                    f"{self.name}: a cluster stream (preview) needs a postgres target, which "
-                    "commits the fencing epoch with its checkpoint",
+                    f"{self.name}: a cluster stream (preview) needs a postgres target or a "
+                    "mongo target with transactions, which commit the fencing epoch with "
+                    "their checkpoint",
                     hint="run this pipeline with syncengine run",
                 )
             await pipeline.target.open()

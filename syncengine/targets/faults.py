@@ -7,6 +7,7 @@ call :func:`fault_point` between their steps; it does nothing unless the environ
 
     SYNCENGINE_FAULT=postgres.before_commit          # raise SimulatedCrash
     SYNCENGINE_FAULT=postgres.before_commit:kill     # SIGKILL this process (no cleanup at all)
+    SYNCENGINE_FAULT=mongo.before_commit:stop        # SIGSTOP it there, once (a paused worker)
 
 Points: ``<target>.after_stage``, ``<target>.after_data``, ``<target>.after_shadow``,
 ``<target>.before_commit``, ``<target>.after_commit`` (not every target has every point;
@@ -34,4 +35,8 @@ def fault_point(name: str) -> None:
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "stop":  # the process stops inside the step; whoever SIGCONTs it goes on
+        del os.environ[ENV]
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
     raise SimulatedCrash(name)

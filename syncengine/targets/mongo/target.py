@@ -30,14 +30,14 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import PyMongoError
 
 from syncengine.config.models import MongoTargetConfig
-from syncengine.errors import FatalError
+from syncengine.errors import FatalError, UsageError
 from syncengine.mongoclient import connect, tls_hint
 from syncengine.state.protocols import TargetState
 from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets import stopping
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.mongo import origin, readback, versions
+from syncengine.targets.mongo import epochs, origin, readback, versions
 from syncengine.targets.mongo.bulk import (
     Existing,
     Rejected,
@@ -91,6 +91,8 @@ class MongoTarget:
         self._seen: readback.Seen | None = None
         #: shadow rows and checkpoints in the target database (with transactions)
         self._store: TargetDatabaseState[MongoSession] = MongoTargetState(pipeline)
+        #: cluster mode: the fencing epoch every commit checks (epochs.py); None: embedded
+        self.epoch: int | None = None
 
     @property
     def db(self) -> Any:
@@ -133,6 +135,24 @@ class MongoTarget:
             except PyMongoError as exc:
                 await self.close()
                 raise translate(exc, "creating the origin markers") from None
+
+    async def claim_epoch(self, holder: str) -> int:
+        """Cluster mode: take the pipeline over from any earlier attempt (epochs.py). From
+        here on every commit of this target checks the epoch in its own transaction, the
+        snapshot's rows too (they go through transactions instead of bare inserts)."""
+        await self.open()
+        if not self.keeps_state:
+            raise UsageError(
+                f"{self.pipeline}: a cluster stream into mongo needs a server that runs "
+                "transactions (a replica set or a sharded cluster), which commit the fencing "
+                "epoch with the checkpoint",
+                hint="run this pipeline with syncengine run",
+            )
+        try:
+            self.epoch = await epochs.claim(self.db, self.pipeline, holder)
+        except PyMongoError as exc:
+            raise translate(exc, "claiming the pipeline's fencing epoch") from None
+        return self.epoch
 
     @property
     def two_way(self) -> bool:
@@ -271,7 +291,7 @@ class MongoTarget:
         await self.open()
         for write in writes:
             await self.ensure_table(write.spec)
-        if pure_snapshot(writes, checkpoint) and not self.two_way:
+        if pure_snapshot(writes, checkpoint) and not self.two_way and self.epoch is None:
             try:
                 return await insert_snapshot(self.db, writes)
             except PyMongoError as exc:
@@ -392,6 +412,8 @@ class MongoTarget:
                 raise
         fault_point("mongo.after_data")
         await self._write_state(session, planned, checkpoint, refused, upserts)
+        if self.epoch is not None:  # last: the epoch document is locked until the commit
+            await epochs.hold(self.db, session, self.pipeline, self.epoch)
         fault_point("mongo.before_commit")
 
     async def _write_state(

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-from syncengine.errors import Fenced
+from syncengine.targets.fencing import stale
 from syncengine.targets.postgres.ddl import state_table
 
 #: (fence name, epoch) the chunk this task copies commits under (None: the sink's own)
@@ -81,12 +81,7 @@ async def hold(conn: psycopg.AsyncConnection, pipeline: str, epoch: int) -> None
     )
     row = await cur.fetchone()
     if row is None or int(row[0]) != epoch:
-        now = f"epoch {row[0]}, held by {row[1]}" if row else "no epoch at all"
-        raise Fenced(
-            f"{pipeline}: commit refused: this attempt's fencing epoch {epoch} is stale "
-            f"(the target now has {now}); rolled back, this attempt stops",
-            hint="another worker took the pipeline over; nothing to do",
-        )
+        raise stale(pipeline, epoch, (int(row[0]), str(row[1])) if row else None)
 
 
 async def current(conn: psycopg.AsyncConnection, pipeline: str) -> Epoch | None:
