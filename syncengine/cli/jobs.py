@@ -108,7 +108,7 @@ def backfill(
         from syncengine.runtime.wherecheck import check_where
 
         check_where(config.pipelines[pipeline].source.type, where)
-        if hand_to_daemon(state, pipeline, chosen, where):
+        if hand_to_daemon(config, state, pipeline, chosen, where):
             return  # the running daemon re-snapshots them: the same request as resnapshot
 
     async def one(name: str, stop: asyncio.Event) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from syncengine.cli.applier import running_applier
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, selected_tables
 from syncengine.errors import FatalError, LockHeld
@@ -49,11 +50,8 @@ def pause(config_path: str, pipeline: str, tables: tuple[str, ...], wait: float)
     config, _ = load_selected(config_path, pipeline)
     chosen = _tables(config, pipeline, tables)
     state = open_state(config.state)
-    try:
-        with state.lock(pipeline, "pause"):
-            state.request_pause(pipeline, chosen, "paused")
-    except LockHeld:
-        state.request_pause(pipeline, chosen, "pausing")
+    if not _paused_here(config, state, pipeline, chosen):
+        state.request_pause(pipeline, chosen, "pausing")  # for what applies it to confirm
         await_done(wait, lambda: _confirmed(state, pipeline, chosen), "confirmed the pause")
     click.echo(f"{pipeline}: paused {', '.join(chosen)}")
 
@@ -76,6 +74,8 @@ def resume(config_path: str, pipeline: str, tables: tuple[str, ...], wait: float
         click.echo(f"{pipeline}: nothing is paused")
         return
     try:
+        if running_applier(config, state, pipeline) is not None:
+            raise LockHeld(f"{pipeline} is applied elsewhere")  # it releases them
         lock = state.lock(pipeline, "resume").acquire()
     except LockHeld:
         await_done(wait, lambda: not set(resumed) & set(state.pauses(pipeline)), "released them")
@@ -86,6 +86,19 @@ def resume(config_path: str, pipeline: str, tables: tuple[str, ...], wait: float
     finally:
         lock.release()
     click.echo(f"{pipeline}: resumed {', '.join(resumed)} ({released} held changes applied)")
+
+
+def _paused_here(config: Config, state: StateStore, pipeline: str, tables: list[str]) -> bool:
+    """Pause ``tables`` at once when nothing applies the pipeline (under its lock); False
+    when something does (a daemon, a cluster stream), which must confirm the pause."""
+    if running_applier(config, state, pipeline) is not None:
+        return False
+    try:
+        with state.lock(pipeline, "pause"):
+            state.request_pause(pipeline, tables, "paused")
+    except LockHeld:  # a daemon started meanwhile
+        return False
+    return True
 
 
 def _tables(config: Config, pipeline: str, tables: tuple[str, ...]) -> list[str]:

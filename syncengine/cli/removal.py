@@ -44,7 +44,7 @@ def checkpoints_remove(
 ) -> None:
     """Remove a removed table's state (counters, requests, pause and held changes, chunk
     progress, dead letters, shadow rows and conflicts); its target table is left as it is."""
-    from syncengine.cli.tables import running_daemon
+    from syncengine.cli.applier import running_applier
     from syncengine.runtime.forget import FORGET, check_removable, target_tables
     from syncengine.state import open_state
 
@@ -62,14 +62,15 @@ def checkpoints_remove(
             abort=True,
         )
     state = open_state(config.state)
-    if running_daemon(state, pipeline) is not None:
+    applier = running_applier(config, state, pipeline)
+    if applier is not None:
         request = state.request_table(pipeline, key, FORGET, json.dumps(chosen))
         await_done(wait, lambda: _settled(state, pipeline, request), "carried out the removal")
         (row,) = [r for r in state.table_requests(pipeline, False) if r.id == request]
         if row.status == "failed":
-            raise UsageError(f"the running daemon refused: {row.error}")
+            raise UsageError(f"{applier.describe()} refused: {row.error}")
         state.forget_table(pipeline, key, chosen)  # its own request row (the rest is gone)
-        click.echo(f"{pipeline}: state of {key} removed by the running daemon")
+        click.echo(f"{pipeline}: state of {key} removed by {applier.describe()}")
         return
     with state.lock(pipeline, "checkpoints remove"):
         gone = asyncio.run(_remove(config, pipeline, state, key, chosen))

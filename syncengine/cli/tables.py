@@ -15,33 +15,27 @@ import click
 
 from syncengine.cli.boundary import expected_errors
 from syncengine.cli.common import config_argument, load_selected, selected_tables
+from syncengine.config.models import Config
 from syncengine.errors import FatalError, UsageError
-from syncengine.state.locks import Holder
 from syncengine.state.protocols import StateStore
 
-#: the lock purpose of ``syncengine run``
-DAEMON = "run"
 
-
-def running_daemon(state: StateStore, pipeline: str) -> Holder | None:
-    """The daemon running ``pipeline`` now, if one is (on another machine too, with a shared
-    state store: a request left in the store reaches it there)."""
-    holder = state.lock(pipeline, "resnapshot").holder()
-    return holder if holder is not None and holder.purpose == DAEMON else None
-
-
-def hand_to_daemon(state: StateStore, pipeline: str, tables: list[str], where: str | None) -> bool:
-    """Leave a re-snapshot request per table for the running daemon; False when none runs."""
+def hand_to_daemon(
+    config: Config, state: StateStore, pipeline: str, tables: list[str], where: str | None
+) -> bool:
+    """Leave a re-snapshot request per table for what applies the pipeline (a daemon, a
+    cluster stream); False when nothing does."""
+    from syncengine.cli.applier import running_applier
     from syncengine.runtime.tableops import RESNAPSHOT
 
-    daemon = running_daemon(state, pipeline)
-    if daemon is None:
+    applier = running_applier(config, state, pipeline)
+    if applier is None:
         return False
     for table in tables:
         request = state.request_table(pipeline, table, RESNAPSHOT, where)
         click.echo(
-            f"{pipeline}: re-snapshot of {table} handed to the running daemon "
-            f"{daemon.describe()} as request {request}; it runs while the other tables stream"
+            f"{pipeline}: re-snapshot of {table} handed to {applier.describe()} as request "
+            f"{request}; it runs while the other tables stream"
         )
     return True
 
@@ -71,7 +65,7 @@ def resnapshot(
     assert chosen is not None
     check_where(config.pipelines[name].source.type, where)
     state = open_state(config.state)
-    if hand_to_daemon(state, name, chosen, where):
+    if hand_to_daemon(config, state, name, chosen, where):
         return
 
     async def foreground(stop: asyncio.Event) -> None:
@@ -114,7 +108,15 @@ def reload(config_path: str) -> None:
     # a bad config is reported here (every problem, YAML paths, exit 2) and nothing is signalled
     config, names = load_selected(config_path, None)
     state = open_state(config.state)
-    daemons = {d for name in names if (d := running_daemon(state, name)) is not None}
+    from syncengine.cli.applier import DAEMON
+
+    if config.cluster is not None:
+        raise UsageError(
+            "in cluster mode the workers run the config apply gave them",
+            hint="after editing the config, run syncengine apply CONFIG (docs/cluster.md)",
+        )
+    holders = [state.lock(name, "reload").holder() for name in names]
+    daemons = {d for d in holders if d is not None and d.purpose == DAEMON}
     for daemon in sorted((d for d in daemons if d.host), key=lambda d: (str(d.host), d.pid)):
         click.echo(  # a pid on another machine cannot be signalled from here
             f"the daemon {daemon.describe()} runs on another machine: run syncengine reload "

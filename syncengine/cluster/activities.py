@@ -22,7 +22,9 @@ boundary, within one heartbeat timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -36,7 +38,7 @@ from syncengine.cluster.chunkcopy import ChunkCopier
 from syncengine.cluster.streamrun import StreamAttempt, fingerprint
 from syncengine.cluster.tasks import ChunkResult, ChunkTask, StreamRequest, StreamResult
 from syncengine.config.models import Config, PipelineConfig
-from syncengine.errors import FatalError, RetriableError, SyncEngineError
+from syncengine.errors import FatalError, RetriableError, StateUnavailable, SyncEngineError
 from syncengine.plugins import unknown_name_message
 from syncengine.state import StateStore
 
@@ -139,6 +141,7 @@ class StreamActivities:
         work = asyncio.ensure_future(attempt.run(stop, request.slice_seconds))
         try:
             while not work.done():
+                self._beat(request.pipeline, holder)
                 await asyncio.wait({work}, timeout=every)
                 activity.heartbeat({"epoch": attempt.epoch, "applied": attempt.applied})
         except asyncio.CancelledError:
@@ -151,12 +154,24 @@ class StreamActivities:
                 log.info("%s: stream attempt ended by %s", request.pipeline, work.exception())
             log.info("%s: stream stopped (epoch %d)", request.pipeline, attempt.epoch)
             raise
+        finally:
+            with contextlib.suppress(StateUnavailable):
+                self.state.end_applier(request.pipeline, holder)
         applied = await _reported(work)
         log.info(
             "%s: stream slice over, %d change(s) applied (epoch %d)",
             request.pipeline, applied, attempt.epoch,
         )  # fmt: skip
         return StreamResult(request.pipeline, attempt.epoch, applied)
+
+    def _beat(self, pipeline: str, holder: str) -> None:
+        """Say in the state store that this attempt applies ``pipeline`` now: with a shared
+        store, how ``pause``, ``resume``, ``resnapshot`` and ``checkpoints remove`` on any
+        machine know to leave their request to it (:mod:`syncengine.cli.applier`)."""
+        try:
+            self.state.beat_applier(pipeline, holder, time.time())
+        except StateUnavailable as exc:  # the next beat may get through
+            log.warning("%s: could not say it applies the pipeline: %s", pipeline, exc)
 
     async def _config(self, request: StreamRequest) -> PipelineConfig:
         """The pipeline's config from this worker's file, as ``apply`` applied it."""

@@ -16,6 +16,10 @@ rolled back (:class:`~syncengine.errors.Fenced`), and stops. Only a target that 
 with its checkpoint can be fenced, so the stream runs in cluster mode into a Postgres target or
 a Mongo target with transactions.
 
+Per-table requests left in the state store (``resnapshot``, ``checkpoints remove``; ``pause``
+and ``resume`` act between groups) are carried out beside the stream as the daemon does; they
+reach a worker through a shared state store (:mod:`syncengine.cli.applier`).
+
 At most one reader holds a Postgres slot: a second ``START_REPLICATION`` is refused while the
 first walsender lives, and is retried (the source's own wait, then the activity's retries).
 """
@@ -34,6 +38,7 @@ from syncengine.config.secrets import redact
 from syncengine.errors import Fenced, Interrupted, UsageError
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.runner import ensure_backfilled, stream
+from syncengine.runtime.tableops import TableOps
 
 if TYPE_CHECKING:
     from syncengine.config.models import PipelineConfig
@@ -103,7 +108,8 @@ class StreamAttempt:
             start, _ = await ensure_backfilled(pipeline, stop=stop)
             timer = asyncio.get_running_loop().call_later(slice_seconds, stop.set)
             log.info("%s: streaming from %s (epoch %d)", self.name, start, self.epoch)
-            return await stream(pipeline, start, stop=stop)
+            side = TableOps(pipeline).batches(stop)  # resnapshot, checkpoints remove
+            return await stream(pipeline, start, stop=stop, side=side)
         except Fenced as exc:
             log.warning("%s", exc)
             raise

@@ -163,6 +163,20 @@ class PipelineStatus(Protocol):
 
     def counts(self, pipeline: str) -> dict[str, int]: ...
 
+    def beat_applier(self, pipeline: str, holder: str, at: float) -> None:
+        """A cluster stream attempt says it applies ``pipeline`` now (``at``: Unix time),
+        on every heartbeat: how the CLI, on any machine, knows to hand it per-table work."""
+        ...
+
+    def applier(self, pipeline: str) -> tuple[str, float] | None:
+        """(holder, Unix time of its last beat) of the cluster stream attempt that last said
+        it applies ``pipeline``; None when none ever did or it ended."""
+        ...
+
+    def end_applier(self, pipeline: str, holder: str) -> None:
+        """The attempt ``holder`` stopped applying (another's beat is left alone)."""
+        ...
+
 
 class TableStatus(Protocol):
     """Per source table counters (``status --tables``), added per applied group."""

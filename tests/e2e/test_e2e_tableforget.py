@@ -85,7 +85,7 @@ def test_pg_remove_state_with_the_daemon_running(tmp_path, pg_dsn, pg_target_dsn
         cli.config.write_text(PG_CONFIG.replace(", public.c]", "]"))
         refused = cli.run("checkpoints", "remove", "-p", "p", "--table", "c", "--yes", check=False)
         assert refused.returncode == 2, refused.stdout + refused.stderr
-        assert "the running daemon refused" in refused.stderr and "still reads" in refused.stderr
+        assert "the running daemon (pid" in refused.stderr and "still reads" in refused.stderr
         # nothing removed; the refused request stays as its record (until a removal succeeds)
         assert _state_rows(cli, ("public.c", "c")) == {**kept, "table_requests": 1}
         assert _target_shadow(pg_target_dsn) == shadow

@@ -1,8 +1,9 @@
 """Pipeline status in the state store: what ``status`` shows without connecting anywhere.
 
 The stored part (running total of rows applied, last error) is one JSON value per pipeline in
-``meta`` under ``status:<pipeline>``; the open work is counted from the conflict and dead-letter
-tables.
+``meta`` under ``status:<pipeline>``; a cluster stream attempt's beat (who applies the
+pipeline now, and when it last said so) another, under ``applier:<pipeline>``; the open work
+is counted from the conflict and dead-letter tables.
 Per source table, ``table_stats`` keeps rows applied, the commit time of the last change applied
 and how late it was applied, added for every applied group in one transaction that does not
 fsync: the counters are informational (a crash right after a group may leave them one group
@@ -35,6 +36,30 @@ class SQLStatus(StateSQL):
                 "value=excluded.value",
                 (f"status:{pipeline}", json.dumps(status)),
             )
+
+    def beat_applier(self, pipeline: str, holder: str, at: float) -> None:
+        with self._quiet_transaction() as db:
+            db.execute(
+                "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "value=excluded.value",
+                (f"applier:{pipeline}", json.dumps({"holder": holder, "at": at})),
+            )
+
+    def applier(self, pipeline: str) -> tuple[str, float] | None:
+        row = self.db.execute(
+            "SELECT value FROM meta WHERE name=?", (f"applier:{pipeline}",)
+        ).fetchone()
+        if row is None:
+            return None
+        beat = json.loads(row[0])
+        return str(beat["holder"]), float(beat["at"])
+
+    def end_applier(self, pipeline: str, holder: str) -> None:
+        name = f"applier:{pipeline}"
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+            if row is not None and json.loads(row[0]).get("holder") == holder:
+                db.execute("DELETE FROM meta WHERE name=?", (name,))
 
     def counts(self, pipeline: str) -> dict[str, int]:
         """Pending conflicts and unreplayed dead letters, for status and metrics."""

@@ -357,6 +357,17 @@ def test_status_counts_and_table_stats(same: Both) -> None:
     assert same(lambda s: s.get_status("p")) == {**status, "rows_applied": 2**40 + 1}
     assert same(lambda s: s.get_status("q")) == {}
 
+    # a cluster stream attempt's beat: who applies the pipeline now, and since when
+    assert same(lambda s: s.applier("p")) is None
+    same(lambda s: s.beat_applier("p", "w1 attempt 1", 1_700_000_000.25))
+    same(lambda s: s.beat_applier("p", "w2 attempt 2", 1_700_000_001.5))
+    assert same(lambda s: s.applier("p")) == ("w2 attempt 2", 1_700_000_001.5)
+    same(lambda s: s.end_applier("p", "w1 attempt 1"))  # not the one beating: left alone
+    assert same(lambda s: s.applier("p")) == ("w2 attempt 2", 1_700_000_001.5)
+    same(lambda s: s.end_applier("p", "w2 attempt 2"))
+    assert same(lambda s: s.applier("p")) is None
+    assert same(lambda s: s.get_status("p"))["rows_applied"] == 2**40 + 1
+
     def open_work(s: Store) -> None:
         with s.transaction() as db:
             s.park_conflict(db, Conflict(None, "p", "t", "[1]", None, None, "{}", None))
