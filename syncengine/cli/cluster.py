@@ -61,6 +61,18 @@ def run_and_leave(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     os._exit(code)
 
 
+def _request_added(config: Config, names: list[str]) -> None:
+    """Tables added since the last ``apply`` get a copy request (a shared state store only:
+    a worker cannot read this machine's state file)."""
+    from syncengine.cluster.added import request_added
+    from syncengine.state import is_shared, open_state
+
+    if not is_shared(config.state):
+        return
+    for line in request_added(config, open_state(config.state), names):
+        click.echo(line)
+
+
 @click.command()
 @config_argument
 @click.option(
@@ -128,6 +140,7 @@ def apply(config_path: str, pipeline: str | None, backfill: bool, wait: bool) ->
 
     async def main() -> None:
         if not backfill:
+            _request_added(config, names)
             stop_others = pipeline is None
             for applied in await apply_streams(config, cluster, names, stop_others=stop_others):
                 click.echo(f"{applied.pipeline}: stream {applied.outcome} ({applied.workflow_id})")

@@ -258,6 +258,13 @@ class TableRequests(Protocol):
         """``target_empty``: noted when the snapshot starts (None leaves what is noted)."""
         ...
 
+    def applied_tables(self, pipeline: str) -> list[str] | None:
+        """The source tables the config last applied to a cluster stream named (``apply``);
+        None before the first apply."""
+        ...
+
+    def set_applied_tables(self, pipeline: str, tables: list[str]) -> None: ...
+
 
 class TableForgetting(Protocol):
     """Removing the state of a table the pipeline no longer reads (``checkpoints remove``)."""

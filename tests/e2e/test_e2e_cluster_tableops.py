@@ -105,3 +105,49 @@ DONE_REQUESTS = (
     "SELECT id FROM syncengine_state.table_requests WHERE source_table = 'public.a' "
     "AND status = 'done'"
 )
+
+
+def test_a_table_added_by_apply_is_copied_beside_the_cluster_stream(
+    tmp_path, temporal, pg_dsn, pg_target_dsn, pg_third_dsn
+):
+    execute(
+        pg_dsn,
+        "CREATE TABLE a (id int PRIMARY KEY, n int NOT NULL, v text)",
+        "CREATE TABLE b (id int PRIMARY KEY, n int NOT NULL, v text)",
+        "INSERT INTO a SELECT i, 0, 'a' FROM generate_series(1, 300) i",
+        "INSERT INTO b SELECT i, 0, 'b' FROM generate_series(1, 2000) i",
+    )
+    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
+    only_a = CONFIG.replace("cluster-tableops", "cluster-addtable").replace(
+        "tables: [public.a, public.b]", "tables: [public.a]"
+    )
+    with_b = CONFIG.replace("cluster-tableops", "cluster-addtable")
+    clis = []
+    for name in ("worker0", "worker1", "elsewhere"):
+        (tmp_path / name).mkdir()
+        cli = CLI(tmp_path / name, only_a, env)
+        cli.env["SYNCENGINE_STATE"] = pg_third_dsn
+        clis.append(cli)
+    workers = [cli.start("worker") for cli in clis[:2]]
+    elsewhere = clis[2]
+    try:
+        first = elsewhere.run("apply").stdout
+        assert "ops: stream started" in first and "added" not in first
+        wait_for(lambda: same(pg_dsn, pg_target_dsn, "a"), 120)
+        assert not rows(pg_target_dsn, "SELECT to_regclass('public.b')")[0][0]
+        with Writers(pg_dsn) as writers:
+            time.sleep(1)
+            for cli in clis:  # every machine's config names the table now
+                cli.config.write_text(with_b)
+            applied = elsewhere.run("apply").stdout
+            assert "ops: public.b added: its rows are copied beside the stream" in applied
+            assert "ops: stream updated" in applied
+            time.sleep(5)
+        assert writers.count > 100
+        wait_for(lambda: same(pg_dsn, pg_target_dsn, "b"), 120)
+        wait_for(lambda: same(pg_dsn, pg_target_dsn, "a"), 60)
+        wait_for(lambda: not rows(pg_third_dsn, OPEN_REQUESTS), 60)
+        assert "stream running" in elsewhere.run("apply").stdout  # nothing added twice
+        assert len(rows(pg_third_dsn, "SELECT id FROM syncengine_state.table_requests")) == 1
+    finally:
+        stop_workers(workers)

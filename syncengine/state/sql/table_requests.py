@@ -1,8 +1,11 @@
 """Per-table requests in the state store: the CLI's ``resnapshot`` leaves one, the daemon that
-holds the pipeline picks it up between groups (:mod:`syncengine.runtime.tableops`)."""
+holds the pipeline picks it up between groups (:mod:`syncengine.runtime.tableops`). Also the
+source tables ``apply`` last gave a cluster stream (``meta`` ``applied_tables:<pipeline>``):
+a table the next ``apply`` adds gets a request of its own (:mod:`syncengine.cluster.added`)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from syncengine.state.base import TableRequest
@@ -53,6 +56,20 @@ class SQLTableRequests(StateSQL):
                 "UPDATE table_requests SET status=?, error=?, updated_at=?, "
                 "target_empty=coalesce(?, target_empty) WHERE id=?",
                 (status, error, now(), _flag(target_empty), request_id),
+            )
+
+    def applied_tables(self, pipeline: str) -> list[str] | None:
+        row = self.db.execute(
+            "SELECT value FROM meta WHERE name=?", (f"applied_tables:{pipeline}",)
+        ).fetchone()
+        return None if row is None else [str(t) for t in json.loads(row[0])]
+
+    def set_applied_tables(self, pipeline: str, tables: list[str]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "value=excluded.value",
+                (f"applied_tables:{pipeline}", json.dumps(sorted(tables))),
             )
 
 
