@@ -37,6 +37,17 @@ pipelines:
 """
 
 
+def machines(tmp_path, config: str, env: dict[str, str], state: str) -> list[CLI]:
+    """Two workers' directories and a third one (no worker), all naming the shared store."""
+    clis = []
+    for name in ("worker0", "worker1", "elsewhere"):
+        (tmp_path / name).mkdir()
+        cli = CLI(tmp_path / name, config, env)
+        cli.env["SYNCENGINE_STATE"] = state
+        clis.append(cli)
+    return clis
+
+
 def same(src: str, tgt: str, table: str) -> bool:
     return rows(src, SNAPSHOT.format(table)) == rows(tgt, SNAPSHOT.format(table))
 
@@ -52,12 +63,7 @@ def test_pause_resume_resnapshot_reach_the_cluster_stream(
         "INSERT INTO b SELECT i, 0, 'b' FROM generate_series(1, 300) i",
     )
     env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
-    clis = []
-    for name in ("worker0", "worker1", "elsewhere"):
-        (tmp_path / name).mkdir()
-        cli = CLI(tmp_path / name, CONFIG, env)
-        cli.env["SYNCENGINE_STATE"] = pg_third_dsn
-        clis.append(cli)
+    clis = machines(tmp_path, CONFIG, env, pg_third_dsn)
     workers = [cli.start("worker") for cli in clis[:2]]
     elsewhere = clis[2]
     try:
@@ -122,12 +128,7 @@ def test_a_table_added_by_apply_is_copied_beside_the_cluster_stream(
         "tables: [public.a, public.b]", "tables: [public.a]"
     )
     with_b = CONFIG.replace("cluster-tableops", "cluster-addtable")
-    clis = []
-    for name in ("worker0", "worker1", "elsewhere"):
-        (tmp_path / name).mkdir()
-        cli = CLI(tmp_path / name, only_a, env)
-        cli.env["SYNCENGINE_STATE"] = pg_third_dsn
-        clis.append(cli)
+    clis = machines(tmp_path, only_a, env, pg_third_dsn)
     workers = [cli.start("worker") for cli in clis[:2]]
     elsewhere = clis[2]
     try:
