@@ -11,17 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from syncengine.codecs.arrow_bson import arrow_to_documents
 from syncengine.codecs.bson_arrow import decode_documents
 from syncengine.targets.mongo.fresh import find_ids
 
 
-async def current_documents(collection: Any, keys: pa.Table) -> list[dict[str, Any]]:
+async def current_documents(
+    collection: Any, keys: pa.Table, session: AsyncClientSession | None = None
+) -> list[dict[str, Any]]:
     """The documents whose ``_id`` is in ``keys`` (a one-column ``_id`` table whose field
-    metadata says its BSON type, as a batch's does); a key with no document is absent."""
+    metadata says its BSON type, as a batch's does); a key with no document is absent.
+    ``session``: read inside its transaction (one snapshot with other reads)."""
     ids = [row["_id"] for row in arrow_to_documents(keys.select(["_id"]))]
-    return await find_ids(collection, ids)
+    return await find_ids(collection, ids, session)
 
 
 def as_rows(docs: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -8,6 +8,7 @@ Positions are described in :mod:`~syncengine.sources.mongo.positions`, event →
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -19,8 +20,10 @@ import pyarrow as pa
 from bson import Timestamp
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.change_stream import AsyncChangeStream
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
+from pymongo.read_concern import ReadConcern
 
 from syncengine.changes import ECHO, META_SCHEMA, ChangeBatch
 from syncengine.codecs.bson_arrow import Decoded
@@ -94,6 +97,8 @@ class MongoSource:
         #: set by the runtime before a snapshot: the target holds no checkpoint of this stream,
         #: so once the snapshot is done the stream starts at its position (see :meth:`snapshot`)
         self.stream_starts_at_snapshot = False
+        #: inside :meth:`snapshot_reads`: the read-only transaction its reads share
+        self._snapshot_session: AsyncClientSession | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -429,6 +434,29 @@ class MongoSource:
             out.append(row)
         return out
 
+    @contextlib.asynccontextmanager
+    async def snapshot_reads(self) -> AsyncIterator[None]:
+        """:meth:`current_rows` and :meth:`sibling_versions` inside the block read one
+        snapshot: a read-only transaction at read concern ``snapshot``, aborted after.
+
+        Why: a two-way direction restates an echo as the document its key holds now *and* the
+        version its sibling recorded for it; read apart, a sibling apply committing between
+        the two paired one write's document with the next write's version (as it did on
+        Postgres: :func:`syncengine.sources.postgres.current.one_snapshot`)."""
+        client = self.db.client
+        try:
+            async with client.start_session() as session:
+                await session.start_transaction(read_concern=ReadConcern("snapshot"))
+                self._snapshot_session = session
+                try:
+                    yield
+                finally:
+                    self._snapshot_session = None
+                    if session.in_transaction:
+                        await session.abort_transaction()
+        except PyMongoError as exc:
+            raise map_error(exc, "reading the source in one snapshot") from exc
+
     async def current_rows(
         self, table: str, key: tuple[str, ...], schema: pa.Schema, keys: pa.Table
     ) -> pa.Table:
@@ -437,7 +465,7 @@ class MongoSource:
         from syncengine.sources.mongo.current import as_rows, current_documents
 
         try:
-            docs = await current_documents(self._events_db[table], keys)
+            docs = await current_documents(self._events_db[table], keys, self._snapshot_session)
         except PyMongoError as exc:
             raise map_error(exc, f"reading current documents of {table}") from exc
         return as_rows(docs, schema)
@@ -457,7 +485,9 @@ class MongoSource:
         from syncengine.targets.mongo import versions
 
         try:
-            recorded = await versions.read(self.db, sibling[0], table, row_keys)
+            recorded = await versions.read(
+                self.db, sibling[0], table, row_keys, self._snapshot_session
+            )
         except PyMongoError as exc:
             raise map_error(exc, f"reading versions of {table}") from exc
         commits = keys.select(list(key))

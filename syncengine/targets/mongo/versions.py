@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 from pymongo import ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from syncengine.conflicts.rows import EXISTS, canonical, carried_columns, row_hashes, row_keys
 from syncengine.targets.base import TableSpec
@@ -62,10 +63,17 @@ def operations(pipeline: str, table: str, rows: pa.Table) -> list[ReplaceOne[Any
     return ops
 
 
-async def read(db: Any, pipeline: str, table: str, row_keys: Sequence[str]) -> pa.Table:
-    """The versions recorded for these keys (:data:`SCHEMA`; a key never recorded is missing)."""
+async def read(
+    db: Any,
+    pipeline: str,
+    table: str,
+    row_keys: Sequence[str],
+    session: AsyncClientSession | None = None,
+) -> pa.Table:
+    """The versions recorded for these keys (:data:`SCHEMA`; a key never recorded is missing);
+    ``session``: read inside its transaction."""
     ids = shadow_ids(pipeline, table, list(row_keys))
-    docs = await find_ids(db[VERSIONS], ids) if ids else []
+    docs = await find_ids(db[VERSIONS], ids, session) if ids else []
     micros = pa.array([d.get("ts") for d in docs], pa.int64())
     return pa.Table.from_arrays(
         [
