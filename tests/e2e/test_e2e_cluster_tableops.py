@@ -124,16 +124,15 @@ def test_a_table_added_by_apply_is_copied_beside_the_cluster_stream(
         "INSERT INTO b SELECT i, 0, 'b' FROM generate_series(1, 2000) i",
     )
     env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
-    only_a = CONFIG.replace("cluster-tableops", "cluster-addtable").replace(
-        "tables: [public.a, public.b]", "tables: [public.a]"
-    )
-    with_b = CONFIG.replace("cluster-tableops", "cluster-addtable")
+    # its own pipeline name: workflow IDs are per pipeline in the test server's one namespace
+    with_b = CONFIG.replace("cluster-tableops", "cluster-addtable").replace("  ops:", "  grown:")
+    only_a = with_b.replace("tables: [public.a, public.b]", "tables: [public.a]")
     clis = machines(tmp_path, only_a, env, pg_third_dsn)
     workers = [cli.start("worker") for cli in clis[:2]]
     elsewhere = clis[2]
     try:
         first = elsewhere.run("apply").stdout
-        assert "ops: stream started" in first and "added" not in first
+        assert "grown: stream started" in first and "added" not in first
         wait_for(lambda: same(pg_dsn, pg_target_dsn, "a"), 120)
         assert not rows(pg_target_dsn, "SELECT to_regclass('public.b')")[0][0]
         with Writers(pg_dsn) as writers:
@@ -141,8 +140,8 @@ def test_a_table_added_by_apply_is_copied_beside_the_cluster_stream(
             for cli in clis:  # every machine's config names the table now
                 cli.config.write_text(with_b)
             applied = elsewhere.run("apply").stdout
-            assert "ops: public.b added: its rows are copied beside the stream" in applied
-            assert "ops: stream updated" in applied
+            assert "grown: public.b added: its rows are copied beside the stream" in applied
+            assert "grown: stream updated" in applied
             time.sleep(5)
         assert writers.count > 100
         wait_for(lambda: same(pg_dsn, pg_target_dsn, "b"), 120)
