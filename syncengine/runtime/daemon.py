@@ -15,6 +15,7 @@ and a running backfill stops between batches; both resume from the checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -25,6 +26,7 @@ from syncengine.config.models import Config
 from syncengine.errors import (
     HistoryLost,
     Interrupted,
+    LockHeld,
     StateUnavailable,
     SyncEngineError,
     TargetUnavailable,
@@ -38,6 +40,7 @@ from syncengine.runtime.retry import CIRCUIT_STATES, Backoff, CircuitBreaker
 from syncengine.runtime.runner import backfill, ensure_backfilled, stream
 from syncengine.runtime.status import record_status
 from syncengine.runtime.tableops import TableOps
+from syncengine.state.locks import Lock
 from syncengine.state.protocols import StateStore
 
 log = logging.getLogger("syncengine.daemon")
@@ -109,8 +112,10 @@ class Daemon:
             self.stop.set()
 
     async def supervise(self, name: str, stop: asyncio.Event | None = None) -> None:
-        """Run one pipeline until ``stop`` (default: the daemon's) is set."""
-        stop = stop or self.stop
+        """Run one pipeline until ``stop`` (default: the daemon's) is set, or until its lock
+        is lost to another process."""
+        outer = stop or self.stop
+        stop = asyncio.Event()  # this pipeline's: the daemon's, or its lock lost
         health = self.health.setdefault(name, PipelineHealth())
         lock = self.state.lock(name, "run")
         try:
@@ -119,6 +124,8 @@ class Daemon:
             health.state, health.last_error = "failed", str(exc)
             log.error("%s: %s", name, exc)
             return
+        lost: list[str] = []
+        guard = asyncio.create_task(self._keep_lock(name, lock, outer, stop, lost))
         backoff = Backoff()
         breaker = CircuitBreaker()
         self.metrics.pipeline_up.labels(name).set(1)
@@ -163,6 +170,8 @@ class Daemon:
                     self._record_status(name, pipeline, health)
                     await pipeline.close()
                     self.metrics.circuit_state.labels(name).set(CIRCUIT_STATES[breaker.state])
+            if lost:
+                raise LockHeld(lost[0])
             health.state = "stopped"
         except SyncEngineError as exc:
             self._failed(name, health, str(exc))
@@ -170,7 +179,37 @@ class Daemon:
             log.exception("%s: stopped by an unexpected error", name)
             self._failed(name, health, f"{type(exc).__name__}: {exc}")
         finally:
+            guard.cancel()
             lock.release()
+
+    async def _keep_lock(
+        self,
+        name: str,
+        lock: Lock,
+        outer: asyncio.Event,
+        stop: asyncio.Event,
+        lost: list[str],
+    ) -> None:
+        """Set ``stop`` when ``outer`` is set, or when the pipeline's lock is lost and another
+        process took it meanwhile (``lost`` says why). A shared state store's lock lives on a
+        connection of its own: cut, or its server restarted, the lock is gone while this
+        daemon still runs the pipeline; it is taken again at once when nobody else has."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(outer.wait(), LOCK_CHECK_SECONDS)
+            if outer.is_set():
+                break
+            try:
+                if not lock.lost():
+                    continue
+                lock.acquire()
+                log.warning("%s: its lock's connection was lost; the lock is taken again", name)
+            except LockHeld as exc:
+                lost.append(f"its lock was lost and taken by another process: {exc.message}")
+                break
+            except StateUnavailable as exc:  # the store is away: try again next time
+                log.warning("%s: could not check its lock: %s", name, exc)
+        stop.set()
 
     def _record_status(self, name: str, pipeline: Pipeline, health: PipelineHealth) -> None:
         """The running totals, after each run of the pipeline; a shared state store out of
@@ -226,6 +265,10 @@ class Daemon:
             except Exception:  # noqa: BLE001 - so is its history (a busy store: next time)
                 log.debug("lag sample not recorded", exc_info=True)
             await asyncio.sleep(min(self.lag_interval, history.history_interval))
+
+
+#: seconds between two checks that a pipeline's lock is still held
+LOCK_CHECK_SECONDS = 5.0
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

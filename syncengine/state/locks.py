@@ -43,6 +43,11 @@ class Lock(Protocol):
 
     def release(self) -> None: ...
 
+    def lost(self) -> bool:
+        """Whether this lock, taken, is no longer held (what held it is gone): a shared
+        store's lock lives on a connection that can end under its holder."""
+        ...
+
     def holder(self) -> Holder | None:
         """Who holds it now, or None: how ``resnapshot``, ``reload`` and ``checkpoints
         remove`` find the running daemon to hand work to or signal."""
@@ -123,6 +128,9 @@ class PipelineLock(HeldWhileInside):
             return None
         finally:
             os.close(fd)
+
+    def lost(self) -> bool:
+        return False  # the kernel keeps an flock for as long as this process lives
 
     def peek(self) -> Holder | None:
         """Read from the file; a pid that no longer runs left it (the kernel released the

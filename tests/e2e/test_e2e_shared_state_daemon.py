@@ -6,13 +6,17 @@ pipeline is refused by the store's lock, naming the daemon; ``pause`` and ``resu
 table reach the daemon through the store while writers keep changing both tables; and the
 daemon's own connections to the store are cut several times meanwhile: it reconnects, the
 paused table's target stays still, the other keeps flowing, and after the resume both equal
-their source row for row.
+their source row for row. Then the connection holding the daemon's lock is cut: nobody else
+took the lock, so the daemon takes it again and goes on; cut again while another process
+takes it first, the pipeline stops (two processes must never run one pipeline).
 """
 
 from __future__ import annotations
 
 import json
 import time
+
+import psycopg
 
 from tests.e2e.harness import CLI, execute, rows, wait_for
 from tests.e2e.test_e2e_pause import PG_CONFIG, SNAPSHOT, Writers
@@ -28,6 +32,17 @@ def cut_state_connections(state_dsn: str, pid: int) -> int:
         state_dsn,
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
         (f"syncengine state {pid}",),
+    )
+    return int(found[0][0])
+
+
+def cut_lock_connection(state_dsn: str, pid: int) -> int:
+    """Terminate the connection holding the pipeline locks of process ``pid``."""
+    found = rows(
+        state_dsn,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name LIKE %s",
+        (f"syncengine {pid} %",),
     )
     return int(found[0][0])
 
@@ -84,6 +99,22 @@ def test_daemon_on_a_shared_store_is_locked_paused_and_resumed_from_elsewhere(
         assert status["public.b"]["held_changes"] == 0
         assert status["public.a"]["rows_applied"] > 0
         assert not (here / "state.db").exists() and not (elsewhere / "state.db").exists()
+
+        # the lock's own connection cut: nobody else took it, so the daemon takes it again
+        assert cut_lock_connection(pg_third_dsn, daemon.pid) == 1
+        wait_for(lambda: "the lock is taken again" in local.daemon_logs(), 30)
+        execute(pg_dsn, "UPDATE a SET n = -1 WHERE id = 1")
+        wait_for(lambda: same(pg_dsn, pg_target_dsn, "a"), 60)
+        # cut again, and another process takes the lock first: the pipeline stops
+        with psycopg.connect(pg_third_dsn, autocommit=True) as thief:
+            assert cut_lock_connection(pg_third_dsn, daemon.pid) == 1
+            thief.execute("SELECT pg_advisory_lock(hashtextextended('syncengine.pipeline:p', 0))")
+            wait_for(
+                lambda: "its lock was lost and taken by another process" in local.daemon_logs(), 30
+            )
+            execute(pg_dsn, "UPDATE a SET n = -2 WHERE id = 1")
+            time.sleep(3)
+            assert rows(pg_target_dsn, "SELECT n FROM a WHERE id = 1") == [(-1,)]
     finally:
         if daemon.poll() is None:
             local.stop(daemon)

@@ -71,6 +71,19 @@ class PostgresLock(HeldWhileInside):
         finally:
             conn.close()
 
+    def lost(self) -> bool:
+        """Taken, and its connection ended (the server restarted, the connection was cut):
+        the server released the lock with it."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            self._conn.close()
+            self._conn = None
+            return True
+        return False
+
     def release(self) -> None:
         if self._conn is not None:
             self._conn.close()  # the server drops the session's advisory locks with it
