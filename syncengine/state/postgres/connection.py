@@ -34,7 +34,8 @@ import psycopg
 from psycopg import sql
 
 from syncengine.config.secrets import redact, register_connection_secrets
-from syncengine.errors import FatalError, StateUnavailable, SyncEngineError, sqlstate_rule
+from syncengine.errors import FatalError
+from syncengine.state.postgres.errors import translated
 from syncengine.state.postgres.locks import PostgresLock
 from syncengine.state.schema import FORMAT_VERSION, INDEXES, MIGRATIONS, TABLES
 from syncengine.state.sql.base import StateCursor, StateSQL
@@ -65,19 +66,6 @@ def _placeholders(statement: str) -> str:
     return statement.replace("%", "%%").replace("?", "%s")
 
 
-def _translated(exc: psycopg.Error, doing: str) -> SyncEngineError:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    message = f"state store: {doing} failed: {redact(first)}"
-    if exc.sqlstate:
-        message += f" [SQLSTATE {exc.sqlstate}]"
-    # a client-side error has no SQLSTATE: only a lost or refused connection is worth a retry
-    lost = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-    if lost or (exc.sqlstate and sqlstate_rule(exc.sqlstate).retriable_anywhere()):
-        return StateUnavailable(message)
-    return FatalError(message, hint="check the state: URL and the user's privileges there")
-
-
 def _storable(parameters: Sequence[Any]) -> Sequence[Any]:
     """Text as Postgres can hold it: a NUL character (which SQLite keeps, and a Mongo string
     or an error message can carry) becomes the six characters ``\\u0000``, the same way on
@@ -98,14 +86,14 @@ class PostgresSession:
         try:
             return self.conn.execute(_placeholders(statement), _storable(parameters))
         except psycopg.Error as exc:
-            raise _translated(exc, "a query") from None
+            raise translated(exc, "a query") from None
 
     def executemany(self, statement: str, parameters: Any, /) -> StateCursor:
         cur = self.conn.cursor()
         try:
             cur.executemany(_placeholders(statement), map(_storable, parameters))
         except psycopg.Error as exc:
-            raise _translated(exc, "a query") from None
+            raise translated(exc, "a query") from None
         return cur
 
 
@@ -136,7 +124,7 @@ class PostgresConnection(StateSQL):
             )
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(STATE_SCHEMA)))
         except psycopg.Error as exc:
-            raise _translated(exc, f"connecting to {self.where}") from None
+            raise translated(exc, f"connecting to {self.where}") from None
         return conn
 
     @contextmanager
@@ -147,7 +135,7 @@ class PostgresConnection(StateSQL):
                 session.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (_WRITER_LOCK,))
                 yield session
         except psycopg.Error as exc:  # the COMMIT itself (a lost connection)
-            raise _translated(exc, "a commit") from None
+            raise translated(exc, "a commit") from None
 
     @contextmanager
     def _quiet_transaction(self) -> Iterator[PostgresSession]:
@@ -210,7 +198,7 @@ class PostgresConnection(StateSQL):
                     (str(FORMAT_VERSION),),
                 )
         except psycopg.Error as exc:
-            raise _translated(exc, f"preparing the state schema in {self.where}") from None
+            raise translated(exc, f"preparing the state schema in {self.where}") from None
 
     def lock(self, pipeline: str, purpose: str) -> PostgresLock:
         """An exclusive per-pipeline lock every process that shares this store respects."""

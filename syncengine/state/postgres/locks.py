@@ -18,9 +18,10 @@ from typing import Any, Self
 
 import psycopg
 
-from syncengine.config.secrets import redact, register_connection_secrets
-from syncengine.errors import LockHeld, StateUnavailable
+from syncengine.config.secrets import register_connection_secrets
+from syncengine.errors import LockHeld
 from syncengine.state.locks import HeldWhileInside, Holder
+from syncengine.state.postgres.errors import translated
 
 #: the advisory lock key of a pipeline: hashtextextended of this prefix and its name
 _PREFIX = "syncengine.pipeline:"
@@ -97,11 +98,7 @@ class PostgresLock(HeldWhileInside):
         try:
             return psycopg.connect(self.url, autocommit=True, application_name=application_name)
         except psycopg.Error as exc:
-            text = str(exc).strip().splitlines()
-            raise StateUnavailable(
-                f"state store: taking the lock of pipeline '{self.pipeline}' failed: "
-                f"{redact(text[0] if text else type(exc).__name__)}"
-            ) from None
+            raise translated(exc, f"taking the lock of pipeline '{self.pipeline}'") from None
 
 
 def _host() -> str:
