@@ -104,11 +104,11 @@ def backfill(
     chosen = selected_tables(config, names[0], tables)
     state = open_state(config.state)
     if chosen and pipeline is not None:
-        from syncengine.cli.tables import hand_to_daemon
+        from syncengine.cli.tables import hand_to_applier
         from syncengine.runtime.wherecheck import check_where
 
         check_where(config.pipelines[pipeline].source.type, where)
-        if hand_to_daemon(config, state, pipeline, chosen, where):
+        if hand_to_applier(config, state, pipeline, chosen, where):
             return  # the running daemon re-snapshots them: the same request as resnapshot
 
     async def one(name: str, stop: asyncio.Event) -> None:

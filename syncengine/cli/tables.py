@@ -20,7 +20,7 @@ from syncengine.errors import FatalError, UsageError
 from syncengine.state.protocols import StateStore
 
 
-def hand_to_daemon(
+def hand_to_applier(
     config: Config, state: StateStore, pipeline: str, tables: list[str], where: str | None
 ) -> bool:
     """Leave a re-snapshot request per table for what applies the pipeline (a daemon, a
@@ -65,7 +65,7 @@ def resnapshot(
     assert chosen is not None
     check_where(config.pipelines[name].source.type, where)
     state = open_state(config.state)
-    if hand_to_daemon(config, state, name, chosen, where):
+    if hand_to_applier(config, state, name, chosen, where):
         return
 
     async def foreground(stop: asyncio.Event) -> None:
