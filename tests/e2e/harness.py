@@ -69,6 +69,24 @@ class CLI:
         return "\n".join(p.read_text() for p in sorted(self.dir.glob("daemon-*.log")))
 
 
+def machines(
+    tmp_path: Path,
+    config: str,
+    env: dict[str, str],
+    state: str,
+    names: tuple[str, ...] = ("worker0", "worker1", "elsewhere"),
+) -> list[CLI]:
+    """A directory per name, as separate machines sharing nothing but ``state`` (a shared
+    ``postgresql://`` state store), each with its own copy of ``config``."""
+    clis = []
+    for name in names:
+        (tmp_path / name).mkdir()
+        cli = CLI(tmp_path / name, config, env)
+        cli.env["SYNCENGINE_STATE"] = state
+        clis.append(cli)
+    return clis
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 30, interval: float = 0.1) -> float:
     """Seconds it took for ``condition`` to hold; AssertionError after ``timeout``."""
     start = time.monotonic()

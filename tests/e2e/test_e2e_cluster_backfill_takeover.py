@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.e2e.harness import CLI, execute, rows, wait_for
+from tests.e2e.harness import execute, machines, rows, wait_for
 from tests.e2e.test_e2e_cluster_stream import Writers, stop_workers
 
 pytest.importorskip(
@@ -49,13 +49,7 @@ def test_the_initial_backfill_resumes_on_another_worker_per_chunk(
         f"INSERT INTO counters SELECT g, 0 FROM generate_series(1, {ROWS}) g",
     )
     env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
-    clis = []
-    for name in ("worker0", "worker1"):
-        (tmp_path / name).mkdir()
-        cli = CLI(tmp_path / name, CONFIG, env)
-        cli.env["SYNCENGINE_STATE"] = pg_third_dsn
-        clis.append(cli)
-    first, second = clis
+    first, second = machines(tmp_path, CONFIG, env, pg_third_dsn, ("worker0", "worker1"))
     first.env["SYNCENGINE_FAULT"] = "postgres.passthrough_after_commit:kill"
     workers = [first.start("worker")]
     try:

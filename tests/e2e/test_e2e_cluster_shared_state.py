@@ -16,7 +16,7 @@ import signal
 
 import pytest
 
-from tests.e2e.harness import CLI, execute, rows, wait_for
+from tests.e2e.harness import CLI, execute, machines, rows, wait_for
 from tests.e2e.test_e2e_cluster_stream import stop_workers, stream_holder
 
 pytest.importorskip(
@@ -66,13 +66,7 @@ def test_dead_letters_of_every_worker_are_seen_from_any_machine(
         "TGT_DSN": pg_target_dsn,
         "TEMPORAL_ADDRESS": temporal.address,
     }
-    machines = [tmp_path / name for name in ("worker0", "worker1", "elsewhere")]
-    clis = []
-    for folder in machines:
-        folder.mkdir()
-        cli = CLI(folder, CONFIG, env)
-        cli.env["SYNCENGINE_STATE"] = pg_third_dsn
-        clis.append(cli)
+    clis = machines(tmp_path, CONFIG, env, pg_third_dsn)
     workers = [cli.start("worker") for cli in clis[:2]]
     elsewhere = clis[2]
     try:
@@ -94,6 +88,6 @@ def test_dead_letters_of_every_worker_are_seen_from_any_machine(
         wait_for(lambda: set(lettered_ids(elsewhere)) == {10, 20, 30, 40, 50, 60, 70}, 60)
         stored = rows(pg_third_dsn, "SELECT count(*) FROM syncengine_state.dead_letters")
         assert stored[0][0] >= 7
-        assert all(not (folder / "state.db").exists() for folder in machines)
+        assert all(not (cli.dir / "state.db").exists() for cli in clis)
     finally:
         stop_workers(workers)

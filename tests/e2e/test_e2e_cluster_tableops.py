@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.e2e.harness import CLI, execute, rows, wait_for
+from tests.e2e.harness import execute, machines, rows, wait_for
 from tests.e2e.test_e2e_cluster_stream import stop_workers, stream_holder
 from tests.e2e.test_e2e_pause import SNAPSHOT, Writers
 
@@ -35,17 +35,6 @@ pipelines:
     target: {type: postgres, dsn: "${TGT_DSN}"}
     batch: {max_rows: 25, max_wait: 50ms}
 """
-
-
-def machines(tmp_path, config: str, env: dict[str, str], state: str) -> list[CLI]:
-    """Two workers' directories and a third one (no worker), all naming the shared store."""
-    clis = []
-    for name in ("worker0", "worker1", "elsewhere"):
-        (tmp_path / name).mkdir()
-        cli = CLI(tmp_path / name, config, env)
-        cli.env["SYNCENGINE_STATE"] = state
-        clis.append(cli)
-    return clis
 
 
 def same(src: str, tgt: str, table: str) -> bool:

@@ -26,25 +26,25 @@ def same(src: str, tgt: str, table: str) -> bool:
     return rows(src, SNAPSHOT.format(table)) == rows(tgt, SNAPSHOT.format(table))
 
 
-def cut_state_connections(state_dsn: str, pid: int) -> int:
-    """Terminate the store connections of process ``pid``; how many there were."""
-    found = rows(
-        state_dsn,
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
-        (f"syncengine state {pid}",),
-    )
-    return int(found[0][0])
-
-
-def cut_lock_connection(state_dsn: str, pid: int) -> int:
-    """Terminate the connection holding the pipeline locks of process ``pid``."""
+def _terminate(state_dsn: str, application_name: str) -> int:
+    """Terminate the store's connections whose application_name is LIKE this; how many."""
     found = rows(
         state_dsn,
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         "WHERE application_name LIKE %s",
-        (f"syncengine {pid} %",),
+        (application_name,),
     )
     return int(found[0][0])
+
+
+def cut_state_connections(state_dsn: str, pid: int) -> int:
+    """Terminate the store connections of process ``pid``."""
+    return _terminate(state_dsn, f"syncengine state {pid}")
+
+
+def cut_lock_connection(state_dsn: str, pid: int) -> int:
+    """Terminate the connection holding the pipeline locks of process ``pid``."""
+    return _terminate(state_dsn, f"syncengine {pid} %")
 
 
 def test_daemon_on_a_shared_store_is_locked_paused_and_resumed_from_elsewhere(
