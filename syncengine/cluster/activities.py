@@ -10,6 +10,9 @@ worker dies or stalls, Temporal gives the chunk to another worker after that tim
 that no retry can fix (:class:`~syncengine.errors.FatalError`: bad config, refused rows) end the
 workflow with their message; everything else is retried.
 
+A new pipeline's initial snapshot is planned by one activity and copied by one activity per
+chunk on any worker before the stream starts (:mod:`.snapchunks`).
+
 The stream activity runs one :class:`~.streamrun.StreamAttempt` and heartbeats its fencing
 epoch and the changes it applied. It re-reads the worker's config file first, so a worker
 whose file was edited runs the edited pipeline, and runs only the config ``apply`` applied
@@ -33,10 +36,17 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from syncengine.cluster import identity
+from syncengine.cluster import identity, snapchunks
 from syncengine.cluster.chunkcopy import ChunkCopier
 from syncengine.cluster.streamrun import StreamAttempt, fingerprint
-from syncengine.cluster.tasks import ChunkResult, ChunkTask, StreamRequest, StreamResult
+from syncengine.cluster.tasks import (
+    ChunkResult,
+    ChunkTask,
+    SpreadChunk,
+    SpreadPlan,
+    StreamRequest,
+    StreamResult,
+)
 from syncengine.config.models import Config, PipelineConfig
 from syncengine.errors import FatalError, RetriableError, StateUnavailable, SyncEngineError
 from syncengine.plugins import unknown_name_message
@@ -84,17 +94,8 @@ class BackfillActivities:
 
     async def _copy(self, task: ChunkTask, info: activity.Info) -> ChunkResult:
         copier = await self._copier(task.pipeline)
-        if not await still_current(self.client, info):
-            # handed to this worker while it was paused (or paused before it claimed the
-            # chunk) and retried elsewhere since: claiming now would fence the attempt Temporal
-            # counts on, and this attempt's result is ignored anyway
-            log.info(
-                "%s: chunk %d of %s: attempt %d was superseded before it claimed the chunk",
-                task.pipeline, task.chunk, task.table, info.attempt,
-            )  # fmt: skip
-            raise ApplicationError("superseded before it claimed the chunk", type="Superseded")
-        holder = f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
-        return await copier.copy(task, holder)
+        what = f"{task.pipeline}: chunk {task.chunk} of {task.table}"
+        return await copier.copy(task, await claimant(self.client, info, what))
 
     async def _copier(self, pipeline: str) -> ChunkCopier:
         async with self._opening:
@@ -128,15 +129,8 @@ class StreamActivities:
         info = activity.info()
         every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
         config = await _reported(self._config(request))
-        if not await still_current(self.client, info):
-            # handed to this worker while it was paused, and given up on since: claiming now
-            # would only fence the attempt that replaced it (its result is ignored anyway)
-            log.info(
-                "%s: attempt %d was superseded before it began", request.pipeline, info.attempt
-            )
-            raise ApplicationError("superseded before it began", type="Superseded")
-        holder = f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
-        attempt = StreamAttempt(request.pipeline, config, self.state, holder)
+        holder = await claimant(self.client, info, request.pipeline)
+        attempt = StreamAttempt(request.pipeline, config, self.state, holder, request.start_at)
         stop = asyncio.Event()
         work = asyncio.ensure_future(attempt.run(stop, request.slice_seconds))
         try:
@@ -164,6 +158,29 @@ class StreamActivities:
         )  # fmt: skip
         return StreamResult(request.pipeline, attempt.epoch, applied)
 
+    @activity.defn(name="syncengine-plan-snapshot")
+    async def plan_snapshot(self, request: StreamRequest) -> SpreadPlan:
+        """A new pipeline's initial snapshot as chunks for any worker (:mod:`.snapchunks`)."""
+        config = await _reported(self._config(request))
+        return await _reported(snapchunks.plan(request.pipeline, config, self.state))
+
+    @activity.defn(name="syncengine-snapshot-chunk")
+    async def snapshot_chunk(self, spread: SpreadChunk) -> ChunkResult:
+        """One chunk of a spread initial snapshot, reconciled by watermarks."""
+        info = activity.info()
+        every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
+        task = spread.task
+        config = await _reported(self._config(spread.request))
+        what = f"{task.pipeline}: snapshot chunk {task.chunk} of {task.table}"
+        holder = await claimant(self.client, info, what)
+        copy = snapchunks.copy_chunk(task.pipeline, config, self.state, task, spread.at, holder)
+        rows = await _reported(_beating(copy, every))
+        log.info(
+            "%s: snapshot chunk %d of %s: %d row(s) (attempt %d)",
+            task.pipeline, task.chunk, task.table, rows, info.attempt,
+        )  # fmt: skip
+        return ChunkResult(task.table, task.chunk, rows)
+
     def _beat(self, pipeline: str, holder: str) -> None:
         """Say in the state store that this attempt applies ``pipeline`` now: with a shared
         store, how ``pause``, ``resume``, ``resnapshot`` and ``checkpoints remove`` on any
@@ -187,6 +204,17 @@ class StreamActivities:
                 hint="give every worker the config apply was given",
             )
         return config
+
+
+async def claimant(client: Client | None, info: activity.Info, what: str) -> str:
+    """Who this attempt claims its fence as (worker identity, attempt, run), once Temporal
+    still counts on it. An attempt handed to this worker while it was paused, and given up on
+    since, is refused instead: claiming now would only fence the attempt that replaced it,
+    and its result is ignored anyway."""
+    if not await still_current(client, info):
+        log.info("%s: attempt %d was superseded before it began", what, info.attempt)
+        raise ApplicationError("superseded before it began", type="Superseded")
+    return f"{identity()} attempt {info.attempt} of run {info.workflow_run_id}"
 
 
 async def still_current(client: Client | None, info: activity.Info) -> bool:

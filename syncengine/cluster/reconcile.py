@@ -31,6 +31,7 @@ def stream_request(config: Config, cluster: ClusterConfig, name: str) -> StreamR
         heartbeat=cluster.heartbeat,
         slice_seconds=cluster.stream_slice,
         fingerprint=fingerprint(config.pipelines[name]),
+        snapshot_in_flight=cluster.snapshot_in_flight,
     )
 
 

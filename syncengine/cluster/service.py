@@ -91,7 +91,13 @@ async def run_worker(
         client,
         task_queue=cluster.task_queue,
         workflows=[BackfillWorkflow, StreamWorkflow],
-        activities=[activities.plan_backfill, activities.copy_chunk, streams.stream],
+        activities=[
+            activities.plan_backfill,
+            activities.copy_chunk,
+            streams.stream,
+            streams.plan_snapshot,
+            streams.snapshot_chunk,
+        ],
         max_concurrent_activities=concurrency,
         # on SIGTERM, chunks in hand get one heartbeat timeout to commit; after that they are
         # cancelled (rolled back) and Temporal gives them to another worker; a stream drains

@@ -39,6 +39,7 @@ from syncengine.errors import Fenced, Interrupted, UsageError
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.runner import ensure_backfilled, stream
 from syncengine.runtime.tableops import TableOps
+from syncengine.targets.base import Checkpoint
 
 if TYPE_CHECKING:
     from syncengine.config.models import PipelineConfig
@@ -73,8 +74,17 @@ class StreamAttempt:
     """One attempt's run of one pipeline's stream; ``epoch`` and ``applied`` are read by the
     activity's heartbeats while it runs."""
 
-    def __init__(self, name: str, config: PipelineConfig, state: StateStore, holder: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: PipelineConfig,
+        state: StateStore,
+        holder: str,
+        start_at: str = "",
+    ) -> None:
         self.name = name
+        #: where a spread initial snapshot left the stream to start (:mod:`.snapchunks`)
+        self.start_at = start_at
         self.config = config
         self.state = state
         #: who claims the epoch: worker identity and attempt (shown by ``status``)
@@ -105,6 +115,11 @@ class StreamAttempt:
             self.epoch = await claim(self.holder)
             log.info("%s: fencing epoch %d claimed by %s", self.name, self.epoch, self.holder)
             await pipeline.source.open()
+            if self.start_at and await pipeline.checkpoint() is None:
+                # the spread snapshot's chunks are all applied: the stream starts where they
+                # were reconciled from (under this attempt's epoch, like every commit)
+                await pipeline.target.apply([], Checkpoint(pipeline.stream_name, self.start_at))
+                log.info("%s: spread snapshot done, streaming from %s", self.name, self.start_at)
             start, _ = await ensure_backfilled(pipeline, stop=stop)
             timer = asyncio.get_running_loop().call_later(slice_seconds, stop.set)
             log.info("%s: streaming from %s (epoch %d)", self.name, start, self.epoch)

@@ -56,6 +56,16 @@ class BackfillResult:
 
 
 @dataclass(frozen=True)
+class SpreadPlan:
+    """A stream's initial snapshot spread over workers (``syncengine.cluster.snapchunks``):
+    the position the stream starts from and the chunks to copy first. Empty (``at`` is ""):
+    nothing to spread (a checkpoint exists, or the first stream attempt backfills)."""
+
+    at: str = ""
+    tasks: list[ChunkTask] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class StreamRequest:
     """A stream workflow's input, and what ``apply`` compares to decide that a running
     pipeline changed (it then signals ``update`` with the new one)."""
@@ -68,6 +78,24 @@ class StreamRequest:
     #: of the pipeline's config as ``apply`` read it; a worker whose own config differs
     #: refuses to run the stream (retried, maybe on another worker)
     fingerprint: str = ""
+    #: chunks of the initial snapshot copied at once across workers (0: the first stream
+    #: attempt backfills on its own worker); each holds a temporary replication slot
+    snapshot_in_flight: int = 0
+    #: set by the workflow, never by ``apply`` (and left out of what it compares): the
+    #: position a spread snapshot's chunks were reconciled from, committed as the checkpoint
+    #: when there is none (for the stream activity) ...
+    start_at: str = ""
+    #: ... and the spread snapshot carried over ``continue_as_new`` (None: not planned yet)
+    spread: SpreadPlan | None = None
+
+
+@dataclass(frozen=True)
+class SpreadChunk:
+    """One chunk of a spread snapshot: what its activity needs on any worker."""
+
+    request: StreamRequest
+    task: ChunkTask
+    at: str
 
 
 @dataclass(frozen=True)

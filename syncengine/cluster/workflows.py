@@ -6,7 +6,10 @@ worker polls first when its worker dies or stalls past the heartbeat timeout. Wh
 ends its slice (``cluster.stream_slice``), or ``apply`` signals ``update`` with a changed
 config, the workflow continues as new: its history never grows past a few events per slice.
 ``stop`` (``apply`` of a config without the pipeline) cancels the activity, which drains, and
-ends the workflow. The workflow ID is per pipeline, so only one runs: one reader per slot.
+ends the workflow. A new pipeline's run first plans its initial snapshot and copies its chunks
+as activities on any worker (``snapshot:<table>:<n>``, ``snapshot_in_flight`` at a time), then
+starts the stream where they were reconciled from (:mod:`.snapchunks`). The workflow ID is
+per pipeline, so only one runs: one reader per slot.
 
 :class:`BackfillWorkflow` plans a pipeline's chunks in one activity, then runs one activity per
 chunk, ``in_flight`` at a time across all workers. Activity IDs name the chunk
@@ -18,7 +21,8 @@ and return counts.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
+import contextlib
+from dataclasses import asdict, replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -31,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
         BackfillResult,
         ChunkResult,
         ChunkTask,
+        SpreadChunk,
+        SpreadPlan,
         StreamRequest,
         StreamResult,
     )
@@ -87,8 +93,9 @@ class BackfillWorkflow:
 
 
 def stream_memo(request: StreamRequest) -> dict[str, object]:
-    """What ``apply`` reads back (describe) to compare with the config it was given."""
-    return {"request": asdict(request)}
+    """What ``apply`` reads back (describe) to compare with the config it was given: not
+    what the workflow itself carries from one run to the next."""
+    return {"request": asdict(replace(request, start_at="", spread=None))}
 
 
 @workflow.defn(name="syncengine-stream")
@@ -109,9 +116,23 @@ class StreamWorkflow:
 
     @workflow.run
     async def run(self, request: StreamRequest) -> StreamResult:
+        spread = request.spread
+        if spread is None and request.snapshot_in_flight > 0:  # a new run: anything to copy?
+            spread = await workflow.execute_activity(
+                "syncengine-plan-snapshot",
+                request,
+                result_type=SpreadPlan,
+                start_to_close_timeout=timedelta(hours=1),
+                retry_policy=PLAN_RETRY,
+            )
+        if spread is not None and spread.tasks:
+            if not await self._copy(request, spread):
+                return StreamResult(request.pipeline, 0, 0)  # stopped while copying
+            spread = SpreadPlan(spread.at)
+        at = spread.at if spread is not None else ""
         stream = workflow.start_activity(
             "syncengine-stream",
-            request,
+            replace(request, start_at=at, spread=None),
             result_type=StreamResult,
             activity_id="stream",
             start_to_close_timeout=STREAM_ATTEMPT_LIMIT,
@@ -127,11 +148,41 @@ class StreamWorkflow:
             stream.cancel()
         try:
             result: StreamResult = await stream
+            spread = SpreadPlan()  # a slice ran: the checkpoint is committed
         except (ActivityError, asyncio.CancelledError):
             if not (self._stop or self._update):
                 raise  # a fatal error: the workflow fails with it (status shows it)
             result = StreamResult(request.pipeline, 0, 0)
         if self._stop:
             return result
-        following = self._update or request
+        following = replace(self._update or request, spread=spread or SpreadPlan())
         workflow.continue_as_new(following, memo=stream_memo(following))
+
+    async def _copy(self, request: StreamRequest, spread: SpreadPlan) -> bool:
+        """Every chunk of the spread snapshot, ``snapshot_in_flight`` at a time across the
+        workers; False when ``stop`` came first (the chunks in flight are cancelled). An
+        ``update`` waits: the stream then starts with the new config."""
+        room = asyncio.Semaphore(max(1, request.snapshot_in_flight))
+
+        async def copy(task: ChunkTask) -> ChunkResult:
+            async with room:
+                result: ChunkResult = await workflow.execute_activity(
+                    "syncengine-snapshot-chunk",
+                    SpreadChunk(replace(request, spread=None), task, spread.at),
+                    result_type=ChunkResult,
+                    activity_id=f"snapshot:{task.table}:{task.chunk}",
+                    start_to_close_timeout=timedelta(hours=6),
+                    heartbeat_timeout=timedelta(seconds=request.heartbeat),
+                    retry_policy=CHUNK_RETRY,
+                )
+                return result
+
+        copying = asyncio.gather(*(copy(t) for t in spread.tasks))
+        await workflow.wait_condition(lambda: copying.done() or self._stop)
+        if not copying.done():
+            copying.cancel()
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                await copying
+            return False
+        await copying  # a chunk that failed for good fails the workflow with its reason
+        return True

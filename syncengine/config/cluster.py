@@ -37,6 +37,11 @@ class ClusterConfig(Model):
     """A pipeline's stream activity ends after this long (``1h``) and its workflow continues
     as new: Temporal's history stays short, and the next activity (maybe on another worker)
     claims the pipeline anew and resumes from the checkpoint."""
+    snapshot_in_flight: Annotated[int, Field(ge=0, le=64)] = 4
+    """A new pipeline's initial snapshot is copied chunk by chunk on any worker, this many
+    chunks at once across all workers; each holds a temporary replication slot while it is
+    read (count them against the source's ``max_replication_slots`` and
+    ``max_wal_senders``). ``0``: the first stream attempt copies it on its own worker."""
 
     @field_validator("address")
     @classmethod

@@ -28,7 +28,7 @@ ROWS = 60_000
 CONFIG = """
 state: ${SYNCENGINE_STATE}
 cluster: {engine: temporal, address: '${TEMPORAL_ADDRESS}', task_queue: backfill-takeover,
-          heartbeat: 3s}
+          heartbeat: 3s, snapshot_in_flight: 0}
 pipelines:
   takeover:
     source: {type: postgres, dsn: "${SRC_DSN}", tables: [public.counters],

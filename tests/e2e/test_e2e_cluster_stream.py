@@ -234,6 +234,8 @@ def test_paused_worker_late_commit_refused(tmp_path, temporal, pg_dsn, pg_target
         wait_for(lambda: converged(pg_dsn, pg_target_dsn), timeout=120)
         identity, _ = stream_holder(temporal.address, "paused")
         sleeper = next(w for w in workers if identity.startswith(f"{w.pid}@"))
+        # the snapshot's chunks converge before the stream attempt claims the pipeline
+        wait_for(lambda: epoch_of(pg_target_dsn, "paused") > 0, timeout=60)
         first_epoch = epoch_of(pg_target_dsn, "paused")
 
         holder.execute("UPDATE counters SET n = n WHERE id = 5")  # locked, not committed
@@ -305,6 +307,7 @@ def test_stream_slice_ends_and_the_workflow_continues_as_new(
     try:
         assert "sliced: stream started" in cli.run("apply").stdout
         wait_for(lambda: converged(pg_dsn, pg_target_dsn), timeout=120)
+        wait_for(lambda: epoch_of(pg_target_dsn, "sliced") > 0, timeout=60)  # it streams
         first_run, first_epoch = (
             asyncio.run(_run_id(address, "sliced")),
             epoch_of(pg_target_dsn, "sliced"),

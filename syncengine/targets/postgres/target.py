@@ -80,6 +80,8 @@ class PostgresTarget:
         self._pending_keys: dict[str, tuple[str, ...]] = {}
         #: cluster mode: the fencing epoch every commit checks (epochs.py); None: embedded
         self.epoch: int | None = None
+        #: the fence that epoch belongs to: the pipeline's, or one snapshot chunk's
+        self.fence = pipeline
         #: tables this target and its :meth:`beside` ones may write at the same time: each
         #: transaction writing one of them holds its lock (beside.py)
         self.shared_tables: set[str] = set()
@@ -173,13 +175,16 @@ class PostgresTarget:
     async def open(self) -> None:
         await self._connection()
 
-    async def claim_epoch(self, holder: str) -> int:
+    async def claim_epoch(self, holder: str, fence: str | None = None) -> int:
         """Cluster mode: take the pipeline over from any earlier attempt (epochs.py). From
         here on every commit of this target, and of its chunk sinks, checks the epoch in its
-        own transaction and is refused once a later attempt claimed the pipeline."""
+        own transaction and is refused once a later attempt claimed the pipeline.
+        ``fence``: claim that fence instead of the pipeline's (a snapshot chunk's attempt,
+        :mod:`syncengine.cluster.snapchunks`)."""
         conn = await self._connection()
         try:
-            self.epoch = await epochs.claim(conn, self.pipeline, holder)
+            self.fence = fence or self.pipeline
+            self.epoch = await epochs.claim(conn, self.fence, holder)
         except psycopg.Error as exc:
             raise translate(exc, "claiming the pipeline's fencing epoch") from None
         return self.epoch
@@ -198,7 +203,7 @@ class PostgresTarget:
         Register a table there while neither applies; close the returned target after use."""
         other = PostgresTarget(self.pipeline, self.config, self.state)
         other.shared_tables = self.shared_tables
-        other.epoch = self.epoch
+        other.epoch, other.fence = self.epoch, self.fence
         return other
 
     async def close(self) -> None:
@@ -662,7 +667,7 @@ class PostgresTarget:
                     await self._store.purge_tombstones(conn, checkpoint.position)
             fault_point("postgres.before_commit")
             if self.epoch is not None:  # last: the epoch row is locked until the commit
-                await epochs.hold(conn, self.pipeline, self.epoch)
+                await epochs.hold(conn, self.fence, self.epoch)
         return result, recorded
 
     async def _analyze_shadow(self, conn: psycopg.AsyncConnection) -> None:
