@@ -32,7 +32,7 @@ from syncengine.changes import (
 from syncengine.config.models import ConflictsConfig, MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
-from syncengine.runtime import pausing, restate, tablestats
+from syncengine.runtime import pausing, restate, tablestats, unsent
 from syncengine.runtime.copypace import StreamLag
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
@@ -284,6 +284,8 @@ class Pipeline:
                 else b
                 for b in batches
             ]
+            # a row the copy has not landed yet must not be created without them
+            batches = await unsent.completed(self, batches)
         if any(b.meta.get(LIVE_COPY) for b in batches):
             batches = self._settled(batches)
         if self._restates:  # two-way prefer, out of the preferred side: its present rows
