@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchmarks.core import Scenario
 from benchmarks.scenarios import (
     cluster_backfill,
+    cluster_snapshot,
     external,
     mongo_cdc,
     mongo_to_pg,
@@ -29,6 +30,7 @@ SCENARIOS: list[Scenario] = [
     pg_backfill_linear.SCENARIO,
     pgbench_backfill.SCENARIO,
     cluster_backfill.SCENARIO,
+    cluster_snapshot.SCENARIO,
     pg_cdc.SCENARIO,
     pgbench_cdc.SCENARIO,
     pg_cdc_live.SCENARIO,

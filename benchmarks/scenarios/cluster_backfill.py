@@ -102,7 +102,7 @@ def cluster_backfill(
     tag = uuid.uuid4().hex[:6]
     name, queue = f"bench_cluster_{workers}_{tag}", f"bench-{tag}"
     tgt = env.new_pg_db("cl_tgt")
-    config = _config(env, name, queue, address, src, tgt, max(1_000, rows // CHUNKS))
+    config = cluster_config(env, name, queue, address, src, tgt, max(1_000, rows // CHUNKS))
     procs = [
         Process(
             [syncengine_exe(), "worker", str(config), "--concurrency", str(CONCURRENCY)],
@@ -166,7 +166,7 @@ def _phases(history: list[Any], marks: dict[int, int], pids: list[int]) -> dict[
     }
 
 
-def _config(
+def cluster_config(
     env: BenchEnv, name: str, queue: str, address: str, src: str, tgt: str, chunk_rows: int
 ) -> Path:
     source = {**pg_source(src, [f"public.{TABLE}"]), "snapshot_chunk_rows": chunk_rows}

@@ -37,11 +37,15 @@ class ClusterConfig(Model):
     """A pipeline's stream activity ends after this long (``1h``) and its workflow continues
     as new: Temporal's history stays short, and the next activity (maybe on another worker)
     claims the pipeline anew and resumes from the checkpoint."""
-    snapshot_in_flight: Annotated[int, Field(ge=0, le=64)] = 4
-    """A new pipeline's initial snapshot is copied chunk by chunk on any worker, this many
-    chunks at once across all workers; each holds a temporary replication slot while it is
-    read (count them against the source's ``max_replication_slots`` and
-    ``max_wal_senders``). ``0``: the first stream attempt copies it on its own worker."""
+    snapshot_in_flight: Annotated[int, Field(ge=0, le=64)] = 0
+    """``0`` (the default): a new pipeline's initial snapshot is copied by its first stream
+    attempt on one worker, the embedded backfill's fast path. ``N``: it is copied chunk by
+    chunk on any worker, ``N`` chunks at once across all workers, each reconciled by a
+    watermark window through a temporary replication slot (count them against the source's
+    ``max_replication_slots`` and ``max_wal_senders``); per worker that path is about 4x
+    slower on one machine (benchmark ``cluster_snapshot``), so it pays off only when one
+    worker's read is the limit and the target is not.
+    """
 
     @field_validator("address")
     @classmethod
