@@ -59,20 +59,22 @@ async def _filled(source: CurrentRows, batch: ChangeBatch) -> ChangeBatch:
         return batch
     schema = pa.schema([data.schema.field(c) for c in (*key, *unsent)])
     found = await source.current_rows(batch.table, batch.key, schema, wanted)
-    now = {c: f"__now.{c}" for c in unsent if c in found.column_names}
-    present = found.select([*key, *now]).rename_columns([*key, *now.values()])
-    present = present.append_column("__found", pa.array([True] * present.num_rows))
+    # only keys and row numbers go through the join (Arrow joins no list or struct column);
+    # each row's present values are then taken from ``found`` by its row number there
+    index = pa.array(range(found.num_rows), pa.int64())
+    present = found.select(key).append_column("__found", index)
     rows = data.select(key).append_column("__row", pa.array(range(data.num_rows), pa.int64()))
     joined = rows.join(present, keys=key, join_type="left outer").sort_by("__row")
-    there = pc.fill_null(joined.column("__found"), False)
+    at = joined.column("__found").combine_chunks()
+    there = pc.is_valid(at)
     for column, mask in zip(unsent, masks, strict=True):
-        if column not in now:  # the table no longer has it: stays unsent
+        if column not in found.column_names:  # the table no longer has it: stays unsent
             continue
         fill = pc.and_(mask, there)
-        index = data.schema.get_field_index(column)
-        value = joined.column(now[column]).cast(data.schema.field(column).type)
+        field = data.schema.field(column)
+        value = found.column(column).combine_chunks().take(at).cast(field.type)
         merged = pc.if_else(fill, value, data.column(column))
-        data = data.set_column(index, data.schema.field(index), merged)
+        data = data.set_column(data.schema.get_field_index(column), field, merged)
         flag = data.schema.get_field_index(UNSENT_PREFIX + column)
         still = pc.and_(mask, pc.invert(there))
         data = data.set_column(flag, data.schema.field(flag), still)
