@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from syncengine.changes import lsn_to_pos
 from syncengine.cluster.tasks import ChunkTask, SpreadPlan
-from syncengine.errors import UsageError
+from syncengine.errors import Fenced, UsageError
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.runner import process
 from syncengine.sources.postgres import admin
@@ -136,6 +136,25 @@ async def plan(name: str, config: PipelineConfig, state: StateStore) -> SpreadPl
         await pipeline.close()
 
 
+async def unmoved(source: object, at: str) -> bool:
+    """Whether the pipeline's slot is still at ``at``, the position a spread snapshot was
+    reconciled from: only then may the stream commit it as its first checkpoint. A slot moved
+    on (the checkpoint was reset after the stream ran) means ``at`` is history; the first
+    stream attempt then backfills as in embedded mode."""
+    if not isinstance(source, PostgresSource):
+        return False
+    conn = await source.catalog()
+    try:
+        cur = await conn.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+            (source.slot,),
+        )
+        row = await cur.fetchone()
+    except psycopg.Error as exc:
+        raise map_error(exc, "reading the slot's position") from exc
+    return row is not None and row[0] is not None and lsn_to_pos(parse_lsn(row[0])) == at
+
+
 async def _slot_start(source: PostgresSource, conn: psycopg.AsyncConnection) -> str:
     """The position the stream starts from: the slot's confirmed one (an earlier attempt made
     it and nothing was acknowledged since), or a new slot's consistent point."""
@@ -184,6 +203,16 @@ async def copy_chunk(
             raise UsageError(f"{name}: a spread snapshot needs a postgres source and target")
         await target.open()
         epoch = await target.claim_epoch(holder, fence_name(name, task.table, task.chunk))
+        if await pipeline.checkpoint() is not None:
+            # the stream started: this attempt was handed over (and paused) before the chunk
+            # was copied by another, and its rows, never dropped by the fence, would land over
+            # newer changes (a claim made between this check and the stream's first commit
+            # is the window left)
+            raise Fenced(
+                f"{name}: snapshot chunk {task.chunk} of {task.table}: the stream has started; "
+                "this late attempt copies nothing",
+                hint="another worker copied the chunk; nothing to do",
+            )
         log.info("%s: snapshot chunk %d of %s, fence epoch %d", name, task.chunk, task.table, epoch)
         try:
             conn = await source.catalog()

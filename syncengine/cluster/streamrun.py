@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from syncengine.cluster import snapchunks
 from syncengine.config.secrets import redact
 from syncengine.errors import Fenced, Interrupted, UsageError
 from syncengine.runtime.pipeline import Pipeline
@@ -116,10 +117,20 @@ class StreamAttempt:
             log.info("%s: fencing epoch %d claimed by %s", self.name, self.epoch, self.holder)
             await pipeline.source.open()
             if self.start_at and await pipeline.checkpoint() is None:
-                # the spread snapshot's chunks are all applied: the stream starts where they
-                # were reconciled from (under this attempt's epoch, like every commit)
-                await pipeline.target.apply([], Checkpoint(pipeline.stream_name, self.start_at))
-                log.info("%s: spread snapshot done, streaming from %s", self.name, self.start_at)
+                if await snapchunks.unmoved(pipeline.source, self.start_at):
+                    # the spread snapshot's chunks are all applied: the stream starts where
+                    # they were reconciled from (under this attempt's epoch, like every commit)
+                    checkpoint = Checkpoint(pipeline.stream_name, self.start_at)
+                    await pipeline.target.apply([], checkpoint)
+                    log.info(
+                        "%s: spread snapshot done, streaming from %s", self.name, self.start_at
+                    )
+                else:
+                    log.warning(
+                        "%s: the slot moved past %s, where the spread snapshot began: "
+                        "backfilling on this worker instead",
+                        self.name, self.start_at,
+                    )  # fmt: skip
             start, _ = await ensure_backfilled(pipeline, stop=stop)
             timer = asyncio.get_running_loop().call_later(slice_seconds, stop.set)
             log.info("%s: streaming from %s (epoch %d)", self.name, start, self.epoch)

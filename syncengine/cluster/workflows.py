@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 from dataclasses import asdict, replace
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -118,16 +119,22 @@ class StreamWorkflow:
     async def run(self, request: StreamRequest) -> StreamResult:
         spread = request.spread
         if spread is None and request.snapshot_in_flight > 0:  # a new run: anything to copy?
-            spread = await workflow.execute_activity(
+            planning = workflow.start_activity(
                 "syncengine-plan-snapshot",
                 request,
                 result_type=SpreadPlan,
                 start_to_close_timeout=timedelta(hours=1),
                 retry_policy=PLAN_RETRY,
             )
+            if not await self._unless_signalled(planning):
+                return self._signalled(request)
+            spread = await planning
         if spread is not None and spread.tasks:
-            if not await self._copy(request, spread):
-                return StreamResult(request.pipeline, 0, 0)  # stopped while copying
+            room = asyncio.Semaphore(max(1, request.snapshot_in_flight))
+            copying = asyncio.gather(*(self._copy(request, spread, t, room) for t in spread.tasks))
+            if not await self._unless_signalled(copying):
+                return self._signalled(request)
+            await copying  # a chunk that failed for good fails the workflow with its reason
             spread = SpreadPlan(spread.at)
         at = spread.at if spread is not None else ""
         stream = workflow.start_activity(
@@ -158,31 +165,38 @@ class StreamWorkflow:
         following = replace(self._update or request, spread=spread or SpreadPlan())
         workflow.continue_as_new(following, memo=stream_memo(following))
 
-    async def _copy(self, request: StreamRequest, spread: SpreadPlan) -> bool:
-        """Every chunk of the spread snapshot, ``snapshot_in_flight`` at a time across the
-        workers; False when ``stop`` came first (the chunks in flight are cancelled). An
-        ``update`` waits: the stream then starts with the new config."""
-        room = asyncio.Semaphore(max(1, request.snapshot_in_flight))
+    async def _unless_signalled(self, work: asyncio.Future[Any]) -> bool:
+        """Whether ``work`` ended before ``stop`` or ``update`` came; if not, it is cancelled
+        (activities in flight with it) and awaited."""
+        await workflow.wait_condition(lambda: work.done() or self._stop or self._update is not None)
+        if work.done():
+            return True
+        work.cancel()
+        with contextlib.suppress(ActivityError, asyncio.CancelledError):
+            await work
+        return False
 
-        async def copy(task: ChunkTask) -> ChunkResult:
-            async with room:
-                result: ChunkResult = await workflow.execute_activity(
-                    "syncengine-snapshot-chunk",
-                    SpreadChunk(replace(request, spread=None), task, spread.at),
-                    result_type=ChunkResult,
-                    activity_id=f"snapshot:{task.table}:{task.chunk}",
-                    start_to_close_timeout=timedelta(hours=6),
-                    heartbeat_timeout=timedelta(seconds=request.heartbeat),
-                    retry_policy=CHUNK_RETRY,
-                )
-                return result
+    def _signalled(self, request: StreamRequest) -> StreamResult:
+        """``stop`` or ``update`` while the snapshot was planned or copied: end, or start over
+        with the new config, planning again (the slot is kept and its position with it; rows
+        already copied are written again, before any stream)."""
+        if self._stop:
+            return StreamResult(request.pipeline, 0, 0)
+        following = replace(self._update or request, spread=None)
+        workflow.continue_as_new(following, memo=stream_memo(following))
 
-        copying = asyncio.gather(*(copy(t) for t in spread.tasks))
-        await workflow.wait_condition(lambda: copying.done() or self._stop)
-        if not copying.done():
-            copying.cancel()
-            with contextlib.suppress(ActivityError, asyncio.CancelledError):
-                await copying
-            return False
-        await copying  # a chunk that failed for good fails the workflow with its reason
-        return True
+    async def _copy(
+        self, request: StreamRequest, spread: SpreadPlan, task: ChunkTask, room: asyncio.Semaphore
+    ) -> ChunkResult:
+        """One chunk of the spread snapshot (``room``: ``snapshot_in_flight`` at a time)."""
+        async with room:
+            result: ChunkResult = await workflow.execute_activity(
+                "syncengine-snapshot-chunk",
+                SpreadChunk(replace(request, spread=None), task, spread.at),
+                result_type=ChunkResult,
+                activity_id=f"snapshot:{task.table}:{task.chunk}",
+                start_to_close_timeout=timedelta(hours=6),
+                heartbeat_timeout=timedelta(seconds=request.heartbeat),
+                retry_policy=CHUNK_RETRY,
+            )
+            return result

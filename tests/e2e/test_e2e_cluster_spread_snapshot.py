@@ -17,9 +17,10 @@ import re
 import signal
 import time
 
+import psycopg
 import pytest
 
-from tests.e2e.harness import machines, rows, wait_for
+from tests.e2e.harness import execute, machines, rows, wait_for
 from tests.e2e.test_e2e_cluster_stream import stop_workers
 from tests.integration.cluster.test_cluster_snapchunks import QUERY, Writers, table
 
@@ -47,8 +48,6 @@ DONE = re.compile(r"spread: snapshot chunk (\d+) of public\.items: \d+ row\(s\)"
 def test_three_workers_copy_the_snapshot_one_killed_mid_way(
     tmp_path, temporal, pg_dsn, pg_target_dsn
 ):
-    from tests.e2e.harness import execute
-
     execute(pg_dsn, *table(ROWS))
     env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
     names = ("worker0", "worker1", "worker2", "elsewhere")
@@ -75,4 +74,38 @@ def test_three_workers_copy_the_snapshot_one_killed_mid_way(
         logs = "\n".join(cli.daemon_logs() for cli in hosts)
         assert "backfill complete" not in logs  # no stream attempt copied on its own
     finally:
+        stop_workers(workers)
+
+
+def test_an_update_while_chunks_are_copied_plans_the_snapshot_again(
+    tmp_path, temporal, pg_dsn, pg_target_dsn
+):
+    """``apply`` of an edited config while a chunk is in hand: the copy is cancelled and the
+    workflow starts over with the new config (planned again on the kept slot), instead of
+    retrying chunks under a config no worker runs any more."""
+    execute(pg_dsn, *table(4_000))
+    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "TEMPORAL_ADDRESS": temporal.address}
+    config = (
+        CONFIG.replace("spread-snapshot", "spread-update")
+        .replace("snapshot_in_flight: 3", "snapshot_in_flight: 1")
+        .replace("  spread:", "  respread:")
+    )
+    (cli,) = machines(tmp_path, config, env, "", ("worker0",))
+    cli.env["SYNCENGINE_STATE"] = str(cli.dir / "state.db")
+    workers = [cli.start("worker")]
+    holder = psycopg.connect(pg_target_dsn)
+    try:
+        assert "respread: stream started" in cli.run("apply").stdout
+        wait_for(lambda: rows(pg_target_dsn, "SELECT to_regclass('public.items')")[0][0], 60)
+        holder.execute("LOCK TABLE items IN SHARE MODE")  # the chunk in hand waits on it
+        wait_for(lambda: "respread: snapshot chunk" in cli.daemon_logs(), 60)
+        cli.config.write_text(config.replace("max_rows: 500", "max_rows: 400"))
+        assert "respread: stream updated" in cli.run("apply").stdout
+        holder.rollback()
+        planned = "respread: initial snapshot spread over workers"
+        wait_for(lambda: cli.daemon_logs().count(planned) >= 2, 60)
+        wait_for(lambda: "respread: spread snapshot done" in cli.daemon_logs(), 120)
+        wait_for(lambda: rows(pg_target_dsn, QUERY) == rows(pg_dsn, QUERY), 120)
+    finally:
+        holder.close()
         stop_workers(workers)

@@ -170,3 +170,31 @@ def test_a_chunk_commit_after_a_later_claim_is_refused_whole(tmp_path, pg_dsn, p
 
     asyncio.run(scenario())
     assert rows(pg_target_dsn, "SELECT count(*) FROM items") == [(0,)]  # nothing of it landed
+
+
+def test_a_slot_moved_past_the_plan_makes_the_stream_backfill(tmp_path, pg_dsn, pg_target_dsn):
+    """The plan's position is committed as the first checkpoint only while the slot is still
+    there: a slot acknowledged past it (the checkpoint was reset after the stream ran) means
+    changes after it were consumed, so the attempt backfills instead."""
+    execute(pg_dsn, *table(1_000))
+    config = pipeline_config(pg_dsn, pg_target_dsn)
+
+    async def scenario() -> str:
+        spread = await snapchunks.plan("p", config, SQLiteStateStore(tmp_path / "plan.db"))
+        execute(pg_dsn, "UPDATE items SET n = 3 WHERE id = 7")
+        execute(
+            pg_dsn,
+            "SELECT pg_replication_slot_advance('syncengine_p', pg_current_wal_lsn())",
+        )
+        stream = StreamAttempt("p", config, SQLiteStateStore(tmp_path / "s.db"), "w", spread.at)
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(stream.run(stop, 3600))
+        await _until(lambda: rows(pg_target_dsn, QUERY) == rows(pg_dsn, QUERY), 60)
+        stop.set()
+        await asyncio.wait_for(running, 60)
+        return spread.at
+
+    at = asyncio.run(scenario())
+    (checkpoint,) = rows(pg_target_dsn, "SELECT position FROM _syncengine.checkpoints")[0]
+    assert checkpoint > at  # backfilled at a later position, not the plan's
+    assert rows(pg_target_dsn, QUERY) == rows(pg_dsn, QUERY)
