@@ -237,7 +237,10 @@ async def still_current(client: Client | None, info: activity.Info) -> bool:
 
 
 async def _beating(work: Awaitable[T], every: float) -> T:
-    """``work``'s result, heartbeating every ``every`` seconds until it is there."""
+    """``work``'s result, heartbeating every ``every`` seconds until it is there. Cancelled,
+    ``work`` is cancelled too and given a heartbeat's time to roll back and close its
+    connections (a chunk's temporary slot goes with its connection) before the activity
+    reports."""
     task = asyncio.ensure_future(work)
     try:
         while True:
@@ -246,7 +249,9 @@ async def _beating(work: Awaitable[T], every: float) -> T:
                 return task.result()
             activity.heartbeat()
     finally:
-        task.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=every)
 
 
 async def _reported(work: Awaitable[T]) -> T:

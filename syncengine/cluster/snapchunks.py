@@ -229,9 +229,14 @@ async def copy_chunk(
         temporary = f"{source.slot[:_SLOT_PREFIX]}_s{uuid.uuid4().hex[:8]}"
         batches = snapshotter.reconcile_live(shape, [chunk], wheres[task.table], at, 1, temporary)
         rows = 0
-        async for batch in batches:
-            report = await process(pipeline, [batch], None)
-            rows += report.read
+        try:
+            async for batch in batches:
+                report = await process(pipeline, [batch], None)
+                rows += report.read
+        finally:  # its reader and temporary slot closed on any exit, not when collected
+            close = getattr(batches, "aclose", None)
+            if close is not None:
+                await close()
         state.clear_chunks(spread_namespace(name), task.table)
         return rows
     finally:
