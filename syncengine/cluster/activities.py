@@ -130,7 +130,8 @@ class StreamActivities:
         every = (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0
         config = await _reported(self._config(request))
         holder = await claimant(self.client, info, request.pipeline)
-        attempt = StreamAttempt(request.pipeline, config, self.state, holder, request.start_at)
+        at = request.spread.at if request.spread is not None else ""
+        attempt = StreamAttempt(request.pipeline, config, self.state, holder, at)
         stop = asyncio.Event()
         work = asyncio.ensure_future(attempt.run(stop, request.slice_seconds))
         try:

@@ -131,20 +131,8 @@ class ChunkCopier:
         """Every table's chunks, planned on one ``REPEATABLE READ`` view of the source.
         Done-marks already in the target are kept: a workflow started again after a failure
         plans an unchanged table into the same bounds, and :meth:`copy` skips those chunks."""
-        chunk_rows = self.source.config.snapshot_chunk_rows
-        conn = await self.source.connect()
-        try:
-            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            planned: list[Chunk] = []
-            for table, shape in sorted(self.shapes.items()):
-                planned.extend(await plan(conn, shape, chunk_rows, self.wheres[table]))
-            await conn.execute("COMMIT")
-        except psycopg.Error as exc:
-            raise map_error(exc, "planning backfill chunks") from exc
-        finally:
-            await conn.close()
-        name = self.pipeline.name
-        return [ChunkTask(name, c.table, c.chunk, c.lower, c.upper) for c in planned]
+        planned = await plan_tables(self.source, self.shapes, self.wheres)
+        return tasks_of(self.pipeline.name, planned)
 
     async def copy(self, task: ChunkTask, holder: str = "local") -> ChunkResult:
         """Copy one chunk with its done-mark in one target transaction, or nothing when
@@ -195,6 +183,30 @@ class ChunkCopier:
             if (done.chunk, done.lower, done.upper) == (chunk.chunk, chunk.lower, chunk.upper):
                 return done.rows
         return None
+
+
+async def plan_tables(
+    source: PostgresSource, shapes: dict[str, TableShape], wheres: dict[str, str | None]
+) -> list[Chunk]:
+    """Every table's chunk bounds, planned on one ``REPEATABLE READ`` view of the source."""
+    conn = await source.connect()
+    try:
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        planned: list[Chunk] = []
+        for table, shape in sorted(shapes.items()):
+            rows = source.config.snapshot_chunk_rows
+            planned.extend(await plan(conn, shape, rows, wheres[table]))
+        await conn.execute("COMMIT")
+    except psycopg.Error as exc:
+        raise map_error(exc, "planning chunks") from exc
+    finally:
+        await conn.close()
+    return planned
+
+
+def tasks_of(pipeline: str, chunks: list[Chunk]) -> list[ChunkTask]:
+    """The chunks as activity descriptors (bounds only, never rows)."""
+    return [ChunkTask(pipeline, c.table, c.chunk, c.lower, c.upper) for c in chunks]
 
 
 def _refusal(

@@ -42,18 +42,17 @@ import psycopg
 import pyarrow as pa
 
 from syncengine.changes import lsn_to_pos
+from syncengine.cluster.chunkcopy import plan_tables, tasks_of
 from syncengine.cluster.tasks import ChunkTask, SpreadPlan
 from syncengine.errors import Fenced, UsageError
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.runner import process
 from syncengine.sources.postgres import admin
-from syncengine.sources.postgres.chunks import TableShape, read_batch, table_shape
-from syncengine.sources.postgres.chunks import plan as plan_chunks
+from syncengine.sources.postgres.chunks import read_batch, table_shape
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.pushdown import snapshot_conditions
 from syncengine.sources.postgres.snapshot import Snapshotter
 from syncengine.sources.postgres.source import PostgresSource
-from syncengine.sources.postgres.wire import parse_lsn
 from syncengine.state.base import Chunk
 from syncengine.targets.postgres.target import PostgresTarget
 
@@ -122,14 +121,13 @@ async def plan(name: str, config: PipelineConfig, state: StateStore) -> SpreadPl
             at = await _slot_start(source, conn)
             shapes = {t: await table_shape(conn, t, keys[t]) for t in tables}
             wheres = await snapshot_conditions(conn, tables, source.row_filters, None)
-            chunks = await _planned(source, shapes, wheres)
         except psycopg.Error as exc:
             raise map_error(exc, "planning the spread snapshot") from exc
         for shape in shapes.values():  # every target table exists before any chunk lands
             empty = pa.table({c: pa.array([], pa.string()) for c in shape.columns})
             meta = {"snapshot": True, "chunk": -1}  # an empty chunk: its table is created
             await process(pipeline, [read_batch(shape, empty, at, meta)], None)
-        tasks = [ChunkTask(name, c.table, c.chunk, c.lower, c.upper) for c in chunks]
+        tasks = tasks_of(name, await plan_tables(source, shapes, wheres))
         log.info("%s: initial snapshot spread over workers: %d chunk(s)", name, len(tasks))
         return SpreadPlan(at, tasks)
     finally:
@@ -143,52 +141,26 @@ async def unmoved(source: object, at: str) -> bool:
     stream attempt then backfills as in embedded mode."""
     if not isinstance(source, PostgresSource):
         return False
-    conn = await source.catalog()
     try:
-        cur = await conn.execute(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
-            (source.slot,),
-        )
-        row = await cur.fetchone()
+        confirmed = await admin.confirmed_lsn(await source.catalog(), source.slot)
     except psycopg.Error as exc:
         raise map_error(exc, "reading the slot's position") from exc
-    return row is not None and row[0] is not None and lsn_to_pos(parse_lsn(row[0])) == at
+    return confirmed is not None and lsn_to_pos(confirmed) == at
 
 
 async def _slot_start(source: PostgresSource, conn: psycopg.AsyncConnection) -> str:
     """The position the stream starts from: the slot's confirmed one (an earlier attempt made
     it and nothing was acknowledged since), or a new slot's consistent point."""
+    confirmed = None
     if await admin.slot_exists(conn, source.slot):
-        cur = await conn.execute(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
-            (source.slot,),
-        )
-        row = await cur.fetchone()
-        if row is not None and row[0] is not None:
-            return lsn_to_pos(parse_lsn(row[0]))
-    repl = await source.connect(replication=True)
-    try:
-        lsn, _ = await admin.create_slot(repl, source.slot, export=False)
-    finally:
-        await repl.close()
-    return lsn_to_pos(lsn)
-
-
-async def _planned(
-    source: PostgresSource, shapes: dict[str, TableShape], wheres: dict[str, str | None]
-) -> list[Chunk]:
-    """Every table's chunk bounds, planned on one view of the source."""
-    conn = await source.connect()
-    try:
-        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        planned: list[Chunk] = []
-        for table, shape in sorted(shapes.items()):
-            rows = source.config.snapshot_chunk_rows
-            planned.extend(await plan_chunks(conn, shape, rows, wheres[table]))
-        await conn.execute("COMMIT")
-        return planned
-    finally:
-        await conn.close()
+        confirmed = await admin.confirmed_lsn(conn, source.slot)
+    if confirmed is None:
+        repl = await source.connect(replication=True)
+        try:
+            confirmed, _ = await admin.create_slot(repl, source.slot, export=False)
+        finally:
+            await repl.close()
+    return lsn_to_pos(confirmed)
 
 
 async def copy_chunk(

@@ -93,6 +93,20 @@ class StreamAttempt:
         self.epoch = 0
         self.pipeline: Pipeline | None = None
 
+    async def _start_at_spread(self, pipeline: Pipeline) -> None:
+        """The spread snapshot's chunks are all applied: the stream starts where they were
+        reconciled from (committed under this attempt's epoch, like every commit), unless the
+        slot moved past it since; then the attempt backfills as in embedded mode."""
+        if not await snapchunks.unmoved(pipeline.source, self.start_at):
+            log.warning(
+                "%s: the slot moved past %s, where the spread snapshot began: backfilling on "
+                "this worker instead",
+                self.name, self.start_at,
+            )  # fmt: skip
+            return
+        await pipeline.target.apply([], Checkpoint(pipeline.stream_name, self.start_at))
+        log.info("%s: spread snapshot done, streaming from %s", self.name, self.start_at)
+
     @property
     def applied(self) -> int:
         return self.pipeline.rows_applied if self.pipeline is not None else 0
@@ -117,20 +131,7 @@ class StreamAttempt:
             log.info("%s: fencing epoch %d claimed by %s", self.name, self.epoch, self.holder)
             await pipeline.source.open()
             if self.start_at and await pipeline.checkpoint() is None:
-                if await snapchunks.unmoved(pipeline.source, self.start_at):
-                    # the spread snapshot's chunks are all applied: the stream starts where
-                    # they were reconciled from (under this attempt's epoch, like every commit)
-                    checkpoint = Checkpoint(pipeline.stream_name, self.start_at)
-                    await pipeline.target.apply([], checkpoint)
-                    log.info(
-                        "%s: spread snapshot done, streaming from %s", self.name, self.start_at
-                    )
-                else:
-                    log.warning(
-                        "%s: the slot moved past %s, where the spread snapshot began: "
-                        "backfilling on this worker instead",
-                        self.name, self.start_at,
-                    )  # fmt: skip
+                await self._start_at_spread(pipeline)
             start, _ = await ensure_backfilled(pipeline, stop=stop)
             timer = asyncio.get_running_loop().call_later(slice_seconds, stop.set)
             log.info("%s: streaming from %s (epoch %d)", self.name, start, self.epoch)

@@ -81,11 +81,9 @@ class StreamRequest:
     #: chunks of the initial snapshot copied at once across workers (0: the first stream
     #: attempt backfills on its own worker); each holds a temporary replication slot
     snapshot_in_flight: int = 0
-    #: set by the workflow, never by ``apply`` (and left out of what it compares): the
-    #: position a spread snapshot's chunks were reconciled from, committed as the checkpoint
-    #: when there is none (for the stream activity) ...
-    start_at: str = ""
-    #: ... and the spread snapshot carried over ``continue_as_new`` (None: not planned yet)
+    #: set by the workflow, never by ``apply`` (and left out of what it compares): the spread
+    #: snapshot carried over ``continue_as_new`` (None: not planned yet); the stream activity
+    #: gets its position alone, committed as the checkpoint when there is none
     spread: SpreadPlan | None = None
 
 

@@ -96,7 +96,7 @@ class BackfillWorkflow:
 def stream_memo(request: StreamRequest) -> dict[str, object]:
     """What ``apply`` reads back (describe) to compare with the config it was given: not
     what the workflow itself carries from one run to the next."""
-    return {"request": asdict(replace(request, start_at="", spread=None))}
+    return {"request": asdict(replace(request, spread=None))}
 
 
 @workflow.defn(name="syncengine-stream")
@@ -136,10 +136,9 @@ class StreamWorkflow:
                 return self._signalled(request)
             await copying  # a chunk that failed for good fails the workflow with its reason
             spread = SpreadPlan(spread.at)
-        at = spread.at if spread is not None else ""
         stream = workflow.start_activity(
             "syncengine-stream",
-            replace(request, start_at=at, spread=None),
+            replace(request, spread=SpreadPlan(spread.at) if spread is not None else None),
             result_type=StreamResult,
             activity_id="stream",
             start_to_close_timeout=STREAM_ATTEMPT_LIMIT,

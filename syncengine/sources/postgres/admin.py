@@ -281,6 +281,16 @@ async def emit_message(conn: psycopg.AsyncConnection, prefix: str, content: str)
     return parse_lsn(row[0])
 
 
+async def confirmed_lsn(conn: psycopg.AsyncConnection, slot: str) -> int | None:
+    """The slot's confirmed position (None: no such slot)."""
+    cur = await conn.execute(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    )
+    row = await cur.fetchone()
+    return parse_lsn(row[0]) if row is not None and row[0] is not None else None
+
+
 async def current_lsn(conn: psycopg.AsyncConnection) -> int:
     row = await (await conn.execute("SELECT pg_current_wal_lsn()::text")).fetchone()
     assert row is not None
