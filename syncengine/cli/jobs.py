@@ -140,8 +140,6 @@ def backfill(
 def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) -> None:
     """Scheduled incremental sync: drain changes up to now, checkpoint, exit (or repeat)."""
     from syncengine.config.durations import parse_duration
-    from syncengine.runtime.pipeline import Pipeline
-    from syncengine.runtime.runner import sync_once
 
     setup_logs()
     if once == bool(every):
@@ -151,6 +149,13 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
     except ValueError as exc:
         raise UsageError(f"--every: {exc}") from None
     config, names = load_selected(config_path, pipeline)
+    from syncengine.sources.postgres import decodeproc
+
+    if any(_streams_pgoutput(config.pipelines[name]) for name in names):
+        decodeproc.start_early()  # before the imports below: the child starts while they run
+    from syncengine.runtime.pipeline import Pipeline
+    from syncengine.runtime.runner import sync_once
+
     state = open_state(config.state)
 
     async def one(name: str, stop: asyncio.Event) -> tuple[int, int]:
@@ -167,6 +172,8 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
     async def main(stop: asyncio.Event) -> None:
         while True:
             for name in names:
+                if _streams_pgoutput(config.pipelines[name]):
+                    decodeproc.start_early()  # (none left by the drain before: see there)
                 copied, applied = await one(name, stop)
                 backfilled = f"{copied} row(s) backfilled, " if copied else ""
                 click.echo(f"{name}: {backfilled}{applied} change(s) applied")
@@ -178,6 +185,12 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
                 return  # stopped between runs: nothing in flight
 
     interruptible(main)
+
+
+def _streams_pgoutput(spec: Any) -> bool:
+    """Whether a pipeline drains a Postgres slot (its stream may decode in a child process)."""
+    source = spec.source
+    return source.type == "postgres" and getattr(source, "mode", None) == "cdc"
 
 
 def interruptible(job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:

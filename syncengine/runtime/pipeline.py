@@ -37,6 +37,7 @@ from syncengine.runtime.copypace import StreamLag
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.runtime.superseded import PendingLetters
+from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS
 from syncengine.sources.base import ChangeSource
 from syncengine.state import DeadLetter, StateStore
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
@@ -46,17 +47,6 @@ if TYPE_CHECKING:  # imported where used: building a pipeline must not load them
     from syncengine.mappings.plan import CompiledMapping
 
 log = logging.getLogger("syncengine.pipeline")
-
-#: what a change group imports on first use (see Pipeline.warm_up)
-_FIRST_GROUP_IMPORTS = (
-    "polars",
-    "syncengine.lastchange",
-    "syncengine.mappings",
-    "syncengine.mappings.keys",
-    "syncengine.conflicts",
-    "syncengine.conflicts.resolver",
-    "numpy.ma",  # by Arrow → Polars conversions; the inline decoder imports it before
-)
 
 
 @dataclass
@@ -129,10 +119,11 @@ class Pipeline:
         """Import now what the first group's map, compaction, resolve and apply import on
         first use (Polars, the mapping compiler, the conflict strategies: ~290 modules, 0.5 s
         on a slow machine), so a daemon's first changes after it starts streaming do not
-        wait behind them. One-shot commands keep importing on first use: a ``sync --once``
-        with nothing to apply needs none of it, and a passthrough backfill never builds a
-        frame (:mod:`syncengine.deferred`)."""
-        for module in _FIRST_GROUP_IMPORTS:
+        wait behind them. One-shot commands import them in a thread once they know there is
+        something to apply (:mod:`syncengine.runtime.warmup`): a ``sync --once`` with nothing
+        to apply needs none of it, and a passthrough backfill never builds a frame
+        (:mod:`syncengine.deferred`)."""
+        for module in FIRST_GROUP_IMPORTS:
             importlib.import_module(module)
 
     async def add_tables(self, config: PipelineConfig, added: Sequence[str]) -> None:

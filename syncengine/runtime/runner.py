@@ -35,7 +35,7 @@ from syncengine.runtime import passthrough, pausing
 from syncengine.runtime.beside import Lane
 from syncengine.runtime.copypace import CopyPace
 from syncengine.runtime.pipeline import BatchReport, Pipeline
-from syncengine.runtime.warmup import warm_up
+from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS, warm_up
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint, Target
 from syncengine.targets.stopping import stoppable
@@ -511,6 +511,9 @@ async def sync_once(
     until = await pipeline.source.current_position()
     if until == start:
         return copied, 0  # nothing new: an empty run stays cheap
+    # the first group's imports load while the source starts its stream and reads ahead,
+    # instead of holding up that group's apply (the drain's slowest stage)
+    warm_up(FIRST_GROUP_IMPORTS)
     applied = await stream(pipeline, start, until, stop)
     if stop is not None and stop.is_set():
         raise Interrupted(

@@ -16,15 +16,27 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from collections.abc import Sequence
 
 log = logging.getLogger("syncengine.runner")
 
 #: what ``Pipeline.compile`` and ``Pipeline._resolver`` import, in that order
 MODULES = ("syncengine.mappings", "syncengine.conflicts.resolver")
 
+#: what a stream's first change group imports on first use: map, compaction, resolve, apply
+FIRST_GROUP_IMPORTS = (
+    "polars",
+    "syncengine.lastchange",
+    "syncengine.mappings",
+    "syncengine.mappings.keys",
+    "syncengine.conflicts",
+    "syncengine.conflicts.resolver",
+    "numpy.ma",  # by Arrow → Polars conversions; the inline decoder imports it before
+)
 
-def _load() -> None:
-    for name in MODULES:
+
+def _load(modules: Sequence[str]) -> None:
+    for name in modules:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - the batch's own import reports it properly
@@ -32,8 +44,8 @@ def _load() -> None:
             return
 
 
-def warm_up() -> threading.Thread:
-    """Start importing :data:`MODULES` in a daemon thread; returns it (tests join it)."""
-    thread = threading.Thread(target=_load, name="syncengine-warmup", daemon=True)
+def warm_up(modules: Sequence[str] = MODULES) -> threading.Thread:
+    """Start importing ``modules`` in a daemon thread; returns it (tests join it)."""
+    thread = threading.Thread(target=_load, args=(modules,), name="syncengine-warmup", daemon=True)
     thread.start()
     return thread

@@ -8,6 +8,7 @@ the test process has imported all of it long ago.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -86,3 +87,50 @@ def test_first_group_after_warm_up_imports_nothing(pg_dsn, pg_target_dsn, warm):
         assert imported == []
     else:  # what the warm-up is for: without it the first group loads Polars and the rest
         assert "polars" in imported
+
+
+def test_sync_once_warms_up_before_its_first_group(pg_dsn, pg_target_dsn, monkeypatch):
+    """``sync --once`` starts importing the first group's modules in a thread once it knows
+    changes wait, before it streams: they load while the stream starts, not in the first
+    group's apply (the drain's slowest stage)."""
+    from syncengine.config.models import PipelineConfig
+    from syncengine.runtime import runner
+    from syncengine.runtime.pipeline import Pipeline
+    from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS
+    from syncengine.state import SQLiteStateStore
+
+    execute(
+        pg_dsn,
+        "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL)",
+        "INSERT INTO items SELECT g, 0 FROM generate_series(1, 10) g",
+    )
+    events: list[object] = []
+    monkeypatch.setattr(runner, "warm_up", lambda modules=(): events.append(tuple(modules)))
+    config = PipelineConfig.model_validate(
+        {
+            "source": {"type": "postgres", "dsn": pg_dsn, "tables": ["items"], "heartbeat": 0},
+            "target": {"type": "postgres", "dsn": pg_target_dsn},
+        }
+    )
+
+    async def once() -> int:
+        pipeline = Pipeline("once", config, SQLiteStateStore(":memory:"))
+        process = pipeline.process
+
+        async def watched(group, position, target=None):
+            if any(b.num_rows for b in group):
+                events.append("group")
+            return await process(group, position, target=target)
+
+        pipeline.process = watched  # type: ignore[method-assign]
+        await pipeline.open()
+        try:
+            return (await runner.sync_once(pipeline))[1]
+        finally:
+            await pipeline.close()
+
+    asyncio.run(once())  # the backfill (passed through: nothing to warm for it)
+    events.clear()
+    execute(pg_dsn, "UPDATE items SET v = v + 1 WHERE id <= 3")
+    assert asyncio.run(once()) == 3
+    assert events[:2] == [FIRST_GROUP_IMPORTS, "group"]

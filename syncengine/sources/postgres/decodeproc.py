@@ -27,6 +27,9 @@ connection) would hold its stream back that long. So once a child has run for
 :data:`SPARE_AFTER` seconds, one more is started and left waiting for its parameters (one per
 process, ≈ 95 MB resident): the next stream to start takes it and starts at once, and
 leaves a new spare behind the same way. A spare ends by itself when this process is gone.
+A stream that ends by itself (a drain up to a position: ``sync``) leaves none behind: the
+spare's start-up (≈ 0.5 s of CPU) would compete with the drain it cannot serve. ``sync``
+starts its child with :func:`start_early` instead.
 """
 
 from __future__ import annotations
@@ -136,7 +139,8 @@ class DecodeProcess:
             params = {**self.params, "log_level": logging.getLogger().getEffectiveLevel()}
             frames.send(self._writer, frames.PARAMS, params)
             on_open(self)
-            _SPARES.replenish(SPARE_AFTER)
+            if self.params["until"] is None:  # a drain ends by itself: no restart to serve
+                _SPARES.replenish(SPARE_AFTER)
             while True:
                 message = await frames.receive(reader)
                 if message is None:
@@ -253,6 +257,10 @@ class _Spares:
 
     def _start_spare(self) -> None:
         self.due = None
+        self.start_now()
+
+    def start_now(self) -> None:
+        """Start a spare unless there is one."""
         if self.spare is None:
             try:
                 self.spare = _start()
@@ -261,6 +269,16 @@ class _Spares:
 
 
 _SPARES = _Spares()
+
+
+def start_early() -> None:
+    """Start the next stream's child now, unless decoding is inline or one is waiting.
+
+    For a one-shot drain (``sync``): its child then imports while this process is still
+    loading, compiling and opening the pipeline, instead of after it, when the stream starts
+    (≈ 0.6 s of the drain's wall time on the 2-core benchmark machine)."""
+    if not in_process():
+        _SPARES.start_now()
 
 
 def _start() -> _Started:

@@ -206,3 +206,35 @@ def test_a_restarted_stream_takes_the_spare_started_beside_the_first(pg_dsn, mon
     assert first == second == third == [1, 2, 3, 4, 5]
     assert third_pid not in (spare.proc.pid, replacement.proc.pid)
     assert replacement.proc.poll() is not None  # another environment: discarded, not left
+
+
+def test_a_drain_takes_the_child_started_early_and_leaves_no_spare(pg_dsn, monkeypatch):
+    """``sync`` starts its child before it builds the pipeline (start_early); the drain's
+    stream takes that child, and a stream that ends by itself starts no spare beside it (its
+    start-up would compete with the drain it cannot serve)."""
+    monkeypatch.setattr(decodeproc, "SPARE_AFTER", 0.1)
+    children: list[decodeproc._Started] = []
+    start_child = decodeproc._start
+
+    def counting() -> decodeproc._Started:
+        children.append(start_child())
+        return children[-1]
+
+    async def scenario():
+        source, start = await started(pg_dsn, "early")
+        if decodeproc._SPARES.spare is not None:  # left by the drains above: not this test's
+            decodeproc._SPARES.spare.discard()
+            decodeproc._SPARES.spare = None
+        monkeypatch.setattr(decodeproc, "_start", counting)
+        execute(pg_dsn, "INSERT INTO early SELECT i, '10:00' FROM generate_series(1, 5) i")
+        decodeproc.start_early()
+        assert decodeproc._SPARES.spare is children[0]
+        batches, _ = await drain(source, start)
+        await asyncio.sleep(0.5)  # well past SPARE_AFTER: a daemon's stream would have one
+        await source.close()
+        return batches, decodeproc._SPARES.spare
+
+    batches, spare = asyncio.run(scenario())
+    assert sorted(i for b in batches for i in b.data.column("id").to_pylist()) == [1, 2, 3, 4, 5]
+    assert len(children) == 1 and spare is None  # the drain used the early child, left none
+    assert children[0].proc.poll() is not None  # and it stopped with the drain
