@@ -10,17 +10,20 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from syncengine.changes import lsn_to_pos, pos_to_lsn
-from syncengine.config.models import PostgresSourceConfig
 from syncengine.errors import FatalError
 from syncengine.names import QualifiedName, canonical, did_you_mean
 from syncengine.sources.base import SourceLag
 from syncengine.sources.postgres import deadline
 from syncengine.sources.postgres.wire import format_lsn, parse_lsn
+
+if TYPE_CHECKING:  # the decode process imports this module: not the config models
+    from syncengine.config.models import PostgresSourceConfig
 
 log = logging.getLogger("syncengine.sources.postgres")
 

@@ -39,8 +39,8 @@ from syncengine.runtime.phases import PhaseClock  # noqa: E402
 from syncengine.sources.postgres import frames  # noqa: E402
 from syncengine.sources.postgres import pgoutput as po  # noqa: E402
 from syncengine.sources.postgres.assembler import ChangeAssembler  # noqa: E402
+from syncengine.sources.postgres.connect import connect  # noqa: E402
 from syncengine.sources.postgres.replication import ReplicationStream  # noqa: E402
-from syncengine.sources.postgres.source import connect_source  # noqa: E402
 from syncengine.sources.postgres.streaming import stream_changes  # noqa: E402
 from syncengine.sources.postgres.wire import pg_time  # noqa: E402
 
@@ -78,8 +78,8 @@ class Child:
             params["keys"],
             params["idle_table"],
             params["typedefs"],
-            frozenset(params["config"].own_origins),
-            frozenset(params["config"].ignore_origins),
+            params["own_origins"],
+            params["ignore_origins"],
         )
 
     def opened(self, stream: ReplicationStream | None) -> None:
@@ -108,11 +108,11 @@ class Child:
     async def run(self) -> None:
         p = self.params
 
-        async def connect(replication: bool = False) -> Any:
-            return await connect_source(p["config"], replication)
+        async def connect_source(replication: bool = False) -> Any:
+            return await connect(p["dsn"], p["query_timeout"], replication)
 
         async for batch in stream_changes(
-            connect,
+            connect_source,
             p["slot"],
             p["publication"],
             p["start"],

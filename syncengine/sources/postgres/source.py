@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import psycopg
 import pyarrow as pa
@@ -24,7 +24,6 @@ from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
 from syncengine.sources.postgres import (
     admin,
-    deadline,
     decodeproc,
     incremental,
     moved,
@@ -33,7 +32,8 @@ from syncengine.sources.postgres import (
 )
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.sources.postgres.chunks import table_shape
-from syncengine.sources.postgres.columns import SESSION_OPTIONS, PgType
+from syncengine.sources.postgres.columns import PgType
+from syncengine.sources.postgres.connect import connect
 from syncengine.sources.postgres.deletes import ensure_delete_publication
 from syncengine.sources.postgres.passthrough import BINARY_COPY, CopySink, closing
 from syncengine.sources.postgres.pgerrors import map_error
@@ -63,20 +63,8 @@ def position_lsn(position: str) -> int:
 async def connect_source(
     config: PostgresSourceConfig, replication: bool = False
 ) -> psycopg.AsyncConnection:
-    """A new connection. Ordinary ones bound every statement by ``query_timeout``; a
-    replication connection's silence is the stream's to detect (``check_alive``), and
-    its slot creation may wait for long transactions. See :mod:`.deadline`."""
-    extra: dict[str, Any] = {"replication": "database"} if replication else {}
-    try:
-        return await deadline.connect(
-            config.dsn.get_secret_value(),
-            None if replication else config.query_timeout,
-            autocommit=True,
-            options=SESSION_OPTIONS,
-            **extra,
-        )
-    except psycopg.Error as exc:
-        raise map_error(exc, "connecting") from exc
+    """A new connection to the configured source (see :func:`.connect.connect`)."""
+    return await connect(config.dsn.get_secret_value(), config.query_timeout, replication)
 
 
 class PostgresSource:
@@ -282,7 +270,10 @@ class PostgresSource:
         else:
             child = decodeproc.DecodeProcess(
                 {
-                    "config": self.config,
+                    "dsn": self.config.dsn.get_secret_value(),
+                    "query_timeout": self.config.query_timeout,
+                    "own_origins": frozenset(self.config.own_origins),
+                    "ignore_origins": frozenset(self.config.ignore_origins),
                     "slot": self.slot,
                     "publication": self.publication,
                     "start": begin,
