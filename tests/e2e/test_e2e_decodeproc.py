@@ -110,3 +110,31 @@ def test_a_killed_decode_process_is_retried_and_the_stream_goes_on(cli, pg_dsn, 
     finally:
         assert cli.stop(daemon, signal.SIGTERM) == 0
     assert "decode process" in cli.daemon_logs() and "killed by SIGKILL" in cli.daemon_logs()
+
+
+def test_sync_every_drains_each_round_with_one_decode_process(cli, pg_dsn, pg_target_dsn):
+    """``sync --every``: each round's drain starts its decode process before the round
+    builds its pipeline and leaves no spare beside it, so at most one runs at any time;
+    changes made between rounds arrive; SIGTERM between rounds exits cleanly, children
+    included."""
+    syncer = cli.start("sync", "--every", "1s")
+    seen: set[int] = set()
+    most = 0
+
+    def changed(name: str) -> bool:
+        nonlocal most
+        children = decode_children(syncer.pid)
+        seen.update(children)
+        most = max(most, len(children))
+        return rows(pg_target_dsn, "SELECT name FROM items WHERE id = 7") == [(name,)]
+
+    try:
+        wait_for(lambda: len(rows(pg_target_dsn, "SELECT id FROM items")) == 100, timeout=60)
+        for name in ("round a", "round b", "round c"):
+            execute(pg_dsn, f"UPDATE items SET name = '{name}' WHERE id = 7")
+            wait_for(lambda name=name: changed(name), timeout=60, interval=0.02)
+    finally:
+        assert cli.stop(syncer, signal.SIGTERM) == 0
+    assert most == 1 and len(seen) >= 2  # a new child per round, never two at once
+    wait_for(lambda: not any(alive(pid) for pid in seen), timeout=10)
+    assert "Traceback" not in cli.daemon_logs()
