@@ -284,6 +284,8 @@ def start_early() -> None:
 def _start() -> _Started:
     """A child that waits for its parameters on its end of a new socket pair."""
     mine, theirs = socket.socketpair()
+    for end in (mine, theirs):
+        frames.widen(end)
     env = _child_env()
     try:
         proc = subprocess.Popen(

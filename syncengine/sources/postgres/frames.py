@@ -14,8 +14,10 @@ retry policy) with the same message and hint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import pickle
+import socket
 import struct
 import traceback
 from typing import Any
@@ -34,13 +36,33 @@ PARAMS, ACK, QUIT, WANT, ADD = b"P", b"A", b"Q", b"W", b"T"
 
 
 def frame(kind: bytes, header: object, body: bytes | memoryview = b"") -> list[bytes | memoryview]:
-    """The parts of one frame, for ``writer.writelines`` (the body is not copied)."""
+    """The parts of one frame: head and header, then the body (not copied)."""
     head = pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL)
     return [_HEAD.pack(kind, len(head), len(body)) + head, body]
 
 
-def send(writer: asyncio.StreamWriter, kind: bytes, header: object, body: bytes = b"") -> None:
-    writer.writelines(frame(kind, header, body))
+def send(
+    writer: asyncio.StreamWriter, kind: bytes, header: object, body: bytes | pa.Buffer = b""
+) -> None:
+    """Queue one frame. The parts are written one by one: ``writelines`` joins them into one
+    new ``bytes`` first (Python 3.11), a copy of every batch body (megabytes), and a body the
+    socket takes whole is then never copied at all (see :data:`SOCKET_BUFFER`)."""
+    for part in frame(kind, header, memoryview(body)):
+        if len(part):
+            writer.write(part)
+
+
+#: send/receive buffer of the socketpair: a batch body of a few megabytes goes out in one
+#: ``send``, instead of being copied into the transport's buffer and trickled out in the
+#: default 208 KiB steps, each of which shifted the rest of the buffer (``del buf[:n]``)
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+def widen(sock: socket.socket) -> None:
+    """Ask for :data:`SOCKET_BUFFER` on ``sock`` (the kernel caps it at its own maximum)."""
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
 
 
 async def receive(reader: asyncio.StreamReader) -> tuple[bytes, Any, bytes] | None:
