@@ -18,11 +18,13 @@ the next one read.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 
 from benchmarks.checks import compare_tables, tables_digest
-from benchmarks.core import Context, Scenario, ScenarioResult
-from benchmarks.env import pg_source, pg_target
+from benchmarks.core import BenchmarkError, Context, Scenario, ScenarioResult
+from benchmarks.env import BenchEnv, pg_source, pg_target
 from benchmarks.measure import in_turns
 from benchmarks.native import (
     MARKER,
@@ -82,8 +84,11 @@ def run(ctx: Context) -> ScenarioResult:
             env.engine("backfill", str(config), timeout=timeout)
             configs.append(config)
         pgbench_fill(src, scale)
+        with psycopg.connect(src, autocommit=True) as conn:
+            (fill_end,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()  # type: ignore[misc]
         for config in configs:
             env.engine("sync", str(config), "--once", timeout=timeout)
+        settle_past_fill(env, src, configs, fill_end, timeout)
         for attempt in range(repeats):
             create_slot(src, f"bench_pgbc_recv_{attempt}")
             create_slot(src, f"bench_pgbc_native_{attempt}")
@@ -134,6 +139,31 @@ def run(ctx: Context) -> ScenarioResult:
     result.finish()
     result.target_met = result.ratio is not None and result.ratio >= TARGET_NATIVE
     return result
+
+
+def settle_past_fill(
+    env: BenchEnv, src: str, configs: list[Path], fill_end: str, timeout: float
+) -> None:
+    """Every engine slot's restart point past the fill, as the baselines' slots (created after
+    it) have theirs. A logical slot's restart point moves only where its decoding passes a
+    running-transactions record with the client's confirmation beyond it; the bgwriter writes
+    one every 15 s, so a slot drained right after the fill could keep its restart point before
+    the fill's one-million-row transaction, and its timed drain made the walsender decode that
+    transaction again first (2.5 s of walsender CPU before the first change, in an attempt
+    order that changed from run to run: the engine's attempts spread 60k-86k changes/s).
+    ``CHECKPOINT`` writes such a record; one more untimed drain per pipeline passes it."""
+    with psycopg.connect(src, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    for config in configs:
+        env.engine("sync", str(config), "--once", timeout=timeout)
+    with psycopg.connect(src, autocommit=True) as conn:
+        behind = conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'syncengine_%%' "
+            "AND restart_lsn < %s::pg_lsn",
+            (fill_end,),
+        ).fetchall()
+    if behind:
+        raise BenchmarkError(f"engine slots still restart before the fill: {behind}")
 
 
 SCENARIO = Scenario(NAME, TITLE, run, weight=2.5, target=TARGET)
