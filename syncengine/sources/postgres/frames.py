@@ -35,21 +35,17 @@ BATCH, LOG, ERROR, END, ADDED = b"B", b"L", b"E", b"Z", b"T"
 PARAMS, ACK, QUIT, WANT, ADD = b"P", b"A", b"Q", b"W", b"T"
 
 
-def frame(kind: bytes, header: object, body: bytes | memoryview = b"") -> list[bytes | memoryview]:
-    """The parts of one frame: head and header, then the body (not copied)."""
-    head = pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL)
-    return [_HEAD.pack(kind, len(head), len(body)) + head, body]
-
-
 def send(
     writer: asyncio.StreamWriter, kind: bytes, header: object, body: bytes | pa.Buffer = b""
 ) -> None:
-    """Queue one frame. The parts are written one by one: ``writelines`` joins them into one
-    new ``bytes`` first (Python 3.11), a copy of every batch body (megabytes), and a body the
-    socket takes whole is then never copied at all (see :data:`SOCKET_BUFFER`)."""
-    for part in frame(kind, header, memoryview(body)):
-        if len(part):
-            writer.write(part)
+    """Queue one frame: head and pickled header, then the body, in two writes. Python 3.11's
+    ``writelines`` joins its parts into one new ``bytes`` first, a copy of every batch body
+    (megabytes); written on its own, a body the socket takes whole is never copied at all
+    (see :data:`SOCKET_BUFFER`). An empty body writes nothing."""
+    head = pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL)
+    data = memoryview(body)
+    writer.write(_HEAD.pack(kind, len(head), len(data)) + head)
+    writer.write(data)
 
 
 #: send/receive buffer of the socketpair: a batch body of a few megabytes goes out in one
