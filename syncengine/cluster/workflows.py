@@ -73,16 +73,9 @@ class BackfillWorkflow:
 
         async def copy(task: ChunkTask) -> ChunkResult:
             async with room:
-                result: ChunkResult = await workflow.execute_activity(
-                    "syncengine-copy-chunk",
-                    task,
-                    result_type=ChunkResult,
-                    activity_id=f"chunk:{task.table}:{task.chunk}",
-                    start_to_close_timeout=timedelta(hours=6),
-                    heartbeat_timeout=timedelta(seconds=request.heartbeat),
-                    retry_policy=CHUNK_RETRY,
+                return await _chunk_activity(
+                    "syncengine-copy-chunk", task, f"chunk:{task.table}:{task.chunk}", request
                 )
-                return result
 
         results = await asyncio.gather(*(copy(t) for t in tasks))
         return BackfillResult(
@@ -91,6 +84,23 @@ class BackfillWorkflow:
             sum(r.rows for r in results),
             [f"{r.table}:{r.chunk}" for r in results if r.skipped],
         )
+
+
+async def _chunk_activity(
+    name: str, arg: object, activity_id: str, request: BackfillRequest | StreamRequest
+) -> ChunkResult:
+    """One chunk copy (a backfill's or a stream's spread snapshot): the same timeout, the
+    request's heartbeat and :data:`CHUNK_RETRY` for both."""
+    result: ChunkResult = await workflow.execute_activity(
+        name,
+        arg,
+        result_type=ChunkResult,
+        activity_id=activity_id,
+        start_to_close_timeout=timedelta(hours=6),
+        heartbeat_timeout=timedelta(seconds=request.heartbeat),
+        retry_policy=CHUNK_RETRY,
+    )
+    return result
 
 
 def stream_memo(request: StreamRequest) -> dict[str, object]:
@@ -189,13 +199,9 @@ class StreamWorkflow:
     ) -> ChunkResult:
         """One chunk of the spread snapshot (``room``: ``snapshot_in_flight`` at a time)."""
         async with room:
-            result: ChunkResult = await workflow.execute_activity(
+            return await _chunk_activity(
                 "syncengine-snapshot-chunk",
                 SpreadChunk(replace(request, spread=None), task, spread.at),
-                result_type=ChunkResult,
-                activity_id=f"snapshot:{task.table}:{task.chunk}",
-                start_to_close_timeout=timedelta(hours=6),
-                heartbeat_timeout=timedelta(seconds=request.heartbeat),
-                retry_policy=CHUNK_RETRY,
+                f"snapshot:{task.table}:{task.chunk}",
+                request,
             )
-            return result
