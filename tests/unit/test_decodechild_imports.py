@@ -6,6 +6,7 @@ this test process has imported everything already."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,3 +23,30 @@ def test_the_decode_process_does_not_import_the_config_models_or_polars() -> Non
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=120
     )
     assert json.loads(done.stdout) == []
+
+
+EARLY = (
+    "import importlib\n"
+    "from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS\n"
+    "from syncengine.sources.postgres import decodeproc\n"
+    "decodeproc.start_early()\n"
+    "early = decodeproc._SPARES.spare\n"
+    "for module in FIRST_GROUP_IMPORTS:\n"
+    "    importlib.import_module(module)\n"
+    "taken = decodeproc._SPARES.take()\n"
+    "print(taken is early)\n"
+    "taken.discard()\n"
+)
+
+
+def test_the_child_started_early_survives_the_first_groups_imports() -> None:
+    """``sync`` starts its child, then imports Polars for its first group (which sets an
+    allocator variable in ``os.environ``); the stream must still take that child, not kill
+    it and start another (which costs a drain the child's whole start-up)."""
+    env = {**os.environ, "SYNCENGINE_PG_DECODE": "process"}
+    env.pop("_RJEM_MALLOC_CONF", None)  # as a fresh shell has it
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY],
+        capture_output=True, text=True, check=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.stdout.split() == ["True"]

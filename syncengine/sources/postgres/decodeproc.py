@@ -243,7 +243,7 @@ class _Spares:
         child."""
         spare, self.spare = self.spare, None
         if spare is not None:
-            if spare.proc.poll() is None and spare.env == _child_env():
+            if spare.proc.poll() is None and _same_env(spare.env, _child_env()):
                 return spare
             spare.discard()
         return _start()
@@ -310,6 +310,21 @@ def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
+
+
+#: variables a library puts into ``os.environ`` for itself when imported, which no child
+#: depends on: Polars sets its allocator's (jemalloc) configuration. ``sync`` starts its child
+#: before the first group imports Polars; counting this one would discard that child every time.
+_SET_BY_IMPORTS = frozenset({"_RJEM_MALLOC_CONF"})
+
+
+def _same_env(started: Mapping[str, str], now: Mapping[str, str]) -> bool:
+    """Whether a child started with ``started`` runs as one started with ``now`` would."""
+
+    def chosen(env: Mapping[str, str]) -> dict[str, str]:
+        return {k: v for k, v in env.items() if k not in _SET_BY_IMPORTS}
+
+    return chosen(started) == chosen(now)
 
 
 def _exit_text(code: int) -> str:
