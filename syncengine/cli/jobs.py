@@ -149,10 +149,10 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
     except ValueError as exc:
         raise UsageError(f"--every: {exc}") from None
     config, names = load_selected(config_path, pipeline)
-    from syncengine.sources.postgres import decodeproc
+    from syncengine.sources.postgres import decodespawn
 
     if any(_streams_pgoutput(config.pipelines[name]) for name in names):
-        decodeproc.start_early()  # before the imports below: the child starts while they run
+        decodespawn.start_early()  # before the imports below: the child starts while they run
     from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.runner import sync_once
 
@@ -173,7 +173,7 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
         while True:
             for name in names:
                 if _streams_pgoutput(config.pipelines[name]):
-                    decodeproc.start_early()  # (none left by the drain before: see there)
+                    decodespawn.start_early()  # (none left by the drain before: see there)
                 copied, applied = await one(name, stop)
                 backfilled = f"{copied} row(s) backfilled, " if copied else ""
                 click.echo(f"{name}: {backfilled}{applied} change(s) applied")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syncengine.sources.postgres import decodeproc
-from syncengine.sources.postgres.decodeproc import ENV, in_process
+from syncengine.sources.postgres import decodespawn
+from syncengine.sources.postgres.decodespawn import ENV, in_process
 
 
 @pytest.mark.parametrize(("value", "cores", "inline"), [
@@ -22,5 +22,5 @@ def test_decode_mode(monkeypatch, value, cores, inline):
         monkeypatch.delenv(ENV, raising=False)
     else:
         monkeypatch.setenv(ENV, value)
-    monkeypatch.setattr(decodeproc, "_cores", lambda: cores)
+    monkeypatch.setattr(decodespawn, "_cores", lambda: cores)
     assert in_process() is inline

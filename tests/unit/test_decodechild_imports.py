@@ -28,12 +28,12 @@ def test_the_decode_process_does_not_import_the_config_models_or_polars() -> Non
 EARLY = (
     "import importlib\n"
     "from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS\n"
-    "from syncengine.sources.postgres import decodeproc\n"
-    "decodeproc.start_early()\n"
-    "early = decodeproc._SPARES.spare\n"
+    "from syncengine.sources.postgres import decodespawn\n"
+    "decodespawn.start_early()\n"
+    "early = decodespawn.SPARES.spare\n"
     "for module in FIRST_GROUP_IMPORTS:\n"
     "    importlib.import_module(module)\n"
-    "taken = decodeproc._SPARES.take()\n"
+    "taken = decodespawn.SPARES.take()\n"
     "print(taken is early)\n"
     "taken.discard()\n"
 )

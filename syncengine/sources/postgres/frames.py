@@ -14,10 +14,8 @@ retry policy) with the same message and hint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import pickle
-import socket
 import struct
 import traceback
 from typing import Any
@@ -46,19 +44,6 @@ def send(
     data = memoryview(body)
     writer.write(_HEAD.pack(kind, len(head), len(data)) + head)
     writer.write(data)
-
-
-#: send/receive buffer of the socketpair: a batch body of a few megabytes goes out in one
-#: ``send``, instead of being copied into the transport's buffer and trickled out in the
-#: default 208 KiB steps, each of which shifted the rest of the buffer (``del buf[:n]``)
-SOCKET_BUFFER = 4 * 1024 * 1024
-
-
-def widen(sock: socket.socket) -> None:
-    """Ask for :data:`SOCKET_BUFFER` on ``sock`` (the kernel caps it at its own maximum)."""
-    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
 
 
 async def receive(reader: asyncio.StreamReader) -> tuple[bytes, Any, bytes] | None:

@@ -25,6 +25,7 @@ from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_fil
 from syncengine.sources.postgres import (
     admin,
     decodeproc,
+    decodespawn,
     incremental,
     moved,
     tablesnap,
@@ -244,7 +245,7 @@ class PostgresSource:
 
         column_types: Callable[[int], dict[str, PgType]]
         child: decodeproc.DecodeProcess | None = None
-        if decodeproc.in_process():
+        if decodespawn.in_process():
             assembler = ChangeAssembler(
                 self.batch.max_rows,
                 self.keys,

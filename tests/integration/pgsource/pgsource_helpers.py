@@ -12,7 +12,7 @@ import pytest
 from syncengine.changes import ChangeBatch
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
 from syncengine.sources.base import resume_position
-from syncengine.sources.postgres.decodeproc import ENV
+from syncengine.sources.postgres.decodespawn import ENV
 from syncengine.sources.postgres.source import PostgresSource
 from syncengine.state import SQLiteStateStore
 

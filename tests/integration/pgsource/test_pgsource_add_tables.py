@@ -14,7 +14,7 @@ import pytest
 
 from syncengine.errors import FatalError
 from syncengine.sources.base import resume_position
-from syncengine.sources.postgres.decodeproc import ENV
+from syncengine.sources.postgres.decodespawn import ENV
 from tests.integration.pgsource.pgsource_helpers import drain, execute, make_source
 
 

@@ -14,8 +14,9 @@ import pytest
 
 from syncengine.errors import SourceUnavailable, SyncEngineError
 from syncengine.sources.base import resume_position
-from syncengine.sources.postgres import decodeproc
-from syncengine.sources.postgres.decodeproc import ENV, DecodeProcess
+from syncengine.sources.postgres import decodespawn
+from syncengine.sources.postgres.decodeproc import DecodeProcess
+from syncengine.sources.postgres.decodespawn import ENV
 from syncengine.sources.postgres.source import position_lsn
 from tests.integration.pgsource.pgsource_helpers import drain, execute, first_rows, make_source
 
@@ -171,12 +172,12 @@ def test_a_restarted_stream_takes_the_spare_started_beside_the_first(pg_dsn, mon
     """A reload or a retry restarts the stream: it takes the child started ahead of need
     (no interpreter start-up in its way) and leaves a new spare behind; the spare decodes
     like any child, and one started with another environment is not used."""
-    monkeypatch.setattr(decodeproc, "SPARE_AFTER", 0.2)
+    monkeypatch.setattr(decodespawn, "SPARE_AFTER", 0.2)
 
-    async def until_spare() -> decodeproc._Started:
+    async def until_spare() -> decodespawn._Started:
         for _ in range(100):
-            if decodeproc._SPARES.spare is not None:
-                return decodeproc._SPARES.spare
+            if decodespawn.SPARES.spare is not None:
+                return decodespawn.SPARES.spare
             await asyncio.sleep(0.05)
         raise AssertionError("no spare was started")
 
@@ -212,27 +213,27 @@ def test_a_drain_takes_the_child_started_early_and_leaves_no_spare(pg_dsn, monke
     """``sync`` starts its child before it builds the pipeline (start_early); the drain's
     stream takes that child, and a stream that ends by itself starts no spare beside it (its
     start-up would compete with the drain it cannot serve)."""
-    monkeypatch.setattr(decodeproc, "SPARE_AFTER", 0.1)
-    children: list[decodeproc._Started] = []
-    start_child = decodeproc._start
+    monkeypatch.setattr(decodespawn, "SPARE_AFTER", 0.1)
+    children: list[decodespawn._Started] = []
+    start_child = decodespawn._start
 
-    def counting() -> decodeproc._Started:
+    def counting() -> decodespawn._Started:
         children.append(start_child())
         return children[-1]
 
     async def scenario():
         source, start = await started(pg_dsn, "early")
-        if decodeproc._SPARES.spare is not None:  # left by the drains above: not this test's
-            decodeproc._SPARES.spare.discard()
-            decodeproc._SPARES.spare = None
-        monkeypatch.setattr(decodeproc, "_start", counting)
+        if decodespawn.SPARES.spare is not None:  # left by the drains above: not this test's
+            decodespawn.SPARES.spare.discard()
+            decodespawn.SPARES.spare = None
+        monkeypatch.setattr(decodespawn, "_start", counting)
         execute(pg_dsn, "INSERT INTO early SELECT i, '10:00' FROM generate_series(1, 5) i")
-        decodeproc.start_early()
-        assert decodeproc._SPARES.spare is children[0]
+        decodespawn.start_early()
+        assert decodespawn.SPARES.spare is children[0]
         batches, _ = await drain(source, start)
         await asyncio.sleep(0.5)  # well past SPARE_AFTER: a daemon's stream would have one
         await source.close()
-        return batches, decodeproc._SPARES.spare
+        return batches, decodespawn.SPARES.spare
 
     batches, spare = asyncio.run(scenario())
     assert sorted(i for b in batches for i in b.data.column("id").to_pylist()) == [1, 2, 3, 4, 5]

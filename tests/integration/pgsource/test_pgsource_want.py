@@ -8,7 +8,7 @@ import time
 from syncengine.config.models import BatchConfig
 from syncengine.sources.base import resume_position
 from syncengine.sources.postgres import streaming
-from syncengine.sources.postgres.decodeproc import ENV
+from syncengine.sources.postgres.decodespawn import ENV
 from tests.integration.pgsource.pgsource_helpers import (
     drain,
     execute,
