@@ -136,16 +136,31 @@ class ConflictResolver:
                 continue
         raise RetriableError(f"conflict queue of {spec.name} kept changing during a batch")
 
+    def resolve_ahead(self, spec: TableSpec, batch: ChangeBatch) -> Resolved | None:
+        """:meth:`resolve`'s result when it needs nothing from the target and writes nothing
+        to the state store (``remote`` into a ``server_fence`` target, no key held behind a
+        conflict, a batch :func:`plain_rows` takes as it is); None otherwise. The stream
+        prepares a group this way while the group before it is still committing."""
+        config = self.config_for(spec.name)
+        if (
+            spec.name not in self._prepared
+            or not reads_nothing(config, self.target)
+            or not self._server_fence
+            or self._pending(spec.name)
+        ):
+            return None
+        plain = plain_rows(spec, batch)
+        return None if plain is None else self._fenced_plain(spec, batch, config, plain)
+
     async def _resolve_once(self, spec: TableSpec, batch: ChangeBatch) -> Resolved:
         config = self.config_for(spec.name)
         if spec.name not in self._prepared:
             await switch.prepare(self.target, spec, config, self.stream)
             self._prepared.add(spec.name)
+        quick = self.resolve_ahead(spec, batch)  # nothing to hold, decide or read: Arrow only
+        if quick is not None:
+            return quick
         pending = self._pending(spec.name)
-        if reads_nothing(config, self.target) and not pending and self._server_fence:
-            plain = plain_rows(spec, batch)  # nothing to hold, decide or read: Arrow only
-            if plain is not None:
-                return self._fenced_plain(spec, batch, config, plain)
         changes = normalize(spec, _unique(batch, spec))
         truncates = changes.filter(pl.col("_op") == OP_TRUNCATE)
         rest = changes.filter(pl.col("_op") != OP_TRUNCATE)

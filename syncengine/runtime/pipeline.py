@@ -57,6 +57,30 @@ class BatchReport:
     conflicts: int = 0
 
 
+class PrepareLater(Exception):
+    """A group prepared ahead needs what the commit before it writes, or the target's
+    connection that commit holds (:meth:`Pipeline.prepare`): prepare it after that commit."""
+
+
+@dataclass
+class Prepared:
+    """A group mapped and resolved by :meth:`Pipeline.prepare`, for :meth:`Pipeline.commit`.
+    ``writes[i]`` is None for a keyless table, whose rows ``keyless[i]`` holds: its fence is
+    read at the commit, after the commit before it."""
+
+    batches: list[ChangeBatch]
+    position: str | None
+    report: BatchReport
+    mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]]
+    writes: list[TableWrite | None]
+    keyless: dict[int, tuple[TableSpec, list[ChangeBatch]]]
+    superseded: list[tuple[int, str]]
+    echoes: list[ChangeBatch]
+    late: bool
+    started: float
+    target: Target | None
+
+
 class Pipeline:
     """The stages of one configured pipeline; sources and targets built from the registries."""
 
@@ -191,10 +215,14 @@ class Pipeline:
         return compiled
 
     async def _spec(
-        self, compiled: CompiledMapping, mapping: MappingConfig, target: Target | None = None
+        self,
+        compiled: CompiledMapping,
+        mapping: MappingConfig,
+        target: Target | None = None,
+        ensured: bool = False,
     ) -> TableSpec:
         wanted = TableSpec(mapping.target_name, tuple(compiled.key), compiled.target_schema)
-        return await self._ensure(wanted, target)
+        return await self._ensure(wanted, target, ensured)
 
     async def target_spec(
         self, mapping: MappingConfig, schema: pa.Schema, key: tuple[str, ...]
@@ -212,19 +240,24 @@ class Pipeline:
         compiled = compile_mapping(self.name, mapping, schema, tuple(key))
         return await self._spec(compiled, mapping)
 
-    async def _union(self, first: TableSpec, second: TableSpec) -> TableSpec:
+    async def _union(self, first: TableSpec, second: TableSpec, ensured: bool = False) -> TableSpec:
         """One spec for batches of two schemas: every column of both, each with a type both
         batches' values fit in (int + float → float, wider decimal scale, null → the other;
         incompatible types → text). Values are cast to this spec, so it must never narrow."""
         union = union_schema(first.schema, second.schema)
-        return await self._ensure(TableSpec(first.name, first.key, union))
+        return await self._ensure(TableSpec(first.name, first.key, union), ensured=ensured)
 
-    async def _ensure(self, wanted: TableSpec, target: Target | None = None) -> TableSpec:
+    async def _ensure(
+        self, wanted: TableSpec, target: Target | None = None, ensured: bool = False
+    ) -> TableSpec:
         """The target's version of ``wanted``, asking the target once per table and schema
-        (through ``target``, the connection beside the stream's, when given)."""
+        (through ``target``, the connection beside the stream's, when given). ``ensured``:
+        only one already asked for (:class:`PrepareLater` otherwise)."""
         cache_key = (wanted.name, wanted.schema.to_string(show_field_metadata=False))
         spec = self._specs.get(cache_key)
         if spec is None:
+            if ensured:
+                raise PrepareLater(f"{wanted.name}: a table or schema new to the target")
             spec = await (target or self.target).ensure_table(wanted)
             self._specs[cache_key] = spec
         return spec
@@ -264,8 +297,31 @@ class Pipeline:
         batches of paused tables are held in the state store instead (:mod:`.pausing`), unless
         this is the ``release`` of what they held. ``target``: apply there instead (a target's
         connection beside the stream's, :mod:`.beside`; snapshot rows only)."""
+        prepared = await self.prepare(batches, position, release=release, target=target)
+        return await self.commit(prepared)
+
+    async def prepare(
+        self,
+        batches: Sequence[ChangeBatch],
+        position: str | None,
+        *,
+        release: bool = False,
+        target: Target | None = None,
+        ahead: bool = False,
+    ) -> Prepared:
+        """Everything :meth:`process` does before the target commit: map, compact, resolve.
+
+        ``ahead``: while the group before this one is still committing (the stream overlaps
+        this CPU work with the target's, :mod:`.inflight`). Such a preparation must neither
+        read what that commit writes nor touch the target's connection, which the commit
+        holds: it raises :class:`PrepareLater` at the first step that would (a paused table,
+        a live table copy, two-way, a table or schema not yet ensured at the target, a
+        strategy that reads the target, a bad record), before any side effect; the caller
+        then prepares the group again after that commit."""
         started = time.perf_counter()
         report = BatchReport()
+        if ahead:
+            self._check_ahead(batches)
         if not release:
             batches = pausing.hold_paused(self, batches)
         if self.dense_fence:
@@ -304,53 +360,93 @@ class Pipeline:
                     await self._ensure_empty(batch)
                 continue
             report.read += batch.num_rows
-            self.metrics.changes_read.labels(self.name, batch.table).inc(batch.num_rows)
             superseded += self.letters.match(batch.table, batch.data, batch.key, target_stage=False)
             for index, mapping in self.mappings_for(batch.table):
                 compiled = self.compile(index, mapping, batch)
                 result = compiled.apply(batch)
                 letters.extend(result.dead_letters)
                 if result.batch.num_rows:
-                    spec = await self._spec(compiled, mapping, target)
+                    spec = await self._spec(compiled, mapping, target, ensured=ahead)
                     if spec.name in mapped:
                         earlier, _, parts = mapped[spec.name]
                         if earlier.schema != spec.schema:
                             # the source schema changed inside this group (ALTER TABLE)
-                            spec = await self._union(earlier, spec)
+                            spec = await self._union(earlier, spec, ensured=ahead)
                         mapped[spec.name] = (spec, mapping, parts)
                     else:
                         mapped[spec.name] = (spec, mapping, [])
                     mapped[spec.name][2].append(result.batch)
         self.phases.add("map", time.perf_counter() - mapping_started)
         if letters:
+            if ahead:
+                raise PrepareLater("a bad record: its dead letter is written in order")
             self._dead_letter(letters)
             report.dead_letters += len(letters)
         # two-way targets: the reads below and the apply share one snapshot (optional method)
         await self._group("start_group", target)
-        writes: list[TableWrite] = []
+        writes: list[TableWrite | None] = []
+        keyless: dict[int, tuple[TableSpec, list[ChangeBatch]]] = {}
         resolve_started = time.perf_counter()
         for spec, mapping, parts in mapped.values():
             if self.target.change_log:
                 writes.append(TableWrite(spec, concat_batches(parts)))  # every change, in order
                 continue
             if not spec.key:  # a multiset of rows: no compaction, shadow or strategy
-                writes.append(await self._keyless_write(spec, parts))
+                keyless[len(writes)] = (spec, parts)  # its fence is read at the commit
+                writes.append(None)
                 continue
             compacted = concat_batches(parts).compact()
-            resolved = await self._resolver(mapping).resolve(spec, compacted)
+            resolver = self._resolver(mapping)
+            if ahead:
+                resolved = resolver.resolve_ahead(spec, compacted)
+                if resolved is None:
+                    raise PrepareLater(f"{spec.name}: its strategy reads the target")
+            else:
+                resolved = await resolver.resolve(spec, compacted)
             writes.append(resolved.write)
             report.conflicts += self._count_conflicts(resolved, mapping)
         self.phases.add("resolve", time.perf_counter() - resolve_started)
+        return Prepared(
+            list(batches), position, report, mapped, writes, keyless, superseded, echoes, late,
+            started, target,
+        )  # fmt: skip
+
+    def _check_ahead(self, batches: Sequence[ChangeBatch]) -> None:
+        """Raise :class:`PrepareLater` when preparing ``batches`` would read or write what the
+        commit in flight holds (see :meth:`prepare`)."""
+        if self.dense_fence or self._restates or self._drops_superseded:
+            raise PrepareLater("a live table copy, or a two-way read of the other side")
+        if getattr(self.target, "two_way", False):
+            raise PrepareLater("two-way: a group reads the target in its own snapshot")
+        if any(b.meta.get(LIVE_COPY) or b.meta.get(ECHO) or "chunk" in b.meta for b in batches):
+            raise PrepareLater("snapshot rows or echoes")
+        if self.state.pauses(self.name):
+            raise PrepareLater("a paused table")
+
+    async def commit(self, prepared: Prepared) -> BatchReport:
+        """The target commit of a :meth:`prepare`d group, its checkpoint with it, then what
+        follows it: dead letters of rows the target refused, counters, two-way echoes."""
+        p = prepared
+        report, mapped, target = p.report, p.mapped, p.target
+        for batch in p.batches:
+            if batch.num_rows:
+                self.metrics.changes_read.labels(self.name, batch.table).inc(batch.num_rows)
+        writes: list[TableWrite] = []
+        for index, write in enumerate(p.writes):
+            if write is None:  # a keyless table's: its fence is read now (_keyless_write)
+                write = await self._keyless_write(*p.keyless[index])
+            writes.append(write)
+        superseded = list(p.superseded)
         for write in writes:  # target-stage letters hold mapped rows: matched as written
             source = self.config.source_key(mapped[write.spec.name][1].source)
             data, spec_key = write.batch.data, write.spec.key
             superseded += self.letters.match(source, data, spec_key, target_stage=True)
         # before the commit: a crash replays the group and marks again, never the reverse
         self.letters.supersede(superseded)
-        checkpoint = Checkpoint(self.stream_name, position) if position else None
+        checkpoint = Checkpoint(self.stream_name, p.position) if p.position else None
         # echoes last (two-way timestamp): the group's changes commit first, the echoes are
         # then judged against what they made of the target and commit the checkpoint
-        group_checkpoint = None if late else checkpoint
+        group_checkpoint = None if p.late else checkpoint
         if writes or group_checkpoint:
             with self.phases.timing("apply"):
                 applied = await (target or self.target).apply(writes, group_checkpoint)
@@ -372,14 +468,14 @@ class Pipeline:
                 report.dead_letters += len(rejected)
         self._count_applied(writes, report)
         self.rows_applied += sum(report.applied.values())
-        self._record_tables(batches, report)
-        if late:
-            await self._refresh(echoes, checkpoint)
-        self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
+        self._record_tables(p.batches, report)
+        if p.late:
+            await self._refresh(p.echoes, checkpoint)
+        self.metrics.batch_latency.labels(self.name).observe(time.perf_counter() - p.started)
         await self._group("end_group", target)
         if checkpoint is not None and target is None:  # a stream group
             self.committed = checkpoint.position
-            self.stream_lag.add_group(batches)
+            self.stream_lag.add_group(p.batches)
         return report
 
     def _settled(self, batches: Sequence[ChangeBatch]) -> list[ChangeBatch]:

@@ -29,11 +29,12 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from syncengine.changes import ECHO, ChangeBatch
-from syncengine.errors import Interrupted, TargetUnavailable
+from syncengine.errors import Interrupted
 from syncengine.passthrough import RawChunkExport
 from syncengine.runtime import passthrough, pausing
 from syncengine.runtime.beside import Lane
 from syncengine.runtime.copypace import CopyPace
+from syncengine.runtime.inflight import InFlight, deadline
 from syncengine.runtime.pipeline import BatchReport, Pipeline
 from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS, warm_up
 from syncengine.sources.base import resume_position
@@ -172,7 +173,9 @@ async def stream(
     reader = asyncio.create_task(read(), name=f"{pipeline.name}-reader")
     stopper = asyncio.create_task(stop.wait())
     sidecar = _SideBatches(pipeline, side, stop)
-    applied = 0
+    #: the group committing while the next is prepared (its failure wakes the loop at once)
+    flight = InFlight(pipeline)
+    applied = 0  # side batches' rows (the stream's own: flight.applied)
     #: batches read after the last commit boundary (none of them carries a resume)
     held: list[ChangeBatch] = []
     try:
@@ -183,9 +186,17 @@ async def stream(
                 pipeline.source.want()  # idle: committed changes need not wait for max_wait
             getter = asyncio.ensure_future(queue.get())
             waited = time.perf_counter()
-            finished = await _next(getter, stopper, pipeline, sidecar.waiting())
+            committing = flight.waiting()
+            finished = await _next(getter, stopper, pipeline, sidecar.waiting(), committing)
             pipeline.phases.add("read", time.perf_counter() - waited)
+            if any(task in finished for task in committing):
+                await flight.settle()  # it ended: a failure stops the stream now, not later
+                if not getter.done():
+                    getter.cancel()
+                    continue
+                finished.add(getter)
             if sidecar.ready(finished, getter in finished) and not stop.is_set():
+                await flight.settle()  # a side batch commits on the stream's connection
                 with stoppable(stop):
                     applied += await sidecar.apply()
                 if not getter.done():  # (it may have taken a batch while the side one applied)
@@ -213,15 +224,20 @@ async def stream(
                 if not stop.is_set() and reader.exception() is None:
                     group, held = group + held, []  # the stream ended: nothing more comes
             if group:
+                if pipeline.state.pauses(pipeline.name):
+                    await flight.settle()  # a pause acts on what the target committed
                 await pausing.control(pipeline)  # pause / resume requests, between groups
                 with stoppable(stop):  # a group being bisected gives up on stop
-                    applied += await _apply_group(pipeline, group)
+                    await flight.submit(group)
             sidecar.stream_turn()  # (even without a whole group: the side's turn comes next)
             if stop.is_set():
                 break
         failure = reader.exception() if reader.done() else None
         if failure is not None:
+            with contextlib.suppress(Exception):
+                await flight.settle()  # what commits stays committed and acknowledged
             raise failure
+        await flight.settle()
         if stop.is_set():
             # apply what was already read, up to its last commit boundary (the rest is read
             # again from the checkpoint next time); never after a failed group: its rows would
@@ -234,13 +250,15 @@ async def stream(
             leftovers, _ = _through_boundary(held)
             if leftovers:
                 with stoppable(stop):
-                    applied += await _apply_group(pipeline, leftovers)
+                    await flight.submit(leftovers)
+                    await flight.settle()
     finally:
         stopper.cancel()
+        await flight.cancel()
         await _cancel(reader)
         await sidecar.close()
     log.info("%s: stream phases: %s", pipeline.name, pipeline.phases.summary())
-    return applied
+    return applied + flight.applied
 
 
 async def _next(
@@ -248,17 +266,21 @@ async def _next(
     stopper: asyncio.Task[bool],
     pipeline: Pipeline,
     side: Sequence[asyncio.Future[Any]] = (),
+    committing: Sequence[asyncio.Future[Any]] = (),
 ) -> set[asyncio.Future[Any]]:
-    """Wait for the next batch, the next side batch or a stop; while idle, pause and resume
-    requests are still carried out every :data:`CONTROL_SECONDS`."""
-    waiting: set[asyncio.Future[Any]] = {getter, stopper, *side}
+    """Wait for the next batch, the next side batch, the end of the commit in flight or a
+    stop; while idle, pause and resume requests are still carried out every
+    :data:`CONTROL_SECONDS` (not while a commit is in flight: a release applies on its
+    connection)."""
+    waiting: set[asyncio.Future[Any]] = {getter, stopper, *side, *committing}
     while True:
         finished, _ = await asyncio.wait(
             waiting, timeout=CONTROL_SECONDS, return_when=asyncio.FIRST_COMPLETED
         )
         if finished:
             return finished
-        await pausing.control(pipeline)
+        if not committing:
+            await pausing.control(pipeline)
 
 
 class SideStep(Protocol):
@@ -460,29 +482,9 @@ async def process(
     position: str | None,
     target: Target | None = None,
 ) -> BatchReport:
-    """``pipeline.process`` with a deadline: a connection that went silent (half-open, no
-    FIN/RST) would otherwise stall the pipeline forever. Past ``batch.timeout`` the connection
-    is presumed lost; the supervisor reconnects and resumes from the checkpoint. ``target``:
+    """``pipeline.process`` within ``batch.timeout`` (:func:`.inflight.deadline`). ``target``:
     the lane's (:mod:`.beside`)."""
-    timeout = pipeline.config.batch.timeout
-    try:
-        return await asyncio.wait_for(pipeline.process(group, position, target=target), timeout)
-    except TimeoutError:
-        raise TargetUnavailable(
-            f"{pipeline.name}: a batch of {sum(b.num_rows for b in group)} rows took longer than "
-            f"{timeout:.0f} s to apply; the connection is presumed lost",
-            hint="raise batch.timeout if batches are legitimately that slow",
-        ) from None
-
-
-async def _apply_group(pipeline: Pipeline, group: list[ChangeBatch]) -> int:
-    position = None
-    for batch in group:
-        position = resume_position(batch) or position
-    report = await process(pipeline, group, position)
-    if position is not None:
-        await pipeline.source.acknowledge(position)
-    return sum(report.applied.values())
+    return await deadline(pipeline, pipeline.process(group, position, target=target), group)
 
 
 async def ensure_backfilled(

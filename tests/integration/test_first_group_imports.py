@@ -43,16 +43,22 @@ async def main():
             conn.execute("DELETE FROM items WHERE id = 4")
         until = await pipeline.source.current_position()
         imported = []
-        process = pipeline.process
+        prepare, commit = pipeline.prepare, pipeline.commit
+        before = {}
 
-        async def watched(group, position, target=None):
-            before = set(sys.modules)
-            report = await process(group, position, target=target)
-            if any(b.num_rows for b in group):
-                imported.append(sorted(set(sys.modules) - before))
+        async def preparing(group, position, **options):
+            before.setdefault(id(group), set(sys.modules))
+            prepared = await prepare(group, position, **options)
+            prepared.group_id = id(group)
+            return prepared
+
+        async def committing(prepared):
+            report = await commit(prepared)
+            if any(b.num_rows for b in prepared.batches):
+                imported.append(sorted(set(sys.modules) - before[prepared.group_id]))
             return report
 
-        pipeline.process = watched
+        pipeline.prepare, pipeline.commit = preparing, committing
         await runner.stream(pipeline, start, until)
         print(json.dumps(imported))
     finally:
@@ -115,14 +121,14 @@ def test_sync_once_warms_up_before_its_first_group(pg_dsn, pg_target_dsn, monkey
 
     async def once() -> int:
         pipeline = Pipeline("once", config, SQLiteStateStore(":memory:"))
-        process = pipeline.process
+        prepare = pipeline.prepare
 
-        async def watched(group, position, target=None):
+        async def watched(group, position, **options):
             if any(b.num_rows for b in group):
                 events.append("group")
-            return await process(group, position, target=target)
+            return await prepare(group, position, **options)
 
-        pipeline.process = watched  # type: ignore[method-assign]
+        pipeline.prepare = watched  # type: ignore[method-assign]
         await pipeline.open()
         try:
             return (await runner.sync_once(pipeline))[1]

@@ -16,6 +16,7 @@ from syncengine.runtime.copypace import StreamLag
 from syncengine.runtime.phases import PhaseClock
 from syncengine.state import SQLiteStateStore
 from syncengine.state.base import Chunk
+from tests.unit.process_halves import ProcessHalves
 
 
 def batch(i: int) -> ChangeBatch:
@@ -47,7 +48,7 @@ class Source:
         self.acked.append(position)
 
 
-class Pipeline:
+class Pipeline(ProcessHalves):
     def __init__(
         self,
         source: Source,

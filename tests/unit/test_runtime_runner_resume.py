@@ -29,6 +29,7 @@ from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
 from syncengine.state import SQLiteStateStore
 from tests.unit.pgsource import pgsource_frames as f
+from tests.unit.process_halves import ProcessHalves
 
 COLS = [("id", 20, -1, True), ("version", 23, -1, False)]
 TABLES = {1: "acct", 2: "ledger"}
@@ -111,7 +112,7 @@ class Target:
         self.positions: list[str] = []
 
 
-class Pipeline:
+class Pipeline(ProcessHalves):
     def __init__(self, source: ReplaySource, target: Target, crash_after: int | None) -> None:
         self.source = source
         self.target = target
@@ -225,7 +226,7 @@ class ListSource:
         self.acked.append(position)
 
 
-class Recorder:
+class Recorder(ProcessHalves):
     def __init__(self, source: ListSource, max_rows: int = 1) -> None:
         self.source = source
         self.name = "p"

@@ -75,19 +75,19 @@ async def life(
     p = pipeline(src, tgt, max_rows)
     await p.open()
     commits = 0
-    original = p.process
+    original = p.commit
 
-    async def process(group, position, target=None):
+    async def commit(prepared):
         nonlocal commits
-        report = await original(group, position, target=target)
-        for batch in group:
+        report = await original(prepared)
+        for batch in prepared.batches:
             committed.update(batch.data.column("_pos").to_pylist())
         commits += 1
         if crash_after is not None and commits >= crash_after:
             raise Crash  # committed, never acknowledged: like a SIGKILL right after COMMIT
         return report
 
-    p.process = process  # type: ignore[method-assign]
+    p.commit = commit  # type: ignore[method-assign]
     try:
         start, _ = await runner.ensure_backfilled(p)
         until = await p.source.current_position()
