@@ -74,6 +74,11 @@ was handed to the target, with no held (paused) change of the table that could b
 over it. A :data:`LIVE_COPY` row at or below it keeps no fence row: every change of its key up
 to there was applied before it, and a replay starts after the checkpoint (targets/postgres/
 floor.py)."""
+DRAIN_END = "drain_end"
+"""Batch meta: the last batch of a stream bounded by an end position (``sync``'s drain). Once
+its group committed, the drain is complete, whether or not the stream's own end has arrived
+yet (a decode process keeps its stream open for that group's acknowledgement): a stop
+requested after that interrupted nothing (syncengine.runtime.runner.sync_once)."""
 
 META_COLUMNS = ("_op", "_pos", "_ts", "_txid")
 BEFORE_PREFIX = "_before."

@@ -22,6 +22,7 @@ import pyarrow as pa
 from syncengine import keyless
 from syncengine.changes import (
     DENSE_FENCE,
+    DRAIN_END,
     ECHO,
     LIVE_COPY,
     REPLAYED,
@@ -122,6 +123,8 @@ class Pipeline:
         self.stream_lag = StreamLag()
         #: the last checkpoint position this process saw its target commit (None: none yet)
         self.committed: str | None = None
+        #: a bounded stream's last group (DRAIN_END) committed: the drain is complete
+        self.drained = False
         self.phases = PhaseClock(self._count_phase)
         self._restates = restate.applies(self)
         self._drops_superseded = restate.drops_superseded(self)
@@ -476,6 +479,7 @@ class Pipeline:
         if checkpoint is not None and target is None:  # a stream group
             self.committed = checkpoint.position
             self.stream_lag.add_group(p.batches)
+            self.drained = any(b.meta.get(DRAIN_END) for b in p.batches)
         return report
 
     def _settled(self, batches: Sequence[ChangeBatch]) -> list[ChangeBatch]:

@@ -516,8 +516,9 @@ async def sync_once(
     # the first group's imports load while the source starts its stream and reads ahead,
     # instead of holding up that group's apply (the drain's slowest stage)
     warm_up(FIRST_GROUP_IMPORTS)
+    pipeline.drained = False
     applied = await stream(pipeline, start, until, stop)
-    if stop is not None and stop.is_set():
+    if stop is not None and stop.is_set() and not pipeline.drained:
         raise Interrupted(
             f"{pipeline.name}: sync interrupted after {applied} changes",
             hint="what was applied is checkpointed; run it again to continue",

@@ -10,7 +10,9 @@ import asyncio
 import psycopg
 import pytest
 
+from syncengine.changes import DRAIN_END
 from syncengine.config.models import PipelineConfig
+from syncengine.errors import Interrupted
 from syncengine.runtime import runner
 from syncengine.runtime.pipeline import Pipeline, PrepareLater
 from syncengine.sources.postgres.decodespawn import ENV
@@ -181,3 +183,51 @@ def test_a_commit_that_fails_in_flight_stops_an_idle_stream_at_once(pg_dsn, pg_t
     assert isinstance(error, RuntimeError) and str(error) == "the commit failed"
     assert failed and not set(failed) & set(recorder.kinds("ack"))
     assert rows(pg_target_dsn, "SELECT v FROM items") == [(0,)]
+
+
+@pytest.mark.parametrize("when", ["after_last_group", "before_last_group"])
+def test_a_stop_after_the_drains_last_commit_interrupts_nothing(
+    pg_dsn, pg_target_dsn, monkeypatch, when
+):
+    """``sync --once`` stopped (SIGTERM) once its last group committed, while the stream is
+    still closing (the decode process holds it open for that group's acknowledgement): the
+    drain is complete, not interrupted. Stopped one group earlier, it is interrupted."""
+    monkeypatch.setenv(ENV, "process")
+    execute(
+        pg_dsn,
+        "CREATE TABLE items (id int PRIMARY KEY, v int)",
+        "INSERT INTO items SELECT i, 0 FROM generate_series(1, 10) i",
+    )
+
+    async def scenario() -> tuple[str, list[tuple[object, ...]]]:
+        pipeline = make_pipeline(pg_dsn, pg_target_dsn, max_rows=5)
+        await pipeline.open()
+        try:
+            await runner.ensure_backfilled(pipeline)
+            for n in range(4):
+                execute(pg_dsn, f"UPDATE items SET v = {n + 1} WHERE id > {n * 2}")
+            stop = asyncio.Event()
+            commit = pipeline.commit
+
+            async def stopping(prepared):
+                report = await commit(prepared)
+                last = any(b.meta.get(DRAIN_END) for b in prepared.batches)
+                if last == (when == "after_last_group") and prepared.report.read:
+                    stop.set()
+                return report
+
+            pipeline.commit = stopping  # type: ignore[method-assign]
+            try:
+                await runner.sync_once(pipeline, stop=stop)
+            except Interrupted:
+                return "interrupted", rows(pg_target_dsn, "SELECT count(*) FROM items")
+            return "complete", rows(pg_target_dsn, "SELECT v FROM items ORDER BY id")
+        finally:
+            await pipeline.close()
+
+    outcome, found = asyncio.run(scenario())
+    if when == "after_last_group":
+        assert outcome == "complete"
+        assert found == [(1,), (1,), (2,), (2,), (3,), (3,), (4,), (4,), (4,), (4,)]
+    else:
+        assert outcome == "interrupted"

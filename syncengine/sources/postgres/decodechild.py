@@ -35,6 +35,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
+from syncengine.changes import pos_to_lsn  # noqa: E402
 from syncengine.runtime.phases import PhaseClock  # noqa: E402
 from syncengine.sources.postgres import frames  # noqa: E402
 from syncengine.sources.postgres import pgoutput as po  # noqa: E402
@@ -71,6 +72,10 @@ class Child:
         self.params = params
         self.stream: ReplicationStream | None = None
         self.acked = 0
+        #: set by every acknowledgement (see linger)
+        self.acked_more = asyncio.Event()
+        #: the newest resume position handed to the parent (an LSN)
+        self.handed = 0
         self.last_commit: tuple[int, float] | None = None
         self.decode = 0.0
         self.assembler = ChangeAssembler(
@@ -95,6 +100,19 @@ class Child:
         if self.stream is not None:
             self.stream.acknowledge(lsn)
             self.stream.send_status()
+        self.acked_more.set()
+
+    async def linger(self) -> None:
+        """A drain (``until``) reads its end before the parent has applied the last batches.
+        Their acknowledgements still go to the server on this stream, each as a status
+        update, until the last position handed over is acknowledged (or the parent says
+        ``QUIT``, or is gone: this task is then cancelled). Closed at once, the stream would
+        leave them to the parent's ``pg_replication_slot_advance``, for which the server
+        decodes the slot's WAL again from its restart point: ≈ 0.2-0.3 s at the end of a
+        1M-change drain, on one core."""
+        while self.acked < self.handed:
+            self.acked_more.clear()
+            await self.acked_more.wait()
 
     def took(self, phase: str, seconds: float) -> None:
         self.decode += seconds
@@ -123,8 +141,12 @@ class Child:
             self.opened,
             self.committed,
             PhaseClock(self.took),
+            self.linger,
         ):
             header = {"table": batch.table, "key": batch.key, "meta": dict(batch.meta)}
+            resume = batch.meta.get("resume")
+            if resume is not None:
+                self.handed = max(self.handed, pos_to_lsn(str(resume)))
             oid = batch.meta.get("relation")
             if isinstance(oid, int) and batch.unsent_columns:
                 header["types"] = self.assembler.column_types(oid)  # for the moved-key reads

@@ -23,11 +23,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 import psycopg
 from psycopg import sql
 
-from syncengine.changes import ChangeBatch
+from syncengine.changes import DRAIN_END, ChangeBatch
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres import pgoutput as po
@@ -69,10 +70,13 @@ async def stream_changes(
     on_open: Callable[[ReplicationStream | None], None],
     on_commit: Callable[[po.Commit], None] | None = None,
     phases: PhaseClock | None = None,
+    linger: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[ChangeBatch]:
     """Yield batches from ``start``; ``on_open`` hands the live stream to the source for acks.
     ``phases`` gets the ``decode`` seconds: handling what libpq buffered, read per burst and
-    paused while a batch is handed out (never a clock read per message)."""
+    paused while a batch is handed out (never a clock read per message). ``linger``: awaited
+    once ``until`` is reached and its last batch taken, before the stream closes (the decode
+    process keeps it open for the acknowledgements of what the applier still applies)."""
     repl = await connect(replication=True)
     side: psycopg.AsyncConnection | None = None
     stream: ReplicationStream | None = None
@@ -128,8 +132,10 @@ async def stream_changes(
                         if on_commit is not None:
                             on_commit(decoded)
                         if until is not None and decoded.end_lsn >= until:
-                            for batch in assembler.flush(idle=True):
+                            for batch in _ending(assembler.flush(idle=True)):
                                 yield batch
+                            if linger is not None:
+                                await linger()
                             return
                         # the applier is idle: no reason to hold rows (flushed below)
                         due, stream.wanted = stream.wanted, False
@@ -143,8 +149,10 @@ async def stream_changes(
                     and message.end >= until
                     and not assembler.in_transaction
                 ):
-                    for batch in assembler.flush(idle=True):
+                    for batch in _ending(assembler.flush(idle=True)):
                         yield batch
+                    if linger is not None:
+                        await linger()
                     return
                 if due or (dirty_since is not None and time.monotonic() - dirty_since >= max_wait):
                     break
@@ -192,3 +200,11 @@ def _committed_pending(assembler: ChangeAssembler) -> bool:
     """Outside a transaction, with a commit boundary not yet handed out: a flush now ends the
     group at a commit (it never splits a transaction)."""
     return not assembler.in_transaction and assembler.boundary != assembler.emitted
+
+
+def _ending(batches: list[ChangeBatch]) -> list[ChangeBatch]:
+    """A bounded stream's last batches, the last of them marked :data:`DRAIN_END`."""
+    if batches:
+        last = batches[-1]
+        batches[-1] = replace(last, meta={**last.meta, DRAIN_END: True})
+    return batches

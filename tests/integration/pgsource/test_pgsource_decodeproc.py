@@ -105,6 +105,49 @@ def test_the_server_hears_only_acknowledged_positions(pg_dsn):
     assert acked == resume
 
 
+def test_a_drains_late_acknowledgements_reach_the_server_on_its_stream(pg_dsn):
+    """A drain reads its end before the applier committed the last batches: their
+    acknowledgements, made after that, still confirm the slot through the stream (which the
+    child keeps open until the last position handed over is acknowledged), not through the
+    ``pg_replication_slot_advance`` at ``close`` (the server decodes the slot's WAL again for
+    that). The slot is checked before ``close``."""
+
+    async def scenario():
+        source, start = await started(pg_dsn, "lingers")
+        execute(pg_dsn, "INSERT INTO lingers SELECT i, '10:00' FROM generate_series(1, 50) i")
+        execute(pg_dsn, "UPDATE lingers SET t = '11:00' WHERE id <= 25")
+        until = await source.current_position()
+        handed: asyncio.Queue[str] = asyncio.Queue()
+
+        async def applier() -> None:  # commits lag behind the stream, as the runtime's do
+            while True:
+                position = await handed.get()
+                await asyncio.sleep(0.3)
+                await source.acknowledge(position)
+
+        acks = asyncio.create_task(applier())
+        last = None
+        async for batch in source.stream(start, until):
+            resume = resume_position(batch)
+            if resume:
+                last = resume
+                handed.put_nowait(resume)
+        ended_acked = handed.empty() and source._acked == position_lsn(last)
+        confirmed = None
+        for _ in range(50):
+            confirmed = confirmed_flush(pg_dsn, source.slot)
+            if confirmed == position_lsn(last):
+                break
+            await asyncio.sleep(0.1)
+        acks.cancel()
+        await source.close()
+        return ended_acked, confirmed, position_lsn(last)
+
+    ended_acked, confirmed, last = asyncio.run(scenario())
+    assert ended_acked  # the stream ended only once its last position was acknowledged
+    assert confirmed == last
+
+
 def test_errors_and_log_lines_are_the_same_in_both_modes(pg_dsn, monkeypatch, caplog):
     caplog.set_level(logging.WARNING, "syncengine.sources.postgres")
 
