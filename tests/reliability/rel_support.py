@@ -28,7 +28,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -103,6 +103,22 @@ class Daemon:
         except OSError:
             return None
         return ",".join(p["state"] for p in body["pipelines"].values())
+
+    def changes_read(self) -> int:
+        """Source changes the running process has read and committed (its
+        ``syncengine_changes_read_total``; 0 while its metrics are not up)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return 0
+        return int(
+            sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("syncengine_changes_read_total{")
+            )
+        )
 
     def wait_started(self, timeout: float = 60) -> None:
         """Until the pipelines are past "starting" (connected: backfilling or streaming).
@@ -240,6 +256,48 @@ def pg_rows(dsn: str, table: str, key: str, columns: list[str]) -> dict[object, 
 
 
 # -- the apply audit: a trigger on the target table logs every write the engine makes --------
+
+
+def row_changes(dsn: str, tables: Iterable[str]) -> int:
+    """Rows inserted, updated and deleted in ``tables`` so far (the server's statistics:
+    a backend reports its counts when its transaction ends, at most a second late)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
+            "FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+            (list(tables),),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@dataclass
+class CatchUp:
+    """How fast a restarted daemon replayed what a load wrote while it was being killed: the
+    load's row changes a second (``written`` over its seconds) against the changes the last
+    daemon read a second from the load's end until the target converged (issue 17 asks for
+    a catch-up at least as fast as the load was written)."""
+
+    written: int
+    load_seconds: float
+    replayed: int
+    seconds: float
+
+    @property
+    def write_rate(self) -> float:
+        return self.written / self.load_seconds if self.load_seconds else 0.0
+
+    @property
+    def replay_rate(self) -> float:
+        return self.replayed / self.seconds if self.seconds else 0.0
+
+    def figures(self) -> dict[str, int]:
+        return {
+            "catch_up_seconds": round(self.seconds),
+            "catch_up_replayed": self.replayed,
+            "catch_up_per_s": round(self.replay_rate),
+            "write_per_s": round(self.write_rate),
+        }
 
 
 def install_apply_audit(dsn: str, table: str, key: str, counter: str) -> None:

@@ -19,12 +19,14 @@ from tests.e2e.harness import CLI, execute, wait_for
 from tests.reliability.rel_pgload import SCHEMA, PgLoad, seed
 from tests.reliability.rel_support import (
     Audit,
+    CatchUp,
     Daemon,
     apply_audit,
     compare_rows,
     install_apply_audit,
     pg_rows,
     record,
+    row_changes,
     size,
     wait_converged,
 )
@@ -76,6 +78,7 @@ def test_crash_loop_pg_to_pg_loses_and_duplicates_nothing(tmp_path, pg_dsn, pg_t
     daemon = Daemon(cli).start()
     if phase == "streaming":
         wait_for(lambda: all(a.ok() for a in audit(pg_dsn, pg_target_dsn).values()), 120)
+    written = row_changes(pg_dsn, AUDITED)
     load_started = time.monotonic()
     load.start()
     try:
@@ -83,16 +86,22 @@ def test_crash_loop_pg_to_pg_loses_and_duplicates_nothing(tmp_path, pg_dsn, pg_t
     finally:
         load.stop()
     load_seconds = time.monotonic() - load_started
+    read_before = daemon.changes_read()  # the last daemon's, since its start
     try:
-        # as long as the target keeps converging: the kills leave nearly all the load to replay,
-        # and the engine replays this load (bulk updates of rows holding 1 MB values, each
-        # rewritten into the shadow) at a fifth of the rate it is written (F21)
-        wait_converged(
+        # as long as the target keeps converging: the kills leave nearly all the load to replay
+        caught_up = wait_converged(
             lambda: Audit.of_tables(audit(pg_dsn, pg_target_dsn)),
             limit=max(1800, 10 * load_seconds),
         )
     except AssertionError as exc:
         raise AssertionError(f"not consistent after catch-up: {exc}\n{daemon.tail()}") from None
+    time.sleep(1.0)  # the load's last row counts reach the statistics
+    catch_up = CatchUp(
+        written=row_changes(pg_dsn, AUDITED) - written,
+        load_seconds=load_seconds,
+        replayed=daemon.changes_read() - read_before,
+        seconds=caught_up,
+    )
     assert daemon.stop() == 0, daemon.tail()
     final = audit(pg_dsn, pg_target_dsn)
     writes = {table: apply_audit(pg_target_dsn, table) for table in AUDITED}
@@ -107,4 +116,5 @@ def test_crash_loop_pg_to_pg_loses_and_duplicates_nothing(tmp_path, pg_dsn, pg_t
         keys=sum(a.keys for a in final.values()),
         lost=sum(a.lost for a in final.values()),
         duplicated=duplicated,
+        **catch_up.figures(),
     )
