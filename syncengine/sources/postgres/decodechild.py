@@ -49,6 +49,8 @@ from syncengine.sources.postgres.wire import pg_time  # noqa: E402
 KEEPER_SLACK = 2.0
 #: batch bytes (Arrow IPC) this process may be ahead of the parent's reads: a few batches
 AHEAD_BYTES = 16 * 1024 * 1024
+#: seconds a drain's stream stays open without an acknowledgement (see Child.linger)
+LINGER_IDLE = 2.0
 
 
 class _Forward(logging.Handler):
@@ -109,10 +111,16 @@ class Child:
         ``QUIT``, or is gone: this task is then cancelled). Closed at once, the stream would
         leave them to the parent's ``pg_replication_slot_advance``, for which the server
         decodes the slot's WAL again from its restart point: ≈ 0.2-0.3 s at the end of a
-        1M-change drain, on one core."""
+        1M-change drain, on one core. A parent that acknowledges nothing for
+        :data:`LINGER_IDLE` seconds may be one that reads the whole stream before it
+        acknowledges (the source allows that): the stream then ends, and the parent confirms
+        at close as before."""
         while self.acked < self.handed:
             self.acked_more.clear()
-            await self.acked_more.wait()
+            try:
+                await asyncio.wait_for(self.acked_more.wait(), LINGER_IDLE)
+            except TimeoutError:
+                return
 
     def took(self, phase: str, seconds: float) -> None:
         self.decode += seconds
