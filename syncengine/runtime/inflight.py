@@ -85,11 +85,11 @@ class InFlight:
     async def cancel(self) -> None:
         """Stop the commit in flight (its transaction rolls back; the group is read again)."""
         task, self.task = self.task, None
-        if task is not None and not task.done():
-            task.cancel()
-        if task is not None:
-            with contextlib.suppress(BaseException):
-                await task
+        if task is None:
+            return
+        task.cancel()  # (a task that ended keeps its result)
+        with contextlib.suppress(BaseException):
+            await task
 
 
 async def deadline(pipeline: Pipeline, step: Awaitable[T], group: Sequence[ChangeBatch]) -> T:
