@@ -9,6 +9,7 @@ other's data.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -156,6 +157,33 @@ def mongo_db(mongo_server: MongoServer | ExternalMongo) -> Iterator[str]:
     yield name
     with MongoClient(mongo_server.uri) as client:
         client.drop_database(name)
+
+
+@pytest.fixture
+def throwaway_mongo() -> Iterator[tuple[str, str]]:
+    """``(uri, database)`` on a test server of the test's own, SIGKILLed and deleted after
+    it; with an external server (``SYNCENGINE_TEST_MONGO_URI``) a fresh database there,
+    dropped after. A module overrides ``mongo_uri`` and ``mongo_db`` with it.
+
+    Why: a test that leaves transactions only SecantusDB's reaper ends (a SIGKILLed or
+    SIGSTOPped writer under load) has then seen the server stall in ``drop_database`` for
+    over ten minutes, hanging the whole suite; a server thrown away needs no drop, and
+    later tests never share its load."""
+    name = f"db_{uuid.uuid4().hex[:10]}"
+    external = os.environ.get("SYNCENGINE_TEST_MONGO_URI")
+    if external:
+        yield external, name
+        from pymongo import MongoClient
+
+        with MongoClient(external) as client:
+            client.drop_database(name)
+        return
+    server = MongoServer().start()
+    try:
+        yield server.uri, name
+    finally:
+        server.kill()
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -32,13 +32,19 @@ pytest.importorskip(
     "temporalio", reason="the cluster extra is not installed (pip install -e '.[cluster]')"
 )
 
-#: --runslow only. CI (a clean machine) failed two tests at this file's place in the run and then
-#: timed out without printing more; both pass here. A worker SIGSTOPped inside a transaction, and
-#: a SIGKILLed one, leave transactions only SecantusDB's reaper ends, and its ``drop_database``
-#: (the fixture's teardown) is known to stall for minutes after heavy transaction use (see
-#: test_e2e_two_way_mongo_kill.py). The fencing itself is in CI:
-#: tests/integration/cluster/test_cluster_epochs_mongo.py (deterministic, no Temporal).
-pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def mongo_uri(throwaway_mongo: tuple[str, str]) -> str:
+    """A server of each test's own (see ``throwaway_mongo``): a worker SIGSTOPped inside a
+    transaction, and a SIGKILLed one, leave transactions only SecantusDB's reaper ends, and
+    its ``drop_database`` has stalled for minutes after that; CI once timed out at this file."""
+    return throwaway_mongo[0]
+
+
+@pytest.fixture
+def mongo_db(throwaway_mongo: tuple[str, str]) -> str:
+    return throwaway_mongo[1]
 
 
 def config(task_queue: str, pipeline: str) -> str:
