@@ -33,7 +33,6 @@ pytest.importorskip(
 )
 
 
-
 @pytest.fixture
 def mongo_uri(throwaway_mongo: tuple[str, str]) -> str:
     """A server of each test's own (see ``throwaway_mongo``): a worker SIGSTOPped inside a

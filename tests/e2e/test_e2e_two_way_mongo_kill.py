@@ -1,7 +1,7 @@
 """Two-way Postgres ↔ Mongo under load: one writer per side on hot keys (updates, inserts,
-deletes) while the daemon is SIGKILLed a few times; once the writers stop, both sides hold
-the same rows (compared through the type mapping), conflicts are audited and the engine's
-applied-change counters stop growing (no ping-pong)."""
+deletes) for a minute while the daemon is SIGKILLed five times; once the writers stop, both
+sides hold the same rows (compared through the type mapping), conflicts are audited and the
+engine's applied-change counters stop growing (no ping-pong)."""
 
 from __future__ import annotations
 
@@ -118,6 +118,7 @@ def differences(src: str, uri: str, db: str, mongo_history: MongoHistory | None 
     )
 
 
+@pytest.mark.timeout(600)  # a minute of writes, five kills, then settling
 @pytest.mark.parametrize(
     "conflicts", ["{prefer: source}", "{prefer: target}", "{strategy: timestamp}"]
 )
