@@ -106,6 +106,10 @@ async def _upsert(conn: psycopg.AsyncConnection, pipeline: str, table: str, rows
 SHADOW_STAGED = (("row_hash", "text"), ("base", "text"), ("position", "text"))
 
 
+#: at most this many rows are upserted by one statement with array parameters; more are staged
+FEW_ROWS = 64
+
+
 async def upsert_per_key(
     conn: psycopg.AsyncConnection,
     into: str,
@@ -115,14 +119,37 @@ async def upsert_per_key(
     rows: pa.Table,
 ) -> None:
     """Upsert ``rows`` (``row_key`` then ``columns``, as (name, SQL type)) into the state table
-    ``into`` keyed by (pipeline, target_table, row_key): staged with ``COPY`` into a
-    transaction-local table, then one ``INSERT … ON CONFLICT``. ``columns`` are the module's
-    own constants, never user input."""
+    ``into`` keyed by (pipeline, target_table, row_key) with one ``INSERT … ON CONFLICT``:
+    from array parameters for up to :data:`FEW_ROWS` rows, else from a transaction-local
+    table staged with ``COPY``. ``columns`` are the module's own constants, never user input.
+
+    Why both: per-element array parameters cost more than the data apply itself for a large
+    group, while staging costs four round trips (create, copy, upsert, truncate) for the one
+    fence row a keyless table records per live group."""
     names = [name for name, _ in columns]
+    listed = sql.SQL(", ").join(map(sql.Identifier, ["row_key", *names]))
+    upsert = sql.SQL(
+        "INSERT INTO {} (pipeline, target_table, {}) SELECT %s, %s, {} FROM {} "
+        "ON CONFLICT (pipeline, target_table, row_key) DO UPDATE SET {}"
+    )
+    updates = sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n)) for n in names
+    )
+    typed = (("row_key", "text"), *columns)
+    if rows.num_rows <= FEW_ROWS:
+        arrays = sql.SQL("unnest({}) AS u ({})").format(
+            sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(t)) for _, t in typed),
+            listed,
+        )
+        values = [rows.column(i).to_pylist() for i in range(len(typed))]  # as COPY: by order
+        await conn.execute(
+            upsert.format(state_table(into), listed, listed, arrays, updates),
+            (pipeline, table, *values),
+        )
+        return
     stage = sql.Identifier(f"_syncengine_{into}_stage")
     staged = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(type_))
-        for name, type_ in (("row_key", "text"), *columns)
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(type_)) for name, type_ in typed
     )
     await conn.execute(
         sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
@@ -132,22 +159,8 @@ async def upsert_per_key(
     copy = sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(stage)
     async with conn.cursor() as cur, cur.copy(copy) as pipe:
         await pipe.write(_csv(rows))
-    listed = sql.SQL(", ").join(map(sql.Identifier, ["row_key", *names]))
     await conn.execute(
-        sql.SQL(
-            "INSERT INTO {} (pipeline, target_table, {}) SELECT %s, %s, {} FROM {} "
-            "ON CONFLICT (pipeline, target_table, row_key) DO UPDATE SET {}"
-        ).format(
-            state_table(into),
-            listed,
-            listed,
-            stage,
-            sql.SQL(", ").join(
-                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
-                for n in names
-            ),
-        ),
-        (pipeline, table),
+        upsert.format(state_table(into), listed, listed, stage, updates), (pipeline, table)
     )
     await conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 

@@ -176,6 +176,30 @@ def test_shadow_rows_commit_with_their_transaction(session) -> None:
     asyncio.run(scenario())
 
 
+def test_many_shadow_rows_upsert_over_their_keys(session) -> None:
+    """Enough rows for a store's bulk path (Postgres stages more than ``FEW_ROWS``) and a few
+    for its small one, over keys it holds and keys it does not."""
+
+    async def scenario() -> None:
+        async with session() as s:
+            store, db = s.store, s.outside
+            keys = [f'{{"id":{i}}}' for i in range(150)]
+            async with s.transaction() as tx:
+                await store.write_shadow(tx, [write("t", [(k, "a", "01") for k in keys[:100]])], ())
+            async with s.transaction() as tx:
+                later = write("t", [(k, "b", "02") for k in keys[50:]])
+                await store.write_shadow(tx, [later], (), fresh=False)
+            async with s.transaction() as tx:
+                last = write("t", [(k, "c", "03") for k in keys[:3]])
+                await store.write_shadow(tx, [last], (), fresh=False)
+            found = await store.read_shadow(db, "t", keys)
+            got = {r["row_key"]: (r["row_hash"], r["position"]) for r in found.to_pylist()}
+            want = {k: ("a", "01") for k in keys[:50]} | {k: ("b", "02") for k in keys[50:]}
+            assert got == want | {k: ("c", "03") for k in keys[:3]}
+
+    asyncio.run(scenario())
+
+
 def test_tombstones_before_the_checkpoint_are_purged(session) -> None:
     async def scenario() -> None:
         async with session() as s:
