@@ -215,7 +215,10 @@ async def apply_write(
     fault_point("postgres.after_stage")
     probed = await fence.drop_stale(conn, *shadow_name, stage) if fenced else None
 
-    statements = _statements(table, stg, write.spec.key, staged.patterns, target_columns)
+    deletes = pc.any(pc.equal(staged.rows.column("__op"), OP_DELETE)).as_py()
+    statements = _statements(
+        table, stg, write.spec.key, staged.patterns, target_columns, deletes=bool(deletes)
+    )
     counts = {"deleted": 0, "upserted": 0}
 
     async def statements_range(lo: int, hi: int) -> None:
@@ -281,17 +284,23 @@ def _statements(
     key: tuple[str, ...],
     patterns: dict[int, list[str]],
     types: dict[str, str],
+    deletes: bool = True,
 ) -> list[tuple[str, sql.Composed]]:
+    """The data statements of one staged range: the deletes (only where the stage holds one:
+    a stream group of updates would pay a round trip per table for nothing), then one upsert
+    per column pattern."""
     in_range = sql.SQL("s.__row >= %(lo)s AND s.__row < %(hi)s")
     match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
-    out: list[tuple[str, sql.Composed]] = [
-        (
-            "deleted",
-            sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE s.__op = 'd' AND {} AND {}").format(
-                table, stg, in_range, match
-            ),
+    out: list[tuple[str, sql.Composed]] = []
+    if deletes:
+        out.append(
+            (
+                "deleted",
+                sql.SQL(
+                    "DELETE FROM {} AS t USING {} AS s WHERE s.__op = 'd' AND {} AND {}"
+                ).format(table, stg, in_range, match),
+            )
         )
-    ]
     conflict = sql.SQL(", ").join(map(sql.Identifier, key))
     for pattern, columns in patterns.items():
         names = sql.SQL(", ").join(map(sql.Identifier, columns))
