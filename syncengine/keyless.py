@@ -107,6 +107,12 @@ def delta(batch: ChangeBatch, columns: list[str] | None = None) -> KeylessDelta:
             )
         return pl.col(column)
 
+    if not olds.height:  # inserts (and snapshot reads) only: each row appended, none removed
+        appends = frame.select(*[value(c) for c in names], "_pos", pl.col("__seq").alias(ROW))
+        removes = frame.clear().select(
+            *names, pl.lit(0, pl.Int64).alias(COUNT), pl.col("__seq").alias(ROW)
+        )
+        return KeylessDelta(truncate, appends, removes, unmatched.drop("__seq"), reason)
     adds = frame.filter(pl.col("_op").is_in([OP_INSERT, OP_READ, OP_UPDATE])).select(
         "__seq", "_pos", *[value(c) for c in names], pl.lit(1, pl.Int64).alias("__sign")
     )

@@ -108,3 +108,17 @@ def test_delta_applied_equals_changes_applied_in_order(initial, steps):
         return
     change = keyless.delta(batch(ops, rows, before=before))
     assert applied(Counter(initial), change) == +state
+
+
+def test_inserts_only_are_appended_in_order_with_an_empty_typed_removes():
+    """The insert-only shortcut (an append-only table's every live group) gives what the
+    multiset computation gives: every row, in order, and removes with its columns."""
+    change = keyless.delta(batch(["c", "c", "c"], [(1, "x"), (2, "y"), (1, "x")]))
+    assert change.appends.select("a", "b").rows() == [(1, "x"), (2, "y"), (1, "x")]
+    assert change.appends[keyless.ROW].to_list() == [0, 1, 2]
+    assert change.removes.height == 0
+    assert change.removes.columns == ["a", "b", keyless.COUNT, keyless.ROW]
+    mixed = keyless.delta(
+        batch(["c", "d"], [(1, "x"), (None, None)], before=[(None, None), (1, "x")])
+    )
+    assert mixed.removes.schema == change.removes.schema
