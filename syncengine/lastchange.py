@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.changes import (
@@ -57,6 +58,8 @@ def compact_sent(batch: ChangeBatch) -> ChangeBatch:
     """The compacted batch (see the module docstring); only where :func:`applies`."""
     key = list(batch.key)
     data = batch.data
+    if len(key) == 1 and _distinct(data.column(key[0])) == len(data):
+        return batch  # no key repeats (a live group's usual case): one Arrow count decides
     frame = pl.from_arrow(data.select([*key, "_op"]), rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     op = pl.col("_op")
@@ -95,3 +98,11 @@ def compact_sent(batch: ChangeBatch) -> ChangeBatch:
             at = out.schema.get_field_index(name)
             out = out.set_column(at, out.schema.field(at), firsts.column(name))
     return batch.replace(out)
+
+
+def _distinct(column: pa.ChunkedArray) -> int | None:
+    """How many distinct values (a null counts once); None for a type Arrow cannot count."""
+    try:
+        return int(pc.count_distinct(column, mode="all").as_py())
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None

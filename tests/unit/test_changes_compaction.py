@@ -108,6 +108,15 @@ def test_ten_updates_become_one_write_keeping_last_position():
     ]
 
 
+def test_distinct_keys_are_returned_as_they_are_and_two_null_keys_are_one_key():
+    rows = pa.table({"id": [3, 1, 2], "a": [1, 2, 3]})
+    batch = ChangeBatch.build("t", rows, ops=["u", "c", "u"], positions=["1", "2", "3"], key=["id"])
+    assert compact(batch) is batch  # one Arrow count, no group-by
+    nulls = pa.table({"id": pa.array([None, None], pa.int64()), "a": [1, 2]})
+    twice = ChangeBatch.build("t", nulls, ops=["u", "u"], positions=["1", "2"], key=["id"])
+    assert compact(twice).data.column("a").to_pylist() == [2]
+
+
 def test_unsent_value_is_taken_from_earlier_change():
     rows = pa.table({"id": [1, 1], "a": [5, None], "b": ["old", "new"]})
     batch = ChangeBatch.build(
