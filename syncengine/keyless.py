@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from syncengine.changes import (
     BEFORE_PREFIX,
@@ -148,15 +149,15 @@ def unfenced(batch: ChangeBatch, fence: str | None) -> ChangeBatch:
     keyless snapshot starts by emptying the table."""
     if fence is None or batch.meta.get("snapshot") or not batch.num_rows:
         return batch
-    frame = batch.to_polars()
-    return batch.replace(frame.filter(pl.col("_pos") > fence))
+    data = batch.data  # Arrow, not Polars: this runs at the commit, on the group's critical path
+    return batch.replace(data.filter(pc.greater(data.column("_pos"), fence)))
 
 
 def fence_shadow(parts: list[ChangeBatch]) -> ShadowUpdate:
     """The shadow row that moves the table's fence to the last stream change of ``parts``, or
     to where a snapshot that replaces the table was read (``meta["fence"]``)."""
     positions = [
-        p.to_polars().filter(pl.col("_op") != OP_READ)["_pos"].max()
+        pc.max(p.data.column("_pos").filter(pc.not_equal(p.ops, OP_READ))).as_py()
         for p in parts
         if p.num_rows and not p.meta.get("snapshot")
     ]
