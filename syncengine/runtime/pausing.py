@@ -121,11 +121,15 @@ def _same_kind(a: ChangeBatch, b: ChangeBatch) -> bool:
     )
 
 
-async def control(pipeline: Pipeline) -> None:
+async def control(pipeline: Pipeline, pauses: dict[str, Pause] | None = None) -> None:
     """What the applier does between groups: confirm pause requests, release resumed tables,
-    and publish which tables are paused."""
+    and publish which tables are paused. ``pauses``: as the caller read them before it
+    settled the commit in flight; a request that came after that read is confirmed at the
+    next group, once that commit is settled (confirmed before, the commit could still land
+    changes of the table after its pause said it was held)."""
     state = pipeline.state
-    pauses = state.pauses(pipeline.name)
+    if pauses is None:
+        pauses = state.pauses(pipeline.name)
     if not pauses:
         return
     if any(p.status == "pausing" for p in pauses.values()):

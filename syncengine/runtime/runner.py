@@ -224,9 +224,10 @@ async def stream(
                 if not stop.is_set() and reader.exception() is None:
                     group, held = group + held, []  # the stream ended: nothing more comes
             if group:
-                if pipeline.state.pauses(pipeline.name):
+                pauses = pipeline.state.pauses(pipeline.name)
+                if pauses:
                     await flight.settle()  # a pause acts on what the target committed
-                await pausing.control(pipeline)  # pause / resume requests, between groups
+                await pausing.control(pipeline, pauses)  # pause / resume requests, between groups
                 with stoppable(stop):  # a group being bisected gives up on stop
                     await flight.submit(group)
             sidecar.stream_turn()  # (even without a whole group: the side's turn comes next)
