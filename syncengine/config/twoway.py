@@ -30,7 +30,7 @@ from syncengine.config.mesh import direction_name, mesh_direction, mesh_ident
 from syncengine.names import DEFAULT_SCHEMA, QualifiedName
 
 if TYPE_CHECKING:
-    from syncengine.config.base import SourceConfigBase
+    from syncengine.config.base import SourceConfigBase, TargetConfigBase
     from syncengine.config.models import (
         Config,
         ConflictsConfig,
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
         PipelineConfig,
     )
     from syncengine.sources.postgres.config import PostgresSourceConfig
-    from syncengine.targets.postgres.config import PostgresTargetConfig
 
 REVERSE_SUFFIX = ".reverse"
 #: the origins a person's resolution of a two-way ``manual`` conflict is written under: a dot,
@@ -190,6 +189,13 @@ def _side_problems(where: str, spec: PipelineConfig) -> list[str]:
                 f"{where}.{part}.type: two_way needs postgres or mongo sides ('{kind}' "
                 "cannot be read back)"
             )
+    strategies = {(m.conflicts or spec.conflicts).strategy for m in spec.mappings_for_sources()}
+    if "mongo" in (spec.source.type, spec.target.type) and "manual" in strategies:
+        problems.append(
+            f"{where}.conflicts.strategy: two_way manual is not supported with a Mongo side "
+            "yet (resolving writes the chosen row to both sides under a Postgres replication "
+            "origin); use timestamp, merge or prefer"
+        )
     if spec.source.type == "postgres" and getattr(spec.source, "mode", "cdc") != "cdc":
         problems.append(
             f"{where}.source.mode: two_way needs mode: cdc (polling cannot tell the engine's "
@@ -315,33 +321,20 @@ def twin_table(mapping: MappingConfig) -> str:
     return mapping.twin_table or QualifiedName.parse(mapping.source).sql
 
 
-def _postgres_sides(spec: PipelineConfig) -> tuple[PostgresSourceConfig, PostgresTargetConfig]:
-    """Both sides of a checked two-way pipeline (:func:`check_two_way`: Postgres only)."""
-    from syncengine.sources.postgres.config import PostgresSourceConfig
-    from syncengine.targets.postgres.config import PostgresTargetConfig
-
-    source, target = spec.source, spec.target
-    assert isinstance(source, PostgresSourceConfig) and isinstance(target, PostgresTargetConfig)
-    return source, target
-
-
 def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
-    from syncengine.sources.postgres.config import PostgresSourceConfig
+    from syncengine.config.twoway_mongo import two_way_stream
+    from syncengine.sources.mongo.config import MongoSourceConfig
 
-    forward_source = spec.source
-    assert isinstance(forward_source, PostgresSourceConfig)  # check_two_way: a Postgres source
-    source = forward_source.model_copy(
-        update={
-            "own_origins": [
-                *forward_source.own_origins,
-                origin_name(reverse_name(name)),
-                manual_origin_name(reverse_name(name)),
-            ]
-        }
-    )
+    # the reverse direction's writes (and a person's manual resolutions) are echoes here
+    echoes = [origin_name(reverse_name(name)), manual_origin_name(reverse_name(name))]
+    if isinstance(spec.source, MongoSourceConfig):
+        source: SourceConfigBase = two_way_stream(spec.source, echoes)
+    else:
+        source = spec.source.model_copy(
+            update={"own_origins": [*_postgres_source(spec).own_origins, *echoes]}
+        )
     # both kinds of target apply under the direction's origin (a Mongo one marks it)
-    field = "origin" if spec.target.type == "mongo" else "replication_origin"
-    target = spec.target.model_copy(update={field: origin_name(name)})
+    target = spec.target.model_copy(update={_origin_field(spec.target.type): origin_name(name)})
     return spec.model_copy(
         update={
             "source": source,
@@ -357,52 +350,29 @@ def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
     )
 
 
+def _origin_field(kind: str) -> str:
+    """The target setting a direction's origin goes in: a Mongo target marks its
+    transactions, a Postgres one applies under a replication origin."""
+    return "origin" if kind == "mongo" else "replication_origin"
+
+
+def _postgres_source(spec: PipelineConfig) -> PostgresSourceConfig:
+    from syncengine.sources.postgres.config import PostgresSourceConfig
+
+    assert isinstance(spec.source, PostgresSourceConfig)
+    return spec.source
+
+
 def _reverse(name: str, spec: PipelineConfig) -> PipelineConfig:
-    from syncengine.sources.postgres.config import PostgresSourceConfig
-
-    if spec.target.type == "mongo":
-        from syncengine.config.twoway_mongo import reverse_from_mongo
-
-        return reverse_from_mongo(name, spec)
-    forward_source, forward_target = _postgres_sides(spec)
-    mappings = [inverted_mapping(spec, m) for m in spec.mappings_for_sources()]
-    slot = f"syncengine_{name}_reverse"
-    source = PostgresSourceConfig(
-        type="postgres",
-        dsn=forward_target.dsn,
-        tables=[m.source for m in mappings],
-        slot=slot,
-        publication=slot,
-        heartbeat=forward_source.heartbeat,
-        max_retained_wal_mb=forward_source.max_retained_wal_mb,
-        snapshot_chunk_rows=forward_source.snapshot_chunk_rows,
-        query_timeout=forward_source.query_timeout,
-        own_origins=[origin_name(name), manual_origin_name(name)],
-    )
-    return reverse_into_source(name, spec, source, mappings)
-
-
-def reverse_into_source(
-    name: str, spec: PipelineConfig, source: SourceConfigBase, mappings: list[MappingConfig]
-) -> PipelineConfig:
-    """The reverse direction reading ``source`` (the forward target's database) and writing
-    the forward source's Postgres tables under its own replication origin."""
+    """The target → source direction: reads the forward target's database (a slot and
+    publication of its own on Postgres, a change stream on Mongo) and writes the forward
+    source's database under its own origin, with every mapping inverted."""
     from syncengine.config.models import PipelineConfig
-    from syncengine.sources.postgres.config import PostgresSourceConfig
-    from syncengine.targets.postgres.config import PostgresTargetConfig
 
-    assert isinstance(spec.source, PostgresSourceConfig)  # check_two_way: a Postgres source
-    target = PostgresTargetConfig(
-        type="postgres",
-        dsn=spec.source.dsn,
-        schema=DEFAULT_SCHEMA,
-        # the reverse direction never changes the source's tables: it writes their columns
-        on_schema_change="ignore",
-        replication_origin=origin_name(reverse_name(name)),
-    )
+    mappings = [inverted_mapping(spec, m) for m in spec.mappings_for_sources()]
     return PipelineConfig(
-        source=source,
-        target=target,
+        source=_reverse_source(name, spec, [m.source for m in mappings]),
+        target=_reverse_target(name, spec),
         mappings=mappings,
         conflicts=direction_conflicts(spec.conflicts, forward=False),
         batch=spec.batch,
@@ -412,16 +382,64 @@ def reverse_into_source(
     )
 
 
-def inverted_mapping(
-    spec: PipelineConfig, mapping: MappingConfig, source: str | None = None
-) -> MappingConfig:
-    """The target → source mapping of ``mapping`` (renames inverted, ``reverse`` added);
-    ``source``: the reverse's source table when it is not a Postgres table (a collection)."""
-    if source is None:
-        source = QualifiedName.parse(mapping.target_name, _postgres_sides(spec)[1].schema_).sql
+def _reverse_source(name: str, spec: PipelineConfig, tables: list[str]) -> SourceConfigBase:
+    from syncengine.sources.postgres.config import PostgresSourceConfig
+    from syncengine.targets.postgres.config import PostgresTargetConfig
+
+    if spec.target.type == "mongo":
+        from syncengine.config.twoway_mongo import reverse_mongo_source
+
+        return reverse_mongo_source(name, spec, tables)
+    forward_target = spec.target
+    assert isinstance(forward_target, PostgresTargetConfig)
+    slot = f"syncengine_{name}_reverse"
+    # the forward source's reading settings, where it has them (a Mongo one has its own)
+    inherited = {
+        field: getattr(spec.source, field)
+        for field in ("heartbeat", "max_retained_wal_mb", "snapshot_chunk_rows", "query_timeout")
+        if field in type(spec.source).model_fields
+    }
+    return PostgresSourceConfig(
+        type="postgres",
+        dsn=forward_target.dsn,
+        tables=tables,
+        slot=slot,
+        publication=slot,
+        own_origins=[origin_name(name), manual_origin_name(name)],
+        **inherited,
+    )
+
+
+def _reverse_target(name: str, spec: PipelineConfig) -> TargetConfigBase:
+    from syncengine.targets.postgres.config import PostgresTargetConfig
+
+    if spec.source.type == "mongo":
+        from syncengine.config.twoway_mongo import reverse_mongo_target
+
+        return reverse_mongo_target(name, spec)
+    return PostgresTargetConfig(
+        type="postgres",
+        dsn=_postgres_source(spec).dsn,
+        schema=DEFAULT_SCHEMA,
+        # the reverse direction never changes the source's tables: it writes their columns
+        on_schema_change="ignore",
+        replication_origin=origin_name(reverse_name(name)),
+    )
+
+
+def inverted_mapping(spec: PipelineConfig, mapping: MappingConfig) -> MappingConfig:
+    """The target → source mapping of ``mapping`` (renames inverted, ``reverse`` added)."""
+    from syncengine.targets.postgres.config import PostgresTargetConfig
+
+    source = mapping.target_name  # a collection of a Mongo target
+    if isinstance(spec.target, PostgresTargetConfig):
+        source = QualifiedName.parse(source, spec.target.schema_).sql
+    target = mapping.source
+    if spec.source.type != "mongo":
+        target = QualifiedName.parse(mapping.source).sql
     update: dict[str, Any] = {
         "source": source,
-        "target": QualifiedName.parse(mapping.source).sql,
+        "target": target,
         "exclude": [],
         "filter": mapping.reverse.filter if mapping.reverse else None,
         "reverse": None,

@@ -29,16 +29,99 @@ MONGO = BASE.replace(
 )
 
 
-def test_mongo_source_side_is_refused_with_its_path():
-    text = MONGO.replace(
-        '{type: postgres, dsn: "host=a", tables: [public.orders]}',
-        "{type: mongo, uri: mongodb://h, database: d, collections: [orders]}",
-    ).replace("{type: mongo, uri: mongodb://h, database: shop}", '{type: postgres, dsn: "h"}')
-    found = problems("conflicts: {prefer: source}\n", text)
+MONGO_SOURCE = "{type: mongo, uri: mongodb://a, database: app, collections: [orders]}"
+#: a Mongo source side into Postgres, and a Mongo database on both sides
+FROM_MONGO = BASE.replace('{type: postgres, dsn: "host=a", tables: [public.orders]}', MONGO_SOURCE)
+MONGO_BOTH = MONGO.replace('{type: postgres, dsn: "host=a", tables: [public.orders]}', MONGO_SOURCE)
+
+
+def test_mongo_source_side_reads_updates_as_made_and_copies_the_id():
+    found = problems("conflicts: {prefer: source}\n", FROM_MONGO)
     assert any(
-        p.startswith("pipelines.orders.source.type:") and "Mongo database is the target" in p
+        p.startswith("pipelines.orders.source.collections:") and "orders has no mapping" in p
         for p in found
     ), found
+    text = FROM_MONGO.replace("collections: [orders]}", "collections: [orders], "
+                              "full_document: updateLookup, before_images: false}")  # fmt: skip
+    found = problems(
+        """
+        conflicts: {prefer: source}
+        mappings:
+          - source: orders
+            flatten: true
+          - source: orders
+            target: other
+            fields: {id: "_id || 'x'", name: name}
+        """,
+        text,
+    )
+    for path in (
+        "source.full_document:",
+        "source.before_images:",
+        "mappings[0].flatten:",
+        "mappings[0].fields:",
+        "mappings[1].fields:",
+    ):
+        assert any(p.startswith("pipelines.orders." + path) for p in found), (path, found)
+
+
+def test_mongo_to_mongo_copies_the_id_or_whole_documents():
+    found = problems(
+        """
+        conflicts: {prefer: source}
+        mappings:
+          - source: orders
+            fields: {_id: ref, name: name}
+        """,
+        MONGO_BOTH,
+    )
+    assert any(p.startswith("pipelines.orders.mappings[0].fields._id:") for p in found), found
+    parse_config(MONGO_BOTH + "    conflicts: {prefer: source}\n")  # whole documents
+
+
+def test_manual_with_a_mongo_side_is_refused():
+    found = problems("conflicts: {strategy: manual}\n", MONGO_BOTH)
+    assert any(
+        p.startswith("pipelines.orders.conflicts.strategy:") and "Mongo side" in p for p in found
+    ), found
+
+
+def test_mongo_source_directions():
+    config = parse_config(
+        FROM_MONGO
+        + "    conflicts: {strategy: timestamp}\n"
+        + "    mappings: [{source: orders, target: sales, fields: {id: _id, "
+        + "email: customer.email}}]\n"
+    )
+    forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
+    assert forward.source.type == "mongo"
+    assert (forward.source.full_document, forward.source.before_images) == ("default", True)
+    assert forward.source.own_origins == [
+        "syncengine_orders_reverse",
+        "syncengine_orders_reverse.manual",
+    ]
+    assert forward.target.replication_origin == "syncengine_orders"
+    assert reverse.source.type == "postgres" and reverse.source.dsn.get_secret_value() == "host=b"
+    assert reverse.source.tables == ["public.sales"]
+    assert reverse.target.type == "mongo" and reverse.target.database == "app"
+    assert reverse.target.origin == "syncengine_orders_reverse"
+    (mapping,) = reverse.mappings
+    assert (mapping.source, mapping.target) == ("public.sales", "orders")
+    assert mapping.fields == {"_id": '"id"', "customer.email": '"email"'}
+
+
+def test_mongo_to_mongo_directions():
+    config = parse_config(MONGO_BOTH + "    conflicts: {prefer: target}\n")
+    forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
+    assert (forward.source.database, forward.target.database) == ("app", "shop")
+    assert forward.target.origin == "syncengine_orders"
+    assert reverse.source.type == "mongo" and reverse.source.database == "shop"
+    assert reverse.source.own_origins == ["syncengine_orders", "syncengine_orders.manual"]
+    assert (reverse.source.full_document, reverse.source.before_images) == ("default", True)
+    assert reverse.target.type == "mongo" and reverse.target.database == "app"
+    assert reverse.target.origin == "syncengine_orders_reverse"
+    (mapping,) = reverse.mappings
+    assert (mapping.source, mapping.target, mapping.fields) == ("orders", "orders", None)
 
 
 def test_mongo_target_mapping_must_name_the_id_as_a_column():
@@ -84,7 +167,7 @@ def test_mongo_target_directions():
     ]
     assert reverse.source.type == "mongo"
     assert (reverse.source.database, reverse.source.collections) == ("shop", ["sales"])
-    assert reverse.source.own_origins == ["syncengine_orders"]
+    assert reverse.source.own_origins == ["syncengine_orders", "syncengine_orders.manual"]
     assert reverse.target.type == "postgres"
     assert reverse.target.replication_origin == "syncengine_orders_reverse"
     (mapping,) = reverse.mappings
