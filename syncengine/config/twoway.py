@@ -189,13 +189,6 @@ def _side_problems(where: str, spec: PipelineConfig) -> list[str]:
                 f"{where}.{part}.type: two_way needs postgres or mongo sides ('{kind}' "
                 "cannot be read back)"
             )
-    strategies = {(m.conflicts or spec.conflicts).strategy for m in spec.mappings_for_sources()}
-    if "mongo" in (spec.source.type, spec.target.type) and "manual" in strategies:
-        problems.append(
-            f"{where}.conflicts.strategy: two_way manual is not supported with a Mongo side "
-            "yet (resolving writes the chosen row to both sides under a Postgres replication "
-            "origin); use timestamp, merge or prefer"
-        )
     if spec.source.type == "postgres" and getattr(spec.source, "mode", "cdc") != "cdc":
         problems.append(
             f"{where}.source.mode: two_way needs mode: cdc (polling cannot tell the engine's "
@@ -334,23 +327,35 @@ def _forward(name: str, spec: PipelineConfig) -> PipelineConfig:
             update={"own_origins": [*_postgres_source(spec).own_origins, *echoes]}
         )
     # both kinds of target apply under the direction's origin (a Mongo one marks it)
-    target = spec.target.model_copy(update={_origin_field(spec.target.type): origin_name(name)})
+    target = spec.target.model_copy(update={origin_field(spec.target.type): origin_name(name)})
     return spec.model_copy(
         update={
             "source": source,
             "target": target,
             "conflicts": direction_conflicts(spec.conflicts, forward=True),
-            "mappings": [
-                m.model_copy(update={"conflicts": direction_conflicts(m.conflicts, forward=True)})
-                if m.conflicts is not None
-                else m
-                for m in spec.mappings
-            ],
+            "mappings": [_forward_mapping(spec, m) for m in _configured(spec)],
         }
     )
 
 
-def _origin_field(kind: str) -> str:
+def _configured(spec: PipelineConfig) -> list[MappingConfig]:
+    """The forward direction's mappings: as configured; from a Mongo source every
+    collection's, the implicit whole-document ones too, so each carries its twin table."""
+    return spec.mappings_for_sources() if spec.source.type == "mongo" else spec.mappings
+
+
+def _forward_mapping(spec: PipelineConfig, mapping: MappingConfig) -> MappingConfig:
+    """``mapping`` in the forward direction's terms (its strategy by side; from a Mongo
+    source, the reverse's name of its collection: see :func:`twin_table`)."""
+    update: dict[str, Any] = {}
+    if mapping.conflicts is not None:
+        update["conflicts"] = direction_conflicts(mapping.conflicts, forward=True)
+    if spec.source.type == "mongo":
+        update["twin_table"] = mapping.source  # a collection: no schema to canonicalise
+    return mapping.model_copy(update=update) if update else mapping
+
+
+def origin_field(kind: str) -> str:
     """The target setting a direction's origin goes in: a Mongo target marks its
     transactions, a Postgres one applies under a replication origin."""
     return "origin" if kind == "mongo" else "replication_origin"

@@ -9,7 +9,8 @@ its own changes of the key behind it: neither side applies anything of that key 
 a person's own) is written to BOTH sides, followed by the changes held behind the conflict on
 either side since it was parked, in commit-time order, so both sides end with the same row and
 each direction's shadow with it (at a position of its own stream). Each write carries its
-direction's manual origin (:func:`~syncengine.config.twoway.manual_origin_name`: the directions'
+direction's manual origin (:func:`~syncengine.config.twoway.manual_origin_name`; a Mongo side
+marks its transaction with it; the directions'
 own origins are held by the running daemon), which the other direction's reader takes as an
 echo: the resolution does not come back as a change, nothing ping-pongs.
 
@@ -28,7 +29,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from syncengine.changes import META_COLUMNS, UNSENT_PREFIX
-from syncengine.config.twoway import manual_origin_name, sibling_name, twin_table
+from syncengine.config.twoway import manual_origin_name, origin_field, sibling_name, twin_table
 from syncengine.conflicts import queue
 from syncengine.conflicts.manual import (
     Choice,
@@ -69,7 +70,7 @@ async def resolve_two_way(
     twin = replace(conflict, pipeline=other, table=twin_table(_mapping(pipelines[mine], conflict)))
     targets = [
         make_target(name, pipelines[name].target.model_copy(
-            update={"replication_origin": manual_origin_name(name)}), state)
+            update={origin_field(pipelines[name].target.type): manual_origin_name(name)}), state)
         for name in (mine, other)
     ]  # fmt: skip
     for target in targets:

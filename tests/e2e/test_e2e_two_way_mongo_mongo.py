@@ -4,6 +4,7 @@ echoes for the other's stream, conflicts converge (``prefer``, ``timestamp``, ``
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 import uuid
@@ -212,3 +213,59 @@ def test_daemon_runs_both_directions(tmp_path, sides):
     finally:
         assert cli.stop(daemon) == 0
     assert applied(cli.run("sync", "--once")) == {"orders": 0, "orders.reverse": 0}
+
+
+def conflicts(cli: CLI) -> list[dict[str, Any]]:
+    return json.loads(cli.run("conflicts", "list", "--json").stdout)
+
+
+def doc(uri: str, db: str, key: int) -> dict[str, Any] | None:
+    with MongoClient(uri) as client:
+        return client[db]["items"].find_one({"_id": Int64(key)})
+
+
+def test_manual_parks_on_both_sides_and_resolving_writes_both(tmp_path, sides):
+    uri, src, tgt = sides
+    cli = make_cli(tmp_path, uri, src, tgt, "{strategy: manual}")
+    cli.run("sync", "--once")
+    write(uri, src, ("update_one", {"_id": Int64(1)}, {"$set": {"name": "src"}}))
+    time.sleep(0.05)
+    write(uri, tgt, ("update_one", {"_id": Int64(1)}, {"$set": {"name": "tgt"}}))
+    # the forward direction meets the conflict and parks it, the reverse holds its edit
+    assert applied(cli.run("sync", "--once")) == {"orders": 0, "orders.reverse": 0}
+    (parked,) = conflicts(cli)
+    assert (parked["pipeline"], parked["key"], parked["held_changes"]) == ("orders", {"_id": 1}, 1)
+    # more edits of the key wait too, on either side; other keys flow
+    write(uri, src, ("update_one", {"_id": Int64(1)}, {"$set": {"qty": 7}}))
+    write(uri, tgt, ("update_one", {"_id": Int64(9)}, {"$set": {"name": "free"}}))
+    assert applied(cli.run("sync", "--once")) == {"orders": 0, "orders.reverse": 1}
+    assert (doc(uri, src, 1)["name"], doc(uri, tgt, 1)["name"]) == ("src", "tgt")
+    assert conflicts(cli)[0]["held_changes"] == 2
+
+    out = cli.run("conflicts", "resolve", str(parked["id"]), "--take", "local").stdout
+    # the target's document, then the source's later edit (held, released in commit order;
+    # an update read as made is the whole document it left)
+    assert "released 1 held change(s)" in out, out
+    assert [doc(uri, db, 1) for db in (src, tgt)] == [
+        {"_id": 1, "name": "src", "qty": 7, "tags": {"a": 1}}
+    ] * 2, out
+    # written under the manual origin's marker: each stream takes it as an echo
+    for _ in range(2):
+        assert applied(cli.run("sync", "--once")) == {"orders": 0, "orders.reverse": 0}
+    assert same(uri, src, tgt) and conflicts(cli) == []
+    with MongoClient(uri) as client:
+        markers = [
+            client[db]["_syncengine_origins"].find_one({"_id": marker})
+            for db, marker in ((tgt, "syncengine_orders.manual"),
+                               (src, "syncengine_orders_reverse.manual"))
+        ]  # fmt: skip
+    assert all(m is not None and m["transactions"] >= 1 for m in markers), markers
+    decided = {(d, k, o) for d, k, s, o in audit(cli) if s == "manual"}
+    assert {
+        ("orders", '{"_id":1}', "take_local"),
+        ("orders.reverse", '{"_id":1}', "take_local"),
+    } <= (decided), audit(cli)
+    # the key flows again, both ways
+    write(uri, tgt, ("update_one", {"_id": Int64(1)}, {"$set": {"name": "after"}}))
+    converge(cli)
+    assert doc(uri, src, 1)["name"] == "after"

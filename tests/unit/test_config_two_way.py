@@ -79,11 +79,17 @@ def test_mongo_to_mongo_copies_the_id_or_whole_documents():
     parse_config(MONGO_BOTH + "    conflicts: {prefer: source}\n")  # whole documents
 
 
-def test_manual_with_a_mongo_side_is_refused():
-    found = problems("conflicts: {strategy: manual}\n", MONGO_BOTH)
-    assert any(
-        p.startswith("pipelines.orders.conflicts.strategy:") and "Mongo side" in p for p in found
-    ), found
+def test_manual_between_mongo_databases_copies_whole_documents():
+    config = parse_config(MONGO_BOTH + "    conflicts: {strategy: manual}\n")
+    forward, reverse = config.pipelines["orders"], config.pipelines["orders.reverse"]
+    # each direction finds the other's parked conflicts under its own name of the collection
+    assert [m.twin_table for m in forward.mappings] == ["orders"]
+    assert [m.twin_table for m in reverse.mappings] == ["orders"]
+    found = problems(  # a renamed _id
+        "conflicts: {strategy: manual}\nmappings: [{source: orders, fields: {id: _id}}]\n",
+        FROM_MONGO,
+    )
+    assert any("same columns" in p for p in found), found
 
 
 def test_mongo_source_directions():
