@@ -183,6 +183,40 @@ def test_prefer_side_wins_every_conflict_in_both_directions(tmp_path, sides, pre
     assert ("orders", '{"_id":1}') in outcomes, outcomes
 
 
+@pytest.mark.parametrize("later", ["source", "target"])
+def test_merge_combines_fields_and_settles_a_clash_by_commit_time(tmp_path, sides, later):
+    """id 1: Postgres changes name, Mongo qty (both kept); id 4: both change name (the later
+    write wins); ids 2 and 3: an update against a delete (the later write wins)."""
+    src, uri, db = sides
+    cli = make_cli(tmp_path, src, uri, db, "{strategy: merge}")
+    cli.run("sync", "--once")
+    for side in ("target", "source") if later == "source" else ("source", "target"):
+        if side == "source":
+            execute(
+                src,
+                "UPDATE items SET name = 'src' WHERE id IN (1, 4); DELETE FROM items WHERE id = 2; "
+                "UPDATE items SET name = 'src' WHERE id = 3",
+            )
+        else:
+            mongo(
+                uri,
+                db,
+                ("update_one", {"_id": Int64(1)}, {"$set": {"qty": 100}}),
+                ("update_one", {"_id": Int64(4)}, {"$set": {"name": "tgt"}}),
+                ("update_one", {"_id": Int64(2)}, {"$set": {"name": "tgt"}}),
+                ("delete_one", {"_id": Int64(3)}, None),
+            )
+        time.sleep(0.05)  # distinct times (Mongo's are milliseconds)
+    converge(cli)
+    assert same(src, uri, db)
+    side = "src" if later == "source" else "tgt"
+    expected = [(1, "src", 100)] + ([(3, "src", 3)] if later == "source" else [(2, "tgt", 2)])
+    assert rows(src, "SELECT id, name, qty FROM items WHERE id <= 3 ORDER BY id") == expected
+    assert rows(src, "SELECT name FROM items WHERE id = 4") == [(side,)]
+    outcomes = {(k, o) for _, k, s, o in audit(cli) if s == "merge"}
+    assert ('{"_id":1}', "merged") in outcomes or ('{"id":1}', "merged") in outcomes, audit(cli)
+
+
 def test_daemon_runs_both_directions(tmp_path, sides):
     src, uri, db = sides
     cli = make_cli(tmp_path, src, uri, db)
