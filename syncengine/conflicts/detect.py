@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from syncengine.changes import OP_DELETE, OP_READ, OP_UPDATE, UNSENT_PREFIX
+from syncengine.changes import OP_DELETE, OP_INSERT, OP_READ, OP_UPDATE, UNSENT_PREFIX
 from syncengine.conflicts.rows import (
     EXISTS,
     canonical,
@@ -177,6 +177,18 @@ async def detect(
         shadow_hash = pl.select(
             pl.when(slim & local[EXISTS]).then(local_hash).otherwise(shadow_hash)
         ).to_series()
+
+    # An insert says the source held no row just before it. A shadow that still holds one
+    # missed the delete before it, compacted into this batch with the insert: judged one change
+    # at a time, that delete would have left the shadow absent (applied, an echo of a row the
+    # target no longer holds, or a conflict the target kept), so the insert is judged against
+    # "absent" too. Otherwise a key deleted on both sides of a two-way pipeline and inserted
+    # again on one would be a conflict, and under prefer the other side's absence would win
+    # with nothing left to carry it back.
+    inserted = (changes["_op"] == OP_INSERT).fill_null(False)
+    if inserted.any():
+        shadow_hash = pl.select(pl.when(~inserted).then(shadow_hash)).to_series()
+        shadow_base = pl.select(pl.when(~inserted).then(shadow_base)).to_series()
 
     after = after_image(changes, remote, local, columns)
     after_json = json_of(after, columns)

@@ -94,3 +94,35 @@ def test_echo_of_our_own_write_is_skipped(target_where, tmp_path):
             await env.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("strategy", ["local", "merge"])
+def test_a_delete_compacted_into_an_insert_is_judged_as_one_at_a_time(
+    target_where, tmp_path, strategy
+):
+    """Rows 2 and 3 deleted by hand at the target; the source then deletes both and inserts
+    them again. Row 3's changes arrive one at a time (the delete is an echo of the target's
+    absence, the insert a clean change); row 2's compacted into one insert. Both are applied,
+    no conflict: compaction must not turn the same history into a conflict the target wins
+    (two-way ``prefer: target`` then left the sides apart for good)."""
+    kind, where = target_where
+
+    async def scenario() -> None:
+        env = await Env(kind, where, tmp_path / "state.db", strategy=strategy, audit=True).open()
+        try:
+            await env.run(SEED, ["r"] * 5)
+            env.delete(2)
+            env.delete(3)
+            one = await env.run([row(3, "n3", 3, 10)], ["d"])
+            assert (one.conflicts, one.echoes) == (0, 1)
+            again = await env.run([row(3, "back", 30, 20), row(2, "back", 20, 20)], ["c", "c"])
+            assert again.conflicts == 0, again.outcomes
+            assert env.rows() == {1: ("n1", 1), 2: ("back", 20), 3: ("back", 30),
+                                  4: ("n4", 4), 5: ("n5", 5)}  # fmt: skip
+            # a row the target holds and the pipeline never wrote is still a conflict
+            env.insert(row(8, "foreign", 0, 1))
+            assert (await env.run([row(8, "ours", 8, 20)], ["c"])).conflicts == 1
+        finally:
+            await env.close()
+
+    asyncio.run(scenario())
