@@ -5,6 +5,8 @@ counters stop growing (no ping-pong)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from bson import Int64
 from pymongo import MongoClient
@@ -55,6 +57,7 @@ def test_two_writers_and_kills_converge_without_ping_pong(tmp_path, throwaway_mo
                 keys = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
                 raise AssertionError(
                     f"differ: {sorted((k, a.get(k), b.get(k)) for k in keys)}\n"
+                    f"versions: {versions(mongo_uri, (src, tgt), keys)}\n"
                     f"source history:\n{source_history.of(keys)}\n"
                     f"target history:\n{target_history.of(keys)}"
                 )
@@ -63,3 +66,16 @@ def test_two_writers_and_kills_converge_without_ping_pong(tmp_path, throwaway_mo
             assert audit(cli), "no conflict audited"
         finally:
             stopped(cli, daemon)
+
+
+def versions(uri: str, databases: tuple[str, ...], keys: set[int]) -> list[dict[str, object]]:
+    """The versions each direction recorded for ``keys`` (``_syncengine_versions``), by
+    database: what to read with the histories when the sides differ."""
+    wanted = {json.dumps({"_id": k}, separators=(",", ":")) for k in keys}
+    found = []
+    with MongoClient(uri) as client:
+        for db in databases:
+            for doc in client[db]["_syncengine_versions"].find():
+                if wanted & {v for v in doc.values() if isinstance(v, str)}:
+                    found.append({"db": db, **doc})
+    return found
