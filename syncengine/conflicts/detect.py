@@ -178,18 +178,6 @@ async def detect(
             pl.when(slim & local[EXISTS]).then(local_hash).otherwise(shadow_hash)
         ).to_series()
 
-    # An insert says the source held no row just before it. A shadow that still holds one
-    # missed the delete before it, compacted into this batch with the insert: judged one change
-    # at a time, that delete would have left the shadow absent (applied, an echo of a row the
-    # target no longer holds, or a conflict the target kept), so the insert is judged against
-    # "absent" too. Otherwise a key deleted on both sides of a two-way pipeline and inserted
-    # again on one would be a conflict, and under prefer the other side's absence would win
-    # with nothing left to carry it back.
-    inserted = (changes["_op"] == OP_INSERT).fill_null(False)
-    if inserted.any():
-        shadow_hash = pl.select(pl.when(~inserted).then(shadow_hash)).to_series()
-        shadow_base = pl.select(pl.when(~inserted).then(shadow_base)).to_series()
-
     after = after_image(changes, remote, local, columns)
     after_json = json_of(after, columns)
     after_hash = row_hashes(after, columns, carried)
@@ -204,6 +192,15 @@ async def detect(
         stale = ((changes["_op"] != OP_READ) & (changes["_pos"] <= shadow_position)).fill_null(
             False
         )
+    # An insert says the source held no row just before it. A shadow that still holds one
+    # missed the delete before it, compacted into this batch with the insert. Judged one
+    # change at a time, that delete meets a target in step with the shadow (it is applied) or
+    # one already without the row (an echo), and either way leaves the target and the shadow
+    # without it: the insert is then a clean change. So is it here. (Otherwise a key deleted
+    # on both sides of a two-way pipeline and inserted again on one was a conflict, and under
+    # prefer the other side's absence won with nothing left to carry it back.)
+    inserted = (changes["_op"] == OP_INSERT).fill_null(False)
+    in_sync = in_sync | (inserted & ~local[EXISTS].fill_null(False))
     conflict = ~echo & ~in_sync & ~stale
     return Detection(
         spec, changes, row_key, remote, local, local_hash, after, after_json, after_hash,
