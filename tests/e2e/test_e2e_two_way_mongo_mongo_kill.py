@@ -21,7 +21,7 @@ from tests.e2e.test_e2e_two_way_mongo_mongo import documents, make_cli
 #: with a key or two apart (a document both sides deleted, kept on one side by a provisional
 #: write that no correction followed; session 23's note to the lead). ``prefer: target``
 #: diverged once in ten runs before inserts were judged against an absent source row
-#: (conflicts/detect.py); it passed every run since (see the note for the count).
+#: (conflicts/detect.py); since then 7 of 8 runs passed, the eighth a stall (README).
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # a minute of writes, five kills, then settling
 @pytest.mark.parametrize("conflicts", ["{strategy: timestamp}", "{prefer: target}"])
