@@ -68,6 +68,9 @@ def _nothing_left_running() -> bool:
 def _leave(code: int) -> None:
     """End the process with ``code`` without tearing the interpreter down, when that is safe
     and worth it (see the module docstring); otherwise return (the caller exits normally)."""
+    warmup = sys.modules.get("syncengine.runtime.warmup")
+    if warmup is not None:
+        warmup.settle()  # imports still running must not meet the interpreter's teardown
     if not any(name in sys.modules for name in _SLOW_TO_TEAR_DOWN):
         return
     if not _nothing_left_running():

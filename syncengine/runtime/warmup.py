@@ -9,6 +9,12 @@ wait; a batch that arrives earlier simply waits on the module's import lock (loa
 
 Nothing is warmed for a source that may pass its chunks through as raw data: a Postgres
 passthrough backfill needs neither Polars nor the mapping compiler.
+
+A command can end before the imports do (a ``sync --once`` that found nothing to apply). The
+thread is not a daemon and the entry point joins it (:func:`settle`) before it exits: an import
+still running while the interpreter tears down can abort the process (a native extension
+taking the GIL during finalization: "PyGILState_Release: thread state must be current"), after
+the command's work was committed but with exit status -6.
 """
 
 from __future__ import annotations
@@ -44,8 +50,19 @@ def _load(modules: Sequence[str]) -> None:
             return
 
 
+#: warm-up threads started and not yet joined
+_running: list[threading.Thread] = []
+
+
 def warm_up(modules: Sequence[str] = MODULES) -> threading.Thread:
-    """Start importing ``modules`` in a daemon thread; returns it (tests join it)."""
-    thread = threading.Thread(target=_load, args=(modules,), name="syncengine-warmup", daemon=True)
+    """Start importing ``modules`` in a thread; returns it (tests join it)."""
+    thread = threading.Thread(target=_load, args=(modules,), name="syncengine-warmup")
     thread.start()
+    _running[:] = [*(t for t in _running if t.is_alive()), thread]  # a daemon warms up often
     return thread
+
+
+def settle() -> None:
+    """Wait for every warm-up import to finish (a fraction of a second at most)."""
+    while _running:
+        _running.pop().join()
