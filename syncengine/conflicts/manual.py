@@ -175,7 +175,7 @@ async def resolve_with_target(
     resolve`` and the console's resolve buttons both run."""
     from syncengine.targets import make_target
 
-    target = make_target(conflict.pipeline, target_config, state)
+    target = make_target(conflict.pipeline, target_config, state, beside_run=True)
     await target.open()
     try:
         assert conflict.id is not None

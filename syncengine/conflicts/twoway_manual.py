@@ -70,7 +70,8 @@ async def resolve_two_way(
     twin = replace(conflict, pipeline=other, table=twin_table(_mapping(pipelines[mine], conflict)))
     targets = [
         make_target(name, pipelines[name].target.model_copy(
-            update={origin_field(pipelines[name].target.type): manual_origin_name(name)}), state)
+            update={origin_field(pipelines[name].target.type): manual_origin_name(name)}), state,
+            beside_run=True)
         for name in (mine, other)
     ]  # fmt: skip
     for target in targets:

@@ -15,8 +15,17 @@ if TYPE_CHECKING:
     from syncengine.targets.base import Target
 
 
-def make_target(pipeline: str, config: Any, state: TargetState) -> Target:
-    """The target for ``config`` (a ``TargetConfig``), storing fallback state in ``state``."""
+def make_target(
+    pipeline: str, config: Any, state: TargetState, *, beside_run: bool = False
+) -> Target:
+    """The target for ``config`` (a ``TargetConfig``), storing fallback state in ``state``.
+
+    ``beside_run``: opened next to the pipeline's own run, for a one-off write (a conflict
+    resolution): it leaves that run's server sessions alone, which a target that applies
+    otherwise takes for a killed earlier run's (``ends_earlier_runs``, the Mongo target)."""
     from syncengine.plugins import target_factory
 
-    return target_factory(config.type).create(pipeline, config, state)
+    target = target_factory(config.type).create(pipeline, config, state)
+    if beside_run and hasattr(target, "ends_earlier_runs"):
+        target.ends_earlier_runs = False
+    return target

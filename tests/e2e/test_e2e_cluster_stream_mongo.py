@@ -176,13 +176,14 @@ def test_mongo_paused_worker_late_commit_refused(tmp_path, temporal, pg_dsn, mon
         with MongoWatcher(mongo_uri, mongo_db) as watcher, Writers(pg_dsn) as writers:
             wait_for(lambda: _stopped(sleeper.pid), timeout=60)  # inside the commit, stopped
             stopped_epoch = epoch_of(mongo_uri, mongo_db, "mpaused")
-            # a third worker takes the stream over past the 3 s heartbeat timeout; its claim
-            # waits for the stopped transaction, which the server aborts after its lifetime
-            # (60 s; the test server reaps only when some transaction comes by)
+            # a third worker takes the stream over past the 3 s heartbeat timeout. Its claim
+            # first ends the sessions earlier attempts recorded (targets/mongo/sessions.py):
+            # the stopped transaction, which held the epoch document, is aborted. (Without
+            # that the claim waited for the server to reap it: 60 s on mongod, and never on
+            # the test server, which reaps only when a transaction comes by.)
             cli.env = {**cli.env, "SYNCENGINE_STATE": str(tmp_path / "worker2.db")}
             workers.append(cli.start("worker"))
-            with TransactionPoker(mongo_uri, mongo_db):
-                wait_for(lambda: epoch_of(mongo_uri, mongo_db, "mpaused") > stopped_epoch, 150)
+            wait_for(lambda: epoch_of(mongo_uri, mongo_db, "mpaused") > stopped_epoch, 150)
             time.sleep(3)  # the successor applies newer changes
             sleeper.send_signal(signal.SIGCONT)  # its transaction is gone; nothing of it lands
             wait_for(lambda: _ended(cli.daemon_logs(), stopped_epoch), 60)
@@ -199,31 +200,6 @@ def _ended(logs: str, epoch: int) -> bool:
     """The stopped attempt ended without committing: refused by the epoch check, or stopped
     by its cancellation before it tried again (its transaction aborted meanwhile)."""
     return f"fencing epoch {epoch} is stale" in logs or f"stream stopped (epoch {epoch})" in logs
-
-
-class TransactionPoker:
-    """A tiny transaction every second: SecantusDB aborts a transaction past its lifetime only
-    when another one touches its transaction registry (mongod has a background reaper)."""
-
-    def __init__(self, uri: str, database: str) -> None:
-        self.uri, self.database = uri, database
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._poke)
-
-    def _poke(self) -> None:
-        with MongoClient(self.uri) as client:
-            pokes = client[self.database]["test_pokes"]
-            while not self.stop.wait(1.0):
-                with client.start_session() as session:
-                    session.with_transaction(lambda s: pokes.insert_one({}, session=s))
-
-    def __enter__(self) -> TransactionPoker:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
 
 
 def _stopped(pid: int) -> bool:

@@ -20,6 +20,7 @@ a write the other direction could not recognise would come back to the source.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -37,7 +38,7 @@ from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets import stopping
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
-from syncengine.targets.mongo import epochs, origin, readback, versions
+from syncengine.targets.mongo import epochs, origin, readback, sessions, versions
 from syncengine.targets.mongo.bulk import (
     Existing,
     Rejected,
@@ -93,6 +94,11 @@ class MongoTarget:
         self._store: TargetDatabaseState[MongoSession] = MongoTargetState(pipeline)
         #: cluster mode: the fencing epoch every commit checks (epochs.py); None: embedded
         self.epoch: int | None = None
+        #: server sessions this run recorded (:mod:`.sessions`); None: earlier runs' not ended yet
+        self._sessions: set[Any] | None = None
+        #: False for a target opened beside the pipeline's run (make_target's ``beside_run``)
+        self.ends_earlier_runs = True
+        self._sessions_lock = asyncio.Lock()
 
     @property
     def db(self) -> Any:
@@ -148,6 +154,7 @@ class MongoTarget:
                 "epoch with the checkpoint",
                 hint="run this pipeline with syncengine run",
             )
+        await self._end_earlier_runs()  # an attempt's open transaction would hold the claim
         try:
             self.epoch = await epochs.claim(self.db, self.pipeline, holder)
         except PyMongoError as exc:
@@ -367,6 +374,7 @@ class MongoTarget:
             await self._transaction(session, planned, checkpoint, holder[0], refused, upserts)
 
         async with self._client.start_session() as session:
+            await self._recorded(session)
             while True:
                 try:
                     await session.with_transaction(attempt)
@@ -379,6 +387,33 @@ class MongoTarget:
         if checkpoint is not None and self._purges.due(checkpoint):
             await self._store.purge_tombstones(MongoSession(self.db), checkpoint.position)
         return holder[0]
+
+    async def _recorded(self, session: AsyncClientSession) -> None:
+        """Record ``session`` before its first transaction, earlier runs' sessions ended
+        first (:mod:`.sessions`)."""
+        await self._end_earlier_runs()
+        assert self._sessions is not None
+        if session.session_id["id"] in self._sessions:
+            return
+        try:
+            self._sessions.add(await sessions.remember(self.db, self.pipeline, session))
+        except PyMongoError as exc:
+            raise translate(exc, "recording the session") from None
+
+    async def _end_earlier_runs(self) -> None:
+        """Once per run: abort the transactions killed runs of this pipeline left open, which
+        would hold their documents for the server's transaction lifetime (:mod:`.sessions`)."""
+        async with self._sessions_lock:
+            if self._sessions is not None:
+                return
+            if self.ends_earlier_runs:
+                try:
+                    ended = await sessions.end_earlier(self.db, self.pipeline)
+                except PyMongoError as exc:
+                    raise translate(exc, "ending earlier sessions") from None
+                if ended:
+                    log.info("%s: ended %d earlier session(s)", self.pipeline, ended)
+            self._sessions = set()
 
     async def _transaction(
         self,
