@@ -46,14 +46,6 @@ class RetriableError(SyncEngineError):
     exit_code = 3
 
 
-class GroupMoved(RetriableError):
-    """A two-way group's target rows changed between its read-back and its apply (a person's
-    write in between); nothing of the apply committed. The pipeline reads and decides that
-    group again at once (:meth:`~syncengine.runtime.pipeline.Pipeline.commit`) rather than
-    resuming the stream from its checkpoint; only a group that keeps moving is retried from
-    there."""
-
-
 class SourceUnavailable(RetriableError):
     """The source could not be reached (after retries the CLI exits 3)."""
 

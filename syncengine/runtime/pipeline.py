@@ -31,7 +31,7 @@ from syncengine.changes import (
     concat_batches,
 )
 from syncengine.config.models import ConflictsConfig, MappingConfig, PipelineConfig
-from syncengine.errors import FatalError, GroupMoved
+from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
 from syncengine.runtime import pausing, restate, tablestats, unsent
 from syncengine.runtime.copypace import StreamLag
@@ -48,10 +48,6 @@ if TYPE_CHECKING:  # imported where used: building a pipeline must not load them
     from syncengine.mappings.plan import CompiledMapping
 
 log = logging.getLogger("syncengine.pipeline")
-
-#: how many times a two-way group whose target rows moved under it is read and decided again
-#: in place before the stream resumes from its checkpoint instead (GroupMoved)
-DECIDE_ATTEMPTS = 5
 
 
 @dataclass
@@ -389,22 +385,6 @@ class Pipeline:
                 raise PrepareLater("a bad record: its dead letter is written in order")
             self._dead_letter(letters)
             report.dead_letters += len(letters)
-        writes, keyless = await self._decide(mapped, report, target, ahead)
-        return Prepared(
-            list(batches), position, report, mapped, writes, keyless, superseded, echoes, late,
-            started, target,
-        )  # fmt: skip
-
-    async def _decide(
-        self,
-        mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]],
-        report: BatchReport,
-        target: Target | None,
-        ahead: bool = False,
-    ) -> tuple[list[TableWrite | None], dict[int, tuple[TableSpec, list[ChangeBatch]]]]:
-        """Each mapped table's write, as its strategy decides it from what the target holds
-        (the group's conflicts counted in ``report``); a keyless table's is None, its rows
-        in the second item (:class:`Prepared`)."""
         # two-way targets: the reads below and the apply share one snapshot (optional method)
         await self._group("start_group", target)
         writes: list[TableWrite | None] = []
@@ -429,7 +409,10 @@ class Pipeline:
             writes.append(resolved.write)
             report.conflicts += self._count_conflicts(resolved, mapping)
         self.phases.add("resolve", time.perf_counter() - resolve_started)
-        return writes, keyless
+        return Prepared(
+            list(batches), position, report, mapped, writes, keyless, superseded, echoes, late,
+            started, target,
+        )  # fmt: skip
 
     def _check_ahead(self, batches: Sequence[ChangeBatch]) -> None:
         """Raise :class:`PrepareLater` when preparing ``batches`` would read or write what the
@@ -451,7 +434,11 @@ class Pipeline:
         for batch in p.batches:
             if batch.num_rows:
                 self.metrics.changes_read.labels(self.name, batch.table).inc(batch.num_rows)
-        writes = await self._completed(p.writes, p.keyless)
+        writes: list[TableWrite] = []
+        for index, write in enumerate(p.writes):
+            if write is None:  # a keyless table's: its fence is read now (_keyless_write)
+                write = await self._keyless_write(*p.keyless[index])
+            writes.append(write)
         superseded = list(p.superseded)
         for write in writes:  # target-stage letters hold mapped rows: matched as written
             source = self.config.source_key(mapped[write.spec.name][1].source)
@@ -464,15 +451,8 @@ class Pipeline:
         # then judged against what they made of the target and commit the checkpoint
         group_checkpoint = None if p.late else checkpoint
         if writes or group_checkpoint:
-            for attempt in range(1, DECIDE_ATTEMPTS + 1):
-                try:
-                    with self.phases.timing("apply"):
-                        applied = await (target or self.target).apply(writes, group_checkpoint)
-                    break
-                except GroupMoved as moved:
-                    self._decide_again(moved, attempt)
-                    report.conflicts = 0
-                    writes = await self._completed(*await self._decide(mapped, report, target))
+            with self.phases.timing("apply"):
+                applied = await (target or self.target).apply(writes, group_checkpoint)
             if applied.rejected:
                 # a letter names the source table: replay reads its schema from there
                 key = self.config.source_key
@@ -569,30 +549,16 @@ class Pipeline:
                 if result.batch.num_rows:
                     spec = await self._spec(self.compile(index, mapping, batch), mapping)
                     mapped.append((mapping, spec, result.batch.compact()))
-        for attempt in range(1, DECIDE_ATTEMPTS + 1):
-            if self._echoes_last():  # its reads and corrections in one snapshot, as a group's
-                await self._group("start_group")
-            writes: list[TableWrite] = []
-            for mapping, spec, compacted in mapped:
-                writes.append(await self._resolver(mapping).refresh(spec, compacted))
-            if not (writes or checkpoint):
-                return
-            try:
-                await self.target.apply(writes, checkpoint)
-            except GroupMoved as moved:
-                self._decide_again(moved, attempt)
-                continue
+        if self._echoes_last():  # its reads and corrections in one snapshot, as a group's
+            await self._group("start_group")
+        writes: list[TableWrite] = []
+        for mapping, spec, compacted in mapped:
+            writes.append(await self._resolver(mapping).refresh(spec, compacted))
+        if writes or checkpoint:
+            await self.target.apply(writes, checkpoint)
             # corrections (two-way timestamp) are writes too: the metrics show them, so a
             # correction that ping-pongs is seen (not in a group's report: no change caused them)
             self._count_applied(writes, None)
-            return
-
-    def _decide_again(self, moved: GroupMoved, attempt: int) -> None:
-        """Log that a group is read and decided again (``attempt`` failed), or raise ``moved``
-        when it had its attempts: the stream then resumes from its checkpoint."""
-        if attempt >= DECIDE_ATTEMPTS:
-            raise moved
-        log.info("%s: %s (attempt %d)", self.name, moved, attempt + 1)
 
     def _record_tables(self, batches: Sequence[ChangeBatch], report: BatchReport) -> None:
         """The group's per source table counters, to the state store and the metrics."""
@@ -613,18 +579,6 @@ class Pipeline:
         resolved = await self._resolver(mapping).resolve(spec, batch)
         await self.target.apply([resolved.write], None)
         return int(resolved.write.batch.num_rows)
-
-    async def _completed(
-        self,
-        writes: Sequence[TableWrite | None],
-        keyless: dict[int, tuple[TableSpec, list[ChangeBatch]]],
-    ) -> list[TableWrite]:
-        """``writes`` with each keyless table's (None) built now, its fence read after the
-        commit before this one (:meth:`_keyless_write`)."""
-        out = []
-        for index, write in enumerate(writes):
-            out.append(write if write is not None else await self._keyless_write(*keyless[index]))
-        return out
 
     async def _keyless_write(self, spec: TableSpec, parts: list[ChangeBatch]) -> TableWrite:
         """Every change of a keyless table, in order, without what a replay repeats (its fence:

@@ -7,7 +7,7 @@ write would be lost, not judged. Postgres applies in the snapshot of the read-ba
 READ, :meth:`PostgresTarget.start_group`); MongoDB's reads in a transaction do not make later
 writes conflict, so the apply transaction reads the documents it is about to write again, in its
 snapshot, and compares them with what the group read (:func:`check`). A difference aborts the
-transaction with :class:`~syncengine.errors.GroupMoved`: the group is read and decided again. A
+transaction with a retriable error: the group is read and decided again from the checkpoint. A
 write committed after the transaction's snapshot makes the transaction's own write fail with
 MongoDB's write conflict, which retries it, check included.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from syncengine.errors import GroupMoved
+from syncengine.errors import RetriableError
 from syncengine.targets.base import TableSpec
 from syncengine.targets.mongo.fresh import find_ids
 from syncengine.targets.mongo.ops import key_ids
@@ -47,7 +47,7 @@ def record(seen: Seen, table: str, ids: Sequence[Any], docs: Sequence[dict[str, 
 async def check(
     collection: Any, seen: Seen, spec: TableSpec, rows: pa.Table, session: AsyncClientSession
 ) -> None:
-    """Raise :class:`GroupMoved` when a document the write touches differs, in the
+    """Raise :class:`RetriableError` when a document the write touches differs, in the
     transaction's snapshot, from what the group read back."""
     known = seen.get(spec.name)
     if not known or not rows.num_rows or not spec.key:
@@ -58,7 +58,7 @@ async def check(
     now = {norm(d["_id"]): d for d in await find_ids(collection, ids, session)}
     moved = [i for i in ids if now.get(norm(i)) != known[norm(i)]]
     if moved:
-        raise GroupMoved(
+        raise RetriableError(
             f"{spec.name}: {len(moved)} document(s) written by someone else since this group "
             f"read them (first _id {moved[0]!r}); the group is decided again"
         )
