@@ -153,6 +153,8 @@ class MongoServer:
     #: write the log at every commit: without it a SIGKILL loses the last commits, which the
     #: server's change stream may already have shown (MongoDB's shows only durable ones)
     sync_on_commit: bool = False
+    #: ``configureFailPoint`` allowed (a test that makes a command fail as a server would)
+    test_commands: bool = False
 
     @property
     def uri(self) -> str:
@@ -183,6 +185,7 @@ class MongoServer:
                 "--oplog-retention-seconds",
                 str(7 * 24 * 3600),
                 *(["--sync-on-commit"] if self.sync_on_commit else []),
+                *(["--enable-test-commands"] if self.test_commands else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,14 +9,19 @@ for that long. It now ends the sessions earlier runs recorded before its first t
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import textwrap
 import time
+import uuid
 
 import pytest
+from bson import Binary
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
 from tests.e2e.harness import CLI
+from tests.servers import MongoServer
 
 CONFIG = textwrap.dedent(
     """
@@ -73,3 +78,37 @@ def test_a_run_killed_in_its_transaction_does_not_hold_the_next(tmp_path, throwa
         # the records left are this run's own, for the next run to end
         (left,) = client[tgt]["_syncengine_sessions"].find()
         assert left["p"] == "copy"
+
+
+def test_a_server_refusing_kill_sessions_leaves_the_run_going(caplog):
+    """``killSessions`` refused (as by a user without the privilege: error 13, made so by a
+    fail point on a server of the test's own): the run goes on, warned, and the records are
+    forgotten."""
+    from pymongo import AsyncMongoClient
+
+    from syncengine.targets.mongo import sessions
+
+    server = MongoServer(test_commands=True).start()
+
+    async def scenario() -> int:
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(server.uri)
+        try:
+            db = client["d"]
+            await client.admin.command(
+                "configureFailPoint", "failCommand", mode="alwaysOn",
+                data={"failCommands": ["killSessions"], "errorCode": 13},
+            )  # fmt: skip
+            lsid = {"id": Binary(uuid.uuid4().bytes, 4)}
+            await db[sessions.SESSIONS].insert_one({"_id": ["copy", 1], "p": "copy", "lsid": lsid})
+            ended = await sessions.end_earlier(db, "copy")
+            assert await db[sessions.SESSIONS].count_documents({}) == 0
+            return ended
+        finally:
+            await client.close()
+
+    try:
+        assert asyncio.run(scenario()) == 0
+    finally:
+        server.kill()
+        shutil.rmtree(server.root, ignore_errors=True)
+    assert "could not end the sessions of earlier runs" in caplog.text
