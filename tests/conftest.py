@@ -183,7 +183,8 @@ def throwaway_mongo() -> Iterator[tuple[str, str]]:
         yield server.uri, name
     finally:
         server.kill()
-        shutil.rmtree(server.root, ignore_errors=True)
+        if not os.environ.get("SYNCENGINE_TEST_KEEP_MONGO"):  # its log, to read after a failure
+            shutil.rmtree(server.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
