@@ -33,6 +33,7 @@ from syncengine.errors import Interrupted
 from syncengine.passthrough import RawChunkExport
 from syncengine.runtime import passthrough, pausing
 from syncengine.runtime.beside import Lane
+from syncengine.runtime.cancelling import cancel_and_wait
 from syncengine.runtime.copypace import CopyPace
 from syncengine.runtime.inflight import InFlight, deadline
 from syncengine.runtime.pipeline import BatchReport, Pipeline
@@ -426,12 +427,8 @@ class _SideBatches:
                 await self.beside
             self.beside = None
         await self.lane.close()
-        if self.next is not None and not self.next.done():
-            self.next.cancel()
-            with contextlib.suppress(BaseException):
-                await self.next
-        elif self.next is not None and not self.next.cancelled():
-            self.next.exception()  # retrieved: an ended side iterator is not an error to log
+        if self.next is not None:  # (an ended side iterator's error is not one to log)
+            await cancel_and_wait(self.next)
         if self.side is not None and hasattr(self.side, "aclose"):
             with contextlib.suppress(BaseException):
                 await self.side.aclose()
@@ -457,10 +454,7 @@ def _sized(rows: int, took: float, current: int) -> int:
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await cancel_and_wait(task)  # (a reader that lost a cancellation is cancelled again)
 
 
 def _rows(batches: list[ChangeBatch]) -> int:
