@@ -183,7 +183,7 @@ class ConflictResolver:
         real = det.conflict
         if lww:
             judged = _judged(det)
-            if getattr(self.target, "in_mesh", False):
+            if getattr(self.target, "keeps_tombstones", False):
                 judged = judged | _gone_already(det)
             det = dataclasses.replace(det, conflict=judged)
         plan = _Plan(det.spec, det, config, real)  # det.spec: as detection read the target
@@ -350,11 +350,12 @@ def _judged(det: Detection) -> pl.Series:
 
 
 def _gone_already(det: Detection) -> pl.Series:
-    """Deletes of keys the target no longer holds. In a mesh they are judged too, so that a
-    newer one is recorded as the key's version (a tombstone; nothing is written): another
-    node's change older than this delete may still be on its way here, and without the
-    delete's time it would be applied as if over an unknown delete, with no echo to correct
-    it, since this delete wrote nothing (README, *Meshes*)."""
+    """Deletes of keys the target no longer holds. Where the target keeps tombstones (a mesh
+    node; a Mongo side) they are judged too, so that a newer one is recorded as the key's
+    version (a tombstone; nothing is written): a change older than this delete may still be
+    on its way to the other side (another node's, or one a Mongo side could not time), and
+    without the delete's time it would be applied there as if over an unknown delete, with no
+    echo to correct it, since this delete wrote nothing (README, *Meshes*, *Two-way sync*)."""
     return ~det.stale & (det.changes["_op"] == OP_DELETE) & ~det.local[EXISTS].fill_null(False)
 
 

@@ -156,6 +156,41 @@ def test_timestamp_last_writer_wins_deletes_included(tmp_path, sides, later, fir
     assert {k for _, k, s, _ in audit(cli) if s == "timestamp"}, audit(cli)
 
 
+@pytest.mark.parametrize("carried", [False, True], ids=["not yet carried", "carried first"])
+def test_timestamp_a_later_delete_meeting_no_document_still_beats_an_older_write(
+    tmp_path, sides, carried
+):
+    """The corner tombstones close (targets/mongo/versions.py): the reverse's delete finds the
+    source's document already gone (its own earlier, provisional delete) and writes no data,
+    yet it is the latest write of the key. The source's older update must not survive on the
+    target, whether the forward carries it across before that delete (``carried``: only the
+    tombstone's echo can then correct it) or after."""
+    uri, src, tgt = sides
+    cli = make_cli(tmp_path, uri, src, tgt, "{strategy: timestamp}")
+    cli.run("sync", "--once")
+    key = {"_id": Int64(7)}
+    write(uri, tgt, ("delete_one", key, None))
+    time.sleep(0.05)
+    write(uri, src, ("update_one", key, {"$set": {"name": "src, older"}}))
+    time.sleep(0.05)
+    # the reverse meets the target's delete first: the source's update (whose time a Mongo
+    # side cannot know) is deleted provisionally
+    cli.run("sync", "--once", "--pipeline", "orders.reverse")
+    assert doc(uri, src, 7) is None
+    write(uri, tgt, ("insert_one", {**key, "name": "tgt again", "qty": 1}, None))
+    time.sleep(0.05)
+    write(uri, tgt, ("delete_one", key, None))  # the latest write of the key
+    if carried:  # over the target's delete, whose time it cannot know: provisionally
+        cli.run("sync", "--once", "--pipeline", "orders")
+        assert doc(uri, tgt, 7) is not None
+    # this delete meets no document at the source: only its tombstone says it happened
+    cli.run("sync", "--once", "--pipeline", "orders.reverse")
+    converge(cli)
+    assert same(uri, src, tgt)
+    assert doc(uri, src, 7) is None and doc(uri, tgt, 7) is None
+    assert ("orders", '{"_id":7}', "timestamp", "remote") in audit(cli)
+
+
 @pytest.mark.parametrize("prefer", ["source", "target"])
 def test_prefer_side_wins_every_conflict_in_both_directions(tmp_path, sides, prefer):
     uri, src, tgt = sides

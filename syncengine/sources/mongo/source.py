@@ -35,7 +35,7 @@ from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_fil
 from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
 from syncengine.sources.mongo.errors import map_error
 from syncengine.sources.mongo.events import Boundaries, Row, event_rows, txn_of
-from syncengine.sources.mongo.origins import Echoes, marker_match
+from syncengine.sources.mongo.origins import Echoes, marker_match, tombstone_match
 from syncengine.sources.mongo.positions import (
     as_datetime,
     event_position,
@@ -218,6 +218,7 @@ class MongoSource:
                     "$or": [
                         *wanted,
                         *marker_match(self.config.own_origins),
+                        *tombstone_match(self.config.own_origins, colls),
                         {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
                         {"operationType": "rename", "to.coll": {"$in": colls}},
                     ]
@@ -386,8 +387,10 @@ class MongoSource:
         for event in events:
             boundaries.see(txn_of(event), event_position(event["clusterTime"], event["_id"]))
             echo = echoes.see(event)
+            if echo:
+                echo = None if (event := echoes.data_event(event)) is None else echo
             if echo is None:
-                continue  # a marker: no data change
+                continue  # a marker, or a tombstone of a delete already read: no data change
             found = event_rows(
                 event, self.config.collections, current=self.current, wall=bool(echoes.own)
             )

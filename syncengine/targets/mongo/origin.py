@@ -27,6 +27,9 @@ from pymongo.errors import PyMongoError
 
 #: the collection of marker documents, one per origin (in the target database)
 ORIGINS = "_syncengine_origins"
+#: the per-key versions a two-way direction records (:mod:`.versions`; named here, without
+#: its Polars, for the reader that takes the tombstones among them for echoes)
+VERSIONS = "_syncengine_versions"
 
 
 async def mark(db: Any, session: AsyncClientSession, origin: str) -> None:

@@ -166,6 +166,14 @@ class MongoTarget:
         """One direction of a two-way pipeline: its transactions carry its origin's marker."""
         return bool(self.config.origin)
 
+    @property
+    def keeps_tombstones(self) -> bool:
+        """Two-way: a delete that finds no document is recorded as a version, which the
+        sibling's reader takes for the delete's echo (:func:`versions.operations`). A Mongo
+        side cannot time a person's writes, so a change may have been applied over this
+        delete's key provisionally on the other side; only the delete's time corrects it."""
+        return self.two_way
+
     async def close(self) -> None:
         self._seen = None
         if self._client is not None:
@@ -471,7 +479,9 @@ class MongoTarget:
             op
             for write in writes
             if write.shadow.versions is not None
-            for op in versions.operations(self.pipeline, write.spec.name, write.shadow.versions)
+            for op in versions.operations(
+                self.pipeline, write.spec.name, write.shadow.versions, write.spec
+            )
         ]
         if recorded:  # two-way timestamp: each written row's own version, with the row
             await self.db[versions.VERSIONS].bulk_write(recorded, ordered=False, session=session)

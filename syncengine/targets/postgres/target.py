@@ -97,6 +97,13 @@ class PostgresTarget:
         """A direction of a mesh (other directions write into this database too)."""
         return bool(self.config.peer_origins)
 
+    @property
+    def keeps_tombstones(self) -> bool:
+        """Deletes that find no row are recorded as versions and noted for the sibling's
+        reader (:mod:`syncengine.tombstones`): in a mesh only, where another node may have
+        removed the row already (in a pair the other side's delete is what removed it)."""
+        return self.in_mesh
+
     async def _note_tombstones(self, conn: psycopg.AsyncConnection, write: TableWrite) -> None:
         """The deletes this group recorded, as a note the sibling's reader turns into echoes
         (:mod:`syncengine.tombstones`: a delete that found no row writes nothing else)."""
