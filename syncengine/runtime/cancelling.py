@@ -1,5 +1,4 @@
-"""Cancelling a task of the stream (its reader, the commit in flight) and waiting until it
-has really ended.
+"""Cancelling the stream's reader and waiting until it has really ended.
 
 Why not ``task.cancel(); await task``: a cancellation can be lost. ``asyncio.wait_for`` on
 Python 3.11 returns the inner result when its caller is cancelled in the same turn as the
@@ -12,6 +11,10 @@ cancelled the stream itself (docs/reliability-findings.md, the lost cancellation
 still running after :data:`AGAIN_SECONDS` is therefore cancelled again. (One still cleaning
 up after its first cancellation has that cleanup cut short: it is bounded and best-effort, a
 change stream's close, whose cursor the server reaps.)
+
+Only the reader needs it: it reads until told to stop. The commit in flight and a side
+iterator's next item are finite; one that loses its cancellation ends anyway when its work is
+done, and cutting a target's own cleanup short (a Postgres cancel and rollback) would do harm.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from typing import TypeVar
 
 from syncengine.changes import ChangeBatch
 from syncengine.errors import TargetUnavailable
-from syncengine.runtime.cancelling import cancel_and_wait
 from syncengine.runtime.pipeline import Pipeline, Prepared, PrepareLater
 from syncengine.sources.base import resume_position
 
@@ -88,7 +87,9 @@ class InFlight:
         task, self.task = self.task, None
         if task is None:
             return
-        await cancel_and_wait(task)  # (a task that ended keeps its result)
+        task.cancel()  # (a task that ended keeps its result)
+        with contextlib.suppress(BaseException):
+            await task
 
 
 async def deadline(pipeline: Pipeline, step: Awaitable[T], group: Sequence[ChangeBatch]) -> T:

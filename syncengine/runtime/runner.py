@@ -427,8 +427,12 @@ class _SideBatches:
                 await self.beside
             self.beside = None
         await self.lane.close()
-        if self.next is not None:  # (an ended side iterator's error is not one to log)
-            await cancel_and_wait(self.next)
+        if self.next is not None and not self.next.done():
+            self.next.cancel()
+            with contextlib.suppress(BaseException):
+                await self.next
+        elif self.next is not None and not self.next.cancelled():
+            self.next.exception()  # retrieved: an ended side iterator is not an error to log
         if self.side is not None and hasattr(self.side, "aclose"):
             with contextlib.suppress(BaseException):
                 await self.side.aclose()
