@@ -17,11 +17,9 @@ from tests.e2e.test_e2e_two_way_mongo_kill import HOT, MongoHistory, mongo_write
 from tests.e2e.test_e2e_two_way_mongo_mongo import documents, make_cli
 
 
-#: Not in ./scripts/test yet (``--runslow``): about one run in eight ends with the sides apart
-#: because a direction's apply waited 60-100 s after a restart (a stall, not a wrong decision;
-#: README, *With a Mongo side*). Killed runs' open transactions were one cause
-#: (targets/mongo/sessions.py); what else holds the apply is not found yet.
-@pytest.mark.slow
+#: It used to end with the sides apart about one run in eight: a direction stalled for 60-100 s,
+#: held by a killed run's open transaction (targets/mongo/sessions.py) or by a reader that had
+#: lost its cancellation (runtime/cancelling.py); README, *With a Mongo side*.
 @pytest.mark.timeout(600)  # a minute of writes, five kills, then settling
 @pytest.mark.parametrize("conflicts", ["{strategy: timestamp}", "{prefer: target}"])
 def test_two_writers_and_kills_converge_without_ping_pong(tmp_path, throwaway_mongo, conflicts):
