@@ -387,12 +387,11 @@ class MongoSource:
         for event in events:
             boundaries.see(txn_of(event), event_position(event["clusterTime"], event["_id"]))
             echo = echoes.see(event)
-            if echo:
-                echo = None if (event := echoes.data_event(event)) is None else echo
-            if echo is None:
+            change = echoes.data_event(event) if echo else event
+            if echo is None or change is None:
                 continue  # a marker, or a tombstone of a delete already read: no data change
             found = event_rows(
-                event, self.config.collections, current=self.current, wall=bool(echoes.own)
+                change, self.config.collections, current=self.current, wall=bool(echoes.own)
             )
             for row in found:
                 row.echo = echo
