@@ -53,7 +53,7 @@ class Echoes:
         self.own = frozenset(own)
         self._marked: tuple[Any, ...] | None = None
         #: (collection, ``_id``) the marked transaction deleted itself
-        self._deleted: set[tuple[str, str]] = set()
+        self._deleted: set[tuple[str, object]] = set()
 
     def see(self, event: dict[str, Any]) -> bool | None:
         """Whether ``event`` is an echo; None for a marker event itself (no data change)."""
@@ -87,5 +87,8 @@ class Echoes:
         return gone
 
 
-def _document(event: dict[str, Any], _id: Any) -> tuple[str, str]:
-    return (str((event.get("ns") or {}).get("coll")), repr(_id))
+def _document(event: dict[str, Any], _id: Any) -> tuple[str, object]:
+    """A document's identity: integers of any BSON width alike (a key written as Int64 may
+    come back as an int32), everything else by its repr."""
+    same = int(_id) if isinstance(_id, int) and not isinstance(_id, bool) else repr(_id)
+    return (str((event.get("ns") or {}).get("coll")), same)

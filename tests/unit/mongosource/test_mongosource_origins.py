@@ -84,6 +84,7 @@ def test_a_tombstone_of_a_document_the_transaction_deleted_itself_is_no_second_d
     deleted = {**event("orders", 5, key=Int64(9)), "operationType": "delete"}
     assert echoes.see(deleted) is True
     assert echoes.data_event(version(5, Int64(9))) is None
+    assert echoes.data_event(version(5, 9)) is None  # an integer of another width
     assert echoes.data_event(version(5, Int64(10))) is not None  # another document
     # the next marked transaction starts afresh
     echoes.see(event(ORIGINS, 6, key="syncengine_orders"))
