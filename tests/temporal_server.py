@@ -34,6 +34,10 @@ def temporal_binary() -> str | None:
     return shutil.which("temporal")
 
 
+class PortTaken(RuntimeError):
+    """The dev server exited because a port it was given had been taken meanwhile."""
+
+
 class TemporalServer:
     def __init__(self, binary: str) -> None:
         self.binary = binary
@@ -42,7 +46,23 @@ class TemporalServer:
         self.address = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> TemporalServer:
+    def start(self, timeout: float = 60, attempts: int = 3) -> TemporalServer:
+        """Start it; again on fresh ports when one was taken meanwhile (``free_port`` only
+        finds a port free: another test's server may bind it before the dev server does,
+        which then exits with "address already in use")."""
+        for attempt in range(attempts):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if attempt == attempts - 1:
+                    raise
+                shutil.rmtree(self.dir, ignore_errors=True)  # (its half-made database too)
+                self.dir = Path(tempfile.mkdtemp(prefix="syncengine-temporal-"))
+                self.port = free_port()
+                self.address = f"127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> TemporalServer:
         log = open(self.dir / "server.log", "wb")  # noqa: SIM115 - the server's for its life
         self.proc = subprocess.Popen(
             [
@@ -58,7 +78,9 @@ class TemporalServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited: {self.log()[-2000:]}")
+                text = self.log()
+                failure = PortTaken if "address already in use" in text else RuntimeError
+                raise failure(f"temporal dev server exited: {text[-2000:]}")
             if self._serving():
                 return self
             time.sleep(0.3)
