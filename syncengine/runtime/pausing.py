@@ -60,7 +60,7 @@ def hold_paused(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -> list[Chan
     if not pauses:
         return list(batches)
     if any(p.status == "pausing" for p in pauses.values()):
-        state.confirm_pauses(pipeline.name)
+        _confirm(pipeline)
     flowing: list[ChangeBatch] = []
     fresh: dict[str, list[ChangeBatch]] = {}
     fences = {t: p.held_through for t, p in pauses.items()}
@@ -121,6 +121,13 @@ def _same_kind(a: ChangeBatch, b: ChangeBatch) -> bool:
     )
 
 
+def _confirm(pipeline: Pipeline) -> None:
+    """Confirm the pipeline's pause requests, each logged (whichever of the two places that
+    confirm sees the request first)."""
+    for table in pipeline.state.confirm_pauses(pipeline.name):
+        log.info("%s: %s paused: its changes are held in the state store", pipeline.name, table)
+
+
 async def control(pipeline: Pipeline, pauses: dict[str, Pause] | None = None) -> None:
     """What the applier does between groups: confirm pause requests, release resumed tables,
     and publish which tables are paused. ``pauses``: as the caller read them before it
@@ -133,8 +140,7 @@ async def control(pipeline: Pipeline, pauses: dict[str, Pause] | None = None) ->
     if not pauses:
         return
     if any(p.status == "pausing" for p in pauses.values()):
-        for table in state.confirm_pauses(pipeline.name):
-            log.info("%s: %s paused: its changes are held in the state store", pipeline.name, table)
+        _confirm(pipeline)
     for table, pause in pauses.items():
         pipeline.metrics.table_paused.labels(pipeline.name, table).set(1)
         pipeline.metrics.table_held_changes.labels(pipeline.name, table).set(pause.held_rows)
