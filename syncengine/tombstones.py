@@ -9,7 +9,9 @@ direction still records the delete's version (a tombstone); with it, in the same
 transaction and under the same replication origin, it emits a transactional logical decoding
 message with this prefix naming the keys. The sibling's reader (which reads that database, and
 sees the message inside an echo transaction) turns it into echo deletes of those keys, judged
-like any echo: a newer delete corrects the provisional row.
+like any echo: a newer delete corrects the provisional row. A delete no newer than the version
+the node holds for the key (another node's direction carried it there first) is noted too:
+the sibling's reader states each key with that version, not the note's sender's.
 
 Pure (no I/O): the target emits :func:`encode`'s bytes with ``pg_logical_emit_message``, the
 pgoutput assembler feeds :func:`decode` and :func:`key_tuple`.

@@ -181,10 +181,13 @@ class ConflictResolver:
             fence=self.fence and not lww,
         )  # fmt: skip
         real = det.conflict
+        absent: list[str] = []
         if lww:
             judged = _judged(det)
             if getattr(self.target, "keeps_tombstones", False):
-                judged = judged | _gone_already(det)
+                gone = _gone_already(det)
+                judged = judged | gone
+                absent = det.row_key.filter(gone).to_list()
             det = dataclasses.replace(det, conflict=judged)
         plan = _Plan(det.spec, det, config, real)  # det.spec: as detection read the target
         if det.conflict.any():
@@ -194,11 +197,12 @@ class ConflictResolver:
 
         held = _held(spec, rest, keys, pending, held_mask)
         self._commit_queue(det.spec, keys, pending, held, plan.parked, plan.audit)
+        shadow = plan.shadow(self.fence) if detects else ShadowUpdate()
         resolved = Resolved(
             TableWrite(
                 det.spec,
                 batch.replace(write),
-                plan.shadow(self.fence) if detects else ShadowUpdate(),
+                dataclasses.replace(shadow, absent_deletes=absent) if absent else shadow,
             ),
             config.strategy,
             conflicts=plan.n_conflicts,

@@ -80,6 +80,10 @@ class ShadowUpdate:
     #: two-way ``timestamp``: each written key's version (``row_key``, ``ts``, ``side``,
     #: ``deleted``), recorded with the row (syncengine.targets.postgres.versions)
     versions: pa.Table | None = None
+    #: two-way ``timestamp`` into a target that keeps tombstones: the keys of the deletes that
+    #: found no row, recorded as versions or not (one no newer than the version the key holds
+    #: is not): a mesh node notes them for its sibling's reader (syncengine.tombstones)
+    absent_deletes: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

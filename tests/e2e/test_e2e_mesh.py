@@ -231,3 +231,36 @@ def test_validate_refuses_a_strategy_that_cannot_converge_in_a_mesh(tmp_path):
     result = CLI(tmp_path, config, env).run("validate", check=False)
     assert result.returncode == 2, result
     assert "meshes.shop.conflicts.prefer: not for a mesh" in result.stdout + result.stderr
+
+
+def test_a_delete_meeting_a_row_another_node_removed_still_corrects_its_provisional_write(
+    tmp_path, nodes
+):
+    """The order of one race of the writers test, step by step: b's older update reaches c
+    over c's newer delete (provisionally: the delete's time is unknown at c); a learns the
+    delete first and corrects b; c's own delete then finds b's row gone, already recorded
+    at its version, and writes nothing. Its tombstone note must still reach b's reader, or
+    nothing corrects c: the only echo of c's delete is that note."""
+    cli = make_cli(tmp_path, nodes)
+    cli.run("sync", "--once")
+
+    def run(direction: str) -> None:
+        cli.run("sync", "--once", "--pipeline", f"shop.{direction}")
+
+    execute(nodes["b"], "UPDATE items SET name = 'b older' WHERE id = 1")
+    time.sleep(0.01)
+    execute(nodes["c"], "DELETE FROM items WHERE id = 1")
+    run("b>a")  # b's update to a
+    run("c>a")  # c's newer delete at a
+    run("a>c")  # its echo: c holds no row, nothing to correct
+    run("b>c")  # b's update over c's delete: provisional
+    run("a>b")  # a's echo of b's update, now a delete: corrects b
+    run("c>b")  # c's delete: b's row is gone already, at the delete's version
+    assert rows(nodes["b"], "SELECT id FROM items WHERE id = 1") == []
+    for _ in range(4):
+        if applied(cli.run("sync", "--once")) == dict.fromkeys(DIRECTIONS, 0):
+            break
+    else:
+        raise AssertionError("the directions kept applying changes (ping-pong)")
+    assert all_equal(nodes), differences(nodes)
+    assert rows(nodes["c"], "SELECT id FROM items WHERE id = 1") == []

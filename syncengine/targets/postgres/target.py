@@ -105,12 +105,19 @@ class PostgresTarget:
         return self.in_mesh
 
     async def _note_tombstones(self, conn: psycopg.AsyncConnection, write: TableWrite) -> None:
-        """The deletes this group recorded, as a note the sibling's reader turns into echoes
-        (:mod:`syncengine.tombstones`: a delete that found no row writes nothing else)."""
-        recorded = write.shadow.versions if write.shadow is not None else None
-        if recorded is None or not recorded.num_rows:
-            return
-        gone = recorded.filter(recorded.column("deleted")).column("row_key").to_pylist()
+        """The deletes this group recorded, and those that found no row whether recorded or
+        not, as a note the sibling's reader turns into echoes (:mod:`syncengine.tombstones`:
+        a delete that found no row writes nothing else).
+
+        Why the unrecorded ones: another node's direction may have removed the row already,
+        at this very version (it learnt the delete first), while the sibling applied an older
+        write of the key over the delete's node. The note is that write's only correction;
+        the sibling's reader states it with the version the key holds here, not this one."""
+        recorded = write.shadow.versions
+        gone = list(write.shadow.absent_deletes)
+        if recorded is not None and recorded.num_rows:
+            deleted = recorded.filter(recorded.column("deleted")).column("row_key").to_pylist()
+            gone = list(dict.fromkeys([*deleted, *gone]))
         if gone:
             table = QualifiedName.parse(write.spec.name, self.config.schema_).sql
             await conn.execute(
@@ -656,7 +663,8 @@ class PostgresTarget:
                         await versions.record(
                             conn, self.pipeline, write.spec.name, write.shadow.versions
                         )
-                        await self._note_tombstones(conn, write)
+                if self.in_mesh:
+                    await self._note_tombstones(conn, write)
                 n, fenced_top = await applied.record_fence(
                     conn, self.pipeline, write.spec.name, write,
                     floors.record_above(request, checkpoint),
