@@ -53,10 +53,12 @@ def is_held(batch: ChangeBatch, pauses: dict[str, Pause]) -> bool:
     return batch.table in pauses and not any(batch.meta.get(k) for k in _NOT_HELD)
 
 
-def hold_paused(pipeline: Pipeline, batches: Sequence[ChangeBatch]) -> list[ChangeBatch]:
-    """The batches to apply now; those of paused tables are committed to the state store."""
+def hold_paused(
+    pipeline: Pipeline, batches: Sequence[ChangeBatch], pauses: dict[str, Pause]
+) -> list[ChangeBatch]:
+    """The batches to apply now; those of paused tables (``pauses``, as the caller read them)
+    are committed to the state store."""
     state = pipeline.state
-    pauses = state.pauses(pipeline.name)
     if not pauses:
         return list(batches)
     if any(p.status == "pausing" for p in pauses.values()):

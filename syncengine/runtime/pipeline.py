@@ -323,10 +323,14 @@ class Pipeline:
         then prepares the group again after that commit."""
         started = time.perf_counter()
         report = BatchReport()
+        # read once: a pause request written between two reads would be confirmed by
+        # hold_paused while the commit in flight (which _check_ahead let this run beside)
+        # could still land changes of the table
+        pauses = None if release else self.state.pauses(self.name)
         if ahead:
-            self._check_ahead(batches)
-        if not release:
-            batches = pausing.hold_paused(self, batches)
+            self._check_ahead(batches, bool(pauses))
+        if pauses is not None:
+            batches = pausing.hold_paused(self, batches, pauses)
         if self.dense_fence:
             batches = [
                 replace(b, meta={**b.meta, DENSE_FENCE: True})
@@ -414,16 +418,16 @@ class Pipeline:
             started, target,
         )  # fmt: skip
 
-    def _check_ahead(self, batches: Sequence[ChangeBatch]) -> None:
+    def _check_ahead(self, batches: Sequence[ChangeBatch], paused: bool) -> None:
         """Raise :class:`PrepareLater` when preparing ``batches`` would read or write what the
-        commit in flight holds (see :meth:`prepare`)."""
+        commit in flight holds (see :meth:`prepare`); ``paused``: the pipeline has pauses."""
         if self.dense_fence or self._restates or self._drops_superseded:
             raise PrepareLater("a live table copy, or a two-way read of the other side")
         if getattr(self.target, "two_way", False):
             raise PrepareLater("two-way: a group reads the target in its own snapshot")
         if any(b.meta.get(LIVE_COPY) or b.meta.get(ECHO) or "chunk" in b.meta for b in batches):
             raise PrepareLater("snapshot rows or echoes")
-        if self.state.pauses(self.name):
+        if paused:
             raise PrepareLater("a paused table")
 
     async def commit(self, prepared: Prepared) -> BatchReport:

@@ -46,6 +46,11 @@ class Pipeline:
         self.released.append([p for b in batches for p in b.data.column("_pos").to_pylist()])
 
 
+def hold(pipeline: Pipeline, group: list) -> list:
+    """``hold_paused`` with the pauses as the applier reads them before each group."""
+    return pausing.hold_paused(pipeline, group, pipeline.state.pauses("p"))  # type: ignore[arg-type]
+
+
 def test_held_batches_round_trip_exactly():
     original = batch("public.b", 1, 3, oid=7)
     again = heldbatch.decode(heldbatch.encode(original))
@@ -58,12 +63,12 @@ def test_paused_table_is_held_once_even_when_the_group_is_replayed(tmp_path):
     pipeline = Pipeline(state)
     state.request_pause("p", ["public.b"], "pausing")
     group = [batch("public.a", 1, 2), batch("public.b", 10, 3), batch("public.b", 13, 2)]
-    flowing = pausing.hold_paused(pipeline, group)  # type: ignore[arg-type]
+    flowing = hold(pipeline, group)
     assert [b.table for b in flowing] == ["public.a"]
     assert state.pauses("p")["public.b"].status == "paused"  # confirmed by the applier
     # the crash came before the target commit: the source sends the group again, overlapping
     replay = [batch("public.b", 12, 4), batch("public.a", 3, 1)]
-    assert [b.table for b in pausing.hold_paused(pipeline, replay)] == ["public.a"]  # type: ignore[arg-type]
+    assert [b.table for b in hold(pipeline, replay)] == ["public.a"]
     pause = state.pauses("p")["public.b"]
     assert pause.held_rows == 6 and pause.held_through == f"{15:08d}"
     assert state.held_totals("p")["public.b"][0] == 2  # the group's two batches stored as one
@@ -72,7 +77,7 @@ def test_paused_table_is_held_once_even_when_the_group_is_replayed(tmp_path):
     assert positions == [f"{i:08d}" for i in range(10, 16)]
     # snapshot chunks of a paused table are not held
     chunk = batch("public.b", 20, 1, chunk=1)
-    assert pausing.hold_paused(pipeline, [chunk]) == [chunk]  # type: ignore[arg-type]
+    assert hold(pipeline, [chunk]) == [chunk]
 
 
 def test_release_applies_in_order_survives_a_failure_and_ends_the_pause(tmp_path):
@@ -80,7 +85,7 @@ def test_release_applies_in_order_survives_a_failure_and_ends_the_pause(tmp_path
     pipeline = Pipeline(state, max_rows=4)
     state.request_pause("p", ["public.b"], "paused")
     for first in range(0, 12, 3):
-        pausing.hold_paused(pipeline, [batch("public.b", first, 3)])  # type: ignore[arg-type]
+        hold(pipeline, [batch("public.b", first, 3)])
     assert state.request_resume("p", None) == ["public.b"]
     pipeline.fail_after = 1
     try:
@@ -92,7 +97,7 @@ def test_release_applies_in_order_survives_a_failure_and_ends_the_pause(tmp_path
     assert pipeline.metrics.registry.get_sample_value("syncengine_table_paused", labels) == 1
     assert state.pauses("p")["public.b"].held_rows == 12 - 6  # the first group was forgotten
     # changes arriving while it resumes are still held, behind the rest
-    pausing.hold_paused(pipeline, [batch("public.b", 12, 2)])  # type: ignore[arg-type]
+    hold(pipeline, [batch("public.b", 12, 2)])
     pipeline.fail_after = None
     asyncio.run(pausing.control(pipeline))  # type: ignore[arg-type]
     order = [p for group in pipeline.released for p in group]
@@ -102,7 +107,7 @@ def test_release_applies_in_order_survives_a_failure_and_ends_the_pause(tmp_path
     held_gauge = "syncengine_table_held_changes"
     assert pipeline.metrics.registry.get_sample_value(held_gauge, labels) == 0
     # flowing again
-    assert pausing.hold_paused(pipeline, [batch("public.b", 20, 1)])[0].table == "public.b"  # type: ignore[arg-type]
+    assert hold(pipeline, [batch("public.b", 20, 1)])[0].table == "public.b"
 
 
 def test_pause_again_while_resuming_stops_the_release(tmp_path):
