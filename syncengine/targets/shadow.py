@@ -62,18 +62,29 @@ def shadow_rows(write: TableWrite) -> list[tuple[str, str, str | None, str | Non
 
 
 def shadow_of_keys(write: TableWrite, keys: pl.DataFrame, keep: bool) -> ShadowUpdate:
-    """The write's shadow changes for the given keys' rows only (``keep``), or for all others."""
+    """The write's shadow changes for the given keys' rows only (``keep``), or for all others:
+    shadow rows, deletes, and (two-way ``timestamp``) the versions recorded with the rows and
+    the deletes that found no row, so a part of a split group records its own keys' versions
+    and a refused row records none."""
     # the conflict layer's canonical row key, so the keys match the ones it produced
     from syncengine.conflicts.rows import row_keys
 
     named = row_keys(keys, write.spec.key).to_arrow().cast(pa.string())
-    upserts = write.shadow.upserts
-    if upserts is not None and upserts.num_rows:
-        found = pc.is_in(upserts.column("row_key"), named)
-        upserts = upserts.filter(found if keep else pc.invert(found))
+    shadow = write.shadow
+
+    def of_keys(table: pa.Table | None) -> pa.Table | None:
+        if table is None or not table.num_rows:
+            return table
+        found = pc.is_in(table.column("row_key"), named)
+        return table.filter(found if keep else pc.invert(found))
+
     listed = set(named.to_pylist())
-    deletes = [k for k in write.shadow.deletes if (k in listed) == keep]
-    return ShadowUpdate(upserts, deletes)
+    return ShadowUpdate(
+        of_keys(shadow.upserts),
+        [k for k in shadow.deletes if (k in listed) == keep],
+        versions=of_keys(shadow.versions),
+        absent_deletes=[k for k in shadow.absent_deletes if (k in listed) == keep],
+    )
 
 
 def without_rejected(write: TableWrite, rejected_keys: pl.DataFrame) -> TableWrite:

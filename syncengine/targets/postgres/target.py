@@ -652,19 +652,17 @@ class PostgresTarget:
                     top = max_position(top, floor.highest_position(shadow))
                 truncated = (write.spec.name,) if applied.truncated else ()
                 await self._store.write_shadow(conn, [shadow], truncated)
-                if write.shadow.versions is not None:
+                recorded_versions = shadow.shadow.versions  # not those of refused rows
+                if recorded_versions is not None:
                     await versions.record(
-                        conn,
-                        versions_name(self.pipeline),
-                        write.spec.name,
-                        write.shadow.versions,
+                        conn, versions_name(self.pipeline), write.spec.name, recorded_versions
                     )
                     if self.in_mesh:  # this direction's own writes too: replays
                         await versions.record(
-                            conn, self.pipeline, write.spec.name, write.shadow.versions
+                            conn, self.pipeline, write.spec.name, recorded_versions
                         )
                 if self.in_mesh:
-                    await self._note_tombstones(conn, write)
+                    await self._note_tombstones(conn, shadow)
                 n, fenced_top = await applied.record_fence(
                     conn, self.pipeline, write.spec.name, write,
                     floors.record_above(request, checkpoint),
