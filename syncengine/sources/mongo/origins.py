@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from syncengine.mongoids import same_id
 from syncengine.sources.mongo.events import txn_of
 from syncengine.targets.mongo.origin import ORIGINS, VERSIONS
 
@@ -88,7 +89,5 @@ class Echoes:
 
 
 def _document(event: dict[str, Any], _id: Any) -> tuple[str, object]:
-    """A document's identity: integers of any BSON width alike (a key written as Int64 may
-    come back as an int32), everything else by its repr."""
-    same = int(_id) if isinstance(_id, int) and not isinstance(_id, bool) else repr(_id)
-    return (str((event.get("ns") or {}).get("coll")), same)
+    """A document's identity: its collection and :func:`syncengine.mongoids.same_id`."""
+    return (str((event.get("ns") or {}).get("coll")), same_id(_id))

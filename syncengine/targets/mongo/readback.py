@@ -21,6 +21,7 @@ import pyarrow as pa
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from syncengine.errors import RetriableError
+from syncengine.mongoids import same_id
 from syncengine.targets.base import TableSpec
 from syncengine.targets.mongo.fresh import find_ids
 from syncengine.targets.mongo.ops import key_ids
@@ -29,19 +30,12 @@ from syncengine.targets.mongo.ops import key_ids
 Seen = dict[str, dict[Any, dict[str, Any] | None]]
 
 
-def norm(value: Any) -> Any:
-    """An ``_id`` as a dict key: integers of any BSON width alike (MongoDB matches them so)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
-    return repr(value)
-
-
 def record(seen: Seen, table: str, ids: Sequence[Any], docs: Sequence[dict[str, Any]]) -> None:
     """What the group read of ``ids``."""
-    found = {norm(d["_id"]): d for d in docs}
+    found = {same_id(d["_id"]): d for d in docs}
     known = seen.setdefault(table, {})
     for value in ids:
-        known[norm(value)] = found.get(norm(value))
+        known[same_id(value)] = found.get(same_id(value))
 
 
 async def check(
@@ -52,11 +46,11 @@ async def check(
     known = seen.get(spec.name)
     if not known or not rows.num_rows or not spec.key:
         return
-    ids = [i for i in key_ids(spec, rows.select(list(spec.key))) if norm(i) in known]
+    ids = [i for i in key_ids(spec, rows.select(list(spec.key))) if same_id(i) in known]
     if not ids:
         return
-    now = {norm(d["_id"]): d for d in await find_ids(collection, ids, session)}
-    moved = [i for i in ids if now.get(norm(i)) != known[norm(i)]]
+    now = {same_id(d["_id"]): d for d in await find_ids(collection, ids, session)}
+    moved = [i for i in ids if now.get(same_id(i)) != known[same_id(i)]]
     if moved:
         raise RetriableError(
             f"{spec.name}: {len(moved)} document(s) written by someone else since this group "
