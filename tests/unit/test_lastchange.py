@@ -19,9 +19,10 @@ change = st.tuples(
 )
 
 
-def make_batch(changes, *, forced_general: bool) -> ChangeBatch:
-    """A two-column-key batch with a before-image; ``forced_general`` adds an all-false unsent
-    mask, which sends the batch through the general pass without changing its meaning."""
+def make_batch(changes, *, forced_general: bool, key=("k1", "k2"), k1_type=None) -> ChangeBatch:
+    """A batch keyed by ``key`` (two columns by default) with a before-image;
+    ``forced_general`` adds an all-false unsent mask, which sends the batch through the general
+    pass without changing its meaning."""
     k1, k2, a, b, ops = ([] for _ in range(5))
     for op, x, y, va, vb in changes:
         ops.append(op)
@@ -32,7 +33,7 @@ def make_batch(changes, *, forced_general: bool) -> ChangeBatch:
     n = len(ops)
     table = pa.table(
         {
-            "k1": pa.array(k1, pa.int64()),
+            "k1": pa.array(k1, k1_type or pa.int64()),
             "k2": pa.array(k2, pa.int32()),
             "a": pa.array(a, pa.int64()),
             "b": pa.array(b, pa.string()),
@@ -43,7 +44,7 @@ def make_batch(changes, *, forced_general: bool) -> ChangeBatch:
     )
     if forced_general:
         table = table.append_column("_unsent.a", pa.array([False] * n))
-    return ChangeBatch("public.t", table, ("k1", "k2"))
+    return ChangeBatch("public.t", table, tuple(key))
 
 
 def rows(batch: ChangeBatch) -> list[dict]:
@@ -58,6 +59,23 @@ def test_fast_compaction_equals_the_general_pass(changes):
     assert lastchange.applies(fast)
     general = make_batch(changes, forced_general=True)
     assert not lastchange.applies(general)
+    assert rows(compact(fast)) == rows(compact(general))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(change, min_size=1, max_size=40),
+    st.sampled_from([(("k1",), None), (("k1",), pa.string()), (("k1",), pa.float64()),
+                     (("k2", "k1"), pa.float64()), (("b", "k1"), None)]),
+)  # fmt: skip
+def test_fast_compaction_equals_the_general_pass_for_other_keys(changes, keyed):
+    """One-column keys (encoded, or a string), float keys (the group-by's path) and a key
+    whose column holds text."""
+    key, k1_type = keyed
+    if k1_type == pa.string():
+        changes = [(op, None if x is None else str(x), *rest) for op, x, *rest in changes]
+    fast = make_batch(changes, forced_general=False, key=key, k1_type=k1_type)
+    general = make_batch(changes, forced_general=True, key=key, k1_type=k1_type)
     assert rows(compact(fast)) == rows(compact(general))
 
 
