@@ -23,6 +23,7 @@ from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets.base import ApplyResult, Checkpoint, TableSpec, TableWrite
 from syncengine.targets.faults import fault_point
 from syncengine.targets.postgres import (
+    abandoned,
     beside,
     ddl,
     epochs,
@@ -68,6 +69,8 @@ class PostgresTarget:
         #: checkpoints and shadow rows in ``_syncengine``, written in the apply transaction
         self._store: TargetDatabaseState[psycopg.AsyncConnection] = PostgresTargetState(pipeline)
         self._conn: psycopg.AsyncConnection | None = None
+        #: the server session behind ``_conn`` (ended if the connection is abandoned)
+        self._session: abandoned.ServerSession | None = None
         #: table name → its columns and their formatted types, as last seen in the catalog
         self._columns: dict[str, dict[str, str]] = {}
         self._purges = PurgeSchedule()
@@ -162,6 +165,8 @@ class PostgresTarget:
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is not None and not self._conn.closed:
             return self._conn
+        if self._conn is not None:  # it broke: psycopg closed it
+            await self._drop_connection()
         try:
             # autocommit: reads do not leave a transaction open; writes use explicit ones.
             conn = await psycopg.AsyncConnection.connect(
@@ -179,6 +184,7 @@ class PostgresTarget:
             if self.config.replication_origin:  # two-way: readers skip the engine's writes
                 await origin.setup_session(conn, self.config.replication_origin)
                 await versions.ensure(conn)
+            self._session = await abandoned.identify(conn)
         except psycopg.Error as exc:
             raise translate(exc, "connect") from None
         self._conn = conn
@@ -222,8 +228,18 @@ class PostgresTarget:
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+            await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        """Close the connection; one that broke or is inside a transaction may leave its
+        server session holding that transaction's locks, which is ended (:mod:`.abandoned`)."""
+        conn, self._conn = self._conn, None
+        assert conn is not None
+        left = abandoned.abandoned(conn)
+        await conn.close()
+        session, self._session = self._session, None
+        if left and session is not None:
+            await abandoned.end(self.config.dsn.get_secret_value(), session, self.pipeline)
 
     # -- tables ---------------------------------------------------------------------------
 
