@@ -19,7 +19,10 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
 @dataclass(eq=False)
@@ -143,3 +146,15 @@ class TcpProxy:
             with self._lock:
                 if link in self._links:
                     self._links.remove(link)
+
+
+@contextlib.contextmanager
+def proxied(dsn: str) -> Iterator[tuple[str, TcpProxy]]:
+    """(``dsn`` through a fresh proxy, the proxy); the proxy is closed afterwards."""
+    params = conninfo_to_dict(dsn)
+    proxy = TcpProxy(int(params.get("port") or 5432), params.get("host") or "127.0.0.1")
+    proxy.start()
+    try:
+        yield make_conninfo(**{**params, "host": "127.0.0.1", "port": str(proxy.port)}), proxy
+    finally:
+        proxy.close()

@@ -15,13 +15,13 @@ import time
 
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from syncengine.errors import SourceUnavailable
 from syncengine.sources.postgres import deadline
 from syncengine.sources.postgres.chunks import read_copy
 from tests.integration.pgsource.pgsource_helpers import execute, make_source
-from tests.reliability.rel_proxy import TcpProxy
+from tests.reliability.rel_proxy import proxied as through_proxy
 
 #: psycopg answers a cancelled query by sending a cancel request and waiting up to 5 s for
 #: the server to confirm; on a silent connection that wait runs out. Plus a loaded machine.
@@ -31,13 +31,8 @@ GRACE = 20.0
 @pytest.fixture
 def proxied(pg_dsn):
     """(DSN through a fresh proxy, the proxy)."""
-    params = conninfo_to_dict(pg_dsn)
-    proxy = TcpProxy(int(params.get("port") or 5432), params.get("host") or "127.0.0.1")
-    proxy.start()
-    try:
-        yield make_conninfo(**{**params, "host": "127.0.0.1", "port": str(proxy.port)}), proxy
-    finally:
-        proxy.close()
+    with through_proxy(pg_dsn) as pair:
+        yield pair
 
 
 async def wait_until(check, timeout: float = 30.0) -> None:

@@ -11,13 +11,12 @@ import time
 import psycopg
 import pyarrow as pa
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from syncengine.changes import ChangeBatch
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.targets.base import TableSpec, TableWrite
 from syncengine.targets.postgres import PostgresTarget
-from tests.reliability.rel_proxy import TcpProxy
+from tests.reliability.rel_proxy import proxied as through_proxy
 
 SPEC = TableSpec("ledger", ("id",), pa.schema([("id", pa.int64()), ("amount", pa.int64())]))
 
@@ -25,13 +24,8 @@ SPEC = TableSpec("ledger", ("id",), pa.schema([("id", pa.int64()), ("amount", pa
 @pytest.fixture
 def proxied(pg_target_dsn):
     """(the target database's DSN through a fresh proxy, the proxy)."""
-    params = conninfo_to_dict(pg_target_dsn)
-    proxy = TcpProxy(int(params.get("port") or 5432), params.get("host") or "127.0.0.1")
-    proxy.start()
-    try:
-        yield make_conninfo(**{**params, "host": "127.0.0.1", "port": str(proxy.port)}), proxy
-    finally:
-        proxy.close()
+    with through_proxy(pg_target_dsn) as pair:
+        yield pair
 
 
 def one_row() -> TableWrite:
