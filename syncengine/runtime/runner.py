@@ -6,9 +6,9 @@
 * :func:`sync_once` — backfill when there is no checkpoint, then drain up to "now".
 
 Between reading and applying sits a bounded queue (backpressure: a slow target slows the
-reader, memory stays bounded). The applier takes what is queued, up to ``max_rows``, as one
-group: one target transaction, checkpointed at the last commit boundary in the group, then
-acknowledged to the source.
+reader, memory stays bounded). The applier takes what is queued, up to
+``GROUP_BATCHES × max_rows`` rows, as one group: one target transaction, checkpointed at the
+last commit boundary in the group, then acknowledged to the source.
 
 A group ends *at* a commit boundary (a batch carrying ``meta["resume"]``): batches read after
 the last boundary are held for the next group, never committed ahead of their checkpoint.
@@ -48,6 +48,12 @@ QUEUE_BATCHES = 8
 #: rows held waiting for a commit boundary, in units of ``max_rows``, before a group is
 #: committed without one (a source transaction too big to hold)
 HOLD_GROUPS = 8
+#: under a backlog a group takes up to this many batches' rows (``× max_rows``) of what is
+#: already queued. Each group pays fixed costs: its target transaction, staging, the fence and
+#: checkpoint statements, a round trip each. A drain of 1M changes in groups of 10,000 spent
+#: ≈ 8 ms a group on them; in groups of up to 40,000 it ran 10-20 % faster. Idle, a group is
+#: whatever arrived, so the latency of a quiet stream does not change.
+GROUP_BATCHES = 4
 _END = object()
 #: how often an idle applier looks for pause / resume requests
 CONTROL_SECONDS = 1.0
@@ -214,7 +220,7 @@ async def stream(
                     break
                 assert isinstance(item, ChangeBatch)
                 held.append(item)
-                if _rows(held) >= max_rows or queue.empty():
+                if _rows(held) >= GROUP_BATCHES * max_rows or queue.empty():
                     break
                 item = queue.get_nowait()
             group, held = _through_boundary(held)

@@ -64,6 +64,7 @@ class Pipeline(ProcessHalves):
         self.fail_after = fail_after
         self.delay = delay
         self.applied: list[str] = []
+        self.groups = 0  # committed
         self.phases = PhaseClock()
         self.state = SQLiteStateStore(":memory:")
         self.target: object = SimpleNamespace()  # no raw chunks, no key after the load
@@ -71,9 +72,10 @@ class Pipeline(ProcessHalves):
 
     async def process(self, group, position, target=None):
         await asyncio.sleep(self.delay)
-        if self.fail_after is not None and len(self.applied) >= self.fail_after:
+        if self.fail_after is not None and self.groups >= self.fail_after:
             raise TargetUnavailable("target went away")
         self.applied.extend(b.last_position for b in group)
+        self.groups += 1
         return SimpleNamespace(applied={"t": len(group)}, read=len(group))
 
 
@@ -93,7 +95,10 @@ def test_failure_with_a_full_queue_surfaces_instead_of_deadlocking():
 
     with pytest.raises(TargetUnavailable):
         asyncio.run(scenario())
-    assert pipeline.applied == [f"{i:08d}" for i in range(3)]
+    # three groups committed, in order; none after the failure
+    assert pipeline.groups == 3
+    assert pipeline.applied == [f"{i:08d}" for i in range(len(pipeline.applied))]
+    assert 3 <= len(pipeline.applied) <= 3 * runner.GROUP_BATCHES
 
 
 def test_a_silent_target_times_out_as_retriable():
@@ -210,7 +215,8 @@ def test_side_batches_interleave_and_no_stream_batch_is_lost():
 def test_a_ready_stream_group_goes_before_a_ready_side_batch_and_they_alternate():
     """A stream group that is ready when a side batch is goes first (it would otherwise wait a
     whole slice); after it the side batch goes, so neither starves while both stay ready."""
-    source = Source(30)  # every stream batch is ready at once
+    batches = 12 * runner.GROUP_BATCHES  # 12 groups: a turn for each of the 10 side batches
+    source = Source(batches)  # every stream batch is ready at once
     pipeline = Pipeline(source, delay=0.002)
 
     async def side():
@@ -221,7 +227,7 @@ def test_a_ready_stream_group_goes_before_a_ready_side_batch_and_they_alternate(
 
     asyncio.run(runner.stream(pipeline, None, side=side()))
     kinds = "".join("s" if p.startswith("s") else "g" for p in pipeline.applied)
-    assert kinds.count("s") == 10 and kinds.count("g") == 30
+    assert kinds.count("s") == 10 and kinds.count("g") == batches
     first_side = kinds.index("s")
     assert first_side >= 1  # the ready group went first
     # from the first side batch on, never two side batches in a row while groups are left

@@ -259,6 +259,36 @@ def test_a_group_ends_at_its_last_commit_boundary():
     assert source.acked == ["00000003~"]
 
 
+def test_a_backlog_is_taken_in_groups_of_up_to_group_batches_batches():
+    """Batches already queued (the reader is ahead) are applied a few at a time, each group
+    ending at its last boundary; none is larger than ``GROUP_BATCHES × max_rows``."""
+    n = 3 * runner.GROUP_BATCHES + 1
+    source = ListSource([plain(i, True) for i in range(1, n + 1)])
+    pipeline = Recorder(source)
+    asyncio.run(runner.stream(pipeline, None))
+    sizes = [len(positions) for positions, _ in pipeline.groups]
+    assert sizes[0] == runner.GROUP_BATCHES and max(sizes) == runner.GROUP_BATCHES
+    assert [p for positions, _ in pipeline.groups for p in positions] == [
+        f"{i:08d}" for i in range(1, n + 1)
+    ]
+    assert source.acked[-1] == f"{n:08d}~"
+
+
+def test_a_trickle_is_applied_as_it_arrives():
+    """Idle between batches, a group is what arrived: growing groups is for a backlog only."""
+
+    class Trickle(ListSource):
+        async def stream(self, start, until=None):
+            for batch in self.batches:
+                yield batch
+                await asyncio.sleep(0.02)
+
+    source = Trickle([plain(i, True) for i in range(1, 6)])
+    pipeline = Recorder(source)
+    asyncio.run(runner.stream(pipeline, None))
+    assert [len(positions) for positions, _ in pipeline.groups] == [1] * 5
+
+
 def test_a_transaction_too_big_to_hold_is_committed_in_parts():
     n = runner.HOLD_GROUPS + 3
     source = ListSource([plain(i, False) for i in range(n)] + [plain(n, True)], hang=True)
