@@ -49,10 +49,11 @@ QUEUE_BATCHES = 8
 #: committed without one (a source transaction too big to hold)
 HOLD_GROUPS = 8
 #: under a backlog a group takes up to this many batches' rows (``× max_rows``) of what is
-#: already queued. Each group pays fixed costs: its target transaction, staging, the fence and
-#: checkpoint statements, a round trip each. A drain of 1M changes in groups of 10,000 spent
-#: ≈ 8 ms a group on them; in groups of up to 40,000 it ran 10-20 % faster. Idle, a group is
-#: whatever arrived, so the latency of a quiet stream does not change.
+#: already queued; past ``max_rows`` only batches shaped like the earlier ones of their table
+#: (``_same_shape``). Each group pays fixed costs: its target transaction, staging, the fence
+#: and checkpoint statements, a round trip each. A drain of 1M changes in groups of 10,000
+#: spent ≈ 8 ms a group on them; in groups of up to 40,000 it ran 10-20 % faster. Idle, a
+#: group is whatever arrived, so the latency of a quiet stream does not change.
 GROUP_BATCHES = 4
 _END = object()
 #: how often an idle applier looks for pause / resume requests
@@ -160,7 +161,7 @@ async def stream(
     positions, so the fence orders them with the stream's changes. A :class:`SideStep` in it
     is awaited between groups too (it writes to the target itself)."""
     stop = stop or asyncio.Event()
-    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=QUEUE_BATCHES)
+    queue = _Queue(maxsize=QUEUE_BATCHES)
     max_rows = pipeline.config.batch.max_rows
 
     async def read() -> None:
@@ -221,6 +222,8 @@ async def stream(
                 assert isinstance(item, ChangeBatch)
                 held.append(item)
                 if _rows(held) >= GROUP_BATCHES * max_rows or queue.empty():
+                    break
+                if _rows(held) >= max_rows and not _same_shape(held, queue.peek()):
                     break
                 item = queue.get_nowait()
             group, held = _through_boundary(held)
@@ -469,6 +472,23 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 def _rows(batches: list[ChangeBatch]) -> int:
     return sum(b.num_rows for b in batches)
+
+
+class _Queue(asyncio.Queue[object]):
+    """The reader's queue, whose next item the applier may look at before taking it."""
+
+    def peek(self) -> object:
+        return self._queue[0]  # type: ignore[attr-defined]  # (asyncio.Queue's own deque)
+
+
+def _same_shape(held: list[ChangeBatch], item: object) -> bool:
+    """Whether ``item`` is a batch whose table's held batches all have its schema: a group
+    grows past ``max_rows`` only by such batches, which join without conversion (batches of
+    one table whose columns differ, e.g. documents with other fields, join as before)."""
+    if not isinstance(item, ChangeBatch):
+        return False
+    schema = item.data.schema
+    return all(b.data.schema.equals(schema) for b in held if b.table == item.table)
 
 
 def _through_boundary(

@@ -274,6 +274,24 @@ def test_a_backlog_is_taken_in_groups_of_up_to_group_batches_batches():
     assert source.acked[-1] == f"{n:08d}~"
 
 
+def test_a_group_grows_past_max_rows_only_by_batches_shaped_like_its_own():
+    """Batches of one table whose columns differ (documents with other fields) are joined by
+    conversion; past ``max_rows`` a group takes only batches that join as they are."""
+
+    def shaped(i: int, extra: bool) -> ChangeBatch:
+        data = {"id": [i], "x": [i]} if extra else {"id": [i]}
+        return ChangeBatch.build(
+            "t", pa.table(data), ops=["c"], positions=[f"{i:08d}"], key=["id"],
+            meta={"resume": f"{i:08d}~"},
+        )  # fmt: skip
+
+    n = 3 * runner.GROUP_BATCHES
+    source = ListSource([shaped(i, extra=i % 2 == 0) for i in range(1, n + 1)])
+    pipeline = Recorder(source)
+    asyncio.run(runner.stream(pipeline, None))
+    assert [len(positions) for positions, _ in pipeline.groups] == [1] * n
+
+
 def test_a_trickle_is_applied_as_it_arrives():
     """Idle between batches, a group is what arrived: growing groups is for a backlog only."""
 
