@@ -482,13 +482,16 @@ class _Queue(asyncio.Queue[object]):
 
 
 def _same_shape(held: list[ChangeBatch], item: object) -> bool:
-    """Whether ``item`` is a batch whose table's held batches all have its schema: a group
-    grows past ``max_rows`` only by such batches, which join without conversion (batches of
-    one table whose columns differ, e.g. documents with other fields, join as before)."""
+    """Whether ``item`` is a batch whose table's held batches all have its schema, field
+    metadata included (a Mongo field's ``bson_type``): a group grows past ``max_rows`` only
+    by such batches, which join without conversion (batches of one table whose columns
+    differ, e.g. documents with other fields, join as before)."""
     if not isinstance(item, ChangeBatch):
         return False
     schema = item.data.schema
-    return all(b.data.schema.equals(schema) for b in held if b.table == item.table)
+    return all(
+        b.data.schema.equals(schema, check_metadata=True) for b in held if b.table == item.table
+    )
 
 
 def _through_boundary(
