@@ -121,7 +121,8 @@ def test_restart_after_a_commit_never_writes_an_older_version(pg_dsn, pg_target_
         # backfill (of empty tables): slot, checkpoint
         assert await life(pg_dsn, pg_target_dsn, first, committed)
         for crash_after in range(1, 7):
-            load(pg_dsn, seed=crash_after * 100 + first)
+            # more commits than crash_after, also in groups grown under the backlog
+            load(pg_dsn, seed=crash_after * 100 + first, txns=120)
             assert not await life(pg_dsn, pg_target_dsn, first, committed, crash_after)
             assert await life(pg_dsn, pg_target_dsn, second, committed)
 
