@@ -163,6 +163,9 @@ async def stream(
     stop = stop or asyncio.Event()
     queue = _Queue(maxsize=QUEUE_BATCHES)
     max_rows = pipeline.config.batch.max_rows
+    #: a target that does not take larger groups (the Mongo target's transactions, Parquet's
+    #: files) is given groups of at most ``max_rows`` rows, as before
+    grown = GROUP_BATCHES if getattr(pipeline.target, "grows_groups", False) else 1
 
     async def read() -> None:
         try:
@@ -221,7 +224,7 @@ async def stream(
                     break
                 assert isinstance(item, ChangeBatch)
                 held.append(item)
-                if _rows(held) >= GROUP_BATCHES * max_rows or queue.empty():
+                if _rows(held) >= grown * max_rows or queue.empty():
                     break
                 if _rows(held) >= max_rows and not _same_shape(held, queue.peek()):
                     break

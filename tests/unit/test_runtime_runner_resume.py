@@ -231,6 +231,7 @@ class Recorder(ProcessHalves):
         self.source = source
         self.name = "p"
         self.config = SimpleNamespace(batch=BatchConfig(max_rows=max_rows))
+        self.target = SimpleNamespace(grows_groups=True)  # as the Postgres target
         self.groups: list[tuple[list[str], str | None]] = []
         self.phases = PhaseClock()
         self.state = SQLiteStateStore(":memory:")

@@ -59,6 +59,8 @@ class PostgresTarget:
     change_log = False
     #: enforces a ServerFence in its apply statements (syncengine/targets/postgres/fence.py)
     server_fence = True
+    #: a backlog's group may take this many batches (syncengine.runtime.runner.GROUP_BATCHES)
+    grows_groups = True
 
     def __init__(
         self, pipeline: str, config: PostgresTargetConfig, state: TargetState | None = None
