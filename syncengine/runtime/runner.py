@@ -6,9 +6,10 @@
 * :func:`sync_once` — backfill when there is no checkpoint, then drain up to "now".
 
 Between reading and applying sits a bounded queue (backpressure: a slow target slows the
-reader, memory stays bounded). The applier takes what is queued, up to
-``GROUP_BATCHES × max_rows`` rows, as one group: one target transaction, checkpointed at the
-last commit boundary in the group, then acknowledged to the source.
+reader, memory stays bounded). The applier takes what is queued, up to ``max_rows`` rows
+(``GROUP_BATCHES × max_rows`` for a target that ``grows_groups``), as one group: one target
+transaction, checkpointed at the last commit boundary in the group, then acknowledged to the
+source.
 
 A group ends *at* a commit boundary (a batch carrying ``meta["resume"]``): batches read after
 the last boundary are held for the next group, never committed ahead of their checkpoint.
@@ -224,9 +225,10 @@ async def stream(
                     break
                 assert isinstance(item, ChangeBatch)
                 held.append(item)
-                if _rows(held) >= grown * max_rows or queue.empty():
+                rows = _rows(held)
+                if rows >= grown * max_rows or queue.empty():
                     break
-                if _rows(held) >= max_rows and not _same_shape(held, queue.peek()):
+                if rows >= max_rows and not _same_shape(held, queue.peek()):
                     break
                 item = queue.get_nowait()
             group, held = _through_boundary(held)

@@ -59,7 +59,7 @@ class PostgresTarget:
     change_log = False
     #: enforces a ServerFence in its apply statements (syncengine/targets/postgres/fence.py)
     server_fence = True
-    #: a backlog's group may take this many batches (syncengine.runtime.runner.GROUP_BATCHES)
+    #: a backlog's group may take up to GROUP_BATCHES batches (syncengine/runtime/runner.py)
     grows_groups = True
 
     def __init__(
