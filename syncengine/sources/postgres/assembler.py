@@ -27,7 +27,8 @@ Pure (no I/O, no clock): the reader feeds messages in order and decides when tim
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from syncengine import tombstones
 from syncengine.changes import (
@@ -47,8 +48,24 @@ from syncengine.sources.postgres.rowbuffer import RowBuffer
 from syncengine.sources.postgres.wire import pg_time_to_unix_us
 
 _U32_AT = struct.Struct("!I").unpack_from
+#: an XLogData message: 'w', its WAL start, end and send time, then one pgoutput message
+_XLOG_HEADER = 25
+#: an XLogData this long or shorter is no row message with a value (a row message's kind,
+#: relation and tuple tag alone are 6 bytes): the general path parses it, or reports it broken
+_XLOG_ROW_MIN = _XLOG_HEADER + 6
 #: pgoutput's Insert, Update, Delete and Truncate message types
 _ROW_MESSAGES = (b"I", b"U", b"D", b"T")
+
+
+class Taken(NamedTuple):
+    """What :meth:`ChangeAssembler.take_rows` did: the batches it cut, the message it stopped
+    at as ``get_copy_data`` returned it (``size`` 0: none), and the last XLogData it took
+    (None: none), whose WAL start the stream reports as received."""
+
+    batches: list[ChangeBatch]
+    size: int
+    data: Any
+    last: Any
 
 
 class ChangeAssembler:
@@ -192,6 +209,52 @@ class ChangeAssembler:
                     return self.flush()
                 return []
         return self.feed(po.decode(payload))
+
+    def take_rows(self, read: Callable[[int], tuple[int, Any]]) -> Taken:
+        """The row messages libpq has buffered, taken off ``read`` (the replication
+        connection's ``pgconn.get_copy_data``) whole XLogData messages at a time: the stream's
+        per-message path of :meth:`feed_payload` without its per-message calls, the copy of
+        each XLogData's payload into a message of its own and a look at the clock (the read
+        loop over a fake libpq, ``pg_cdc``'s rows: 1.44 → 0.95 µs a change).
+
+        It takes a message while it is an Insert, Update or Delete of a table whose buffer
+        holds rows of the open transaction already, and stops at the first that is not, which
+        it returns unread for the caller to parse and :meth:`feed_payload` (the first row of
+        each table in a transaction, every Begin, Commit, Relation, keepalive). It also stops
+        when a buffer reaches ``max_rows``: the batches then cut are returned (and no
+        message). The caller looks at the clock between calls: one takes at most what libpq
+        has read from the socket."""
+        txn = self.txn
+        if txn is None or self.ignoring or not self._rows_direct:
+            size, data = read(1)
+            return Taken([], size, data, None)
+        buffers, gen, max_rows, seq = self.buffers, self.gen, self.max_rows, self.seq
+        last = None
+        try:
+            while True:
+                size, data = read(1)
+                if size <= _XLOG_ROW_MIN or data[0] != 0x77:  # 'w': XLogData
+                    return Taken([], size, data, last)
+                kind = data[_XLOG_HEADER]
+                if kind == 0x49 or kind == 0x44:  # I, D
+                    step = 1
+                elif kind == 0x55:  # U: one with an old image owns two positions (_update)
+                    step = 1 if data[_XLOG_HEADER + 5] == 0x4E else 2
+                else:
+                    return Taken([], size, data, last)
+                buffer = buffers.get(_U32_AT(data, _XLOG_HEADER + 1)[0])
+                if buffer is None or buffer.run_gen != gen:
+                    return Taken([], size, data, last)
+                raw = buffer.raw
+                raw.append(data[_XLOG_HEADER:].tobytes())
+                buffer.raw_seq.append(seq)
+                seq += step
+                last = data
+                if buffer.sealed + len(buffer.ops) + len(raw) >= max_rows:
+                    self.seq = seq
+                    return Taken(self.flush(), 0, None, last)
+        finally:
+            self.seq = seq
 
     def flush(self, idle: bool = False) -> list[ChangeBatch]:
         """Emit every pending row: committed transactions' rows first, the last of those

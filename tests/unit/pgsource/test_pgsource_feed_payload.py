@@ -6,10 +6,14 @@ finds a malformed row at the cut, not on arrival)."""
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncengine.changes import ChangeBatch
 from syncengine.errors import DecodeError, SyncEngineError
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.assembler import ChangeAssembler
@@ -58,18 +62,47 @@ def _mangled(payload: bytes, how: tuple[object, ...] | None) -> bytes:
     return payload + bytes(how[1])  # type: ignore[arg-type]
 
 
-def _run(payloads: list[bytes], fast: bool, max_rows: int) -> list[object]:
-    """Every batch as plain data, then the error (if any) as its type."""
+def _run(payloads: list[bytes], path: str, max_rows: int) -> list[object]:
+    """Every batch as plain data, then the error (if any) as its type. ``path``: ``message``
+    (``feed(decode(payload))``), ``payload`` (``feed_payload``) or ``wire`` (the messages as
+    XLogData, taken by ``take_rows`` as the stream takes them)."""
     asm = ChangeAssembler(max_rows, {"public.t1": ("id",)}, idle_table="public.t1")
     out: list[object] = []
+
+    def emit(batches: list[ChangeBatch]) -> None:
+        out.extend((b.table, b.key, b.meta, b.data.to_pylist(), b.data.schema) for b in batches)
+
     try:
-        for payload in payloads:
-            batches = asm.feed_payload(payload) if fast else asm.feed(po.decode(payload))
-            out += [(b.table, b.key, b.meta, b.data.to_pylist(), b.data.schema) for b in batches]
+        if path == "wire":
+            _take(asm, payloads, emit)
+        for payload in payloads if path != "wire" else []:
+            emit(asm.feed_payload(payload) if path == "payload" else asm.feed(po.decode(payload)))
         out += [(b.table, b.meta, b.data.to_pylist()) for b in asm.flush(idle=True)]
     except SyncEngineError as exc:  # DecodeError, or FatalError for a value that is not UTF-8
         out.append(type(exc))
     return out
+
+
+def _take(
+    asm: ChangeAssembler, payloads: list[bytes], emit: Callable[[list[ChangeBatch]], None]
+) -> None:
+    """The stream's loop: ``take_rows`` reads on; the message it stops at goes to
+    ``feed_payload``. Each payload comes as an XLogData (a 25-byte header first), as libpq
+    returns it."""
+    header = struct.Struct("!cQQq")
+    wire = iter([header.pack(b"w", 0x100 + i, 0x200 + i, 0) + p for i, p in enumerate(payloads)])
+
+    def read(_async: int) -> tuple[int, memoryview]:
+        message = next(wire, None)
+        return (0, memoryview(b"")) if message is None else (len(message), memoryview(message))
+
+    while True:
+        taken = asm.take_rows(read)
+        emit(taken.batches)
+        if taken.size:
+            emit(asm.feed_payload(bytes(taken.data[header.size :])))
+        elif not taken.batches:
+            return  # nothing more to read
 
 
 @settings(max_examples=300, deadline=None)
@@ -78,20 +111,41 @@ def _run(payloads: list[bytes], fast: bool, max_rows: int) -> list[object]:
     st.integers(1, 6),
 )
 def test_fast_path_equals_message_path(txns, max_rows):
-    payloads = [f.relation(1, "public", "t1", COLS), f.relation(2, "public", "t2", COLS)]
-    lsn = 0x1000
-    for changes in txns:
-        payloads.append(f.begin(lsn + 0x80, 0, 7))
-        for (kind, oid, values), how in changes:
-            payloads.append(_mangled(_payload(kind, oid, values), how))
-        payloads.append(f.commit(lsn + 0x80, lsn + 0x90, 0))
-        lsn += 0x100
-    fast, slow = _run(payloads, True, max_rows), _run(payloads, False, max_rows)
+    payloads = _stream(txns)
+    fast, slow = _run(payloads, "payload", max_rows), _run(payloads, "message", max_rows)
     if not slow or not isinstance(slow[-1], type):
         assert fast == slow
     else:
         assert fast and isinstance(fast[-1], type), "the fast path missed an error"
         assert fast[:-1] == slow[: len(fast) - 1]
+    # what the stream takes off the wire is what it would feed message by message
+    assert _run(payloads, "wire", max_rows) == fast
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(change, max_size=30), min_size=1, max_size=5), st.integers(1, 12))
+def test_wire_path_equals_message_path(txns, max_rows):
+    """Well-formed streams (most of the mangled ones above end at their first error); only a
+    row of an unknown relation ("X") is an error."""
+    payloads = _stream([[(c, None) for c in changes] for changes in txns])
+    taken = _run(payloads, "wire", max_rows)
+    assert taken == _run(payloads, "message", max_rows)
+    if all(kind != "X" for changes in txns for kind, _, _ in changes):
+        assert taken and not isinstance(taken[-1], type)
+
+
+def _stream(txns: list[list[tuple[tuple[str, int, tuple[object, ...]], object]]]) -> list[bytes]:
+    """Two relations, then each transaction's (possibly mangled) changes between Begin and
+    Commit."""
+    payloads = [f.relation(1, "public", "t1", COLS), f.relation(2, "public", "t2", COLS)]
+    lsn = 0x1000
+    for changes in txns:
+        payloads.append(f.begin(lsn + 0x80, 0, 7))
+        for (kind, oid, values), how in changes:
+            payloads.append(_mangled(_payload(kind, oid, values), how))  # type: ignore[arg-type]
+        payloads.append(f.commit(lsn + 0x80, lsn + 0x90, 0))
+        lsn += 0x100
+    return payloads
 
 
 def test_malformed_row_raises_at_the_cut_with_its_offset():
