@@ -63,9 +63,9 @@ def compact_sent(batch: ChangeBatch) -> ChangeBatch:
     """The compacted batch (see the module docstring); only where :func:`applies`."""
     key = list(batch.key)
     data = batch.data
-    if len(key) == 1 and _distinct(data.column(key[0])) == len(data):
-        return batch  # no key repeats (a live group's usual case): one Arrow count decides
-    coded = _key_codes(data, key)
+    coded = _key_codes(data, key)  # its count of distinct keys says whether any repeats
+    if coded is None and len(key) == 1 and _distinct(data.column(key[0])) == len(data):
+        return batch  # no key repeats: one Arrow count decides
     rows = _last_rows(data, key) if coded is None else _last_rows_coded(data, *coded)
     if rows is None:
         return batch  # no key repeats: nothing to compact
