@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import pq
 
+from syncengine.changes import ChangeBatch
 from syncengine.errors import SourceUnavailable
 from syncengine.sources.postgres.assembler import Taken
 from syncengine.sources.postgres.pgerrors import map_error
@@ -91,20 +92,21 @@ class ReplicationStream:
             raise map_error(exc, "reading the replication stream") from exc
         return self._message(size, data)
 
-    def read_rows(self, take: Callable[[Callable[[int], Any]], Taken]) -> Taken:
+    def read_rows(
+        self, take: Callable[[Callable[[int], Any]], Taken]
+    ) -> tuple[Sequence[ChangeBatch], bytes | Keepalive | None]:
         """``take`` (:meth:`.assembler.ChangeAssembler.take_rows`) given the connection's
-        reads; the message it stopped at is returned parsed (as :meth:`read_nowait` would),
-        in ``data``."""
+        reads: the batches it cut, and the message it stopped at parsed as
+        :meth:`read_nowait` would."""
         try:
-            taken = take(self.pgconn.get_copy_data)
+            batches, size, data, last = take(self.pgconn.get_copy_data)
         except psycopg.Error as exc:
             raise map_error(exc, "reading the replication stream") from exc
-        if taken.last is not None:
-            start = _XLOG_START(taken.last, 1)[0]
+        if last is not None:
+            start = _XLOG_START(last, 1)[0]
             if start > self.received:
                 self.received = start
-        batches, size, data, last = taken
-        return Taken(batches, size, self._message(size, data), last)
+        return batches, self._message(size, data)
 
     def _message(self, size: int, data: Any) -> bytes | Keepalive | None:
         if size > 25 and data[0] == 0x77:  # 'w', nearly every message: parsed inline

@@ -156,13 +156,12 @@ async def stream_changes(
                     return
                 if due or (dirty_since is not None and time.monotonic() - dirty_since >= max_wait):
                     break
-                taken = stream.read_rows(assembler.take_rows)
-                for batch in taken.batches:
+                batches, message = stream.read_rows(assembler.take_rows)
+                for batch in batches:
                     if phases is not None:
                         phases.add("decode", time.perf_counter() - burst)
                     yield batch
                     burst = time.perf_counter()
-                message = taken.data
             now = time.monotonic()
             if got:
                 heard = now  # quiet counts from the end of what libpq had buffered

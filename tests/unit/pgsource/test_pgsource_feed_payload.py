@@ -97,11 +97,11 @@ def _take(
         return (0, memoryview(b"")) if message is None else (len(message), memoryview(message))
 
     while True:
-        taken = asm.take_rows(read)
-        emit(taken.batches)
-        if taken.size:
-            emit(asm.feed_payload(bytes(taken.data[header.size :])))
-        elif not taken.batches:
+        batches, size, data, _ = asm.take_rows(read)
+        emit(list(batches))
+        if size:
+            emit(asm.feed_payload(bytes(data[header.size :])))
+        elif not batches:
             return  # nothing more to read
 
 
