@@ -127,6 +127,8 @@ class Target(Protocol):
     change_log: bool
     # Optional ``server_fence = True`` (Postgres): the target accepts a :class:`ServerFence`;
     # the conflict step reads its ``getattr(target, "server_fence", False)``.
+    # Optional ``grows_groups = True`` (Postgres): under a backlog the runner gives it groups
+    # of up to ``GROUP_BATCHES × max_rows`` rows (``getattr(target, "grows_groups", False)``).
     # Optional ``async holds_rows(table) -> bool`` (Postgres, Mongo): whether the target table
     # exists with at least one row, read on a connection of its own (a table snapshot taken
     # into an empty table needs no sweep, :mod:`syncengine.runtime.tableops`).

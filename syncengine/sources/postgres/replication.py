@@ -13,14 +13,12 @@ import asyncio
 import struct
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq
 
-from syncengine.changes import ChangeBatch
 from syncengine.errors import SourceUnavailable
-from syncengine.sources.postgres.assembler import Taken
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.wire import (
     Keepalive,
@@ -28,6 +26,10 @@ from syncengine.sources.postgres.wire import (
     parse_copy_data,
     standby_status,
 )
+
+if TYPE_CHECKING:  # annotations only: this module stays free of Arrow
+    from syncengine.changes import ChangeBatch
+    from syncengine.sources.postgres.assembler import Taken
 
 #: an XLogData's WAL start (its first header field, after the 'w')
 _XLOG_START = struct.Struct("!Q").unpack_from
