@@ -143,19 +143,38 @@ def mongo_server() -> Iterator[MongoServer | ExternalMongo]:
         server.destroy()
 
 
-@pytest.fixture
-def mongo_uri(mongo_server: MongoServer | ExternalMongo) -> str:
-    return mongo_server.uri
+OWN_MONGO_MARKER = "own_mongo_server"
+
+
+def wants_own_mongo(request: pytest.FixtureRequest) -> bool:
+    """A test marked ``own_mongo_server`` (or in a module whose ``pytestmark`` has it) gets
+    ``mongo_uri``/``mongo_db`` from ``throwaway_mongo``: any test that SIGKILLs or SIGSTOPs
+    a process writing to Mongo needs it, see ``throwaway_mongo``."""
+    return request.node.get_closest_marker(OWN_MONGO_MARKER) is not None
 
 
 @pytest.fixture
-def mongo_db(mongo_server: MongoServer | ExternalMongo) -> Iterator[str]:
-    """A fresh database name on the test Mongo server, dropped afterwards."""
+def mongo_uri(request: pytest.FixtureRequest) -> str:
+    if wants_own_mongo(request):
+        uri: str = request.getfixturevalue("throwaway_mongo")[0]
+        return uri
+    server: MongoServer | ExternalMongo = request.getfixturevalue("mongo_server")
+    return server.uri
+
+
+@pytest.fixture
+def mongo_db(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database name on the test Mongo server, dropped afterwards (a test's own
+    server, marked ``own_mongo_server``, is thrown away instead)."""
+    if wants_own_mongo(request):
+        yield request.getfixturevalue("throwaway_mongo")[1]
+        return
     from pymongo import MongoClient
 
+    server: MongoServer | ExternalMongo = request.getfixturevalue("mongo_server")
     name = f"db_{uuid.uuid4().hex[:10]}"
     yield name
-    with MongoClient(mongo_server.uri) as client:
+    with MongoClient(server.uri) as client:
         client.drop_database(name)
 
 

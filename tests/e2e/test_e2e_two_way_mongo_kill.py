@@ -27,16 +27,9 @@ from tests.e2e.test_e2e_two_way_mongo import SNAPSHOT, TABLE, documents, make_cl
 #: diverging keys.
 
 
-@pytest.fixture
-def mongo_uri(throwaway_mongo: tuple[str, str]) -> str:
-    """A server of each test's own (see ``throwaway_mongo``): the SIGKILLed daemons leave
-    transactions behind that once stalled the suite's shared server in ``drop_database``."""
-    return throwaway_mongo[0]
-
-
-@pytest.fixture
-def mongo_db(throwaway_mongo: tuple[str, str]) -> str:
-    return throwaway_mongo[1]
+#: a server of each test's own (see ``throwaway_mongo``): the SIGKILLed daemons leave
+#: transactions behind that once stalled the suite's shared server in ``drop_database``
+pytestmark = pytest.mark.own_mongo_server
 
 
 HOT = 40
