@@ -243,9 +243,11 @@ def _as_array(values: object, type_: pa.DataType, n: int) -> pa.Array | pa.Chunk
 
 
 def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
-    """Concatenate batches of one table in order; schemas are unified (missing columns null).
+    """Concatenate batches of one table in order; schemas are unified.
 
-    Unsent masks missing from one side are filled with ``False`` (those rows sent the value).
+    A row-image column a batch lacks was not sent by its rows (a document without the field):
+    it is null and unsent there. Unsent masks missing from a batch that has the column are
+    filled with ``False`` (those rows sent the value).
     """
     if not batches:
         raise ValueError("concat_batches needs at least one batch")
@@ -258,20 +260,41 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
         # one schema, no masks to fill: the parts' columns chained as they are, no copy
         combined = pa.concat_tables([b.data for b in batches])
     else:
-        frames = [b.to_polars() for b in _text_where_any_is_text(batches)]
-        combined = pl.concat(frames, how="diagonal_relaxed")
+        parts = _unsent_where_absent(_text_where_any_is_text(batches))
+        joined = pl.concat([b.to_polars() for b in parts], how="diagonal_relaxed")
         fills = [
             pl.col(name).fill_null(False)
-            for name in combined.columns
+            for name in joined.columns
             if name.startswith(UNSENT_PREFIX)
         ]
         if fills:
-            combined = combined.with_columns(fills)
+            joined = joined.with_columns(fills)
+        combined = joined
     if first.meta.get(AT_RESUME) and not all(b.meta.get(AT_RESUME) for b in batches):
         # a claim about every row (no per-key fence needed) holds only if every part makes it
         meta = {k: v for k, v in first.meta.items() if k != AT_RESUME}
         return ChangeBatch(first.table, first.data, first.key, meta).replace(combined)
     return first.replace(combined)
+
+
+def _unsent_where_absent(batches: Sequence[ChangeBatch]) -> Sequence[ChangeBatch]:
+    """Each batch with an unsent mask for every row-image column some batch lacks: ``True``
+    in the batches without the column, ``False`` in those that carry it unmasked. Joined
+    without them, a document's missing field came out as a null it never had (a Mongo
+    target wrote ``field: null``; a Postgres update overwrote the column with null)."""
+    names = [{n for n in b.data.column_names if is_data_column(n)} for b in batches]
+    partial = set().union(*names) - set.intersection(*names)
+    if not partial:
+        return batches
+    out = []
+    for batch, carried in zip(batches, names, strict=True):
+        table, n = batch.data, batch.num_rows
+        for column in sorted(partial):
+            if UNSENT_PREFIX + column not in table.column_names:
+                absent = pa.repeat(pa.scalar(column not in carried), n)
+                table = table.append_column(UNSENT_PREFIX + column, absent)
+        out.append(batch.replace(table))
+    return out
 
 
 def _text_where_any_is_text(batches: Sequence[ChangeBatch]) -> Sequence[ChangeBatch]:

@@ -143,6 +143,24 @@ def test_concat_fills_missing_unsent_masks_with_sent():
     assert compact(both).data.column("a").to_pylist() == [1]
 
 
+def test_concat_makes_a_column_a_batch_lacks_unsent_in_its_rows():
+    """Documents without a field (one flush) joined with documents that have it (the next):
+    the first rows did not send the field, so it stays unsent there rather than null."""
+    without = ChangeBatch.build(
+        "t", pa.table({"id": [1, 2], "a": [1, 2]}), ops=["c", "u"], positions=["1", "2"],
+        key=["id"],
+    )  # fmt: skip
+    with_b = ChangeBatch.build(
+        "t", pa.table({"id": [3, 2], "a": [3, 4], "b": ["x", None]}), ops=["c", "u"],
+        positions=["3", "4"], key=["id"], unsent={"a": [False, True]},
+    )  # fmt: skip
+    both = concat_batches([without, with_b])
+    assert both.data.column("_unsent.b").to_pylist() == [True, True, False, False]
+    assert both.data.column("_unsent.a").to_pylist() == [False, False, False, True]
+    state = apply({2: {"a": 0, "b": "kept"}}, compact(both))
+    assert state == {1: {"a": 1}, 2: {"a": 2, "b": None}, 3: {"a": 3, "b": "x"}}
+
+
 def test_build_keeps_source_type_metadata():
     field = pa.field("price", pa.decimal128(12, 2), metadata={b"pg_type": b"numeric(12,2)"})
     rows = pa.table({"price": pa.array([None], pa.decimal128(12, 2))}, schema=pa.schema([field]))
