@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from syncengine.changes import (
     BEFORE_PREFIX,
+    LARGE_FORMS,
     META_COLUMNS,
     OP_DELETE,
     OP_TRUNCATE,
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
     from syncengine.mappings.apply import Shape
     from syncengine.mappings.plan import CompiledMapping
 
-#: Arrow types a Polars round trip turns into their large-offset forms
-_LARGE = {pa.string(): pa.large_string(), pa.binary(): pa.large_binary()}
 #: ops whose rows carry every field (the others: the key alone)
 _FULL = pa.array(["c", "u", "r"])
 
@@ -67,7 +66,7 @@ def passes_through(plan: CompiledMapping) -> bool:
         if index < 0:
             return False
         want = target.field(index).type
-        if want != field.type and want != _LARGE.get(field.type):
+        if want != field.type and want != LARGE_FORMS.get(field.type):
             return False
     return True
 

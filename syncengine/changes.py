@@ -247,7 +247,9 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
 
     A row-image column a batch lacks was not sent by its rows (a document without the field):
     it is null and unsent there. Unsent masks missing from a batch that has the column are
-    filled with ``False`` (those rows sent the value).
+    filled with ``False`` (those rows sent the value). Field metadata is kept, and a Mongo
+    field typed differently by two batches is typed as one batch would type it
+    (:func:`_bson_retyped`).
     """
     if not batches:
         raise ValueError("concat_batches needs at least one batch")
@@ -256,11 +258,13 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
         return first
     combined: pa.Table | pl.DataFrame
     schema = first.data.schema
-    if not first.unsent_columns and all(b.data.schema.equals(schema) for b in batches[1:]):
+    if not first.unsent_columns and all(
+        b.data.schema.equals(schema, check_metadata=True) for b in batches[1:]
+    ):
         # one schema, no masks to fill: the parts' columns chained as they are, no copy
         combined = pa.concat_tables([b.data for b in batches])
     else:
-        parts = _unsent_where_absent(_text_where_any_is_text(batches))
+        parts = _unsent_where_absent(_text_where_any_is_text(_bson_retyped(batches)))
         joined = pl.concat([b.to_polars() for b in parts], how="diagonal_relaxed")
         fills = [
             pl.col(name).fill_null(False)
@@ -269,7 +273,7 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
         ]
         if fills:
             joined = joined.with_columns(fills)
-        combined = joined
+        combined = _with_field_metadata(joined.to_arrow(), parts)
     if first.meta.get(AT_RESUME) and not all(b.meta.get(AT_RESUME) for b in batches):
         # a claim about every row (no per-key fence needed) holds only if every part makes it
         meta = {k: v for k, v in first.meta.items() if k != AT_RESUME}
@@ -295,6 +299,74 @@ def _unsent_where_absent(batches: Sequence[ChangeBatch]) -> Sequence[ChangeBatch
                 table = table.append_column(UNSENT_PREFIX + column, absent)
         out.append(batch.replace(table))
     return out
+
+
+def _bson_retyped(batches: Sequence[ChangeBatch]) -> Sequence[ChangeBatch]:
+    """Mongo batches whose documents type a field differently, typed as one batch would
+    (:func:`syncengine.codecs.bson_arrow.retype_across`); other batches as they are."""
+    if not any(b"bson_type" in (f.metadata or {}) for b in batches for f in b.data.schema):
+        return batches
+    from syncengine.codecs.bson_arrow import retype_across
+
+    tables = retype_across([b.data for b in batches])
+    return [b if t is b.data else b.replace(t) for b, t in zip(batches, tables, strict=True)]
+
+
+def _with_field_metadata(table: pa.Table, parts: Sequence[ChangeBatch]) -> pa.Table:
+    """``table`` (joined through Polars, which drops Arrow field metadata) with each column
+    that carries metadata in a part (at any depth) typed as the first part that types it alike
+    (Polars' large offsets aside). The metadata says what a value is (``bson_type=objectId`` on
+    a string, also on a list's items; ``pg_type`` on text a Postgres value has no Arrow form
+    for): lost, a Mongo target wrote ObjectIds as strings and JSON as text."""
+    fields = []
+    changed = False
+    for f in table.schema:
+        for part in parts:
+            index = part.data.schema.get_field_index(f.name)
+            if index < 0:
+                continue
+            known = part.data.schema.field(index)
+            if _has_metadata(known) and _same_type(known.type, f.type):
+                f = known
+                changed = True
+                break
+        fields.append(f)
+    if not changed:
+        return table
+    return table.cast(pa.schema(fields, table.schema.metadata))
+
+
+def _has_metadata(field: pa.Field) -> bool:
+    if field.metadata:
+        return True
+    type_ = field.type
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return _has_metadata(type_.value_field)
+    if pa.types.is_struct(type_):
+        return any(_has_metadata(child) for child in type_)
+    return False
+
+
+def _same_type(a: pa.DataType, b: pa.DataType) -> bool:
+    return bool(a == b or _small_offsets(a) == _small_offsets(b))
+
+
+def _small_offsets(type_: pa.DataType) -> pa.DataType:
+    """``type_`` with every large-offset form (Polars' strings, binaries and lists) replaced by
+    the 32-bit one, at any depth, and list items named alike: for comparing only."""
+    if pa.types.is_large_string(type_):
+        return pa.string()
+    if pa.types.is_large_binary(type_):
+        return pa.binary()
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return pa.list_(_small_offsets(type_.value_type))
+    if pa.types.is_struct(type_):
+        return pa.struct([f.with_type(_small_offsets(f.type)) for f in type_])
+    return type_
+
+
+#: the types Polars hands back for Arrow's 32-bit-offset ones
+LARGE_FORMS = {pa.string(): pa.large_string(), pa.binary(): pa.large_binary()}
 
 
 def _text_where_any_is_text(batches: Sequence[ChangeBatch]) -> Sequence[ChangeBatch]:

@@ -39,6 +39,7 @@ least one document, a boolean mask that is true where it was absent (the source 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -50,7 +51,7 @@ from bson.binary import UuidRepresentation
 from bson.codec_options import DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
-from syncengine.codecs.arrow_bson import arrow_to_documents
+from syncengine.codecs.arrow_bson import arrow_to_documents, column_values
 from syncengine.codecs.bson_types import (
     JSON,
     NULL,
@@ -69,6 +70,7 @@ __all__ = [
     "decode_documents",
     "documents_to_arrow",
     "missing_masks",
+    "retype_across",
 ]
 
 #: How raw BSON is decoded: naive datetimes (BSON dates are UTC; Arrow's UTC timestamps and
@@ -83,6 +85,7 @@ DECODE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     datetime_conversion=DatetimeConversion.DATETIME_AUTO,
 )
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+log = logging.getLogger("syncengine.codecs")
 _JSON_OPTIONS = json_util.JSONOptions(
     json_mode=json_util.JSONMode.RELAXED,
     uuid_representation=UuidRepresentation.STANDARD,
@@ -165,6 +168,67 @@ def decode_documents(docs: Documents) -> Decoded:
         return Decoded(pa.table({"": pa.nulls(n)}).drop([""]), warnings, missing)
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     return Decoded(table, warnings, missing)
+
+
+#: BSON types two batches may carry one field as without a decode: Polars widens them as
+#: :func:`~syncengine.codecs.bson_types.unify` would (int32 → int64 → double)
+_NUMBERS = frozenset({"int", "long", "double"})
+
+
+def retype_across(tables: Sequence[pa.Table]) -> list[pa.Table]:
+    """Decoded batches of one collection about to be joined into one (a change group): a
+    field whose BSON typing differs between them is typed again as if all their documents had
+    been decoded together. An int in one batch and a string in another become extended-JSON
+    text in both, as within one batch; a sub-document with other fields, a union struct; a
+    field carried as JSON in one batch, JSON in all. Joined as they were, Polars turned the
+    int into the string ``"1"`` and JSON text into a string no JSON parser reads.
+
+    Only fields every batch types with ``bson_type`` (Mongo's) and that differ in more than
+    width (:data:`_NUMBERS`) are touched; their values are decoded back to BSON and built
+    again (:func:`build`), a rare path. Batches without such a field are returned as they are.
+    """
+    kinds: dict[str, set[tuple[pa.DataType, bytes]]] = {}
+    for table in tables:
+        for f in table.schema:
+            bson_type = (f.metadata or {}).get(b"bson_type")
+            if bson_type is None:
+                kinds.setdefault(f.name, set()).add((f.type, b""))
+            elif not pa.types.is_null(f.type):
+                kinds.setdefault(f.name, set()).add((f.type, bson_type))
+    retyped = [
+        name
+        for name, seen in kinds.items()
+        if len(seen) > 1
+        and all(bson_type for _, bson_type in seen)
+        and not {bson_type.decode() for _, bson_type in seen} <= _NUMBERS
+    ]
+    out = list(tables)
+    for name in retyped:
+        holders = [i for i, table in enumerate(out) if name in table.column_names]
+        values: list[Any] = []
+        for i in holders:
+            column = out[i].column(name)
+            field_ = out[i].schema.field(name)
+            if pa.types.is_null(field_.type):
+                values.extend([None] * len(column))
+            else:
+                values.extend(column_values(field_, column))
+        node = infer_column(values)
+        for path in conflicts(values, node, name):
+            log.warning(
+                "field %s: conflicting BSON types across batches; carried as extended-JSON "
+                "text (bson_type=json)",
+                path,
+            )
+        array, built = build(name, lift_json(node), values)
+        offset = 0
+        for i in holders:
+            table = out[i]
+            n = table.num_rows
+            index = table.schema.get_field_index(name)
+            out[i] = table.set_column(index, built, array.slice(offset, n))
+            offset += n
+    return out
 
 
 def build(name: str, node: Node, values: list[Any]) -> tuple[pa.Array, pa.Field]:

@@ -650,12 +650,19 @@ def union_schema(first: pa.Schema, second: pa.Schema) -> pa.Schema:
 
 
 def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
-    """A field whose type holds the values of both (see :meth:`Pipeline._union`)."""
-    if a.type == b.type:
-        return a
+    """A field whose type holds the values of both (see :meth:`Pipeline._union`).
+
+    Two Mongo fields (``bson_type``) that differ in more than numeric width join as
+    extended-JSON text, the form :func:`~syncengine.changes.concat_batches` gives their
+    values (a string field with another's ``bson_type`` would have a Mongo target write the
+    JSON as a string, or an int's text as an int)."""
     if pa.types.is_null(a.type):
         return b
     if pa.types.is_null(b.type):
+        return a
+    if _bson_json_join(a, b):
+        return pa.field(a.name, pa.string(), metadata={"bson_type": "json", "pg_type": "jsonb"})
+    if a.type == b.type:
         return a
     if pa.types.is_decimal(a.type) and pa.types.is_decimal(b.type):
         scale = max(a.type.scale, b.type.scale)
@@ -669,3 +676,16 @@ def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
         return a.with_type(merged.type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return a.with_type(pa.string())
+
+
+#: BSON types that join as the wider number (as :mod:`syncengine.codecs.bson_types` does)
+_BSON_NUMBERS = frozenset({b"int", b"long", b"double"})
+
+
+def _bson_json_join(a: pa.Field, b: pa.Field) -> bool:
+    """Whether two Mongo fields of different BSON types hold values only JSON text can carry
+    together (one BSON type in both, e.g. sub-documents with other fields: Arrow's union)."""
+    kinds = {(f.metadata or {}).get(b"bson_type") for f in (a, b)}
+    if None in kinds or len(kinds) == 1:
+        return False
+    return not kinds <= _BSON_NUMBERS
