@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+from syncengine.sources.postgres import decodespawn
+
 PROBE = (
     "import json, sys\n"
     "import syncengine.sources.postgres.decodechild\n"
@@ -50,3 +52,19 @@ def test_the_child_started_early_survives_the_first_groups_imports() -> None:
         capture_output=True, text=True, check=True, timeout=120, env=env,
     )  # fmt: skip
     assert done.stdout.split() == ["True"]
+
+
+def test_the_child_runs_this_process_s_code_whatever_the_working_directory(
+    tmp_path, monkeypatch
+) -> None:
+    """``python -m`` puts the working directory first on ``sys.path``: started from a folder
+    holding another ``syncengine`` (a source checkout of another version, a benchmark tree),
+    the child imported that one instead of its parent's. Here that one cannot be imported: the
+    child must not see it, read the end of its socket and exit as told (2: no parameters)."""
+    poisoned = tmp_path / "syncengine"
+    poisoned.mkdir()
+    (poisoned / "__init__.py").write_text("raise ImportError('the wrong syncengine')\n")
+    monkeypatch.chdir(tmp_path)
+    started = decodespawn._start()
+    started.sock.close()  # no parameters will come
+    assert started.proc.wait(timeout=120) == 2

@@ -130,7 +130,9 @@ def _start() -> _Started:
     env = _child_env()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "syncengine.sources.postgres.decodechild"]
+            # -P: not the working directory first on the path (``-m`` puts it there), where
+            # another ``syncengine`` (a source checkout) would be imported instead of this one
+            [sys.executable, "-P", "-m", "syncengine.sources.postgres.decodechild"]
             + [str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
