@@ -175,6 +175,12 @@ def decode_documents(docs: Documents) -> Decoded:
 _NUMBERS = frozenset({"int", "long", "double"})
 
 
+def _widens(bson_types: set[str]) -> bool:
+    """Whether Polars may join a field of these BSON types by widening: numbers only, and no
+    long beside a double (a long beyond 2^53 must not become one: the values decide)."""
+    return bson_types <= _NUMBERS and not {"long", "double"} <= bson_types
+
+
 def retype_across(tables: Sequence[pa.Table]) -> list[pa.Table]:
     """Decoded batches of one collection about to be joined into one (a change group): a
     field whose BSON typing differs between them is typed again as if all their documents had
@@ -200,7 +206,7 @@ def retype_across(tables: Sequence[pa.Table]) -> list[pa.Table]:
         for name, seen in kinds.items()
         if len(seen) > 1
         and all(bson_type for _, bson_type in seen)
-        and not {bson_type.decode() for _, bson_type in seen} <= _NUMBERS
+        and not _widens({bson_type.decode() for _, bson_type in seen})
     ]
     out = list(tables)
     for name in retyped:
@@ -267,16 +273,21 @@ _PLAIN = {
     "string": pa.string(),
     "int": pa.int32(),
     "long": pa.int64(),
+    "bigLong": pa.int64(),
     "double": pa.float64(),
     "bool": pa.bool_(),
     "date": pa.timestamp("ms", tz="UTC"),
 }
 
 
+#: node kinds whose BSON type has another name
+_BSON_TYPE = {"bigLong": "long"}
+
+
 def _leaf(name: str, kind: str, values: list[Any]) -> tuple[pa.Array, pa.Field]:
     type_ = _PLAIN.get(kind)
     if type_ is not None:
-        return pa.array(values, type_), _field(name, type_, kind)
+        return pa.array(values, type_), _field(name, type_, _BSON_TYPE.get(kind, kind))
     if kind == "objectId":
         text = [None if v is None else str(v) for v in values]
         return pa.array(text, pa.string()), _field(name, pa.string(), kind)

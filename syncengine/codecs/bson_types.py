@@ -2,15 +2,17 @@
 
 Documents in one collection rarely share one schema, so the Arrow schema of a batch is the
 *union* of what every document holds: a field one document lacks is null (and reported missing),
-int32 and int64 widen to int64, ints and doubles widen to double, and sub-documents merge field by
-field. Two kinds that cannot share an Arrow type (a string here, a number there) become a
-``json`` node: that field, and only that field, is carried as an extended-JSON string and a
-warning names it. Pure functions, no I/O, so they are unit- and property-tested.
+int32 and int64 widen to int64, ints and doubles widen to double (but an int64 beyond ±2^53,
+which a double cannot hold exactly, is a conflict beside a double: ``bigLong``), and
+sub-documents merge field by field. Two kinds that cannot share an Arrow type (a string here,
+a number there) become a ``json`` node: that field, and only that field, is carried as an
+extended-JSON string and a warning names it. Pure functions, no I/O, so they are unit- and
+property-tested.
 
 A node is a tuple: ``(kind,)`` for leaves, ``("struct", {name: node})`` and ``("list", node)``.
 Leaf kinds are the BSON type aliases MongoDB uses (``$type``): ``objectId``, ``string``, ``int``
 (int32), ``long``, ``double``, ``decimal``, ``bool``, ``date``, ``binData``, ``uuid``, ``null``,
-plus ``json`` (anything else, or a conflict).
+plus ``json`` (anything else, or a conflict) and ``bigLong`` (a ``long`` beyond ±2^53).
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ Node = tuple[Any, ...]
 
 NULL: Node = ("null",)
 JSON: Node = ("json",)
+#: an int64 beyond ±2^53, which a double cannot hold exactly: it never widens to ``double``
+#: (beside a double it is a conflict, so JSON); its BSON type is ``long``
+BIG_LONG: Node = ("bigLong",)
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_EXACT_IN_DOUBLE = 2**53
 
 _SCALARS: dict[type, Node] = {
     str: ("string",),
@@ -37,7 +43,6 @@ _SCALARS: dict[type, Node] = {
     ObjectId: ("objectId",),
     Decimal128: ("decimal",),
     Decimal: ("decimal",),
-    Int64: ("long",),
     _uuid.UUID: ("uuid",),
     bytes: ("binData",),
     _dt.datetime: ("date",),
@@ -51,9 +56,7 @@ def infer(value: Any) -> Node:
     if node is not None:
         return node
     if isinstance(value, int) and not isinstance(value, bool):
-        if isinstance(value, Int64) or not _INT32_MIN <= value <= _INT32_MAX:
-            return ("long",)
-        return ("int",)
+        return _int_kind(value, value, isinstance(value, Int64))
     if isinstance(value, dict):
         if not value:
             return ("struct", {})
@@ -86,10 +89,9 @@ def infer_column(values: list[Any]) -> Node:
             leaf = _struct_column(values if alone else [v for v in values if type(v) is dict])
         elif cls is list:
             leaf = ("list", infer_column([item for v in values if type(v) is list for item in v]))
-        elif cls is int:
-            ints = values if alone else [v for v in values if type(v) is int]
-            small = _INT32_MIN <= min(ints) and max(ints) <= _INT32_MAX
-            leaf = ("int",) if small else ("long",)
+        elif cls is int or cls is Int64:
+            ints = values if alone else [v for v in values if type(v) is cls]
+            leaf = _int_kind(min(ints), max(ints), cls is Int64)
         else:
             found = _SCALARS.get(cls)
             if found is None:  # Binary (UUID or not), datetime subclasses, other BSON types
@@ -157,10 +159,20 @@ def _struct_column(docs: list[dict[str, Any]]) -> Node:
     return ("struct", {name: infer_column(column) for name, column in columns.items()})
 
 
+def _int_kind(low: int, high: int, int64: bool) -> Node:
+    """The node of ints from ``low`` to ``high`` (``int64``: BSON int64 values, a long even
+    when small)."""
+    if -_EXACT_IN_DOUBLE <= low and high <= _EXACT_IN_DOUBLE:
+        return ("long",) if int64 or not (_INT32_MIN <= low and high <= _INT32_MAX) else ("int",)
+    return BIG_LONG
+
+
 _WIDEN = {
     frozenset({"int", "long"}): ("long",),
     frozenset({"int", "double"}): ("double",),
     frozenset({"long", "double"}): ("double",),
+    frozenset({"int", "bigLong"}): BIG_LONG,
+    frozenset({"long", "bigLong"}): BIG_LONG,
 }
 
 

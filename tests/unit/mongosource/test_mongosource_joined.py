@@ -23,8 +23,8 @@ TS = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 _LEAVES = st.one_of(
     st.none(),
     st.integers(min_value=-(2**31), max_value=2**31 - 1),
-    # longs a double holds exactly: a larger one beside a double fails one batch's decode
-    st.integers(min_value=2**31, max_value=2**53).map(Int64),
+    st.integers(min_value=2**31, max_value=2**62).map(Int64),
+    st.integers(min_value=2**53 - 2, max_value=2**53 + 2),
     st.floats(allow_nan=False),
     st.text(max_size=3),
     st.booleans(),
@@ -107,3 +107,18 @@ def test_the_spec_of_two_mongo_fields_that_disagree_is_json():
     )
     plain = common_field(pa.field("v", pa.int64()), pa.field("v", pa.string()))
     assert plain.type == pa.string() and not plain.metadata
+
+
+def test_a_long_a_double_cannot_hold_is_never_widened_to_one():
+    """One batch: an int64 beyond 2^53 beside a double is a conflict (JSON), not a double
+    (Arrow refused the inexact conversion and the whole batch failed to decode); across two
+    batches Polars would have rounded it."""
+    big = Int64(2**60 + 1)
+    one = decode_documents([{"v": big}, {"v": 0.5}]).table
+    assert one.schema.field("v").metadata[b"bson_type"] == b"json"
+    joined = concat_batches(
+        [_batch([{"_id": 1, "v": big}], "1"), _batch([{"_id": 2, "v": 0.5}], "2")]
+    )
+    assert _documents(joined) == [{"_id": 1, "v": big}, {"_id": 2, "v": 0.5}]
+    exact = decode_documents([{"v": Int64(2**53)}, {"v": 0.5}]).table
+    assert exact.schema.field("v").type == pa.float64()
