@@ -130,8 +130,11 @@ class ExternalMongo:
         self.uri = uri
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mongo_server() -> Iterator[MongoServer | ExternalMongo]:
+    """A SecantusDB server per test module (≈ 1 s to start). One server for the whole run
+    grew (a 440 MB oplog half an hour in) until a single commit spent minutes in its oplog
+    prune, at 100 % CPU, with a ``dropDatabase`` waiting behind it: CI timed out at 98 %."""
     external = os.environ.get("SYNCENGINE_TEST_MONGO_URI")
     if external:
         yield ExternalMongo(external)
