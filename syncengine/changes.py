@@ -256,7 +256,7 @@ def concat_batches(batches: Sequence[ChangeBatch]) -> ChangeBatch:
     first = batches[0]
     if len(batches) == 1:
         return first
-    combined: pa.Table | pl.DataFrame
+    combined: pa.Table
     schema = first.data.schema
     if not first.unsent_columns and all(
         b.data.schema.equals(schema, check_metadata=True) for b in batches[1:]

@@ -55,6 +55,7 @@ from syncengine.codecs.arrow_bson import arrow_to_documents, column_values
 from syncengine.codecs.bson_types import (
     JSON,
     NULL,
+    NUMBERS,
     Node,
     conflicts,
     field_columns,
@@ -170,15 +171,11 @@ def decode_documents(docs: Documents) -> Decoded:
     return Decoded(table, warnings, missing)
 
 
-#: BSON types two batches may carry one field as without a decode: Polars widens them as
-#: :func:`~syncengine.codecs.bson_types.unify` would (int32 → int64 → double)
-_NUMBERS = frozenset({"int", "long", "double"})
-
-
 def _widens(bson_types: set[str]) -> bool:
-    """Whether Polars may join a field of these BSON types by widening: numbers only, and no
-    long beside a double (a long beyond 2^53 must not become one: the values decide)."""
-    return bson_types <= _NUMBERS and not {"long", "double"} <= bson_types
+    """Whether Polars may join a field of these BSON types without a decode, widening them as
+    :func:`~syncengine.codecs.bson_types.unify` would: numbers only, and no long beside a
+    double (a long beyond 2^53 must not become one: the values decide)."""
+    return bson_types <= NUMBERS and not {"long", "double"} <= bson_types
 
 
 def retype_across(tables: Sequence[pa.Table]) -> list[pa.Table]:
@@ -190,7 +187,7 @@ def retype_across(tables: Sequence[pa.Table]) -> list[pa.Table]:
     int into the string ``"1"`` and JSON text into a string no JSON parser reads.
 
     Only fields every batch types with ``bson_type`` (Mongo's) and that differ in more than
-    width (:data:`_NUMBERS`) are touched; their values are decoded back to BSON and built
+    width (:func:`_widens`) are touched; their values are decoded back to BSON and built
     again (:func:`build`), a rare path. Batches without such a field are returned as they are.
     """
     kinds: dict[str, set[tuple[pa.DataType, bytes]]] = {}

@@ -167,6 +167,9 @@ def _int_kind(low: int, high: int, int64: bool) -> Node:
     return BIG_LONG
 
 
+#: BSON types that widen into one another (int32 → int64 → double; see :data:`_WIDEN`)
+NUMBERS = frozenset({"int", "long", "double"})
+
 _WIDEN = {
     frozenset({"int", "long"}): ("long",),
     frozenset({"int", "double"}): ("double",),

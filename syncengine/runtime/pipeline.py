@@ -678,14 +678,12 @@ def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
         return a.with_type(pa.string())
 
 
-#: BSON types that join as the wider number (as :mod:`syncengine.codecs.bson_types` does)
-_BSON_NUMBERS = frozenset({b"int", b"long", b"double"})
-
-
 def _bson_json_join(a: pa.Field, b: pa.Field) -> bool:
     """Whether two Mongo fields of different BSON types hold values only JSON text can carry
     together (one BSON type in both, e.g. sub-documents with other fields: Arrow's union)."""
     kinds = {(f.metadata or {}).get(b"bson_type") for f in (a, b)}
     if None in kinds or len(kinds) == 1:
         return False
-    return not kinds <= _BSON_NUMBERS
+    from syncengine.codecs.bson_types import NUMBERS  # Mongo fields only: bson is not loaded
+
+    return not {kind.decode() for kind in kinds if kind is not None} <= NUMBERS
