@@ -178,7 +178,7 @@ def _widens(bson_types: set[str]) -> bool:
     return bson_types <= NUMBERS and not {"long", "double"} <= bson_types
 
 
-def retype_across(tables: Sequence[pa.Table]) -> list[pa.Table]:
+def retype_across(tables: Sequence[pa.Table], *, warn: bool = True) -> list[pa.Table]:
     """Decoded batches of one collection about to be joined into one (a change group): a
     field whose BSON typing differs between them is typed again as if all their documents had
     been decoded together. An int in one batch and a string in another become extended-JSON
@@ -189,24 +189,10 @@ def retype_across(tables: Sequence[pa.Table]) -> list[pa.Table]:
     Only fields every batch types with ``bson_type`` (Mongo's) and that differ in more than
     width (:func:`_widens`) are touched; their values are decoded back to BSON and built
     again (:func:`build`), a rare path. Batches without such a field are returned as they are.
+    ``warn``: log each conflict (once per join: :func:`joined_fields` does not).
     """
-    kinds: dict[str, set[tuple[pa.DataType, bytes]]] = {}
-    for table in tables:
-        for f in table.schema:
-            bson_type = (f.metadata or {}).get(b"bson_type")
-            if bson_type is None:
-                kinds.setdefault(f.name, set()).add((f.type, b""))
-            elif not pa.types.is_null(f.type):
-                kinds.setdefault(f.name, set()).add((f.type, bson_type))
-    retyped = [
-        name
-        for name, seen in kinds.items()
-        if len(seen) > 1
-        and all(bson_type for _, bson_type in seen)
-        and not _widens({bson_type.decode() for _, bson_type in seen})
-    ]
     out = list(tables)
-    for name in retyped:
+    for name in _retyped(tables):
         holders = [i for i, table in enumerate(out) if name in table.column_names]
         values: list[Any] = []
         for i in holders:
@@ -217,7 +203,7 @@ def retype_across(tables: Sequence[pa.Table]) -> list[pa.Table]:
             else:
                 values.extend(column_values(field_, column))
         node = infer_column(values)
-        for path in conflicts(values, node, name):
+        for path in conflicts(values, node, name) if warn else ():
             log.warning(
                 "field %s: conflicting BSON types across batches; carried as extended-JSON "
                 "text (bson_type=json)",
@@ -232,6 +218,40 @@ def retype_across(tables: Sequence[pa.Table]) -> list[pa.Table]:
             out[i] = table.set_column(index, built, array.slice(offset, n))
             offset += n
     return out
+
+
+def joined_fields(tables: Sequence[pa.Table]) -> dict[str, pa.Field]:
+    """The fields :func:`retype_across` types again, as it types them (their values decide:
+    a long beside a double is a double, or JSON when a double cannot hold it exactly)."""
+    names = _retyped(tables)
+    if not names:
+        return {}
+    holding = [t.select([n for n in names if n in t.column_names]) for t in tables]
+    fields: dict[str, pa.Field] = {}
+    for table in retype_across(holding, warn=False):
+        for f in table.schema:
+            fields.setdefault(f.name, f)
+    return fields
+
+
+def _retyped(tables: Sequence[pa.Table]) -> list[str]:
+    """Fields every batch that types them types with ``bson_type`` (Mongo's), differently
+    beyond numeric width (:func:`_widens`)."""
+    kinds: dict[str, set[tuple[pa.DataType, bytes]]] = {}
+    for table in tables:
+        for f in table.schema:
+            bson_type = (f.metadata or {}).get(b"bson_type")
+            if bson_type is None:
+                kinds.setdefault(f.name, set()).add((f.type, b""))
+            elif not pa.types.is_null(f.type):
+                kinds.setdefault(f.name, set()).add((f.type, bson_type))
+    return [
+        name
+        for name, seen in kinds.items()
+        if len(seen) > 1
+        and all(bson_type for _, bson_type in seen)
+        and not _widens({bson_type.decode() for _, bson_type in seen})
+    ]
 
 
 def build(name: str, node: Node, values: list[Any]) -> tuple[pa.Array, pa.Field]:

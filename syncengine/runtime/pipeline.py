@@ -243,11 +243,18 @@ class Pipeline:
         compiled = compile_mapping(self.name, mapping, schema, tuple(key))
         return await self._spec(compiled, mapping)
 
-    async def _union(self, first: TableSpec, second: TableSpec, ensured: bool = False) -> TableSpec:
+    async def _union(
+        self,
+        first: TableSpec,
+        second: TableSpec,
+        parts: Sequence[ChangeBatch],
+        ensured: bool = False,
+    ) -> TableSpec:
         """One spec for batches of two schemas: every column of both, each with a type both
         batches' values fit in (int + float → float, wider decimal scale, null → the other;
-        incompatible types → text). Values are cast to this spec, so it must never narrow."""
-        union = union_schema(first.schema, second.schema)
+        incompatible types → text; Mongo fields as the join of ``parts``, the group's mapped
+        batches, types them). Values are cast to this spec, so it must never narrow."""
+        union = union_schema(first.schema, second.schema, [p.data for p in parts])
         return await self._ensure(TableSpec(first.name, first.key, union), ensured=ensured)
 
     async def _ensure(
@@ -377,8 +384,11 @@ class Pipeline:
                     if spec.name in mapped:
                         earlier, _, parts = mapped[spec.name]
                         if earlier.schema != spec.schema:
-                            # the source schema changed inside this group (ALTER TABLE)
-                            spec = await self._union(earlier, spec, ensured=ahead)
+                            # the source schema changed inside this group (ALTER TABLE), or
+                            # two Mongo flushes typed a field differently
+                            spec = await self._union(
+                                earlier, spec, [*parts, result.batch], ensured=ahead
+                            )
                         mapped[spec.name] = (spec, mapping, parts)
                     else:
                         mapped[spec.name] = (spec, mapping, [])
@@ -640,13 +650,46 @@ class Pipeline:
             )
 
 
-def union_schema(first: pa.Schema, second: pa.Schema) -> pa.Schema:
-    """Every column of both, each typed by :func:`common_field`."""
+def union_schema(first: pa.Schema, second: pa.Schema, values: Sequence[pa.Table] = ()) -> pa.Schema:
+    """Every column of both, each typed by :func:`common_field`; ``values``: the batches the
+    spec is for, when at hand. Two Mongo fields that differ beyond numeric width are then
+    typed as :func:`~syncengine.changes.concat_batches` types the batches' values: a long
+    beside a double is a double only when the longs fit one exactly, which the fields alone
+    cannot say (without values such a pair joins as a double)."""
+    joined = _joined_mongo_fields(first, second, values) if values else {}
     fields = {f.name: f for f in first}
     for f in second:
         known = fields.get(f.name)
-        fields[f.name] = f if known is None else common_field(known, f)
+        if known is None:
+            fields[f.name] = f
+        else:
+            fields[f.name] = joined.get(f.name) or common_field(known, f)
     return pa.schema(list(fields.values()))
+
+
+def _joined_mongo_fields(
+    first: pa.Schema, second: pa.Schema, values: Sequence[pa.Table]
+) -> dict[str, pa.Field]:
+    """The fields of ``values``' join for the Mongo fields ``first`` and ``second`` type
+    differently (none: nothing is decoded)."""
+    differing = [
+        f.name
+        for f in second
+        if f.name in first.names
+        and (f.metadata or {}).get(b"bson_type")
+        and (first.field(f.name).metadata or {}).get(b"bson_type")
+        and _bson_kind(first.field(f.name)) != _bson_kind(f)
+    ]
+    if not differing:
+        return {}
+    from syncengine.codecs.bson_arrow import joined_fields  # Mongo fields only
+
+    holding = [t.select([n for n in differing if n in t.column_names]) for t in values]
+    return joined_fields(holding)
+
+
+def _bson_kind(f: pa.Field) -> tuple[pa.DataType, bytes]:
+    return f.type, (f.metadata or {}).get(b"bson_type", b"")
 
 
 def common_field(a: pa.Field, b: pa.Field) -> pa.Field:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from syncengine.changes import ChangeBatch, concat_batches
 from syncengine.codecs.bson_arrow import arrow_to_documents, decode_documents, retype_across
-from syncengine.runtime.pipeline import common_field
+from syncengine.runtime.pipeline import common_field, union_schema
 from syncengine.sources.mongo.batches import snapshot_batch
 
 TS = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -69,6 +69,19 @@ def test_a_joined_group_is_what_one_batch_of_its_documents_would_be(docs, data):
     for name in whole.data_columns:
         meta = whole.data.schema.field(name).metadata
         assert joined.data.schema.field(name).metadata == meta, name
+    # the group's spec (the target's columns), joined part by part as the pipeline does,
+    # types every field as the joined values are typed
+    spec = parts[0].data.schema
+    for i in range(1, len(parts)):
+        spec = union_schema(spec, parts[i].data.schema, [p.data for p in parts[: i + 1]])
+    for name in joined.data_columns:
+        typed = joined.data.schema.field(name)
+        if not pa.types.is_null(typed.type):
+            assert _kind(spec.field(name)) == _kind(typed), name
+
+
+def _kind(field: pa.Field) -> tuple[pa.DataType, bytes | None]:
+    return field.type, (field.metadata or {}).get(b"bson_type")
 
 
 def test_an_int_in_one_batch_and_a_string_in_another_join_as_json():
@@ -122,3 +135,20 @@ def test_a_long_a_double_cannot_hold_is_never_widened_to_one():
     assert _documents(joined) == [{"_id": 1, "v": big}, {"_id": 2, "v": 0.5}]
     exact = decode_documents([{"v": Int64(2**53)}, {"v": 0.5}]).table
     assert exact.schema.field("v").type == pa.float64()
+
+
+def test_the_spec_of_a_long_and_a_double_is_decided_by_the_values():
+    """The spec of two batches (a long in one, a double in the other) follows their values, as
+    the join does: a double when the longs fit one exactly, JSON when one does not (a double
+    column would round it)."""
+    double = _batch([{"_id": 2, "v": 0.5}], "2").data
+    for long_, expected in ((Int64(2**60 + 1), (pa.string(), b"json")), (Int64(7), None)):
+        longs = _batch([{"_id": 1, "v": long_}], "1").data
+        spec = union_schema(longs.schema, double.schema, [longs, double])
+        joined = concat_batches(
+            [_batch([{"_id": 1, "v": long_}], "1"), _batch([{"_id": 2, "v": 0.5}], "2")]
+        ).data.schema.field("v")
+        assert _kind(spec.field("v")) == _kind(joined)
+        assert _kind(joined) == (expected or (pa.float64(), b"double"))
+    # without the values the fields alone give a double
+    assert union_schema(longs.schema, double.schema).field("v").type == pa.float64()
