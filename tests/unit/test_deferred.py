@@ -39,6 +39,16 @@ def test_the_passthrough_path_loads_neither_polars_nor_the_mapping_compiler() ->
     assert json.loads(out.stdout) == []
 
 
+def test_the_resolver_loads_without_deepdiff() -> None:
+    """Only a queued conflict's delta needs deepdiff; every stream's first group loads the
+    resolver."""
+    probe = "import sys, syncengine.conflicts.resolver; print('deepdiff' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False"
+
+
 def test_a_deferred_module_is_imported_at_the_first_attribute_read() -> None:
     module = Deferred("json.decoder")
     assert "JSONDecodeError" not in vars(module)
