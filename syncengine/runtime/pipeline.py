@@ -676,9 +676,8 @@ def _joined_mongo_fields(
         f.name
         for f in second
         if f.name in first.names
-        and (f.metadata or {}).get(b"bson_type")
-        and (first.field(f.name).metadata or {}).get(b"bson_type")
-        and _bson_kind(first.field(f.name)) != _bson_kind(f)
+        and _bson_kind(f) is not None
+        and _bson_kind(first.field(f.name)) not in (None, _bson_kind(f))
     ]
     if not differing:
         return {}
@@ -688,8 +687,19 @@ def _joined_mongo_fields(
     return joined_fields(holding)
 
 
-def _bson_kind(f: pa.Field) -> tuple[pa.DataType, bytes]:
-    return f.type, (f.metadata or {}).get(b"bson_type", b"")
+def _bson_kind(f: pa.Field) -> tuple[pa.DataType, bytes] | None:
+    """A Mongo field's Arrow type and ``bson_type``; None for another field or one whose
+    values are all null (typed by nothing: :func:`_typeless`)."""
+    if _typeless(f):
+        return None
+    bson_type = (f.metadata or {}).get(b"bson_type")
+    return None if bson_type is None else (f.type, bson_type)
+
+
+def _typeless(f: pa.Field) -> bool:
+    """A field whose values say nothing of its type: Arrow's null type, or a Mongo field of
+    nulls only (``bson_type`` null), which a Postgres target types as the existing column."""
+    return pa.types.is_null(f.type) or (f.metadata or {}).get(b"bson_type") == b"null"
 
 
 def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
@@ -699,9 +709,9 @@ def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
     extended-JSON text, the form :func:`~syncengine.changes.concat_batches` gives their
     values (a string field with another's ``bson_type`` would have a Mongo target write the
     JSON as a string, or an int's text as an int)."""
-    if pa.types.is_null(a.type):
+    if _typeless(a):
         return b
-    if pa.types.is_null(b.type):
+    if _typeless(b):
         return a
     if _bson_json_join(a, b):
         return pa.field(a.name, pa.string(), metadata={"bson_type": "json", "pg_type": "jsonb"})

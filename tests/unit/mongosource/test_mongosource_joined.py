@@ -152,3 +152,22 @@ def test_the_spec_of_a_long_and_a_double_is_decided_by_the_values():
         assert _kind(joined) == (expected or (pa.float64(), b"double"))
     # without the values the fields alone give a double
     assert union_schema(longs.schema, double.schema).field("v").type == pa.float64()
+
+
+def test_a_field_of_nulls_joins_as_the_other_field():
+    """A flush whose documents hold only nulls in a field says nothing of its type: a Postgres
+    target types that field as its existing column (``bson_type`` null kept), and the spec of
+    it beside a flush of doubles is the doubles' field, not JSON (a jsonb column asked of a
+    double precision one)."""
+    nulls = decode_documents([{"v": None}]).table.schema.field("v")
+    as_column = nulls.with_type(pa.float64())  # what the target's ``_typed`` makes of it
+    doubles = decode_documents([{"v": 0.5}]).table.schema.field("v")
+    for typeless in (nulls, as_column):
+        assert common_field(typeless, doubles) == doubles
+        assert common_field(doubles, typeless) == doubles
+        first, second = pa.schema([typeless]), pa.schema([doubles])
+        values = [
+            pa.table({"v": pa.nulls(1, typeless.type)}, schema=first),
+            pa.table({"v": [0.5]}, schema=second),
+        ]
+        assert union_schema(first, second, values).field("v") == doubles
