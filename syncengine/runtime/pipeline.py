@@ -243,20 +243,6 @@ class Pipeline:
         compiled = compile_mapping(self.name, mapping, schema, tuple(key))
         return await self._spec(compiled, mapping)
 
-    async def _union(
-        self,
-        first: TableSpec,
-        second: TableSpec,
-        parts: Sequence[ChangeBatch],
-        ensured: bool = False,
-    ) -> TableSpec:
-        """One spec for batches of two schemas: every column of both, each with a type both
-        batches' values fit in (int + float → float, wider decimal scale, null → the other;
-        incompatible types → text; Mongo fields as the join of ``parts``, the group's mapped
-        batches, types them). Values are cast to this spec, so it must never narrow."""
-        union = union_schema(first.schema, second.schema, [p.data for p in parts])
-        return await self._ensure(TableSpec(first.name, first.key, union), ensured=ensured)
-
     async def _ensure(
         self, wanted: TableSpec, target: Target | None = None, ensured: bool = False
     ) -> TableSpec:
@@ -380,19 +366,24 @@ class Pipeline:
                 result = compiled.apply(batch)
                 letters.extend(result.dead_letters)
                 if result.batch.num_rows:
-                    spec = await self._spec(compiled, mapping, target, ensured=ahead)
+                    spec = TableSpec(
+                        mapping.target_name, tuple(compiled.key), compiled.target_schema
+                    )
                     if spec.name in mapped:
                         earlier, _, parts = mapped[spec.name]
                         if earlier.schema != spec.schema:
                             # the source schema changed inside this group (ALTER TABLE), or
                             # two Mongo flushes typed a field differently
-                            spec = await self._union(
-                                earlier, spec, [*parts, result.batch], ensured=ahead
-                            )
+                            spec = _union(earlier, spec, [*parts, result.batch])
                         mapped[spec.name] = (spec, mapping, parts)
                     else:
                         mapped[spec.name] = (spec, mapping, [])
                     mapped[spec.name][2].append(result.batch)
+        for name, (spec, mapping, parts) in mapped.items():
+            # once per table and group, for all its parts: a table created or widened for the
+            # first part alone could not hold what the others bring (a long beyond 2^53 in one
+            # part, a double in another: a double precision column would round the long)
+            mapped[name] = (await self._ensure(spec, target, ensured=ahead), mapping, parts)
         self.phases.add("map", time.perf_counter() - mapping_started)
         if letters:
             if ahead:
@@ -648,6 +639,15 @@ class Pipeline:
                 hint="see `syncengine deadletters list`; set on_error: dead_letter to continue "
                 "past bad records",
             )
+
+
+def _union(first: TableSpec, second: TableSpec, parts: Sequence[ChangeBatch]) -> TableSpec:
+    """One spec for batches of two schemas: every column of both, each with a type both
+    batches' values fit in (int + float → float, wider decimal scale, null → the other;
+    incompatible types → text; Mongo fields as the join of ``parts``, the group's mapped
+    batches, types them). Values are cast to this spec, so it must never narrow."""
+    union = union_schema(first.schema, second.schema, [p.data for p in parts])
+    return TableSpec(first.name, first.key, union)
 
 
 def union_schema(first: pa.Schema, second: pa.Schema, values: Sequence[pa.Table] = ()) -> pa.Schema:
