@@ -703,7 +703,7 @@ def _typeless(f: pa.Field) -> bool:
 
 
 def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
-    """A field whose type holds the values of both (see :meth:`Pipeline._union`).
+    """A field whose type holds the values of both (see :func:`_union`).
 
     Two Mongo fields (``bson_type``) that differ in more than numeric width join as
     extended-JSON text, the form :func:`~syncengine.changes.concat_batches` gives their
