@@ -9,6 +9,7 @@ dead letter but never lose one.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -348,6 +349,7 @@ class Pipeline:
                 await self._refresh(echoes)
             batches = [b for b in batches if not b.meta.get(ECHO)]
         mapped: dict[str, tuple[TableSpec, MappingConfig, list[ChangeBatch]]] = {}
+        schemas: dict[str, list[pa.Schema]] = {}  # per target table, each schema its parts map to
         letters: list[DeadLetter] = []
         superseded: list[tuple[int, str]] = []
         mapping_started = time.perf_counter()
@@ -369,17 +371,18 @@ class Pipeline:
                     spec = TableSpec(
                         mapping.target_name, tuple(compiled.key), compiled.target_schema
                     )
-                    if spec.name in mapped:
-                        earlier, _, parts = mapped[spec.name]
-                        if earlier.schema != spec.schema:
-                            # the source schema changed inside this group (ALTER TABLE), or
-                            # two Mongo flushes typed a field differently
-                            spec = _union(earlier, spec, [*parts, result.batch])
-                        mapped[spec.name] = (spec, mapping, parts)
-                    else:
-                        mapped[spec.name] = (spec, mapping, [])
-                    mapped[spec.name][2].append(result.batch)
+                    first, _, parts = mapped.setdefault(spec.name, (spec, mapping, []))
+                    parts.append(result.batch)
+                    mapped[spec.name] = (first, mapping, parts)
+                    seen = schemas.setdefault(spec.name, [])
+                    if spec.schema not in seen:
+                        seen.append(spec.schema)
         for name, (spec, mapping, parts) in mapped.items():
+            if len(schemas[name]) > 1:
+                # the source schema changed inside this group (ALTER TABLE), or two Mongo
+                # flushes typed a field differently
+                union = group_schema(schemas[name], [p.data for p in parts])
+                spec = TableSpec(spec.name, spec.key, union)
             # once per table and group, for all its parts: a table created or widened for the
             # first part alone could not hold what the others bring (a long beyond 2^53 in one
             # part, a double in another: a double precision column would round the long)
@@ -641,50 +644,45 @@ class Pipeline:
             )
 
 
-def _union(first: TableSpec, second: TableSpec, parts: Sequence[ChangeBatch]) -> TableSpec:
-    """One spec for batches of two schemas: every column of both, each with a type both
-    batches' values fit in (int + float → float, wider decimal scale, null → the other;
-    incompatible types → text; Mongo fields as the join of ``parts``, the group's mapped
-    batches, types them). Values are cast to this spec, so it must never narrow."""
-    union = union_schema(first.schema, second.schema, [p.data for p in parts])
-    return TableSpec(first.name, first.key, union)
-
-
-def union_schema(first: pa.Schema, second: pa.Schema, values: Sequence[pa.Table] = ()) -> pa.Schema:
-    """Every column of both, each typed by :func:`common_field`; ``values``: the batches the
-    spec is for, when at hand. Two Mongo fields that differ beyond numeric width are then
-    typed as :func:`~syncengine.changes.concat_batches` types the batches' values: a long
-    beside a double is a double only when the longs fit one exactly, which the fields alone
-    cannot say (without values such a pair joins as a double)."""
-    joined = _joined_mongo_fields(first, second, values) if values else {}
+def union_schema(first: pa.Schema, second: pa.Schema) -> pa.Schema:
+    """Every column of both, each typed by :func:`common_field`."""
     fields = {f.name: f for f in first}
     for f in second:
         known = fields.get(f.name)
-        if known is None:
-            fields[f.name] = f
-        else:
-            fields[f.name] = joined.get(f.name) or common_field(known, f)
+        fields[f.name] = f if known is None else common_field(known, f)
     return pa.schema(list(fields.values()))
 
 
+def group_schema(schemas: Sequence[pa.Schema], parts: Sequence[pa.Table]) -> pa.Schema:
+    """One schema for a group's batches of a table, mapped to ``schemas``: every column of
+    them, each with a type all their values fit in (:func:`union_schema`: int + float → float,
+    wider decimal scale, null → the other, incompatible types → text). Values are cast to it,
+    so it must never narrow. A Mongo field two of them type differently beyond numeric width
+    is typed as :func:`~syncengine.changes.concat_batches` types ``parts``' values (the
+    batches' data): a long beside a double is a double only when the longs fit one exactly,
+    which the fields alone cannot say."""
+    union = functools.reduce(union_schema, schemas)
+    joined = _joined_mongo_fields(schemas, parts)
+    return pa.schema([joined.get(f.name, f) for f in union]) if joined else union
+
+
 def _joined_mongo_fields(
-    first: pa.Schema, second: pa.Schema, values: Sequence[pa.Table]
+    schemas: Sequence[pa.Schema], parts: Sequence[pa.Table]
 ) -> dict[str, pa.Field]:
-    """The fields of ``values``' join for the Mongo fields ``first`` and ``second`` type
-    differently (none: nothing is decoded)."""
-    differing = [
-        f.name
-        for f in second
-        if f.name in first.names
-        and _bson_kind(f) is not None
-        and _bson_kind(first.field(f.name)) not in (None, _bson_kind(f))
-    ]
+    """The fields of ``parts``' join for the Mongo fields ``schemas`` type differently (none:
+    nothing is decoded)."""
+    kinds: dict[str, set[tuple[pa.DataType, bytes]]] = {}
+    for schema in schemas:
+        for f in schema:
+            kind = _bson_kind(f)
+            if kind is not None:
+                kinds.setdefault(f.name, set()).add(kind)
+    differing = [name for name, seen in kinds.items() if len(seen) > 1]
     if not differing:
         return {}
     from syncengine.codecs.bson_arrow import joined_fields  # Mongo fields only
 
-    holding = [t.select([n for n in differing if n in t.column_names]) for t in values]
-    return joined_fields(holding)
+    return joined_fields([t.select([n for n in differing if n in t.column_names]) for t in parts])
 
 
 def _bson_kind(f: pa.Field) -> tuple[pa.DataType, bytes] | None:
@@ -703,7 +701,7 @@ def _typeless(f: pa.Field) -> bool:
 
 
 def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
-    """A field whose type holds the values of both (see :func:`_union`).
+    """A field whose type holds the values of both (see :func:`group_schema`).
 
     Two Mongo fields (``bson_type``) that differ in more than numeric width join as
     extended-JSON text, the form :func:`~syncengine.changes.concat_batches` gives their

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from syncengine.changes import ChangeBatch, concat_batches
 from syncengine.codecs.bson_arrow import arrow_to_documents, decode_documents, retype_across
-from syncengine.runtime.pipeline import common_field, union_schema
+from syncengine.runtime.pipeline import common_field, group_schema, union_schema
 from syncengine.sources.mongo.batches import snapshot_batch
 
 TS = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -69,11 +69,9 @@ def test_a_joined_group_is_what_one_batch_of_its_documents_would_be(docs, data):
     for name in whole.data_columns:
         meta = whole.data.schema.field(name).metadata
         assert joined.data.schema.field(name).metadata == meta, name
-    # the group's spec (the target's columns), joined part by part as the pipeline does,
+    # the group's spec (the target's columns), joined over its parts as the pipeline does,
     # types every field as the joined values are typed
-    spec = parts[0].data.schema
-    for i in range(1, len(parts)):
-        spec = union_schema(spec, parts[i].data.schema, [p.data for p in parts[: i + 1]])
+    spec = group_schema([p.data.schema for p in parts], [p.data for p in parts])
     for name in joined.data_columns:
         typed = joined.data.schema.field(name)
         if not pa.types.is_null(typed.type):
@@ -144,7 +142,7 @@ def test_the_spec_of_a_long_and_a_double_is_decided_by_the_values():
     double = _batch([{"_id": 2, "v": 0.5}], "2").data
     for long_, expected in ((Int64(2**60 + 1), (pa.string(), b"json")), (Int64(7), None)):
         longs = _batch([{"_id": 1, "v": long_}], "1").data
-        spec = union_schema(longs.schema, double.schema, [longs, double])
+        spec = group_schema([longs.schema, double.schema], [longs, double])
         joined = concat_batches(
             [_batch([{"_id": 1, "v": long_}], "1"), _batch([{"_id": 2, "v": 0.5}], "2")]
         ).data.schema.field("v")
@@ -170,4 +168,4 @@ def test_a_field_of_nulls_joins_as_the_other_field():
             pa.table({"v": pa.nulls(1, typeless.type)}, schema=first),
             pa.table({"v": [0.5]}, schema=second),
         ]
-        assert union_schema(first, second, values).field("v") == doubles
+        assert group_schema([first, second], values).field("v") == doubles
