@@ -27,6 +27,7 @@ from syncengine.targets.postgres import (
     beside,
     ddl,
     epochs,
+    exact,
     floor,
     keylater,
     origin,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from syncengine.targets.postgres.passthrough import BinaryCopySink
 
 IDLE = TransactionStatus.IDLE
-_INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
 
 class PostgresTarget:
@@ -380,7 +380,8 @@ class PostgresTarget:
         spec: TableSpec,
         columns: dict[str, str],
     ) -> bool:
-        """Integer columns whose source now sends fractions become double precision/numeric.
+        """Integer columns whose source now sends fractions become double precision, or
+        numeric when they hold an integer a double cannot (:mod:`.exact`).
 
         A schemaless source (Mongo) may send ``amount`` as an int in the batch that created the
         table and as a double later; writing 0.01 into a bigint would silently store 0.
@@ -388,21 +389,50 @@ class PostgresTarget:
         changed = False
         for field in spec.schema:
             current = columns.get(field.name)
-            if current not in _INTEGER_TYPES or field.name in spec.key:
+            if current not in exact.INTEGER_TYPES or field.name in spec.key:
                 continue
             if pa.types.is_floating(field.type):
-                wider = "double precision"
+                wider = await exact.type_for_fractions(conn, schema, table, field.name, current)
             elif pa.types.is_decimal(field.type):
                 wider = "numeric"
             else:
                 continue
-            await conn.execute(
-                sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
-                    sql.Identifier(schema, table), sql.Identifier(field.name), sql.SQL(wider)
-                )
-            )
+            await exact.alter_type(conn, schema, table, field.name, wider)
             changed = True
         return changed
+
+    async def _exact(
+        self, conn: psycopg.AsyncConnection, write: TableWrite, columns: dict[str, str]
+    ) -> dict[str, str]:
+        """``columns`` once every numeric column ``write`` sends a number it cannot hold
+        exactly is widened (:mod:`.exact`; under ``on_schema_change: add``, else the
+        table's types are the user's to choose)."""
+        if self.config.on_schema_change != "add":
+            return columns
+        needed = exact.widenings(write.batch.data, write.spec.schema, columns, write.spec.key)
+        if not needed:
+            return columns
+        schema, table = self._split(write.spec.name)
+        try:
+            async with conn.transaction():
+                await self._lock_table(conn, schema, table)
+                current = await ddl.existing_columns(conn, schema, table) or {}
+                for name, numbers in needed.items():
+                    now = current.get(name, "")
+                    data = write.batch.data.select([name])
+                    if name not in exact.widenings(data, write.spec.schema, current, ()):
+                        continue  # widened meanwhile
+                    wider = await exact.wider_type(conn, schema, table, name, now, numbers)
+                    log.warning(
+                        "%s.%s: a number %s cannot hold exactly arrived; the column becomes %s",
+                        write.spec.name, name, now, wider,
+                    )  # fmt: skip
+                    await exact.alter_type(conn, schema, table, name, wider)
+                columns = await ddl.existing_columns(conn, schema, table) or {}
+        except psycopg.Error as exc:
+            raise translate(exc, f"widening columns of {write.spec.name}") from None
+        self._columns[write.spec.name] = columns
+        return columns
 
     async def _known(self, spec: TableSpec) -> dict[str, str]:
         """The table's columns, ensuring the table first when unseen or grown."""
@@ -585,7 +615,7 @@ class PostgresTarget:
         for write in writes:  # ON CONFLICT and key probes need the key: built first
             if write.spec.name in self._pending_keys:
                 await self._build_key(write.spec.name)
-        known = [await self._known(w.spec) for w in writes]
+        known = [await self._exact(conn, w, await self._known(w.spec)) for w in writes]
         # a group's own transaction is tried without a savepoint per statement; a bad row
         # aborts it and the group is applied again with them, bisecting to the row (apply.py)
         owned = conn.pgconn.transaction_status == IDLE

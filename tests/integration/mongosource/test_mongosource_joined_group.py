@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import json
 
-import psycopg
 from bson import Int64
 
 from syncengine.codecs.bson_arrow import decode_documents
@@ -15,6 +14,7 @@ from syncengine.config.models import PipelineConfig
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.sources.mongo.batches import snapshot_batch
 from syncengine.state import SQLiteStateStore
+from tests.integration.pgcolumns import stored_column
 
 TS = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 BIG = 2**60 + 1  # a double cannot hold it: 2**60 and 2**60 + 1 are the same double
@@ -70,11 +70,58 @@ def test_a_long_a_double_holds_beside_a_double_is_a_double_column(
 
 def _stored(dsn: str) -> tuple[str, dict[int, str]]:
     """The type of column ``v`` and each row's value as text."""
-    with psycopg.connect(dsn) as conn:
-        column = conn.execute(
-            "SELECT data_type FROM information_schema.columns "
-            "WHERE table_name = 'things' AND column_name = 'v'"
-        ).fetchone()
-        rows = conn.execute("SELECT _id, v::text FROM things ORDER BY _id").fetchall()
-    assert column is not None
-    return column[0], dict(rows)
+    return stored_column(dsn, "things", "v", "_id")
+
+
+def test_a_long_then_doubles_in_later_groups_keeps_every_digit(mongo_uri, mongo_db, pg_target_dsn):
+    """Across groups: the bigint column holding a long beyond 2^53 becomes numeric, not a
+    double precision column that would round it."""
+    _apply(mongo_uri, mongo_db, pg_target_dsn, [[{"_id": 1, "v": Int64(BIG)}]])
+    assert _stored(pg_target_dsn) == ("bigint", {1: str(BIG)})
+    _apply(mongo_uri, mongo_db, pg_target_dsn, [[{"_id": 2, "v": 0.1}]])
+    assert _stored(pg_target_dsn) == ("numeric", {1: str(BIG), 2: "0.1"})
+
+
+def test_doubles_then_a_long_in_a_later_group_keeps_every_digit(mongo_uri, mongo_db, pg_target_dsn):
+    """Across groups: a long beyond 2^53 sent into the double precision column made for
+    doubles turns it numeric (the doubles keep their shortest text) instead of rounding."""
+    _apply(mongo_uri, mongo_db, pg_target_dsn, [[{"_id": 1, "v": 0.1}, {"_id": 2, "v": 0.1 + 0.2}]])
+    assert _stored(pg_target_dsn)[0] == "double precision"
+    _apply(mongo_uri, mongo_db, pg_target_dsn, [[{"_id": 3, "v": Int64(7)}]])
+    assert _stored(pg_target_dsn)[0] == "double precision"  # 7 fits a double exactly
+    _apply(mongo_uri, mongo_db, pg_target_dsn, [[{"_id": 4, "v": Int64(BIG)}]])
+    column, rows = _stored(pg_target_dsn)
+    assert column == "numeric"
+    assert rows[4] == str(BIG)
+    assert rows[1] == "0.1"
+    assert rows[2] == "0.30000000000000004"  # 17 digits: a plain cast keeps 15
+    assert float(rows[3]) == 7
+
+
+def test_a_group_carrying_a_long_as_json_widens_a_numeric_column_exactly(
+    mongo_uri, mongo_db, pg_target_dsn
+):
+    """A group joining a long beyond 2^53 and a double carries them as JSON numbers; into the
+    double precision column an earlier group made they would be parsed as doubles (rounded),
+    into a bigint column the fraction would be refused. Both columns become numeric."""
+    _apply(mongo_uri, mongo_db, pg_target_dsn, [[{"_id": 1, "v": 0.1}]])
+    _apply(
+        mongo_uri,
+        mongo_db,
+        pg_target_dsn,
+        [[{"_id": 2, "v": Int64(BIG)}], [{"_id": 3, "v": 0.5}]],
+    )
+    assert _stored(pg_target_dsn) == ("numeric", {1: "0.1", 2: str(BIG), 3: "0.5"})
+
+
+def test_a_group_carrying_fractions_as_json_widens_a_bigint_column(
+    mongo_uri, mongo_db, pg_target_dsn
+):
+    _apply(mongo_uri, mongo_db, pg_target_dsn, [[{"_id": 1, "v": Int64(5)}]])
+    _apply(
+        mongo_uri,
+        mongo_db,
+        pg_target_dsn,
+        [[{"_id": 2, "v": Int64(BIG)}], [{"_id": 3, "v": 0.5}]],
+    )
+    assert _stored(pg_target_dsn) == ("numeric", {1: "5", 2: str(BIG), 3: "0.5"})

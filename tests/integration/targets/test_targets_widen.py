@@ -1,5 +1,6 @@
-"""A schemaless source that sends a column as int first and as double later: the Postgres
-target widens the column instead of truncating the fractions."""
+"""A schemaless source that sends a column as int first and as double later, or the reverse:
+the Postgres target widens the column instead of truncating the fractions, and to numeric
+where a double would round an integer (beyond 2^53)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from syncengine.changes import ChangeBatch
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.targets.base import TableSpec, TableWrite
 from syncengine.targets.postgres import PostgresTarget
+from tests.integration.pgcolumns import stored_column
 
 
 def spec_of(amount: pa.DataType) -> TableSpec:
@@ -26,24 +28,72 @@ def write(spec: TableSpec, ids: list[int], amounts: list[object]) -> TableWrite:
     return TableWrite(spec, batch)
 
 
-def test_integer_column_widens_for_fractions(pg_target_dsn):
+BIG = 2**60 + 1  # 2**60 as a double
+
+
+def _apply_in_turn(dsn: str, steps: list[tuple[pa.DataType, list[int], list[object]]], **config):
     async def scenario():
-        target = PostgresTarget("p", PostgresTargetConfig(type="postgres", dsn=pg_target_dsn))
+        target = PostgresTarget("p", PostgresTargetConfig(type="postgres", dsn=dsn, **config))
         await target.open()
         try:
-            ints = await target.ensure_table(spec_of(pa.int64()))
-            await target.apply([write(ints, [1], [5])], None)
-            floats = await target.ensure_table(spec_of(pa.float64()))
-            await target.apply([write(floats, [2, 3], [0.01, 2.5])], None)
+            for kind, ids, amounts in steps:
+                spec = await target.ensure_table(spec_of(kind))
+                await target.apply([write(spec, ids, amounts)], None)
         finally:
             await target.close()
 
     asyncio.run(scenario())
-    with psycopg.connect(pg_target_dsn) as conn:
-        kind = conn.execute(
-            "SELECT data_type FROM information_schema.columns WHERE table_name = 'ledger' "
-            "AND column_name = 'amount'"
-        ).fetchone()
-        values = conn.execute("SELECT id, amount FROM ledger ORDER BY id").fetchall()
-    assert kind == ("double precision",)
-    assert values == [(1, 5.0), (2, 0.01), (3, 2.5)]
+
+
+def _stored(dsn: str) -> tuple[str, dict[int, str]]:
+    return stored_column(dsn, "ledger", "amount", "id")
+
+
+def test_integer_column_beyond_a_double_widens_to_numeric(pg_target_dsn):
+    _apply_in_turn(
+        pg_target_dsn,
+        [(pa.int64(), [1, 2], [BIG, -BIG]), (pa.float64(), [3, 4], [0.1, 2.5])],
+    )
+    assert _stored(pg_target_dsn) == (
+        "numeric",
+        {1: str(BIG), 2: str(-BIG), 3: "0.1", 4: "2.5"},
+    )
+
+
+def test_double_column_sent_an_integer_beyond_it_becomes_numeric(pg_target_dsn):
+    _apply_in_turn(
+        pg_target_dsn,
+        [
+            (pa.float64(), [1, 2], [0.1, 1.5e-300]),
+            (pa.int64(), [3], [2**53]),  # exact in a double: the column stays
+        ],
+    )
+    assert _stored(pg_target_dsn)[0] == "double precision"
+    _apply_in_turn(pg_target_dsn, [(pa.int64(), [4, 5], [7, -BIG])])
+    kind, values = _stored(pg_target_dsn)
+    assert kind == "numeric"
+    assert values[5] == str(-BIG)
+    assert values[1] == "0.1"
+    assert float(values[2]) == 1.5e-300
+    assert values[3] == str(2**53)
+
+
+def test_a_real_column_the_user_made_becomes_numeric_for_an_int_beyond_2_to_24(pg_target_dsn):
+    with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ledger (id bigint PRIMARY KEY, amount real)")
+    _apply_in_turn(pg_target_dsn, [(pa.int32(), [1, 2], [2**24, 2**24 + 1])])
+    assert _stored(pg_target_dsn) == ("numeric", {1: str(2**24), 2: str(2**24 + 1)})
+
+
+def test_without_add_the_users_column_type_is_kept(pg_target_dsn):
+    with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ledger (id bigint PRIMARY KEY, amount double precision)")
+    _apply_in_turn(pg_target_dsn, [(pa.int64(), [1], [BIG])], on_schema_change="fail")
+    assert _stored(pg_target_dsn)[0] == "double precision"
+
+
+def test_integer_column_widens_for_fractions(pg_target_dsn):
+    _apply_in_turn(pg_target_dsn, [(pa.int64(), [1], [5]), (pa.float64(), [2, 3], [0.01, 2.5])])
+    kind, values = _stored(pg_target_dsn)
+    assert kind == "double precision"
+    assert {k: float(v) for k, v in values.items()} == {1: 5.0, 2: 0.01, 3: 2.5}
