@@ -41,7 +41,7 @@ from syncengine.conflicts.rows import (
     row_hashes,
     row_keys,
 )
-from syncengine.conflicts.widen import text_read, widen
+from syncengine.conflicts.widen import float_columns, text_read, widen
 from syncengine.targets.base import TableSpec, Target
 from syncengine.targets.shadow import FENCE_ONLY
 
@@ -145,6 +145,7 @@ async def detect(
     batch truncates the table first, or the target cannot read rows back). ``fence``: flag
     changes at or before the shadow's position as stale.
     """
+    spec, changes = float_columns(spec, changes)  # read back as stored, not truncated
     columns = spec.schema.names
     key = list(spec.key)
     remote = canonical(changes.select([c for c in columns if c in changes.columns]), spec)

@@ -52,9 +52,10 @@ __all__ = [
 ]
 
 HASH_SEED = 0x5E11_C0DE
-HASH_TAG = f"pl{pl.__version__}f:"  # d: null members not hashed, long values as digests;
+HASH_TAG = f"pl{pl.__version__}g:"  # d: null members not hashed, long values as digests;
 # e: text-carried Postgres columns hashed in their native form; f: a value with no native form
-# hashed on its own member (BEYOND), not the whole row as text
+# hashed on its own member (BEYOND), not the whole row as text; g: numbers hashed by value
+# (an int and the double of the same value alike)
 
 JSON_TYPES = {"json", "jsonb", "object", "array"}
 """``pg_type`` / ``bson_type`` field metadata values that mark a column holding JSON text."""
@@ -328,8 +329,21 @@ def _restored(
     return frame.with_columns(*natives, *texts), [t.name for t in texts]
 
 
+#: the largest integer magnitude every double holds exactly
+EXACT_IN_DOUBLE = 2**53
+
+
 def _digest(name: str, dtype: pl.DataType) -> pl.Expr:
     column = pl.col(name)
+    # numbers as their text (every other text carries a prefix, so none equals one): a
+    # schemaless source sends 5 as an int in one batch and 5.0 as a double in the next, and
+    # the target's column holds one of them: one value, one hash
+    if dtype.is_integer():
+        return column.cast(pl.String)
+    if dtype.is_float():
+        whole = column.is_finite() & (column == column.floor()) & (column.abs() <= EXACT_IN_DOUBLE)
+        integral = column.cast(pl.Int64, strict=False).cast(pl.String)
+        return pl.when(whole).then(integral).otherwise(column.cast(pl.String)).alias(name)
     if dtype == pl.String:
         size, short = column.str.len_bytes(), pl.lit("s:") + column
     elif dtype == pl.Binary:

@@ -1,15 +1,18 @@
-"""A column the target read back as Postgres text: the batch carries it as text too.
+"""A column the target holds in another form than the batch: the batch takes the target's.
 
-A Postgres target reads a column back as its Postgres text when a stored value has no form in
-the column's Arrow type (``time '24:00'``, ``NaN`` in ``numeric(p,s)``, a 2-D array, a
-timestamp past 294247 AD: written from a batch that carried the column as text, or set at the
-target by hand; :mod:`syncengine.targets.postgres.read`). The batch's own values of that column
-then become Postgres text as well (:func:`syncengine.codecs.pg_text.as_text`, as a group mixing
-text and native batches does) and the spec's field a string with ``pg_type``: detection, the
-strategies and the write see the column as a batch carrying it as text, so the target's value
-is compared, merged, parked and written back exactly, and hashes still restore the native form
-wherever a value has one (:func:`syncengine.conflicts.rows.row_hashes`). Only a batch whose
-read-back holds such a value takes this path.
+*Postgres text.* A Postgres target reads a column back as its Postgres text when a stored value
+has no form in the column's Arrow type (``time '24:00'``, ``NaN`` in ``numeric(p,s)``, a 2-D
+array, a timestamp past 294247 AD: written from a batch that carried the column as text, or set
+at the target by hand; :mod:`syncengine.targets.postgres.read`). The batch's own values of that
+column then become Postgres text as well (:func:`syncengine.codecs.pg_text.as_text`, as a group
+mixing text and native batches does) and the spec's field a string with ``pg_type``: detection,
+the strategies and the write see the column as a batch carrying it as text, so the target's
+value is compared, merged, parked and written back exactly, and hashes still restore the native
+form wherever a value has one (:func:`syncengine.conflicts.rows.row_hashes`). Only a batch
+whose read-back holds such a value takes this path.
+
+*Floating point* (:func:`float_columns`): a column the target holds as a double while the
+batch sends integers (a schemaless source's field drifting between int and double).
 """
 
 from __future__ import annotations
@@ -94,3 +97,41 @@ def _postgres_text(values: pl.Series, kind) -> pa.Array:  # type: ignore[no-unty
     parsed = values.filter(arrays).str.json_decode(pl.List(element))
     literal = pl.Series(pg_text.as_text(parsed.to_arrow()), dtype=pl.String)
     return values.scatter(arrays.arg_true(), literal).to_arrow().cast(pa.string())
+
+
+#: a float column type at the target → the Polars type of its values and the largest integer
+#: magnitude that type holds exactly
+_FLOAT_COLUMNS = {"double precision": (pl.Float64, 2**53), "real": (pl.Float32, 2**24)}
+
+
+def float_columns(spec: TableSpec, changes: pl.DataFrame) -> tuple[TableSpec, pl.DataFrame]:
+    """``spec`` and ``changes`` with each integer column the target holds as floating point
+    (``pg_type`` metadata: a Mongo field whose first documents held doubles) as that float
+    type, where every value converts exactly.
+
+    The target row is then read back in the type it is stored in (as an integer, a stored
+    0.1 would read as 0, and the key as changed by someone else: a conflict nobody caused);
+    the values written are the ones the column would store anyway. A value beyond the float's
+    exact range keeps the column an integer (the target then makes it ``numeric``)."""
+    fields = []
+    casts = []
+    for fld in spec.schema:
+        pg_type = (fld.metadata or {}).get(b"pg_type", b"").decode()
+        if (
+            pa.types.is_integer(fld.type)
+            and pg_type in _FLOAT_COLUMNS
+            and fld.name in changes.columns
+        ):
+            dtype, limit = _FLOAT_COLUMNS[pg_type]
+            values = changes[fld.name]
+            low, high = values.min(), values.max()
+            if low is None or (-limit <= low and high <= limit):
+                casts.append(values.cast(dtype))
+                arrow = pa.float64() if dtype == pl.Float64 else pa.float32()
+                fields.append(pa.field(fld.name, arrow, fld.nullable, fld.metadata))
+                continue
+        fields.append(fld)
+    if not casts:
+        return spec, changes
+    schema = pa.schema(fields, metadata=spec.schema.metadata)
+    return TableSpec(spec.name, spec.key, schema), changes.with_columns(casts)
