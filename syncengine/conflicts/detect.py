@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from syncengine.changes import OP_DELETE, OP_INSERT, OP_READ, OP_UPDATE, UNSENT_PREFIX
 from syncengine.conflicts.rows import (
+    EXACT_IN_DOUBLE,
     EXISTS,
     canonical,
     carried_columns,
@@ -255,9 +256,19 @@ def _json_recheck(
 
 def _canonical_json(text: str) -> str:
     try:
-        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+        parsed = json.loads(text, parse_float=_json_number)
     except ValueError:
         return text
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
+
+
+def _json_number(text: str) -> float | int:
+    """A JSON number with a fraction or exponent; a whole one a double holds exactly as the
+    int it equals, so ``5.0`` and ``5`` are one document (as in ``rows._digest``)."""
+    value = float(text)
+    if value.is_integer() and abs(value) <= EXACT_IN_DOUBLE:
+        return int(value)
+    return value
 
 
 def same_state(

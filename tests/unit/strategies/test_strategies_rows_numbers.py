@@ -72,3 +72,12 @@ def test_columns_the_target_holds_as_integers_are_left_alone():
     spec = _spec(pa.int64(), "bigint")
     out_spec, out = float_columns(spec, changes)
     assert out_spec is spec and out is changes
+
+
+def test_json_documents_compare_numbers_by_value():
+    from syncengine.conflicts.detect import _canonical_json
+
+    same = _canonical_json('{"a":5.0,"b":[1.0,2.5],"c":{"d":-0.0}}')
+    assert same == _canonical_json('{"c": {"d": 0}, "b": [1, 2.5], "a": 5}')
+    assert _canonical_json('{"a":0.1}') != _canonical_json('{"a":0}')
+    assert _canonical_json(f'{{"a":{2**60 + 1}}}') != _canonical_json(f'{{"a":{float(2**60)}}}')
