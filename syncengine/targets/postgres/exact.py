@@ -90,10 +90,11 @@ def widenings(
         current = columns.get(field.name, "")
         if field.name in key or (current not in INTEGER_TYPES and current not in EXACT_INTEGERS):
             continue
-        if field.name in spec.names:
-            field = field.with_metadata(spec.field(field.name).metadata)
         if current in INTEGER_TYPES and pa.types.is_integer(field.type):
             continue  # the common case, decided without reading a value
+        index = spec.get_field_index(field.name)
+        if index >= 0:
+            field = field.with_metadata(spec.field(index).metadata)
         numbers = numbers_of(data.column(field.name), field)
         if numbers is None:
             continue
