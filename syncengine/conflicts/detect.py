@@ -42,7 +42,7 @@ from syncengine.conflicts.rows import (
     row_hashes,
     row_keys,
 )
-from syncengine.conflicts.widen import float_columns, text_read, widen
+from syncengine.conflicts.widen import float_columns, float_read, retyped, text_read, widen
 from syncengine.targets.base import TableSpec, Target
 from syncengine.targets.shadow import FENCE_ONLY
 
@@ -158,6 +158,10 @@ async def detect(
     widened = text_read(spec, read) if read is not None else []
     if widened:  # the target holds a value with no native form: carry the column as text
         spec, changes = widen(spec, changes, widened)
+    doubles = float_read(spec, read) if read is not None else {}
+    if doubles:  # a sub-document's int the target stores as a double: read as it is stored
+        spec, changes = retyped(spec, changes, doubles)
+    if widened or doubles:
         columns = spec.schema.names
         remote = canonical(changes.select([c for c in columns if c in changes.columns]), spec)
     local = _align_local(keys, canonical(read, spec) if read is not None else None, spec)

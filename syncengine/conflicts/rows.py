@@ -38,6 +38,8 @@ from syncengine.strategies.base import EXISTS
 from syncengine.targets.base import TableSpec
 
 if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
     from syncengine.sources.postgres.columns import PgType
 
 __all__ = [
@@ -333,17 +335,41 @@ def _restored(
 EXACT_IN_DOUBLE = 2**53
 
 
+def _numbers_by_value(expr: pl.Expr, dtype: PolarsDataType) -> pl.Expr | None:
+    """``expr`` with every number in it (at any depth) as its text, a whole double a double
+    holds exactly as the int it equals; None when ``dtype`` holds no number.
+
+    A schemaless source sends 5 as an int in one batch and 5.0 as a double in the next (a
+    Node.js driver does), and the target holds one of them: one value, one hash. Top-level
+    numbers become text no other value hashes as (text carries a prefix, :func:`_digest`)."""
+    if dtype.is_integer():
+        return expr.cast(pl.String)
+    if dtype.is_float():
+        whole = expr.is_finite() & (expr == expr.floor()) & (expr.abs() <= EXACT_IN_DOUBLE)
+        integral = expr.cast(pl.Int64, strict=False).cast(pl.String)
+        return pl.when(whole).then(integral).otherwise(expr.cast(pl.String))
+    if isinstance(dtype, pl.List):
+        inner = _numbers_by_value(pl.element(), dtype.inner)
+        return None if inner is None else expr.list.eval(inner)
+    if isinstance(dtype, pl.Struct):
+        members = [
+            (f.name, _numbers_by_value(expr.struct.field(f.name), f.dtype)) for f in dtype.fields
+        ]
+        if all(member is None for _, member in members):
+            return None
+        struct = pl.struct(
+            (expr.struct.field(name) if member is None else member).alias(name)
+            for name, member in members
+        )
+        return pl.when(expr.is_not_null()).then(struct)
+    return None
+
+
 def _digest(name: str, dtype: pl.DataType) -> pl.Expr:
     column = pl.col(name)
-    # numbers as their text (every other text carries a prefix, so none equals one): a
-    # schemaless source sends 5 as an int in one batch and 5.0 as a double in the next, and
-    # the target's column holds one of them: one value, one hash
-    if dtype.is_integer():
-        return column.cast(pl.String)
-    if dtype.is_float():
-        whole = column.is_finite() & (column == column.floor()) & (column.abs() <= EXACT_IN_DOUBLE)
-        integral = column.cast(pl.Int64, strict=False).cast(pl.String)
-        return pl.when(whole).then(integral).otherwise(column.cast(pl.String)).alias(name)
+    numbers = _numbers_by_value(column, dtype)
+    if numbers is not None:
+        return numbers.alias(name)
     if dtype == pl.String:
         size, short = column.str.len_bytes(), pl.lit("s:") + column
     elif dtype == pl.Binary:

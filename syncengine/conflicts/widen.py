@@ -20,7 +20,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from syncengine.codecs import pg_carried, pg_text
+from syncengine.codecs import arrow_numbers, pg_carried, pg_text
 from syncengine.conflicts.rows import decode_rows, polars_schema
 from syncengine.targets.base import TableSpec
 
@@ -99,9 +99,8 @@ def _postgres_text(values: pl.Series, kind) -> pa.Array:  # type: ignore[no-unty
     return values.scatter(arrays.arg_true(), literal).to_arrow().cast(pa.string())
 
 
-#: a float column type at the target → the Polars type of its values and the largest integer
-#: magnitude that type holds exactly
-_FLOAT_COLUMNS = {"double precision": (pl.Float64, 2**53), "real": (pl.Float32, 2**24)}
+#: a float column type at the target → the Arrow type of its values
+_FLOAT_COLUMNS = {"double precision": pa.float64(), "real": pa.float32()}
 
 
 def float_columns(spec: TableSpec, changes: pl.DataFrame) -> tuple[TableSpec, pl.DataFrame]:
@@ -113,23 +112,44 @@ def float_columns(spec: TableSpec, changes: pl.DataFrame) -> tuple[TableSpec, pl
     0.1 would read as 0, and the key as changed by someone else: a conflict nobody caused);
     the values written are the ones the column would store anyway. A value beyond the float's
     exact range keeps the column an integer (the target then makes it ``numeric``)."""
-    fields = []
-    casts = []
+    wanted = {}
     for fld in spec.schema:
         pg_type = (fld.metadata or {}).get(b"pg_type", b"").decode()
-        if (
-            pa.types.is_integer(fld.type)
-            and pg_type in _FLOAT_COLUMNS
-            and fld.name in changes.columns
-        ):
-            dtype, limit = _FLOAT_COLUMNS[pg_type]
-            values = changes[fld.name]
-            low, high = values.min(), values.max()
-            if low is None or (-limit <= low and high <= limit):
-                casts.append(values.cast(dtype))
-                arrow = pa.float64() if dtype == pl.Float64 else pa.float32()
-                fields.append(pa.field(fld.name, arrow, fld.nullable, fld.metadata))
+        if pa.types.is_integer(fld.type) and pg_type in _FLOAT_COLUMNS:
+            wanted[fld.name] = _FLOAT_COLUMNS[pg_type]
+    return retyped(spec, changes, wanted)
+
+
+def float_read(spec: TableSpec, read: pa.Table) -> dict[str, pa.DataType]:
+    """The columns the target read back with doubles where ``spec`` has integers inside a
+    sub-document or an array (:func:`syncengine.targets.postgres.read.rows_to_table`)."""
+    out = {}
+    for fld in spec.schema:
+        if fld.name not in read.column_names:
+            continue
+        got = read.schema.field(fld.name).type
+        if got != fld.type and arrow_numbers.floats_where(fld.type, got) == got:
+            out[fld.name] = got
+    return out
+
+
+def retyped(
+    spec: TableSpec, changes: pl.DataFrame, wanted: dict[str, pa.DataType]
+) -> tuple[TableSpec, pl.DataFrame]:
+    """``spec`` and ``changes`` with the ``wanted`` types, for each column whose values all
+    convert exactly (Arrow's checked cast: an integer beyond a double's 2^53 does not); the
+    others keep theirs."""
+    fields, casts = [], []
+    for fld in spec.schema:
+        kind = wanted.get(fld.name)
+        if kind is not None and fld.name in changes.columns:
+            try:
+                values = changes[fld.name].to_arrow().cast(kind)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                fields.append(fld)
                 continue
+            casts.append(pl.Series(fld.name, values))
+            fld = pa.field(fld.name, kind, fld.nullable, fld.metadata)
         fields.append(fld)
     if not casts:
         return spec, changes

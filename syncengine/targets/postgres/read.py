@@ -16,7 +16,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from syncengine.codecs import pg_carried, pg_temporal
+from syncengine.codecs import arrow_numbers, pg_carried, pg_temporal
 from syncengine.targets.base import TableSpec
 
 _TEXTUAL = ("text", "character varying", "character")
@@ -52,7 +52,7 @@ async def read_rows(
     if not keys.num_rows:
         return out_schema.empty_table()
     found = await _by_keys(conn, schema, spec, keys, target_columns, fields)
-    return rows_to_table(found, out_schema, target_columns)
+    return rows_to_table(found, out_schema, target_columns, as_stored=True)
 
 
 async def read_commit_times(
@@ -138,13 +138,18 @@ def select_list(fields: list[pa.Field], target_columns: dict[str, str]) -> sql.C
 
 
 def rows_to_table(
-    rows: list[tuple[object, ...]], schema: pa.Schema, target_columns: dict[str, str]
+    rows: list[tuple[object, ...]],
+    schema: pa.Schema,
+    target_columns: dict[str, str],
+    *,
+    as_stored: bool = False,
 ) -> pa.Table:
     """Driver rows → Arrow, column by column (the driver already parsed the wire values).
 
     A column read as text (:func:`~syncengine.codecs.pg_carried.held_natively`) stays text,
     ``pg_type`` in its metadata, when a value has no form in its Arrow type; the schema
-    returned says which."""
+    returned says which. ``as_stored``: a sub-document's or array's integers that the stored
+    values hold as doubles come back as doubles (:func:`_as_stored`; conflict detection)."""
     if not rows:
         return schema.empty_table()
     columns = list(zip(*rows, strict=True))
@@ -157,10 +162,23 @@ def rows_to_table(
             text = pa.array(list(c), pa.string())
             values = pg_temporal.from_text(text, f.type, strict=False)
         else:
+            if as_stored and arrow_numbers.holds_integers(f.type):
+                f = f.with_type(_as_stored(list(c), f.type))
             values = pa.array(list(c), type=f.type)
         arrays.append(values)
         fields.append(f)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, schema.metadata))
+
+
+def _as_stored(values: list[object], wanted: pa.DataType) -> pa.DataType:
+    """``wanted``, with the integers inside it that the stored documents hold as doubles
+    made doubles (:mod:`syncengine.codecs.arrow_numbers`; conflict detection then reads the
+    batch that way too, ``conflicts.widen.float_read``)."""
+    try:
+        seen = pa.array(values).type
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds: as the batch types them
+        return wanted
+    return arrow_numbers.floats_where(wanted, seen)
 
 
 def is_date_or_timestamp(t: pa.DataType) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import psycopg
 import pytest
@@ -92,3 +93,21 @@ def test_a_row_edited_at_the_target_is_still_a_conflict_across_the_drift(groups)
         conn.execute("UPDATE things SET w = 'edited' WHERE _id = 1")
     assert groups.apply([{"_id": 1, "v": Int64(5), "w": "b"}]) == 1
     assert groups.stored()[1] == ("0.1", "edited")  # local wins
+
+
+@pytest.mark.parametrize("groups", ["local"], indirect=True)
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (0.5, Int64(5)),  # a jsonb 0.5, read under the batch's int member: 0 (Arrow truncates)
+        (5.0, Int64(6)),
+        (Int64(5), 5.5),
+        ([1, 2.5], [1.0, 3]),  # an array's items
+    ],
+)
+def test_a_sub_documents_number_changing_between_int_and_double_is_no_conflict(groups, first, then):
+    assert groups.apply([{"_id": 1, "v": {"a": first}, "w": "a"}]) == 0
+    assert groups.apply([{"_id": 1, "v": {"a": then}, "w": "b"}]) == 0
+    value, w = groups.stored()[1]
+    assert json.loads(value) == {"a": then}
+    assert w == "b"

@@ -81,3 +81,33 @@ def test_json_documents_compare_numbers_by_value():
     assert same == _canonical_json('{"c": {"d": 0}, "b": [1, 2.5], "a": 5}')
     assert _canonical_json('{"a":0.1}') != _canonical_json('{"a":0}')
     assert _canonical_json(f'{{"a":{2**60 + 1}}}') != _canonical_json(f'{{"a":{float(2**60)}}}')
+
+
+def test_numbers_inside_sub_documents_and_arrays_hash_by_value():
+    ints = pl.Series(
+        "v", [{"a": 5, "b": [1, 2]}, None], dtype=pl.Struct({"a": pl.Int64, "b": pl.List(pl.Int64)})
+    )
+    doubles = pl.Series("v", [{"a": 5.0, "b": [1.0, 2.0]}, None])
+    other = pl.Series("v", [{"a": 5.5, "b": [1.0, 2.0]}, None])
+
+    def hashes(series: pl.Series) -> list[str]:
+        frame = series.to_frame().with_columns(pl.lit(True).alias(EXISTS))
+        return row_hashes(frame, ["v"]).to_list()
+
+    assert hashes(ints) == hashes(doubles)
+    assert hashes(ints)[0] != hashes(other)[0]
+    empty = pl.Series("v", [{"a": None, "b": None}], dtype=ints.dtype)
+    assert hashes(empty) != hashes(ints[1:])  # an empty sub-document is not a missing one
+
+
+def test_floats_where_widens_only_the_integers_stored_as_doubles():
+    from syncengine.codecs.arrow_numbers import floats_where, holds_integers
+
+    base = pa.struct([("a", pa.int64()), ("b", pa.list_(pa.int32())), ("c", pa.string())])
+    seen = pa.struct([("b", pa.list_(pa.float64())), ("a", pa.int64()), ("z", pa.float64())])
+    assert floats_where(base, seen) == pa.struct(
+        [("a", pa.int64()), ("b", pa.list_(pa.float64())), ("c", pa.string())]
+    )
+    assert floats_where(base, pa.string()) == base
+    assert holds_integers(base) and not holds_integers(pa.struct([("c", pa.string())]))
+    assert not holds_integers(pa.int64())  # a top-level number is not nested
