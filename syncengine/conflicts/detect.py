@@ -146,14 +146,15 @@ async def detect(
     batch truncates the table first, or the target cannot read rows back). ``fence``: flag
     changes at or before the shadow's position as stale.
     """
-    spec, changes = float_columns(spec, changes)  # read back as stored, not truncated
+    reads = changes.height and not assume_empty
+    if reads:  # the target's float columns read back as stored, not truncated
+        spec, changes = float_columns(spec, changes)
     columns = spec.schema.names
     key = list(spec.key)
     remote = canonical(changes.select([c for c in columns if c in changes.columns]), spec)
     keys = remote.select(key)
     row_key = row_keys(remote, key)
 
-    reads = keys.height and not assume_empty
     read = await target.read_rows(spec, keys.to_arrow()) if reads else None
     widened = text_read(spec, read) if read is not None else []
     if widened:  # the target holds a value with no native form: carry the column as text

@@ -64,6 +64,7 @@ from syncengine.conflicts.versions import (
     recorded_rows,
     target_versions,
 )
+from syncengine.conflicts.widen import as_sent_types
 from syncengine.errors import RetriableError
 from syncengine.state.protocols import ConflictQueue
 from syncengine.strategies.base import (
@@ -193,14 +194,14 @@ class ConflictResolver:
         if det.conflict.any():
             versions = await self._versions(plan, REMOTE) if lww else None
             plan.decide(self.pipeline, versions, REMOTE)
-        write = plan.write_frame(truncates)
+        write_spec, write = as_sent_types(spec, det.spec, plan.write_frame(truncates))
 
         held = _held(spec, rest, keys, pending, held_mask)
         self._commit_queue(det.spec, keys, pending, held, plan.parked, plan.audit)
         shadow = plan.shadow(self.fence) if detects else ShadowUpdate()
         resolved = Resolved(
             TableWrite(
-                det.spec,
+                write_spec,
                 batch.replace(write),
                 dataclasses.replace(shadow, absent_deletes=absent) if absent else shadow,
             ),
@@ -270,8 +271,8 @@ class ConflictResolver:
         if judged.any():  # whole rows by version, also under merge (conflicts/versions.py)
             plan.decide(self.pipeline, await self._versions(plan, LOCAL), LOCAL, "timestamp")
             self._commit_queue(det.spec, det.row_key, {}, [], [], plan.audit)
-        write = plan.write_frame(rest.clear())
-        return TableWrite(det.spec, batch.replace(write), plan.shadow(self.fence))
+        write_spec, write = as_sent_types(spec, det.spec, plan.write_frame(rest.clear()))
+        return TableWrite(write_spec, batch.replace(write), plan.shadow(self.fence))
 
     def _pending(self, table: str) -> dict[str, int]:
         """Row key → conflict id of the keys whose changes wait: this direction's pending

@@ -155,3 +155,24 @@ def retyped(
         return spec, changes
     schema = pa.schema(fields, metadata=spec.schema.metadata)
     return TableSpec(spec.name, spec.key, schema), changes.with_columns(casts)
+
+
+def as_sent_types(
+    sent: TableSpec, read: TableSpec, rows: pl.DataFrame
+) -> tuple[TableSpec, pl.DataFrame]:
+    """The rows to write of a group whose detection took a float type for integers the
+    target stores as doubles (:func:`float_columns`, :func:`float_read`): each such column
+    back in the batch's own type where every value written converts exactly, so a Mongo
+    target keeps the source's int (only a double the strategy chose, a stored 5.5 kept by
+    ``local``, holds the column a double). Text-carried columns stay as detection read them."""
+    back = {}
+    for fld in read.schema:
+        index = sent.schema.get_field_index(fld.name)
+        if index < 0:
+            continue
+        own = sent.schema.field(index).type
+        if own != fld.type and arrow_numbers.floats_where(own, fld.type) == fld.type:
+            back[fld.name] = own
+    if not back:
+        return read, rows
+    return retyped(read, rows, back)

@@ -25,6 +25,7 @@ from syncengine.changes import (
 )
 from syncengine.codecs import pg_carried
 from syncengine.codecs.arrow_bson import arrow_to_columns
+from syncengine.codecs.arrow_numbers import floats_where
 from syncengine.codecs.bson_arrow import arrow_to_documents, decode_documents, to_json
 from syncengine.targets.base import TableSpec
 from syncengine.targets.mongo import pgtext
@@ -185,11 +186,15 @@ def _lookup(doc: dict[str, Any], name: str) -> Any:
     return node
 
 
-def documents_to_rows(spec: TableSpec, docs: list[dict[str, Any]]) -> pa.Table:
+def documents_to_rows(
+    spec: TableSpec, docs: list[dict[str, Any]], *, as_stored: bool = False
+) -> pa.Table:
     """Documents read back as a table of ``spec``'s columns (dotted names looked up nested).
 
     JSON columns (``pg_type`` json/jsonb, written as sub-documents, arrays or scalars) come back
-    as JSON text of the stored value, whatever its shape."""
+    as JSON text of the stored value, whatever its shape. ``as_stored`` (conflict detection):
+    an integer of ``spec`` (at any depth) that the documents hold as a double comes back as a
+    double (:mod:`syncengine.codecs.arrow_numbers`), not truncated to the batch's int."""
     texts = {f.name for f in spec.schema if _is_json_text(f)}
     flat = [{f.name: _lookup(d, f.name) for f in spec.schema if f.name not in texts} for d in docs]
     decoded = decode_documents(flat).table if flat and flat[0] else None
@@ -204,6 +209,8 @@ def documents_to_rows(spec: TableSpec, docs: list[dict[str, Any]]) -> pa.Table:
             arrays.append(pa.nulls(len(docs), field.type))
             continue
         column = decoded.column(field.name)
+        if as_stored:
+            field = fields[-1] = field.with_type(floats_where(field.type, column.type))
         try:
             if pg_carried.carried(field) is None:  # text: as Postgres prints it (below)
                 arrays.append(column.cast(field.type))

@@ -209,7 +209,7 @@ class MongoTarget:
             raise translate(exc, f"reading {spec.name}") from None
         if self._seen is not None:  # two-way: the apply checks nobody wrote them since
             readback.record(self._seen, spec.name, ids, docs)
-        return documents_to_rows(spec, docs)
+        return documents_to_rows(spec, docs, as_stored=True)
 
     async def start_group(self) -> None:
         """Two-way: the group's read-back starts (:mod:`.readback`)."""

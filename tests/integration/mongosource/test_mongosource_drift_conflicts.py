@@ -14,6 +14,7 @@ import json
 import psycopg
 import pytest
 from bson import Int64
+from pymongo import MongoClient
 
 from syncengine.codecs.bson_arrow import decode_documents
 from syncengine.config.models import PipelineConfig
@@ -28,12 +29,20 @@ TS = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 class Groups:
     """One pipeline's groups, each applied by a fresh process of it (same state store)."""
 
-    def __init__(self, mongo_uri: str, mongo_db: str, dsn: str, strategy: str, state: str):
+    def __init__(
+        self,
+        mongo_uri: str,
+        mongo_db: str,
+        dsn: str,
+        strategy: str,
+        state: str,
+        target: dict | None = None,
+    ):
         self.config = PipelineConfig.model_validate(
             {
                 "source": {"type": "mongo", "uri": mongo_uri, "database": mongo_db,
                            "collections": ["things"]},
-                "target": {"type": "postgres", "dsn": dsn},
+                "target": target or {"type": "postgres", "dsn": dsn},
                 "conflicts": {"strategy": strategy},
             }
         )  # fmt: skip
@@ -111,3 +120,31 @@ def test_a_sub_documents_number_changing_between_int_and_double_is_no_conflict(g
     value, w = groups.stored()[1]
     assert json.loads(value) == {"a": then}
     assert w == "b"
+
+
+@pytest.mark.parametrize("strategy", ["local", "manual"])
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (0.5, Int64(5)),
+        (5.0, Int64(6)),
+        (Int64(5), 5.5),
+        ({"a": 0.5}, {"a": Int64(5)}),
+    ],
+)
+def test_into_mongo_the_drift_is_no_conflict_and_the_sources_types_are_kept(
+    mongo_uri, mongo_db, tmp_path, strategy, first, then
+):
+    """Mongo → Mongo: the document read back holds a double where the batch has an int; the
+    change is applied, as the source typed it (an int stays an int, not 5.0)."""
+    into = mongo_db + "_into"
+    target = {"type": "mongo", "uri": mongo_uri, "database": into}
+    groups = Groups(mongo_uri, mongo_db, "", strategy, str(tmp_path / "state.db"), target)
+    assert groups.apply([{"_id": 1, "v": first, "w": "a"}]) == 0
+    assert groups.apply([{"_id": 1, "v": then, "w": "b"}]) == 0
+    with MongoClient(mongo_uri) as client:
+        stored = client[into]["things"].find_one({"_id": 1}, {"_id": 0})
+        client.drop_database(into)
+    assert stored == {"v": then, "w": "b"}
+    leaf = (lambda v: v["a"]) if isinstance(then, dict) else (lambda v: v)
+    assert type(leaf(stored["v"])) is type(leaf(then))  # a long stays a long
