@@ -114,6 +114,8 @@ def float_columns(spec: TableSpec, changes: pl.DataFrame) -> tuple[TableSpec, pl
     exact range keeps the column an integer (the target then makes it ``numeric``)."""
     wanted = {}
     for fld in spec.schema:
+        if fld.name in spec.key:  # a key's type names the row (its shadow row key): as sent
+            continue
         pg_type = (fld.metadata or {}).get(b"pg_type", b"").decode()
         if pa.types.is_integer(fld.type) and pg_type in _FLOAT_COLUMNS:
             wanted[fld.name] = _FLOAT_COLUMNS[pg_type]
@@ -125,7 +127,7 @@ def float_read(spec: TableSpec, read: pa.Table) -> dict[str, pa.DataType]:
     sub-document or an array (:func:`syncengine.targets.postgres.read.rows_to_table`)."""
     out = {}
     for fld in spec.schema:
-        if fld.name not in read.column_names:
+        if fld.name not in read.column_names or fld.name in spec.key:
             continue
         got = read.schema.field(fld.name).type
         if got != fld.type and arrow_numbers.floats_where(fld.type, got) == got:

@@ -209,7 +209,7 @@ def documents_to_rows(
             arrays.append(pa.nulls(len(docs), field.type))
             continue
         column = decoded.column(field.name)
-        if as_stored:
+        if as_stored and field.name not in spec.key:  # a key's type names its row: as sent
             field = fields[-1] = field.with_type(floats_where(field.type, column.type))
         try:
             if pg_carried.carried(field) is None:  # text: as Postgres prints it (below)

@@ -111,3 +111,15 @@ def test_floats_where_widens_only_the_integers_stored_as_doubles():
     assert floats_where(base, pa.string()) == base
     assert holds_integers(base) and not holds_integers(pa.struct([("c", pa.string())]))
     assert not holds_integers(pa.int64())  # a top-level number is not nested
+
+
+def test_a_key_keeps_its_type_it_names_the_row():
+    from syncengine.conflicts.widen import float_read
+
+    fields = [pa.field("id", pa.int64(), metadata={"pg_type": "double precision"})]
+    spec = TableSpec("t", ("id",), pa.schema(fields))
+    changes = pl.DataFrame({"id": [5]})
+    out_spec, out = float_columns(spec, changes)
+    assert out_spec is spec and out is changes  # {"id":5} stays the shadow's row key
+    read = pa.table({"id": pa.array([5.0])})
+    assert float_read(spec, read) == {}
