@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+#: the largest integer magnitude every double holds exactly (2^53: 53 bits of mantissa)
+EXACT_IN_DOUBLE = 2**53
+
 
 def floats_where(base: pa.DataType, seen: pa.DataType) -> pa.DataType:
     """``base`` with each integer leaf that ``seen`` (the type inferred from stored values)
@@ -30,6 +33,12 @@ def floats_where(base: pa.DataType, seen: pa.DataType) -> pa.DataType:
         wider = item.with_type(floats_where(item.type, seen.value_type))
         return pa.large_list(wider) if pa.types.is_large_list(base) else pa.list_(wider)
     return base
+
+
+def widens_to_floats(base: pa.DataType, other: pa.DataType) -> bool:
+    """Whether ``other`` is ``base`` with some integers (top-level, or inside it) as floats:
+    the only difference :func:`floats_where` makes."""
+    return bool(other != base and floats_where(base, other) == other)
 
 
 def holds_integers(t: pa.DataType) -> bool:

@@ -26,6 +26,8 @@ from typing import Any
 from bson import Binary, Decimal128, Int64, ObjectId
 from bson.binary import UUID_SUBTYPE
 
+from syncengine.codecs.arrow_numbers import EXACT_IN_DOUBLE
+
 Node = tuple[Any, ...]
 
 NULL: Node = ("null",)
@@ -34,7 +36,6 @@ JSON: Node = ("json",)
 #: (beside a double it is a conflict, so JSON); its BSON type is ``long``
 BIG_LONG: Node = ("bigLong",)
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-_EXACT_IN_DOUBLE = 2**53
 
 _SCALARS: dict[type, Node] = {
     str: ("string",),
@@ -162,7 +163,7 @@ def _struct_column(docs: list[dict[str, Any]]) -> Node:
 def _int_kind(low: int, high: int, int64: bool) -> Node:
     """The node of ints from ``low`` to ``high`` (``int64``: BSON int64 values, a long even
     when small)."""
-    if -_EXACT_IN_DOUBLE <= low and high <= _EXACT_IN_DOUBLE:
+    if -EXACT_IN_DOUBLE <= low and high <= EXACT_IN_DOUBLE:
         return ("long",) if int64 or not (_INT32_MIN <= low and high <= _INT32_MAX) else ("int",)
     return BIG_LONG
 

@@ -29,8 +29,8 @@ import polars as pl
 import pyarrow as pa
 
 from syncengine.changes import OP_DELETE, OP_INSERT, OP_READ, OP_UPDATE, UNSENT_PREFIX
+from syncengine.codecs.arrow_numbers import EXACT_IN_DOUBLE
 from syncengine.conflicts.rows import (
-    EXACT_IN_DOUBLE,
     EXISTS,
     canonical,
     carried_columns,

@@ -34,6 +34,7 @@ import polars as pl
 import pyarrow as pa
 
 from syncengine.codecs import pg_carried, pg_temporal, pg_text
+from syncengine.codecs.arrow_numbers import EXACT_IN_DOUBLE
 from syncengine.strategies.base import EXISTS
 from syncengine.targets.base import TableSpec
 
@@ -329,10 +330,6 @@ def _restored(
         beyond = pl.select(pl.when(pl.Series(none)).then(frame[name])).to_series()
         texts.append(beyond.alias(BEYOND + name))
     return frame.with_columns(*natives, *texts), [t.name for t in texts]
-
-
-#: the largest integer magnitude every double holds exactly
-EXACT_IN_DOUBLE = 2**53
 
 
 def _numbers_by_value(expr: pl.Expr, dtype: PolarsDataType) -> pl.Expr | None:

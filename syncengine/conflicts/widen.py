@@ -130,7 +130,7 @@ def float_read(spec: TableSpec, read: pa.Table) -> dict[str, pa.DataType]:
         if fld.name not in read.column_names or fld.name in spec.key:
             continue
         got = read.schema.field(fld.name).type
-        if got != fld.type and arrow_numbers.floats_where(fld.type, got) == got:
+        if arrow_numbers.widens_to_floats(fld.type, got):
             out[fld.name] = got
     return out
 
@@ -173,7 +173,7 @@ def as_sent_types(
         if index < 0:
             continue
         own = sent.schema.field(index).type
-        if own != fld.type and arrow_numbers.floats_where(own, fld.type) == fld.type:
+        if arrow_numbers.widens_to_floats(own, fld.type):
             back[fld.name] = own
     if not back:
         return read, rows

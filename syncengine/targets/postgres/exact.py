@@ -28,10 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from syncengine.codecs.arrow_numbers import EXACT_IN_DOUBLE
+
 INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
 #: float column type → the largest integer magnitude it holds exactly (2^mantissa bits)
-EXACT_INTEGERS = {"double precision": 2**53, "real": 2**24}
+EXACT_INTEGERS = {"double precision": EXACT_IN_DOUBLE, "real": 2**24}
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ async def wider_type(
     numbers: Numbers,
 ) -> str:
     """What ``column`` (of type ``current``) becomes to hold ``numbers`` exactly."""
-    if current in EXACT_INTEGERS or numbers.beyond(EXACT_INTEGERS["double precision"]):
+    if current in EXACT_INTEGERS or numbers.beyond(EXACT_IN_DOUBLE):
         return "numeric"
     return await type_for_fractions(conn, schema, table, column, current)
 
@@ -123,7 +125,7 @@ async def type_for_fractions(
     conn: psycopg.AsyncConnection, schema: str, table: str, column: str, current: str
 ) -> str:
     """What integer column ``column`` (of type ``current``) becomes to hold doubles too."""
-    limit = EXACT_INTEGERS["double precision"]
+    limit = EXACT_IN_DOUBLE
     if current != "bigint":  # smallint and integer values all fit a double
         return "double precision"
     cur = await conn.execute(

@@ -409,19 +409,17 @@ class PostgresTarget:
         table's types are the user's to choose)."""
         if self.config.on_schema_change != "add":
             return columns
-        needed = exact.widenings(write.batch.data, write.spec.schema, columns, write.spec.key)
-        if not needed:
+        data, spec, key = write.batch.data, write.spec.schema, write.spec.key
+        if not exact.widenings(data, spec, columns, key):
             return columns
         schema, table = self._split(write.spec.name)
         try:
             async with conn.transaction():
                 await self._lock_table(conn, schema, table)
+                # decided again on the types under the lock: another process may have widened
                 current = await ddl.existing_columns(conn, schema, table) or {}
-                for name, numbers in needed.items():
-                    now = current.get(name, "")
-                    data = write.batch.data.select([name])
-                    if name not in exact.widenings(data, write.spec.schema, current, ()):
-                        continue  # widened meanwhile
+                for name, numbers in exact.widenings(data, spec, current, key).items():
+                    now = current[name]
                     wider = await exact.wider_type(conn, schema, table, name, now, numbers)
                     log.warning(
                         "%s.%s: a number %s cannot hold exactly arrived; the column becomes %s",
