@@ -112,8 +112,8 @@ class Pipeline:
             self.mappings = config.mappings_for_sources()
         if hasattr(self.source, "row_filters"):  # optional for plugin sources
             self.source.row_filters = self.row_filters
-        self._compiled: dict[tuple[int, str], CompiledMapping] = {}
-        self._specs: dict[tuple[str, str], TableSpec] = {}
+        self._compiled: dict[tuple[int, str, tuple[bytes | None, ...]], CompiledMapping] = {}
+        self._specs: dict[tuple[str, str, tuple[bytes | None, ...]], TableSpec] = {}
         self._resolvers: dict[str, ConflictResolver] = {}
         self.rows_applied = 0
         #: dead letters a later change of their key supersedes (superseded.py)
@@ -206,11 +206,13 @@ class Pipeline:
 
     def compile(self, index: int, mapping: MappingConfig, batch: ChangeBatch) -> CompiledMapping:
         """Mapping ``index`` compiled for ``batch``'s schema, cached per mapping and schema:
-        what the pipeline applies to the batch, and what ``verify`` maps a source scan with."""
+        what the pipeline applies to the batch, and what ``verify`` maps a source scan with.
+        The columns' declared types are part of the schema (they become the target's)."""
         from syncengine.mappings import compile_mapping
 
         rows_schema = batch.data.schema
-        cache_key = (index, rows_schema.to_string(show_field_metadata=False))
+        shape = rows_schema.to_string(show_field_metadata=False)
+        cache_key = (index, shape, _declared_types(rows_schema))
         compiled = self._compiled.get(cache_key)
         if compiled is None:
             source_schema = batch.rows.schema
@@ -249,8 +251,11 @@ class Pipeline:
     ) -> TableSpec:
         """The target's version of ``wanted``, asking the target once per table and schema
         (through ``target``, the connection beside the stream's, when given). ``ensured``:
-        only one already asked for (:class:`PrepareLater` otherwise)."""
-        cache_key = (wanted.name, wanted.schema.to_string(show_field_metadata=False))
+        only one already asked for (:class:`PrepareLater` otherwise). A column's declared
+        type (``pg_type``) is part of the schema: a source's ``ALTER COLUMN … TYPE`` from
+        ``varchar(5)`` to ``text`` keeps the Arrow type, and the target must still see it."""
+        shape = wanted.schema.to_string(show_field_metadata=False)
+        cache_key = (wanted.name, shape, _declared_types(wanted.schema))
         spec = self._specs.get(cache_key)
         if spec is None:
             if ensured:
@@ -375,7 +380,7 @@ class Pipeline:
                     parts.append(result.batch)
                     mapped[spec.name] = (first, mapping, parts)
                     seen = schemas.setdefault(spec.name, [])
-                    if spec.schema not in seen:
+                    if not any(_same_declared(spec.schema, s) for s in seen):
                         seen.append(spec.schema)
         for name, (spec, mapping, parts) in mapped.items():
             if len(schemas[name]) > 1:
@@ -644,6 +649,17 @@ class Pipeline:
             )
 
 
+def _declared_types(schema: pa.Schema) -> tuple[bytes | None, ...]:
+    """Each column's declared Postgres type (``pg_type``), None where it has none."""
+    return tuple((f.metadata or {}).get(b"pg_type") for f in schema)
+
+
+def _same_declared(a: pa.Schema, b: pa.Schema) -> bool:
+    """Equal schemas whose columns are declared alike: a source's ``ALTER COLUMN … TYPE``
+    from ``varchar(5)`` to ``text`` keeps the Arrow types and changes only the declaration."""
+    return a == b and _declared_types(a) == _declared_types(b)
+
+
 def union_schema(first: pa.Schema, second: pa.Schema) -> pa.Schema:
     """Every column of both, each typed by :func:`common_field`."""
     fields = {f.name: f for f in first}
@@ -706,7 +722,16 @@ def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
     Two Mongo fields (``bson_type``) that differ in more than numeric width join as
     extended-JSON text, the form :func:`~syncengine.changes.concat_batches` gives their
     values (a string field with another's ``bson_type`` would have a Mongo target write the
-    JSON as a string, or an int's text as an int)."""
+    JSON as a string, or an int's text as an int). Two Postgres columns declared differently
+    (``pg_type``: the source altered the column between two batches of the group) are
+    declared as the type that holds both (:func:`~syncengine.codecs.pg_widening.joined`),
+    without a declared type when none does."""
+    declared = [(f.metadata or {}).get(b"pg_type") for f in (a, b)]
+    if None not in declared and declared[0] != declared[1]:
+        from syncengine.codecs.pg_widening import joined
+
+        both = joined(*(d.decode() for d in declared if d is not None))
+        a, b = (_declared(f, both) for f in (a, b))
     if _typeless(a):
         return b
     if _typeless(b):
@@ -727,6 +752,14 @@ def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
         return a.with_type(merged.type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return a.with_type(pa.string())
+
+
+def _declared(f: pa.Field, pg_type: str | None) -> pa.Field:
+    """``f`` declared as ``pg_type`` (None: without a declared type)."""
+    meta = {k: v for k, v in (f.metadata or {}).items() if k != b"pg_type"}
+    if pg_type is not None:
+        meta[b"pg_type"] = pg_type.encode()
+    return f.with_metadata(meta)
 
 
 def _bson_json_join(a: pa.Field, b: pa.Field) -> bool:

@@ -36,6 +36,7 @@ from syncengine.sources.postgres.chunks import table_shape
 from syncengine.sources.postgres.columns import PgType
 from syncengine.sources.postgres.connect import connect
 from syncengine.sources.postgres.deletes import ensure_delete_publication
+from syncengine.sources.postgres.missing import MissingValues
 from syncengine.sources.postgres.passthrough import BINARY_COPY, CopySink, closing
 from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.sources.postgres.snapshot import Snapshotter, stored_position
@@ -291,6 +292,7 @@ class PostgresSource:
             column_types = child.column_types
             batches = child.batches(track, lambda c: committed(*c))
         self._decoder = child or assembler
+        defaults = MissingValues()
         try:
             async for batch in batches:
                 oid = batch.meta.get("relation")
@@ -300,6 +302,10 @@ class PostgresSource:
                         batch = await moved.fill_moved(await self.catalog(), batch, types)
                     except psycopg.Error as exc:
                         raise map_error(exc, "reading rows whose key changed") from exc
+                try:
+                    batch = await defaults.annotate(await self.catalog(), batch)
+                except psycopg.Error as exc:
+                    raise map_error(exc, "reading the values of added columns") from exc
                 yield batch
         finally:
             self._decoder = None

@@ -59,8 +59,12 @@ def prepare(write: TableWrite, target_columns: dict[str, str]) -> Staged:
     unsent = [c for c in others if UNSENT_PREFIX + c in frame.columns]
     if unsent:
         is_update = pl.col("_op") == "u"
+        keeps = pl.col("_op").is_in(["u", OP_INSERT])
         bits = [
-            pl.when(is_update & pl.col(UNSENT_PREFIX + c).fill_null(False))
+            pl.when(
+                (keeps if _added_with_default(write, c) else is_update)
+                & pl.col(UNSENT_PREFIX + c).fill_null(False)
+            )
             .then(pl.lit("1"))
             .otherwise(pl.lit("0"))
             for c in unsent
@@ -89,6 +93,17 @@ def prepare(write: TableWrite, target_columns: dict[str, str]) -> Staged:
     if write.shadow.fence is not None:
         staged = staged.with_columns(fence.staged_columns(frame, write.shadow.fence))
     return Staged(staged.to_arrow(), columns, patterns, truncate, frame)
+
+
+def _added_with_default(write: TableWrite, column: str) -> bool:
+    """Whether ``column`` was added at the source with a default its older rows hold
+    (``pg_missing``): an insert read before it existed (joined with later batches, it leaves
+    the column unsent) names only its own columns, so the target's default, the same value,
+    fills it; written as null it would lose the value the row has at the source. Elsewhere
+    an insert's unsent column is null: a Mongo document without the field replaces one
+    that had it."""
+    index = write.spec.schema.get_field_index(column)
+    return index >= 0 and b"pg_missing" in (write.spec.schema.field(index).metadata or {})
 
 
 def _prepare_sent(write: TableWrite, target_columns: dict[str, str]) -> Staged:

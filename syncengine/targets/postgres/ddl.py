@@ -133,6 +133,15 @@ async def column_type_ids(
     return {name: (oid, typmod) for name, oid, typmod in await cur.fetchall()}
 
 
+async def holds_rows(conn: psycopg.AsyncConnection, schema: str, table: str) -> bool:
+    """Whether the table holds a row (one page read at most)."""
+    cur = await conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(schema, table))
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
 async def has_unique_key(
     conn: psycopg.AsyncConnection, schema: str, table: str, key: tuple[str, ...]
 ) -> bool:
@@ -175,10 +184,19 @@ def create_table_sql(
 
 
 def add_column_sql(
-    schema: str, table: str, field: pa.Field, type_: sql.Composable | None = None
+    schema: str,
+    table: str,
+    field: pa.Field,
+    type_: sql.Composable | None = None,
+    default: str | None = None,
 ) -> sql.Composed:
-    return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+    """``default``: a value in its type's text form, which the rows the table holds get
+    (a constant default does not rewrite the table)."""
+    add = sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
         sql.Identifier(schema, table),
         sql.Identifier(field.name),
         type_ or type_sql(pg_type_of(field)),
     )
+    if default is None:
+        return add
+    return sql.SQL("{} DEFAULT {}").format(add, sql.Literal(default))

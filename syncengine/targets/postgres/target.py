@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from syncengine import tombstones
+from syncengine.codecs import pg_widening
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.config.twoway import versions_name
 from syncengine.errors import FatalError
@@ -41,6 +42,7 @@ from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_commit_times, read_rows, scan
 from syncengine.targets.postgres.staging import StagingTables
 from syncengine.targets.postgres.state import PostgresTargetState
+from syncengine.targets.postgres.types import type_sql
 from syncengine.targets.shadow import AnalyzeSchedule, PurgeSchedule, without_rejected
 
 log = logging.getLogger("syncengine.targets.postgres")
@@ -319,7 +321,7 @@ class PostgresTarget:
         if missing and self.config.on_schema_change == "add":
             types = await usertypes.column_types(conn, schema, missing)
             for field in missing:
-                await conn.execute(ddl.add_column_sql(schema, table, field, types.get(field.name)))
+                await self._add_column(conn, schema, table, field, types.get(field.name))
             columns = await ddl.existing_columns(conn, schema, table) or {}
         if self.config.on_schema_change == "add" and await self._widen(
             conn, schema, table, spec, columns
@@ -372,6 +374,44 @@ class PostgresTarget:
             raise translate(exc, f"building the primary key of {name}") from None
         del self._pending_keys[name]
 
+    @staticmethod
+    async def _add_column(
+        conn: psycopg.AsyncConnection,
+        schema: str,
+        table: str,
+        field: pa.Field,
+        type_: sql.Composable | None,
+    ) -> None:
+        """Add ``field``'s column; with the value the source's rows that existed before the
+        column hold (``pg_missing``: :mod:`syncengine.sources.postgres.missing`) as its
+        default, so the rows already here get it. The default stays: a row of the group
+        read before the column was added and inserted after it existed at the source then
+        too, and has the value there."""
+        meta = field.metadata or {}
+        value = meta.get(b"pg_missing")
+        if meta.get(b"pg_default_only") and await ddl.holds_rows(conn, schema, table):
+            log.warning(
+                "%s.%s: the source's column has a default but no value stored for the rows "
+                "that existed before it: if it was added with a volatile default (a table "
+                "rewrite), those rows hold values the stream does not carry, and NULL here; "
+                "resnapshot the table to copy them",
+                table, field.name,
+            )  # fmt: skip
+        if value is not None:
+            try:
+                async with conn.transaction():  # a savepoint: a refused value costs the default
+                    await conn.execute(
+                        ddl.add_column_sql(schema, table, field, type_, value.decode())
+                    )
+                return
+            except psycopg.Error as exc:
+                log.warning(
+                    "%s.%s: the source's rows that existed before the column hold %r, which "
+                    "this column refuses (%s); they hold NULL here",
+                    table, field.name, value.decode(), str(exc).splitlines()[0],
+                )  # fmt: skip
+        await conn.execute(ddl.add_column_sql(schema, table, field, type_))
+
     async def _widen(
         self,
         conn: psycopg.AsyncConnection,
@@ -380,18 +420,37 @@ class PostgresTarget:
         spec: TableSpec,
         columns: dict[str, str],
     ) -> bool:
-        """Integer columns whose source now sends fractions become double precision, or
-        numeric when they hold an integer a double cannot (:mod:`.exact`).
+        """Columns that cannot hold what the source now sends exactly become a type that holds
+        both their values and the source's.
 
-        A schemaless source (Mongo) may send ``amount`` as an int in the batch that created the
-        table and as a double later; writing 0.01 into a bigint would silently store 0.
+        * A column whose source declares its type (``pg_type``: a Postgres source) and which
+          cannot hold that type's values becomes the narrowest type that holds both
+          (:mod:`syncengine.codecs.pg_widening`): a source's ``ALTER COLUMN … TYPE`` would
+          otherwise have its new values rounded (``numeric(10,2)`` sent 1.2345) or refused.
+        * An integer column whose schemaless source (Mongo) now sends fractions becomes
+          double precision, or numeric when it holds an integer a double cannot
+          (:mod:`.exact`): ``amount`` sent as an int in the batch that created the table and
+          as a double later would store 0.01 as 0.
         """
         changed = False
         for field in spec.schema:
             current = columns.get(field.name)
-            if current not in exact.INTEGER_TYPES or field.name in spec.key:
+            if current is None:
                 continue
-            if pa.types.is_floating(field.type):
+            declared = (field.metadata or {}).get(b"pg_type")
+            if declared is not None:
+                wider = pg_widening.wider(current, declared.decode())
+                if wider is None:
+                    continue
+                type_sql(wider)  # a name the source declared: refused unless it is a type name
+                log.warning(
+                    "%s.%s: the source's column is %s, which %s cannot hold exactly; "
+                    "the column becomes %s",
+                    spec.name, field.name, declared.decode(), current, wider,
+                )  # fmt: skip
+            elif current not in exact.INTEGER_TYPES or field.name in spec.key:
+                continue
+            elif pa.types.is_floating(field.type):
                 wider = await exact.type_for_fractions(conn, schema, table, field.name, current)
             elif pa.types.is_decimal(field.type):
                 wider = "numeric"
@@ -538,15 +597,11 @@ class PostgresTarget:
             async with await psycopg.AsyncConnection.connect(
                 self.config.dsn.get_secret_value(), autocommit=True
             ) as conn:
-                cur = await conn.execute(
-                    sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(schema, name))
-                )
-                row = await cur.fetchone()
+                return await ddl.holds_rows(conn, schema, name)
         except psycopg.errors.UndefinedTable:
             return False
         except psycopg.Error as exc:
             raise translate(exc, f"looking for rows in {table}") from None
-        return bool(row and row[0])
 
     async def read_shadow(self, table: str, row_keys: Sequence[str]) -> pa.Table:
         conn = await self._connection()

@@ -97,3 +97,34 @@ def test_integer_column_widens_for_fractions(pg_target_dsn):
     kind, values = _stored(pg_target_dsn)
     assert kind == "double precision"
     assert {k: float(v) for k, v in values.items()} == {1: 5.0, 2: 0.01, 3: 2.5}
+
+
+def test_a_default_the_column_refuses_is_left_out(pg_target_dsn, caplog):
+    """A column added with the source's value for its older rows (``pg_missing``) that the
+    target's type refuses is added without it, with a warning; the write goes on."""
+    _apply_in_turn(pg_target_dsn, [(pa.int64(), [1], [5])])
+    spec = TableSpec(
+        "ledger",
+        ("id",),
+        pa.schema(
+            [
+                ("id", pa.int64()),
+                ("amount", pa.int64()),
+                pa.field("late", pa.int32(), metadata={"pg_type": "integer", "pg_missing": "x"}),
+                pa.field("kept", pa.int32(), metadata={"pg_type": "integer", "pg_missing": "7"}),
+            ]
+        ),
+    )
+
+    async def scenario():
+        target = PostgresTarget("p", PostgresTargetConfig(type="postgres", dsn=pg_target_dsn))
+        await target.open()
+        try:
+            await target.ensure_table(spec)
+        finally:
+            await target.close()
+
+    asyncio.run(scenario())
+    with psycopg.connect(pg_target_dsn) as conn:
+        assert conn.execute("SELECT late, kept FROM ledger").fetchall() == [(None, 7)]
+    assert "late: the source's rows that existed before the column hold 'x'" in caplog.text

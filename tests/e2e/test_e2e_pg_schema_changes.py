@@ -1,0 +1,152 @@
+"""A Postgres source's ALTER TABLE mid-stream, through the real CLI into a Postgres target:
+a column's type change is followed where the old type would round or refuse the new values,
+and a column added with a default gives the rows that existed its value at the target too
+(the source stores it as the column's missing value; no change of those rows is in the WAL).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from decimal import Decimal
+
+import pytest
+
+from tests.e2e.harness import CLI, execute, rows
+
+CONFIG = textwrap.dedent(
+    """
+    state: ${SYNCENGINE_STATE}
+    pipelines:
+      replica:
+        source: {type: postgres, dsn: "${SRC_DSN}", tables: [public.items]}
+        target: {type: postgres, dsn: "${TGT_DSN}", on_schema_change: "${ON_CHANGE}"}
+        batch: {max_rows: 1000, max_wait: 100ms}
+    """
+)
+SEED = (
+    "CREATE TABLE items (id bigint PRIMARY KEY, qty int, price numeric(10,2), "
+    "code varchar(5), seen timestamptz(0))",
+    "INSERT INTO items SELECT i, i, i * 1.25, 'c' || i, '2026-01-02 03:04:05+00' "
+    "FROM generate_series(1, 300) i",
+)
+ALL = "SELECT * FROM items ORDER BY id"
+TYPES = (
+    "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+    "WHERE a.attrelid = 'items'::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+    "ORDER BY a.attnum"
+)
+
+
+def cli_for(tmp_path, pg_dsn, pg_target_dsn, on_change: str = "add") -> CLI:
+    execute(pg_dsn, *SEED)
+    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": on_change}
+    return CLI(tmp_path, CONFIG, env)
+
+
+def test_type_changes_are_followed_without_rounding(tmp_path, pg_dsn, pg_target_dsn):
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn)
+    cli.run("sync", "--once")
+    execute(
+        pg_dsn,
+        "UPDATE items SET qty = 0, price = 0.5 WHERE id = 1",  # read in the old shape
+        "ALTER TABLE items ALTER COLUMN qty TYPE bigint",
+        "ALTER TABLE items ALTER COLUMN price TYPE numeric(20,4)",
+        "ALTER TABLE items ALTER COLUMN code TYPE text",
+        "ALTER TABLE items ALTER COLUMN seen TYPE timestamptz",
+        "UPDATE items SET qty = 5000000000, price = 1.2345, code = 'longer than five', "
+        "seen = '2026-01-02 03:04:05.123456+00' WHERE id = 2",
+        "INSERT INTO items VALUES (301, 6000000000, 0.0001, 'another long one', "
+        "'2026-01-02 03:04:05.5+00')",
+    )
+    result = cli.run("sync", "--once")
+    assert rows(pg_target_dsn, ALL) == rows(pg_dsn, ALL)
+    assert rows(pg_target_dsn, TYPES) == rows(pg_dsn, TYPES)
+    assert rows(pg_target_dsn, "SELECT price FROM items WHERE id = 2") == [(Decimal("1.2345"),)]
+    assert "dead letter" not in result.stderr
+    assert "the column becomes numeric(20,4)" in result.stderr
+
+
+def test_a_change_that_keeps_the_arrow_type_is_followed(tmp_path, pg_dsn, pg_target_dsn):
+    """``timestamptz(0)`` → ``timestamptz`` arrives as the same Arrow type; only the declared
+    type says the target must change (it would round the microseconds away). The drain
+    meets the table's old shape first, as a running daemon would."""
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn)
+    cli.run("sync", "--once")
+    execute(
+        pg_dsn,
+        "UPDATE items SET qty = 0 WHERE id = 1",
+        "ALTER TABLE items ALTER COLUMN seen TYPE timestamptz",
+        "UPDATE items SET seen = '2026-01-02 03:04:05.123456+00' WHERE id = 2",
+    )
+    cli.run("sync", "--once")
+    assert rows(pg_target_dsn, ALL) == rows(pg_dsn, ALL)
+    assert ("seen", "timestamp with time zone") in rows(pg_target_dsn, TYPES)
+
+
+def test_a_wider_target_column_is_left_as_it_is(tmp_path, pg_dsn, pg_target_dsn):
+    """A user's ``text`` column for an integer source holds every value: never narrowed,
+    never changed."""
+    execute(pg_target_dsn, "CREATE TABLE items (id bigint PRIMARY KEY, qty text, price numeric, "
+            "code text, seen timestamptz)")  # fmt: skip
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn)
+    cli.run("sync", "--once")
+    execute(pg_dsn, "ALTER TABLE items ALTER COLUMN qty TYPE bigint",
+            "UPDATE items SET qty = 5000000000 WHERE id = 2")  # fmt: skip
+    cli.run("sync", "--once")
+    assert rows(pg_target_dsn, TYPES) == [
+        ("id", "bigint"), ("qty", "text"), ("price", "numeric"), ("code", "text"),
+        ("seen", "timestamp with time zone"),
+    ]  # fmt: skip
+    assert rows(pg_target_dsn, "SELECT qty FROM items WHERE id = 2") == [("5000000000",)]
+
+
+def test_type_changes_are_not_followed_unless_columns_are_added(tmp_path, pg_dsn, pg_target_dsn):
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn, on_change="ignore")
+    cli.run("sync", "--once")
+    execute(pg_dsn, "ALTER TABLE items ALTER COLUMN price TYPE numeric(20,4)")
+    cli.run("sync", "--once")
+    assert ("price", "numeric(10,2)") in rows(pg_target_dsn, TYPES)
+
+
+@pytest.mark.parametrize(
+    ("column", "stored"),
+    [
+        ("d int NOT NULL DEFAULT 5", 5),
+        ("d text DEFAULT 'it''s {x}, \"quoted\"'", 'it\'s {x}, "quoted"'),
+        ("d int[] DEFAULT '{1,2}'", [1, 2]),
+        ('d jsonb DEFAULT \'{"a": [1, "b"]}\'', {"a": [1, "b"]}),
+        ("d numeric(6,3) DEFAULT 1.5", Decimal("1.500")),
+    ],
+)
+def test_a_column_added_with_a_default_has_it_in_the_rows_that_existed(
+    tmp_path, pg_dsn, pg_target_dsn, column, stored
+):
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn)
+    cli.run("sync", "--once")
+    execute(
+        pg_dsn,
+        "INSERT INTO items (id, qty) VALUES (400, 1)",  # before the column, in the same drain
+        f"ALTER TABLE items ADD COLUMN {column}",
+        "UPDATE items SET qty = 7 WHERE id = 2",
+        "INSERT INTO items (id, qty) VALUES (401, 1)",
+    )
+    cli.run("sync", "--once")
+    assert rows(pg_target_dsn, ALL) == rows(pg_dsn, ALL)
+    assert rows(pg_target_dsn, "SELECT DISTINCT d FROM items") == [(stored,)]
+
+
+def test_a_volatile_default_is_named_in_a_warning(tmp_path, pg_dsn, pg_target_dsn):
+    """``clock_timestamp()`` rewrites the source table: the rows that existed got values no
+    change in the WAL carries. The target cannot know them; it says so."""
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn)
+    cli.run("sync", "--once")
+    execute(
+        pg_dsn,
+        "ALTER TABLE items ADD COLUMN d timestamptz DEFAULT clock_timestamp()",
+        "INSERT INTO items (id, qty) VALUES (401, 1)",
+    )
+    result = cli.run("sync", "--once")
+    assert "items.d: the source's column has a default but no value stored" in result.stderr
+    assert "resnapshot" in result.stderr
+    assert rows(pg_target_dsn, "SELECT count(*) FROM items WHERE d IS NULL") == [(300,)]
+    assert rows(pg_target_dsn, "SELECT d IS NOT NULL FROM items WHERE id = 401") == [(True,)]
