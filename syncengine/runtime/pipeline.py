@@ -262,6 +262,7 @@ class Pipeline:
                 raise PrepareLater(f"{wanted.name}: a table or schema new to the target")
             spec = await (target or self.target).ensure_table(wanted)
             self._specs[cache_key] = spec
+            _stale_generated(self.target, wanted)
         return spec
 
     def _resolver(self, mapping: MappingConfig) -> ConflictResolver:
@@ -647,6 +648,22 @@ class Pipeline:
                 hint="see `syncengine deadletters list`; set on_error: dead_letter to continue "
                 "past bad records",
             )
+
+
+def _stale_generated(target: Target, spec: TableSpec) -> None:
+    """Warn of columns generated at a Postgres source (``pg_generated``, in a snapshot's
+    spec) at a target that cannot generate them: Postgres before 18 never sends their
+    values in the stream, so what the snapshot copied goes stale. A Postgres target
+    generates them itself (``generates_columns``) and names a plain column it finds."""
+    if getattr(target, "generates_columns", False):
+        return
+    names = [f.name for f in spec.schema if (f.metadata or {}).get(b"pg_generated")]
+    if names:
+        log.warning(
+            "%s: %s generated at the source: the stream never carries generated columns "
+            "(before Postgres 18), so the values the snapshot copied here go stale",
+            spec.name, ", ".join(names),
+        )  # fmt: skip
 
 
 def _declared_types(schema: pa.Schema) -> tuple[bytes | None, ...]:

@@ -129,6 +129,9 @@ class Target(Protocol):
     # the conflict step reads its ``getattr(target, "server_fence", False)``.
     # Optional ``grows_groups = True`` (Postgres): under a backlog the runner gives it groups
     # of up to ``GROUP_BATCHES × max_rows`` rows (``getattr(target, "grows_groups", False)``).
+    # Optional ``generates_columns = True`` (Postgres): creates a Postgres source's generated
+    # columns (``pg_generated``) as generated; elsewhere the pipeline warns that their values
+    # go stale (the stream never carries them before Postgres 18).
     # Optional ``async holds_rows(table) -> bool`` (Postgres, Mongo): whether the target table
     # exists with at least one row, read on a connection of its own (a table snapshot taken
     # into an empty table needs no sweep, :mod:`syncengine.runtime.tableops`).

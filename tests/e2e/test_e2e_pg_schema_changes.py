@@ -150,3 +150,51 @@ def test_a_volatile_default_is_named_in_a_warning(tmp_path, pg_dsn, pg_target_ds
     assert "resnapshot" in result.stderr
     assert rows(pg_target_dsn, "SELECT count(*) FROM items WHERE d IS NULL") == [(300,)]
     assert rows(pg_target_dsn, "SELECT d IS NOT NULL FROM items WHERE id = 401") == [(True,)]
+
+
+GENERATED = (
+    "CREATE TABLE items (id bigint PRIMARY KEY, qty int, price numeric(10,2), "
+    "total numeric GENERATED ALWAYS AS (qty * price) STORED, "
+    "words tsvector GENERATED ALWAYS AS (to_tsvector('simple', 'item ' || id)) STORED)",
+    "INSERT INTO items (id, qty, price) SELECT i, i, 1.5 FROM generate_series(1, 3000) i",
+)
+GENERATED_ALL = "SELECT id, qty, price, total, words::text FROM items ORDER BY id"
+
+
+def test_generated_columns_are_generated_at_the_target(tmp_path, pg_dsn, pg_target_dsn):
+    """Postgres before 18 never sends a generated column's values in the stream: a target
+    column holding the snapshot's values went stale at the first update (and was NULL in
+    every row inserted later). The target generates it as the source does."""
+    execute(pg_dsn, *GENERATED)
+    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"}
+    cli = CLI(tmp_path, CONFIG, env)
+    backfill = cli.run("sync", "--once")
+    assert "not passed through" not in backfill.stderr  # the binary copy leaves them out
+    execute(
+        pg_dsn,
+        "UPDATE items SET qty = 100 WHERE id = 2",
+        "INSERT INTO items (id, qty, price) VALUES (5000, 2, 2)",
+        "DELETE FROM items WHERE id = 3",
+    )
+    cli.run("sync", "--once")
+    assert rows(pg_target_dsn, GENERATED_ALL) == rows(pg_dsn, GENERATED_ALL)
+    assert rows(pg_target_dsn, "SELECT total FROM items WHERE id IN (2, 5000) ORDER BY id") == [
+        (Decimal("150.00"),),
+        (Decimal("4.00"),),
+    ]
+    generated = (
+        "SELECT attname::text FROM pg_attribute WHERE attrelid = 'items'::regclass "
+        "AND attgenerated <> '' ORDER BY attnum"
+    )
+    assert rows(pg_target_dsn, generated) == [("total",), ("words",)]
+
+
+def test_a_plain_target_column_for_a_generated_one_is_named(tmp_path, pg_dsn, pg_target_dsn):
+    execute(pg_dsn, *GENERATED)
+    execute(pg_target_dsn, "CREATE TABLE items (id bigint PRIMARY KEY, qty int, "
+            "price numeric(10,2), total numeric, words tsvector)")  # fmt: skip
+    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"}
+    result = CLI(tmp_path, CONFIG, env).run("sync", "--once")
+    assert "items: total, words generated at the source but not here" in result.stderr
+    assert "generated at the source only" in result.stderr  # decoded: the values copied
+    assert rows(pg_target_dsn, GENERATED_ALL) == rows(pg_dsn, GENERATED_ALL)  # the snapshot's

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -39,24 +39,34 @@ class TableShape:
     types: tuple[PgType, ...]
     key: tuple[str, ...]
 
+    def stored(self) -> TableShape:
+        """The shape without its generated columns: what a copy into a table that generates
+        them too may send (a write naming one is refused)."""
+        kept = [(c, t) for c, t in zip(self.columns, self.types, strict=True) if not t.generated]
+        if len(kept) == len(self.columns):
+            return self
+        return replace(self, columns=tuple(c for c, _ in kept), types=tuple(t for _, t in kept))
+
 
 async def table_shape(
     conn: psycopg.AsyncConnection, table: str, key: tuple[str, ...]
 ) -> TableShape:
     parsed = QualifiedName.parse(table)
     cur = await conn.execute(
-        "SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod) "
+        "SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), "
+        "CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END "
         "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
         "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
         "ORDER BY a.attnum",
         (parsed.schema, parsed.name),
     )
     found = await cur.fetchall()
-    defs = await usertypes.definitions(conn, {oid for _, oid, _, _ in found})
+    defs = await usertypes.definitions(conn, {row[1] for row in found})
     types = tuple(
-        pg_type(oid, typmod, {oid: formatted}, defs.get(oid, ""))
-        for _, oid, typmod, formatted in found
+        replace(pg_type(oid, typmod, {oid: formatted}, defs.get(oid, "")), generated=expr or "")
+        for _, oid, typmod, formatted, expr in found
     )
     return TableShape(table, tuple(r[0] for r in found), types, key)
 

@@ -48,6 +48,9 @@ class PgType:
     kind: str
     #: user-defined types the column needs, as ``pg_typedefs`` JSON (see :mod:`.usertypes`)
     defs: str = ""
+    #: a generated column's expression (``pg_generated``; read with a table's shape only:
+    #: the stream never sends these columns before Postgres 18)
+    generated: str = ""
 
     def field(self, column: str, arrow: pa.DataType | None = None) -> pa.Field:
         """The column's field; ``arrow``: the type its values arrived as, when a batch carries
@@ -55,6 +58,8 @@ class PgType:
         meta = {"pg_type": self.name.encode()}
         if self.defs:
             meta["pg_typedefs"] = self.defs.encode()
+        if self.generated:
+            meta["pg_generated"] = self.generated.encode()
         return pa.field(column, arrow or self.arrow, metadata=meta)
 
 

@@ -44,7 +44,7 @@ _QUERY = (
     "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid "
     "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
     "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
-    "AND a.attname = ANY(%s)"
+    "AND a.attgenerated = '' AND a.attname = ANY(%s)"
 )
 
 

@@ -59,7 +59,10 @@ async def pipe_chunk(
 ) -> int | None:
     """Pass one chunk through ``sink`` on ``conn``'s snapshot transaction: the rows copied,
     or None when the sink refused them (``conn`` is idle again either way, so the chunk can
-    be read the ordinary way). The pipe is bounded by progress: data must keep moving."""
+    be read the ordinary way). The pipe is bounded by progress: data must keep moving.
+    Generated columns are not copied: the sink takes a table only where it generates them
+    too."""
+    shape = shape.stored()
     query = chunk_query(shape, chunk, where, "binary")
     encoding = conn.pgconn.parameter_status(b"client_encoding") or b"UTF8"
 

@@ -158,20 +158,35 @@ async def has_unique_key(
     return any(sorted(row[0]) == wanted for row in await cur.fetchall())
 
 
+def generated_sql(field: pa.Field) -> sql.Composable:
+    """`` GENERATED ALWAYS AS (…) STORED`` for a column generated at the source
+    (``pg_generated``: the expression as the source's catalog prints it, trusted as its type
+    definitions are), else nothing."""
+    expression = (field.metadata or {}).get(b"pg_generated")
+    if not expression:
+        return sql.SQL("")
+    return sql.SQL(" GENERATED ALWAYS AS ({}) STORED").format(sql.SQL(expression.decode()))
+
+
 def create_table_sql(
     schema: str,
     spec: TableSpec,
     types: dict[str, sql.Composable] | None = None,
     key_index: bool = True,
+    generated: bool = True,
 ) -> sql.Composed:
     """``types``: column types decided elsewhere (user-defined types, :mod:`.usertypes`).
     ``key_index=False``: the key columns stay NOT NULL but the primary key is added after
-    the table's first load (:mod:`.keylater`)."""
+    the table's first load (:mod:`.keylater`). ``generated``: columns generated at the
+    source are generated here too (:func:`generated_sql`)."""
     columns = []
     for field in spec.schema:
         not_null = sql.SQL(" NOT NULL") if field.name in spec.key else sql.SQL("")
         type_ = (types or {}).get(field.name) or type_sql(pg_type_of(field))
-        columns.append(sql.SQL("{} {}{}").format(sql.Identifier(field.name), type_, not_null))
+        how = generated_sql(field) if generated else sql.SQL("")
+        columns.append(
+            sql.SQL("{} {}{}{}").format(sql.Identifier(field.name), type_, not_null, how)
+        )
     body = sql.SQL(", ").join(columns)
     if not spec.key or not key_index:  # keyless: no constraint the source does not have
         return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
@@ -189,14 +204,30 @@ def add_column_sql(
     field: pa.Field,
     type_: sql.Composable | None = None,
     default: str | None = None,
+    generated: bool = True,
 ) -> sql.Composed:
     """``default``: a value in its type's text form, which the rows the table holds get
-    (a constant default does not rewrite the table)."""
-    add = sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+    (a constant default does not rewrite the table). ``generated``: see
+    :func:`create_table_sql`."""
+    add = sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{}").format(
         sql.Identifier(schema, table),
         sql.Identifier(field.name),
         type_ or type_sql(pg_type_of(field)),
+        generated_sql(field) if generated else sql.SQL(""),
     )
     if default is None:
         return add
     return sql.SQL("{} DEFAULT {}").format(add, sql.Literal(default))
+
+
+async def generated_columns(
+    conn: psycopg.AsyncConnection, schema: str, table: str
+) -> frozenset[str]:
+    """The table's generated columns: Postgres computes them, no write may name them."""
+    cur = await conn.execute(
+        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+        "AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''",
+        (schema, table),
+    )
+    return frozenset(row[0] for row in await cur.fetchall())

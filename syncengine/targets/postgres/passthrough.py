@@ -57,6 +57,10 @@ class PassTable:
         """Why ``shape``'s binary rows cannot go into this table (None: they can)."""
         for column, kind in zip(shape.columns, shape.types, strict=True):
             found = self.columns.get(column)
+            if kind.generated:  # not copied: generated here too, or a plain column to fill
+                if found is not None:
+                    return f"column {column} is generated at the source only"
+                continue
             if found is None:
                 return f"target has no writable column {column}"
             if kind.oid >= FIRST_NORMAL_OID:

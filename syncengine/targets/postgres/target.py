@@ -63,6 +63,8 @@ class PostgresTarget:
     server_fence = True
     #: a backlog's group may take up to GROUP_BATCHES batches (syncengine/runtime/runner.py)
     grows_groups = True
+    #: creates a Postgres source's generated columns as generated (runtime/pipeline.py)
+    generates_columns = True
 
     def __init__(
         self, pipeline: str, config: PostgresTargetConfig, state: TargetState | None = None
@@ -77,6 +79,8 @@ class PostgresTarget:
         self._session: abandoned.ServerSession | None = None
         #: table name → its columns and their formatted types, as last seen in the catalog
         self._columns: dict[str, dict[str, str]] = {}
+        #: table → its generated columns (computed by Postgres: never written)
+        self._generated: dict[str, frozenset[str]] = {}
         self._purges = PurgeSchedule()
         self._analyze = AnalyzeSchedule()
         #: the connection's reusable staging tables (staging.py)
@@ -253,11 +257,26 @@ class PostgresTarget:
         try:
             async with conn.transaction():
                 columns, deferred = await self._grow(conn, schema, table, spec)
+                generated = await ddl.generated_columns(conn, schema, table)
         except psycopg.Error as exc:
             raise translate(exc, f"preparing table {spec.name}") from None
         if deferred:
             self._pending_keys[spec.name] = spec.key
         self._columns[spec.name] = columns
+        self._generated[spec.name] = generated
+        stale = [
+            f.name
+            for f in spec.schema
+            if (f.metadata or {}).get(b"pg_generated") and f.name in columns
+            and f.name not in generated
+        ]  # fmt: skip
+        if stale:
+            log.warning(
+                "%s: %s generated at the source but not here: the stream never carries "
+                "generated columns (before Postgres 18), so the values here go stale; make "
+                "them GENERATED ALWAYS AS (…) STORED as at the source",
+                spec.name, ", ".join(stale),
+            )  # fmt: skip
         typed = await self._typed(conn, schema, table, spec, columns)
         fields = []
         for field in spec.schema:
@@ -307,7 +326,7 @@ class PostgresTarget:
             )
             types = await usertypes.column_types(conn, schema, list(spec.schema))
             later = self._keys_after_load and bool(spec.key)
-            await conn.execute(ddl.create_table_sql(schema, local, types, key_index=not later))
+            await self._create_table(conn, schema, local, types, later)
             if later:
                 await keylater.mark(conn, schema, table, self.pipeline)
             return await ddl.existing_columns(conn, schema, table) or {}, later
@@ -375,6 +394,31 @@ class PostgresTarget:
         del self._pending_keys[name]
 
     @staticmethod
+    async def _create_table(
+        conn: psycopg.AsyncConnection,
+        schema: str,
+        spec: TableSpec,
+        types: dict[str, sql.Composable],
+        later: bool,
+    ) -> None:
+        """Create the table; the columns generated at the source generated here too (the
+        stream never carries their values before Postgres 18), or, when an expression cannot
+        be created here (a function the target lacks, a column a mapping renamed), plain
+        columns, with a warning: they then hold what the snapshot read and go stale."""
+        if any(b"pg_generated" in (f.metadata or {}) for f in spec.schema):
+            try:
+                async with conn.transaction():  # a savepoint: a refused expression
+                    await conn.execute(ddl.create_table_sql(schema, spec, types, not later))
+                return
+            except psycopg.Error as exc:
+                log.warning(
+                    "%s: its generated columns cannot be created here (%s); they are plain "
+                    "columns, which the stream does not update",
+                    spec.name, str(exc).splitlines()[0],
+                )  # fmt: skip
+        await conn.execute(ddl.create_table_sql(schema, spec, types, not later, generated=False))
+
+    @staticmethod
     async def _add_column(
         conn: psycopg.AsyncConnection,
         schema: str,
@@ -386,7 +430,8 @@ class PostgresTarget:
         column hold (``pg_missing``: :mod:`syncengine.sources.postgres.missing`) as its
         default, so the rows already here get it. The default stays: a row of the group
         read before the column was added and inserted after it existed at the source then
-        too, and has the value there."""
+        too, and has the value there. A column generated at the source is generated here
+        (see :meth:`_create_table`)."""
         meta = field.metadata or {}
         value = meta.get(b"pg_missing")
         if meta.get(b"pg_default_only") and await ddl.holds_rows(conn, schema, table):
@@ -397,20 +442,24 @@ class PostgresTarget:
                 "resnapshot the table to copy them",
                 table, field.name,
             )  # fmt: skip
-        if value is not None:
+        generated = meta.get(b"pg_generated")
+        if value is not None or generated:
+            default = None if value is None else value.decode()
             try:
-                async with conn.transaction():  # a savepoint: a refused value costs the default
-                    await conn.execute(
-                        ddl.add_column_sql(schema, table, field, type_, value.decode())
-                    )
+                async with conn.transaction():  # a savepoint: a refusal costs only this
+                    await conn.execute(ddl.add_column_sql(schema, table, field, type_, default))
                 return
             except psycopg.Error as exc:
+                what = (
+                    "its generation expression (the stream does not update it)"
+                    if generated
+                    else f"the value the source's older rows hold ({default!r}; NULL here)"
+                )
                 log.warning(
-                    "%s.%s: the source's rows that existed before the column hold %r, which "
-                    "this column refuses (%s); they hold NULL here",
-                    table, field.name, value.decode(), str(exc).splitlines()[0],
+                    "%s.%s: added as a plain column; the target refused %s: %s",
+                    table, field.name, what, str(exc).splitlines()[0],
                 )  # fmt: skip
-        await conn.execute(ddl.add_column_sql(schema, table, field, type_))
+        await conn.execute(ddl.add_column_sql(schema, table, field, type_, generated=False))
 
     async def _widen(
         self,
@@ -490,6 +539,14 @@ class PostgresTarget:
             raise translate(exc, f"widening columns of {write.spec.name}") from None
         self._columns[write.spec.name] = columns
         return columns
+
+    def _writable(self, table: str, columns: dict[str, str]) -> dict[str, str]:
+        """``columns`` without the generated ones: Postgres computes them, and a write that
+        names one is refused."""
+        generated = self._generated.get(table)
+        if not generated:
+            return columns
+        return {c: t for c, t in columns.items() if c not in generated}
 
     async def _known(self, spec: TableSpec) -> dict[str, str]:
         """The table's columns, ensuring the table first when unseen or grown."""
@@ -668,7 +725,10 @@ class PostgresTarget:
         for write in writes:  # ON CONFLICT and key probes need the key: built first
             if write.spec.name in self._pending_keys:
                 await self._build_key(write.spec.name)
-        known = [await self._exact(conn, w, await self._known(w.spec)) for w in writes]
+        known = [
+            self._writable(w.spec.name, await self._exact(conn, w, await self._known(w.spec)))
+            for w in writes
+        ]
         # a group's own transaction is tried without a savepoint per statement; a bad row
         # aborts it and the group is applied again with them, bisecting to the row (apply.py)
         owned = conn.pgconn.transaction_status == IDLE

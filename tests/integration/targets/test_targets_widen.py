@@ -127,4 +127,5 @@ def test_a_default_the_column_refuses_is_left_out(pg_target_dsn, caplog):
     asyncio.run(scenario())
     with psycopg.connect(pg_target_dsn) as conn:
         assert conn.execute("SELECT late, kept FROM ledger").fetchall() == [(None, 7)]
-    assert "late: the source's rows that existed before the column hold 'x'" in caplog.text
+    assert "late: added as a plain column; the target refused the value" in caplog.text
+    assert "older rows hold ('x'; NULL here)" in caplog.text
