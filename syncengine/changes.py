@@ -180,6 +180,16 @@ class ChangeBatch:
             data = data.to_arrow()
         return ChangeBatch(self.table, data, self.key, self.meta)
 
+    def marked(self, marks: Mapping[str, Mapping[bytes, bytes]]) -> ChangeBatch:
+        """The batch with ``marks`` (column → metadata entries) added to its columns'
+        field metadata; the data is not copied."""
+        fields = [
+            f.with_metadata({**(f.metadata or {}), **marks[f.name]}) if f.name in marks else f
+            for f in self.data.schema
+        ]
+        schema = pa.schema(fields, metadata=self.data.schema.metadata)
+        return self.replace(pa.Table.from_arrays(self.data.columns, schema=schema))
+
     # -- views --------------------------------------------------------------------------
 
     @property

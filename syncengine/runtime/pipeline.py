@@ -50,6 +50,9 @@ if TYPE_CHECKING:  # imported where used: building a pipeline must not load them
 
 log = logging.getLogger("syncengine.pipeline")
 
+#: each column's ``pg_type`` and ``pg_typedefs`` (:func:`_declared_types`)
+Declared = tuple[tuple[bytes | None, bytes | None], ...]
+
 
 @dataclass
 class BatchReport:
@@ -112,8 +115,8 @@ class Pipeline:
             self.mappings = config.mappings_for_sources()
         if hasattr(self.source, "row_filters"):  # optional for plugin sources
             self.source.row_filters = self.row_filters
-        self._compiled: dict[tuple[int, str, tuple[bytes | None, ...]], CompiledMapping] = {}
-        self._specs: dict[tuple[str, str, tuple[bytes | None, ...]], TableSpec] = {}
+        self._compiled: dict[tuple[int, str, Declared], CompiledMapping] = {}
+        self._specs: dict[tuple[str, str, Declared], TableSpec] = {}
         self._resolvers: dict[str, ConflictResolver] = {}
         self.rows_applied = 0
         #: dead letters a later change of their key supersedes (superseded.py)
@@ -666,9 +669,12 @@ def _stale_generated(target: Target, spec: TableSpec) -> None:
         )  # fmt: skip
 
 
-def _declared_types(schema: pa.Schema) -> tuple[bytes | None, ...]:
-    """Each column's declared Postgres type (``pg_type``), None where it has none."""
-    return tuple((f.metadata or {}).get(b"pg_type") for f in schema)
+def _declared_types(schema: pa.Schema) -> Declared:
+    """Each column's declared Postgres type (``pg_type``) and its user-defined types'
+    definitions (``pg_typedefs``: an enum that gained a label), None where it has none."""
+    return tuple(
+        ((f.metadata or {}).get(b"pg_type"), (f.metadata or {}).get(b"pg_typedefs")) for f in schema
+    )
 
 
 def _same_declared(a: pa.Schema, b: pa.Schema) -> bool:
@@ -743,6 +749,10 @@ def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
     (``pg_type``: the source altered the column between two batches of the group) are
     declared as the type that holds both (:func:`~syncengine.codecs.pg_widening.joined`),
     without a declared type when none does."""
+    definitions = (b.metadata or {}).get(b"pg_typedefs")
+    if definitions and (a.metadata or {}).get(b"pg_typedefs") not in (None, definitions):
+        # read again by the later part (an enum gained a label): it holds the earlier's too
+        a = a.with_metadata({**(a.metadata or {}), b"pg_typedefs": definitions})
     declared = [(f.metadata or {}).get(b"pg_type") for f in (a, b)]
     if None not in declared and declared[0] != declared[1]:
         from syncengine.codecs.pg_widening import joined

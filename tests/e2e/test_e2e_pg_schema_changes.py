@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.e2e.harness import CLI, execute, rows
+from tests.e2e.harness import CLI, execute, rows, wait_for
 
 CONFIG = textwrap.dedent(
     """
@@ -198,3 +198,50 @@ def test_a_plain_target_column_for_a_generated_one_is_named(tmp_path, pg_dsn, pg
     assert "items: total, words generated at the source but not here" in result.stderr
     assert "generated at the source only" in result.stderr  # decoded: the values copied
     assert rows(pg_target_dsn, GENERATED_ALL) == rows(pg_dsn, GENERATED_ALL)  # the snapshot's
+
+
+ENUM = (
+    "CREATE TYPE mood AS ENUM ('sad', 'ok')",
+    "CREATE TABLE items (id bigint PRIMARY KEY, qty int, m mood, ms mood[])",
+    "INSERT INTO items SELECT i, i, 'ok', '{sad,ok}' FROM generate_series(1, 100) i",
+)
+MOODS = "SELECT id, m::text, ms::text FROM items ORDER BY id"
+
+
+def enum_cli(tmp_path, pg_dsn, pg_target_dsn) -> CLI:
+    execute(pg_dsn, *ENUM)
+    return CLI(tmp_path, CONFIG, {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"})
+
+
+def test_an_enum_label_added_between_runs_reaches_the_target(tmp_path, pg_dsn, pg_target_dsn):
+    """The target's copy of the type gains the label; before, every row using it was
+    refused (dead letters)."""
+    cli = enum_cli(tmp_path, pg_dsn, pg_target_dsn)
+    cli.run("sync", "--once")
+    execute(pg_dsn, "ALTER TYPE mood ADD VALUE 'happy'")
+    execute(pg_dsn, "UPDATE items SET m = 'happy' WHERE id = 2",
+            "INSERT INTO items VALUES (101, 1, 'happy', '{happy}')")  # fmt: skip
+    result = cli.run("sync", "--once")
+    assert "dead letter" not in result.stderr
+    assert rows(pg_target_dsn, MOODS) == rows(pg_dsn, MOODS)
+
+
+def test_an_enum_label_added_while_the_daemon_runs_reaches_the_target(
+    tmp_path, pg_dsn, pg_target_dsn
+):
+    """No Relation or Type message follows ``ALTER TYPE … ADD VALUE``: the reader sees a
+    label its definition lacks and reads the definition again."""
+    cli = enum_cli(tmp_path, pg_dsn, pg_target_dsn)
+    daemon = cli.start("run")
+    try:
+        wait_for(lambda: rows(pg_target_dsn, MOODS) == rows(pg_dsn, MOODS), timeout=60)
+        execute(pg_dsn, "UPDATE items SET qty = 0 WHERE id = 1")  # the old definition in use
+        wait_for(lambda: rows(pg_target_dsn, MOODS) == rows(pg_dsn, MOODS), timeout=60)
+        execute(pg_dsn, "ALTER TYPE mood ADD VALUE 'happy' BEFORE 'sad'")
+        execute(pg_dsn, "UPDATE items SET ms = '{ok,happy}' WHERE id = 3",
+                "UPDATE items SET m = 'happy' WHERE id = 2")  # fmt: skip
+        wait_for(lambda: rows(pg_target_dsn, MOODS) == rows(pg_dsn, MOODS), timeout=60)
+    finally:
+        assert cli.stop(daemon) == 0
+    assert "dead letter" not in cli.daemon_logs()
+    assert "type mood gains the label 'happy'" in cli.daemon_logs()

@@ -23,10 +23,7 @@ its column is marked ``pg_default_only`` as above.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import psycopg
-import pyarrow as pa
 
 from syncengine.changes import ChangeBatch, is_data_column
 from syncengine.names import QualifiedName
@@ -63,14 +60,7 @@ class MissingValues:
         if marks is None:
             marks = await _read(conn, batch.table, names)
             self._marks[shape] = marks
-        if not marks:
-            return batch
-        fields = [
-            f.with_metadata({**(f.metadata or {}), **marks[f.name]}) if f.name in marks else f
-            for f in batch.data.schema
-        ]
-        schema = pa.schema(fields, metadata=batch.data.schema.metadata)
-        return replace(batch, data=pa.Table.from_arrays(batch.data.columns, schema=schema))
+        return batch.marked(marks) if marks else batch
 
 
 async def _read(

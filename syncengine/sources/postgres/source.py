@@ -36,6 +36,7 @@ from syncengine.sources.postgres.chunks import table_shape
 from syncengine.sources.postgres.columns import PgType
 from syncengine.sources.postgres.connect import connect
 from syncengine.sources.postgres.deletes import ensure_delete_publication
+from syncengine.sources.postgres.enums import EnumLabels
 from syncengine.sources.postgres.missing import MissingValues
 from syncengine.sources.postgres.passthrough import BINARY_COPY, CopySink, closing
 from syncengine.sources.postgres.pgerrors import map_error
@@ -293,6 +294,7 @@ class PostgresSource:
             batches = child.batches(track, lambda c: committed(*c))
         self._decoder = child or assembler
         defaults = MissingValues()
+        enums = EnumLabels()
         try:
             async for batch in batches:
                 oid = batch.meta.get("relation")
@@ -304,8 +306,9 @@ class PostgresSource:
                         raise map_error(exc, "reading rows whose key changed") from exc
                 try:
                     batch = await defaults.annotate(await self.catalog(), batch)
+                    batch = await enums.check(await self.catalog(), batch)
                 except psycopg.Error as exc:
-                    raise map_error(exc, "reading the values of added columns") from exc
+                    raise map_error(exc, "reading column definitions") from exc
                 yield batch
         finally:
             self._decoder = None

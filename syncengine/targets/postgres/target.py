@@ -342,6 +342,8 @@ class PostgresTarget:
             for field in missing:
                 await self._add_column(conn, schema, table, field, types.get(field.name))
             columns = await ddl.existing_columns(conn, schema, table) or {}
+        if self.config.on_schema_change == "add":
+            await usertypes.add_labels(conn, schema, list(spec.schema), columns)
         if self.config.on_schema_change == "add" and await self._widen(
             conn, schema, table, spec, columns
         ):

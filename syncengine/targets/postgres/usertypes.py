@@ -62,6 +62,40 @@ async def column_types(
     return out
 
 
+async def add_labels(
+    conn: psycopg.AsyncConnection, schema: str, fields: list[pa.Field], columns: dict[str, str]
+) -> None:
+    """Give the enum type of each existing column in ``fields`` (its own type, named in its
+    ``pg_typedefs``) the labels the source's has and it lacks: an ``ALTER TYPE … ADD VALUE``
+    at the source after the table was created would otherwise have every row that uses the
+    new label refused. They are appended (the source may have placed them ``BEFORE`` another
+    label: sorting by the enum then differs, the values do not)."""
+    for field in fields:
+        defs = _defs(field)
+        current = columns.get(field.name, "")
+        if not defs or defs[-1].get("kind") != "enum":
+            continue
+        entry = defs[-1]
+        if current.removesuffix("[]" * current.count("[]")).split(".")[-1] != entry["name"]:
+            continue  # the column is not of that type here (text, a type of another name)
+        name = sql.Identifier(schema, entry["name"])
+        cur = await conn.execute(
+            "SELECT enumlabel FROM pg_enum WHERE enumtypid = to_regtype(%s)",
+            (name.as_string(conn),),
+        )
+        have = {row[0] for row in await cur.fetchall()}
+        for label in entry["labels"]:
+            if label not in have:
+                log.warning(
+                    "type %s gains the label %r (added at the source)", entry["name"], label
+                )
+                await conn.execute(
+                    sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}").format(
+                        name, sql.Literal(label)
+                    )
+                )
+
+
 def _reference(schema: str, spelled: str, names: set[str]) -> sql.Composable:
     """A type named in a definition: a user type of the same list, or a built-in type."""
     base = spelled.removesuffix("[]" * spelled.count("[]"))
