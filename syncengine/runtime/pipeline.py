@@ -36,6 +36,14 @@ from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
 from syncengine.runtime import pausing, restate, tablestats, unsent
 from syncengine.runtime.copypace import StreamLag
+from syncengine.runtime.declared import (
+    Declared,
+    declared_types,
+    defaults_kept,
+    same_declared,
+    stale_generated,
+    without_generated,
+)
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.runtime.superseded import PendingLetters
@@ -49,9 +57,6 @@ if TYPE_CHECKING:  # imported where used: building a pipeline must not load them
     from syncengine.mappings.plan import CompiledMapping
 
 log = logging.getLogger("syncengine.pipeline")
-
-#: each column's ``pg_type`` and ``pg_typedefs`` (:func:`_declared_types`)
-Declared = tuple[tuple[bytes | None, bytes | None], ...]
 
 
 @dataclass
@@ -118,6 +123,8 @@ class Pipeline:
         self._compiled: dict[tuple[int, str, Declared], CompiledMapping] = {}
         self._specs: dict[tuple[str, str, Declared], TableSpec] = {}
         self._resolvers: dict[str, ConflictResolver] = {}
+        #: (table, column) added with a default whose value is not filled in (warned once)
+        self._defaults_warned: set[tuple[str, str]] = set()
         self.rows_applied = 0
         #: dead letters a later change of their key supersedes (superseded.py)
         self.letters = PendingLetters(state, name, ordered=config.source.positions_sort())
@@ -215,7 +222,7 @@ class Pipeline:
 
         rows_schema = batch.data.schema
         shape = rows_schema.to_string(show_field_metadata=False)
-        cache_key = (index, shape, _declared_types(rows_schema))
+        cache_key = (index, shape, declared_types(rows_schema))
         compiled = self._compiled.get(cache_key)
         if compiled is None:
             source_schema = batch.rows.schema
@@ -258,14 +265,14 @@ class Pipeline:
         type (``pg_type``) is part of the schema: a source's ``ALTER COLUMN … TYPE`` from
         ``varchar(5)`` to ``text`` keeps the Arrow type, and the target must still see it."""
         shape = wanted.schema.to_string(show_field_metadata=False)
-        cache_key = (wanted.name, shape, _declared_types(wanted.schema))
+        cache_key = (wanted.name, shape, declared_types(wanted.schema))
         spec = self._specs.get(cache_key)
         if spec is None:
             if ensured:
                 raise PrepareLater(f"{wanted.name}: a table or schema new to the target")
             spec = await (target or self.target).ensure_table(wanted)
             self._specs[cache_key] = spec
-            _stale_generated(self.target, wanted)
+            stale_generated(self.target, wanted)
         return spec
 
     def _resolver(self, mapping: MappingConfig) -> ConflictResolver:
@@ -384,7 +391,7 @@ class Pipeline:
                     parts.append(result.batch)
                     mapped[spec.name] = (first, mapping, parts)
                     seen = schemas.setdefault(spec.name, [])
-                    if not any(_same_declared(spec.schema, s) for s in seen):
+                    if not any(same_declared(spec.schema, s) for s in seen):
                         seen.append(spec.schema)
         for name, (spec, mapping, parts) in mapped.items():
             if len(schemas[name]) > 1:
@@ -395,7 +402,11 @@ class Pipeline:
             # once per table and group, for all its parts: a table created or widened for the
             # first part alone could not hold what the others bring (a long beyond 2^53 in one
             # part, a double in another: a double precision column would round the long)
-            mapped[name] = (await self._ensure(spec, target, ensured=ahead), mapping, parts)
+            conflicts = mapping.conflicts or self.config.conflicts
+            spec = defaults_kept(spec, conflicts, self.target, self._defaults_warned)
+            ensured = await self._ensure(spec, target, ensured=ahead)
+            ensured, parts = without_generated(ensured, parts)
+            mapped[name] = (ensured, mapping, parts)
         self.phases.add("map", time.perf_counter() - mapping_started)
         if letters:
             if ahead:
@@ -651,36 +662,6 @@ class Pipeline:
                 hint="see `syncengine deadletters list`; set on_error: dead_letter to continue "
                 "past bad records",
             )
-
-
-def _stale_generated(target: Target, spec: TableSpec) -> None:
-    """Warn of columns generated at a Postgres source (``pg_generated``, in a snapshot's
-    spec) at a target that cannot generate them: Postgres before 18 never sends their
-    values in the stream, so what the snapshot copied goes stale. A Postgres target
-    generates them itself (``generates_columns``) and names a plain column it finds."""
-    if getattr(target, "generates_columns", False):
-        return
-    names = [f.name for f in spec.schema if (f.metadata or {}).get(b"pg_generated")]
-    if names:
-        log.warning(
-            "%s: %s generated at the source: the stream never carries generated columns "
-            "(before Postgres 18), so the values the snapshot copied here go stale",
-            spec.name, ", ".join(names),
-        )  # fmt: skip
-
-
-def _declared_types(schema: pa.Schema) -> Declared:
-    """Each column's declared Postgres type (``pg_type``) and its user-defined types'
-    definitions (``pg_typedefs``: an enum that gained a label), None where it has none."""
-    return tuple(
-        ((f.metadata or {}).get(b"pg_type"), (f.metadata or {}).get(b"pg_typedefs")) for f in schema
-    )
-
-
-def _same_declared(a: pa.Schema, b: pa.Schema) -> bool:
-    """Equal schemas whose columns are declared alike: a source's ``ALTER COLUMN … TYPE``
-    from ``varchar(5)`` to ``text`` keeps the Arrow types and changes only the declaration."""
-    return a == b and _declared_types(a) == _declared_types(b)
 
 
 def union_schema(first: pa.Schema, second: pa.Schema) -> pa.Schema:

@@ -273,8 +273,8 @@ class PostgresTarget:
         if stale:
             log.warning(
                 "%s: %s generated at the source but not here: the stream never carries "
-                "generated columns (before Postgres 18), so the values here go stale; make "
-                "them GENERATED ALWAYS AS (…) STORED as at the source",
+                "generated columns (before Postgres 18), so they are not written; make them "
+                "GENERATED ALWAYS AS (…) STORED as at the source",
                 spec.name, ", ".join(stale),
             )  # fmt: skip
         typed = await self._typed(conn, schema, table, spec, columns)
