@@ -55,10 +55,11 @@ __all__ = [
 ]
 
 HASH_SEED = 0x5E11_C0DE
-HASH_TAG = f"pl{pl.__version__}g:"  # d: null members not hashed, long values as digests;
+HASH_TAG = f"pl{pl.__version__}h:"  # d: null members not hashed, long values as digests;
 # e: text-carried Postgres columns hashed in their native form; f: a value with no native form
 # hashed on its own member (BEYOND), not the whole row as text; g: numbers hashed by value
-# (an int and the double of the same value alike)
+# (an int and the double of the same value alike); h: decimals too, whatever their scale (a
+# source's numeric(10,2) altered to numeric(20,4) sends 2.5000 for the 2.50 it sent before)
 
 JSON_TYPES = {"json", "jsonb", "object", "array"}
 """``pg_type`` / ``bson_type`` field metadata values that mark a column holding JSON text."""
@@ -334,13 +335,21 @@ def _restored(
 
 def _numbers_by_value(expr: pl.Expr, dtype: PolarsDataType) -> pl.Expr | None:
     """``expr`` with every number in it (at any depth) as its text, a whole double a double
-    holds exactly as the int it equals; None when ``dtype`` holds no number.
+    holds exactly as the int it equals, a decimal without trailing zeros; None when
+    ``dtype`` holds no number.
 
     A schemaless source sends 5 as an int in one batch and 5.0 as a double in the next (a
     Node.js driver does), and the target holds one of them: one value, one hash. Top-level
     numbers become text no other value hashes as (text carries a prefix, :func:`_digest`)."""
     if dtype.is_integer():
         return expr.cast(pl.String)
+    if isinstance(dtype, pl.Decimal):  # 2.50 and 2.5000 alike, 5.00 as the int 5
+        text = expr.cast(pl.String)
+        return (
+            pl.when(text.str.contains(".", literal=True))
+            .then(text.str.replace(r"\.?0+$", ""))
+            .otherwise(text)
+        )
     if dtype.is_float():
         whole = expr.is_finite() & (expr == expr.floor()) & (expr.abs() <= EXACT_IN_DOUBLE)
         integral = expr.cast(pl.Int64, strict=False).cast(pl.String)

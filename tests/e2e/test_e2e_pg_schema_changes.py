@@ -291,3 +291,25 @@ def test_an_added_default_under_a_detecting_strategy(tmp_path, pg_dsn, pg_target
         (None,),
         (5,),
     ]
+
+
+@pytest.mark.parametrize("strategy", ["local", "manual"])
+@pytest.mark.parametrize(
+    "alter",
+    ["price TYPE numeric(20,4)", "qty TYPE bigint", "code TYPE text", "seen TYPE timestamptz"],
+)
+def test_a_type_change_under_a_detecting_strategy(tmp_path, pg_dsn, pg_target_dsn, strategy, alter):
+    """The shadow rows hashed 2.50; after ``numeric(10,2)`` → ``numeric(20,4)`` the source sends
+    2.5000 and the target reads 2.5000 back: decimals hash by value (as ints and doubles do),
+    or the next change of every row would have been a conflict (``local`` dropped it)."""
+    execute(pg_dsn, *SEED)
+    config = CONFIG.replace("    batch:", f"    conflicts: {{strategy: {strategy}}}\n    batch:")
+    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"}
+    cli = CLI(tmp_path, config, env)
+    cli.run("sync", "--once")
+    execute(pg_dsn, f"ALTER TABLE items ALTER COLUMN {alter}",
+            "UPDATE items SET code = 'x' WHERE id = 2")  # fmt: skip
+    cli.run("sync", "--once")
+    execute(pg_dsn, "UPDATE items SET code = 'y' WHERE id IN (2, 3)")
+    cli.run("sync", "--once")
+    assert rows(pg_target_dsn, ALL) == rows(pg_dsn, ALL)

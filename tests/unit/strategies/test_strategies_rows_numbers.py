@@ -29,6 +29,23 @@ def test_an_int_and_the_double_of_its_value_hash_alike():
     assert ints == doubles
 
 
+def test_a_decimal_hashes_by_value_whatever_its_scale():
+    """A source's ``numeric(10,2)`` altered to ``numeric(20,4)`` sends 2.5000 for 2.50."""
+    from decimal import Decimal
+
+    narrow = _hash([Decimal("2.50"), Decimal("5.00"), Decimal("-0.10"), None], pl.Decimal(10, 2))
+    wide = _hash(
+        [Decimal("2.5000"), Decimal("5.0000"), Decimal("-0.1000"), None], pl.Decimal(20, 4)
+    )
+    assert narrow == wide
+    assert _hash([Decimal("5")], pl.Decimal(10, 0)) == _hash([5], pl.Int64)
+    assert _hash([Decimal("100")], pl.Decimal(10, 0)) == _hash(
+        [Decimal("100.00")], pl.Decimal(12, 2)
+    )
+    assert _hash([Decimal("2.5")], pl.Decimal(10, 2)) != _hash([Decimal("2.05")], pl.Decimal(10, 2))
+    assert _hash([Decimal("10")], pl.Decimal(10, 0)) != _hash([Decimal("1")], pl.Decimal(10, 0))
+
+
 def test_values_that_differ_hash_apart():
     assert _hash([BIG], pl.Int64) != _hash([float(BIG)], pl.Float64)  # 2**60 as a double
     assert _hash([0], pl.Int64) != _hash([0.1], pl.Float64)
