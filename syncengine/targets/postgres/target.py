@@ -14,7 +14,6 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from syncengine import tombstones
-from syncengine.codecs import pg_widening
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.config.twoway import versions_name
 from syncengine.errors import FatalError
@@ -28,6 +27,7 @@ from syncengine.targets.postgres import (
     beside,
     ddl,
     epochs,
+    evolve,
     exact,
     floor,
     keylater,
@@ -42,7 +42,6 @@ from syncengine.targets.postgres.keyless import apply_keyless
 from syncengine.targets.postgres.read import read_commit_times, read_rows, scan
 from syncengine.targets.postgres.staging import StagingTables
 from syncengine.targets.postgres.state import PostgresTargetState
-from syncengine.targets.postgres.types import type_sql
 from syncengine.targets.shadow import AnalyzeSchedule, PurgeSchedule, without_rejected
 
 log = logging.getLogger("syncengine.targets.postgres")
@@ -326,7 +325,7 @@ class PostgresTarget:
             )
             types = await usertypes.column_types(conn, schema, list(spec.schema))
             later = self._keys_after_load and bool(spec.key)
-            await self._create_table(conn, schema, local, types, later)
+            await evolve.create_table(conn, schema, local, types, later)
             if later:
                 await keylater.mark(conn, schema, table, self.pipeline)
             return await ddl.existing_columns(conn, schema, table) or {}, later
@@ -340,11 +339,11 @@ class PostgresTarget:
         if missing and self.config.on_schema_change == "add":
             types = await usertypes.column_types(conn, schema, missing)
             for field in missing:
-                await self._add_column(conn, schema, table, field, types.get(field.name))
+                await evolve.add_column(conn, schema, table, field, types.get(field.name))
             columns = await ddl.existing_columns(conn, schema, table) or {}
         if self.config.on_schema_change == "add":
             await usertypes.add_labels(conn, schema, list(spec.schema), columns)
-        if self.config.on_schema_change == "add" and await self._widen(
+        if self.config.on_schema_change == "add" and await evolve.widen(
             conn, schema, table, spec, columns
         ):
             columns = await ddl.existing_columns(conn, schema, table) or {}
@@ -394,122 +393,6 @@ class PostgresTarget:
         except psycopg.Error as exc:
             raise translate(exc, f"building the primary key of {name}") from None
         del self._pending_keys[name]
-
-    @staticmethod
-    async def _create_table(
-        conn: psycopg.AsyncConnection,
-        schema: str,
-        spec: TableSpec,
-        types: dict[str, sql.Composable],
-        later: bool,
-    ) -> None:
-        """Create the table; the columns generated at the source generated here too (the
-        stream never carries their values before Postgres 18), or, when an expression cannot
-        be created here (a function the target lacks, a column a mapping renamed), plain
-        columns, with a warning: they then hold what the snapshot read and go stale."""
-        if any(b"pg_generated" in (f.metadata or {}) for f in spec.schema):
-            try:
-                async with conn.transaction():  # a savepoint: a refused expression
-                    await conn.execute(ddl.create_table_sql(schema, spec, types, not later))
-                return
-            except psycopg.Error as exc:
-                log.warning(
-                    "%s: its generated columns cannot be created here (%s); they are plain "
-                    "columns, which the stream does not update",
-                    spec.name, str(exc).splitlines()[0],
-                )  # fmt: skip
-        await conn.execute(ddl.create_table_sql(schema, spec, types, not later, generated=False))
-
-    @staticmethod
-    async def _add_column(
-        conn: psycopg.AsyncConnection,
-        schema: str,
-        table: str,
-        field: pa.Field,
-        type_: sql.Composable | None,
-    ) -> None:
-        """Add ``field``'s column; with the value the source's rows that existed before the
-        column hold (``pg_missing``: :mod:`syncengine.sources.postgres.missing`) as its
-        default, so the rows already here get it. The default stays: a row of the group
-        read before the column was added and inserted after it existed at the source then
-        too, and has the value there. A column generated at the source is generated here
-        (see :meth:`_create_table`)."""
-        meta = field.metadata or {}
-        value = meta.get(b"pg_missing")
-        if meta.get(b"pg_default_only") and await ddl.holds_rows(conn, schema, table):
-            log.warning(
-                "%s.%s: the source's column has a default but no value stored for the rows "
-                "that existed before it: if it was added with a volatile default (a table "
-                "rewrite), those rows hold values the stream does not carry, and NULL here; "
-                "resnapshot the table to copy them",
-                table, field.name,
-            )  # fmt: skip
-        generated = meta.get(b"pg_generated")
-        if value is not None or generated:
-            default = None if value is None else value.decode()
-            try:
-                async with conn.transaction():  # a savepoint: a refusal costs only this
-                    await conn.execute(ddl.add_column_sql(schema, table, field, type_, default))
-                return
-            except psycopg.Error as exc:
-                what = (
-                    "its generation expression (the stream does not update it)"
-                    if generated
-                    else f"the value the source's older rows hold ({default!r}; NULL here)"
-                )
-                log.warning(
-                    "%s.%s: added as a plain column; the target refused %s: %s",
-                    table, field.name, what, str(exc).splitlines()[0],
-                )  # fmt: skip
-        await conn.execute(ddl.add_column_sql(schema, table, field, type_, generated=False))
-
-    async def _widen(
-        self,
-        conn: psycopg.AsyncConnection,
-        schema: str,
-        table: str,
-        spec: TableSpec,
-        columns: dict[str, str],
-    ) -> bool:
-        """Columns that cannot hold what the source now sends exactly become a type that holds
-        both their values and the source's.
-
-        * A column whose source declares its type (``pg_type``: a Postgres source) and which
-          cannot hold that type's values becomes the narrowest type that holds both
-          (:mod:`syncengine.codecs.pg_widening`): a source's ``ALTER COLUMN … TYPE`` would
-          otherwise have its new values rounded (``numeric(10,2)`` sent 1.2345) or refused.
-        * An integer column whose schemaless source (Mongo) now sends fractions becomes
-          double precision, or numeric when it holds an integer a double cannot
-          (:mod:`.exact`): ``amount`` sent as an int in the batch that created the table and
-          as a double later would store 0.01 as 0.
-        """
-        changed = False
-        for field in spec.schema:
-            current = columns.get(field.name)
-            if current is None:
-                continue
-            declared = (field.metadata or {}).get(b"pg_type")
-            if declared is not None:
-                wider = pg_widening.wider(current, declared.decode())
-                if wider is None:
-                    continue
-                type_sql(wider)  # a name the source declared: refused unless it is a type name
-                log.warning(
-                    "%s.%s: the source's column is %s, which %s cannot hold exactly; "
-                    "the column becomes %s",
-                    spec.name, field.name, declared.decode(), current, wider,
-                )  # fmt: skip
-            elif current not in exact.INTEGER_TYPES or field.name in spec.key:
-                continue
-            elif pa.types.is_floating(field.type):
-                wider = await exact.type_for_fractions(conn, schema, table, field.name, current)
-            elif pa.types.is_decimal(field.type):
-                wider = "numeric"
-            else:
-                continue
-            await exact.alter_type(conn, schema, table, field.name, wider)
-            changed = True
-        return changed
 
     async def _exact(
         self, conn: psycopg.AsyncConnection, write: TableWrite, columns: dict[str, str]
