@@ -129,3 +129,23 @@ def test_a_default_the_column_refuses_is_left_out(pg_target_dsn, caplog):
         assert conn.execute("SELECT late, kept FROM ledger").fetchall() == [(None, 7)]
     assert "late: added as a plain column; the target refused the value" in caplog.text
     assert "older rows hold ('x'; NULL here)" in caplog.text
+
+
+def test_a_declared_double_on_a_bigint_holding_big_longs_becomes_numeric(pg_target_dsn):
+    """A Postgres source's ``bigint`` altered to ``double precision``: the declared type alone
+    would make the column a double, which rounds the stored 2^60 + 1."""
+    _apply_in_turn(pg_target_dsn, [(pa.int64(), [1], [BIG])])
+    declared = pa.field("amount", pa.float64(), metadata={"pg_type": "double precision"})
+    spec = TableSpec("ledger", ("id",), pa.schema([pa.field("id", pa.int64()), declared]))
+
+    async def scenario():
+        target = PostgresTarget("p", PostgresTargetConfig(type="postgres", dsn=pg_target_dsn))
+        await target.open()
+        try:
+            ensured = await target.ensure_table(spec)
+            await target.apply([write(ensured, [2], [0.5])], None)
+        finally:
+            await target.close()
+
+    asyncio.run(scenario())
+    assert _stored(pg_target_dsn) == ("numeric", {1: str(BIG), 2: "0.5"})
