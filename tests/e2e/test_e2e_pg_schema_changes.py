@@ -37,10 +37,24 @@ TYPES = (
 )
 
 
-def cli_for(tmp_path, pg_dsn, pg_target_dsn, on_change: str = "add") -> CLI:
-    execute(pg_dsn, *SEED)
+def cli_for(
+    tmp_path,
+    pg_dsn,
+    pg_target_dsn,
+    on_change: str = "add",
+    seed: tuple[str, ...] = SEED,
+    strategy: str | None = None,
+) -> CLI:
+    """The source seeded with ``seed``, a pipeline into the target (``strategy``: its
+    conflicts strategy, remote when None)."""
+    execute(pg_dsn, *seed)
+    config = CONFIG
+    if strategy is not None:
+        config = CONFIG.replace(
+            "    batch:", f"    conflicts: {{strategy: {strategy}}}\n    batch:"
+        )
     env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": on_change}
-    return CLI(tmp_path, CONFIG, env)
+    return CLI(tmp_path, config, env)
 
 
 def test_type_changes_are_followed_without_rounding(tmp_path, pg_dsn, pg_target_dsn):
@@ -165,9 +179,7 @@ def test_generated_columns_are_generated_at_the_target(tmp_path, pg_dsn, pg_targ
     """Postgres before 18 never sends a generated column's values in the stream: a target
     column holding the snapshot's values went stale at the first update (and was NULL in
     every row inserted later). The target generates it as the source does."""
-    execute(pg_dsn, *GENERATED)
-    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"}
-    cli = CLI(tmp_path, CONFIG, env)
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn, seed=GENERATED)
     backfill = cli.run("sync", "--once")
     assert "not passed through" not in backfill.stderr  # the binary copy leaves them out
     execute(
@@ -190,11 +202,9 @@ def test_generated_columns_are_generated_at_the_target(tmp_path, pg_dsn, pg_targ
 
 
 def test_a_plain_target_column_for_a_generated_one_is_named(tmp_path, pg_dsn, pg_target_dsn):
-    execute(pg_dsn, *GENERATED)
     execute(pg_target_dsn, "CREATE TABLE items (id bigint PRIMARY KEY, qty int, "
             "price numeric(10,2), total numeric, words tsvector)")  # fmt: skip
-    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"}
-    result = CLI(tmp_path, CONFIG, env).run("sync", "--once")
+    result = cli_for(tmp_path, pg_dsn, pg_target_dsn, seed=GENERATED).run("sync", "--once")
     assert "items: total, words generated at the source but not here" in result.stderr
     assert "generated at the source only" in result.stderr  # decoded, not passed through
     # never written: a snapshot's values would go stale at the first update
@@ -212,8 +222,7 @@ MOODS = "SELECT id, m::text, ms::text FROM items ORDER BY id"
 
 
 def enum_cli(tmp_path, pg_dsn, pg_target_dsn) -> CLI:
-    execute(pg_dsn, *ENUM)
-    return CLI(tmp_path, CONFIG, {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"})
+    return cli_for(tmp_path, pg_dsn, pg_target_dsn, seed=ENUM)
 
 
 def test_an_enum_label_added_between_runs_reaches_the_target(tmp_path, pg_dsn, pg_target_dsn):
@@ -255,10 +264,7 @@ def test_generated_columns_under_a_detecting_strategy(tmp_path, pg_dsn, pg_targe
     """The snapshot's rows held the generated values, the stream's never do: hashed, a
     key's shadow row and its next change never agreed, and ``local`` kept the target's row
     (the source's update lost) while ``manual`` parked it."""
-    execute(pg_dsn, *GENERATED)
-    config = CONFIG.replace("    batch:", f"    conflicts: {{strategy: {strategy}}}\n    batch:")
-    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"}
-    cli = CLI(tmp_path, config, env)
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn, seed=GENERATED, strategy=strategy)
     cli.run("sync", "--once")
     for qty in (100, 101):
         execute(pg_dsn, f"UPDATE items SET qty = {qty} WHERE id = 2")
@@ -271,10 +277,7 @@ def test_an_added_default_under_a_detecting_strategy(tmp_path, pg_dsn, pg_target
     """The shadow rows never saw the default's value: filled in at the target, the next change
     of every older row would be a conflict (``local`` would drop it). The older rows keep
     NULL there, with a warning, and every change arrives."""
-    execute(pg_dsn, *SEED)
-    config = CONFIG.replace("    batch:", f"    conflicts: {{strategy: {strategy}}}\n    batch:")
-    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"}
-    cli = CLI(tmp_path, config, env)
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn, seed=SEED, strategy=strategy)
     cli.run("sync", "--once")
     execute(pg_dsn, "ALTER TABLE items ADD COLUMN d int NOT NULL DEFAULT 5",
             "UPDATE items SET qty = 7 WHERE id = 2")  # fmt: skip
@@ -302,10 +305,7 @@ def test_a_type_change_under_a_detecting_strategy(tmp_path, pg_dsn, pg_target_ds
     """The shadow rows hashed 2.50; after ``numeric(10,2)`` → ``numeric(20,4)`` the source sends
     2.5000 and the target reads 2.5000 back: decimals hash by value (as ints and doubles do),
     or the next change of every row would have been a conflict (``local`` dropped it)."""
-    execute(pg_dsn, *SEED)
-    config = CONFIG.replace("    batch:", f"    conflicts: {{strategy: {strategy}}}\n    batch:")
-    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"}
-    cli = CLI(tmp_path, config, env)
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn, seed=SEED, strategy=strategy)
     cli.run("sync", "--once")
     execute(pg_dsn, f"ALTER TABLE items ALTER COLUMN {alter}",
             "UPDATE items SET code = 'x' WHERE id = 2")  # fmt: skip
@@ -355,11 +355,12 @@ def test_a_keyless_table_matches_its_older_rows_after_a_default_is_added(
     ``ADD COLUMN d … DEFAULT 5`` holds d = 5 for the rows that existed. With NULL there at the
     target (before session 32) a delete of such a row missed it and an update added a second
     row beside the old one."""
-    execute(pg_dsn, "CREATE TABLE items (id bigint, qty int)",
-            "ALTER TABLE items REPLICA IDENTITY FULL",
-            "INSERT INTO items SELECT i, i FROM generate_series(1, 10) i")  # fmt: skip
-    env = {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "ON_CHANGE": "add"}
-    cli = CLI(tmp_path, CONFIG, env)
+    keyless = (
+        "CREATE TABLE items (id bigint, qty int)",
+        "ALTER TABLE items REPLICA IDENTITY FULL",
+        "INSERT INTO items SELECT i, i FROM generate_series(1, 10) i",
+    )
+    cli = cli_for(tmp_path, pg_dsn, pg_target_dsn, seed=keyless)
     cli.run("sync", "--once")
     execute(pg_dsn, "ALTER TABLE items ADD COLUMN d int NOT NULL DEFAULT 5")
     execute(pg_dsn, "DELETE FROM items WHERE id = 4", "UPDATE items SET qty = 70 WHERE id = 5")
