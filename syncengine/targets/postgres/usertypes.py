@@ -89,11 +89,13 @@ async def add_labels(
                 log.warning(
                     "type %s gains the label %r (added at the source)", entry["name"], label
                 )
-                await conn.execute(
-                    sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}").format(
-                        name, sql.Literal(label)
-                    )
-                )
+                await _add_label(conn, name, label)
+
+
+async def _add_label(conn: psycopg.AsyncConnection, name: sql.Identifier, label: str) -> None:
+    await conn.execute(
+        sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}").format(name, sql.Literal(label))
+    )
 
 
 def _reference(schema: str, spelled: str, names: set[str]) -> sql.Composable:
@@ -124,11 +126,7 @@ async def _ensure(
         async with conn.transaction():  # a savepoint: a failure leaves the caller's txn usable
             if kind == "enum" and exists:
                 for label in entry["labels"]:
-                    await conn.execute(
-                        sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}").format(
-                            name, sql.Literal(label)
-                        )
-                    )
+                    await _add_label(conn, name, label)
                 return True
             if exists:
                 return True
