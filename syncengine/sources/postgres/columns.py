@@ -3,7 +3,7 @@
 Both the stream (pgoutput text values) and the snapshot (``COPY … CSV``) deliver values in
 Postgres' text output form. They are gathered per column into one Arrow string array and then
 converted in a single vectorized cast (Arrow compute or Polars), never one Python object per
-value. The session settings in :data:`SESSION_OPTIONS` pin the text forms the casts rely on.
+value. The session settings of :mod:`syncengine.pgsession` pin the text forms the casts rely on.
 
 Every Arrow field carries the Postgres type as ``pg_type`` metadata (``b"numeric(12,2)"``) so
 a Postgres target can recreate the exact type. The mapping is documented in
@@ -29,12 +29,6 @@ else:
     from syncengine.deferred import polars as pl
 
 log = logging.getLogger("syncengine.sources.postgres")
-
-#: libpq ``options``: UTC timestamps, ISO dates, exact floats, ``hex`` bytea.
-SESSION_OPTIONS = (
-    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres "
-    "-c extra_float_digits=3 -c bytea_output=hex"
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 
+from syncengine.pgsession import startup_options
 from syncengine.sources.postgres import deadline
-from syncengine.sources.postgres.columns import SESSION_OPTIONS
 from syncengine.sources.postgres.pgerrors import map_error
 
 
@@ -29,7 +29,7 @@ async def connect(
             dsn,
             None if replication else query_timeout,
             autocommit=True,
-            options=SESSION_OPTIONS,
+            options=startup_options(dsn),
             **extra,
         )
     except psycopg.Error as exc:

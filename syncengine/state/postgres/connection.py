@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from syncengine import pgsession
 from syncengine.config.secrets import redact, register_connection_secrets
 from syncengine.errors import FatalError
 from syncengine.state.postgres.errors import translated
@@ -123,6 +124,7 @@ class PostgresConnection(StateSQL):
                 self.url, autocommit=True, application_name=f"syncengine state {os.getpid()}"
             )
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(STATE_SCHEMA)))
+            pgsession.pin_sync(conn)
         except psycopg.Error as exc:
             raise translated(exc, f"connecting to {self.where}") from None
         return conn

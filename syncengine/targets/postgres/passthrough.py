@@ -26,6 +26,7 @@ from typing import TypeVar
 import psycopg
 from psycopg import errors, pq, sql
 
+from syncengine import pgsession
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.passthrough import Feed, Write
 from syncengine.pglibpq import drain, flush, next_result, ready, start_copy
@@ -214,9 +215,11 @@ class BinaryCopySink:
         return conn
 
     async def _connect(self) -> psycopg.AsyncConnection:
-        return await psycopg.AsyncConnection.connect(
+        conn = await psycopg.AsyncConnection.connect(
             self.config.dsn.get_secret_value(), autocommit=True
         )
+        await pgsession.pin(conn)
+        return conn
 
     async def _release(self, conn: psycopg.AsyncConnection, healthy: bool) -> None:
         if healthy and not conn.closed:

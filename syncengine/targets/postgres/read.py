@@ -16,6 +16,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
+from syncengine import pgsession
 from syncengine.codecs import arrow_numbers, pg_carried, pg_temporal
 from syncengine.targets.base import TableSpec
 
@@ -212,7 +213,7 @@ def scan_query(
 
 
 async def scan_connection(dsn: str) -> psycopg.AsyncConnection:
-    """A connection of a scan's own, times in UTC (they are read as text)."""
+    """A connection of a scan's own, in the text forms the values are read in (UTC, ISO)."""
     conn = await psycopg.AsyncConnection.connect(dsn)
-    await conn.execute("SET TimeZone = 'UTC'")
+    await pgsession.pin(conn)
     return conn

@@ -13,7 +13,7 @@ import pyarrow as pa
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from syncengine import tombstones
+from syncengine import pgsession, tombstones
 from syncengine.config.models import PostgresTargetConfig
 from syncengine.config.twoway import versions_name
 from syncengine.errors import FatalError
@@ -179,7 +179,7 @@ class PostgresTarget:
             conn = await psycopg.AsyncConnection.connect(
                 self.config.dsn.get_secret_value(), autocommit=True
             )
-            await conn.execute("SET TimeZone = 'UTC'")
+            await pgsession.pin(conn)  # the text forms read back, whatever the database's defaults
             # the decoded path writes COPY text as UTF-8 bytes: the server must read them as
             # UTF-8 and convert (or refuse) for a database in another encoding, never store
             # them as that encoding's characters (a LATIN1 target got 'â\x82¬' for '€')

@@ -12,8 +12,8 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from syncengine.pgsession import PINNED_OPTIONS
 from syncengine.sources.postgres.chunks import csv_to_text_columns, read_batch, table_shape
-from syncengine.sources.postgres.columns import SESSION_OPTIONS
 from tests.integration.pgsource.pgsource_helpers import execute
 
 ROWS = 200_000
@@ -32,7 +32,7 @@ def test_copy_formats_agree_and_csv_is_fastest(pg_dsn):
     )
     select = "SELECT id, amount, label, at, flag FROM f ORDER BY id"
     timings = {}
-    with psycopg.connect(pg_dsn, options=SESSION_OPTIONS) as conn:
+    with psycopg.connect(pg_dsn, options=PINNED_OPTIONS) as conn:
         started = time.perf_counter()
         raw = bytearray()
         with conn.cursor().copy(f"COPY ({select}) TO STDOUT (FORMAT csv)") as copy:

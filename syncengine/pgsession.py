@@ -1,0 +1,56 @@
+"""The text forms every engine connection to Postgres reads and writes values in.
+
+A database's owner sets its session defaults (``ALTER DATABASE … SET DateStyle = 'SQL, DMY'``,
+``bytea_output = 'escape'``, ``extra_float_digits = 0``, a local ``TimeZone``) for their own
+applications; those reach every connection the engine opens. psycopg cannot load a
+``timestamptz`` printed in the ``SQL`` style (the target's first statement failed with a
+traceback), a float printed with 15 digits is not the float the source held (the shadow's hash
+of a value read back never matched: a conflict nobody made), and escaped ``bytea`` is not the
+hex the text readers parse. So each connection pins the forms the engine reads and writes:
+
+* the source's (ordinary and replication) as libpq ``options``, after the DSN's own
+  (:func:`startup_options`; a later ``-c`` of the same setting wins, the user's others stay);
+* the target's and the state store's with one ``set_config`` statement once connected
+  (:func:`pin`): a connection pooler may refuse startup ``options``, never a statement.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+#: setting → the value the engine's text readers and writers assume
+SETTINGS: dict[str, str] = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+}
+
+#: the settings as libpq ``options`` (``-c name=value``; spaces escaped as libpq wants)
+PINNED_OPTIONS = " ".join(f"-c {k}={v.replace(' ', '')}" for k, v in SETTINGS.items())
+
+_PIN = "SELECT " + ", ".join("pg_catalog.set_config(%s, %s, false)" for _ in SETTINGS)
+_PIN_PARAMS = [part for item in SETTINGS.items() for part in item]
+
+
+def startup_options(dsn: str) -> str:
+    """libpq ``options`` for ``dsn``: its own (or ``PGOPTIONS``'s) followed by the pinned
+    settings, so a user's ``-c search_path=…`` is kept and the pinned ones win."""
+    own = conninfo_to_dict(dsn).get("options") or os.environ.get("PGOPTIONS", "")
+    return f"{own} {PINNED_OPTIONS}".strip()
+
+
+async def pin(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Set the pinned settings on ``conn`` for its whole session (outside any transaction:
+    autocommit, or before the first one)."""
+    await conn.execute(_PIN, _PIN_PARAMS)
+
+
+def pin_sync(conn: psycopg.Connection[Any]) -> None:
+    """:func:`pin` for a blocking connection (the state store's)."""
+    conn.execute(_PIN, _PIN_PARAMS)

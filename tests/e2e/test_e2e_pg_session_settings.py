@@ -1,0 +1,87 @@
+"""Databases whose session defaults are not Postgres's own (a European DateStyle, SQL-standard
+intervals, 15-digit floats, escaped bytea, a local time zone), set the way their owners set
+them (ALTER DATABASE … SET): the values arrive exactly, under every strategy, and verify agrees.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.e2e.harness import CLI, execute
+
+CONFIG = textwrap.dedent(
+    """
+    state: ${SYNCENGINE_STATE}
+    pipelines:
+      replica:
+        source: {type: postgres, dsn: "${SRC_DSN}", tables: [public.items]}
+        target: {type: postgres, dsn: "${TGT_DSN}"}
+        conflicts: {strategy: "${STRATEGY}"}
+        batch: {max_rows: 1000, max_wait: 100ms}
+    """
+)
+SETTINGS = {
+    "DateStyle": "SQL, DMY",
+    "IntervalStyle": "sql_standard",
+    "extra_float_digits": "0",
+    "bytea_output": "escape",
+    "TimeZone": "Asia/Kolkata",
+}
+SEED = (
+    "CREATE TABLE items (id bigint PRIMARY KEY, d date, ts timestamp, tz timestamptz, "
+    "iv interval, f8 float8, f4 real, b bytea, n numeric, ds date[], j jsonb, t time, "
+    "note text)",
+    "INSERT INTO items SELECT i, date '2024-01-02' + i, timestamp '2024-01-02 03:04:05.123456' "
+    "+ i * interval '1 day', timestamptz '2024-01-02 03:04:05.654321+00' + i * interval '1 h', "
+    "interval '-1 days +02:03:04.5' * i, 0.1 + i / 3.0, (0.1 + i / 7.0)::real, "
+    "'\\x00ff10'::bytea || int4send(i), i / 3.0, ARRAY[date '2024-02-03' + i], "
+    "jsonb_build_object('x', 0.1 + i / 3.0), time '13:14:15.5', 'n' FROM generate_series(1, 50) i",
+)
+ALL = (
+    "SELECT id, d::text, ts::text, (tz AT TIME ZONE 'UTC')::text, "
+    "to_char(iv, 'YYYY MM DD HH24 MI SS US'), f8::text, f4::text, encode(b, 'hex'), n::text, "
+    "ds::text, j::text, t::text, note FROM items ORDER BY id"
+)
+
+
+def _unusual(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()[0]
+        for setting, value in SETTINGS.items():
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(name), sql.Identifier(setting), sql.Literal(value)
+                )
+            )
+
+
+def _exact(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn, options="-c extra_float_digits=3 -c TimeZone=UTC "
+                         "-c DateStyle=ISO -c IntervalStyle=postgres") as conn:  # fmt: skip
+        return conn.execute(ALL).fetchall()
+
+
+@pytest.mark.parametrize("strategy", ["remote", "local", "manual", "merge"])
+def test_unusual_session_defaults(tmp_path, pg_dsn, pg_target_dsn, strategy):
+    _unusual(pg_dsn)
+    _unusual(pg_target_dsn)
+    execute(pg_dsn, *SEED)
+    cli = CLI(tmp_path, CONFIG, {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "STRATEGY": strategy})
+    cli.run("sync", "--once")
+    assert _exact(pg_target_dsn) == _exact(pg_dsn)
+    execute(
+        pg_dsn,
+        "UPDATE items SET note = 'changed' WHERE id <= 10",
+        "UPDATE items SET f8 = f8 * 3, iv = iv * 2, d = d + 1, b = b || '\\x01' WHERE id > 40",
+        "INSERT INTO items SELECT id + 100, d, ts, tz, iv, f8, f4, b, n, ds, j, t, note "
+        "FROM items WHERE id <= 5",
+    )
+    result = cli.run("sync", "--once")
+    assert _exact(pg_target_dsn) == _exact(pg_dsn)
+    assert "conflict" not in result.stderr.lower(), result.stderr
+    verify = cli.run("verify", check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
