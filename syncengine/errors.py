@@ -168,6 +168,11 @@ SQLSTATE_RULES: dict[str, Rule] = {
     "40P01": TRANSIENT,  # deadlock_detected
     "53": TRANSIENT,  # insufficient resources (too many connections, disk full)
     "55006": TRANSIENT,  # object_in_use (slot active for another PID, e.g. after a restart)
+    # a statement cancelled by someone else (``pg_cancel_backend``) or by a lock wait's limit
+    # (``lock_timeout``): the next attempt may pass; the engine's own limits are client-side
+    # and turn the server's statement limits off (:mod:`syncengine.pgsession`)
+    "57014": TRANSIENT,  # query_canceled
+    "55P03": TRANSIENT,  # lock_not_available
     "58": TRANSIENT,  # system error (I/O)
     # undefined_file: on a replication connection, "requested WAL segment … has already been
     # removed"; elsewhere an I/O error like the rest of class 58

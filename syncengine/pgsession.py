@@ -1,4 +1,4 @@
-"""The text forms every engine connection to Postgres reads and writes values in.
+"""The session settings every engine connection to Postgres pins: text forms and time limits.
 
 A database's owner sets its session defaults (``ALTER DATABASE … SET DateStyle = 'SQL, DMY'``,
 ``bytea_output = 'escape'``, ``extra_float_digits = 0``, a local ``TimeZone``) for their own
@@ -6,7 +6,9 @@ applications; those reach every connection the engine opens. psycopg cannot load
 ``timestamptz`` printed in the ``SQL`` style (the target's first statement failed with a
 traceback), a float printed with 15 digits is not the float the source held (the shadow's hash
 of a value read back never matched: a conflict nobody made), and escaped ``bytea`` is not the
-hex the text readers parse. So each connection pins the forms the engine reads and writes:
+hex the text readers parse. A ``statement_timeout`` or ``idle_in_transaction_session_timeout``
+meant for the database's applications stopped a backfill whose chunk took longer (the engine
+bounds its own waits client-side, as ``pg_dump`` turns both off). So each connection pins:
 
 * the source's (ordinary and replication) as libpq ``options``, after the DSN's own
   (:func:`startup_options`; a later ``-c`` of the same setting wins, the user's others stay);
@@ -29,6 +31,11 @@ SETTINGS: dict[str, str] = {
     "IntervalStyle": "postgres",
     "extra_float_digits": "3",
     "bytea_output": "hex",
+    # the engine bounds its own statements (``query_timeout``, ``batch.timeout``); a
+    # database's limit meant for its applications would fail a chunk's COPY, a primary key
+    # built after a backfill, or a snapshot's reader waiting on its target (as ``pg_dump``)
+    "statement_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
 }
 
 #: the settings as libpq ``options`` (``-c name=value``; spaces escaped as libpq wants)

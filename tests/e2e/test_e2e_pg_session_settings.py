@@ -48,10 +48,11 @@ ALL = (
 )
 
 
-def _unusual(dsn: str) -> None:
+def _unusual(dsn: str, settings: dict[str, str] = SETTINGS) -> None:
+    """``settings`` as the database's defaults, as its owner would set them."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         name = conn.execute("SELECT current_database()").fetchone()[0]
-        for setting, value in SETTINGS.items():
+        for setting, value in settings.items():
             conn.execute(
                 sql.SQL("ALTER DATABASE {} SET {} = {}").format(
                     sql.Identifier(name), sql.Identifier(setting), sql.Literal(value)
@@ -85,3 +86,29 @@ def test_unusual_session_defaults(tmp_path, pg_dsn, pg_target_dsn, strategy):
     assert "conflict" not in result.stderr.lower(), result.stderr
     verify = cli.run("verify", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+LIMITS = {"statement_timeout": "50ms", "idle_in_transaction_session_timeout": "100ms"}
+BIG = (
+    "CREATE TABLE items (id bigint PRIMARY KEY, note text)",
+    "INSERT INTO items SELECT i, repeat('x', 200) FROM generate_series(1, 300000) i",
+)
+
+
+def test_a_databases_time_limits_do_not_stop_a_backfill(tmp_path, pg_dsn, pg_target_dsn):
+    """Limits a database's owner set for their applications: a chunk's COPY, the primary key
+    built after the load and the snapshot's readers all take longer than these. The engine
+    bounds its own waits; before, the source's limit ended ``sync`` with a traceback and the
+    target's with "canceling statement due to statement timeout"."""
+    execute(pg_dsn, *BIG)
+    _unusual(pg_dsn, LIMITS)
+    _unusual(pg_target_dsn, LIMITS)
+    cli = CLI(tmp_path, CONFIG, {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "STRATEGY": "remote"})
+    cli.run("sync", "--once", timeout=300)
+    unlimited = "-c statement_timeout=0"  # the test's own statements
+    with psycopg.connect(pg_dsn, autocommit=True, options=unlimited) as conn:
+        conn.execute("UPDATE items SET note = 'y' WHERE id % 3 = 0")
+    cli.run("sync", "--once", timeout=300)
+    count = "SELECT count(*), count(*) FILTER (WHERE note = 'y') FROM items"
+    with psycopg.connect(pg_target_dsn, options=unlimited) as conn:
+        assert conn.execute(count).fetchall() == [(300000, 100000)]

@@ -42,6 +42,8 @@ SQLSTATES = [
     ("40P01", SourceUnavailable, RetriableError),  # deadlock_detected
     ("53300", SourceUnavailable, RetriableError),  # too_many_connections (class 53)
     ("55006", SourceUnavailable, RetriableError),  # object_in_use (an active slot)
+    ("57014", SourceUnavailable, RetriableError),  # query_canceled (pg_cancel_backend)
+    ("55P03", SourceUnavailable, RetriableError),  # lock_not_available (lock_timeout)
     ("58030", SourceUnavailable, RetriableError),  # io_error (class 58)
     ("58P01", HistoryLost, RetriableError),  # WAL removed / undefined_file: the full code wins
     ("42501", PermissionProblem, PermissionProblem),  # the same on both sides

@@ -29,6 +29,7 @@ from syncengine.names import QualifiedName
 from syncengine.sources.postgres import deadline, usertypes
 from syncengine.sources.postgres.columns import PgType, pg_type, to_arrow
 from syncengine.sources.postgres.copyout import copy_out, copy_out_into
+from syncengine.sources.postgres.pgerrors import map_error
 from syncengine.state.base import Chunk
 
 
@@ -78,7 +79,17 @@ def _key_sql(key: tuple[str, ...]) -> sql.Composable:
 async def plan(
     conn: psycopg.AsyncConnection, shape: TableShape, chunk_rows: int, where: str | None
 ) -> list[Chunk]:
-    """Chunks covering the whole table as ``conn``'s snapshot sees it."""
+    """Chunks covering the whole table as ``conn``'s snapshot sees it (a server error as the
+    engine's: a cancelled scan is retried, not a traceback)."""
+    try:
+        return await _plan(conn, shape, chunk_rows, where)
+    except psycopg.Error as exc:
+        raise map_error(exc, f"planning the snapshot chunks of {shape.name}") from exc
+
+
+async def _plan(
+    conn: psycopg.AsyncConnection, shape: TableShape, chunk_rows: int, where: str | None
+) -> list[Chunk]:
     if not shape.key:
         return await _plan_blocks(conn, shape, chunk_rows)
     if where is None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from syncengine.errors import SourceUnavailable
+from syncengine.sources.postgres.chunks import plan, table_shape
 from syncengine.sources.postgres.connect import connect
 
 
@@ -31,3 +34,23 @@ def test_dsn_options_are_kept_and_the_text_forms_pinned(pg_dsn, replication):
         "extra_float_digits": "3",
         "IntervalStyle": "postgres",
     }
+
+
+def test_a_cancelled_chunk_plan_is_the_engines_retriable_error(pg_dsn):
+    """A server error while planning chunks (here the scan cancelled by a limit; a DBA's
+    ``pg_cancel_backend`` alike) is the engine's error, retried, not a traceback."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE keyed (k text PRIMARY KEY)")
+        conn.execute("INSERT INTO keyed SELECT md5(i::text) FROM generate_series(1, 50000) i")
+
+    async def planned() -> None:
+        conn = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
+        try:
+            shape = await table_shape(conn, "public.keyed", ("k",))
+            await conn.execute("SET statement_timeout = 1")
+            await plan(conn, shape, 1000, None)
+        finally:
+            await conn.close()
+
+    with pytest.raises(SourceUnavailable, match="planning the snapshot chunks of public.keyed"):
+        asyncio.run(planned())
