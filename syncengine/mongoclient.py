@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError, ConnectionFailure, PyMongoError
 
 from syncengine.config.secrets import redact
 from syncengine.errors import MONGO_LABEL_RULES, ConfigError, Rule, mongo_rule
+from syncengine.mongouri import uri_options
 
 
 def connect(uri: str, role: str, **options: Any) -> AsyncMongoClient[Any]:
@@ -44,11 +44,6 @@ async def close_stream(stream: Any) -> None:
     open is reaped by the server (cursor timeout, or its session ending with the client)."""
     with contextlib.suppress(PyMongoError, TimeoutError):
         await asyncio.wait_for(stream.close(), CLOSE_SECONDS)
-
-
-def uri_options(uri: str) -> dict[str, list[str]]:
-    """The URI's query options, names lower-cased (MongoDB option names ignore case)."""
-    return {k.lower(): v for k, v in parse_qs(urlsplit(uri).query).items()}
 
 
 def read_deadline(uri: str, seconds: float) -> dict[str, Any]:

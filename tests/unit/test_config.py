@@ -12,6 +12,7 @@ from syncengine.config import parse_config
 from syncengine.config.secrets import redact
 from syncengine.errors import ConfigError
 from syncengine.mongoclient import read_deadline
+from syncengine.mongouri import majority_unless_set
 
 GOOD = textwrap.dedent(
     """
@@ -229,3 +230,21 @@ def test_mongo_query_timeout_becomes_the_clients_read_deadline():
     # a deadline in the URI wins: the user's socketTimeoutMS, or PyMongo's timeoutMS (CSOT)
     assert read_deadline("mongodb://h/?socketTimeoutMS=900", 5.0) == {}
     assert read_deadline("mongodb://h/?timeoutms=900", 5.0) == {}
+
+
+def test_a_mongo_target_asking_for_unacknowledged_writes_is_refused_without_its_secret():
+    env = {**ENV, "TGT_URI": "mongodb://u:pw@m/?replicaSet=rs&W=0"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(GOOD, env=env)
+    assert len(caught.value.problems) == 1
+    problem = caught.value.problems[0]
+    assert problem.startswith("pipelines.orders.target.uri: w=0 asks for unacknowledged writes")
+    assert "u:pw" not in problem and "replicaSet" not in problem
+    for acknowledged in ("w=1", "w=majority", "wtimeoutMS=0"):
+        parse_config(GOOD, env={**ENV, "TGT_URI": f"mongodb://u:pw@m/?{acknowledged}"})
+
+
+def test_a_mongo_targets_writes_wait_for_a_majority_unless_the_uri_says():
+    assert majority_unless_set("mongodb://h/?replicaSet=rs") == {"w": "majority"}
+    assert majority_unless_set("mongodb://h/?W=1") == {}
+    assert majority_unless_set("mongodb+srv://u:p@c.example.net/") == {"w": "majority"}

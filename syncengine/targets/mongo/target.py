@@ -33,6 +33,7 @@ from pymongo.errors import PyMongoError
 from syncengine.config.models import MongoTargetConfig
 from syncengine.errors import FatalError, UsageError
 from syncengine.mongoclient import connect, tls_hint
+from syncengine.mongouri import majority_unless_set
 from syncengine.state.protocols import TargetState
 from syncengine.state.targetdb import TargetDatabaseState
 from syncengine.targets import stopping
@@ -109,7 +110,7 @@ class MongoTarget:
         if self._client is not None:
             return
         uri = self.config.uri.get_secret_value()
-        self._client = connect(uri, "target", tz_aware=True)
+        self._client = connect(uri, "target", tz_aware=True, **majority_unless_set(uri))
         try:
             hello = await self._client.admin.command("hello")
         except PyMongoError as exc:

@@ -393,3 +393,29 @@ def test_snapshot_rows_without_state_go_in_slices_outside_a_transaction(
     assert inserts.pure_snapshot([bare_items([1], "x")], None)
     assert not inserts.pure_snapshot([bare_items([1], "x")], Checkpoint("s", "1"))
     assert not inserts.pure_snapshot([items(["r"], [1], "x")], None)  # has shadow rows
+
+
+@pytest.mark.parametrize(("option", "expected"), [("", {"w": "majority"}), ("w=1", {"w": 1})])
+def test_writes_wait_for_a_majority_unless_the_uri_says(
+    mongo_uri, mongo_db, tmp_path, option, expected
+) -> None:
+    """A write only the primary holds is rolled back by a failover after the engine moved the
+    source on; the cluster's default may be ``w: 1``. A ``w`` in the URI is the user's."""
+    uri = f"{mongo_uri}{'&' if '?' in mongo_uri else '/?'}{option}" if option else mongo_uri
+    spec = TableSpec("orders", ("region", "num"), SCHEMA)
+    rows = [{"region": "eu", "num": 1, "customer.email": "a@x", "v": "one"}]
+
+    async def scenario() -> dict:
+        t = make(uri, mongo_db, tmp_path)
+        await t.open()
+        try:
+            await t.ensure_table(spec)
+            batch = make_batch("orders", spec.key, rows, SCHEMA, ["c"], ["1"])
+            await t.apply([TableWrite(spec, batch)], Checkpoint("s", "1"))
+            return t._client.write_concern.document
+        finally:
+            await t.close()
+
+    assert run(scenario()) == expected
+    with MongoClient(mongo_uri) as client:
+        assert client[mongo_db]["orders"].count_documents({}) == 1
