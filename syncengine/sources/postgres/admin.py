@@ -270,6 +270,26 @@ async def advance_slot(conn: psycopg.AsyncConnection, slot: str, lsn: int) -> No
         log.debug("could not advance slot %s: %s", slot, exc)
 
 
+#: ``SHOW``'s units for a time setting, in seconds
+_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+async def sender_timeout(repl: psycopg.AsyncConnection) -> float:
+    """The walsender's ``wal_sender_timeout`` in seconds (0: none), asked on the replication
+    connection before ``START_REPLICATION``: a database or role may set it lower than the
+    server's 60 s default, and the stream must report more often than that."""
+    row = await (await repl.cursor().execute("SHOW wal_sender_timeout")).fetchone()
+    return setting_seconds(str(row[0]) if row else "0")
+
+
+def setting_seconds(shown: str) -> float:
+    """A time setting as ``SHOW`` prints it (``1min``, ``500ms``, ``0``) in seconds; a bare
+    number is in milliseconds, the unit of ``wal_sender_timeout``."""
+    text = shown.strip()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    return float(number or 0) * _TIME_UNITS.get(text[len(number) :], 1e-3)
+
+
 async def emit_heartbeat(conn: psycopg.AsyncConnection, content: str = "") -> int:
     """A transactional logical message: its commit gives an idle slot a boundary to confirm."""
     return await emit_message(conn, HEARTBEAT_PREFIX, content)

@@ -167,10 +167,12 @@ class Child:
     async def keep_alive(self) -> None:
         """Status updates while the stream is paused (see the module docstring)."""
         while True:
-            await asyncio.sleep(1.0)
+            stream = self.stream
+            interval = stream.status_interval if stream is not None else 1.0
+            await asyncio.sleep(min(1.0, interval / 2))
             stream = self.stream
             if stream is not None and time.monotonic() - stream.last_status >= (
-                stream.status_interval + KEEPER_SLACK
+                stream.status_interval + min(KEEPER_SLACK, stream.status_interval)
             ):
                 with contextlib.suppress(Exception):  # a broken connection: the stream says so
                     stream.send_status()

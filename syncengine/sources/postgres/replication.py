@@ -187,6 +187,14 @@ class ReplicationStream:
         if reply:
             self.last_probe = self.last_status
 
+    def pace(self, sender_timeout: float) -> None:
+        """Send status updates often enough for the walsender's ``wal_sender_timeout``
+        (seconds; 0: none): it ends a connection that sent nothing for that long, also while
+        the stream is paused and its keepalive requests go unread. A quarter of it, never
+        more than the interval asked for; the silence limit is left as it was."""
+        if sender_timeout > 0:
+            self.status_interval = min(self.status_interval, max(sender_timeout / 4, 0.05))
+
     def status_due(self) -> bool:
         return time.monotonic() - self.last_status >= self.status_interval
 

@@ -80,9 +80,11 @@ async def stream_changes(
     repl = await connect(replication=True)
     side: psycopg.AsyncConnection | None = None
     stream: ReplicationStream | None = None
+    paced = 0.0  # the walsender's timeout, asked before each start
     try:
         for attempt in range(SLOT_BUSY_TRIES):
             try:
+                paced = await admin.sender_timeout(repl)
                 await start_replication(repl, slot, publication, start)
                 break
             except psycopg.errors.ObjectInUse as exc:
@@ -96,6 +98,7 @@ async def stream_changes(
             except psycopg.Error as exc:
                 raise map_error(exc, f"starting replication from slot {slot}") from exc
         stream = ReplicationStream(repl, start)
+        stream.pace(paced)
         on_open(stream)
         stream.send_status()
         if until is not None or heartbeat > 0:
