@@ -11,6 +11,12 @@
 3. Scan the ranges ``parallel`` at a time with ``find_raw_batches``; raw BSON is decoded to Arrow
    column-wise in a worker thread while the cursor already fetches the next raw batch
    (:func:`read_ahead`), so the server's scan and the decoding overlap instead of taking turns.
+4. Each range is read at read concern ``majority`` *after* the noted cluster time (a causally
+   consistent session whose operation time is the note: ``afterClusterTime``). A URI's
+   ``readPreference=secondary`` sends the scans to a secondary, which may lag: read as it
+   stood, the writes between its state and the note would be in neither the copy nor the
+   stream (which starts at the note). A ``local`` read could also copy a write a failover
+   later rolls back, which the stream (majority-committed events only) would never undo.
 
 Chunk progress lives in the state store. A chunk is marked done only when the consumer comes back
 for the batch after its last one, i.e. after the target committed it; an interrupted snapshot
@@ -30,6 +36,7 @@ from typing import Any
 
 from bson import Decimal128, ObjectId, json_util
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.read_concern import ReadConcern
 
 from syncengine.changes import AT_RESUME, ChangeBatch
 from syncengine.codecs.bson_arrow import decode_documents
@@ -38,6 +45,8 @@ from syncengine.sources.mongo.positions import as_datetime, position_time
 from syncengine.state.base import Chunk
 
 SAMPLES_PER_CHUNK = 20
+#: what the scans read: majority-committed data, never older than the noted cluster time
+_MAJORITY = ReadConcern("majority")
 _BOUND = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, tz_aware=True)
 
 
@@ -129,7 +138,8 @@ async def scan_chunks(
     once the consumer has taken the chunk's last batch and asked for more. ``wheres``: per
     collection, a ``$match`` its chunks are read with (absent or None: every document).
     ``at_resume``: the stream starts at ``position`` (batch meta ``at_resume``)."""
-    ts = as_datetime(position_time(position))
+    at = position_time(position)
+    ts = as_datetime(at)
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2, parallel * 2))
     gate = asyncio.Semaphore(max(1, parallel))
 
@@ -139,15 +149,20 @@ async def scan_chunks(
                 coll = collections[chunk.table]
                 rows = 0
                 where = chunk_filter(chunk, wheres.get(chunk.table))
-                cursor = coll.find_raw_batches(where, batch_size=batch_rows)
-                async for raw in read_ahead(cursor):
-                    decoded = await asyncio.to_thread(decode_documents, [raw])
-                    if decoded.table.num_rows:
-                        rows += decoded.table.num_rows
-                        meta: dict[str, object] = {"chunk": chunk.chunk}
-                        if at_resume:
-                            meta[AT_RESUME] = True
-                        await queue.put(snapshot_batch(chunk.table, decoded, position, ts, meta))
+                async with coll.database.client.start_session(causal_consistency=True) as session:
+                    session.advance_operation_time(at)
+                    cursor = coll.with_options(read_concern=_MAJORITY).find_raw_batches(
+                        where, batch_size=batch_rows, session=session
+                    )
+                    async for raw in read_ahead(cursor):
+                        decoded = await asyncio.to_thread(decode_documents, [raw])
+                        if decoded.table.num_rows:
+                            rows += decoded.table.num_rows
+                            meta: dict[str, object] = {"chunk": chunk.chunk}
+                            if at_resume:
+                                meta[AT_RESUME] = True
+                            batch = snapshot_batch(chunk.table, decoded, position, ts, meta)
+                            await queue.put(batch)
                 await queue.put(replace(chunk, status="done", rows=rows))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             await queue.put(exc)

@@ -8,9 +8,12 @@ import random
 import threading
 
 import pytest
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient, monitoring
 
 from syncengine.changes import concat_batches
+from syncengine.sources.mongo.positions import time_position
+from syncengine.sources.mongo.snapshot import encode_bound, scan_chunks
+from syncengine.state.base import Chunk
 from tests.integration.mongosource.mongosource_helpers import (
     canonical,
     drain,
@@ -189,3 +192,56 @@ def test_snapshot_killed_after_its_last_chunk_resumes_instead_of_starting_over(
     assert stripped(model) == canonical(list(sync_db.docs.find()))  # no deleted one left
     assert position_after == position  # resumed: the first attempt's cluster time is kept
     assert rest == []  # nothing left to read
+
+
+class _Finds(monitoring.CommandListener):
+    """The ``find`` commands a client sends."""
+
+    def __init__(self) -> None:
+        self.finds: list[dict] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.finds.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_scans_read_majority_data_no_older_than_the_noted_cluster_time(
+    mongo_uri, mongo_db, sync_db
+):
+    """A URI's ``readPreference=secondary`` sends the scans to a secondary that may lag the
+    noted cluster time, where the stream starts: read as it stood, the writes in between would
+    be in neither. The test server has no secondary to lag, so this holds what reaches the
+    wire: each chunk's ``find`` waits for the note (``afterClusterTime``) and reads majority-
+    committed data (a ``local`` read may copy a write a failover rolls back)."""
+    _seed(sync_db, 300)
+    noted = sync_db.client.admin.command("hello")["operationTime"]
+    listener = _Finds()
+
+    async def scanned() -> int:
+        client = AsyncMongoClient(mongo_uri, event_listeners=[listener])
+        try:
+            coll = client[mongo_db]["docs"]
+            chunks = [
+                Chunk("docs", 0, None, encode_bound(150)),
+                Chunk("docs", 1, encode_bound(150), None),
+            ]
+            rows = 0
+            async for batch in scan_chunks(
+                {"docs": coll}, chunks, position=time_position(noted), wheres={},
+                parallel=2, batch_rows=100, mark_done=lambda _: None,
+            ):  # fmt: skip
+                rows += batch.data.num_rows
+            return rows
+        finally:
+            await client.close()
+
+    assert asyncio.run(scanned()) == 300
+    assert len(listener.finds) == 2
+    for find in listener.finds:
+        assert find["readConcern"] == {"level": "majority", "afterClusterTime": noted}
