@@ -143,7 +143,20 @@ class Rule:
     def error(self, side: Side, message: str) -> SyncEngineError:
         """The error for ``side`` (``message`` must already be free of secrets)."""
         hint = self.source_hint if side == "source" else self.target_hint
+        if _ROW_SECURITY in message:  # 42501 too, but no privilege named in the message
+            hint = _ROW_SECURITY_HINT
         return self.on(side)(message, hint=hint)
+
+
+#: Postgres's "query would be affected by row-level security policy for table …": the
+#: engine's sessions turn ``row_security`` off (:mod:`syncengine.pgsession`) so that policies
+#: fail its reads and writes instead of hiding rows from them
+_ROW_SECURITY = "row-level security policy"
+_ROW_SECURITY_HINT = (
+    "the table's row-level security policies would hide rows from the engine: give the user "
+    "BYPASSRLS (ALTER ROLE … BYPASSRLS), or let the table's owner, without FORCE ROW LEVEL "
+    "SECURITY, run the engine"
+)
 
 
 #: transient, the connection is gone or the server is going away: reconnect and resume

@@ -1,4 +1,4 @@
-"""The session settings every engine connection to Postgres pins: text forms and time limits.
+"""The session settings every engine connection to Postgres pins: text forms, limits, policies.
 
 A database's owner sets its session defaults (``ALTER DATABASE … SET DateStyle = 'SQL, DMY'``,
 ``bytea_output = 'escape'``, ``extra_float_digits = 0``, a local ``TimeZone``) for their own
@@ -8,7 +8,9 @@ traceback), a float printed with 15 digits is not the float the source held (the
 of a value read back never matched: a conflict nobody made), and escaped ``bytea`` is not the
 hex the text readers parse. A ``statement_timeout`` or ``idle_in_transaction_session_timeout``
 meant for the database's applications stopped a backfill whose chunk took longer (the engine
-bounds its own waits client-side, as ``pg_dump`` turns both off). So each connection pins:
+bounds its own waits client-side, as ``pg_dump`` turns both off), and row-level security
+hid rows from a snapshot (``row_security`` off makes it an error, as ``pg_dump`` does). So
+each connection pins:
 
 * the source's (ordinary and replication) as libpq ``options``, after the DSN's own
   (:func:`startup_options`; a later ``-c`` of the same setting wins, the user's others stay);
@@ -36,6 +38,11 @@ SETTINGS: dict[str, str] = {
     # built after a backfill, or a snapshot's reader waiting on its target (as ``pg_dump``)
     "statement_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
+    # a table's row-level security policies would hide rows from the snapshot (a backfill of
+    # a tenant's rows only, said to be complete) while the stream sends every row's changes,
+    # and hide target rows from the upsert: off, a read or write they would change fails
+    # instead ("query would be affected by row-level security policy"), as ``pg_dump`` does
+    "row_security": "off",
 }
 
 #: the settings as libpq ``options`` (``-c name=value``; spaces escaped as libpq wants)

@@ -6,10 +6,12 @@ them (ALTER DATABASE … SET): the values arrive exactly, under every strategy, 
 from __future__ import annotations
 
 import textwrap
+import uuid
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from tests.e2e.harness import CLI, execute, rows
 
@@ -131,3 +133,48 @@ def test_a_short_wal_sender_timeout_does_not_end_the_stream(tmp_path, pg_dsn, pg
     cli.run("sync", "--once", timeout=300)
     both = "SELECT count(*), min(note), max(note) FROM items"
     assert rows(pg_target_dsn, both) == rows(pg_dsn, both) == [(400000, "abbb", "cbb")]
+
+
+@pytest.fixture
+def rls_role(pg_dsn):
+    """A role that owns ``items`` under forced row-level security (only tenant 1's rows
+    visible to it), with what the engine needs besides: REPLICATION and CREATE (for the
+    publication). Dropped after."""
+    role = f"rls_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN REPLICATION").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(database), sql.Identifier(role)))  # fmt: skip
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, tenant int, note text)")
+        conn.execute("INSERT INTO items SELECT i, i % 3, 'a' FROM generate_series(1, 30) i")
+        conn.execute(sql.SQL("ALTER TABLE items OWNER TO {}").format(sql.Identifier(role)))
+        conn.execute("ALTER TABLE items ENABLE ROW LEVEL SECURITY")
+        conn.execute("ALTER TABLE items FORCE ROW LEVEL SECURITY")
+        conn.execute("CREATE POLICY tenant_one ON items FOR ALL USING (tenant = 1)")
+    yield role
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE items")
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_rows_hidden_by_row_level_security_stop_the_backfill(
+    tmp_path, pg_dsn, pg_target_dsn, rls_role
+):
+    """Policies apply to a snapshot's ``COPY`` but not to the stream (pgoutput sends every
+    row's changes). Before, the backfill copied tenant 1's 10 rows of 30 and said it was
+    complete; a later change of a hidden row then brought that row alone."""
+    source = make_conninfo(pg_dsn, user=rls_role)
+    cli = CLI(tmp_path, CONFIG, {"SRC_DSN": source, "TGT_DSN": pg_target_dsn, "STRATEGY": "remote"})
+    refused = cli.run("sync", "--once", check=False)
+    assert refused.returncode == 1
+    assert "affected by row-level security policy" in refused.stderr
+    assert "BYPASSRLS" in refused.stderr
+    execute(pg_dsn, sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(rls_role)))
+    cli.run("sync", "--once")
+    execute(pg_dsn, "UPDATE items SET note = 'b' WHERE id IN (2, 3)")
+    cli.run("sync", "--once")
+    every = "SELECT id, tenant, note FROM items ORDER BY id"
+    assert len(rows(pg_target_dsn, every)) == 30
+    assert rows(pg_target_dsn, every) == rows(pg_dsn, every)

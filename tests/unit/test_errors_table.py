@@ -173,3 +173,14 @@ def test_every_table_class_takes_a_message_and_a_hint():
         for side in ("source", "target"):
             error = rule.error(side, "m")
             assert isinstance(error, SyncEngineError) and str(error).startswith("m")
+
+
+def test_row_level_security_names_bypassrls_on_both_sides():
+    text = 'query would be affected by row-level security policy for table "items"'
+    source = pg_source_error(_pg("42501", text), "reading a snapshot chunk")
+    target = pg_target_error(_pg("42501", text), "applying")
+    for error in (source, target):
+        assert isinstance(error, PermissionProblem)
+        assert "BYPASSRLS" in (error.hint or "")
+    other = pg_source_error(_pg("42501", "permission denied for table items"), "reading")
+    assert "BYPASSRLS" not in (other.hint or "")
