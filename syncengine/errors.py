@@ -177,6 +177,7 @@ SQLSTATE_RULES: dict[str, Rule] = {
     "57P01": UNREACHABLE,  # admin_shutdown
     "57P02": UNREACHABLE,  # crash_shutdown
     "57P03": UNREACHABLE,  # cannot_connect_now (server starting)
+    "57P05": UNREACHABLE,  # idle_session_timeout ended the connection: reconnect
     "40001": TRANSIENT,  # serialization_failure
     "40P01": TRANSIENT,  # deadlock_detected
     "53": TRANSIENT,  # insufficient resources (too many connections, disk full)

@@ -15,7 +15,8 @@ each connection pins:
 * the source's (ordinary and replication) as libpq ``options``, after the DSN's own
   (:func:`startup_options`; a later ``-c`` of the same setting wins, the user's others stay);
 * the target's and the state store's with one ``set_config`` statement once connected
-  (:func:`pin`): a connection pooler may refuse startup ``options``, never a statement.
+  (:func:`pin`): a connection pooler may refuse startup ``options``, never a statement;
+* settings only newer servers know (:data:`LATER`) once connected, on every connection.
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ SETTINGS: dict[str, str] = {
     "row_security": "off",
 }
 
+#: settings a server knows from a version on (``server_version_num``): not startup options,
+#: which an older server refuses, but set once connected where the server has them.
+#: ``idle_session_timeout`` (14+): the server closes a connection idle that long, and the
+#: engine's catalog and side connections idle for as long as the stream is quiet (a
+#: database's 1 s stopped the pipeline: "terminating connection due to idle-session timeout")
+LATER: dict[str, tuple[str, int]] = {"idle_session_timeout": ("0", 140000)}
+
 #: the settings as libpq ``options`` (``-c name=value``; spaces escaped as libpq wants)
 PINNED_OPTIONS = " ".join(f"-c {k}={v.replace(' ', '')}" for k, v in SETTINGS.items())
-
-_PIN = "SELECT " + ", ".join("pg_catalog.set_config(%s, %s, false)" for _ in SETTINGS)
-_PIN_PARAMS = [part for item in SETTINGS.items() for part in item]
 
 
 def startup_options(dsn: str) -> str:
@@ -59,12 +64,31 @@ def startup_options(dsn: str) -> str:
     return f"{own} {PINNED_OPTIONS}".strip()
 
 
+def _statement(
+    conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any], later_only: bool
+) -> tuple[str, list[str]]:
+    """One ``SELECT set_config(…), …`` of the settings ``conn``'s server has."""
+    version = conn.info.server_version
+    wanted = {} if later_only else dict(SETTINGS)
+    wanted.update({k: v for k, (v, since) in LATER.items() if version >= since})
+    query = "SELECT " + ", ".join("pg_catalog.set_config(%s, %s, false)" for _ in wanted)
+    return query, [part for item in wanted.items() for part in item]
+
+
 async def pin(conn: psycopg.AsyncConnection[Any]) -> None:
     """Set the pinned settings on ``conn`` for its whole session (outside any transaction:
     autocommit, or before the first one)."""
-    await conn.execute(_PIN, _PIN_PARAMS)
+    await conn.execute(*_statement(conn, later_only=False))
+
+
+async def pin_later(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The :data:`LATER` settings on a connection that has the rest as startup options (a
+    source's), where its server has them."""
+    query, params = _statement(conn, later_only=True)
+    if params:
+        await conn.execute(query, params)
 
 
 def pin_sync(conn: psycopg.Connection[Any]) -> None:
     """:func:`pin` for a blocking connection (the state store's)."""
-    conn.execute(_PIN, _PIN_PARAMS)
+    conn.execute(*_statement(conn, later_only=False))

@@ -6,6 +6,7 @@ them (ALTER DATABASE … SET): the values arrive exactly, under every strategy, 
 from __future__ import annotations
 
 import textwrap
+import time
 import uuid
 
 import psycopg
@@ -13,7 +14,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tests.e2e.harness import CLI, execute, rows
+from tests.e2e.harness import CLI, execute, rows, wait_for
 
 CONFIG = textwrap.dedent(
     """
@@ -178,3 +179,29 @@ def test_rows_hidden_by_row_level_security_stop_the_backfill(
     every = "SELECT id, tenant, note FROM items ORDER BY id"
     assert len(rows(pg_target_dsn, every)) == 30
     assert rows(pg_target_dsn, every) == rows(pg_dsn, every)
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_idle_connections_outlive_a_databases_idle_session_timeout(
+    tmp_path, pg_dsn, pg_target_dsn, side
+):
+    """A daemon's catalog and target connections idle as long as the stream is quiet; a
+    database's ``idle_session_timeout`` (here 1 s) closed them, and the pipeline stopped
+    ("terminating connection due to idle-session timeout", taken for a fatal error)."""
+    execute(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, note text)",
+            "INSERT INTO items VALUES (1, 'a')")  # fmt: skip
+    _unusual(pg_dsn if side == "source" else pg_target_dsn, {"idle_session_timeout": "1s"})
+    cli = CLI(tmp_path, CONFIG, {"SRC_DSN": pg_dsn, "TGT_DSN": pg_target_dsn, "STRATEGY": "remote"})
+    daemon = cli.start("run")
+    count = "SELECT count(*) FROM items"
+    try:
+        wait_for(lambda: rows(pg_target_dsn, count) == [(1,)], 60)
+        for i in (2, 3):
+            time.sleep(2.5)  # every connection idle past the limit
+            execute(pg_dsn, f"INSERT INTO items VALUES ({i}, 'b')")
+            wait_for(lambda i=i: rows(pg_target_dsn, count) == [(i,)], 60)
+        assert daemon.poll() is None
+    finally:
+        cli.stop(daemon)
+    logs = cli.daemon_logs()
+    assert "idle-session" not in logs and "pipeline stopped" not in logs, logs

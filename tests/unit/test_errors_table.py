@@ -37,6 +37,7 @@ SQLSTATES = [
     ("08006", SourceUnavailable, TargetUnavailable),  # connection_failure (class 08)
     ("57P01", SourceUnavailable, TargetUnavailable),  # admin_shutdown
     ("57P03", SourceUnavailable, TargetUnavailable),  # cannot_connect_now
+    ("57P05", SourceUnavailable, TargetUnavailable),  # idle_session_timeout
     ("57P04", FatalError, FatalError),  # database_dropped: not a restart
     ("40001", SourceUnavailable, RetriableError),  # serialization_failure
     ("40P01", SourceUnavailable, RetriableError),  # deadlock_detected

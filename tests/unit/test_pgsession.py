@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from syncengine.pgsession import PINNED_OPTIONS, SETTINGS, startup_options
+from syncengine.pgsession import PINNED_OPTIONS, SETTINGS, pin_sync, startup_options
 
 
 def _settings(options: str) -> dict[str, str]:
@@ -37,3 +37,31 @@ def test_pgoptions_is_kept_when_the_dsn_has_none(monkeypatch):
 def test_a_dsn_without_options_gets_the_pinned_ones(monkeypatch):
     monkeypatch.delenv("PGOPTIONS", raising=False)
     assert startup_options("host=h dbname=db") == PINNED_OPTIONS
+
+
+class _Info:
+    def __init__(self, version: int) -> None:
+        self.server_version = version
+
+
+class _Conn:
+    """What :func:`pin_sync` reads and runs."""
+
+    def __init__(self, version: int) -> None:
+        self.info = _Info(version)
+        self.ran: list[tuple[str, list[str]]] = []
+
+    def execute(self, query: str, params: list[str]) -> None:
+        self.ran.append((query, params))
+
+
+def test_settings_a_server_lacks_are_not_sent_to_it():
+    """``idle_session_timeout`` exists from PostgreSQL 14; setting it on 13 is an error."""
+    for version, expected in ((130011, False), (140000, True), (150004, True)):
+        conn = _Conn(version)
+        pin_sync(conn)  # type: ignore[arg-type]
+        ((query, params),) = conn.ran
+        assert query.count("set_config") * 2 == len(params)
+        pairs = dict(zip(params[::2], params[1::2], strict=True))
+        assert ("idle_session_timeout" in pairs) is expected
+        assert {k: pairs[k] for k in SETTINGS} == SETTINGS

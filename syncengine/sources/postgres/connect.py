@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from syncengine.pgsession import startup_options
+from syncengine.pgsession import pin_later, startup_options
 from syncengine.sources.postgres import deadline
 from syncengine.sources.postgres.pgerrors import map_error
 
@@ -25,12 +25,15 @@ async def connect(
     its slot creation may wait for long transactions. See :mod:`.deadline`."""
     extra: dict[str, Any] = {"replication": "database"} if replication else {}
     try:
-        return await deadline.connect(
+        conn = await deadline.connect(
             dsn,
             None if replication else query_timeout,
             autocommit=True,
             options=startup_options(dsn),
             **extra,
         )
+        if not replication:  # a walsender never idles: it streams
+            await pin_later(conn)
+        return conn
     except psycopg.Error as exc:
         raise map_error(exc, "connecting") from exc
