@@ -29,6 +29,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 #: setting → the value the engine's text readers and writers assume
 SETTINGS: dict[str, str] = {
+    # every reader decodes UTF-8 and every writer sends it; a LATIN1 source database's
+    # pgoutput and COPY text came in its own encoding otherwise (the stream stopped at 'é'),
+    # and the server converts a target's input to its encoding (or refuses it, row by row)
+    "client_encoding": "UTF8",
     "TimeZone": "UTC",
     "DateStyle": "ISO, YMD",
     "IntervalStyle": "postgres",

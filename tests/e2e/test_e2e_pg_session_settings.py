@@ -205,3 +205,38 @@ def test_idle_connections_outlive_a_databases_idle_session_timeout(
         cli.stop(daemon)
     logs = cli.daemon_logs()
     assert "idle-session" not in logs and "pipeline stopped" not in logs, logs
+
+
+@pytest.fixture
+def latin1_dsn(pg_dsn, tmp_path):
+    """A source database in LATIN1 on the test server (dropped after, its slots with it)."""
+    name = f"latin1_{uuid.uuid4().hex[:8]}"
+    create = "CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL(create).format(sql.Identifier(name)))
+    dsn = make_conninfo(pg_dsn, dbname=name)
+    yield dsn
+    execute(dsn, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE database = current_database() AND NOT active")  # fmt: skip
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("strategy", ["remote", "local"])
+def test_a_latin1_source_database(tmp_path, latin1_dsn, pg_target_dsn, strategy):
+    """pgoutput and ``COPY`` send text in the session's client encoding, which was the
+    database's own unless the DSN said otherwise: the first 'é' stopped the pipeline ("not
+    valid UTF-8"). The source's sessions ask for UTF-8; the server converts."""
+    execute(latin1_dsn, "CREATE TABLE items (id int PRIMARY KEY, note text, doc jsonb, "
+            "code varchar(10))", "INSERT INTO items VALUES (1, 'café ü ß', "
+            "'{\"n\": \"naïve\"}', 'ñ'), (2, 'plain', '{}', 'x')")  # fmt: skip
+    env = {"SRC_DSN": latin1_dsn, "TGT_DSN": pg_target_dsn, "STRATEGY": strategy}
+    cli = CLI(tmp_path, CONFIG, env)
+    cli.run("sync", "--once")
+    execute(latin1_dsn, "UPDATE items SET note = 'Grüße ÿ' WHERE id = 2",
+            "INSERT INTO items VALUES (3, 'à la', '{\"é\": 1}', 'ö')")  # fmt: skip
+    cli.run("sync", "--once")
+    every = "SELECT id, note, doc::text, code FROM items ORDER BY id"
+    assert rows(pg_target_dsn, every) == rows(latin1_dsn, every)
+    assert rows(pg_target_dsn, "SELECT note FROM items WHERE id = 2") == [("Grüße ÿ",)]
+    assert cli.run("verify", check=False).returncode == 0

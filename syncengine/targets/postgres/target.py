@@ -179,11 +179,11 @@ class PostgresTarget:
             conn = await psycopg.AsyncConnection.connect(
                 self.config.dsn.get_secret_value(), autocommit=True
             )
-            await pgsession.pin(conn)  # the text forms read back, whatever the database's defaults
-            # the decoded path writes COPY text as UTF-8 bytes: the server must read them as
+            # the text forms read back, whatever the database's defaults; and UTF-8: the
+            # decoded path writes COPY text as UTF-8 bytes, which the server must read as
             # UTF-8 and convert (or refuse) for a database in another encoding, never store
-            # them as that encoding's characters (a LATIN1 target got 'â\x82¬' for '€')
-            await conn.execute("SET client_encoding = 'UTF8'")
+            # as that encoding's characters (a LATIN1 target got 'â\x82¬' for '€')
+            await pgsession.pin(conn)
             # staging tables live in local buffers; the 8MB default spills a 100k-row batch
             # to disk (must be set before the session's first temporary table)
             await conn.execute("SET temp_buffers = '128MB'")
