@@ -85,7 +85,14 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
             problems.append(
                 f"tables: no SELECT on '{written}'; run GRANT SELECT ON {table} TO <user>"
             )
-        if config.mode == "cdc" and not has_pk and identity not in ("f", "i"):
+        if config.mode == "cdc" and identity == "n":
+            fix = "DEFAULT" if has_pk else "FULL"
+            problems.append(
+                f"tables: '{written}' has REPLICA IDENTITY NOTHING: once published, the source "
+                f"refuses its UPDATEs and DELETEs (the application writing it would fail); run "
+                f"ALTER TABLE {table} REPLICA IDENTITY {fix}"
+            )
+        elif config.mode == "cdc" and not has_pk and identity not in ("f", "i"):
             problems.append(
                 f"tables: '{written}' has no primary key and no REPLICA IDENTITY FULL, so its "
                 f"updates and deletes cannot be keyed; add a primary key or run "

@@ -29,6 +29,43 @@ def test_validate_reports_unkeyed_table_and_missing_table(pg_dsn):
     assert not any("tight" in p for p in problems)
 
 
+def test_replica_identity_nothing_is_refused_before_it_is_published(pg_dsn):
+    """Once in a publication that publishes updates, a table with REPLICA IDENTITY NOTHING
+    has every UPDATE and DELETE refused by the source: the engine's ``open`` broke the
+    application writing it ("cannot update table … does not have a replica identity")."""
+    execute(
+        pg_dsn,
+        "CREATE TABLE keyed (id int PRIMARY KEY)",
+        "ALTER TABLE keyed REPLICA IDENTITY NOTHING",
+        "CREATE TABLE loose (a int)",
+        "ALTER TABLE loose REPLICA IDENTITY NOTHING",
+    )
+    pipeline = PipelineConfig.model_validate(
+        {
+            "source": {"type": "postgres", "dsn": pg_dsn, "tables": ["keyed", "loose"]},
+            "target": {"type": "parquet", "path": "/tmp/x"},
+        }
+    )
+    problems = asyncio.run(check_source("p", pipeline))
+    assert any(
+        "'keyed' has REPLICA IDENTITY NOTHING" in p and "IDENTITY DEFAULT" in p for p in problems
+    )
+    assert any(
+        "'loose' has REPLICA IDENTITY NOTHING" in p and "IDENTITY FULL" in p for p in problems
+    )
+
+    async def refused() -> None:
+        source = make_source(pg_dsn, ["keyed"], pipeline="nothing")
+        try:
+            with pytest.raises(FatalError, match="REPLICA IDENTITY NOTHING"):
+                await source.open()
+        finally:
+            await source.close()
+
+    asyncio.run(refused())
+    execute(pg_dsn, "UPDATE keyed SET id = id + 1")  # the application still writes
+
+
 def test_open_creates_publication_for_partitioned_table_and_refuses_unkeyed(pg_dsn):
     execute(
         pg_dsn,
