@@ -32,8 +32,13 @@ async def connect(
             options=startup_options(dsn),
             **extra,
         )
-        if not replication:  # a walsender never idles: it streams
-            await pin_later(conn)
-        return conn
     except psycopg.Error as exc:
         raise map_error(exc, "connecting") from exc
+    if replication:  # a walsender is not closed for idling (a backfill under a 300 ms limit)
+        return conn
+    try:
+        await pin_later(conn)
+    except psycopg.Error as exc:
+        await conn.close()
+        raise map_error(exc, "connecting") from exc
+    return conn
