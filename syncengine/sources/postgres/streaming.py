@@ -43,7 +43,10 @@ QUIET = 0.01
 
 async def start_replication(
     repl: psycopg.AsyncConnection, slot: str, publication: str, start: int
-) -> None:
+) -> float:
+    """Start streaming ``slot`` from ``start``; the walsender's ``wal_sender_timeout`` in
+    seconds, asked first (:meth:`ReplicationStream.pace` keeps the status updates within it)."""
+    timeout = await admin.sender_timeout(repl)
     options = sql.SQL("proto_version '1', publication_names {}, messages 'true'").format(
         sql.Literal(f'"{publication}"')
     )
@@ -51,6 +54,7 @@ async def start_replication(
         sql.Identifier(slot), sql.SQL(format_lsn(start)), options
     )
     await repl.cursor().execute(command)
+    return timeout
 
 
 #: a slot still held by a departing walsender: tries and seconds between them (about 10 s)
@@ -80,12 +84,11 @@ async def stream_changes(
     repl = await connect(replication=True)
     side: psycopg.AsyncConnection | None = None
     stream: ReplicationStream | None = None
-    paced = 0.0  # the walsender's timeout, asked before each start
+    paced = 0.0  # the walsender's timeout
     try:
         for attempt in range(SLOT_BUSY_TRIES):
             try:
-                paced = await admin.sender_timeout(repl)
-                await start_replication(repl, slot, publication, start)
+                paced = await start_replication(repl, slot, publication, start)
                 break
             except psycopg.errors.ObjectInUse as exc:
                 # the walsender of a consumer that just died or closed holds the slot until it

@@ -225,8 +225,7 @@ class WatermarkReader:
         if self.temporary is not None:
             slot = self.temporary
             self.start, _ = await admin.create_slot(self.repl, slot, export=False, temporary=True)
-        paced = await admin.sender_timeout(self.repl)
-        await start_replication(self.repl, slot, self.source.publication, self.start)
+        paced = await start_replication(self.repl, slot, self.source.publication, self.start)
         stream = ReplicationStream(self.repl, self.start)
         stream.pace(paced)
         # Confirm nothing: the snapshot position may be past the pipeline's checkpoint (a
