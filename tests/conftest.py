@@ -51,6 +51,7 @@ class ExternalPostgres:
 STATEMENT_STATS = {
     "shared_preload_libraries": "'pg_stat_statements'",
     "pg_stat_statements.max": "10000",
+    "pg_stat_statements.track": "none",  # a test turns it on for its database (tests/statements.py)
 }
 
 

@@ -20,6 +20,7 @@ from syncengine.runtime import runner
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.state import SQLiteStateStore
 from tests.integration.pgsource.pgsource_helpers import execute
+from tests.statements import track_statements
 
 ROWS = 2000
 PUSHED = '("status" = \'open\') OR ("total" >= 950)'
@@ -79,11 +80,7 @@ def source_ids(dsn: str, condition: str) -> list[int]:
 
 @pytest.fixture
 def statements(pg_dsn: str) -> None:
-    try:
-        execute(pg_dsn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        execute(pg_dsn, "SELECT count(*) FROM pg_stat_statements")
-    except psycopg.Error as exc:  # an external server without the preload
-        pytest.skip(f"pg_stat_statements is not available: {exc}")
+    track_statements(pg_dsn)
     forget_statements(pg_dsn)
 
 

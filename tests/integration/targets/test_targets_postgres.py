@@ -17,6 +17,7 @@ from syncengine.errors import FatalError, TargetUnavailable
 from syncengine.targets.base import Checkpoint, ShadowUpdate, TableSpec, TableWrite
 from syncengine.targets.postgres import PostgresTarget
 from tests.integration.targets.conftest import make_batch, run
+from tests.statements import track_statements
 
 
 def shadow_for(batch: ChangeBatch) -> ShadowUpdate:
@@ -381,16 +382,6 @@ def _statement_calls(dsn: str, pattern: str) -> int:
     return int(row[0])
 
 
-def _statement_stats(dsn: str) -> None:
-    """pg_stat_statements in this database, or the test is skipped (an external server)."""
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            conn.execute("SELECT count(*) FROM pg_stat_statements")
-    except psycopg.Error as exc:
-        pytest.skip(f"pg_stat_statements is not available: {exc}")
-
-
 def _savepoints(dsn: str) -> int:
     return _statement_calls(dsn, "SAVEPOINT%")
 
@@ -399,7 +390,7 @@ def test_a_group_takes_savepoints_only_when_a_row_is_refused(pg_target_dsn: str)
     """A group is tried without a savepoint per statement (two round trips a table that only
     a bad row needs); a refused row rolls that attempt back and the group is applied again
     with them, bisecting to the row: the same result as if they had been there all along."""
-    _statement_stats(pg_target_dsn)
+    track_statements(pg_target_dsn)
     schema = pa.schema([("id", pa.int64()), meta("qty", pa.int64(), "integer")])
     with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE sp (id bigint PRIMARY KEY, qty integer CHECK (qty >= 0))")
@@ -442,7 +433,7 @@ def _creates(dsn: str) -> int:
 def test_a_staging_table_is_created_once_a_session_unless_its_transaction_rolled_back(
     pg_target_dsn: str,
 ) -> None:
-    _statement_stats(pg_target_dsn)
+    track_statements(pg_target_dsn)
     schema = pa.schema([("id", pa.int64()), meta("qty", pa.int64(), "integer")])
     with psycopg.connect(pg_target_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE st (id bigint PRIMARY KEY, qty integer CHECK (qty >= 0))")
