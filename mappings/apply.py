@@ -29,9 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from polars.expr.whenthen import ChainedThen, Then
 from syncengine.mappings.compiler import NOW_COLUMN, Compiled
+from syncengine.mappings.errors import ExpressionError
 from syncengine.mappings.passthrough import apply_identity
-from syncengine.mappings.plan import CompiledMapping
-from syncengine.mappings.shape import nest
+from syncengine.mappings.plan import CompiledMapping, new_compiler
+from syncengine.mappings.shape import ColumnRef, nest
 
 from syncengine.changes import (
     BEFORE_PREFIX,
@@ -94,21 +95,17 @@ def _filter_action(
 ) -> tuple[list[pl.Expr], list[tuple[pl.Expr, str, str]], pl.Expr | None]:
     assert plan.filter is not None
     compiled = plan.filter
-    unsent_deps = {d.split(".")[0] for d in compiled.deps} & shape.unsent
-    fillable = unsent_deps & shape.before
-    if fillable:  # unsent means unchanged: read the before-image value instead
+    fillable = shape.unsent & shape.before
 
-        def ref(name: str) -> pl.Expr:
-            if name not in fillable:
-                return pl.col(name)
-            mask = pl.col(UNSENT_PREFIX + name).fill_null(False)
-            return pl.when(mask).then(pl.col(BEFORE_PREFIX + name)).otherwise(pl.col(name))
+    def ref(name: str) -> pl.Expr:  # unsent means unchanged: the before-image value
+        if name not in fillable:
+            return pl.col(name)
+        mask = pl.col(UNSENT_PREFIX + name).fill_null(False)
+        return pl.when(mask).then(pl.col(BEFORE_PREFIX + name)).otherwise(pl.col(name))
 
+    if {d.split(".")[0] for d in compiled.deps} & fillable:
         compiled = plan.compiler(ref).compile(plan.mapping.filter or "")
-    unknown = _unsent_of(compiled, shape.unsent - fillable)
-    match = compiled.expr.fill_null(False)
-    if unknown is not None:
-        match = match | unknown
+    match = _matches(compiled, shape)
     op = pl.col("_op")
     if shape.ops <= {OP_READ} and not compiled.checks:
         return [], [], match  # a snapshot batch: rows that do not match are simply dropped
@@ -116,10 +113,12 @@ def _filter_action(
     if shape.ops <= {OP_READ}:
         action = pl.when(match).then(op)
     else:
+        # a row another mapping writes into the same target table is not deleted there
+        dropped = (op == OP_READ) | _kept_elsewhere(plan, shape, ref)
         action = (
             pl.when(op.is_in([OP_DELETE, OP_TRUNCATE]) | match)
             .then(op)
-            .when(op == OP_READ)
+            .when(dropped)
             .then(pl.lit(None, dtype=pl.String))
             .otherwise(pl.lit(OP_DELETE))
         )
@@ -133,6 +132,31 @@ def _filter_action(
         for f, c in zip(failures, compiled.checks, strict=True)
     ]
     return [action.alias("_op"), *failures], checks, None
+
+
+def _matches(compiled: Compiled, shape: Shape) -> pl.Expr:
+    """Rows the filter keeps; a row whose filter reads a column it did not send (and has no
+    before-image of) counts as kept: it stays an update, unchanged there."""
+    match = compiled.expr.fill_null(False)
+    unknown = _unsent_of(compiled, shape.unsent - shape.before)
+    return match if unknown is None else match | unknown
+
+
+def _kept_elsewhere(plan: CompiledMapping, shape: Shape, ref: ColumnRef) -> pl.Expr:
+    """Rows one of :attr:`~CompiledMapping.kept_elsewhere`'s filters keeps (the other
+    mappings of this source table into this target table): a row leaving this mapping's
+    filter for a sibling's is the sibling's row now, so deleting it would drop what the
+    sibling writes in the same group."""
+    kept = pl.lit(False)
+    for text, dialect in plan.kept_elsewhere:
+        if text is None:
+            return pl.lit(True)  # a sibling without a filter keeps every row
+        try:
+            compiled = new_compiler(plan.source_schema, dialect, plan.missing, ref).compile(text)
+        except ExpressionError:
+            return pl.lit(True)  # (the sibling reports its own error; here: never delete)
+        kept = kept | _matches(compiled, shape)
+    return kept
 
 
 def build_plan(plan: CompiledMapping, shape: Shape) -> Plan:

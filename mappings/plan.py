@@ -67,6 +67,10 @@ class CompiledMapping:
     filter: Compiled | None
     missing: Missing
     index: int | None = None
+    #: (filter, dialect) of the other mappings of the same source table into the same target
+    #: table (None: one without a filter): a row they keep is not deleted on leaving this
+    #: mapping's filter (:func:`syncengine.mappings.apply.build_plan`)
+    kept_elsewhere: tuple[tuple[str | None, str], ...] = ()
     target_schema: pa.Schema = field(default_factory=lambda: pa.schema([]))
     _variants: dict[Shape, Plan] = field(default_factory=dict, repr=False)
     #: whether the plan maps every column to itself (mappings/passthrough.py); None: not known
@@ -157,12 +161,14 @@ def compile_mapping(
     *,
     index: int | None = None,
     missing: Missing | None = None,
+    kept_elsewhere: tuple[tuple[str | None, str], ...] = (),
 ) -> CompiledMapping:
     """Compile ``mapping`` for batches whose row image has ``source_schema`` (cached).
 
     ``missing`` says what an unknown column is: ``"error"`` (tables) or ``"null"`` (documents,
     where a field may be absent from a whole batch). By default documents are recognised by a
-    ``_id`` key or ``bson_type`` field metadata.
+    ``_id`` key or ``bson_type`` field metadata. ``kept_elsewhere``: see
+    :attr:`CompiledMapping.kept_elsewhere`.
     """
     # columns carried as text that an expression reads are read natively (apply restores them)
     schema = native_schema(mapping, data_schema(source_schema))
@@ -174,12 +180,14 @@ def compile_mapping(
         tuple(source_key),
         index,
         missing,
+        kept_elsewhere,
     )
     found = _CACHE.get(cache_key)
     if found is not None:
         _CACHE.move_to_end(cache_key)
         return found
     compiled = _compile(pipeline, mapping, schema, tuple(source_key), index, missing)
+    compiled.kept_elsewhere = kept_elsewhere
     _CACHE[cache_key] = compiled
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

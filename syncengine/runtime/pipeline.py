@@ -46,6 +46,7 @@ from syncengine.runtime.declared import (
 )
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
+from syncengine.runtime.sharedtargets import kept_elsewhere
 from syncengine.runtime.superseded import PendingLetters
 from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS
 from syncengine.sources.base import ChangeSource
@@ -226,7 +227,13 @@ class Pipeline:
         compiled = self._compiled.get(cache_key)
         if compiled is None:
             source_schema = batch.rows.schema
-            compiled = compile_mapping(self.name, mapping, source_schema, tuple(batch.key))
+            compiled = compile_mapping(
+                self.name,
+                mapping,
+                source_schema,
+                tuple(batch.key),
+                kept_elsewhere=kept_elsewhere(self, index, mapping),
+            )
             self._compiled[cache_key] = compiled
         return compiled
 

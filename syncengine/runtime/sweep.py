@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -29,6 +30,7 @@ import pyarrow.compute as pc
 from syncengine.changes import OP_DELETE, REPLAYED, ChangeBatch, is_data_column
 from syncengine.runtime.keyread import key_reading, text_keys
 from syncengine.runtime.pipeline import union_schema
+from syncengine.runtime.sharedtargets import cowriters
 from syncengine.targets.base import TableSpec
 
 if TYPE_CHECKING:
@@ -61,10 +63,19 @@ async def find_deleted(pipeline: Pipeline, table: str) -> Found:
         log.warning("%s: %s: no settled position, deleted keys are not swept", pipeline.name, table)
         return []
     found: Found = []
+    done: set[str] = set()
     for index, mapping in pipeline.mappings_for(table):
+        if mapping.target_name in done:
+            continue
+        done.add(mapping.target_name)
         spec, present = await _source_keys(pipeline, table, index, mapping)
         if spec is None:
             continue
+        # every row the target table should hold: what each mapping writing it keeps
+        # (:mod:`.sharedtargets`)
+        for other_table, other_index, other in cowriters(pipeline, mapping, index):
+            _, more = await _source_keys(pipeline, other_table, other_index, other)
+            present = _union(present, more, spec.key)
         # the target's key columns only: its whole rows took seconds to read into Arrow
         key_spec = TableSpec(
             spec.name, spec.key, pa.schema([spec.schema.field(k) for k in spec.key])
@@ -76,6 +87,12 @@ async def find_deleted(pipeline: Pipeline, table: str) -> Found:
             if gone.num_rows:
                 found.append((mapping, spec, _deletes(spec, gone, position)))
     return found
+
+
+def _union(present: pa.Table | None, more: pa.Table | None, key: Sequence[str]) -> pa.Table | None:
+    """The key rows of both (text columns named as the target key)."""
+    parts = [t.select(list(key)) for t in (present, more) if t is not None and t.num_rows]
+    return pa.concat_tables(parts) if parts else present
 
 
 async def _source_keys(

@@ -223,8 +223,14 @@ class TableOps:
             request.id,
         )
         # from before the first chunk is read until the last row is applied, the stream's
-        # changes of the table record their positions per key (see DENSE_FENCE)
-        self.pipeline.dense_fence.add(request.table)
+        # changes of the table record their positions per key (see DENSE_FENCE), and so do
+        # those of the tables whose mappings write its target tables: the sweep reads their
+        # keys too, and must not delete a row of theirs the stream applied after that read
+        from syncengine.runtime.sharedtargets import cowriter_tables
+
+        dense = {request.table, *cowriter_tables(self.pipeline, request.table)}
+        dense -= self.pipeline.dense_fence  # (another request's stay until it ends)
+        self.pipeline.dense_fence |= dense
         held = HeldCopy(self.pipeline, request, foreground)
         try:
             source = table_source(self.pipeline)
@@ -253,7 +259,7 @@ class TableOps:
                 found = await find_deleted(self.pipeline, request.table)
                 yield Sweep(self.pipeline, request.table, found)
         finally:
-            self.pipeline.dense_fence.discard(request.table)
+            self.pipeline.dense_fence -= dense
         if request.target_empty:
             log.info(
                 "%s: %s was empty at the target before the copy: no sweep", name, request.table

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from syncengine.changes import is_data_column
 from syncengine.codecs import pg_text
-from syncengine.config.models import PipelineConfig
+from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.runtime.compare import TableDiff, compare_frames
 from syncengine.runtime.declared import without_generated
 from syncengine.runtime.pipeline import Pipeline, union_schema
@@ -32,12 +32,25 @@ async def verify_named(name: str, spec: PipelineConfig, state: StateStore) -> li
 
 
 async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
-    diffs: list[TableDiff] = []
+    """One comparison per target table, of what every mapping that writes it makes of its
+    source (a table split into it by filters, tables merged into it: :mod:`.sharedtargets`);
+    compared per mapping, each one's rows showed the others' as extra in the target."""
+    writers: dict[str, list[tuple[int, MappingConfig]]] = {}
     for index, mapping in enumerate(pipeline.mappings):
-        compiled = None
-        schema: pa.Schema | None = None
-        parts: list[pa.Table] = []
+        writers.setdefault(mapping.target_name, []).append((index, mapping))
+    return [await _verify_table(pipeline, mappings) for mappings in writers.values()]
+
+
+async def _verify_table(
+    pipeline: Pipeline, mappings: list[tuple[int, MappingConfig]]
+) -> TableDiff:
+    compiled = None
+    schema: pa.Schema | None = None
+    parts: list[pa.Table] = []
+    for index, mapping in mappings:
+        scanned = False
         async for batch in pipeline.source.scan(mapping.source):
+            scanned = True
             compiled = pipeline.compile(index, mapping, batch)
             mapped = compiled.apply(batch).batch
             columns = [c for c in mapped.data.column_names if is_data_column(c)]
@@ -49,26 +62,25 @@ async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
                 if schema is None
                 else union_schema(schema, compiled.target_schema)
             )
-        if compiled is None:
+        if not scanned:
             raise RuntimeError(
                 f"{mapping.source}: the source scan yielded no batch (not even an empty one)"
             )
-        assert schema is not None
-        spec = TableSpec(mapping.target_name, tuple(compiled.key), schema)
-        if not getattr(pipeline.target, "generates_columns", False):
-            # columns generated at the source are never written to such a target (declared.py)
-            spec, _ = without_generated(spec, [])
-            parts = [p.select([c for c in p.column_names if c in spec.schema.names]) for p in parts]
-        target_parts = [t async for t in pipeline.target.scan(spec)]
-        # a Postgres column carried as text in some batches (or read back as text: a target
-        # value with no native form) is text in all, on both sides (codecs.pg_text)
-        unified = pg_text.unify_text(parts + target_parts)
-        frames = [pl.DataFrame(t) for t in unified[: len(parts)]]
-        source = pl.concat(frames, how="diagonal_relaxed")
-        target = (
-            pl.concat([pl.DataFrame(t) for t in unified[len(parts) :]], how="diagonal_relaxed")
-            if target_parts
-            else pl.DataFrame(schema=source.schema)
-        )
-        diffs.append(compare_frames(spec.name, source, target, list(spec.key)))
-    return diffs
+    assert compiled is not None and schema is not None
+    spec = TableSpec(mappings[0][1].target_name, tuple(compiled.key), schema)
+    if not getattr(pipeline.target, "generates_columns", False):
+        # columns generated at the source are never written to such a target (declared.py)
+        spec, _ = without_generated(spec, [])
+        parts = [p.select([c for c in p.column_names if c in spec.schema.names]) for p in parts]
+    target_parts = [t async for t in pipeline.target.scan(spec)]
+    # a Postgres column carried as text in some batches (or read back as text: a target
+    # value with no native form) is text in all, on both sides (codecs.pg_text)
+    unified = pg_text.unify_text(parts + target_parts)
+    frames = [pl.DataFrame(t) for t in unified[: len(parts)]]
+    source = pl.concat(frames, how="diagonal_relaxed")
+    target = (
+        pl.concat([pl.DataFrame(t) for t in unified[len(parts) :]], how="diagonal_relaxed")
+        if target_parts
+        else pl.DataFrame(schema=source.schema)
+    )
+    return compare_frames(spec.name, source, target, list(spec.key))

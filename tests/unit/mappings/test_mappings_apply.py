@@ -94,6 +94,28 @@ def test_filter_turns_non_matching_updates_and_inserts_into_deletes_and_drops_re
     ]
 
 
+def test_a_row_a_sibling_mapping_keeps_is_not_deleted_on_leaving_the_filter() -> None:
+    """Mappings of one source table into one target table, split by filters: a row leaving
+    this one's filter for a sibling's is the sibling's row (it upserts it in the same group)."""
+    m = mapping(filter="status = 'paid'")
+    rows = [row(1), row(2, status="draft"), row(3, status="void"), row(4, status="draft")]
+    b = batch(rows, ["u", "u", "u", "d"])
+
+    def ops(kept: tuple) -> list[tuple]:
+        plan = compile_mapping("shop", m, SCHEMA, ("id",), kept_elsewhere=kept)
+        return pl.from_arrow(plan.apply(b).batch.data).select("id", "_op").rows()
+
+    assert ops(()) == [(1, "u"), (2, "d"), (3, "d"), (4, "d")]
+    assert ops((("status = 'draft'", "postgres"),)) == [(1, "u"), (3, "d"), (4, "d")]
+    # a sibling without a filter keeps every row: none leaves the target
+    assert ops((("status = 'draft'", "postgres"), (None, "postgres"))) == [(1, "u"), (4, "d")]
+    # a sibling's filter on a column the row did not send: kept as it is, not deleted
+    unsent = batch(rows[1:2], ["u"], unsent={"notes": [True]})
+    sibling = (("notes = 'a'", "postgres"),)
+    plan = compile_mapping("shop", m, SCHEMA, ("id",), kept_elsewhere=sibling)
+    assert pl.from_arrow(plan.apply(unsent).batch.data).height == 0
+
+
 def test_truncate_passes_and_null_filter_is_no_match() -> None:
     m = mapping(filter="amount_cents > 5")
     frame, _ = run(m, batch([row(1, cents=None), row(2), row(3)], ["r", "r", "t"]))
