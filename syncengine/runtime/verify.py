@@ -41,9 +41,7 @@ async def verify_pipeline(pipeline: Pipeline) -> list[TableDiff]:
     return [await _verify_table(pipeline, mappings) for mappings in writers.values()]
 
 
-async def _verify_table(
-    pipeline: Pipeline, mappings: list[tuple[int, MappingConfig]]
-) -> TableDiff:
+async def _verify_table(pipeline: Pipeline, mappings: list[tuple[int, MappingConfig]]) -> TableDiff:
     compiled = None
     schema: pa.Schema | None = None
     parts: list[pa.Table] = []
