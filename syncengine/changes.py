@@ -327,19 +327,23 @@ def _with_field_metadata(table: pa.Table, parts: Sequence[ChangeBatch]) -> pa.Ta
     that carries metadata in a part (at any depth) typed as the first part that types it alike
     (Polars' large offsets aside). The metadata says what a value is (``bson_type=objectId`` on
     a string, also on a list's items; ``pg_type`` on text a Postgres value has no Arrow form
-    for): lost, a Mongo target wrote ObjectIds as strings and JSON as text."""
+    for): lost, a Mongo target wrote ObjectIds as strings and JSON as text. A number typed
+    ``int`` in one part and ``long`` in another says ``long``, as one decode of both would."""
+    from syncengine.codecs.bson_types import wider_bson_field
+
     fields = []
     changed = False
     for f in table.schema:
+        chosen = None
         for part in parts:
             index = part.data.schema.get_field_index(f.name)
             if index < 0:
                 continue
             known = part.data.schema.field(index)
             if _has_metadata(known) and _same_type(known.type, f.type):
-                f = known
-                changed = True
-                break
+                chosen = known if chosen is None else wider_bson_field(chosen, known)
+        if chosen is not None:
+            f, changed = chosen, True
         fields.append(f)
     if not changed:
         return table

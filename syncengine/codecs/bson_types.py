@@ -23,6 +23,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+import pyarrow as pa
 from bson import Binary, Decimal128, Int64, ObjectId
 from bson.binary import UUID_SUBTYPE
 
@@ -178,6 +179,24 @@ _WIDEN = {
     frozenset({"int", "bigLong"}): BIG_LONG,
     frozenset({"long", "bigLong"}): BIG_LONG,
 }
+
+
+def wider_number(a: bytes, b: bytes) -> bytes | None:
+    """The ``bson_type`` of a field joined from fields of numeric BSON types ``a`` and ``b``
+    that Arrow holds alike (an int beside a long: int64 both), as one decode of their values
+    would type it; None when they are not two such numbers."""
+    widened = _WIDEN.get(frozenset({a.decode(), b.decode()}))
+    return widened[0].encode() if widened and a != b else None
+
+
+def wider_bson_field(a: pa.Field, b: pa.Field) -> pa.Field:
+    """``a``, saying the wider of the two numeric BSON types when ``b``'s is wider: an int
+    batch joined with a long one holds longs, as one decode of both types the field."""
+    kinds = [(f.metadata or {}).get(b"bson_type") for f in (a, b)]
+    if kinds[0] is None or kinds[1] is None:
+        return a
+    wider = wider_number(kinds[0], kinds[1])
+    return a if wider is None else a.with_metadata({**(a.metadata or {}), b"bson_type": wider})
 
 
 def unify(a: Node, b: Node) -> Node:

@@ -31,6 +31,7 @@ from syncengine.changes import (
     ChangeBatch,
     concat_batches,
 )
+from syncengine.codecs.bson_types import wider_bson_field
 from syncengine.config.models import ConflictsConfig, MappingConfig, PipelineConfig
 from syncengine.errors import FatalError
 from syncengine.plugins import source_factory
@@ -754,7 +755,7 @@ def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
     if _bson_json_join(a, b):
         return pa.field(a.name, pa.string(), metadata={"bson_type": "json", "pg_type": "jsonb"})
     if a.type == b.type:
-        return a
+        return wider_bson_field(a, b)
     if pa.types.is_decimal(a.type) and pa.types.is_decimal(b.type):
         scale = max(a.type.scale, b.type.scale)
         digits = max(a.type.precision - a.type.scale, b.type.precision - b.type.scale)
@@ -764,7 +765,7 @@ def common_field(a: pa.Field, b: pa.Field) -> pa.Field:
             [pa.schema([a.with_name("v")]), pa.schema([b.with_name("v")])],
             promote_options="permissive",
         ).field("v")
-        return a.with_type(merged.type)
+        return wider_bson_field(a.with_type(merged.type), b)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return a.with_type(pa.string())
 

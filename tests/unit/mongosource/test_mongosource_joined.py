@@ -169,3 +169,13 @@ def test_a_field_of_nulls_joins_as_the_other_field():
             pa.table({"v": [0.5]}, schema=second),
         ]
         assert group_schema([first, second], values).field("v") == doubles
+
+
+def test_an_int_batch_joined_with_a_long_batch_says_long_in_the_group_and_its_spec():
+    """Found by the property above: the group's spec kept the first batch's ``int``."""
+    parts = [_batch([{"_id": 0, "a": 0}], "1"), _batch([{"_id": 1, "a": Int64(2**31)}], "2")]
+    joined = concat_batches(parts)
+    spec = group_schema([p.data.schema for p in parts], [p.data for p in parts])
+    assert _kind(joined.data.schema.field("a")) == (pa.int64(), b"long")
+    assert _kind(spec.field("a")) == (pa.int64(), b"long")
+    assert _documents(joined) == [{"_id": 0, "a": 0}, {"_id": 1, "a": 2**31}]
