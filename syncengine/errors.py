@@ -100,6 +100,14 @@ class HistoryLost(FatalError):
     """The stored source position is no longer available (WAL recycled, oplog rolled over)."""
 
 
+#: what to do about :class:`HistoryLost` (both are a resync, :mod:`syncengine.runtime.resync`)
+HISTORY_LOST_HINT = (
+    "with source.on_history_lost: resnapshot the pipeline copies every table again and deletes "
+    "the target rows the source no longer has; with 'fail', run syncengine checkpoints reset "
+    "CONFIG -p PIPELINE, and the next run does the same"
+)
+
+
 class DecodeError(FatalError):
     """Wire bytes that cannot be decoded. Names the offset so the bytes can be inspected."""
 
@@ -193,7 +201,7 @@ SQLSTATE_RULES: dict[str, Rule] = {
     "58P01": Rule(
         HistoryLost,
         RetriableError,
-        source_hint="the slot's WAL is gone; reset the pipeline and backfill again",
+        source_hint=HISTORY_LOST_HINT,
     ),
     "42501": PERMISSION,  # insufficient_privilege
     "28": FATAL,  # invalid authorization (wrong password, pg_hba.conf)
@@ -251,8 +259,7 @@ MONGO_CODE_RULES: dict[int, Rule] = {
         Rule(
             HistoryLost,
             FatalError,
-            source_hint="on_history_lost: resnapshot copies the collections again; "
-            "with 'fail', reset the checkpoint and run a backfill",
+            source_hint=HISTORY_LOST_HINT,
         ),
     ),
     # Unauthorized, AuthenticationFailed

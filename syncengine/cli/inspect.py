@@ -121,30 +121,35 @@ def checkpoints_show(config_path: str, pipeline: str | None, as_json: bool) -> N
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @expected_errors
 def checkpoints_reset(config_path: str, pipeline: str, yes: bool) -> None:
-    """Forget a pipeline's positions: its next run starts with a fresh backfill."""
+    """Forget a pipeline's positions: its next run copies every table again, then deletes the
+    target rows whose key the source no longer has (a resync)."""
     config, _ = load_selected(config_path, pipeline)
     if not yes:
         click.confirm(f"reset checkpoints of '{pipeline}' (next run re-backfills)?", abort=True)
     state = open_state(config.state)
     with state.lock(pipeline, "checkpoints reset"):
         _forget_positions(config, pipeline, state)
-    click.echo(f"{pipeline}: checkpoints and snapshot progress reset")
+    click.echo(
+        f"{pipeline}: checkpoints and snapshot progress reset; the next run copies every table "
+        "again and deletes the target rows the source no longer has"
+    )
 
 
 def _forget_positions(config: Config, pipeline: str, state: StateStore) -> None:
-    """Reset the stored positions where the target keeps them and in the state store."""
+    """A resync request: the stored positions forgotten where the target keeps them and in
+    the state store (:mod:`syncengine.runtime.resync`)."""
+    from syncengine.runtime import resync
     from syncengine.runtime.pipeline import Pipeline
 
     async def forget() -> None:
         job = Pipeline(pipeline, config.pipelines[pipeline], state)
         try:
             await job.target.open()
-            await job.target.reset_checkpoint(job.stream_name)
+            await resync.begin(job, "checkpoints reset")
         finally:
             await job.close()
 
     asyncio.run(forget())
-    state.reset_checkpoints(pipeline)
 
 
 @click.group()

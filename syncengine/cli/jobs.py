@@ -153,6 +153,8 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
 
     if any(_streams_pgoutput(config.pipelines[name]) for name in names):
         decodespawn.start_early()  # before the imports below: the child starts while they run
+    from syncengine.errors import HistoryLost
+    from syncengine.runtime import resync
     from syncengine.runtime.pipeline import Pipeline
     from syncengine.runtime.runner import sync_once
 
@@ -160,14 +162,20 @@ def sync(config_path: str, pipeline: str | None, once: bool, every: str | None) 
 
     async def one(name: str, stop: asyncio.Event) -> tuple[int, int]:
         with state.lock(name, "sync"):
-            job = Pipeline(name, config.pipelines[name], state)
-            await job.open()
-            try:
-                result = await sync_once(job, stop=stop)
-                record_status(state, name, job.rows_applied, None)
-                return result
-            finally:
-                await job.close()
+            resynced = False  # lost history: one resync a run (runtime/resync.py)
+            while True:
+                job = Pipeline(name, config.pipelines[name], state)
+                await job.open()
+                try:
+                    result = await sync_once(job, stop=stop)
+                    record_status(state, name, job.rows_applied, None)
+                    return result
+                except HistoryLost as exc:
+                    if resynced or not await resync.after_history_lost(job, exc):
+                        raise
+                    resynced = True
+                finally:
+                    await job.close()
 
     async def main(stop: asyncio.Event) -> None:
         while True:

@@ -19,6 +19,9 @@ FIELDS = [
     ("dead_letters", "dead_letters"),
     ("last_error", "last_error"),
 ]
+#: shown when some pipeline has them: a source's warning (a slot retaining too much WAL, or
+#: invalidated) and a resync under way (syncengine/runtime/resync.py)
+NOTICE_FIELDS = [("warning", "warning"), ("resync", "resync")]
 #: cluster mode adds its stream workflow's state (syncengine/cluster/clusterstatus.py)
 CLUSTER_FIELDS = [
     ("workflow", "cluster_state"),
@@ -55,7 +58,8 @@ def _trend(trend: dict[str, Any] | None) -> str:
 
 def print_status(infos: list[dict[str, Any]], width: int | None = None) -> None:
     """Print to stdout, ``width`` columns (default: the terminal's, or ``COLUMNS``)."""
-    fields = FIELDS + (CLUSTER_FIELDS if any("cluster_state" in i for i in infos) else [])
+    fields = FIELDS + [f for f in NOTICE_FIELDS if any(i.get(f[1]) for i in infos)]
+    fields += CLUSTER_FIELDS if any("cluster_state" in i for i in infos) else []
     cells = [[_value(info, key) for _, key in fields] for info in infos]
     headings = [f"pipeline {info.get('pipeline')}" for info in infos]
     _print("syncengine status", [label for label, _ in fields], cells, headings, 1, width)

@@ -31,13 +31,14 @@ from syncengine.errors import (
     SyncEngineError,
     TargetUnavailable,
 )
+from syncengine.runtime import resync
 from syncengine.runtime.classify import is_transient
 from syncengine.runtime.laghistory import LagRecorder
 from syncengine.runtime.metrics import Metrics, MetricsServer
 from syncengine.runtime.pipeline import Pipeline
 from syncengine.runtime.reload import Reloads
 from syncengine.runtime.retry import CIRCUIT_STATES, Backoff, CircuitBreaker
-from syncengine.runtime.runner import backfill, ensure_backfilled, stream
+from syncengine.runtime.runner import ensure_backfilled, stream
 from syncengine.runtime.status import record_status
 from syncengine.runtime.tableops import TableOps
 from syncengine.state.locks import Lock
@@ -153,11 +154,9 @@ class Daemon:
                         raise
                     log.info("%s: stopped mid-group; it is applied again on the next start", name)
                 except HistoryLost as exc:
-                    if not self._resnapshot_allowed(name):
+                    if not await resync.after_history_lost(pipeline, exc):
                         raise
-                    log.error("%s: SOURCE HISTORY LOST (%s): re-snapshotting", name, exc)
-                    self.metrics.history_lost.labels(name).inc()
-                    await self._resnapshot(pipeline)
+                    self.metrics.history_lost.labels(name).inc()  # copied on the next round
                 except Exception as exc:  # noqa: BLE001 - classified below
                     if not is_transient(exc):
                         raise
@@ -233,13 +232,6 @@ class Daemon:
         self.metrics.pipeline_up.labels(name).set(0)
         record_status(self.state, name, None, message)
         log.error("%s: pipeline stopped: %s", name, message)
-
-    def _resnapshot_allowed(self, name: str) -> bool:
-        return self.config.pipelines[name].source.resnapshot_on_history_lost()
-
-    async def _resnapshot(self, pipeline: Pipeline) -> None:
-        self.state.clear_chunks(pipeline.name)
-        await backfill(pipeline)
 
     async def _watch_lag(self, pipeline: Pipeline) -> None:
         """The lag gauges every ``lag_interval``, and from the same probes the stored lag

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from syncengine.changes import ECHO, ChangeBatch
 from syncengine.errors import Interrupted
 from syncengine.passthrough import RawChunkExport
-from syncengine.runtime import passthrough, pausing
+from syncengine.runtime import passthrough, pausing, resync
 from syncengine.runtime.beside import Lane
 from syncengine.runtime.cancelling import cancel_and_wait
 from syncengine.runtime.copypace import CopyPace
@@ -523,8 +523,10 @@ async def process(
 async def ensure_backfilled(
     pipeline: Pipeline, progress: Progress | None = None, stop: asyncio.Event | None = None
 ) -> tuple[str, int]:
-    """The checkpoint to stream from, running the initial backfill first when there is none;
-    and the number of rows that backfill copied."""
+    """The checkpoint to stream from, running the initial backfill first when there is none
+    (and a resync's sweeps after it: :mod:`.resync`); and the number of rows that backfill
+    copied."""
+    resyncing = await resync.resume(pipeline)
     checkpoint = await pipeline.checkpoint()
     copied = 0
     if checkpoint is None:
@@ -533,6 +535,8 @@ async def ensure_backfilled(
         checkpoint = await pipeline.checkpoint()
     if checkpoint is None:
         raise RuntimeError(f"{pipeline.name}: backfill did not leave a checkpoint")
+    if resyncing:  # copied again after lost history or a reset: what the source deleted goes
+        await resync.sweep(pipeline)
     return checkpoint, copied
 
 

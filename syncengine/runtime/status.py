@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from syncengine.runtime.resync import RESYNC
 from syncengine.state.protocols import PipelineStatus, StateStore
 
 if TYPE_CHECKING:
@@ -55,12 +56,16 @@ async def gather_status(config: Config, name: str, state: StateStore) -> dict[st
             lag_seconds=lag.lag_seconds,
             retained_wal_bytes=lag.retained_wal_bytes,
             source_position=lag.position,
+            warning=lag.details.get("warning"),
         )
     except Exception as exc:  # noqa: BLE001 - status shows what it can
         info["reachable"] = False
         info["error"] = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     finally:
         await pipeline.close()
+    requested = state.get_checkpoint(name, RESYNC)
+    if requested is not None:  # a resync under way (runtime/resync.py)
+        info["resync"] = f"{requested.details.get('phase')}: {requested.details.get('reason')}"
     chunks = state.get_chunks(name)
     if chunks:
         info["snapshot_chunks"] = {

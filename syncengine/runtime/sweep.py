@@ -45,20 +45,21 @@ log = logging.getLogger("syncengine.sweep")
 Found = list[tuple["MappingConfig", TableSpec, ChangeBatch]]
 
 
-async def sweep_deleted(pipeline: Pipeline, table: str) -> int:
+async def sweep_deleted(pipeline: Pipeline, table: str, required: bool = False) -> int:
     """Delete the target rows of ``table`` whose key the source no longer has; how many."""
-    return await apply_deletes(pipeline, table, await find_deleted(pipeline, table))
+    return await apply_deletes(pipeline, table, await find_deleted(pipeline, table, required))
 
 
-async def find_deleted(pipeline: Pipeline, table: str) -> Found:
+async def find_deleted(pipeline: Pipeline, table: str, required: bool = False) -> Found:
     """The deletes of the target rows of ``table`` whose key the source no longer has, read and
     compared without writing anything: a daemon runs this beside its stream (the reads of a
     million-row table took seconds, during which no stream group was applied when the applier
-    ran them), then hands :func:`apply_deletes` to the applier."""
+    ran them), then hands :func:`apply_deletes` to the applier. ``required``: a source that
+    can place a sweep but not now raises a retriable error instead of skipping it."""
     settle = getattr(pipeline.source, "visible_position", None)
     if settle is None:
         return []
-    position = await settle()
+    position = await (settle(required=True) if required else settle())
     if position is None:
         log.warning("%s: %s: no settled position, deleted keys are not swept", pipeline.name, table)
         return []

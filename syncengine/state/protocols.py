@@ -64,8 +64,11 @@ class CheckpointStore(Transactional, Protocol):
 
     def list_checkpoints(self, pipeline: str | None = None) -> list[StoredCheckpoint]: ...
 
-    def reset_checkpoints(self, pipeline: str, stream: str | None = None) -> int:
-        """Forget positions (and, for the whole pipeline, its snapshot progress); how many."""
+    def reset_checkpoints(
+        self, pipeline: str, stream: str | None = None, keep: Sequence[str] = ()
+    ) -> int:
+        """Forget positions (and, for the whole pipeline, its snapshot progress, but not the
+        streams named in ``keep``); how many."""
         ...
 
 

@@ -86,3 +86,14 @@ def test_cluster_mode_adds_the_stream_workflow(capsys):
     assert "4242@worker-3" in out and "not applied" in out and "slot is active" in out
     print_status(INFOS, 250)  # embedded mode: no cluster columns
     assert "workflow" not in capsys.readouterr().out
+
+
+def test_a_warning_and_a_resync_are_shown_only_when_some_pipeline_has_one(capsys):
+    noticed = [{**INFOS[0], "warning": "slot s was invalidated by the server", "resync": "copy: x"}]
+    print_status([*noticed, INFOS[1]], width=80)
+    out = capsys.readouterr().out
+    assert "slot s was invalidated by the server" in out and "copy: x" in out
+    labels = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert labels.count("warning") == 2 and labels.count("resync") == 2  # "-" for the other
+    print_status(INFOS, width=80)
+    assert "warning" not in capsys.readouterr().out

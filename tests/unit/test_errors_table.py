@@ -88,12 +88,16 @@ def test_insufficient_privilege_is_a_permission_problem_on_both_sides_with_the_f
 def test_hints_belong_to_their_side():
     wal = "requested WAL segment 000000010000000000000001 has already been removed"
     lost = pg_source_error(_pg("58P01", wal), "streaming")
-    assert isinstance(lost, HistoryLost) and "backfill again" in str(lost)
+    assert isinstance(lost, HistoryLost) and "checkpoints reset" in str(lost)
+    assert "on_history_lost: resnapshot" in str(lost)
     # the target's undefined_file is an I/O error like the rest of class 58, without that hint
     io = pg_target_error(_pg("58P01", "could not open file"), "apply")
-    assert type(io) is RetriableError and "backfill" not in str(io)
+    assert type(io) is RetriableError and "checkpoints reset" not in str(io)
     # the text alone decides when the server sends no code
     assert isinstance(pg_source_error(psycopg.OperationalError(wal), "x"), HistoryLost)
+    # START_REPLICATION of a slot the server invalidated (max_slot_wal_keep_size)
+    invalid = 'cannot read from logical replication slot "s"'
+    assert isinstance(pg_source_error(_pg("55000", invalid), "streaming"), HistoryLost)
 
 
 def test_postgres_adapters_keep_secrets_out_and_pass_engine_errors_through():

@@ -595,7 +595,7 @@ class MongoSource:
 
         return table_snapshot(self, table, where, parallel)
 
-    async def visible_position(self) -> str | None:
+    async def visible_position(self, required: bool = False) -> str | None:
         """Where a table sweep's deletes go (see :mod:`syncengine.runtime.sweep`): the cluster
         time now, noted before the sweep reads."""
         return await self.current_position()

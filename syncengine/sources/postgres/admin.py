@@ -201,6 +201,34 @@ async def slot_exists(conn: psycopg.AsyncConnection, slot: str) -> bool:
     return True
 
 
+async def usable_slot(conn: psycopg.AsyncConnection, slot: str) -> bool:
+    """Whether the slot exists and can still be read. A slot the server invalidated
+    (``wal_status = 'lost'``: it held more WAL than ``max_slot_wal_keep_size`` allows) can
+    never be read again, and Postgres says to drop it: it is dropped here, for a backfill
+    that starts without a checkpoint (nothing of the old slot is needed) to make a new one."""
+    if not await slot_exists(conn, slot):
+        return False
+    if await slot_status(conn, slot) != LOST:
+        return True
+    log.warning("replication slot %s was invalidated by the server: dropped, made anew", slot)
+    await conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    return False
+
+
+#: ``pg_replication_slots.wal_status`` of an invalidated slot
+LOST = "lost"
+
+
+async def slot_status(conn: psycopg.AsyncConnection, slot: str) -> str | None:
+    """The slot's ``wal_status`` (None: no such slot)."""
+    row = await (
+        await conn.execute(
+            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        )
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 async def create_slot(
     repl: psycopg.AsyncConnection, slot: str, export: bool, temporary: bool = False
 ) -> tuple[int, str | None]:
@@ -344,20 +372,32 @@ async def slot_lag(
         )
     ).fetchone()
     if row is None:
-        return SourceLag(acknowledged, details={"slot": slot, "missing": True})
+        details: dict[str, object] = {"slot": slot, "missing": True}
+        if acknowledged:
+            details["warning"] = (
+                f"slot {slot} is gone: the changes after the checkpoint are lost; the pipeline "
+                "must copy its tables again (source.on_history_lost)"
+            )
+        return SourceLag(acknowledged, details=details)
     now, restart, confirmed, active, wal_status = row
     current = parse_lsn(now)
     retained = current - parse_lsn(restart) if restart else None
     done = pos_to_lsn(acknowledged.split(".")[0]) if acknowledged else None
     if done is None and confirmed:
         done = parse_lsn(confirmed)
-    details: dict[str, object] = {
+    details = {
         "slot": slot,
         "active": active,
         "wal_status": wal_status,
         "confirmed_flush": lsn_to_pos(parse_lsn(confirmed)) if confirmed else None,
     }
-    if retained is not None and retained > max_retained_mb * 1024 * 1024:
+    if wal_status == LOST:
+        details["warning"] = (
+            f"slot {slot} was invalidated by the server (max_slot_wal_keep_size): the changes "
+            "after the checkpoint are lost; the pipeline must copy its tables again "
+            "(source.on_history_lost)"
+        )
+    elif retained is not None and retained > max_retained_mb * 1024 * 1024:
         if not active:
             why = "nothing is reading it: is the pipeline running?"
         elif last_commit_age:

@@ -32,6 +32,11 @@ class PostgresSourceConfig(SourceConfigBase):
     (0 disables)."""
     max_retained_wal_mb: Annotated[int, Field(ge=1)] = 1024
     """Warn when the slot retains more WAL than this."""
+    on_history_lost: Literal["fail", "resnapshot"] = "fail"
+    """When the slot no longer holds the changes after the checkpoint (dropped, invalidated
+    by ``max_slot_wal_keep_size``, or ahead of a target restored from a backup): stop the
+    pipeline (``fail``), or copy every table again and sweep what the source no longer has
+    (``resnapshot``, :mod:`syncengine.runtime.resync`)."""
     own_origins: list[str] = Field(default_factory=list)
     """Replication origins whose transactions are not read (the engine's own writes in a
     two-way pipeline, set by it; also usable for another replicator's origin)."""
@@ -72,6 +77,9 @@ class PostgresSourceConfig(SourceConfigBase):
 
     def table_names(self) -> list[str]:
         return self.tables
+
+    def resnapshot_on_history_lost(self) -> bool:
+        return self.on_history_lost == "resnapshot"
 
     def with_table_names(self, names: list[str]) -> PostgresSourceConfig:
         return self.model_copy(update={"tables": list(names)})

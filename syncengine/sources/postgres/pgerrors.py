@@ -9,6 +9,9 @@ from syncengine.errors import SyncEngineError, sqlstate_rule
 #: "requested WAL segment … has already been removed" (undefined_file on a replication
 #: connection); the text decides too, should the code be missing or another
 _WAL_REMOVED = "58P01"
+#: START_REPLICATION of a slot the server invalidated (``max_slot_wal_keep_size``), should it
+#: happen between the stream's check of the slot and its start: the same loss
+_INVALIDATED = "cannot read from logical replication slot"
 
 
 def map_error(exc: BaseException, doing: str) -> SyncEngineError:
@@ -17,6 +20,6 @@ def map_error(exc: BaseException, doing: str) -> SyncEngineError:
         return exc
     sqlstate = getattr(exc, "sqlstate", None)
     text = redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])
-    if "has already been removed" in text:
+    if "has already been removed" in text or _INVALIDATED in text:
         sqlstate = _WAL_REMOVED
     return sqlstate_rule(sqlstate).error("source", f"postgres source: {doing}: {text}")

@@ -175,7 +175,7 @@ class Snapshotter:
             self.state.clear_chunks(self.pipeline, table)
         if self.sink is not None:
             await self.sink.forget(tables)
-        if source.config.mode == "cdc" and not await admin.slot_exists(conn, source.slot):
+        if source.config.mode == "cdc" and not await admin.usable_slot(conn, source.slot):
             async for batch in self._exported(shapes, wheres, parallel):
                 yield batch
             return

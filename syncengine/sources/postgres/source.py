@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from syncengine.changes import ChangeBatch, lsn_to_pos, pos_to_lsn
 from syncengine.config.models import BatchConfig, PostgresSourceConfig
-from syncengine.errors import FatalError, HistoryLost
+from syncengine.errors import HISTORY_LOST_HINT, FatalError, HistoryLost
 from syncengine.names import QualifiedName, canonical
 from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
@@ -221,6 +221,29 @@ class PostgresSource:
             return incremental.poll(self, start, until)
         return self._stream(start, until)
 
+    async def _check_history(self, conn: psycopg.AsyncConnection, start: str) -> None:
+        """The slot still holds every change after ``start``, or :class:`HistoryLost`.
+
+        Streaming from before the slot's confirmed position silently starts at that position
+        instead (Postgres skips what it was told was done), so a slot ahead of the checkpoint
+        means the changes between went to someone else: a target restored from an older
+        backup, or the slot advanced or made anew by hand. An invalidated slot
+        (``max_slot_wal_keep_size``) can no longer be read at all."""
+        if await admin.slot_status(conn, self.slot) == admin.LOST:
+            raise HistoryLost(
+                f"replication slot {self.slot} was invalidated by the server (it held more WAL "
+                f"than max_slot_wal_keep_size allows), so changes after {start} are lost",
+                hint=HISTORY_LOST_HINT,
+            )
+        confirmed = await admin.confirmed_lsn(conn, self.slot)
+        if confirmed is not None and confirmed > position_lsn(start):
+            raise HistoryLost(
+                f"replication slot {self.slot} has confirmed {lsn_to_pos(confirmed)}, past this "
+                f"pipeline's checkpoint {start}: the changes between are no longer in it (a "
+                "target restored from an older backup, or the slot advanced or made anew by hand)",
+                hint=HISTORY_LOST_HINT,
+            )
+
     async def _stream(self, start: str | None, until: str | None) -> AsyncIterator[ChangeBatch]:
         conn = await self.catalog()
         if not self.keys:
@@ -229,9 +252,11 @@ class PostgresSource:
             if start:
                 raise HistoryLost(
                     f"replication slot {self.slot} is gone, so changes after {start} are lost",
-                    hint="backfill the pipeline again (its checkpoint must be reset)",
+                    hint=HISTORY_LOST_HINT,
                 )
             await self._create_slot_without_snapshot()
+        elif start:
+            await self._check_history(conn, start)
         begin = position_lsn(start) if start else 0
         self._acked = begin or None
         self._unconfirmed = False  # the new stream confirms from its start on
@@ -465,6 +490,6 @@ class PostgresSource:
         """One table's rows while the stream runs (see :mod:`.tablesnap`)."""
         return tablesnap.table_snapshot(self, canonical(table), where, parallel, hold)
 
-    async def visible_position(self) -> str | None:
+    async def visible_position(self, required: bool = False) -> str | None:
         """Where a table sweep's deletes go (see :mod:`syncengine.runtime.sweep`)."""
-        return await tablesnap.visible_position(self)
+        return await tablesnap.visible_position(self, required)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from syncengine.changes import ChangeBatch, lsn_to_pos
-from syncengine.errors import UsageError
+from syncengine.errors import SourceUnavailable, UsageError
 from syncengine.sources.postgres import admin
 from syncengine.sources.postgres.chunks import plan, table_shape
 from syncengine.sources.postgres.pgerrors import map_error
@@ -105,10 +105,11 @@ async def table_snapshot(
         yield batch
 
 
-async def visible_position(source: SourceContext) -> str | None:
+async def visible_position(source: SourceContext, required: bool = False) -> str | None:
     """A position every source commit below which is visible to reads that start after this
-    returns (:class:`.watermarks.VisibilityHorizon`); None when a transaction outlasted the
-    wait, or in incremental mode (no stream positions to fence with)."""
+    returns (:class:`.watermarks.VisibilityHorizon`); None in incremental mode (no stream
+    positions to fence with), and when a transaction outlasted the wait — unless
+    ``required``: then that is :class:`SourceUnavailable`, to be tried again."""
     if source.config.mode != "cdc":
         return None
     conn = await source.connect()
@@ -118,4 +119,11 @@ async def visible_position(source: SourceContext) -> str | None:
         raise map_error(exc, "settling a visibility horizon") from exc
     finally:
         await conn.close()
+    if not exact and required:
+        raise SourceUnavailable(
+            "a source transaction outlasted the wait for a visibility horizon, so the sweep of "
+            "rows the source no longer has cannot be placed yet; it is tried again",
+            hint="a long-open transaction at the source (pg_stat_activity, state 'idle in "
+            "transaction') holds it",
+        )
     return position if exact else None

@@ -51,10 +51,15 @@ class SQLCheckpoints(StateSQL):
             args = (pipeline,)
         return [_checkpoint(r) for r in self.db.execute(sql + " ORDER BY 1, 2", args)]
 
-    def reset_checkpoints(self, pipeline: str, stream: str | None = None) -> int:
+    def reset_checkpoints(
+        self, pipeline: str, stream: str | None = None, keep: Sequence[str] = ()
+    ) -> int:
         with self.transaction() as db:
             if stream is None:
-                cur = db.execute("DELETE FROM checkpoints WHERE pipeline=?", (pipeline,))
+                kept = "".join(" AND stream<>?" for _ in keep)
+                cur = db.execute(
+                    f"DELETE FROM checkpoints WHERE pipeline=?{kept}", (pipeline, *keep)
+                )
                 db.execute("DELETE FROM chunks WHERE pipeline=?", (pipeline,))
             else:
                 cur = db.execute(

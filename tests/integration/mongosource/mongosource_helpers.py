@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import bson
+import pytest
+
 from syncengine.changes import ChangeBatch, concat_batches
 from syncengine.codecs.bson_arrow import decode_documents
 from syncengine.config.models import BatchConfig, MongoSourceConfig
@@ -75,3 +78,15 @@ def _strip(value: Any) -> Any:
     if isinstance(value, list):
         return [_strip(v) for v in value]
     return value
+
+
+def expired_like(position: str) -> str:
+    """A token of this server's format pointing before its history (test-server specific: the
+    token layout is SecantusDB's; against real MongoDB use a token from a rolled-over oplog)."""
+    head, data = position.split(":", 1)
+    try:
+        token = bson.decode(bytes.fromhex(data))
+    except Exception:
+        pytest.skip("resume tokens of this server cannot be crafted; needs an expired real one")
+    token.update(s=0, t=bson.Timestamp(1, 1))
+    return "0000000100000001:" + bson.encode(token).hex()

@@ -19,6 +19,7 @@ from syncengine.errors import HistoryLost
 from tests.integration.mongosource.mongosource_helpers import (
     canonical,
     drain,
+    expired_like,
     make_source,
     replay,
     rows_of,
@@ -288,7 +289,7 @@ def test_expired_token_raises_history_lost(mongo_uri, mongo_db, sync_db, tmp_pat
             sync_db.items.insert_one({"_id": 1})
             batches = await _changes(source, start, sync_db)
             position = batches[-1].meta["resume"]
-            expired = _expired_like(position)
+            expired = expired_like(position)
             with pytest.raises(HistoryLost) as caught:
                 await drain(source.stream(expired, await source.current_position()))
             return caught.value, source.resnapshot_on_history_lost
@@ -298,18 +299,6 @@ def test_expired_token_raises_history_lost(mongo_uri, mongo_db, sync_db, tmp_pat
     error, resnapshot = asyncio.run(run())
     assert "oplog" in str(error) and "resnapshot" in str(error)
     assert resnapshot is True  # the config default; the runtime re-copies
-
-
-def _expired_like(position: str) -> str:
-    """A token of this server's format pointing before its history (test-server specific: the
-    token layout is SecantusDB's; against real MongoDB use a token from a rolled-over oplog)."""
-    head, data = position.split(":", 1)
-    try:
-        token = bson.decode(bytes.fromhex(data))
-    except Exception:
-        pytest.skip("resume tokens of this server cannot be crafted; needs an expired real one")
-    token.update(s=0, t=bson.Timestamp(1, 1))
-    return "0000000100000001:" + bson.encode(token).hex()
 
 
 def test_heterogeneous_documents_make_a_usable_batch(
