@@ -177,6 +177,16 @@ _GRANT = "grant the privilege named above to the user"
 PERMISSION = Rule(PermissionProblem, PermissionProblem, _GRANT, _GRANT)
 #: anything the table does not name: a person has to look
 FATAL = Rule(FatalError, FatalError)
+#: psycopg prepares a statement its connection runs often; a pooler in transaction mode
+#: hands the next transaction another server session, where that name is taken or unknown.
+#: The engine's sessions hold more than that (temporary staging tables, pinned settings,
+#: :mod:`syncengine.pgsession`), so the fix is a session that stays, not fewer prepares.
+_POOLER_HINT = (
+    "the connection goes through a pooler in transaction mode (PgBouncer's pool_mode = "
+    "transaction, …), which changes the server session between transactions; connect to "
+    "the database itself or through a pool in session mode"
+)
+POOLER = Rule(FatalError, FatalError, _POOLER_HINT, _POOLER_HINT)
 
 #: SQLSTATE -> rule: the full five-character code first, else its two-character class.
 #: https://www.postgresql.org/docs/current/errcodes-appendix.html
@@ -204,6 +214,8 @@ SQLSTATE_RULES: dict[str, Rule] = {
         source_hint=HISTORY_LOST_HINT,
     ),
     "42501": PERMISSION,  # insufficient_privilege
+    "42P05": POOLER,  # duplicate_prepared_statement: another client's session
+    "26000": POOLER,  # invalid_sql_statement_name: "prepared statement … does not exist"
     "28": FATAL,  # invalid authorization (wrong password, pg_hba.conf)
     "3D": FATAL,  # invalid catalog name (database does not exist)
     # the values of some rows: the target bisects the batch and dead-letters those rows

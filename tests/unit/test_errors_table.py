@@ -55,6 +55,8 @@ SQLSTATES = [
     ("54000", FatalError, RecordError),  # program_limit_exceeded (index row too large)
     ("54001", FatalError, FatalError),  # statement_too_complex: the statement, not rows
     ("42P01", FatalError, FatalError),  # undefined_table
+    ("42P05", FatalError, FatalError),  # duplicate_prepared_statement: a pooler's session
+    ("26000", FatalError, FatalError),  # prepared statement does not exist: the same
 ]
 
 
@@ -189,3 +191,11 @@ def test_row_level_security_names_bypassrls_on_both_sides():
         assert "BYPASSRLS" in (error.hint or "")
     other = pg_source_error(_pg("42501", "permission denied for table items"), "reading")
     assert "BYPASSRLS" not in (other.hint or "")
+
+
+def test_a_transaction_mode_pooler_is_named_with_the_fix_on_both_sides():
+    """What psycopg's prepared statements meet behind PgBouncer in transaction mode."""
+    taken = _pg("42P05", 'prepared statement "_pg3_0" already exists')
+    unknown = _pg("26000", 'prepared statement "_pg3_1" does not exist')
+    for error in (pg_source_error(taken, "x"), pg_target_error(unknown, "apply")):
+        assert type(error) is FatalError and "session mode" in (error.hint or "")

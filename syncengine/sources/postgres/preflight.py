@@ -35,7 +35,35 @@ async def check_source(name: str, pipeline: PipelineConfig) -> list[str]:
                     f"slot: '{slot}' already belongs to database {row[0]}; set source.slot "
                     "to another name"
                 )
+    if source.mode == "cdc" and not problems:
+        problems += await _replication_problems(source)
     return problems
+
+
+async def _replication_problems(source: PostgresSourceConfig) -> list[str]:
+    """Whether the stream's own kind of connection (``replication=database``) is let in: the
+    role's attribute alone does not say, pg_hba.conf must have a line for it, and a pooler
+    in between (PgBouncer) refuses it. Before, ``validate`` passed and the first ``sync``
+    stopped at "no pg_hba.conf entry for replication connection" or "unsupported startup
+    parameter: replication"."""
+    try:
+        conn = await deadline.connect(
+            source.dsn.get_secret_value(),
+            source.query_timeout,
+            defaults={"connect_timeout": 5},
+            autocommit=True,
+            replication="database",
+        )
+    except psycopg.Error as exc:
+        return [
+            f"cannot open a replication connection: {redact(_first_line(exc))} (the stream "
+            "needs one: a pg_hba.conf line of type 'replication' or a database line that "
+            "matches, for this user and host, reached directly: a pooler such as PgBouncer "
+            "cannot pass one on)"
+        ]
+    async with conn:
+        await conn.execute("IDENTIFY_SYSTEM")
+    return []
 
 
 async def _connect(source: PostgresSourceConfig) -> psycopg.AsyncConnection:
