@@ -322,6 +322,10 @@ def _bson_retyped(batches: Sequence[ChangeBatch]) -> Sequence[ChangeBatch]:
     return [b if t is b.data else b.replace(t) for b, t in zip(batches, tables, strict=True)]
 
 
+#: numeric ``bson_type``s a later part of a join may widen (:func:`_with_field_metadata`)
+_NARROW_NUMBERS = frozenset({b"int", b"long"})
+
+
 def _with_field_metadata(table: pa.Table, parts: Sequence[ChangeBatch]) -> pa.Table:
     """``table`` (joined through Polars, which drops Arrow field metadata) with each column
     that carries metadata in a part (at any depth) typed as the first part that types it alike
@@ -342,6 +346,8 @@ def _with_field_metadata(table: pa.Table, parts: Sequence[ChangeBatch]) -> pa.Ta
             known = part.data.schema.field(index)
             if _has_metadata(known) and _same_type(known.type, f.type):
                 chosen = known if chosen is None else wider_bson_field(chosen, known)
+                if (chosen.metadata or {}).get(b"bson_type") not in _NARROW_NUMBERS:
+                    break  # nothing a later part says can change it
         if chosen is not None:
             f, changed = chosen, True
         fields.append(f)
