@@ -9,6 +9,7 @@ so a plugin's kind is checked the same way as a built-in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 from syncengine.config.models import Config, PipelineConfig
@@ -53,4 +54,10 @@ async def notes(config: Config, names: Sequence[str], timeout: float = 10.0) -> 
         except TimeoutError:
             continue
         found.extend(f"pipelines.{name}.source: {note}" for note in told)
+        target_notes = getattr(target_factory(pipeline.target.type), "notes", None)
+        if target_notes is None:  # optional for a target kind (plugins)
+            continue
+        with contextlib.suppress(TimeoutError):
+            told = await asyncio.wait_for(target_notes(name, pipeline), timeout)
+            found.extend(f"pipelines.{name}.{note}" for note in told)
     return found

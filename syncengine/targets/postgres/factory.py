@@ -32,5 +32,10 @@ class PostgresTargetFactory:
 
         return await check_target(pipeline, config)
 
+    async def notes(self, pipeline: str, config: PipelineConfig) -> list[str]:
+        from syncengine.targets.postgres.preflight import notes_target
+
+        return await notes_target(pipeline, config)
+
 
 factory = PostgresTargetFactory()

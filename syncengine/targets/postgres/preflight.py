@@ -42,3 +42,63 @@ async def _two_way_problems(conn: psycopg.AsyncConnection, pipeline: PipelineCon
                 "configure conflicts.timestamp"
             )
     return problems
+
+
+async def notes_target(name: str, pipeline: PipelineConfig) -> list[str]:
+    """What ``validate`` tells about the target although nothing is wrong: foreign keys
+    between the tables the pipeline writes that are checked at each statement."""
+    target = pipeline.target
+    assert isinstance(target, PostgresTargetConfig)
+    tables = sorted({m.target_name for m in pipeline.mappings_for_sources()})
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            target.dsn.get_secret_value(), autocommit=True, connect_timeout=5
+        )
+    except psycopg.Error:
+        return []  # check_target reported it
+    async with conn:
+        return [
+            IMMEDIATE_KEY_NOTE.format(*found)
+            for found in await immediate_keys(conn, target.schema_, tables)
+        ]
+
+
+#: a foreign key between two written tables, checked at each statement
+IMMEDIATE_KEY_NOTE = (
+    "target: foreign key {0} of {1} references {2}, also written, and is checked at each "
+    "statement: a group is applied table by table, so a parent and its children deleted (or "
+    "inserted) in one source transaction can be refused and go to dead letters; make it "
+    "checked at the commit, after every table of the group is applied: ALTER TABLE {1} ALTER "
+    "CONSTRAINT {0} DEFERRABLE INITIALLY DEFERRED"
+)
+
+
+async def immediate_keys(
+    conn: psycopg.AsyncConnection, schema: str, tables: list[str]
+) -> list[tuple[str, str, str]]:
+    """(constraint, table, referenced table) of the foreign keys among ``tables`` (target
+    names, in ``schema`` unless qualified) that are not initially deferred."""
+    from syncengine.names import QualifiedName
+
+    oids = []
+    for table in tables:
+        parsed = QualifiedName.parse(table, schema)
+        row = await (
+            await conn.execute(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (parsed.schema, parsed.name),
+            )
+        ).fetchone()
+        if row is not None:
+            oids.append(row[0])
+    if len(oids) < 2:
+        return []
+    found = await conn.execute(
+        "SELECT quote_ident(conname), conrelid::regclass::text, confrelid::regclass::text "
+        "FROM pg_constraint WHERE contype = 'f' AND NOT condeferred "
+        "AND conrelid = ANY(%s) AND confrelid = ANY(%s) AND conrelid <> confrelid "
+        "ORDER BY 2, 1",
+        (oids, oids),
+    )
+    return [tuple(r) for r in await found.fetchall()]
