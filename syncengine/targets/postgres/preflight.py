@@ -46,7 +46,7 @@ async def _two_way_problems(conn: psycopg.AsyncConnection, pipeline: PipelineCon
 
 async def notes_target(name: str, pipeline: PipelineConfig) -> list[str]:
     """What ``validate`` tells about the target although nothing is wrong: foreign keys
-    between the tables the pipeline writes that are checked at each statement."""
+    between the tables the pipeline writes, which a backfill's chunks may meet out of order."""
     target = pipeline.target
     assert isinstance(target, PostgresTargetConfig)
     tables = sorted({m.target_name for m in pipeline.mappings_for_sources()})
@@ -58,26 +58,27 @@ async def notes_target(name: str, pipeline: PipelineConfig) -> list[str]:
         return []  # check_target reported it
     async with conn:
         return [
-            IMMEDIATE_KEY_NOTE.format(*found)
-            for found in await immediate_keys(conn, target.schema_, tables)
+            FOREIGN_KEY_NOTE.format(*found)
+            for found in await foreign_keys(conn, target.schema_, tables)
         ]
 
 
-#: a foreign key between two written tables, checked at each statement
-IMMEDIATE_KEY_NOTE = (
-    "target: foreign key {0} of {1} references {2}, also written, and is checked at each "
-    "statement: a group is applied table by table, so a parent and its children deleted (or "
-    "inserted) in one source transaction can be refused and go to dead letters; make it "
-    "checked at the commit, after every table of the group is applied: ALTER TABLE {1} ALTER "
-    "CONSTRAINT {0} DEFERRABLE INITIALLY DEFERRED"
+#: a foreign key between two written tables
+FOREIGN_KEY_NOTE = (
+    "target: foreign key {0} of {1} references {2}, also written: a backfill copies tables in "
+    "chunks committed one by one, two at once, so a row can arrive before the row it "
+    "references and be refused; create such keys after the first backfill, as a pg_dump "
+    "restore does (ALTER TABLE {1} ADD CONSTRAINT … NOT VALID, then VALIDATE CONSTRAINT). The "
+    "stream applies each group's inserts and updates parents first and its deletes children "
+    "first, so it needs nothing"
 )
 
 
-async def immediate_keys(
+async def foreign_keys(
     conn: psycopg.AsyncConnection, schema: str, tables: list[str]
 ) -> list[tuple[str, str, str]]:
     """(constraint, table, referenced table) of the foreign keys among ``tables`` (target
-    names, in ``schema`` unless qualified) that are not initially deferred."""
+    names, in ``schema`` unless qualified)."""
     from syncengine.names import QualifiedName
 
     oids = []
@@ -96,7 +97,7 @@ async def immediate_keys(
         return []
     found = await conn.execute(
         "SELECT quote_ident(conname), conrelid::regclass::text, confrelid::regclass::text "
-        "FROM pg_constraint WHERE contype = 'f' AND NOT condeferred "
+        "FROM pg_constraint WHERE contype = 'f' "
         "AND conrelid = ANY(%s) AND confrelid = ANY(%s) AND conrelid <> confrelid "
         "ORDER BY 2, 1",
         (oids, oids),

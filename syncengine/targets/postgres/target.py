@@ -29,6 +29,7 @@ from syncengine.targets.postgres import (
     epochs,
     evolve,
     exact,
+    fkorder,
     floor,
     keylater,
     origin,
@@ -84,6 +85,8 @@ class PostgresTarget:
         self._analyze = AnalyzeSchedule()
         #: the connection's reusable staging tables (staging.py)
         self._staging = StagingTables()
+        #: the foreign keys among a group's tables, which order its writes (fkorder.py)
+        self._foreign_keys = fkorder.ForeignKeys()
         #: tables created while this is on get their primary key after the load (keylater.py)
         self._keys_after_load = False
         #: table name → key of the tables this process created without their key index
@@ -625,6 +628,8 @@ class PostgresTarget:
                 if not owned or conn.closed or not is_record_error(exc):
                     raise
                 log.debug("a row was refused (%s): applying the group again, row by row", exc)
+                if exc.sqlstate == fkorder.VIOLATION:
+                    self._foreign_keys.forget()  # a key added since they were read
                 ROW_SAVEPOINTS.set(True)
                 result, recorded = await self._apply_once(conn, writes, checkpoint, known)
             if conn.pgconn.transaction_status != IDLE:
@@ -662,7 +667,12 @@ class PostgresTarget:
             if self.shared_tables:  # before any read: see beside.py
                 await beside.lock_shared(conn, self.pipeline, writes, self.shared_tables)
             floors = await floor.read(conn, self.pipeline, writes)
-            for write, columns in zip(writes, known, strict=True):
+            edges = fkorder.Edges()
+            if len(writes) > 1:  # the order the target's foreign keys need (fkorder.py)
+                names = {w.spec.name: self._split(w.spec.name) for w in writes}
+                edges = await self._foreign_keys.edges(conn, names)
+            for index, write in fkorder.ordered(writes, edges):
+                columns = known[index]
                 schema, table = self._split(write.spec.name)
                 request = write.shadow.fence
                 write = floor.below_floor(write, floors.floor(request))
