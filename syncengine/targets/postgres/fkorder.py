@@ -20,8 +20,9 @@ own triggers; here the writes are ordered instead:
   cycle of keys keeps the group's order for the tables in it; writes that truncate or have no
   key are left whole, in place.
 
-The keys are read from the catalog once per set of tables (and again after a foreign-key
-violation: a key added since), so a target without them pays a dictionary lookup a group.
+The keys are read from the catalog when a group brings a table not seen yet (and again after
+a foreign-key violation: a key added since), so a target without them pays a set comparison a
+group.
 """
 
 from __future__ import annotations
@@ -45,24 +46,28 @@ VIOLATION = "23503"
 
 
 class ForeignKeys:
-    """The immediate foreign keys among a group's tables, read once per set of tables."""
+    """The immediate foreign keys among the tables groups have written, read again whenever a
+    group brings a table not seen yet (a pipeline's tables, so a few reads a process)."""
 
     def __init__(self) -> None:
-        self._known: dict[frozenset[str], Edges] = {}
+        self._tables: dict[str, tuple[str, str]] = {}
+        self._edges = Edges()
 
     def forget(self) -> None:
         """Read the catalog again (a foreign-key violation: a key added since)."""
-        self._known.clear()
+        self._tables.clear()
+        self._edges = Edges()
 
     async def edges(
         self, conn: psycopg.AsyncConnection, tables: dict[str, tuple[str, str]]
     ) -> Edges:
-        """``tables``: target name → (schema, table)."""
-        names = frozenset(tables)
-        found = self._known.get(names)
-        if found is None:
-            found = self._known[names] = await _read(conn, tables) if len(names) > 1 else Edges()
-        return found
+        """The keys among ``tables`` (target name → (schema, table))."""
+        if not tables.keys() <= self._tables.keys():
+            self._tables.update(tables)
+            self._edges = await _read(conn, self._tables)
+        if not self._edges:
+            return self._edges
+        return frozenset(e for e in self._edges if e[0] in tables and e[1] in tables)
 
 
 async def _read(conn: psycopg.AsyncConnection, tables: dict[str, tuple[str, str]]) -> Edges:
