@@ -12,7 +12,7 @@ whose key the source no longer has are deleted, at a position the sweep's read s
 below), before the stream starts from the copy's position.
 
 The request is kept in the state store, as the checkpoint stream :data:`RESYNC` of the pipeline
-(``checkpoints list`` shows it, with the reason), from before the positions are forgotten until
+(``status`` shows it, with the reason), from before the positions are forgotten until
 every table was swept, so a crash anywhere resumes it: in phase ``reset`` the positions are
 forgotten again; in phase ``copy`` the backfill resumes at its first chunk not done (or, done,
 is not run again) and the sweeps run (again: they are idempotent and fenced per key).
