@@ -113,8 +113,9 @@ def _filter_action(
     if shape.ops <= {OP_READ}:
         action = pl.when(match).then(op)
     else:
-        # a row another mapping writes into the same target table is not deleted there
-        dropped = (op == OP_READ) | _kept_elsewhere(plan, shape, ref)
+        dropped = op == OP_READ
+        if plan.kept_elsewhere:  # a row a sibling mapping writes into the table stays there
+            dropped = dropped | _kept_elsewhere(plan, shape, ref)
         action = (
             pl.when(op.is_in([OP_DELETE, OP_TRUNCATE]) | match)
             .then(op)

@@ -102,7 +102,8 @@ def ordered(writes: Sequence[TableWrite], edges: Edges) -> list[tuple[int, Table
     by_parent = sorted(movable, key=lambda i: (rank[writes[i].spec.name], i))
     rest = [(i, part) for i in by_parent if (part := _part(writes[i], False))]
     deletes = [(i, part) for i in reversed(by_parent) if (part := _part(writes[i], True))]
-    others = [(i, w) for i, w in enumerate(writes) if i not in set(movable)]
+    moved = set(movable)
+    others = [(i, w) for i, w in enumerate(writes) if i not in moved]
     return rest + deletes + others
 
 
