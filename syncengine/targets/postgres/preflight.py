@@ -66,7 +66,7 @@ async def notes_target(name: str, pipeline: PipelineConfig) -> list[str]:
 #: a foreign key between two written tables
 FOREIGN_KEY_NOTE = (
     "target: foreign key {0} of {1} references {2}, also written: a backfill copies tables in "
-    "chunks committed one by one, two at once, so a row can arrive before the row it "
+    "chunks committed one by one, several at once, so a row can arrive before the row it "
     "references and be refused; create such keys after the first backfill, as a pg_dump "
     "restore does (ALTER TABLE {1} ADD CONSTRAINT … NOT VALID, then VALIDATE CONSTRAINT). The "
     "stream applies each group's inserts and updates parents first and its deletes children "
