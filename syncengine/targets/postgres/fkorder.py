@@ -71,19 +71,29 @@ class ForeignKeys:
 
 
 async def _read(conn: psycopg.AsyncConnection, tables: dict[str, tuple[str, str]]) -> Edges:
+    return frozenset((child, parent) for _, child, parent in await links(conn, tables))
+
+
+async def links(
+    conn: psycopg.AsyncConnection, tables: dict[str, tuple[str, str]], deferred: bool = False
+) -> list[tuple[str, str, str]]:
+    """(constraint, child, parent) of the foreign keys among ``tables`` (target name →
+    (schema, table); the names as given), a table's key to itself left out; ``deferred``:
+    also those checked at the commit (``validate`` names them all)."""
     names = list(tables)
     rows = await (
         await conn.execute(
             "WITH t(name, nsp, rel) AS (SELECT * FROM unnest(%s::text[], %s::text[], "
             "%s::text[])), o AS (SELECT t.name, c.oid FROM t JOIN pg_namespace n ON "
             "n.nspname = t.nsp JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.rel) "
-            "SELECT child.name, parent.name FROM pg_constraint k "
+            "SELECT quote_ident(k.conname), child.name, parent.name FROM pg_constraint k "
             "JOIN o child ON child.oid = k.conrelid JOIN o parent ON parent.oid = k.confrelid "
-            "WHERE k.contype = 'f' AND NOT k.condeferred AND k.conrelid <> k.confrelid",
-            (names, [tables[n][0] for n in names], [tables[n][1] for n in names]),
+            "WHERE k.contype = 'f' AND (%s OR NOT k.condeferred) AND k.conrelid <> k.confrelid "
+            "ORDER BY 2, 1",
+            (names, [tables[n][0] for n in names], [tables[n][1] for n in names], deferred),
         )
     ).fetchall()
-    return frozenset((child, parent) for child, parent in rows)
+    return [(name, child, parent) for name, child, parent in rows]
 
 
 def ordered(writes: Sequence[TableWrite], edges: Edges) -> list[tuple[int, TableWrite]]:

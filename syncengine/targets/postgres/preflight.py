@@ -80,26 +80,7 @@ async def foreign_keys(
     """(constraint, table, referenced table) of the foreign keys among ``tables`` (target
     names, in ``schema`` unless qualified)."""
     from syncengine.names import QualifiedName
+    from syncengine.targets.postgres.fkorder import links
 
-    oids = []
-    for table in tables:
-        parsed = QualifiedName.parse(table, schema)
-        row = await (
-            await conn.execute(
-                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = %s",
-                (parsed.schema, parsed.name),
-            )
-        ).fetchone()
-        if row is not None:
-            oids.append(row[0])
-    if len(oids) < 2:
-        return []
-    found = await conn.execute(
-        "SELECT quote_ident(conname), conrelid::regclass::text, confrelid::regclass::text "
-        "FROM pg_constraint WHERE contype = 'f' "
-        "AND conrelid = ANY(%s) AND confrelid = ANY(%s) AND conrelid <> confrelid "
-        "ORDER BY 2, 1",
-        (oids, oids),
-    )
-    return [tuple(r) for r in await found.fetchall()]
+    resolved = {t: (p.schema, p.name) for t in tables for p in [QualifiedName.parse(t, schema)]}
+    return await links(conn, resolved, deferred=True)
