@@ -124,6 +124,8 @@ class ConflictResolver:
         self.stream = stream
         #: tables whose shadow was made to fit their strategy (switch.py)
         self._prepared: set[str] = set()
+        #: the target's JSON columns of each prepared table, when it says (see _prepare)
+        self._shapes: dict[str, frozenset[str] | None] = {}
         self.twin = twin
 
     def config_for(self, table: str) -> ConflictsConfig:
@@ -153,11 +155,22 @@ class ConflictResolver:
         plain = plain_rows(spec, batch)
         return None if plain is None else self._fenced_plain(spec, batch, config, plain)
 
+    async def _prepare(self, spec: TableSpec, config: ConflictsConfig) -> None:
+        """Make the table's shadow fit the strategy (:mod:`.switch`) before its first batch,
+        and again once the target made a column of it JSON (a Mongo field whose type
+        changed: targets/postgres/jsonpromote.py), which asks for the shadow's rebuild: its
+        keys and hashes were made of the typed values."""
+        json_columns = getattr(self.target, "json_columns", None)
+        shape = json_columns(spec.name) if json_columns is not None else None
+        if spec.name in self._prepared and self._shapes.get(spec.name) == shape:
+            return
+        await switch.prepare(self.target, spec, config, self.stream)
+        self._prepared.add(spec.name)
+        self._shapes[spec.name] = shape
+
     async def _resolve_once(self, spec: TableSpec, batch: ChangeBatch) -> Resolved:
         config = self.config_for(spec.name)
-        if spec.name not in self._prepared:
-            await switch.prepare(self.target, spec, config, self.stream)
-            self._prepared.add(spec.name)
+        await self._prepare(spec, config)
         quick = self.resolve_ahead(spec, batch)  # nothing to hold, decide or read: Arrow only
         if quick is not None:
             return quick
@@ -258,9 +271,7 @@ class ConflictResolver:
         now (a row provisionally written over a delete, conflicts/versions.py) is written back
         to the target: a correction, audited."""
         config = self.config_for(spec.name)
-        if spec.name not in self._prepared:
-            await switch.prepare(self.target, spec, config, self.stream)
-            self._prepared.add(spec.name)
+        await self._prepare(spec, config)
         changes = normalize(spec, _unique(batch, spec))
         rest = changes.filter(pl.col("_op") != OP_TRUNCATE)
         det = await detect(self.target, spec, rest, fence=self.fence)

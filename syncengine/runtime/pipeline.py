@@ -45,6 +45,7 @@ from syncengine.runtime.declared import (
     stale_generated,
     without_generated,
 )
+from syncengine.runtime.jsonfields import typed_as_json
 from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.runtime.sharedtargets import kept_elsewhere
@@ -414,6 +415,7 @@ class Pipeline:
             spec = defaults_kept(spec, conflicts, self.target, self._defaults_warned)
             ensured = await self._ensure(spec, target, ensured=ahead)
             ensured, parts = without_generated(ensured, parts)
+            ensured, parts = typed_as_json(self.target, ensured, parts)
             mapped[name] = (ensured, mapping, parts)
         self.phases.add("map", time.perf_counter() - mapping_started)
         if letters:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.changes import OP_DELETE, REPLAYED, ChangeBatch, is_data_column
+from syncengine.runtime.jsonfields import as_json_table, json_columns
 from syncengine.runtime.keyread import key_reading, text_keys
 from syncengine.runtime.pipeline import union_schema
 from syncengine.runtime.sharedtargets import cowriters
@@ -43,6 +44,9 @@ log = logging.getLogger("syncengine.sweep")
 
 #: deletes found by :func:`find_deleted`, per mapping: what :func:`apply_deletes` applies
 Found = list[tuple["MappingConfig", TableSpec, ChangeBatch]]
+#: a source's target keys, per scan batch: as text (schema None) or as mapped, with the
+#: batch's target schema
+SourceKeys = list[tuple[pa.Table, pa.Schema | None]]
 
 
 async def sweep_deleted(pipeline: Pipeline, table: str, required: bool = False) -> int:
@@ -69,19 +73,23 @@ async def find_deleted(pipeline: Pipeline, table: str, required: bool = False) -
         if mapping.target_name in done:
             continue
         done.add(mapping.target_name)
-        spec, present = await _source_keys(pipeline, table, index, mapping)
+        spec, keys = await _source_keys(pipeline, table, index, mapping)
         if spec is None:
             continue
         # every row the target table should hold: what each mapping writing it keeps
         # (:mod:`.sharedtargets`)
         for other_table, other_index, other in cowriters(pipeline, mapping, index):
             _, more = await _source_keys(pipeline, other_table, other_index, other)
-            present = _union(present, more, spec.key)
+            keys.extend(more)
         # the target's key columns only: its whole rows took seconds to read into Arrow
         key_spec = TableSpec(
             spec.name, spec.key, pa.schema([spec.schema.field(k) for k in spec.key])
         )
+        present: pa.Table | None = None
         async for part in pipeline.target.scan(key_spec):
+            if present is None:  # the scan made the target read the table's columns
+                holding = json_columns(pipeline.target, spec.name)
+                present = await asyncio.to_thread(_present, keys, spec.key, holding)
             if not part.num_rows:
                 continue
             gone = await asyncio.to_thread(_absent, part, spec, present)
@@ -90,17 +98,26 @@ async def find_deleted(pipeline: Pipeline, table: str, required: bool = False) -
     return found
 
 
-def _union(present: pa.Table | None, more: pa.Table | None, key: Sequence[str]) -> pa.Table | None:
-    """The key rows of both (text columns named as the target key)."""
-    parts = [t.select(list(key)) for t in (present, more) if t is not None and t.num_rows]
-    return pa.concat_tables(parts) if parts else present
+def _present(keys: SourceKeys, key: Sequence[str], holding: frozenset[str]) -> pa.Table:
+    """The source's target keys as text (:func:`.keyread.text_keys`); a typed Mongo key
+    whose column holds JSON as that JSON (:mod:`.jsonfields`): compared as the text of the
+    typed value, every row of such a key was "gone at the source" and deleted."""
+    texts = [
+        text_keys(table if schema is None else as_json_table(table, holding, schema), key)
+        for table, schema in keys
+        if table.num_rows
+    ]
+    return (
+        pa.concat_tables(texts) if texts else pa.table({k: pa.array([], pa.string()) for k in key})
+    )
 
 
 async def _source_keys(
     pipeline: Pipeline, table: str, index: int, mapping: MappingConfig
-) -> tuple[TableSpec | None, pa.Table | None]:
+) -> tuple[TableSpec | None, SourceKeys]:
     """The target table ``mapping`` writes (its schema as the source's rows map to now) and
-    the target keys of the source rows the mapping keeps, as text.
+    the target keys of the source rows the mapping keeps: as text, or as mapped with the
+    batch's target schema (a document source's: see :func:`_present`).
 
     Only the columns the key and the filter read are read (:func:`.keyread.key_reading`):
     the sweep of a million-row table read every column again, and parsed it on the event
@@ -109,22 +126,21 @@ async def _source_keys(
     reading = await key_reading(pipeline, table, index, mapping)
     compiled: CompiledMapping | None = None if reading is None else reading.compiled
     schema = None if compiled is None else compiled.target_schema
-    keys: list[pa.Table] = []
+    keys: SourceKeys = []
     # (a source is asked for some columns only when it told the schema: Source.scan)
     source = pipeline.source
     scan = source.scan(table) if reading is None else source.scan(table, reading.columns)
     async for batch in scan:
         if reading is not None:
-            keys.append(await asyncio.to_thread(reading.keys, batch))
+            keys.append((await asyncio.to_thread(reading.keys, batch), None))
             continue
         compiled = pipeline.compile(index, mapping, batch)
-        keys.append(await asyncio.to_thread(_mapped_keys, compiled, batch))
         target_schema = compiled.target_schema
+        keys.append((await asyncio.to_thread(_mapped_keys, compiled, batch), target_schema))
         schema = target_schema if schema is None else union_schema(schema, target_schema)
     if compiled is None or schema is None or not compiled.key:
-        return None, None
-    present = pa.concat_tables(keys) if keys else None
-    return TableSpec(mapping.target_name, tuple(compiled.key), schema), present
+        return None, []
+    return TableSpec(mapping.target_name, tuple(compiled.key), schema), keys
 
 
 async def apply_deletes(pipeline: Pipeline, table: str, found: Found) -> int:
@@ -141,7 +157,7 @@ async def apply_deletes(pipeline: Pipeline, table: str, found: Found) -> int:
 
 
 def _mapped_keys(compiled: CompiledMapping, batch: ChangeBatch) -> pa.Table:
-    return text_keys(compiled.apply(batch).batch.data, compiled.key)
+    return compiled.apply(batch).batch.data.select(list(compiled.key))
 
 
 def _absent(part: pa.Table, spec: TableSpec, present: pa.Table | None) -> pa.Table:

@@ -16,6 +16,7 @@ from syncengine.codecs import pg_text
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.runtime.compare import TableDiff, compare_frames
 from syncengine.runtime.declared import without_generated
+from syncengine.runtime.jsonfields import as_json_table, json_columns
 from syncengine.runtime.pipeline import Pipeline, union_schema
 from syncengine.state.protocols import StateStore
 from syncengine.targets.base import TableSpec
@@ -45,6 +46,8 @@ async def _verify_table(pipeline: Pipeline, mappings: list[tuple[int, MappingCon
     compiled = None
     schema: pa.Schema | None = None
     parts: list[pa.Table] = []
+    #: each part's own target schema: its Mongo fields' BSON types (jsonfields)
+    typed: list[pa.Schema] = []
     for index, mapping in mappings:
         scanned = False
         async for batch in pipeline.source.scan(mapping.source):
@@ -53,6 +56,7 @@ async def _verify_table(pipeline: Pipeline, mappings: list[tuple[int, MappingCon
             mapped = compiled.apply(batch).batch
             columns = [c for c in mapped.data.column_names if is_data_column(c)]
             parts.append(mapped.data.select(columns))
+            typed.append(compiled.target_schema)
             # a document source types each batch on its own: read the target with types that
             # hold every batch's values (int in one batch, double in the next → double)
             schema = (
@@ -71,6 +75,10 @@ async def _verify_table(pipeline: Pipeline, mappings: list[tuple[int, MappingCon
         spec, _ = without_generated(spec, [])
         parts = [p.select([c for c in p.column_names if c in spec.schema.names]) for p in parts]
     target_parts = [t async for t in pipeline.target.scan(spec)]
+    # a typed Mongo field whose column holds JSON is compared as the JSON the stream writes
+    holding = json_columns(pipeline.target, spec.name)
+    if holding:
+        parts = [as_json_table(p, holding, s) for p, s in zip(parts, typed, strict=True)]
     # a Postgres column carried as text in some batches (or read back as text: a target
     # value with no native form) is text in all, on both sides (codecs.pg_text)
     unified = pg_text.unify_text(parts + target_parts)

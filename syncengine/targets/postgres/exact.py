@@ -9,11 +9,14 @@ safe in general: 2^60 + 1 becomes 2^60, silently. The rules, under
 * an integer column that is sent fractions becomes ``double precision`` when every value it
   holds fits one exactly (one scan; the type change rewrites the table anyway), else
   ``numeric``;
-* a floating-point column that is sent an integer beyond its exact range becomes ``numeric``;
-  an integer column sent a fraction by a field carried as JSON text (a long beyond 2^53
-  beside a double in one group) widens as above. Both are checked per write, vectorized,
-  only for integer and JSON fields written into numeric columns: a table's spec is ensured
-  once per schema, so the values that need a wider column can come later.
+* a floating-point column that is sent an integer beyond its exact range becomes ``numeric``,
+  checked per write, vectorized, only for integer fields written into float columns: a
+  table's spec is ensured once per schema, so the values that need a wider column can come
+  later.
+
+A field carried as JSON text (a long beyond 2^53 beside a double in one group) makes its
+column ``jsonb`` instead, as a table its batch creates has (:mod:`.jsonpromote`; before session
+35 its JSON numbers were checked here, and its other values refused or written in quotes).
 
 ``numeric`` is converted from a double's shortest round-trip text (``v::text::numeric``), so
 0.1 stays 0.1 rather than the 15 significant digits a plain cast keeps.
@@ -38,12 +41,10 @@ EXACT_INTEGERS = {"double precision": EXACT_IN_DOUBLE, "real": 2**24}
 
 @dataclass(frozen=True)
 class Numbers:
-    """What one write sends into a numeric column: the extreme integers (None: no integer)
-    and whether a value has a fraction or an exponent (an integer column cannot hold it)."""
+    """The extreme integers one write sends into a column (None: no integer)."""
 
     low: int | None
     high: int | None
-    fractions: bool
 
     def beyond(self, limit: int) -> bool:
         """Whether an integer lies outside ±``limit``."""
@@ -54,71 +55,27 @@ class Numbers:
         )
 
 
-_INTEGER_TEXT = r"^-?[0-9]+$"
-_NUMBER_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
-
-
 def numbers_of(column: pa.ChunkedArray, field: pa.Field) -> Numbers | None:
-    """The numbers of an integer column, or of a Mongo field carried as JSON text (a long
-    beyond 2^53 beside a double in one group: their JSON numbers); None for other columns."""
-    if pa.types.is_integer(field.type):
-        low, high = pc.min_max(column).values()
-        return Numbers(low.as_py(), high.as_py(), fractions=False)
-    if (field.metadata or {}).get(b"bson_type") != b"json":
+    """The numbers of an integer column; None for other columns."""
+    if not pa.types.is_integer(field.type):
         return None
-    integral = pc.fill_null(pc.match_substring_regex(column, _INTEGER_TEXT), False)
-    number = pc.fill_null(pc.match_substring_regex(column, _NUMBER_TEXT), False)
-    fractions = bool(pc.any(pc.and_(number, pc.invert(integral))).as_py())
-    ints = pc.filter(column, integral)
-    if not len(ints):
-        return Numbers(None, None, fractions)
-    try:
-        low, high = pc.min_max(pc.cast(ints, pa.decimal128(38, 0))).values()
-    except pa.ArrowInvalid:  # more than 38 digits: beyond every limit here
-        return Numbers(-(10**38), 10**38, fractions)
-    return Numbers(int(low.as_py()), int(high.as_py()), fractions)
+    low, high = pc.min_max(column).values()
+    return Numbers(low.as_py(), high.as_py())
 
 
-def widenings(
-    data: pa.Table, spec: pa.Schema, columns: dict[str, str], key: tuple[str, ...]
-) -> dict[str, Numbers]:
-    """The non-key integer and floating-point columns ``data`` sends a number the column
-    cannot hold exactly: a fraction into an integer column (only JSON-carried values get
-    there; a double field is widened when its table is ensured), an integer beyond a
-    float column's exact range. ``spec``: the table's fields, whose metadata says which
-    are JSON (the batch's own fields carry none)."""
-    found = {}
+def widenings(data: pa.Table, columns: dict[str, str], key: tuple[str, ...]) -> list[str]:
+    """The non-key floating-point columns ``data`` sends an integer beyond their exact range:
+    each becomes ``numeric`` (a double field into an integer column is widened when its
+    table is ensured)."""
+    found = []
     for field in data.schema:
         current = columns.get(field.name, "")
-        if field.name in key or (current not in INTEGER_TYPES and current not in EXACT_INTEGERS):
+        if field.name in key or current not in EXACT_INTEGERS:
             continue
-        if current in INTEGER_TYPES and pa.types.is_integer(field.type):
-            continue  # the common case, decided without reading a value
-        index = spec.get_field_index(field.name)
-        if index >= 0:
-            field = field.with_metadata(spec.field(index).metadata)
         numbers = numbers_of(data.column(field.name), field)
-        if numbers is None:
-            continue
-        if current in INTEGER_TYPES and numbers.fractions:
-            found[field.name] = numbers
-        elif current in EXACT_INTEGERS and numbers.beyond(EXACT_INTEGERS[current]):
-            found[field.name] = numbers
+        if numbers is not None and numbers.beyond(EXACT_INTEGERS[current]):
+            found.append(field.name)
     return found
-
-
-async def wider_type(
-    conn: psycopg.AsyncConnection,
-    schema: str,
-    table: str,
-    column: str,
-    current: str,
-    numbers: Numbers,
-) -> str:
-    """What ``column`` (of type ``current``) becomes to hold ``numbers`` exactly."""
-    if current in EXACT_INTEGERS or numbers.beyond(EXACT_IN_DOUBLE):
-        return "numeric"
-    return await type_for_fractions(conn, schema, table, column, current)
 
 
 async def type_for_fractions(

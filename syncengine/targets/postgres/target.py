@@ -31,6 +31,7 @@ from syncengine.targets.postgres import (
     exact,
     fkorder,
     floor,
+    jsonpromote,
     keylater,
     origin,
     rebuild,
@@ -346,6 +347,8 @@ class PostgresTarget:
             columns = await ddl.existing_columns(conn, schema, table) or {}
         if self.config.on_schema_change == "add":
             await usertypes.add_labels(conn, schema, list(spec.schema), columns)
+            if await jsonpromote.promote_fields(conn, schema, table, spec, columns, self.pipeline):
+                columns = await ddl.existing_columns(conn, schema, table) or {}
         if self.config.on_schema_change == "add" and await evolve.widen(
             conn, schema, table, spec, columns
         ):
@@ -405,8 +408,8 @@ class PostgresTarget:
         table's types are the user's to choose)."""
         if self.config.on_schema_change != "add":
             return columns
-        data, spec, key = write.batch.data, write.spec.schema, write.spec.key
-        if not exact.widenings(data, spec, columns, key):
+        data, key = write.batch.data, write.spec.key
+        if not exact.widenings(data, columns, key):
             return columns
         schema, table = self._split(write.spec.name)
         try:
@@ -414,19 +417,24 @@ class PostgresTarget:
                 await self._lock_table(conn, schema, table)
                 # decided again on the types under the lock: another process may have widened
                 current = await ddl.existing_columns(conn, schema, table) or {}
-                for name, numbers in exact.widenings(data, spec, current, key).items():
-                    now = current[name]
-                    wider = await exact.wider_type(conn, schema, table, name, now, numbers)
+                for name in exact.widenings(data, current, key):
                     log.warning(
-                        "%s.%s: a number %s cannot hold exactly arrived; the column becomes %s",
-                        write.spec.name, name, now, wider,
+                        "%s.%s: an integer %s cannot hold exactly arrived; the column becomes "
+                        "numeric",
+                        write.spec.name, name, current[name],
                     )  # fmt: skip
-                    await exact.alter_type(conn, schema, table, name, wider)
+                    await exact.alter_type(conn, schema, table, name, "numeric")
                 columns = await ddl.existing_columns(conn, schema, table) or {}
         except psycopg.Error as exc:
             raise translate(exc, f"widening columns of {write.spec.name}") from None
         self._columns[write.spec.name] = columns
         return columns
+
+    def json_columns(self, table: str) -> frozenset[str]:
+        """The columns of ``table`` that hold JSON, as this process last saw them (the
+        pipeline carries a typed Mongo field headed for one as JSON: runtime/jsonfields.py)."""
+        columns = self._columns.get(table) or {}
+        return frozenset(c for c, t in columns.items() if t in jsonpromote.JSON_TYPES)
 
     def _writable(self, table: str, columns: dict[str, str]) -> dict[str, str]:
         """``columns`` without the generated ones: Postgres computes them, and a write that
