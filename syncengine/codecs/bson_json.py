@@ -15,6 +15,10 @@ value through their BSON values (the same path as a conflict's values: a rare on
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+from typing import Any
+
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,10 +32,55 @@ AS_THEY_ARE = frozenset({"json", "object", "array", "null"})
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
-def needs_json(field: pa.Field) -> bool:
-    """Whether ``field`` is a typed Mongo field (``bson_type`` other than JSON's)."""
+#: what a key's JSON column needs from a document or array too: its JSON text (a struct
+#: key cannot be sent as a key parameter, nor cast to the text the sweep compares)
+_KEY_AS_THEY_ARE = frozenset({"json", "null"})
+
+
+def needs_json(field: pa.Field, key: bool = False) -> bool:
+    """Whether ``field`` is a typed Mongo field (``bson_type`` other than JSON's); for a
+    ``key`` field, a document or array too."""
     bson_type = (field.metadata or {}).get(b"bson_type")
-    return bson_type is not None and bson_type.decode() not in AS_THEY_ARE
+    kept = _KEY_AS_THEY_ARE if key else AS_THEY_ARE
+    return bson_type is not None and bson_type.decode() not in kept
+
+
+def is_json(field: pa.Field) -> bool:
+    """Whether ``field`` is a Mongo field carried as JSON text."""
+    return (field.metadata or {}).get(b"bson_type") == b"json"
+
+
+def canonical(text: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """JSON text as Postgres prints the ``jsonb`` it parses to: object keys shorter first,
+    then by their bytes; no escapes but the ones JSON needs; numbers as written, in plain
+    notation. A key held in a ``jsonb`` column is compared as text by the sweep and is a
+    row key in the shadow: extended JSON keeps a document's field order and escapes every
+    non-ASCII character, so the same key read back would not be the same text. Value by
+    value (keys only, of the rare table whose key column holds JSON)."""
+    values = text.to_pylist()
+    return pa.array([None if v is None else _jsonb_text(_load(v)) for v in values], pa.string())
+
+
+def _load(text: str) -> Any:
+    return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+
+
+def _jsonb_text(value: Any) -> str:
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: (len(kv[0].encode()), kv[0].encode()))
+        inner = ", ".join(f"{_string(k)}: {_jsonb_text(v)}" for k, v in items)
+        return "{" + inner + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_jsonb_text(v) for v in value) + "]"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, str):
+        return _string(value)
+    return json.dumps(value)  # true, false, null
+
+
+def _string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def json_text(field: pa.Field, column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:

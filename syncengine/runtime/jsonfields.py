@@ -14,6 +14,8 @@ target without it gets the typed values).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
 
 from syncengine.changes import BEFORE_PREFIX, ChangeBatch
@@ -24,34 +26,78 @@ def typed_as_json(
     target: object, spec: TableSpec, parts: list[ChangeBatch]
 ) -> tuple[TableSpec, list[ChangeBatch]]:
     """``spec`` and ``parts`` with every typed Mongo field whose column holds JSON at the
-    target carried as extended-JSON text (``bson_type=json``)."""
+    target carried as extended-JSON text (``bson_type=json``), and the key's JSON in the
+    text the column prints (:func:`~syncengine.codecs.bson_json.canonical`)."""
     holding = json_columns(target, spec.name)
     if not holding:
         return spec, parts
-    from syncengine.codecs import bson_json
-
-    names = {f.name for f in spec.schema if f.name in holding and bson_json.needs_json(f)}
+    names = converted_names(spec, holding)
     if not names:
         return spec, parts
     converted = []
     for part in parts:
-        data = as_json_table(part.data, names, spec.schema)
+        data = as_json_table(part.data, names, spec.schema, spec.key)
         converted.append(part if data is part.data else part.replace(data))
     fields = [_as_json_field(f) if f.name in names else f for f in spec.schema]
     schema = pa.schema(fields, metadata=spec.schema.metadata)
     return TableSpec(spec.name, spec.key, schema), converted
 
 
+def converted_names(spec: TableSpec, holding: frozenset[str]) -> set[str]:
+    """The fields of ``spec`` :func:`as_json_table` converts: typed Mongo fields whose
+    column holds JSON, and the Mongo key fields whose column does (a document key too)."""
+    from syncengine.codecs import bson_json
+
+    return {
+        f.name
+        for f in spec.schema
+        if f.name in holding
+        and (
+            bson_json.needs_json(f, key=f.name in spec.key)
+            or (f.name in spec.key and bson_json.is_json(f))
+        )
+    }
+
+
+def json_fields(spec: TableSpec, names: set[str] | frozenset[str]) -> TableSpec:
+    """``spec`` with its fields among ``names`` as JSON text fields (a target reads such a
+    column as the text it prints)."""
+    if not any(f.name in names for f in spec.schema):
+        return spec
+    fields = [_as_json_field(f) if f.name in names else f for f in spec.schema]
+    return TableSpec(spec.name, spec.key, pa.schema(fields, metadata=spec.schema.metadata))
+
+
+async def known_json_columns(target: object, spec: TableSpec) -> frozenset[str]:
+    """The columns of ``spec``'s table that hold JSON. A target that has not seen the table
+    in this process (a ``verify``, a sweep after a copy of nothing) ensures it first, as its
+    scan would; a daemon's target has (its stream and copies ensured it), so nothing runs
+    on its connection beside the stream's groups."""
+    said = getattr(target, "json_columns", None)
+    if said is None:
+        return frozenset()
+    if said(spec.name) is None:
+        await target.ensure_table(spec)  # type: ignore[attr-defined]
+    return json_columns(target, spec.name)
+
+
 def json_columns(target: object, table: str) -> frozenset[str]:
     """The columns of ``table`` the target says hold JSON (none when it does not say)."""
     said = getattr(target, "json_columns", None)
-    return frozenset() if said is None else frozenset(said(table))
+    holding = None if said is None else said(table)
+    return frozenset() if holding is None else frozenset(holding)
 
 
-def as_json_table(data: pa.Table, names: set[str] | frozenset[str], schema: pa.Schema) -> pa.Table:
-    """``data`` with its typed Mongo fields among ``names`` as extended-JSON text; a field's
-    BSON type is its own when it kept it (mapped columns lose Arrow metadata), else
-    ``schema``'s (the group's spec: as a joined group's parts were typed)."""
+def as_json_table(
+    data: pa.Table,
+    names: set[str] | frozenset[str],
+    schema: pa.Schema,
+    printed: Sequence[str] = (),
+) -> pa.Table:
+    """``data`` with its typed Mongo fields among ``names`` as extended-JSON text, and the
+    ``printed`` fields among them (keys: compared as text) as the text their ``jsonb``
+    prints; a field's BSON type is its own when it kept it (mapped columns lose Arrow
+    metadata), else ``schema``'s (the group's spec: as a joined group's parts were typed)."""
     from syncengine.codecs import bson_json
 
     for index, field in enumerate(data.schema):
@@ -60,9 +106,15 @@ def as_json_table(data: pa.Table, names: set[str] | frozenset[str], schema: pa.S
             continue
         own = (field.metadata or {}).get(b"bson_type")
         typed = field if own else field.with_metadata(schema.field(name).metadata)
-        if not bson_json.needs_json(typed):
+        keyed = name in printed
+        if bson_json.needs_json(typed, key=keyed):
+            text = bson_json.json_text(typed, data.column(index))
+        elif keyed and bson_json.is_json(typed):
+            text = data.column(index)
+        else:
             continue  # carried as JSON already
-        text = bson_json.json_text(typed, data.column(index))
+        if keyed:
+            text = bson_json.canonical(text)
         data = data.set_column(index, _as_json_field(field), text)
     return data
 

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.changes import OP_DELETE, REPLAYED, ChangeBatch, is_data_column
-from syncengine.runtime.jsonfields import as_json_table, json_columns
+from syncengine.runtime.jsonfields import as_json_table, json_fields, known_json_columns
 from syncengine.runtime.keyread import key_reading, text_keys
 from syncengine.runtime.pipeline import union_schema
 from syncengine.runtime.sharedtargets import cowriters
@@ -81,15 +80,15 @@ async def find_deleted(pipeline: Pipeline, table: str, required: bool = False) -
         for other_table, other_index, other in cowriters(pipeline, mapping, index):
             _, more = await _source_keys(pipeline, other_table, other_index, other)
             keys.extend(more)
+        holding = await known_json_columns(pipeline.target, spec)
+        # keys the target holds as JSON: compared (and deleted) as the text it prints
+        spec = json_fields(spec, holding & set(spec.key))
+        present = await asyncio.to_thread(_present, keys, spec.key, holding)
         # the target's key columns only: its whole rows took seconds to read into Arrow
         key_spec = TableSpec(
             spec.name, spec.key, pa.schema([spec.schema.field(k) for k in spec.key])
         )
-        present: pa.Table | None = None
         async for part in pipeline.target.scan(key_spec):
-            if present is None:  # the scan made the target read the table's columns
-                holding = json_columns(pipeline.target, spec.name)
-                present = await asyncio.to_thread(_present, keys, spec.key, holding)
             if not part.num_rows:
                 continue
             gone = await asyncio.to_thread(_absent, part, spec, present)
@@ -98,12 +97,12 @@ async def find_deleted(pipeline: Pipeline, table: str, required: bool = False) -
     return found
 
 
-def _present(keys: SourceKeys, key: Sequence[str], holding: frozenset[str]) -> pa.Table:
+def _present(keys: SourceKeys, key: tuple[str, ...], holding: frozenset[str]) -> pa.Table:
     """The source's target keys as text (:func:`.keyread.text_keys`); a typed Mongo key
     whose column holds JSON as that JSON (:mod:`.jsonfields`): compared as the text of the
     typed value, every row of such a key was "gone at the source" and deleted."""
     texts = [
-        text_keys(table if schema is None else as_json_table(table, holding, schema), key)
+        text_keys(table if schema is None else as_json_table(table, holding, schema, key), key)
         for table, schema in keys
         if table.num_rows
     ]

@@ -13,10 +13,11 @@ import pyarrow as pa
 
 from syncengine.changes import is_data_column
 from syncengine.codecs import pg_text
+from syncengine.codecs.bson_json import is_json
 from syncengine.config.models import MappingConfig, PipelineConfig
 from syncengine.runtime.compare import TableDiff, compare_frames
 from syncengine.runtime.declared import without_generated
-from syncengine.runtime.jsonfields import as_json_table, json_columns
+from syncengine.runtime.jsonfields import as_json_table, json_fields, known_json_columns
 from syncengine.runtime.pipeline import Pipeline, union_schema
 from syncengine.state.protocols import StateStore
 from syncengine.targets.base import TableSpec
@@ -74,11 +75,16 @@ async def _verify_table(pipeline: Pipeline, mappings: list[tuple[int, MappingCon
         # columns generated at the source are never written to such a target (declared.py)
         spec, _ = without_generated(spec, [])
         parts = [p.select([c for c in p.column_names if c in spec.schema.names]) for p in parts]
-    target_parts = [t async for t in pipeline.target.scan(spec)]
-    # a typed Mongo field whose column holds JSON is compared as the JSON the stream writes
-    holding = json_columns(pipeline.target, spec.name)
+    # a typed Mongo field whose column holds JSON is compared as the JSON the stream writes,
+    # and the key and JSON columns as the text the target prints (compared as text)
+    holding = await known_json_columns(pipeline.target, spec)
     if holding:
-        parts = [as_json_table(p, holding, s) for p, s in zip(parts, typed, strict=True)]
+        printed = holding & (set(spec.key) | {f.name for f in spec.schema if is_json(f)})
+        parts = [
+            as_json_table(p, holding, s, tuple(printed)) for p, s in zip(parts, typed, strict=True)
+        ]
+        spec = json_fields(spec, printed)
+    target_parts = [t async for t in pipeline.target.scan(spec)]
     # a Postgres column carried as text in some batches (or read back as text: a target
     # value with no native form) is text in all, on both sides (codecs.pg_text)
     unified = pg_text.unify_text(parts + target_parts)

@@ -430,10 +430,13 @@ class PostgresTarget:
         self._columns[write.spec.name] = columns
         return columns
 
-    def json_columns(self, table: str) -> frozenset[str]:
+    def json_columns(self, table: str) -> frozenset[str] | None:
         """The columns of ``table`` that hold JSON, as this process last saw them (the
-        pipeline carries a typed Mongo field headed for one as JSON: runtime/jsonfields.py)."""
-        columns = self._columns.get(table) or {}
+        pipeline carries a typed Mongo field headed for one as JSON: runtime/jsonfields.py);
+        None when it has not seen the table."""
+        columns = self._columns.get(table)
+        if columns is None:
+            return None
         return frozenset(c for c, t in columns.items() if t in jsonpromote.JSON_TYPES)
 
     def _writable(self, table: str, columns: dict[str, str]) -> dict[str, str]:
