@@ -271,3 +271,21 @@ def test_document_keys(tmp_path, mongo_uri, mongo_db, pg_target_dsn):
         cli.run("resnapshot", "-p", "copy", "--table", "things")
         _same(things, pg_target_dsn)
         assert "identical" in cli.run("verify").stdout
+
+
+def test_an_array_whose_items_change_type(tmp_path, mongo_uri, mongo_db, pg_target_dsn):
+    """Arrays of ints made an ``integer[]`` column; arrays of strings later went to the dead
+    letters row by row. The column becomes ``jsonb``, the arrays it holds JSON arrays."""
+    cli = _cli(tmp_path, mongo_uri, mongo_db, pg_target_dsn)
+    with MongoClient(mongo_uri) as client:
+        things = client[mongo_db]["things"]
+        things.insert_many([{"_id": i, "v": [i, i + 1], "n": 1} for i in range(3)])
+        cli.run("sync", "--once")
+        things.insert_many([{"_id": 10 + i, "v": ["x", "é"], "n": 2} for i in range(3)])
+        cli.run("sync", "--once")  # a group of string arrays only: typed
+        assert _types(pg_target_dsn)["v"] == "jsonb"
+        _same(things, pg_target_dsn)
+        things.update_one({"_id": 1}, {"$set": {"v": [7]}})
+        cli.run("sync", "--once")
+        _same(things, pg_target_dsn)
+        assert cli.run("deadletters", "list").stdout.strip() == ""

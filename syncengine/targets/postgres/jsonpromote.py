@@ -13,7 +13,8 @@ for a ``jsonb`` column (:mod:`syncengine.runtime.jsonfields`), so rows keep matc
 
 When: a typed field whose BSON type belongs to another family than the column's type
 (strings and ObjectIds: text types; numbers: number types; booleans; dates: timestamps; UUIDs;
-binary: ``bytea``; documents and arrays: JSON and array types), or any field carried as JSON,
+binary: ``bytea``; documents: JSON; arrays: array types of their items' family), or any field
+carried as JSON,
 is seen when the table is ensured (:func:`wanted`), so the group is resolved (keys read,
 hashes compared) and written against the ``jsonb`` column, and the shadow rebuilt first where
 a strategy compares with it. A field carried as JSON gets ``jsonb`` whatever its values, as in
@@ -36,6 +37,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
+from syncengine.codecs.pg_text import is_text
 from syncengine.targets.base import TableSpec
 from syncengine.targets.postgres import rebuild
 from syncengine.targets.postgres.exact import EXACT_INTEGERS, INTEGER_TYPES
@@ -92,8 +94,37 @@ def wanted(field: pa.Field, current: str) -> bool:
     kind = bson_type.decode()
     if kind == "json":
         return True
+    if kind == "array" and _listed(current):
+        return not _holds_items(field, current[: -len("[]")])
     holds = _HOLDS.get(kind)
     return holds is not None and not holds(current)
+
+
+def _holds_items(field: pa.Field, element: str) -> bool:
+    """Whether an array column of ``element``s holds the items of array field ``field``
+    (``integer[]`` cannot hold strings); the items' kind from their Arrow type (a mapped
+    list keeps no item metadata)."""
+    t = field.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)):
+        return True
+    kind = _item_kind(t.value_type)
+    return kind is None or _HOLDS[kind](element)
+
+
+def _item_kind(t: pa.DataType) -> str | None:
+    if is_text(t):
+        return "string"
+    if pa.types.is_integer(t):
+        return "long"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "double"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_timestamp(t):
+        return "date"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "binData"
+    return None
 
 
 async def promote_fields(

@@ -39,6 +39,11 @@ def test_wanted_when_the_field_leaves_the_columns_family():
     for bson_type, column, expected in cases:
         assert wanted(_field("f", bson_type), column) is expected, (bson_type, column)
     assert not wanted(_field("f", None), "integer")  # not a Mongo field
+    # arrays: by their items (a mapped list keeps no item metadata: its Arrow type says)
+    assert wanted(_field("f", "array", pa.large_list(pa.large_string())), "integer[]")
+    assert not wanted(_field("f", "array", pa.list_(pa.int64())), "integer[]")
+    assert not wanted(_field("f", "array", pa.list_(pa.string())), "text[]")
+    assert wanted(_field("f", "array", pa.list_(pa.bool_())), "text")
 
 
 class _Columns:
