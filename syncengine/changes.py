@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from syncengine.errors import FatalError
+
 if TYPE_CHECKING:
     import polars as pl
 else:
@@ -83,6 +85,32 @@ requested after that interrupted nothing (syncengine.runtime.runner.sync_once)."
 META_COLUMNS = ("_op", "_pos", "_ts", "_txid")
 BEFORE_PREFIX = "_before."
 UNSENT_PREFIX = "_unsent."
+
+
+def reserved(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that a batch's own columns take (:data:`META_COLUMNS`,
+    before-images, unsent marks): a source column of such a name collided with them (the
+    sync stopped with a traceback on the duplicate field)."""
+    return [n for n in names if is_reserved(n)]
+
+
+def is_reserved(name: str) -> bool:
+    return name in META_COLUMNS or name.startswith((BEFORE_PREFIX, UNSENT_PREFIX))
+
+
+def reserved_message(table: str, names: Sequence[str]) -> str:
+    """What is wrong with a source table whose columns take reserved names, and the fix."""
+    return (
+        f"{table}: column(s) {', '.join(names)} have names the engine keeps for its own "
+        f"columns ({', '.join(META_COLUMNS)}, {BEFORE_PREFIX}*, {UNSENT_PREFIX}*), so it "
+        "cannot be synced as it is; rename them at the source (a Postgres ALTER TABLE … "
+        "RENAME COLUMN, a Mongo $rename) or leave it out"
+    )
+
+
+def reserved_error(table: str, names: Sequence[str]) -> FatalError:
+    return FatalError(reserved_message(table, names))
+
 
 META_SCHEMA = pa.schema(
     [
@@ -138,6 +166,9 @@ class ChangeBatch:
         meta: Mapping[str, object] | None = None,
     ) -> ChangeBatch:
         """Assemble a batch from a row-image table and per-row metadata arrays."""
+        taken = reserved(rows.column_names)
+        if taken:
+            raise reserved_error(table, taken)
         n = rows.num_rows
         fields: dict[str, pa.Field] = {f.name: f for f in rows.schema}  # keeps pg_type/bson_type
         columns: dict[str, pa.Array | pa.ChunkedArray] = {

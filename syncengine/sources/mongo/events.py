@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from syncengine.changes import OP_DELETE, OP_INSERT, OP_TRUNCATE, OP_UPDATE
+from syncengine.changes import OP_DELETE, OP_INSERT, OP_TRUNCATE, OP_UPDATE, is_reserved
 from syncengine.sources.mongo.positions import as_datetime, event_position
 
 log = logging.getLogger("syncengine.sources.mongo")
@@ -184,7 +184,7 @@ def partial_update(row: Row, description: dict[str, Any]) -> Row:
         if path.split(".", 1)[0] not in skipped:
             row.doc[path] = value
     for path in removed:
-        if path.split(".", 1)[0] not in skipped:
+        if path.split(".", 1)[0] not in skipped and not is_reserved(path):
             row.doc[path] = None
     if skipped:
         row.warnings.append(
@@ -196,8 +196,12 @@ def partial_update(row: Row, description: dict[str, Any]) -> Row:
 
 
 def with_removed(document: dict[str, Any], description: dict[str, Any]) -> dict[str, Any]:
-    """``document`` plus a null for each top-level field the update removed."""
-    removed = [p for p in description.get("removedFields") or [] if "." not in p]
+    """``document`` plus a null for each top-level field the update removed (but one of a
+    name the engine keeps for its own columns: no target column can have held it, and the
+    update that renames it away must go through)."""
+    removed = [
+        p for p in description.get("removedFields") or [] if "." not in p and not is_reserved(p)
+    ]
     if not removed:
         return document
     out = dict(document)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from syncengine.changes import lsn_to_pos, pos_to_lsn
+from syncengine.changes import lsn_to_pos, pos_to_lsn, reserved, reserved_message
 from syncengine.errors import FatalError
 from syncengine.names import QualifiedName, canonical, did_you_mean
 from syncengine.sources.base import SourceLag
@@ -44,6 +44,16 @@ async def catalog_tables(conn: psycopg.AsyncConnection) -> list[QualifiedName]:
         "AND n.nspname <> 'information_schema'"
     )
     return [QualifiedName(*row) for row in await cur.fetchall() if not row[0].startswith("pg_")]
+
+
+async def _column_names(conn: psycopg.AsyncConnection, schema: str, table: str) -> list[str]:
+    cur = await conn.execute(
+        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
+        "AND a.attnum > 0 AND NOT a.attisdropped",
+        (schema, table),
+    )
+    return [name for (name,) in await cur.fetchall()]
 
 
 async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> list[str]:
@@ -81,6 +91,9 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
             problems.append(f"tables: '{written}' does not exist{hint}")
             continue
         identity, has_pk, can_select = row
+        taken = reserved(await _column_names(conn, parsed.schema, parsed.name))
+        if taken:
+            problems.append(f"tables: {reserved_message(repr(written), taken)}")
         if not can_select:
             problems.append(
                 f"tables: no SELECT on '{written}'; run GRANT SELECT ON {table} TO <user>"
