@@ -38,9 +38,7 @@ def typed_as_json(
     for part in parts:
         data = as_json_table(part.data, names, spec.schema, spec.key)
         converted.append(part if data is part.data else part.replace(data))
-    fields = [_as_json_field(f) if f.name in names else f for f in spec.schema]
-    schema = pa.schema(fields, metadata=spec.schema.metadata)
-    return TableSpec(spec.name, spec.key, schema), converted
+    return json_fields(spec, names), converted
 
 
 def converted_names(spec: TableSpec, holding: frozenset[str]) -> set[str]:

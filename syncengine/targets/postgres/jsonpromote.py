@@ -12,15 +12,16 @@ holds become the extended JSON of their BSON values, the text a typed batch's va
 for a ``jsonb`` column (:mod:`syncengine.runtime.jsonfields`), so rows keep matching by key.
 
 When: a typed field whose BSON type belongs to another family than the column's type
-(strings and ObjectIds: text types; numbers: number types; booleans; dates: timestamps; UUIDs;
-binary: ``bytea``; documents: JSON; arrays: array types of their items' family), or any field
-carried as JSON,
-is seen when the table is ensured (:func:`wanted`), so the group is resolved (keys read,
-hashes compared) and written against the ``jsonb`` column, and the shadow rebuilt first where
-a strategy compares with it. A field carried as JSON gets ``jsonb`` whatever its values, as in
-a table its batch creates (JSON numbers too: a long beyond 2^53 beside a double). A column
-type none of these families names (a domain, an enum, ``citext``: the user's choice) is left
-as it is.
+(strings: text, uuid, timestamp or bytea columns; ObjectIds: text; numbers: number types;
+booleans; dates: timestamps; UUIDs: uuid or text; binary: ``bytea``; documents: JSON; arrays:
+array types of their items' family), or any field carried as JSON, is seen when the table is
+ensured (:func:`wanted`), so the group is resolved (keys read, hashes compared) and written
+against the ``jsonb`` column, and the shadow rebuilt first where a strategy compares with it.
+A field carried as JSON gets ``jsonb`` whatever its values, as in a table its batch creates
+(JSON numbers too: a long beyond 2^53 beside a double). A column type none of these families
+names (a domain, an enum, ``citext``: the user's choice) is left as it is; so is every column
+under ``on_schema_change: ignore`` or ``fail`` (a schema the user keeps: a Mongo string field
+into a user's ``numeric`` column is parsed by the server, as before).
 
 The BSON type of stored values is read from the column's type: ``bigint`` holds longs (an
 int64 in int32 range is ``{"$numberLong": …}``), floats keep NaN and infinities as
@@ -63,9 +64,14 @@ def _listed(pg_type: str) -> bool:
     return pg_type.endswith("[]")
 
 
-#: the column types that hold each BSON type's values as a typed batch writes them
+#: the column types that take each BSON type's values as a typed batch writes them: their
+#: own family's. Strings also go into a uuid, timestamp or bytea column (a type chosen for
+#: strings that hold such values: the server parses them, or refuses one to the dead
+#: letters), as UUIDs into text; reading such a column as text, as such a group's rows are
+#: read back, always works. Not the reverse: an int group reads a text column's values as
+#: ints (a strategy's reads, a shadow rebuild), so ints into text make it jsonb.
 _HOLDS = {
-    "string": _text,
+    "string": lambda t: _text(t) or t in ("uuid", "bytea") or _stamp(t),
     "objectId": _text,
     "int": lambda t: _numeric(t),
     "long": lambda t: _numeric(t),

@@ -20,18 +20,22 @@ def _field(name: str, bson_type: str | None, type_: pa.DataType | None = None) -
 def test_wanted_when_the_field_leaves_the_columns_family():
     cases = [
         ("string", "integer", True),
+        ("string", "boolean", True),
         ("string", "text", False),
+        ("string", "uuid", False),  # a type chosen for strings: the server parses them
+        ("string", "timestamp with time zone", False),
         ("objectId", "character varying(24)", False),
-        ("int", "text", True),
+        ("int", "text", True),  # an int group reads the column's values as ints
         ("long", "numeric(20,0)", False),
         ("double", "bigint", False),  # exact.py's: a number column stays one
         ("bool", "integer", True),
         ("date", "timestamp with time zone", False),
         ("date", "text", True),
+        ("uuid", "text", False),
         ("object", "text", True),
         ("array", "integer[]", False),
-        ("json", "text", True),
-        ("json", "bigint", True),  # as a table its batch creates: jsonb
+        ("json", "text", True),  # carried as JSON: as the table its group creates
+        ("json", "bigint", True),
         ("json", "jsonb", False),
         ("string", "citext", False),  # a type the user chose: left alone
         ("null", "integer", False),
