@@ -154,7 +154,17 @@ class Daemon:
                         raise
                     log.info("%s: stopped mid-group; it is applied again on the next start", name)
                 except HistoryLost as exc:
-                    if not await resync.after_history_lost(pipeline, exc):
+                    try:
+                        started = await resync.after_history_lost(pipeline, exc)
+                    except Exception as failed:  # noqa: BLE001 - classified below
+                        # the target went away while the resync was recorded: its request
+                        # is stored (reset phase), so the next round carries it out
+                        if not is_transient(failed):
+                            raise
+                        self._retrying(name, health, failed, breaker)
+                        await _sleep(stop, backoff.next_delay())
+                        continue
+                    if not started:
                         raise
                     self.metrics.history_lost.labels(name).inc()  # copied on the next round
                 except Exception as exc:  # noqa: BLE001 - classified below

@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from syncengine.errors import HistoryLost
+from syncengine.targets.faults import fault_point
 
 if TYPE_CHECKING:
     from syncengine.config.models import PipelineConfig
@@ -59,6 +60,7 @@ async def begin(pipeline: Pipeline, reason: str) -> None:
     pipeline.state.put_checkpoint(
         pipeline.name, RESYNC, checkpoint or "", {"phase": RESET, "reason": reason}
     )
+    fault_point("resync.before_reset")
     await _forget_positions(pipeline)
 
 

@@ -14,6 +14,8 @@ slot ahead of the checkpoint was streamed from silently, skipping the changes be
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import textwrap
 import uuid
@@ -269,3 +271,38 @@ def test_a_mongo_oplog_that_rolled_over_is_resynced_once(
     assert rows(pg_target_dsn, query) == source()
     assert "SOURCE HISTORY LOST" in logs and logs.count("backfill complete") == 1, logs
     client.close()
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_the_target_failing_while_the_daemon_records_a_resync(tmp_path, databases):
+    """The daemon meets the lost history and records the resync; the target's connection
+    is cut right then (the request stored, the positions not yet forgotten at the target).
+    The pipeline stopped as failed until someone restarted the daemon; it now retries,
+    and the stored request is carried out on the next round."""
+    src, tgt = databases
+    cli = _cli(tmp_path, databases, "resnapshot")
+    cli.run("sync", "--once")
+    _lose_history(src)
+    cli.env["SYNCENGINE_FAULT"] = "resync.before_reset:stop"  # SIGSTOP there, once
+    daemon = cli.start("run")
+    try:
+        wait_for(lambda: _stopped(daemon.pid), 60)
+        execute(
+            tgt,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        os.kill(daemon.pid, signal.SIGCONT)
+        wait_for(lambda: rows(tgt, ITEMS) == rows(src, ITEMS), 90)
+        execute(src, "DELETE FROM items WHERE id = 60", "INSERT INTO items VALUES (600, 'live')")
+        wait_for(lambda: rows(tgt, ITEMS) == rows(src, ITEMS), 60)
+    finally:
+        assert cli.stop(daemon) == 0
+    logs = cli.daemon_logs()
+    assert "SOURCE HISTORY LOST" in logs and "transient failure" in logs, logs
+    assert "pipeline stopped" not in logs, logs
+    assert _resync_requests(cli) == []
