@@ -93,6 +93,7 @@ def checkpoints() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @expected_errors
 def checkpoints_show(config_path: str, pipeline: str | None, as_json: bool) -> None:
+    from syncengine.runtime import resync
     from syncengine.runtime.pipeline import Pipeline
 
     config, names = load_selected(config_path, pipeline)
@@ -105,7 +106,11 @@ def checkpoints_show(config_path: str, pipeline: str | None, as_json: bool) -> N
             position = await job.checkpoint()
         finally:
             await job.close()
-        return {"pipeline": name, "stream": job.stream_name, "position": position}
+        row: dict[str, Any] = {"pipeline": name, "stream": job.stream_name, "position": position}
+        resyncing = resync.describe(state, name)
+        if resyncing is not None:  # the positions were forgotten: a resync is under way
+            row["resync"] = resyncing
+        return row
 
     rows = [asyncio.run(gather(n)) for n in names]
     if as_json:
@@ -113,6 +118,8 @@ def checkpoints_show(config_path: str, pipeline: str | None, as_json: bool) -> N
         return
     for row in rows:
         click.echo(f"{row['pipeline']}\t{row['stream']}\t{row['position'] or '(none)'}")
+        if "resync" in row:
+            click.echo(f"{row['pipeline']}\tresync under way\t{row['resync']}")
 
 
 @checkpoints.command("reset")

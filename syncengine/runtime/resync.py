@@ -64,6 +64,15 @@ async def begin(pipeline: Pipeline, reason: str) -> None:
     await _forget_positions(pipeline)
 
 
+def describe(state: StateStore, name: str) -> str | None:
+    """The resync under way for pipeline ``name``, as ``status`` and ``checkpoints show``
+    print it (``phase: reason``); None when there is none."""
+    requested = state.get_checkpoint(name, RESYNC)
+    if requested is None:
+        return None
+    return f"{requested.details.get('phase')}: {requested.details.get('reason')}"
+
+
 async def resume(pipeline: Pipeline) -> bool:
     """Finish a request's reset that a crash interrupted; whether a resync is under way."""
     stored = pipeline.state.get_checkpoint(pipeline.name, RESYNC)

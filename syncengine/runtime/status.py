@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from syncengine.runtime.resync import RESYNC
+from syncengine.runtime import resync
 from syncengine.state.protocols import PipelineStatus, StateStore
 
 if TYPE_CHECKING:
@@ -63,9 +63,9 @@ async def gather_status(config: Config, name: str, state: StateStore) -> dict[st
         info["error"] = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     finally:
         await pipeline.close()
-    requested = state.get_checkpoint(name, RESYNC)
-    if requested is not None:  # a resync under way (runtime/resync.py)
-        info["resync"] = f"{requested.details.get('phase')}: {requested.details.get('reason')}"
+    resyncing = resync.describe(state, name)
+    if resyncing is not None:  # a resync under way (runtime/resync.py)
+        info["resync"] = resyncing
     chunks = state.get_chunks(name)
     if chunks:
         info["snapshot_chunks"] = {

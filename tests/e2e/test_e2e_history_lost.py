@@ -134,6 +134,10 @@ def test_an_invalidated_slot_stops_the_pipeline_until_a_reset_resyncs_it(tmp_pat
     cli.run("checkpoints", "reset", "-p", "replica", "--yes")
     (status,) = json.loads(cli.run("status", "--json").stdout)
     assert status["resync"] == "copy: checkpoints reset"  # the resync under way
+    shown = cli.run("checkpoints", "show").stdout  # printed the forgotten position only
+    assert "replica\tresync under way\tcopy: checkpoints reset" in shown, shown
+    (shown_json,) = json.loads(cli.run("checkpoints", "show", "--json").stdout)
+    assert shown_json["resync"] == "copy: checkpoints reset"
     result = cli.run("sync", "--once")
     assert "dropped, made anew" in result.stderr
     assert rows(tgt, ITEMS) == rows(src, ITEMS)  # ids 1–10 deleted by the sweep
