@@ -108,10 +108,6 @@ def reserved_message(table: str, names: Sequence[str]) -> str:
     )
 
 
-def reserved_error(table: str, names: Sequence[str]) -> FatalError:
-    return FatalError(reserved_message(table, names))
-
-
 META_SCHEMA = pa.schema(
     [
         pa.field("_op", pa.string(), nullable=False),
@@ -168,7 +164,7 @@ class ChangeBatch:
         """Assemble a batch from a row-image table and per-row metadata arrays."""
         taken = reserved(rows.column_names)
         if taken:
-            raise reserved_error(table, taken)
+            raise FatalError(reserved_message(table, taken))
         n = rows.num_rows
         fields: dict[str, pa.Field] = {f.name: f for f in rows.schema}  # keeps pg_type/bson_type
         columns: dict[str, pa.Array | pa.ChunkedArray] = {

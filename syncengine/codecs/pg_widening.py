@@ -78,6 +78,15 @@ def _kind(name: str) -> _Kind | None:
     return None
 
 
+def family(name: str) -> str | None:
+    """The family of column type ``name`` (``number``, floats too; ``text``; a temporal one
+    such as ``timestamp with time zone``); None outside them."""
+    if name in _FLOAT_HOLDS:
+        return "number"
+    kind = _kind(name)
+    return None if kind is None else kind.family
+
+
 def holds(target: str, source: str) -> bool:
     """Whether every value of type ``source`` is stored exactly in a ``target`` column."""
     if target == source or target in _TEXT:  # text holds every value's text form

@@ -38,10 +38,10 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from syncengine.codecs.pg_text import is_text
+from syncengine.codecs.pg_widening import family
 from syncengine.targets.base import TableSpec
 from syncengine.targets.postgres import rebuild
-from syncengine.targets.postgres.exact import EXACT_INTEGERS, INTEGER_TYPES
+from syncengine.targets.postgres.types import pg_type_of
 
 log = logging.getLogger("syncengine.targets.postgres")
 
@@ -53,11 +53,15 @@ _OBJECT_ID = "^[0-9a-f]{24}$"
 
 
 def _text(pg_type: str) -> bool:
-    return pg_type == "text" or pg_type.startswith("character")
+    return family(pg_type) == "text"
+
+
+def _numeric(pg_type: str) -> bool:
+    return family(pg_type) == "number"
 
 
 def _stamp(pg_type: str) -> bool:
-    return pg_type.startswith("timestamp")
+    return (family(pg_type) or "").startswith("timestamp")
 
 
 def _listed(pg_type: str) -> bool:
@@ -73,10 +77,10 @@ def _listed(pg_type: str) -> bool:
 _HOLDS = {
     "string": lambda t: _text(t) or t in ("uuid", "bytea") or _stamp(t),
     "objectId": _text,
-    "int": lambda t: _numeric(t),
-    "long": lambda t: _numeric(t),
-    "double": lambda t: _numeric(t),
-    "decimal": lambda t: _numeric(t),
+    "int": _numeric,
+    "long": _numeric,
+    "double": _numeric,
+    "decimal": _numeric,
     "bool": lambda t: t == "boolean",
     "date": _stamp,
     "uuid": lambda t: t == "uuid" or _text(t),
@@ -108,29 +112,14 @@ def wanted(field: pa.Field, current: str) -> bool:
 
 def _holds_items(field: pa.Field, element: str) -> bool:
     """Whether an array column of ``element``s holds the items of array field ``field``
-    (``integer[]`` cannot hold strings); the items' kind from their Arrow type (a mapped
-    list keeps no item metadata)."""
+    (``integer[]`` cannot hold strings): the column type the items would get
+    (:func:`~.types.pg_type_of`; a mapped list keeps no item metadata) is ``element`` or of
+    its family."""
     t = field.type
     if not (pa.types.is_list(t) or pa.types.is_large_list(t)):
         return True
-    kind = _item_kind(t.value_type)
-    return kind is None or _HOLDS[kind](element)
-
-
-def _item_kind(t: pa.DataType) -> str | None:
-    if is_text(t):
-        return "string"
-    if pa.types.is_integer(t):
-        return "long"
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return "double"
-    if pa.types.is_boolean(t):
-        return "bool"
-    if pa.types.is_timestamp(t):
-        return "date"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return "binData"
-    return None
+    item = pg_type_of(t.value_field)
+    return item == element or (family(item) or item) == family(element)
 
 
 async def promote_fields(
@@ -153,10 +142,6 @@ async def promote_fields(
 
         await rebuild.keep(conn, pipeline, spec.name, KEPT_FENCE, None, None)
     return bool(names)
-
-
-def _numeric(pg_type: str) -> bool:
-    return pg_type in INTEGER_TYPES or pg_type in EXACT_INTEGERS or pg_type.startswith("numeric")
 
 
 async def promote(
