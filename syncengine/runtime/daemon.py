@@ -31,7 +31,7 @@ from syncengine.errors import (
     SyncEngineError,
     TargetUnavailable,
 )
-from syncengine.runtime import resync
+from syncengine.runtime import captured, resync
 from syncengine.runtime.classify import is_transient
 from syncengine.runtime.laghistory import LagRecorder
 from syncengine.runtime.metrics import Metrics, MetricsServer
@@ -136,7 +136,10 @@ class Daemon:
                     await _sleep(stop, breaker.wait_time())
                     continue
                 pipeline = Pipeline(name, self.config.pipelines[name], self.state, self.metrics)
-                lag_task = None
+                lag_task = watcher = None
+                #: set on ``stop``, or when a table is replaced at the source (then the
+                #: pipeline starts again, which asks for the table's copy)
+                restart = asyncio.Event()
                 try:
                     await pipeline.open()
                     health.state = "backfilling"
@@ -148,9 +151,10 @@ class Daemon:
                     lag_task = asyncio.create_task(self._watch_lag(pipeline))
                     side = TableOps(pipeline).batches(stop)
                     self.streaming[name] = pipeline
-                    await stream(pipeline, start, stop=stop, side=side)
+                    watcher = asyncio.create_task(captured.watch(pipeline, stop, restart))
+                    await stream(pipeline, start, stop=restart, side=side)
                 except Interrupted:
-                    if not stop.is_set():
+                    if not (stop.is_set() or restart.is_set()):
                         raise
                     log.info("%s: stopped mid-group; it is applied again on the next start", name)
                 except HistoryLost as exc:
@@ -174,8 +178,9 @@ class Daemon:
                     await _sleep(stop, backoff.next_delay())
                 finally:
                     self.streaming.pop(name, None)
-                    if lag_task:
-                        lag_task.cancel()
+                    for task in (lag_task, watcher):
+                        if task:
+                            task.cancel()
                     self._record_status(name, pipeline, health)
                     await pipeline.close()
                     self.metrics.circuit_state.labels(name).set(CIRCUIT_STATES[breaker.state])

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from syncengine.config.models import Config, PipelineConfig
 from syncengine.errors import ConfigError, SyncEngineError
+from syncengine.runtime import captured
 from syncengine.runtime.drain import drain
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ class Reloads:
             for table in tables:  # carried out once the pipeline captures the table
                 request = daemon.state.request_table(name, table, "resnapshot", None)
                 await self._note_empty(name, new.pipelines[name], table, request)
+            captured.note_added(daemon.state, name, tables)  # its copy is asked for above
         for name in plan.live:
             if not await self._add_live(name, new.pipelines[name], plan.added[name]):
                 plan.restart.append(name)

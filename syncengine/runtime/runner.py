@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from syncengine.changes import ECHO, ChangeBatch
 from syncengine.errors import Interrupted
 from syncengine.passthrough import RawChunkExport
-from syncengine.runtime import passthrough, pausing, resync
+from syncengine.runtime import captured, passthrough, pausing, resync
 from syncengine.runtime.beside import Lane
 from syncengine.runtime.cancelling import cancel_and_wait
 from syncengine.runtime.copypace import CopyPace
@@ -130,6 +130,8 @@ async def backfill(
     if position is not None and position != existing:
         await pipeline.target.apply([], Checkpoint(pipeline.stream_name, position))
         await pipeline.source.acknowledge(position)
+    if tables is None:  # every table copied: the stream captures them from here
+        await captured.remember(pipeline)
     log.info("%s: backfill complete, %d rows, consistent with %s", pipeline.name, copied, position)
     log.info("%s: backfill phases: %s", pipeline.name, pipeline.phases.summary())
     return copied
@@ -533,11 +535,29 @@ async def ensure_backfilled(
         log.info("%s: no checkpoint yet: backfilling first", pipeline.name)
         copied = await backfill(pipeline, progress=progress, stop=stop)
         checkpoint = await pipeline.checkpoint()
+    else:  # tables the stream did not capture are copied again (their requests)
+        await captured.catch_up(pipeline)
     if checkpoint is None:
         raise RuntimeError(f"{pipeline.name}: backfill did not leave a checkpoint")
     if resyncing:  # copied again after lost history or a reset: what the source deleted goes
         await resync.sweep(pipeline)
     return checkpoint, copied
+
+
+async def carry_out_requests(
+    pipeline: Pipeline, progress: Progress | None = None, stop: asyncio.Event | None = None
+) -> int:
+    """Carry out the pipeline's open re-snapshot requests of tables it captures, here (no
+    daemon runs it: a start's :func:`captured.catch_up`, a ``resnapshot`` a crash left
+    ``running``); the rows copied."""
+    from syncengine.runtime.tableops import RESNAPSHOT, TableOps
+
+    ops = TableOps(pipeline)
+    copied = 0
+    for request in pipeline.state.table_requests(pipeline.name):
+        if request.kind == RESNAPSHOT and pipeline.captures(request.table):
+            copied += await ops.carry_out(request.id, progress, stop)
+    return copied
 
 
 async def sync_once(
@@ -547,6 +567,7 @@ async def sync_once(
 
     Returns (rows backfilled, changes applied)."""
     start, copied = await ensure_backfilled(pipeline, progress, stop)
+    copied += await carry_out_requests(pipeline, progress, stop)
     until = await pipeline.source.current_position()
     if until == start:
         return copied, 0  # nothing new: an empty run stays cheap

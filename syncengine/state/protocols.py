@@ -268,6 +268,14 @@ class TableRequests(Protocol):
 
     def set_applied_tables(self, pipeline: str, tables: list[str]) -> None: ...
 
+    def captured_tables(self, pipeline: str) -> dict[str, str | None] | None:
+        """The source tables the pipeline's stream captures, each with what the source says
+        it is (a Postgres table's OID; None: not known), as its last start noted them
+        (:mod:`syncengine.runtime.captured`); None before the first note."""
+        ...
+
+    def set_captured_tables(self, pipeline: str, tables: dict[str, str | None]) -> None: ...
+
 
 class TableForgetting(Protocol):
     """Removing the state of a table the pipeline no longer reads (``checkpoints remove``)."""

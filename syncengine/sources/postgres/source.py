@@ -9,8 +9,10 @@ mode: see that module).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import psycopg
@@ -45,6 +47,8 @@ from syncengine.sources.postgres.snapshot import scan as scan_table
 from syncengine.sources.postgres.streaming import stream_changes
 from syncengine.sources.postgres.wire import pg_time
 from syncengine.state.protocols import SourceState
+
+log = logging.getLogger("syncengine.sources.postgres")
 
 
 class LiveStream(Protocol):
@@ -101,6 +105,9 @@ class PostgresSource:
         self._reads: psycopg.AsyncConnection | None = None
         self._in_snapshot = False
         self.keys: dict[str, tuple[str, ...]] = {}
+        #: each configured table's relation OID when the stream started: a change of another
+        #: relation under its name is left out (:meth:`_replaced`)
+        self._relids: dict[str, int] = {}
         #: where acknowledgements go while a stream runs (in this process or the decode one)
         self._live: LiveStream | None = None
         #: what decodes the running stream: takes the keys and types of tables added to it
@@ -214,6 +221,24 @@ class PostgresSource:
             infos.append(TableInfo(table, key, schema, estimate))
         return infos
 
+    async def _relation_ids(self) -> dict[str, int]:
+        return {t: int(oid) for t, oid in (await self.table_identities()).items()}
+
+    async def table_identities(self) -> dict[str, str]:
+        """Each configured table's relation OID, as text (a table that does not exist now is
+        left out). A publication holds a table by OID: one dropped and created again, or
+        renamed away and replaced, is another relation under the same name, which the stream
+        did not capture (:mod:`syncengine.runtime.captured`)."""
+        conn = await self.catalog()
+        try:
+            cur = await conn.execute(
+                "SELECT t, to_regclass(t)::oid::text FROM unnest(%s::text[]) AS t",
+                (list(self.tables_),),
+            )
+            return {t: oid for t, oid in await cur.fetchall() if oid is not None}
+        except psycopg.Error as exc:
+            raise map_error(exc, "reading the tables' identities") from exc
+
     # -- streaming ------------------------------------------------------------------------
 
     def stream(self, start: str | None, until: str | None = None) -> AsyncIterator[ChangeBatch]:
@@ -318,11 +343,15 @@ class PostgresSource:
             column_types = child.column_types
             batches = child.batches(track, lambda c: committed(*c))
         self._decoder = child or assembler
+        self._relids = await self._relation_ids()
         defaults = MissingValues()
         enums = EnumLabels()
         try:
             async for batch in batches:
                 oid = batch.meta.get("relation")
+                if isinstance(oid, int) and oid != self._relids.get(batch.table, oid):
+                    yield self._replaced(batch)
+                    continue
                 if isinstance(oid, int) and batch.unsent_columns:
                     try:
                         types = column_types(oid)
@@ -340,6 +369,18 @@ class PostgresSource:
         if child is not None and self._acked:
             # an acknowledgement may have reached the decode process after its stream closed
             self._unconfirmed = True
+
+    def _replaced(self, batch: ChangeBatch) -> ChangeBatch:
+        """A batch of a relation that held a configured table's name when it was written and
+        no longer does (dropped, or renamed away, and another table created under the name):
+        its rows are left out (the table's copy, asked for at the start, replaces what the
+        target held: :mod:`syncengine.runtime.captured`); its positions still move the
+        stream on."""
+        log.info(
+            "%s: %d change(s) of %s's earlier table (OID %s) left out",
+            self.pipeline, batch.data.num_rows, batch.table, batch.meta.get("relation"),
+        )  # fmt: skip
+        return replace(batch, data=batch.data.slice(0, 0))
 
     async def add_tables(self, config: PostgresSourceConfig) -> list[str]:
         """Capture the tables ``config`` lists that the running stream does not, without
@@ -367,6 +408,7 @@ class PostgresSource:
             self.keys.update(keys)
             self.config, self.tables_ = config, [*self.tables_, *added]
             await self._publish(conn)
+            self._relids = await self._relation_ids()
         except psycopg.Error as exc:
             raise map_error(exc, "adding tables") from exc
         return added

@@ -1,7 +1,9 @@
 """Per-table requests in the state store: the CLI's ``resnapshot`` leaves one, the daemon that
 holds the pipeline picks it up between groups (:mod:`syncengine.runtime.tableops`). Also the
 source tables ``apply`` last gave a cluster stream (``meta`` ``applied_tables:<pipeline>``):
-a table the next ``apply`` adds gets a request of its own (:mod:`syncengine.cluster.added`)."""
+a table the next ``apply`` adds gets a request of its own (:mod:`syncengine.cluster.added`).
+And the tables a pipeline's stream captures (``captured_tables:<pipeline>``,
+:mod:`syncengine.runtime.captured`)."""
 
 from __future__ import annotations
 
@@ -65,11 +67,23 @@ class SQLTableRequests(StateSQL):
         return None if row is None else [str(t) for t in json.loads(row[0])]
 
     def set_applied_tables(self, pipeline: str, tables: list[str]) -> None:
+        self._put_meta(f"applied_tables:{pipeline}", sorted(tables))
+
+    def captured_tables(self, pipeline: str) -> dict[str, str | None] | None:
+        row = self.db.execute(
+            "SELECT value FROM meta WHERE name=?", (f"captured_tables:{pipeline}",)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def set_captured_tables(self, pipeline: str, tables: dict[str, str | None]) -> None:
+        self._put_meta(f"captured_tables:{pipeline}", dict(sorted(tables.items())))
+
+    def _put_meta(self, name: str, value: object) -> None:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
                 "value=excluded.value",
-                (f"applied_tables:{pipeline}", json.dumps(sorted(tables))),
+                (name, json.dumps(value)),
             )
 
 
