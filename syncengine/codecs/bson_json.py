@@ -72,8 +72,8 @@ def _jsonb_text(value: Any) -> str:
         return "{" + inner + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_jsonb_text(v) for v in value) + "]"
-    if isinstance(value, Decimal):
-        return format(value, "f")
+    if isinstance(value, Decimal):  # numeric has no negative zero: -0.0 prints 0.0
+        return format(abs(value) if value.is_zero() else value, "f")
     if isinstance(value, str):
         return _string(value)
     return json.dumps(value)  # true, false, null
