@@ -19,7 +19,7 @@ from syncengine.changes import lsn_to_pos, pos_to_lsn, reserved, reserved_messag
 from syncengine.errors import FatalError
 from syncengine.names import QualifiedName, canonical, did_you_mean
 from syncengine.sources.base import SourceLag
-from syncengine.sources.postgres import deadline
+from syncengine.sources.postgres import deadline, pubcheck
 from syncengine.sources.postgres.wire import format_lsn, parse_lsn
 
 if TYPE_CHECKING:  # the decode process imports this module: not the config models
@@ -74,6 +74,9 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
             problems.append(
                 "the user lacks the REPLICATION attribute; run ALTER ROLE <user> REPLICATION"
             )
+        if config.publication is not None:
+            tables = [canonical(t) for t in config.tables]
+            problems.extend(await pubcheck.problems(conn, config.publication, tables))
     for written in config.tables:
         parsed = QualifiedName.parse(written)
         table = parsed.sql
