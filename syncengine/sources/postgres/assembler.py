@@ -41,7 +41,7 @@ from syncengine.changes import (
     ChangeBatch,
     lsn_to_pos,
 )
-from syncengine.errors import DecodeError
+from syncengine.errors import DecodeError, FatalError
 from syncengine.sources.postgres import pgoutput as po
 from syncengine.sources.postgres.columns import PgType, pg_type
 from syncengine.sources.postgres.rowbuffer import RowBuffer
@@ -89,8 +89,12 @@ class ChangeAssembler:
         self.ignoring = False
         #: type oid → ``pg_typedefs`` of user-defined column types (read by the source)
         self.typedefs = dict(typedefs or {})
-        #: keys by ``schema.table`` (``admin.table_keys``; ``()``: keyless)
+        #: keys by ``schema.table`` (``admin.table_keys``; ``()``: keyless), and the WAL
+        #: position before they were read (None: not checked): a Relation message of a later
+        #: transaction whose identity lacks a table's key means the key changed
+        #: (:meth:`_same_key`)
         self.keys = dict(keys or {})
+        self.keys_at: int | None = None
         self.idle_table = idle_table
         self.relations: dict[int, po.Relation] = {}
         self.custom_types: dict[int, str] = {}
@@ -299,9 +303,10 @@ class ChangeAssembler:
 
     def _relation(self, msg: po.Relation) -> list[ChangeBatch]:
         old = self.relations.get(msg.oid)
-        self.relations[msg.oid] = msg
         if old == msg:
             return []  # resent after a cache invalidation: same schema, keep the buffer
+        self._same_key(msg)
+        self.relations[msg.oid] = msg
         buffer = self.buffers.pop(msg.oid, None)
         if not buffer:
             return []
@@ -309,6 +314,28 @@ class ChangeAssembler:
         if self.txn is not None and mark < batch.num_rows:
             self.open_emitted = True  # no resume may follow until this transaction commits
         return [batch]
+
+    def _same_key(self, msg: po.Relation) -> None:
+        """Stop the stream where a table's replica identity no longer carries the key the
+        target is written by: its primary key changed at the source after the key was read
+        (:attr:`keys_at`). The old-key images from there on hold other columns, so an update
+        that moves a row would leave its old row and a delete would miss it, silently. Before
+        ``keys_at`` (a restart decoding older WAL) the identity may differ: what it sent was
+        the key then. An identity that names no column (only inserts are published) and
+        REPLICA IDENTITY FULL carry every column a key needs."""
+        key = self.keys.get(msg.qualified)
+        at = self.keys_at
+        if not key or at is None or self.txn is None or self.txn.final_lsn <= at:
+            return
+        named = [c.name for c in msg.columns if c.is_key]
+        if named and not set(key) <= set(named):
+            raise FatalError(
+                f"the key of {msg.qualified} changed at the source, from ({', '.join(key)}) to "
+                f"({', '.join(named)}), in the transaction at {self.prefix.rstrip('.')}; its "
+                "target table, conflict state and fences are keyed by the old one",
+                hint=f"give the target table the new key ({', '.join(named)}), restart, then "
+                f"run syncengine resnapshot -p <pipeline> --table {msg.qualified}",
+            )
 
     def column_types(self, oid: int) -> dict[str, PgType]:
         """The Postgres types of a relation's columns by name (empty when it is unknown)."""

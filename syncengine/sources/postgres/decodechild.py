@@ -88,6 +88,7 @@ class Child:
             params["own_origins"],
             params["ignore_origins"],
         )
+        self.assembler.keys_at = params.get("keys_at")
 
     def opened(self, stream: ReplicationStream | None) -> None:
         self.stream = stream

@@ -271,8 +271,9 @@ class PostgresSource:
 
     async def _stream(self, start: str | None, until: str | None) -> AsyncIterator[ChangeBatch]:
         conn = await self.catalog()
-        if not self.keys:
-            self.keys = await admin.table_keys(conn, self.tables_)
+        # read after the position: a key changed after it is seen in the stream
+        keys_at = await admin.current_lsn(conn)
+        self.keys = await admin.table_keys(conn, self.tables_)
         if not await admin.slot_exists(conn, self.slot):
             if start:
                 raise HistoryLost(
@@ -306,6 +307,7 @@ class PostgresSource:
                 frozenset(self.config.own_origins),
                 frozenset(self.config.ignore_origins),
             )
+            assembler.keys_at = keys_at
             column_types = assembler.column_types
             batches = stream_changes(
                 self.connect,
@@ -333,6 +335,7 @@ class PostgresSource:
                     "until": end,
                     "max_rows": self.batch.max_rows,
                     "keys": self.keys,
+                    "keys_at": keys_at,
                     "idle_table": self.tables_[0],
                     "typedefs": typedefs,
                     "max_wait": self.batch.max_wait,
