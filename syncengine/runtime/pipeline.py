@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -50,6 +51,7 @@ from syncengine.runtime.metrics import Metrics
 from syncengine.runtime.phases import PhaseClock
 from syncengine.runtime.sharedtargets import kept_elsewhere
 from syncengine.runtime.superseded import PendingLetters
+from syncengine.runtime.tableops import RESNAPSHOT
 from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS
 from syncengine.sources.base import ChangeSource
 from syncengine.state import DeadLetter, StateStore
@@ -123,6 +125,8 @@ class Pipeline:
             self.mappings = config.mappings_for_sources()
         if hasattr(self.source, "row_filters"):  # optional for plugin sources
             self.source.row_filters = self.row_filters
+        if hasattr(self.source, "copy_again"):  # a source that finds a table replaced asks
+            self.source.copy_again = partial(state.request_table, name, kind=RESNAPSHOT, where=None)
         self._compiled: dict[tuple[int, str, Declared], CompiledMapping] = {}
         self._specs: dict[tuple[str, str, Declared], TableSpec] = {}
         self._resolvers: dict[str, ConflictResolver] = {}

@@ -581,4 +581,6 @@ async def sync_once(
             f"{pipeline.name}: sync interrupted after {applied} changes",
             hint="what was applied is checkpointed; run it again to continue",
         )
+    # asked for by the drain (a collection another was renamed over)
+    copied += await carry_out_requests(pipeline, stop=stop)
     return copied, applied

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import textwrap
 
+import pytest
 from pymongo import MongoClient
 
 from tests.e2e.harness import CLI, execute, rows, wait_for
@@ -162,3 +163,48 @@ def test_a_collection_added_while_nothing_ran_is_copied(
         db["b"].insert_one({"_id": 100, "w": 100})
         cli.run("sync", "--once")
     assert rows(pg_target_dsn, "SELECT count(*) FROM b") == [(50,)]
+
+
+RENAMED = MONGO.replace("collections: [a]", "collections: [a, reports]")
+
+
+@pytest.mark.parametrize("how", ["sync", "daemon"])
+def test_a_collection_renamed_over_a_synced_one_is_copied(
+    tmp_path, mongo_uri, mongo_db, pg_target_dsn, how
+):
+    """``$out`` on MongoDB replaces its output collection by renaming a temporary one over it
+    (``dropTarget``): the new documents are in no change event. Before, the target kept the
+    old documents (or, where the server also sent the drop, none) and an error was logged."""
+    cli = CLI(
+        tmp_path,
+        RENAMED.replace("SRC", mongo_db),
+        {"MONGO_URI": mongo_uri, "PG_DSN": pg_target_dsn},
+    )
+    query = "SELECT _id, n FROM reports ORDER BY _id"
+    with MongoClient(mongo_uri) as client:
+        db = client[mongo_db]
+        db["a"].insert_one({"_id": 1})
+        db["reports"].insert_many([{"_id": 0, "n": 100}, {"_id": 7, "n": 7}])
+        cli.run("sync", "--once")
+        daemon = cli.start("run") if how == "daemon" else None
+        try:
+            db["tmp_out"].insert_many([{"_id": i, "n": i * 10} for i in range(1, 4)])
+            db["tmp_out"].rename("reports", dropTarget=True)
+            db["a"].insert_one({"_id": 2})
+            wanted = [(i, i * 10) for i in range(1, 4)]
+            if daemon is None:
+                result = cli.run("sync", "--once")
+                assert "renamed to reports, replacing it: reports is copied again" in result.stderr
+                assert rows(pg_target_dsn, query) == wanted
+            else:
+                wait_for(lambda: rows(pg_target_dsn, query) == wanted, timeout=60)
+            db["reports"].insert_one({"_id": 9, "n": 90})
+            if daemon is None:
+                cli.run("sync", "--once")
+            else:
+                wait_for(lambda: len(rows(pg_target_dsn, query)) == 4)
+        finally:
+            if daemon is not None:
+                cli.stop(daemon)
+    assert rows(pg_target_dsn, query) == [*wanted, (9, 90)]
+    assert rows(pg_target_dsn, "SELECT _id FROM a ORDER BY _id") == [(1,), (2,)]

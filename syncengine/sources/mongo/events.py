@@ -25,7 +25,9 @@ What each ``operationType`` becomes (the row's ``_op``):
 * ``delete`` → ``d`` (``_id`` only).
 * ``drop``, ``rename`` (of the watched collection) and ``dropDatabase`` (every configured
   collection) → ``t``: the target table is emptied, as the source collection is. A rename into
-  another configured collection is logged: that collection needs a backfill.
+  a configured collection (``$out``'s way of replacing it, ``renameCollection`` with
+  ``dropTarget``) gives no row: its documents are in no event, so the source asks for the
+  collection's copy (:func:`renamed_into`).
 * ``invalidate`` → no row; the stream reopens after it.
 
 **Current, not historical, documents (``current``, i.e. ``updateLookup``).** A looked-up
@@ -115,6 +117,14 @@ class Boundaries:
             self._open, self._open_pos = txn, position
 
 
+def renamed_into(event: dict[str, Any], collections: Sequence[str]) -> str | None:
+    """The configured collection a ``rename`` event replaced (None: not one)."""
+    if event.get("operationType") != "rename":
+        return None
+    to = (event.get("to") or {}).get("coll")
+    return to if to in collections else None
+
+
 def event_rows(
     event: dict[str, Any], collections: Sequence[str], current: bool = False, wall: bool = False
 ) -> list[Row]:
@@ -140,16 +150,6 @@ def event_rows(
     if kind == "dropDatabase":
         return [row(OP_TRUNCATE, {"_id": None}, c) for c in collections]
     if kind in TRUNCATING:
-        if kind == "rename":
-            to = (event.get("to") or {}).get("coll")
-            if to in collections:
-                log.error(
-                    "collection %s was renamed to %s, which is also synced: its target now "
-                    "misses those documents; run a backfill of %s",
-                    coll,
-                    to,
-                    to,
-                )
         return [row(OP_TRUNCATE, {"_id": None})] if coll in collections else []
     if coll not in collections:
         return []

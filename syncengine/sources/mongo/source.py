@@ -34,7 +34,7 @@ from syncengine.runtime.phases import PhaseClock
 from syncengine.sources.base import RowFilters, SourceLag, TableInfo, no_row_filters
 from syncengine.sources.mongo.batches import rows_to_batch, snapshot_batch
 from syncengine.sources.mongo.errors import map_error
-from syncengine.sources.mongo.events import Boundaries, Row, event_rows, txn_of
+from syncengine.sources.mongo.events import Boundaries, Row, event_rows, renamed_into, txn_of
 from syncengine.sources.mongo.origins import Echoes, marker_match, tombstone_match
 from syncengine.sources.mongo.positions import (
     as_datetime,
@@ -76,6 +76,8 @@ class MongoSource:
         self.config = config
         self.state = state
         self.batch = batch
+        #: set by the runtime: leaves a re-snapshot request for a collection, returns its id
+        self.copy_again: Callable[[str], int] | None = None
         self.stream_name = f"mongo:{config.database}"
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._events: AsyncDatabase[dict[str, Any]] | None = None
@@ -365,7 +367,12 @@ class MongoSource:
     ) -> list[ChangeBatch]:
         """Events → batches. The per-event work runs in a worker thread, so the event loop
         meanwhile sends the read-ahead request and applies earlier groups."""
-        rows, seconds = await asyncio.to_thread(self._event_rows, events, boundaries, echoes)
+        replaced: list[tuple[str, str | None]] = []
+        rows, seconds = await asyncio.to_thread(
+            self._event_rows, events, boundaries, echoes, replaced
+        )
+        for collection, renamed in replaced:
+            self._copy_again(collection, renamed)
         rows = await self._look_up(rows)
         batches, more = await asyncio.to_thread(self._rows_to_batches, rows)
         if self.phases is not None:
@@ -377,14 +384,43 @@ class MongoSource:
             self._last_emitted = boundaries.last
         return batches
 
+    def _copy_again(self, collection: str, renamed: str | None) -> None:
+        """Ask for ``collection``'s copy: another collection was renamed over it, and its
+        documents are in no event. Asked when the rename is read, before anything after it
+        is applied, so a crash cannot lose the request (the copy, and the sweep of the
+        replaced documents after it, are fenced against the stream's changes)."""
+        ask = self.copy_again
+        if ask is None:
+            log.error(
+                "%s: collection %s was renamed to %s, which is also synced: run syncengine "
+                "resnapshot for %s",
+                self.pipeline, renamed, collection, collection,
+            )  # fmt: skip
+            return
+        request = ask(collection)
+        log.warning(
+            "%s: collection %s was renamed to %s, replacing it: %s is copied again "
+            "(request %d)",
+            self.pipeline, renamed, collection, collection, request,
+        )  # fmt: skip
+
     def _event_rows(
-        self, events: list[dict[str, Any]], boundaries: Boundaries, echoes: Echoes
+        self,
+        events: list[dict[str, Any]],
+        boundaries: Boundaries,
+        echoes: Echoes,
+        replaced: list[tuple[str, str | None]],
     ) -> tuple[list[Row], float]:
         """The rows of ``events`` (and the seconds it took); notes their transactions and
-        which are the engine's own (two-way)."""
+        which are the engine's own (two-way), and in ``replaced`` each configured collection
+        another was renamed over (with that one's name)."""
         started = time.perf_counter()
         rows: list[Row] = []
         for event in events:
+            if event["operationType"] == "rename":
+                into = renamed_into(event, self.config.collections)
+                if into is not None:
+                    replaced.append((into, event["ns"].get("coll")))
             boundaries.see(txn_of(event), event_position(event["clusterTime"], event["_id"]))
             echo = echoes.see(event)
             change = echoes.data_event(event) if echo else event
