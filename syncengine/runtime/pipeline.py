@@ -125,7 +125,7 @@ class Pipeline:
             self.mappings = config.mappings_for_sources()
         if hasattr(self.source, "row_filters"):  # optional for plugin sources
             self.source.row_filters = self.row_filters
-        if hasattr(self.source, "copy_again"):  # a source that finds a table replaced asks
+        if hasattr(self.source, "copy_again") and config.backfill.copy_rows:  # a table replaced
             self.source.copy_again = partial(state.request_table, name, kind=RESNAPSHOT, where=None)
         self._compiled: dict[tuple[int, str, Declared], CompiledMapping] = {}
         self._specs: dict[tuple[str, str, Declared], TableSpec] = {}

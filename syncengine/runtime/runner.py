@@ -38,6 +38,7 @@ from syncengine.runtime.cancelling import cancel_and_wait
 from syncengine.runtime.copypace import CopyPace
 from syncengine.runtime.inflight import InFlight, deadline
 from syncengine.runtime.pipeline import BatchReport, Pipeline
+from syncengine.runtime.tableops import RESNAPSHOT, TableOps
 from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS, warm_up
 from syncengine.sources.base import resume_position
 from syncengine.targets.base import Checkpoint, Target
@@ -550,8 +551,6 @@ async def carry_out_requests(
     """Carry out the pipeline's open re-snapshot requests of tables it captures, here (no
     daemon runs it: a start's :func:`captured.catch_up`, a ``resnapshot`` a crash left
     ``running``); the rows copied."""
-    from syncengine.runtime.tableops import RESNAPSHOT, TableOps
-
     ops = TableOps(pipeline)
     copied = 0
     for request in pipeline.state.table_requests(pipeline.name):
