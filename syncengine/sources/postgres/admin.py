@@ -83,7 +83,8 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
         row = await (
             await conn.execute(
                 "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
-                "AND i.indisprimary), has_table_privilege(c.oid, 'SELECT') FROM pg_class c "
+                "AND i.indisprimary), has_table_privilege(c.oid, 'SELECT'), c.relkind, "
+                "c.relpersistence FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname = %s",
                 (parsed.schema, parsed.name),
@@ -93,7 +94,12 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
             hint = did_you_mean(written, await catalog_tables(conn))
             problems.append(f"tables: '{written}' does not exist{hint}")
             continue
-        identity, has_pk, can_select = row
+        identity, has_pk, can_select, kind, persistence = row
+        if config.mode == "cdc" and (
+            unstreamable := _unstreamable(written, table, kind, persistence)
+        ):
+            problems.append(unstreamable)
+            continue
         taken = reserved(await _column_names(conn, parsed.schema, parsed.name))
         if taken:
             problems.append(f"tables: {reserved_message(repr(written), taken)}")
@@ -115,6 +121,37 @@ async def check(conn: psycopg.AsyncConnection, config: PostgresSourceConfig) -> 
                 f"ALTER TABLE {table} REPLICA IDENTITY FULL"
             )
     return problems
+
+
+#: ``pg_class.relkind`` of what is not a table, as Postgres names it
+_NOT_TABLES = {
+    "v": "a view",
+    "m": "a materialized view",
+    "S": "a sequence",
+    "f": "a foreign table",
+    "c": "a composite type",
+    "i": "an index",
+    "I": "an index",
+}
+
+
+def _unstreamable(written: str, table: str, kind: str, persistence: str) -> str | None:
+    """Why the stream can never carry changes of ``written`` (None: it can). Logical
+    replication publishes only ordinary and partitioned tables written to the WAL; the
+    replica identity advice below would be wrong for anything else."""
+    if kind in _NOT_TABLES:
+        return (
+            f"tables: '{written}' is {_NOT_TABLES[kind]}, which logical replication cannot "
+            "publish; list the tables it reads from instead"
+        )
+    if persistence == "u":
+        return (
+            f"tables: '{written}' is UNLOGGED: its changes are not written to the WAL, so no "
+            f"stream carries them; run ALTER TABLE {table} SET LOGGED"
+        )
+    if persistence == "t":
+        return f"tables: '{written}' is a temporary table, which only its own session sees"
+    return None
 
 
 async def keyless_tables(conn: psycopg.AsyncConnection, tables: list[str]) -> list[str]:
