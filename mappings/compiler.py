@@ -163,24 +163,30 @@ class ExprCompiler:
     def args(self, node: exp.Expression, *names: str) -> list[Compiled]:
         return [self.node(node.args[n]) for n in names if node.args.get(n) is not None]
 
+    def number(self, node: exp.Expression) -> int | float:
+        """A numeric literal's value. The parser takes any run of digits and dots for one
+        (``.0.``): such text is the expression's error, not a traceback."""
+        text = node.this
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            raise self.error(node, f"'{text}' is not a number") from None
+
     def literal_value(self, node: exp.Expression | None) -> str | int | float:
         """The Python value of a literal argument (functions that need a constant)."""
         while isinstance(node, exp.Paren):
             node = node.this
         if isinstance(node, exp.Literal):
-            return node.this if node.is_string else _number(node.this)
+            return node.this if node.is_string else self.number(node)
         if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
-            return -_number(node.this.this)
+            return -self.number(node.this)
         if isinstance(node, exp.Var):
             return node.name
         raise self.error(node or exp.Null(), "expected a constant here")
-
-
-def _number(text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
 
 
 # -- columns and literals -------------------------------------------------------------------
@@ -246,7 +252,7 @@ def _missing(c: ExprCompiler, node: exp.Expression, name: str) -> Compiled:
 def _literal(c: ExprCompiler, node: exp.Expression) -> Compiled:
     if node.is_string:
         return Compiled(pl.lit(node.this, dtype=pl.String))
-    value = _number(node.this)
+    value = c.number(node)
     # Integer constants are 64-bit so that ``int_col * 1000`` widens instead of wrapping
     # around silently (Postgres would raise "integer out of range").
     if isinstance(value, int) and -(2**63) <= value < 2**63:

@@ -47,6 +47,9 @@ def config(mappings: list[dict]) -> Config:
         ("1 + date_trunc('x', ts)", "date_trunc: unsupported unit 'x' at line 1, column 5"),
         ("a = any(array[1])", "ANY/ALL is not supported; use IN (...) at line 1, column 1"),
         ("ts + interval '1 month'", "unsupported interval unit 'month' (months/years vary)"),
+        # the parser takes a run of digits and dots for a number (a traceback before)
+        (".0.", "'0.0.' is not a number"),
+        ("a + .5.", "'0.5.' is not a number"),
     ],
 )
 def test_expression_errors(text: str, message: str) -> None:
