@@ -129,9 +129,10 @@ async def watch(pipeline: Pipeline, stop: asyncio.Event, restart: asyncio.Event)
     while not restart.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), CHECK_SECONDS)
-        if stop.is_set() or not tracked:
-            if stop.is_set():
-                restart.set()
+        if stop.is_set():
+            restart.set()
+            return
+        if not tracked:
             continue
         try:
             gone = await replaced(pipeline)

@@ -15,6 +15,7 @@ stores let one write transaction run at a time, so no two draw the same id).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -64,3 +65,17 @@ class StateSQL:
         """A write transaction whose commit need not survive a power loss (a chart's
         samples, counters): it must not add a disk flush to the daemon's work."""
         raise NotImplementedError
+
+    def _meta(self, name: str) -> Any:
+        """The JSON value kept in ``meta`` under ``name`` (None: none)."""
+        row = self.db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _put_meta(self, name: str, value: object) -> None:
+        """Keep ``value`` as JSON in ``meta`` under ``name``, replacing what was there."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "value=excluded.value",
+                (name, json.dumps(value)),
+            )

@@ -23,19 +23,11 @@ from syncengine.state.sql.base import StateSQL, now
 
 class SQLStatus(StateSQL):
     def get_status(self, pipeline: str) -> dict[str, Any]:
-        row = self.db.execute(
-            "SELECT value FROM meta WHERE name=?", (f"status:{pipeline}",)
-        ).fetchone()
-        status: dict[str, Any] = json.loads(row[0]) if row else {}
+        status: dict[str, Any] = self._meta(f"status:{pipeline}") or {}
         return status
 
     def put_status(self, pipeline: str, status: dict[str, Any]) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
-                "value=excluded.value",
-                (f"status:{pipeline}", json.dumps(status)),
-            )
+        self._put_meta(f"status:{pipeline}", status)
 
     def beat_applier(self, pipeline: str, holder: str, at: float) -> None:
         with self._quiet_transaction() as db:
@@ -46,13 +38,8 @@ class SQLStatus(StateSQL):
             )
 
     def applier(self, pipeline: str) -> tuple[str, float] | None:
-        row = self.db.execute(
-            "SELECT value FROM meta WHERE name=?", (f"applier:{pipeline}",)
-        ).fetchone()
-        if row is None:
-            return None
-        beat = json.loads(row[0])
-        return str(beat["holder"]), float(beat["at"])
+        beat = self._meta(f"applier:{pipeline}")
+        return None if beat is None else (str(beat["holder"]), float(beat["at"]))
 
     def end_applier(self, pipeline: str, holder: str) -> None:
         name = f"applier:{pipeline}"

@@ -7,7 +7,6 @@ And the tables a pipeline's stream captures (``captured_tables:<pipeline>``,
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from syncengine.state.base import TableRequest
@@ -61,30 +60,18 @@ class SQLTableRequests(StateSQL):
             )
 
     def applied_tables(self, pipeline: str) -> list[str] | None:
-        row = self.db.execute(
-            "SELECT value FROM meta WHERE name=?", (f"applied_tables:{pipeline}",)
-        ).fetchone()
-        return None if row is None else [str(t) for t in json.loads(row[0])]
+        tables = self._meta(f"applied_tables:{pipeline}")
+        return None if tables is None else [str(t) for t in tables]
 
     def set_applied_tables(self, pipeline: str, tables: list[str]) -> None:
         self._put_meta(f"applied_tables:{pipeline}", sorted(tables))
 
     def captured_tables(self, pipeline: str) -> dict[str, str | None] | None:
-        row = self.db.execute(
-            "SELECT value FROM meta WHERE name=?", (f"captured_tables:{pipeline}",)
-        ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        tables = self._meta(f"captured_tables:{pipeline}")
+        return None if tables is None else dict(tables)
 
     def set_captured_tables(self, pipeline: str, tables: dict[str, str | None]) -> None:
         self._put_meta(f"captured_tables:{pipeline}", dict(sorted(tables.items())))
-
-    def _put_meta(self, name: str, value: object) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
-                "value=excluded.value",
-                (name, json.dumps(value)),
-            )
 
 
 def _request(row: tuple[Any, ...]) -> TableRequest:
