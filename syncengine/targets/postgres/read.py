@@ -47,12 +47,15 @@ async def read_rows(
     spec: TableSpec,
     keys: pa.Table,
     target_columns: dict[str, str],
+    *,
+    lock: bool = False,
 ) -> pa.Table:
+    """The target rows with ``keys``; ``lock``: see :func:`_by_keys`."""
     fields = [f for f in spec.schema if f.name in target_columns]
     out_schema = pa.schema(fields)
     if not keys.num_rows:
         return out_schema.empty_table()
-    found = await _by_keys(conn, schema, spec, keys, target_columns, fields)
+    found = await _by_keys(conn, schema, spec, keys, target_columns, fields, lock=lock)
     return rows_to_table(found, out_schema, target_columns, as_stored=True)
 
 
@@ -63,6 +66,8 @@ async def read_commit_times(
     keys: pa.Table,
     target_columns: dict[str, str],
     origins: Sequence[str] = (),
+    *,
+    lock: bool = False,
 ) -> pa.Table:
     """The key columns, ``_ts``, the commit time of each found row's last write
     (``pg_xact_commit_timestamp_origin(xmin)``: needs ``track_commit_timestamp``), and
@@ -80,7 +85,7 @@ async def read_commit_times(
     extra = sql.SQL("({}).timestamp, coalesce(({}).roident IN ({}), false)").format(
         commit, commit, oids if origins else sql.SQL("NULL")
     )
-    found = await _by_keys(conn, schema, spec, keys, target_columns, key_fields, extra)
+    found = await _by_keys(conn, schema, spec, keys, target_columns, key_fields, extra, lock=lock)
     table = rows_to_table([r[:-2] for r in found], pa.schema(key_fields), target_columns)
     table = table.append_column(times, pa.array([r[-2] for r in found], times.type))
     return table.append_column(mine, pa.array([r[-1] for r in found], mine.type))
@@ -94,14 +99,28 @@ async def _by_keys(
     target_columns: dict[str, str],
     fields: list[pa.Field],
     extra: sql.Composable | None = None,
+    *,
+    lock: bool = False,
 ) -> list[tuple[object, ...]]:
-    """``fields`` (and ``extra``) of the rows with ``keys``, as the driver returns them."""
+    """``fields`` (and ``extra``) of the rows with ``keys``, as the driver returns them.
+
+    ``lock``: inside a two-way direction's REPEATABLE READ group (``start_group``), the rows
+    found are locked ``FOR NO KEY UPDATE`` until its apply commits. The snapshot alone makes
+    a later local update fail the apply (a serialization error, retried), but not a local
+    ``DELETE``: the apply's ``INSERT … ON CONFLICT`` then finds no live row and inserts it
+    again, undoing the person's delete while the other direction carries it across. Locked,
+    a delete committed since the snapshot fails the read (retried), and a later one waits
+    for the apply and then deletes what it wrote. Locked in key order, so two directions
+    into one database lock their common keys in the same order."""
     items = select_list(fields, target_columns)
     if extra is not None:
         items = sql.SQL("{}, {}").format(items, extra)
     query = sql.SQL("SELECT {} FROM {} AS t WHERE {}").format(
         items, sql.Identifier(schema, spec.name), key_match(spec.key, target_columns)
     )
+    if lock:
+        order = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in spec.key)
+        query = sql.SQL("{} ORDER BY {} FOR NO KEY UPDATE OF t").format(query, order)
     cur = await conn.execute(query, key_params(keys, spec.key))
     return await cur.fetchall()
 

@@ -151,7 +151,9 @@ class PostgresTarget:
         one REPEATABLE READ snapshot, so a local write to a key committed after the read-back
         makes the apply fail with a serialization error (retried from the checkpoint) instead
         of being overwritten unseen, which the other direction may already have carried
-        across (the sides would diverge). One-way targets read and write as before."""
+        across (the sides would diverge); the rows read back are also locked until the
+        commit, for the local deletes a snapshot misses (read.py). One-way targets read and
+        write as before."""
         if not self.two_way:
             return
         conn = await self._connection()
@@ -160,6 +162,10 @@ class PostgresTarget:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         except psycopg.Error as exc:
             raise translate(exc, "starting a group") from None
+
+    def _in_group(self, conn: psycopg.AsyncConnection) -> bool:
+        """Whether reads run in a two-way group's transaction (they then lock: read.py)."""
+        return self.two_way and conn.pgconn.transaction_status != IDLE
 
     async def end_group(self) -> None:
         """Roll back a group transaction that no apply committed (nothing was written)."""
@@ -489,7 +495,12 @@ class PostgresTarget:
         schema, table = self._split(spec.name)
         try:
             return await read_rows(
-                conn, schema, TableSpec(table, spec.key, spec.schema), keys, columns
+                conn,
+                schema,
+                TableSpec(table, spec.key, spec.schema),
+                keys,
+                columns,
+                lock=self._in_group(conn),
             )
         except psycopg.Error as exc:
             raise translate(exc, f"reading {spec.name}") from None
@@ -503,7 +514,9 @@ class PostgresTarget:
         schema, table = self._split(spec.name)
         local = TableSpec(table, spec.key, spec.schema)
         try:
-            return await read_commit_times(conn, schema, local, keys, columns, self._origins)
+            return await read_commit_times(
+                conn, schema, local, keys, columns, self._origins, lock=self._in_group(conn)
+            )
         except psycopg.Error as exc:
             raise translate(exc, f"reading commit times of {spec.name}") from None
 
