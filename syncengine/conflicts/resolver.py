@@ -139,6 +139,11 @@ class ConflictResolver:
                 continue
         raise RetriableError(f"conflict queue of {spec.name} kept changing during a batch")
 
+    def reads_target(self, table: str) -> bool:
+        """Whether resolving ``table``'s batches reads its target rows (detection): the
+        pipeline then reads and applies the group in one transaction (``start_group``)."""
+        return not self.target.change_log and not reads_nothing(self.config_for(table), self.target)
+
     def resolve_ahead(self, spec: TableSpec, batch: ChangeBatch) -> Resolved | None:
         """:meth:`resolve`'s result when it needs nothing from the target and writes nothing
         to the state store (``remote`` into a ``server_fence`` target, no key held behind a

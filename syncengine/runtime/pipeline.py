@@ -427,8 +427,12 @@ class Pipeline:
                 raise PrepareLater("a bad record: its dead letter is written in order")
             self._dead_letter(letters)
             report.dead_letters += len(letters)
-        # two-way targets: the reads below and the apply share one snapshot (optional method)
-        await self._group("start_group", target)
+        # the reads below and the apply share one transaction (optional method): two-way
+        # always, one-way when a strategy reads the target rows (PostgresTarget.start_group)
+        reads = any(s.key and self._resolver(m).reads_target(s.name) for s, m, _ in mapped.values())
+        if reads and ahead:
+            raise PrepareLater("a strategy reads the target")
+        await self._group("start_group", target, reads=reads)
         writes: list[TableWrite | None] = []
         keyless: dict[int, tuple[TableSpec, list[ChangeBatch]]] = {}
         resolve_started = time.perf_counter()
@@ -564,14 +568,14 @@ class Pipeline:
         two_way = getattr(self.target, "two_way", False)
         return bool(two_way and by_versions(self.config.conflicts))
 
-    async def _group(self, step: str, target: Target | None = None) -> None:
+    async def _group(self, step: str, target: Target | None = None, **args: bool) -> None:
         """``start_group`` / ``end_group`` of a target that has them (PostgresTarget.start_group:
-        a two-way direction reads back and applies in one snapshot); a failed group's leftover
+        a group reads back and applies in one transaction); a failed group's leftover
         transaction is rolled back by the next ``start_group`` or the reconnect. ``target``:
         the one applying (a lane's must never touch the stream's open transaction)."""
         method = getattr(target or self.target, step, None)
         if method is not None:
-            await method()
+            await method(**args)
 
     async def _refresh(
         self, echoes: Sequence[ChangeBatch], checkpoint: Checkpoint | None = None

@@ -11,7 +11,8 @@ call :func:`fault_point` between their steps; it does nothing unless the environ
 
 Points: ``<target>.after_stage``, ``<target>.after_data``, ``<target>.after_shadow``,
 ``<target>.before_commit``, ``<target>.after_commit`` (not every target has every point;
-see docs/targets.md), ``resync.before_reset`` (a resync request stored, the pipeline's
+see docs/targets.md), ``mongo.before_transaction`` (a group read back and decided, its
+transaction not started), ``resync.before_reset`` (a resync request stored, the pipeline's
 positions not yet forgotten: runtime/resync.py) and ``captured.before_note`` (the copies of
 tables the stream missed asked for, the captured tables not yet noted: runtime/captured.py).
 Reading one environment variable per step costs nothing measurable.

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import pytest
 
 from tests.e2e.harness import execute, rows, wait_for
-from tests.e2e.test_e2e_history_lost import _stopped
+from tests.e2e.test_e2e_local_edit_race import edit_while_stopped
 from tests.e2e.test_e2e_two_way import SNAPSHOT, make_cli, seed
 
 
@@ -37,20 +36,7 @@ def test_a_local_delete_between_read_back_and_write_is_not_undone(
     daemon = cli.start("run")
     try:
         execute(src, "UPDATE items SET name = 'changed at the source' WHERE id = 7")
-        wait_for(lambda: _stopped(daemon.pid), 60)  # row 7 read back, its write staged
-        deleted = threading.Event()
-
-        def delete() -> None:
-            execute(tgt, "DELETE FROM items WHERE id = 7")
-            deleted.set()
-
-        person = threading.Thread(target=delete)
-        person.start()
-        # the row read back is locked until the write commits: the delete waits for it
-        assert not deleted.wait(3)
-        os.kill(daemon.pid, signal.SIGCONT)
-        person.join(60)
-        assert deleted.is_set()
+        edit_while_stopped(daemon, tgt, "DELETE FROM items WHERE id = 7")
         wait_for(lambda: 7 not in {r[0] for r in rows(src, SNAPSHOT)}, 60)
         wait_for(lambda: rows(tgt, SNAPSHOT) == rows(src, SNAPSHOT), 60)
     finally:

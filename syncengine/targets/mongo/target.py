@@ -208,13 +208,15 @@ class MongoTarget:
             docs = await find_ids(self.db[spec.name], ids)
         except PyMongoError as exc:
             raise translate(exc, f"reading {spec.name}") from None
-        if self._seen is not None:  # two-way: the apply checks nobody wrote them since
+        if self._seen is not None:  # the apply checks nobody wrote them since
             readback.record(self._seen, spec.name, ids, docs)
         return documents_to_rows(spec, docs, as_stored=True)
 
-    async def start_group(self) -> None:
-        """Two-way: the group's read-back starts (:mod:`.readback`)."""
-        self._seen = {} if self.two_way else None
+    async def start_group(self, reads: bool = False) -> None:
+        """The group's read-back starts (:mod:`.readback`): a two-way direction's, and a
+        one-way group's whose strategy reads the documents (``reads``) when the apply runs
+        in a transaction (without one there is no snapshot to check them again in)."""
+        self._seen = {} if self.two_way or (reads and self.keeps_state) else None
 
     async def end_group(self) -> None:
         self._seen = None
@@ -382,6 +384,7 @@ class MongoTarget:
             holder[:] = [ApplyResult()]
             await self._transaction(session, planned, checkpoint, holder[0], refused, upserts)
 
+        fault_point("mongo.before_transaction")
         async with self._client.start_session() as session:
             await self._recorded(session)
             while True:

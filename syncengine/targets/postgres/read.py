@@ -104,14 +104,14 @@ async def _by_keys(
 ) -> list[tuple[object, ...]]:
     """``fields`` (and ``extra``) of the rows with ``keys``, as the driver returns them.
 
-    ``lock``: inside a two-way direction's REPEATABLE READ group (``start_group``), the rows
-    found are locked ``FOR NO KEY UPDATE`` until its apply commits. The snapshot alone makes
-    a later local update fail the apply (a serialization error, retried), but not a local
-    ``DELETE``: the apply's ``INSERT … ON CONFLICT`` then finds no live row and inserts it
-    again, undoing the person's delete while the other direction carries it across. Locked,
-    a delete committed since the snapshot fails the read (retried), and a later one waits
-    for the apply and then deletes what it wrote. Locked in key order, so two directions
-    into one database lock their common keys in the same order."""
+    ``lock``: inside a group's transaction (``PostgresTarget.start_group``), the rows found
+    are locked ``FOR NO KEY UPDATE`` until its apply commits. A REPEATABLE READ snapshot
+    alone makes a later local update fail the apply (a serialization error, retried), but
+    not a local ``DELETE``: the apply's ``INSERT … ON CONFLICT`` then finds no live row and
+    inserts it again (two-way: while the other direction carries the delete across).
+    Locked, a write committed since the snapshot fails the read (retried), and a later one
+    waits for the apply and then applies over what it wrote. Locked in key order, so two
+    directions into one database lock their common keys in the same order."""
     items = select_list(fields, target_columns)
     if extra is not None:
         items = sql.SQL("{}, {}").format(items, extra)

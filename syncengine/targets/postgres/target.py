@@ -146,26 +146,35 @@ class PostgresTarget:
         own = self.config.replication_origin
         return [*([own] if own else []), *self.config.peer_origins]
 
-    async def start_group(self) -> None:
-        """Two-way: the group's reads (target rows, shadow, commit times) and its apply share
-        one REPEATABLE READ snapshot, so a local write to a key committed after the read-back
-        makes the apply fail with a serialization error (retried from the checkpoint) instead
-        of being overwritten unseen, which the other direction may already have carried
-        across (the sides would diverge); the rows read back are also locked until the
-        commit, for the local deletes a snapshot misses (read.py). One-way targets read and
-        write as before."""
-        if not self.two_way:
+    async def start_group(self, reads: bool = False) -> None:
+        """Read back and apply a group in one transaction: a two-way direction's always, a
+        one-way pipeline's when a strategy reads the target rows (``reads``: ``local``,
+        ``merge``, ``timestamp``, ``manual``, ``audit``). The rows read back are locked until
+        the commit (read.py), so a person's update or delete of one waits for the apply and
+        then applies over what it wrote, instead of being overwritten unseen (an edit the
+        strategy should have kept lost; two-way: a delete the other direction carried
+        across undone, the sides apart). REPEATABLE READ: a write committed after the
+        snapshot to a key the group writes (a row inserted where none was read) makes the
+        apply fail with a serialization error, retried from the checkpoint. A one-way group
+        while a table copy writes beside the stream (``shared_tables``) runs READ COMMITTED:
+        its apply waits for the copy's commits (beside.py) and must see them, not fail on
+        them; only an insert racing its read of a missing row goes unseen there."""
+        if not (self.two_way or reads):
             return
         conn = await self._connection()
+        repeatable = self.two_way or not self.shared_tables
         try:
             await self.end_group()
-            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            if repeatable:
+                await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            else:
+                await conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
         except psycopg.Error as exc:
             raise translate(exc, "starting a group") from None
 
     def _in_group(self, conn: psycopg.AsyncConnection) -> bool:
-        """Whether reads run in a two-way group's transaction (they then lock: read.py)."""
-        return self.two_way and conn.pgconn.transaction_status != IDLE
+        """Whether reads run in a group's transaction (they then lock: read.py)."""
+        return conn.pgconn.transaction_status != IDLE
 
     async def end_group(self) -> None:
         """Roll back a group transaction that no apply committed (nothing was written)."""
