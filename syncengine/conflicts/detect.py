@@ -44,6 +44,7 @@ from syncengine.conflicts.rows import (
 )
 from syncengine.conflicts.widen import float_columns, float_read, retyped, text_read, widen
 from syncengine.targets.base import TableSpec, Target
+from syncengine.targets.precision import frame_floor
 from syncengine.targets.shadow import FENCE_ONLY
 
 
@@ -179,6 +180,7 @@ async def detect(
         shadow_base,
         polars_schema(spec),
         carried,
+        frame_floor(target, spec),
     )
     if slim.any():
         shadow_hash = pl.select(

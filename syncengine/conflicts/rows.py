@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -55,11 +55,13 @@ __all__ = [
 ]
 
 HASH_SEED = 0x5E11_C0DE
-HASH_TAG = f"pl{pl.__version__}h:"  # d: null members not hashed, long values as digests;
+HASH_TAG = f"pl{pl.__version__}i:"  # d: null members not hashed, long values as digests;
 # e: text-carried Postgres columns hashed in their native form; f: a value with no native form
 # hashed on its own member (BEYOND), not the whole row as text; g: numbers hashed by value
 # (an int and the double of the same value alike); h: decimals too, whatever their scale (a
-# source's numeric(10,2) altered to numeric(20,4) sends 2.5000 for the 2.50 it sent before)
+# source's numeric(10,2) altered to numeric(20,4) sends 2.5000 for the 2.50 it sent before);
+# i: a Mongo target's timestamps floored to milliseconds (targets/precision.py), stored ones
+# too when recomputed here: a hash stored before held the source's microseconds
 
 JSON_TYPES = {"json", "jsonb", "object", "array"}
 """``pg_type`` / ``bson_type`` field metadata values that mark a column holding JSON text."""
@@ -396,8 +398,10 @@ def retag_hashes(
     bases: pl.Series,
     schema: dict[str, pl.DataType],
     carried: Mapping[str, PgType] | None = None,
+    floor: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> pl.Series:
-    """Stored hashes made by another Polars version, recomputed from the stored row JSON."""
+    """Stored hashes made by another Polars version, recomputed from the stored row JSON;
+    ``floor``: the decoded rows made as precise as the target holds them (precision.py)."""
     stale = hashes.is_not_null() & ~hashes.str.starts_with(HASH_TAG)
     if not stale.any():
         return hashes
@@ -409,6 +413,8 @@ def retag_hashes(
         # a stored value with no native form (a text batch's NaN, 2-D array) under a native
         # spec: the hashes stay stale, so those keys read as changed (a conflict), not a crash
         return hashes
+    if floor is not None:
+        rows = floor(rows)
     rows = rows.with_columns(stored.is_not_null().alias(EXISTS))
     return hashes.scatter(idx, row_hashes(rows, list(schema), carried))
 

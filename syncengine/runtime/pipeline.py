@@ -56,6 +56,7 @@ from syncengine.runtime.warmup import FIRST_GROUP_IMPORTS
 from syncengine.sources.base import ChangeSource
 from syncengine.state import DeadLetter, StateStore
 from syncengine.targets.base import Checkpoint, TableSpec, TableWrite, Target
+from syncengine.targets.precision import held_as_stored
 
 if TYPE_CHECKING:  # imported where used: building a pipeline must not load them all
     from syncengine.conflicts.resolver import ConflictResolver, Resolved
@@ -420,6 +421,7 @@ class Pipeline:
             ensured = await self._ensure(spec, target, ensured=ahead)
             ensured, parts = without_generated(ensured, parts)
             ensured, parts = typed_as_json(self.target, ensured, parts)
+            parts = held_as_stored(self.target, ensured, parts)
             mapped[name] = (ensured, mapping, parts)
         self.phases.add("map", time.perf_counter() - mapping_started)
         if letters:

@@ -72,6 +72,9 @@ class MongoTarget:
 
     #: mirrors documents (conflict detection applies), not a change log
     change_log = False
+    #: BSON dates hold milliseconds: finer timestamps are floored before detection
+    #: (targets/precision.py)
+    timestamp_unit = "ms"
 
     def __init__(
         self,
