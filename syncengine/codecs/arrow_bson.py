@@ -40,6 +40,7 @@ from bson import Binary, Decimal128, Int64, ObjectId, json_util
 from bson.binary import UuidRepresentation
 
 from syncengine.codecs import fast, pg_temporal
+from syncengine.codecs.pg_temporal import PY_MAX_US, PY_MIN_US
 
 Convert = Callable[[Any], Any]
 
@@ -210,7 +211,7 @@ def _bson_dates(column: pa.ChunkedArray) -> list[Any]:
     for us, shown in zip(micros, text, strict=True):
         if us is None:
             out.append(None)
-        elif _PY_MIN_US <= us <= _PY_MAX_US:
+        elif PY_MIN_US <= us <= PY_MAX_US:
             out.append(_EPOCH + _dt.timedelta(microseconds=us))
         else:
             out.append(shown)
@@ -218,8 +219,6 @@ def _bson_dates(column: pa.ChunkedArray) -> list[Any]:
 
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-#: Python datetimes: 0001-01-01 … 9999-12-31 23:59:59.999999, in microseconds since 1970
-_PY_MIN_US, _PY_MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 
 
 def _identity(value: Any) -> Any:

@@ -38,6 +38,10 @@ DATE_INFINITY = 2**31 - 1
 DATE_MINUS_INFINITY = -(2**31)
 
 _US_PER_DAY = 86_400_000_000
+#: Python datetimes: 0001-01-01 … 9999-12-31 23:59:59.999999, in microseconds since 1970: the
+#: values a Mongo target writes as BSON dates (the others as their Postgres text, every
+#: microsecond of it: codecs/arrow_bson.py)
+PY_MIN_US, PY_MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 #: the ordinary range Arrow's and Python's own conversions handle: years 1 to 9999
 _ORDINARY_DAYS = (-719_162, 2_932_896)
 

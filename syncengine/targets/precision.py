@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.changes import ChangeBatch
+from syncengine.codecs.pg_temporal import PY_MAX_US, PY_MIN_US
 from syncengine.targets.base import TableSpec
 
 if TYPE_CHECKING:
@@ -95,7 +96,14 @@ def _finer(type_: pa.DataType, unit: str) -> bool:
 
 def _floor(values: pa.Array, unit: str) -> pa.Array:
     if pa.types.is_timestamp(values.type):
-        return pc.floor_temporal(values, unit=_UNIT_NAMES[unit])
+        floored = pc.floor_temporal(values, unit=_UNIT_NAMES[unit])
+        if values.type.unit != "us":  # nanoseconds: all within Python's years
+            return floored
+        # beyond years 1-9999 (infinity, BC) a value is written as its Postgres text, every
+        # microsecond of it: only the values that become BSON dates are floored
+        micros = values.cast(pa.int64())
+        dated = pc.and_(pc.greater_equal(micros, PY_MIN_US), pc.less_equal(micros, PY_MAX_US))
+        return pc.if_else(pc.fill_null(dated, False), floored, values)
     # a list: its items, the same offsets (rebased: a slice's start where its items start)
     offsets = values.offsets
     start, end = offsets[0].as_py(), offsets[-1].as_py()

@@ -88,3 +88,12 @@ def test_a_hash_stored_with_microseconds_is_recomputed_floored():
     assert retagged.to_list() == local.to_list()
     unfloored = retag_hashes(pl.Series(stored), bases, polars_schema(SPEC))
     assert unfloored[0] != local[0]  # without the floor the old microseconds differ
+
+
+def test_values_written_as_postgres_text_keep_their_microseconds():
+    """Beyond years 1-9999 (infinity, BC, past 9999) a Mongo target writes the Postgres text,
+    every microsecond of it: only the values that become BSON dates are floored."""
+    beyond = [2**63 - 1, -(2**63), -62_135_596_800_000_000 - 1_500, 253_402_300_800_000_001]
+    values = pa.array([*beyond, 1_500, None], STAMP)
+    out = floored(pa.table({"at": values}), ["at"], "ms").column("at").cast(pa.int64())
+    assert out.to_pylist() == [*beyond, 1_000, None]
