@@ -429,8 +429,7 @@ class Pipeline:
                 raise PrepareLater("a bad record: its dead letter is written in order")
             self._dead_letter(letters)
             report.dead_letters += len(letters)
-        # the reads below and the apply share one transaction (optional method): two-way
-        # always, one-way when a strategy reads the target rows (PostgresTarget.start_group)
+        # reads and apply in one transaction when a strategy reads the target (start_group)
         reads = any(s.key and self._resolver(m).reads_target(s.name) for s, m, _ in mapped.values())
         if reads and ahead:
             raise PrepareLater("a strategy reads the target")
